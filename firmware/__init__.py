@@ -1,0 +1,1 @@
+"""Host side: compiler, driver, generated headers and the ``ilmpq`` command-line interface."""

@@ -1,0 +1,69 @@
+"""The ``ilmpq`` command-line interface.
+
+Each subcommand lives in its own module ``ilmpq.firmware.cmd_<name>`` that defines
+
+* ``HELP``: one line for ``ilmpq --help``;
+* ``register(parser)``: add the subcommand's arguments to its ``argparse`` parser;
+* ``main(args) -> int``: run it and return the exit status.
+
+User errors (:class:`ilmpq.golden.errors.IlmpqError`, missing files) print one line
+``error: ...`` and exit with status 2; set ``ILMPQ_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__
+from ..golden.errors import IlmpqError
+
+__all__ = ["main", "COMMANDS"]
+
+#: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cmd_<name>``.
+COMMANDS: tuple[str, ...] = (
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line and status 2, as for every user error
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ilmpq",
+        description="Intra-layer multi-precision CNN accelerator: quantize, compile, simulate, "
+                    "emit Verilog and build for Zynq-7000.")
+    parser.add_argument("--version", action="version", version=f"ilmpq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        mod = importlib.import_module(f"{__package__}.cmd_{name}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.register(p)
+        p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._main(args) or 0)
+    except (IlmpqError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if os.environ.get("ILMPQ_DEBUG"):
+            raise
+        msg = str(e) if isinstance(e, IlmpqError) else f"{e.strerror}: {e.filename}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

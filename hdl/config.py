@@ -1,0 +1,218 @@
+"""The hardware configuration: one frozen dataclass that drives everything.
+
+Widths, lane counts, buffer sizes, the compiler's tiling, the cycle model and the generated
+register headers are all derived from :class:`HWConfig`; no constant is typed twice. The numeric
+widths come from :mod:`ilmpq.golden.formats` (``HWConfig.numeric`` builds the
+:class:`~ilmpq.golden.formats.NumericSpec` the quantizer and golden use).
+
+Presets: ``tiny`` (unit and end-to-end tests in the Amaranth simulator), ``z020`` (XC7Z020,
+PYNQ-Z1/Z2, Arty Z7-20), ``z045`` (XC7Z045, ZC706). ``docs/architecture.md`` explains how the
+geometries were chosen from the device budgets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ..golden.errors import IlmpqValueError
+from ..golden.formats import HI_BITS, LO_BITS, SUPPORTED_ACT_BITS, NumericSpec
+
+__all__ = ["HWConfig", "PRESETS", "get_config", "ConfigError"]
+
+
+class ConfigError(IlmpqValueError):
+    """An invalid hardware configuration; the message names the field and what is allowed."""
+
+
+def _is_pow2(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class HWConfig:
+    """Hardware configuration of one accelerator build.
+
+    Parameters
+    ----------
+    name : str
+        Preset or user name (only informational; not part of :attr:`config_id`).
+    lanes_lo, lanes_hi : int
+        Number of 4-bit and 8-bit PE lanes (output channels computed in parallel). The high
+        precision share of every layer is ``R = lanes_hi / (lanes_lo + lanes_hi)``.
+    tn : int
+        Activations consumed per cycle (input-channel parallelism); every lane computes a
+        ``tn``-long dot product per cycle.
+    act_bits, acc_bits, mult_bits, shift_bits : int
+        Numeric widths, see :class:`~ilmpq.golden.formats.NumericSpec`.
+    axi_data_width, axi_addr_width, axi_id_width : int
+        AXI4 master data, address and ID widths (Zynq-7000 HP ports: 64, 32, 6).
+    max_burst : int
+        Longest AXI burst in beats (16: AXI3-compatible).
+    max_reads_outstanding : int
+        Read bursts in flight at once.
+    wbuf_word_beats : int
+        Width of one weight-bank word in AXI beats (the bank is ``axi_data_width *
+        wbuf_word_beats`` bits wide); a weight set is reloaded into the lane registers one word
+        per cycle.
+    wbuf_depth : int
+        Words per weight bank (there are two banks, ping-pong).
+    act_depth : int
+        Words of the activation buffer; one word holds ``tn`` activations (one byte each).
+    acc_depth : int
+        Output pixels per tile: depth of each lane's accumulator bank (two banks, ping-pong).
+    """
+
+    name: str = "custom"
+    lanes_lo: int = 3
+    lanes_hi: int = 1
+    tn: int = 4
+    act_bits: int = 8
+    acc_bits: int = 32
+    mult_bits: int = 16
+    shift_bits: int = 6
+    axi_data_width: int = 64
+    axi_addr_width: int = 32
+    axi_id_width: int = 4
+    max_burst: int = 16
+    max_reads_outstanding: int = 4
+    wbuf_word_beats: int = 1
+    wbuf_depth: int = 64
+    act_depth: int = 512
+    acc_depth: int = 64
+
+    def __post_init__(self):
+        def need(cond, field_name, allowed):
+            if not cond:
+                raise ConfigError(
+                    f"HWConfig.{field_name} = {getattr(self, field_name)!r} is not allowed: "
+                    f"{field_name} must be {allowed}")
+
+        for f in dataclasses.fields(self):
+            if f.name != "name":
+                v = getattr(self, f.name)
+                need(isinstance(v, int) and not isinstance(v, bool), f.name, "an integer")
+        need(1 <= self.lanes_lo <= 1024, "lanes_lo", "in [1, 1024]")
+        need(1 <= self.lanes_hi <= 1024, "lanes_hi", "in [1, 1024]")
+        need(1 <= self.tn <= 64, "tn", "in [1, 64]")
+        need(self.act_bits in SUPPORTED_ACT_BITS, "act_bits", f"one of {SUPPORTED_ACT_BITS}")
+        need(24 <= self.acc_bits <= 48, "acc_bits", "in [24, 48]")
+        need(8 <= self.mult_bits <= 24, "mult_bits", "in [8, 24]")
+        need(self.shift_bits == 6, "shift_bits", "6")
+        need(self.axi_data_width in (32, 64, 128), "axi_data_width", "32, 64 or 128")
+        need(self.axi_addr_width == 32, "axi_addr_width", "32 (Zynq-7000)")
+        need(1 <= self.axi_id_width <= 12, "axi_id_width", "in [1, 12]")
+        need(self.max_burst in (1, 2, 4, 8, 16), "max_burst", "1, 2, 4, 8 or 16 (AXI3 bursts)")
+        need(1 <= self.max_reads_outstanding <= 16, "max_reads_outstanding", "in [1, 16]")
+        need(1 <= self.wbuf_word_beats <= 64, "wbuf_word_beats", "in [1, 64]")
+        need(_is_pow2(self.wbuf_depth) and self.wbuf_depth >= 4, "wbuf_depth",
+             "a power of two >= 4")
+        need(_is_pow2(self.act_depth) and self.act_depth >= 16, "act_depth",
+             "a power of two >= 16")
+        need(_is_pow2(self.acc_depth) and self.acc_depth >= 4, "acc_depth",
+             "a power of two >= 4")
+        if self.words_per_set > self.wbuf_depth:
+            raise ConfigError(
+                f"HWConfig.wbuf_depth = {self.wbuf_depth} is too small: one weight set needs "
+                f"{self.words_per_set} words of {self.wbuf_word_bits} bits")
+        # numeric widths are validated once more by NumericSpec
+        try:
+            self.numeric
+        except ValueError as e:
+            raise ConfigError(f"HWConfig numeric widths are invalid: {e}") from None
+
+    # -- derived quantities ------------------------------------------------------------------
+
+    @property
+    def lanes(self) -> int:
+        """Total lanes (output channels per tile), low lanes first then high lanes."""
+        return self.lanes_lo + self.lanes_hi
+
+    @property
+    def ratio(self) -> Fraction:
+        """High-precision row share ``R`` the quantizer must give every layer."""
+        return Fraction(self.lanes_hi, self.lanes)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Peak multiply-accumulates per cycle."""
+        return self.lanes * self.tn
+
+    @property
+    def numeric(self) -> NumericSpec:
+        return NumericSpec(act_bits=self.act_bits, acc_bits=self.acc_bits,
+                           mult_bits=self.mult_bits, shift_bits=self.shift_bits)
+
+    @property
+    def lo_bits(self) -> int:
+        return LO_BITS
+
+    @property
+    def hi_bits(self) -> int:
+        return HI_BITS
+
+    @property
+    def set_bits(self) -> int:
+        """Bits of one weight set: ``tn`` weights for every lane (see docs/architecture.md)."""
+        return self.tn * (self.lanes_lo * LO_BITS + self.lanes_hi * HI_BITS)
+
+    @property
+    def wbuf_word_bits(self) -> int:
+        return self.axi_data_width * self.wbuf_word_beats
+
+    @property
+    def words_per_set(self) -> int:
+        """Weight-bank words per weight set (cycles to reload the lane registers)."""
+        return -(-self.set_bits // self.wbuf_word_bits)
+
+    @property
+    def beat_bytes(self) -> int:
+        return self.axi_data_width // 8
+
+    @property
+    def post_lanes(self) -> int:
+        """Output channels the post-processing unit finishes per cycle (one AXI beat of bytes)."""
+        return self.beat_bytes
+
+    @property
+    def config_id(self) -> int:
+        """32-bit identifier of the configuration (CRC-32 of its fields, name excluded).
+
+        The accelerator exposes it in a register; the driver refuses to run a program compiled
+        for another configuration.
+        """
+        fields = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
+                  if f.name != "name"]
+        return zlib.crc32(repr(fields).encode())
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.lanes_lo} lo + {self.lanes_hi} hi lanes x tn={self.tn} "
+                f"= {self.macs_per_cycle} MAC/cycle, R = {self.ratio}, A{self.act_bits}, "
+                f"acc {self.acc_bits} b, AXI {self.axi_data_width} b")
+
+    def replace(self, **changes) -> "HWConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, HWConfig] = {
+    "tiny": HWConfig(name="tiny", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
+                     wbuf_depth=64, act_depth=512, acc_depth=64),
+    "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, tn=16, wbuf_word_beats=9,
+                     wbuf_depth=512, act_depth=8192, acc_depth=512,
+                     max_reads_outstanding=4),
+    "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, tn=16, wbuf_word_beats=36,
+                     wbuf_depth=512, act_depth=16384, acc_depth=512,
+                     max_reads_outstanding=8),
+}
+
+
+def get_config(name: str) -> HWConfig:
+    """Return a preset by name, with an error listing the presets for an unknown one."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown hardware configuration {name!r}; presets are: "
+            f"{', '.join(sorted(PRESETS))}") from None

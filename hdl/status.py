@@ -1,0 +1,39 @@
+"""Status and error codes the hardware latches and the driver decodes.
+
+One enum for the whole accelerator: every block that can fail reports one of these codes; the
+top level latches the first one into the STATUS register and stops. The driver maps each code to
+a specific exception (``ilmpq.firmware.driver``).
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import enum
+
+from amaranth.hdl import unsigned
+
+__all__ = ["ErrorCode"]
+
+
+class ErrorCode(enum.IntEnum, shape=unsigned(8)):
+    NONE = 0x00
+    # DMA (0x10-0x1f)
+    DMA_READ_SLVERR = 0x10      #: RRESP = SLVERR on a read burst
+    DMA_READ_DECERR = 0x11      #: RRESP = DECERR on a read burst
+    DMA_WRITE_SLVERR = 0x12     #: BRESP = SLVERR on a write burst
+    DMA_WRITE_DECERR = 0x13     #: BRESP = DECERR on a write burst
+    DMA_READ_WINDOW = 0x14      #: a read command outside [WIN_BASE, WIN_LIMIT): nothing issued
+    DMA_WRITE_WINDOW = 0x15     #: a write command outside the window: nothing issued
+    DMA_ALIGN = 0x16            #: a command address not aligned to the AXI beat
+    DMA_LENGTH = 0x17           #: a zero-length command or one whose end overflows 32 bits
+    # weight packages (0x20-0x2f)
+    WPKG_MAGIC = 0x20           #: header magic wrong (not a weight package)
+    WPKG_SEQ = 0x21             #: sequence number not the expected one (dropped, duplicated,
+                                #: reordered package)
+    WPKG_LENGTH = 0x22          #: length field zero, larger than a bank, or not whole sets
+    WPKG_CRC = 0x23             #: CRC-32 over header and payload does not match
+    # program (0x30-0x3f)
+    INSTR_OPCODE = 0x30         #: unknown opcode
+    INSTR_FIELD = 0x31          #: a field out of range for this configuration
+    PROGRAM_OVERRUN = 0x32      #: program ran past PROG_LEN without an END instruction
+    # run control (0x40-)
+    TIMEOUT = 0x40              #: watchdog expired (no progress)

@@ -1,0 +1,59 @@
+import dataclasses
+
+import pytest
+
+from ilmpq.golden.formats import NumericSpec
+from ilmpq.hdl.config import PRESETS, ConfigError, HWConfig, get_config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_consistent(name):
+    cfg = get_config(name)
+    assert cfg.name == name
+    assert cfg.lanes == cfg.lanes_lo + cfg.lanes_hi
+    assert cfg.ratio == cfg.lanes_hi / cfg.lanes
+    assert cfg.set_bits == cfg.tn * (4 * cfg.lanes_lo + 8 * cfg.lanes_hi)
+    assert cfg.words_per_set * cfg.wbuf_word_bits >= cfg.set_bits
+    assert isinstance(cfg.numeric, NumericSpec)
+    assert 0 <= cfg.config_id < 2**32
+
+
+def test_preset_geometry_targets():
+    assert get_config("z020").macs_per_cycle >= 1000
+    assert get_config("z045").macs_per_cycle >= 4000
+
+
+def test_config_id_distinguishes_fields_but_not_name():
+    base = get_config("tiny")
+    assert base.replace(name="other").config_id == base.config_id
+    for f in dataclasses.fields(base):
+        if f.name in ("name", "shift_bits", "axi_addr_width"):
+            continue
+        v = getattr(base, f.name)
+        other = {"act_bits": 5, "axi_data_width": 128, "acc_bits": 40, "mult_bits": 20,
+                 "max_burst": 8, "axi_id_width": 6}.get(f.name, v * 2)
+        assert base.replace(**{f.name: other}).config_id != base.config_id, f.name
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tn", 0, r"^HWConfig\.tn = 0 is not allowed: tn must be in \[1, 64\]$"),
+    ("lanes_hi", 0, r"lanes_hi must be in \[1, 1024\]"),
+    ("act_bits", 6, r"act_bits must be one of \(4, 5, 8\)"),
+    ("axi_data_width", 48, r"axi_data_width must be 32, 64 or 128"),
+    ("acc_depth", 100, r"acc_depth must be a power of two"),
+    ("max_burst", 32, r"max_burst must be 1, 2, 4, 8 or 16"),
+    ("tn", 2.0, r"tn must be an integer"),
+    ("wbuf_depth", 4, r"wbuf_depth = 4 is too small: one weight set needs"),
+])
+def test_invalid_fields_are_named(field, value, message):
+    kwargs = {field: value}
+    if field == "wbuf_depth":
+        kwargs.update(lanes_lo=64, tn=16)
+    with pytest.raises(ConfigError, match=message):
+        HWConfig(**kwargs)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match=r"unknown hardware configuration 'z999'; presets are: "
+                                          r"tiny, z020, z045"):
+        get_config("z999")
