@@ -1,0 +1,304 @@
+"""The compute unit: COMPUTE instructions -> the PE array's activation beat stream.
+
+For one pixel tile it walks the loop nest of docs/architecture.md section 2::
+
+    for mtile in range(n_mtiles):                       # accumulator bank = global mtile % 2
+        for kr in range(kh): for kc in range(kw): for cg in range(groups):     # one weight set
+            for oy in range(out_h): for ox in range(out_w):                    # one beat
+                iy = ty0 + oy*stride_y + kr;  ix = tx0 + ox*stride_x + kc
+                data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else 0
+
+with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
+``last`` on the final beat of an mtile. All addresses come from adders (no multiplier in the beat
+loop). The activation buffer is read through a synchronous port (one cycle latency); beats enter a
+small FIFO and an address is issued only when the FIFO has room for it, so back-pressure from the
+PE array never loses a beat.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import HWConfig
+from .isa import Compute
+
+__all__ = ["ComputeBeat", "ComputeUnit"]
+
+
+def ComputeBeat(config: HWConfig) -> data.StructLayout:
+    """Layout of one activation beat (the fields of ``PEArray.act``)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(unsigned(config.act_bits), config.tn),
+        "addr": unsigned(max(1, (config.acc_depth - 1).bit_length())),
+        "bank": unsigned(1),
+        "first": unsigned(1),
+        "swap": unsigned(1),
+        "last": unsigned(1),
+    })
+
+
+class ComputeUnit(wiring.Component):
+    """Executes COMPUTE instructions.
+
+    Members
+    -------
+    instr : In(stream.Signature(Compute))
+        COMPUTE instructions, in program order.
+    beats : Out(stream.Signature(ComputeBeat(config)))
+        Activation beats for ``PEArray.act``.
+    rd_addr, rd_en : Out
+        Synchronous read port of the activation buffer (data one cycle after ``rd_en``).
+    rd_data : In(tn * 8)
+        ``tn`` bytes; the low ``act_bits`` of each byte are the activation.
+    la_done : In(32)
+        LOAD_ROWS instructions completed. COMPUTE ``n`` starts when ``la_done > n``.
+    drained : In(32)
+        Mtiles drained by the STORE unit. Mtile ``g`` starts when ``g - drained <= 1``.
+    done_count : Out(32)
+        COMPUTE instructions completed (their last activation read has returned).
+    mtiles_started : Out(32)
+        Global mtile counter ``g`` (the next mtile to start).
+    stall_act, stall_store, busy : Out(1)
+        Performance strobes: waiting for activations, waiting for an accumulator bank, and
+        executing an instruction.
+    error : Out(1)
+        An instruction field out of range for this configuration (sticky; the unit halts).
+
+    Soft reset: the top level wraps the unit in a ``ResetInserter``.
+    """
+
+    def __init__(self, config: HWConfig):
+        self.config = config
+        abits = (config.act_depth - 1).bit_length()
+        self._abits = abits
+        super().__init__({
+            "instr": In(stream.Signature(Compute)),
+            "beats": Out(stream.Signature(ComputeBeat(config))),
+            "rd_addr": Out(abits),
+            "rd_en": Out(1),
+            "rd_data": In(config.tn * 8),
+            "la_done": In(32),
+            "drained": In(32),
+            "done_count": Out(32),
+            "mtiles_started": Out(32),
+            "stall_act": Out(1),
+            "stall_store": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        half_words = cfg.act_depth // 2
+        sbits = self._abits + 16  # signed offsets: wide enough for any product of fields
+        beat_layout = ComputeBeat(cfg)
+        meta_layout = data.StructLayout({
+            "addr": beat_layout["addr"].shape, "bank": 1, "first": 1, "swap": 1, "last": 1,
+            "inb": 1,
+        })
+        depth = 4
+        m.submodules.fifo = q = fifo.SyncFIFO(
+            width=cfg.tn * cfg.act_bits + data.Layout.cast(meta_layout).size, depth=depth)
+
+        ins = Signal(Compute)
+        n_instr = Signal(32)       # COMPUTE instructions accepted so far
+        g = Signal(32)             # global mtile counter
+        m.d.comb += self.mtiles_started.eq(g)
+
+        rowstride = Signal(unsigned(self._abits + 1))
+        row_step = Signal(signed(sbits))
+        col_step = Signal(signed(sbits))
+        kr_rowoff = Signal(signed(sbits))
+        kc_coloff = Signal(signed(sbits))
+        oy_rowoff = Signal(signed(sbits))
+        ox_coloff = Signal(signed(sbits))
+        kr_row = Signal(signed(14))
+        kc_col = Signal(signed(14))
+        oy_row = Signal(signed(16))
+        ox_col = Signal(signed(16))
+        mt = Signal(12)
+        kr = Signal(4)
+        kc = Signal(4)
+        cg = Signal(10)
+        oy = Signal(12)
+        ox = Signal(12)
+        pix = Signal(16)
+        half = Signal(1)
+
+        # stage B: the read returns; push beat into the FIFO
+        b_valid = Signal()
+        b_meta = Signal(meta_layout)
+        m.d.sync += b_valid.eq(0)
+
+        room = Signal()
+        m.d.comb += room.eq(q.w_level + b_valid < depth)
+
+        last_set = Signal()
+        last_pix = Signal()
+        m.d.comb += [
+            last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & (cg == ins.groups - 1)),
+            last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
+        ]
+
+        inb = Signal()
+        m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) &
+                           (ox_col >= 0) & (ox_col < ins.in_w))
+        word = Signal(signed(sbits))
+        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.instr.ready.eq(1)
+                with m.If(self.instr.valid):
+                    m.d.sync += ins.eq(self.instr.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                bad = ((ins.n_mtiles == 0) | (ins.kh == 0) | (ins.kw == 0) |
+                       (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
+                       (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
+                       (ins.in_w == 0) |
+                       (ins.out_h * ins.out_w > cfg.acc_depth) |
+                       (ins.in_rows * ins.in_w * ins.groups > half_words))
+                with m.If(bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Else():
+                    m.d.sync += [
+                        rowstride.eq(ins.in_w * ins.groups),
+                        half.eq(n_instr[0]),
+                    ]
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    row_step.eq(ins.stride_y * rowstride),
+                    col_step.eq(ins.stride_x * ins.groups),
+                    kr_rowoff.eq(ins.ty0 * rowstride),
+                    kc_coloff.eq(ins.tx0 * ins.groups),
+                    kr_row.eq(ins.ty0),
+                    kc_col.eq(ins.tx0),
+                    mt.eq(0),
+                ]
+                m.next = "WAIT_LA"
+            with m.State("WAIT_LA"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.la_done > n_instr):
+                    m.next = "MTILE"
+                with m.Else():
+                    m.d.comb += self.stall_act.eq(1)
+            with m.State("MTILE"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(g - self.drained <= 1):
+                    m.d.sync += [
+                        kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),
+                        oy_rowoff.eq(kr_rowoff), ox_coloff.eq(kc_coloff),
+                        oy_row.eq(kr_row), ox_col.eq(kc_col),
+                    ]
+                    m.next = "RUN"
+                with m.Else():
+                    m.d.comb += self.stall_store.eq(1)
+            with m.State("RUN"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(room):
+                    # issue one read (or a zero beat)
+                    m.d.comb += [
+                        self.rd_en.eq(inb),
+                        self.rd_addr.eq(Cat(word[:self._abits - 1], half)),
+                    ]
+                    m.d.sync += [
+                        b_valid.eq(1),
+                        b_meta.addr.eq(pix),
+                        b_meta.bank.eq(g[0]),
+                        b_meta.first.eq((kr == 0) & (kc == 0) & (cg == 0)),
+                        b_meta.swap.eq(pix == 0),
+                        b_meta.last.eq(last_set & last_pix),
+                        b_meta.inb.eq(inb),
+                    ]
+                    # advance the loop nest
+                    with m.If(~last_pix):
+                        m.d.sync += pix.eq(pix + 1)
+                        with m.If(ox == ins.out_w - 1):
+                            m.d.sync += [
+                                ox.eq(0), oy.eq(oy + 1),
+                                ox_col.eq(kc_col), ox_coloff.eq(kc_coloff),
+                                oy_row.eq(oy_row + ins.stride_y),
+                                oy_rowoff.eq(oy_rowoff + row_step),
+                            ]
+                        with m.Else():
+                            m.d.sync += [
+                                ox.eq(ox + 1),
+                                ox_col.eq(ox_col + ins.stride_x),
+                                ox_coloff.eq(ox_coloff + col_step),
+                            ]
+                    with m.Else():
+                        # next set: cg fastest, then kc, then kr
+                        m.d.sync += [pix.eq(0), ox.eq(0), oy.eq(0)]
+                        with m.If(last_set):
+                            m.d.sync += [g.eq(g + 1), mt.eq(mt + 1)]
+                            with m.If(mt == ins.n_mtiles - 1):
+                                m.next = "FLUSH"
+                            with m.Else():
+                                m.d.sync += [
+                                    kr_rowoff.eq(ins.ty0 * rowstride), kr_row.eq(ins.ty0),
+                                    kc_coloff.eq(ins.tx0 * ins.groups), kc_col.eq(ins.tx0),
+                                ]
+                                m.next = "MTILE_PREP"
+                        with m.Elif(cg != ins.groups - 1):
+                            m.d.sync += [
+                                cg.eq(cg + 1),
+                                oy_row.eq(kr_row), oy_rowoff.eq(kr_rowoff),
+                                ox_col.eq(kc_col), ox_coloff.eq(kc_coloff),
+                            ]
+                        with m.Elif(kc != ins.kw - 1):
+                            m.d.sync += [
+                                cg.eq(0), kc.eq(kc + 1),
+                                kc_col.eq(kc_col + 1), kc_coloff.eq(kc_coloff + ins.groups),
+                                oy_row.eq(kr_row), oy_rowoff.eq(kr_rowoff),
+                                ox_col.eq(kc_col + 1), ox_coloff.eq(kc_coloff + ins.groups),
+                            ]
+                        with m.Else():
+                            m.d.sync += [
+                                cg.eq(0), kc.eq(0), kr.eq(kr + 1),
+                                kr_row.eq(kr_row + 1), kr_rowoff.eq(kr_rowoff + rowstride),
+                                kc_col.eq(ins.tx0), kc_coloff.eq(ins.tx0 * ins.groups),
+                                oy_row.eq(kr_row + 1), oy_rowoff.eq(kr_rowoff + rowstride),
+                                ox_col.eq(ins.tx0), ox_coloff.eq(ins.tx0 * ins.groups),
+                            ]
+            with m.State("MTILE_PREP"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "MTILE"
+            with m.State("FLUSH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~b_valid):
+                    m.d.sync += [self.done_count.eq(self.done_count + 1),
+                                 n_instr.eq(n_instr + 1)]
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+
+        # stage B -> FIFO
+        acts = Signal(data.ArrayLayout(unsigned(cfg.act_bits), cfg.tn))
+        for j in range(cfg.tn):
+            m.d.comb += acts[j].eq(Mux(b_meta.inb, self.rd_data[8 * j:8 * j + cfg.act_bits], 0))
+        m.d.comb += [
+            q.w_data.eq(Cat(acts.as_value(), b_meta.as_value())),
+            q.w_en.eq(b_valid),
+        ]
+        # FIFO -> beats stream
+        out_acts = Signal(data.ArrayLayout(unsigned(cfg.act_bits), cfg.tn))
+        out_meta = Signal(meta_layout)
+        m.d.comb += [
+            Cat(out_acts.as_value(), out_meta.as_value()).eq(q.r_data),
+            self.beats.valid.eq(q.r_rdy),
+            q.r_en.eq(self.beats.ready),
+            self.beats.p.data.eq(out_acts),
+            self.beats.p.addr.eq(out_meta.addr),
+            self.beats.p.bank.eq(out_meta.bank),
+            self.beats.p.first.eq(out_meta.first),
+            self.beats.p.swap.eq(out_meta.swap),
+            self.beats.p.last.eq(out_meta.last),
+        ]
+
+        return m

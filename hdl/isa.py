@@ -1,0 +1,210 @@
+"""The instruction set of the accelerator (defined once, imported by the compiler).
+
+A program is a sequence of 256-bit instructions in DRAM (little-endian, ``256 / axi_data_width``
+beats each), fetched by DMA from ``PROG_ADDR``. The fetch unit dispatches each instruction, in
+order, to the queue of the unit that executes it:
+
+=============  ======  ===================================================================
+opcode         unit    what it does
+=============  ======  ===================================================================
+LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
+                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``).
+LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
+                       ``k`` of the stream must carry sequence number ``seq_base + k``.
+COMPUTE        C       Run all output-channel tiles (mtiles) of one output-pixel tile on the
+                       PE array, from activation-buffer half ``n % 2``.
+STORE          S       For each mtile of one pixel tile: read the per-lane parameters (and
+                       the residual rows), drain the accumulator bank through the
+                       post-processing unit and write the output bytes.
+END            fetch   Stop fetching; the run is done when every unit is idle and every
+                       write is acknowledged.
+=============  ======  ===================================================================
+
+Dependencies are implicit and counted, so the program carries no tokens (the compiler emits
+exactly one LOAD_ROWS, one LOAD_WEIGHTS, one COMPUTE and one STORE per pixel tile, in that
+order):
+
+* COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed;
+* LOAD_ROWS ``n`` starts when COMPUTE ``n - 2`` has completed (its half is free) and when at least
+  ``wait_stores`` STORE instructions have completed (the layer barrier: a layer's input was
+  written by earlier STOREs);
+* mtile ``g`` (counted over the whole run) computes into accumulator bank ``g % 2``; it starts
+  when the STORE unit has drained mtile ``g - 2``; the STORE unit drains mtile ``g`` once the PE
+  array reports its last write.
+
+Every dependency points to an instruction earlier in program order, so in-order dispatch into
+per-unit queues cannot deadlock.
+"""
+
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+__all__ = [
+    "INSTR_BITS", "Opcode", "Unit", "OPCODE_UNIT", "LoadRows", "LoadWeights", "Compute", "Store",
+    "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
+]
+
+INSTR_BITS = 256
+
+
+class Opcode(enum.Enum, shape=unsigned(4)):
+    NOP = 0
+    LOAD_ROWS = 1
+    LOAD_WEIGHTS = 2
+    COMPUTE = 3
+    STORE = 4
+    END = 15
+
+
+class Unit(enum.Enum, shape=unsigned(2)):
+    LA = 0   #: activation loads
+    W = 1    #: weight loads
+    C = 2    #: compute
+    S = 3    #: post-processing and stores
+
+
+OPCODE_UNIT = {
+    Opcode.LOAD_ROWS: Unit.LA, Opcode.LOAD_WEIGHTS: Unit.W, Opcode.COMPUTE: Unit.C,
+    Opcode.STORE: Unit.S,
+}
+
+
+class LoadRows(data.Struct):
+    addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
+    beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
+    wait_stores: unsigned(32)   #: start only after this many STOREs completed (absolute count)
+
+
+class LoadWeights(data.Struct):
+    addr: unsigned(32)          #: byte address of the first package
+    beats: unsigned(24)         #: total beats of the package stream
+    seq_base: unsigned(16)      #: sequence number of the first package of the stream
+
+
+class Compute(data.Struct):
+    n_mtiles: unsigned(12)      #: output-channel tiles computed on this pixel tile
+    kh: unsigned(4)             #: kernel rows (1..15)
+    kw: unsigned(4)             #: kernel columns (1..15)
+    groups: unsigned(10)        #: input-channel groups of tn (C_mem / tn)
+    stride_y: unsigned(3)
+    stride_x: unsigned(3)
+    out_h: unsigned(12)         #: output rows of this tile
+    out_w: unsigned(12)         #: output columns
+    in_rows: unsigned(12)       #: input rows held in the activation-buffer half
+    in_w: unsigned(12)          #: input columns
+    ty0: signed(13)             #: tile input row of (output row 0, kernel row 0); may be < 0
+    tx0: signed(13)             #: input column of (output column 0, kernel column 0) = -pad_left
+
+
+class Store(data.Struct):
+    n_mtiles: unsigned(12)
+    pixels: unsigned(16)        #: output pixels of this tile (out_h * out_w)
+    out_addr: unsigned(32)      #: byte address of pixel 0, channel position 0
+    out_stride: unsigned(16)    #: bytes between consecutive pixels (C_mem of the output)
+    params_addr: unsigned(32)   #: LaneParams of mtile 0; mtile t at + t * lanes_pad * 16
+    res_addr: unsigned(32)      #: residual tensor, pixel 0 of this tile
+    res_beats: unsigned(12)     #: beats per residual pixel (C_mem of the residual / beat bytes)
+    res_en: unsigned(1)
+    res_signed: unsigned(1)
+    relu: unsigned(1)
+
+
+FIELD_LAYOUTS = {
+    Opcode.LOAD_ROWS: LoadRows, Opcode.LOAD_WEIGHTS: LoadWeights, Opcode.COMPUTE: Compute,
+    Opcode.STORE: Store,
+}
+
+_BODY_BITS = INSTR_BITS - 4
+for _op, _layout in FIELD_LAYOUTS.items():
+    assert data.Layout.cast(_layout).size <= _BODY_BITS, _op
+
+
+class Instruction(data.Struct):
+    opcode: Opcode
+    body: unsigned(_BODY_BITS)
+
+
+class LaneParams(data.Struct):
+    """Per-lane post-processing parameters, 128 bits (16 bytes) per lane, in lane order.
+
+    A STORE reads ``lanes_pad`` of them per mtile (``lanes_pad`` = lanes rounded up to the
+    post-processing group). Unused lanes hold ``mult = 0, shift = 1`` (output 0).
+    """
+
+    bias: signed(32)
+    mult: unsigned(24)
+    res_mult: unsigned(24)
+    shift: unsigned(8)
+    res_pos: unsigned(16)       #: byte position of this lane's channel in the residual pixel
+    reserved: unsigned(24)
+
+
+assert data.Layout.cast(LaneParams).size == 128
+
+
+def _layout_fields(layout) -> dict:
+    return dict(data.Layout.cast(layout))
+
+
+def _pack(layout, values: dict) -> int:
+    """Pack a dict of field values into an integer following an Amaranth struct layout."""
+    fields = _layout_fields(layout)
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"{layout.__name__} has no field(s) {sorted(unknown)}")
+    word = 0
+    for name, f in fields.items():
+        v = int(values.get(name, 0))
+        shape = f.shape if not hasattr(f.shape, "as_shape") else f.shape.as_shape()
+        width = shape.width
+        if shape.signed:
+            lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        else:
+            lo, hi = 0, (1 << width) - 1
+        if not lo <= v <= hi:
+            raise ValueError(f"{layout.__name__}.{name} = {v} does not fit {shape} "
+                             f"(allowed [{lo}, {hi}])")
+        word |= (v & ((1 << width) - 1)) << f.offset
+    return word
+
+
+def _unpack(layout, word: int) -> dict:
+    out = {}
+    for name, f in _layout_fields(layout).items():
+        shape = f.shape if not hasattr(f.shape, "as_shape") else f.shape.as_shape()
+        v = (word >> f.offset) & ((1 << shape.width) - 1)
+        if shape.signed and v >> (shape.width - 1):
+            v -= 1 << shape.width
+        out[name] = v
+    return out
+
+
+def encode(opcode: Opcode, **fields) -> bytes:
+    """Encode one instruction as 32 little-endian bytes."""
+    opcode = Opcode(opcode)
+    body = _pack(FIELD_LAYOUTS[opcode], fields) if opcode in FIELD_LAYOUTS else 0
+    if opcode not in FIELD_LAYOUTS and fields:
+        raise ValueError(f"{opcode.name} takes no fields")
+    word = _pack(Instruction, {"opcode": opcode.value, "body": body})
+    return word.to_bytes(INSTR_BITS // 8, "little")
+
+
+def decode(raw: bytes) -> tuple[Opcode, dict]:
+    """Decode 32 bytes into ``(opcode, fields)``; raises ValueError for an unknown opcode."""
+    word = int.from_bytes(raw, "little")
+    top = _unpack(Instruction, word)
+    try:
+        op = Opcode(top["opcode"])
+    except ValueError:
+        raise ValueError(f"unknown opcode {top['opcode']}") from None
+    return op, (_unpack(FIELD_LAYOUTS[op], top["body"]) if op in FIELD_LAYOUTS else {})
+
+
+def pack_lane_params(bias, mult, res_mult, shift, res_pos) -> bytes:
+    """Encode arrays of per-lane parameters as ``16 * n`` bytes of :class:`LaneParams`."""
+    out = bytearray()
+    for b, m, mr, s, rp in zip(bias, mult, res_mult, shift, res_pos):
+        out += _pack(LaneParams, {"bias": b, "mult": m, "res_mult": mr, "shift": s,
+                                  "res_pos": rp}).to_bytes(16, "little")
+    return bytes(out)
