@@ -63,6 +63,9 @@ class HWConfig:
         Words of the activation buffer; one word holds ``tn`` activations (one byte each).
     acc_depth : int
         Output pixels per tile: depth of each lane's accumulator bank (two banks, ping-pong).
+    max_channels : int
+        Largest stored channel count ``C_mem`` of a tensor read as a residual (sizes the store
+        unit's residual row buffers; the compiler rejects larger residual tensors).
     """
 
     name: str = "custom"
@@ -82,6 +85,7 @@ class HWConfig:
     wbuf_depth: int = 64
     act_depth: int = 512
     acc_depth: int = 64
+    max_channels: int = 64
 
     def __post_init__(self):
         def need(cond, field_name, allowed):
@@ -113,6 +117,8 @@ class HWConfig:
              "a power of two >= 16")
         need(_is_pow2(self.acc_depth) and self.acc_depth >= 4, "acc_depth",
              "a power of two >= 4")
+        need(self.max_channels >= 8 and self.max_channels % self.beat_bytes == 0,
+             "max_channels", f"a multiple of the AXI beat ({self.beat_bytes} bytes), >= 8")
         if self.words_per_set > self.wbuf_depth:
             raise ConfigError(
                 f"HWConfig.wbuf_depth = {self.wbuf_depth} is too small: one weight set needs "
@@ -172,6 +178,12 @@ class HWConfig:
         return self.axi_data_width // 8
 
     @property
+    def lanes_pad(self) -> int:
+        """Lanes rounded up to whole post-processing groups: the channel positions one mtile
+        occupies in a stored tensor (``docs/architecture.md`` section 3)."""
+        return -(-self.lanes // self.post_lanes) * self.post_lanes
+
+    @property
     def post_lanes(self) -> int:
         """Output channels the post-processing unit finishes per cycle (one AXI beat of bytes)."""
         return self.beat_bytes
@@ -201,10 +213,10 @@ PRESETS: dict[str, HWConfig] = {
                      wbuf_depth=64, act_depth=512, acc_depth=64),
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, tn=16, wbuf_word_beats=9,
                      wbuf_depth=512, act_depth=8192, acc_depth=512,
-                     max_reads_outstanding=4),
+                     max_reads_outstanding=4, max_channels=512),
     "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, tn=16, wbuf_word_beats=36,
                      wbuf_depth=512, act_depth=16384, acc_depth=512,
-                     max_reads_outstanding=8),
+                     max_reads_outstanding=8, max_channels=1024),
 }
 
 
