@@ -210,7 +210,7 @@ class HWConfig:
 
 PRESETS: dict[str, HWConfig] = {
     "tiny": HWConfig(name="tiny", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
-                     wbuf_depth=64, act_depth=512, acc_depth=64),
+                     wbuf_depth=64, act_depth=2048, acc_depth=64),
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, tn=16, wbuf_word_beats=9,
                      wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=4, max_channels=512),

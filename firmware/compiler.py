@@ -1,0 +1,457 @@
+"""The compiler: an ILMPQ model (golden format) + a hardware configuration -> programs, a memory
+image and a report.
+
+What it decides (docs/architecture.md sections 2-4):
+
+* **Placement.** Every tensor gets a DRAM region, HWC with ``C_mem`` channel positions (a
+  multiple of ``tn`` and of the AXI beat) and a permutation ``perm[pos] = natural channel`` (-1
+  for padding). A conv/FC output is in its lane order: position ``t * lanes_pad + i`` holds mtile
+  ``t``'s lane ``i``. Flatten is free: the FC's weights are permuted to read the HWC layout.
+* **Row-to-lane assignment.** LO rows fill the ``lanes_lo`` low lanes and HI rows the
+  ``lanes_hi`` high lanes of consecutive mtiles, in row order.
+* **Weights.** For every mtile and every ``(kr, kc, cg)`` step a weight set; sets are cut into
+  weight packages (at most one bank each), sequence-numbered per layer.
+* **Tiling.** Output-pixel tiles of whole output rows, at most ``acc_depth`` pixels, whose input
+  rows fit one activation-buffer half.
+* **Program.** Per pixel tile: LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE (isa.py explains the
+  implicit dependencies); END closes a segment. Layers the accelerator does not run (max pooling,
+  global average pooling) become CPU steps between segments; the report says which.
+
+Layers that could overflow the accumulator, that read a signed tensor, or that do not fit the
+configuration are rejected with a :class:`CompileError` naming the layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..golden.errors import IlmpqValueError
+from ..golden.formats import Precision
+from ..golden.model import (
+    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
+)
+from ..golden.ops import check_no_overflow
+from ..hdl.config import HWConfig
+from ..hdl.isa import INSTR_BITS, Opcode, encode, pack_lane_params
+from . import wpkg
+
+__all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "LayerReport",
+           "Compiled", "compile_model", "DEFAULT_BASE"]
+
+DEFAULT_BASE = 0x1000_0000
+_ALIGN = 64
+
+
+class CompileError(IlmpqValueError):
+    """A model cannot be compiled for a configuration; the message names the layer."""
+
+
+@dataclass
+class TensorPlacement:
+    """Where and how a tensor lives in DRAM.
+
+    ``perm[pos]`` is the natural channel at channel position ``pos`` (-1: padding, always 0).
+    The bytes at ``addr`` are ``(h, w, c_mem)`` in C order; signed tensors as two's complement.
+    """
+
+    name: str
+    addr: int
+    channels: int
+    c_mem: int
+    h: int
+    w: int
+    perm: np.ndarray
+    signed: bool
+    bits: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.h * self.w * self.c_mem
+
+    def to_memory(self, x: np.ndarray) -> bytes:
+        """Lay out a natural ``(C, H, W)`` integer tensor in this placement."""
+        c, h, w = x.shape
+        out = np.zeros((h, w, self.c_mem), np.int64)
+        valid = self.perm >= 0
+        out[:, :, valid] = np.transpose(x, (1, 2, 0))[:, :, self.perm[valid]]
+        return (out.astype(np.int8) if self.signed else out.astype(np.uint8)).tobytes()
+
+    def from_memory(self, raw: bytes) -> np.ndarray:
+        """Read this placement's bytes back into a natural ``(C, H, W)`` int64 tensor."""
+        arr = np.frombuffer(raw, np.int8 if self.signed else np.uint8)
+        arr = arr.reshape(self.h, self.w, self.c_mem).astype(np.int64)
+        out = np.zeros((self.channels, self.h, self.w), np.int64)
+        valid = self.perm >= 0
+        out[self.perm[valid]] = np.transpose(arr[:, :, valid], (2, 0, 1))
+        return out
+
+
+@dataclass
+class AccelStep:
+    """A segment of consecutive accelerator layers: one program."""
+
+    layers: list[str]
+    prog_addr: int
+    n_instr: int
+
+
+@dataclass
+class CpuStep:
+    """A layer executed on the host CPU (golden's integer op on the stored layout)."""
+
+    layer: str
+
+
+@dataclass
+class LayerReport:
+    name: str
+    kind: str
+    where: str                     #: "accel" or "cpu"
+    out_shape: tuple
+    macs: int = 0
+    mtiles: int = 0
+    ptiles: int = 0
+    sets_per_mtile: int = 0
+    weight_bytes: int = 0
+    dma_read_bytes: int = 0
+    dma_write_bytes: int = 0
+    pe_beats: int = 0              #: beats the PE array consumes (cycles at full rate)
+    useful_macs_per_beat: float = 0.0
+
+
+@dataclass
+class Compiled:
+    """The compiler's output: a memory image at ``base``, the steps to run, the placements."""
+
+    config: HWConfig
+    model: QModel
+    base: int
+    image: bytearray
+    tensors: dict[str, TensorPlacement]
+    steps: list
+    layers: list[LayerReport]
+    output: str
+    input: str
+
+    @property
+    def size(self) -> int:
+        return len(self.image)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.base, self.base + len(self.image)
+
+    def report(self) -> str:
+        """A human-readable compile report (one line per layer, then totals)."""
+        cfg = self.config
+        lines = [f"compiled for {cfg.describe()}",
+                 f"memory image: {self.size} bytes at 0x{self.base:08x}",
+                 f"{'layer':<14}{'where':<7}{'out':>14}{'MACs':>12}{'mtiles':>7}{'ptiles':>7}"
+                 f"{'sets':>6}{'PE beats':>10}{'util':>7}{'DMA rd':>10}{'DMA wr':>9}"]
+        for r in self.layers:
+            util = (r.macs / (r.pe_beats * cfg.macs_per_cycle)) if r.pe_beats else 0.0
+            lines.append(
+                f"{r.name:<14}{r.where:<7}{'x'.join(map(str, r.out_shape)):>14}{r.macs:>12}"
+                f"{r.mtiles:>7}{r.ptiles:>7}{r.sets_per_mtile:>6}{r.pe_beats:>10}"
+                f"{util:>7.1%}{r.dma_read_bytes:>10}{r.dma_write_bytes:>9}")
+        macs = sum(r.macs for r in self.layers if r.where == "accel")
+        beats = sum(r.pe_beats for r in self.layers)
+        lines.append(f"accelerator MACs {macs}, PE beats {beats}, ideal utilization "
+                     f"{macs / max(1, beats * cfg.macs_per_cycle):.1%}")
+        cpu = [r.name for r in self.layers if r.where == "cpu"]
+        if cpu:
+            lines.append(f"on the CPU: {', '.join(cpu)}")
+        return "\n".join(lines)
+
+
+def _roundup(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+class _Image:
+    def __init__(self, base: int):
+        self.base = base
+        self.data = bytearray()
+
+    def alloc(self, nbytes: int, payload: bytes | None = None) -> int:
+        off = _roundup(len(self.data), _ALIGN)
+        self.data.extend(b"\0" * (off - len(self.data)))
+        addr = self.base + off
+        if payload is not None:
+            assert len(payload) <= nbytes
+            self.data.extend(payload)
+            self.data.extend(b"\0" * (nbytes - len(payload)))
+        else:
+            self.data.extend(b"\0" * nbytes)
+        return addr
+
+    def write(self, addr: int, payload: bytes):
+        off = addr - self.base
+        self.data[off:off + len(payload)] = payload
+
+
+def _check_config(cfg: HWConfig):
+    wb = cfg.tn * 8
+    if not (wb % cfg.axi_data_width == 0 or cfg.axi_data_width % wb == 0):
+        raise CompileError(f"configuration {cfg.name!r}: tn*8 = {wb} bits and the AXI width "
+                           f"{cfg.axi_data_width} must divide one another")
+
+
+def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) -> Compiled:
+    """Compile ``model`` for ``config``; see the module docstring."""
+    _check_config(config)
+    cfg = config
+    spec = cfg.numeric
+    if model.act_bits != cfg.act_bits:
+        raise CompileError(f"the model was quantized for {model.act_bits}-bit activations but "
+                           f"configuration {cfg.name!r} has act_bits = {cfg.act_bits}")
+    cmem_align = math.lcm(cfg.tn, cfg.beat_bytes)
+    img = _Image(base)
+    tensors: dict[str, TensorPlacement] = {}
+    reports: list[LayerReport] = []
+
+    def place(name: str, channels: int, h: int, w: int, perm: np.ndarray) -> TensorPlacement:
+        spec_t = model.tensors[name]
+        c_mem = len(perm)
+        assert c_mem % cmem_align == 0
+        p = TensorPlacement(name, 0, channels, c_mem, h, w, perm, spec_t.signed, spec_t.bits)
+        p.addr = img.alloc(p.nbytes)
+        tensors[name] = p
+        return p
+
+    # the network input: natural channel order
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    c_mem = _roundup(c, cmem_align)
+    perm = np.full(c_mem, -1, np.int64)
+    perm[:c] = np.arange(c)
+    place(model.input, c, h, w, perm)
+
+    # programs are placed after everything else: collect instructions per segment first
+    segments: list[tuple[list[str], list[bytes]]] = []
+    steps_plan: list = []
+    seq_counter = 0
+    cur_instr: list[bytes] | None = None
+    cur_layers: list[str] = []
+    stores_in_segment = 0
+
+    def flush_segment():
+        nonlocal cur_instr, cur_layers, stores_in_segment
+        if cur_instr is not None:
+            cur_instr.append(encode(Opcode.END))
+            segments.append((cur_layers, cur_instr))
+            steps_plan.append(("accel", len(segments) - 1))
+        cur_instr, cur_layers, stores_in_segment = None, [], 0
+
+    for layer in model.layers:
+        if isinstance(layer, FlattenLayer):
+            src = tensors[layer.input]
+            # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
+            # (y*W + x)*C_mem + pos
+            hw = src.h * src.w
+            pos = np.arange(hw * src.c_mem)
+            pix, ch = pos // src.c_mem, pos % src.c_mem
+            nat = np.where(src.perm[ch] >= 0, src.perm[ch] * hw + pix, -1)
+            t = TensorPlacement(layer.output, src.addr, src.channels * hw, hw * src.c_mem,
+                                1, 1, nat, src.signed, src.bits)
+            tensors[layer.output] = t
+            reports.append(LayerReport(layer.name, "flatten", "free",
+                                       model.tensors[layer.output].shape))
+            continue
+        if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+            flush_segment()
+            src = tensors[layer.input]
+            oc, oh, ow = model.tensors[layer.output].shape
+            place(layer.output, oc, oh, ow, src.perm.copy())
+            steps_plan.append(("cpu", layer.name))
+            reports.append(LayerReport(layer.name, layer.kind, "cpu",
+                                       model.tensors[layer.output].shape))
+            continue
+        if not isinstance(layer, ConvLayer):
+            raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
+        if cur_instr is None:
+            cur_instr = []
+        rep, n_pkgs = _compile_conv(layer, model, cfg, spec, img, tensors, place, cur_instr,
+                                    seq_counter, stores_in_segment)
+        seq_counter += n_pkgs
+        stores_in_segment += rep.ptiles
+        cur_layers.append(layer.name)
+        reports.append(rep)
+    flush_segment()
+
+    steps = []
+    for kind, what in steps_plan:
+        if kind == "cpu":
+            steps.append(CpuStep(what))
+        else:
+            names, instrs = segments[what]
+            blob = b"".join(instrs)
+            addr = img.alloc(len(blob), blob)
+            steps.append(AccelStep(names, addr, len(instrs)))
+    # keep the image a whole number of beats
+    img.alloc(0)
+    return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
+                    model.input)
+
+
+def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
+                  tensors: dict, place, instrs: list, seq_base: int, stores_before: int):
+    name = layer.name
+    src = tensors[layer.input]
+    if src.signed:
+        raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "
+                           f"and FC inputs must be unsigned (follow ReLU, pooling or the pixels)")
+    in_bits = model.tensors[layer.input].bits
+    check_no_overflow(layer, in_bits, spec)
+    ospec = model.tensors[layer.output]
+    if ospec.signed and layer.relu:
+        raise CompileError(f"layer {name!r}: ReLU into the signed tensor {layer.output!r} is not "
+                           f"supported (a ReLU output is unsigned)")
+    if ospec.bits != cfg.act_bits:
+        raise CompileError(f"layer {name!r}: output {layer.output!r} has {ospec.bits} bits; "
+                           f"configuration {cfg.name!r} stores {cfg.act_bits}-bit activations")
+    M, C, kh, kw = layer.weight.shape
+    if kh > 15 or kw > 15:
+        raise CompileError(f"layer {name!r}: kernel {kh}x{kw} exceeds 15x15")
+    sy, sx = layer.stride
+    if not (1 <= sy <= 7 and 1 <= sx <= 7):
+        raise CompileError(f"layer {name!r}: stride {layer.stride} outside 1..7")
+    pt, pl, pb, pr = layer.padding
+    oc, oh, ow = model.tensors[layer.output].shape
+    if C != src.channels:
+        raise CompileError(f"layer {name!r}: weight has {C} input channels but its input "
+                           f"{layer.input!r} has {src.channels}")
+    groups = src.c_mem // cfg.tn
+    if groups > 1023:
+        raise CompileError(f"layer {name!r}: {src.c_mem} input channel positions exceed "
+                           f"{1023 * cfg.tn} (1023 groups of tn = {cfg.tn})")
+
+    # ---- row-to-lane assignment ------------------------------------------------------------
+    prec = np.asarray(layer.precision)
+    hi_rows = np.flatnonzero(prec == Precision.HI)
+    lo_rows = np.flatnonzero(prec == Precision.LO)
+    mtiles = max(1, -(-len(hi_rows) // cfg.lanes_hi), -(-len(lo_rows) // cfg.lanes_lo))
+    lane_row = np.full((mtiles, cfg.lanes_pad), -1, np.int64)
+    for t in range(mtiles):
+        lo = lo_rows[t * cfg.lanes_lo:(t + 1) * cfg.lanes_lo]
+        hi = hi_rows[t * cfg.lanes_hi:(t + 1) * cfg.lanes_hi]
+        lane_row[t, :len(lo)] = lo
+        lane_row[t, cfg.lanes_lo:cfg.lanes_lo + len(hi)] = hi
+    c_mem_out = _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
+    perm_out = np.full(c_mem_out, -1, np.int64)
+    perm_out[:mtiles * cfg.lanes_pad] = lane_row.reshape(-1)
+    dst = place(layer.output, oc, oh, ow, perm_out)
+
+    # ---- weight sets and packages ----------------------------------------------------------
+    wt = np.asarray(layer.weight, np.int64)
+    chan = src.perm                                       # position -> natural input channel
+    n_sets = kh * kw * groups
+    # gather: sets[t, kr, kc, cg, lane, j]
+    wpad = np.zeros((M + 1, C + 1, kh, kw), np.int64)     # index -1 -> zero row/col
+    wpad[:M, :C] = wt
+    chan_idx = np.where(chan >= 0, chan, C).reshape(groups, cfg.tn)
+    row_idx = np.where(lane_row >= 0, lane_row, M)
+    # (t, lane) x (cg, j) x (kr, kc)
+    full = wpad[row_idx[:, :, None, None], chan_idx[None, None, :, :]]   # t,lane,cg,j,kh,kw
+    sets = np.transpose(full, (0, 4, 5, 2, 1, 3))         # t, kr, kc, cg, lane, j
+    sets = sets.reshape(mtiles * n_sets, cfg.lanes_pad, cfg.tn)
+    lo_sets = sets[:, :cfg.lanes_lo, :]
+    hi_sets = sets[:, cfg.lanes_lo:cfg.lanes_lo + cfg.lanes_hi, :]
+    spp = cfg.wbuf_depth // cfg.words_per_set             # sets per package (one bank)
+    blobs = []
+    for t in range(mtiles):
+        for s0 in range(0, n_sets, spp):
+            s1 = min(n_sets, s0 + spp)
+            a, b = t * n_sets + s0, t * n_sets + s1
+            blobs.append(wpkg.build_package_from_sets(cfg, seq_base + len(blobs),
+                                                      lo_sets[a:b], hi_sets[a:b]))
+    wstream = b"".join(blobs)
+    w_addr = img.alloc(len(wstream), wstream)
+    w_beats = len(wstream) // cfg.beat_bytes
+
+    # ---- per-lane parameters ---------------------------------------------------------------
+    res = tensors[layer.residual] if layer.residual is not None else None
+    if res is not None and res.c_mem > cfg.max_channels:
+        raise CompileError(f"layer {name!r}: residual tensor {layer.residual!r} has "
+                           f"{res.c_mem} channel positions, more than max_channels = "
+                           f"{cfg.max_channels} of configuration {cfg.name!r}")
+    res_pos_of = None
+    if res is not None:
+        res_pos_of = np.full(res.channels, -1, np.int64)
+        valid = res.perm >= 0
+        res_pos_of[res.perm[valid]] = np.flatnonzero(valid)
+    pblob = bytearray()
+    mult = np.asarray(layer.mult, np.int64)
+    shift = np.asarray(layer.shift, np.int64)
+    bias = np.asarray(layer.bias, np.int64)
+    rmult = (np.asarray(layer.res_mult, np.int64) if layer.res_mult is not None
+             else np.zeros(M, np.int64))
+    for t in range(mtiles):
+        rows = lane_row[t]
+        ok = rows >= 0
+        r = np.where(ok, rows, 0)
+        pblob += pack_lane_params(
+            np.where(ok, bias[r], 0), np.where(ok, mult[r], 0),
+            np.where(ok, rmult[r], 0) if res is not None else np.zeros(len(rows), np.int64),
+            np.where(ok, shift[r], 1),
+            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64))
+    p_addr = img.alloc(len(pblob), bytes(pblob))
+
+    # ---- pixel tiling ----------------------------------------------------------------------
+    half_words = cfg.act_depth // 2
+    row_words = src.w * groups
+    rows_per_tile = cfg.acc_depth // ow
+    if rows_per_tile == 0:
+        raise CompileError(f"layer {name!r}: an output row of {ow} pixels exceeds the "
+                           f"accumulator depth {cfg.acc_depth} of configuration {cfg.name!r}")
+    # input rows needed by r output rows: (r-1)*sy + kh
+    while rows_per_tile > 0 and ((rows_per_tile - 1) * sy + kh) * row_words > half_words:
+        rows_per_tile -= 1
+    if rows_per_tile == 0:
+        raise CompileError(
+            f"layer {name!r}: {kh} input rows of {src.w} x {src.c_mem} activations do not fit "
+            f"half of the activation buffer ({half_words} words of tn = {cfg.tn})")
+    ptiles = 0
+    rd_bytes = 0
+    wr_bytes = 0
+    pe_beats = 0
+    for oy0 in range(0, oh, rows_per_tile):
+        oy1 = min(oh, oy0 + rows_per_tile)
+        iy_lo = oy0 * sy - pt
+        iy_hi = (oy1 - 1) * sy - pt + kh           # exclusive
+        r0, r1 = max(0, iy_lo), min(src.h, iy_hi)
+        if r1 <= r0:
+            raise CompileError(f"layer {name!r}: output rows {oy0}..{oy1 - 1} see only "
+                               f"padding (padding {layer.padding} too large for the input)")
+        beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
+        pixels = (oy1 - oy0) * ow
+        instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
+                             beats=beats, wait_stores=stores_before))
+        instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
+                             seq_base=seq_base))
+        instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
+                             stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
+                             in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl))
+        instrs.append(encode(
+            Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
+            out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
+            params_addr=p_addr,
+            res_addr=(res.addr + oy0 * ow * res.c_mem) if res is not None else 0,
+            res_beats=(res.c_mem // cfg.beat_bytes) if res is not None else 0,
+            res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
+            relu=int(not dst.signed)))
+        ptiles += 1
+        rd_bytes += beats * cfg.beat_bytes + len(wstream) + len(pblob)
+        if res is not None:
+            rd_bytes += mtiles * pixels * res.c_mem
+        wr_bytes += pixels * mtiles * cfg.lanes_pad
+        pe_beats += mtiles * n_sets * max(pixels, cfg.words_per_set)
+    macs = int(M * oh * ow * C * kh * kw)
+    rep = LayerReport(name, "fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv",
+                      "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
+                      sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
+                      dma_write_bytes=wr_bytes, pe_beats=pe_beats)
+    return rep, len(blobs)

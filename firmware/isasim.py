@@ -1,0 +1,173 @@
+"""An instruction-level simulator of the accelerator (NumPy, functional, no timing).
+
+It executes a compiled program on a byte memory exactly as the hardware's units define it
+(hdl/isa.py, docs/architecture.md): activation-buffer halves, weight packages parsed and checked
+by :func:`ilmpq.firmware.wpkg.scan_packages`, the compute loop nest, and the store unit's
+post-processing (golden's requantization, which the post-processing unit matches bit for bit).
+It verifies the compiler independently of the RTL and runs whole networks in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..golden.formats import LO_BITS
+from ..golden.model import GlobalAvgPoolLayer, MaxPoolLayer
+from ..golden.ops import global_avg_pool, max_pool
+from ..hdl.config import HWConfig
+from ..hdl.isa import INSTR_BITS, Opcode, decode
+from . import wpkg
+from .compiler import AccelStep, Compiled, CpuStep
+
+__all__ = ["Memory", "run_program", "run_compiled", "cpu_layer"]
+
+
+class Memory:
+    """A flat byte memory at ``base``."""
+
+    def __init__(self, base: int, size: int):
+        self.base = base
+        self.data = bytearray(size)
+
+    def read(self, addr: int, n: int) -> bytes:
+        off = addr - self.base
+        if off < 0 or off + n > len(self.data):
+            raise ValueError(f"read of {n} bytes at 0x{addr:08x} outside memory")
+        return bytes(self.data[off:off + n])
+
+    def write(self, addr: int, payload: bytes):
+        off = addr - self.base
+        if off < 0 or off + len(payload) > len(self.data):
+            raise ValueError(f"write of {len(payload)} bytes at 0x{addr:08x} outside memory")
+        self.data[off:off + len(payload)] = payload
+
+
+def _requant(cfg: HWConfig, acc, bias, mult, shift, res, res_mult, relu: bool):
+    t = acc + bias
+    v = t * mult + res * res_mult + (np.int64(1) << (shift - 1))
+    y = v >> shift
+    a = cfg.act_bits
+    lo, hi = (0, (1 << a) - 1) if relu else (-(1 << (a - 1)), (1 << (a - 1)) - 1)
+    return np.clip(y, lo, hi)
+
+
+def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dict:
+    """Execute ``n_instr`` instructions at ``prog_addr``; return simple statistics."""
+    ib = INSTR_BITS // 8
+    halves = [None, None]
+    n_load = 0
+    n_comp = 0
+    sets_queue: list[tuple[np.ndarray, np.ndarray]] = []
+    bank_results: list[np.ndarray] = []     # per mtile: (lanes, pixels) int64
+    stats = {"instructions": 0, "pe_beats": 0}
+    for i in range(n_instr):
+        op, f = decode(mem.read(prog_addr + i * ib, ib))
+        stats["instructions"] += 1
+        if op == Opcode.END:
+            break
+        if op == Opcode.NOP:
+            continue
+        if op == Opcode.LOAD_ROWS:
+            raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+            halves[n_load % 2] = np.frombuffer(raw, np.uint8).reshape(-1, cfg.tn)
+            n_load += 1
+        elif op == Opcode.LOAD_WEIGHTS:
+            raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+            scan = wpkg.scan_packages(cfg, raw, first_seq=f["seq_base"])
+            if scan.error is not None:
+                raise ValueError(f"weight package error {scan.error!r}")
+            for pkg in scan.packages:
+                lo, hi = wpkg.decode_sets(cfg, pkg.payload)
+                for s in range(lo.shape[0]):
+                    sets_queue.append((lo[s], hi[s]))
+        elif op == Opcode.COMPUTE:
+            act = halves[n_comp % 2].astype(np.int64) & ((1 << cfg.act_bits) - 1)
+            n_comp += 1
+            kh, kw, G = f["kh"], f["kw"], f["groups"]
+            oh, ow, rows, iw = f["out_h"], f["out_w"], f["in_rows"], f["in_w"]
+            oy = np.arange(oh)[:, None]
+            ox = np.arange(ow)[None, :]
+            for _ in range(f["n_mtiles"]):
+                acc = np.zeros((cfg.lanes, oh * ow), np.int64)
+                for kr in range(kh):
+                    for kc in range(kw):
+                        iy = f["ty0"] + oy * f["stride_y"] + kr
+                        ix = f["tx0"] + ox * f["stride_x"] + kc
+                        inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw)).reshape(-1)
+                        for cg in range(G):
+                            lo, hi = sets_queue.pop(0)
+                            w = np.concatenate([lo, hi]).astype(np.int64)   # lanes x tn
+                            words = (np.clip(iy, 0, rows - 1) * iw
+                                     + np.clip(ix, 0, iw - 1)) * G + cg
+                            x = act[words.reshape(-1)] * inb[:, None]       # pixels x tn
+                            acc += w @ x.T
+                            stats["pe_beats"] += max(oh * ow, cfg.words_per_set)
+                bank_results.append(acc)
+        elif op == Opcode.STORE:
+            P = f["pixels"]
+            for t in range(f["n_mtiles"]):
+                acc = bank_results.pop(0)
+                pr = mem.read(f["params_addr"] + t * cfg.lanes_pad * 16, cfg.lanes_pad * 16)
+                p = np.frombuffer(pr, np.uint8).reshape(cfg.lanes_pad, 16)
+                le = lambda a, b: np.frombuffer(p[:, a:b].tobytes() + b"", np.uint8)
+                words = [int.from_bytes(bytes(p[k]), "little") for k in range(cfg.lanes_pad)]
+
+                def fld(off, width, signed=False):
+                    v = np.array([(w >> off) & ((1 << width) - 1) for w in words], np.int64)
+                    if signed:
+                        v = np.where(v >> (width - 1), v - (1 << width), v)
+                    return v
+                bias, mult = fld(0, 32, True), fld(32, 24)
+                rmult, shift, rpos = fld(56, 24), fld(80, 8), fld(88, 16)
+                accp = np.zeros((cfg.lanes_pad, P), np.int64)
+                accp[:cfg.lanes] = acc
+                if f["res_en"]:
+                    rb = f["res_beats"] * cfg.beat_bytes
+                    rr = np.frombuffer(mem.read(f["res_addr"], P * rb),
+                                       np.int8 if f["res_signed"] else np.uint8)
+                    rr = rr.reshape(P, rb).astype(np.int64)
+                    res = rr[:, rpos].T
+                else:
+                    res = np.zeros_like(accp)
+                y = _requant(cfg, accp, bias[:, None], mult[:, None], shift[:, None], res,
+                             rmult[:, None] if f["res_en"] else 0, bool(f["relu"]))
+                out = (y & 0xFF).astype(np.uint8)                       # lanes_pad x P
+                for px in range(P):
+                    mem.write(f["out_addr"] + px * f["out_stride"] + t * cfg.lanes_pad,
+                              out[:, px].tobytes())
+        else:
+            raise ValueError(f"instruction {i}: opcode {op!r} not executable")
+    return stats
+
+
+def cpu_layer(compiled: Compiled, layer, read, write):
+    """Run a CPU layer on the stored layout; ``read(addr, n)``/``write(addr, bytes)``."""
+    src = compiled.tensors[layer.input]
+    dst = compiled.tensors[layer.output]
+    raw = np.frombuffer(read(src.addr, src.nbytes), np.uint8)
+    x = raw.reshape(src.h, src.w, src.c_mem).transpose(2, 0, 1).astype(np.int64)
+    if isinstance(layer, MaxPoolLayer):
+        y = max_pool(x, layer.kernel, layer.stride, layer.padding)
+    elif isinstance(layer, GlobalAvgPoolLayer):
+        y = global_avg_pool(x)
+    else:
+        raise ValueError(f"layer {layer.name!r} ({layer.kind}) is not a CPU layer")
+    assert y.shape == (dst.c_mem, dst.h, dst.w), (y.shape, dst)
+    write(dst.addr, y.transpose(1, 2, 0).astype(np.uint8).tobytes())
+
+
+def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a compiled model on one image with the ISA simulator; return every stored tensor
+    (natural layout) by name."""
+    mem = Memory(compiled.base, compiled.size)
+    mem.data[:] = compiled.image
+    inp = compiled.tensors[compiled.input]
+    mem.write(inp.addr, inp.to_memory(np.asarray(image, np.int64)))
+    layers = {l.name: l for l in compiled.model.layers}
+    for step in compiled.steps:
+        if isinstance(step, AccelStep):
+            run_program(compiled.config, mem, step.prog_addr, step.n_instr)
+        else:
+            cpu_layer(compiled, layers[step.layer], mem.read, mem.write)
+    return {name: t.from_memory(mem.read(t.addr, t.nbytes))
+            for name, t in compiled.tensors.items()}

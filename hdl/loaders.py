@@ -1,0 +1,214 @@
+"""The load units: LOAD_ROWS (activations into the activation buffer) and LOAD_WEIGHTS (weight
+package streams into the weight buffer)."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import HWConfig
+from .isa import LoadRows, LoadWeights
+from .store import DmaCmd
+
+__all__ = ["ActLoader", "WeightLoader"]
+
+
+class ActLoader(wiring.Component):
+    """Executes LOAD_ROWS: one DMA read into activation-buffer half ``n % 2``.
+
+    The beats are re-cut into buffer words of ``tn`` bytes (several beats per word when a word is
+    wider than a beat, several words per beat, one per cycle, when it is narrower).
+
+    Members
+    -------
+    instr : In(stream.Signature(LoadRows))
+    rd_cmd : Out(stream.Signature(DmaCmd)); rd_data : In(stream.Signature(axi_data_width))
+    wr_addr, wr_data, wr_en : Out
+        Write port of the activation buffer (``tn * 8`` bits wide).
+    c_done : In(32)
+        COMPUTE instructions completed; LOAD_ROWS ``n`` starts when ``n - c_done <= 1``.
+    s_done : In(32)
+        STORE instructions completed (the layer barrier ``wait_stores``).
+    done_count : Out(32)
+    busy, error : Out(1)
+    """
+
+    def __init__(self, config: HWConfig):
+        wb = config.tn * 8
+        B = config.axi_data_width
+        if not (wb % B == 0 or B % wb == 0):
+            raise ValueError(f"activation words of tn*8 = {wb} bits and AXI beats of {B} bits "
+                             f"must divide one another")
+        self.config = config
+        self._abits = (config.act_depth - 1).bit_length()
+        super().__init__({
+            "instr": In(stream.Signature(LoadRows)),
+            "rd_cmd": Out(stream.Signature(DmaCmd)),
+            "rd_data": In(stream.Signature(B)),
+            "wr_addr": Out(self._abits),
+            "wr_data": Out(wb),
+            "wr_en": Out(1),
+            "c_done": In(32),
+            "s_done": In(32),
+            "done_count": Out(32),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        B = cfg.axi_data_width
+        wb = cfg.tn * 8
+        half_words = cfg.act_depth // 2
+        half_beats = half_words * wb // B
+        ins = Signal(LoadRows)
+        n = Signal(32)
+        beats_left = Signal(24)
+        word = Signal(range(half_words + 1))
+
+        if wb >= B:
+            k = wb // B
+            part = Signal(range(k + 1))
+            shreg = Signal(wb)
+        else:
+            k = B // wb
+            part = Signal(range(k + 1))
+            hold = Signal(B)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.instr.ready.eq(1)
+                with m.If(self.instr.valid):
+                    m.d.sync += ins.eq(self.instr.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                with m.If((ins.beats == 0) | (ins.beats > half_beats)):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Else():
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.p.addr.eq(ins.addr),
+                    self.rd_cmd.p.beats.eq(ins.beats),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0)]
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += self.busy.eq(1)
+                base = Cat(word[:self._abits - 1], n[0])
+                if wb >= B:
+                    m.d.comb += self.rd_data.ready.eq(1)
+                    with m.If(self.rd_data.valid):
+                        full = Cat(shreg[B:], self.rd_data.payload) if wb > B \
+                            else self.rd_data.payload
+                        m.d.sync += shreg.eq(full)
+                        m.d.sync += beats_left.eq(beats_left - 1)
+                        with m.If(part == k - 1):
+                            m.d.comb += [self.wr_en.eq(1), self.wr_addr.eq(base),
+                                         self.wr_data.eq(full)]
+                            m.d.sync += [part.eq(0), word.eq(word + 1)]
+                        with m.Else():
+                            m.d.sync += part.eq(part + 1)
+                        with m.If(beats_left == 1):
+                            m.next = "DONE"
+                else:
+                    # k words per beat: hold the beat, write one word per cycle
+                    with m.If(part == 0):
+                        m.d.comb += self.rd_data.ready.eq(1)
+                        with m.If(self.rd_data.valid):
+                            m.d.comb += [self.wr_en.eq(1), self.wr_addr.eq(base),
+                                         self.wr_data.eq(self.rd_data.payload[:wb])]
+                            m.d.sync += [hold.eq(self.rd_data.payload), part.eq(1),
+                                         word.eq(word + 1), beats_left.eq(beats_left - 1)]
+                    with m.Else():
+                        m.d.comb += [self.wr_en.eq(1), self.wr_addr.eq(base),
+                                     self.wr_data.eq(hold.word_select(part, wb))]
+                        m.d.sync += word.eq(word + 1)
+                        with m.If(part == k - 1):
+                            m.d.sync += part.eq(0)
+                            with m.If(beats_left == 0):
+                                m.next = "DONE"
+                        with m.Else():
+                            m.d.sync += part.eq(part + 1)
+            with m.State("DONE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [self.done_count.eq(self.done_count + 1), n.eq(n + 1)]
+                m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+        return m
+
+
+class WeightLoader(wiring.Component):
+    """Executes LOAD_WEIGHTS: sets the weight buffer's expected sequence number, then issues one
+    DMA read whose beats go straight to ``WeightBuffer.fill``.
+
+    A new stream starts only after every beat of the previous one entered the weight buffer, so
+    the sequence number is never changed in the middle of a stream.
+
+    Members
+    -------
+    instr : In(stream.Signature(LoadWeights))
+    rd_cmd : Out(stream.Signature(DmaCmd))
+    fill_beat : In(1)
+        One pulse per beat accepted by the weight buffer.
+    seq_base : Out(16); seq_load : Out(1)
+        Load the expected sequence number of the next package (a one-cycle pulse).
+    busy, error : Out(1)
+    """
+
+    def __init__(self, config: HWConfig):
+        self.config = config
+        super().__init__({
+            "instr": In(stream.Signature(LoadWeights)),
+            "rd_cmd": Out(stream.Signature(DmaCmd)),
+            "fill_beat": In(1),
+            "seq_base": Out(16),
+            "seq_load": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ins = Signal(LoadWeights)
+        requested = Signal(40)
+        filled = Signal(40)
+        with m.If(self.fill_beat):
+            m.d.sync += filled.eq(filled + 1)
+        m.d.comb += self.busy.eq(requested != filled)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.instr.ready.eq(1)
+                with m.If(self.instr.valid):
+                    m.d.sync += ins.eq(self.instr.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If(ins.beats == 0):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(requested == filled):
+                    m.d.comb += [self.seq_load.eq(1), self.seq_base.eq(ins.seq_base)]
+                    m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.p.addr.eq(ins.addr),
+                    self.rd_cmd.p.beats.eq(ins.beats),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += requested.eq(requested + ins.beats)
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+        return m

@@ -1,0 +1,333 @@
+"""The store unit: STORE instructions -> drained accumulators, post-processed, written to DRAM.
+
+For every mtile of a pixel tile:
+
+1. read the mtile's per-lane parameters (:class:`~ilmpq.hdl.isa.LaneParams`, ``lanes_pad``
+   entries) into the parameter RAM;
+2. wait until the PE array reports the mtile's accumulator bank complete (``done``);
+3. if the layer has a residual input, stream the tile's residual pixels (``res_beats`` beats
+   each, the whole stored channel row of that pixel) through a double-buffered row buffer;
+4. for every pixel, drain the bank ``post_lanes`` lanes at a time; each group is joined with its
+   parameters and its residual bytes, gathered from the row by each lane's ``res_pos`` (the
+   residual tensor was written in another layer's lane order), and sent to the post-processing
+   unit; its output bytes go to the DMA write stream, one write command per pixel (one command
+   for the whole mtile when the output is contiguous).
+
+The bank is released (``drained``) once its last group has left the join; the instruction
+completes (``done_count``) when every write of it has been acknowledged.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import HWConfig
+from .isa import LaneParams, Store
+
+__all__ = ["StoreUnit", "JoinBeat", "DmaCmd"]
+
+DmaCmd = data.StructLayout({"addr": unsigned(32), "beats": unsigned(24)})
+
+
+def JoinBeat(config: HWConfig) -> data.StructLayout:
+    """One group of ``post_lanes`` lanes, everything the post-processing unit needs."""
+    G = config.post_lanes
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(config.acc_bits), G),
+        "bias": data.ArrayLayout(signed(config.acc_bits), G),
+        "mult": data.ArrayLayout(unsigned(config.mult_bits), G),
+        "shift": data.ArrayLayout(unsigned(config.shift_bits), G),
+        "res_mult": data.ArrayLayout(unsigned(config.mult_bits), G),
+        "res": data.ArrayLayout(signed(9), G),
+        "res_en": unsigned(1),
+        "relu": unsigned(1),
+        "last": unsigned(1),
+    })
+
+
+def DrainCmd(config: HWConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "bank": unsigned(1),
+        "addr": unsigned(max(1, (config.acc_depth - 1).bit_length())),
+    })
+
+
+def DrainBeat(config: HWConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(config.acc_bits), config.post_lanes),
+    })
+
+
+class StoreUnit(wiring.Component):
+    """Executes STORE instructions (see the module docstring).
+
+    Members
+    -------
+    instr : In(stream.Signature(Store))
+    rd_cmd : Out(stream.Signature(DmaCmd)); rd_data : In(stream.Signature(axi_data_width))
+        One DMA read client: parameters, then residual rows, per mtile.
+    done_in : In(stream.Signature(1))
+        The PE array's bank-complete reports, one per mtile in order.
+    drain : Out(stream.Signature(DrainCmd)); dout : In(stream.Signature(DrainBeat))
+        The PE array's drain port (``ceil(lanes / post_lanes)`` beats per command).
+    pp_in : Out(stream.Signature(JoinBeat)); pp_out : In(stream.Signature(beat bytes))
+        The post-processing unit (its output: ``post_lanes`` bytes as one AXI beat).
+    wr_cmd : Out(stream.Signature(DmaCmd)); wr_data : Out(stream.Signature(axi_data_width))
+    wr_done : In(1)
+        One pulse per completed (acknowledged) write command.
+    drained, done_count : Out(32)
+        Mtiles drained (their bank free again) and STORE instructions completed.
+    busy, error : Out(1)
+    """
+
+    def __init__(self, config: HWConfig):
+        if config.axi_data_width not in (32, 64):
+            raise ValueError(f"the store unit supports axi_data_width 32 or 64, not "
+                             f"{config.axi_data_width}")
+        self.config = config
+        B = config.axi_data_width
+        super().__init__({
+            "instr": In(stream.Signature(Store)),
+            "rd_cmd": Out(stream.Signature(DmaCmd)),
+            "rd_data": In(stream.Signature(B)),
+            "done_in": In(stream.Signature(1)),
+            "drain": Out(stream.Signature(DrainCmd(config))),
+            "dout": In(stream.Signature(DrainBeat(config))),
+            "pp_in": Out(stream.Signature(JoinBeat(config))),
+            "pp_out": In(stream.Signature(B)),
+            "wr_cmd": Out(stream.Signature(DmaCmd)),
+            "wr_data": Out(stream.Signature(B)),
+            "wr_done": In(1),
+            "drained": Out(32),
+            "done_count": Out(32),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        B = cfg.axi_data_width
+        bb = cfg.beat_bytes
+        G = cfg.post_lanes
+        groups = cfg.lanes_pad // G
+        lp_beats_per_entry = max(1, 128 // B)      # beats per LaneParams entry
+        param_beats = cfg.lanes_pad * 16 // bb
+        res_row_beats = cfg.max_channels // bb
+
+        ins = Signal(Store)
+        g = Signal(32)            # global mtile counter (bank = g % 2)
+        t = Signal(12)            # mtile within the instruction
+
+        # ---- parameter RAM: groups words of G LaneParams -----------------------------------
+        m.submodules.params = params = Memory(
+            shape=data.ArrayLayout(LaneParams, G), depth=groups, init=[])
+        pw = params.write_port(granularity=1)
+        pr = params.read_port(domain="comb")
+        entry = Signal(range(cfg.lanes_pad + 1))
+        part = Signal(range(lp_beats_per_entry + 1))
+        shreg = Signal(128)
+
+        # ---- residual row buffer: two halves of res_row_beats beats, G read ports ------------
+        m.submodules.rows = rows = Memory(shape=B, depth=2 * res_row_beats, init=[])
+        rw = rows.write_port()
+        rports = [rows.read_port(domain="comb") for _ in range(G)]
+
+        # ---- controller --------------------------------------------------------------------
+        pixels_issued = Signal(16)     # drain commands issued in this mtile
+        wcmds_issued = Signal(17)
+        wcmds_total = Signal(32)       # write commands issued by this instruction
+        wcmds_done = Signal(32)
+        res_issued = Signal()
+        res_phase = Signal()           # the residual rows of this mtile are streaming in
+        join_done = Signal(init=1)     # all groups of this mtile left the join
+        contiguous = Signal()
+        m.d.comb += contiguous.eq((ins.out_stride == cfg.lanes_pad) & (ins.n_mtiles == 1))
+
+        with m.If(self.wr_done):
+            m.d.sync += wcmds_done.eq(wcmds_done + 1)
+
+        # join-side counters (reset at each mtile start)
+        j_pix = Signal(16)
+        j_grp = Signal(range(groups + 1))
+        rows_filled = Signal(17)
+        rw_pix = Signal(17)
+        rw_beat = Signal(range(res_row_beats + 1))
+        mtile_go = Signal()           # pulses when a new mtile's drain phase starts
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.instr.ready.eq(1)
+                with m.If(self.instr.valid):
+                    m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
+                                 wcmds_total.eq(0), wcmds_done.eq(0)]
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.comb += self.busy.eq(1)
+                bad = ((ins.n_mtiles == 0) | (ins.pixels == 0) |
+                       (ins.pixels > cfg.acc_depth) |
+                       (ins.res_en & ((ins.res_beats == 0) | (ins.res_beats > res_row_beats))) |
+                       (ins.out_stride[:(bb - 1).bit_length()] != 0) |
+                       (ins.out_addr[:(bb - 1).bit_length()] != 0) |
+                       (ins.params_addr[:(bb - 1).bit_length()] != 0) |
+                       (ins.res_addr[:(bb - 1).bit_length()] != 0))
+                with m.If(bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Else():
+                    m.next = "PARAMS_CMD"
+            with m.State("PARAMS_CMD"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.p.addr.eq(ins.params_addr + t * (cfg.lanes_pad * 16)),
+                    self.rd_cmd.p.beats.eq(param_beats),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [entry.eq(0), part.eq(0)]
+                    m.next = "PARAMS"
+            with m.State("PARAMS"):
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += shreg.eq(Cat(shreg[B:], self.rd_data.payload))
+                    with m.If(part == lp_beats_per_entry - 1):
+                        m.d.comb += [
+                            pw.addr.eq(entry // G),
+                            pw.en.eq(1 << (entry % G)),
+                        ]
+                        for k in range(G):
+                            m.d.comb += pw.data[k].eq(Cat(shreg[B:], self.rd_data.payload))
+                        m.d.sync += [part.eq(0), entry.eq(entry + 1)]
+                        with m.If(entry == cfg.lanes_pad - 1):
+                            m.next = "WAIT_BANK"
+                    with m.Else():
+                        m.d.sync += part.eq(part + 1)
+            with m.State("WAIT_BANK"):
+                m.d.comb += [self.busy.eq(1), self.done_in.ready.eq(1)]
+                with m.If(self.done_in.valid):
+                    with m.If(self.done_in.payload != g[0]):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "HALT"
+                    with m.Else():
+                        m.d.sync += [pixels_issued.eq(0), wcmds_issued.eq(0),
+                                     res_issued.eq(~ins.res_en)]
+                        m.d.comb += mtile_go.eq(1)
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                # residual read command (one for the whole tile)
+                m.d.comb += [
+                    self.rd_cmd.valid.eq(~res_issued),
+                    self.rd_cmd.p.addr.eq(ins.res_addr),
+                    self.rd_cmd.p.beats.eq(ins.pixels * ins.res_beats),
+                ]
+                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                    m.d.sync += [res_issued.eq(1), res_phase.eq(1)]
+                # drain commands
+                m.d.comb += [
+                    self.drain.valid.eq(pixels_issued != ins.pixels),
+                    self.drain.p.bank.eq(g[0]),
+                    self.drain.p.addr.eq(pixels_issued),
+                ]
+                with m.If(self.drain.valid & self.drain.ready):
+                    m.d.sync += pixels_issued.eq(pixels_issued + 1)
+                # write commands
+                n_wcmds = Mux(contiguous, 1, ins.pixels)
+                m.d.comb += [
+                    self.wr_cmd.valid.eq(wcmds_issued != n_wcmds),
+                    self.wr_cmd.p.addr.eq(ins.out_addr + wcmds_issued * ins.out_stride
+                                          + t * cfg.lanes_pad),
+                    self.wr_cmd.p.beats.eq(Mux(contiguous, ins.pixels * groups, groups)),
+                ]
+                with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
+                    m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
+                                 wcmds_total.eq(wcmds_total + 1)]
+                with m.If(join_done & (pixels_issued == ins.pixels) &
+                          (wcmds_issued == n_wcmds) & res_issued):
+                    m.d.sync += [self.drained.eq(self.drained + 1), g.eq(g + 1), t.eq(t + 1),
+                                 res_phase.eq(0)]
+                    with m.If(t == ins.n_mtiles - 1):
+                        m.next = "WAIT_WRITES"
+                    with m.Else():
+                        m.next = "PARAMS_CMD"
+            with m.State("WAIT_WRITES"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(wcmds_done == wcmds_total):
+                    m.d.sync += self.done_count.eq(self.done_count + 1)
+                    m.next = "IDLE"
+            with m.State("HALT"):
+                pass
+
+        # ---- residual row writer -----------------------------------------------------------
+        with m.If(mtile_go):
+            m.d.sync += [rows_filled.eq(0), rw_pix.eq(0), rw_beat.eq(0)]
+        j_pix_consumed = Signal(17)
+        res_room = Signal()
+        m.d.comb += res_room.eq(rw_pix - j_pix_consumed < 2)
+        in_res_phase = Signal()
+        # residual beats arrive on rd_data only after the residual command, in DRAIN (the
+        # parameter beats of this mtile were all consumed in PARAMS before)
+        with m.If(res_phase & (rw_pix != ins.pixels)):
+            m.d.comb += [in_res_phase.eq(1), self.rd_data.ready.eq(res_room)]
+            m.d.comb += [
+                rw.addr.eq(Cat(rw_beat[:max(1, (res_row_beats - 1).bit_length())], rw_pix[0])
+                           if res_row_beats > 1 else rw_pix[0]),
+                rw.data.eq(self.rd_data.payload),
+                rw.en.eq(self.rd_data.valid & res_room),
+            ]
+            with m.If(self.rd_data.valid & res_room):
+                with m.If(rw_beat == ins.res_beats - 1):
+                    m.d.sync += [rw_beat.eq(0), rw_pix.eq(rw_pix + 1),
+                                 rows_filled.eq(rows_filled + 1)]
+                with m.Else():
+                    m.d.sync += rw_beat.eq(rw_beat + 1)
+
+        # ---- join: PE drain beats + params + residual -> post-processing -------------------
+        row_ok = Signal()
+        m.d.comb += row_ok.eq(~ins.res_en | (rows_filled > j_pix))
+        jb = self.pp_in.payload
+        m.d.comb += pr.addr.eq(j_grp)
+        rbits = max(1, (res_row_beats - 1).bit_length())
+        bsel = (bb - 1).bit_length()
+        for k in range(G):
+            lp = pr.data[k]
+            pos = lp.res_pos
+            m.d.comb += rports[k].addr.eq(
+                Cat(pos[bsel:bsel + rbits], j_pix[0]) if res_row_beats > 1 else j_pix[0])
+            byte = rports[k].data.word_select(pos[:bsel], 8) if bsel else rports[k].data[:8]
+            m.d.comb += [
+                jb.acc[k].eq(self.dout.payload.acc[k]),
+                jb.bias[k].eq(lp.bias),
+                jb.mult[k].eq(lp.mult),
+                jb.shift[k].eq(lp.shift),
+                jb.res_mult[k].eq(lp.res_mult),
+                jb.res[k].eq(Mux(ins.res_signed, byte.as_signed(), byte.as_unsigned())),
+            ]
+        last_grp = j_grp == groups - 1
+        last_pix = j_pix == ins.pixels - 1
+        m.d.comb += [
+            jb.res_en.eq(ins.res_en),
+            jb.relu.eq(ins.relu),
+            jb.last.eq(last_grp & last_pix),
+            self.pp_in.valid.eq(self.dout.valid & row_ok & ~join_done),
+            self.dout.ready.eq(self.pp_in.ready & row_ok & ~join_done),
+        ]
+        with m.If(mtile_go):
+            m.d.sync += [j_pix.eq(0), j_grp.eq(0), join_done.eq(0), j_pix_consumed.eq(0)]
+        with m.Elif(self.pp_in.valid & self.pp_in.ready):
+            with m.If(last_grp):
+                m.d.sync += [j_grp.eq(0), j_pix.eq(j_pix + 1),
+                             j_pix_consumed.eq(j_pix_consumed + 1)]
+                with m.If(last_pix):
+                    m.d.sync += join_done.eq(1)
+            with m.Else():
+                m.d.sync += j_grp.eq(j_grp + 1)
+
+        # ---- post-processing output -> DMA write data ----------------------------------------
+        m.d.comb += [
+            self.wr_data.valid.eq(self.pp_out.valid),
+            self.wr_data.payload.eq(self.pp_out.payload),
+            self.pp_out.ready.eq(self.wr_data.ready),
+        ]
+        return m

@@ -1,0 +1,86 @@
+"""The compiler, checked through the instruction-level simulator against golden."""
+
+import numpy as np
+import pytest
+
+from ilmpq.firmware.compiler import CompileError, compile_model
+from ilmpq.firmware.isasim import run_compiled
+from ilmpq.golden import reference
+from ilmpq.golden.random_models import random_qmodel
+from ilmpq.hdl.config import HWConfig, get_config
+from ilmpq.hdl.isa import Opcode, decode
+
+CONFIGS = {
+    "tiny": get_config("tiny"),
+    # words wider than a beat (tn=16), several beats per weight word, R = 1/8
+    "wide": HWConfig(name="wide", lanes_lo=7, lanes_hi=1, tn=16, wbuf_word_beats=2,
+                     wbuf_depth=64, act_depth=4096, acc_depth=128),
+    # odd lanes and R = 2/5
+    "odd": HWConfig(name="odd", lanes_lo=3, lanes_hi=2, tn=8, act_depth=2048, acc_depth=32),
+}
+
+
+def assert_tensors_equal(model, ref, got):
+    for name, exp in ref.items():
+        np.testing.assert_array_equal(got[name], exp, err_msg=f"tensor {name!r}")
+
+
+@pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_program_matches_golden(cfg_name, seed):
+    cfg = CONFIGS[cfg_name]
+    rng = np.random.default_rng(1000 + seed)
+    model = random_qmodel(rng, spec=cfg.numeric, ratio=cfg.ratio)
+    comp = compile_model(model, cfg)
+    for _ in range(2):
+        img = rng.integers(0, 256, size=model.tensors[model.input].shape)
+        assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                             run_compiled(comp, img))
+
+
+def test_edge_images_full_scale_and_zero():
+    cfg = CONFIGS["tiny"]
+    rng = np.random.default_rng(7)
+    model = random_qmodel(rng, spec=cfg.numeric, ratio=cfg.ratio)
+    comp = compile_model(model, cfg)
+    shape = model.tensors[model.input].shape
+    for img in (np.full(shape, 255), np.zeros(shape, np.int64)):
+        assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                             run_compiled(comp, img))
+
+
+def test_program_structure_and_report():
+    cfg = CONFIGS["tiny"]
+    model = random_qmodel(np.random.default_rng(3), spec=cfg.numeric, ratio=cfg.ratio)
+    comp = compile_model(model, cfg)
+    for step in comp.steps:
+        if not hasattr(step, "prog_addr"):
+            continue
+        ops = [decode(comp.image[step.prog_addr - comp.base + 32 * i:
+                                 step.prog_addr - comp.base + 32 * (i + 1)])[0]
+               for i in range(step.n_instr)]
+        assert ops[-1] == Opcode.END
+        body = ops[:-1]
+        assert len(body) % 4 == 0
+        assert body == [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE,
+                        Opcode.STORE] * (len(body) // 4)
+    text = comp.report()
+    assert "stem" in text and "utilization" in text
+
+
+def test_act_bits_mismatch_rejected():
+    cfg = CONFIGS["tiny"]
+    model = random_qmodel(np.random.default_rng(1), spec=cfg.replace(act_bits=5).numeric,
+                          ratio=cfg.ratio)
+    with pytest.raises(CompileError, match=r"quantized for 5-bit activations but configuration "
+                                           r"'tiny' has act_bits = 8"):
+        compile_model(model, cfg)
+
+
+def test_too_wide_row_rejected():
+    cfg = CONFIGS["tiny"].replace(acc_depth=4)
+    model = random_qmodel(np.random.default_rng(1), spec=cfg.numeric, ratio=cfg.ratio,
+                          input_shape=(3, 16, 16))
+    with pytest.raises(CompileError, match=r"an output row of \d+ pixels exceeds the "
+                                           r"accumulator depth 4"):
+        compile_model(model, cfg)
