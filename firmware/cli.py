@@ -24,6 +24,7 @@ __all__ = ["main", "COMMANDS"]
 
 #: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cmd_<name>``.
 COMMANDS: tuple[str, ...] = (
+    "golden",
 )
 
 
