@@ -366,7 +366,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         for s0 in range(0, n_sets, spp):
             s1 = min(n_sets, s0 + spp)
             a, b = t * n_sets + s0, t * n_sets + s1
-            blobs.append(wpkg.build_package_from_sets(cfg, seq_base + len(blobs),
+            blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
                                                       lo_sets[a:b], hi_sets[a:b]))
     wstream = b"".join(blobs)
     w_addr = img.alloc(len(wstream), wstream)
@@ -431,7 +431,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
                              beats=beats, wait_stores=stores_before))
         instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
-                             seq_base=seq_base))
+                             seq_base=seq_base & 0xFFFF))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl))
