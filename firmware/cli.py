@@ -25,6 +25,8 @@ __all__ = ["main", "COMMANDS"]
 #: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cmd_<name>``.
 COMMANDS: tuple[str, ...] = (
     "golden",
+    "quantize",
+    "run",
 )
 
 

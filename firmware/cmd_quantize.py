@@ -1,0 +1,159 @@
+"""``ilmpq quantize``: quantize a float ONNX CNN into an ILMPQ integer model (``.npz``).
+
+::
+
+    ilmpq quantize MODEL.onnx --calib SAMPLES.npy -o OUT.npz [--ratio R | --config NAME]
+                   [--act-bits A] [--rule error|variance] [--input-mean M] [--input-std S]
+
+``MODEL`` is an ONNX file, or ``default`` for the embedded digits CNN (whose calibration split is
+used when ``--calib`` is omitted). ``SAMPLES.npy`` holds calibration images as raw pixels in
+``[0, 255]`` (float or integer), shape ``(N, C, H, W)`` in the model's input layout; the
+normalization the model was trained with is ``--input-mean`` / ``--input-std`` (per channel,
+comma separated; default: the model's ``ilmpq.input_mean`` / ``ilmpq.input_std`` metadata, else
+0 and 1). The high-precision share and the numeric widths come from a hardware configuration
+(``--config``, default ``tiny``) or, with ``--ratio``, from the ratio and the default widths.
+The per-layer quantization report is printed; the model is written with
+:meth:`ilmpq.golden.model.QModel.save`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.errors import IlmpqValueError
+from ..golden.formats import SUPPORTED_ACT_BITS, NumericSpec
+from ..golden.quantize import RULES, parse_ratio, quant_report, quantize
+from ..hdl.config import PRESETS, get_config
+
+HELP = "quantize a float ONNX CNN (or the embedded default model) into an ILMPQ integer model"
+
+__all__ = ["HELP", "register", "main", "DEFAULT_MODEL", "resolve_target", "load_model",
+           "load_calib", "parse_act_clip"]
+
+#: The MODEL argument that selects the embedded digits CNN.
+DEFAULT_MODEL = "default"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value list {text!r}: give numbers separated by commas, e.g. 0.5 or "
+            f"123.7,116.3,103.5") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("give at least one number")
+    return vals
+
+
+def parse_act_clip(text: str):
+    """``mse``, ``max`` or a percentile in ``(0, 100]``."""
+    if text in ("mse", "max"):
+        return text
+    try:
+        p = float(text)
+    except ValueError:
+        raise IlmpqValueError(f"--act-clip {text!r} is not allowed: use mse, max or a "
+                              f"percentile in (0, 100] such as 99.99") from None
+    if not 0 < p <= 100:
+        raise IlmpqValueError(f"--act-clip percentile {p} must be in (0, 100]")
+    return p
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL",
+                        help=f"float ONNX model file, or '{DEFAULT_MODEL}' for the embedded "
+                             f"digits CNN")
+    parser.add_argument("--calib", metavar="SAMPLES.npy", default=None,
+                        help="calibration images, raw pixels 0..255, float or integer NCHW "
+                             "array in the model's input layout (required for a user model)")
+    parser.add_argument("-o", "--output", metavar="OUT.npz", required=True,
+                        help="where to write the quantized model")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--ratio", default=None,
+                        help="high-precision (8-bit) row share R, e.g. 1/8 or 0.125 (numeric "
+                             "widths: the defaults)")
+    target.add_argument("--config", default=None, choices=sorted(PRESETS),
+                        help="hardware configuration giving R and the numeric widths "
+                             "(default: tiny)")
+    parser.add_argument("--act-bits", type=int, default=None, choices=SUPPORTED_ACT_BITS,
+                        help="activation width (default: the configuration's, 8 with --ratio)")
+    parser.add_argument("--rule", choices=RULES, default="error",
+                        help="row selection: output error of 4-bit rows on calibration data "
+                             "(FILM-QNN, default) or weight variance")
+    parser.add_argument("--input-mean", type=_floats, default=None, metavar="M[,M...]",
+                        help="input normalization mean per channel, pixel units")
+    parser.add_argument("--input-std", type=_floats, default=None, metavar="S[,S...]",
+                        help="input normalization std per channel, pixel units")
+    parser.add_argument("--act-clip", default="mse",
+                        help="activation clipping: mse (default), max or a percentile")
+
+
+def resolve_target(args) -> tuple[Fraction, NumericSpec, str]:
+    """``(ratio, spec, description)`` from ``--ratio`` / ``--config`` / ``--act-bits``."""
+    if args.ratio is not None:
+        r = parse_ratio(args.ratio)
+        spec = NumericSpec(act_bits=args.act_bits or 8)
+        return r, spec, f"R = {r} (--ratio), A{spec.act_bits}"
+    cfg = get_config(args.config or "tiny")
+    if args.act_bits is not None:
+        cfg = cfg.replace(act_bits=args.act_bits)
+    return cfg.ratio, cfg.numeric, cfg.describe()
+
+
+def load_model(name: str):
+    """The float model: the embedded one for ``default``, else an ONNX file."""
+    from ..golden.data import load_default_model
+    from ..golden.onnx_import import load_onnx
+
+    if name == DEFAULT_MODEL:
+        return load_default_model()
+    return load_onnx(name)
+
+
+def load_calib(path) -> np.ndarray:
+    """Read a calibration ``.npy`` (no pickles) and name the problem if it is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise IlmpqValueError(f"{p}: not a readable .npy array of calibration images ({e})") \
+            from None
+    if not isinstance(arr, np.ndarray):
+        raise IlmpqValueError(f"{p}: holds an .npz archive; give a single .npy array of "
+                              f"calibration images (N, C, H, W)")
+    return arr
+
+
+def main(args) -> int:
+    from ..golden.data import load_digits
+    from ..golden.quantize import accuracy_float, accuracy_int
+
+    ratio, spec, desc = resolve_target(args)
+    act_clip = parse_act_clip(args.act_clip)
+    fm = load_model(args.model)
+    if args.calib is not None:
+        calib = load_calib(args.calib)
+    elif args.model == DEFAULT_MODEL:
+        calib, _ = load_digits("calib")
+    else:
+        raise IlmpqValueError("--calib SAMPLES.npy is required for a user model (calibration "
+                              "images, raw pixels 0..255, NCHW)")
+    print(f"target: {desc}")
+    qm = quantize(fm, calib, ratio=ratio, spec=spec, rule=args.rule,
+                  input_mean=args.input_mean, input_std=args.input_std, act_clip=act_clip)
+    qm.meta["cli"] = {"model": args.model, "calib": args.calib, "target": desc}
+    qm.save(args.output)
+    print(quant_report(qm).format())
+    if args.model == DEFAULT_MODEL:
+        xt, yt = load_digits("test")
+        print(f"digits test accuracy: float {100 * accuracy_float(fm, xt, yt):.2f}%, "
+              f"quantized {100 * accuracy_int(qm, xt, yt):.2f}% ({len(yt)} images)")
+    print(f"wrote {args.output}: {len(qm.layers)} layers, {len(qm.conv_layers)} conv/FC")
+    return 0

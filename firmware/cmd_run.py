@@ -1,0 +1,154 @@
+"""``ilmpq run``: the main job on the embedded default model.
+
+For now: quantize the embedded digits CNN for a hardware configuration (default preset ``tiny``)
+and print the test accuracy of the float model, the all-8-bit and all-4-bit baselines and the
+ILMPQ model (the configuration's share ``R``), followed by the per-layer quantization report.
+
+The job is a list of stages (:data:`STAGES`), each a function of one :class:`RunState` that it
+reads and extends; later stages (compile, simulate on the RTL, compare bit-exact) are added to the
+list without touching the earlier ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ..golden.formats import SUPPORTED_ACT_BITS
+from ..golden.quantize import RULES
+from ..hdl.config import PRESETS, HWConfig, get_config
+
+HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
+        "(float, all-8-bit, all-4-bit, ILMPQ)")
+
+__all__ = ["HELP", "register", "main", "RunState", "STAGES", "stage_load", "stage_quantize",
+           "stage_evaluate", "stage_report"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="tiny", choices=sorted(PRESETS),
+                        help="hardware configuration (default: tiny)")
+    parser.add_argument("--act-bits", type=int, default=None, choices=SUPPORTED_ACT_BITS,
+                        help="activation width (default: the configuration's)")
+    parser.add_argument("--rule", choices=RULES, default="error",
+                        help="row selection rule (default: error)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the accuracies and the report as JSON")
+
+
+@dataclass
+class RunState:
+    """Everything the stages share. Stages add to it; none removes anything."""
+
+    config: HWConfig
+    rule: str = "error"
+    float_model: object = None
+    calib: tuple | None = None  #: (images, labels)
+    test: tuple | None = None  #: (images, labels)
+    #: quantized models by variant: "all-8-bit" (R = 1), "all-4-bit" (R = 0), "ILMPQ"
+    models: dict = field(default_factory=dict)
+    #: test accuracy by variant ("float" and the keys of ``models``)
+    accuracy: dict = field(default_factory=dict)
+    times: dict = field(default_factory=dict)  #: seconds per stage
+    out: list = field(default_factory=list)  #: printed lines
+
+    def say(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.out.append(line)
+
+    @property
+    def ilmpq(self):
+        return self.models["ILMPQ"]
+
+
+def stage_load(st: RunState) -> None:
+    """Load the embedded model and the calibration and test splits."""
+    from ..golden.data import load_default_model, load_digits
+
+    st.float_model = load_default_model()
+    st.calib = load_digits("calib")
+    st.test = load_digits("test")
+    fm = st.float_model
+    st.say(f"model: embedded digits CNN, {fm.macs():,} MACs, {fm.n_params():,} parameters; "
+           f"{len(st.calib[1])} calibration / {len(st.test[1])} test images")
+    st.say(f"hardware: {st.config.describe()}")
+
+
+def stage_quantize(st: RunState) -> None:
+    """Quantize for the configuration's ratio and for the two uniform baselines."""
+    from ..golden.quantize import quantize
+
+    spec = st.config.numeric
+    for name, ratio in (("all-8-bit", Fraction(1)), ("all-4-bit", Fraction(0)),
+                        ("ILMPQ", st.config.ratio)):
+        st.models[name] = quantize(st.float_model, st.calib[0], ratio=ratio, spec=spec,
+                                   rule=st.rule, report=(name == "ILMPQ"))
+
+
+def stage_evaluate(st: RunState) -> None:
+    """Test accuracy of the float model and of every quantized variant."""
+    from ..golden.quantize import accuracy_float, accuracy_int
+
+    x, y = st.test
+    st.accuracy["float"] = accuracy_float(st.float_model, x, y)
+    for name, qm in st.models.items():
+        st.accuracy[name] = accuracy_int(qm, x, y)
+
+
+def stage_report(st: RunState) -> None:
+    """Print the accuracy table and the ILMPQ per-layer report."""
+    from ..golden.quantize import quant_report
+
+    x, y = st.test
+    n = len(y)
+    ratio = {"float": "-", "all-8-bit": "1", "all-4-bit": "0", "ILMPQ": str(st.config.ratio)}
+    wbits = {"float": "fp32", "all-8-bit": "8", "all-4-bit": "4", "ILMPQ": "4/8"}
+    act = "fp32"
+    st.say()
+    st.say(f"digits test accuracy ({n} images), A{st.config.act_bits}, rule {st.rule}:")
+    st.say(f"{'variant':<10}  {'R':>5}  {'weights':>7}  {'acts':>5}  {'accuracy':>8}  "
+           f"{'correct':>7}  {'vs float':>8}")
+    for name, acc in st.accuracy.items():
+        a = act if name == "float" else f"{st.config.act_bits}"
+        d = acc - st.accuracy["float"]
+        st.say(f"{name:<10}  {ratio.get(name, '?'):>5}  {wbits.get(name, '?'):>7}  {a:>5}  "
+               f"{100 * acc:>7.2f}%  {int(round(acc * n)):>3}/{n:<3}  "
+               f"{'' if name == 'float' else f'{100 * d:+.2f}':>8}")
+    st.say()
+    for line in quant_report(st.ilmpq).format().splitlines():
+        st.say(line)
+
+
+#: The stages of ``ilmpq run``, in order: ``(name, function)``.
+STAGES: list = [
+    ("load", stage_load),
+    ("quantize", stage_quantize),
+    ("evaluate", stage_evaluate),
+    ("report", stage_report),
+]
+
+
+def main(args) -> int:
+    from ..golden.quantize import quant_report
+
+    cfg = get_config(args.config)
+    if args.act_bits is not None:
+        cfg = cfg.replace(act_bits=args.act_bits)
+    st = RunState(config=cfg, rule=args.rule)
+    for name, fn in STAGES:
+        t0 = time.perf_counter()
+        fn(st)
+        st.times[name] = time.perf_counter() - t0
+    if args.json:
+        data = {"config": cfg.name, "act_bits": cfg.act_bits, "ratio": str(cfg.ratio),
+                "rule": st.rule, "accuracy": st.accuracy, "n_test": int(len(st.test[1])),
+                "report": quant_report(st.ilmpq).to_dict(),
+                "stage_seconds": {k: round(v, 3) for k, v in st.times.items()}}
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+

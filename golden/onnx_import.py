@@ -1,0 +1,709 @@
+"""Import a float CNN from ONNX into the float graph IR (:mod:`ilmpq.golden.float_model`).
+
+Supported ONNX operators (opsets 7 and newer) and how they map:
+
+=========================  ==================================================================
+ONNX                       float IR
+=========================  ==================================================================
+Conv                       ``FConv`` (``group = 1``, ``dilations = 1``, ``auto_pad`` NOTSET
+                           or VALID, weights and bias must be initializers or Constants)
+BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode)
+Relu                       the ``relu`` flag of the producing Conv/Gemm (or a no-op on a tensor
+                           that is already non-negative)
+Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
+                           activations: a residual fused into the Conv that feeds it,
+                           ``y = relu(conv(x) + skip)``
+MaxPool                    ``FMaxPool`` (``ceil_mode = 0``, no dilation, no indices output)
+AveragePool                ``FGlobalAvgPool`` only when the kernel covers the whole input and
+                           there is no padding (a global pool)
+GlobalAveragePool          ``FGlobalAvgPool``
+Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor
+Flatten, Reshape           ``FFlatten`` (only to ``(N, C*H*W)``; a no-op on a flat tensor)
+Identity, Dropout          no-ops (inference)
+Constant                   a constant operand
+=========================  ==================================================================
+
+The graph must have one float input ``(N, C, H, W)`` with static ``C, H, W`` (the batch may be
+symbolic) and one output. Anything else raises :class:`OnnxImportError` naming the node, the op
+and what is supported. Files that are not ONNX, truncated files and models with missing
+initializers raise it too.
+
+Input normalization: the ONNX metadata properties ``ilmpq.input_mean`` and ``ilmpq.input_std``
+(JSON numbers or lists, one per channel) become :attr:`FloatModel.input_mean` / ``input_std``;
+the caller may override them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IlmpqValueError
+from .float_model import (FConv, FFlatten, FGlobalAvgPool, FloatModel, FloatModelError,
+                          FMaxPool)
+
+__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "META_INPUT_MEAN", "META_INPUT_STD"]
+
+META_INPUT_MEAN = "ilmpq.input_mean"
+META_INPUT_STD = "ilmpq.input_std"
+
+SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool",
+                 "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
+                 "Dropout", "Constant")
+
+
+class OnnxImportError(IlmpqValueError):
+    """The ONNX model cannot be imported; the message names the node, op and what is allowed."""
+
+
+@dataclass
+class _Act:
+    """An activation value during import: its IR tensor name and per-image shape."""
+
+    ir: str
+    shape: tuple[int, int, int]
+    rank2: bool  # the ONNX tensor is (N, K) rather than (N, C, H, W)
+    nonneg: bool  # every value is >= 0 (after ReLU, pooling or flattening of such a tensor)
+
+
+def _parse_model(source):
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    label = "<ModelProto>"
+    if isinstance(source, onnx.ModelProto):
+        _check_model(source, label)
+        return source, label
+    if isinstance(source, (bytes, bytearray)):
+        data, label = bytes(source), "<bytes>"
+        base_dir = None
+    else:
+        path = Path(os.fspath(source))
+        label = str(path)
+        data = path.read_bytes()  # FileNotFoundError / IsADirectoryError propagate
+        base_dir = path.parent
+    if not data:
+        raise OnnxImportError(f"{label}: the file is empty, not an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise OnnxImportError(
+            f"{label}: not a valid ONNX model (protobuf decoding failed: {e}); the file may be "
+            f"truncated or not an ONNX file") from None
+    if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
+        raise OnnxImportError(
+            f"{label}: not an ONNX model (no IR version, graph or opset); the file may be "
+            f"truncated or of another format")
+    if base_dir is not None and any(
+            t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        try:
+            from onnx.external_data_helper import load_external_data_for_model
+            load_external_data_for_model(model, str(base_dir))
+        except (OSError, ValueError) as e:
+            raise OnnxImportError(f"{label}: cannot load external tensor data: {e}") from None
+    _check_model(model, label)
+    return model, label
+
+
+def _check_model(model, label):
+    import onnx
+
+    # undefined operands first: the checker reports them less clearly
+    known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    for idx, node in enumerate(model.graph.node):
+        for t in node.input:
+            if t and t not in known:
+                nname = node.name or f"{node.op_type}_{idx}"
+                raise OnnxImportError(
+                    f"{label}: node {nname!r} ({node.op_type}) reads {t!r}, which is neither an "
+                    f"initializer, a graph input nor the output of an earlier node (a missing "
+                    f"initializer, or nodes out of topological order)")
+        known.update(o for o in node.output if o)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(
+            f"{label}: not a valid ONNX model: onnx.checker reports: {first}") from None
+
+
+def _sanitize(name: str) -> str:
+    out = "".join(ch if (ch.isalnum() or ch in "_.-") else "_" for ch in name).strip("_.")
+    return out or "t"
+
+
+class _Importer:
+    def __init__(self, model, label: str):
+        import onnx
+        from onnx import numpy_helper
+
+        self.onnx = onnx
+        self.nh = numpy_helper
+        self.model = model
+        self.label = label
+        self.g = model.graph
+        self.opset = 1
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = imp.version
+        self.consts: dict[str, np.ndarray] = {}
+        self.acts: dict[str, _Act] = {}
+        self.nodes: list = []
+        self.shapes: dict[str, tuple[int, int, int]] = {}
+        self.ir_names: set[str] = set()
+        self.node_names: set[str] = set()
+        self.consumers: dict[str, int] = {}
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def err(self, node, idx, msg):
+        return OnnxImportError(f"{self.label}: node {self._nname(node, idx)!r} "
+                               f"({node.op_type}): {msg}")
+
+    @staticmethod
+    def _nname(node, idx):
+        return node.name or f"{node.op_type}_{idx}"
+
+    def new_tensor(self, onnx_name: str) -> str:
+        base = _sanitize(onnx_name)
+        name, k = base, 1
+        while name in self.ir_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.ir_names.add(name)
+        return name
+
+    def new_node_name(self, node, idx) -> str:
+        base = _sanitize(self._nname(node, idx))
+        name, k = base, 1
+        while name in self.node_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.node_names.add(name)
+        return name
+
+    def attrs(self, node) -> dict:
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def const(self, node, idx, name, what):
+        if name in self.consts:
+            return self.consts[name]
+        if name in self.acts:
+            raise self.err(node, idx, f"{what} {name!r} must be a constant (an initializer or "
+                                      f"a Constant node), not a computed tensor")
+        raise self.err(node, idx, f"{what} {name!r} is missing: it is neither an initializer, "
+                                  f"the graph input nor the output of an earlier node")
+
+    def act(self, node, idx, name, what="input"):
+        if name in self.acts:
+            return self.acts[name]
+        if name in self.consts:
+            raise self.err(node, idx, f"{what} {name!r} is a constant; only computed tensors "
+                                      f"(activations) are supported there")
+        raise self.err(node, idx, f"{what} {name!r} is missing: it is neither an initializer, "
+                                  f"the graph input nor the output of an earlier node")
+
+    def alias(self, out_name: str, a: _Act):
+        self.acts[out_name] = a
+
+    def fusable_conv(self, onnx_name: str, a: _Act, *, allow_residual=False):
+        """The FConv producing ``a`` if it may absorb a following op, else ``None``."""
+        prod = self.producer.get(a.ir)
+        if not isinstance(prod, FConv) or prod.relu:
+            return None
+        if prod.residual is not None and not allow_residual:
+            return None
+        if self.consumers.get(onnx_name, 0) != 1:
+            return None
+        return prod
+
+    def rename_output(self, conv: FConv, onnx_out: str, a: _Act, *, nonneg=None):
+        """Give ``conv`` the IR name of ``onnx_out`` (the fused op's output)."""
+        old = conv.output
+        new = self.new_tensor(onnx_out)
+        del self.producer[old]
+        self.shapes[new] = self.shapes.pop(old)
+        self.ir_names.discard(old)
+        conv.output = new
+        self.producer[new] = conv
+        self.acts[onnx_out] = _Act(new, a.shape, a.rank2, a.nonneg if nonneg is None else nonneg)
+
+    def emit(self, n, shape):
+        self.nodes.append(n)
+        self.producer[n.output] = n
+        self.shapes[n.output] = tuple(int(v) for v in shape)
+
+    # -- driver ---------------------------------------------------------------------------------
+
+    def run(self) -> FloatModel:
+        g = self.g
+        nh = self.nh
+        self.producer: dict = {}
+        for init in g.initializer:
+            try:
+                self.consts[init.name] = nh.to_array(init)
+            except Exception as e:  # noqa: BLE001 - onnx raises several types here
+                raise OnnxImportError(
+                    f"{self.label}: initializer {init.name!r} cannot be read ({e})") from None
+        real_inputs = [i for i in g.input if i.name not in self.consts]
+        if len(real_inputs) != 1:
+            raise OnnxImportError(
+                f"{self.label}: the graph must have exactly one (non-initializer) input, it has "
+                f"{len(real_inputs)}: {[i.name for i in real_inputs]}")
+        inp = real_inputs[0]
+        shape = self.input_shape(inp)
+        in_ir = self.new_tensor(inp.name)
+        self.shapes[in_ir] = shape
+        self.acts[inp.name] = _Act(in_ir, shape, False, False)
+
+        for n in g.node:
+            for t in n.input:
+                if t:
+                    self.consumers[t] = self.consumers.get(t, 0) + 1
+        for o in g.output:
+            self.consumers[o.name] = self.consumers.get(o.name, 0) + 1
+
+        for idx, node in enumerate(g.node):
+            if node.domain not in ("", "ai.onnx"):
+                raise self.err(node, idx, f"operator domain {node.domain!r} is not supported; "
+                                          f"supported: the default ONNX domain with ops "
+                                          f"{', '.join(SUPPORTED_OPS)}")
+            handler = getattr(self, f"op_{node.op_type}", None)
+            if handler is None:
+                raise self.err(node, idx, f"operator {node.op_type!r} is not supported; "
+                                          f"supported ops: {', '.join(SUPPORTED_OPS)}")
+            handler(node, idx)
+
+        if len(g.output) != 1:
+            raise OnnxImportError(f"{self.label}: the graph must have exactly one output, it has "
+                                  f"{len(g.output)}: {[o.name for o in g.output]}")
+        out_name = g.output[0].name
+        if out_name not in self.acts:
+            raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is not computed "
+                                  f"from the input (a constant output is not supported)")
+        out = self.acts[out_name]
+        if out.ir == in_ir:
+            raise OnnxImportError(f"{self.label}: the graph output is the input; the model "
+                                  f"computes nothing")
+        # drop nodes that do not contribute to the output (dead branches)
+        needed, live = {out.ir}, []
+        for n in reversed(self.nodes):
+            if n.output in needed:
+                live.append(n)
+                needed.update(n.inputs())
+        live.reverse()
+        shapes = {t: s for t, s in self.shapes.items() if t in needed}
+        meta = {"source": self.label, "producer": self.model.producer_name,
+                "opset": self.opset,
+                "metadata": {p.key: p.value for p in self.model.metadata_props}}
+        try:
+            return FloatModel(input=in_ir, output=out.ir, nodes=live, shapes=shapes,
+                              output_rank=2 if out.rank2 else 4, meta=meta)
+        except FloatModelError as e:
+            raise OnnxImportError(f"{self.label}: {e}") from None
+
+    def input_shape(self, inp):
+        onnx = self.onnx
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type"):
+            raise OnnxImportError(f"{self.label}: graph input {inp.name!r} is not a tensor")
+        if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
+                                onnx.TensorProto.FLOAT16):
+            raise OnnxImportError(
+                f"{self.label}: graph input {inp.name!r} has element type "
+                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; a float input is required")
+        if not tt.HasField("shape"):
+            raise OnnxImportError(
+                f"{self.label}: graph input {inp.name!r} has no shape (dynamic shapes are not "
+                f"supported); give it a static (N, C, H, W) shape")
+        dims = tt.shape.dim
+        if len(dims) != 4:
+            raise OnnxImportError(
+                f"{self.label}: graph input {inp.name!r} has rank {len(dims)}; an image batch "
+                f"(N, C, H, W) of rank 4 is required")
+        shape = []
+        for axis, d in zip(("C", "H", "W"), dims[1:]):
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                sym = d.dim_param or "?"
+                raise OnnxImportError(
+                    f"{self.label}: graph input {inp.name!r} has a dynamic {axis} dimension "
+                    f"({sym!r}); dynamic shapes are not supported, only the batch dimension "
+                    f"may be symbolic (C, H and W must be fixed numbers)")
+            shape.append(int(d.dim_value))
+        return tuple(shape)
+
+    # -- ops --------------------------------------------------------------------------------------
+
+    def _check_out(self, node, idx, allowed=1):
+        extra = [o for o in node.output[allowed:] if o and self.consumers.get(o, 0)]
+        if extra:
+            raise self.err(node, idx, f"its extra output(s) {extra} are used; only the first "
+                                      f"output is supported")
+
+    def _pads(self, node, idx, a, kernel):
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto not in ("NOTSET", "VALID"):
+            raise self.err(node, idx, f"auto_pad={auto} is not supported; use explicit pads "
+                                      f"(auto_pad NOTSET) or VALID")
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        if auto == "VALID":
+            pads = [0, 0, 0, 0]
+        if len(pads) != 4:
+            raise self.err(node, idx, f"pads {pads} must have 4 values (2-D only)")
+        if min(pads) < 0:
+            raise self.err(node, idx, f"negative pads {pads} are not supported")
+        strides = list(a.get("strides", [1, 1]))
+        if len(strides) != 2 or min(strides) < 1:
+            raise self.err(node, idx, f"strides {strides} must be 2 positive values")
+        dil = list(a.get("dilations", [1, 1]))
+        if any(d != 1 for d in dil):
+            raise self.err(node, idx, f"dilations={dil} are not supported; only dilations 1")
+        # ONNX pads are [top, left, bottom, right] for 2-D, the IR's order
+        return tuple(int(p) for p in pads), tuple(int(s) for s in strides)
+
+    def op_Constant(self, node, idx):
+        a = self.attrs(node)
+        if "value" not in a:
+            raise self.err(node, idx, f"only the 'value' attribute is supported, got "
+                                      f"{sorted(a)}")
+        self.consts[node.output[0]] = self.nh.to_array(a["value"])
+
+    def op_Identity(self, node, idx):
+        name = node.input[0]
+        if name in self.consts:
+            self.consts[node.output[0]] = self.consts[name]
+        else:
+            self.alias(node.output[0], self.act(node, idx, name))
+
+    def op_Dropout(self, node, idx):
+        a = self.attrs(node)
+        if a.get("training_mode"):
+            raise self.err(node, idx, "training_mode is not supported (inference only)")
+        if len(node.input) > 2 and node.input[2]:
+            tm = self.const(node, idx, node.input[2], "training_mode")
+            if bool(np.asarray(tm).reshape(-1)[0]):
+                raise self.err(node, idx, "training_mode=1 is not supported (inference only)")
+        self._check_out(node, idx)
+        self.alias(node.output[0], self.act(node, idx, node.input[0]))
+
+    def op_Conv(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if x.rank2:
+            raise self.err(node, idx, "Conv on a flattened (2-D) tensor is not supported")
+        w = self.const(node, idx, node.input[1], "weight").astype(np.float64)
+        if w.ndim != 4:
+            raise self.err(node, idx, f"weight of rank {w.ndim}; only 2-D convolution "
+                                      f"(rank-4 weights) is supported")
+        if a.get("group", 1) != 1:
+            raise self.err(node, idx, f"group={a['group']} is not supported; only group=1 "
+                                      f"(no grouped or depthwise convolution)")
+        ks = list(a.get("kernel_shape", w.shape[2:]))
+        if tuple(ks) != tuple(w.shape[2:]):
+            raise self.err(node, idx, f"kernel_shape {ks} does not match the weight shape "
+                                      f"{list(w.shape)}")
+        if w.shape[1] != x.shape[0]:
+            raise self.err(node, idx, f"weight has {w.shape[1]} input channels, the input "
+                                      f"tensor has {x.shape[0]}")
+        pads, strides = self._pads(node, idx, a, ks)
+        if len(node.input) > 2 and node.input[2]:
+            b = self.const(node, idx, node.input[2], "bias").astype(np.float64).reshape(-1)
+            if b.shape != (w.shape[0],):
+                raise self.err(node, idx, f"bias has {b.size} values, expected {w.shape[0]}")
+        else:
+            b = np.zeros(w.shape[0])
+        c, h, wd = x.shape
+        ho = (h + pads[0] + pads[2] - ks[0]) // strides[0] + 1
+        wo = (wd + pads[1] + pads[3] - ks[1]) // strides[1] + 1
+        if ho < 1 or wo < 1:
+            raise self.err(node, idx, f"the kernel {ks} does not fit the padded {h}x{wd} input")
+        out = self.new_tensor(node.output[0])
+        n = FConv(self.new_node_name(node, idx), x.ir, out, w.copy(), b.copy(),
+                  stride=strides, padding=pads)
+        self.emit(n, (w.shape[0], ho, wo))
+        self.acts[node.output[0]] = _Act(out, (w.shape[0], ho, wo), False, False)
+
+    def _fc(self, node, idx, x: _Act, w_mk: np.ndarray, b: np.ndarray):
+        """Emit an FC layer: ``w_mk`` is (M, K)."""
+        if not x.rank2:
+            raise self.err(node, idx, f"the input must be a 2-D (N, K) tensor (after Flatten), "
+                                      f"not (N, {', '.join(map(str, x.shape))})")
+        k = x.shape[0]
+        if w_mk.shape[1] != k:
+            raise self.err(node, idx, f"weight expects {w_mk.shape[1]} inputs, the input "
+                                      f"has {k}")
+        m = w_mk.shape[0]
+        out = self.new_tensor(node.output[0])
+        n = FConv(self.new_node_name(node, idx), x.ir, out,
+                  w_mk.reshape(m, k, 1, 1).astype(np.float64).copy(),
+                  b.astype(np.float64).copy())
+        self.emit(n, (m, 1, 1))
+        self.acts[node.output[0]] = _Act(out, (m, 1, 1), True, False)
+
+    def op_Gemm(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if a.get("transA", 0):
+            raise self.err(node, idx, "transA=1 is not supported (the activation must be the "
+                                      "left operand, untransposed)")
+        w = self.const(node, idx, node.input[1], "weight B").astype(np.float64)
+        if w.ndim != 2:
+            raise self.err(node, idx, f"weight B must be 2-D, not shape {list(w.shape)}")
+        if not a.get("transB", 0):
+            w = w.T
+        w = w * float(a.get("alpha", 1.0))
+        m = w.shape[0]
+        if len(node.input) > 2 and node.input[2]:
+            c = self.const(node, idx, node.input[2], "bias C").astype(np.float64)
+            c = c * float(a.get("beta", 1.0))
+            if c.size == 1:
+                b = np.full(m, float(c.reshape(-1)[0]))
+            elif c.shape in ((m,), (1, m)):
+                b = c.reshape(m)
+            else:
+                raise self.err(node, idx, f"bias C of shape {list(c.shape)} is not supported; "
+                                          f"it must be a scalar, ({m},) or (1, {m})")
+        else:
+            b = np.zeros(m)
+        self._fc(node, idx, x, w, b)
+
+    def op_MatMul(self, node, idx):
+        x = self.act(node, idx, node.input[0])
+        w = self.const(node, idx, node.input[1], "right operand").astype(np.float64)
+        if w.ndim != 2:
+            raise self.err(node, idx, f"the constant operand must be 2-D (K, M), not shape "
+                                      f"{list(w.shape)}")
+        self._fc(node, idx, x, w.T, np.zeros(w.shape[1]))
+
+    def op_BatchNormalization(self, node, idx):
+        a = self.attrs(node)
+        if a.get("training_mode", 0):
+            raise self.err(node, idx, "training_mode=1 is not supported (inference only)")
+        self._check_out(node, idx)
+        x = self.act(node, idx, node.input[0])
+        conv = self.fusable_conv(node.input[0], x)
+        if conv is None:
+            raise self.err(node, idx, "BatchNormalization is only supported directly after a "
+                                      "Conv, Gemm or MatMul whose output feeds nothing else "
+                                      "(it is folded into that layer)")
+        gamma, beta, mean, var = (self.const(node, idx, node.input[i], what)
+                                  .astype(np.float64).reshape(-1)
+                                  for i, what in ((1, "scale"), (2, "B"), (3, "mean"),
+                                                  (4, "var")))
+        m = conv.out_channels
+        for v, what in ((gamma, "scale"), (beta, "B"), (mean, "mean"), (var, "var")):
+            if v.shape != (m,):
+                raise self.err(node, idx, f"{what} has {v.size} values, expected {m}")
+        eps = float(a.get("epsilon", 1e-5))
+        s = gamma / np.sqrt(var + eps)
+        conv.weight = conv.weight * s[:, None, None, None]
+        conv.bias = (conv.bias - mean) * s + beta
+        self.rename_output(conv, node.output[0], x)
+
+    def op_Relu(self, node, idx):
+        x = self.act(node, idx, node.input[0])
+        conv = self.fusable_conv(node.input[0], x, allow_residual=True)
+        if conv is not None:
+            conv.relu = True
+            self.rename_output(conv, node.output[0], x, nonneg=True)
+        elif x.nonneg:
+            self.alias(node.output[0], x)  # ReLU of a non-negative tensor is the identity
+        else:
+            raise self.err(node, idx, "Relu is only supported directly after a Conv, Gemm, "
+                                      "MatMul, BatchNormalization or residual Add whose output "
+                                      "feeds nothing else (it is fused into that layer), or "
+                                      "on a tensor that is already non-negative")
+
+    def op_Add(self, node, idx):
+        if len(node.input) != 2:
+            raise self.err(node, idx, "Add must have 2 inputs")
+        n0, n1 = node.input
+        if n0 in self.consts and n1 in self.consts:
+            self.consts[node.output[0]] = self.consts[n0] + self.consts[n1]
+            return
+        if n0 in self.consts or n1 in self.consts:
+            cname, aname = (n0, n1) if n0 in self.consts else (n1, n0)
+            x = self.act(node, idx, aname)
+            conv = self.fusable_conv(aname, x, allow_residual=True)
+            if conv is None:
+                raise self.err(node, idx, "Add of a constant is only supported as the bias of "
+                                          "a Conv, Gemm or MatMul whose output feeds nothing "
+                                          "else")
+            c = np.asarray(self.consts[cname], dtype=np.float64)
+            m = conv.out_channels
+            ok = {(), (1,), (m,), (1, m)} if x.rank2 else {(), (1,), (m, 1, 1), (1, m, 1, 1)}
+            if c.shape not in ok:
+                raise self.err(node, idx, f"constant of shape {list(c.shape)} is not a "
+                                          f"per-channel bias; allowed shapes: "
+                                          f"{sorted(list(s) for s in ok)}")
+            conv.bias = conv.bias + (np.full(m, float(c.reshape(-1)[0])) if c.size == 1
+                                     else c.reshape(m))
+            self.rename_output(conv, node.output[0], x)
+            return
+        a0 = self.act(node, idx, n0)
+        a1 = self.act(node, idx, n1)
+        if a0.shape != a1.shape or a0.rank2 != a1.rank2:
+            raise self.err(node, idx, f"operand shapes {a0.shape} and {a1.shape} differ; "
+                                      f"broadcasting is not supported")
+        cands = []
+        for onnx_name, a, other in ((n0, a0, a1), (n1, a1, a0)):
+            conv = self.fusable_conv(onnx_name, a)
+            if conv is not None and other.ir != a.ir:
+                cands.append((self.nodes.index(conv), conv, a, other))
+        if not cands:
+            raise self.err(node, idx, "a residual Add needs one operand produced by a Conv "
+                                      "(or Gemm/MatMul, with optional BatchNormalization) "
+                                      "without ReLU whose output feeds only this Add; it is "
+                                      "fused into that layer as y = relu(conv(x) + skip)")
+        _, conv, a, other = max(cands, key=lambda c: c[0])
+        # the fused layer reads the skip tensor: move it after the skip's producer (its output
+        # feeds only this Add, so nothing between depends on it)
+        self.nodes.remove(conv)
+        self.nodes.append(conv)
+        conv.residual = other.ir
+        self.rename_output(conv, node.output[0], a, nonneg=False)
+
+    def op_MaxPool(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if x.rank2:
+            raise self.err(node, idx, "MaxPool on a flattened (2-D) tensor is not supported")
+        if a.get("ceil_mode", 0):
+            raise self.err(node, idx, "ceil_mode=1 is not supported; only ceil_mode=0 (floor)")
+        if a.get("storage_order", 0):
+            raise self.err(node, idx, "storage_order=1 is not supported")
+        self._check_out(node, idx)
+        ks = list(a.get("kernel_shape", []))
+        if len(ks) != 2:
+            raise self.err(node, idx, f"kernel_shape {ks} must have 2 values (2-D pooling)")
+        pads, strides = self._pads(node, idx, a, ks)
+        if pads[0] >= ks[0] or pads[2] >= ks[0] or pads[1] >= ks[1] or pads[3] >= ks[1]:
+            raise self.err(node, idx, f"pads {list(pads)} must be smaller than the kernel "
+                                      f"{ks}")
+        c, h, w = x.shape
+        ho = (h + pads[0] + pads[2] - ks[0]) // strides[0] + 1
+        wo = (w + pads[1] + pads[3] - ks[1]) // strides[1] + 1
+        if ho < 1 or wo < 1:
+            raise self.err(node, idx, f"the kernel {ks} does not fit the {h}x{w} input")
+        out = self.new_tensor(node.output[0])
+        self.emit(FMaxPool(self.new_node_name(node, idx), x.ir, out, tuple(ks), strides, pads),
+                  (c, ho, wo))
+        self.acts[node.output[0]] = _Act(out, (c, ho, wo), False, x.nonneg)
+
+    def _gap(self, node, idx, x):
+        out = self.new_tensor(node.output[0])
+        self.emit(FGlobalAvgPool(self.new_node_name(node, idx), x.ir, out), (x.shape[0], 1, 1))
+        self.acts[node.output[0]] = _Act(out, (x.shape[0], 1, 1), False, x.nonneg)
+
+    def op_GlobalAveragePool(self, node, idx):
+        x = self.act(node, idx, node.input[0])
+        if x.rank2:
+            raise self.err(node, idx, "GlobalAveragePool on a flattened (2-D) tensor")
+        self._gap(node, idx, x)
+
+    def op_AveragePool(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if x.rank2:
+            raise self.err(node, idx, "AveragePool on a flattened (2-D) tensor")
+        _, h, w = x.shape
+        ks = list(a.get("kernel_shape", []))
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if (ks != [h, w] or any(pads) or a.get("ceil_mode", 0) or auto not in ("NOTSET", "VALID")
+                or any(d != 1 for d in a.get("dilations", [1, 1]))):
+            raise self.err(node, idx, f"AveragePool with kernel {ks}, pads {pads} on a {h}x{w} "
+                                      f"input is not a global pool; only global average pooling "
+                                      f"is supported (kernel_shape = [{h}, {w}], no padding), "
+                                      f"or use GlobalAveragePool")
+        self._gap(node, idx, x)
+
+    def _flatten(self, node, idx, x):
+        if x.rank2:
+            self.alias(node.output[0], x)
+            return
+        c, h, w = x.shape
+        out = self.new_tensor(node.output[0])
+        self.emit(FFlatten(self.new_node_name(node, idx), x.ir, out), (c * h * w, 1, 1))
+        self.acts[node.output[0]] = _Act(out, (c * h * w, 1, 1), True, x.nonneg)
+
+    def op_Flatten(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if a.get("axis", 1) != 1:
+            raise self.err(node, idx, f"axis={a.get('axis')} is not supported; only axis=1 "
+                                      f"(flatten each image to a vector)")
+        self._flatten(node, idx, x)
+
+    def op_Reshape(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if len(node.input) < 2:
+            raise self.err(node, idx, "Reshape without a shape input (opset < 5) is not "
+                                      "supported")
+        shape = [int(v) for v in np.asarray(
+            self.const(node, idx, node.input[1], "shape")).reshape(-1)]
+        k = int(np.prod(x.shape))
+        allowzero = a.get("allowzero", 0)
+        ok = (len(shape) == 2 and shape[0] in ((-1, 1) if allowzero else (-1, 0, 1))
+              and shape[1] in (k, -1) and not (shape[0] == -1 and shape[1] == -1))
+        if not ok:
+            raise self.err(node, idx, f"Reshape to {shape} is not supported; only flattening "
+                                      f"each image to (N, {k}) (shape [-1, {k}], [0, -1], "
+                                      f"[1, {k}] ...)")
+        self._flatten(node, idx, x)
+
+
+def load_onnx(source, *, input_mean=None, input_std=None) -> FloatModel:
+    """Import a float CNN from an ONNX file, bytes or ``onnx.ModelProto``.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or onnx.ModelProto
+        The model.
+    input_mean, input_std : float or sequence of float, optional
+        Per-channel input normalization ``x = (pixels - mean) / std`` the model was trained
+        with. Default: the ``ilmpq.input_mean`` / ``ilmpq.input_std`` metadata properties of the
+        model, else ``0`` and ``1``.
+
+    Returns
+    -------
+    FloatModel
+        The fused float graph; ``meta`` holds the source, producer, opset and metadata.
+
+    Raises
+    ------
+    OnnxImportError
+        Not an ONNX file, truncated or invalid, an unsupported op or attribute, a dynamic input
+        shape, a missing initializer. The message names the node, the op and what is supported.
+    FileNotFoundError
+        ``source`` is a path that does not exist.
+    """
+    model, label = _parse_model(source)
+    fm = _Importer(model, label).run()
+    md = fm.meta["metadata"]
+    for key, arg, attr in ((META_INPUT_MEAN, input_mean, "input_mean"),
+                           (META_INPUT_STD, input_std, "input_std")):
+        value = arg
+        if value is None and key in md:
+            try:
+                value = json.loads(md[key])
+            except json.JSONDecodeError:
+                raise OnnxImportError(f"{label}: metadata {key}={md[key]!r} is not a JSON "
+                                      f"number or list") from None
+        if value is not None:
+            try:
+                vec = FloatModel._norm_vector(attr, value, 0.0, fm.input_shape[0])
+            except (FloatModelError, TypeError, ValueError) as e:
+                raise OnnxImportError(f"{label}: {e}") from None
+            setattr(fm, attr, vec)
+    if np.any(fm.input_std <= 0):
+        raise OnnxImportError(f"{label}: input_std must be positive, not {fm.input_std}")
+    return fm

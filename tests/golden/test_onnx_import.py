@@ -1,0 +1,373 @@
+"""ONNX import: float execution of the imported graph against onnx.reference.ReferenceEvaluator,
+and clear errors for everything that is not supported."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from ilmpq.golden.data import default_model_path, load_default_model, load_digits
+from ilmpq.golden.errors import IlmpqError
+from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
+from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
+
+
+class G:
+    """A tiny ONNX graph builder with random float32 initializers."""
+
+    def __init__(self, rng, in_shape=(1, 8, 8), batch="N"):
+        self.rng = rng
+        self.nodes, self.inits = [], []
+        self.in_shape = in_shape
+        self.batch = batch
+        self.k = 0
+
+    def t(self, prefix="t"):
+        self.k += 1
+        return f"{prefix}{self.k}"
+
+    def init(self, arr, name=None):
+        name = name or self.t("w")
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name))
+        return name
+
+    def node(self, op, inputs, n_out=1, name=None, **attrs):
+        outs = [self.t() for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=name or self.t(op.lower()),
+                                           **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def conv(self, x, cin, cout, k=3, bias=True, **attrs):
+        w = self.init(self.rng.normal(0, 1 / np.sqrt(cin * k * k), (cout, cin, k, k)))
+        ins = [x, w] + ([self.init(self.rng.normal(0, 0.1, cout))] if bias else [])
+        return self.node("Conv", ins, kernel_shape=[k, k], **attrs)
+
+    def bn(self, x, c):
+        r = self.rng
+        ps = [self.init(r.uniform(0.5, 1.5, c)), self.init(r.normal(0, 0.2, c)),
+              self.init(r.normal(0, 0.2, c)), self.init(r.uniform(0.5, 2.0, c))]
+        return self.node("BatchNormalization", [x] + ps, epsilon=1e-3)
+
+    def model(self, out, out_shape, opset=17):
+        graph = helper.make_graph(
+            self.nodes, "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                           [self.batch, *self.in_shape])],
+            [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)], self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+
+def _compare(model, x):
+    fm = load_onnx(model)
+    ref = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    got = fm.predict(x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
+    return fm
+
+
+def _resnetish(rng):
+    """conv/2 (asymmetric pads) + BN + ReLU, maxpool with padding, residual block (skip as the
+    first Add operand), GAP, Flatten, Gemm with transB=0, alpha, beta and a (1, M) bias."""
+    g = G(rng, (3, 11, 9))
+    x = g.conv("x", 3, 6, 3, bias=False, strides=[2, 2], pads=[1, 0, 1, 2])
+    x = g.node("Relu", [g.bn(x, 6)])
+    x = g.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 1], pads=[1, 1, 1, 1])
+    y = g.node("Relu", [g.bn(g.conv(x, 6, 6, 3, pads=[1, 1, 1, 1]), 6)])
+    y = g.bn(g.conv(y, 6, 6, 3, pads=[1, 1, 1, 1]), 6)
+    x = g.node("Relu", [g.node("Add", [x, y])])
+    x = g.node("GlobalAveragePool", [x])
+    x = g.node("Flatten", [x], axis=1)
+    w = g.init(rng.normal(0, 0.5, (6, 5)))
+    c = g.init(rng.normal(0, 0.5, (1, 5)))
+    out = g.node("Gemm", [x, w, c], alpha=0.7, beta=1.3)
+    return g.model(out, ["N", 5]), (3, 11, 9)
+
+
+def _avgpool_matmul(rng):
+    """Conv + ReLU, global AveragePool, Reshape [0, -1] (shape from a Constant), MatMul + Add."""
+    g = G(rng, (2, 6, 6))
+    x = g.node("Relu", [g.conv("x", 2, 4, 5, pads=[2, 2, 2, 2], strides=[1, 2])])
+    x = g.node("AveragePool", [x], kernel_shape=[6, 3])
+    shape = g.node("Constant", [], value=numpy_helper.from_array(np.array([0, -1], np.int64)))
+    x = g.node("Reshape", [x, shape])
+    x = g.node("MatMul", [x, g.init(rng.normal(0, 1, (4, 3)))])
+    out = g.node("Add", [g.init(rng.normal(0, 1, 3)), x])
+    return g.model(out, ["N", 3]), (2, 6, 6)
+
+
+def _late_skip(rng):
+    """Residual whose skip (a max pool) is computed after the conv it is fused into: the importer
+    must move the conv. Also Identity, Dropout and a ReLU on a non-negative tensor."""
+    g = G(rng, (3, 7, 7))
+    x = g.node("Relu", [g.conv("x", 3, 4, 3, pads=[1, 1, 1, 1])])
+    a = g.conv(x, 4, 4, 3, pads=[1, 1, 1, 1])  # no ReLU: fused with the Add below
+    p = g.node("MaxPool", [x], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    p = g.node("Relu", [g.node("Identity", [p])])  # ReLU of a non-negative tensor
+    s = g.node("Add", [a, p])
+    s = g.node("Dropout", [s])
+    out = g.node("Relu", [s])
+    return g.model(out, ["N", 4, 7, 7]), (3, 7, 7)
+
+
+def _two_convs_add(rng):
+    """Add of two conv outputs (both could absorb it: the later one must), 1x1 stride-2 convs,
+    flatten of a spatial tensor into an FC layer with transB=1 and no bias."""
+    g = G(rng, (2, 5, 5))
+    x = g.node("Relu", [g.conv("x", 2, 3, 1)])
+    a = g.bn(g.conv(x, 3, 4, 1, strides=[2, 2]), 4)
+    b = g.conv(x, 3, 4, 3, strides=[2, 2], pads=[1, 1, 1, 1])
+    y = g.node("Relu", [g.node("Add", [a, b])])
+    y = g.node("Flatten", [y])
+    w = g.init(rng.normal(0, 0.3, (7, 4 * 3 * 3)))
+    out = g.node("Gemm", [y, w], transB=1)
+    return g.model(out, ["N", 7]), (2, 5, 5)
+
+
+@pytest.mark.parametrize("build", [_resnetish, _avgpool_matmul, _late_skip, _two_convs_add])
+def test_generated_graphs_match_reference_evaluator(rng, build):
+    model, shape = build(rng)
+    x = rng.normal(0, 1, (3, *shape))
+    fm = _compare(model, x)
+    # also one image and the proto given as bytes
+    fm2 = load_onnx(model.SerializeToString())
+    np.testing.assert_array_equal(fm2.predict(x[:1]), fm.predict(x[:1]))
+
+
+def test_fusion_structure(rng):
+    model, _ = _resnetish(rng)
+    fm = load_onnx(model)
+    kinds = [n.kind for n in fm.nodes]
+    assert kinds == ["conv", "maxpool", "conv", "conv", "gap", "flatten", "conv"]
+    c1, _, c2, c3, _, _, fc = fm.nodes
+    assert c1.relu and c1.stride == (2, 2) and c1.padding == (1, 0, 1, 2)
+    assert c2.relu and c2.residual is None
+    assert c3.relu and c3.residual == fm.nodes[1].output  # residual fused into the second conv
+    assert fc.kernel == (1, 1) and not fc.relu and fm.shapes[fc.output] == (5, 1, 1)
+    assert fm.output_rank == 2
+
+    model, _ = _late_skip(rng)
+    fm = load_onnx(model)
+    assert [n.kind for n in fm.nodes] == ["conv", "maxpool", "conv"]  # conv moved after pool
+    assert fm.nodes[2].residual == fm.nodes[1].output and fm.nodes[2].relu
+
+    model, _ = _two_convs_add(rng)
+    fm = load_onnx(model)
+    convs = [n for n in fm.nodes if isinstance(n, FConv)]
+    assert convs[2].residual == convs[1].output  # the later conv absorbs the Add
+
+
+def test_default_model_matches_reference_evaluator():
+    fm = load_default_model()
+    x, y = load_digits("test")
+    xn = fm.normalize(x)
+    ref = ReferenceEvaluator(onnx.load(str(default_model_path()))).run(
+        None, {"input": xn.astype(np.float32)})[0]
+    got = fm.predict(xn)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_array_equal(got.argmax(1), ref.argmax(1))
+    # the embedded model is the documented network
+    assert [type(n) for n in fm.nodes] == [FConv, FConv, FMaxPool, FConv, FConv, FConv,
+                                           FGlobalAvgPool, FFlatten, FConv]
+    assert sum(isinstance(n, FConv) and n.residual is not None for n in fm.nodes) == 1
+    assert 1e5 < fm.macs() < 1e6
+    assert default_model_path().stat().st_size < 300_000
+    md = fm.meta["metadata"]
+    assert fm.input_mean.tolist() == json.loads(md["ilmpq.input_mean"])
+    assert fm.input_std.tolist() == json.loads(md["ilmpq.input_std"])
+    # the accuracy the training script recorded is what the imported model gets
+    acc = float(np.mean(got.argmax(1) == y))
+    assert acc == pytest.approx(json.loads(md["ilmpq.onnx_test_accuracy"]))
+    assert acc > 0.97
+
+
+def test_digits_split():
+    sizes = {}
+    seen = []
+    for split in ("train", "calib", "test"):
+        x, y = load_digits(split)
+        assert x.dtype == np.uint8 and x.ndim == 4 and x.shape[1:] == (1, 8, 8)
+        assert y.dtype == np.int64 and set(np.unique(y)) <= set(range(10))
+        sizes[split] = len(y)
+        seen.append(x.reshape(len(x), -1))
+    assert sizes == {"train": 1257, "calib": 180, "test": 360}
+    allx = np.concatenate(seen)
+    assert allx.max() == 255 and allx.min() == 0
+    # pixels are the 17 levels round(p * 255 / 16)
+    assert set(np.unique(allx)) <= {int(round(p * 255 / 16)) for p in range(17)}
+    with pytest.raises(IlmpqError, match="unknown digits split 'val'"):
+        load_digits("val")
+
+
+def test_normalization_metadata_and_override(rng, tmp_path):
+    model, shape = _resnetish(rng)
+    helper.set_model_props(model, {"ilmpq.input_mean": "[120, 110, 100]",
+                                   "ilmpq.input_std": "60"})
+    fm = load_onnx(model)
+    np.testing.assert_array_equal(fm.input_mean, [120, 110, 100])
+    np.testing.assert_array_equal(fm.input_std, [60, 60, 60])
+    fm = load_onnx(model, input_mean=0.5, input_std=[1, 2, 3])
+    np.testing.assert_array_equal(fm.input_mean, [0.5] * 3)
+    np.testing.assert_array_equal(fm.input_std, [1, 2, 3])
+    with pytest.raises(OnnxImportError, match="one value per input channel"):
+        load_onnx(model, input_mean=[1, 2])
+    with pytest.raises(OnnxImportError, match="positive"):
+        load_onnx(model, input_std=0)
+    helper.set_model_props(model, {"ilmpq.input_std": "abc"})
+    with pytest.raises(OnnxImportError, match="ilmpq.input_std"):
+        load_onnx(model)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+def _one_op(rng, op, inputs_fn, out_shape, in_shape=(2, 6, 6), **attrs):
+    g = G(rng, in_shape)
+    x = g.node("Relu", [g.conv("x", in_shape[0], 2, 1)])
+    y = g.node(op, inputs_fn(g, x), name="bad", **attrs)
+    return g.model(y, out_shape)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("sigmoid", r"node 'bad' \(Sigmoid\): operator 'Sigmoid' is not supported; supported ops: "
+                r"Conv, BatchNormalization"),
+    ("dilation", r"node 'bad' \(Conv\): dilations=\[2, 2\] are not supported; only dilations 1"),
+    ("group", r"node 'bad' \(Conv\): group=2 is not supported; only group=1"),
+    ("auto_pad", r"node 'bad' \(Conv\): auto_pad=SAME_UPPER is not supported"),
+    ("ceil_mode", r"node 'bad' \(MaxPool\): ceil_mode=1 is not supported"),
+    ("avgpool", r"node 'bad' \(AveragePool\): .* is not a global pool; only global average "
+                r"pooling"),
+    ("flatten_axis", r"node 'bad' \(Flatten\): axis=2 is not supported; only axis=1"),
+    ("reshape", r"node 'bad' \(Reshape\): Reshape to \[-1, 2, 36\] is not supported"),
+    ("bn_no_conv", r"node 'bad' \(BatchNormalization\): BatchNormalization is only supported "
+                   r"directly after a Conv"),
+    ("mul", r"node 'bad' \(Mul\): operator 'Mul' is not supported"),
+    ("weight_computed", r"node 'bad' \(Conv\): weight 't\d+' must be a constant"),
+])
+def test_unsupported_ops_and_attributes(rng, case, match):
+    w1 = lambda g: g.init(rng.normal(0, 1, (2, 2, 3, 3)))  # noqa: E731
+    builders = {
+        "sigmoid": lambda: _one_op(rng, "Sigmoid", lambda g, x: [x], ["N", 2, 6, 6]),
+        "dilation": lambda: _one_op(rng, "Conv", lambda g, x: [x, w1(g)], ["N", 2, 2, 2],
+                                    dilations=[2, 2]),
+        "group": lambda: _one_op(rng, "Conv",
+                                 lambda g, x: [x, g.init(rng.normal(0, 1, (2, 1, 3, 3)))],
+                                 ["N", 2, 4, 4], group=2),
+        "auto_pad": lambda: _one_op(rng, "Conv", lambda g, x: [x, w1(g)], ["N", 2, 6, 6],
+                                    auto_pad="SAME_UPPER"),
+        "ceil_mode": lambda: _one_op(rng, "MaxPool", lambda g, x: [x], ["N", 2, 3, 3],
+                                     kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        "avgpool": lambda: _one_op(rng, "AveragePool", lambda g, x: [x], ["N", 2, 3, 3],
+                                   kernel_shape=[2, 2], strides=[2, 2]),
+        "flatten_axis": lambda: _one_op(rng, "Flatten", lambda g, x: [x], ["N", 2],
+                                        axis=2),
+        "reshape": lambda: _one_op(rng, "Reshape",
+                                   lambda g, x: [x, g.init(np.array([-1, 2, 36]))],
+                                   ["N", 2, 36]),
+        "mul": lambda: _one_op(rng, "Mul", lambda g, x: [x, x], ["N", 2, 6, 6]),
+        "weight_computed": lambda: _one_op(rng, "Conv", lambda g, x: [x, x], ["N", 2, 1, 1]),
+    }
+    if case == "bn_no_conv":  # BN right on the input
+        g = G(rng, (2, 6, 6))
+        ps = [g.init(np.ones(2)) for _ in range(4)]
+        model = g.model(g.node("BatchNormalization", ["x"] + ps, name="bad"), ["N", 2, 6, 6])
+    elif case == "reshape":
+        model = builders[case]()
+        # the constant must be int64
+        for init in model.graph.initializer:
+            if init.dims == [3]:
+                init.CopyFrom(numpy_helper.from_array(np.array([-1, 2, 36], np.int64),
+                                                      init.name))
+    else:
+        model = builders[case]()
+    with pytest.raises(OnnxImportError, match=match):
+        load_onnx(model)
+
+
+def test_relu_that_cannot_be_fused(rng):
+    g = G(rng, (2, 6, 6))
+    a = g.conv("x", 2, 2, 1)
+    r = g.node("Relu", [a], name="bad")
+    out = g.node("Add", [r, a])  # the conv output feeds the Relu and the Add
+    with pytest.raises(OnnxImportError, match=r"node 'bad' \(Relu\): Relu is only supported "
+                                              r"directly after"):
+        load_onnx(g.model(out, ["N", 2, 6, 6]))
+
+
+def test_dynamic_and_missing_shapes(rng):
+    g = G(rng, (2, 6, 6))
+    out = g.node("Relu", [g.conv("x", 2, 2, 1)])
+    model = g.model(out, ["N", 2, 6, 6])
+    dim = model.graph.input[0].type.tensor_type.shape.dim[2]
+    dim.Clear()
+    dim.dim_param = "height"
+    with pytest.raises(OnnxImportError, match=r"dynamic H dimension \('height'\); dynamic shapes "
+                                              r"are not supported"):
+        load_onnx(model)
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    with pytest.raises(OnnxImportError, match="(has no shape|Field 'shape' .* missing)"):
+        load_onnx(model)
+    g = G(rng, (6, 6))
+    g.in_shape = (6, 6)
+    out = g.node("Relu", ["x"])
+    with pytest.raises(OnnxImportError, match="rank 3; an image batch"):
+        load_onnx(g.model(out, ["N", 6, 6]))
+
+
+def test_bad_files(tmp_path):
+    data = default_model_path().read_bytes()
+    cases = {
+        "truncated.onnx": data[: len(data) // 2],
+        "short.onnx": data[:100],
+        "text.onnx": b"this is not an ONNX model\n" * 10,
+        "random.onnx": np.random.default_rng(1).integers(0, 256, 4096).astype(np.uint8)
+        .tobytes(),
+        "empty.onnx": b"",
+    }
+    for name, blob in cases.items():
+        p = tmp_path / name
+        p.write_bytes(blob)
+        with pytest.raises(OnnxImportError) as ei:
+            load_onnx(p)
+        msg = str(ei.value)
+        assert str(p) in msg
+        assert any(s in msg for s in ("not a valid ONNX model", "not an ONNX model",
+                                      "empty")), msg
+    with pytest.raises(FileNotFoundError):
+        load_onnx(tmp_path / "missing.onnx")
+
+
+def test_missing_initializer(rng):
+    g = G(rng, (2, 6, 6))
+    out = g.node("Conv", ["x", "conv.weight"], name="conv0", kernel_shape=[1, 1])
+    graph = helper.make_graph(
+        g.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 2, 6, 6])], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match=r"node 'conv0' \(Conv\) reads 'conv.weight', "
+                                              r"which is neither an initializer"):
+        load_onnx(model)
+
+
+def test_graph_interface_errors(rng):
+    g = G(rng, (2, 6, 6))
+    a = g.node("Relu", [g.conv("x", 2, 2, 1)])
+    b = g.node("MaxPool", [a], kernel_shape=[2, 2])
+    graph = helper.make_graph(
+        g.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
+        [helper.make_tensor_value_info(a, TensorProto.FLOAT, ["N", 2, 6, 6]),
+         helper.make_tensor_value_info(b, TensorProto.FLOAT, ["N", 2, 5, 5])], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(OnnxImportError, match="exactly one output, it has 2"):
+        load_onnx(model)
+    g = G(rng, (2, 6, 6))
+    out = g.node("Relu", [g.conv("x", 2, 2, 1)])
+    model = g.model(out, ["N", 2, 6, 6])
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
+    with pytest.raises(OnnxImportError, match="element type INT64; a float input"):
+        load_onnx(model)
