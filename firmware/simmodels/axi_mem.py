@@ -1,0 +1,418 @@
+"""A simulated AXI4 subordinate memory for Amaranth testbenches.
+
+:class:`AXIMemory` serves one AXI4 manager port (for example ``DMA.bus``) from a byte array with
+a base address. In ``"deterministic"`` mode it follows the timing of ``docs/memory_model.md``
+exactly (the Verilator harness implements the same timing in C++), so cycle counts can be
+asserted. In ``"random"`` mode (seeded) it adds ``ready`` gaps on AR/AW/W, random latencies,
+``rvalid`` gaps inside bursts and, optionally, reordering of read and write responses across IDs.
+Both modes inject error responses per burst and check the manager's side of the protocol; a
+violation raises :class:`AssertionError` naming the rule, the channel and the cycle.
+
+Usage::
+
+    mem = AXIMemory(dut.bus, base=0x1000_0000, size=64 * 1024)
+    mem.write(0x1000_0000, payload)
+    sim = Simulator(dut); sim.add_clock(1e-8)
+    mem.add_to(sim)                         # a background testbench
+    sim.add_testbench(my_testbench)
+    sim.run()
+    assert mem.read(0x1000_0100, 64) == expected
+
+Timing interpretation (the parts ``docs/memory_model.md`` leaves implicit): the model is a Moore
+machine. The values it drives for the clock edge ``t`` (``arready``, ``rvalid``, ...) depend only on
+its state after edge ``t - 1``, never combinationally on the manager's signals. So a burst counts
+against ``Q`` from the edge after its AR/AW handshake until the edge of its last R beat / its B
+handshake (inclusive), a W beat can transfer at the earliest on the edge after its AW handshake,
+and read data is taken from the memory when a beat is first presented. Edges are numbered from 0
+(the first edge after the simulation starts); :attr:`cycle` is the number of the next edge.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ilmpq.hdl.axi import AXIBurst, AXIResp
+
+__all__ = ["AXIMemory", "AXITransaction", "AXIProtocolError"]
+
+BOUNDARY = 4096
+
+
+class AXIProtocolError(AssertionError):
+    """A protocol rule broken by the manager (or an access outside the memory)."""
+
+
+@dataclass
+class AXITransaction:
+    """One burst as the memory saw it (an entry of :attr:`AXIMemory.log`)."""
+
+    kind: str                   #: ``"r"`` or ``"w"``
+    index: int                  #: acceptance order on its channel, from 0
+    id: int
+    addr: int
+    beats: int
+    accepted: int               #: edge of the AR / AW handshake
+    resp: AXIResp = AXIResp.OKAY
+    completed: int | None = None  #: edge of the last R beat / of the B handshake
+    # internal state
+    beat: int = 0
+    ready_at: int = 0           #: earliest edge of the first R beat / of B
+    w_last: int | None = None   #: edge of the last W beat (writes)
+
+
+@dataclass
+class _Channel:
+    """Last sampled manager payload of one channel, for the stability checks."""
+
+    valid: bool = False
+    ready: bool = False
+    payload: tuple = ()
+
+
+class AXIMemory:
+    """AXI4 subordinate memory model (testbench coroutine).
+
+    Parameters
+    ----------
+    bus : interface
+        The manager's AXI4 port object (members of :class:`ilmpq.hdl.axi.AXI4Signature`). The
+        model drives ``*ready`` of AR/AW/W and ``r*``/``b*``; it samples the rest.
+    base : int
+        Byte address of ``data[0]``.
+    size : int, optional
+        Bytes of memory (zero-filled); or give ``data``.
+    data : array-like of uint8, optional
+        Initial contents (copied).
+    mode : {"deterministic", "random"}
+        Timing, see the module docstring and ``docs/memory_model.md``.
+    rng : numpy.random.Generator or int, optional
+        Required in random mode (a generator or a seed).
+    seed : int, optional
+        Same as an integer ``rng`` (either may be given).
+    read_latency, write_latency, queue : int
+        Deterministic parameters RL, WL, Q (defaults 8, 4, 8 as in ``docs/memory_model.md``).
+        ``queue`` also bounds outstanding bursts in random mode.
+    max_burst : int
+        Longest burst the model accepts (16).
+    stall : float
+        Random mode: probability of a ready gap on AR/AW/W in a cycle, and of a gap after an R
+        beat or before a B response.
+    read_latency_range, write_latency_range : (int, int)
+        Random mode: inclusive range of the per-burst latency (AR handshake to first R beat,
+        last W beat to B).
+    reorder : bool
+        Random mode: serve read bursts and answer write bursts out of order across IDs (the
+        oldest burst of each ID is eligible, a random one is served). AXI allows it; per ID the
+        order is kept.
+    errors : dict, optional
+        ``{("r" | "w", burst_index): AXIResp.SLVERR | AXIResp.DECERR}`` (strings accepted):
+        that read burst (acceptance order, from 0) returns the response on all its beats with
+        zero data; that write burst gets the BRESP and does not change the memory.
+    name : str
+        Used in error messages.
+    """
+
+    def __init__(self, bus, *, base: int = 0, size: int | None = None, data=None,
+                 mode: str = "deterministic", rng=None, seed: int | None = None,
+                 read_latency: int = 8,
+                 write_latency: int = 4, queue: int = 8, max_burst: int = 16,
+                 stall: float = 0.3, read_latency_range=(1, 20), write_latency_range=(1, 10),
+                 reorder: bool = False, errors: dict | None = None, name: str = "axi_mem"):
+        if mode not in ("deterministic", "random"):
+            raise ValueError(f"AXIMemory mode must be 'deterministic' or 'random', not {mode!r}")
+        if (size is None) == (data is None):
+            raise ValueError("AXIMemory needs exactly one of size= or data=")
+        if data is not None:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                data = np.frombuffer(bytes(data), dtype=np.uint8)
+            self.data = np.array(data, dtype=np.uint8).reshape(-1).copy()
+        else:
+            self.data = np.zeros(int(size), dtype=np.uint8)
+        self.bus = bus
+        self.base = int(base)
+        self.size = len(self.data)
+        self.beat_bytes = len(bus.wdata) // 8
+        self.size_code = self.beat_bytes.bit_length() - 1
+        self.mode = mode
+        if seed is not None:
+            if rng is not None:
+                raise ValueError("AXIMemory takes rng= or seed=, not both")
+            rng = seed
+        if mode == "random":
+            if rng is None:
+                raise ValueError("AXIMemory in random mode needs rng= (a Generator or a seed) "
+                                 "or seed=")
+            self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        else:
+            if reorder:
+                raise ValueError("AXIMemory: reorder=True needs mode='random'")
+            self.rng = None
+        self.read_latency = read_latency
+        self.write_latency = write_latency
+        self.queue = queue
+        self.max_burst = max_burst
+        self.stall = stall
+        self.read_latency_range = read_latency_range
+        self.write_latency_range = write_latency_range
+        self.reorder = reorder
+        self.errors = {}
+        for (kind, index), resp in (errors or {}).items():
+            if kind not in ("r", "w"):
+                raise ValueError(f"AXIMemory error key channel must be 'r' or 'w', not {kind!r}")
+            resp = AXIResp[resp] if isinstance(resp, str) else AXIResp(resp)
+            if resp not in (AXIResp.SLVERR, AXIResp.DECERR):
+                raise ValueError(f"AXIMemory injects SLVERR or DECERR, not {resp!r}")
+            self.errors[(kind, int(index))] = resp
+        self.name = name
+
+        #: every burst accepted, in acceptance order (reads and writes interleaved)
+        self.log: list[AXITransaction] = []
+        self.read_bursts = 0        #: read bursts fully returned
+        self.read_beats = 0
+        self.write_bursts = 0       #: write bursts answered on B
+        self.write_beats = 0
+        self.cycle = 0              #: number of the next clock edge
+
+        self._reads: list[AXITransaction] = []     # accepted, not fully returned
+        self._r_cur: AXITransaction | None = None
+        self._r_data = 0
+        self._r_gap_until = 0
+        self._e_last = -(10**9)                    # edge of the previous last R beat
+        self._writes: list[AXITransaction] = []    # accepted, not answered on B
+        self._w_queue: deque[AXITransaction] = deque()  # accepted, W not complete
+        self._b_cur: AXITransaction | None = None
+        self._b_last = -(10**9)
+        self._n_reads = 0
+        self._n_writes = 0
+        self._drv = {}              # signal name -> value driven for the coming edge
+        self._set_cache = {}
+        self._ch = {"AR": _Channel(), "AW": _Channel(), "W": _Channel()}
+
+    # -- memory access for tests ----------------------------------------------------------------
+
+    def _offset(self, addr: int, n: int) -> int:
+        off = addr - self.base
+        if off < 0 or off + n > self.size:
+            raise ValueError(f"{self.name}: [{addr:#x}, {addr + n:#x}) is outside the memory "
+                             f"[{self.base:#x}, {self.base + self.size:#x})")
+        return off
+
+    def write(self, addr: int, payload) -> None:
+        """Write bytes (``bytes`` or a uint8 array) at a byte address."""
+        b = np.frombuffer(bytes(payload), dtype=np.uint8) if not isinstance(
+            payload, np.ndarray) else payload.astype(np.uint8).reshape(-1)
+        off = self._offset(addr, len(b))
+        self.data[off:off + len(b)] = b
+
+    def read(self, addr: int, n: int) -> bytes:
+        """Read ``n`` bytes at a byte address."""
+        off = self._offset(addr, n)
+        return self.data[off:off + n].tobytes()
+
+    def transactions(self, kind: str | None = None) -> list[AXITransaction]:
+        """The log, optionally only reads (``"r"``) or writes (``"w"``)."""
+        return [t for t in self.log if kind is None or t.kind == kind]
+
+    # -- simulation -----------------------------------------------------------------------------
+
+    def add_to(self, sim) -> None:
+        """Add the model to a simulator as a background testbench."""
+        sim.add_testbench(self.run, background=True)
+
+    def _fail(self, rule: str, channel: str, detail: str = ""):
+        raise AXIProtocolError(f"{self.name}: AXI rule broken on the {channel} channel at cycle "
+                               f"{self.cycle}: {rule}" + (f" ({detail})" if detail else ""))
+
+    def _stalled(self) -> bool:
+        return self.rng is not None and self.rng.random() < self.stall
+
+    def _latency(self, rng_range) -> int:
+        return int(self.rng.integers(rng_range[0], rng_range[1] + 1))
+
+    def _eligible(self, pending: list[AXITransaction]) -> list[AXITransaction]:
+        """Bursts that may be served next: the head, or with reorder the oldest of each ID."""
+        if not pending:
+            return []
+        if not self.reorder:
+            return [pending[0]]
+        seen, out = set(), []
+        for t in pending:
+            if t.id not in seen:
+                seen.add(t.id)
+                out.append(t)
+        return out
+
+    def _beat_data(self, t: AXITransaction) -> int:
+        if t.resp != AXIResp.OKAY:
+            return 0
+        off = self._offset(t.addr + t.beat * self.beat_bytes, self.beat_bytes)
+        return int.from_bytes(self.data[off:off + self.beat_bytes].tobytes(), "little")
+
+    def _compute_outputs(self) -> None:
+        c = self.cycle
+        d = self._drv
+        d["arready"] = int(len(self._reads) < self.queue and not self._stalled())
+        d["awready"] = int(len(self._writes) < self.queue and not self._stalled())
+        d["wready"] = int(bool(self._w_queue) and not self._stalled())
+
+        # R
+        if self._r_cur is None and c >= self._r_gap_until:
+            cands = [t for t in self._eligible(self._reads)
+                     if c >= t.ready_at and c >= self._e_last + 1]
+            if cands:
+                pick = (cands[int(self.rng.integers(len(cands)))] if len(cands) > 1 else cands[0])
+                self._r_cur = pick
+                self._r_data = self._beat_data(pick)
+        t = self._r_cur
+        if t is not None and c >= self._r_gap_until:
+            d.update(rvalid=1, rid=t.id, rdata=self._r_data, rresp=int(t.resp),
+                     rlast=int(t.beat == t.beats - 1))
+        else:
+            d["rvalid"] = 0
+
+        # B
+        if self._b_cur is None:
+            done = [t for t in self._writes if t.w_last is not None]
+            cands = [t for t in self._eligible(done)
+                     if c >= t.ready_at and c >= self._b_last + 1]
+            if cands:
+                self._b_cur = (cands[int(self.rng.integers(len(cands)))] if len(cands) > 1
+                               else cands[0])
+        t = self._b_cur
+        if t is not None:
+            d.update(bvalid=1, bid=t.id, bresp=int(t.resp))
+        else:
+            d["bvalid"] = 0
+
+    def _drive(self, ctx) -> None:
+        self._compute_outputs()
+        for name, v in self._drv.items():
+            if self._set_cache.get(name) != v:
+                ctx.set(getattr(self.bus, name), v)
+                self._set_cache[name] = v
+
+    def _check_stable(self, ch: str, valid: bool, payload: tuple, ready: bool) -> None:
+        prev = self._ch[ch]
+        if prev.valid and not prev.ready:
+            if not valid:
+                self._fail(f"{ch.lower()}valid dropped before {ch.lower()}ready", ch)
+            if payload != prev.payload:
+                self._fail("payload changed while valid and not ready", ch,
+                           f"was {prev.payload}, now {payload}")
+        prev.valid, prev.ready, prev.payload = valid, ready, payload
+
+    def _check_burst(self, ch: str, addr: int, length: int, size: int, burst: int) -> None:
+        beats = length + 1
+        if beats > self.max_burst:
+            self._fail(f"{ch.lower()}len + 1 = {beats} > {self.max_burst}", ch)
+        if burst != AXIBurst.INCR:
+            self._fail(f"burst type {burst} is not INCR", ch)
+        if size != self.size_code:
+            self._fail(f"{ch.lower()}size = {size} is not the bus width ({self.size_code})", ch)
+        if addr % self.beat_bytes:
+            self._fail(f"address {addr:#x} not aligned to the {self.beat_bytes}-byte bus "
+                       f"(the model serves aligned bursts only)", ch)
+        nbytes = beats * self.beat_bytes
+        if addr // BOUNDARY != (addr + nbytes - 1) // BOUNDARY:
+            self._fail(f"burst [{addr:#x}, {addr + nbytes:#x}) crosses a 4 KiB boundary", ch)
+        if addr < self.base or addr + nbytes > self.base + self.size:
+            self._fail(f"burst [{addr:#x}, {addr + nbytes:#x}) outside the memory "
+                       f"[{self.base:#x}, {self.base + self.size:#x})", ch)
+
+    def _edge(self, v: dict) -> None:
+        c = self.cycle
+        d = self._drv
+        det = self.mode == "deterministic"
+
+        # W (before AW: a W beat at this edge belongs to an AW accepted earlier)
+        w_payload = (v["wdata"], v["wstrb"], v["wlast"])
+        self._check_stable("W", v["wvalid"], w_payload, d["wready"])
+        if v["wvalid"] and d["wready"]:
+            t = self._w_queue[0]
+            is_last = t.beat == t.beats - 1
+            if bool(v["wlast"]) != is_last:
+                self._fail(f"wlast = {v['wlast']} on beat {t.beat} of a {t.beats}-beat burst",
+                           "W", f"awaddr {t.addr:#x}")
+            if t.resp == AXIResp.OKAY:
+                off = self._offset(t.addr + t.beat * self.beat_bytes, self.beat_bytes)
+                new = np.frombuffer(int(v["wdata"]).to_bytes(self.beat_bytes, "little"),
+                                    dtype=np.uint8)
+                mask = np.array([(v["wstrb"] >> j) & 1 for j in range(self.beat_bytes)],
+                                dtype=bool)
+                seg = self.data[off:off + self.beat_bytes]
+                seg[mask] = new[mask]
+            t.beat += 1
+            self.write_beats += 1
+            if is_last:
+                self._w_queue.popleft()
+                t.w_last = c
+                lat = self.write_latency if det else self._latency(self.write_latency_range)
+                t.ready_at = c + lat
+
+        # AW
+        aw_payload = (v["awid"], v["awaddr"], v["awlen"], v["awsize"], v["awburst"])
+        self._check_stable("AW", v["awvalid"], aw_payload, d["awready"])
+        if v["awvalid"] and d["awready"]:
+            self._check_burst("AW", v["awaddr"], v["awlen"], v["awsize"], v["awburst"])
+            t = AXITransaction("w", self._n_writes, v["awid"], v["awaddr"], v["awlen"] + 1, c,
+                               self.errors.get(("w", self._n_writes), AXIResp.OKAY))
+            self._n_writes += 1
+            self.log.append(t)
+            self._writes.append(t)
+            self._w_queue.append(t)
+
+        # AR
+        ar_payload = (v["arid"], v["araddr"], v["arlen"], v["arsize"], v["arburst"])
+        self._check_stable("AR", v["arvalid"], ar_payload, d["arready"])
+        if v["arvalid"] and d["arready"]:
+            self._check_burst("AR", v["araddr"], v["arlen"], v["arsize"], v["arburst"])
+            t = AXITransaction("r", self._n_reads, v["arid"], v["araddr"], v["arlen"] + 1, c,
+                               self.errors.get(("r", self._n_reads), AXIResp.OKAY))
+            t.ready_at = c + (self.read_latency if det else
+                              self._latency(self.read_latency_range))
+            self._n_reads += 1
+            self.log.append(t)
+            self._reads.append(t)
+
+        # R
+        if d["rvalid"] and v["rready"]:
+            t = self._r_cur
+            self.read_beats += 1
+            t.beat += 1
+            if t.beat == t.beats:
+                t.completed = c
+                self._e_last = c
+                self._reads.remove(t)
+                self.read_bursts += 1
+                self._r_cur = None
+            else:
+                self._r_data = self._beat_data(t)
+            if not det and self._stalled():
+                self._r_gap_until = c + 1 + int(self.rng.integers(1, 4))
+
+        # B
+        if d["bvalid"] and v["bready"]:
+            t = self._b_cur
+            t.completed = c
+            self._b_last = c
+            self._writes.remove(t)
+            self.write_bursts += 1
+            self._b_cur = None
+            if not det and self._stalled():
+                self._b_last = c + int(self.rng.integers(1, 4))
+
+    _SAMPLED = ("arvalid", "arid", "araddr", "arlen", "arsize", "arburst",
+                "awvalid", "awid", "awaddr", "awlen", "awsize", "awburst",
+                "wvalid", "wdata", "wstrb", "wlast", "rready", "bready")
+
+    async def run(self, ctx) -> None:
+        """The testbench coroutine (never returns; add it with ``background=True``)."""
+        sigs = [getattr(self.bus, n) for n in self._SAMPLED]
+        self._drive(ctx)
+        async for _, _, *vals in ctx.tick().sample(*sigs):
+            self._edge(dict(zip(self._SAMPLED, vals)))
+            self.cycle += 1
+            self._drive(ctx)
