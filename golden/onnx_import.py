@@ -8,8 +8,9 @@ ONNX                       float IR
 Conv                       ``FConv`` (``group = 1``, ``dilations = 1``, ``auto_pad`` NOTSET
                            or VALID, weights and bias must be initializers or Constants)
 BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode)
-Relu                       the ``relu`` flag of the producing Conv/Gemm (or a no-op on a tensor
-                           that is already non-negative)
+Relu                       the ``relu`` flag of the producing Conv/Gemm, also through a MaxPool
+                           (``relu(maxpool(conv)) = maxpool(relu(conv))``), or a no-op on a
+                           tensor that is already non-negative
 Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
                            activations: a residual fused into the Conv that feeds it,
                            ``y = relu(conv(x) + skip)``
@@ -244,6 +245,7 @@ class _Importer:
         g = self.g
         nh = self.nh
         self.producer: dict = {}
+        self.pool_src: dict[str, str] = {}  # max pool output (IR) -> its ONNX input name
         for init in g.initializer:
             try:
                 self.consts[init.name] = nh.to_array(init)
@@ -514,11 +516,27 @@ class _Importer:
             self.rename_output(conv, node.output[0], x, nonneg=True)
         elif x.nonneg:
             self.alias(node.output[0], x)  # ReLU of a non-negative tensor is the identity
+        elif self._relu_through_pool(node.input[0], x):
+            # relu(maxpool(conv)) = maxpool(relu(conv)): the ReLU moves into the conv
+            self.alias(node.output[0], _Act(x.ir, x.shape, x.rank2, True))
         else:
             raise self.err(node, idx, "Relu is only supported directly after a Conv, Gemm, "
                                       "MatMul, BatchNormalization or residual Add whose output "
                                       "feeds nothing else (it is fused into that layer), or "
                                       "on a tensor that is already non-negative")
+
+    def _relu_through_pool(self, onnx_name: str, x: _Act) -> bool:
+        """Fuse a ReLU after a MaxPool into the conv before the pool, if both feed only the
+        next op (ReLU commutes with max pooling; padding never wins either way)."""
+        pool = self.producer.get(x.ir)
+        src = self.pool_src.get(x.ir)
+        if not isinstance(pool, FMaxPool) or src is None or self.consumers.get(onnx_name) != 1:
+            return False
+        conv = self.fusable_conv(src, self.acts[src], allow_residual=True)
+        if conv is None:
+            return False
+        conv.relu = True
+        return True
 
     def op_Add(self, node, idx):
         if len(node.input) != 2:
@@ -594,6 +612,7 @@ class _Importer:
         out = self.new_tensor(node.output[0])
         self.emit(FMaxPool(self.new_node_name(node, idx), x.ir, out, tuple(ks), strides, pads),
                   (c, ho, wo))
+        self.pool_src[out] = node.input[0]
         self.acts[node.output[0]] = _Act(out, (c, ho, wo), False, x.nonneg)
 
     def _gap(self, node, idx, x):

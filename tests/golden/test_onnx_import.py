@@ -116,6 +116,17 @@ def _late_skip(rng):
     return g.model(out, ["N", 4, 7, 7]), (3, 7, 7)
 
 
+def _pool_then_relu(rng):
+    """Conv -> MaxPool -> ReLU (the ReLU moves into the conv) on a 1-channel input, a 2-D
+    input with a fixed batch of 3."""
+    g = G(rng, (1, 9, 8), batch=3)
+    x = g.conv("x", 1, 5, 3, pads=[1, 1, 1, 1])
+    x = g.node("MaxPool", [x], kernel_shape=[3, 2], strides=[2, 2], pads=[1, 0, 1, 1])
+    x = g.node("Relu", [x])
+    x = g.node("Relu", [g.conv(x, 5, 4, 2, strides=[2, 1])])
+    return g.model(x, [3, 4, 2, 4]), (1, 9, 8)
+
+
 def _two_convs_add(rng):
     """Add of two conv outputs (both could absorb it: the later one must), 1x1 stride-2 convs,
     flatten of a spatial tensor into an FC layer with transB=1 and no bias."""
@@ -130,14 +141,15 @@ def _two_convs_add(rng):
     return g.model(out, ["N", 7]), (2, 5, 5)
 
 
-@pytest.mark.parametrize("build", [_resnetish, _avgpool_matmul, _late_skip, _two_convs_add])
+@pytest.mark.parametrize("build", [_resnetish, _avgpool_matmul, _late_skip, _two_convs_add,
+                                   _pool_then_relu])
 def test_generated_graphs_match_reference_evaluator(rng, build):
     model, shape = build(rng)
     x = rng.normal(0, 1, (3, *shape))
     fm = _compare(model, x)
     # also one image and the proto given as bytes
     fm2 = load_onnx(model.SerializeToString())
-    np.testing.assert_array_equal(fm2.predict(x[:1]), fm.predict(x[:1]))
+    np.testing.assert_array_equal(fm2.predict(x), fm.predict(x))
 
 
 def test_fusion_structure(rng):
@@ -161,6 +173,11 @@ def test_fusion_structure(rng):
     fm = load_onnx(model)
     convs = [n for n in fm.nodes if isinstance(n, FConv)]
     assert convs[2].residual == convs[1].output  # the later conv absorbs the Add
+
+    model, _ = _pool_then_relu(rng)
+    fm = load_onnx(model)
+    assert [n.kind for n in fm.nodes] == ["conv", "maxpool", "conv"]
+    assert fm.nodes[0].relu and fm.nodes[2].relu
 
 
 def test_default_model_matches_reference_evaluator():
