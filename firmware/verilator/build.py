@@ -360,7 +360,8 @@ def _compile(vl: str, verilog_text: str, top: str, data_bits: int, jobs: int,
     with open(src, "w") as f:
         f.write(verilog_text)
     cmd = _command(vl, top, data_bits, jobs, trace) + [
-        "--Mdir", obj, "-o", LIB_NAME, src, *(os.path.join(HERE, s) for s in HARNESS_SOURCES)]
+        "--Mdir", "obj", "-o", LIB_NAME, os.path.basename(src),  # relative: clean messages
+        *(os.path.join(HERE, s) for s in HARNESS_SOURCES)]
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.run(cmd, cwd=out, env=env, stdout=subprocess.PIPE,

@@ -432,9 +432,10 @@ struct Sim {
         t.clk = 0;
         eval_at(10 * edges_total + 15);
         ++edges_total;
-        if (ctx->gotError() && !viol.hit) {
+        if (ctx->gotError() && !viol.hit && !in_reset) {
             violate("design_error", "design",
-                    "the design stopped with $stop/$fatal or a failed assertion (see stderr)");
+                    "the design stopped with $stop/$fatal or a failed assertion (Verilator's "
+                    "message is on the process's standard output)");
         }
     }
 
@@ -572,6 +573,8 @@ struct Sim {
         for (uint32_t i = 0; i < cycles; ++i) edge();
         top->rst = 0;
         in_reset = false;
+        ctx->gotError(false);  // assertions that failed on the pre-reset state
+        ctx->gotFinish(false);
         cycle = 0;
         drive();
         eval_offstep();

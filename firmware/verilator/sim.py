@@ -151,6 +151,7 @@ def _load(path: str) -> _Lib:
 
 
 _OK, _TIMEOUT, _FAILED = 0, 1, 2
+_RUN_CHUNK = 1 << 22  # cycles per C call in run(): ~0.1-1 s
 
 
 class VerilatorSim:
@@ -310,12 +311,17 @@ class VerilatorSim:
             The design broke an AXI rule (the run stops at that cycle).
         """
         _check_int("max_cycles", max_cycles, 0, (1 << 63) - 1)
+        total = 0
         ran = ctypes.c_uint64()
-        status = self._c.ilmpq_sim_run(self._handle(), max_cycles, int(bool(until_irq)),
-                                       ctypes.byref(ran))
-        if status != _OK:
-            self._raise_violation()
-        return ran.value
+        while True:  # in chunks, so that Ctrl-C is seen between them
+            chunk = min(max_cycles - total, _RUN_CHUNK)
+            status = self._c.ilmpq_sim_run(self._handle(), chunk, int(bool(until_irq)),
+                                           ctypes.byref(ran))
+            total += ran.value
+            if status != _OK:
+                self._raise_violation()
+            if ran.value < chunk or total == max_cycles:
+                return total
 
     def step(self, cycles: int = 1) -> int:
         """Run exactly ``cycles`` cycles whatever ``irq`` does."""

@@ -31,7 +31,7 @@ engine. Without ``faults`` the ``FAULT`` address is unmapped.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Assert, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import Out
@@ -45,6 +45,7 @@ __all__ = [
     "CTRL_START", "CTRL_CLEAR", "STATUS_BUSY", "STATUS_DONE", "ID_VALUE",
     "MODE_COPY", "MODE_FILL", "MODE_CHECKSUM",
     "FAULT_NO_4K_SPLIT", "FAULT_DROP_ARVALID", "FAULT_UNSTABLE_ARADDR", "FAULT_EARLY_WLAST",
+    "FAULT_ASSERT",
 ]
 
 CSR_ADDR_WIDTH = 12
@@ -79,6 +80,7 @@ FAULT_NO_4K_SPLIT = 1 << 0      #: bursts ignore the 4 KiB boundary
 FAULT_DROP_ARVALID = 1 << 1     #: arvalid falls after one cycle without a handshake
 FAULT_UNSTABLE_ARADDR = 1 << 2  #: araddr moves on while arvalid waits for arready
 FAULT_EARLY_WLAST = 1 << 3      #: wlast one beat early (missing on single-beat bursts)
+FAULT_ASSERT = 1 << 4           #: an Amaranth ``Assert`` in the design fails
 
 
 def checksum_reference(data: bytes, *, init: int = 0) -> int:
@@ -137,7 +139,7 @@ class MemcpyEngine(wiring.Component):
         wstrb_reg = Signal(nbytes, init=(1 << nbytes) - 1)
         checksum = Signal(32)
         cycles = Signal(32)
-        fault = Signal(4)
+        fault = Signal(5)
         busy = Signal()
         done = Signal()
         rerr = Signal(2)
@@ -283,6 +285,7 @@ class MemcpyEngine(wiring.Component):
         ]
         if self.faults:
             m.d.comb += self.m_axi_wlast.eq(Mux(fault[3], w_cnt + 2 == lens.r_data, is_last))
+            m.d.sync += Assert(~fault[4], "FAULT_ASSERT is set")
         else:
             m.d.comb += self.m_axi_wlast.eq(is_last)
         with m.If(w_hs):
