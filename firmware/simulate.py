@@ -1,0 +1,180 @@
+"""Run compiled models on the RTL: the Amaranth simulator or Verilator, behind the driver.
+
+Both backends present the same transport to :class:`~ilmpq.firmware.driver.Driver`; the AXI
+memory follows ``docs/memory_model.md`` (deterministic timing by default, so both simulators give
+the same cycle counts), and register accesses go through the accelerator's AXI4-Lite port.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hdl.axi import AXI4LiteSignature, AXI4Signature
+from ..hdl.config import HWConfig
+from ..hdl.regmap import CSR_ADDR_WIDTH
+from .compiler import Compiled
+from .driver import Driver, RunStats, run_sync
+from .simmodels.axi_checker import AXIChecker
+from .simmodels.axi_mem import AXIMemory
+from .simmodels.axil import axil_read, axil_write
+
+__all__ = ["SimResult", "AmaranthTransport", "VerilatorTransport", "simulate",
+           "flat_bus"]
+
+
+@dataclass
+class SimResult:
+    """Outputs of one image: every stored tensor (natural layout) and the run's counters."""
+
+    tensors: dict
+    stats: RunStats
+
+
+def flat_bus(dut, prefix: str, sig) -> types.SimpleNamespace:
+    """View the flat ``<prefix>_<member>`` ports of a top level as an interface object."""
+    return types.SimpleNamespace(**{name: getattr(dut, f"{prefix}_{name}")
+                                    for name in sig.members})
+
+
+class AmaranthTransport:
+    """Transport for the Amaranth simulator: used from inside a testbench (``ctx``)."""
+
+    def __init__(self, ctx, dut, mem: AXIMemory, *, rng=None):
+        self.ctx = ctx
+        self.dut = dut
+        self.mem = mem
+        self.rng = rng
+        self.bus = flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH))
+        self._cycles = 0
+
+    async def read32(self, offset: int) -> int:
+        data, resp = await axil_read(self.ctx, self.bus, offset, rng=self.rng)
+        if resp != 0:
+            raise RuntimeError(f"CSR read at {offset:#x} answered {resp}")
+        return data
+
+    async def write32(self, offset: int, value: int):
+        resp = await axil_write(self.ctx, self.bus, offset, value, rng=self.rng)
+        if resp != 0:
+            raise RuntimeError(f"CSR write at {offset:#x} answered {resp}")
+
+    async def mem_write(self, addr: int, data: bytes):
+        self.mem.write(addr, data)
+
+    async def mem_read(self, addr: int, n: int) -> bytes:
+        return self.mem.read(addr, n)
+
+    async def wait_irq(self, timeout_cycles: int) -> bool:
+        for _ in range(timeout_cycles):
+            if self.ctx.get(self.dut.irq):
+                return True
+            await self.ctx.tick()
+        return bool(self.ctx.get(self.dut.irq))
+
+    async def cycles(self) -> int:
+        return self.mem.cycle
+
+
+class VerilatorTransport:
+    """Transport over :class:`ilmpq.firmware.verilator.sim.VerilatorSim`."""
+
+    def __init__(self, vsim):
+        self.vsim = vsim
+
+    async def read32(self, offset: int) -> int:
+        return self.vsim.csr_read(offset)
+
+    async def write32(self, offset: int, value: int):
+        self.vsim.csr_write(offset, value)
+
+    async def mem_write(self, addr: int, data: bytes):
+        self.vsim.mem_write(addr, data)
+
+    async def mem_read(self, addr: int, n: int) -> bytes:
+        return self.vsim.mem_read(addr, n)
+
+    async def wait_irq(self, timeout_cycles: int) -> bool:
+        self.vsim.run(timeout_cycles, until_irq=True)
+        return bool(self.vsim.irq)
+
+    async def cycles(self) -> int:
+        return self.vsim.cycle
+
+
+def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str = "deterministic",
+             seed: int = 0, csr_rng: bool = False, vcd: str | None = None,
+             timeout_cycles: int = 20_000_000, progress=None, check_protocol: bool = True
+             ) -> list[SimResult]:
+    """Run ``compiled`` on every image through the RTL; return one :class:`SimResult` each.
+
+    ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
+    ``mem_mode``: ``"deterministic"`` or ``"random"`` (seeded stalls and latencies, Amaranth
+    only). ``progress(i, n)`` is called after each image.
+    """
+    images = [np.asarray(im) for im in images]
+    if sim == "amaranth":
+        return _simulate_amaranth(compiled, images, mem_mode=mem_mode, seed=seed,
+                                  csr_rng=csr_rng, vcd=vcd, timeout_cycles=timeout_cycles,
+                                  progress=progress, check_protocol=check_protocol)
+    if sim == "verilator":
+        return _simulate_verilator(compiled, images, timeout_cycles=timeout_cycles,
+                                   progress=progress)
+    raise ValueError(f"unknown simulator {sim!r}; use 'amaranth' or 'verilator'")
+
+
+def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
+                       progress, check_protocol):
+    from amaranth.sim import Simulator
+
+    from ..hdl.top import Accelerator
+    cfg = compiled.config
+    dut = Accelerator(cfg)
+    axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
+                                               data_width=cfg.axi_data_width,
+                                               id_width=cfg.axi_id_width))
+    mem = AXIMemory(axi, base=compiled.base, size=compiled.size, mode=mem_mode, seed=seed)
+    results: list[SimResult] = []
+    rng = np.random.default_rng(seed) if csr_rng else None
+
+    async def testbench(ctx):
+        transport = AmaranthTransport(ctx, dut, mem, rng=rng)
+        drv = Driver(transport, cfg, timeout_cycles=timeout_cycles)
+        for i, img in enumerate(images):
+            tensors, stats = await drv.infer(compiled, img, load=(i == 0))
+            results.append(SimResult(tensors, stats))
+            if progress is not None:
+                progress(i + 1, len(images))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    mem.add_to(sim)
+    if check_protocol:
+        AXIChecker(axi, max_burst=cfg.max_burst, max_reads_outstanding=cfg.max_reads_outstanding,
+                   window=compiled.window).add_to(sim)
+    sim.add_testbench(testbench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return results
+
+
+def _simulate_verilator(compiled, images, *, timeout_cycles, progress):
+    from .verilator.sim import VerilatorSim
+    from .verilog import accelerator_verilog
+    cfg = compiled.config
+    text, top = accelerator_verilog(cfg)
+    vsim = VerilatorSim(text, top, mem_base=compiled.base, mem_size=compiled.size)
+    vsim.reset()
+    drv = Driver(VerilatorTransport(vsim), cfg, timeout_cycles=timeout_cycles)
+    results = []
+    for i, img in enumerate(images):
+        tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0)))
+        results.append(SimResult(tensors, stats))
+        if progress is not None:
+            progress(i + 1, len(images))
+    return results

@@ -1,0 +1,33 @@
+"""Shared helpers of the end-to-end tests: run a model through the RTL, compare layer by layer."""
+
+import numpy as np
+
+from ilmpq.firmware.compiler import compile_model
+from ilmpq.firmware.simulate import simulate
+from ilmpq.golden import reference
+
+
+def first_mismatch(name, exp, got):
+    """A message naming the tensor, channel, pixel and both values of the first difference."""
+    diff = np.argwhere(np.asarray(exp) != np.asarray(got))
+    if not len(diff):
+        return None
+    c, y, x = (int(v) for v in diff[0])
+    return (f"layer output {name!r}: channel {c}, pixel (y={y}, x={x}): golden {int(exp[c, y, x])}"
+            f", RTL {int(got[c, y, x])} ({len(diff)} of {exp.size} values differ)")
+
+
+def assert_layers_equal(model, ref, got):
+    for layer in model.layers:
+        msg = first_mismatch(layer.output, ref[layer.output], got[layer.output])
+        assert msg is None, f"layer {layer.name!r}: {msg}"
+        np.testing.assert_array_equal(got[layer.output], ref[layer.output])
+
+
+def run_e2e(model, cfg, images, *, sim="amaranth", mem_mode="deterministic", seed=0,
+            csr_rng=False):
+    comp = compile_model(model, cfg)
+    results = simulate(comp, images, sim=sim, mem_mode=mem_mode, seed=seed, csr_rng=csr_rng)
+    for img, res in zip(images, results):
+        assert_layers_equal(model, reference.run(model, img, spec=cfg.numeric), res.tensors)
+    return comp, results
