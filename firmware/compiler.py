@@ -261,14 +261,26 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             reports.append(LayerReport(layer.name, "flatten", "free",
                                        model.tensors[layer.output].shape))
             continue
-        if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+        on_cpu = isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer))
+        if isinstance(layer, ConvLayer) and model.tensors[layer.input].bits > cfg.act_bits:
+            # e.g. 8-bit pixels into a 4/5-bit datapath: the first layer runs on the CPU
+            on_cpu = True
+        if on_cpu:
             flush_segment()
             src = tensors[layer.input]
             oc, oh, ow = model.tensors[layer.output].shape
-            place(layer.output, oc, oh, ow, src.perm.copy())
+            if oc == src.channels:
+                perm = src.perm.copy()        # channel-wise op: keep the input's order
+            else:
+                perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
+                perm[:oc] = np.arange(oc)
+            place(layer.output, oc, oh, ow, perm)
             steps_plan.append(("cpu", layer.name))
-            reports.append(LayerReport(layer.name, layer.kind, "cpu",
-                                       model.tensors[layer.output].shape))
+            rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape)
+            if isinstance(layer, ConvLayer):
+                rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
+                    np.prod(layer.weight.shape[1:]))
+            reports.append(rep)
             continue
         if not isinstance(layer, ConvLayer):
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")

@@ -29,7 +29,7 @@ from ..hdl.config import HWConfig
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
 from .compiler import AccelStep, Compiled, CpuStep
-from .isasim import cpu_layer
+from .isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
 __all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",
@@ -207,12 +207,12 @@ class Driver:
         return out, stats
 
     async def _cpu_step(self, compiled: Compiled, layer):
-        src = compiled.tensors[layer.input]
-        raw = await self.t.mem_read(src.addr, src.nbytes)
-        writes = []
-        cpu_layer(compiled, layer, lambda a, n: raw, lambda a, b: writes.append((a, b)))
-        for addr, payload in writes:
-            await self.t.mem_write(addr, payload)
+        raw = {}
+        for name in cpu_inputs(layer):
+            t = compiled.tensors[name]
+            raw[name] = await self.t.mem_read(t.addr, t.nbytes)
+        addr, payload = cpu_layer(compiled, layer, raw)
+        await self.t.mem_write(addr, payload)
 
 
 def run_sync(coro):

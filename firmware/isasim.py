@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..golden.formats import LO_BITS
-from ..golden.model import GlobalAvgPoolLayer, MaxPoolLayer
-from ..golden.ops import global_avg_pool, max_pool
+from ..golden.reference import run_layer
 from ..hdl.config import HWConfig
 from ..hdl.isa import INSTR_BITS, Opcode, decode
 from . import wpkg
 from .compiler import AccelStep, Compiled, CpuStep
 
-__all__ = ["Memory", "run_program", "run_compiled", "cpu_layer"]
+__all__ = ["Memory", "run_program", "run_compiled", "cpu_layer", "cpu_inputs"]
 
 
 class Memory:
@@ -140,20 +138,25 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
     return stats
 
 
-def cpu_layer(compiled: Compiled, layer, read, write):
-    """Run a CPU layer on the stored layout; ``read(addr, n)``/``write(addr, bytes)``."""
-    src = compiled.tensors[layer.input]
+def cpu_inputs(layer) -> list[str]:
+    """Tensors a CPU layer reads (its input and, for a conv, its residual)."""
+    names = [layer.input]
+    if getattr(layer, "residual", None) is not None:
+        names.append(layer.residual)
+    return names
+
+
+def cpu_layer(compiled: Compiled, layer, raw: dict[str, bytes]) -> tuple[int, bytes]:
+    """Run a CPU layer with golden's integer op.
+
+    ``raw`` holds the stored bytes of :func:`cpu_inputs`; returns ``(address, bytes)`` of the
+    output tensor in its placement.
+    """
+    model = compiled.model
+    tensors = {name: compiled.tensors[name].from_memory(raw[name]) for name in raw}
+    y = run_layer(model, layer, tensors, spec=compiled.config.numeric)
     dst = compiled.tensors[layer.output]
-    raw = np.frombuffer(read(src.addr, src.nbytes), np.uint8)
-    x = raw.reshape(src.h, src.w, src.c_mem).transpose(2, 0, 1).astype(np.int64)
-    if isinstance(layer, MaxPoolLayer):
-        y = max_pool(x, layer.kernel, layer.stride, layer.padding)
-    elif isinstance(layer, GlobalAvgPoolLayer):
-        y = global_avg_pool(x)
-    else:
-        raise ValueError(f"layer {layer.name!r} ({layer.kind}) is not a CPU layer")
-    assert y.shape == (dst.c_mem, dst.h, dst.w), (y.shape, dst)
-    write(dst.addr, y.transpose(1, 2, 0).astype(np.uint8).tobytes())
+    return dst.addr, dst.to_memory(np.asarray(y, np.int64))
 
 
 def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]:
@@ -168,6 +171,9 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
         if isinstance(step, AccelStep):
             run_program(compiled.config, mem, step.prog_addr, step.n_instr)
         else:
-            cpu_layer(compiled, layers[step.layer], mem.read, mem.write)
+            layer = layers[step.layer]
+            raw = {n: mem.read(compiled.tensors[n].addr, compiled.tensors[n].nbytes)
+                   for n in cpu_inputs(layer)}
+            mem.write(*cpu_layer(compiled, layer, raw))
     return {name: t.from_memory(mem.read(t.addr, t.nbytes))
             for name, t in compiled.tensors.items()}

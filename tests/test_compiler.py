@@ -17,6 +17,9 @@ CONFIGS = {
                      wbuf_depth=64, act_depth=4096, acc_depth=128),
     # odd lanes and R = 2/5
     "odd": HWConfig(name="odd", lanes_lo=3, lanes_hi=2, tn=8, act_depth=2048, acc_depth=32),
+    # 4- and 5-bit activations: the 8-bit pixel layer runs on the CPU, the rest on the array
+    "a4": get_config("tiny").replace(name="a4", act_bits=4),
+    "a5": get_config("tiny").replace(name="a5", act_bits=5),
 }
 
 
@@ -66,6 +69,17 @@ def test_program_structure_and_report():
                         Opcode.STORE] * (len(body) // 4)
     text = comp.report()
     assert "stem" in text and "utilization" in text
+
+
+@pytest.mark.parametrize("cfg_name", ["a4", "a5"])
+def test_8bit_pixel_layer_goes_to_cpu_for_narrow_activations(cfg_name):
+    cfg = CONFIGS[cfg_name]
+    model = random_qmodel(np.random.default_rng(5), spec=cfg.numeric, ratio=cfg.ratio)
+    comp = compile_model(model, cfg)
+    first = comp.layers[0]
+    assert (first.name, first.where) == (model.layers[0].name, "cpu")
+    assert all(r.where != "cpu" for r in comp.layers if r.kind in ("conv", "fc")
+               and r.name != first.name)
 
 
 def test_act_bits_mismatch_rejected():
