@@ -25,6 +25,7 @@ __all__ = ["main", "COMMANDS"]
 #: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cmd_<name>``.
 COMMANDS: tuple[str, ...] = (
     "golden",
+    "regmap",
     "quantize",
     "run",
 )
