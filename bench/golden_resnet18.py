@@ -6,6 +6,10 @@ images; the first image is a warm-up and not counted unless it is the only one).
 ``bench/results/golden_resnet18.json`` and ``.md``.
 
 Usage: ``python bench/golden_resnet18.py [--images N] [--seed S] [--act-bits A] [--out DIR]``
+
+The convolutions run as float64 BLAS matrix products. On a shared or loaded machine a
+multithreaded BLAS can be several times slower than a single thread; the committed results were
+taken with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON).
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ def measure(images: int, seed: int, act_bits: int, ratio: Fraction) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "numpy": np.__version__,
                     "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+                    "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                    "blas_threads_env": {k: os.environ.get(k) for k in (
+                        "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}},
         "params": {"seed": seed, "act_bits": act_bits, "ratio": str(ratio), "images": images,
                    "input": [3, 224, 224]},
         "build_s": t_build,
@@ -93,7 +99,8 @@ def markdown(r: dict) -> str:
         f"`ilmpq.golden.reference.run` on `resnet18_qmodel` (224x224, seed {p['seed']}, "
         f"A{p['act_bits']}, R = {p['ratio']}), {p['images']} random images after one warm-up; "
         f"{r['date']}, Python {r['machine']['python']}, NumPy {r['machine']['numpy']}, "
-        f"{r['machine']['cpus']} CPUs (1-min load {r['machine']['load_avg_1min']:.1f}).",
+        f"{r['machine']['cpus']} CPUs (1-min load {r['machine']['load_avg_1min']:.1f}), "
+        f"OPENBLAS_NUM_THREADS={r['machine']['blas_threads_env']['OPENBLAS_NUM_THREADS']}.",
         "",
         f"* **Time per image: {1e3 * s['median']:.0f} ms median** (min {1e3 * s['min']:.0f}, "
         f"max {1e3 * s['max']:.0f}); {r['total_macs']:,} MACs in {r['conv_fc_layers']} conv/FC "

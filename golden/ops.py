@@ -73,8 +73,9 @@ class RequantOverflow(IlmpqValueError):
 # -- argument checking --------------------------------------------------------------------------
 
 def _int_array(name: str, x, lo: int | None = None, hi: int | None = None, *,
-               ndim: int | None = None, what: str = "") -> np.ndarray:
-    """Validate an integer array and return it as int64 (no wrap-around: range checked first)."""
+               ndim: int | None = None, what: str = "", cast: bool = True) -> np.ndarray:
+    """Validate an integer array and return it as int64 (no wrap-around: range checked first),
+    or in its own dtype with ``cast=False``."""
     arr = np.asarray(x)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise IlmpqTypeError(
@@ -91,7 +92,7 @@ def _int_array(name: str, x, lo: int | None = None, hi: int | None = None, *,
             raise IlmpqValueError(
                 f"{name}{list(idx)} = {bad} is outside the allowed range [{lo}, {hi}]"
                 + (f" of {what}" if what else ""))
-    return arr.astype(np.int64, copy=False)
+    return arr.astype(np.int64, copy=False) if cast else arr
 
 
 def _check_int(name: str, v, lo: int, hi: int | None = None) -> int:
@@ -207,7 +208,8 @@ def _check_weights(w: np.ndarray, precision, name: str = "w") -> np.ndarray:
     m = w.shape[0]
     if precision is None:
         lim = (1 << (HI_BITS - 1)) - 1
-        _int_array(name, w, -lim, lim, what=f"{HI_BITS}-bit weights (the widest row precision)")
+        _int_array(name, w, -lim, lim, what=f"{HI_BITS}-bit weights (the widest row precision)",
+                   cast=False)
         return None
     prec = _int_array("precision", precision, 0, max(Precision), ndim=1,
                       what="Precision values (0 = LO, 1 = HI)")
@@ -217,9 +219,14 @@ def _check_weights(w: np.ndarray, precision, name: str = "w") -> np.ndarray:
             f"there must be one precision per row")
     wmax = np.where(prec == Precision.HI, Precision.HI.wmax, Precision.LO.wmax)
     flat = w.reshape(m, -1)
-    bad = np.abs(flat) > wmax[:, None]
-    if bad.any():
-        r, k = (int(i) for i in np.argwhere(bad)[0])
+    if flat.shape[1] == 0:
+        return prec
+    # per-row min/max in the weights' own dtype (no abs: abs(int8 -128) wraps)
+    bad_rows = (flat.min(axis=1).astype(np.int64) < -wmax) | \
+        (flat.max(axis=1).astype(np.int64) > wmax)
+    if bad_rows.any():
+        r = int(np.flatnonzero(bad_rows)[0])
+        k = int(np.flatnonzero(np.abs(flat[r].astype(np.int64)) > wmax[r])[0])
         idx = (r,) + tuple(int(i) for i in np.unravel_index(k, w.shape[1:]))
         p = Precision(int(prec[r]))
         raise IlmpqValueError(
@@ -274,8 +281,8 @@ def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=
     spec = _check_spec(spec)
     in_bits = _check_in_bits(in_bits, spec)
     xa = _int_array("x", x, *unsigned_range(in_bits), ndim=3,
-                    what=f"unsigned {in_bits}-bit activations")
-    wa = _int_array("w", w, ndim=4)
+                    what=f"unsigned {in_bits}-bit activations", cast=False)
+    wa = _int_array("w", w, ndim=4, cast=False)
     _check_weights(wa, precision)
     m, c, kh, kw = wa.shape
     if xa.shape[0] != c:
@@ -292,15 +299,17 @@ def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=
     pt, pl, pb, pr = normalize_padding(padding)
     oh, ow = conv_output_hw(xa.shape[1:], (kh, kw), (sy, sx), (pt, pl, pb, pr))
 
-    wm = wa.reshape(m, c * kh * kw)
+    wm = wa.reshape(m, c * kh * kw).astype(np.float64)
     xmax = int(xa.max()) if xa.size else 0
-    row_abs = np.abs(wm).sum(axis=1)
-    worst = int(row_abs.max()) * xmax if m and wm.shape[1] else 0
+    # row sums of |w| in float64 are exact (each below 2**53 for any array that fits in memory)
+    worst = float(np.abs(wm).sum(axis=1).max()) * xmax if m and wm.shape[1] else 0.0
     dt = np.float64 if worst < _FLOAT_EXACT else np.int64
+    if dt is np.int64:
+        wm = wa.reshape(m, c * kh * kw).astype(np.int64)
     xp = np.pad(xa.astype(dt), ((0, 0), (pt, pb), (pl, pr)))
     win = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sy, ::sx][:, :oh, :ow]
     cols = win.transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, oh * ow)
-    sums = wm.astype(dt) @ cols
+    sums = wm @ cols
     if dt is np.float64:
         sums = sums.astype(np.int64)
     sums = sums.reshape(m, oh, ow)

@@ -263,8 +263,9 @@ def random_qmodel(rng: np.random.Generator, *, spec: NumericSpec | None = None,
                   maxpool: bool = True, residual: bool = True, calib_image=None) -> QModel:
     """A random, valid quantized CNN.
 
-    Topology: a stem conv (kernel from ``kernels`` that fits, stride 1 or 2, random asymmetric
-    padding), an optional max pool (2x2/2 or 3x3/2, padding 0 or 1), ``num_blocks`` blocks, each
+    Topology: a stem conv (a kernel from ``kernels`` no larger than the input, with random
+    asymmetric padding below half the kernel; if none fits, the smallest with "same" padding;
+    stride 2 on inputs of at least 8x8 half of the time), an optional max pool (2x2/2 or 3x3/2, padding 0 or 1), ``num_blocks`` blocks, each
     either a plain conv or (with ``residual``) a basic residual block (two convs, identity
     shortcut when the shape is kept, else a 1x1 projection conv without ReLU, i.e. a signed
     residual), stride 2 where the feature map is at least 4x4; then, if ``num_classes``, global
@@ -308,8 +309,13 @@ def random_qmodel(rng: np.random.Generator, *, spec: NumericSpec | None = None,
 
     # stem: any kernel that fits, asymmetric padding below the kernel size
     _, h, w = b.shape("input")
-    k = int(rng.choice([k for k in ks if k <= min(h, w) + 2 * (k // 2)] or [1]))
-    pad = tuple(int(rng.integers(0, k // 2 + 1)) for _ in range(4))
+    fits = [k for k in ks if k <= min(h, w)]
+    if fits:
+        k = int(rng.choice(fits))
+        pad = tuple(int(rng.integers(0, k // 2 + 1)) for _ in range(4))
+    else:  # input smaller than every kernel: the smallest kernel with "same" padding fits
+        k = min(ks)
+        pad = (k // 2,) * 4
     stride = 2 if min(h, w) >= 8 and rng.random() < 0.5 else 1
     t = b.conv("stem", "input", channels(), k, stride=stride, padding=pad)
     if maxpool and min(b.shape(t)[1:]) >= 4:

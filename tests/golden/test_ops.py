@@ -594,6 +594,12 @@ def test_conv2d_acc_checks_each_rows_precision():
         conv2d_acc(x, w, b, spec=SPEC, precision=prec)
     w[2, 1, 2, 0] = -7
     conv2d_acc(x, w, b, spec=SPEC, precision=prec)
+    w[0, 0, 1, 1] = -128  # int8: abs() would wrap to -128; the check must still see it
+    with pytest.raises(IlmpqValueError,
+                       match=r"w\[0, 0, 1, 1\] = -128 is outside the range of row 0's precision "
+                             r"HI \(8-bit\): \[-127, 127\]"):
+        conv2d_acc(x, w, b, spec=SPEC, precision=prec)
+    w[0, 0, 1, 1] = 0
     with pytest.raises(IlmpqValueError, match=r"precision has 2 entries but w has 3 rows"):
         conv2d_acc(x, w, b, spec=SPEC, precision=prec[:2])
     with pytest.raises(IlmpqValueError, match=r"precision\[0\] = 2 is outside"):

@@ -104,6 +104,10 @@ def test_options_and_bad_arguments():
                           residual=False, kernels=(3,), input_shape=(1, 6, 5), num_blocks=2)
     assert all(layer.kind == "conv" and layer.residual is None for layer in model.layers)
     assert model.tensors["input"].shape == (1, 6, 5)
+    for shape in [(2, 5, 5), (1, 1, 1), (3, 2, 9)]:  # inputs smaller than the kernels
+        tiny = random_qmodel(np.random.default_rng(1), kernels=(7,), input_shape=shape)
+        assert tiny.layers[0].kernel == (7, 7) and tiny.layers[0].padding == (3, 3, 3, 3)
+        run(tiny, np.zeros(shape, np.uint8))
     with pytest.raises(IlmpqTypeError, match=r"rng must be a numpy.random.Generator"):
         random_qmodel(0)
     with pytest.raises(IlmpqValueError, match=r"kernels must be odd positive sizes"):
