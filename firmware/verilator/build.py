@@ -56,7 +56,7 @@ ABI_VERSION = 1
 #: makefile's default ``-Os`` for a few percent more build time, docs/verilator.md), the
 #: run-once construction/initial code with ``-O1``.
 VERILATOR_FLAGS = (
-    "--cc", "--exe", "--build", "--prefix", "Vtop", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+    "--cc", "--exe", "--prefix", "Vtop", "-Wno-fatal", "-Wno-lint", "-Wno-style",
     "--assert", "--x-assign", "0", "--x-initial", "0",
 )
 OPT_FLAGS = ("OPT_FAST=-O2", "OPT_SLOW=-O1", "OPT_GLOBAL=-O2")
@@ -262,16 +262,25 @@ def _harness_text() -> str:
     return "\n".join(parts)
 
 
+def _verilator_args(top: str, jobs: int, trace: bool) -> list[str]:
+    return [*VERILATOR_FLAGS, *(("--trace",) if trace else ()), "-j", str(jobs),
+            "--top-module", top,
+            "-CFLAGS", " ".join(CXX_FLAGS),
+            "-LDFLAGS", " ".join(LD_FLAGS)]
+
+
+def _make_vars(*, python: bool = True) -> list[str]:
+    # PYTHON3 only runs Verilator's includer script: not part of the cache key
+    return ["CFG_CXXFLAGS_PCH_I=-include", *((f"PYTHON3={sys.executable}",) if python else ()),
+            *OPT_FLAGS]
+
+
 def _command(vl: str, top: str, data_bits: int, jobs: int, trace: bool = False) -> list[str]:
-    cmd = [vl, *VERILATOR_FLAGS, *(("--trace",) if trace else ()), "-j", str(jobs),
-           "--top-module", top,
-           "-CFLAGS", " ".join((*CXX_FLAGS, f"-DILMPQ_DATA_BITS={data_bits}")),
-           "-LDFLAGS", " ".join(LD_FLAGS),
-           "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
-           "-MAKEFLAGS", f"PYTHON3={sys.executable}"]
-    for opt in OPT_FLAGS:
-        cmd += ["-MAKEFLAGS", opt]
-    return cmd
+    """The build as one command line (for the cache key and meta.json), with the contents of
+    the generated ``ilmpq_harness_config.h`` as its last element."""
+    return [vl, *_verilator_args(top, jobs, trace), "--build",
+            *(a for v in _make_vars(python=False) for a in ("-MAKEFLAGS", v)),
+            f"ilmpq_harness_config.h: ILMPQ_DATA_BITS={data_bits}"]
 
 
 def cache_key(verilog_text: str, top: str, *, trace: bool = False,
@@ -328,7 +337,7 @@ def build_library(verilog_text: str, top: str, *, cache_dir: str | None = None,
         tmp = tempfile.mkdtemp(prefix=f".tmp-{top}-", dir=cache_dir)
         try:
             build_s, cpu_s = _compile(vl, verilog_text, top, widths["data_bits"], jobs, tmp,
-                                      trace)
+                                      trace, cache_dir)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump({"top": top, "key": key, "build_seconds": round(build_s, 3),
                            "build_cpu_seconds": round(cpu_s, 3),
@@ -350,38 +359,92 @@ def build_library(verilog_text: str, top: str, *, cache_dir: str | None = None,
     return BuildResult(lib, False, time.monotonic() - t0, build_s, key, **widths)
 
 
+def _run_logged(cmd: list[str], cwd: str, env: dict, log: list[str]) -> int:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    log.append("$ " + " ".join(cmd) + "\n" + proc.stdout)
+    return proc.returncode
+
+
+def _runtime_objects(obj: str) -> list[str]:
+    """The Verilator runtime objects (VM_GLOBAL_FAST/SLOW) the generated makefile links."""
+    with open(os.path.join(obj, "Vtop_classes.mk")) as f:
+        text = f.read().replace("\\\n", " ")
+    names = []
+    for m in re.finditer(r"^VM_GLOBAL_(?:FAST|SLOW)\s*\+?=(.*)$", text, re.MULTILINE):
+        names += m.group(1).split()
+    return [f"{n}.o" for n in names]
+
+
 def _compile(vl: str, verilog_text: str, top: str, data_bits: int, jobs: int,
-             out: str, trace: bool) -> tuple[float, float]:
-    """Run Verilator + make in ``out``; return (wall seconds, CPU seconds of the children)."""
+             out: str, trace: bool, cache_dir: str) -> tuple[float, float]:
+    """Verilate and compile in ``out``; return (wall seconds, CPU seconds of the children).
+
+    The Verilator runtime (``verilated.cpp`` and friends, about 5 CPU-seconds) does not depend
+    on the design: its objects are kept in ``<cache_dir>/runtime-<key>/``, keyed by the exact
+    compile commands ``make -n`` prints for them, and copied into later builds.
+    """
     t0 = time.monotonic()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     obj = os.path.join(out, "obj")
     src = os.path.join(out, f"{top}.v")
     with open(src, "w") as f:
         f.write(verilog_text)
-    cmd = _command(vl, top, data_bits, jobs, trace) + [
-        "--Mdir", "obj", "-o", LIB_NAME, os.path.basename(src),  # relative: clean messages
-        *(os.path.join(HERE, s) for s in HARNESS_SOURCES)]
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.run(cmd, cwd=out, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    log = os.path.join(out, "build.log")
-    with open(log, "w") as f:
-        f.write(" ".join(cmd) + "\n\n" + proc.stdout)
+    env.pop("MAKEFLAGS", None)
+    log: list[str] = []
+    make = ["make", "-f", "Vtop.mk", *_make_vars()]
+    status = _run_logged(
+        [vl, *_verilator_args(top, jobs, trace), "--Mdir", "obj", "-o", LIB_NAME,
+         os.path.basename(src),  # relative: Verilator's messages name "<top>.v:<line>"
+         *(os.path.join(HERE, s) for s in HARNESS_SOURCES)], out, env, log)
+    runtime_dir = saved = None
+    if status == 0:
+        with open(os.path.join(obj, "ilmpq_harness_config.h"), "w") as f:
+            f.write(f"#define ILMPQ_DATA_BITS {data_bits}\n")
+        runtime = _runtime_objects(obj)
+        dry = subprocess.run([*make, "-n", *runtime], cwd=obj, env=env, capture_output=True,
+                             text=True)
+        if dry.returncode == 0 and runtime:
+            rkey = hashlib.sha256((dry.stdout + _tool_versions(vl)).encode()).hexdigest()
+            runtime_dir = os.path.join(cache_dir, f"runtime-{rkey[:20]}")
+            if all(os.path.exists(os.path.join(runtime_dir, o)) for o in runtime):
+                for o in runtime:  # fresh mtimes: newer than the generated Vtop.mk
+                    shutil.copyfile(os.path.join(runtime_dir, o), os.path.join(obj, o))
+                log.append(f"(Verilator runtime objects from {runtime_dir})\n")
+                saved = True
+        status = _run_logged([*make, "-j", str(jobs)], obj, env, log)
+    log_path = os.path.join(out, "build.log")
+    with open(log_path, "w") as f:
+        f.write("\n".join(log))
     built = os.path.join(obj, LIB_NAME)
-    if proc.returncode != 0 or not os.path.exists(built):
+    if status != 0 or not os.path.exists(built):
         keep = tempfile.mkdtemp(prefix=f"ilmpq-vl-failed-{top}-")
-        shutil.copy(log, keep)
-        tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
+        shutil.copy(log_path, keep)
+        tail = "\n".join("\n".join(log).strip().splitlines()[-25:])
         raise VerilatorBuildError(
-            f"building the Verilator model of {top!r} failed (exit status {proc.returncode}); "
+            f"building the Verilator model of {top!r} failed (exit status {status}); "
             f"full log: {os.path.join(keep, 'build.log')}\n{tail}")
+    if runtime_dir and not saved:
+        _save_runtime(obj, runtime, runtime_dir)
     os.rename(built, os.path.join(out, LIB_NAME))
     shutil.rmtree(obj, ignore_errors=True)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     return time.monotonic() - t0, cpu
+
+
+def _save_runtime(obj: str, runtime: list[str], runtime_dir: str) -> None:
+    tmp = tempfile.mkdtemp(prefix=".tmp-runtime-", dir=os.path.dirname(runtime_dir))
+    try:
+        for o in runtime:
+            shutil.copyfile(os.path.join(obj, o), os.path.join(tmp, o))
+        os.rename(tmp, runtime_dir)  # atomic; a concurrent build may have saved it first
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build(verilog_text: str, top: str, *, cache_dir: str | None = None,

@@ -3,7 +3,8 @@
 // so a whole network runs at Verilator speed. Python drives it through the C API at the bottom
 // (ilmpq.firmware.verilator.sim loads the shared library with ctypes).
 //
-// The model is compiled together with the Verilated top (always prefixed Vtop). The build passes
+// The model is compiled together with the Verilated top (always prefixed Vtop). The build writes
+// ilmpq_harness_config.h with
 //   ILMPQ_DATA_BITS   m_axi data width (32, 64 or 128)
 // and the port widths of every other signal are taken from the Verilated C++ types. Built with
 // Verilator's --trace (VM_TRACE), ilmpq_sim_trace_open() writes a VCD of every evaluation.
@@ -31,8 +32,11 @@
 #include "verilated_vcd_c.h"
 #endif
 
+// Written by build.py next to the generated model (not a -D flag, so that every design shares
+// the compiler flags and hence the cached Verilator runtime objects).
+#include "ilmpq_harness_config.h"
 #ifndef ILMPQ_DATA_BITS
-#error "build with -DILMPQ_DATA_BITS=<m_axi data width>"
+#error "ilmpq_harness_config.h must define ILMPQ_DATA_BITS (the m_axi data width)"
 #endif
 
 #define ILMPQ_API extern "C" __attribute__((visibility("default")))
