@@ -7,10 +7,12 @@ draws the same vectors and a failure reproduces.
 import os
 import zlib
 
-import numpy as np
-import pytest
-
+# one BLAS thread per pytest worker: with -n 2 on 2 cores, more threads only compete
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture
