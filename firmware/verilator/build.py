@@ -39,7 +39,8 @@ from ...golden.errors import IlmpqValueError
 from .lint import VerilatorNotFound, verilator_path
 
 __all__ = [
-    "build", "build_library", "cache_key", "BuildResult", "VerilatorBuildError", "default_cache_dir",
+    "build", "build_library", "cache_key", "BuildResult", "VerilatorBuildError",
+    "default_cache_dir",
     "parse_ports", "check_top_ports", "REQUIRED_PORTS", "HARNESS_SOURCES", "LIB_NAME",
 ]
 

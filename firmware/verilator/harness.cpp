@@ -79,7 +79,8 @@ inline void get_bytes(const T& s, uint8_t* out) {
 
 template <std::size_t N>
 inline void get_bytes(const VlWide<N>& s, uint8_t* out) {
-    for (int i = 0; i < kDataBytes; ++i) out[i] = static_cast<uint8_t>(s.at(i / 4) >> (8 * (i % 4)));
+    for (int i = 0; i < kDataBytes; ++i)
+        out[i] = static_cast<uint8_t>(s.at(i / 4) >> (8 * (i % 4)));
 }
 
 template <typename T>
@@ -95,7 +96,8 @@ inline void set_bytes(VlWide<N>& s, const uint8_t* in) {
         uint32_t v = 0;
         for (int b = 0; b < 4; ++b) {
             const std::size_t i = 4 * w + b;
-            if (i < static_cast<std::size_t>(kDataBytes)) v |= static_cast<uint32_t>(in[i]) << (8 * b);
+            if (i < static_cast<std::size_t>(kDataBytes))
+                v |= static_cast<uint32_t>(in[i]) << (8 * b);
         }
         s.at(w) = v;
     }

@@ -27,7 +27,7 @@ import numpy as np
 from ...golden.errors import IlmpqTypeError, IlmpqValueError
 from .build import ABI_VERSION, build_library
 
-__all__ = ["VerilatorSim", "VerilatorSimError", "AXIProtocolError", "SimTimeout",
+__all__ = ["VerilatorSim", "VerilatorSimError", "AXIProtocolError", "DesignError", "SimTimeout",
            "CSRResponseError", "COUNTER_NAMES", "RESP_CODES"]
 
 #: AXI response names accepted by :meth:`VerilatorSim.inject_error`.
@@ -60,10 +60,9 @@ class AXIProtocolError(VerilatorSimError):
     rule : str
         ``burst_length``, ``burst_type``, ``burst_size``, ``address_alignment``, ``4k_boundary``,
         ``address_range``, ``valid_dropped``, ``payload_unstable``, ``wlast`` (``m_axi``);
-        ``response_before_request``, ``response_without_request`` (``s_axil``);
-        ``design_error`` (``$stop``/failed assertion), ``verilator_fatal``.
+        ``response_before_request``, ``response_without_request`` (``s_axil``).
     channel : str
-        ``AR``, ``AW``, ``W`` (``m_axi``), ``s_axil B``, ``s_axil R`` or ``design``.
+        ``AR``, ``AW``, ``W`` (``m_axi``), ``s_axil B`` or ``s_axil R``.
     cycle : int
         The edge (cycles since reset) at which it was detected.
     detail : str
@@ -74,6 +73,17 @@ class AXIProtocolError(VerilatorSimError):
         self.rule, self.channel, self.cycle, self.detail = rule, channel, cycle, detail
         where = f"on m_axi {channel}" if channel in ("AR", "AW", "W", "R", "B") else f"on {channel}"
         super().__init__(f"AXI protocol violation [{rule}] {where} at cycle {cycle}: {detail}")
+
+
+class DesignError(VerilatorSimError):
+    """The design failed by itself: an Amaranth ``Assert`` or ``$stop`` (``rule`` =
+    ``design_error``; Verilator prints the message on standard output), or a Verilator fatal
+    error such as a combinational loop that does not converge (``verilator_fatal``; the
+    simulation object cannot be used any more). Attributes as :class:`AXIProtocolError`."""
+
+    def __init__(self, rule: str, channel: str, cycle: int, detail: str):
+        self.rule, self.channel, self.cycle, self.detail = rule, channel, cycle, detail
+        super().__init__(f"design error [{rule}] at cycle {cycle}: {detail}")
 
 
 class SimTimeout(VerilatorSimError, TimeoutError):
@@ -186,8 +196,8 @@ class VerilatorSim:
     -----
     The constructor builds or loads the library and calls :meth:`reset`. Memory keeps its
     contents across :meth:`reset`; the memory model's queues, counters and burst indices (for
-    :meth:`inject_error`) restart. After an :class:`AXIProtocolError` the simulation must be
-    :meth:`reset` before it runs again.
+    :meth:`inject_error`) restart. After an :class:`AXIProtocolError` or a :class:`DesignError`
+    the simulation must be :meth:`reset` before it runs again.
     """
 
     def __init__(self, verilog_text: str, top: str, *, mem_base: int, mem_size: int,
@@ -276,8 +286,9 @@ class VerilatorSim:
         if not self._c.ilmpq_sim_violation(self._handle(), rule, channel, msg, n,
                                            ctypes.byref(cyc)):
             raise VerilatorSimError("the harness reported a failure without a description")
-        raise AXIProtocolError(rule.value.decode(), channel.value.decode(), cyc.value,
-                               msg.value.decode())
+        rule = rule.value.decode()
+        cls = DesignError if rule in ("design_error", "verilator_fatal") else AXIProtocolError
+        raise cls(rule, channel.value.decode(), cyc.value, msg.value.decode())
 
     # ---- control ------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -309,6 +320,8 @@ class VerilatorSim:
         ------
         AXIProtocolError
             The design broke an AXI rule (the run stops at that cycle).
+        DesignError
+            A failed assertion in the design, or a Verilator fatal error.
         """
         _check_int("max_cycles", max_cycles, 0, (1 << 63) - 1)
         total = 0

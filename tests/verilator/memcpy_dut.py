@@ -52,7 +52,7 @@ CSR_ADDR_WIDTH = 12
 FIFO_DEPTH = 32
 
 REG_CTRL = 0x00       #: W: bit 0 START (ignored while busy), bit 1 CLEAR (clears DONE / irq)
-REG_STATUS = 0x04     #: R: bit 0 BUSY, bit 1 DONE, bits 5:4 first bad RRESP, bits 7:6 first bad BRESP
+REG_STATUS = 0x04     #: R: bit 0 BUSY, bit 1 DONE, bits 5:4 first bad RRESP, 7:6 first bad BRESP
 REG_SRC = 0x08        #: RW: source byte address (beat aligned)
 REG_DST = 0x0C        #: RW: destination byte address (beat aligned)
 REG_BEATS = 0x10      #: RW: number of beats to move

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ilmpq.firmware.verilator.sim import (AXIProtocolError, CSRResponseError, SimTimeout,
-                                          VerilatorSim)
+from ilmpq.firmware.verilator.sim import (AXIProtocolError, CSRResponseError, DesignError,
+                                          SimTimeout, VerilatorSim)
 from ilmpq.golden.errors import IlmpqTypeError, IlmpqValueError
 from memcpy_dut import (CTRL_CLEAR, CTRL_START, FAULT_ASSERT, FAULT_DROP_ARVALID,
-                        FAULT_EARLY_WLAST, FAULT_NO_4K_SPLIT, FAULT_UNSTABLE_ARADDR, ID_VALUE, MODE_CHECKSUM,
-                        MODE_COPY, MODE_FILL, REG_BEATS, REG_CHECKSUM, REG_CTRL, REG_CYCLES,
-                        REG_DST, REG_FAULT, REG_ID, REG_MAXBURST, REG_MODE, REG_PATTERN,
-                        REG_SRC, REG_STATUS, REG_WSTRB, STATUS_BUSY, STATUS_DONE,
+                        FAULT_EARLY_WLAST, FAULT_NO_4K_SPLIT, FAULT_UNSTABLE_ARADDR, ID_VALUE,
+                        MODE_CHECKSUM, MODE_COPY, MODE_FILL, REG_BEATS, REG_CHECKSUM, REG_CTRL,
+                        REG_CYCLES, REG_DST, REG_FAULT, REG_ID, REG_MAXBURST, REG_MODE,
+                        REG_PATTERN, REG_SRC, REG_STATUS, REG_WSTRB, STATUS_BUSY, STATUS_DONE,
                         checksum_reference)
 
 pytestmark = pytest.mark.verilator
@@ -350,14 +350,14 @@ def test_failed_design_assertion_stops_the_run(bad):
     """An Amaranth ``Assert`` in the design (checked with Verilator's --assert) that fails stops
     the simulation with a clear error instead of ending the Python process."""
     sim = bad.sim()
-    with pytest.raises(AXIProtocolError) as info:
+    with pytest.raises(DesignError) as info:
         # FAULT is written at edge 0; the (synchronous) Assert sees the bit at edge 1, while
         # the write waits for its B response
         sim.csr_write(REG_FAULT, FAULT_ASSERT)
     assert info.value.rule == "design_error" and info.value.channel == "design"
     assert info.value.cycle == 2  # reported after the edge that evaluated it
     assert "failed assertion" in str(info.value)
-    with pytest.raises(AXIProtocolError):
+    with pytest.raises(DesignError):
         sim.step(1)
     sim.reset()                     # FAULT is a register: reset clears it
     assert sim.csr_read(REG_FAULT) == 0
