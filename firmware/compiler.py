@@ -39,7 +39,7 @@ from ..hdl.isa import INSTR_BITS, Opcode, encode, pack_lane_params
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "LayerReport",
-           "Compiled", "compile_model", "DEFAULT_BASE"]
+           "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled"]
 
 DEFAULT_BASE = 0x1000_0000
 _ALIGN = 64
@@ -467,3 +467,60 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
+
+
+def disassemble(compiled: Compiled, step: AccelStep) -> str:
+    """One line per instruction of an accelerator step's program."""
+    from ..hdl.isa import decode
+    lines = []
+    ib = INSTR_BITS // 8
+    for i in range(step.n_instr):
+        off = step.prog_addr - compiled.base + i * ib
+        op, fields = decode(bytes(compiled.image[off:off + ib]))
+        args = ", ".join(f"{k}={hex(v) if k.endswith('addr') else v}"
+                         for k, v in fields.items())
+        lines.append(f"{i:5d}  {op.name:<13} {args}")
+    return "\n".join(lines)
+
+
+def save_compiled(compiled: Compiled, directory) -> list[str]:
+    """Write ``image.bin`` (the memory image at ``base``), ``compiled.json`` (steps, tensor
+    placements, configuration), ``report.txt`` and one ``program_<k>.txt`` listing per
+    accelerator step into ``directory``; return the paths written."""
+    import dataclasses
+    import json
+    import os
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+
+    def out(name, data, mode="w"):
+        path = os.path.join(directory, name)
+        with open(path, mode) as f:
+            f.write(data)
+        paths.append(path)
+
+    out("image.bin", bytes(compiled.image), "wb")
+    meta = {
+        "format": "ilmpq-compiled", "version": 1,
+        "config": {f.name: getattr(compiled.config, f.name)
+                   for f in dataclasses.fields(compiled.config)},
+        "config_id": compiled.config.config_id,
+        "base": compiled.base, "size": compiled.size,
+        "input": compiled.input, "output": compiled.output,
+        "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
+                              "n_instr": s.n_instr}} if isinstance(s, AccelStep)
+                   else {"cpu": s.layer}) for s in compiled.steps],
+        "tensors": {n: {"addr": t.addr, "channels": t.channels, "c_mem": t.c_mem, "h": t.h,
+                        "w": t.w, "signed": t.signed, "bits": t.bits,
+                        "perm": [int(v) for v in t.perm]}
+                    for n, t in compiled.tensors.items()},
+        "layers": [dataclasses.asdict(r) for r in compiled.layers],
+    }
+    out("compiled.json", json.dumps(meta, indent=1))
+    out("report.txt", compiled.report() + "\n")
+    k = 0
+    for s in compiled.steps:
+        if isinstance(s, AccelStep):
+            out(f"program_{k}.txt", disassemble(compiled, s) + "\n")
+            k += 1
+    return paths

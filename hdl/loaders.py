@@ -30,6 +30,8 @@ class ActLoader(wiring.Component):
         STORE instructions completed (the layer barrier ``wait_stores``).
     done_count : Out(32)
     busy, error : Out(1)
+    stall : Out(1)
+        Waiting for a free half or for the layer barrier (the STALL_DEP counter).
     """
 
     def __init__(self, config: HWConfig):
@@ -51,6 +53,7 @@ class ActLoader(wiring.Component):
             "s_done": In(32),
             "done_count": Out(32),
             "busy": Out(1),
+            "stall": Out(1),
             "error": Out(1),
         })
 
@@ -92,6 +95,8 @@ class ActLoader(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
                     m.next = "CMD"
+                with m.Else():
+                    m.d.comb += self.stall.eq(1)
             with m.State("CMD"):
                 m.d.comb += [
                     self.busy.eq(1),

@@ -321,7 +321,7 @@ class Accelerator(wiring.Component):
         count("stall_weight", cu.beats.valid & ~pe.act.ready)
         count("stall_act", cu.stall_act)
         count("stall_store", cu.stall_store)
-        count("stall_dep", la.busy & ~la.rd_cmd.valid & ~la.rd_data.valid)
+        count("stall_dep", la.stall)
         for name, strobe in (("bytes_read", dma.rd_beat), ("bytes_written", dma.wr_beat)):
             ctr = getattr(f, name).count
             m.d.comb += [ctr.inc.eq(Mux(strobe & running, cfg.beat_bytes, 0)),

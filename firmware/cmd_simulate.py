@@ -1,0 +1,110 @@
+"""``ilmpq simulate``: run a quantized model on the accelerator RTL and check every layer.
+
+::
+
+    ilmpq simulate MODEL.npz [--config NAME] [--sim amaranth|verilator]
+                   [--images IMAGES.npy | --count N] [--mem deterministic|random] [--seed S]
+
+The model is compiled for the configuration and run image by image on the RTL (the Amaranth
+simulator, or the emitted Verilog under Verilator), driven through the accelerator's registers
+by the same driver that drives a board. Every layer's output is compared bit for bit with the
+golden reference; the first mismatch is reported with its layer, channel, pixel and both values,
+and the command exits with status 1. ``IMAGES.npy`` holds uint8 images ``(N, C, H, W)``;
+without it, ``--count`` random images are drawn (seeded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from ..golden import reference
+from ..golden.errors import IlmpqValueError
+from ..golden.model import QModel
+from ..hdl.config import PRESETS, get_config
+from .compiler import compile_model
+from .simulate import simulate
+
+HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
+
+__all__ = ["HELP", "register", "main", "compare_layers"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL.npz", help="quantized model (ilmpq quantize)")
+    parser.add_argument("--config", default="tiny", choices=sorted(PRESETS),
+                        help="hardware configuration (default: tiny)")
+    parser.add_argument("--sim", choices=("amaranth", "verilator"), default="verilator",
+                        help="simulator (default: verilator)")
+    parser.add_argument("--images", metavar="IMAGES.npy", default=None,
+                        help="uint8 images (N, C, H, W); default: random images")
+    parser.add_argument("--count", type=int, default=1, help="random images (default: 1)")
+    parser.add_argument("--mem", choices=("deterministic", "random"), default="deterministic",
+                        help="AXI memory timing (random: Amaranth only)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def compare_layers(model, ref: dict, got: dict) -> str | None:
+    """``None`` if every layer output matches, else a line naming the first mismatch."""
+    for layer in model.layers:
+        exp, out = np.asarray(ref[layer.output]), np.asarray(got[layer.output])
+        diff = np.argwhere(exp != out)
+        if len(diff):
+            c, y, x = (int(v) for v in diff[0])
+            return (f"layer {layer.name!r} ({layer.output}): channel {c}, pixel (y={y}, x={x}):"
+                    f" golden {int(exp[c, y, x])}, RTL {int(out[c, y, x])} "
+                    f"({len(diff)} of {exp.size} values differ)")
+    return None
+
+
+def load_images(path: str, shape) -> np.ndarray:
+    try:
+        imgs = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise IlmpqValueError(f"cannot read images from {path!r}: {e}") from None
+    if imgs.ndim == 3:
+        imgs = imgs[None]
+    if imgs.ndim != 4 or tuple(imgs.shape[1:]) != tuple(shape):
+        raise IlmpqValueError(f"{path!r} holds an array of shape {imgs.shape}; the model takes "
+                              f"images (N, {', '.join(map(str, shape))})")
+    if not np.issubdtype(imgs.dtype, np.integer) or imgs.min() < 0 or imgs.max() > 255:
+        raise IlmpqValueError(f"{path!r} must hold integer pixels in [0, 255]")
+    return imgs.astype(np.int64)
+
+
+def main(args) -> int:
+    model = QModel.load(args.model)
+    cfg = get_config(args.config)
+    shape = model.tensors[model.input].shape
+    if args.images:
+        imgs = load_images(args.images, shape)
+    else:
+        if args.count < 1:
+            raise IlmpqValueError(f"--count must be at least 1, not {args.count}")
+        imgs = np.random.default_rng(args.seed).integers(0, 256, size=(args.count, *shape))
+    if args.mem == "random" and args.sim != "amaranth":
+        raise IlmpqValueError("--mem random needs --sim amaranth (Verilator's memory is "
+                              "deterministic)")
+    comp = compile_model(model, cfg)
+    macs = sum(r.macs for r in comp.layers if r.where == "accel")
+    t0 = time.perf_counter()
+
+    def progress(i, n):
+        print(f"  image {i}/{n} simulated ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    results = simulate(comp, imgs, sim=args.sim, mem_mode=args.mem, seed=args.seed,
+                       progress=progress)
+    bad = 0
+    for i, (img, res) in enumerate(zip(imgs, results)):
+        why = compare_layers(model, reference.run(model, img, spec=cfg.numeric), res.tensors)
+        cyc = res.stats["cycles"]
+        util = macs / max(1, cyc * cfg.macs_per_cycle)
+        print(f"image {i}: {'bit-exact' if why is None else 'MISMATCH'}, {cyc} cycles, "
+              f"PE utilization {util:.1%}, {cyc / 100e6 * 1e3:.3f} ms at 100 MHz")
+        if why is not None:
+            print(f"  {why}")
+            bad += 1
+    print(f"{len(imgs) - bad}/{len(imgs)} images bit-exact on every layer ({args.sim})")
+    return 1 if bad else 0
