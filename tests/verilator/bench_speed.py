@@ -22,10 +22,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 
-from conftest import MEM_BASE, design_verilog, top_name  # noqa: E402
+from vl_designs import MEM_BASE, design_verilog, top_name  # noqa: E402
 from memcpy_dut import (CTRL_START, MODE_COPY, MODE_FILL, REG_BEATS, REG_CTRL,  # noqa: E402
                         REG_DST, REG_MAXBURST, REG_MODE, REG_SRC)
 

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import design_verilog, top_name
+from vl_designs import design_verilog, top_name
 from ilmpq.firmware.verilator.build import (LIB_NAME, build, build_library, cache_key,
                                             check_top_ports, default_cache_dir, parse_ports)
 from ilmpq.firmware.verilator.sim import VerilatorSim
