@@ -1,8 +1,11 @@
 """``ilmpq run``: the main job on the embedded default model.
 
-For now: quantize the embedded digits CNN for a hardware configuration (default preset ``tiny``)
-and print the test accuracy of the float model, the all-8-bit and all-4-bit baselines and the
-ILMPQ model (the configuration's share ``R``), followed by the per-layer quantization report.
+Quantize the embedded digits CNN for a hardware configuration (default preset ``tiny``), print
+the test accuracy of the float model, the all-8-bit and all-4-bit baselines and the ILMPQ model
+(the configuration's share ``R``) with the per-layer quantization report; then compile the ILMPQ
+model, run the test images on the accelerator RTL (Verilator; ``--sim amaranth`` for the Python
+simulator), check every layer of every image bit for bit against golden, and report the RTL's
+test accuracy, cycles, PE utilization and latency at 100 MHz.
 
 The job is a list of stages (:data:`STAGES`), each a function of one :class:`RunState` that it
 reads and extends; later stages (compile, simulate on the RTL, compare bit-exact) are added to the
@@ -37,6 +40,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="row selection rule (default: error)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the accuracies and the report as JSON")
+    parser.add_argument("--sim", choices=("verilator", "amaranth", "none"), default="verilator",
+                        help="RTL simulator for the test images (default: verilator; none: "
+                             "stop after quantization)")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="test images to run on the RTL (default: all with verilator, "
+                             "2 with amaranth)")
 
 
 @dataclass
@@ -45,6 +54,8 @@ class RunState:
 
     config: HWConfig
     rule: str = "error"
+    sim: str = "verilator"
+    n_rtl: int | None = None
     float_model: object = None
     calib: tuple | None = None  #: (images, labels)
     test: tuple | None = None  #: (images, labels)
@@ -53,6 +64,8 @@ class RunState:
     #: test accuracy by variant ("float" and the keys of ``models``)
     accuracy: dict = field(default_factory=dict)
     times: dict = field(default_factory=dict)  #: seconds per stage
+    compiled: object = None
+    rtl: dict = field(default_factory=dict)  #: RTL results: accuracy, cycles, mismatches
     out: list = field(default_factory=list)  #: printed lines
 
     def say(self, line: str = "") -> None:
@@ -122,12 +135,92 @@ def stage_report(st: RunState) -> None:
         st.say(line)
 
 
+def stage_compile(st: RunState) -> None:
+    """Compile the ILMPQ model for the configuration and print the compile report."""
+    if st.sim == "none":
+        return
+    from .compiler import compile_model
+
+    st.compiled = compile_model(st.ilmpq, st.config)
+    st.say()
+    for line in st.compiled.report().splitlines():
+        st.say(line)
+
+
+def stage_simulate(st: RunState) -> None:
+    """Run test images on the RTL; check every layer bit for bit against golden."""
+    if st.sim == "none":
+        return
+    import numpy as np
+
+    from ..golden import reference
+    from .cmd_simulate import compare_layers
+    from .simulate import simulate
+
+    x, y = st.test
+    n = st.n_rtl if st.n_rtl is not None else (len(y) if st.sim == "verilator" else 2)
+    n = max(1, min(n, len(y)))
+    st.say()
+    st.say(f"running {n} test image(s) on the RTL ({st.sim}) ...")
+    t0 = time.perf_counter()
+    step = max(1, n // 10)
+
+    def progress(i, total):
+        if i % step == 0 or i == total:
+            st.say(f"  {i}/{total} images ({time.perf_counter() - t0:.1f} s)")
+
+    results = simulate(st.compiled, x[:n].astype(np.int64), sim=st.sim, progress=progress)
+    model = st.ilmpq
+    preds, golden_preds, mismatches = [], [], []
+    for i, res in enumerate(results):
+        ref = reference.run(model, x[i], spec=st.config.numeric)
+        why = compare_layers(model, ref, res.tensors)
+        if why is not None:
+            mismatches.append((i, why))
+        preds.append(int(np.argmax(res.tensors[model.output].reshape(-1))))
+        golden_preds.append(int(np.argmax(ref[model.output].reshape(-1))))
+    cycles = [r.stats["cycles"] for r in results]
+    macs = sum(r.macs for r in st.compiled.layers if r.where == "accel")
+    st.rtl = {
+        "simulator": st.sim, "images": n, "mismatches": len(mismatches),
+        "first_mismatch": mismatches[0][1] if mismatches else None,
+        "accuracy": float(np.mean(np.array(preds) == y[:n])),
+        "golden_accuracy": float(np.mean(np.array(golden_preds) == y[:n])),
+        "predictions_equal": preds == golden_preds,
+        "cycles_per_image": int(np.mean(cycles)),
+        "pe_utilization": macs / (np.mean(cycles) * st.config.macs_per_cycle),
+        "latency_ms_100mhz": float(np.mean(cycles)) / 100e6 * 1e3,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def stage_rtl_report(st: RunState) -> None:
+    """Print the RTL check, accuracy and performance."""
+    if st.sim == "none":
+        return
+    r = st.rtl
+    st.say()
+    verdict = ("every layer of every image bit-exact with golden" if not r["mismatches"] else
+               f"{r['mismatches']} image(s) MISMATCH; first: {r['first_mismatch']}")
+    st.say(f"RTL ({r['simulator']}, {r['images']} images): {verdict}")
+    st.say(f"RTL test accuracy {100 * r['accuracy']:.2f}% (golden on the same images "
+           f"{100 * r['golden_accuracy']:.2f}%, predictions "
+           f"{'identical' if r['predictions_equal'] else 'DIFFERENT'})")
+    st.say(f"{r['cycles_per_image']} cycles per image, PE utilization "
+           f"{100 * r['pe_utilization']:.1f}% of {st.config.macs_per_cycle} MAC/cycle, "
+           f"latency {r['latency_ms_100mhz']:.3f} ms at 100 MHz "
+           f"({1e3 / r['latency_ms_100mhz']:.0f} frames/s), simulated in {r['seconds']:.1f} s")
+
+
 #: The stages of ``ilmpq run``, in order: ``(name, function)``.
 STAGES: list = [
     ("load", stage_load),
     ("quantize", stage_quantize),
     ("evaluate", stage_evaluate),
     ("report", stage_report),
+    ("compile", stage_compile),
+    ("simulate", stage_simulate),
+    ("rtl_report", stage_rtl_report),
 ]
 
 
@@ -137,7 +230,7 @@ def main(args) -> int:
     cfg = get_config(args.config)
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)
-    st = RunState(config=cfg, rule=args.rule)
+    st = RunState(config=cfg, rule=args.rule, sim=args.sim, n_rtl=args.images)
     for name, fn in STAGES:
         t0 = time.perf_counter()
         fn(st)
@@ -146,9 +239,10 @@ def main(args) -> int:
         data = {"config": cfg.name, "act_bits": cfg.act_bits, "ratio": str(cfg.ratio),
                 "rule": st.rule, "accuracy": st.accuracy, "n_test": int(len(st.test[1])),
                 "report": quant_report(st.ilmpq).to_dict(),
+                "rtl": st.rtl,
                 "stage_seconds": {k: round(v, 3) for k, v in st.times.items()}}
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
         print(f"wrote {args.json}")
-    return 0
+    return 1 if st.rtl.get("mismatches") else 0
 
