@@ -27,6 +27,10 @@ class ConfigError(IlmpqValueError):
     """An invalid hardware configuration; the message names the field and what is allowed."""
 
 
+#: Fields that do not change what a program computes or how it is compiled.
+_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp")
+
+
 def _is_pow2(x: int) -> bool:
     return x > 0 and (x & (x - 1)) == 0
 
@@ -42,6 +46,10 @@ class HWConfig:
     lanes_lo, lanes_hi : int
         Number of 4-bit and 8-bit PE lanes (output channels computed in parallel). The high
         precision share of every layer is ``R = lanes_hi / (lanes_lo + lanes_hi)``.
+    lanes_lo_dsp : int
+        How many of the low lanes (the last ones) are computed on DSP48E1s, two lanes packed per
+        DSP; the others use LUTs. Even, at most ``lanes_lo``. Only the implementation (resources)
+        depends on it, never the results (``docs/pe_array.md``).
     tn : int
         Activations consumed per cycle (input-channel parallelism); every lane computes a
         ``tn``-long dot product per cycle.
@@ -71,6 +79,7 @@ class HWConfig:
     name: str = "custom"
     lanes_lo: int = 3
     lanes_hi: int = 1
+    lanes_lo_dsp: int = 0
     tn: int = 4
     act_bits: int = 8
     acc_bits: int = 32
@@ -100,6 +109,8 @@ class HWConfig:
                 need(isinstance(v, int) and not isinstance(v, bool), f.name, "an integer")
         need(1 <= self.lanes_lo <= 1024, "lanes_lo", "in [1, 1024]")
         need(1 <= self.lanes_hi <= 1024, "lanes_hi", "in [1, 1024]")
+        need(0 <= self.lanes_lo_dsp <= self.lanes_lo and self.lanes_lo_dsp % 2 == 0,
+             "lanes_lo_dsp", f"even and in [0, lanes_lo = {self.lanes_lo}]")
         need(1 <= self.tn <= 64, "tn", "in [1, 64]")
         need(self.act_bits in SUPPORTED_ACT_BITS, "act_bits", f"one of {SUPPORTED_ACT_BITS}")
         need(24 <= self.acc_bits <= 48, "acc_bits", "in [24, 48]")
@@ -190,13 +201,15 @@ class HWConfig:
 
     @property
     def config_id(self) -> int:
-        """32-bit identifier of the configuration (CRC-32 of its fields, name excluded).
+        """32-bit identifier of the configuration (CRC-32 of its fields; ``name`` and the
+        implementation-only ``lanes_lo_dsp`` excluded).
 
         The accelerator exposes it in a register; the driver refuses to run a program compiled
-        for another configuration.
+        for another configuration. ``lanes_lo_dsp`` only moves low lanes between LUTs and DSPs
+        (bit-identical results, same programs), so builds that differ only there share an id.
         """
         fields = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
-                  if f.name != "name"]
+                  if f.name not in _NOT_IN_CONFIG_ID]
         return zlib.crc32(repr(fields).encode())
 
     def describe(self) -> str:

@@ -27,7 +27,7 @@ def test_config_id_distinguishes_fields_but_not_name():
     base = get_config("tiny")
     assert base.replace(name="other").config_id == base.config_id
     for f in dataclasses.fields(base):
-        if f.name in ("name", "shift_bits", "axi_addr_width"):
+        if f.name in ("name", "shift_bits", "axi_addr_width", "lanes_lo_dsp"):
             continue
         v = getattr(base, f.name)
         other = {"act_bits": 5, "axi_data_width": 128, "acc_bits": 40, "mult_bits": 20,
@@ -57,3 +57,16 @@ def test_unknown_preset_lists_presets():
     with pytest.raises(ConfigError, match=r"unknown hardware configuration 'z999'; presets are: "
                                           r"tiny, z020, z045"):
         get_config("z999")
+
+
+def test_lanes_lo_dsp_is_validated_and_not_part_of_the_config_id():
+    base = get_config("tiny")
+    assert base.lanes_lo_dsp == 0
+    assert base.replace(lanes_lo_dsp=2).config_id == base.config_id
+    for preset in PRESETS.values():
+        assert 0 <= preset.lanes_lo_dsp <= preset.lanes_lo and preset.lanes_lo_dsp % 2 == 0
+    for bad in (1, -2, 4):
+        with pytest.raises(ConfigError, match=rf"^HWConfig\.lanes_lo_dsp = {bad} is not allowed: "
+                                              r"lanes_lo_dsp must be even and in \[0, "
+                                              r"lanes_lo = 3\]$"):
+            base.replace(lanes_lo_dsp=bad)

