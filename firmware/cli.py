@@ -28,6 +28,8 @@ COMMANDS: tuple[str, ...] = (
     "regmap",
     "quantize",
     "run",
+    "verilog",
+    "build",
 )
 
 
