@@ -23,6 +23,7 @@ configuration are rejected with a :class:`CompileError` naming the layer.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -66,6 +67,10 @@ class TensorPlacement:
     perm: np.ndarray
     signed: bool
     bits: int
+    #: ``(kw, stride_x, pad_left, in_w)`` when the host stores this (input) tensor with its
+    #: kernel columns folded into channels (see :func:`fold_columns`); ``w`` is then the output
+    #: width of the consuming convolution and ``channels`` is ``kw * C``.
+    fold: tuple | None = None
 
     @property
     def nbytes(self) -> int:
@@ -73,6 +78,9 @@ class TensorPlacement:
 
     def to_memory(self, x: np.ndarray) -> bytes:
         """Lay out a natural ``(C, H, W)`` integer tensor in this placement."""
+        if self.fold is not None:
+            kw, sx, pl, _ = self.fold
+            x = fold_columns(np.asarray(x), kw, sx, pl, self.w)
         c, h, w = x.shape
         out = np.zeros((h, w, self.c_mem), np.int64)
         valid = self.perm >= 0
@@ -86,7 +94,36 @@ class TensorPlacement:
         out = np.zeros((self.channels, self.h, self.w), np.int64)
         valid = self.perm >= 0
         out[self.perm[valid]] = np.transpose(arr[:, :, valid], (2, 0, 1))
+        if self.fold is not None:
+            kw, sx, pl, in_w = self.fold
+            c = self.channels // kw
+            nat = np.zeros((c, self.h, in_w), np.int64)
+            for kc in range(kw):
+                for ox in range(self.w):
+                    xi = ox * sx + kc - pl
+                    if 0 <= xi < in_w:
+                        nat[:, :, xi] = out[kc * c:(kc + 1) * c, :, ox]
+            return nat
         return out
+
+
+def fold_columns(x: np.ndarray, kw: int, sx: int, pl: int, out_w: int) -> np.ndarray:
+    """Fold the kernel columns of a convolution's input into channels.
+
+    ``y[kc*C + c, r, ox] = x[c, r, ox*sx + kc - pl]`` (0 outside the image): a ``kh x kw``
+    convolution with stride ``(sy, sx)`` and left padding ``pl`` on ``x`` equals a ``kh x 1``
+    convolution with stride ``(sy, 1)`` and no column padding on ``y``, with weights
+    ``w'[m, kc*C + c, kr, 0] = w[m, c, kr, kc]``. For a network input with few channels (3 RGB,
+    1 gray) this fills the ``tn`` input lanes that would otherwise be padding; the host applies
+    it when it writes the input.
+    """
+    c, h, w = x.shape
+    y = np.zeros((kw * c, h, out_w), np.int64)
+    for kc in range(kw):
+        xi = np.arange(out_w) * sx + kc - pl
+        ok = (xi >= 0) & (xi < w)
+        y[kc * c:(kc + 1) * c, :, ok] = x[:, :, xi[ok]]
+    return y
 
 
 @dataclass
@@ -222,13 +259,23 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
         tensors[name] = p
         return p
 
-    # the network input: natural channel order
+    # the network input: natural channel order, or with the first conv's kernel columns
+    # folded into channels when that fills more of the tn input lanes
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
-    c_mem = _roundup(c, cmem_align)
-    perm = np.full(c_mem, -1, np.int64)
-    perm[:c] = np.arange(c)
-    place(model.input, c, h, w, perm)
+    fold_layer = _fold_candidate(model, cfg)
+    if fold_layer is not None:
+        kw = fold_layer.kernel[1]
+        ow = model.tensors[fold_layer.output].shape[2]
+        cf = c * kw
+        perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
+        perm[:cf] = np.arange(cf)
+        p = place(model.input, cf, h, ow, perm)
+        p.fold = (kw, fold_layer.stride[1], fold_layer.padding[1], w)
+    else:
+        perm = np.full(_roundup(c, cmem_align), -1, np.int64)
+        perm[:c] = np.arange(c)
+        place(model.input, c, h, w, perm)
 
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
@@ -286,8 +333,18 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
         if cur_instr is None:
             cur_instr = []
-        rep, n_pkgs = _compile_conv(layer, model, cfg, spec, img, tensors, place, cur_instr,
+        eff = layer
+        if layer is fold_layer:
+            # kh x kw conv on the input == kh x 1 conv on the column-folded input
+            m_, c_, kh_, kw_ = layer.weight.shape
+            wf = np.transpose(layer.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
+            pt_, _, pb_, _ = layer.padding
+            eff = dataclasses.replace(layer, weight=wf, stride=(layer.stride[0], 1),
+                                      padding=(pt_, 0, pb_, 0))
+        rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
                                     seq_counter, stores_in_segment)
+        if eff is not layer:
+            rep.kind = "conv*"          # compiled on the column-folded input
         seq_counter += n_pkgs
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
@@ -307,6 +364,27 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
                     model.input)
+
+
+def _fold_candidate(model: QModel, cfg: HWConfig):
+    """The conv layer whose input (the network input) is worth storing column-folded, or None.
+
+    Worth it when the input has fewer channels than ``tn`` and folding needs fewer weight sets
+    (``ceil(C*kw/tn) < kw * ceil(C/tn)``), the input feeds only that layer, and the layer runs
+    on the accelerator.
+    """
+    users = [l for l in model.layers if getattr(l, "input", None) == model.input
+             or getattr(l, "residual", None) == model.input]
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None
+    layer = users[0]
+    c = model.tensors[model.input].shape[0]
+    kw = layer.kernel[1]
+    if model.tensors[model.input].bits > cfg.act_bits or c >= cfg.tn or kw == 1:
+        return None
+    if -(-(c * kw) // cfg.tn) >= kw * -(-c // cfg.tn):
+        return None
+    return layer
 
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,

@@ -24,8 +24,10 @@ CONFIGS = {
 
 
 def assert_tensors_equal(model, ref, got):
-    for name, exp in ref.items():
-        np.testing.assert_array_equal(got[name], exp, err_msg=f"tensor {name!r}")
+    """Every layer output equal (the input may be stored column-folded, see fold_columns)."""
+    for layer in model.layers:
+        np.testing.assert_array_equal(got[layer.output], ref[layer.output],
+                                      err_msg=f"tensor {layer.output!r}")
 
 
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
@@ -80,6 +82,26 @@ def test_8bit_pixel_layer_goes_to_cpu_for_narrow_activations(cfg_name):
     assert (first.name, first.where) == (model.layers[0].name, "cpu")
     assert all(r.where != "cpu" for r in comp.layers if r.kind in ("conv", "fc")
                and r.name != first.name)
+
+
+def test_stem_columns_folded_into_channels():
+    """A 3-channel 7x7 stem on tn=16: folding the 7 kernel columns into 21 channels needs 2
+    input groups per kernel row instead of 7 (one group per kernel column)."""
+    cfg = CONFIGS["wide"]
+    from ilmpq.golden.random_models import ModelBuilder
+    rng = np.random.default_rng(9)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(3, 12, 11))
+    b.conv("stem", "input", 8, 7, stride=2, padding=3)
+    model = b.build("stem")
+    comp = compile_model(model, cfg)
+    rep = comp.layers[0]
+    assert rep.kind == "conv*"
+    assert rep.sets_per_mtile == 7 * 2          # kh x ceil(3*7/16)
+    assert comp.tensors["input"].fold == (7, 2, 3, 11)
+    for _ in range(2):
+        img = rng.integers(0, 256, size=(3, 12, 11))
+        assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                             run_compiled(comp, img))
 
 
 def test_act_bits_mismatch_rejected():
