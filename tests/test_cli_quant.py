@@ -125,8 +125,13 @@ def test_quantize_rejects_out_of_range_calibration(tmp_path, user_model, capsys)
 
 def test_run(tmp_path, capsys):
     js = tmp_path / "run.json"
-    assert main(["run", "--json", str(js)]) == 0
+    # the full path on a few test images (the whole split is what `ilmpq run` does by default)
+    assert main(["run", "--json", str(js), "--images", "3"]) == 0
     text = capsys.readouterr().out
+    assert "every layer of every image bit-exact with golden" in text
+    rtl = json.loads(js.read_text())["rtl"]
+    assert rtl["images"] == 3 and rtl["mismatches"] == 0 and rtl["predictions_equal"]
+    assert rtl["cycles_per_image"] > 0 and 0 < rtl["pe_utilization"] <= 1
     for variant in ("float", "all-8-bit", "all-4-bit", "ILMPQ"):
         assert f"\n{variant} " in text
     assert "layer losing the most:" in text
