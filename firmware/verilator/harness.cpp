@@ -345,6 +345,7 @@ struct Sim {
     // ---- one rising edge ---------------------------------------------------------------------
     void edge() {
         Vtop& t = *top;
+        const uint64_t this_edge = cycle;
         if (!in_reset) {
             const bool arv = t.m_axi_arvalid, awv = t.m_axi_awvalid, wv = t.m_axi_wvalid;
             const bool rr = t.m_axi_rready, br = t.m_axi_bready;
@@ -442,6 +443,7 @@ struct Sim {
             violate("design_error", "design",
                     "the design stopped with $stop/$fatal or a failed assertion (Verilator's "
                     "message is on the process's standard output)");
+            viol.cycle = this_edge;  // the edge whose evaluation failed
         }
     }
 

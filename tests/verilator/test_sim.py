@@ -355,7 +355,7 @@ def test_failed_design_assertion_stops_the_run(bad):
         # the write waits for its B response
         sim.csr_write(REG_FAULT, FAULT_ASSERT)
     assert info.value.rule == "design_error" and info.value.channel == "design"
-    assert info.value.cycle == 2  # reported after the edge that evaluated it
+    assert info.value.cycle == 1
     assert "failed assertion" in str(info.value)
     with pytest.raises(DesignError):
         sim.step(1)
