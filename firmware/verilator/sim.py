@@ -223,8 +223,6 @@ class VerilatorSim:
             raise IlmpqValueError(
                 f"memory [0x{mem_base:x}, 0x{mem_base + mem_size:x}) does not fit the "
                 f"{result.addr_bits}-bit m_axi address space")
-        if mem_base % 4096:
-            raise IlmpqValueError(f"mem_base must be 4 KiB aligned, not 0x{mem_base:x}")
         self._lib = _load(result.path)
         self._c = self._lib.cdll
         self.top = top
