@@ -27,6 +27,8 @@ COMMANDS: tuple[str, ...] = (
     "golden",
     "regmap",
     "quantize",
+    "compile",
+    "simulate",
     "run",
     "verilog",
     "build",
