@@ -224,11 +224,11 @@ class HWConfig:
 PRESETS: dict[str, HWConfig] = {
     "tiny": HWConfig(name="tiny", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
                      wbuf_depth=64, act_depth=2048, acc_depth=64),
-    "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, tn=16, wbuf_word_beats=9,
-                     wbuf_depth=512, act_depth=8192, acc_depth=512,
+    "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=6, tn=16,
+                     wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=4, max_channels=512),
-    "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, tn=16, wbuf_word_beats=36,
-                     wbuf_depth=512, act_depth=16384, acc_depth=512,
+    "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, lanes_lo_dsp=32, tn=16,
+                     wbuf_word_beats=36, wbuf_depth=512, act_depth=16384, acc_depth=512,
                      max_reads_outstanding=8, max_channels=1024),
 }
 

@@ -34,7 +34,9 @@ from ..golden.formats import HI_BITS, LO_BITS
 from .config import HWConfig
 
 __all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "LUT_CHAIN",
-           "TREE_LEVELS_PER_STAGE", "DONE_DEPTH", "shared_multiples", "lane_kind"]
+           "TREE_LEVELS_PER_STAGE", "DONE_DEPTH", "shared_multiples", "lane_kind",
+           "lut_lane_dots", "pair_lane_dots", "hi_lane_dot", "lut_dot_stages", "dsp_dot_stages",
+           "adder_tree", "tree_stages"]
 
 #: Bit offset of the second weight in a packed DSP pair. ``A = w1 + w2 * 2**PACK_SHIFT`` must fit
 #: the 25-bit signed multiplier operand of the DSP48E1 for every 4-bit code (-8 included), and
@@ -178,6 +180,173 @@ class _LutGeometry:
         assert 3 * amax <= self.c_special < (1 << self.w_special)
 
 
+def tree_stages(n_terms: int) -> int:
+    """Register stages of :func:`adder_tree` over ``n_terms`` terms (the sum is always
+    registered, so at least 1)."""
+    levels = max(0, (n_terms - 1).bit_length())
+    return max(1, -(-levels // TREE_LEVELS_PER_STAGE))
+
+
+def adder_tree(m: Module, name: str, terms: list, stages: int, width: int | None = None):
+    """Sum ``terms`` in a balanced adder tree registered every ``TREE_LEVELS_PER_STAGE`` levels
+    and at the end, delayed to exactly ``stages`` register stages (``>= tree_stages``). With
+    ``width``, every node is kept modulo ``2**width`` (the caller reinterprets the result).
+    Returns the final register."""
+    level = 0
+    used = 0
+    vals = list(terms)
+
+    def cap(v):
+        return v[:width] if width is not None and len(v) > width else v
+
+    while len(vals) > 1:
+        nxt = [cap(vals[i] + vals[i + 1]) for i in range(0, len(vals) - 1, 2)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+        level += 1
+        if level % TREE_LEVELS_PER_STAGE == 0 and len(vals) > 1:
+            regs = []
+            for k, v in enumerate(vals):
+                r = Signal(v.shape(), name=f"{name}_s{used}_{k}")
+                m.d.sync += r.eq(v)
+                regs.append(r)
+            vals = regs
+            used += 1
+    out = vals[0]
+    while used < stages:
+        r = Signal(out.shape(), name=f"{name}_r{used}")
+        m.d.sync += r.eq(out)
+        out = r
+        used += 1
+    assert used == stages, (name, used, stages)
+    return out
+
+
+def lut_dot_stages(tn: int) -> int:
+    """Register stages of :func:`lut_lane_dots` after its input registers."""
+    return 1 + tree_stages(2 * -(-tn // LUT_CHAIN))
+
+
+def dsp_dot_stages(tn: int) -> int:
+    """Register stages of :func:`pair_lane_dots` and :func:`hi_lane_dot` after their inputs."""
+    return 1 + tree_stages(tn)
+
+
+def lut_lane_dots(m: Module, name: str, act_bits: int, data: list, load, weights: list,
+                  stages: int) -> list:
+    """Dot products of 4-bit weights with unsigned activations, without multipliers.
+
+    Parameters
+    ----------
+    data : list of Value
+        The ``tn`` activations, sampled into the shared-multiple registers when ``load`` is
+        high (they are the input register stage).
+    weights : list of list of Value
+        Per lane, the ``tn`` 4-bit two's complement weights (stable while in use).
+    stages : int
+        Register stages after the input registers (``>= lut_dot_stages(tn)``).
+
+    Returns
+    -------
+    list of Signal
+        Per lane, ``sum_j w[j] * data[j]`` as ``signed(tree_w)``, ``stages`` cycles after the
+        data were loaded (for the weights of that cycle + 1).
+    """
+    tn = len(data)
+    g = _LutGeometry(tn, act_bits)
+    wn = g.wn
+    _, lo_tab, hi_tab = shared_multiples(act_bits)
+    tabs = []           # per activation: (lo multiples, hi multiples), code 0 constant
+    for j in range(tn):
+        lo_m = [Const(lo_tab[0](0), wn)]
+        hi_m = [Const(hi_tab[0](0), wn)]
+        for s in (1, 2, 3):
+            rl = Signal(wn, name=f"{name}_mlo{j}_{s}")
+            rh = Signal(wn, name=f"{name}_mhi{j}_{s}")
+            with m.If(load):
+                m.d.sync += [rl.eq(lo_tab[s](data[j])), rh.eq(hi_tab[s](data[j]))]
+            lo_m.append(rl)
+            hi_m.append(rh)
+        tabs.append((Array(lo_m), Array(hi_m)))
+    # the wide table of the special step (see _LutGeometry)
+    a = data[g.special]
+    wide = [Const(g.c_special, g.w_special)]
+    for s, mult in ((1, a), (2, a << 1), (3, a + (a << 1))):
+        r = Signal(g.w_special, name=f"{name}_mwide_{s}")
+        with m.If(load):
+            m.d.sync += r.eq(g.c_special - mult)
+        wide.append(r)
+    wide = Array(wide)
+
+    dots = []
+    for lane, w in enumerate(weights):
+        terms = []
+        for c in range(g.n_chains):
+            js = range(c * LUT_CHAIN, min(tn, (c + 1) * LUT_CHAIN))
+            for digit, shift in ((0, 0), (1, 2)):
+                s = Const(0, wn)
+                for k, j in enumerate(js):
+                    code = w[j][2 * digit:2 * digit + 2]
+                    if (j, digit) == (g.special, 0):
+                        n, nw, width = wide[code], g.w_special, g.w_special + 1
+                    else:
+                        n, nw, width = tabs[j][digit][code], wn, wn + 1 + k
+                    # s - (N - 2**nw), unsigned: the top bits of the subtrahend are ones, so
+                    # only the nw bits of N cost LUTs, and yosys fuses the 4:1 selection of N
+                    # into the adder's LUTs (one LUT6 per bit). Unsigned subtraction and a
+                    # width that grows by one per step keep alumacc from merging the chain
+                    # into a carry-save $macc.
+                    nxt = Signal(width, name=f"{name}{lane}_c{c}d{digit}_{k}")
+                    m.d.comb += nxt.eq(s - Cat(n, Const(-1, width - nw)))
+                    s = nxt
+                r = Signal(len(s), name=f"{name}{lane}_c{c}d{digit}")
+                m.d.sync += r.eq(s)
+                terms.append(r if shift == 0 else Cat(Const(0, shift), r))
+        total = adder_tree(m, f"{name}{lane}_t", terms, stages - 1, width=g.tree_w)
+        dot = Signal(signed(g.tree_w), name=f"{name}{lane}_dot")
+        m.d.comb += dot.eq(total)
+        dots.append(dot)
+    return dots
+
+
+def pair_lane_dots(m: Module, name: str, acts: list, w1: list, w2: list, stages: int):
+    """Two low lanes on one DSP48E1 per activation: ``(w1 + w2 * 2**PACK_SHIFT) * a``.
+
+    ``acts`` are registered activations, ``w1``/``w2`` the two lanes' 4-bit weights. Returns
+    ``(dot1, dot2)``, ``stages`` (``>= dsp_dot_stages(tn)``) cycles after ``acts``. A bias of
+    ``2**(PACK_SHIFT - 1)`` on the first product keeps the low field non-negative, so the high
+    field needs no borrow correction and the low one is its bits with the top bit inverted.
+    """
+    prods = []
+    for j, a in enumerate(acts):
+        packed = Signal(signed(25), name=f"{name}_w{j}")
+        m.d.comb += packed.eq(w1[j].as_signed() + (w2[j].as_signed() << PACK_SHIFT))
+        pr = Signal(signed(25 + len(a) + 1), name=f"{name}_m{j}")
+        prod = packed * a
+        if j == 0:
+            prod = prod + (1 << (PACK_SHIFT - 1))
+        m.d.sync += pr.eq(prod)
+        prods.append(pr)
+    total = adder_tree(m, f"{name}_t", prods, stages - 1)
+    lo = Signal(signed(PACK_SHIFT), name=f"{name}_lo")
+    hi = Signal(signed(len(total) - PACK_SHIFT), name=f"{name}_hi")
+    m.d.comb += [lo.eq(Cat(total[:PACK_SHIFT - 1], ~total[PACK_SHIFT - 1])),
+                 hi.eq(total[PACK_SHIFT:])]
+    return lo, hi
+
+
+def hi_lane_dot(m: Module, name: str, acts: list, w: list, stages: int):
+    """An 8-bit lane: one DSP48E1 product per activation, registered, then an adder tree.
+    Returns the dot product ``stages`` (``>= dsp_dot_stages(tn)``) cycles after ``acts``."""
+    prods = []
+    for j, a in enumerate(acts):
+        pr = Signal(signed(len(w[j]) + len(a) + 1), name=f"{name}_m{j}")
+        m.d.sync += pr.eq(w[j].as_signed() * a)
+        prods.append(pr)
+    return adder_tree(m, f"{name}_t", prods, stages - 1)
+
+
 @dataclass
 class _Stage:
     """Control fields of a beat travelling down the pipeline."""
@@ -271,7 +440,8 @@ class PEArray(wiring.Component):
         self._pair_lanes = [l for l in range(cfg.lanes) if lane_kind(cfg, l) == "dsp_pair"]
         self._hi_lanes = list(range(cfg.lanes_lo, cfg.lanes))
         # pipeline depth of the dot products (registers after the input stage)
-        self._dot_stages = max(self._lut_stages(), self._pair_stages(), self._hi_stages())
+        self._dot_stages = max(lut_dot_stages(cfg.tn) if self._lut_lanes else 0,
+                               dsp_dot_stages(cfg.tn))
         # stage 1 = input registers, stages 2.. = dot, stage K = accumulate/write
         self.compute_latency = 1 + self._dot_stages
         super().__init__({
@@ -281,66 +451,6 @@ class PEArray(wiring.Component):
             "drain": In(stream.Signature(DrainCmd(cfg))),
             "dout": Out(stream.Signature(DrainBeat(cfg))),
         })
-
-    # -- pipeline depths -----------------------------------------------------------------------
-
-    @staticmethod
-    def _tree_stages(n_terms: int) -> int:
-        """Register stages of a balanced adder tree over ``n_terms`` registered terms (the
-        result is always registered)."""
-        levels = max(0, (n_terms - 1).bit_length())
-        return max(1, -(-levels // TREE_LEVELS_PER_STAGE))
-
-    def _lut_stages(self) -> int:
-        if not self._lut_lanes:
-            return 0
-        n_chains = -(-self.config.tn // LUT_CHAIN)
-        return 1 + self._tree_stages(2 * n_chains)     # chain registers + tree
-
-    def _pair_stages(self) -> int:
-        return 1 + self._tree_stages(self.config.tn) if self._pair_lanes else 0
-
-    def _hi_stages(self) -> int:
-        return 1 + self._tree_stages(self.config.tn)    # product registers + tree
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _tree(self, m: Module, name: str, terms: list, stages: int, width: int | None = None):
-        """Sum ``terms`` with a balanced adder tree registered every ``TREE_LEVELS_PER_STAGE``
-        levels and at the end, then delay to exactly ``stages`` register stages. With
-        ``width``, every node is kept modulo ``2**width`` (the caller reinterprets the result).
-        Returns the final register."""
-        level = 0
-        used = 0
-        vals = list(terms)
-
-        def cap(v):
-            if width is not None and len(v) > width:
-                return v[:width]
-            return v
-
-        while len(vals) > 1:
-            nxt = [cap(vals[i] + vals[i + 1]) for i in range(0, len(vals) - 1, 2)]
-            if len(vals) % 2:
-                nxt.append(vals[-1])
-            vals = nxt
-            level += 1
-            if level % TREE_LEVELS_PER_STAGE == 0 and len(vals) > 1:
-                regs = []
-                for k, v in enumerate(vals):
-                    r = Signal(v.shape(), name=f"{name}_s{used}_{k}")
-                    m.d.sync += r.eq(v)
-                    regs.append(r)
-                vals = regs
-                used += 1
-        out = vals[0]
-        while used < stages:
-            r = Signal(out.shape(), name=f"{name}_r{used}")
-            m.d.sync += r.eq(out)
-            out = r
-            used += 1
-        assert used == stages, (name, used, stages)
-        return out
 
     # -- elaboration -------------------------------------------------------------------------
 
@@ -389,7 +499,7 @@ class PEArray(wiring.Component):
 
         def w_hi(lane, j):
             o = hi_base + ((lane - cfg.lanes_lo) * tn + j) * HI_BITS
-            return active[o:o + HI_BITS].as_signed()
+            return active[o:o + HI_BITS]
 
         # ---- stage 1: input registers -------------------------------------------------------
         def stage(name):
@@ -421,91 +531,21 @@ class PEArray(wiring.Component):
 
         # ---- LUT low lanes ------------------------------------------------------------------
         if self._lut_lanes:
-            g = _LutGeometry(tn, ab)
-            wn = g.wn
-            _, lo_tab, hi_tab = shared_multiples(ab)
-            tabs = []           # per activation: (lo multiples, hi multiples), code 0 constant
-            for j in range(tn):
-                a = beat.data[j]
-                lo_m = [Const(lo_tab[0](0), wn)]
-                hi_m = [Const(hi_tab[0](0), wn)]
-                for s in (1, 2, 3):
-                    rl = Signal(wn, name=f"mlo{j}_{s}")
-                    rh = Signal(wn, name=f"mhi{j}_{s}")
-                    with m.If(accept):
-                        m.d.sync += [rl.eq(lo_tab[s](a)), rh.eq(hi_tab[s](a))]
-                    lo_m.append(rl)
-                    hi_m.append(rh)
-                tabs.append((Array(lo_m), Array(hi_m)))
-            # the wide table of the special step (see _LutGeometry)
-            a = beat.data[g.special]
-            wide = [Const(g.c_special, g.w_special)]
-            for s in (1, 2, 3):
-                r = Signal(g.w_special, name=f"mwide_{s}")
-                with m.If(accept):
-                    m.d.sync += r.eq(g.c_special - (a if s == 1 else (a << 1) if s == 2
-                                                   else a + (a << 1)))
-                wide.append(r)
-            wide = Array(wide)
-
-            for lane in self._lut_lanes:
-                terms = []
-                for c in range(g.n_chains):
-                    js = range(c * LUT_CHAIN, min(tn, (c + 1) * LUT_CHAIN))
-                    for digit, shift in ((0, 0), (1, 2)):
-                        s = Const(0, wn)
-                        for k, j in enumerate(js):
-                            code = w_lo(lane, j)[2 * digit:2 * digit + 2]
-                            if (j, digit) == (g.special, 0):
-                                n, nw, width = wide[code], g.w_special, g.w_special + 1
-                            else:
-                                n, nw, width = tabs[j][digit][code], wn, wn + 1 + k
-                            # s - (N - 2**nw), unsigned: the top bits of the subtrahend are
-                            # ones, so only the nw bits of N cost LUTs, and yosys fuses the
-                            # 4:1 selection of N into the adder's LUTs (one LUT6 per bit).
-                            # Unsigned subtraction and a width that grows by one per step
-                            # keep alumacc from merging the chain into a carry-save $macc.
-                            nxt = Signal(width, name=f"l{lane}_c{c}d{digit}_{k}")
-                            m.d.comb += nxt.eq(s - Cat(n, Const(-1, width - nw)))
-                            s = nxt
-                        r = Signal(len(s), name=f"l{lane}_c{c}d{digit}")
-                        m.d.sync += r.eq(s)
-                        terms.append(r if shift == 0 else Cat(Const(0, shift), r))
-                total = self._tree(m, f"l{lane}_t", terms, D - 1, width=g.tree_w)
-                dot = Signal(signed(g.tree_w), name=f"l{lane}_dot")
-                m.d.comb += dot.eq(total)
-                dots[lane] = dot
+            lut = lut_lane_dots(m, "l", ab, [beat.data[j] for j in range(tn)], accept,
+                                [[w_lo(lane, j) for j in range(tn)] for lane in self._lut_lanes],
+                                D)
+            dots.update(zip(self._lut_lanes, lut))
 
         # ---- DSP low-lane pairs ---------------------------------------------------------------
         for p in range(0, len(self._pair_lanes), 2):
             l1, l2 = self._pair_lanes[p], self._pair_lanes[p + 1]
-            prods = []
-            for j in range(tn):
-                packed = Signal(signed(25), name=f"p{l1}_w{j}")
-                m.d.comb += packed.eq(w_lo(l1, j).as_signed()
-                                      + (w_lo(l2, j).as_signed() << PACK_SHIFT))
-                pr = Signal(signed(25 + ab + 1), name=f"p{l1}_m{j}")
-                prod = packed * act1[j]
-                if j == 0:      # bias: low field non-negative, no borrow into the high field
-                    prod = prod + (1 << (PACK_SHIFT - 1))
-                m.d.sync += pr.eq(prod)
-                prods.append(pr)
-            total = self._tree(m, f"p{l1}_t", prods, D - 1)
-            lo = Signal(signed(PACK_SHIFT), name=f"p{l1}_lo")
-            hi = Signal(signed(len(total) - PACK_SHIFT), name=f"p{l1}_hi")
-            m.d.comb += [lo.eq(Cat(total[:PACK_SHIFT - 1], ~total[PACK_SHIFT - 1])),
-                         hi.eq(total[PACK_SHIFT:])]
-            dots[l1] = lo
-            dots[l2] = hi
+            dots[l1], dots[l2] = pair_lane_dots(m, f"p{l1}", act1,
+                                                [w_lo(l1, j) for j in range(tn)],
+                                                [w_lo(l2, j) for j in range(tn)], D)
 
         # ---- high lanes -----------------------------------------------------------------------
         for lane in self._hi_lanes:
-            prods = []
-            for j in range(tn):
-                pr = Signal(signed(HI_BITS + ab + 1), name=f"h{lane}_m{j}")
-                m.d.sync += pr.eq(w_hi(lane, j) * act1[j])
-                prods.append(pr)
-            dots[lane] = self._tree(m, f"h{lane}_t", prods, D - 1)
+            dots[lane] = hi_lane_dot(m, f"h{lane}", act1, [w_hi(lane, j) for j in range(tn)], D)
 
         # ---- accumulator banks ---------------------------------------------------------------
         # stage K-1 issues the read, stage K adds and writes; one forwarding register covers

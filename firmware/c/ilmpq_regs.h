@@ -26,10 +26,10 @@ extern "C" {
 
 /* ---- constants ---- */
 #define ILMPQ_CONFIG_NAME "z020"                     /* Name of the hardware configuration. */
-#define ILMPQ_CONFIG_ID 0xe6f1866eu                  /* HWConfig.config_id of this configuration. */
+#define ILMPQ_CONFIG_ID 0x93b2d23fu                  /* HWConfig.config_id of this configuration. */
 #define ILMPQ_LANES_LO 56u                           /* HWConfig.lanes_lo */
 #define ILMPQ_LANES_HI 8u                            /* HWConfig.lanes_hi */
-#define ILMPQ_LANES_LO_DSP 0u                        /* HWConfig.lanes_lo_dsp */
+#define ILMPQ_LANES_LO_DSP 6u                        /* HWConfig.lanes_lo_dsp */
 #define ILMPQ_TN 16u                                 /* HWConfig.tn */
 #define ILMPQ_ACT_BITS 8u                            /* HWConfig.act_bits */
 #define ILMPQ_ACC_BITS 32u                           /* HWConfig.acc_bits */
@@ -190,7 +190,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 /* ---- CONFIG_ID (0x008, CONST) ---- */
 /* Identifier of the hardware configuration. */
 #define ILMPQ_CONFIG_ID_OFFSET 0x008u
-#define ILMPQ_CONFIG_ID_RESET 0xe6f1866eu            /* value after reset (RO fields as 0) */
+#define ILMPQ_CONFIG_ID_RESET 0x93b2d23fu            /* value after reset (RO fields as 0) */
 /*
  * id [31:0] CONST: HWConfig.config_id: CRC-32 of the configuration's fields. The driver refuses to
  * run a program compiled for another configuration.
@@ -198,7 +198,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 #define ILMPQ_CONFIG_ID_ID_SHIFT 0u
 #define ILMPQ_CONFIG_ID_ID_WIDTH 32u
 #define ILMPQ_CONFIG_ID_ID_MASK 0xffffffffu
-#define ILMPQ_CONFIG_ID_ID_RESET 0xe6f1866eu
+#define ILMPQ_CONFIG_ID_ID_RESET 0x93b2d23fu
 static inline uint32_t ilmpq_config_id_id_get(uint32_t reg)
 {
     return (reg & ILMPQ_CONFIG_ID_ID_MASK) >> ILMPQ_CONFIG_ID_ID_SHIFT;
