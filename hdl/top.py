@@ -304,8 +304,9 @@ class Accelerator(wiring.Component):
             with m.Elif(fetch.ended & queues_empty & units_idle):
                 m.d.sync += running.eq(0)
                 m.d.comb += f.status.done.set.eq(1)
-        # an abort lasts until the DMA has finished everything outstanding
-        m.d.comb += dma.clear.eq(aborting)
+        # an abort lasts until the DMA has finished everything outstanding; its clear is a
+        # pulse (held high, the DMA's clear would never end and busy never fall)
+        m.d.comb += dma.clear.eq(abort)
         with m.If(aborting & ~abort & ~dma.busy):
             m.d.sync += aborting.eq(0)
             with m.If(err_code != ErrorCode.NONE):
