@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "verilog",
     "build",
+    "board",
 )
 
 

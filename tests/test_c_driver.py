@@ -1,0 +1,896 @@
+"""The bare-metal C driver (firmware/c/ilmpq_driver.c), compiled on the host with
+``gcc -std=c99 -Wall -Wextra -Werror -pedantic``.
+
+Two HALs drive it:
+
+* **the RTL**: a small C glue (below) opens the Verilator simulation library of the tiny
+  accelerator through the harness's C API (``ilmpq_sim_*``). Register accesses are AXI4-Lite
+  transactions on the real register bank; DMA memory is the harness's memory behind a
+  *non-coherent cache model*: the driver's CPU pointer is a separate copy that only reaches the
+  memory the accelerator reads through ``cache_clean``, and only sees what the accelerator wrote
+  after ``cache_invalidate``. Compiled programs run bit-exact against golden, with the same
+  performance counters as the Python driver, and real hardware errors come back as their
+  specific return codes.
+* **a mock register file** written in Python (ctypes callbacks), for the paths the RTL cannot
+  reach on demand: wrong ID / version / configuration, a busy accelerator, a run that never
+  ends, a soft reset that never completes, every ErrorCode, counters wider than 32 bits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e_util import assert_layers_equal
+from ilmpq.firmware.compiler import AccelStep, CpuStep, compile_model
+from ilmpq.firmware.isasim import cpu_inputs, cpu_layer
+from ilmpq.firmware.regmap import HardwareIdentity, generate_c_header
+from ilmpq.golden import reference
+from ilmpq.golden.random_models import random_qmodel
+from ilmpq.hdl import isa
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.regmap import COUNTER_NAMES, accelerator_regmap
+from ilmpq.hdl.status import ErrorCode
+from ilmpq.hdl.weight_buffer import header_beats
+
+ROOT = Path(__file__).resolve().parents[1]
+CDIR = ROOT / "firmware" / "c"
+TINY = get_config("tiny")
+Z020 = get_config("z020")
+RM = accelerator_regmap(TINY)
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O1", "-fPIC"]
+BASE = 0x1E90_0000          # a u-dma-buf-like physical address, not the compiler's default
+MEM_SIZE = 1 << 20
+MHZ = 100
+INSTR_BYTES = isa.INSTR_BITS // 8
+HW_BASE = -256               # ILMPQ_ERR_HW_BASE
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler (gcc) on PATH")
+
+# driver return codes (ilmpq_driver.h)
+OK, PENDING = 0, 1
+ERR = dict(ARG=-1, NO_DEVICE=-2, VERSION=-3, CONFIG=-4, BUSY=-5, IDLE=-6, TIMEOUT=-7, RESET=-8,
+           MEM=-9, WINDOW=-10)
+
+
+def hw(code: ErrorCode) -> int:
+    return HW_BASE - int(code)
+
+
+# -- building the driver -------------------------------------------------------------------------
+
+GLUE = r"""
+/* Test glue: the driver's HAL on the Verilator harness's C API, with a non-coherent cache. */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ilmpq_driver.h"
+
+typedef void *(*sim_new_t)(uint64_t, uint64_t, uint32_t, uint32_t, uint32_t);
+typedef void (*sim_free_t)(void *);
+typedef uint8_t *(*sim_mem_t)(void *);
+typedef int (*sim_init_t)(void *);
+typedef int (*sim_reset_t)(void *, uint32_t);
+typedef int (*sim_run_t)(void *, uint64_t, int, uint64_t *);
+typedef int (*sim_csr_write_t)(void *, uint32_t, uint32_t, uint64_t, uint32_t *);
+typedef int (*sim_csr_read_t)(void *, uint32_t, uint64_t, uint32_t *, uint32_t *);
+typedef uint64_t (*sim_cycle_t)(void *);
+typedef void (*sim_inject_t)(void *, int, uint64_t, uint32_t);
+typedef int (*abi_t)(void);
+
+static struct {
+    void *lib, *h;
+    uint8_t *dram, *cpu;
+    uint64_t base, size, mhz;
+    sim_new_t sim_new; sim_free_t sim_free; sim_mem_t sim_mem; sim_init_t sim_init;
+    sim_reset_t sim_reset; sim_run_t sim_run; sim_csr_write_t csr_write;
+    sim_csr_read_t csr_read; sim_cycle_t cycle; sim_inject_t inject; abi_t abi;
+    uint64_t stats[6];  /* failures, bus errors, cleans, invalidates, csr accesses, delays */
+    ilmpq_dev_t dev;
+} g;
+
+static int sym(const char *name, void *fn_ptr)
+{
+    void *p = dlsym(g.lib, name);
+    if (p == NULL) return -1;
+    memcpy(fn_ptr, &p, sizeof p);   /* object -> function pointer without a pedantic cast */
+    return 0;
+}
+
+static uint32_t hal_read32(void *ctx, uint32_t offset)
+{
+    uint32_t value = 0, resp = 0;
+    (void)ctx;
+    g.stats[4]++;
+    if (g.csr_read(g.h, offset, 10000, &value, &resp) != 0) g.stats[0]++;
+    if (resp != 0) g.stats[1]++;
+    return value;
+}
+
+static void hal_write32(void *ctx, uint32_t offset, uint32_t value)
+{
+    uint32_t resp = 0;
+    (void)ctx;
+    g.stats[4]++;
+    if (g.csr_write(g.h, offset, value, 10000, &resp) != 0) g.stats[0]++;
+    if (resp != 0) g.stats[1]++;
+}
+
+static void *hal_mem_map(void *ctx, uint32_t addr, uint32_t size)
+{
+    (void)ctx;
+    if (addr < g.base || (uint64_t)addr + size > g.base + g.size) return NULL;
+    return g.cpu + (addr - g.base);
+}
+
+static void hal_clean(void *ctx, const void *ptr, uint32_t size)
+{
+    size_t off = (size_t)((const uint8_t *)ptr - g.cpu);
+    (void)ctx;
+    memcpy(g.dram + off, ptr, size);
+    g.stats[2]++;
+}
+
+static void hal_invalidate(void *ctx, void *ptr, uint32_t size)
+{
+    size_t off = (size_t)((uint8_t *)ptr - g.cpu);
+    (void)ctx;
+    memcpy(ptr, g.dram + off, size);
+    g.stats[3]++;
+}
+
+static uint64_t hal_time_us(void *ctx)
+{
+    (void)ctx;
+    return g.cycle(g.h) / g.mhz;
+}
+
+static void hal_delay_us(void *ctx, uint32_t us)
+{
+    uint64_t ran = 0;
+    (void)ctx;
+    g.stats[5]++;
+    if (g.sim_run(g.h, (uint64_t)us * g.mhz, 0, &ran) != 0) g.stats[0]++;
+}
+
+int glue_open(const char *path, int abi, uint64_t base, uint64_t size, uint64_t mhz)
+{
+    ilmpq_hal_t hal;
+    memset(&g, 0, sizeof g);
+    g.lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (g.lib == NULL) return -1;
+    if (sym("ilmpq_abi_version", &g.abi) || sym("ilmpq_sim_new", &g.sim_new)
+        || sym("ilmpq_sim_free", &g.sim_free) || sym("ilmpq_sim_mem", &g.sim_mem)
+        || sym("ilmpq_sim_init", &g.sim_init) || sym("ilmpq_sim_reset", &g.sim_reset)
+        || sym("ilmpq_sim_run", &g.sim_run) || sym("ilmpq_sim_csr_write", &g.csr_write)
+        || sym("ilmpq_sim_csr_read", &g.csr_read) || sym("ilmpq_sim_cycle", &g.cycle)
+        || sym("ilmpq_sim_inject", &g.inject))
+        return -2;
+    if (g.abi() != abi) return -3;
+    g.base = base; g.size = size; g.mhz = mhz;
+    g.h = g.sim_new(base, size, 8, 4, 8);
+    if (g.h == NULL) return -4;
+    if (g.sim_init(g.h) != 0 || g.sim_reset(g.h, 4) != 0) return -5;
+    g.dram = g.sim_mem(g.h);
+    g.cpu = calloc((size_t)size, 1);   /* the CPU's cached view: starts equal to memory (0) */
+    if (g.cpu == NULL) return -6;
+    memset(&hal, 0, sizeof hal);
+    hal.read32 = hal_read32; hal.write32 = hal_write32; hal.mem_map = hal_mem_map;
+    hal.cache_clean = hal_clean; hal.cache_invalidate = hal_invalidate;
+    hal.time_us = hal_time_us; hal.delay_us = hal_delay_us;
+    return ilmpq_init(&g.dev, &hal);
+}
+
+ilmpq_dev_t *glue_dev(void) { return &g.dev; }
+void glue_inject(int channel, uint64_t burst, uint32_t resp)
+{
+    g.inject(g.h, channel, burst, resp);
+}
+void glue_stats(uint64_t *out) { memcpy(out, g.stats, sizeof g.stats); }
+/* memory as the accelerator sees it, and the CPU's (cached) view, bypassing the driver */
+void glue_dram_read(uint32_t addr, uint8_t *dst, uint32_t n)
+{
+    memcpy(dst, g.dram + (addr - g.base), n);
+}
+void glue_dram_write(uint32_t addr, const uint8_t *src, uint32_t n)
+{
+    memcpy(g.dram + (addr - g.base), src, n);
+}
+void glue_cpu_read(uint32_t addr, uint8_t *dst, uint32_t n)
+{
+    memcpy(dst, g.cpu + (addr - g.base), n);
+}
+size_t glue_sizeof_dev(void) { return sizeof(ilmpq_dev_t); }
+size_t glue_sizeof_hal(void) { return sizeof(ilmpq_hal_t); }
+size_t glue_sizeof_counters(void) { return sizeof(ilmpq_counters_t); }
+size_t glue_offsetof_last_err_info(void) { return offsetof(ilmpq_dev_t, last_err_info); }
+size_t glue_offsetof_watchdog(void) { return offsetof(ilmpq_dev_t, watchdog_cycles); }
+
+void glue_close(void)
+{
+    if (g.h != NULL) g.sim_free(g.h);
+    if (g.lib != NULL) dlclose(g.lib);
+    free(g.cpu);
+    memset(&g, 0, sizeof g);
+}
+"""
+
+
+class Counters(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name, _ in COUNTER_NAMES]
+
+
+READ32 = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32)
+WRITE32 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32)
+MEM_MAP = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32)
+CACHE_OP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)
+TIME_US = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)
+DELAY_US = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32)
+
+
+class Hal(ctypes.Structure):
+    _fields_ = [("ctx", ctypes.c_void_p), ("read32", READ32), ("write32", WRITE32),
+                ("mem_map", MEM_MAP), ("cache_clean", CACHE_OP), ("cache_invalidate", CACHE_OP),
+                ("time_us", TIME_US), ("delay_us", DELAY_US)]
+
+
+def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in ("ilmpq_driver.c", "ilmpq_driver.h"):
+        shutil.copy(CDIR / name, tmp / name)
+    (tmp / "ilmpq_regs.h").write_text(header_text)
+    (tmp / "glue.c").write_text(GLUE)
+    lib = tmp / "libdrv.so"
+    cc = subprocess.run(["gcc", *CFLAGS, "-shared", "-o", str(lib), str(tmp / "ilmpq_driver.c"),
+                         str(tmp / "glue.c"), "-ldl"], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    so = ctypes.CDLL(str(lib))
+    vp, u32, u64, i32 = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int
+    u8p = ctypes.POINTER(ctypes.c_uint8)
+    sigs = {
+        "ilmpq_init": (i32, [vp, ctypes.POINTER(Hal)]),
+        "ilmpq_read_identity": (i32, [vp, vp]),
+        "ilmpq_check": (i32, [vp]),
+        "ilmpq_set_window": (i32, [vp, u32, u32]),
+        "ilmpq_mem_write": (i32, [vp, u32, ctypes.c_char_p, u32]),
+        "ilmpq_mem_read": (i32, [vp, u32, vp, u32]),
+        "ilmpq_load_image": (i32, [vp, u32, ctypes.c_char_p, u32]),
+        "ilmpq_start": (i32, [vp, u32, u32]),
+        "ilmpq_poll": (i32, [vp]),
+        "ilmpq_wait": (i32, [vp, u32]),
+        "ilmpq_run": (i32, [vp, u32, u32, u32]),
+        "ilmpq_soft_reset": (i32, [vp]),
+        "ilmpq_read_counters": (i32, [vp, ctypes.POINTER(Counters)]),
+        "ilmpq_is_hw_error": (i32, [i32]),
+        "ilmpq_hw_error_code": (u32, [i32]),
+        "ilmpq_strerror": (ctypes.c_char_p, [i32]),
+        "glue_open": (i32, [ctypes.c_char_p, i32, u64, u64, u64]),
+        "glue_dev": (vp, []),
+        "glue_inject": (None, [i32, u64, u32]),
+        "glue_stats": (None, [ctypes.POINTER(u64)]),
+        "glue_dram_read": (None, [u32, u8p, u32]),
+        "glue_dram_write": (None, [u32, ctypes.c_char_p, u32]),
+        "glue_cpu_read": (None, [u32, u8p, u32]),
+        "glue_sizeof_dev": (ctypes.c_size_t, []),
+        "glue_sizeof_hal": (ctypes.c_size_t, []),
+        "glue_sizeof_counters": (ctypes.c_size_t, []),
+        "glue_offsetof_last_err_info": (ctypes.c_size_t, []),
+        "glue_offsetof_watchdog": (ctypes.c_size_t, []),
+        "glue_close": (None, []),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(so, name)
+        fn.restype, fn.argtypes = res, args
+    assert so.glue_sizeof_hal() == ctypes.sizeof(Hal)
+    assert so.glue_sizeof_counters() == ctypes.sizeof(Counters)
+    return so
+
+
+@pytest.fixture(scope="module")
+def drv(tmp_path_factory):
+    """The driver (+ glue) compiled against the tiny configuration's generated header."""
+    return _build(tmp_path_factory.mktemp("drv_tiny"), generate_c_header(RM))
+
+
+def _u32_at(dev, offset) -> int:
+    return ctypes.c_uint32.from_address(dev + offset).value
+
+
+# -- compile checks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("std", ["c99", "c11"])
+def test_driver_compiles_cleanly_with_the_committed_header(tmp_path, std):
+    """The committed files as a user gets them: firmware/c/ with the z020 header, strict flags
+    (plus -Wconversion -Wshadow), and as C++."""
+    cc = subprocess.run(["gcc", f"-std={std}", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                         "-Wconversion", "-Wshadow", "-Wstrict-prototypes",
+                         "-Wmissing-prototypes", "-O2", "-c", str(CDIR / "ilmpq_driver.c"),
+                         "-o", str(tmp_path / "d.o")], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    if shutil.which("g++"):
+        cxx = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+                              "-x", "c++", str(CDIR / "ilmpq_driver.c")],
+                             capture_output=True, text=True)
+        assert cxx.returncode == 0, cxx.stderr
+
+
+def test_return_codes_and_strerror(drv):
+    for code in ErrorCode:
+        if code == ErrorCode.NONE:
+            continue
+        rc = hw(code)
+        assert drv.ilmpq_is_hw_error(rc) == 1
+        assert drv.ilmpq_hw_error_code(rc) == int(code)
+        assert drv.ilmpq_strerror(rc).decode() == code.name
+    assert drv.ilmpq_strerror(HW_BASE).decode() == "STATUS.error set without an error code"
+    for name, rc in ERR.items():
+        assert drv.ilmpq_is_hw_error(rc) == 0 and drv.ilmpq_hw_error_code(rc) == 0
+        assert drv.ilmpq_strerror(rc).decode().startswith(f"ILMPQ_ERR_{name} (")
+    assert drv.ilmpq_strerror(OK) == b"OK"
+    assert drv.ilmpq_strerror(-77).decode() == "unknown return code"
+    assert drv.ilmpq_is_hw_error(HW_BASE - 256) == 0   # just below the hardware range
+
+
+# -- against the RTL -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rtl_lib():
+    """Path of the Verilator simulation library of the tiny accelerator (cached build)."""
+    from ilmpq.firmware.verilator.lint import VerilatorNotFound, verilator_path
+    try:
+        verilator_path()
+    except VerilatorNotFound as e:
+        pytest.skip(str(e))
+    for tool in ("make", "g++"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not on PATH")
+    from ilmpq.firmware.verilator.build import build_library
+    from ilmpq.firmware.verilog import accelerator_verilog
+    text, top = accelerator_verilog(TINY)
+    return build_library(text, top).path, (text, top)
+
+
+@pytest.fixture
+def rtl(drv, rtl_lib):
+    """The driver on a fresh RTL simulation (memory at BASE, 100 MHz)."""
+    from ilmpq.firmware.verilator.build import ABI_VERSION
+    rc = drv.glue_open(rtl_lib[0].encode(), ABI_VERSION, BASE, MEM_SIZE, MHZ)
+    assert rc == 0, f"glue_open failed with {rc}"
+    yield drv, drv.glue_dev()
+    stats = _stats(drv)
+    drv.glue_close()
+    assert stats["failures"] == 0 and stats["bus_errors"] == 0, stats
+
+
+def _stats(drv) -> dict:
+    buf = (ctypes.c_uint64 * 6)()
+    drv.glue_stats(buf)
+    return dict(zip(("failures", "bus_errors", "cleans", "invalidates", "csr", "delays"), buf))
+
+
+def _counters(drv, dev) -> dict:
+    c = Counters()
+    assert drv.ilmpq_read_counters(dev, ctypes.byref(c)) == OK
+    return {name: getattr(c, name) for name, _ in COUNTER_NAMES}
+
+
+def _mem_read(drv, dev, addr, n) -> bytes:
+    buf = ctypes.create_string_buffer(n)
+    assert drv.ilmpq_mem_read(dev, addr, buf, n) == OK
+    return buf.raw
+
+
+def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
+    """What a bare-metal application does, through the C driver only."""
+    if load:
+        image = bytes(comp.image)
+        assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    inp = comp.tensors[comp.input]
+    data = inp.to_memory(np.asarray(img, np.int64))
+    assert drv.ilmpq_mem_write(dev, inp.addr, data, len(data)) == OK
+    layers = {layer.name: layer for layer in comp.model.layers}
+    total = {name: 0 for name, _ in COUNTER_NAMES}
+    for step in comp.steps:
+        if isinstance(step, AccelStep):
+            rc = drv.ilmpq_run(dev, step.prog_addr, step.n_instr, timeout_us)
+            assert rc == OK, drv.ilmpq_strerror(rc).decode()
+            for k, v in _counters(drv, dev).items():
+                total[k] += v
+        else:
+            assert isinstance(step, CpuStep)
+            layer = layers[step.layer]
+            raw = {n: _mem_read(drv, dev, comp.tensors[n].addr, comp.tensors[n].nbytes)
+                   for n in cpu_inputs(layer)}
+            addr, payload = cpu_layer(comp, layer, raw)
+            assert drv.ilmpq_mem_write(dev, addr, payload, len(payload)) == OK
+    out = {name: t.from_memory(_mem_read(drv, dev, t.addr, t.nbytes))
+           for name, t in comp.tensors.items()}
+    return out, total
+
+
+def _model(rng):
+    return random_qmodel(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 7, 7),
+                         max_channels=9)
+
+
+@pytest.mark.verilator
+def test_c_driver_runs_compiled_models_bit_exact_on_the_rtl(rtl, rtl_lib, rng):
+    drv, dev = rtl
+    model = _model(rng)
+    comp = compile_model(model, TINY, base=BASE)
+    assert comp.size <= MEM_SIZE
+    imgs = [rng.integers(0, 256, size=(3, 7, 7)) for _ in range(2)]
+    assert drv.ilmpq_check(dev) == OK
+    totals = []
+    for i, img in enumerate(imgs):
+        out, total = _infer(drv, dev, comp, img, load=(i == 0))
+        assert_layers_equal(model, reference.run(model, img, spec=TINY.numeric), out)
+        totals.append(total)
+    # the cache model really is non-coherent: the driver cleaned and invalidated
+    st = _stats(drv)
+    assert st["cleans"] >= 3 and st["invalidates"] >= len(comp.tensors)
+    # the same counters as the Python driver on the same RTL
+    from ilmpq.firmware.simulate import simulate
+    py = simulate(comp, imgs, sim="verilator")
+    assert [r.stats.counters for r in py] == totals
+    assert totals[0]["cycles"] > 0 and totals[0]["pe_busy"] > 0
+
+
+@pytest.mark.verilator
+def test_the_cache_model_needs_the_drivers_maintenance(rtl):
+    """Without the driver's clean the accelerator would read stale memory, and without its
+    invalidate the CPU would read stale cache: the model catches a driver that forgets."""
+    drv, dev = rtl
+    data = bytes(range(64))
+    assert drv.ilmpq_mem_write(dev, BASE + 0x100, data, 64) == OK
+    buf = (ctypes.c_uint8 * 64)()
+    drv.glue_dram_read(BASE + 0x100, buf, 64)
+    assert bytes(buf) == data                         # cleaned to memory
+    drv.glue_dram_write(BASE + 0x200, b"\xa5" * 32, 32)   # the "accelerator" writes memory
+    drv.glue_cpu_read(BASE + 0x200, buf, 32)
+    assert bytes(buf[:32]) == b"\0" * 32              # the CPU's view is stale ...
+    assert _mem_read(drv, dev, BASE + 0x200, 32) == b"\xa5" * 32   # ... until invalidated
+    assert drv.ilmpq_mem_write(dev, BASE + MEM_SIZE - 8, b"x" * 16, 16) == ERR["MEM"]
+    assert drv.ilmpq_mem_write(dev, BASE - 8, b"x" * 8, 8) == ERR["MEM"]
+
+
+def _first_load_weights(comp, step) -> tuple[int, int]:
+    raw = bytes(comp.image[step.prog_addr - comp.base:
+                           step.prog_addr - comp.base + step.n_instr * INSTR_BYTES])
+    for i in range(step.n_instr):
+        op, fields = isa.decode(raw[i * INSTR_BYTES:(i + 1) * INSTR_BYTES])
+        if op == isa.Opcode.LOAD_WEIGHTS:
+            return i, fields
+    raise AssertionError("no LOAD_WEIGHTS in the program")
+
+
+@pytest.mark.verilator
+def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl, rng):
+    drv, dev = rtl
+    model = _model(rng)
+    comp = compile_model(model, TINY, base=BASE)
+    img = rng.integers(0, 256, size=(3, 7, 7))
+    ref = reference.run(model, img, spec=TINY.numeric)
+    step = next(s for s in comp.steps if isinstance(s, AccelStep))
+    image = bytes(comp.image)
+    assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    info = lambda: _u32_at(dev, drv.glue_offsetof_last_err_info())  # noqa: E731
+
+    # an AXI read error on the first burst (the instruction fetch): ERR_INFO = its address
+    drv.glue_inject(0, 0, 2)   # channel r, burst 0, SLVERR
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr, 100_000) == hw(
+        ErrorCode.DMA_READ_SLVERR)
+    assert info() == step.prog_addr
+
+    # a corrupted weight package is rejected before anything computes on it; ERR_INFO is the
+    # fetch position when the check failed (the fetch runs ahead of the LOAD_WEIGHTS)
+    k, lw = _first_load_weights(comp, step)
+    payload = lw["addr"] + header_beats(TINY) * TINY.beat_bytes   # first payload byte
+    flipped = bytes([image[payload - comp.base] ^ 0x40])
+    assert drv.ilmpq_mem_write(dev, payload, flipped, 1) == OK
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr, 100_000) == hw(ErrorCode.WPKG_CRC)
+    assert k <= info() < step.n_instr
+    assert drv.ilmpq_mem_write(dev, payload, image[payload - comp.base:][:1], 1) == OK
+
+    # a DMA window that holds only the program: the first data load is refused
+    end = step.prog_addr + step.n_instr * INSTR_BYTES
+    assert drv.ilmpq_set_window(dev, step.prog_addr, end) == OK
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr, 100_000) == hw(
+        ErrorCode.DMA_READ_WINDOW)
+    assert not step.prog_addr <= info() < end
+    assert drv.ilmpq_set_window(dev, *comp.window) == OK
+
+    # a program length that stops short of END
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr - 1, 100_000) == hw(
+        ErrorCode.PROGRAM_OVERRUN)
+
+    # an unknown opcode
+    scratch = comp.base + comp.size - INSTR_BYTES   # inside the window; image rounded to 64 B
+    saved = image[scratch - comp.base:]
+    bad = _instruction_with_opcode(max(op.value for op in isa.Opcode) - 1)
+    assert drv.ilmpq_mem_write(dev, scratch, bad, INSTR_BYTES) == OK
+    assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_OPCODE)
+    assert info() == 0
+    assert drv.ilmpq_mem_write(dev, scratch, saved, len(saved)) == OK
+
+    # the hardware watchdog: one cycle without progress is less than a memory latency
+    ctypes.c_uint32.from_address(dev + drv.glue_offsetof_watchdog()).value = 1
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr, 100_000) == hw(ErrorCode.TIMEOUT)
+    ctypes.c_uint32.from_address(dev + drv.glue_offsetof_watchdog()).value = 100_000
+
+    # the driver's own timeout: 1 us is 100 cycles; the accelerator is soft-reset
+    assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr, 1) == ERR["TIMEOUT"]
+    assert drv.ilmpq_poll(dev) == ERR["IDLE"]
+
+    # a second start while the first run goes on
+    assert drv.ilmpq_start(dev, step.prog_addr, step.n_instr) == OK
+    assert drv.ilmpq_start(dev, step.prog_addr, step.n_instr) == ERR["BUSY"]
+    assert drv.ilmpq_poll(dev) == PENDING
+    assert drv.ilmpq_wait(dev, 1_000_000) == OK
+
+    # after all that, a whole inference is still bit-exact
+    out, _ = _infer(drv, dev, comp, img, load=False)
+    assert_layers_equal(model, ref, out)
+
+
+def _instruction_with_opcode(value: int) -> bytes:
+    """32 bytes whose opcode field holds ``value`` (not an :class:`isa.Opcode`), body 0."""
+    from amaranth.lib import data
+    assert value not in {op.value for op in isa.Opcode}
+    offset = data.Layout.cast(isa.Instruction)["opcode"].offset
+    return (value << offset).to_bytes(INSTR_BYTES, "little")
+
+
+@pytest.mark.verilator
+def test_a_driver_for_another_configuration_refuses_the_bitstream(tmp_path, rtl_lib):
+    """The driver compiled with the committed z020 header against the tiny RTL."""
+    from ilmpq.firmware.verilator.build import ABI_VERSION
+    z = _build(tmp_path / "z020", (CDIR / "ilmpq_regs.h").read_text())
+    assert z.glue_open(rtl_lib[0].encode(), ABI_VERSION, BASE, MEM_SIZE, MHZ) == 0
+    try:
+        dev = z.glue_dev()
+        assert z.ilmpq_check(dev) == ERR["CONFIG"]
+        assert z.ilmpq_set_window(dev, BASE, BASE + 0x1000) == OK
+        assert z.ilmpq_start(dev, BASE, 1) == ERR["CONFIG"]   # start checks too
+        ident = (ctypes.c_uint32 * 6)()
+        assert z.ilmpq_read_identity(dev, ident) == OK
+        assert list(ident) == [RM.word_at(RM.offset(r))[0].reset for r in
+                               ("id", "version", "config_id", "geometry", "datapath", "buffers")]
+        st = _stats(z)
+        assert st["failures"] == 0 and st["bus_errors"] == 0
+        assert st["csr"] == 6 + 6 + 6   # two checks and one identity read; no write at all
+    finally:
+        z.glue_close()
+
+
+# -- against a mock register file ------------------------------------------------------------------
+
+class MockAccel:
+    """A register file with the accelerator's semantics where the driver relies on them: W1C
+    STATUS.done, CTRL pulses, LO-snapshots-HI counters, a run that takes ``run_us``."""
+
+    def __init__(self, config=TINY, *, run_us=50, error=ErrorCode.NONE, info=0):
+        rm = accelerator_regmap(config)
+        self.rm = rm
+        self.ident = {rm.offset(r): rm.word_at(rm.offset(r))[0].reset for r in
+                      ("id", "version", "config_id", "geometry", "datapath", "buffers")}
+        self.regs = {}
+        self.log = []              # ("r"|"w", register name, value)
+        self.now = 0               # microseconds
+        self.run_us, self.error, self.info = run_us, error, info
+        self.busy_until = None     # None: idle
+        self.stuck = False         # never finishes (and ignores soft reset when reset_stuck)
+        self.reset_stuck = False
+        self.done = self.err = False
+        self.code = 0
+        self.counters = {name: 0 for name, _ in COUNTER_NAMES}
+        self.snap = {}
+        self.mem = (ctypes.c_uint8 * 4096)()   # "DRAM" at BASE
+        self.cache = (ctypes.c_uint8 * 4096)() # the CPU's view
+        self.cache_ops = []
+        self.time_calls = 0
+
+    def name(self, off):
+        hit = self.rm.word_at(off)
+        assert hit is not None and off % 4 == 0, f"access to unmapped offset {off:#x}"
+        return hit[1]
+
+    def _tick(self):
+        if self.busy_until is not None and not self.stuck and self.now >= self.busy_until:
+            self.busy_until = None
+            self.done = True
+            self.err = self.error != ErrorCode.NONE
+            self.code = int(self.error)
+
+    def status(self):
+        self._tick()
+        return self.rm.encode("status", busy=int(self.busy_until is not None),
+                              done=int(self.done), error=int(self.err), error_code=self.code)
+
+    def read32(self, _ctx, off):
+        name = self.name(off)
+        if off in self.ident:
+            v = self.ident[off]
+        elif name == "status":
+            v = self.status()
+        elif name == "err_info":
+            v = self.info if self.err else 0
+        elif name.endswith("_lo"):
+            c = self.counters[name[:-3]]
+            self.snap[name[:-3]] = c >> 32
+            self.counters[name[:-3]] = c + (1 << 32) + 1   # keeps running: HI must be the snap
+            v = c & 0xFFFF_FFFF
+        elif name.endswith("_hi"):
+            v = self.snap[name[:-3]]
+        else:
+            v = self.regs.get(name, 0)
+        self.log.append(("r", name, v))
+        return v
+
+    def write32(self, _ctx, off, value):
+        name = self.name(off)
+        self.log.append(("w", name, value))
+        if name == "status":
+            if self.rm.decode("status", value)["done"]:
+                self.done = False
+        elif name == "ctrl":
+            f = self.rm.decode("ctrl", value)
+            if f["start"] and self.busy_until is None:
+                self.busy_until = self.now + self.run_us
+                self.done = self.err = False
+                self.code = 0
+            if f["soft_reset"] and not self.reset_stuck:
+                self.busy_until = None
+                self.stuck = False
+                self.err = False
+                self.done = True
+        else:
+            self.regs[name] = value
+
+    def mem_map(self, _ctx, addr, size):
+        if addr < BASE or addr + size > BASE + len(self.cache):
+            return None
+        return ctypes.addressof(self.cache) + addr - BASE
+
+    def clean(self, _ctx, ptr, size):
+        off = ptr - ctypes.addressof(self.cache)
+        self.cache_ops.append(("clean", off, size))
+        ctypes.memmove(ctypes.addressof(self.mem) + off, ptr, size)
+
+    def invalidate(self, _ctx, ptr, size):
+        off = ptr - ctypes.addressof(self.cache)
+        self.cache_ops.append(("invalidate", off, size))
+        ctypes.memmove(ptr, ctypes.addressof(self.mem) + off, size)
+
+    def time_us(self, _ctx):
+        self.time_calls += 1
+        return self.now
+
+    def delay_us(self, _ctx, us):
+        self.now += us
+
+    def hal(self, *, timer=True, delay=True, cache=True) -> Hal:
+        self._keep = [READ32(self.read32), WRITE32(self.write32), MEM_MAP(self.mem_map),
+                      CACHE_OP(self.clean), CACHE_OP(self.invalidate), TIME_US(self.time_us),
+                      DELAY_US(self.delay_us)]
+        r, w, m, c, i, t, d = self._keep
+        return Hal(None, r, w, m, c if cache else CACHE_OP(), i if cache else CACHE_OP(),
+                   t if timer else TIME_US(), d if delay else DELAY_US())
+
+    def writes(self):
+        return [(n, v) for op, n, v in self.log if op == "w"]
+
+
+@pytest.fixture
+def mock(drv):
+    def make(**kw):
+        hal_kw = {k: kw.pop(k) for k in ("timer", "delay", "cache") if k in kw}
+        m = MockAccel(**kw)
+        m.hal_struct = m.hal(**hal_kw)
+        m.dev = ctypes.create_string_buffer(drv.glue_sizeof_dev())
+        assert drv.ilmpq_init(m.dev, ctypes.byref(m.hal_struct)) == OK
+        m.devp = ctypes.addressof(m.dev)
+        return m
+    return make
+
+
+def test_init_rejects_missing_hal_functions(drv):
+    m = MockAccel()
+    dev = ctypes.create_string_buffer(drv.glue_sizeof_dev())
+    full = m.hal()
+    assert drv.ilmpq_init(None, ctypes.byref(full)) == ERR["ARG"]
+    assert drv.ilmpq_init(dev, None) == ERR["ARG"]
+    for missing in ("read32", "write32", "mem_map"):
+        h = m.hal()
+        setattr(h, missing, type(getattr(h, missing))())
+        assert drv.ilmpq_init(dev, ctypes.byref(h)) == ERR["ARG"], missing
+    assert drv.ilmpq_init(dev, ctypes.byref(m.hal(timer=False, delay=False, cache=False))) == OK
+    assert not m.log   # init touches no register
+
+
+@pytest.mark.parametrize("reg, change, expect", [
+    ("id", lambda v: v ^ 1, "NO_DEVICE"),
+    ("id", lambda v: 0xFFFF_FFFF, "NO_DEVICE"),
+    ("version", lambda v: v + (1 << 16), "VERSION"),
+    ("config_id", lambda v: v ^ 0x8000_0000, "CONFIG"),
+    ("geometry", lambda v: v + 1, "CONFIG"),
+    ("datapath", lambda v: v ^ 0xFF, "CONFIG"),
+    ("buffers", lambda v: v + (1 << 8), "CONFIG"),
+])
+def test_check_names_what_differs(drv, mock, reg, change, expect):
+    m = mock()
+    off = m.rm.offset(reg)
+    m.ident[off] = change(m.ident[off])
+    assert drv.ilmpq_check(m.devp) == ERR[expect]
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    assert drv.ilmpq_start(m.devp, BASE, 4) == ERR[expect]
+    assert not m.writes()   # nothing is started on the wrong hardware
+
+
+def test_check_accepts_a_minor_version_change(drv, mock):
+    m = mock()
+    off = m.rm.offset("version")
+    m.ident[off] = m.rm.encode("version", m.ident[off], minor=200, patch=7)
+    assert drv.ilmpq_check(m.devp) == OK
+
+
+def test_start_writes_the_run_registers_in_order_then_ctrl(drv, mock):
+    m = mock(run_us=30)
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    assert drv.ilmpq_run(m.devp, BASE + 0x40, 7, 1000) == OK
+    rm = m.rm
+    assert m.writes() == [
+        ("prog_addr", BASE + 0x40), ("prog_len", 7), ("win_base", BASE),
+        ("win_limit", BASE + 4096), ("watchdog", 100_000),
+        ("status", rm.encode("status", done=1)),
+        ("ctrl", rm.encode("ctrl", start=1, irq_en=1)),
+        ("status", rm.encode("status", done=1)),     # the acknowledge after the end
+    ]
+    assert m.now >= 30 and m.done is False
+
+
+def test_every_hardware_error_code_is_returned_with_err_info(drv, mock):
+    for code in ErrorCode:
+        m = mock(run_us=5, error=code, info=0x1234_5678 + int(code))
+        assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+        rc = drv.ilmpq_run(m.devp, BASE, 1, 100)
+        if code == ErrorCode.NONE:
+            assert rc == OK
+            continue
+        assert rc == hw(code), (code, rc)
+        assert drv.ilmpq_strerror(rc).decode() == code.name
+        assert _u32_at(m.devp, drv.glue_offsetof_last_err_info()) == 0x1234_5678 + int(code)
+        assert m.writes()[-1] == ("status", m.rm.encode("status", done=1))   # acknowledged
+
+
+def test_error_flag_without_a_code(drv, mock):
+    m = mock(run_us=5)
+    m.error = ErrorCode.NONE
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+    assert drv.ilmpq_start(m.devp, BASE, 1) == OK
+    m.now += 10
+    m._tick()
+    m.err = True   # a broken bitstream: error without a code
+    assert drv.ilmpq_poll(m.devp) == HW_BASE
+
+
+def test_timeout_soft_resets(drv, mock):
+    m = mock(run_us=10)
+    m.stuck = True
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+    assert drv.ilmpq_run(m.devp, BASE, 1, 500) == ERR["TIMEOUT"]
+    assert 500 <= m.now <= 500 + 10 + 10
+    w = m.writes()
+    assert ("ctrl", m.rm.encode("ctrl", soft_reset=1, irq_en=1)) in w
+    assert w[-1] == ("status", m.rm.encode("status", done=1))
+    assert m.busy_until is None and not m.done
+    assert drv.ilmpq_poll(m.devp) == ERR["IDLE"]
+    assert drv.ilmpq_wait(m.devp, 10) == ERR["IDLE"]
+
+
+def test_a_soft_reset_that_never_completes(drv, mock):
+    m = mock(run_us=10)
+    m.stuck = m.reset_stuck = True
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+    assert drv.ilmpq_run(m.devp, BASE, 1, 100) == ERR["RESET"]
+    assert m.now >= 100 + 10_000    # ILMPQ_DEFAULT_RESET_TIMEOUT_US
+    assert drv.ilmpq_soft_reset(m.devp) == ERR["RESET"]
+
+
+def test_timeout_without_a_timer_counts_polls(drv, mock):
+    m = mock(run_us=10, timer=False, delay=False)
+    m.stuck = True
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+    assert drv.ilmpq_run(m.devp, BASE, 1, 100) == ERR["TIMEOUT"]
+    polls = [e for e in m.log if e[:2] == ("r", "status")]
+    # one busy check at start, 100 / poll_us(10) + 1 polls and the last look, then the
+    # soft reset's first idle check
+    assert len(polls) == 1 + 10 + 1 + 1 + 1
+    assert m.now == 0 and m.time_calls == 0
+
+
+def test_busy_and_bad_start_arguments(drv, mock):
+    m = mock(run_us=100)
+    p = m.devp
+    assert drv.ilmpq_start(p, BASE, 1) == ERR["WINDOW"]        # no window yet
+    assert drv.ilmpq_set_window(p, BASE + 64, BASE + 64) == ERR["WINDOW"]
+    assert drv.ilmpq_set_window(p, BASE, BASE + 256) == OK
+    assert drv.ilmpq_start(p, BASE + 4, 1) == ERR["ARG"]       # not beat-aligned
+    assert drv.ilmpq_start(p, BASE, 0) == ERR["ARG"]
+    assert drv.ilmpq_start(p, BASE + 256, 1) == ERR["WINDOW"]
+    assert drv.ilmpq_start(p, BASE - 8, 1) == ERR["WINDOW"]
+    assert drv.ilmpq_start(None, BASE, 1) == ERR["ARG"]
+    assert drv.ilmpq_wait(p, 10) == ERR["IDLE"]
+    assert drv.ilmpq_start(p, BASE, 1) == OK
+    n = len(m.writes())
+    assert drv.ilmpq_start(p, BASE, 1) == ERR["BUSY"]
+    assert len(m.writes()) == n                                 # nothing written when busy
+    assert drv.ilmpq_poll(p) == PENDING
+    assert drv.ilmpq_wait(p, 1000) == OK
+
+
+def test_counters_read_lo_then_hi_and_keep_64_bits(drv, mock):
+    m = mock()
+    for i, (name, _) in enumerate(COUNTER_NAMES):
+        m.counters[name] = (i + 1) * 0x1_0000_0001 + (0xFFFF_FFF0 if i % 2 else 0)
+    expect = dict(m.counters)
+    c = Counters()
+    assert drv.ilmpq_read_counters(m.devp, ctypes.byref(c)) == OK
+    assert {name: getattr(c, name) for name, _ in COUNTER_NAMES} == expect
+    order = [n for op, n, _ in m.log]
+    assert order == [f"{name}_{h}" for name, _ in COUNTER_NAMES for h in ("lo", "hi")]
+    assert drv.ilmpq_read_counters(m.devp, None) == ERR["ARG"]
+
+
+def test_memory_copies_clean_after_writing_and_invalidate_before_reading(drv, mock, rng):
+    m = mock()
+    data = rng.integers(0, 256, size=200, dtype=np.uint8).tobytes()
+    assert drv.ilmpq_mem_write(m.devp, BASE + 24, data, len(data)) == OK
+    assert m.cache_ops == [("clean", 24, 200)]
+    assert bytes(m.mem[24:224]) == data
+    fresh = rng.integers(0, 256, size=64, dtype=np.uint8).tobytes()
+    ctypes.memmove(ctypes.addressof(m.mem) + 1000, fresh, 64)   # the device writes memory
+    buf = ctypes.create_string_buffer(64)
+    assert drv.ilmpq_mem_read(m.devp, BASE + 1000, buf, 64) == OK
+    assert m.cache_ops[-1] == ("invalidate", 1000, 64) and buf.raw == fresh
+    # load_image = write + clean + window
+    assert drv.ilmpq_load_image(m.devp, BASE, data, len(data)) == OK
+    assert m.cache_ops[-1] == ("clean", 0, 200)
+    assert drv.ilmpq_start(m.devp, BASE + 192, 1) == OK         # inside [BASE, BASE + 200)
+    assert drv.ilmpq_wait(m.devp, 1000) == OK
+    assert drv.ilmpq_start(m.devp, BASE + 200, 1) == ERR["WINDOW"]
+    # bad ranges
+    assert drv.ilmpq_mem_write(m.devp, BASE, data, 0) == ERR["ARG"]
+    assert drv.ilmpq_mem_write(m.devp, BASE, None, 4) == ERR["ARG"]
+    assert drv.ilmpq_mem_write(m.devp, 0xFFFF_FFF0, data, 32) == ERR["ARG"]   # wraps 32 bits
+    assert drv.ilmpq_mem_write(m.devp, BASE + 4090, data, 8) == ERR["MEM"]    # not mapped
+    assert drv.ilmpq_mem_read(m.devp, BASE - 4, buf, 8) == ERR["MEM"]
+    assert drv.ilmpq_load_image(m.devp, 0, data, 8) == ERR["MEM"]
+
+
+def test_coherent_memory_needs_no_cache_functions(drv, mock, rng):
+    m = mock(cache=False)
+    data = rng.integers(0, 256, size=32, dtype=np.uint8).tobytes()
+    assert drv.ilmpq_mem_write(m.devp, BASE, data, 32) == OK
+    buf = ctypes.create_string_buffer(32)
+    assert drv.ilmpq_mem_read(m.devp, BASE, buf, 32) == OK
+    assert buf.raw == data and m.cache_ops == []
+
+
+def test_identity_of_the_mock_is_what_python_expects(drv, mock):
+    """The mock's identity words are the regmap's CONST values, as HardwareIdentity sees them."""
+    m = mock()
+    ident = (ctypes.c_uint32 * 6)()
+    assert drv.ilmpq_read_identity(m.devp, ident) == OK
+    got = HardwareIdentity.read(m.rm, lambda off: m.ident[off])
+    assert got.mismatch(HardwareIdentity.expected(m.rm)) is None
+    assert list(ident) == list(m.ident.values())
+    assert drv.ilmpq_read_identity(m.devp, None) == ERR["ARG"]
