@@ -40,7 +40,7 @@ from ..golden.model import QModel
 from ..hdl.config import PRESETS, get_config
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.soc import GP0_BASE
-from .cmd_simulate import compare_layers, load_images
+from .cmd_simulate import compare_layers, images_from_args
 from .compiler import compile_model
 from .driver import Driver, run_sync
 from .regmap import HardwareIdentity
@@ -191,13 +191,7 @@ def _info(args) -> int:
 def _run(args) -> int:
     model = QModel.load(args.model)
     cfg = get_config(args.config)
-    shape = model.tensors[model.input].shape
-    if args.images:
-        imgs = load_images(args.images, shape)
-    else:
-        if args.count < 1:
-            raise IlmpqValueError(f"--count must be at least 1, not {args.count}")
-        imgs = np.random.default_rng(args.seed).integers(0, 256, size=(args.count, *shape))
+    imgs = images_from_args(args, model.tensors[model.input].shape)
     labels = None
     if args.labels:
         if not args.images:

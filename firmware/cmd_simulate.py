@@ -29,7 +29,7 @@ from .simulate import simulate
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 
-__all__ = ["HELP", "register", "main", "compare_layers"]
+__all__ = ["HELP", "register", "main", "compare_layers", "load_images", "images_from_args"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -74,16 +74,19 @@ def load_images(path: str, shape) -> np.ndarray:
     return imgs.astype(np.int64)
 
 
+def images_from_args(args, shape) -> np.ndarray:
+    """The images of ``--images FILE`` or ``--count N`` random ones (seeded by ``--seed``)."""
+    if args.images:
+        return load_images(args.images, shape)
+    if args.count < 1:
+        raise IlmpqValueError(f"--count must be at least 1, not {args.count}")
+    return np.random.default_rng(args.seed).integers(0, 256, size=(args.count, *shape))
+
+
 def main(args) -> int:
     model = QModel.load(args.model)
     cfg = get_config(args.config)
-    shape = model.tensors[model.input].shape
-    if args.images:
-        imgs = load_images(args.images, shape)
-    else:
-        if args.count < 1:
-            raise IlmpqValueError(f"--count must be at least 1, not {args.count}")
-        imgs = np.random.default_rng(args.seed).integers(0, 256, size=(args.count, *shape))
+    imgs = images_from_args(args, model.tensors[model.input].shape)
     if args.mem == "random" and args.sim != "amaranth":
         raise IlmpqValueError("--mem random needs --sim amaranth (Verilator's memory is "
                               "deterministic)")
