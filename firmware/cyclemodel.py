@@ -1,0 +1,1116 @@
+"""Analytical cycle and DMA-byte model of the accelerator, per layer and per pixel tile.
+
+The model reads a compiled program (its instructions and the weight-package headers in the memory
+image, nothing else) and predicts the run's performance counters: ``cycles`` (validated against
+the RTL, see ``docs/performance.md``), and exactly ``pe_busy``, ``bytes_read``, ``bytes_written``
+and ``instructions``. It also says where every cycle of a layer goes (PE beats, padding, set
+reloads, weight, store and activation waits, the drain before the layer barrier). It models a
+ResNet-18 program of the ``z020`` preset in about a second, so benchmarks and design-space sweeps
+use it where the RTL takes minutes.
+
+Usage::
+
+    est = estimate(compile_model(model, get_config("z020")))
+    est.cycles, est.fps(100e6), est.utilization
+    for layer in est.layers: layer.name, layer.cycles, layer.breakdown
+
+Structure (derived from the RTL; ``Calibration`` holds the measured FSM constants)
+----------------------------------------------------------------------------------
+A discrete-event schedule of the units of ``docs/architecture.md`` section 6, at the granularity
+of instructions, mtiles and weight packages (never single cycles):
+
+* **Fetch** reads the program with one DMA command through a ``2 * max_burst`` beat FIFO (a new
+  burst once a whole burst was taken out) and dispatches one instruction every
+  ``256 / axi_data_width + 1`` cycles into queues of two entries; a full queue blocks it.
+* **The DMA read channel** carries one AXI beat per cycle for all read clients. Concurrent reads
+  share it as the round-robin burst arbiter does on average: a *fluid* share, equal for every
+  active read, capped by the rate its consumer takes (the activation loader takes
+  ``tn * 8 / axi_data_width`` beats a cycle when a buffer word is narrower than a beat; the
+  residual reader one row per drained pixel); what a capped read leaves goes to the others. A
+  read takes its share from its AR on and its consumer cannot finish before the command's
+  latency (``read_latency`` plus the DMA and FIFO stages) plus ``beats / cap``.
+* **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and when
+  ``wait_stores`` STOREs are done (the layer barrier).
+* **Weights.** LOAD_WEIGHTS ``n`` issues its stream once stream ``n - 1`` is in the weight
+  buffer. Package ``j`` fills bank ``j % 2`` after package ``j - 2`` left it (its last word went to
+  the PE array's shadow registers) and after package ``j - 1``; while it waits, the DMA keeps the
+  client FIFO full.
+* **COMPUTE** ``n`` starts when LOAD_ROWS ``n`` is done, mtile ``g`` when mtile ``g - 2`` is
+  drained. A weight set takes ``max(pixels, words_per_set)`` PE cycles (the shadow set reloads one
+  bank word a cycle behind the swap); the first set of a package waits ``words_per_set`` cycles
+  after the package's first word is available. Mtiles are separated by the MTILE_PREP/MTILE
+  states.
+* **STORE**, per mtile: the ``lanes_pad`` lane parameters (16 bytes each), the PE array's
+  ``done`` (``PEArray.compute_latency`` after the mtile's last beat), then the drain:
+  ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``), one
+  DMA write command per pixel unless the output is contiguous (``2 + bursts`` cycles each), with
+  a residual the tile's rows (``res_beats`` beats a pixel, two rows buffered) read concurrently.
+  The instruction is done when its last write is acknowledged (``write_latency``).
+
+Not modelled: random memory timing (only the deterministic memory of ``docs/memory_model.md``,
+whose latencies :class:`MemoryTiming` sets), error paths, and the burst-by-burst interleaving of
+the arbiter (the fluid share is its average; a consumer slower than the channel, such as the
+``tiny`` preset's activation loader, gets somewhat less than the fluid share under contention).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import heapq
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from ..golden.errors import IlmpqValueError
+from ..hdl.config import HWConfig
+from ..hdl.isa import INSTR_BITS, Opcode, decode
+from ..hdl.weight_buffer import header_beats, package_beats
+from . import wpkg
+
+__all__ = ["MemoryTiming", "Calibration", "TileTiming", "LayerTiming", "ProgramTiming",
+           "CycleEstimate", "CycleModelError", "CAUSES", "estimate", "estimate_program"]
+
+#: Entries of each unit's instruction queue in ``hdl/top.py``.
+_QUEUE_DEPTH = 2
+
+#: The causes a layer's cycles are split into (:attr:`LayerTiming.breakdown`), in this order:
+#: ``compute`` useful MACs at the peak rate; ``padding`` PE beats on padded lanes and channels;
+#: ``reload`` set reloads (``pixels < words_per_set``); ``weights`` waiting for a weight package;
+#: ``store`` waiting for the store unit to drain a bank; ``act`` waiting for activation rows;
+#: ``drain`` from the layer's last PE beat to its last write acknowledged (the layer barrier);
+#: ``other`` FSM and pipeline cycles.
+CAUSES = ("compute", "padding", "reload", "weights", "store", "act", "drain", "other")
+
+
+class CycleModelError(IlmpqValueError):
+    """A program the model cannot schedule (the message says what is inconsistent)."""
+
+
+@dataclass(frozen=True)
+class MemoryTiming:
+    """Timing of the memory behind the AXI port (``docs/memory_model.md``, deterministic mode).
+
+    Parameters
+    ----------
+    read_latency : int
+        Cycles from an AR handshake to the first R beat (RL).
+    write_latency : int
+        Cycles from the last W beat of a burst to its B response (WL).
+    """
+
+    read_latency: int = 8
+    write_latency: int = 4
+
+    def __post_init__(self):
+        for name in ("read_latency", "write_latency"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 10_000:
+                raise IlmpqValueError(f"MemoryTiming.{name} = {v!r} is not allowed: it must be "
+                                      f"an integer number of cycles in [1, 10000]")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """FSM and pipeline constants of the units, in cycles.
+
+    Each is the length of a fixed sequence of FSM states and registers in the RTL (named in its
+    comment), measured on RTL traces. They hold for every configuration: what depends on the
+    configuration (widths, counts, ``PEArray.compute_latency``, ``PostProc.latency``) is derived
+    from it.
+    """
+
+    #: Run start (STATUS.busy rises) to the fetch unit's DMA command (START, ``start_d``, CMD).
+    fetch_start: float = 1.0
+    #: A DMA read command's handshake to its first burst request (DMA CHECK, ACTIVE).
+    dma_check: float = 2.0
+    #: A beat on the R channel to the cycle its client can take it (receive FIFO).
+    r_fifo: float = 2.0
+    #: One past an instruction's last beat consumed by FETCH to its dispatch (DISPATCH).
+    fetch_dispatch: float = 1.0
+    #: An instruction's dispatch to the unit taking it from its queue (FIFO, IDLE).
+    dispatch: float = 2.0
+    #: LOAD_ROWS taken to its DMA command (CHECK, WAIT); after a dependency wait, one cycle.
+    la_cmd: float = 2.0
+    #: One past a LOAD_ROWS' last beat consumed to its ``done_count`` (DONE).
+    la_done: float = 1.0
+    #: COMPUTE taken to its first beat accepted by the PE array (CHECK, SETUP, WAIT_LA, MTILE,
+    #: RUN, the activation-buffer read, the beat FIFO).
+    c_start: float = 7.0
+    #: ``done_count`` of LOAD_ROWS (or ``drained`` of a bank) seen by the compute unit to its
+    #: next PE beat (MTILE, RUN, read, beat FIFO).
+    c_after_wait: float = 4.0
+    #: Cycles between an mtile's last PE beat and the next mtile's first beyond one
+    #: (MTILE_PREP, MTILE).
+    c_mtile_gap: float = 2.0
+    #: One past a package's last beat consumed to its first word transferred to the PE array
+    #: (trailer check, bank READY, drainer read, ``wout`` register).
+    wb_word: float = 1.0
+    #: One past a COMPUTE's last PE beat to its ``done_count`` (FLUSH).
+    c_done: float = 2.0
+    #: LOAD_WEIGHTS taken to its DMA command (CHECK).
+    w_cmd: float = 1.0
+    #: STORE taken to its first parameter read command (CHECK, PARAMS_CMD).
+    s_params: float = 1.0
+    #: PE ``done`` (or one past the last parameter beat) to the first drain command (WAIT_BANK).
+    s_drain: float = 1.0
+    #: Drain command to its first group taken by the join (the accumulator read).
+    s_join: float = 2.0
+    #: One past a residual row's last beat consumed to the join taking its pixel.
+    s_res: float = 0.0
+    #: A write burst's B response to the STORE's ``done_count`` (``wr_done``, WAIT_WRITES).
+    s_ack: float = 3.0
+    #: The last ``done_count`` to the run's end (STATUS.busy falls).
+    end: float = 1.0
+
+
+@dataclass
+class TileTiming:
+    """Timing of one output-pixel tile (one LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE group).
+
+    Times are cycles from the program's start; ``*_done`` and ``compute_end`` are one past the
+    event. ``gaps`` lists the PE array's idle intervals before this tile's beats as
+    ``(start, end, cause)`` (see :data:`CAUSES`).
+    """
+
+    layer: str
+    index: int               #: pixel tile within its layer
+    pixels: int
+    mtiles: int
+    sets_per_mtile: int
+    load_beats: int
+    weight_beats: int
+    load_start: float = 0.0      #: LOAD_ROWS DMA command
+    load_done: float = 0.0
+    compute_start: float = 0.0   #: first PE beat
+    compute_end: float = 0.0     #: one past the last PE beat
+    store_done: float = 0.0      #: last write acknowledged
+    pe_beats: int = 0
+    gaps: list = field(default_factory=list)
+
+
+@dataclass
+class LayerTiming:
+    """Model result for one layer.
+
+    ``cycles`` runs from the previous layer's end (its last write acknowledged; the program's
+    start for the first layer of a program) to this layer's end, so the layers of a program add
+    up to the program's cycles (the last one also carries the end of the run). CPU layers and
+    free layers (flatten) have ``cycles = 0``.
+    """
+
+    name: str
+    kind: str
+    where: str
+    out_shape: tuple
+    macs: int = 0
+    cycles: float = 0.0
+    pe_beats: int = 0            #: beats the PE array accepts (the PE_BUSY counter's share)
+    bytes_read: int = 0          #: DMA reads of its instructions (program fetch excluded)
+    bytes_written: int = 0
+    start: float = 0.0
+    end: float = 0.0
+    program: int = -1            #: index of its accelerator program
+    tiles: list = field(default_factory=list)
+    #: Cycles per cause (:data:`CAUSES`); they add up to :attr:`cycles`.
+    breakdown: dict = field(default_factory=dict)
+
+    def utilization(self, config: HWConfig) -> float:
+        """Useful MACs over the peak MACs of this layer's cycles."""
+        return self.macs / (self.cycles * config.macs_per_cycle) if self.cycles else 0.0
+
+    @property
+    def bound(self) -> str:
+        """The largest cause other than ``compute``: what limits the layer beyond the MACs."""
+        rest = {k: v for k, v in self.breakdown.items() if k != "compute"}
+        return max(rest, key=rest.get) if rest else "-"
+
+
+@dataclass
+class ProgramTiming:
+    """Model result for one accelerator program (one run, one set of counters).
+
+    ``counters`` has the hardware counters the model predicts: ``cycles``, ``pe_busy``,
+    ``bytes_read``, ``bytes_written``, ``instructions``. ``read_busy`` is the cycles the DMA read
+    channel carried data.
+    """
+
+    cycles: int
+    counters: dict
+    tiles: list
+    layers: list = field(default_factory=list)
+    read_busy: float = 0.0
+
+
+@dataclass
+class CycleEstimate:
+    """Model result for a compiled model: per program and per layer."""
+
+    config: HWConfig
+    memory: MemoryTiming
+    programs: list
+    layers: list
+
+    @property
+    def cycles(self) -> int:
+        """Accelerator cycles of one inference: all programs (CPU layers excluded)."""
+        return sum(p.cycles for p in self.programs)
+
+    @property
+    def macs(self) -> int:
+        """MACs of the layers the accelerator runs."""
+        return sum(l.macs for l in self.layers if l.where == "accel")
+
+    @property
+    def utilization(self) -> float:
+        """Useful MACs of the accelerator layers over the peak MACs of :attr:`cycles`."""
+        return self.macs / (self.cycles * self.config.macs_per_cycle) if self.cycles else 0.0
+
+    def fps(self, clock_hz: float = 100e6) -> float:
+        """Frames per second at ``clock_hz``, accelerator cycles only."""
+        return clock_hz / self.cycles if self.cycles else math.inf
+
+    def layer(self, name: str) -> LayerTiming:
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(f"no layer {name!r}; layers: {', '.join(l.name for l in self.layers)}")
+
+
+# --------------------------------------------------------------------------------------------
+# discrete-event core
+
+
+class _Event:
+    __slots__ = ("time", "waiters", "item")
+
+    def __init__(self):
+        self.time = None
+        self.waiters = []
+        self.item = None
+
+
+class _Sim:
+    """Event queue; processes are generators that yield a delay or an :class:`_Event`."""
+
+    def __init__(self):
+        self.now = 0.0
+        self._heap = []
+        self._n = 0
+
+    def at(self, t, fn, *args):
+        self._n += 1
+        heapq.heappush(self._heap, (t, self._n, fn, args))
+
+    def trigger(self, ev: _Event, t=None):
+        """Fire ``ev`` at time ``t`` (default now; never in the past)."""
+        t = self.now if t is None else max(self.now, t)
+        assert ev.time is None, "event fired twice"
+        ev.time = t
+        for p in ev.waiters:
+            self.at(t, p.resume)
+        ev.waiters = []
+
+    def fired(self, t=None) -> _Event:
+        ev = _Event()
+        ev.time = self.now if t is None else t
+        return ev
+
+    def spawn(self, gen):
+        p = _Proc(self, gen)
+        self.at(self.now, p.resume)
+        return p
+
+    def run(self):
+        while self._heap:
+            t, _, fn, args = heapq.heappop(self._heap)
+            self.now = t
+            fn(*args)
+
+
+class _Proc:
+    def __init__(self, sim: _Sim, gen):
+        self.sim = sim
+        self.gen = gen
+
+    def resume(self):
+        sim = self.sim
+        try:
+            cmd = next(self.gen)
+        except StopIteration:
+            return
+        if isinstance(cmd, _Event):
+            if cmd.time is not None:
+                sim.at(max(sim.now, cmd.time), self.resume)
+            else:
+                cmd.waiters.append(self)
+        else:
+            sim.at(sim.now + max(0.0, cmd), self.resume)
+
+
+class _Counter:
+    """A monotonic counter processes wait on (``ge(k)``: an event when ``value >= k``)."""
+
+    def __init__(self, sim: _Sim):
+        self.sim = sim
+        self.value = 0
+        self._waits = []
+
+    def incr(self):
+        self.value += 1
+        keep = []
+        for k, ev in self._waits:
+            if self.value >= k:
+                self.sim.trigger(ev)
+            else:
+                keep.append((k, ev))
+        self._waits = keep
+
+    def ge(self, k) -> _Event:
+        if self.value >= k:
+            return self.sim.fired()
+        ev = _Event()
+        self._waits.append((k, ev))
+        return ev
+
+
+class _Queue:
+    """A bounded FIFO from the fetch unit to a unit; ``put`` and ``get`` return events (the
+    ``get`` event carries the item)."""
+
+    def __init__(self, sim: _Sim, cap: int):
+        self.sim = sim
+        self.cap = cap
+        self.items = []
+        self._getters = []
+        self._putters = []
+
+    def put(self, item) -> _Event:
+        ev = _Event()
+        if self._getters:
+            g = self._getters.pop(0)
+            g.item = item
+            self.sim.trigger(g)
+            self.sim.trigger(ev)
+        elif len(self.items) < self.cap:
+            self.items.append(item)
+            self.sim.trigger(ev)
+        else:
+            self._putters.append((item, ev))
+        return ev
+
+    def get(self) -> _Event:
+        ev = _Event()
+        if self.items:
+            ev.item = self.items.pop(0)
+            if self._putters:
+                item, pev = self._putters.pop(0)
+                self.items.append(item)
+                self.sim.trigger(pev)
+            self.sim.trigger(ev)
+        else:
+            self._getters.append(ev)
+        return ev
+
+
+class _Callback:
+    """An event waiter that calls a function (the channel's hooks on gates)."""
+
+    __slots__ = ("resume",)
+
+    def __init__(self, fn):
+        self.resume = fn
+
+
+class _Read:
+    """One DMA read command of a client, as the channel sees it.
+
+    The consumer pops beat ``j`` at ``max(arrival_j, pop_{j-1} + 1 / cap, gate)`` where a gate
+    (an event) holds the beat at its index until it fires. The beats of a burst arrive one a
+    cycle and ``cap <= 1``, so pops are kept as segments ``(offset, a, n, p0)``: beat
+    ``offset + i`` pops at ``max(a + i / cap, p0 + (i + 1) / cap)``.
+    """
+
+    def __init__(self, client: int, total: int, cap: float, active: float):
+        self.client = client
+        self.total = total
+        self.cap = cap
+        self.req_at = active          # earliest time of the next burst request (None: gated)
+        self.granted = 0              # beats granted
+        self.pending = []             # granted bursts whose pops are not known: [offset, a, n]
+        self.segs = []
+        self.offsets = []
+        self.computed = 0             # beats whose pop time is known
+        self.last_pop = -math.inf
+        self.gates = {}               # beat index -> _Event
+        self.milestones = {}          # beat index -> _Event, fired one past that beat's pop
+        self.ev = _Event()            # one past the last pop
+        self.waiting = None           # the gate the pops wait for
+
+    def pop_time(self, k: int) -> float:
+        i = bisect.bisect_right(self.offsets, k) - 1
+        off, a, _, p0 = self.segs[i]
+        j = k - off
+        return max(a + j / self.cap, p0 + (j + 1) / self.cap)
+
+
+class _Channel:
+    """The DMA read side and the memory's R channel, burst by burst.
+
+    Round-robin arbitration over the clients (``hdl/dma.py``): a client requests its next burst
+    (at most ``max_burst`` beats) once its ``2 * max_burst`` beat receive FIFO has room for all of
+    it; one grant per cycle while fewer than ``max_reads_outstanding`` bursts are in flight; the
+    memory serves bursts in order, the first beat ``read_latency`` after the AR handshake and
+    after the previous burst's last beat (``docs/memory_model.md``).
+    """
+
+    def __init__(self, sim: _Sim, cfg: HWConfig, memory: MemoryTiming, cal: Calibration,
+                 n_clients: int = 4):
+        self.sim = sim
+        self.max_ro = cfg.max_reads_outstanding
+        self.mb = cfg.max_burst
+        self.fifo = 2 * cfg.max_burst
+        self.rl = memory.read_latency
+        self.fifo_lat = cal.r_fifo
+        self.n_clients = n_clients
+        self.reads: list[_Read] = []
+        self.last_client = n_clients - 1
+        self.outstanding = 0
+        self.mem_free = -math.inf
+        self.next_grant = -math.inf
+        self.busy = 0
+        self._pokes = set()
+
+    def read(self, client: int, beats: int, cap: float, active: float, *, prefill: int = 0,
+             gates: dict | None = None, milestones: dict | None = None) -> _Read:
+        """Start a read of ``beats`` beats whose bursts may be requested from ``active`` on.
+
+        ``prefill`` beats are already in the client's FIFO at ``active`` (a command that went on
+        while its consumer was blocked). ``gates`` and ``milestones`` map beat indices to events
+        (see :class:`_Read`). ``.ev`` of the result fires one past the last beat's pop.
+        """
+        r = _Read(client, int(beats), float(cap), max(active, self.sim.now))
+        r.gates = dict(gates or {})
+        r.milestones = dict(milestones or {})
+        if prefill:
+            n = min(int(prefill), r.total)
+            r.granted = n
+            r.pending.append([0, r.req_at, n])
+        if r.total == 0:
+            self.sim.trigger(r.ev, active)
+            return r
+        self._advance(r)
+        if r.granted < r.total:
+            self.reads.append(r)
+            self._poke(r.req_at)
+        return r
+
+    # -- the consumer side ----------------------------------------------------------------------
+
+    def _advance(self, r: _Read):
+        """Turn granted bursts into pop times as far as the gates allow; update the request
+        time; fire milestones and the end."""
+        sim = self.sim
+        while r.pending:
+            off, a, n = r.pending[0]
+            gate = r.gates.get(off)
+            if gate is not None and gate.time is None:
+                if r.waiting is not gate:
+                    r.waiting = gate
+                    gate.waiters.append(_Callback(lambda r=r: self._gate_fired(r)))
+                break
+            p0 = r.last_pop
+            if gate is not None:
+                p0 = max(p0, gate.time - 1.0 / r.cap)
+            # the segment runs to the next gate inside the burst
+            stop = off + n
+            for g in r.gates:
+                if off < g < stop:
+                    stop = g
+            m = stop - off
+            r.segs.append((off, a, m, p0))
+            r.offsets.append(off)
+            r.last_pop = max(a + (m - 1) / r.cap, p0 + m / r.cap)
+            r.computed = stop
+            for k in [k for k in r.milestones if off <= k < stop]:
+                sim.trigger(r.milestones.pop(k), r.pop_time(k) + 1)
+            if m == n:
+                r.pending.pop(0)
+            else:
+                r.pending[0] = [stop, a + m, n - m]
+        if r.computed == r.total and r.ev.time is None:
+            sim.trigger(r.ev, r.last_pop + 1)
+        if r.granted < r.total:
+            n = min(self.mb, r.total - r.granted)
+            need = r.granted + n - self.fifo      # beats that must have left the FIFO
+            if need <= 0:
+                r.req_at = max(r.req_at, sim.now)
+            elif need <= r.computed:
+                r.req_at = max(sim.now, r.pop_time(need - 1) + 1)
+            else:
+                r.req_at = None
+
+    def _gate_fired(self, r: _Read):
+        r.waiting = None
+        self._advance(r)
+        if r.req_at is not None:
+            self._poke(r.req_at)
+
+    # -- the arbiter and the memory -------------------------------------------------------------
+
+    def _poke(self, t):
+        t = max(t, self.sim.now)
+        if t not in self._pokes:
+            self._pokes.add(t)
+            self.sim.at(t, self._arbitrate, t)
+
+    def _arbitrate(self, t):
+        self._pokes.discard(t)
+        now = self.sim.now
+        if now < self.next_grant:
+            self._poke(self.next_grant)
+            return
+        if self.outstanding >= self.max_ro or not self.reads:
+            return
+        ready = [r for r in self.reads if r.req_at is not None and r.req_at <= now]
+        if not ready:
+            later = [r.req_at for r in self.reads if r.req_at is not None]
+            if later:
+                self._poke(min(later))
+            return
+        n = self.n_clients
+        r = min(ready, key=lambda r: ((r.client - self.last_client - 1) % n, r.req_at))
+        self._grant(r, now)
+        self.next_grant = now + 1
+        self._poke(now + 1)
+
+    def _grant(self, r: _Read, now: float):
+        n = min(self.mb, r.total - r.granted)
+        t_ar = now + 1
+        first = max(t_ar + self.rl, self.mem_free)      # first beat on R
+        self.mem_free = first + n
+        self.outstanding += 1
+        self.busy += n
+        self.sim.at(first + n, self._burst_done)
+        self.last_client = r.client
+        r.pending.append([r.granted, first + self.fifo_lat, n])
+        r.granted += n
+        r.req_at = now + 1
+        self._advance(r)
+        if r.granted == r.total:
+            self.reads.remove(r)
+        elif r.req_at is not None:
+            self._poke(r.req_at)
+
+    def _burst_done(self):
+        self.outstanding -= 1
+        self._poke(self.sim.now)
+
+
+# --------------------------------------------------------------------------------------------
+# the program model
+
+#: DMA read clients, in the arbitration order of ``hdl/top.py`` (``READ_CLIENTS``).
+_FETCH, _ACT, _WEIGHTS, _STORE = range(4)
+
+
+@functools.lru_cache(maxsize=None)
+def _rtl_latencies(cfg: HWConfig) -> tuple[int, int]:
+    """``PEArray.compute_latency`` and ``PostProc.latency`` of ``cfg``, from the RTL classes."""
+    from ..hdl.pe_array import PEArray
+    from ..hdl.postproc import PostProc
+    pe, pp = PEArray(cfg), PostProc(cfg)
+    for c in (pe, pp):          # asked for their latencies only, never elaborated
+        c._MustUse__silence = True
+    return pe.compute_latency, pp.latency
+
+
+@dataclass
+class _Pkg:
+    beats: int
+    sets: int
+    stream: int
+    first: bool           # first package of its stream
+    last: bool            # last package of its stream
+    ready: _Event = None  # one past its last beat consumed
+    free: _Event = None   # its bank is free again
+
+
+def _stream_packages(cfg: HWConfig, image: bytes, base: int, addr: int, beats: int,
+                     stream: int) -> list[_Pkg]:
+    """The packages of a LOAD_WEIGHTS stream, from their headers in the memory image."""
+    bb = cfg.beat_bytes
+    hb = header_beats(cfg)
+    off, end = addr - base, addr - base + beats * bb
+    if off < 0 or end > len(image):
+        raise CycleModelError(f"the LOAD_WEIGHTS stream at 0x{addr:08x} ({beats} beats) is "
+                              f"outside the memory image")
+    out = []
+    while off < end:
+        fields, _ = wpkg.decode_header(cfg, bytes(image[off:off + hb * bb]))
+        n_words = fields["n_words"]
+        if not 1 <= n_words <= cfg.wbuf_depth or n_words % cfg.words_per_set:
+            raise CycleModelError(f"the weight package at 0x{base + off:08x} has n_words = "
+                                  f"{n_words}: not a valid package for {cfg.name!r}")
+        pb = package_beats(cfg, n_words)
+        out.append(_Pkg(pb, n_words // cfg.words_per_set, stream, not out, False))
+        off += pb * bb
+    if off != end or not out:
+        raise CycleModelError(f"the LOAD_WEIGHTS stream at 0x{addr:08x}: {beats} beats are not "
+                              f"whole weight packages")
+    out[-1].last = True
+    return out
+
+
+def _attribute(gaps: list, a: float, b: float, base: float, causes: dict):
+    """Record the PE idle interval ``[a, b)``: up to ``base`` (the FSM's own minimum) it is
+    ``other``, the rest goes to the latest of ``causes`` (name -> time it allowed the beat)."""
+    if b <= a:
+        return
+    base = min(max(base, a), b)
+    if base > a:
+        gaps.append((a, base, "other"))
+    if b > base:
+        cause = max(causes, key=causes.get) if causes else "other"
+        if causes.get(cause, -math.inf) <= base:
+            cause = "other"
+        gaps.append((base, b, cause))
+
+
+class _Model:
+    def __init__(self, cfg: HWConfig, instrs: list, image: bytes, base: int,
+                 memory: MemoryTiming, cal: Calibration, tile_layers: list | None):
+        self.cfg, self.mem, self.cal, self.instrs = cfg, memory, cal, instrs
+        self.sim = sim = _Sim()
+        self.chan = _Channel(sim, cfg, memory, cal)
+        self.pe_latency, self.pp_latency = _rtl_latencies(cfg)
+        self.ipb = INSTR_BITS // cfg.axi_data_width
+        wb = cfg.tn * 8
+        self.la_words = max(1, cfg.axi_data_width // wb)   # activation words per beat
+        self.la_cap = 1.0 / self.la_words
+        self.groups = -(-cfg.lanes // cfg.post_lanes)
+        self.param_beats = cfg.lanes_pad * 16 // cfg.beat_bytes
+        self.q = {u: _Queue(sim, _QUEUE_DEPTH) for u in ("la", "w", "c", "s")}
+        self.la_done = _Counter(sim)
+        self.c_done = _Counter(sim)
+        self.s_done = _Counter(sim)
+        self.drained = _Counter(sim)
+        self.streams_filled = _Counter(sim)
+        self.pe_done = defaultdict(_Event)      # global mtile -> its ``done`` on the PE array
+        self.stream_cmd = defaultdict(_Event)   # stream -> its DMA command
+        self.unit_end = {}
+        self.fetch_end = None
+        self.pkgs: list[_Pkg] = []
+        self.tiles: list[TileTiming] = []
+        ops = {op: [f for o, f in instrs if o == op] for op in
+               (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE)}
+        lr, lw, cc, ss = ops.values()
+        if not len(lr) == len(lw) == len(cc) == len(ss):
+            raise CycleModelError(
+                f"the program has {len(lr)} LOAD_ROWS, {len(lw)} LOAD_WEIGHTS, {len(cc)} "
+                f"COMPUTE and {len(ss)} STORE instructions; the model needs one of each per "
+                f"pixel tile")
+        if tile_layers is not None and len(tile_layers) != len(cc):
+            raise CycleModelError(f"{len(tile_layers)} layer names for {len(cc)} pixel tiles")
+        index = defaultdict(int)
+        for n, (a, w, c, s) in enumerate(zip(lr, lw, cc, ss)):
+            pk = _stream_packages(cfg, image, base, w["addr"], w["beats"], n)
+            nsets = c["kh"] * c["kw"] * c["groups"]
+            if sum(p.sets for p in pk) != c["n_mtiles"] * nsets:
+                raise CycleModelError(
+                    f"pixel tile {n}: its weight stream holds {sum(p.sets for p in pk)} sets, "
+                    f"its COMPUTE needs {c['n_mtiles']} mtiles x {nsets}")
+            for p in pk:
+                p.ready, p.free = _Event(), _Event()
+            self.pkgs.extend(pk)
+            pixels = c["out_h"] * c["out_w"]
+            if s["pixels"] != pixels or s["n_mtiles"] != c["n_mtiles"]:
+                raise CycleModelError(f"pixel tile {n}: its STORE ({s['pixels']} pixels, "
+                                      f"{s['n_mtiles']} mtiles) does not match its COMPUTE "
+                                      f"({pixels} pixels, {c['n_mtiles']} mtiles)")
+            name = tile_layers[n] if tile_layers is not None else ""
+            self.tiles.append(TileTiming(name, index[name], pixels, c["n_mtiles"], nsets,
+                                         a["beats"], w["beats"]))
+            index[name] += 1
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _read(self, client: int, beats: int, cap: float, cmd: float, **kw) -> _Read:
+        """A DMA read command accepted at ``cmd`` (its bursts from ``cmd + dma_check`` on)."""
+        return self.chan.read(client, beats, cap, cmd + self.cal.dma_check, **kw)
+
+    def _take(self, unit: str):
+        """The unit's next instruction: ``dispatch`` cycles after the fetch unit queued it, or
+        one cycle after the unit went idle if it was waiting in the queue (the times are those of
+        the state after IDLE)."""
+        t_idle = self.sim.now
+        ev = self.q[unit].get()
+        yield ev
+        f, t_put = ev.item
+        yield max(0.0, max(t_put + self.cal.dispatch, t_idle + 1) - self.sim.now)
+        return f
+
+    # -- units --------------------------------------------------------------------------------
+
+    def fetch(self):
+        """One DMA read of the whole program; FETCH takes an instruction's beats one a cycle
+        after the previous instruction's DISPATCH, which waits for room in the unit's queue."""
+        cal, sim, ipb = self.cal, self.sim, self.ipb
+        yield cal.fetch_start
+        n = len(self.instrs)
+        fetched = [_Event() for _ in range(n)]       # one past an instruction's last beat
+        dispatched = [_Event() for _ in range(n)]
+        self._read(_FETCH, n * ipb, 1.0, sim.now,
+                   gates={i * ipb: dispatched[i - 1] for i in range(1, n)},
+                   milestones={i * ipb + ipb - 1: fetched[i] for i in range(n)})
+        units = {Opcode.LOAD_ROWS: "la", Opcode.LOAD_WEIGHTS: "w", Opcode.COMPUTE: "c",
+                 Opcode.STORE: "s"}
+        for i, (op, f) in enumerate(self.instrs):
+            yield fetched[i]
+            yield cal.fetch_dispatch
+            if op == Opcode.END:
+                self.fetch_end = sim.now
+                return
+            if op != Opcode.NOP:
+                yield self.q[units[op]].put((f, sim.now))
+            sim.trigger(dispatched[i])
+
+    def act_loader(self):
+        cal, sim = self.cal, self.sim
+        n = 0
+        while True:
+            f = yield from self._take("la")
+            tile = self.tiles[n]
+            t_take = sim.now
+            yield self.c_done.ge(n - 1)                   # its half of the buffer is free
+            yield self.s_done.ge(f["wait_stores"])        # the layer barrier
+            waited = sim.now > t_take
+            yield max(0.0, max(t_take + cal.la_cmd, sim.now + 1 if waited else 0) - sim.now)
+            tile.load_start = sim.now
+            yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
+            yield cal.la_done + self.la_words - 1      # a beat holding k words takes k cycles
+            tile.load_done = sim.now
+            self.la_done.incr()
+            self.unit_end["la"] = sim.now
+            n += 1
+
+    def weight_loader(self):
+        cal, sim = self.cal, self.sim
+        n = 0
+        while True:
+            yield from self._take("w")
+            yield self.streams_filled.ge(n)               # the previous stream is all in
+            yield cal.w_cmd
+            sim.trigger(self.stream_cmd[n])
+            self.unit_end["w"] = sim.now
+            n += 1
+
+    def weight_filler(self):
+        """The weight buffer's filler. A LOAD_WEIGHTS stream is one DMA read; the header of
+        package ``j`` enters bank ``j % 2`` once package ``j - 2`` has left it."""
+        sim = self.sim
+        by_stream = defaultdict(list)
+        for j, p in enumerate(self.pkgs):
+            by_stream[p.stream].append(j)
+        for stream in sorted(by_stream):
+            yield self.stream_cmd[stream]
+            gates, milestones, off = {}, {}, 0
+            for j in by_stream[stream]:
+                p = self.pkgs[j]
+                if j >= 2:
+                    gates[off] = self.pkgs[j - 2].free
+                off += p.beats
+                milestones[off - 1] = p.ready
+            yield self._read(_WEIGHTS, off, 1.0, sim.now, gates=gates, milestones=milestones).ev
+            self.streams_filled.incr()
+
+    def compute(self):
+        cal, sim, cfg = self.cal, self.sim, self.cfg
+        wps = cfg.words_per_set
+        g = 0                   # global mtile
+        pk = 0                  # global package
+        n = 0                   # COMPUTE instruction
+        prev_end = 0.0          # one past the PE array's last beat
+        last_swap = -math.inf   # first beat of the latest set
+        next_ok = -math.inf     # earliest first beat of the next set (the shadow reload)
+        while True:
+            f = yield from self._take("c")
+            tile = self.tiles[n]
+            t_take = sim.now
+            yield self.la_done.ge(n + 1)
+            t_fsm = t_take + cal.c_start
+            causes = {"act": sim.now + cal.c_after_wait if sim.now > t_take else -math.inf}
+            P = f["out_h"] * f["out_w"]
+            nsets = f["kh"] * f["kw"] * f["groups"]
+            step = max(P, wps)
+            for t in range(f["n_mtiles"]):
+                t0 = sim.now
+                yield self.drained.ge(g - 1)              # its accumulator bank is free
+                if sim.now > t0:
+                    causes["store"] = sim.now + cal.c_after_wait
+                causes["reload"] = next_ok
+                left = nsets
+                first_set = True
+                while left > 0:
+                    p = self.pkgs[pk]
+                    if p.sets > left:
+                        raise CycleModelError(f"pixel tile {n}: a weight package spans mtiles")
+                    yield p.ready
+                    avail = p.ready.time + cal.wb_word    # the package's first word on wout
+                    load = max(last_swap, avail)          # its first set's words load from here
+                    causes["weights"] = load + wps
+                    s0 = max(t_fsm if first_set else -math.inf, *causes.values())
+                    _attribute(tile.gaps, prev_end, s0, t_fsm if first_set else prev_end,
+                               causes)
+                    if tile.pe_beats == 0:
+                        tile.compute_start = s0
+                    last = s0 + (p.sets - 1) * step
+                    if step > P and p.sets > 1:
+                        for k in range(p.sets - 1):
+                            tile.gaps.append((s0 + k * step + P, s0 + (k + 1) * step, "reload"))
+                    # the package's last word goes to the shadow registers behind the swap of
+                    # its second-to-last set (of the previous set for a one-set package)
+                    free_at = (last - step if p.sets > 1 else load) + wps
+                    sim.trigger(p.free, free_at)
+                    tile.pe_beats += p.sets * P
+                    prev_end, last_swap = last + P, last
+                    causes = {"reload": last + step}
+                    left -= p.sets
+                    pk += 1
+                    first_set = False
+                    yield max(0.0, last - sim.now)
+                next_ok = last + step
+                t_fsm = prev_end + cal.c_mtile_gap
+                causes = {}
+                sim.trigger(self.pe_done[g], prev_end + self.pe_latency)
+                g += 1
+            yield max(0.0, prev_end - sim.now)
+            tile.compute_end = prev_end
+            yield cal.c_done
+            self.c_done.incr()
+            self.unit_end["c"] = sim.now
+            n += 1
+
+    def store(self):
+        cal, sim, cfg, mem = self.cal, self.sim, self.cfg, self.mem
+        G = self.groups
+        g = 0
+        n = 0
+        while True:
+            f = yield from self._take("s")
+            tile = self.tiles[n]
+            P = f["pixels"]
+            contiguous = f["out_stride"] == cfg.lanes_pad and f["n_mtiles"] == 1
+            # cycles a pixel: G groups; one write command a pixel unless contiguous (IDLE,
+            # CHECK, one cycle a burst)
+            pix = float(G if contiguous else max(G, 2 + -(-G // cfg.max_burst)))
+            yield cal.s_params
+            last_w = sim.now
+            for t in range(f["n_mtiles"]):
+                yield self._read(_STORE, self.param_beats, 1.0, sim.now).ev
+                yield self.pe_done[g]
+                yield cal.s_drain
+                d0 = sim.now                              # first drain command
+                j_first = d0 + cal.s_join                 # the join takes pixel 0
+                if f["res_en"]:
+                    # the tile's residual rows: one read; the row writer keeps at most two
+                    # rows ahead of the join, which takes a pixel once its row is complete
+                    rb = f["res_beats"]
+                    rows = [_Event() for _ in range(P)]
+                    room = [_Event() for _ in range(P)]
+                    self._read(_STORE, P * rb, 1.0, d0,
+                               gates={(i + 2) * rb: room[i] for i in range(P - 2)},
+                               milestones={(i + 1) * rb - 1: rows[i] for i in range(P)})
+                    j = j_first - pix
+                    for i in range(P):
+                        yield rows[i]
+                        j = max(j + pix, sim.now + cal.s_res)
+                        if i == 0:
+                            j_first = j
+                        sim.trigger(room[i], j + G)
+                    j_last = j
+                else:
+                    j_last = j_first + (P - 1) * pix
+                if contiguous:
+                    # one write command: bursts leave once max_burst beats are in the FIFO
+                    n_beats = P * G
+                    first = j_first + self.pp_latency + 1
+                    drained = j_last + G + 1
+                    last_w = max(first + min(cfg.max_burst, n_beats) + n_beats,
+                                 j_last + G + self.pp_latency + 2)
+                else:
+                    # pixel i is in the write FIFO G - 1 cycles after its first result; the
+                    # command of pixel i + 1 is accepted two cycles later (AW, IDLE); a lone
+                    # command at once
+                    data_last = j_last + self.pp_latency + G
+                    last_cmd = d0 if P == 1 else data_last - pix + 2
+                    drained = max(last_cmd, j_last + G) + 1
+                    last_w = data_last + 2
+                yield max(0.0, drained - sim.now)
+                self.drained.incr()
+                g += 1
+            yield max(0.0, last_w + mem.write_latency + cal.s_ack - sim.now)
+            tile.store_done = sim.now
+            self.s_done.incr()
+            self.unit_end["s"] = sim.now
+            n += 1
+
+    def run(self) -> float:
+        for gen in (self.fetch(), self.act_loader(), self.weight_loader(),
+                    self.weight_filler(), self.compute(), self.store()):
+            self.sim.spawn(gen)
+        self.sim.run()
+        n = len(self.tiles)
+        if self.fetch_end is None:
+            raise CycleModelError("the program has no END, or the schedule deadlocked before it")
+        if self.s_done.value != n or self.c_done.value != n:
+            raise CycleModelError(
+                f"the schedule deadlocked: {self.la_done.value} LOAD_ROWS, {self.c_done.value} "
+                f"COMPUTE, {self.s_done.value} STORE of {n} completed")
+        return max(self.fetch_end, *self.unit_end.values()) + self.cal.end
+
+
+def _decode_program(image: bytes, base: int, prog_addr: int, n_instr: int) -> list:
+    ib = INSTR_BITS // 8
+    out = []
+    for i in range(n_instr):
+        off = prog_addr - base + i * ib
+        if off < 0 or off + ib > len(image):
+            raise CycleModelError(f"instruction {i} at 0x{prog_addr + i * ib:08x} is outside "
+                                  f"the memory image")
+        try:
+            op, fields = decode(bytes(image[off:off + ib]))
+        except ValueError as e:
+            raise CycleModelError(f"instruction {i} at 0x{prog_addr + i * ib:08x}: {e}") from None
+        out.append((op, fields))
+        if op == Opcode.END:
+            return out
+    raise CycleModelError(f"the program at 0x{prog_addr:08x} has no END in its {n_instr} "
+                          f"instructions")
+
+
+def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
+    """DMA bytes (read, written) of one instruction (the program fetch excluded)."""
+    bb = cfg.beat_bytes
+    if op in (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS):
+        return f["beats"] * bb, 0
+    if op == Opcode.STORE:
+        rd = f["n_mtiles"] * cfg.lanes_pad * 16
+        if f["res_en"]:
+            rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
+        return rd, f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes) * bb
+    return 0, 0
+
+
+def estimate_program(config: HWConfig, image: bytes, base: int, prog_addr: int, n_instr: int,
+                     *, memory: MemoryTiming = MemoryTiming(),
+                     calibration: Calibration = Calibration(),
+                     tile_layers: list | None = None) -> ProgramTiming:
+    """Model one accelerator program of ``n_instr`` instructions at ``prog_addr``.
+
+    Parameters
+    ----------
+    config : HWConfig
+        The configuration the program was compiled for.
+    image : bytes-like
+        The memory image at ``base`` (the program, its weight packages).
+    tile_layers : list of str, optional
+        The layer of every pixel tile, in program order (:attr:`TileTiming.layer`).
+
+    Returns
+    -------
+    ProgramTiming
+        ``counters``: ``cycles`` (the model), ``pe_busy``, ``bytes_read``, ``bytes_written``,
+        ``instructions`` (exact, as the hardware counts them).
+
+    Raises
+    ------
+    CycleModelError
+        The program is not one the compiler emits (no END, unmatched instructions, bad weight
+        packages, addresses outside the image).
+    """
+    if not isinstance(config, HWConfig):
+        raise IlmpqValueError(f"config must be an HWConfig, not {type(config).__name__}")
+    instrs = _decode_program(image, base, prog_addr, n_instr)
+    m = _Model(config, instrs, image, base, memory, calibration, tile_layers)
+    cycles = m.run()
+    rd = len(instrs) * (INSTR_BITS // 8)
+    wr = 0
+    for op, f in instrs:
+        r, w = _instr_bytes(config, op, f)
+        rd, wr = rd + r, wr + w
+    counters = {
+        "cycles": int(round(cycles)),
+        "pe_busy": sum(t.pe_beats for t in m.tiles),
+        "bytes_read": rd,
+        "bytes_written": wr,
+        "instructions": sum(op not in (Opcode.NOP, Opcode.END) for op, _ in instrs),
+    }
+    return ProgramTiming(counters["cycles"], counters, m.tiles, read_busy=m.chan.busy)
+
+
+def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
+             calibration: Calibration = Calibration()) -> CycleEstimate:
+    """Model every accelerator program of a :class:`~ilmpq.firmware.compiler.Compiled`.
+
+    Returns a :class:`CycleEstimate` with one :class:`ProgramTiming` per accelerator program and
+    one :class:`LayerTiming` per layer of the compiled model, in its order (CPU and free layers
+    included, with ``cycles = 0``).
+    """
+    from .compiler import AccelStep
+    cfg = compiled.config
+    reports = {r.name: r for r in compiled.layers}
+    layers, by_name = [], {}
+    for r in compiled.layers:
+        lt = LayerTiming(r.name, r.kind, r.where, tuple(r.out_shape), macs=r.macs)
+        layers.append(lt)
+        by_name[r.name] = lt
+    programs = []
+    for k, step in enumerate(s for s in compiled.steps if isinstance(s, AccelStep)):
+        names = [name for name in step.layers for _ in range(reports[name].ptiles)]
+        pt = estimate_program(cfg, compiled.image, compiled.base, step.prog_addr, step.n_instr,
+                              memory=memory, calibration=calibration, tile_layers=names)
+        instrs = _decode_program(compiled.image, compiled.base, step.prog_addr, step.n_instr)
+        tile_bytes = []
+        for op, f in instrs:
+            if op == Opcode.LOAD_ROWS:
+                tile_bytes.append([0, 0])
+            if tile_bytes:
+                r, w = _instr_bytes(cfg, op, f)
+                tile_bytes[-1][0] += r
+                tile_bytes[-1][1] += w
+        prev = 0.0
+        for name in step.layers:
+            lt = by_name[name]
+            idx = [i for i, t in enumerate(pt.tiles) if t.layer == name]
+            lt.program = k
+            lt.tiles = [pt.tiles[i] for i in idx]
+            lt.pe_beats = sum(t.pe_beats for t in lt.tiles)
+            lt.bytes_read = sum(tile_bytes[i][0] for i in idx)
+            lt.bytes_written = sum(tile_bytes[i][1] for i in idx)
+            lt.start = prev
+            lt.end = prev = max(t.store_done for t in lt.tiles)
+            pt.layers.append(lt)
+        pt.layers[-1].end = float(pt.cycles)
+        for lt in pt.layers:
+            lt.cycles = lt.end - lt.start
+            lt.breakdown = _breakdown(lt, cfg)
+        programs.append(pt)
+    return CycleEstimate(cfg, memory, programs, layers)
+
+
+def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
+    """Split a layer's cycles into :data:`CAUSES` (they add up to ``lt.cycles``)."""
+    out = dict.fromkeys(CAUSES, 0.0)
+    beats = sum(t.pe_beats for t in lt.tiles)
+    out["compute"] = lt.macs / cfg.macs_per_cycle
+    out["padding"] = beats - out["compute"]
+    last_beat = max(t.compute_end for t in lt.tiles)
+    for t in lt.tiles:
+        for a, b, cause in t.gaps:
+            a, b = max(a, lt.start), min(b, lt.end)
+            if b > a:
+                out[cause] += b - a
+    out["drain"] = max(0.0, lt.end - max(last_beat, lt.start))
+    out["other"] += lt.cycles - sum(out.values())
+    return out
