@@ -43,8 +43,9 @@ __all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "LUT_CHA
 #: the low field ``sum(w1 * a) + 2**(PACK_SHIFT - 1)`` must stay in ``[0, 2**PACK_SHIFT)``:
 #: ``|sum| <= 64 * 8 * 255 < 2**19`` for every configuration.
 PACK_SHIFT = 20
-#: Activations per carry chain in a LUT lane (the chain has one adder per weight digit, so
-#: ``2 * LUT_CHAIN`` adders in series per digit pair; 4 keeps a stage at about 4 adder delays).
+#: Activations per carry chain in a LUT lane. Each weight digit has its own chains, with one
+#: fused adder per activation, so a pipeline stage is ``LUT_CHAIN`` adders deep (4: about
+#: 7-8 ns of LUT, carry and routing delay, for a 100 MHz target).
 LUT_CHAIN = 4
 #: Adder-tree levels between pipeline registers. It is 1 on purpose: yosys' ``alumacc`` merges
 #: unregistered adders whose result cannot overflow into one ``$macc`` cell, which is then

