@@ -66,8 +66,56 @@ class Block:
 
 
 #: The blocks of the accelerator that have a resource estimate. One line per block.
+def _act_buffer(cfg: HWConfig):
+    """The activation buffer as the top level builds it: one write and one read port."""
+    from amaranth.lib.memory import Memory
+
+    class ActBuffer(wiring.Component):
+        def __init__(self):
+            ab = (cfg.act_depth - 1).bit_length()
+            super().__init__({"waddr": In(ab), "wdata": In(cfg.tn * 8), "wen": In(1),
+                              "raddr": In(ab), "ren": In(1), "rdata": Out(cfg.tn * 8)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = Memory(shape=cfg.tn * 8, depth=cfg.act_depth, init=[])
+            w, r = mem.write_port(), mem.read_port()
+            m.d.comb += [w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.wen),
+                         r.addr.eq(self.raddr), r.en.eq(self.ren), self.rdata.eq(r.data)]
+            return m
+    return ActBuffer()
+
+
+def _dma(cfg: HWConfig):
+    from ilmpq.hdl.dma import DMA
+    from ilmpq.hdl.top import READ_CLIENTS
+    return DMA(cfg, n_read_clients=len(READ_CLIENTS))
+
+
+def _csr(cfg: HWConfig):
+    from ilmpq.hdl.csr import CSRBank
+    from ilmpq.hdl.regmap import accelerator_regmap
+    return CSRBank(accelerator_regmap(cfg))
+
+
+def _lazy(module: str, name: str):
+    def build(cfg: HWConfig):
+        import importlib
+        return getattr(importlib.import_module(module), name)(cfg)
+    return build
+
+
 BLOCKS: dict[str, Block] = {
     "pe_array": Block(pe.PEArray, pe_slice),
+    "weight_buffer": Block(_lazy("ilmpq.hdl.weight_buffer", "WeightBuffer")),
+    "act_buffer": Block(_act_buffer),
+    "postproc": Block(_lazy("ilmpq.hdl.postproc", "PostProc")),
+    "store_unit": Block(_lazy("ilmpq.hdl.store", "StoreUnit")),
+    "compute_unit": Block(_lazy("ilmpq.hdl.compute", "ComputeUnit")),
+    "act_loader": Block(_lazy("ilmpq.hdl.loaders", "ActLoader")),
+    "fetch": Block(_lazy("ilmpq.hdl.fetch", "Fetch")),
+    "dma": Block(_dma),
+    "csr": Block(_csr),
 }
 
 #: Presets estimated from slices instead of whole (synthesizing z045's array whole takes
