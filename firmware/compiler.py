@@ -36,6 +36,7 @@ from ..golden.model import (
 )
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
+from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import INSTR_BITS, Opcode, encode, pack_lane_params
 from . import wpkg
 
@@ -213,8 +214,13 @@ class _Image:
         self.base = base
         self.data = bytearray()
 
-    def alloc(self, nbytes: int, payload: bytes | None = None) -> int:
+    def alloc(self, nbytes: int, payload: bytes | None = None, what: str = "") -> int:
         off = _roundup(len(self.data), _ALIGN)
+        if self.base + off + nbytes > 1 << 32:
+            raise CompileError(
+                f"the memory image does not fit the 32-bit address space of the DMA: "
+                f"{what or 'a region'} of {nbytes} bytes at {self.base + off:#x} would end past "
+                f"4 GiB (the model is too large for the accelerator)")
         self.data.extend(b"\0" * (off - len(self.data)))
         addr = self.base + off
         if payload is not None:
@@ -240,6 +246,10 @@ def _check_config(cfg: HWConfig):
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring."""
     _check_config(config)
+    if not isinstance(base, int) or isinstance(base, bool) or not (
+            0 <= base < 1 << 32 and base % _ALIGN == 0):
+        raise CompileError(f"base = {base!r} is not allowed: the image address must be an "
+                           f"integer multiple of {_ALIGN} in [0, 2**32)")
     cfg = config
     spec = cfg.numeric
     if model.act_bits != cfg.act_bits:
@@ -255,7 +265,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
         c_mem = len(perm)
         assert c_mem % cmem_align == 0
         p = TensorPlacement(name, 0, channels, c_mem, h, w, perm, spec_t.signed, spec_t.bits)
-        p.addr = img.alloc(p.nbytes)
+        p.addr = img.alloc(p.nbytes, what=f"tensor {name!r}")
         tensors[name] = p
         return p
 
@@ -284,6 +294,9 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
     cur_instr: list[bytes] | None = None
     cur_layers: list[str] = []
     stores_in_segment = 0
+    # tensor -> (index of its first STORE in the segment, output rows of each of its STOREs,
+    # whether a reader needs all of them): the fine-grained layer barrier (see _tile_wait)
+    producers: dict[str, tuple[int, list, bool]] = {}
 
     def flush_segment():
         nonlocal cur_instr, cur_layers, stores_in_segment
@@ -292,6 +305,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             segments.append((cur_layers, cur_instr))
             steps_plan.append(("accel", len(segments) - 1))
         cur_instr, cur_layers, stores_in_segment = None, [], 0
+        producers.clear()
 
     for layer in model.layers:
         if isinstance(layer, FlattenLayer):
@@ -305,6 +319,9 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             t = TensorPlacement(layer.output, src.addr, src.channels * hw, hw * src.c_mem,
                                 1, 1, nat, src.signed, src.bits)
             tensors[layer.output] = t
+            if layer.input in producers:          # a reader of the flattened view needs all rows
+                base_, rows_, _ = producers[layer.input]
+                producers[layer.output] = (base_, rows_, True)
             reports.append(LayerReport(layer.name, "flatten", "free",
                                        model.tensors[layer.output].shape))
             continue
@@ -342,7 +359,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             eff = dataclasses.replace(layer, weight=wf, stride=(layer.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0))
         rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
-                                    seq_counter, stores_in_segment)
+                                    seq_counter, stores_in_segment, producers)
         if eff is not layer:
             rep.kind = "conv*"          # compiled on the column-folded input
         seq_counter += n_pkgs
@@ -387,8 +404,27 @@ def _fold_candidate(model: QModel, cfg: HWConfig):
     return layer
 
 
+def _tile_wait(producer, r1: int) -> int:
+    """``wait_stores`` of a LOAD_ROWS reading input rows ``[.., r1)``.
+
+    STOREs complete in program order, so waiting until ``k`` STOREs of the segment completed
+    means the first ``k`` did. A tile waits only for the STOREs that wrote the rows it loads
+    (the producing layer's tiles with a first row below ``r1``), not for the whole producing
+    layer: the next layer's first loads overlap the previous layer's last tiles. A tensor from
+    before the segment (the input, a CPU layer) needs no wait; a flattened view needs all of its
+    producer's STOREs.
+    """
+    if producer is None:
+        return 0
+    base, rows, needs_all = producer
+    if needs_all:
+        return base + len(rows)
+    return base + sum(1 for oy0, _ in rows if oy0 < r1)
+
+
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
-                  tensors: dict, place, instrs: list, seq_base: int, stores_before: int):
+                  tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
+                  producers: dict):
     name = layer.name
     src = tensors[layer.input]
     if src.signed:
@@ -459,8 +495,12 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
                                                       lo_sets[a:b], hi_sets[a:b]))
     wstream = b"".join(blobs)
-    w_addr = img.alloc(len(wstream), wstream)
     w_beats = len(wstream) // cfg.beat_bytes
+    if w_beats > MAX_COMMAND_BEATS:
+        raise CompileError(f"layer {name!r}: its weight packages ({len(wstream)} bytes) exceed "
+                           f"one LOAD_WEIGHTS stream of at most {MAX_COMMAND_BEATS} beats "
+                           f"({MAX_COMMAND_BEATS * cfg.beat_bytes} bytes)")
+    w_addr = img.alloc(len(wstream), wstream, what=f"the weights of layer {name!r}")
 
     # ---- per-lane parameters ---------------------------------------------------------------
     res = tensors[layer.residual] if layer.residual is not None else None
@@ -508,6 +548,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     rd_bytes = 0
     wr_bytes = 0
     pe_beats = 0
+    tile_rows = []
     for oy0 in range(0, oh, rows_per_tile):
         oy1 = min(oh, oy0 + rows_per_tile)
         iy_lo = oy0 * sy - pt
@@ -519,7 +560,9 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
         pixels = (oy1 - oy0) * ow
         instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
-                             beats=beats, wait_stores=stores_before))
+                             beats=beats, wait_stores=_tile_wait(producers.get(layer.input),
+                                                                 r1)))
+        tile_rows.append((oy0, oy1))
         instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
                              seq_base=seq_base & 0xFFFF))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
@@ -539,6 +582,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             rd_bytes += mtiles * pixels * res.c_mem
         wr_bytes += pixels * mtiles * cfg.lanes_pad
         pe_beats += mtiles * n_sets * max(pixels, cfg.words_per_set)
+    producers[layer.output] = (stores_before, tile_rows, False)
     macs = int(M * oh * ow * C * kh * kw)
     rep = LayerReport(name, "fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv",
                       "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,

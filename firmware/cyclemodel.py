@@ -1110,6 +1110,10 @@ def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
             a, b = max(a, lt.start), min(b, lt.end)
             if b > a:
                 out[cause] += b - a
-    out["drain"] = max(0.0, lt.end - max(last_beat, lt.start))
+    # with the fine-grained layer barrier a layer's first tiles overlap the previous layer's
+    # last ones, so some of its beats fall before ``lt.start``: the drain then gets what is
+    # left of the window (the causes still add up to ``lt.cycles`` and none is negative)
+    rest = lt.cycles - sum(v for k, v in out.items() if k != "drain")
+    out["drain"] = max(0.0, min(lt.end - max(last_beat, lt.start), rest))
     out["other"] += lt.cycles - sum(out.values())
     return out
