@@ -10,7 +10,8 @@ opcode         unit    what it does
 LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
                        activation buffer (halves alternate: load ``n`` uses half ``n % 2``).
 LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
-                       ``k`` of the stream must carry sequence number ``seq_base + k``.
+                       ``k`` of the stream must carry sequence number ``seq_base + k``,
+                       and the stream must end where a package ends (else WPKG_LENGTH).
 COMPUTE        C       Run all output-channel tiles (mtiles) of one output-pixel tile on the
                        PE array, from activation-buffer half ``n % 2``.
 STORE          S       For each mtile of one pixel tile: read the per-lane parameters (and

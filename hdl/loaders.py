@@ -160,15 +160,28 @@ class WeightLoader(wiring.Component):
     A new stream starts only after every beat of the previous one entered the weight buffer, so
     the sequence number is never changed in the middle of a stream.
 
+    A stream must end on a package boundary: its last beat must be the one that completes a
+    package (``pkg_end``). If it ends inside a package (the instruction's ``beats`` too small, or
+    the last header's ``n_words`` too large), the weight buffer would wait forever for the rest;
+    instead ``err_truncated`` is latched with that last beat (the top level reports
+    ``ErrorCode.WPKG_LENGTH``).
+
     Members
     -------
     instr : In(stream.Signature(LoadWeights))
     rd_cmd : Out(stream.Signature(DmaCmd))
     fill_beat : In(1)
         One pulse per beat accepted by the weight buffer.
+    pkg_end : In(1)
+        The beat accepted in this cycle completed a verified package
+        (``WeightBuffer.pkg_accepted``).
     seq_base : Out(16); seq_load : Out(1)
         Load the expected sequence number of the next package (a one-cycle pulse).
-    busy, error : Out(1)
+    busy : Out(1)
+    error : Out(1)
+        Sticky: ``beats`` is 0 (the unit halts).
+    err_truncated : Out(1)
+        Sticky: the stream ended inside a package.
     """
 
     def __init__(self, config: HWConfig):
@@ -177,10 +190,12 @@ class WeightLoader(wiring.Component):
             "instr": In(stream.Signature(LoadWeights)),
             "rd_cmd": Out(stream.Signature(DmaCmd)),
             "fill_beat": In(1),
+            "pkg_end": In(1),
             "seq_base": Out(16),
             "seq_load": Out(1),
             "busy": Out(1),
             "error": Out(1),
+            "err_truncated": Out(1),
         })
 
     def elaborate(self, platform):
@@ -190,6 +205,9 @@ class WeightLoader(wiring.Component):
         filled = Signal(40)
         with m.If(self.fill_beat):
             m.d.sync += filled.eq(filled + 1)
+            # the stream's last beat must complete a package
+            with m.If((filled + 1 == requested) & ~self.pkg_end):
+                m.d.sync += self.err_truncated.eq(1)
         m.d.comb += self.busy.eq(requested != filled)
 
         with m.FSM():

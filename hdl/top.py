@@ -183,6 +183,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             wbeat.eq(wb.fill.valid & wb.fill.ready),
             wl.fill_beat.eq(wbeat),
+            wl.pkg_end.eq(wb.pkg_accepted),
             wb.start.eq(wl.seq_load),
             wb.start_seq.eq(wl.seq_base),
             wb.clear.eq(unit_reset),
@@ -280,6 +281,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(dma.error), new_info.eq(dma.error_addr)]
         with m.Elif(wb.error != ErrorCode.NONE):
             m.d.comb += [new_err.eq(wb.error), new_info.eq(fetch.index)]
+        with m.Elif(wl.err_truncated):          # a weight stream ended inside a package
+            m.d.comb += [new_err.eq(ErrorCode.WPKG_LENGTH), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_opcode):
             m.d.comb += [new_err.eq(ErrorCode.INSTR_OPCODE), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_overrun):
