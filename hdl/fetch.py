@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
+from .dma import MAX_COMMAND_BEATS
 from .isa import INSTR_BITS, Compute, Instruction, LoadRows, LoadWeights, Opcode, Store
 from .store import DmaCmd
 
@@ -28,7 +29,8 @@ class Fetch(wiring.Component):
         END was reached (sticky until the next ``start``).
     err_opcode, err_overrun, err_length : Out(1)
         Sticky errors: an unknown opcode; the program ended without END; a zero or too long
-        program. The fetch unit stops at the first one.
+        program (more than ``MAX_COMMAND_BEATS`` beats: the one DMA read could not carry it).
+        The fetch unit stops at the first one.
     index : Out(32)
         Instructions dispatched (the index of the failing one on an opcode error).
     """
@@ -57,7 +59,7 @@ class Fetch(wiring.Component):
         m = Module()
         B = self.config.axi_data_width
         ipb = INSTR_BITS // B
-        max_instr = ((1 << 24) - 1) // ipb
+        max_instr = MAX_COMMAND_BEATS // ipb       # the whole program is one DMA command
         shreg = Signal(INSTR_BITS)
         part = Signal(range(ipb + 1))
         beats_left = Signal(32)

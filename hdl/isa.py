@@ -79,7 +79,7 @@ class LoadRows(data.Struct):
 
 class LoadWeights(data.Struct):
     addr: unsigned(32)          #: byte address of the first package
-    beats: unsigned(24)         #: total beats of the package stream
+    beats: unsigned(24)         #: total beats of the package stream (<= dma.MAX_COMMAND_BEATS)
     seq_base: unsigned(16)      #: sequence number of the first package of the stream
 
 

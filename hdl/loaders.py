@@ -6,6 +6,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
+from .dma import MAX_COMMAND_BEATS
 from .isa import LoadRows, LoadWeights
 from .store import DmaCmd
 
@@ -179,7 +180,7 @@ class WeightLoader(wiring.Component):
         Load the expected sequence number of the next package (a one-cycle pulse).
     busy : Out(1)
     error : Out(1)
-        Sticky: ``beats`` is 0 (the unit halts).
+        Sticky: ``beats`` is 0 or more than the DMA's ``MAX_COMMAND_BEATS`` (the unit halts).
     err_truncated : Out(1)
         Sticky: the stream ended inside a package.
     """
@@ -217,7 +218,9 @@ class WeightLoader(wiring.Component):
                     m.d.sync += ins.eq(self.instr.payload)
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(ins.beats == 0):
+                # the DMA takes commands of 1 .. MAX_COMMAND_BEATS beats in fewer bits than the
+                # field: longer ones are rejected here, never truncated
+                with m.If((ins.beats == 0) | (ins.beats > MAX_COMMAND_BEATS)):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Elif(requested == filled):
