@@ -37,9 +37,12 @@ Every dependency points to an instruction earlier in program order, so in-order 
 per-unit queues cannot deadlock.
 """
 
+import operator
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
+
+from ..golden.errors import IlmpqValueError
 
 __all__ = [
     "INSTR_BITS", "Opcode", "Unit", "OPCODE_UNIT", "LoadRows", "LoadWeights", "Compute", "Store",
@@ -153,10 +156,15 @@ def _pack(layout, values: dict) -> int:
     fields = _layout_fields(layout)
     unknown = set(values) - set(fields)
     if unknown:
-        raise ValueError(f"{layout.__name__} has no field(s) {sorted(unknown)}")
+        raise IlmpqValueError(f"{layout.__name__} has no field(s) {sorted(unknown)}; its fields "
+                              f"are {', '.join(fields)}")
     word = 0
     for name, f in fields.items():
-        v = int(values.get(name, 0))
+        try:
+            v = operator.index(values.get(name, 0))
+        except TypeError:
+            raise IlmpqValueError(f"{layout.__name__}.{name} = {values[name]!r} is not an "
+                                  f"integer") from None
         shape = f.shape if not hasattr(f.shape, "as_shape") else f.shape.as_shape()
         width = shape.width
         if shape.signed:
@@ -164,8 +172,8 @@ def _pack(layout, values: dict) -> int:
         else:
             lo, hi = 0, (1 << width) - 1
         if not lo <= v <= hi:
-            raise ValueError(f"{layout.__name__}.{name} = {v} does not fit {shape} "
-                             f"(allowed [{lo}, {hi}])")
+            raise IlmpqValueError(f"{layout.__name__}.{name} = {v} does not fit {shape} "
+                                  f"(allowed [{lo}, {hi}])")
         word |= (v & ((1 << width) - 1)) << f.offset
     return word
 
@@ -182,23 +190,40 @@ def _unpack(layout, word: int) -> dict:
 
 
 def encode(opcode: Opcode, **fields) -> bytes:
-    """Encode one instruction as 32 little-endian bytes."""
-    opcode = Opcode(opcode)
-    body = _pack(FIELD_LAYOUTS[opcode], fields) if opcode in FIELD_LAYOUTS else 0
+    """Encode one instruction as 32 little-endian bytes.
+
+    Raises :class:`~ilmpq.golden.errors.IlmpqValueError` (a ``ValueError``) for an unknown
+    opcode, an unknown field, a non-integer value or a value that does not fit its field.
+    """
+    try:
+        opcode = Opcode(opcode)
+    except ValueError:
+        raise IlmpqValueError(f"unknown opcode {opcode!r}; opcodes are "
+                              f"{', '.join(f'{o.name} ({o.value})' for o in Opcode)}") from None
     if opcode not in FIELD_LAYOUTS and fields:
-        raise ValueError(f"{opcode.name} takes no fields")
+        raise IlmpqValueError(f"{opcode.name} takes no fields, got {sorted(fields)}")
+    body = _pack(FIELD_LAYOUTS[opcode], fields) if opcode in FIELD_LAYOUTS else 0
     word = _pack(Instruction, {"opcode": opcode.value, "body": body})
     return word.to_bytes(INSTR_BITS // 8, "little")
 
 
 def decode(raw: bytes) -> tuple[Opcode, dict]:
-    """Decode 32 bytes into ``(opcode, fields)``; raises ValueError for an unknown opcode."""
+    """Decode 32 bytes into ``(opcode, fields)``.
+
+    Raises :class:`~ilmpq.golden.errors.IlmpqValueError` (a ``ValueError``) for an unknown
+    opcode or a length other than ``INSTR_BITS // 8`` bytes.
+    """
+    if not isinstance(raw, (bytes, bytearray, memoryview)) or len(raw) != INSTR_BITS // 8:
+        got = f"{len(raw)} bytes" if isinstance(raw, (bytes, bytearray, memoryview)) else \
+            type(raw).__name__
+        raise IlmpqValueError(f"an instruction is {INSTR_BITS // 8} bytes, not {got}")
     word = int.from_bytes(raw, "little")
     top = _unpack(Instruction, word)
     try:
         op = Opcode(top["opcode"])
     except ValueError:
-        raise ValueError(f"unknown opcode {top['opcode']}") from None
+        raise IlmpqValueError(f"unknown opcode {top['opcode']}; opcodes are "
+                              f"{', '.join(f'{o.name} ({o.value})' for o in Opcode)}") from None
     return op, (_unpack(FIELD_LAYOUTS[op], top["body"]) if op in FIELD_LAYOUTS else {})
 
 
