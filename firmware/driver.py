@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..golden.errors import IlmpqError
+from ..golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
 from ..hdl.config import HWConfig
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
@@ -34,7 +34,7 @@ from .regmap import HardwareIdentity
 
 __all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",
            "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "RunStats", "Driver",
-           "run_sync"]
+           "run_sync", "check_image"]
 
 
 class AcceleratorError(IlmpqError, RuntimeError):
@@ -68,6 +68,36 @@ class DriverTimeout(IlmpqError, TimeoutError):
 
 class ConfigMismatch(IlmpqError, RuntimeError):
     """The hardware is not the configuration the program was compiled for."""
+
+
+def _u32(what: str, value) -> int:
+    """``value`` as a 32-bit register value; an :class:`IlmpqValueError` instead of a silent
+    wrap-around for anything a 32-bit register cannot hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise IlmpqValueError(f"{what} = {value!r} is not an integer")
+    if not 0 <= value < 1 << 32:
+        raise IlmpqValueError(f"{what} = {value:#x} does not fit its 32-bit register "
+                              f"(allowed 0 .. 0xffffffff)")
+    return int(value)
+
+
+def check_image(image, spec) -> np.ndarray:
+    """``image`` as an int64 array for the model's input tensor ``spec``
+    (:class:`~ilmpq.golden.model.TensorSpec`); raises :class:`IlmpqValueError` for a wrong
+    shape, a non-integer dtype or values outside the tensor's range (they would wrap around when
+    stored as bytes)."""
+    arr = np.asarray(image)
+    shape = tuple(spec.shape)
+    if arr.shape != shape:
+        raise IlmpqValueError(f"the image has shape {arr.shape}; the model's input "
+                              f"{spec.name!r} is (C, H, W) = {shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise IlmpqValueError(f"the image has dtype {arr.dtype}; give integer pixels")
+    lo, hi = spec.range
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise IlmpqValueError(f"the image values span [{arr.min()}, {arr.max()}]; the input "
+                              f"{spec.name!r} holds {spec.bits}-bit values in [{lo}, {hi}]")
+    return arr.astype(np.int64)
 
 
 def _exception_for(code: ErrorCode):
@@ -111,11 +141,17 @@ class Driver:
 
     def __init__(self, transport, config: HWConfig, *, timeout_cycles: int = 50_000_000,
                  watchdog_cycles: int = 100_000):
+        if not isinstance(config, HWConfig):
+            raise IlmpqTypeError(f"config must be an HWConfig, not {type(config).__name__}")
+        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) \
+                or timeout_cycles < 1:
+            raise IlmpqValueError(f"timeout_cycles = {timeout_cycles!r} is not allowed: it must "
+                                  f"be a positive integer")
         self.t = transport
         self.config = config
         self.regmap = accelerator_regmap(config)
         self.timeout_cycles = timeout_cycles
-        self.watchdog_cycles = watchdog_cycles
+        self.watchdog_cycles = _u32("watchdog_cycles", watchdog_cycles)
         self._checked = False
 
     def _off(self, name: str) -> int:
@@ -160,7 +196,17 @@ class Driver:
 
     async def run_program(self, prog_addr: int, n_instr: int, window: tuple[int, int]
                           ) -> RunStats:
-        """Run one program; return its performance counters or raise on an error."""
+        """Run one program; return its performance counters or raise on an error.
+
+        Values that do not fit the 32-bit registers raise :class:`IlmpqValueError` before
+        anything is written; everything else (alignment, the window, the length) is checked by
+        the hardware, which stops with a specific ErrorCode.
+        """
+        prog_addr = _u32("prog_addr", prog_addr)
+        n_instr = _u32("n_instr", n_instr)
+        if not isinstance(window, (tuple, list)) or len(window) != 2:
+            raise IlmpqValueError(f"window = {window!r} must be (base, limit)")
+        window = (_u32("window base", window[0]), _u32("window limit", window[1]))
         if not self._checked:
             await self.check()
         w = self.t.write32
@@ -189,10 +235,11 @@ class Driver:
                     ) -> tuple[dict[str, np.ndarray], RunStats]:
         """Run a compiled model on one image: write the input, run every step (accelerator
         programs and CPU layers), read every stored tensor back in natural layout."""
+        inp = compiled.tensors[compiled.input]
+        pixels = inp.to_memory(check_image(image, compiled.model.tensors[compiled.input]))
         if load:
             await self.load(compiled)
-        inp = compiled.tensors[compiled.input]
-        await self.t.mem_write(inp.addr, inp.to_memory(np.asarray(image, np.int64)))
+        await self.t.mem_write(inp.addr, pixels)
         layers = {l.name: l for l in compiled.model.layers}
         stats = RunStats()
         for step in compiled.steps:
