@@ -6,7 +6,8 @@ Each subcommand lives in its own module ``ilmpq.firmware.cmd_<name>`` that defin
 * ``register(parser)``: add the subcommand's arguments to its ``argparse`` parser;
 * ``main(args) -> int``: run it and return the exit status.
 
-User errors (:class:`ilmpq.golden.errors.IlmpqError`, missing files) print one line
+User errors (:class:`ilmpq.golden.errors.IlmpqError`, and ``OSError`` about a named file:
+missing, a directory, not a directory, already exists, no permission) print one line
 ``error: ...`` and exit with status 2; set ``ILMPQ_DEBUG=1`` to see the traceback.
 """
 
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)
-    except (IlmpqError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        if os.environ.get("ILMPQ_DEBUG"):
+    except (IlmpqError, OSError) as e:
+        # OSErrors about a named file (missing, a directory, not a directory, exists, no
+        # permission) are the user's; any other OSError keeps its traceback
+        if os.environ.get("ILMPQ_DEBUG") or not isinstance(e, IlmpqError) and (
+                e.filename is None or e.strerror is None):
             raise
         msg = str(e) if isinstance(e, IlmpqError) else f"{e.strerror}: {e.filename}"
         print(f"error: {msg}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..golden.errors import IlmpqValueError
 from ..hdl.config import PRESETS
 from ..hdl.platforms import BOARDS
 
@@ -42,6 +43,10 @@ def register(parser) -> None:
 
 def main(args) -> int:
     from .build import build
+
+    if args.estimate_timeout is not None and not args.estimate_timeout > 0:
+        raise IlmpqValueError(f"--estimate-timeout {args.estimate_timeout} is not allowed: give "
+                              f"a positive number of seconds")
 
     vivado = False if args.plan_only else (True if args.vivado else None)
     res = build(args.board, args.output, config=args.config, name=args.name, vivado=vivado,

@@ -91,6 +91,8 @@ def _format(rows: list[dict]) -> str:
 
 
 def main(args) -> int:
+    if args.seed < 0:
+        raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
     spec = NumericSpec(act_bits=args.act_bits)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()

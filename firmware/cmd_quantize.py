@@ -120,6 +120,15 @@ def load_calib(path) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic[:2] == b"PK":
+        raise IlmpqValueError(f"{p}: holds an .npz archive; give a single .npy array of "
+                              f"calibration images (N, C, H, W)")
+    if magic != b"\x93NUMPY":
+        raise IlmpqValueError(f"{p}: not a readable .npy array of calibration images (the file "
+                              f"has no .npy header); give one array (N, C, H, W) of raw pixels "
+                              f"0..255 saved with numpy.save")
     try:
         arr = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from ..golden.errors import IlmpqValueError
 from ..golden.formats import SUPPORTED_ACT_BITS
 from ..golden.quantize import RULES
 from ..hdl.config import PRESETS, HWConfig, get_config
@@ -227,6 +228,8 @@ STAGES: list = [
 def main(args) -> int:
     from ..golden.quantize import quant_report
 
+    if args.images is not None and args.images < 1:
+        raise IlmpqValueError(f"--images must be at least 1, not {args.images}")
     cfg = get_config(args.config)
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)

@@ -43,7 +43,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=1, help="random images (default: 1)")
     parser.add_argument("--mem", choices=("deterministic", "random"), default="deterministic",
                         help="AXI memory timing (random: Amaranth only)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random images and of --mem random (default 0)")
 
 
 def compare_layers(model, ref: dict, got: dict) -> str | None:
@@ -60,15 +61,27 @@ def compare_layers(model, ref: dict, got: dict) -> str | None:
 
 
 def load_images(path: str, shape) -> np.ndarray:
+    """Read ``(N, C, H, W)`` (or one ``(C, H, W)``) integer pixels in [0, 255] from a ``.npy``
+    file (no pickles); every problem is an :class:`IlmpqValueError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise IlmpqValueError(f"cannot read images from {path!r}: {e.strerror}") from None
+    if magic != b"\x93NUMPY":
+        raise IlmpqValueError(f"{path!r} is not a .npy array file (numpy.save); give the images "
+                              f"as one uint8 array (N, {', '.join(map(str, shape))})")
     try:
         imgs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError) as e:
         raise IlmpqValueError(f"cannot read images from {path!r}: {e}") from None
     if imgs.ndim == 3:
         imgs = imgs[None]
     if imgs.ndim != 4 or tuple(imgs.shape[1:]) != tuple(shape):
         raise IlmpqValueError(f"{path!r} holds an array of shape {imgs.shape}; the model takes "
                               f"images (N, {', '.join(map(str, shape))})")
+    if len(imgs) == 0:
+        raise IlmpqValueError(f"{path!r} holds no images (shape {imgs.shape})")
     if not np.issubdtype(imgs.dtype, np.integer) or imgs.min() < 0 or imgs.max() > 255:
         raise IlmpqValueError(f"{path!r} must hold integer pixels in [0, 255]")
     return imgs.astype(np.int64)
@@ -80,10 +93,14 @@ def images_from_args(args, shape) -> np.ndarray:
         return load_images(args.images, shape)
     if args.count < 1:
         raise IlmpqValueError(f"--count must be at least 1, not {args.count}")
+    if args.seed < 0:
+        raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
     return np.random.default_rng(args.seed).integers(0, 256, size=(args.count, *shape))
 
 
 def main(args) -> int:
+    if args.seed < 0:
+        raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
     model = QModel.load(args.model)
     cfg = get_config(args.config)
     imgs = images_from_args(args, model.tensors[model.input].shape)
