@@ -595,6 +595,11 @@ class QModel:
         with open(path, "rb") as f:
             raw = f.read()
         try:
+            if raw.startswith(b"\x93NUMPY"):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            if not raw.startswith(b"PK"):
+                # np.load would try to unpickle it and suggest allow_pickle: never for a model
+                raise ValueError("it is not a ZIP archive (no 'PK' signature)")
             npz = np.load(io.BytesIO(raw), allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise ValueError("it holds a single .npy array, not an .npz archive")
@@ -602,7 +607,8 @@ class QModel:
                 files = list(npz.files)
                 data = {k: npz[k] for k in files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError,
-                NotImplementedError) as e:
+                NotImplementedError, RuntimeError) as e:
+            # RuntimeError: zipfile's "encrypted, password required" (a flipped flag bit)
             raise ModelFormatError(
                 f"{where} is not a readable ilmpq model file (.npz): {e}") from None
 
