@@ -1,6 +1,7 @@
 """Import a float CNN from ONNX into the float graph IR (:mod:`ilmpq.golden.float_model`).
 
-Supported ONNX operators (opsets 7 and newer) and how they map:
+Supported ONNX operators (ai.onnx opsets 7 up to the newest the installed ``onnx`` knows; others
+are rejected) and how they map:
 
 =========================  ==================================================================
 ONNX                       float IR
@@ -47,10 +48,15 @@ from .errors import IlmpqValueError
 from .float_model import (FConv, FFlatten, FGlobalAvgPool, FloatModel, FloatModelError,
                           FMaxPool)
 
-__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "META_INPUT_MEAN", "META_INPUT_STD"]
+__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "MIN_OPSET", "META_INPUT_MEAN",
+           "META_INPUT_STD"]
 
 META_INPUT_MEAN = "ilmpq.input_mean"
 META_INPUT_STD = "ilmpq.input_std"
+
+#: Oldest ai.onnx opset read (older ones have other attribute semantics, e.g. BatchNormalization's
+#: ``spatial``/``consumed_inputs``); the newest is the one the installed ``onnx`` package knows.
+MIN_OPSET = 7
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
@@ -114,6 +120,14 @@ def _parse_model(source):
 def _check_model(model, label):
     import onnx
 
+    newest = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and not MIN_OPSET <= imp.version <= newest:
+            raise OnnxImportError(
+                f"{label}: ai.onnx opset {imp.version} is not supported: ilmpq reads opsets "
+                f"{MIN_OPSET} to {newest} (the newest the installed onnx {onnx.__version__} "
+                f"knows); re-export the model with an opset in that range")
+
     # undefined operands first: the checker reports them less clearly
     known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
     for idx, node in enumerate(model.graph.node):
@@ -133,7 +147,16 @@ def _check_model(model, label):
             f"{label}: not a valid ONNX model: onnx.checker reports: {first}") from None
 
 
+def _dtype_name(code: int) -> str:
+    import onnx
+
+    dt = onnx.TensorProto.DataType
+    return dt.Name(code) if code in dt.values() else f"{code} (not an ONNX data type)"
+
+
 def _sanitize(name: str) -> str:
+    if isinstance(name, bytes):     # protobuf hands out invalid UTF-8 strings as bytes
+        name = name.decode("utf-8", "replace")
     out = "".join(ch if (ch.isalnum() or ch in "_.-") else "_" for ch in name).strip("_.")
     return out or "t"
 
@@ -252,6 +275,10 @@ class _Importer:
             except Exception as e:  # noqa: BLE001 - onnx raises several types here
                 raise OnnxImportError(
                     f"{self.label}: initializer {init.name!r} cannot be read ({e})") from None
+            arr = self.consts[init.name]
+            if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+                raise OnnxImportError(f"{self.label}: initializer {init.name!r} contains NaN "
+                                      f"or infinite values")
         real_inputs = [i for i in g.input if i.name not in self.consts]
         if len(real_inputs) != 1:
             raise OnnxImportError(
@@ -318,7 +345,7 @@ class _Importer:
                                 onnx.TensorProto.FLOAT16):
             raise OnnxImportError(
                 f"{self.label}: graph input {inp.name!r} has element type "
-                f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; a float input is required")
+                f"{_dtype_name(tt.elem_type)}; a float input is required")
         if not tt.HasField("shape"):
             raise OnnxImportError(
                 f"{self.label}: graph input {inp.name!r} has no shape (dynamic shapes are not "
@@ -503,6 +530,9 @@ class _Importer:
             if v.shape != (m,):
                 raise self.err(node, idx, f"{what} has {v.size} values, expected {m}")
         eps = float(a.get("epsilon", 1e-5))
+        if not np.all(var + eps > 0):
+            raise self.err(node, idx, f"var + epsilon must be positive for every channel "
+                                      f"(smallest {float(np.min(var + eps)):g})")
         s = gamma / np.sqrt(var + eps)
         conv.weight = conv.weight * s[:, None, None, None]
         conv.bias = (conv.bias - mean) * s + beta
@@ -705,8 +735,15 @@ def load_onnx(source, *, input_mean=None, input_std=None) -> FloatModel:
     FileNotFoundError
         ``source`` is a path that does not exist.
     """
-    model, label = _parse_model(source)
-    fm = _Importer(model, label).run()
+    try:
+        model, label = _parse_model(source)
+        fm = _Importer(model, label).run()
+    except UnicodeDecodeError as e:
+        # protobuf does not check proto2 strings: a corrupt name surfaces when it is read
+        where = ("<bytes>" if isinstance(source, (bytes, bytearray)) else "<ModelProto>"
+                 if not isinstance(source, (str, os.PathLike)) else os.fspath(source))
+        raise OnnxImportError(f"{where}: a name or text field is not valid UTF-8 ({e.reason} "
+                              f"at byte {e.start}); the file is corrupt") from None
     md = fm.meta["metadata"]
     for key, arg, attr in ((META_INPUT_MEAN, input_mean, "input_mean"),
                            (META_INPUT_STD, input_std, "input_std")):
