@@ -20,6 +20,7 @@ from .driver import Driver, RunStats, run_sync
 from .simmodels.axi_checker import AXIChecker
 from .simmodels.axi_mem import AXIMemory
 from .simmodels.axil import axil_read, axil_write
+from .simmodels.axil_checker import AXILiteChecker
 
 __all__ = ["SimResult", "AmaranthTransport", "VerilatorTransport", "simulate",
            "flat_bus"]
@@ -112,7 +113,11 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
 
     ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
     ``mem_mode``: ``"deterministic"`` or ``"random"`` (seeded stalls and latencies, Amaranth
-    only). ``progress(i, n)`` is called after each image.
+    only). ``progress(i, n)`` is called after each image. ``check_protocol`` (Amaranth): watch
+    the ``m_axi`` port with :class:`~.simmodels.axi_checker.AXIChecker` (bursts inside the
+    compiled window) and the ``s_axil`` port with
+    :class:`~.simmodels.axil_checker.AXILiteChecker`; a violation fails the run with
+    :class:`~.simmodels.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
     """
     images = [np.asarray(im) for im in images]
     if sim == "amaranth":
@@ -154,6 +159,8 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
     if check_protocol:
         AXIChecker(axi, max_burst=cfg.max_burst, max_reads_outstanding=cfg.max_reads_outstanding,
                    window=compiled.window).add_to(sim)
+        AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
+                       name="s_axil").add_to(sim)
     sim.add_testbench(testbench)
     if vcd:
         with sim.write_vcd(vcd):
