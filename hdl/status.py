@@ -29,7 +29,8 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     WPKG_MAGIC = 0x20           #: header magic wrong (not a weight package)
     WPKG_SEQ = 0x21             #: sequence number not the expected one (dropped, duplicated,
                                 #: reordered package)
-    WPKG_LENGTH = 0x22          #: length field zero, larger than a bank, or not whole sets
+    WPKG_LENGTH = 0x22          #: length field zero, larger than a bank, or not whole sets; or
+                                #: a LOAD_WEIGHTS stream that ends inside a package
     WPKG_CRC = 0x23             #: CRC-32 over header and payload does not match
     # program (0x30-0x3f)
     INSTR_OPCODE = 0x30         #: unknown opcode

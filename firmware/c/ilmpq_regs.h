@@ -66,7 +66,10 @@ extern "C" {
 #define ILMPQ_ERROR_CODE_WPKG_MAGIC 0x20u            /* header magic wrong (not a weight package) */
 /* sequence number not the expected one (dropped, duplicated, reordered package) */
 #define ILMPQ_ERROR_CODE_WPKG_SEQ 0x21u
-/* length field zero, larger than a bank, or not whole sets */
+/*
+ * length field zero, larger than a bank, or not whole sets; or a LOAD_WEIGHTS stream that ends
+ * inside a package
+ */
 #define ILMPQ_ERROR_CODE_WPKG_LENGTH 0x22u
 /* CRC-32 over header and payload does not match */
 #define ILMPQ_ERROR_CODE_WPKG_CRC 0x23u
