@@ -307,30 +307,7 @@ def rtl_validation(cfg: HWConfig, seed: int, full_model=None, full_comp=None,
     return out
 
 
-def _random_layer(r: np.random.Generator):
-    """A random small layer program for the tiny preset: conv 1x1/3x3/5x5, strides, a residual
-    pair, FC, or two layers (the same distribution as tests/test_cyclemodel.py)."""
-    c = int(r.choice([3, 4, 8, 12, 16, 24]))
-    m = int(r.choice([4, 8, 12, 16, 24, 32]))
-    h = int(r.choice([2, 3, 4, 6, 8, 12, 16]))
-    w = int(r.choice([2, 3, 4, 6, 8, 12, 16, 20]))
-    k = int(r.choice([1, 3, 5])) if min(h, w) >= 3 else 1
-    s = int(r.choice([1, 1, 2]))
-    kind = str(r.choice(["conv", "conv", "res", "fc", "two"]))
-    if kind == "fc":
-        return f"fc {c * h * w}->{m}", (c, h, w), lambda b: b.fc("a", b.flatten("f", "input"), m)
-    if kind == "res":
-        return f"residual C{c} {h}x{w} k{k}", (c, h, w), lambda b: b.conv(
-            "b", b.conv("a", "input", c, k, padding=k // 2), c, k, padding=k // 2,
-            residual="input")
-    if kind == "two":
-        def two(b):
-            t = b.conv("a", "input", m, k, stride=s, padding=k // 2)
-            k2 = 3 if min(b.shape(t)[1:]) >= 3 else 1
-            return b.conv("b", t, m, k2, padding=k2 // 2)
-        return f"two layers C{c} M{m} {h}x{w} k{k} s{s}", (c, h, w), two
-    return f"conv C{c} M{m} {h}x{w} k{k} s{s}", (c, h, w), lambda b: b.conv(
-        "a", "input", m, k, stride=s, padding=k // 2)
+from ilmpq.golden.random_models import random_layer_case as _random_layer  # noqa: E402
 
 
 def tiny_sweep(n: int, seed: int) -> dict:

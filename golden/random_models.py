@@ -36,7 +36,7 @@ from .ops import (
     output_range, requantize,
 )
 
-__all__ = ["random_qmodel", "resnet18_qmodel", "ModelBuilder"]
+__all__ = ["random_qmodel", "resnet18_qmodel", "ModelBuilder", "random_layer_case"]
 
 #: Percentile of the pre-clamp output that requantization maps to ``qmax``.
 _CALIB_PERCENTILE = 98.0
@@ -396,3 +396,33 @@ def resnet18_qmodel(rng: np.random.Generator, *, spec: NumericSpec | None = None
     t = b.fc("fc", t, int(num_classes))
     return b.build(t, meta={"generator": "resnet18_qmodel", "input_hw": input_hw,
                             "ratio": str(Fraction(ratio).limit_denominator(1 << 16))})
+
+
+def random_layer_case(r: np.random.Generator):
+    """A random small layer program for timing studies: ``(description, input shape, build)``.
+
+    ``build(builder)`` appends to a :class:`ModelBuilder` one conv (1x1/3x3/5x5, stride 1 or 2),
+    a residual pair, an FC, or two convs, and returns the output tensor name. Used by the cycle
+    model's tests and ``bench/resnet18.py`` (the same distribution in both).
+    """
+    c = int(r.choice([3, 4, 8, 12, 16, 24]))
+    m = int(r.choice([4, 8, 12, 16, 24, 32]))
+    h = int(r.choice([2, 3, 4, 6, 8, 12, 16]))
+    w = int(r.choice([2, 3, 4, 6, 8, 12, 16, 20]))
+    k = int(r.choice([1, 3, 5])) if min(h, w) >= 3 else 1
+    s = int(r.choice([1, 1, 2]))
+    kind = str(r.choice(["conv", "conv", "res", "fc", "two"]))
+    if kind == "fc":
+        return f"fc {c * h * w}->{m}", (c, h, w), lambda b: b.fc("a", b.flatten("f", "input"), m)
+    if kind == "res":
+        return f"residual C{c} {h}x{w} k{k}", (c, h, w), lambda b: b.conv(
+            "b", b.conv("a", "input", c, k, padding=k // 2), c, k, padding=k // 2,
+            residual="input")
+    if kind == "two":
+        def two(b):
+            t = b.conv("a", "input", m, k, stride=s, padding=k // 2)
+            k2 = 3 if min(b.shape(t)[1:]) >= 3 else 1
+            return b.conv("b", t, m, k2, padding=k2 // 2)
+        return f"two layers C{c} M{m} {h}x{w} k{k} s{s}", (c, h, w), two
+    return f"conv C{c} M{m} {h}x{w} k{k} s{s}", (c, h, w), lambda b: b.conv(
+        "a", "input", m, k, stride=s, padding=k // 2)
