@@ -34,9 +34,12 @@ def _run_rtl_amaranth(cfg, compiled, images):
     from amaranth.sim import Simulator
 
     from ilmpq.firmware.driver import Driver
+    from ilmpq.firmware.simmodels.axi_checker import AXIChecker
     from ilmpq.firmware.simmodels.axi_mem import AXIMemory
+    from ilmpq.firmware.simmodels.axil_checker import AXILiteChecker
     from ilmpq.firmware.simulate import AmaranthTransport, flat_bus
-    from ilmpq.hdl.axi import AXI4Signature
+    from ilmpq.hdl.axi import AXI4LiteSignature, AXI4Signature
+    from ilmpq.hdl.regmap import CSR_ADDR_WIDTH
     from ilmpq.hdl.top import Accelerator
 
     assert all(c.base == DEFAULT_BASE for c in compiled)
@@ -56,6 +59,11 @@ def _run_rtl_amaranth(cfg, compiled, images):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     mem.add_to(sim)
+    # the protocol checkers watch every end-to-end run (as in firmware/simulate.py)
+    AXIChecker(axi, max_burst=cfg.max_burst,
+               max_reads_outstanding=cfg.max_reads_outstanding).add_to(sim)
+    AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
+                   name="s_axil").add_to(sim)
     sim.add_testbench(testbench)
     sim.run()
     return out
