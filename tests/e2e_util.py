@@ -3,7 +3,7 @@
 import numpy as np
 
 from ilmpq.firmware.compiler import compile_model
-from ilmpq.firmware.simulate import simulate
+from ilmpq.firmware.sim.simulate import simulate
 from ilmpq.golden import reference
 
 

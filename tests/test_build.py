@@ -17,9 +17,9 @@ import pytest
 
 from ilmpq.firmware import build as B
 from ilmpq.firmware.cli import main
-from ilmpq.firmware.cmd_verilog import vivado_attributes
+from ilmpq.firmware.cli.verilog import vivado_attributes
 from ilmpq.firmware.regmap import generate
-from ilmpq.firmware.resources import Resources
+from ilmpq.firmware.board.resources import Resources
 from ilmpq.golden.errors import IlmpqError
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.platforms import BOARDS, ZC706Platform, get_board
@@ -288,7 +288,7 @@ def test_parsers_reject_other_text():
 # ---- ilmpq verilog -----------------------------------------------------------------------------
 
 def test_cli_verilog_writes_lint_clean_verilog_readme_and_host_files(tmp_path, capsys):
-    from ilmpq.firmware.verilator.lint import lint
+    from ilmpq.firmware.sim.verilator.lint import lint
 
     cfg = get_config("tiny")
     out = tmp_path / "v"

@@ -1,4 +1,4 @@
-"""The bare-metal C driver (firmware/c/ilmpq_driver.c), compiled on the host with
+"""The bare-metal C driver (firmware/board/c/ilmpq_driver.c), compiled on the host with
 ``gcc -std=c99 -Wall -Wextra -Werror -pedantic``.
 
 Two HALs drive it:
@@ -28,7 +28,7 @@ import pytest
 
 from e2e_util import assert_layers_equal
 from ilmpq.firmware.compiler import AccelStep, CpuStep, compile_model
-from ilmpq.firmware.isasim import cpu_inputs, cpu_layer
+from ilmpq.firmware.sim.isasim import cpu_inputs, cpu_layer
 from ilmpq.firmware.regmap import HardwareIdentity, generate_c_header
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import random_qmodel
@@ -308,7 +308,7 @@ def _u32_at(dev, offset) -> int:
 
 @pytest.mark.parametrize("std", ["c99", "c11"])
 def test_driver_compiles_cleanly_with_the_committed_header(tmp_path, std):
-    """The committed files as a user gets them: firmware/c/ with the z020 header, strict flags
+    """The committed files as a user gets them: firmware/board/c/ with the z020 header, strict flags
     (plus -Wconversion -Wshadow), and as C++."""
     cc = subprocess.run(["gcc", f"-std={std}", "-Wall", "-Wextra", "-Werror", "-pedantic",
                          "-Wconversion", "-Wshadow", "-Wstrict-prototypes",
@@ -344,7 +344,7 @@ def test_return_codes_and_strerror(drv):
 @pytest.fixture(scope="module")
 def rtl_lib():
     """Path of the Verilator simulation library of the tiny accelerator (cached build)."""
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound, verilator_path
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, verilator_path
     try:
         verilator_path()
     except VerilatorNotFound as e:
@@ -352,8 +352,8 @@ def rtl_lib():
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not on PATH")
-    from ilmpq.firmware.verilator.build import build_library
-    from ilmpq.firmware.verilog import accelerator_verilog
+    from ilmpq.firmware.sim.verilator.build import build_library
+    from ilmpq.firmware.board.verilog import accelerator_verilog
     text, top = accelerator_verilog(TINY)
     return build_library(text, top).path, (text, top)
 
@@ -361,7 +361,7 @@ def rtl_lib():
 @pytest.fixture
 def rtl(drv, rtl_lib):
     """The driver on a fresh RTL simulation (memory at BASE, 100 MHz)."""
-    from ilmpq.firmware.verilator.build import ABI_VERSION
+    from ilmpq.firmware.sim.verilator.build import ABI_VERSION
     rc = drv.glue_open(rtl_lib[0].encode(), ABI_VERSION, BASE, MEM_SIZE, MHZ)
     assert rc == 0, f"glue_open failed with {rc}"
     yield drv, drv.glue_dev()
@@ -438,7 +438,7 @@ def test_c_driver_runs_compiled_models_bit_exact_on_the_rtl(rtl, rtl_lib, rng):
     st = _stats(drv)
     assert st["cleans"] >= 3 and st["invalidates"] >= len(comp.tensors)
     # the same counters as the Python driver on the same RTL
-    from ilmpq.firmware.simulate import simulate
+    from ilmpq.firmware.sim.simulate import simulate
     py = simulate(comp, imgs, sim="verilator")
     assert [r.stats.counters for r in py] == totals
     assert totals[0]["cycles"] > 0 and totals[0]["pe_busy"] > 0
@@ -552,7 +552,7 @@ def _instruction_with_opcode(value: int) -> bytes:
 @pytest.mark.verilator
 def test_a_driver_for_another_configuration_refuses_the_bitstream(tmp_path, rtl_lib):
     """The driver compiled with the committed z020 header against the tiny RTL."""
-    from ilmpq.firmware.verilator.build import ABI_VERSION
+    from ilmpq.firmware.sim.verilator.build import ABI_VERSION
     z = _build(tmp_path / "z020", (CDIR / "ilmpq_regs.h").read_text())
     assert z.glue_open(rtl_lib[0].encode(), ABI_VERSION, BASE, MEM_SIZE, MHZ) == 0
     try:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ilmpq.firmware.compiler import CompileError, compile_model
-from ilmpq.firmware.isasim import run_compiled
+from ilmpq.firmware.sim.isasim import run_compiled
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import random_qmodel
 from ilmpq.hdl.config import HWConfig, get_config

@@ -34,10 +34,10 @@ def _run_rtl_amaranth(cfg, compiled, images):
     from amaranth.sim import Simulator
 
     from ilmpq.firmware.driver import Driver
-    from ilmpq.firmware.simmodels.axi_checker import AXIChecker
-    from ilmpq.firmware.simmodels.axi_mem import AXIMemory
-    from ilmpq.firmware.simmodels.axil_checker import AXILiteChecker
-    from ilmpq.firmware.simulate import AmaranthTransport, flat_bus
+    from ilmpq.firmware.sim.models.axi_checker import AXIChecker
+    from ilmpq.firmware.sim.models.axi_mem import AXIMemory
+    from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
+    from ilmpq.firmware.sim.simulate import AmaranthTransport, flat_bus
     from ilmpq.hdl.axi import AXI4LiteSignature, AXI4Signature
     from ilmpq.hdl.regmap import CSR_ADDR_WIDTH
     from ilmpq.hdl.top import Accelerator
@@ -59,7 +59,7 @@ def _run_rtl_amaranth(cfg, compiled, images):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     mem.add_to(sim)
-    # the protocol checkers watch every end-to-end run (as in firmware/simulate.py)
+    # the protocol checkers watch every end-to-end run (as in firmware/sim/simulate.py)
     AXIChecker(axi, max_burst=cfg.max_burst,
                max_reads_outstanding=cfg.max_reads_outstanding).add_to(sim)
     AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
@@ -135,8 +135,8 @@ def test_model_matches_verilator_rtl_on_random_layers():
     """30 seeded random layer shapes (conv 1x1/3x3/5x5, strides, residuals, FC, two-layer
     programs) on the tiny preset under Verilator: every one within 2 %."""
     from ilmpq.firmware.driver import Driver, run_sync
-    from ilmpq.firmware.simulate import VerilatorTransport
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound, verilator_path
+    from ilmpq.firmware.sim.simulate import VerilatorTransport
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, verilator_path
     try:
         verilator_path()
     except VerilatorNotFound as e:
@@ -144,8 +144,8 @@ def test_model_matches_verilator_rtl_on_random_layers():
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not on PATH")
-    from ilmpq.firmware.verilator.sim import VerilatorSim
-    from ilmpq.firmware.verilog import accelerator_verilog
+    from ilmpq.firmware.sim.verilator.sim import VerilatorSim
+    from ilmpq.firmware.board.verilog import accelerator_verilog
 
     cases, models, images = [], [], []
     for i in range(30):

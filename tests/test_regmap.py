@@ -1,6 +1,6 @@
 """The accelerator register map and its generated host views (Python, C, markdown, JSON).
 
-The committed ``firmware/c/ilmpq_regs.h`` and ``docs/registers.md`` must equal what the
+The committed ``firmware/board/c/ilmpq_regs.h`` and ``docs/registers.md`` must equal what the
 generator produces now; the header is compiled with ``-std=c99 -Wall -Wextra -Werror`` and a
 small program prints every symbol and exercises the accessors, compared with the map in Python.
 """
@@ -31,7 +31,7 @@ def regenerate_hint(fmt, path):
             f"{fmt} -o {path}")
 
 
-@pytest.mark.parametrize("fmt,path", [("c", "firmware/c/ilmpq_regs.h"),
+@pytest.mark.parametrize("fmt,path", [("c", "firmware/board/c/ilmpq_regs.h"),
                                       ("md", "docs/registers.md")])
 def test_generated_files_are_up_to_date(fmt, path):
     assert (ROOT / path).read_text() == generate(Z020, fmt), regenerate_hint(fmt, path)
@@ -244,7 +244,7 @@ def _c_program(m: RegisterMap, rng) -> tuple[str, list[str]]:
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler (gcc) on PATH")
 def test_c_header_compiles_and_matches_the_map(tmp_path, rng):
     m = accelerator_regmap(Z020)
-    header = ROOT / "firmware/c/ilmpq_regs.h"
+    header = ROOT / "firmware/board/c/ilmpq_regs.h"
     assert header.read_text() == generate_c_header(m), regenerate_hint("c", header)
     src, expect = _c_program(m, rng)
     (tmp_path / "check.c").write_text(src)

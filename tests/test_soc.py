@@ -853,7 +853,7 @@ def test_axi3_signature_members():
 def test_adapters_verilog_lints_clean(name):
     from amaranth.back import verilog
 
-    from ilmpq.firmware.verilator.lint import lint
+    from ilmpq.firmware.sim.verilator.lint import lint
 
     dut = (AXI3ToAXI4Lite(base=GP0_BASE) if name == "bridge"
            else AXI4ToAXI3(id_width=4, max_writes_outstanding=4))

@@ -1,4 +1,4 @@
-"""The Linux board transport (firmware/transport_linux.py) and ``ilmpq board``, without a board.
+"""The Linux board transport (firmware/board/linux.py) and ``ilmpq board``, without a board.
 
 * Device files are stand-ins: a sparse file for ``/dev/mem`` (the register window lands at its
   physical offset), a file plus a sysfs directory for a u-dma-buf device, a socket pair for a UIO
@@ -31,7 +31,7 @@ from ilmpq.firmware.compiler import AccelStep, compile_model
 from ilmpq.firmware.driver import (
     DMAError, Driver, DriverTimeout, WeightPackageRejected, run_sync,
 )
-from ilmpq.firmware.transport_linux import (
+from ilmpq.firmware.board.linux import (
     CSR_SIZE, DMA_FROM_DEVICE, DMA_TO_DEVICE, BoardError, LinuxTransport, MmapRegisters,
     PhysBuffer, PynqBuffer, UdmabufBuffer, UioInterrupt, check_fpga_programmed,
 )
@@ -335,7 +335,7 @@ def test_open_wires_the_devices_and_checks_its_arguments(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_verilog():
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound, verilator_path
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, verilator_path
     try:
         verilator_path()
     except VerilatorNotFound as e:
@@ -343,7 +343,7 @@ def tiny_verilog():
     for tool in ("make", "g++"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not on PATH")
-    from ilmpq.firmware.verilog import accelerator_verilog
+    from ilmpq.firmware.board.verilog import accelerator_verilog
     return accelerator_verilog(TINY)
 
 
@@ -378,7 +378,7 @@ class SimClock:
 @pytest.fixture
 def board(tmp_path, tiny_verilog):
     """A LinuxTransport on the RTL: registers on s_axil, u-dma-buf emulated over its DRAM."""
-    from ilmpq.firmware.verilator.sim import VerilatorSim
+    from ilmpq.firmware.sim.verilator.sim import VerilatorSim
     vsim = VerilatorSim(*tiny_verilog, mem_base=PHYS, mem_size=DMA_SIZE)
     paths = fake_udmabuf(tmp_path)
     lock = threading.Lock()
@@ -407,7 +407,7 @@ def test_the_driver_runs_bit_exact_through_the_linux_transport(board, rng):
         out, st = run_sync(drv.infer(comp, img, load=(i == 0)))
         assert_layers_equal(model, reference.run(model, img, spec=TINY.numeric), out)
         stats.append(st.counters)
-    from ilmpq.firmware.simulate import simulate
+    from ilmpq.firmware.sim.simulate import simulate
     assert [r.stats.counters for r in simulate(comp, imgs, sim="verilator")] == stats
     n_prog = sum(isinstance(s, AccelStep) for s in comp.steps)
     assert board.t.polls >= 2 * n_prog
@@ -532,7 +532,7 @@ def test_board_info_identifies_the_bitstream(tmp_path, capsys):
 
 @pytest.mark.verilator
 def test_board_run_self_test_on_the_rtl(board, tmp_path, rng, monkeypatch, capsys):
-    from ilmpq.firmware import cmd_board
+    from ilmpq.firmware.cli import board as cmd_board
     model = _model(rng)
     path = tmp_path / "model.npz"
     model.save(path)
@@ -558,7 +558,7 @@ def test_board_run_self_test_on_the_rtl(board, tmp_path, rng, monkeypatch, capsy
 
 
 def test_board_run_refuses_a_too_small_buffer(tmp_path, rng, monkeypatch, capsys):
-    from ilmpq.firmware import cmd_board
+    from ilmpq.firmware.cli import board as cmd_board
     model = _model(rng)
     path = tmp_path / "model.npz"
     model.save(path)

@@ -8,7 +8,7 @@ import pytest
 
 from e2e_util import assert_layers_equal
 from ilmpq.firmware.compiler import compile_model
-from ilmpq.firmware.simulate import simulate
+from ilmpq.firmware.sim.simulate import simulate
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import random_qmodel
 from ilmpq.hdl.config import get_config
@@ -20,7 +20,7 @@ TINY = get_config("tiny")
 
 @pytest.fixture(scope="module", autouse=True)
 def _toolchain():
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound, verilator_path
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, verilator_path
     try:
         verilator_path()
     except VerilatorNotFound as e:

@@ -528,7 +528,7 @@ def test_accelerator_counters_count_cycles(tiny, rng):
 # -- Verilog -------------------------------------------------------------------------------------
 
 def test_csrbank_verilog_lints_clean():
-    lint_mod = pytest.importorskip("ilmpq.firmware.verilator.lint")
+    lint_mod = pytest.importorskip("ilmpq.firmware.sim.verilator.lint")
     try:
         lint_mod.verilator_path()
     except lint_mod.VerilatorNotFound as e:

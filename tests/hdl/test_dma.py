@@ -643,7 +643,7 @@ def test_ports_follow_the_config(preset):
 
 @pytest.mark.verilator
 def test_verilog_lints_clean():
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound, lint
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, lint
     try:
         for strobes in (False, True):
             v = verilog.convert(DMA(CFG, n_read_clients=3, write_strobes=strobes), name="dma")

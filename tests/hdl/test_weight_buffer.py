@@ -14,7 +14,7 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from ilmpq.firmware import wpkg
-from ilmpq.firmware.verilator.lint import VerilatorNotFound, lint
+from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, lint
 from ilmpq.hdl.config import ConfigError, get_config
 from ilmpq.hdl.crc import CRC32, crc32_step, CRC32_INIT
 from ilmpq.hdl.status import ErrorCode

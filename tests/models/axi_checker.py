@@ -1,5 +1,5 @@
-"""Re-export of :mod:`ilmpq.firmware.simmodels.axi_checker` (the model ships in the package so that
+"""Re-export of :mod:`ilmpq.firmware.sim.models.axi_checker` (the model ships in the package so that
 ``ilmpq simulate`` can use it)."""
 
-from ilmpq.firmware.simmodels.axi_checker import *  # noqa: F401,F403
-from ilmpq.firmware.simmodels.axi_checker import __all__  # noqa: F401
+from ilmpq.firmware.sim.models.axi_checker import *  # noqa: F401,F403
+from ilmpq.firmware.sim.models.axi_checker import __all__  # noqa: F401

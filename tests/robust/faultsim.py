@@ -24,7 +24,7 @@ Faults:
 * ``stalls``: ``{("r" | "w", burst_index): extra_cycles}``: that read burst's first R beat / that
   write burst's B response comes later;
 * ``errors``: ``{("r" | "w", burst_index): "SLVERR" | "DECERR"}``: error responses
-  (:class:`~ilmpq.firmware.simmodels.axi_mem.AXIMemory`);
+  (:class:`~ilmpq.firmware.sim.models.axi_mem.AXIMemory`);
 * ``corrupt``: ``f(image: bytearray)`` edits a copy of the memory image written before the run
   (a fault at rest in DRAM; the recovery reloads the good image);
 * ``run``: replaces the faulty run (``async run(driver)``), e.g. to start a program with a bad
@@ -45,10 +45,10 @@ from amaranth.sim import Simulator
 from ilmpq.firmware import wpkg
 from ilmpq.firmware.compiler import AccelStep, Compiled
 from ilmpq.firmware.driver import Driver
-from ilmpq.firmware.simmodels.axi_checker import AXIChecker
-from ilmpq.firmware.simmodels.axi_mem import AXIMemory
-from ilmpq.firmware.simmodels.axil_checker import AXILiteChecker
-from ilmpq.firmware.simulate import AmaranthTransport, flat_bus
+from ilmpq.firmware.sim.models.axi_checker import AXIChecker
+from ilmpq.firmware.sim.models.axi_mem import AXIMemory
+from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
+from ilmpq.firmware.sim.simulate import AmaranthTransport, flat_bus
 from ilmpq.golden import reference
 from ilmpq.hdl.axi import AXI4LiteSignature, AXI4Signature, AXIResp
 from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, encode

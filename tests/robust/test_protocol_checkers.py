@@ -1,17 +1,17 @@
-"""The AXI4-Lite protocol checker (firmware/simmodels/axil_checker.py) and the protocol checkers
-being active in every end-to-end simulation (firmware/simulate.py)."""
+"""The AXI4-Lite protocol checker (firmware/sim/models/axil_checker.py) and the protocol checkers
+being active in every end-to-end simulation (firmware/sim/simulate.py)."""
 
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-import ilmpq.firmware.simulate as simulate_mod
+import ilmpq.firmware.sim.simulate as simulate_mod
 from corpus import small_qmodel
 from ilmpq.firmware.compiler import compile_model
-from ilmpq.firmware.simmodels.axi_checker import AXIChecker
-from ilmpq.firmware.simmodels.axil import AXILiteManager
-from ilmpq.firmware.simmodels.axil_checker import AXILiteChecker, AXIProtocolError
+from ilmpq.firmware.sim.models.axi_checker import AXIChecker
+from ilmpq.firmware.sim.models.axil import AXILiteManager
+from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker, AXIProtocolError
 from ilmpq.golden import reference
 from ilmpq.hdl.axi import AXI4LiteSignature, AXIResp
 from ilmpq.hdl.csr import CSRBank

@@ -29,8 +29,8 @@ from vl_designs import MEM_BASE, design_verilog, top_name  # noqa: E402
 from memcpy_dut import (CTRL_START, MODE_COPY, MODE_FILL, REG_BEATS, REG_CTRL,  # noqa: E402
                         REG_DST, REG_MAXBURST, REG_MODE, REG_SRC)
 
-from ilmpq.firmware.verilator import build as vbuild  # noqa: E402
-from ilmpq.firmware.verilator.sim import VerilatorSim  # noqa: E402
+from ilmpq.firmware.sim.verilator import build as vbuild  # noqa: E402
+from ilmpq.firmware.sim.verilator.sim import VerilatorSim  # noqa: E402
 
 
 DEFAULT_OPT = vbuild.OPT_FLAGS

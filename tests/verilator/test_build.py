@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from vl_designs import design_verilog, top_name
-from ilmpq.firmware.verilator.build import (LIB_NAME, build, build_library, cache_key,
+from ilmpq.firmware.sim.verilator.build import (LIB_NAME, build, build_library, cache_key,
                                             check_top_ports, default_cache_dir, parse_ports)
-from ilmpq.firmware.verilator.sim import VerilatorSim
+from ilmpq.firmware.sim.verilator.sim import VerilatorSim
 from ilmpq.golden.errors import IlmpqValueError
 from memcpy_dut import MODE_COPY, REG_BEATS, REG_CTRL, REG_DST, REG_MODE, REG_SRC, CTRL_START
 
@@ -93,7 +93,7 @@ def test_second_build_is_a_cache_hit(good):
 
 _CHILD = """
 import json, sys
-from ilmpq.firmware.verilator.build import build_library
+from ilmpq.firmware.sim.verilator.build import build_library
 verilog = open(sys.argv[1]).read()
 r = build_library(verilog, sys.argv[2], cache_dir=sys.argv[3], trace=True)
 print(json.dumps({"path": r.path, "cached": r.cached}))

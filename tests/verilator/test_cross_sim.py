@@ -1,5 +1,5 @@
 """The same programs on the Amaranth simulator (the Python AXI memory model and AXI4-Lite
-manager of ``ilmpq.firmware.simmodels``) and on Verilator (the C++ harness): identical cycle
+manager of ``ilmpq.firmware.sim.models``) and on Verilator (the C++ harness): identical cycle
 counts, counters, register values and memory contents.
 
 This pins the two implementations of ``docs/memory_model.md`` and of the AXI4-Lite access
@@ -19,7 +19,7 @@ from memcpy_dut import (CTRL_CLEAR, CTRL_START, MODE_CHECKSUM, MODE_COPY, MODE_F
                         REG_MODE, REG_PATTERN, REG_SRC, REG_STATUS, REG_WSTRB, MemcpyEngine)
 
 try:  # the models ship in the package (``ilmpq simulate``); tests/models re-exports them
-    from ilmpq.firmware.simmodels import axi_mem, axil
+    from ilmpq.firmware.sim.models import axi_mem, axil
 except ImportError:
     axi_mem = pytest.importorskip("models.axi_mem")
     axil = pytest.importorskip("models.axil")

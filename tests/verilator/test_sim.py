@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ilmpq.firmware.verilator.sim import (AXIProtocolError, CSRResponseError, DesignError,
+from ilmpq.firmware.sim.verilator.sim import (AXIProtocolError, CSRResponseError, DesignError,
                                           SimTimeout, VerilatorSim)
 from ilmpq.golden.errors import IlmpqTypeError, IlmpqValueError
 from memcpy_dut import (CTRL_CLEAR, CTRL_START, FAULT_ASSERT, FAULT_DROP_ARVALID,

@@ -12,8 +12,8 @@ MEM_SIZE = 1 << 20
 
 def toolchain_problem() -> str | None:
     """Why Verilator models cannot be built here, or None."""
-    from ilmpq.firmware.verilator.build import _check_tools
-    from ilmpq.firmware.verilator.lint import VerilatorNotFound
+    from ilmpq.firmware.sim.verilator.build import _check_tools
+    from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound
     try:
         _check_tools()
     except VerilatorNotFound as e:
@@ -39,7 +39,7 @@ class Design:
     mem_size = MEM_SIZE
 
     def __init__(self, *, data_width: int, faults: bool = False):
-        from ilmpq.firmware.verilator.build import build_library
+        from ilmpq.firmware.sim.verilator.build import build_library
         self.top = top_name(data_width=data_width, faults=faults)
         self.verilog = design_verilog(data_width=data_width, faults=faults)
         self.data_width = data_width
@@ -48,7 +48,7 @@ class Design:
 
     def sim(self, **kw):
         """A fresh :class:`VerilatorSim` of this design (memory at MEM_BASE, MEM_SIZE bytes)."""
-        from ilmpq.firmware.verilator.sim import VerilatorSim
+        from ilmpq.firmware.sim.verilator.sim import VerilatorSim
         kw.setdefault("mem_base", MEM_BASE)
         kw.setdefault("mem_size", MEM_SIZE)
         return VerilatorSim(self.verilog, self.top, **kw)

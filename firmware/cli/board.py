@@ -34,17 +34,17 @@ import time
 
 import numpy as np
 
-from ..golden import reference
-from ..golden.errors import IlmpqValueError
-from ..golden.model import QModel
-from ..hdl.config import PRESETS, get_config
-from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
-from ..hdl.soc import GP0_BASE
-from .cmd_simulate import compare_layers, images_from_args
-from .compiler import compile_model
-from .driver import Driver, run_sync
-from .regmap import HardwareIdentity
-from .transport_linux import (
+from ...golden import reference
+from ...golden.errors import IlmpqValueError
+from ...golden.model import QModel
+from ...hdl.config import PRESETS, get_config
+from ...hdl.regmap import COUNTER_NAMES, accelerator_regmap
+from ...hdl.soc import GP0_BASE
+from .simulate import compare_layers, images_from_args
+from ..compiler import compile_model
+from ..driver import Driver, run_sync
+from ..regmap import HardwareIdentity
+from ..board.linux import (
     CSR_SIZE, DEFAULT_CLOCK_MHZ, FPGA_STATE_PATH, BoardError, LinuxTransport, MmapRegisters,
     check_fpga_programmed,
 )

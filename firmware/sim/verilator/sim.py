@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...golden.errors import IlmpqTypeError, IlmpqValueError
+from ....golden.errors import IlmpqTypeError, IlmpqValueError
 from .build import ABI_VERSION, build_library
 
 __all__ = ["VerilatorSim", "VerilatorSimError", "AXIProtocolError", "DesignError", "SimTimeout",
@@ -171,7 +171,7 @@ class VerilatorSim:
     ----------
     verilog_text : str
         Verilog containing module ``top`` with the accelerator's flat ports
-        (:data:`ilmpq.firmware.verilator.build.REQUIRED_PORTS`).
+        (:data:`ilmpq.firmware.sim.verilator.build.REQUIRED_PORTS`).
     top : str
         Top module name.
     mem_base, mem_size : int
@@ -184,7 +184,7 @@ class VerilatorSim:
     csr_timeout : int
         Cycles an AXI4-Lite access may take before :class:`SimTimeout`.
     cache_dir : str, optional
-        Build cache root (default :func:`~ilmpq.firmware.verilator.build.default_cache_dir`).
+        Build cache root (default :func:`~ilmpq.firmware.sim.verilator.build.default_cache_dir`).
     vcd : str, optional
         Write a VCD of every signal to this path, from construction on (uses a library built
         with ``--trace``; clock period 10 time units, rising edges at multiples of 10). Slow and
@@ -217,7 +217,7 @@ class VerilatorSim:
                 raise IlmpqValueError(f"{name} must be at most {1 << 20}, not {value}")
         self._h = None
         result = build_library(verilog_text, top, cache_dir=cache_dir, trace=vcd is not None)
-        #: The :class:`~ilmpq.firmware.verilator.build.BuildResult` of the library in use.
+        #: The :class:`~ilmpq.firmware.sim.verilator.build.BuildResult` of the library in use.
         self.build_result = result
         if mem_base + mem_size > 1 << result.addr_bits:
             raise IlmpqValueError(

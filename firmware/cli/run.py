@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from ..golden.errors import IlmpqValueError
-from ..golden.formats import SUPPORTED_ACT_BITS
-from ..golden.quantize import RULES
-from ..hdl.config import PRESETS, HWConfig, get_config
+from ...golden.errors import IlmpqValueError
+from ...golden.formats import SUPPORTED_ACT_BITS
+from ...golden.quantize import RULES
+from ...hdl.config import PRESETS, HWConfig, get_config
 
 HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
         "(float, all-8-bit, all-4-bit, ILMPQ)")
@@ -80,7 +80,7 @@ class RunState:
 
 def stage_load(st: RunState) -> None:
     """Load the embedded model and the calibration and test splits."""
-    from ..golden.data import load_default_model, load_digits
+    from ...golden.data import load_default_model, load_digits
 
     st.float_model = load_default_model()
     st.calib = load_digits("calib")
@@ -93,7 +93,7 @@ def stage_load(st: RunState) -> None:
 
 def stage_quantize(st: RunState) -> None:
     """Quantize for the configuration's ratio and for the two uniform baselines."""
-    from ..golden.quantize import quantize
+    from ...golden.quantize import quantize
 
     spec = st.config.numeric
     for name, ratio in (("all-8-bit", Fraction(1)), ("all-4-bit", Fraction(0)),
@@ -104,7 +104,7 @@ def stage_quantize(st: RunState) -> None:
 
 def stage_evaluate(st: RunState) -> None:
     """Test accuracy of the float model and of every quantized variant."""
-    from ..golden.quantize import accuracy_float, accuracy_int
+    from ...golden.quantize import accuracy_float, accuracy_int
 
     x, y = st.test
     st.accuracy["float"] = accuracy_float(st.float_model, x, y)
@@ -114,7 +114,7 @@ def stage_evaluate(st: RunState) -> None:
 
 def stage_report(st: RunState) -> None:
     """Print the accuracy table and the ILMPQ per-layer report."""
-    from ..golden.quantize import quant_report
+    from ...golden.quantize import quant_report
 
     x, y = st.test
     n = len(y)
@@ -140,7 +140,7 @@ def stage_compile(st: RunState) -> None:
     """Compile the ILMPQ model for the configuration and print the compile report."""
     if st.sim == "none":
         return
-    from .compiler import compile_model
+    from ..compiler import compile_model
 
     st.compiled = compile_model(st.ilmpq, st.config)
     st.say()
@@ -154,9 +154,9 @@ def stage_simulate(st: RunState) -> None:
         return
     import numpy as np
 
-    from ..golden import reference
-    from .cmd_simulate import compare_layers
-    from .simulate import simulate
+    from ...golden import reference
+    from .simulate import compare_layers
+    from ..sim.simulate import simulate
 
     x, y = st.test
     n = st.n_rtl if st.n_rtl is not None else (len(y) if st.sim == "verilator" else 2)
@@ -226,7 +226,7 @@ STAGES: list = [
 
 
 def main(args) -> int:
-    from ..golden.quantize import quant_report
+    from ...golden.quantize import quant_report
 
     if args.images is not None and args.images < 1:
         raise IlmpqValueError(f"--images must be at least 1, not {args.images}")

@@ -1,7 +1,7 @@
 // Verilator harness for ilmpq accelerator tops: clock/reset, an AXI4-Lite manager for the CSRs,
 // and the deterministic AXI4 memory model of docs/memory_model.md on the m_axi port, all in C++
 // so a whole network runs at Verilator speed. Python drives it through the C API at the bottom
-// (ilmpq.firmware.verilator.sim loads the shared library with ctypes).
+// (ilmpq.firmware.sim.verilator.sim loads the shared library with ctypes).
 //
 // The model is compiled together with the Verilated top (always prefixed Vtop). The build writes
 // ilmpq_harness_config.h with

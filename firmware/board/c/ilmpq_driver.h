@@ -10,7 +10,7 @@
  * application's job.
  *
  * Build: copy ilmpq_driver.c/.h next to the ilmpq_regs.h of your bitstream (ilmpq build and
- * ilmpq verilog write it; firmware/c/ilmpq_regs.h is the z020 one) and compile with any C99
+ * ilmpq verilog write it; firmware/board/c/ilmpq_regs.h is the z020 one) and compile with any C99
  * compiler. The driver uses only <stdint.h>, <stddef.h> and memcpy from <string.h>: no heap, no
  * stdio, no global state, so several accelerators can be driven from one program.
  *

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden.errors import IlmpqValueError
-from ..golden.formats import SUPPORTED_ACT_BITS, NumericSpec
-from ..golden.quantize import RULES, parse_ratio, quant_report, quantize
-from ..hdl.config import PRESETS, get_config
+from ...golden.errors import IlmpqValueError
+from ...golden.formats import SUPPORTED_ACT_BITS, NumericSpec
+from ...golden.quantize import RULES, parse_ratio, quant_report, quantize
+from ...hdl.config import PRESETS, get_config
 
 HELP = "quantize a float ONNX CNN (or the embedded default model) into an ILMPQ integer model"
 
@@ -107,8 +107,8 @@ def resolve_target(args) -> tuple[Fraction, NumericSpec, str]:
 
 def load_model(name: str):
     """The float model: the embedded one for ``default``, else an ONNX file."""
-    from ..golden.data import load_default_model
-    from ..golden.onnx_import import load_onnx
+    from ...golden.data import load_default_model
+    from ...golden.onnx_import import load_onnx
 
     if name == DEFAULT_MODEL:
         return load_default_model()
@@ -141,8 +141,8 @@ def load_calib(path) -> np.ndarray:
 
 
 def main(args) -> int:
-    from ..golden.data import load_digits
-    from ..golden.quantize import accuracy_float, accuracy_int
+    from ...golden.data import load_digits
+    from ...golden.quantize import accuracy_float, accuracy_int
 
     ratio, spec, desc = resolve_target(args)
     act_clip = parse_act_clip(args.act_clip)

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hdl.axi import AXI4LiteSignature, AXI4Signature
-from ..hdl.config import HWConfig
-from ..hdl.regmap import CSR_ADDR_WIDTH
-from .compiler import Compiled
-from .driver import Driver, RunStats, run_sync
-from .simmodels.axi_checker import AXIChecker
-from .simmodels.axi_mem import AXIMemory
-from .simmodels.axil import axil_read, axil_write
-from .simmodels.axil_checker import AXILiteChecker
+from ...hdl.axi import AXI4LiteSignature, AXI4Signature
+from ...hdl.config import HWConfig
+from ...hdl.regmap import CSR_ADDR_WIDTH
+from ..compiler import Compiled
+from ..driver import Driver, RunStats, run_sync
+from .models.axi_checker import AXIChecker
+from .models.axi_mem import AXIMemory
+from .models.axil import axil_read, axil_write
+from .models.axil_checker import AXILiteChecker
 
 __all__ = ["SimResult", "AmaranthTransport", "VerilatorTransport", "simulate",
            "flat_bus"]
@@ -80,7 +80,7 @@ class AmaranthTransport:
 
 
 class VerilatorTransport:
-    """Transport over :class:`ilmpq.firmware.verilator.sim.VerilatorSim`."""
+    """Transport over :class:`ilmpq.firmware.sim.verilator.sim.VerilatorSim`."""
 
     def __init__(self, vsim):
         self.vsim = vsim
@@ -134,7 +134,7 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
                        progress, check_protocol):
     from amaranth.sim import Simulator
 
-    from ..hdl.top import Accelerator
+    from ...hdl.top import Accelerator
     cfg = compiled.config
     dut = Accelerator(cfg)
     axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
@@ -172,7 +172,7 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
 
 def _simulate_verilator(compiled, images, *, timeout_cycles, progress):
     from .verilator.sim import VerilatorSim
-    from .verilog import accelerator_verilog
+    from ..board.verilog import accelerator_verilog
     cfg = compiled.config
     text, top = accelerator_verilog(cfg)
     vsim = VerilatorSim(text, top, mem_base=compiled.base, mem_size=compiled.size)

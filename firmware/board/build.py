@@ -9,7 +9,7 @@
    :func:`write_host_files`);
 3. a yosys ``synth_xilinx`` estimate of the programmable logic (:class:`~ilmpq.hdl.soc.
    ZynqFabric`: the accelerator and its AXI3 adapters; the PS7 is hard silicon), by
-   :func:`ilmpq.firmware.resources.synthesize`, as ``estimate.json``;
+   :func:`ilmpq.firmware.board.resources.synthesize`, as ``estimate.json``;
 4. with Vivado on ``PATH`` (or ``$VIVADO``, or ``$AMARANTH_ENV_VIVADO`` naming a settings
    script), the build script is run: synthesis, place and route, reports and
    ``<name>.bit``;
@@ -29,9 +29,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from ..golden.errors import IlmpqError, IlmpqValueError
-from ..hdl.config import HWConfig, get_config
-from ..hdl.platforms import Board, get_board
+from ...golden.errors import IlmpqError, IlmpqValueError
+from ...hdl.config import HWConfig, get_config
+from ...hdl.platforms import Board, get_board
 
 __all__ = [
     "BuildError", "BuildResult", "build", "build_name", "vivado_available", "write_host_files",
@@ -63,7 +63,7 @@ def vivado_available(board: str | Board) -> bool:
 def write_host_files(config: HWConfig, out_dir: str) -> list[str]:
     """Write the register map of ``config`` as C header, Python module, markdown and JSON
     (:data:`HOST_FILES`) into ``out_dir``; return the file names."""
-    from .regmap import generate
+    from ..regmap import generate
 
     os.makedirs(out_dir, exist_ok=True)
     for fname, fmt in HOST_FILES.items():
@@ -77,11 +77,11 @@ def estimate_fabric(config: HWConfig, *, accelerator=None, timeout: float | None
     """yosys ``synth_xilinx`` estimate of the programmable logic of a Zynq build.
 
     Synthesizes :class:`~ilmpq.hdl.soc.ZynqFabric` (accelerator + GP0 bridge + HP0 adapter)
-    with :func:`ilmpq.firmware.resources.synthesize` and returns a JSON-friendly dict: the
+    with :func:`ilmpq.firmware.board.resources.synthesize` and returns a JSON-friendly dict: the
     category counts, the raw cells, the seconds it took, and the utilization of the device of
     every board that can take this configuration. Takes minutes for ``z020``/``z045``.
     """
-    from ..hdl.soc import ZynqFabric
+    from ...hdl.soc import ZynqFabric
     from .resources import DEVICES, synthesize
 
     res = synthesize(ZynqFabric(config, accelerator=accelerator), name="ilmpq_fabric",
@@ -407,7 +407,7 @@ def build(board: str, out_dir: str, *, config: HWConfig | str | None = None,
     progress : callable, optional
         Called with one-line progress messages.
     """
-    from ..hdl.soc import ZynqSoC
+    from ...hdl.soc import ZynqSoC
 
     say = progress or (lambda msg: None)
     b = get_board(board)

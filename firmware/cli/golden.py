@@ -15,12 +15,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..golden.errors import IlmpqValueError
-from ..golden.formats import SUPPORTED_ACT_BITS, NumericSpec
-from ..golden.model import ConvLayer, QModel
-from ..golden.ops import output_range
-from ..golden.random_models import random_qmodel, resnet18_qmodel
-from ..golden.reference import run
+from ...golden.errors import IlmpqValueError
+from ...golden.formats import SUPPORTED_ACT_BITS, NumericSpec
+from ...golden.model import ConvLayer, QModel
+from ...golden.ops import output_range
+from ...golden.random_models import random_qmodel, resnet18_qmodel
+from ...golden.reference import run
 
 HELP = "run a random quantized CNN through the golden integer reference and print per-layer stats"
 

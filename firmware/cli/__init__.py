@@ -1,6 +1,6 @@
 """The ``ilmpq`` command-line interface.
 
-Each subcommand lives in its own module ``ilmpq.firmware.cmd_<name>`` that defines
+Each subcommand lives in its own module ``ilmpq.firmware.cli.<name>`` that defines
 
 * ``HELP``: one line for ``ilmpq --help``;
 * ``register(parser)``: add the subcommand's arguments to its ``argparse`` parser;
@@ -18,12 +18,12 @@ import importlib
 import os
 import sys
 
-from .. import __version__
-from ..golden.errors import IlmpqError
+from ... import __version__
+from ...golden.errors import IlmpqError
 
 __all__ = ["main", "COMMANDS"]
 
-#: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cmd_<name>``.
+#: Subcommands in ``--help`` order; each is the module ``ilmpq.firmware.cli.<name>``.
 COMMANDS: tuple[str, ...] = (
     "golden",
     "regmap",
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        mod = importlib.import_module(f"{__package__}.cmd_{name}")
+        mod = importlib.import_module(f"{__package__}.{name}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.register(p)
         p.set_defaults(_main=mod.main)

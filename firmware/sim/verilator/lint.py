@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from ...golden.errors import IlmpqError
+from ....golden.errors import IlmpqError
 
 __all__ = ["VerilatorNotFound", "verilator_path", "lint", "LintResult"]
 

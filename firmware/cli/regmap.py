@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..hdl.config import PRESETS, get_config
-from .regmap import FORMATS, generate
+from ...hdl.config import PRESETS, get_config
+from ..regmap import FORMATS, generate
 
 HELP = "generate the register map as a Python module, a C header, markdown or JSON"
 

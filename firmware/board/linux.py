@@ -6,7 +6,7 @@ simulator transports give it (``read32``, ``write32``, ``mem_write``, ``mem_read
 ``cycles``), so the driver code that ran on the RTL runs unchanged on the board::
 
     from ilmpq.firmware.driver import Driver, run_sync
-    from ilmpq.firmware.transport_linux import LinuxTransport
+    from ilmpq.firmware.board.linux import LinuxTransport
 
     with LinuxTransport.open(cfg, udmabuf="udmabuf0") as t:
         comp = compile_model(model, cfg, base=t.dma.phys_addr)   # the image holds addresses
@@ -61,10 +61,10 @@ import time
 
 import numpy as np
 
-from ..golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
-from ..hdl.config import HWConfig
-from ..hdl.regmap import CSR_ADDR_WIDTH, accelerator_regmap
-from ..hdl.soc import GP0_BASE
+from ...golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
+from ...hdl.config import HWConfig
+from ...hdl.regmap import CSR_ADDR_WIDTH, accelerator_regmap
+from ...hdl.soc import GP0_BASE
 
 __all__ = ["BoardError", "CSR_SIZE", "DEFAULT_CLOCK_MHZ", "FPGA_STATE_PATH", "MmapRegisters",
            "DmaBuffer", "UdmabufBuffer", "PhysBuffer", "PynqBuffer", "UioInterrupt",

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..golden.model import QModel
-from ..hdl.config import PRESETS, get_config
-from .compiler import compile_model, save_compiled
+from ...golden.model import QModel
+from ...hdl.config import PRESETS, get_config
+from ..compiler import compile_model, save_compiled
 
 HELP = "compile a quantized model (.npz) into programs and a memory image for a configuration"
 

@@ -32,7 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ..golden.errors import IlmpqError, IlmpqValueError
+from ...golden.errors import IlmpqError, IlmpqValueError
 
 __all__ = ["SynthesisError", "DeviceBudget", "DEVICES", "Resources", "synthesize",
            "synthesize_rtlil", "yosys_script"]

@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
-from ..golden import reference
-from ..golden.errors import IlmpqValueError
-from ..golden.model import QModel
-from ..hdl.config import PRESETS, get_config
-from .compiler import compile_model
-from .simulate import simulate
+from ...golden import reference
+from ...golden.errors import IlmpqValueError
+from ...golden.model import QModel
+from ...hdl.config import PRESETS, get_config
+from ..compiler import compile_model
+from ..sim.simulate import simulate
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 

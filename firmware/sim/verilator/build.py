@@ -3,7 +3,7 @@
 :func:`build` turns the Verilog text of a top with the accelerator's flat ports (``clk``, ``rst``,
 ``s_axil_*``, ``m_axi_*``, ``irq``; see :data:`REQUIRED_PORTS`) into a shared library that holds
 the Verilated design plus the C++ harness (``harness.cpp``: clock, reset, AXI4-Lite manager,
-deterministic AXI memory model). :class:`ilmpq.firmware.verilator.sim.VerilatorSim` loads it
+deterministic AXI memory model). :class:`ilmpq.firmware.sim.verilator.sim.VerilatorSim` loads it
 with ``ctypes``.
 
 Libraries are cached by a SHA-256 of everything that goes into them (Verilog text, top name,
@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from ...golden.errors import IlmpqValueError
+from ....golden.errors import IlmpqValueError
 from .lint import VerilatorNotFound, verilator_path
 
 __all__ = [
@@ -223,7 +223,7 @@ def check_top_ports(verilog_text: str, top: str) -> dict[str, int]:
         raise IlmpqValueError(
             f"module {top!r} does not have the accelerator's top-level ports: "
             + "; ".join(problems)
-            + " (see ilmpq.firmware.verilator.build.REQUIRED_PORTS)")
+            + " (see ilmpq.firmware.sim.verilator.build.REQUIRED_PORTS)")
     return {"data_bits": ports["m_axi_wdata"][1], "addr_bits": ports["m_axi_awaddr"][1],
             "id_bits": ports["m_axi_awid"][1]}
 

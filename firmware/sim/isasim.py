@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..golden.reference import run_layer
-from ..hdl.config import HWConfig
-from ..hdl.isa import INSTR_BITS, Opcode, decode
-from . import wpkg
-from .compiler import AccelStep, Compiled, CpuStep
+from ...golden.reference import run_layer
+from ...hdl.config import HWConfig
+from ...hdl.isa import INSTR_BITS, Opcode, decode
+from .. import wpkg
+from ..compiler import AccelStep, Compiled, CpuStep
 
 __all__ = ["Memory", "run_program", "run_compiled", "cpu_layer", "cpu_inputs"]
 

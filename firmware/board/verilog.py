@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..hdl.config import HWConfig
+from ...hdl.config import HWConfig
 
 __all__ = ["top_name", "accelerator_verilog"]
 
@@ -20,7 +20,7 @@ def accelerator_verilog(config: HWConfig) -> tuple[str, str]:
     """
     from amaranth.back import verilog
 
-    from ..hdl.top import Accelerator
+    from ...hdl.top import Accelerator
     top = Accelerator(config)
     name = top_name(config)
     return verilog.convert(top, name=name), name

@@ -2,13 +2,13 @@
 
 Writes into the output directory:
 
-* ``<top>.v`` -- :class:`ilmpq.hdl.top.Accelerator` (:func:`ilmpq.firmware.verilog.
+* ``<top>.v`` -- :class:`ilmpq.hdl.top.Accelerator` (:func:`ilmpq.firmware.board.verilog.
   accelerator_verilog`) with Vivado interface attributes on ``clk``, ``rst`` and ``irq``
   (:func:`vivado_attributes`), so IP integrator associates the clock with both AXI interfaces,
   knows the reset is active high and the interrupt level-high;
 * ``README.md`` -- how to drop it into a block design (:func:`readme`);
 * ``ilmpq_regs.h``, ``ilmpq_regs.py``, ``registers.md``, ``regmap.json`` -- the register map
-  (:func:`ilmpq.firmware.build.write_host_files`).
+  (:func:`ilmpq.firmware.board.build.write_host_files`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import re
 import time
 
-from ..golden.errors import IlmpqValueError
-from ..hdl.config import PRESETS, HWConfig, get_config
+from ...golden.errors import IlmpqValueError
+from ...hdl.config import PRESETS, HWConfig, get_config
 
 HELP = "emit the accelerator as Verilog for Vivado, with its register map and a README"
 
@@ -61,8 +61,8 @@ def vivado_attributes(verilog: str, top: str) -> str:
 
 def readme(config: HWConfig, top: str) -> str:
     """The README.md of an ``ilmpq verilog`` export (configuration-specific numbers)."""
-    from ..hdl.regmap import CSR_ADDR_WIDTH, ID_MAGIC, accelerator_regmap
-    from ..hdl.soc import GP0_BASE
+    from ...hdl.regmap import CSR_ADDR_WIDTH, ID_MAGIC, accelerator_regmap
+    from ...hdl.soc import GP0_BASE
 
     rm = accelerator_regmap(config)
 
@@ -136,10 +136,10 @@ def export_verilog(config: HWConfig, out_dir: str, *, name: str | None = None) -
     """Write the Verilog, README and host files of ``config`` into ``out_dir``.
 
     Returns the file names written. ``name`` overrides the top module name
-    (default :func:`ilmpq.firmware.verilog.top_name`).
+    (default :func:`ilmpq.firmware.board.verilog.top_name`).
     """
-    from .build import write_host_files
-    from .verilog import accelerator_verilog
+    from ..board.build import write_host_files
+    from ..board.verilog import accelerator_verilog
 
     if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise IlmpqValueError(f"module name {name!r} is not allowed: use letters, digits and "
@@ -149,7 +149,7 @@ def export_verilog(config: HWConfig, out_dir: str, *, name: str | None = None) -
     else:
         from amaranth.back import verilog
 
-        from ..hdl.top import Accelerator
+        from ...hdl.top import Accelerator
         top = name
         text = verilog.convert(Accelerator(config), name=top)
     text = vivado_attributes(text, top)

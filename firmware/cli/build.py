@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..golden.errors import IlmpqValueError
-from ..hdl.config import PRESETS
-from ..hdl.platforms import BOARDS
+from ...golden.errors import IlmpqValueError
+from ...hdl.config import PRESETS
+from ...hdl.platforms import BOARDS
 
 HELP = "build for a Zynq board: Vivado build plan (bitstream with Vivado), resource estimate"
 
@@ -42,7 +42,7 @@ def register(parser) -> None:
 
 
 def main(args) -> int:
-    from .build import build
+    from ..board.build import build
 
     if args.estimate_timeout is not None and not args.estimate_timeout > 0:
         raise IlmpqValueError(f"--estimate-timeout {args.estimate_timeout} is not allowed: give "
