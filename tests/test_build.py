@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from ilmpq.firmware import build as B
+from ilmpq.firmware.board import build as B
 from ilmpq.firmware.cli import main
 from ilmpq.firmware.cli.verilog import vivado_attributes
 from ilmpq.firmware.regmap import generate
@@ -455,7 +455,7 @@ def test_build_estimate_is_written(tmp_path, monkeypatch):
     """The estimate's plumbing (estimate.json, build.json, BUILD.md) with a stubbed synthesis:
     the real yosys run takes minutes and belongs to ``bench/`` and the CLI."""
     _no_vivado(monkeypatch)
-    from ilmpq.firmware import resources
+    from ilmpq.firmware.board import resources
 
     calls = []
 
