@@ -39,7 +39,7 @@ from ilmpq.hdl.status import ErrorCode
 from ilmpq.hdl.weight_buffer import header_beats
 
 ROOT = Path(__file__).resolve().parents[1]
-CDIR = ROOT / "firmware" / "c"
+CDIR = ROOT / "firmware" / "board" / "c"
 TINY = get_config("tiny")
 Z020 = get_config("z020")
 RM = accelerator_regmap(TINY)
