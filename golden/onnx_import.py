@@ -361,8 +361,9 @@ class _Importer:
                 sym = d.dim_param or "?"
                 raise OnnxImportError(
                     f"{self.label}: graph input {inp.name!r} has a dynamic {axis} dimension "
-                    f"({sym!r}); dynamic shapes are not supported, only the batch dimension "
-                    f"may be symbolic (C, H and W must be fixed numbers)")
+                    f"({sym!r}); give the image size with --input-shape C,H,W (Python: "
+                    f"load_onnx(..., input_shape=(C, H, W))); only the batch dimension may "
+                    f"stay symbolic")
             shape.append(int(d.dim_value))
         return tuple(shape)
 
@@ -710,7 +711,8 @@ class _Importer:
         self._flatten(node, idx, x)
 
 
-def load_onnx(source, *, input_mean=None, input_std=None) -> FloatModel:
+def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
+              canonical: bool = True) -> FloatModel:
     """Import a float CNN from an ONNX file, bytes or ``onnx.ModelProto``.
 
     Parameters
@@ -721,6 +723,12 @@ def load_onnx(source, *, input_mean=None, input_std=None) -> FloatModel:
         Per-channel input normalization ``x = (pixels - mean) / std`` the model was trained
         with. Default: the ``ilmpq.input_mean`` / ``ilmpq.input_std`` metadata properties of the
         model, else ``0`` and ``1``.
+    input_shape : (C, H, W) or "C,H,W", optional
+        The per-image input shape, for a model whose input has symbolic dimensions.
+    canonical : bool
+        Canonicalize the graph first (:func:`ilmpq.golden.canonicalize.canonicalize`: input
+        shape fixed, constants and shape arithmetic folded, no-ops and dead nodes removed);
+        what it did is in ``meta["canonicalize"]``.
 
     Returns
     -------
@@ -737,7 +745,17 @@ def load_onnx(source, *, input_mean=None, input_std=None) -> FloatModel:
     """
     try:
         model, label = _parse_model(source)
+        actions = []
+        if canonical:
+            from .canonicalize import CanonicalizeError, canonicalize
+            try:
+                model, actions = canonicalize(model, input_shape=input_shape, label=label)
+            except CanonicalizeError as e:
+                raise OnnxImportError(str(e)) from None
+        elif input_shape is not None:
+            raise OnnxImportError("input_shape needs canonical=True (it rewrites the input)")
         fm = _Importer(model, label).run()
+        fm.meta["canonicalize"] = list(actions)
     except UnicodeDecodeError as e:
         # protobuf does not check proto2 strings: a corrupt name surfaces when it is read
         where = ("<bytes>" if isinstance(source, (bytes, bytearray)) else "<ModelProto>"

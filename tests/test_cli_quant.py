@@ -147,3 +147,30 @@ def test_run(tmp_path, capsys):
     assert rep["ratio"] == str(cfg.ratio)
     for lr in rep["layers"]:
         assert lr["hi_rows"] == hi_row_count(cfg.ratio, lr["rows"])
+
+
+def test_quantize_symbolic_input_size_with_input_shape(tmp_path, user_model, capsys):
+    """A model whose H and W are symbolic is refused with an error naming --input-shape, and
+    quantizes with it; the canonicalization is reported."""
+    path, calib = user_model
+    model = onnx.load(path)
+    for i in (2, 3):
+        d = model.graph.input[0].type.tensor_type.shape.dim[i]
+        d.Clear()
+        d.dim_param = "H" if i == 2 else "W"
+    dyn = tmp_path / "dyn.onnx"
+    onnx.save(model, dyn)
+    out = tmp_path / "q.npz"
+    assert main(["quantize", str(dyn), "--calib", str(calib), "-o", str(out)]) == 2
+    assert "--input-shape C,H,W" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["quantize", str(dyn), "--calib", str(calib), "-o", str(out),
+                 "--input-shape", "3,10,10"]) == 0
+    text = capsys.readouterr().out
+    assert "canonicalize: input 'x': shape ('N', 3, 'H', 'W') -> (1, 3, 10, 10)" in text
+    ref = tmp_path / "ref.npz"
+    assert main(["quantize", str(path), "--calib", str(calib), "-o", str(ref)]) == 0
+    a, b = QModel.load(out), QModel.load(ref)
+    for la, lb in zip(a.conv_layers, b.conv_layers):
+        np.testing.assert_array_equal(la.weight, lb.weight)
+        np.testing.assert_array_equal(la.bias, lb.bias)

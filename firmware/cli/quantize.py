@@ -89,6 +89,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="input normalization mean per channel, pixel units")
     parser.add_argument("--input-std", type=_floats, default=None, metavar="S[,S...]",
                         help="input normalization std per channel, pixel units")
+    parser.add_argument("--input-shape", default=None, metavar="C,H,W",
+                        help="per-image input shape, for a model whose input size is symbolic")
     parser.add_argument("--act-clip", default="mse",
                         help="activation clipping: mse (default), max or a percentile")
 
@@ -105,14 +107,18 @@ def resolve_target(args) -> tuple[Fraction, NumericSpec, str]:
     return cfg.ratio, cfg.numeric, cfg.describe()
 
 
-def load_model(name: str):
-    """The float model: the embedded one for ``default``, else an ONNX file."""
+def load_model(name: str, input_shape=None):
+    """The float model: the embedded one for ``default``, else an ONNX file (canonicalized:
+    ``input_shape`` fixes symbolic input dimensions)."""
     from ...golden.data import load_default_model
     from ...golden.onnx_import import load_onnx
 
     if name == DEFAULT_MODEL:
+        if input_shape is not None:
+            raise IlmpqValueError("--input-shape applies to an ONNX file; the embedded model's "
+                                  "input is fixed")
         return load_default_model()
-    return load_onnx(name)
+    return load_onnx(name, input_shape=input_shape)
 
 
 def load_calib(path) -> np.ndarray:
@@ -146,7 +152,9 @@ def main(args) -> int:
 
     ratio, spec, desc = resolve_target(args)
     act_clip = parse_act_clip(args.act_clip)
-    fm = load_model(args.model)
+    fm = load_model(args.model, getattr(args, "input_shape", None))
+    for line in fm.meta.get("canonicalize", []):
+        print(f"canonicalize: {line}")
     if args.calib is not None:
         calib = load_calib(args.calib)
     elif args.model == DEFAULT_MODEL:

@@ -323,9 +323,15 @@ def test_dynamic_and_missing_shapes(rng):
     dim = model.graph.input[0].type.tensor_type.shape.dim[2]
     dim.Clear()
     dim.dim_param = "height"
-    with pytest.raises(OnnxImportError, match=r"dynamic H dimension \('height'\); dynamic shapes "
-                                              r"are not supported"):
+    with pytest.raises(OnnxImportError, match=r"dynamic H dimension \('height'\); give the image "
+                                              r"size with --input-shape C,H,W"):
         load_onnx(model)
+    # the user says the size: imported, with the canonicalization stated
+    fm = load_onnx(model, input_shape=(2, 6, 6))
+    assert fm.input_shape == (2, 6, 6)
+    assert any("(1, 2, 6, 6)" in a for a in fm.meta["canonicalize"])
+    with pytest.raises(OnnxImportError, match="H = 6"):
+        load_onnx(g.model(out, ["N", 2, 6, 6]), input_shape="2,7,6")
     model.graph.input[0].type.tensor_type.ClearField("shape")
     with pytest.raises(OnnxImportError, match="(has no shape|Field 'shape' .* missing)"):
         load_onnx(model)
