@@ -15,7 +15,16 @@ that feed nothing. :func:`canonicalize` rewrites such a graph into the plain for
    shape is static become constants. This repeats until nothing changes.
 3. **No-ops removed**: ``Identity``, ``Dropout`` (inference; its mask unused), ``Cast`` to the
    float type the tensor already has, ``Reshape``/``Flatten`` to the shape the tensor already has.
-4. **Dead nodes** (not on a path to the graph output) and unused initializers removed.
+4. **BatchNormalization folded wherever it is affine-foldable** (the importer itself folds a
+   BN that directly follows a Conv/Gemm/MatMul): a BN after a residual ``Add`` whose two inputs
+   are each produced by a Conv (or a BN) that feeds only that ``Add`` is pushed into both
+   producers (scale into both, shift into one); a BN feeding a ``Gemm``/``MatMul`` (a
+   ``BatchNorm1d`` before the classifier) or a ``Conv`` without padding is folded into that
+   consumer's weights and bias. A BN elsewhere (before a padded conv, after an identity
+   shortcut) is left for the importer to name.
+5. **auto_pad** ``SAME_UPPER``/``SAME_LOWER`` of Conv/MaxPool/AveragePool becomes explicit pads
+   (from the static input shape).
+6. **Dead nodes** (not on a path to the graph output) and unused initializers removed.
 
 The float semantics of the graph are unchanged: ``tests/golden/test_canonicalize.py`` checks
 that ``onnx.reference`` gives the same output before and after on every case.
@@ -331,6 +340,275 @@ def _remove_dead(model, counts):
     del g.value_info[:]  # stale after rewriting; the importer re-derives shapes
 
 
+def _attrs(node):
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _set_attr(node, name, value):
+    from onnx import helper
+    for i, a in enumerate(node.attribute):
+        if a.name == name:
+            del node.attribute[i]
+            break
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+class _Consts:
+    """Initializers by name, read and written as NumPy arrays."""
+
+    def __init__(self, graph):
+        from onnx import numpy_helper
+        self.nh, self.g = numpy_helper, graph
+        self.by_name = {i.name: i for i in graph.initializer if i.data_location != 1}
+        self.taken = {i.name for i in graph.initializer} | {
+            o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+
+    def get(self, name):
+        return self.nh.to_array(self.by_name[name]) if name in self.by_name else None
+
+    def add(self, base, arr):
+        name, k = f"{base}_bnfold", 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_bnfold{k}"
+        t = self.nh.from_array(np.asarray(arr), name)
+        self.g.initializer.append(t)
+        self.by_name[name] = t
+        self.taken.add(name)
+        return name
+
+
+def _bn_affine(node, consts):
+    """``(s, t)`` with ``BN(x) = s * x + t`` per channel (float64), or None if not foldable."""
+    if node.op_type != "BatchNormalization" or len(node.input) < 5:
+        return None
+    a = _attrs(node)
+    if a.get("training_mode", 0) or any(o for o in node.output[1:]):
+        return None
+    vals = [consts.get(n) for n in node.input[1:5]]
+    if any(v is None for v in vals):
+        return None
+    gamma, beta, mean, var = (np.asarray(v, np.float64).reshape(-1) for v in vals)
+    if not (gamma.shape == beta.shape == mean.shape == var.shape):
+        return None
+    eps = float(a.get("epsilon", 1e-5))
+    if not np.all(var + eps > 0):
+        return None
+    s = gamma / np.sqrt(var + eps)
+    return s, beta - mean * s
+
+
+def _can_scale(node, s, consts):
+    """Whether :func:`_scale_producer` can rewrite ``node`` for a per-channel ``s``."""
+    if node.op_type == "Conv":
+        w = consts.get(node.input[1])
+        has_b = len(node.input) > 2 and bool(node.input[2])
+        return (w is not None and w.ndim == 4 and w.shape[0] == s.size
+                and (not has_b or consts.get(node.input[2]) is not None))
+    if node.op_type == "BatchNormalization":
+        gamma, beta = consts.get(node.input[1]), consts.get(node.input[2])
+        return gamma is not None and beta is not None and gamma.size == beta.size == s.size
+    return False
+
+
+def _scale_producer(node, s, t, consts):
+    """Make ``node`` (a Conv with constant weights, or a BN) compute ``s * node(x) + t``."""
+    dt = None
+    if node.op_type == "Conv":
+        w = consts.get(node.input[1])
+        if w is None or w.ndim != 4 or w.shape[0] != s.size:
+            return False
+        dt = w.dtype
+        b = consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else \
+            np.zeros(w.shape[0], dt)
+        if b is None:
+            return False
+        w2 = (w.astype(np.float64) * s[:, None, None, None]).astype(dt)
+        b2 = (b.astype(np.float64) * s + t).astype(dt)
+        node.input[1] = consts.add(node.input[1], w2)
+        while len(node.input) < 3:
+            node.input.append("")
+        node.input[2] = consts.add(node.input[2] or node.input[1], b2)
+        return True
+    if node.op_type == "BatchNormalization":
+        gamma, beta = consts.get(node.input[1]), consts.get(node.input[2])
+        if gamma is None or beta is None or gamma.size != s.size:
+            return False
+        dt = gamma.dtype
+        node.input[1] = consts.add(node.input[1], (gamma.astype(np.float64) * s).astype(dt))
+        node.input[2] = consts.add(node.input[2],
+                                   (beta.astype(np.float64) * s + t).astype(dt))
+        return True
+    return False
+
+
+def _fold_into_consumer(bn, s, t, consumer, consts, shapes):
+    """Fold ``x = s * z + t`` into a Gemm/MatMul/unpadded Conv that reads ``x``."""
+    x = bn.output[0]
+    op = consumer.op_type
+    if op in ("Gemm", "MatMul") and consumer.input[0] == x and shapes.get(x, ()) and \
+            len(shapes[x]) == 2:
+        a = _attrs(consumer)
+        w = consts.get(consumer.input[1])
+        if w is None or w.ndim != 2 or a.get("transA", 0):
+            return False
+        dt = w.dtype
+        wk = w.astype(np.float64).T if a.get("transB", 0) else w.astype(np.float64)  # (K, M)
+        if wk.shape[0] != s.size:
+            return False
+        alpha = float(a.get("alpha", 1.0)) if op == "Gemm" else 1.0
+        beta = float(a.get("beta", 1.0)) if op == "Gemm" else 1.0
+        m = wk.shape[1]
+        c = None
+        if op == "Gemm" and len(consumer.input) > 2 and consumer.input[2]:
+            c = consts.get(consumer.input[2])
+            if c is None or c.size not in (1, m):
+                return False
+        c = np.zeros(m) if c is None else np.broadcast_to(
+            np.asarray(c, np.float64).reshape(-1), (m,)) * beta
+        c = c + alpha * (t @ wk)
+        w2 = wk * s[:, None]
+        if op == "Gemm" and a.get("transB", 0):
+            w2 = w2.T
+        new_w = consts.add(consumer.input[1], w2.astype(dt))
+        new_c = consts.add(consumer.input[2] if op == "Gemm" and len(consumer.input) > 2
+                           and consumer.input[2] else consumer.input[1] + "_bias",
+                           c.astype(dt))
+        if op == "MatMul":
+            consumer.op_type = "Gemm"
+        del consumer.input[:]
+        consumer.input.extend([bn.input[0], new_w, new_c])
+        _set_attr(consumer, "beta", 1.0)
+        return True
+    if op == "Conv" and consumer.input[0] == x:
+        a = _attrs(consumer)
+        w = consts.get(consumer.input[1])
+        if w is None or w.ndim != 4 or w.shape[1] != s.size or a.get("group", 1) != 1:
+            return False
+        if any(a.get("pads", [0, 0, 0, 0])) or a.get("auto_pad", b"NOTSET") not in (
+                b"NOTSET", "NOTSET", b"VALID", "VALID"):
+            return False  # zero padding of x is not zero padding of z
+        dt = w.dtype
+        b = consts.get(consumer.input[2]) if len(consumer.input) > 2 and consumer.input[2] \
+            else np.zeros(w.shape[0], dt)
+        if b is None:
+            return False
+        w64 = w.astype(np.float64)
+        b2 = b.astype(np.float64) + np.einsum("mckl,c->m", w64, t)
+        w2 = w64 * s[None, :, None, None]
+        new_w = consts.add(consumer.input[1], w2.astype(dt))
+        new_b = consts.add(consumer.input[2] if len(consumer.input) > 2 and consumer.input[2]
+                           else consumer.input[1] + "_bias", b2.astype(dt))
+        del consumer.input[:]
+        consumer.input.extend([bn.input[0], new_w, new_b])
+        return True
+    return False
+
+
+def _fold_batchnorms(model, counts):
+    """Fold BatchNormalization nodes the importer cannot (see the module docstring, item 4)."""
+    g = model.graph
+    consts = _Consts(g)
+    shapes = _static_shapes(model)
+    outputs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output if o}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            if t:
+                users.setdefault(t, []).append(n)
+    drop = []
+    for bn in g.node:
+        aff = _bn_affine(bn, consts)
+        if aff is None:
+            continue
+        s, t = aff
+        src = bn.input[0]
+        prod = producer.get(src)
+        if prod is not None and prod.op_type in ("Conv", "Gemm", "MatMul"):
+            continue  # the importer folds it into that layer
+        done = False
+        if (prod is not None and prod.op_type == "Add" and len(users.get(src, [])) == 1
+                and src not in outputs and len(prod.input) == 2):
+            sides = [producer.get(i) for i in prod.input]
+            if (all(p is not None and p.op_type in ("Conv", "BatchNormalization")
+                    and len(users.get(p.output[0], [])) == 1 and p.output[0] not in outputs
+                    for p in sides) and sides[0] is not sides[1]):
+                # both or neither: nothing is rewritten unless both sides can take the scale
+                if all(_can_scale(p, s, consts) for p in sides):
+                    _scale_producer(sides[0], s, t, consts)
+                    _scale_producer(sides[1], s, np.zeros_like(t), consts)
+                    done = True
+        if not done:
+            us = users.get(bn.output[0], [])
+            if len(us) == 1 and bn.output[0] not in outputs:
+                done = _fold_into_consumer(bn, s, t, us[0], consts, shapes)
+                if done:
+                    drop.append(bn)
+                    counts["BatchNormalization into its consumer"] += 1
+                    continue
+        if done:
+            # the BN is now the identity: its consumers read the Add directly
+            for u in users.get(bn.output[0], []):
+                for i, x in enumerate(u.input):
+                    if x == bn.output[0]:
+                        u.input[i] = src
+            if bn.output[0] in outputs:
+                prod.output[0] = bn.output[0]
+                for u in users.get(src, []):
+                    for i, x in enumerate(u.input):
+                        if x == src:
+                            u.input[i] = bn.output[0]
+            drop.append(bn)
+            counts["BatchNormalization through a residual Add"] += 1
+    if drop:
+        ids = {id(n) for n in drop}
+        keep = [n for n in g.node if id(n) not in ids]
+        del g.node[:]
+        g.node.extend(keep)
+    return bool(drop)
+
+
+def _explicit_auto_pad(model, counts):
+    """``auto_pad`` SAME_UPPER / SAME_LOWER -> explicit ``pads`` from the static input shape."""
+    g = model.graph
+    shapes = _static_shapes(model)
+    consts = _Consts(g)
+    for node in g.node:
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool"):
+            continue
+        a = _attrs(node)
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto not in ("SAME_UPPER", "SAME_LOWER"):
+            continue
+        shp = shapes.get(node.input[0])
+        if shp is None or len(shp) != 4:
+            continue
+        kernel = a.get("kernel_shape")
+        if kernel is None and node.op_type == "Conv":
+            w = consts.get(node.input[1])
+            kernel = None if w is None else list(w.shape[2:])
+        if kernel is None or len(kernel) != 2:
+            continue
+        strides = list(a.get("strides", [1, 1]))
+        dil = list(a.get("dilations", [1, 1]))
+        begin, end = [], []
+        for i in range(2):
+            n_in, k, st, d = shp[2 + i], kernel[i], strides[i], dil[i]
+            out = -(-n_in // st)
+            total = max((out - 1) * st + (k - 1) * d + 1 - n_in, 0)
+            small, big = total // 2, total - total // 2
+            if auto == "SAME_UPPER":
+                begin.append(small), end.append(big)
+            else:
+                begin.append(big), end.append(small)
+        _set_attr(node, "auto_pad", "NOTSET")
+        _set_attr(node, "pads", [int(v) for v in begin + end])
+        counts[f"auto_pad {auto} of {node.op_type}"] += 1
+
+
 def canonicalize(model, *, input_shape=None, label: str = "<model>"):
     """Canonicalize an ``onnx.ModelProto`` for import; returns ``(new_model, actions)``.
 
@@ -353,6 +631,11 @@ def canonicalize(model, *, input_shape=None, label: str = "<model>"):
         b = _remove_noops(m, noops)
         if not (a or b):
             break
+    rewrites = Counter()
+    _explicit_auto_pad(m, rewrites)
+    for _ in range(8):  # a fold can expose the next (BN after BN)
+        if not _fold_batchnorms(m, rewrites):
+            break
     _remove_dead(m, dead)
     if folded:
         n = sum(folded.values())
@@ -362,6 +645,9 @@ def canonicalize(model, *, input_shape=None, label: str = "<model>"):
         n = sum(noops.values())
         detail = ", ".join(f"{k} x{v}" for k, v in sorted(noops.items()))
         actions.append(f"removed {n} no-op node{'s' if n != 1 else ''} ({detail})")
+    for what, n in sorted(rewrites.items()):
+        actions.append(f"{what}: {n} node{'s' if n != 1 else ''}" if what.startswith("auto_pad")
+                       else f"folded {n} {what}")
     if dead.get("dead"):
         actions.append(f"removed {dead['dead']} node{'s' if dead['dead'] != 1 else ''} that do "
                        f"not reach the output")

@@ -7,8 +7,11 @@ are rejected) and how they map:
 ONNX                       float IR
 =========================  ==================================================================
 Conv                       ``FConv`` (``group = 1``, ``dilations = 1``, ``auto_pad`` NOTSET
-                           or VALID, weights and bias must be initializers or Constants)
-BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode)
+                           or VALID — SAME_UPPER/SAME_LOWER become explicit pads in
+                           canonicalization —, weights and bias initializers or Constants)
+BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode);
+                           canonicalization folds others where affine-foldable (after a
+                           residual Add of two convs, before a Gemm/MatMul or unpadded Conv)
 Relu                       the ``relu`` flag of the producing Conv/Gemm, also through a MaxPool
                            (``relu(maxpool(conv)) = maxpool(relu(conv))``), or a no-op on a
                            tensor that is already non-negative
@@ -26,9 +29,11 @@ Constant                   a constant operand
 =========================  ==================================================================
 
 The graph must have one float input ``(N, C, H, W)`` with static ``C, H, W`` (the batch may be
-symbolic) and one output. Anything else raises :class:`OnnxImportError` naming the node, the op
-and what is supported. Files that are not ONNX, truncated files and models with missing
-initializers raise it too.
+symbolic; ``input_shape`` fixes symbolic ``C, H, W``) and one output. Before import the graph is
+canonicalized (:mod:`ilmpq.golden.canonicalize`: constants and shape arithmetic folded, no-ops
+and dead nodes removed). Anything else raises :class:`OnnxImportError` naming the node, the op
+and what is supported — every unsupported op of the model in one message. Files that are not
+ONNX, truncated files and models with missing initializers raise it too.
 
 Input normalization: the ONNX metadata properties ``ilmpq.input_mean`` and ``ilmpq.input_std``
 (JSON numbers or lists, one per channel) become :attr:`FloatModel.input_mean` / ``input_std``;
@@ -296,6 +301,29 @@ class _Importer:
                     self.consumers[t] = self.consumers.get(t, 0) + 1
         for o in g.output:
             self.consumers[o.name] = self.consumers.get(o.name, 0) + 1
+
+        # every unsupported op of the model at once, not only the first
+        missing: dict[str, list[str]] = {}
+        for idx, node in enumerate(g.node):
+            if node.domain not in ("", "ai.onnx"):
+                key = f"{node.domain}.{node.op_type}"
+            elif getattr(self, f"op_{node.op_type}", None) is None:
+                key = node.op_type
+            else:
+                continue
+            missing.setdefault(key, []).append(self._nname(node, idx))
+        if sum(len(v) for v in missing.values()) > 1:
+            parts = []
+            for op, names in missing.items():
+                shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3
+                                                                  else "")
+                parts.append(f"{op!r} ({len(names)} node{'s' if len(names) > 1 else ''}: "
+                             f"{shown})")
+            raise OnnxImportError(
+                f"{self.label}: {len(missing)} operator type{'s' if len(missing) > 1 else ''} "
+                f"of this model {'are' if len(missing) > 1 else 'is'} not supported: "
+                f"{'; '.join(parts)}; supported ops: {', '.join(SUPPORTED_OPS)} (the default "
+                f"ONNX domain)")
 
         for idx, node in enumerate(g.node):
             if node.domain not in ("", "ai.onnx"):

@@ -134,3 +134,145 @@ def test_parse_input_shape_accepts():
     assert parse_input_shape("3,224,224") == (3, 224, 224)
     assert parse_input_shape("1x48x192") == (1, 48, 192)
     assert parse_input_shape([3, 8, 8]) == (3, 8, 8)
+
+
+def _bn(rng, name, c, nodes_inits, src, dst):
+    inits = [_init(f"{name}_g", rng.uniform(0.5, 1.5, c).astype(np.float32)),
+             _init(f"{name}_b", rng.normal(0, 0.2, c).astype(np.float32)),
+             _init(f"{name}_m", rng.normal(0, 0.2, c).astype(np.float32)),
+             _init(f"{name}_v", rng.uniform(0.5, 2.0, c).astype(np.float32))]
+    nodes_inits[1].extend(inits)
+    nodes_inits[0].append(helper.make_node(
+        "BatchNormalization", [src, f"{name}_g", f"{name}_b", f"{name}_m", f"{name}_v"], [dst],
+        epsilon=1e-3))
+
+
+def _conv(rng, name, cin, cout, k, nodes_inits, src, dst, pads=0, bias=True, **attrs):
+    w = rng.normal(0, 0.3, (cout, cin, k, k)).astype(np.float32)
+    ins = [src, f"{name}_w"]
+    nodes_inits[1].append(_init(f"{name}_w", w))
+    if bias:
+        nodes_inits[1].append(_init(f"{name}_bias", rng.normal(0, 0.1, cout).astype(np.float32)))
+        ins.append(f"{name}_bias")
+    if pads:
+        attrs["pads"] = [pads] * 4
+    nodes_inits[0].append(helper.make_node("Conv", ins, [dst], **attrs))
+
+
+def _model(ni, c, h, w, out_shape):
+    graph = helper.make_graph(
+        ni[0], "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], ni[1])
+    model = helper.make_model(graph, opset_imports=OPSET)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _same(model, canon, shape, rng):
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    np.testing.assert_allclose(_ref(canon, x), _ref(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_after_a_residual_add_folds_into_both_branches():
+    rng = np.random.default_rng(5)
+    ni = ([], [])
+    _conv(rng, "a", 3, 6, 3, ni, "x", "ca", pads=1)
+    _bn(rng, "bna", 6, ni, "ca", "ba")           # a BN the importer folds itself
+    _conv(rng, "s", 3, 6, 1, ni, "x", "cs", bias=False)
+    ni[0].append(helper.make_node("Add", ["ba", "cs"], ["sum"]))
+    _bn(rng, "post", 6, ni, "sum", "bsum")       # BN after the residual Add
+    ni[0].append(helper.make_node("Relu", ["bsum"], ["y"]))
+    model = _model(ni, 3, 7, 7, [1, 6, 7, 7])
+    canon, actions = canonicalize(model)
+    assert [n.op_type for n in canon.graph.node].count("BatchNormalization") == 1
+    assert "folded 1 BatchNormalization through a residual Add" in actions
+    _same(model, canon, (1, 3, 7, 7), rng)
+    with pytest.raises(Exception, match="BatchNormalization is only supported"):
+        load_onnx(model, canonical=False)
+    fm = load_onnx(model)  # the importer reads the folded graph
+    x = rng.uniform(-1, 1, (1, 3, 7, 7))
+    np.testing.assert_allclose(fm.run(x), _ref(model, x.astype(np.float32)), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_batchnorm_before_the_classifier_and_before_an_unpadded_conv_fold_into_it():
+    rng = np.random.default_rng(6)
+    ni = ([], [])
+    _conv(rng, "c1", 3, 8, 3, ni, "x", "c1o", pads=1)
+    ni[0].append(helper.make_node("Relu", ["c1o"], ["r1"]))
+    _bn(rng, "pre", 8, ni, "r1", "b1")            # BN -> 1x1 conv without padding
+    _conv(rng, "c2", 8, 6, 1, ni, "b1", "c2o")
+    ni[0].append(helper.make_node("Relu", ["c2o"], ["r2"]))
+    ni[0].append(helper.make_node("GlobalAveragePool", ["r2"], ["g"]))
+    ni[0].append(helper.make_node("Flatten", ["g"], ["f"]))
+    _bn(rng, "bn1d", 6, ni, "f", "fb")            # BatchNorm1d before the FC
+    ni[1].append(_init("fc_w", rng.normal(0, 0.3, (4, 6)).astype(np.float32)))
+    ni[1].append(_init("fc_b", rng.normal(0, 0.1, 4).astype(np.float32)))
+    ni[0].append(helper.make_node("Gemm", ["fb", "fc_w", "fc_b"], ["y"], transB=1, alpha=0.5,
+                                  beta=2.0))
+    model = _model(ni, 3, 6, 6, [1, 4])
+    canon, actions = canonicalize(model)
+    assert "BatchNormalization" not in [n.op_type for n in canon.graph.node]
+    assert "folded 2 BatchNormalization into its consumer" in actions
+    _same(model, canon, (1, 3, 6, 6), rng)
+    load_onnx(model)
+
+
+def test_batchnorm_before_a_padded_conv_is_left_for_the_importer_to_name():
+    rng = np.random.default_rng(7)
+    ni = ([], [])
+    _conv(rng, "c1", 3, 4, 3, ni, "x", "c1o", pads=1)
+    ni[0].append(helper.make_node("Relu", ["c1o"], ["r1"]))
+    _bn(rng, "pre", 4, ni, "r1", "b1")
+    _conv(rng, "c2", 4, 4, 3, ni, "b1", "y", pads=1)   # zero padding of BN(x) != of x
+    model = _model(ni, 3, 5, 5, [1, 4, 5, 5])
+    canon, actions = canonicalize(model)
+    assert "BatchNormalization" in [n.op_type for n in canon.graph.node]
+    assert not any("BatchNormalization" in a for a in actions)
+    with pytest.raises(Exception, match="BatchNormalization is only supported"):
+        load_onnx(model)
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("op", ["Conv", "MaxPool"])
+def test_auto_pad_same_becomes_explicit_pads(auto, op):
+    rng = np.random.default_rng(8)
+    ni = ([], [])
+    if op == "Conv":
+        _conv(rng, "c", 3, 4, 3, ni, "x", "c0", auto_pad=auto, strides=[2, 2])
+        ni[0].append(helper.make_node("Relu", ["c0"], ["y"]))
+        out = [1, 4, 4, 3]
+    else:
+        _conv(rng, "c", 3, 4, 1, ni, "x", "c0")
+        ni[0].append(helper.make_node("Relu", ["c0"], ["r"]))
+        ni[0].append(helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2],
+                                      strides=[2, 2], auto_pad=auto))
+        out = [1, 4, 4, 3]
+    model = _model(ni, 3, 7, 6, out)
+    canon, actions = canonicalize(model)
+    assert f"auto_pad {auto} of {op}: 1 node" in actions
+    pool = next(n for n in canon.graph.node if n.op_type == op)
+    pads = next(list(a.ints) for a in pool.attribute if a.name == "pads")
+    # total padding H: (4-1)*2 + k - 7, W: (3-1)*2 + k - 6; SAME_UPPER puts the odd one at the end
+    k = 3 if op == "Conv" else 2
+    th, tw = 6 + k - 7, 4 + k - 6
+    lo = [th // 2, tw // 2] if auto == "SAME_UPPER" else [th - th // 2, tw - tw // 2]
+    assert pads == [*lo, th - lo[0], tw - lo[1]]
+    if op == "Conv":
+        _same(model, canon, (1, 3, 7, 6), rng)
+    else:
+        # onnx.reference's MaxPool gets SAME_LOWER's output size wrong (3 rows for 7 / 2):
+        # check the canonical graph against the definition instead
+        x = rng.uniform(-1, 1, (1, 3, 7, 6)).astype(np.float32)
+        r = _ref(canon, x)
+        relu = np.maximum(_ref(helper.make_model(helper.make_graph(
+            canon.graph.node[:1], "c", canon.graph.input,
+            [helper.make_tensor_value_info("c0", TensorProto.FLOAT, None)],
+            canon.graph.initializer), opset_imports=OPSET), x), 0)
+        padded = np.pad(relu, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                        constant_values=-np.inf)
+        want = np.stack([np.stack([padded[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(2, 3))
+                                   for j in range(3)], -1) for i in range(4)], -2)
+        np.testing.assert_array_equal(r, want)
+    fm = load_onnx(model)
+    assert fm.shapes[fm.output] == (4, 4, 3)

@@ -302,6 +302,14 @@ def test_unsupported_ops_and_attributes(rng, case, match):
                                                       init.name))
     else:
         model = builders[case]()
+    if case == "auto_pad":
+        # canonicalization turns SAME_UPPER into explicit pads; the raw importer names it
+        fm = load_onnx(model)
+        assert fm.nodes[-1].name == "bad" and fm.nodes[-1].padding == (1, 1, 1, 1)
+        assert any("auto_pad SAME_UPPER" in a for a in fm.meta["canonicalize"])
+        with pytest.raises(OnnxImportError, match=match):
+            load_onnx(model, canonical=False)
+        return
     with pytest.raises(OnnxImportError, match=match):
         load_onnx(model)
 
@@ -394,3 +402,18 @@ def test_graph_interface_errors(rng):
     model.graph.input[0].type.tensor_type.elem_type = TensorProto.INT64
     with pytest.raises(OnnxImportError, match="element type INT64; a float input"):
         load_onnx(model)
+
+
+def test_every_unsupported_op_is_named_at_once(rng):
+    g = G(rng, (2, 6, 6))
+    c = g.conv("x", 2, 3, 1)
+    s1 = g.node("Sigmoid", [c])
+    s2 = g.node("Sigmoid", [s1])
+    t = g.node("Tanh", [s2])
+    model = g.model(g.node("Softsign", [t]), ["N", 2, 6, 6])
+    with pytest.raises(OnnxImportError) as e:
+        load_onnx(model)
+    msg = str(e.value)
+    assert "3 operator types of this model are not supported" in msg
+    assert "'Sigmoid' (2 nodes:" in msg and "'Tanh' (1 node:" in msg and "'Softsign'" in msg
+    assert "supported ops: Conv" in msg
