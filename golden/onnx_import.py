@@ -25,6 +25,9 @@ GlobalAveragePool          ``FGlobalAvgPool``
 Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor
 Flatten, Reshape           ``FFlatten`` (only to ``(N, C*H*W)``; a no-op on a flat tensor)
 Identity, Dropout          no-ops (inference)
+Softmax, LogSoftmax,       only at the graph output, over the classes: the output head,
+Sigmoid                    recorded in ``meta["output_head"]`` and applied on the host
+                           (:mod:`ilmpq.golden.heads`); it does not change the ranking
 Constant                   a constant operand
 =========================  ==================================================================
 
@@ -65,7 +68,7 @@ MIN_OPSET = 7
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant")
+                 "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid")
 
 
 class OnnxImportError(IlmpqValueError):
@@ -356,7 +359,7 @@ class _Importer:
         live.reverse()
         shapes = {t: s for t, s in self.shapes.items() if t in needed}
         meta = {"source": self.label, "producer": self.model.producer_name,
-                "opset": self.opset,
+                "opset": self.opset, "output_head": getattr(self, "head", None),
                 "metadata": {p.key: p.value for p in self.model.metadata_props}}
         try:
             return FloatModel(input=in_ir, output=out.ir, nodes=live, shapes=shapes,
@@ -431,6 +434,31 @@ class _Importer:
             raise self.err(node, idx, f"only the 'value' attribute is supported, got "
                                       f"{sorted(a)}")
         self.consts[node.output[0]] = self.nh.to_array(a["value"])
+
+    def _head(self, node, idx):
+        """Softmax / LogSoftmax / Sigmoid at the graph output: recorded, run on the host."""
+        x = self.act(node, idx, node.input[0])
+        outs = {o.name for o in self.g.output}
+        if node.output[0] not in outs or self.consumers.get(node.output[0], 0) != 1:
+            raise self.err(node, idx, f"{node.op_type} is supported only as the output head "
+                                      f"(applied to the logits at the graph output, on the host)")
+        if node.op_type != "Sigmoid":
+            a = self.attrs(node)
+            axis = int(a.get("axis", -1 if self.opset >= 13 else 1))
+            rank = 2 if x.rank2 else 4
+            if x.rank2:
+                ok = axis in (1, -1)
+            else:  # (N, K, 1, 1): the classes are axis 1
+                ok = x.shape[1:] == (1, 1) and (axis in (1, -3) or (
+                    self.opset < 13 and axis == 1))
+            if not ok:
+                raise self.err(node, idx, f"{node.op_type} over axis {axis} of a rank-{rank} "
+                                          f"tensor is not supported; only over the classes "
+                                          f"(axis 1 of (N, K))")
+        self.head = {"op": node.op_type}
+        self.alias(node.output[0], x)
+
+    op_Softmax = op_LogSoftmax = op_Sigmoid = _head
 
     def op_Identity(self, node, idx):
         name = node.input[0]

@@ -634,6 +634,7 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         "ratio": ratio_str, "rule": rule, "act_clip": str(act_clip),
         "input_mean": mean_v.tolist(), "input_std": std_v.tolist(),
         "n_calib": int(pixels.shape[0]), "output_rank": int(fm.output_rank),
+        "output_head": fm.meta.get("output_head"),
     }
     qm = QModel(tensors=tensors, layers=layers, input=fm.input, output=fm.output,
                 ratio=float(r), act_bits=a_bits, meta=meta, spec=spec)

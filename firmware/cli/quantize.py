@@ -155,6 +155,9 @@ def main(args) -> int:
     fm = load_model(args.model, getattr(args, "input_shape", None))
     for line in fm.meta.get("canonicalize", []):
         print(f"canonicalize: {line}")
+    if fm.meta.get("output_head"):
+        from ...golden.heads import describe_head
+        print(f"output head: {describe_head(fm.meta['output_head'])}")
     if args.calib is not None:
         calib = load_calib(args.calib)
     elif args.model == DEFAULT_MODEL:
