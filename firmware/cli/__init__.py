@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import keyword
 import os
 import sys
 
@@ -28,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "golden",
     "regmap",
     "quantize",
+    "import",
     "compile",
     "simulate",
     "run",
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        mod = importlib.import_module(f"{__package__}.{name}")
+        # a command that is a Python keyword lives in <name>_.py (ilmpq import -> import_.py)
+        mod = importlib.import_module(f"{__package__}.{name}{'_' * keyword.iskeyword(name)}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.register(p)
         p.set_defaults(_main=mod.main)

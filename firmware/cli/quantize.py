@@ -121,6 +121,16 @@ def load_model(name: str, input_shape=None):
     return load_onnx(name, input_shape=input_shape)
 
 
+def _is_quantized(path) -> bool:
+    """Whether the ONNX file holds QONNX / QDQ quantizers (a file that cannot be read is left to
+    the float importer, which names the problem)."""
+    from ...golden.qonnx_import import is_quantized_onnx
+    try:
+        return is_quantized_onnx(path)
+    except Exception:  # noqa: BLE001 - load_onnx reports it
+        return False
+
+
 def load_calib(path) -> np.ndarray:
     """Read a calibration ``.npy`` (no pickles) and name the problem if it is not one."""
     p = Path(path)
@@ -150,6 +160,12 @@ def main(args) -> int:
     from ...golden.data import load_digits
     from ...golden.quantize import accuracy_float, accuracy_int
 
+    if args.model != DEFAULT_MODEL and _is_quantized(args.model):
+        # an already quantized model (QONNX / QDQ) is imported, never re-quantized
+        from .import_ import run_import
+        print(f"{args.model} holds quantizers (QONNX / QDQ): importing it without "
+              f"re-quantizing (ilmpq import); --calib is used as input codes to measure against")
+        return run_import(args.model, args.output, args=args, images_arg=args.calib)
     ratio, spec, desc = resolve_target(args)
     act_clip = parse_act_clip(args.act_clip)
     fm = load_model(args.model, getattr(args, "input_shape", None))

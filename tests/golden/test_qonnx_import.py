@@ -389,3 +389,34 @@ def test_spec_widths_respected():
                                                r"has act_bits = 4"):
         import_quantized(qonnx_cnn(0), ratio="1/8", act_bits=4,
                          spec=NumericSpec(act_bits=4))
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def test_cli_import_and_quantize_detects_quantized(tmp_path, capsys):
+    from ilmpq.firmware.cli import main
+    src = tmp_path / "q.onnx"
+    onnx.save(qonnx_cnn(0), src)
+    codes = tmp_path / "codes.npy"
+    np.save(codes, pixel_images(np.random.default_rng(3), 8))
+    out = tmp_path / "m.npz"
+    assert main(["import", str(src), "-o", str(out), "--ratio", "1/8", "--images",
+                 str(codes)]) == 0
+    text = capsys.readouterr().out
+    assert "import (qonnx)" in text and "contract: exact" in text
+    assert "measured against onnx.reference on 8 images" in text
+    qm = QModel.load(out)
+    assert import_report(qm).exact
+    # ilmpq quantize on a quantized model imports it (never re-quantizes)
+    out2 = tmp_path / "m2.npz"
+    assert main(["quantize", str(src), "-o", str(out2), "--ratio", "1/8"]) == 0
+    assert "holds quantizers" in capsys.readouterr().out
+    q2 = QModel.load(out2)
+    for a, b in zip(q2.conv_layers, qm.conv_layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    # errors are one line
+    bad = tmp_path / "bad.onnx"
+    onnx.save(qonnx_cnn(0), bad)
+    assert main(["import", str(bad), "-o", str(tmp_path / "x.npz"), "--ratio", "1/16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "rows need 8 bits" in err
