@@ -486,7 +486,11 @@ class _Rewriter:
             used.update(n.input)
         inits = [t for t in g.initializer if t.name in used] + \
             [t for t in self.new_inits if t.name in used]
-        graph = onnx.helper.make_graph(self.nodes, g.name or "g", list(g.input), list(g.output),
+        init_names = {t.name for t in g.initializer}
+        kept = {t.name for t in inits}
+        # exporters may list initializers as graph inputs: keep those still used
+        inputs = [i for i in g.input if i.name not in init_names or i.name in kept]
+        graph = onnx.helper.make_graph(self.nodes, g.name or "g", inputs, list(g.output),
                                        initializer=inits)
         opsets = [o for o in self.model.opset_import if o.domain in ("", "ai.onnx")]
         m = onnx.helper.make_model(graph, opset_imports=opsets or None)

@@ -1,0 +1,312 @@
+"""Quantization-aware training of an ILMPQ model with Brevitas, exported as QONNX and imported by
+ilmpq bit for bit (``docs/qat.md``).
+
+Development tool, not part of the installed package; it needs the ``qat`` extra
+(``pip install -e '.[qat]'``: torch, brevitas, onnxoptimizer). The tests never import it.
+
+What it does, for the embedded digits CNN (``golden/data/default_model.onnx``) or any float ONNX
+CNN that ``ilmpq quantize`` reads:
+
+1. **Start from the float model** as ilmpq reads it (BatchNormalization and the input
+   normalization folded: the network takes raw pixels 0..255).
+2. **Row split by ilmpq's own rule**: ``ilmpq.golden.quantize.quantize`` (post-training, the
+   FILM-QNN output-error rule, ``R`` of the target configuration) picks the ``ceil(R*M)`` 8-bit
+   rows of every layer; that PTQ model is also the baseline the QAT result is compared with.
+3. **Brevitas model** with the same graph: ``QuantConv2d`` / ``QuantLinear`` whose weight
+   quantizer has a *per-row bit width* (8 for the chosen rows, 4 for the others; narrow range,
+   per-row float scale = max|w| / (2^(b-1)-1)), unsigned ``act_bits`` quantizers after every
+   ReLU (learned per-tensor scale), the residual add before the ReLU as ilmpq fuses it, a
+   quantizer sharing the previous scale after the global average pool, a signed quantizer on the
+   logits, and a fixed scale-1 8-bit quantizer on the pixel input.
+4. **Train** with the quantizers in the loop (straight-through estimator), from the float
+   weights; AdamW, one-pixel random shifts.
+5. **Export QONNX** (``brevitas.export.export_qonnx``) and **import** it with
+   ``ilmpq.golden.qonnx_import.import_quantized`` (what ``ilmpq import`` runs), measuring the
+   deviation from the QONNX model layer by layer on the calibration images.
+6. Print float / PTQ / QAT test accuracy and write ``OUT.onnx`` (QONNX), ``OUT.npz`` (ilmpq
+   model) and ``OUT.json`` (the numbers).
+
+Then ``ilmpq simulate OUT.npz --config NAME --images ...`` runs the QAT model on the RTL.
+
+Brevitas' QONNX exporter (0.13) checks ``bit_width == 1`` on the weight quantizer, which fails
+for a per-row bit-width tensor; :func:`_patch_brevitas_export` makes that check element-wise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _patch_brevitas_export():
+    """Let Brevitas export a weight quantizer whose bit width is a per-row tensor."""
+    import torch
+    from brevitas.export.onnx.qonnx import handler as h
+
+    def prepare_for_export(self, module):
+        if module.is_quant_enabled:
+            first = module.tracked_module_list[0].quant_weight()
+            bw = first.bit_width
+            binary = bool(torch.all(torch.as_tensor(bw) == 1))
+            self.quant_weight_values = {
+                tm.weight.data_ptr(): tm.quant_weight().value for tm in module.tracked_module_list}
+            self.symbolic_kwargs = {
+                "scale": first.scale, "zero_point": first.zero_point, "bit_width": bw,
+                "narrow_range": module.is_narrow_range, "signed": first.signed,
+                "rounding_mode": "ROUND"}
+            self.quant_op = h.BrevitasBinaryQuantOp if binary else h.BrevitasQuantOp
+
+    h.BrevitasWeightQuantProxyHandler.prepare_for_export = prepare_for_export
+
+
+def build(fm, row_bits: dict, act_bits: int):
+    """The Brevitas network for the float model ``fm`` (ilmpq's FloatModel, normalization
+    folded) with per-row weight bit widths ``row_bits[layer]``."""
+    import torch
+    from torch import nn
+    import brevitas.nn as qnn
+    from brevitas.core.scaling import ScalingImplType
+    from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerChannelFloat,
+                                Uint8ActPerTensorFloat)
+
+    from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
+
+    class RowBits(nn.Module):
+        """Bit width per output channel (a constant buffer of shape (M, 1, 1, 1))."""
+
+        shape = (-1, 1, 1, 1)
+
+        def __init__(self, row_bits):
+            super().__init__()
+            self.register_buffer("row_bits", torch.as_tensor(
+                row_bits, dtype=torch.float32).reshape(self.shape))
+
+        def forward(self):
+            return self.row_bits
+
+    class RowBitsFC(RowBits):
+        shape = (-1, 1)
+
+    class ILMPQWeight(Int8WeightPerChannelFloat):
+        bit_width_impl = RowBits
+        narrow_range = True
+
+    class ILMPQWeightFC(ILMPQWeight):
+        bit_width_impl = RowBitsFC
+
+    class PixelQuant(Uint8ActPerTensorFloat):
+        scaling_impl_type = ScalingImplType.CONST
+        scaling_init = 255.0  # 8-bit unsigned, scale 255 / 255 = 1: the codes are the pixels
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=PixelQuant, return_quant_tensor=False)
+            self.mods = nn.ModuleDict()
+            self.plan = []
+            last_q = {}
+            for n in fm.nodes:
+                if isinstance(n, FConv):
+                    m, c = n.out_channels, n.in_channels
+                    bits = row_bits[n.name]
+                    is_fc = fm.shapes[n.input][1:] == (1, 1) and n.kernel == (1, 1)
+                    if is_fc:
+                        layer = qnn.QuantLinear(c, m, bias=True, weight_quant=ILMPQWeightFC,
+                                                weight_row_bits=bits)
+                        layer.weight.data = torch.tensor(n.weight.reshape(m, c), dtype=torch.float32)
+                    else:
+                        top, left, bottom, right = n.padding
+                        assert top == bottom and left == right, "asymmetric padding"
+                        layer = qnn.QuantConv2d(c, m, n.kernel, stride=n.stride,
+                                                padding=(top, left), bias=True,
+                                                weight_quant=ILMPQWeight, weight_row_bits=bits)
+                        layer.weight.data = torch.tensor(n.weight, dtype=torch.float32)
+                    layer.bias.data = torch.tensor(n.bias, dtype=torch.float32)
+                    if n.relu:
+                        q = qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=act_bits)
+                    else:
+                        q = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat,
+                                              bit_width=act_bits)
+                    self.mods[n.name] = layer
+                    self.mods[n.name + "_q"] = q
+                    last_q[n.output] = q
+                    self.plan.append(("conv", n, is_fc))
+                elif isinstance(n, FGlobalAvgPool):
+                    # re-quantize the average at the input's scale: share its quantizer
+                    src = last_q.get(n.input)
+                    q = qnn.QuantIdentity(act_quant=src.act_quant) if src is not None else None
+                    if q is not None:
+                        self.mods[n.name + "_q"] = q
+                        last_q[n.output] = src
+                    self.plan.append(("gap", n, q is not None))
+                else:
+                    if n.input in last_q:
+                        last_q[n.output] = last_q[n.input]
+                    self.plan.append(("other", n, None))
+
+        def forward(self, x):
+            env = {fm.input: self.inp(x)}
+            for kind, n, extra in self.plan:
+                if kind == "conv":
+                    y = self.mods[n.name](env[n.input])
+                    if n.residual is not None:
+                        y = y + env[n.residual]
+                    env[n.output] = self.mods[n.name + "_q"](
+                        torch.relu(y) if n.relu and not isinstance(
+                            self.mods[n.name + "_q"], qnn.QuantReLU) else y)
+                elif kind == "gap":
+                    y = torch.nn.functional.avg_pool2d(env[n.input],
+                                                       tuple(fm.shapes[n.input][1:]))
+                    env[n.output] = self.mods[n.name + "_q"](y) if extra else y
+                elif isinstance(n, FMaxPool):
+                    t, l, b, r = n.padding
+                    xin = torch.nn.functional.pad(env[n.input], (l, r, t, b),
+                                                  value=-float("inf")) if any(n.padding) \
+                        else env[n.input]
+                    env[n.output] = torch.nn.functional.max_pool2d(xin, n.kernel, n.stride)
+                elif isinstance(n, FFlatten):
+                    env[n.output] = torch.flatten(env[n.input], 1)  # (N, K): ONNX Flatten
+            return env[fm.output]
+
+    return Net()
+
+
+def export(net, shape, path):
+    """QONNX export with a plain (N, K) output: GAP/flatten written as ONNX ops."""
+    import torch
+    from brevitas.export import export_qonnx
+
+    _patch_brevitas_export()
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(net, torch.zeros((1,) + tuple(shape)), export_path=str(path),
+                     dynamo=False)
+
+
+def augment(x, gen):
+    import torch
+
+    n = x.shape[0]
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    dy = torch.randint(0, 3, (n,), generator=gen)
+    dx = torch.randint(0, 3, (n,), generator=gen)
+    h, w = x.shape[2:]
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from ilmpq.golden.data import load_default_model, load_digits
+    from ilmpq.golden.onnx_import import load_onnx
+    from ilmpq.golden.qonnx_import import import_quantized, import_report
+    from ilmpq.golden.quantize import (accuracy_float, accuracy_int, fold_input_normalization,
+                                       quantize)
+    from ilmpq.hdl.config import get_config
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default", help="float ONNX (default: the digits CNN)")
+    ap.add_argument("--config", default="z020", help="target configuration (R, widths)")
+    ap.add_argument("--act-bits", type=int, default=None, help="activation width (4, 5, 8)")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-o", "--output", default="qat_digits", help="OUT prefix (.onnx/.npz/.json)")
+    args = ap.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)
+    cfg = get_config(args.config)
+    if args.act_bits is not None:
+        cfg = cfg.replace(act_bits=args.act_bits)
+    spec = cfg.numeric
+    fm0 = load_default_model() if args.model == "default" else load_onnx(args.model)
+    fm = fold_input_normalization(fm0)
+    xtr, ytr = load_digits("train")
+    xc, yc = load_digits("calib")
+    xt, yt = load_digits("test")
+    t0 = time.time()
+
+    # PTQ with ilmpq's own quantizer: the baseline and the row split
+    ptq = quantize(fm0, xc, ratio=cfg.ratio, spec=spec)
+    row_bits = {l.name: np.where(l.precision == 1, 8, 4).tolist() for l in ptq.conv_layers}
+    acc_float = accuracy_float(fm0, xt, yt)
+    acc_ptq = accuracy_int(ptq, xt, yt)
+    print(f"target {cfg.describe()}")
+    print(f"float {100 * acc_float:.2f}%, PTQ ILMPQ {100 * acc_ptq:.2f}%", flush=True)
+
+    net = build(fm, row_bits, cfg.act_bits)
+    x = torch.tensor(xtr.astype(np.float32))
+    y = torch.tensor(ytr.astype(np.int64))
+    xtest = torch.tensor(xt.astype(np.float32))
+    # calibrate the activation scales on a few batches before training
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 128):
+            net(x[i:i + 128])
+    gen = torch.Generator().manual_seed(args.seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = args.epochs * ((len(x) + 63) // 64)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    lossf = torch.nn.CrossEntropyLoss()
+    for ep in range(args.epochs):
+        net.train()
+        perm = torch.randperm(len(x), generator=gen)
+        tot = 0.0
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            xb = augment(x[idx], gen)
+            opt.zero_grad()
+            loss = lossf(net(xb), y[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss) * len(idx)
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(xtest).argmax(1).numpy() == yt).mean())
+        print(f"epoch {ep + 1}/{args.epochs}: loss {tot / len(x):.4f}, QAT (fake-quant) test "
+              f"{100 * acc:.2f}%  [{time.time() - t0:.0f} s]", flush=True)
+
+    out = Path(args.output)
+    onnx_path = out.with_suffix(".onnx")
+    export(net, fm.input_shape, onnx_path)
+    qm = import_quantized(onnx_path, ratio=cfg.ratio, spec=spec, act_bits=cfg.act_bits,
+                          images=xc, max_images=180)
+    rep = import_report(qm)
+    print(rep.format())
+    acc_qat = accuracy_int(qm, xt, yt)
+    with torch.no_grad():
+        acc_fake = float((net(xtest).argmax(1).numpy() == yt).mean())
+    qm.save(out.with_suffix(".npz"))
+    result = {
+        "config": cfg.name, "ratio": str(cfg.ratio), "act_bits": cfg.act_bits,
+        "epochs": args.epochs, "seed": args.seed, "n_test": int(len(yt)),
+        "float": acc_float, "ptq_ilmpq": acc_ptq, "qat_fake_quant": acc_fake,
+        "qat_ilmpq": acc_qat, "contract_exact": rep.exact,
+        "layers": [{"name": lr.name, "bound_lsb": lr.bound_lsb,
+                    "measured_local": lr.measured_local,
+                    "measured_local_frac": lr.measured_local_frac,
+                    "measured_net": lr.measured_net} for lr in rep.layers],
+        "output_agreement": rep.output_agreement, "seconds": round(time.time() - t0, 1),
+        "versions": {"torch": torch.__version__, "brevitas": __import__("brevitas").__version__},
+    }
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"test accuracy ({len(yt)} images): float {100 * acc_float:.2f}%, PTQ ILMPQ "
+          f"{100 * acc_ptq:.2f}%, QAT ILMPQ {100 * acc_qat:.2f}% (fake-quant in torch "
+          f"{100 * acc_fake:.2f}%)")
+    print(f"wrote {onnx_path}, {out.with_suffix('.npz')}, {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
