@@ -66,16 +66,62 @@ def _patch_brevitas_export():
 
     h.BrevitasWeightQuantProxyHandler.prepare_for_export = prepare_for_export
 
+    # the exporter evaluates the Quant op with the rounding mode it writes: teach it HALF_UP
+    from brevitas.export.onnx.qonnx import function as f
 
-def build(fm, row_bits: dict, act_bits: int):
+    solve = f.solve_float_to_int_impl_from_enum
+
+    class _HalfUp(torch.nn.Module):
+        def forward(self, x):
+            return torch.floor(x + 0.5)
+
+    def solve_half_up(mode):
+        if str(mode).upper() == "HALF_UP":
+            return _HalfUp
+        return solve(mode)
+
+    f.solve_float_to_int_impl_from_enum = solve_half_up
+
+
+def build(fm, row_bits: dict, act_bits: int, pow2: bool = False):
     """The Brevitas network for the float model ``fm`` (ilmpq's FloatModel, normalization
-    folded) with per-row weight bit widths ``row_bits[layer]``."""
+    folded) with per-row weight bit widths ``row_bits[layer]``. Activation quantizers round half
+    up (``floor(x + 1/2)``, exported as QONNX ``HALF_UP``: ilmpq's requantization rounding);
+    ``pow2`` restricts every scale to a power of two, so ``s_w*s_in/s_out`` is exactly ``M*2^-S``
+    and the import is bit-exact by the contract."""
     import torch
     from torch import nn
     import brevitas.nn as qnn
+    from brevitas.core.function_wrapper.ops_ste import CeilSte
+    from brevitas.core.restrict_val import RestrictValueType
     from brevitas.core.scaling import ScalingImplType
-    from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerChannelFloat,
+    from brevitas.function.ops_ste import floor_ste
+    from brevitas.inject import ExtendedInjector
+    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFloat,
+                                Int8WeightPerChannelFloat, Uint8ActPerTensorFixedPoint,
                                 Uint8ActPerTensorFloat)
+
+    class HalfUpSte(nn.Module):
+        """Round half up with a straight-through gradient (ilmpq's rounding)."""
+
+        def __init__(self):
+            super().__init__()
+
+        def forward(self, x):
+            return floor_ste(x + 0.5)
+
+    class HalfUp(ExtendedInjector):
+        float_to_int_impl = HalfUpSte
+        float_to_int_impl_type = "HALF_UP"  # what the QONNX export writes as rounding_mode
+
+    uact = Uint8ActPerTensorFixedPoint if pow2 else Uint8ActPerTensorFloat
+    sact = Int8ActPerTensorFixedPoint if pow2 else Int8ActPerTensorFloat
+
+    class UAct(HalfUp, uact):
+        pass
+
+    class SAct(HalfUp, sact):
+        pass
 
     from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
 
@@ -98,6 +144,11 @@ def build(fm, row_bits: dict, act_bits: int):
     class ILMPQWeight(Int8WeightPerChannelFloat):
         bit_width_impl = RowBits
         narrow_range = True
+
+    if pow2:
+        class ILMPQWeight(ILMPQWeight):  # noqa: F811 - power-of-two per-row scales
+            restrict_scaling_type = RestrictValueType.POWER_OF_TWO
+            restrict_value_float_to_int_impl = CeilSte
 
     class ILMPQWeightFC(ILMPQWeight):
         bit_width_impl = RowBitsFC
@@ -131,10 +182,9 @@ def build(fm, row_bits: dict, act_bits: int):
                         layer.weight.data = torch.tensor(n.weight, dtype=torch.float32)
                     layer.bias.data = torch.tensor(n.bias, dtype=torch.float32)
                     if n.relu:
-                        q = qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=act_bits)
+                        q = qnn.QuantReLU(act_quant=UAct, bit_width=act_bits)
                     else:
-                        q = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat,
-                                              bit_width=act_bits)
+                        q = qnn.QuantIdentity(act_quant=SAct, bit_width=act_bits)
                     self.mods[n.name] = layer
                     self.mods[n.name + "_q"] = q
                     last_q[n.output] = q
@@ -179,6 +229,28 @@ def build(fm, row_bits: dict, act_bits: int):
     return Net()
 
 
+def snap_biases(net, fm):
+    """Make every bias an integer in accumulator units, ``round(b / (s_w * s_in)) * s_w * s_in``
+    (what Brevitas' Int32Bias does, without needing quantized tensors between the layers)."""
+    import torch
+
+    net.eval()
+    scales = {fm.input: 1.0}
+    with torch.no_grad():
+        for kind, n, _ in net.plan:
+            if kind == "conv":
+                layer = net.mods[n.name]
+                s_w = layer.quant_weight().scale.reshape(-1).double()
+                s_in = torch.tensor(scales[n.input], dtype=torch.float64)
+                unit = s_w * s_in
+                b = layer.bias.double()
+                layer.bias.copy_((torch.round(b / unit) * unit).float())
+                scales[n.output] = float(net.mods[n.name + "_q"].act_quant.scale())
+            else:
+                scales[n.output] = scales[n.input]
+    return scales
+
+
 def export(net, shape, path):
     """QONNX export with a plain (N, K) output: GAP/flatten written as ONNX ops."""
     import torch
@@ -220,6 +292,9 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pow2", action="store_true",
+                    help="power-of-two scales (weights per row and activations): the import is "
+                         "then bit-exact by the contract; default: float scales")
     ap.add_argument("-o", "--output", default="qat_digits", help="OUT prefix (.onnx/.npz/.json)")
     args = ap.parse_args(argv)
 
@@ -244,7 +319,7 @@ def main(argv=None) -> int:
     print(f"target {cfg.describe()}")
     print(f"float {100 * acc_float:.2f}%, PTQ ILMPQ {100 * acc_ptq:.2f}%", flush=True)
 
-    net = build(fm, row_bits, cfg.act_bits)
+    net = build(fm, row_bits, cfg.act_bits, pow2=args.pow2)
     x = torch.tensor(xtr.astype(np.float32))
     y = torch.tensor(ytr.astype(np.int64))
     xtest = torch.tensor(xt.astype(np.float32))
@@ -277,6 +352,7 @@ def main(argv=None) -> int:
         print(f"epoch {ep + 1}/{args.epochs}: loss {tot / len(x):.4f}, QAT (fake-quant) test "
               f"{100 * acc:.2f}%  [{time.time() - t0:.0f} s]", flush=True)
 
+    snap_biases(net, fm)
     out = Path(args.output)
     onnx_path = out.with_suffix(".onnx")
     export(net, fm.input_shape, onnx_path)
@@ -290,7 +366,7 @@ def main(argv=None) -> int:
     qm.save(out.with_suffix(".npz"))
     result = {
         "config": cfg.name, "ratio": str(cfg.ratio), "act_bits": cfg.act_bits,
-        "epochs": args.epochs, "seed": args.seed, "n_test": int(len(yt)),
+        "epochs": args.epochs, "seed": args.seed, "pow2": bool(args.pow2), "lr": args.lr, "n_test": int(len(yt)),
         "float": acc_float, "ptq_ilmpq": acc_ptq, "qat_fake_quant": acc_fake,
         "qat_ilmpq": acc_qat, "contract_exact": rep.exact,
         "layers": [{"name": lr.name, "bound_lsb": lr.bound_lsb,
