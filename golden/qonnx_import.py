@@ -981,7 +981,9 @@ def import_quantized(source, *, ratio, spec: NumericSpec | None = None, act_bits
             "onnx_names": {ir: onnx_of.get(ir) or _onnx_name_of(imp, ir)
                            for ir in tensors if ir != in_ir},
             "input_onnx": fmodel.graph.input[0].name if fmodel.graph.input else None,
-            "input_scale": float(in_scale), "output_rank": int(fm.output_rank)}
+            "input_scale": float(in_scale), "output_rank": int(fm.output_rank),
+            # the scale of each tensor in the model (None: the model keeps it in float)
+            "model_scale": {t: (None if v is None else float(v)) for t, v in model_scale.items()}}
     qm = QModel(tensors=tensors, layers=layers, input=in_ir, output=fm.output, ratio=float(r),
                 act_bits=act_bits, meta=meta, spec=spec)
     try:
@@ -1143,16 +1145,16 @@ def _measure(qm: QModel, rep: ImportReport, values: dict, codes: np.ndarray,
         rep.output_agreement = float(np.mean(np.argmax(mv, axis=1) == np.argmax(g, axis=1)))
 
 
-def compare_with_model(qmodel: QModel, source, images, *, runner: str | None = None) -> ImportReport:
-    """Re-measure an imported model against the original on ``images`` (input codes)."""
+def compare_with_model(qmodel: QModel, source, images, *,
+                       runner: str | None = None) -> ImportReport:
+    """Re-measure an imported model against its original ONNX model on other ``images`` (input
+    codes ``(N, C, H, W)``); returns the report with the new measurements."""
     model, label = _parse_model(source)
     rep = import_report(qmodel)
     codes = np.asarray(images).astype(np.uint8)
     runner = runner or ("reference" if "qonnx" in rep.dialect else "onnxruntime")
     names = [v for v in qmodel.meta["onnx_names"].values() if v]
     values = _execute(model, label, codes * qmodel.meta["input_scale"], names, runner)
-    model_scale = {t: (qmodel.tensors[t].scale if not any(
-        "float" in why for lr in rep.layers if qmodel.layer(lr.name).output == t
-        for why in lr.reasons) else None) for t in qmodel.tensors}
+    model_scale = qmodel.meta["model_scale"]
     _measure(qmodel, rep, values, codes, model_scale, runner)
     return rep

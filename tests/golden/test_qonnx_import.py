@@ -16,7 +16,8 @@ from qgraphs import (QdqBuilder, QonnxBuilder, pixel_images, qdq_cnn, qonnx_cnn,
 from ilmpq.golden import ops, reference
 from ilmpq.golden.formats import NumericSpec, Precision
 from ilmpq.golden.model import QModel
-from ilmpq.golden.qonnx_import import (QuantImportError, import_quantized, import_report,
+from ilmpq.golden.qonnx_import import (QuantImportError, compare_with_model, import_quantized,
+                                       import_report,
                                        is_quantized_onnx, qonnx_round, reference_evaluator)
 
 
@@ -420,3 +421,13 @@ def test_cli_import_and_quantize_detects_quantized(tmp_path, capsys):
     assert main(["import", str(bad), "-o", str(tmp_path / "x.npz"), "--ratio", "1/16"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "rows need 8 bits" in err
+
+
+def test_compare_with_model_on_other_images(images):
+    model = qonnx_cnn(1, rounding="ROUND")
+    qm = import_quantized(model, ratio="1/8")
+    assert import_report(qm).runner is None
+    rep = compare_with_model(qm, model, images[:6])
+    assert rep.n_images == 6 and rep.runner == "onnx.reference"
+    for lr in rep.layers:
+        assert lr.measured_local is not None and lr.measured_local <= lr.bound_lsb
