@@ -431,3 +431,50 @@ def test_compare_with_model_on_other_images(images):
     assert rep.n_images == 6 and rep.runner == "onnx.reference"
     for lr in rep.layers:
         assert lr.measured_local is not None and lr.measured_local <= lr.bound_lsb
+
+
+@pytest.mark.parametrize("domain", ["finn.custom_op.general", "onnx.brevitas"])
+def test_other_qonnx_domains(images, domain):
+    qm = import_quantized(qonnx_cnn(0, domain=domain), ratio="1/8", images=images[:4])
+    assert import_report(qm).exact
+    assert all(lr.measured_net == 0 for lr in import_report(qm).layers)
+
+
+def test_batchnorm_after_quantized_conv(images):
+    """A BatchNormalization after a quantized conv moves into M; a negative factor negates the
+    row (exact on the symmetric grid); the integers stay the model's."""
+    rng = np.random.default_rng(4)
+    b = QonnxBuilder()
+    x = b.quant("x", 1.0, 8, signed=False, name="in_quant")
+    w, bits = row_weights(rng, 4, 1, 3, [1])
+    sw = 2.0 ** -rng.integers(6, 9, 4)
+    t = b.conv(x, 1.0, w, sw, bits, name="conv0")
+    gamma = np.array([1.5, -0.75, 0.5, -2.0])
+    bn = [b.const(v, "bn") for v in (gamma, rng.normal(0, 0.3, 4), rng.normal(0, 0.2, 4),
+                                     rng.uniform(0.5, 2, 4))]
+    t = b.node("BatchNormalization", [t] + bn, name="bn0", epsilon=1e-5)
+    t = b.node("Relu", [t])
+    t = b.quant(t, 0.0625, 8, signed=False, name="act0", rounding="ROUND")
+    # opset 15: onnx.reference's BatchNormalization for opsets 9-14 divides var by the default
+    # momentum 0.9 (it disagrees with onnxruntime there); version 15 is right
+    model = b.model(t, out_shape=(None, 4, 8, 8), opset=15)
+    qm = import_quantized(model, ratio="1/4", images=images)
+    layer = qm.layer("conv0")
+    np.testing.assert_array_equal(layer.weight.astype(np.int64),
+                                  w * np.sign(gamma)[:, None, None, None])
+    lr = import_report(qm).layers[0]
+    assert lr.measured_local <= lr.bound_lsb and lr.measured_local_frac < 0.05
+
+
+def test_pooling_requantized_to_another_scale_rejected():
+    b = QonnxBuilder()
+    x = b.quant("x", 1.0, 8, signed=False)
+    wq = b.quant(b.const(np.ones((4, 1, 3, 3)) / 64.0), 1 / 64, 4, signed=True, narrow=True)
+    t = b.node("Conv", [x, wq], name="conv0", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    t = b.node("Relu", [t])
+    t = b.quant(t, 0.25, 8, signed=False, name="act0")
+    t = b.node("MaxPool", [t], name="pool", kernel_shape=[2, 2], strides=[2, 2])
+    t = b.quant(t, 0.5, 8, signed=False, name="pool_quant")
+    with pytest.raises(QuantImportError, match=r"node 'pool_quant' re-quantizes the output of "
+                                               r"maxpool 'pool' to scale 0.5"):
+        import_quantized(b.model(t, out_shape=(None, 4, 4, 4)), ratio="1/4")
