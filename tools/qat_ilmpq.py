@@ -299,9 +299,9 @@ def summarize(argv) -> int:
              f"imported integer model (golden reference); deviation: largest |ilmpq - model| "
              f"over all layers, LSB, on the 180 calibration images.", "",
              "| config | R | act bits | scales | epochs | float | PTQ ILMPQ | QAT ILMPQ | "
-             "QAT in torch | contract | bound LSB (max) | measured local / net (max) | "
-             "top-1 agreement |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "QAT in torch | contract | bound LSB (max) | measured local / net, calib (max) | "
+             "net, test (max) | top-1 agreement, test |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lay = r["layers"]
         lines.append(
@@ -310,7 +310,8 @@ def summarize(argv) -> int:
             f"{pct(r['ptq_ilmpq'])} | {pct(r['qat_ilmpq'])} | {pct(r['qat_fake_quant'])} | "
             f"{'exact' if r['contract_exact'] else 'bounded'} | "
             f"{max(x['bound_lsb'] for x in lay)} | {max(x['measured_local'] for x in lay)} / "
-            f"{max(x['measured_net'] for x in lay)} | {pct(r['output_agreement'])} |")
+            f"{max(x['measured_net'] for x in lay)} | {r['test_measured_net']} | "
+            f"{pct(r['test_agreement'])} |")
     if sims:
         lines += ["", "RTL runs (`ilmpq simulate`, every layer compared with golden bit for bit):",
                   "", "| model | config | simulator | images | layer mismatches | seconds |",
@@ -331,7 +332,7 @@ def main(argv=None) -> int:
 
     from ilmpq.golden.data import load_default_model, load_digits
     from ilmpq.golden.onnx_import import load_onnx
-    from ilmpq.golden.qonnx_import import import_quantized, import_report
+    from ilmpq.golden.qonnx_import import compare_with_model, import_quantized, import_report
     from ilmpq.golden.quantize import (accuracy_float, accuracy_int, fold_input_normalization,
                                        quantize)
     from ilmpq.hdl.config import get_config
@@ -415,6 +416,8 @@ def main(argv=None) -> int:
     with torch.no_grad():
         acc_fake = float((net(xtest).argmax(1).numpy() == yt).mean())
     qm.save(out.with_suffix(".npz"))
+    # the same comparison on the test split: ilmpq's integers against the QONNX model's own
+    rep_test = compare_with_model(qm, onnx_path, xt)
     result = {
         "config": cfg.name, "ratio": str(cfg.ratio), "act_bits": cfg.act_bits,
         "epochs": args.epochs, "seed": args.seed, "pow2": bool(args.pow2), "lr": args.lr, "n_test": int(len(yt)),
@@ -424,7 +427,9 @@ def main(argv=None) -> int:
                     "measured_local": lr.measured_local,
                     "measured_local_frac": lr.measured_local_frac,
                     "measured_net": lr.measured_net} for lr in rep.layers],
-        "output_agreement": rep.output_agreement, "seconds": round(time.time() - t0, 1),
+        "output_agreement": rep.output_agreement,
+        "test_measured_net": max(lr.measured_net for lr in rep_test.layers),
+        "test_agreement": rep_test.output_agreement, "seconds": round(time.time() - t0, 1),
         "versions": {"torch": torch.__version__, "brevitas": __import__("brevitas").__version__},
     }
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
