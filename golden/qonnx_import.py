@@ -653,6 +653,16 @@ def import_quantized(source, *, ratio, spec: NumericSpec | None = None, act_bits
     QModel
         Validated against the spec; ``meta["import_report"]`` holds the :class:`ImportReport`.
     """
+    try:
+        return _import(source, ratio=ratio, spec=spec, act_bits=act_bits, images=images,
+                       runner=runner, max_images=max_images)
+    except UnicodeDecodeError as e:
+        # protobuf does not check proto2 strings: a corrupt name surfaces when it is read
+        raise QuantImportError(f"a name or text field of the model is not valid UTF-8 "
+                               f"({e.reason} at byte {e.start}); the file is corrupt") from None
+
+
+def _import(source, *, ratio, spec, act_bits, images, runner, max_images) -> QModel:
     model, label = _parse_model(source)
     r = parse_ratio(ratio)
     spec = NumericSpec() if spec is None else spec

@@ -16,6 +16,7 @@ from qgraphs import (QdqBuilder, QonnxBuilder, pixel_images, qdq_cnn, qonnx_cnn,
 from ilmpq.golden import ops, reference
 from ilmpq.golden.formats import NumericSpec, Precision
 from ilmpq.golden.model import QModel
+from ilmpq.golden.onnx_import import OnnxImportError
 from ilmpq.golden.qonnx_import import (QuantImportError, compare_with_model, import_quantized,
                                        import_report,
                                        is_quantized_onnx, qonnx_round, reference_evaluator)
@@ -478,3 +479,37 @@ def test_pooling_requantized_to_another_scale_rejected():
     with pytest.raises(QuantImportError, match=r"node 'pool_quant' re-quantizes the output of "
                                                r"maxpool 'pool' to scale 0.5"):
         import_quantized(b.model(t, out_shape=(None, 4, 4, 4)), ratio="1/4")
+
+
+def test_qlinearmatmul(images):
+    """QLinearMatMul after a flatten: an FC layer with per-column weight scales."""
+    rng = np.random.default_rng(6)
+    b = QdqBuilder(shape=(1, 4, 4))
+    x = b.qdq("x", 1.0, name="in")
+    f = b.node("Flatten", [x], axis=1)
+    s1, z1 = b.init(np.float32(1.0), "s"), b.init(np.uint8(0), "z")
+    fq = b.node("QuantizeLinear", [f, s1, z1], name="flat_q")
+    w, _ = row_weights(rng, 8, 16, 1, [3, 5])
+    wt = w[:, :, 0, 0].T.astype(np.int8).copy()  # (K, M)
+    ws = (2.0 ** -rng.integers(8, 11, 8)).astype(np.float32)
+    ys, yz = b.init(np.float32(0.25), "ys"), b.init(np.int8(0), "yz")
+    yq = b.node("QLinearMatMul", [fq, s1, z1, b.init(wt, "w"), b.init(ws, "ws"),
+                                  b.init(np.int8(0), "wz"), ys, yz], name="qfc")
+    y = b.node("DequantizeLinear", [yq, ys, yz], name="out_dq")
+    model = b.model(y, opset=21, out_shape=(None, 8))
+    imgs = pixel_images(np.random.default_rng(2), 8, (1, 4, 4))
+    qm = import_quantized(model, ratio="1/4", images=imgs, runner="reference")
+    fc = qm.layer("qfc")
+    assert fc.is_fc() and not fc.relu and qm.tensors[fc.output].signed
+    np.testing.assert_array_equal(fc.weight[:, :, 0, 0], w[:, :, 0, 0].astype(np.int8))
+    lr = import_report(qm).layers[0]
+    assert lr.measured_local <= lr.bound_lsb and lr.hi_rows == 2
+
+
+def test_corrupt_model_is_one_error(tmp_path):
+    raw = qonnx_cnn(0).SerializeToString()
+    for cut in (len(raw) // 3, len(raw) - 7):
+        p = tmp_path / f"cut{cut}.onnx"
+        p.write_bytes(raw[:cut])
+        with pytest.raises(OnnxImportError, match="not a valid ONNX model"):
+            import_quantized(p, ratio="1/8")
