@@ -342,7 +342,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="z020", help="target configuration (R, widths)")
     ap.add_argument("--act-bits", type=int, default=None, help="activation width (4, 5, 8)")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--label-smoothing", type=float, default=0.05,
+                    help="as the float training of the embedded model (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pow2", action="store_true",
                     help="power-of-two scales (weights per row and activations): the import is "
@@ -384,7 +386,7 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * ((len(x) + 63) // 64)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    lossf = torch.nn.CrossEntropyLoss()
+    lossf = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     for ep in range(args.epochs):
         net.train()
         perm = torch.randperm(len(x), generator=gen)
@@ -397,7 +399,7 @@ def main(argv=None) -> int:
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
         net.eval()
         with torch.no_grad():
             acc = float((net(xtest).argmax(1).numpy() == yt).mean())
@@ -420,7 +422,8 @@ def main(argv=None) -> int:
     rep_test = compare_with_model(qm, onnx_path, xt)
     result = {
         "config": cfg.name, "ratio": str(cfg.ratio), "act_bits": cfg.act_bits,
-        "epochs": args.epochs, "seed": args.seed, "pow2": bool(args.pow2), "lr": args.lr, "n_test": int(len(yt)),
+        "epochs": args.epochs, "seed": args.seed, "pow2": bool(args.pow2), "lr": args.lr,
+        "label_smoothing": args.label_smoothing, "n_test": int(len(yt)),
         "float": acc_float, "ptq_ilmpq": acc_ptq, "qat_fake_quant": acc_fake,
         "qat_ilmpq": acc_qat, "contract_exact": rep.exact,
         "layers": [{"name": lr.name, "bound_lsb": lr.bound_lsb,
