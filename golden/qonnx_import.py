@@ -62,8 +62,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import ops
-from .errors import IlmpqValueError
-from .float_model import FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool
+from .float_model import FConv, FGlobalAvgPool, FMaxPool
 from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
 from .model import (ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, ModelFormatError,
                     QModel, TensorSpec, hi_row_count)
@@ -756,8 +755,8 @@ def _import(source, *, ratio, spec, act_bits, images, runner, max_images) -> QMo
     if images is not None:
         codes = np.asarray(images)
         if codes.ndim != 4 or tuple(codes.shape[1:]) != tuple(fm.input_shape):
-            raise QuantImportError(f"images must have shape (N, {', '.join(map(str, fm.input_shape))})"
-                                   f", not {codes.shape}")
+            want = ", ".join(map(str, fm.input_shape))
+            raise QuantImportError(f"images must have shape (N, {want}), not {codes.shape}")
         if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() > 255:
             raise QuantImportError("images must be integer input codes in [0, 255]")
         codes = codes[:max_images].astype(np.uint8)

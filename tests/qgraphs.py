@@ -10,7 +10,6 @@ input, on every weight (per-row bit widths: the ILMPQ shape), on biases (32-bit,
 from __future__ import annotations
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 QDOMAIN = "qonnx.custom_op.general"

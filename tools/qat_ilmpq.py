@@ -172,7 +172,8 @@ def build(fm, row_bits: dict, act_bits: int, pow2: bool = False):
                     if is_fc:
                         layer = qnn.QuantLinear(c, m, bias=True, weight_quant=ILMPQWeightFC,
                                                 weight_row_bits=bits)
-                        layer.weight.data = torch.tensor(n.weight.reshape(m, c), dtype=torch.float32)
+                        layer.weight.data = torch.tensor(n.weight.reshape(m, c),
+                                                         dtype=torch.float32)
                     else:
                         top, left, bottom, right = n.padding
                         assert top == bottom and left == right, "asymmetric padding"

@@ -285,7 +285,7 @@ def test_declared_8bit_rows_that_fit_4_bits_are_demoted():
     assert any("run on 4-bit lanes" in r for r in rep.layers[0].reasons)
 
 
-# -- bad models -------------------------------------------------------------------------------------
+# -- bad models -----------------------------------------------------------------------------------
 
 def _tiny_qonnx(*, w_bits=4, w_zp=0.0, act_signed=False, act_bits=8, act_zp=0.0, out_scale=0.5,
                 narrow=True, w_override=None, trunc=False, bias_scale=None):
@@ -318,8 +318,8 @@ def test_tiny_model_imports():
 
 
 @pytest.mark.parametrize("kw, pattern", [
-    (dict(w_bits=16), r"node 'conv0' .*'w0_quant' gives row 0 16 bits; the hardware has 4-bit and 8-bit "
-                      r"rows only"),
+    (dict(w_bits=16), r"node 'conv0' .*'w0_quant' gives row 0 16 bits; the hardware has "
+                      r"4-bit and 8-bit rows only"),
     (dict(w_zp=1.0), r"node 'w0_quant' \(Quant\): zero point \[1.0\] is not allowed"),
     (dict(act_zp=3.0), r"node 'act0' \(Quant\): zero point \[3.0\] is not allowed"),
     (dict(act_signed=True), r"node 'act0': a signed quantizer on the output of a ReLU"),
