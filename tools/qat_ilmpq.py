@@ -26,7 +26,10 @@ CNN that ``ilmpq quantize`` reads:
 6. Print float / PTQ / QAT test accuracy and write ``OUT.onnx`` (QONNX), ``OUT.npz`` (ilmpq
    model) and ``OUT.json`` (the numbers).
 
-Then ``ilmpq simulate OUT.npz --config NAME --images ...`` runs the QAT model on the RTL.
+Then ``ilmpq simulate OUT.npz --config NAME --images ...`` runs the QAT model on the RTL, or
+``python tools/qat_ilmpq.py simulate OUT.npz --config NAME -o SIM.json`` (any ``act_bits``), and
+``python tools/qat_ilmpq.py summarize RUN.json ... --simulate SIM.json ... -o PREFIX`` writes the
+results table.
 
 Brevitas' QONNX exporter (0.13) checks ``bit_width == 1`` on the weight quantizer, which fails
 for a per-row bit-width tensor; :func:`_patch_brevitas_export` makes that check element-wise.
@@ -325,10 +328,46 @@ def summarize(argv) -> int:
     return 0
 
 
+def simulate_rtl(argv) -> int:
+    """``simulate MODEL.npz --config NAME [--count N] -o SIM.json``: run the model on the RTL
+    under Verilator with the configuration's ``act_bits`` set to the model's (``ilmpq simulate``
+    takes the presets' A8 only), compare every layer with golden, write the result JSON that
+    ``summarize --simulate`` reads (no torch needed)."""
+    from ilmpq.firmware.cli.simulate import compare_layers
+    from ilmpq.firmware.compiler import compile_model
+    from ilmpq.firmware.sim.simulate import simulate
+    from ilmpq.golden import reference
+    from ilmpq.golden.data import load_digits
+    from ilmpq.golden.model import QModel
+    from ilmpq.hdl.config import get_config
+
+    ap = argparse.ArgumentParser(prog="qat_ilmpq.py simulate")
+    ap.add_argument("model")
+    ap.add_argument("--config", default="tiny")
+    ap.add_argument("--count", type=int, default=64, help="digits test images (default 64)")
+    ap.add_argument("-o", "--output", required=True)
+    a = ap.parse_args(argv)
+    qm = QModel.load(a.model)
+    cfg = get_config(a.config).replace(act_bits=qm.act_bits)
+    imgs = load_digits("test")[0][:a.count].astype(np.int64)
+    t0 = time.time()
+    results = simulate(compile_model(qm, cfg), imgs, sim="verilator")
+    bad = sum(compare_layers(qm, reference.run(qm, im, spec=cfg.numeric), r.tensors) is not None
+              for im, r in zip(imgs, results))
+    res = {"model": Path(a.model).stem, "config": cfg.describe(), "sim": "verilator",
+           "images": f"{len(imgs)} digits test images", "mismatches": int(bad),
+           "seconds": round(time.time() - t0)}
+    Path(a.output).write_text(json.dumps(res, indent=1) + "\n")
+    print(f"{len(imgs) - bad}/{len(imgs)} images bit-exact on every layer ({cfg.describe()})")
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "summarize":
         return summarize(argv[1:])
+    if argv and argv[0] == "simulate":
+        return simulate_rtl(argv[1:])
     import torch
 
     from ilmpq.golden.data import load_default_model, load_digits
