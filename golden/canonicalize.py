@@ -14,7 +14,9 @@ that feed nothing. :func:`canonicalize` rewrites such a graph into the plain for
    ``onnx.reference`` and replaced by an initializer; ``Shape`` and ``Size`` of a tensor whose
    shape is static become constants. This repeats until nothing changes.
 3. **No-ops removed**: ``Identity``, ``Dropout`` (inference; its mask unused), ``Cast`` to the
-   float type the tensor already has, ``Reshape``/``Flatten`` to the shape the tensor already has.
+   float type the tensor already has, ``Reshape``/``Flatten`` to the shape the tensor already has,
+   a ``MaxPool``/``AveragePool`` with a 1x1 window, stride 1 and no padding (VGG's adaptive
+   average pool on a 7x7 map).
 4. **BatchNormalization folded wherever it is affine-foldable** (the importer itself folds a
    BN that directly follows a Conv/Gemm/MatMul): a BN after a residual ``Add`` whose two inputs
    are each produced by a Conv (or a BN) that feeds only that ``Add`` is pushed into both
@@ -289,6 +291,13 @@ def _remove_noops(model, counts):
             elif node.op_type in ("Reshape", "Flatten"):
                 noop = (src in shapes and node.output[0] in shapes
                         and shapes[src] == shapes[node.output[0]])
+            elif node.op_type in ("MaxPool", "AveragePool") and len(node.output) == 1:
+                # a 1x1 window with stride 1 and no padding (VGG's adaptive pool on 7x7)
+                a = {x.name: list(x.ints) for x in node.attribute if x.ints}
+                auto = next((x.s for x in node.attribute if x.name == "auto_pad"), b"NOTSET")
+                noop = (a.get("kernel_shape") == [1, 1] and a.get("strides", [1, 1]) == [1, 1]
+                        and not any(a.get("pads", [])) and auto in (b"NOTSET", b"VALID")
+                        and a.get("dilations", [1, 1]) == [1, 1])
         if not noop:
             keep.append(node)
             continue

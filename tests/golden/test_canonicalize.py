@@ -276,3 +276,18 @@ def test_auto_pad_same_becomes_explicit_pads(auto, op):
         np.testing.assert_array_equal(r, want)
     fm = load_onnx(model)
     assert fm.shapes[fm.output] == (4, 4, 3)
+
+
+@pytest.mark.parametrize("op", ["AveragePool", "MaxPool"])
+def test_a_one_by_one_pool_with_stride_one_is_removed(op):
+    rng = np.random.default_rng(9)
+    ni = ([], [])
+    _conv(rng, "c", 3, 4, 3, ni, "x", "c0", pads=1)
+    ni[0].append(helper.make_node("Relu", ["c0"], ["r"]))
+    ni[0].append(helper.make_node(op, ["r"], ["p"], kernel_shape=[1, 1]))
+    ni[0].append(helper.make_node(op, ["p"], ["y"], kernel_shape=[1, 1], strides=[2, 2]))
+    model = _model(ni, 3, 6, 6, [1, 4, 3, 3])
+    canon, actions = canonicalize(model)
+    assert [n.op_type for n in canon.graph.node] == ["Conv", "Relu", op]  # the strided one stays
+    assert f"removed 1 no-op node ({op} x1)" in actions
+    _same(model, canon, (1, 3, 6, 6), rng)

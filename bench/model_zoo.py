@@ -1,0 +1,194 @@
+"""Benchmark: the CNNs users bring — torchvision classifiers through quantize -> compile -> model.
+
+For each network (random weights: this machine cannot download pretrained ones; the shapes and
+operators are what matter here) it does what a user would:
+
+1. **export** it from torchvision with ``torch.onnx.export`` (opset 17, 224x224, batch 1),
+   cached under ``~/.cache/ilmpq/zoo/``;
+2. **import** it (``load_onnx``: canonicalization, then the importer — which names *every*
+   unsupported operator of the model at once) with the ImageNet input normalization;
+3. **quantize** it for the ``z020`` configuration with seeded random calibration pixels;
+4. **agreement** of the integer model with the float model run by ``onnxruntime`` on the same
+   images (cosine of the logits after subtracting the batch mean, so that a constant offset
+   shared by all images does not inflate it), when onnxruntime is installed;
+5. **compile** it for ``z020`` and run the **cycle model**: frames/s at 100 MHz, PE utilization,
+   which layers run on the host.
+
+A network that stops at a step is reported with the step and the error, verbatim: that is the
+list of what the networks issue still has to build. torch and torchvision are in the ``bench``
+extra only (never needed by the tests or the main job); see the README's install notes.
+
+Writes ``bench/results/model_zoo.json`` and ``.md``.
+
+Usage: ``python bench/model_zoo.py [--nets resnet18,mobilenet_v2] [--calib N] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ilmpq" / "zoo"
+CLOCK_HZ = 100e6
+#: torchvision constructor names, in the order of the networks issue.
+NETS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1",
+        "shufflenet_v2_x1_0", "efficientnet_b0")
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def export(name: str) -> Path:
+    """torchvision ``name`` (random weights, eval mode) as ONNX opset 17, cached."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{name}.onnx"
+    if path.exists():
+        return path
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = getattr(torchvision.models, name)(weights=None).eval()
+    x = torch.zeros(1, 3, 224, 224)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(net, x, str(tmp), opset_version=17, input_names=["x"],
+                      output_names=["logits"], dynamo=False)
+    tmp.rename(path)
+    return path
+
+
+def cosine_centred(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean(axis=0, keepdims=True)
+    b = b - b.mean(axis=0, keepdims=True)
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float((a * b).sum() / den) if den else float("nan")
+
+
+def run_net(name: str, n_calib: int, seed: int) -> dict:
+    from ilmpq.firmware import cyclemodel as cm
+    from ilmpq.firmware.compiler import compile_model
+    from ilmpq.golden import reference
+    from ilmpq.golden.formats import NumericSpec  # noqa: F401  (spec comes from the config)
+    from ilmpq.golden.onnx_import import load_onnx
+    from ilmpq.golden.quantize import quantize
+    from ilmpq.hdl.config import get_config
+
+    cfg = get_config("z020")
+    row: dict = {"net": name, "stage": "export"}
+    t0 = time.perf_counter()
+    try:
+        path = export(name)
+        row["onnx_mb"] = round(path.stat().st_size / 2**20, 1)
+        row["stage"] = "import"
+        fm = load_onnx(path, input_mean=IMAGENET_MEAN, input_std=IMAGENET_STD)
+        row["canonicalize"] = fm.meta.get("canonicalize", [])
+        row["output_head"] = fm.meta.get("output_head")
+        row["stage"] = "quantize"
+        rng = np.random.default_rng(seed)
+        calib = rng.integers(0, 256, (n_calib, 3, 224, 224)).astype(np.float64)
+        qm = quantize(fm, calib, ratio=cfg.ratio, spec=cfg.numeric, report=False)
+        row["stage"] = "agreement"
+        try:
+            import onnxruntime as ort
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            xs = fm.normalize(calib).astype(np.float32)
+            ref = np.concatenate([sess.run(None, {"x": xs[i:i + 1]})[0]
+                                  for i in range(len(xs))])
+            outs = []
+            for img in calib.astype(np.uint8):
+                q = reference.run(qm, img)[qm.output].reshape(-1)
+                outs.append(q * qm.tensors[qm.output].scale)
+            row["cosine_vs_float"] = cosine_centred(np.array(outs), ref.reshape(len(xs), -1))
+        except ImportError:
+            row["cosine_vs_float"] = None
+        row["stage"] = "compile"
+        comp = compile_model(qm, cfg)
+        row["stage"] = "cycle model"
+        est = cm.estimate(comp)
+        host = [l.name for l in est.layers if l.where != "accel"]
+        row.update({"stage": "done", "fps_accel": CLOCK_HZ / est.cycles,
+                    "utilization": est.utilization, "cycles": int(est.cycles),
+                    "host_layers": host, "layers": len(est.layers),
+                    "gmacs": sum(l.macs for l in est.layers) / 1e9})
+    except Exception as e:  # noqa: BLE001 - the report names where each network stops
+        row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:600]
+        if os.environ.get("ILMPQ_DEBUG"):
+            traceback.print_exc()
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def markdown(res: dict) -> str:
+    lines = ["# Model zoo: torchvision CNNs on z020", "",
+             f"Generated by `bench/model_zoo.py` on {res['date']} ({res['machine']}). Random "
+             f"weights, {res['calib']} random calibration images, `z020` (R = 1/8, A8). A network "
+             f"that stops is listed with the step and the error.", "",
+             "| network | reached | fps (accel) | PE util | host layers | cosine vs float | "
+             "stops at |", "|---|---|---|---|---|---|---|"]
+    for r in res["nets"]:
+        done = r["stage"] == "done"
+        cos = r.get("cosine_vs_float")
+        lines.append(
+            f"| {r['net']} | {r['stage']} | {r['fps_accel']:.1f} |" if done else
+            f"| {r['net']} | {r['stage']} | – |")
+        if done:
+            lines[-1] += (f" {100 * r['utilization']:.1f} % | {len(r['host_layers'])} | "
+                          f"{'–' if cos is None else f'{cos:.3f}'} | |")
+        else:
+            err = r.get("error", "").replace("|", "\\|")
+            lines[-1] += f" – | – | {'–' if cos is None else f'{cos:.3f}'} | {err} |"
+    ok = sum(r["stage"] == "done" for r in res["nets"])
+    lines += ["", f"{ok} of {len(res['nets'])} networks compile."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--calib", type=int, default=4, help="calibration images (random pixels)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError:
+        print("error: bench/model_zoo.py needs torch and torchvision (the 'bench' extra; on "
+              "this kind of machine: pip install torch==2.14.1 torchvision==0.29.1)",
+              file=sys.stderr)
+        return 2
+    nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    rows = []
+    for i, name in enumerate(nets, 1):
+        log(f"{i}/{len(nets)} {name} (exports cached in {CACHE})")
+        r = run_net(name, args.calib, args.seed)
+        log(f"  -> {r['stage']}" + (f": {r['error'][:160]}" if "error" in r else
+                                    f", {r['fps_accel']:.1f} fps, {100 * r['utilization']:.1f} %"))
+        rows.append(r)
+    res = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores", "calib": args.calib,
+           "seed": args.seed, "nets": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model_zoo.json").write_text(json.dumps(res, indent=1) + "\n")
+    (args.out / "model_zoo.md").write_text(markdown(res))
+    log(f"wrote {args.out / 'model_zoo.json'} and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
