@@ -15,8 +15,9 @@ operators are what matter here) it does what a user would:
    which layers run on the host.
 
 A network that stops at a step is reported with the step and the error, verbatim: that is the
-list of what the networks issue still has to build. torch and torchvision are in the ``bench``
-extra only (never needed by the tests or the main job); see the README's install notes.
+list of what the networks issue still has to build. torch and torchvision are in the ``zoo``
+extra only (``pip install -e '.[zoo]'``, in its own environment: torchvision 0.29.1 pairs with
+torch 2.14.1, the ``qat`` extra pins torch 2.13.0); never needed by the tests or the main job.
 
 Writes ``bench/results/model_zoo.json`` and ``.md``.
 
@@ -168,9 +169,8 @@ def main(argv=None) -> int:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
     except ImportError:
-        print("error: bench/model_zoo.py needs torch and torchvision (the 'bench' extra; on "
-              "this kind of machine: pip install torch==2.14.1 torchvision==0.29.1)",
-              file=sys.stderr)
+        print("error: bench/model_zoo.py needs torch and torchvision: pip install -e '.[zoo]' "
+              "(torch 2.14.1, torchvision 0.29.1)", file=sys.stderr)
         return 2
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
     rows = []
