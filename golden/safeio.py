@@ -133,10 +133,10 @@ def _array_bytes(shape, dtype) -> int:
     return n * dtype.itemsize
 
 
-def _check_header(fp, available: int, where: str, what: str) -> None:
+def _check_header(fp, available: int, where: str, what: str):
     """Read the ``.npy`` header at ``fp`` (of which ``available`` bytes exist, header included)
     and check that the array it declares fits those bytes, before anything is allocated."""
-    shape, _, dtype, hlen = npy_header(fp, where)
+    shape, fortran, dtype, hlen = npy_header(fp, where)
     if dtype.hasobject:
         raise InputFileError(f"{where}: holds a Python object array, which needs unpickling; "
                              f"Object arrays cannot be loaded when allow_pickle=False (give a "
@@ -148,6 +148,7 @@ def _check_header(fp, available: int, where: str, what: str) -> None:
             f"{where}: the header declares a {dtype} array of shape {shape} ({need} bytes) but "
             f"the file holds only {max(have, 0)} bytes of data; the file is truncated or its "
             f"header is corrupt")
+    return shape, fortran, dtype, hlen
 
 
 def _read_array(fp, where: str) -> np.ndarray:
@@ -157,13 +158,17 @@ def _read_array(fp, where: str) -> np.ndarray:
         raise InputFileError(f"{where}: cannot read the array ({e})") from None
 
 
-def read_npy(path, what: str = "array") -> np.ndarray:
+def read_npy(path, what: str = "array", *, mmap: bool = False) -> np.ndarray:
     """One array from an ``.npy`` file: a regular file, no pickles, and a header whose declared
-    size the file actually holds (checked before allocating)."""
+    size the file actually holds (checked before allocating). With ``mmap`` a non-empty array
+    is a read-only ``numpy.memmap`` of the opened file (its data stays on disk until used)."""
     p = os.fspath(path)
     with open_input(p, what) as f:
         size = os.fstat(f.fileno()).st_size
-        _check_header(f, size, p, what)
+        shape, fortran, dtype, hlen = _check_header(f, size, p, what)
+        if mmap and _array_bytes(shape, dtype) > 0:
+            return np.memmap(f, dtype=dtype, mode="r", offset=hlen, shape=shape,
+                             order="F" if fortran else "C")
         f.seek(0)
         return _read_array(f, p)
 

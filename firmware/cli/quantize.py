@@ -147,7 +147,7 @@ def load_calib(path) -> np.ndarray:
                               f"has no .npy header); give one array (N, C, H, W) of raw pixels "
                               f"0..255 saved with numpy.save")
     try:
-        arr = read_npy(p, "calibration images")   # header checked against the file size
+        arr = read_npy(p, "calibration images", mmap=True)   # header checked; streamed
     except (ValueError, OSError, EOFError) as e:
         raise IlmpqValueError(f"{p}: not a readable .npy array of calibration images ({e})") \
             from None
