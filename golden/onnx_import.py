@@ -108,6 +108,7 @@ def _parse_model(source):
 
     label = "<ModelProto>"
     if isinstance(source, onnx.ModelProto):
+        _inline_external_data(source, None, label)   # refuses external data, changes nothing
         _check_model(source, label)
         return source, label
     if isinstance(source, (bytes, bytearray)):

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
 
-__all__ = ["build_corpus", "small_qmodel", "conv_onnx", "external_onnx", "edit_npz",
-           "npy_with_header", "npz_with_meta_text"]
+__all__ = ["build_corpus", "small_qmodel", "conv_onnx", "external_onnx", "wide_onnx",
+           "edit_npz", "npy_with_header", "npz_with_meta_text"]
 
 TINY = get_config("tiny")
 
@@ -228,6 +228,13 @@ def build_corpus(d: str) -> dict[str, str]:
     put("calib_tib_header.npy", npy_with_header((1 << 20, 3, 1 << 12, 1 << 12), "<f8",
                                                 bytes(64)))
     put("images_tib_header.npy", npy_with_header((1 << 38, 3, 4, 4), "|u1", bytes(16)))
+    # ... and 3 GiB ones, which a machine could allocate (the peak-memory tests)
+    put("calib_4g_header.npy", npy_with_header((1 << 21, 3, 8, 8), "<f8", bytes(64)))
+    put("images_4g_header.npy", npy_with_header((1 << 26, 3, 4, 4), "|u1", bytes(16)))
+    # many calibration images for a model with wide activations: 576 KB of pixels that cost
+    # 1.1 GB as float64 activations kept whole
+    put("wide.onnx", wide_onnx())
+    np.save(path("calib_3000.npy"), rng.integers(0, 256, (3000, 3, 8, 8)).astype(np.uint8))
 
     # -- quantized models ------------------------------------------------------------------------
     model = small_qmodel()
@@ -271,6 +278,8 @@ def build_corpus(d: str) -> dict[str, str]:
     _npz_replace_member(p["model.npz"], path("model_tib_header.npz"), "c1.weight.npy", w_hdr)
     _npz_replace_member(p["model.npz"], path("model_deflate_claim.npz"), "c1.weight.npy",
                         w_hdr, deflate_claim=0xFFFF_FFF0)
+    _npz_replace_member(p["model.npz"], path("model_4g_header.npz"), "c1.weight.npy",
+                        npy_with_header((1 << 20, 1 << 10, 3, 1), "|i1", bytes(64)))
     npz_with_meta_text(p["model.npz"], path("model_deep_json.npz"),
                        '{"format": "ilmpq-qmodel", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     meta = json.loads(np.load(p["model.npz"])["__meta__"].tobytes())
@@ -336,6 +345,25 @@ def _one_node_model(nodes, inits, in_shape, out_shape, opset=13, meta=None) -> b
         e = m.metadata_props.add()
         e.key, e.value = k, v
     return m.SerializeToString()
+
+
+def wide_onnx(c: int = 32, hw: int = 8) -> bytes:
+    """Three 3x3 convs of ``c`` channels with ReLU, global pooling and an FC of 10 outputs on a
+    3 x ``hw`` x ``hw`` input: small weights, wide activations."""
+    rng = np.random.default_rng(4)
+    inits, nodes, x, cin = [], [], "x", 3
+    for i in range(3):
+        inits.append(numpy_helper.from_array(
+            rng.normal(0, 0.3, (c, cin, 3, 3)).astype(np.float32), f"w{i}"))
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}",
+                                   pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
+        x, cin = f"r{i}", c
+    inits.append(numpy_helper.from_array(rng.normal(0, 0.3, (10, c)).astype(np.float32), "fw"))
+    nodes += [helper.make_node("GlobalAveragePool", [x], ["g"], name="gap"),
+              helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+              helper.make_node("Gemm", ["f", "fw"], ["y"], name="fc", transB=1)]
+    return _one_node_model(nodes, inits, (1, 3, hw, hw), (1, 10))
 
 
 def _string_weight_onnx() -> bytes:

@@ -8,12 +8,14 @@ progress messages may precede it -- and never a Python traceback. Files come fro
 
 import os
 import re
+import resource
 import subprocess
 import sys
 
 import pytest
 
 from corpus import build_corpus
+from ilmpq.golden.model import QModel
 
 # (id, argv with {name} placeholders for corpus paths and {out} for a fresh output path,
 #  fragments the error line must contain)
@@ -285,15 +287,28 @@ def _argv(template, corpus_dir, files, out):
     return [re.sub(r"\{([^{}]+)\}", lambda m: subs[m.group(1)], a) for a in template]
 
 
+def _run_cli(argv, cwd, *, memory_limit=None):
+    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin", OPENBLAS_NUM_THREADS="1")
+    env.pop("ILMPQ_DEBUG", None)
+
+    def limit():   # in the child only: its whole address space, imports included
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    return subprocess.run([sys.executable, "-m", "ilmpq.firmware.cli", *argv], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit if memory_limit else None)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_cli_rejects_bad_input(corpus, tmp_path, case):
     name, template, fragments = case
     corpus_dir, files = corpus
     argv = _argv(template, corpus_dir, files, str(tmp_path / "out"))
-    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin", OPENBLAS_NUM_THREADS="1")
-    env.pop("ILMPQ_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "ilmpq.firmware.cli", *argv], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = _run_cli(argv, tmp_path)
+    _check_error(name, proc, fragments)
+
+
+def _check_error(name, proc, fragments):
     err = proc.stderr
     assert "Traceback" not in err, f"{name}: traceback instead of an error line:\n{err}"
     assert proc.returncode == 2, f"{name}: exit status {proc.returncode}\n{err}"
@@ -304,3 +319,61 @@ def test_cli_rejects_bad_input(corpus, tmp_path, case):
     assert lines[-1] == errors[0], f"{name}: the error line is not the last line:\n{err}"
     for fragment in fragments:
         assert fragment in errors[0], f"{name}: {fragment!r} not in {errors[0]!r}"
+
+
+# -- peak memory: small files with large headers, many calibration images ------------------------
+
+#: Address-space limit of the child process: a Python with numpy, onnx and amaranth imported
+#: runs every command below in 512 MiB; the files declare 3 GiB.
+MEMORY_LIMIT = 1 << 30
+
+MEMORY_CASES = [
+    ("compile_4g_member_header", ["compile", "{model_4g_header.npz}", "-o", "{out}"],
+     ["member 'c1.weight.npy': the header declares a int8 array of shape (1048576, 1024, 3, 1) "
+      "(3221225472 bytes)"]),
+    ("quantize_calib_4g_header", ["quantize", "{good.onnx}", "--calib", "{calib_4g_header.npy}",
+                                  "-o", "{out}"], ["(2097152, 3, 8, 8) (3221225472 bytes)", "holds only 64 bytes"]),
+    ("simulate_images_4g_header", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
+                                   "{images_4g_header.npy}"],
+     ["(67108864, 3, 4, 4) (3221225472 bytes)", "holds only 16 bytes"]),
+]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=[c[0] for c in MEMORY_CASES])
+def test_large_headers_are_rejected_before_allocating(corpus, tmp_path, case):
+    """A file of a few hundred bytes whose header declares gigabytes: one error line within a
+    1 GiB address space (allocating first used to cost the declared size, or a MemoryError
+    traceback)."""
+    name, template, fragments = case
+    corpus_dir, files = corpus
+    proc = _run_cli(_argv(template, corpus_dir, files, str(tmp_path / "out")), tmp_path,
+                    memory_limit=MEMORY_LIMIT)
+    _check_error(name, proc, fragments)
+
+
+def test_quantize_memory_does_not_grow_with_calibration_images(corpus, tmp_path):
+    """3000 calibration images (576 KB) of a model with 32-channel activations: run whole
+    through the float model they peak at 645 MB of arrays (tracemalloc) and the command does
+    not fit 768 MiB of address space; streamed in batches they peak at 157 MB and it does."""
+    corpus_dir, files = corpus
+    out = tmp_path / "wide.npz"
+    proc = _run_cli(["quantize", files["wide.onnx"], "--calib", files["calib_3000.npy"], "-o",
+                     str(out), "--ratio", "1/4"], tmp_path, memory_limit=768 << 20)
+    assert proc.returncode == 0, proc.stderr
+    assert "3000 calibration images" in proc.stdout
+    QModel.load(out).validate()
+
+
+def test_external_data_is_never_read_relative_to_the_working_directory(corpus, tmp_path):
+    """The issue's reproduction: run from ``/``, a Constant's external data ``etc/passwd`` must
+    be looked up next to the model (where there is none), never in the working directory."""
+    corpus_dir, files = corpus
+    proc = _run_cli(["quantize", files["ext_const_cwd.onnx"], "--calib", files["calib.npy"],
+                     "-o", str(tmp_path / "q.npz")], "/")
+    _check_error("cwd", proc, ["(Constant) attribute 'value'",
+                               "cannot read external data 'etc/passwd': No such file"])
+    assert not (tmp_path / "q.npz").exists()
+    # inside the model's directory, external data works from any working directory
+    proc = _run_cli(["quantize", files["ext_ok_constant.onnx"], "--calib", files["calib.npy"],
+                     "-o", str(tmp_path / "ok.npz")], "/")
+    assert proc.returncode == 0, proc.stderr
