@@ -189,8 +189,8 @@ CASES = [
     ("compile_model_dev_zero", ["compile", "/dev/zero", "-o", "{out}"],
      ["/dev/zero: is a character device"]),
     ("compile_tib_header_member", ["compile", "{model_tib_header.npz}", "-o", "{out}"],
-     ["member 'c1.weight.npy': the header declares a int8 array of shape (1048576, 1024, 1024, 1)"
-      ]),
+     ["member 'c1.weight.npy': the header declares a int8 array of shape "
+      "(1048576, 1024, 1024, 1)"]),
     ("compile_deflate_size_claim", ["compile", "{model_deflate_claim.npz}", "-o", "{out}"],
      ["member 'c1.weight.npy': claims 4294967280 bytes", "more than deflate can expand"]),
     ("compile_deeply_nested_json", ["compile", "{model_deep_json.npz}", "-o", "{out}"],
