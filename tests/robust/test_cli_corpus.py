@@ -332,7 +332,8 @@ MEMORY_CASES = [
      ["member 'c1.weight.npy': the header declares a int8 array of shape (1048576, 1024, 3, 1) "
       "(3221225472 bytes)"]),
     ("quantize_calib_4g_header", ["quantize", "{good.onnx}", "--calib", "{calib_4g_header.npy}",
-                                  "-o", "{out}"], ["(2097152, 3, 8, 8) (3221225472 bytes)", "holds only 64 bytes"]),
+                                  "-o", "{out}"],
+     ["(2097152, 3, 8, 8) (3221225472 bytes)", "holds only 64 bytes"]),
     ("simulate_images_4g_header", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
                                    "{images_4g_header.npy}"],
      ["(67108864, 3, 4, 4) (3221225472 bytes)", "holds only 16 bytes"]),
