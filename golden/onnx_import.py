@@ -348,9 +348,9 @@ class _Importer:
             if numeric and not (np.issubdtype(v.dtype, np.integer)
                                 or np.issubdtype(v.dtype, np.floating)
                                 or v.dtype == np.bool_):
-                raise self.err(node, idx, f"{what} {name!r} has element type {v.dtype} "
-                                          f"({'STRING' if v.dtype.kind in 'OUS' else v.dtype}); "
-                                          f"a numeric (float or integer) tensor is required")
+                kind = "object (STRING)" if v.dtype.kind in "OUS" else str(v.dtype)
+                raise self.err(node, idx, f"{what} {name!r} has element type {kind}; a numeric "
+                                          f"(float or integer) tensor is required")
             if numeric and np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
                 raise self.err(node, idx, f"{what} {name!r} contains NaN or infinite values")
             return v
