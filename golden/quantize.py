@@ -50,7 +50,7 @@ from .errors import IlmpqTypeError, IlmpqValueError
 from .float_model import FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool, im2col
 from .formats import NumericSpec, Precision
 from .model import (ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
-                    TensorSpec, hi_row_count)
+                    TensorSpec, hi_row_count, padding_error)
 
 __all__ = [
     "QuantizeError", "RULES", "quantize", "fold_input_normalization", "select_hi_rows",
@@ -557,6 +557,11 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     if isinstance(calib_memory, bool) or not isinstance(calib_memory, int) or calib_memory < 1:
         raise QuantizeError(f"calib_memory must be a positive number of bytes, not "
                             f"{calib_memory!r}")
+    for n in float_model.nodes:   # the one padding rule, before any work (as compile has it)
+        if isinstance(n, (FConv, FMaxPool)):
+            why = padding_error(n.kernel, n.padding)
+            if why:
+                raise QuantizeError(f"layer {n.name!r}: {why}")
     # validated in chunks, never copied whole (a memory-mapped file stays on disk)
     images = _validate_images(float_model, calib_images, "calibration images")
     n_calib = int(images.shape[0])

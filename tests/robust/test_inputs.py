@@ -474,6 +474,18 @@ def test_one_padding_rule_for_import_model_and_compiler():
         m.validate()
 
 
+def test_quantize_applies_the_padding_rule_to_a_float_model():
+    """A FloatModel built directly (not through the importer) with padding >= kernel: quantize
+    refuses it up front with the same rule, before any calibration work."""
+    fm = load_onnx(conv_onnx())
+    conv = fm.nodes[0]
+    conv.padding = (3, 1, 1, 1)
+    fm.shapes[conv.output] = (conv.out_channels, 8 + 3 + 1 - 2, 8)
+    with pytest.raises(IlmpqValueError, match=r"layer 'conv': padding \(3, 1, 1, 1\) must be "
+                                              r"smaller than the 3x3 kernel"):
+        quantize(fm, np.zeros((2, 3, 8, 8), np.uint8), ratio=0.25, spec=NumericSpec())
+
+
 # -- bounded quantizer memory ---------------------------------------------------------------------
 
 def _quantize_peak(fm, calib, **kw):
