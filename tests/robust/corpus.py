@@ -178,10 +178,9 @@ def build_corpus(d: str) -> dict[str, str]:
     # -- ONNX external data: only regular files inside the model's directory -------------------
     ext = path("ext")                      # the models live in ext/, the secret one level up
     os.makedirs(ext, exist_ok=True)
-    secret = rng.normal(0, 0.3, 108).astype(np.float32)
-    put("secret.bin", secret.tobytes())
-    with open(os.path.join(ext, "weights.bin"), "wb") as f:
-        f.write(secret.tobytes())
+    put("secret.bin", rng.normal(0, 0.3, 108).astype(np.float32).tobytes())
+    with open(os.path.join(ext, "weights.bin"), "wb") as f:   # other values than the secret
+        f.write(rng.normal(0, 0.3, 108).astype(np.float32).tobytes())
     link = os.path.join(ext, "link.bin")
     if not os.path.lexists(link):
         os.symlink(os.path.join("..", "secret.bin"), link)

@@ -268,8 +268,9 @@ def test_every_user_error_is_an_ilmpq_error():
 
 # -- ONNX external data: confined to the model's directory ---------------------------------------
 
-def _secret(files):
-    return np.fromfile(files["secret.bin"], np.float32).reshape(4, 3, 3, 3)
+def _ext_weights(files):
+    path = os.path.join(os.path.dirname(files["ext_ok.onnx"]), "weights.bin")
+    return np.fromfile(path, np.float32).reshape(4, 3, 3, 3).astype(np.float64)
 
 
 @pytest.mark.parametrize("name", ["ext_ok.onnx", "ext_ok_constant.onnx"])
@@ -277,7 +278,31 @@ def test_external_data_inside_the_model_directory_is_read(files, name):
     """An initializer and a Constant node whose bytes are in ``weights.bin`` next to the model
     import with exactly those weights."""
     fm = load_onnx(files[name])
-    np.testing.assert_array_equal(fm.nodes[0].weight, _secret(files).astype(np.float64))
+    np.testing.assert_array_equal(fm.nodes[0].weight, _ext_weights(files))
+
+
+@pytest.mark.parametrize("name", ["ext_ok.onnx", "ext_ok_constant.onnx"])
+def test_external_data_bit_flips_never_read_another_file(files, rng, name):
+    """300 single-bit flips of a model whose weights are external (location, offset, length,
+    dims, data type ...): each load gives exactly the weights of ``weights.bin`` or an
+    OnnxImportError -- never another file's bytes (``secret.bin`` is one directory up)."""
+    raw = open(files[name], "rb").read()
+    want = _ext_weights(files)
+    path = os.path.join(os.path.dirname(files[name]), "flipped.onnx")
+    rejected = 0
+    for _ in range(300):
+        bad = bytearray(raw)
+        bad[int(rng.integers(len(bad)))] ^= 1 << int(rng.integers(8))
+        with open(path, "wb") as f:
+            f.write(bad)
+        try:
+            fm = load_onnx(path)
+        except OnnxImportError:
+            rejected += 1
+            continue
+        conv = next(n for n in fm.nodes if n.weight.shape == want.shape)
+        np.testing.assert_array_equal(conv.weight, want)
+    assert rejected > 50
 
 
 @pytest.mark.parametrize("name,message", [
