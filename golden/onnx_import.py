@@ -204,7 +204,7 @@ def _inline_external_data(model, base_dir, label):
                 f"files inside the model's directory)")
         try:
             full = resolve_confined(base_dir, info.get("location", ""), where, "external data")
-            with open_input(full, "external tensor data") as f:
+            with open_input(full, "external tensor data", nofollow=True) as f:
                 size = os.fstat(f.fileno()).st_size
                 try:
                     offset = int(info.get("offset", "0"))

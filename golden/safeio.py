@@ -63,16 +63,20 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_input(path, what: str = "input"):
+def open_input(path, what: str = "input", *, nofollow: bool = False):
     """Open ``path`` for binary reading if it is a regular file.
 
     A directory raises ``IsADirectoryError``; a FIFO, device or socket raises
     :class:`InputFileError` naming what it is. The file is opened with ``O_NONBLOCK`` so that
     opening a FIFO never waits for a writer; regular files ignore the flag, and it is cleared
-    before the file object is returned.
+    before the file object is returned. With ``nofollow`` a symlink as the last path component
+    is refused (``O_NOFOLLOW``): for a path already resolved by :func:`resolve_confined`, so
+    that a symlink swapped in afterwards cannot lead out.
     """
     p = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if nofollow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(p, flags)  # FileNotFoundError / PermissionError name the file
     try:
         st = os.fstat(fd)

@@ -348,6 +348,17 @@ def test_external_data_is_never_resolved_against_the_working_directory(tmp_path,
         load_onnx(tmp_path / "model" / "m.onnx")
 
 
+def test_external_data_symlink_swapped_in_after_the_check_is_refused(files, monkeypatch):
+    """The resolved path is opened with O_NOFOLLOW: a symlink put in its place between the
+    check and the open (simulated here) cannot lead out either."""
+    import ilmpq.golden.onnx_import as oi
+    link = os.path.join(os.path.dirname(files["ext_ok.onnx"]), "link.bin")
+    monkeypatch.setattr(oi, "resolve_confined", lambda *a, **k: link)
+    with pytest.raises(OnnxImportError, match=r"cannot read external data 'weights\.bin': Too "
+                                              r"many levels of symbolic links"):
+        load_onnx(files["ext_ok.onnx"])
+
+
 @pytest.mark.parametrize("where", ["initializer", "constant", "attribute"])
 def test_external_data_needs_a_model_file(where):
     """From bytes or a ModelProto there is no directory to confine the data to: refused."""
