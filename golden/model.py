@@ -41,7 +41,6 @@ on failure. ``docs/numeric.md`` section "File format" lists the entries.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import numbers
@@ -55,10 +54,12 @@ import numpy as np
 from .errors import IlmpqValueError
 from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
 from .ops import RES_RANGE, conv_macs, conv_output_hw
+from .safeio import loads_json, read_input, read_npz
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "TensorSpec", "ConvLayer", "MaxPoolLayer",
     "GlobalAvgPoolLayer", "FlattenLayer", "Layer", "QModel", "ModelFormatError", "hi_row_count",
+    "padding_error",
 ]
 
 FORMAT_NAME = "ilmpq-qmodel"
@@ -85,6 +86,23 @@ def hi_row_count(ratio, rows: int) -> int:
     if not (0 <= r <= 1):
         raise ModelFormatError(f"ratio = {ratio} is not allowed: it must be in [0, 1]")
     return math.ceil(r * int(rows))
+
+
+def padding_error(kernel, padding) -> str | None:
+    """The one padding rule of conv, FC and pooling layers, or ``None`` if it holds.
+
+    Padding on each side must be smaller than the kernel on that axis (``top, bottom < kh``,
+    ``left, right < kw``): otherwise a window at the border sees only padding (for max pooling
+    it has no maximum; for a convolution the compiler cannot load input rows for it). The ONNX
+    importer, :meth:`QModel.validate` (so the quantizer) and the compiler all apply it.
+    """
+    kh, kw = (int(v) for v in kernel)
+    pt, pl, pb, pr = (int(v) for v in padding)
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        return (f"padding {(pt, pl, pb, pr)} must be smaller than the {kh}x{kw} kernel on each "
+                f"axis (padding is (top, left, bottom, right); top and bottom < {kh}, left and "
+                f"right < {kw}): a window at the border would see only padding")
+    return None
 
 
 def _as_tuple(v):
@@ -456,6 +474,9 @@ class QModel:
             raise err(f"{where}: weight has {w.shape[1]} input channels but the input "
                       f"{x.name!r} has {x.shape[0]} (shape {x.shape})")
         oh, ow = self._check_geometry(where, layer.kernel, layer.stride, layer.padding, x)
+        why = padding_error(layer.kernel, layer.padding)
+        if why:
+            raise err(f"{where}: {why}")
         if y.shape != (m, oh, ow):
             raise err(f"{where}: output {y.name!r} has shape {y.shape} but the layer computes "
                       f"{(m, oh, ow)} from the input {x.shape}")
@@ -521,10 +542,9 @@ class QModel:
         if not (isinstance(k, tuple) and len(k) == 2 and all(_is_int(v) and v > 0 for v in k)):
             raise err(f"{where}: kernel {k!r} must be (kh, kw) of positive integers")
         oh, ow = self._check_geometry(where, k, layer.stride, layer.padding, x)
-        pt, pl, pb, pr = layer.padding
-        if max(pt, pb) >= k[0] or max(pl, pr) >= k[1]:
-            raise err(f"{where}: padding {layer.padding} must be smaller than the {k[0]}x{k[1]} "
-                      f"kernel on each axis (a window of padding only has no maximum)")
+        why = padding_error(k, layer.padding)
+        if why:
+            raise err(f"{where}: {why}")
         if y.shape != (x.shape[0], oh, ow):
             raise err(f"{where}: output {y.name!r} has shape {y.shape} but the layer computes "
                       f"{(x.shape[0], oh, ow)} from the input {x.shape}")
@@ -592,20 +612,15 @@ class QModel:
             If ``path`` does not exist.
         """
         where = os.fspath(path)
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_input(where, "quantized model (.npz)")  # a regular file, never a FIFO/device
         try:
             if raw.startswith(b"\x93NUMPY"):
                 raise ValueError("it holds a single .npy array, not an .npz archive")
             if not raw.startswith(b"PK"):
                 # np.load would try to unpickle it and suggest allow_pickle: never for a model
                 raise ValueError("it is not a ZIP archive (no 'PK' signature)")
-            npz = np.load(io.BytesIO(raw), allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            with npz:
-                files = list(npz.files)
-                data = {k: npz[k] for k in files}
+            # every member's header is checked against its size before anything is allocated
+            data = read_npz(raw, where)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError,
                 NotImplementedError, RuntimeError) as e:
             # RuntimeError: zipfile's "encrypted, password required" (a flipped flag bit)
@@ -622,7 +637,8 @@ class QModel:
             raise bad(f"{_META_KEY!r} must be a 1-D uint8 array of UTF-8 JSON, not "
                       f"{m.dtype} {m.shape}")
         try:
-            meta = json.loads(m.tobytes().decode("utf-8"))
+            # strict: no NaN/Infinity (save() never writes them), bounded nesting
+            meta = loads_json(m.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise bad(f"{_META_KEY!r} is not valid UTF-8 JSON: {e}") from None
         if not isinstance(meta, dict):

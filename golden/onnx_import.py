@@ -45,7 +45,7 @@ the caller may override them.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IlmpqValueError
+from .model import padding_error
+from .safeio import InputFileError, loads_json, open_input, read_input, resolve_confined
 from .float_model import (FConv, FFlatten, FGlobalAvgPool, FloatModel, FloatModelError,
                           FMaxPool)
 
@@ -75,6 +77,21 @@ class OnnxImportError(IlmpqValueError):
     """The ONNX model cannot be imported; the message names the node, op and what is allowed."""
 
 
+def _packed_types():
+    import onnx
+    tp = onnx.TensorProto
+    return {getattr(tp, n) for n in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
+            if hasattr(tp, n)}
+
+
+class _LazyPacked:
+    def __contains__(self, code):
+        return code in _packed_types()
+
+
+_PACKED_TYPES = _LazyPacked()  # sub-byte types: their byte count is not n * itemsize
+
+
 @dataclass
 class _Act:
     """An activation value during import: its IR tensor name and per-image shape."""
@@ -91,6 +108,7 @@ def _parse_model(source):
 
     label = "<ModelProto>"
     if isinstance(source, onnx.ModelProto):
+        _inline_external_data(source, None, label)   # refuses external data, changes nothing
         _check_model(source, label)
         return source, label
     if isinstance(source, (bytes, bytearray)):
@@ -99,7 +117,9 @@ def _parse_model(source):
     else:
         path = Path(os.fspath(source))
         label = str(path)
-        data = path.read_bytes()  # FileNotFoundError / IsADirectoryError propagate
+        # a regular file only (a FIFO or /dev/zero is refused, never read); FileNotFoundError /
+        # IsADirectoryError propagate
+        data = read_input(path, "ONNX model")
         base_dir = path.parent
     if not data:
         raise OnnxImportError(f"{label}: the file is empty, not an ONNX model")
@@ -114,15 +134,115 @@ def _parse_model(source):
         raise OnnxImportError(
             f"{label}: not an ONNX model (no IR version, graph or opset); the file may be "
             f"truncated or of another format")
-    if base_dir is not None and any(
-            t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        try:
-            from onnx.external_data_helper import load_external_data_for_model
-            load_external_data_for_model(model, str(base_dir))
-        except (OSError, ValueError) as e:
-            raise OnnxImportError(f"{label}: cannot load external tensor data: {e}") from None
+    _inline_external_data(model, base_dir, label)
     _check_model(model, label)
     return model, label
+
+
+def _all_tensors(model):
+    """Every ``TensorProto`` of the model with a description: initializers, sparse
+    initializers, node attributes (``t``, ``tensors``, sparse tensors) of every node, in every
+    subgraph and in every function. Only these can point to external data."""
+    def from_graph(g, where):
+        for t in g.initializer:
+            yield t, f"initializer {t.name!r}"
+        for st in g.sparse_initializer:
+            yield st.values, f"sparse initializer {st.values.name!r}"
+            yield st.indices, f"sparse initializer {st.values.name!r} (indices)"
+        yield from from_nodes(g.node, where)
+
+    def from_nodes(nodes, where):
+        for i, node in enumerate(nodes):
+            nname = f"{where}node {node.name or f'{node.op_type}_{i}'!r} ({node.op_type})"
+            for a in node.attribute:
+                ctx = f"{nname} attribute {a.name!r}"
+                if a.HasField("t"):
+                    yield a.t, ctx
+                for t in a.tensors:
+                    yield t, ctx
+                if a.HasField("sparse_tensor"):
+                    yield a.sparse_tensor.values, ctx
+                    yield a.sparse_tensor.indices, ctx
+                for st in a.sparse_tensors:
+                    yield st.values, ctx
+                    yield st.indices, ctx
+                if a.HasField("g"):
+                    yield from from_graph(a.g, f"{ctx} subgraph: ")
+                for sub in a.graphs:
+                    yield from from_graph(sub, f"{ctx} subgraph: ")
+
+    yield from from_graph(model.graph, "")
+    for f in model.functions:
+        yield from from_nodes(f.node, f"function {f.name!r} ")
+
+
+def _inline_external_data(model, base_dir, label):
+    """Read every tensor's external data into the model, confined to the model's directory.
+
+    ONNX lets any tensor -- an initializer, a ``Constant`` node's ``value``, any tensor attribute,
+    in subgraphs and functions too -- keep its bytes in a file named by a relative path. Each
+    such path must name a regular file inside the directory of the model file (no absolute path,
+    no ``..``, no symlink leading out, no FIFO or device), and the declared ``offset``/``length``
+    must lie inside that file and match the tensor's shape; the bytes are then copied into
+    ``raw_data`` so that nothing later (onnx's checker, ``numpy_helper.to_array``, which would
+    resolve the path against the current directory) ever opens a file. A model given as bytes or
+    a ``ModelProto`` has no directory: external data is refused.
+    """
+    import onnx
+    from onnx import helper
+
+    tp = onnx.TensorProto
+    for t, ctx in _all_tensors(model):
+        if t.data_location != tp.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        where = f"{label}: {ctx}"
+        if base_dir is None:
+            raise OnnxImportError(
+                f"{where} keeps its data in an external file ({info.get('location', '?')!r}); "
+                f"external data is only read when the model is loaded from a file path (from "
+                f"files inside the model's directory)")
+        try:
+            full = resolve_confined(base_dir, info.get("location", ""), where, "external data")
+            with open_input(full, "external tensor data", nofollow=True) as f:
+                size = os.fstat(f.fileno()).st_size
+                try:
+                    offset = int(info.get("offset", "0"))
+                    length = int(info["length"]) if "length" in info else size - offset
+                except ValueError:
+                    raise OnnxImportError(
+                        f"{where}: external data offset {info.get('offset')!r} / length "
+                        f"{info.get('length')!r} are not integers") from None
+                if offset < 0 or length < 0 or offset + length > size:
+                    raise OnnxImportError(
+                        f"{where}: external data bytes [{offset}, {offset + length}) are not "
+                        f"inside {info['location']!r} ({size} bytes)")
+                if t.data_type == tp.STRING or any(d < 0 for d in t.dims):
+                    raise OnnxImportError(f"{where}: external data of a "
+                                          f"{_dtype_name(t.data_type)} tensor with dims "
+                                          f"{list(t.dims)} is not supported")
+                try:
+                    itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+                except (KeyError, TypeError, ValueError):
+                    itemsize = None
+                n = int(np.prod(t.dims, dtype=object)) if len(t.dims) else 1
+                if itemsize is not None and t.data_type not in _PACKED_TYPES and \
+                        n * itemsize != length:
+                    raise OnnxImportError(
+                        f"{where}: external data holds {length} bytes but the "
+                        f"{_dtype_name(t.data_type)} tensor of dims {list(t.dims)} needs "
+                        f"{n * itemsize}")
+                f.seek(offset)
+                raw = f.read(length)
+        except OSError as e:
+            raise OnnxImportError(f"{where}: cannot read external data "
+                                  f"{info.get('location', '')!r}: {e.strerror or e}") from None
+        except InputFileError as e:
+            msg = str(e)
+            raise OnnxImportError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+        t.raw_data = raw
+        del t.external_data[:]
+        t.data_location = tp.DEFAULT
 
 
 def _check_model(model, label):
@@ -222,9 +342,18 @@ class _Importer:
     def attrs(self, node) -> dict:
         return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
 
-    def const(self, node, idx, name, what):
+    def const(self, node, idx, name, what, *, numeric=True):
         if name in self.consts:
-            return self.consts[name]
+            v = self.consts[name]
+            if numeric and not (np.issubdtype(v.dtype, np.integer)
+                                or np.issubdtype(v.dtype, np.floating)
+                                or v.dtype == np.bool_):
+                kind = "object (STRING)" if v.dtype.kind in "OUS" else str(v.dtype)
+                raise self.err(node, idx, f"{what} {name!r} has element type {kind}; a numeric "
+                                          f"(float or integer) tensor is required")
+            if numeric and np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
+                raise self.err(node, idx, f"{what} {name!r} contains NaN or infinite values")
+            return v
         if name in self.acts:
             raise self.err(node, idx, f"{what} {name!r} must be a constant (an initializer or "
                                       f"a Constant node), not a computed tensor")
@@ -487,6 +616,10 @@ class _Importer:
         if w.ndim != 4:
             raise self.err(node, idx, f"weight of rank {w.ndim}; only 2-D convolution "
                                       f"(rank-4 weights) is supported")
+        if 0 in w.shape:
+            raise self.err(node, idx, f"weight of shape {list(w.shape)} is empty; every "
+                                      f"dimension (output channels, input channels, kernel) "
+                                      f"must be at least 1")
         if a.get("group", 1) != 1:
             raise self.err(node, idx, f"group={a['group']} is not supported; only group=1 "
                                       f"(no grouped or depthwise convolution)")
@@ -498,6 +631,9 @@ class _Importer:
             raise self.err(node, idx, f"weight has {w.shape[1]} input channels, the input "
                                       f"tensor has {x.shape[0]}")
         pads, strides = self._pads(node, idx, a, ks)
+        why = padding_error(ks, pads)
+        if why:
+            raise self.err(node, idx, why)
         if len(node.input) > 2 and node.input[2]:
             b = self.const(node, idx, node.input[2], "bias").astype(np.float64).reshape(-1)
             if b.shape != (w.shape[0],):
@@ -521,6 +657,9 @@ class _Importer:
             raise self.err(node, idx, f"the input must be a 2-D (N, K) tensor (after Flatten), "
                                       f"not (N, {', '.join(map(str, x.shape))})")
         k = x.shape[0]
+        if 0 in w_mk.shape:
+            raise self.err(node, idx, f"weight of shape {list(w_mk.shape)} (outputs, inputs) "
+                                      f"is empty; both must be at least 1")
         if w_mk.shape[1] != k:
             raise self.err(node, idx, f"weight expects {w_mk.shape[1]} inputs, the input "
                                       f"has {k}")
@@ -543,11 +682,18 @@ class _Importer:
             raise self.err(node, idx, f"weight B must be 2-D, not shape {list(w.shape)}")
         if not a.get("transB", 0):
             w = w.T
-        w = w * float(a.get("alpha", 1.0))
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        if not (math.isfinite(alpha) and math.isfinite(beta)):
+            raise self.err(node, idx, f"alpha = {alpha} and beta = {beta} must be finite")
+        if alpha == 0.0:
+            raise self.err(node, idx, "alpha = 0 makes the output a constant (beta * C) that "
+                                      "does not depend on the input; such a layer is not "
+                                      "supported (alpha must be nonzero)")
+        w = w * alpha
         m = w.shape[0]
         if len(node.input) > 2 and node.input[2]:
             c = self.const(node, idx, node.input[2], "bias C").astype(np.float64)
-            c = c * float(a.get("beta", 1.0))
+            c = c * beta
             if c.size == 1:
                 b = np.full(m, float(c.reshape(-1)[0]))
             elif c.shape in ((m,), (1, m)):
@@ -630,7 +776,8 @@ class _Importer:
             raise self.err(node, idx, "Add must have 2 inputs")
         n0, n1 = node.input
         if n0 in self.consts and n1 in self.consts:
-            self.consts[node.output[0]] = self.consts[n0] + self.consts[n1]
+            self.consts[node.output[0]] = (self.const(node, idx, n0, "operand")
+                                           + self.const(node, idx, n1, "operand"))
             return
         if n0 in self.consts or n1 in self.consts:
             cname, aname = (n0, n1) if n0 in self.consts else (n1, n0)
@@ -640,7 +787,7 @@ class _Importer:
                 raise self.err(node, idx, "Add of a constant is only supported as the bias of "
                                           "a Conv, Gemm or MatMul whose output feeds nothing "
                                           "else")
-            c = np.asarray(self.consts[cname], dtype=np.float64)
+            c = self.const(node, idx, cname, "constant operand").astype(np.float64)
             m = conv.out_channels
             ok = {(), (1,), (m,), (1, m)} if x.rank2 else {(), (1,), (m, 1, 1), (1, m, 1, 1)}
             if c.shape not in ok:
@@ -688,9 +835,9 @@ class _Importer:
         if len(ks) != 2:
             raise self.err(node, idx, f"kernel_shape {ks} must have 2 values (2-D pooling)")
         pads, strides = self._pads(node, idx, a, ks)
-        if pads[0] >= ks[0] or pads[2] >= ks[0] or pads[1] >= ks[1] or pads[3] >= ks[1]:
-            raise self.err(node, idx, f"pads {list(pads)} must be smaller than the kernel "
-                                      f"{ks}")
+        why = padding_error(ks, pads)
+        if why:
+            raise self.err(node, idx, why)
         c, h, w = x.shape
         ho = (h + pads[0] + pads[2] - ks[0]) // strides[0] + 1
         wo = (w + pads[1] + pads[3] - ks[1]) // strides[1] + 1
@@ -767,6 +914,11 @@ class _Importer:
         self._flatten(node, idx, x)
 
 
+def _where(source) -> str:
+    return ("<bytes>" if isinstance(source, (bytes, bytearray)) else "<ModelProto>"
+            if not isinstance(source, (str, os.PathLike)) else os.fspath(source))
+
+
 def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
               canonical: bool = True) -> FloatModel:
     """Import a float CNN from an ONNX file, bytes or ``onnx.ModelProto``.
@@ -799,6 +951,8 @@ def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
     FileNotFoundError
         ``source`` is a path that does not exist.
     """
+    import onnx
+
     try:
         model, label = _parse_model(source)
         actions = []
@@ -812,22 +966,24 @@ def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
             raise OnnxImportError("input_shape needs canonical=True (it rewrites the input)")
         fm = _Importer(model, label).run()
         fm.meta["canonicalize"] = list(actions)
+    except onnx.checker.ValidationError as e:
+        # raised by onnx helpers (attribute and tensor readers) on malformed protos
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OnnxImportError(f"{_where(source)}: not a valid ONNX model: {first}") from None
     except UnicodeDecodeError as e:
         # protobuf does not check proto2 strings: a corrupt name surfaces when it is read
-        where = ("<bytes>" if isinstance(source, (bytes, bytearray)) else "<ModelProto>"
-                 if not isinstance(source, (str, os.PathLike)) else os.fspath(source))
-        raise OnnxImportError(f"{where}: a name or text field is not valid UTF-8 ({e.reason} "
-                              f"at byte {e.start}); the file is corrupt") from None
+        raise OnnxImportError(f"{_where(source)}: a name or text field is not valid UTF-8 "
+                              f"({e.reason} at byte {e.start}); the file is corrupt") from None
     md = fm.meta["metadata"]
     for key, arg, attr in ((META_INPUT_MEAN, input_mean, "input_mean"),
                            (META_INPUT_STD, input_std, "input_std")):
         value = arg
         if value is None and key in md:
             try:
-                value = json.loads(md[key])
-            except json.JSONDecodeError:
-                raise OnnxImportError(f"{label}: metadata {key}={md[key]!r} is not a JSON "
-                                      f"number or list") from None
+                value = loads_json(md[key])
+            except InputFileError as e:
+                raise OnnxImportError(f"{label}: metadata {key}={md[key][:40]!r} is not a JSON "
+                                      f"number or list: {e}") from None
         if value is not None:
             try:
                 vec = FloatModel._norm_vector(attr, value, 0.0, fm.input_shape[0])

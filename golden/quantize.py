@@ -50,7 +50,7 @@ from .errors import IlmpqTypeError, IlmpqValueError
 from .float_model import FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool, im2col
 from .formats import NumericSpec, Precision
 from .model import (ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
-                    TensorSpec, hi_row_count)
+                    TensorSpec, hi_row_count, padding_error)
 
 __all__ = [
     "QuantizeError", "RULES", "quantize", "fold_input_normalization", "select_hi_rows",
@@ -103,7 +103,13 @@ def parse_ratio(ratio) -> Fraction:
 
 def check_calib_images(fm: FloatModel, images, what: str = "calibration images") -> np.ndarray:
     """Validate a batch of pixel images ``(N, C, H, W)`` in ``[0, 255]`` and return float64."""
-    arr = np.asarray(images)
+    return _validate_images(fm, images, what).astype(np.float64)
+
+
+def _validate_images(fm: FloatModel, images, what: str) -> np.ndarray:
+    """:func:`check_calib_images` without the float64 copy: the checks run over chunks of the
+    array as given (a ``numpy.memmap`` stays on disk), which is returned unchanged."""
+    arr = images if isinstance(images, np.ndarray) else np.asarray(images)
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise IlmpqTypeError(f"{what} must be a numeric array, not dtype {arr.dtype}")
     shape = fm.input_shape
@@ -112,16 +118,38 @@ def check_calib_images(fm: FloatModel, images, what: str = "calibration images")
                             f"the model's input layout), not {arr.shape}")
     if arr.shape[0] < 1:
         raise QuantizeError(f"{what}: at least one image is needed")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise QuantizeError(f"{what} contain NaN or infinite values")
-    lo, hi = float(arr.min()), float(arr.max())
+    step = max(1, (16 << 20) // max(1, arr[0].nbytes))
+    lo, hi = math.inf, -math.inf
+    for i in range(0, arr.shape[0], step):
+        chunk = np.asarray(arr[i:i + step])
+        if np.issubdtype(chunk.dtype, np.floating) and not np.all(np.isfinite(chunk)):
+            raise QuantizeError(f"{what} contain NaN or infinite values")
+        lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if lo < 0 or hi > 255:
         raise QuantizeError(
             f"{what} must be raw pixels in [0, 255] (the integer network reads uint8 pixels; "
             f"normalization is given separately as input_mean/input_std), but the values span "
             f"[{lo:g}, {hi:g}]")
     return arr
+
+
+def _pixels(arr: np.ndarray) -> np.ndarray:
+    """Whole float64 pixels of (a slice of) validated calibration images."""
+    return np.rint(np.asarray(arr, dtype=np.float64))
+
+
+def float_bytes_per_image(fm: FloatModel) -> int:
+    """Bytes one calibration image costs in a float64 run of ``fm`` keeping every tensor: the
+    tensors plus the largest convolution's im2col matrix and product (NumPy copies the window
+    view into a matrix for ``tensordot``)."""
+    tensors = sum(int(np.prod(s)) for s in fm.shapes.values())
+    conv = 0
+    for n in fm.nodes:
+        if isinstance(n, FConv):
+            _, ho, wo = fm.shapes[n.output]
+            conv = max(conv, ho * wo * (n.in_channels * n.kernel[0] * n.kernel[1]
+                                        + n.out_channels))
+    return 8 * (tensors + 2 * conv)
 
 
 # -- step 1: fold the input normalization --------------------------------------------------------
@@ -464,7 +492,8 @@ def _sample_columns(x: np.ndarray, n: FConv, max_columns: int) -> np.ndarray:
 
 def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
              rule: str = "error", input_mean=None, input_std=None, act_clip="mse",
-             max_columns: int = 4096, report: bool = True, report_images: int = 256) -> QModel:
+             max_columns: int = 4096, report: bool = True, report_images: int = 256,
+             calib_memory: int = 256 << 20) -> QModel:
     """Quantize a float CNN to an ILMPQ integer model.
 
     Parameters
@@ -492,7 +521,15 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     report : bool
         Compute the per-layer report (runs the integer network on the calibration images).
     report_images : int
-        At most this many calibration images are used for the report.
+        At most this many calibration images are used for the report (and at most as many as
+        fit ``calib_memory``).
+    calib_memory : int
+        Bytes the float activations of the calibration images may take at once. The images run
+        through the float model in batches of this size; if they all fit one batch (the usual
+        case: 256 MiB holds about 3000 digits images), every activation is used whole, else
+        only bounded samples are kept per batch, so memory does not grow with the number of
+        images (a percentile clip is then estimated from up to 2**18 values per tensor). The
+        images are read in slices, so a ``numpy.memmap`` is streamed from disk.
 
     Returns
     -------
@@ -517,8 +554,17 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         raise QuantizeError(f"max_columns must be a positive integer, not {max_columns!r}")
     r = parse_ratio(ratio)
     activation_clip(np.ones(1), 8, False, act_clip)  # validates the method early
-    # the integer network sees whole pixels: calibrate the float model on the same values
-    pixels = np.rint(check_calib_images(float_model, calib_images))
+    if isinstance(calib_memory, bool) or not isinstance(calib_memory, int) or calib_memory < 1:
+        raise QuantizeError(f"calib_memory must be a positive number of bytes, not "
+                            f"{calib_memory!r}")
+    for n in float_model.nodes:   # the one padding rule, before any work (as compile has it)
+        if isinstance(n, (FConv, FMaxPool)):
+            why = padding_error(n.kernel, n.padding)
+            if why:
+                raise QuantizeError(f"layer {n.name!r}: {why}")
+    # validated in chunks, never copied whole (a memory-mapped file stays on disk)
+    images = _validate_images(float_model, calib_images, "calibration images")
+    n_calib = int(images.shape[0])
     a_bits = spec.act_bits
 
     c_in = float_model.input_shape[0]
@@ -528,28 +574,33 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         "input_std", float_model.input_std if input_std is None else input_std, 1.0, c_in)
     fm = fold_input_normalization(float_model, mean_v, std_v)
     notes = []
-    env = fm.run(pixels, all_tensors=True)
+    # the calibration images go through the float model in batches of at most calib_memory
+    # bytes; when they all fit one batch (the usual case) the float activations of every tensor
+    # are kept and used whole, else only bounded statistics are kept per batch (_CalibStats)
+    batch = max(1, calib_memory // float_bytes_per_image(fm))
+    one_batch = n_calib <= batch
+    # the integer network sees whole pixels: calibrate the float model on the same values
+    pixels = _pixels(images) if one_batch else None
+    env = fm.run(pixels, all_tensors=True) if one_batch else None
+    out_chain = _output_chain(fm)
+    signed_of = {n.output: not n.relu for n in fm.nodes if isinstance(n, FConv)}
+    stats_s = None if one_batch else _CalibStats(
+        fm, float_model, images, batch, r, rule, max_columns, out_chain, signed_of,
+        mean_v, std_v)
     if np.any(mean_v):
-        orig = float_model.replace(input_mean=mean_v, input_std=std_v)
-        ref_out = orig.run(orig.normalize(pixels))
-        diff = float(np.max(np.abs(ref_out - env[fm.output])))
-        scale = float(np.max(np.abs(ref_out))) or 1.0
+        if one_batch:
+            orig = float_model.replace(input_mean=mean_v, input_std=std_v)
+            ref_out = orig.run(orig.normalize(pixels))
+            diff = float(np.max(np.abs(ref_out - env[fm.output])))
+            scale = float(np.max(np.abs(ref_out))) or 1.0
+        else:
+            diff, scale = stats_s.fold_diff, stats_s.fold_scale or 1.0
         if diff > 1e-9 * scale:
             notes.append(
                 f"folding the input normalization (mean {mean_v.tolist()}) into zero-padded "
                 f"convolutions changes the float output by up to {diff:.3g} "
                 f"({100 * diff / scale:.2g}% of its largest value): the hardware pads raw "
                 f"pixels with 0")
-
-    # tensors whose format reaches the network output use the max clip
-    producers = fm.producers()
-    out_chain, t = set(), fm.output
-    while True:
-        out_chain.add(t)
-        p = producers.get(t)
-        if p is None or isinstance(p, FConv):
-            break
-        t = p.input
 
     tensors: dict[str, TensorSpec] = {
         fm.input: TensorSpec(fm.input, tuple(fm.shapes[fm.input]), _INPUT_BITS, False, 1.0)}
@@ -579,7 +630,8 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
                 f"input)")
         signed = not n.relu
         method = "max" if n.output in out_chain else act_clip
-        clip = activation_clip(env[n.output], a_bits, signed, method)
+        clip = activation_clip(env[n.output] if one_batch else stats_s.values[n.output],
+                               a_bits, signed, method)
         s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
         tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
         clips[n.output] = clip
@@ -587,11 +639,12 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         m = n.out_channels
         w2d = n.weight.reshape(m, -1)
         n_hi = hi_row_count(r, m)
-        if rule == "error" and 0 < n_hi < m:
-            x_cols = _sample_columns(env[n.input], n, max_columns)
+        if rule == "error" and 0 < n_hi < m and not one_batch:
+            scores = np.sqrt(stats_s.err_sq[n.name])   # the same norm, summed over batches
+        elif rule == "error" and 0 < n_hi < m:
+            scores = row_scores(w2d, _sample_columns(env[n.input], n, max_columns), rule)
         else:
-            x_cols = None
-        scores = row_scores(w2d, x_cols, rule) if 0 < n_hi < m else np.zeros(m)
+            scores = row_scores(w2d, None, rule) if 0 < n_hi < m else np.zeros(m)
         prec = select_hi_rows(scores, n_hi)
         wq, sw = quantize_rows(w2d, prec)
         s_in = x_spec.scale
@@ -633,7 +686,7 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         "source": str(float_model.meta.get("source", "")),
         "ratio": ratio_str, "rule": rule, "act_clip": str(act_clip),
         "input_mean": mean_v.tolist(), "input_std": std_v.tolist(),
-        "n_calib": int(pixels.shape[0]), "output_rank": int(fm.output_rank),
+        "n_calib": n_calib, "output_rank": int(fm.output_rank),
         "output_head": fm.meta.get("output_head"),
     }
     qm = QModel(tensors=tensors, layers=layers, input=fm.input, output=fm.output,
@@ -641,11 +694,101 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     qm.validate(spec)
 
     rep = QuantReport(ratio=ratio_str, rule=rule, act_bits=a_bits, act_clip=str(act_clip),
-                      n_calib=int(pixels.shape[0]), layers=stats, notes=notes)
+                      n_calib=n_calib, layers=stats, notes=notes)
     if report:
+        if not one_batch:   # the report's images must fit one batch too
+            pixels = _pixels(images[:min(report_images, batch)])
+            env = fm.run(pixels, all_tensors=True)
         _fill_report(rep, qm, fm, env, pixels[:report_images], spec)
     qm.meta["quant_report"] = rep.to_dict()
     return qm
+
+
+def _output_chain(fm: FloatModel) -> set:
+    """Tensors whose format reaches the network output (they use the max clip)."""
+    producers = fm.producers()
+    out_chain, t = set(), fm.output
+    while True:
+        out_chain.add(t)
+        p = producers.get(t)
+        if p is None or isinstance(p, FConv):
+            break
+        t = p.input
+    return out_chain
+
+
+def _share(total: int, want: int, start: int, stop: int) -> int:
+    """How many of ``want`` samples spread evenly over ``total`` items fall into items
+    ``[start, stop)`` (the shares of consecutive batches add up to ``want``)."""
+    return want * stop // total - want * start // total
+
+
+class _CalibStats:
+    """Bounded per-tensor statistics of the float model on calibration images that do not fit
+    one batch: one pass over batches of ``batch`` images, each run in float64 and dropped.
+
+    * ``values[t]``: for every conv/FC output ``t``, the values :func:`activation_clip` needs:
+      at most ``_MAX_CLIP_SAMPLES`` values spread evenly over the batches (all of them if there
+      are fewer) plus the exact extreme, so ``"max"`` and the MSE grid's top are exact and a
+      percentile is estimated from the sample.
+    * ``err_sq[layer]``: for ``rule="error"``, the squared row errors
+      ``||W_m X - Q4(W_m) X||^2`` summed over ``max_columns`` calibration columns spread over
+      the batches (:func:`row_scores` on their concatenation, without keeping them).
+    * ``fold_diff``, ``fold_scale``: the largest output difference the folded input
+      normalization makes, and the largest output magnitude.
+    """
+
+    def __init__(self, fm, float_model, images, batch, ratio, rule, max_columns, out_chain,
+                 signed_of, mean_v, std_v):
+        n_img = int(images.shape[0])
+        rng = np.random.default_rng(_SEED)
+        convs = [n for n in fm.nodes if isinstance(n, FConv)]
+        chunks: dict[str, list] = {n.output: [] for n in convs}
+        extreme = {n.output: 0.0 for n in convs}
+        self.err_sq = {}
+        dws = {}
+        for n in convs:
+            m = n.out_channels
+            if rule == "error" and 0 < hi_row_count(ratio, m) < m:
+                w2d = n.weight.reshape(m, -1)
+                wq, sw = quantize_rows(w2d, np.full(m, Precision.LO))
+                dws[n.name] = w2d - wq * sw[:, None]
+                self.err_sq[n.name] = np.zeros(m)
+        orig = float_model.replace(input_mean=mean_v, input_std=std_v) if np.any(mean_v) \
+            else None
+        self.fold_diff = self.fold_scale = 0.0
+        for b0 in range(0, n_img, batch):
+            b1 = min(n_img, b0 + batch)
+            px = _pixels(images[b0:b1])
+            env = fm.run(px, all_tensors=True)
+            for n in convs:
+                v = env[n.output].reshape(-1)
+                mag = np.abs(v) if signed_of[n.output] else np.maximum(v, 0.0)
+                extreme[n.output] = max(extreme[n.output], float(mag.max()) if mag.size else 0)
+                size = int(np.prod(fm.shapes[n.output]))   # values per image
+                if n.output in out_chain:
+                    pass   # the max clip needs only the extreme
+                elif n_img * size <= _MAX_CLIP_SAMPLES - 1:
+                    chunks[n.output].append(v.copy())
+                else:
+                    k = _share(n_img * size, _MAX_CLIP_SAMPLES - 1, b0 * size, b1 * size)
+                    chunks[n.output].append(v[np.sort(rng.choice(v.size, k, replace=False))])
+                if n.name in dws:
+                    _, ho, wo = fm.shapes[n.output]
+                    per = ho * wo
+                    k = per * (b1 - b0) if n_img * per <= max_columns else \
+                        _share(n_img * per, max_columns, b0 * per, b1 * per)
+                    if k:
+                        cols = _sample_columns(env[n.input], n, k)
+                        self.err_sq[n.name] += np.sum((dws[n.name] @ cols) ** 2, axis=1)
+            if orig is not None:
+                ref = orig.run(orig.normalize(px))
+                self.fold_diff = max(self.fold_diff, float(np.max(np.abs(ref - env[fm.output]))))
+                self.fold_scale = max(self.fold_scale, float(np.max(np.abs(ref))))
+            del env
+        # the exact extreme goes with the sample (activation_clip takes its max from the values)
+        self.values = {t: np.concatenate(c + [np.array([extreme[t]])]) for t, c in
+                       chunks.items()}
 
 
 def _quantize_tensor(x: np.ndarray, t: TensorSpec) -> np.ndarray:

@@ -37,6 +37,7 @@ import numpy as np
 from ...golden import reference
 from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
+from ...golden.safeio import read_npy
 from ...hdl.config import PRESETS, get_config
 from ...hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ...hdl.soc import GP0_BASE
@@ -196,7 +197,7 @@ def _run(args) -> int:
     if args.labels:
         if not args.images:
             raise IlmpqValueError("--labels needs --images")
-        labels = np.asarray(np.load(args.labels, allow_pickle=False)).reshape(-1)
+        labels = np.asarray(read_npy(args.labels, "labels")).reshape(-1)
         if labels.shape[0] != imgs.shape[0]:
             raise IlmpqValueError(f"{args.labels!r} holds {labels.shape[0]} labels for "
                                   f"{imgs.shape[0]} images")

@@ -27,6 +27,7 @@ import numpy as np
 from ...golden.errors import IlmpqValueError
 from ...golden.formats import SUPPORTED_ACT_BITS, NumericSpec
 from ...golden.quantize import RULES, parse_ratio, quant_report, quantize
+from ...golden.safeio import open_input, read_npy
 from ...hdl.config import PRESETS, get_config
 
 HELP = "quantize a float ONNX CNN (or the embedded default model) into an ILMPQ integer model"
@@ -136,7 +137,7 @@ def load_calib(path) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
-    with open(p, "rb") as f:
+    with open_input(p, "calibration images (.npy)") as f:   # never a FIFO or a device
         magic = f.read(6)
     if magic[:2] == b"PK":
         raise IlmpqValueError(f"{p}: holds an .npz archive; give a single .npy array of "
@@ -146,7 +147,7 @@ def load_calib(path) -> np.ndarray:
                               f"has no .npy header); give one array (N, C, H, W) of raw pixels "
                               f"0..255 saved with numpy.save")
     try:
-        arr = np.load(p, allow_pickle=False)
+        arr = read_npy(p, "calibration images", mmap=True)   # header checked; streamed
     except (ValueError, OSError, EOFError) as e:
         raise IlmpqValueError(f"{p}: not a readable .npy array of calibration images ({e})") \
             from None

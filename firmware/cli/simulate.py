@@ -23,6 +23,7 @@ import numpy as np
 from ...golden import reference
 from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
+from ...golden.safeio import open_input, read_npy
 from ...hdl.config import PRESETS, get_config
 from ..compiler import compile_model
 from ..sim.simulate import simulate
@@ -64,7 +65,7 @@ def load_images(path: str, shape) -> np.ndarray:
     """Read ``(N, C, H, W)`` (or one ``(C, H, W)``) integer pixels in [0, 255] from a ``.npy``
     file (no pickles); every problem is an :class:`IlmpqValueError` naming the file."""
     try:
-        with open(path, "rb") as f:
+        with open_input(path, "images (.npy)") as f:   # never a FIFO or a device
             magic = f.read(6)
     except OSError as e:
         raise IlmpqValueError(f"cannot read images from {path!r}: {e.strerror}") from None
@@ -72,7 +73,7 @@ def load_images(path: str, shape) -> np.ndarray:
         raise IlmpqValueError(f"{path!r} is not a .npy array file (numpy.save); give the images "
                               f"as one uint8 array (N, {', '.join(map(str, shape))})")
     try:
-        imgs = np.load(path, allow_pickle=False)
+        imgs = read_npy(path, "images")   # header checked against the file size
     except (ValueError, OSError, EOFError) as e:
         raise IlmpqValueError(f"cannot read images from {path!r}: {e}") from None
     if imgs.ndim == 3:

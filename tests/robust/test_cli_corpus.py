@@ -8,12 +8,14 @@ progress messages may precede it -- and never a Python traceback. Files come fro
 
 import os
 import re
+import resource
 import subprocess
 import sys
 
 import pytest
 
 from corpus import build_corpus
+from ilmpq.golden.model import QModel
 
 # (id, argv with {name} placeholders for corpus paths and {out} for a fresh output path,
 #  fragments the error line must contain)
@@ -93,6 +95,60 @@ CASES = [
     ("quantize_input_mean_count", ["quantize", "default", "-o", "{out}", "--input-mean",
                                    "1,2,3,4"], ["one value per input channel", "4 values"]),
     ("quantize_output_is_directory", ["quantize", "default", "-o", "{dir}"], ["Is a directory"]),
+    # -- quantize: special files, lying headers, hostile ONNX content (issue 19 items 3, 5, 6) ---
+    ("quantize_onnx_fifo", ["quantize", "{fifo}", "--calib", "{calib.npy}", "-o", "{out}"],
+     ["fifo.bin", "is a FIFO (named pipe), not a regular file"]),
+    ("quantize_onnx_dev_zero", ["quantize", "/dev/zero", "--calib", "{calib.npy}", "-o", "{out}"],
+     ["/dev/zero", "is a character device, not a regular file"]),
+    ("quantize_calib_fifo", ["quantize", "{good.onnx}", "--calib", "{fifo}", "-o", "{out}"],
+     ["fifo.bin", "is a FIFO (named pipe)"]),
+    ("quantize_calib_dev_zero", ["quantize", "{good.onnx}", "--calib", "/dev/zero", "-o",
+                                 "{out}"], ["/dev/zero", "is a character device"]),
+    ("quantize_calib_tib_header", ["quantize", "{good.onnx}", "--calib",
+                                   "{calib_tib_header.npy}", "-o", "{out}"],
+     ["header declares a float64 array of shape (1048576, 3, 4096, 4096)",
+      "holds only 64 bytes"]),
+    ("quantize_string_weight", ["quantize", "{bad_string_weight.onnx}", "--calib",
+                                "{calib.npy}", "-o", "{out}"],
+     ["weight 'w' has element type", "STRING", "numeric"]),
+    ("quantize_zero_output_channels", ["quantize", "{zero_channels.onnx}", "--calib",
+                                       "{calib.npy}", "-o", "{out}"],
+     ["weight of shape [0, 3, 3, 3] is empty"]),
+    ("quantize_gemm_alpha_0", ["quantize", "{gemm_alpha0.onnx}", "--calib", "{calib.npy}",
+                               "-o", "{out}"], ["(Gemm): alpha = 0", "alpha must be nonzero"]),
+    ("quantize_pads_larger_than_kernel", ["quantize", "{conv_pads_4.onnx}", "--calib",
+                                          "{calib.npy}", "-o", "{out}"],
+     ["padding (4, 1, 1, 1) must be smaller than the 3x3 kernel"]),
+    ("quantize_deeply_nested_metadata", ["quantize", "{deep_metadata.onnx}", "--calib",
+                                         "{calib.npy}", "-o", "{out}"],
+     ["ilmpq.input_mean", "JSON nested 100000 levels deep"]),
+    ("quantize_external_initializer_dotdot", ["quantize", "{ext_init_dotdot.onnx}", "--calib",
+                                              "{calib.npy}", "-o", "{out}"],
+     ["initializer 'w'", "'../secret.bin' leads out of the model's directory"]),
+    ("quantize_external_constant_dotdot", ["quantize", "{ext_const_dotdot.onnx}", "--calib",
+                                           "{calib.npy}", "-o", "{out}"],
+     ["(Constant) attribute 'value'", "'../secret.bin' leads out"]),
+    ("quantize_external_constant_absolute", ["quantize", "{ext_const_abs.onnx}", "--calib",
+                                             "{calib.npy}", "-o", "{out}"],
+     ["(Constant) attribute 'value'", "is an absolute path"]),
+    ("quantize_external_constant_dev_zero", ["quantize", "{ext_const_devzero.onnx}", "--calib",
+                                             "{calib.npy}", "-o", "{out}"],
+     ["'/dev/zero' is an absolute path"]),
+    ("quantize_external_constant_symlink", ["quantize", "{ext_const_symlink.onnx}", "--calib",
+                                            "{calib.npy}", "-o", "{out}"],
+     ["'link.bin' resolves to", "secret.bin, outside the model's directory"]),
+    ("quantize_external_attribute_dotdot", ["quantize", "{ext_attr_dotdot.onnx}", "--calib",
+                                            "{calib.npy}", "-o", "{out}"],
+     ["(ConstantOfShape) attribute 'value'", "'../secret.bin' leads out"]),
+    ("quantize_external_constant_fifo", ["quantize", "{ext_const_fifo.onnx}", "--calib",
+                                         "{calib.npy}", "-o", "{out}"],
+     ["(Constant) attribute 'value'", "fifo.bin: is a FIFO"]),
+    ("quantize_external_length_past_end", ["quantize", "{ext_length.onnx}", "--calib",
+                                           "{calib.npy}", "-o", "{out}"],
+     ["external data bytes [0, 4096) are not inside 'weights.bin' (432 bytes)"]),
+    ("quantize_external_offset_past_end", ["quantize", "{ext_offset.onnx}", "--calib",
+                                           "{calib.npy}", "-o", "{out}"],
+     ["external data bytes [400, 832) are not inside 'weights.bin'"]),
     ("quantize_no_output", ["quantize", "default"], ["required", "-o/--output"]),
     # -- compile: quantized-model files ---------------------------------------------------------
     ("compile_missing_model", ["compile", "{dir}/m.npz", "-o", "{out}"],
@@ -129,6 +185,24 @@ CASES = [
      ["does not fit the 32-bit address space", "tensor 'input'"]),
     ("compile_act_bits_mismatch", ["compile", "{model_a4.npz}", "-o", "{out}"],
      ["4-bit activations", "act_bits = 8"]),
+    ("compile_model_fifo", ["compile", "{fifo}", "-o", "{out}"], ["is a FIFO (named pipe)"]),
+    ("compile_model_dev_zero", ["compile", "/dev/zero", "-o", "{out}"],
+     ["/dev/zero: is a character device"]),
+    ("compile_tib_header_member", ["compile", "{model_tib_header.npz}", "-o", "{out}"],
+     ["member 'c1.weight.npy': the header declares a int8 array of shape "
+      "(1048576, 1024, 1024, 1)"]),
+    ("compile_deflate_size_claim", ["compile", "{model_deflate_claim.npz}", "-o", "{out}"],
+     ["member 'c1.weight.npy': claims 4294967280 bytes", "more than deflate can expand"]),
+    ("compile_deeply_nested_json", ["compile", "{model_deep_json.npz}", "-o", "{out}"],
+     ["JSON nested 100001 levels deep; at most 64"]),
+    ("compile_scale_nan", ["compile", "{model_scale_nan.npz}", "-o", "{out}"],
+     ["NaN is not a valid JSON number"]),
+    ("compile_scale_overflow", ["compile", "{model_scale_inf.npz}", "-o", "{out}"],
+     ["number 1e400 overflows a float"]),
+    ("compile_ratio_infinity", ["compile", "{model_ratio_inf.npz}", "-o", "{out}"],
+     ["Infinity is not a valid JSON number"]),
+    ("compile_pads_larger_than_kernel", ["compile", "{model_pad_kernel.npz}", "-o", "{out}"],
+     ["layer 'c2' (conv): padding (1, 1, 1, 1) must be smaller than the 1x1 kernel"]),
     ("compile_unknown_config", ["compile", "{model.npz}", "--config", "z7000", "-o", "{out}"],
      ["--config", "invalid choice: 'z7000'"]),
     ("compile_output_is_file", ["compile", "{model.npz}", "-o", "{a_file}"],
@@ -153,6 +227,15 @@ CASES = [
      ["integer pixels in [0, 255]"]),
     ("simulate_images_empty", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
                                "{images_empty.npy}"], ["holds no images"]),
+    ("simulate_images_fifo", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
+                              "{fifo}"], ["is a FIFO (named pipe)"]),
+    ("simulate_images_dev_zero", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
+                                  "/dev/zero"], ["/dev/zero: is a character device"]),
+    ("simulate_images_tib_header", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
+                                    "{images_tib_header.npy}"],
+     ["header declares a uint8 array of shape (274877906944, 3, 4, 4)", "holds only 16 bytes"]),
+    ("simulate_model_fifo", ["simulate", "{fifo}", "--sim", "amaranth"],
+     ["is a FIFO (named pipe)"]),
     ("simulate_count_0", ["simulate", "{model.npz}", "--sim", "amaranth", "--count", "0"],
      ["--count must be at least 1"]),
     ("simulate_negative_seed", ["simulate", "{model.npz}", "--sim", "amaranth", "--seed", "-5"],
@@ -204,15 +287,28 @@ def _argv(template, corpus_dir, files, out):
     return [re.sub(r"\{([^{}]+)\}", lambda m: subs[m.group(1)], a) for a in template]
 
 
+def _run_cli(argv, cwd, *, memory_limit=None):
+    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin", OPENBLAS_NUM_THREADS="1")
+    env.pop("ILMPQ_DEBUG", None)
+
+    def limit():   # in the child only: its whole address space, imports included
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    return subprocess.run([sys.executable, "-m", "ilmpq.firmware.cli", *argv], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit if memory_limit else None)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_cli_rejects_bad_input(corpus, tmp_path, case):
     name, template, fragments = case
     corpus_dir, files = corpus
     argv = _argv(template, corpus_dir, files, str(tmp_path / "out"))
-    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin", OPENBLAS_NUM_THREADS="1")
-    env.pop("ILMPQ_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "ilmpq.firmware.cli", *argv], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = _run_cli(argv, tmp_path)
+    _check_error(name, proc, fragments)
+
+
+def _check_error(name, proc, fragments):
     err = proc.stderr
     assert "Traceback" not in err, f"{name}: traceback instead of an error line:\n{err}"
     assert proc.returncode == 2, f"{name}: exit status {proc.returncode}\n{err}"
@@ -223,3 +319,62 @@ def test_cli_rejects_bad_input(corpus, tmp_path, case):
     assert lines[-1] == errors[0], f"{name}: the error line is not the last line:\n{err}"
     for fragment in fragments:
         assert fragment in errors[0], f"{name}: {fragment!r} not in {errors[0]!r}"
+
+
+# -- peak memory: small files with large headers, many calibration images ------------------------
+
+#: Address-space limit of the child process: a Python with numpy, onnx and amaranth imported
+#: runs every command below in 512 MiB; the files declare 3 GiB.
+MEMORY_LIMIT = 1 << 30
+
+MEMORY_CASES = [
+    ("compile_4g_member_header", ["compile", "{model_4g_header.npz}", "-o", "{out}"],
+     ["member 'c1.weight.npy': the header declares a int8 array of shape (1048576, 1024, 3, 1) "
+      "(3221225472 bytes)"]),
+    ("quantize_calib_4g_header", ["quantize", "{good.onnx}", "--calib", "{calib_4g_header.npy}",
+                                  "-o", "{out}"],
+     ["(2097152, 3, 8, 8) (3221225472 bytes)", "holds only 64 bytes"]),
+    ("simulate_images_4g_header", ["simulate", "{model.npz}", "--sim", "amaranth", "--images",
+                                   "{images_4g_header.npy}"],
+     ["(67108864, 3, 4, 4) (3221225472 bytes)", "holds only 16 bytes"]),
+]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=[c[0] for c in MEMORY_CASES])
+def test_large_headers_are_rejected_before_allocating(corpus, tmp_path, case):
+    """A file of a few hundred bytes whose header declares gigabytes: one error line within a
+    1 GiB address space (allocating first used to cost the declared size, or a MemoryError
+    traceback)."""
+    name, template, fragments = case
+    corpus_dir, files = corpus
+    proc = _run_cli(_argv(template, corpus_dir, files, str(tmp_path / "out")), tmp_path,
+                    memory_limit=MEMORY_LIMIT)
+    _check_error(name, proc, fragments)
+
+
+def test_quantize_memory_does_not_grow_with_calibration_images(corpus, tmp_path):
+    """3000 calibration images (576 KB) of a model with 32-channel activations: run whole
+    through the float model they peak at 645 MB of arrays (tracemalloc) and the command does
+    not fit 768 MiB of address space; streamed in batches they peak at 157 MB and it does."""
+    corpus_dir, files = corpus
+    out = tmp_path / "wide.npz"
+    proc = _run_cli(["quantize", files["wide.onnx"], "--calib", files["calib_3000.npy"], "-o",
+                     str(out), "--ratio", "1/4"], tmp_path, memory_limit=768 << 20)
+    assert proc.returncode == 0, proc.stderr
+    assert "3000 calibration images" in proc.stdout
+    QModel.load(out).validate()
+
+
+def test_external_data_is_never_read_relative_to_the_working_directory(corpus, tmp_path):
+    """The issue's reproduction: run from ``/``, a Constant's external data ``etc/passwd`` must
+    be looked up next to the model (where there is none), never in the working directory."""
+    corpus_dir, files = corpus
+    proc = _run_cli(["quantize", files["ext_const_cwd.onnx"], "--calib", files["calib.npy"],
+                     "-o", str(tmp_path / "q.npz")], "/")
+    _check_error("cwd", proc, ["(Constant) attribute 'value'",
+                               "cannot read external data 'etc/passwd': No such file"])
+    assert not (tmp_path / "q.npz").exists()
+    # inside the model's directory, external data works from any working directory
+    proc = _run_cli(["quantize", files["ext_ok_constant.onnx"], "--calib", files["calib.npy"],
+                     "-o", str(tmp_path / "ok.npz")], "/")
+    assert proc.returncode == 0, proc.stderr

@@ -6,18 +6,25 @@ one line) naming the problem -- never another exception, never a silent wrap-aro
 """
 
 import dataclasses
+import os
+import threading
+import tracemalloc
 
 import numpy as np
 import pytest
 from amaranth.lib import data
 
 import ilmpq.firmware.compiler as compiler
-from corpus import build_corpus, conv_onnx, small_qmodel
+from corpus import build_corpus, conv_onnx, external_onnx, small_qmodel, wide_onnx
 from ilmpq.firmware.compiler import CompileError, compile_model
 from ilmpq.firmware.driver import Driver, run_sync
 from ilmpq.golden.errors import IlmpqError, IlmpqValueError
-from ilmpq.golden.model import ModelFormatError, QModel
+from ilmpq.golden.formats import NumericSpec
+from ilmpq.golden.model import ModelFormatError, QModel, padding_error
 from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
+from ilmpq.golden.quantize import float_bytes_per_image, quantize
+from ilmpq.golden.safeio import (MAX_JSON_DEPTH, InputFileError, loads_json, open_input,
+                                 read_npy, read_npz)
 from ilmpq.hdl.config import ConfigError, HWConfig, get_config
 from ilmpq.hdl.isa import FIELD_LAYOUTS, INSTR_BITS, Opcode, decode, encode
 
@@ -256,3 +263,314 @@ def test_driver_rejects_images_that_would_wrap(image, message):
 def test_every_user_error_is_an_ilmpq_error():
     for exc in (ConfigError, IlmpqValueError, ModelFormatError, OnnxImportError, CompileError):
         assert issubclass(exc, IlmpqError) and issubclass(exc, ValueError)
+
+
+
+# -- ONNX external data: confined to the model's directory ---------------------------------------
+
+def _ext_weights(files):
+    path = os.path.join(os.path.dirname(files["ext_ok.onnx"]), "weights.bin")
+    return np.fromfile(path, np.float32).reshape(4, 3, 3, 3).astype(np.float64)
+
+
+@pytest.mark.parametrize("name", ["ext_ok.onnx", "ext_ok_constant.onnx"])
+def test_external_data_inside_the_model_directory_is_read(files, name):
+    """An initializer and a Constant node whose bytes are in ``weights.bin`` next to the model
+    import with exactly those weights."""
+    fm = load_onnx(files[name])
+    np.testing.assert_array_equal(fm.nodes[0].weight, _ext_weights(files))
+
+
+@pytest.mark.parametrize("name", ["ext_ok.onnx", "ext_ok_constant.onnx"])
+def test_external_data_bit_flips_never_read_another_file(files, rng, name):
+    """300 single-bit flips of a model whose weights are external (location, offset, length,
+    dims, data type ...): each load gives exactly the weights of ``weights.bin`` or an
+    OnnxImportError -- never another file's bytes (``secret.bin`` is one directory up)."""
+    raw = open(files[name], "rb").read()
+    want = _ext_weights(files)
+    path = os.path.join(os.path.dirname(files[name]), "flipped.onnx")
+    rejected = 0
+    for _ in range(300):
+        bad = bytearray(raw)
+        bad[int(rng.integers(len(bad)))] ^= 1 << int(rng.integers(8))
+        with open(path, "wb") as f:
+            f.write(bad)
+        try:
+            fm = load_onnx(path)
+        except OnnxImportError:
+            rejected += 1
+            continue
+        conv = next(n for n in fm.nodes if n.weight.shape == want.shape)
+        np.testing.assert_array_equal(conv.weight, want)
+    assert rejected > 50
+
+
+@pytest.mark.parametrize("name,message", [
+    ("ext_init_dotdot.onnx", r"initializer 'w': external data location '\.\./secret\.bin' "
+                             r"leads out of the model's directory"),
+    ("ext_const_dotdot.onnx", r"node 'wconst' \(Constant\) attribute 'value': external data "
+                              r"location '\.\./secret\.bin' leads out"),
+    ("ext_const_abs.onnx", r"'value': external data location '/.*secret\.bin' is an absolute "
+                           r"path"),
+    ("ext_const_symlink.onnx", r"'link\.bin' resolves to .*secret\.bin, outside the model's "
+                               r"directory"),
+    ("ext_attr_dotdot.onnx", r"node 'cos' \(ConstantOfShape\) attribute 'value': external data "
+                             r"location '\.\./secret\.bin' leads out"),
+    ("ext_const_fifo.onnx", r"fifo\.bin: is a FIFO \(named pipe\), not a regular file"),
+    ("ext_const_devzero.onnx", r"'/dev/zero' is an absolute path"),
+    ("ext_length.onnx", r"external data bytes \[0, 4096\) are not inside 'weights\.bin' "
+                        r"\(432 bytes\)"),
+    ("ext_offset.onnx", r"external data bytes \[400, 832\) are not inside"),
+])
+def test_external_data_outside_the_model_directory_is_refused(files, name, message):
+    with pytest.raises(OnnxImportError, match=message):
+        _within(10, load_onnx, files[name])
+
+
+def test_external_data_length_must_match_the_tensor(files, tmp_path):
+    (tmp_path / "weights.bin").write_bytes(bytes(1000))
+    (tmp_path / "m.onnx").write_bytes(external_onnx("weights.bin", length=428))
+    with pytest.raises(OnnxImportError, match=r"external data holds 428 bytes but the FLOAT "
+                                              r"tensor of dims \[4, 3, 3, 3\] needs 432"):
+        load_onnx(tmp_path / "m.onnx")
+
+
+def test_external_data_is_never_resolved_against_the_working_directory(tmp_path, monkeypatch):
+    """The issue's reproduction: a Constant's external data ``etc/passwd`` read relative to the
+    current directory. The file exists in the working directory, not next to the model."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "cwd" / "etc").mkdir(parents=True)
+    (tmp_path / "cwd" / "etc" / "passwd").write_bytes(bytes(432))
+    (tmp_path / "model" / "m.onnx").write_bytes(external_onnx("etc/passwd", where="constant"))
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(OnnxImportError, match=r"cannot read external data 'etc/passwd': No such "
+                                              r"file or directory"):
+        load_onnx(tmp_path / "model" / "m.onnx")
+
+
+def test_external_data_symlink_swapped_in_after_the_check_is_refused(files, monkeypatch):
+    """The resolved path is opened with O_NOFOLLOW: a symlink put in its place between the
+    check and the open (simulated here) cannot lead out either."""
+    import ilmpq.golden.onnx_import as oi
+    link = os.path.join(os.path.dirname(files["ext_ok.onnx"]), "link.bin")
+    monkeypatch.setattr(oi, "resolve_confined", lambda *a, **k: link)
+    with pytest.raises(OnnxImportError, match=r"cannot read external data 'weights\.bin': Too "
+                                              r"many levels of symbolic links"):
+        load_onnx(files["ext_ok.onnx"])
+
+
+@pytest.mark.parametrize("where", ["initializer", "constant", "attribute"])
+def test_external_data_needs_a_model_file(where):
+    """From bytes or a ModelProto there is no directory to confine the data to: refused."""
+    import onnx
+    raw = external_onnx("weights.bin", where=where)
+    with pytest.raises(OnnxImportError, match=r"keeps its data in an external file "
+                                              r"\('weights\.bin'\); external data is only read"):
+        load_onnx(raw)
+    with pytest.raises(OnnxImportError, match=r"<ModelProto>: .* keeps its data in an external"):
+        load_onnx(onnx.load_from_string(raw))
+
+
+# -- special files and lying headers ------------------------------------------------------------
+
+def _within(seconds, fn, *args):
+    """``fn(*args)`` in a thread that must finish within ``seconds`` (a FIFO must not hang)."""
+    result = {}
+
+    def target():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            result["error"] = e
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn.__name__}{args} hangs"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.parametrize("reader", [
+    lambda p: load_onnx(p), lambda p: QModel.load(p), lambda p: read_npy(p),
+    lambda p: open_input(p).close()])
+@pytest.mark.parametrize("special,kind", [("fifo", r"a FIFO \(named pipe\)"),
+                                          ("devzero", "a character device")])
+def test_special_files_are_refused_without_reading(files, reader, special, kind):
+    with pytest.raises(InputFileError, match=rf"is {kind}, not a regular file"):
+        _within(10, reader, files[special])
+
+
+def test_directories_keep_their_os_error(files):
+    with pytest.raises(IsADirectoryError):
+        open_input(files["a_directory.onnx"])
+
+
+@pytest.mark.parametrize("name,message", [
+    ("calib_tib_header.npy", r"header declares a float64 array of shape \(1048576, 3, 4096, "
+                             r"4096\) \(422212465065984 bytes\) but the file holds only 64"),
+    ("images_truncated.npy", r"not a valid \.npy array header"),
+    ("pickled.npy", r"Object arrays cannot be loaded when allow_pickle=False"),
+])
+def test_npy_headers_are_checked_before_allocating(files, name, message):
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFileError, match=message):
+            read_npy(files[name])
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("name,message", [
+    ("model_tib_header.npz", r"member 'c1\.weight\.npy': the header declares a int8 array of "
+                             r"shape \(1048576, 1024, 1024, 1\)"),
+    ("model_4g_header.npz", r"\(3221225472 bytes\) but the file holds only 64 bytes"),
+    ("model_deflate_claim.npz", r"claims 4294967280 bytes from \d+ compressed bytes, more than "
+                                r"deflate can expand \(1032:1\)"),
+])
+def test_npz_members_are_checked_before_allocating(files, name, message):
+    raw = open(files[name], "rb").read()
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFileError, match=message):
+            read_npz(raw, name)
+        with pytest.raises(ModelFormatError, match=message):
+            QModel.load(files[name])
+        assert tracemalloc.get_traced_memory()[1] < 1 << 20
+    finally:
+        tracemalloc.stop()
+
+
+def test_npz_reader_round_trips_what_numpy_writes(files, tmp_path):
+    arrays = {"a": np.arange(12, dtype=np.int16).reshape(3, 4), "b": np.zeros(0),
+              "c": np.asfortranarray(np.ones((2, 3), np.float32))}
+    for save in (np.savez, np.savez_compressed):
+        path = tmp_path / "x.npz"
+        save(path, **arrays)
+        got = read_npz(path.read_bytes(), "x.npz")
+        assert set(got) == set(arrays)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(got[k], v)
+            assert got[k].dtype == v.dtype
+
+
+@pytest.mark.parametrize("name,message", [
+    ("model_deep_json.npz", r"JSON nested 100001 levels deep; at most 64 are allowed"),
+    ("model_scale_nan.npz", r"NaN is not a valid JSON number"),
+    ("model_scale_inf.npz", r"number 1e400 overflows a float"),
+    ("model_ratio_inf.npz", r"Infinity is not a valid JSON number"),
+])
+def test_model_metadata_is_strict_json(files, name, message):
+    with pytest.raises(ModelFormatError, match=message):
+        QModel.load(files[name])
+
+
+def test_loads_json_limits():
+    assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    assert loads_json('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}')
+    with pytest.raises(InputFileError, match=r"nested 65 levels deep"):
+        loads_json("[" * 65 + "]" * 65)
+    for text in ("NaN", "-Infinity", "[1e999]"):
+        with pytest.raises(InputFileError, match=r"not valid JSON"):
+            loads_json(text)
+
+
+# -- ONNX content: the padding rule, empty and non-numeric weights, Gemm alpha --------------------
+
+@pytest.mark.parametrize("name,message", [
+    ("bad_string_weight.onnx", r"weight 'w' has element type object \(STRING\); a numeric"),
+    ("zero_channels.onnx", r"weight of shape \[0, 3, 3, 3\] is empty"),
+    ("gemm_alpha0.onnx", r"node 'fc' \(Gemm\): alpha = 0 makes the output a constant"),
+    ("conv_pads_4.onnx", r"node 'conv' \(Conv\): padding \(4, 1, 1, 1\) must be smaller than "
+                         r"the 3x3 kernel"),
+    ("deep_metadata.onnx", r"metadata ilmpq\.input_mean=.* JSON nested 100000 levels deep"),
+])
+def test_onnx_content_errors(files, name, message):
+    with pytest.raises(OnnxImportError, match=message):
+        load_onnx(files[name])
+
+
+def test_one_padding_rule_for_import_model_and_compiler():
+    """Padding >= kernel is refused the same way by the importer (see above), by
+    QModel.validate (so by the quantizer, which validates what it builds, and by the compiler,
+    which loads validated models), for conv and pooling alike."""
+    assert padding_error((3, 3), (2, 2, 2, 2)) is None
+    assert padding_error((1, 1), (0, 0, 0, 0)) is None
+    for kernel, pads in (((3, 3), (3, 0, 0, 0)), ((3, 3), (0, 0, 0, 3)), ((1, 1), (1, 1, 1, 1)),
+                         ((3, 1), (0, 1, 0, 0))):
+        assert "must be smaller than the" in padding_error(kernel, pads)
+    m = small_qmodel()
+    c2 = m.layer("c2")
+    c2.padding = (1, 1, 1, 1)
+    t = m.tensors["c2"]
+    m.tensors["c2"] = dataclasses.replace(t, shape=(t.shape[0], t.shape[1] + 2, t.shape[2] + 2))
+    with pytest.raises(ModelFormatError, match=r"layer 'c2' \(conv\): padding \(1, 1, 1, 1\) "
+                                               r"must be smaller than the 1x1 kernel"):
+        m.validate()
+
+
+def test_quantize_applies_the_padding_rule_to_a_float_model():
+    """A FloatModel built directly (not through the importer) with padding >= kernel: quantize
+    refuses it up front with the same rule, before any calibration work."""
+    fm = load_onnx(conv_onnx())
+    conv = fm.nodes[0]
+    conv.padding = (3, 1, 1, 1)
+    fm.shapes[conv.output] = (conv.out_channels, 8 + 3 + 1 - 2, 8)
+    with pytest.raises(IlmpqValueError, match=r"layer 'conv': padding \(3, 1, 1, 1\) must be "
+                                              r"smaller than the 3x3 kernel"):
+        quantize(fm, np.zeros((2, 3, 8, 8), np.uint8), ratio=0.25, spec=NumericSpec())
+
+
+# -- bounded quantizer memory ---------------------------------------------------------------------
+
+def _quantize_peak(fm, calib, **kw):
+    tracemalloc.start()
+    try:
+        q = quantize(fm, calib, ratio=0.25, spec=NumericSpec(act_bits=8), report_images=8, **kw)
+        return q, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_quantizer_memory_is_bounded_by_calib_memory():
+    """The float activations of the calibration images are kept whole only if they fit
+    ``calib_memory``; otherwise the peak stays near the budget whatever the number of images,
+    and the model is the same but for the estimated clips."""
+    fm = load_onnx(wide_onnx())
+    per_image = float_bytes_per_image(fm)
+    calib = np.random.default_rng(2).integers(0, 256, (480, 3, 8, 8)).astype(np.uint8)
+    budget = 8 << 20
+    assert 480 * per_image > 20 * budget
+    whole, peak_whole = _quantize_peak(fm, calib, calib_memory=1 << 40)
+    _, peak_120 = _quantize_peak(fm, calib[:120], calib_memory=budget)
+    streamed, peak_480 = _quantize_peak(fm, calib, calib_memory=budget)
+    print(f"peak: kept whole {peak_whole >> 20} MiB; streamed, 120 images {peak_120 >> 20} MiB, "
+          f"480 images {peak_480 >> 20} MiB")
+    assert peak_whole > 8 * budget                    # kept whole: grows with the images
+    assert peak_120 < 2.5 * budget and peak_480 < 2.5 * budget
+    assert peak_480 < 1.3 * peak_120                  # 4x the images, the same memory
+    streamed.validate()
+    assert streamed.meta["n_calib"] == 480
+    # other samples of columns and values: a close model, not the same one
+    rep_w, rep_s = whole.meta["quant_report"], streamed.meta["quant_report"]
+    assert rep_s["output_sqnr_db"] > rep_w["output_sqnr_db"] - 1.0
+    # with every value and column fitting the samples, batching changes only the clip (the
+    # extreme is one more sample of the MSE): the same rows and weights, the same scales +- 5%
+    few = calib[:60]
+    a, _ = _quantize_peak(fm, few, calib_memory=1 << 40)
+    b, _ = _quantize_peak(fm, few, calib_memory=per_image * 16)
+    for la, lb in zip(a.conv_layers, b.conv_layers):
+        np.testing.assert_array_equal(la.precision, lb.precision)
+        np.testing.assert_array_equal(la.weight, lb.weight)
+    for t in a.tensors:
+        assert b.tensors[t].scale == pytest.approx(a.tensors[t].scale, rel=0.05)
+
+
+def test_quantizer_memory_argument():
+    fm = load_onnx(conv_onnx())
+    calib = np.zeros((2, 3, 8, 8), np.uint8)
+    for bad in (0, -1, 1.5, True, "1"):
+        with pytest.raises(IlmpqValueError, match=r"calib_memory must be a positive number of "
+                                                  r"bytes"):
+            quantize(fm, calib, ratio=0.25, spec=NumericSpec(), calib_memory=bad)
