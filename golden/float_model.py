@@ -61,6 +61,10 @@ class FConv:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     relu: bool = False
     residual: str | None = None
+    #: upper bound after the ReLU (ReLU6 / ``Clip(0, c)``): ``y = min(relu(...), clip_max)``. The
+    #: quantizer needs nothing more: the calibration activations never exceed it, so the output
+    #: scale puts ``qmax`` at or below it and the integer clamp to ``[0, qmax]`` is the clip.
+    clip_max: float | None = None
     kind: str = field(default="conv", init=False)
 
     @property
@@ -274,6 +278,11 @@ class FloatModel:
             kh, kw = n.kernel
             out = (n.out_channels, _out_size(h, kh, n.stride[0], n.padding[0], n.padding[2]),
                    _out_size(w, kw, n.stride[1], n.padding[1], n.padding[3]))
+            if n.clip_max is not None and not (n.relu and np.isfinite(n.clip_max)
+                                                and n.clip_max > 0):
+                raise FloatModelError(
+                    f"node {n.name!r}: clip_max {n.clip_max} needs relu and a positive finite "
+                    f"bound (ReLU6 / Clip(0, c))")
             if n.residual is not None and tuple(self.shapes[n.residual]) != out:
                 raise FloatModelError(
                     f"node {n.name!r}: residual {n.residual!r} has shape "
@@ -350,7 +359,8 @@ class FloatModel:
             y = conv2d_float(x, n.weight, n.bias, n.stride, n.padding)
             if n.residual is not None:
                 y = y + env[n.residual]
-            return np.maximum(y, 0.0) if n.relu else y
+            y = np.maximum(y, 0.0) if n.relu else y
+            return np.minimum(y, n.clip_max) if n.clip_max is not None else y
         if isinstance(n, FMaxPool):
             return max_pool_float(x, n.kernel, n.stride, n.padding)
         if isinstance(n, FGlobalAvgPool):

@@ -15,6 +15,9 @@ BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference
 Relu                       the ``relu`` flag of the producing Conv/Gemm, also through a MaxPool
                            (``relu(maxpool(conv)) = maxpool(relu(conv))``), or a no-op on a
                            tensor that is already non-negative
+Clip                       ``Clip(0, c)`` (ReLU6): the ReLU flag plus ``clip_max = c`` of the
+                           producing layer (the output scale keeps ``qmax`` at or below ``c``,
+                           so the integer clamp is the clip); ``Clip(0, inf)`` is a ReLU
 Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
                            activations: a residual fused into the Conv that feeds it,
                            ``y = relu(conv(x) + skip)``
@@ -68,7 +71,7 @@ META_INPUT_STD = "ilmpq.input_std"
 #: ``spatial``/``consumed_inputs``); the newest is the one the installed ``onnx`` package knows.
 MIN_OPSET = 7
 
-SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Add", "MaxPool", "AveragePool",
+SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
                  "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid")
 
@@ -757,6 +760,52 @@ class _Importer:
                                       "MatMul, BatchNormalization or residual Add whose output "
                                       "feeds nothing else (it is fused into that layer), or "
                                       "on a tensor that is already non-negative")
+
+    def op_Clip(self, node, idx):
+        """``Clip(0, c)`` (ReLU6 and kin) fused into the layer before it as ReLU + ``clip_max``;
+        ``Clip(0, +inf)`` is a ReLU."""
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if self.opset < 11:
+            lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
+        else:
+            lo = hi = None
+            for i, what in ((1, "min"), (2, "max")):
+                if len(node.input) > i and node.input[i]:
+                    v = np.asarray(self.const(node, idx, node.input[i], what), np.float64)
+                    if v.size != 1:
+                        raise self.err(node, idx, f"{what} must be a scalar, not shape "
+                                                  f"{list(v.shape)}")
+                    if i == 1:
+                        lo = float(v.reshape(-1)[0])
+                    else:
+                        hi = float(v.reshape(-1)[0])
+            lo = -np.inf if lo is None else lo
+            hi = np.inf if hi is None else hi
+        lo, hi = float(lo), float(hi)
+        if lo != 0.0 and not (lo < 0 and x.nonneg):
+            raise self.err(node, idx, f"Clip({lo:g}, {hi:g}) is not supported; only a lower bound "
+                                      f"of 0 (ReLU, ReLU6 = Clip(0, 6), Clip(0, c) with c > 0)")
+        if not hi > 0:
+            raise self.err(node, idx, f"Clip({lo:g}, {hi:g}) clips everything to 0; only "
+                                      f"Clip(0, c) with c > 0 is supported")
+        prod = self.producer.get(x.ir)
+        fusable = (isinstance(prod, FConv) and self.consumers.get(node.input[0], 0) == 1
+                   and (not prod.relu or x.nonneg))
+        if not np.isfinite(hi):
+            if lo == 0.0 and not x.nonneg:
+                self.op_Relu(node, idx)
+            else:
+                self.alias(node.output[0], x)  # a ReLU (or nothing) on a non-negative tensor
+            return
+        if not fusable:
+            raise self.err(node, idx, f"Clip(0, {hi:g}) is only supported directly after a Conv, "
+                                      f"Gemm, MatMul, BatchNormalization or residual Add whose "
+                                      f"output feeds nothing else (it is fused into that layer "
+                                      f"as ReLU with an upper bound)")
+        prod.relu = True
+        prod.clip_max = hi if prod.clip_max is None else min(prod.clip_max, hi)
+        self.rename_output(prod, node.output[0], x, nonneg=True)
 
     def _relu_through_pool(self, onnx_name: str, x: _Act) -> bool:
         """Fuse a ReLU after a MaxPool into the conv before the pool, if both feed only the

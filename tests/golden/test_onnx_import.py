@@ -417,3 +417,53 @@ def test_every_unsupported_op_is_named_at_once(rng):
     assert "3 operator types of this model are not supported" in msg
     assert "'Elu' (2 nodes:" in msg and "'Tanh' (1 node:" in msg and "'Softsign'" in msg
     assert "supported ops: Conv" in msg
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_clip_relu6_fuses_as_a_bounded_relu(rng, opset):
+    """ReLU6 (Clip(0, 6)) becomes the ReLU of the layer before it with clip_max; the quantizer
+    then keeps qmax at or below 6 (the integer clamp is the clip)."""
+    from ilmpq.golden.formats import NumericSpec
+    from ilmpq.golden.quantize import quantize
+
+    g = G(rng, (3, 8, 8))
+    c1 = g.conv("x", 3, 6, 3, pads=[1, 1, 1, 1])
+    if opset < 11:
+        r1 = g.node("Clip", [c1], min=0.0, max=6.0)
+    else:
+        r1 = g.node("Clip", [c1, g.init(np.array(0.0)), g.init(np.array(6.0))])
+    c2 = g.conv(r1, 6, 4, 1)
+    # Clip(0, +inf) is a plain ReLU
+    r2 = g.node("Clip", [c2], min=0.0) if opset < 11 else g.node("Clip", [c2, g.init(np.array(0.0))])
+    model = g.model(r2, ["N", 4, 8, 8], opset=opset)
+    fm = load_onnx(model)
+    convs = [n for n in fm.nodes if n.kind == "conv"]
+    assert [c.relu for c in convs] == [True, True]
+    assert convs[0].clip_max == 6.0 and convs[1].clip_max is None
+    x = rng.uniform(-3, 3, (2, 3, 8, 8))
+    want = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(fm.run(x), want, rtol=1e-4, atol=1e-5)
+    assert fm.run(x, all_tensors=True)[convs[0].output].max() <= 6.0
+    qm = quantize(fm, rng.uniform(0, 255, (6, 3, 8, 8)), ratio=0.25, spec=NumericSpec(),
+                  report=False)
+    t = qm.tensors[convs[0].output]
+    assert t.scale * (2 ** t.bits - 1) <= 6.0 + 1e-9
+
+
+def test_clip_that_is_not_a_bounded_relu_is_named(rng):
+    for lo, hi, match in ((-1.0, 1.0, r"Clip\(-1, 1\) is not supported; only a lower bound of 0"),
+                          (0.0, 0.0, r"clips everything to 0")):
+        g = G(rng, (2, 6, 6))
+        c = g.conv("x", 2, 2, 3)
+        model = g.model(g.node("Clip", [c, g.init(np.array(lo)), g.init(np.array(hi))],
+                               name="bad"), ["N", 2, 4, 4])
+        with pytest.raises(OnnxImportError, match=match):
+            load_onnx(model)
+    g = G(rng, (2, 6, 6))
+    c = g.conv("x", 2, 2, 3)
+    p = g.node("MaxPool", [g.node("Relu", [c])], kernel_shape=[1, 1], strides=[2, 2])
+    model = g.model(g.node("Clip", [p, g.init(np.array(0.0)), g.init(np.array(6.0))],
+                           name="bad"), ["N", 2, 2, 2])
+    with pytest.raises(OnnxImportError, match=r"Clip\(0, 6\) is only supported directly after a "
+                                              r"Conv"):
+        load_onnx(model)
