@@ -939,9 +939,13 @@ class _Importer:
     def op_Flatten(self, node, idx):
         a = self.attrs(node)
         x = self.act(node, idx, node.input[0])
-        if a.get("axis", 1) != 1:
-            raise self.err(node, idx, f"axis={a.get('axis')} is not supported; only axis=1 "
-                                      f"(flatten each image to a vector)")
+        axis = int(a.get("axis", 1))
+        rank = 2 if x.rank2 else 4
+        # one image at a time (batch 1): axis 0 and 1 give the same per-image vector
+        if axis not in (0, 1, -rank, 1 - rank) and not (x.rank2 and axis == -1):
+            raise self.err(node, idx, f"axis={axis} is not supported; only an axis that flattens "
+                                      f"each image to a vector (0 or 1, or {-rank}/{1 - rank} "
+                                      f"counted from the end)")
         self._flatten(node, idx, x)
 
     def op_Reshape(self, node, idx):

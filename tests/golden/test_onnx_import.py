@@ -259,7 +259,8 @@ def _one_op(rng, op, inputs_fn, out_shape, in_shape=(2, 6, 6), **attrs):
     ("ceil_mode", r"node 'bad' \(MaxPool\): ceil_mode=1 is not supported"),
     ("avgpool", r"node 'bad' \(AveragePool\): .* is not a global pool; only global average "
                 r"pooling"),
-    ("flatten_axis", r"node 'bad' \(Flatten\): axis=2 is not supported; only axis=1"),
+    ("flatten_axis", r"node 'bad' \(Flatten\): axis=2 is not supported; only an axis that "
+                     r"flattens each image"),
     ("reshape", r"node 'bad' \(Reshape\): Reshape to \[-1, 2, 36\] is not supported"),
     ("bn_no_conv", r"node 'bad' \(BatchNormalization\): BatchNormalization is only supported "
                    r"directly after a Conv"),
@@ -467,3 +468,16 @@ def test_clip_that_is_not_a_bounded_relu_is_named(rng):
     with pytest.raises(OnnxImportError, match=r"Clip\(0, 6\) is only supported directly after a "
                                               r"Conv"):
         load_onnx(model)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -3, -4])
+def test_flatten_axes_equivalent_to_one(rng, axis):
+    g = G(rng, (2, 4, 4))
+    c = g.node("Relu", [g.conv("x", 2, 3, 3)])
+    f = g.node("Flatten", [c], axis=axis)
+    fc = g.node("Gemm", [f, g.init(rng.normal(0, 0.3, (5, 12)))], transB=1)
+    model = g.model(fc, [1, 5] if axis in (0, -4) else ["N", 5])
+    fm = load_onnx(model)
+    x = rng.uniform(-1, 1, (1, 2, 4, 4))
+    want = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(fm.predict(x), want, rtol=1e-4, atol=1e-5)
