@@ -43,6 +43,7 @@ from ...hdl.soc import GP0_BASE
 from .simulate import compare_layers, images_from_args
 from ..compiler import compile_model
 from ..driver import Driver, run_sync
+from ..outputs import add_force_argument, check_output_file, write_text
 from ..regmap import HardwareIdentity
 from ..board.linux import (
     CSR_SIZE, DEFAULT_CLOCK_MHZ, FPGA_STATE_PATH, BoardError, LinuxTransport, MmapRegisters,
@@ -117,6 +118,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="compare every layer with the golden reference (self-test)")
     run.add_argument("--json", metavar="OUT.json", default=None,
                      help="write per-image results and counters as JSON")
+    add_force_argument(run)
     _connection(run, dma=True)
     run.set_defaults(_board=_run)
 
@@ -189,6 +191,8 @@ def _info(args) -> int:
 # -- run -----------------------------------------------------------------------------------------
 
 def _run(args) -> int:
+    if args.json:
+        check_output_file(args.json, force=args.force)
     model = QModel.load(args.model)
     cfg = get_config(args.config)
     imgs = images_from_args(args, model.tensors[model.input].shape)
@@ -254,9 +258,9 @@ def _run(args) -> int:
         if args.check:
             print(f"{n - bad}/{n} images bit-exact on every layer (board)")
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"config": cfg.name, "base": comp.base, "clock_hz": clock_hz,
-                           "images": results}, f, indent=1)
+            write_text(args.json, json.dumps({"config": cfg.name, "base": comp.base,
+                                              "clock_hz": clock_hz, "images": results},
+                                             indent=1), force=args.force)
         return 1 if bad else 0
     finally:
         transport.close()

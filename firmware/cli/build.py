@@ -7,6 +7,7 @@ import sys
 from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS
 from ...hdl.platforms import BOARDS
+from ..outputs import add_force_argument, check_output_dir, output_dir
 
 HELP = "build for a Zynq board: Vivado build plan (bitstream with Vivado), resource estimate"
 
@@ -39,6 +40,7 @@ def register(parser) -> None:
                              "board presets)")
     parser.add_argument("--estimate-timeout", type=float, metavar="SECONDS",
                         help="abandon the estimate after this many seconds")
+    add_force_argument(parser)
 
 
 def main(args) -> int:
@@ -49,11 +51,23 @@ def main(args) -> int:
                               f"a positive number of seconds")
 
     vivado = False if args.plan_only else (True if args.vivado else None)
-    res = build(args.board, args.output, config=args.config, name=args.name, vivado=vivado,
-                estimate=not args.no_estimate and not args.reports_only,
-                reports_only=args.reports_only, fclk_mhz=args.fclk_mhz,
-                estimate_timeout=args.estimate_timeout,
-                progress=lambda msg: print(msg, file=sys.stderr))
+    kwargs = dict(config=args.config, name=args.name, vivado=vivado,
+                  estimate=not args.no_estimate and not args.reports_only,
+                  reports_only=args.reports_only, fclk_mhz=args.fclk_mhz,
+                  estimate_timeout=args.estimate_timeout)
+    if args.reports_only:
+        # reads the Vivado reports in DIR and (re)writes only its own summaries there
+        res = build(args.board, args.output, progress=lambda msg: print(msg, file=sys.stderr),
+                    **kwargs)
+    else:
+        check_output_dir(args.output, force=args.force, names=("build.json", "BUILD.md"))
+        # built in a staging directory next to DIR, moved in when complete (a failed Vivado run
+        # keeps its files, logs included)
+        with output_dir(args.output, force=args.force, keep_on_error=True) as staging:
+            def say(msg):
+                print(msg.replace(staging, args.output), file=sys.stderr, flush=True)
+            res = build(args.board, staging, progress=say, **kwargs)
+        res.out_dir = args.output
     print(f"{res.name}: board {res.board} ({res.part}), configuration {res.config}, "
           f"in {res.out_dir}")
     if res.estimate:

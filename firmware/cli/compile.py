@@ -12,14 +12,19 @@ runs (accelerator or CPU), its tiles, weight bytes, DMA traffic and the PE beats
 from __future__ import annotations
 
 import argparse
+import os
 
 from ...golden.model import QModel
 from ...hdl.config import PRESETS, get_config
 from ..compiler import compile_model, save_compiled
+from ..outputs import add_force_argument, check_output_dir, output_dir
 
 HELP = "compile a quantized model (.npz) into programs and a memory image for a configuration"
 
 __all__ = ["HELP", "register", "main"]
+
+#: Files every compile writes (program listings come on top, one per accelerator step).
+_FILES = ("image.bin", "compiled.json", "report.txt", "program_0.txt")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +33,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="hardware configuration (default: tiny)")
     parser.add_argument("-o", "--output", metavar="DIR", required=True,
                         help="directory for image.bin, compiled.json, report.txt, programs")
+    add_force_argument(parser)
 
 
 def main(args) -> int:
+    check_output_dir(args.output, force=args.force, names=_FILES)
     model = QModel.load(args.model)
     cfg = get_config(args.config)
     comp = compile_model(model, cfg)
     print(comp.report())
-    for path in save_compiled(comp, args.output):
-        print(f"wrote {path}")
+    with output_dir(args.output, force=args.force, names=_FILES) as staging:
+        paths = save_compiled(comp, staging)
+    for path in paths:
+        print(f"wrote {os.path.join(args.output, os.path.relpath(path, staging))}")
     return 0

@@ -28,6 +28,7 @@ from ...golden.errors import IlmpqValueError
 from ...golden.formats import SUPPORTED_ACT_BITS, NumericSpec
 from ...golden.quantize import RULES, parse_ratio, quant_report, quantize
 from ...hdl.config import PRESETS, get_config
+from ..outputs import add_force_argument, atomic_path, check_output_file
 
 HELP = "quantize a float ONNX CNN (or the embedded default model) into an ILMPQ integer model"
 
@@ -73,6 +74,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "array in the model's input layout (required for a user model)")
     parser.add_argument("-o", "--output", metavar="OUT.npz", required=True,
                         help="where to write the quantized model")
+    add_force_argument(parser)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--ratio", default=None,
                         help="high-precision (8-bit) row share R, e.g. 1/8 or 0.125 (numeric "
@@ -160,6 +162,7 @@ def main(args) -> int:
     from ...golden.data import load_digits
     from ...golden.quantize import accuracy_float, accuracy_int
 
+    check_output_file(args.output, force=args.force)
     if args.model != DEFAULT_MODEL and _is_quantized(args.model):
         # an already quantized model (QONNX / QDQ) is imported, never re-quantized
         from .import_ import run_import
@@ -185,7 +188,8 @@ def main(args) -> int:
     qm = quantize(fm, calib, ratio=ratio, spec=spec, rule=args.rule,
                   input_mean=args.input_mean, input_std=args.input_std, act_clip=act_clip)
     qm.meta["cli"] = {"model": args.model, "calib": args.calib, "target": desc}
-    qm.save(args.output)
+    with atomic_path(args.output, force=args.force) as tmp:
+        qm.save(tmp)
     print(quant_report(qm).format())
     if args.model == DEFAULT_MODEL:
         xt, yt = load_digits("test")

@@ -24,6 +24,7 @@ from ...golden.errors import IlmpqValueError
 from ...golden.formats import SUPPORTED_ACT_BITS
 from ...golden.quantize import RULES
 from ...hdl.config import PRESETS, HWConfig, get_config
+from ..outputs import add_force_argument, check_output_file, write_text
 
 HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
         "(float, all-8-bit, all-4-bit, ILMPQ)")
@@ -41,6 +42,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="row selection rule (default: error)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the accuracies and the report as JSON")
+    add_force_argument(parser)
     parser.add_argument("--sim", choices=("verilator", "amaranth", "none"), default="verilator",
                         help="RTL simulator for the test images (default: verilator; none: "
                              "stop after quantization)")
@@ -230,6 +232,8 @@ def main(args) -> int:
 
     if args.images is not None and args.images < 1:
         raise IlmpqValueError(f"--images must be at least 1, not {args.images}")
+    if args.json:
+        check_output_file(args.json, force=args.force)
     cfg = get_config(args.config)
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)
@@ -244,8 +248,7 @@ def main(args) -> int:
                 "report": quant_report(st.ilmpq).to_dict(),
                 "rtl": st.rtl,
                 "stage_seconds": {k: round(v, 3) for k, v in st.times.items()}}
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=2)
+        write_text(args.json, json.dumps(data, indent=2), force=args.force)
         print(f"wrote {args.json}")
     return 1 if st.rtl.get("mismatches") else 0
 
