@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if isinstance(e, IlmpqError) else f"{e.strerror}: {e.filename}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ilmpq ... | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

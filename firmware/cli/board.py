@@ -40,8 +40,8 @@ from ...golden.model import QModel
 from ...hdl.config import PRESETS, get_config
 from ...hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ...hdl.soc import GP0_BASE
+from ._shared import compile_checked, model_config
 from .simulate import compare_layers, images_from_args
-from ..compiler import compile_model
 from ..driver import Driver, run_sync
 from ..outputs import add_force_argument, check_output_file, write_text
 from ..regmap import HardwareIdentity
@@ -106,8 +106,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                          description="Compile MODEL.npz for the DMA buffer and run images on "
                                      "the accelerator.")
     run.add_argument("model", metavar="MODEL.npz", help="quantized model (ilmpq quantize)")
-    run.add_argument("--config", default="z020", choices=sorted(PRESETS),
-                     help="configuration of the bitstream (default z020)")
+    run.add_argument("--config", default=None, choices=sorted(PRESETS),
+                     help="configuration of the bitstream (default: the one the model was "
+                          "quantized for, else z020)")
     run.add_argument("--images", metavar="IMAGES.npy", default=None,
                      help="uint8 images (N, C, H, W); default: --count random images")
     run.add_argument("--labels", metavar="LABELS.npy", default=None,
@@ -194,7 +195,7 @@ def _run(args) -> int:
     if args.json:
         check_output_file(args.json, force=args.force)
     model = QModel.load(args.model)
-    cfg = get_config(args.config)
+    cfg, cfg_line = model_config(model, args.config, args.model, fallback="z020")
     imgs = images_from_args(args, model.tensors[model.input].shape)
     labels = None
     if args.labels:
@@ -210,7 +211,8 @@ def _run(args) -> int:
     transport = open_transport(args, cfg)
     try:
         dma = transport.dma
-        comp = compile_model(model, cfg, base=dma.phys_addr)
+        print(cfg_line)
+        comp = compile_checked(model, cfg, args.model, base=dma.phys_addr)
         if comp.size > dma.size:
             raise BoardError(f"the compiled model needs {comp.size} bytes of DMA memory; "
                              f"{dma.name} holds {dma.size} (make it larger, docs/board.md)")

@@ -25,6 +25,7 @@ from ...golden.formats import SUPPORTED_ACT_BITS
 from ...golden.quantize import RULES
 from ...hdl.config import PRESETS, HWConfig, get_config
 from ..outputs import add_force_argument, check_output_file, write_text
+from ._shared import record_config
 
 HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
         "(float, all-8-bit, all-4-bit, ILMPQ)")
@@ -91,6 +92,8 @@ def stage_load(st: RunState) -> None:
     st.say(f"model: embedded digits CNN, {fm.macs():,} MACs, {fm.n_params():,} parameters; "
            f"{len(st.calib[1])} calibration / {len(st.test[1])} test images")
     st.say(f"hardware: {st.config.describe()}")
+    st.say(f"input normalization: (pixels - {fm.input_mean[0]:g}) / {fm.input_std[0]:g} (the "
+           f"embedded model's ilmpq.input_mean/input_std metadata)")
 
 
 def stage_quantize(st: RunState) -> None:
@@ -102,6 +105,7 @@ def stage_quantize(st: RunState) -> None:
                         ("ILMPQ", st.config.ratio)):
         st.models[name] = quantize(st.float_model, st.calib[0], ratio=ratio, spec=spec,
                                    rule=st.rule, report=(name == "ILMPQ"))
+    record_config(st.ilmpq.meta, st.config, st.config.ratio, st.config.act_bits)
 
 
 def stage_evaluate(st: RunState) -> None:

@@ -23,9 +23,9 @@ import numpy as np
 from ...golden import reference
 from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
-from ...hdl.config import PRESETS, get_config
-from ..compiler import compile_model
+from ...hdl.config import PRESETS
 from ..sim.simulate import simulate
+from ._shared import compile_checked, model_config
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 
@@ -34,8 +34,9 @@ __all__ = ["HELP", "register", "main", "compare_layers", "load_images", "images_
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL.npz", help="quantized model (ilmpq quantize)")
-    parser.add_argument("--config", default="tiny", choices=sorted(PRESETS),
-                        help="hardware configuration (default: tiny)")
+    parser.add_argument("--config", default=None, choices=sorted(PRESETS),
+                        help="hardware configuration (default: the one the model was quantized "
+                             "for, else tiny)")
     parser.add_argument("--sim", choices=("amaranth", "verilator"), default="verilator",
                         help="simulator (default: verilator)")
     parser.add_argument("--images", metavar="IMAGES.npy", default=None,
@@ -102,12 +103,13 @@ def main(args) -> int:
     if args.seed < 0:
         raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
     model = QModel.load(args.model)
-    cfg = get_config(args.config)
+    cfg, line = model_config(model, args.config, args.model)
     imgs = images_from_args(args, model.tensors[model.input].shape)
     if args.mem == "random" and args.sim != "amaranth":
         raise IlmpqValueError("--mem random needs --sim amaranth (Verilator's memory is "
                               "deterministic)")
-    comp = compile_model(model, cfg)
+    print(line)
+    comp = compile_checked(model, cfg, args.model)
     macs = sum(r.macs for r in comp.layers if r.where == "accel")
     t0 = time.perf_counter()
 
