@@ -225,7 +225,7 @@ def output_dir(path, *, force: bool = False, names=(), keep_on_error: bool = Fal
     moved into ``path`` (created if missing), each with an atomic rename. When the block fails
     the staging directory is deleted and ``path`` is untouched, unless ``keep_on_error`` (e.g.
     a failed Vivado run whose logs the user needs: its files are moved in, then the error
-    propagates).
+    propagates; an interrupt or SIGTERM never keeps anything).
     """
     d = check_output_dir(path, force=force, names=names)
     parent = d.parent
@@ -235,7 +235,7 @@ def output_dir(path, *, force: bool = False, names=(), keep_on_error: bool = Fal
         try:
             yield staging
         except BaseException as e:
-            if keep_on_error:
+            if keep_on_error and isinstance(e, Exception):  # not on Ctrl-C / SIGTERM
                 with contextlib.suppress(IlmpqValueError, OSError):
                     _move_in(staging, d, force=force)
             if isinstance(e, OSError) and e.strerror and (

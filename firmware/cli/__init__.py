@@ -17,7 +17,9 @@ import argparse
 import importlib
 import keyword
 import os
+import signal
 import sys
+import threading
 
 from ... import __version__
 from ...golden.errors import IlmpqError
@@ -62,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):  # SIGTERM: unwind, so temporary outputs are removed
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

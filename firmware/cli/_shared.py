@@ -116,3 +116,74 @@ def compile_checked(model, cfg: HWConfig, path: str, **kwargs):
         raise IlmpqValueError(f"{e} -- {path} was quantized for {describe_record(rec)}, not "
                               f"for {cfg.name} (R = {cfg.ratio}, A{cfg.act_bits}){hint}") \
             from None
+
+
+# -- simulation with progress --------------------------------------------------------------------
+
+def prebuild_verilator(cfg: HWConfig, progress) -> None:
+    """Build (or find in the cache) the Verilator model of ``cfg`` with a progress line saying
+    so and where it is cached; the simulation then finds it there."""
+    import glob
+    import json
+    import os
+
+    from ..board.verilog import accelerator_verilog
+    from ..sim.verilator.build import build_library, cache_key, default_cache_dir
+
+    text, top = accelerator_verilog(cfg)
+    cache = default_cache_dir()
+    final = os.path.join(cache, f"{top}-{cache_key(text, top)[:20]}")
+    if os.path.exists(os.path.join(final, "libilmpqsim.so")):
+        progress.note(f"Verilator model of {top}: cached in {final}")
+        return
+    last = []
+    for meta in glob.glob(os.path.join(cache, f"{top}-*", "meta.json")):
+        try:
+            with open(meta) as f:
+                last.append(float(json.load(f)["build_seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    hint = f"; an earlier build of {top} took {max(last):.0f} s" if last else ""
+    progress.note(f"building the Verilator model of {top} (once per design; cached in "
+                  f"{cache}{hint})")
+    with progress.task(f"Verilator build of {top}", ticker=True):
+        build_library(text, top)
+
+
+def simulate_with_progress(comp, images, *, sim: str, progress, **kwargs):
+    """:func:`ilmpq.firmware.sim.simulate.simulate` with progress: the Verilator build, images
+    done with elapsed time and ETA, and (Amaranth) cycles inside the current image against the
+    cycle model's estimate."""
+    from ..sim.simulate import simulate
+
+    cfg = comp.config
+    if sim == "verilator":
+        prebuild_verilator(cfg, progress)
+    n = len(images)
+    expected = None
+    if sim == "amaranth":
+        try:
+            from ..cyclemodel import estimate
+            expected = int(estimate(comp).cycles)
+        except Exception:  # noqa: BLE001 -- the estimate only decorates the progress line
+            expected = None
+        per = f", about {expected:,} cycles each (cycle model)" if expected else ""
+        progress.note(f"the Amaranth simulator can take minutes per image ({n} image(s){per}); "
+                      f"--sim verilator is much faster")
+    state = {"start": 0, "now": 0}
+    with progress.task(f"simulating ({sim})", n, unit="images") as task:
+        def on_image(i, total):
+            state["start"] = state["now"]
+            task.update(i, detail="")
+
+        def on_cycles(c):
+            state["now"] = c
+            inside = c - state["start"]
+            frac = f" ({min(99, 100 * inside // expected)}%)" if expected else ""
+            task.update(detail=f"image {task.done + 1}: {inside:,} cycles{frac}",
+                        partial=inside / expected if expected else None)
+
+        kw = dict(kwargs)
+        if sim == "amaranth":
+            kw["cycle_progress"] = on_cycles
+        return simulate(comp, images, sim=sim, progress=on_image, **kw)

@@ -231,7 +231,8 @@ def _run(args) -> int:
             wall = time.perf_counter() - t0
             pred = int(np.argmax(np.asarray(tensors[model.output]).reshape(-1)))
             cyc = stats["cycles"]
-            line = (f"image {i}: class {pred}, {cyc} cycles = {cyc / clock_hz * 1e3:.3f} ms at "
+            line = (f"image {i + 1}/{len(imgs)}: class {pred}, {cyc} cycles = "
+                    f"{cyc / clock_hz * 1e3:.3f} ms at "
                     f"{clock_hz / 1e6:g} MHz, PE utilization "
                     f"{macs / max(1, cyc * cfg.macs_per_cycle):.1%}, wall {wall * 1e3:.2f} ms")
             res = {"image": i, "class": pred, "wall_s": wall, "counters": stats.counters}
@@ -252,7 +253,7 @@ def _run(args) -> int:
         n = len(imgs)
         cycles = [r["counters"]["cycles"] for r in results]
         walls = [r["wall_s"] for r in results]
-        print(f"{n} images: mean {np.mean(cycles):.0f} cycles "
+        print(f"{n} {'image' if n == 1 else 'images'}: mean {np.mean(cycles):.0f} cycles "
               f"({clock_hz / max(1.0, float(np.mean(cycles))):.1f} frames/s of accelerator time), "
               f"mean wall {np.mean(walls) * 1e3:.2f} ms")
         if labels is not None:

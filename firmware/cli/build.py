@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS
 from ...hdl.platforms import BOARDS
 from ..outputs import add_force_argument, check_output_dir, output_dir
+from ..progress import Progress
 
 HELP = "build for a Zynq board: Vivado build plan (bitstream with Vivado), resource estimate"
 
@@ -50,6 +52,7 @@ def main(args) -> int:
         raise IlmpqValueError(f"--estimate-timeout {args.estimate_timeout} is not allowed: give "
                               f"a positive number of seconds")
 
+    progress = Progress()
     vivado = False if args.plan_only else (True if args.vivado else None)
     kwargs = dict(config=args.config, name=args.name, vivado=vivado,
                   estimate=not args.no_estimate and not args.reports_only,
@@ -63,9 +66,15 @@ def main(args) -> int:
         check_output_dir(args.output, force=args.force, names=("build.json", "BUILD.md"))
         # built in a staging directory next to DIR, moved in when complete (a failed Vivado run
         # keeps its files, logs included)
-        with output_dir(args.output, force=args.force, keep_on_error=True) as staging:
+        with output_dir(args.output, force=args.force, keep_on_error=True) as staging, \
+                contextlib.ExitStack() as running:
             def say(msg):
+                running.close()  # the previous step (the estimate) ended
                 print(msg.replace(staging, args.output), file=sys.stderr, flush=True)
+                if msg.startswith("yosys synth_xilinx estimate"):
+                    progress.note(f"  (minutes for z020/z045; --no-estimate skips it, "
+                                  f"--estimate-timeout SECONDS bounds it)")
+                    running.enter_context(progress.task("yosys estimate", ticker=True))
             res = build(args.board, staging, progress=say, **kwargs)
         res.out_dir = args.output
     print(f"{res.name}: board {res.board} ({res.part}), configuration {res.config}, "

@@ -161,22 +161,18 @@ def stage_simulate(st: RunState) -> None:
     import numpy as np
 
     from ...golden import reference
+    from ..progress import Progress
+    from ._shared import simulate_with_progress
     from .simulate import compare_layers
-    from ..sim.simulate import simulate
 
     x, y = st.test
     n = st.n_rtl if st.n_rtl is not None else (len(y) if st.sim == "verilator" else 2)
     n = max(1, min(n, len(y)))
     st.say()
-    st.say(f"running {n} test image(s) on the RTL ({st.sim}) ...")
+    st.say(f"running {n} test {'image' if n == 1 else 'images'} on the RTL ({st.sim}) ...")
     t0 = time.perf_counter()
-    step = max(1, n // 10)
-
-    def progress(i, total):
-        if i % step == 0 or i == total:
-            st.say(f"  {i}/{total} images ({time.perf_counter() - t0:.1f} s)")
-
-    results = simulate(st.compiled, x[:n].astype(np.int64), sim=st.sim, progress=progress)
+    results = simulate_with_progress(st.compiled, x[:n].astype(np.int64), sim=st.sim,
+                                     progress=Progress())
     model = st.ilmpq
     preds, golden_preds, mismatches = [], [], []
     for i, res in enumerate(results):
@@ -208,8 +204,9 @@ def stage_rtl_report(st: RunState) -> None:
     r = st.rtl
     st.say()
     verdict = ("every layer of every image bit-exact with golden" if not r["mismatches"] else
-               f"{r['mismatches']} image(s) MISMATCH; first: {r['first_mismatch']}")
-    st.say(f"RTL ({r['simulator']}, {r['images']} images): {verdict}")
+               f"{r['mismatches']} of {r['images']} MISMATCH; first: {r['first_mismatch']}")
+    st.say(f"RTL ({r['simulator']}, {r['images']} {'image' if r['images'] == 1 else 'images'})"
+           f": {verdict}")
     st.say(f"RTL test accuracy {100 * r['accuracy']:.2f}% (golden on the same images "
            f"{100 * r['golden_accuracy']:.2f}%, predictions "
            f"{'identical' if r['predictions_equal'] else 'DIFFERENT'})")

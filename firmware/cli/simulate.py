@@ -24,8 +24,8 @@ from ...golden import reference
 from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
 from ...hdl.config import PRESETS
-from ..sim.simulate import simulate
-from ._shared import compile_checked, model_config
+from ..progress import Progress
+from ._shared import compile_checked, model_config, simulate_with_progress
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 
@@ -46,6 +46,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="AXI memory timing (random: Amaranth only)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random images and of --mem random (default 0)")
+
+
+def _images(n: int) -> str:
+    return "image" if n == 1 else "images"
 
 
 def compare_layers(model, ref: dict, got: dict) -> str | None:
@@ -112,21 +116,20 @@ def main(args) -> int:
     comp = compile_checked(model, cfg, args.model)
     macs = sum(r.macs for r in comp.layers if r.where == "accel")
     t0 = time.perf_counter()
-
-    def progress(i, n):
-        print(f"  image {i}/{n} simulated ({time.perf_counter() - t0:.1f} s)", flush=True)
-
-    results = simulate(comp, imgs, sim=args.sim, mem_mode=args.mem, seed=args.seed,
-                       progress=progress)
+    results = simulate_with_progress(comp, imgs, sim=args.sim, progress=Progress(),
+                                     mem_mode=args.mem, seed=args.seed)
+    seconds = time.perf_counter() - t0
     bad = 0
     for i, (img, res) in enumerate(zip(imgs, results)):
         why = compare_layers(model, reference.run(model, img, spec=cfg.numeric), res.tensors)
         cyc = res.stats["cycles"]
         util = macs / max(1, cyc * cfg.macs_per_cycle)
-        print(f"image {i}: {'bit-exact' if why is None else 'MISMATCH'}, {cyc} cycles, "
+        print(f"image {i + 1}/{len(imgs)}: {'bit-exact' if why is None else 'MISMATCH'}, "
+              f"{cyc} cycles, "
               f"PE utilization {util:.1%}, {cyc / 100e6 * 1e3:.3f} ms at 100 MHz")
         if why is not None:
             print(f"  {why}")
             bad += 1
-    print(f"{len(imgs) - bad}/{len(imgs)} images bit-exact on every layer ({args.sim})")
+    print(f"{len(imgs) - bad}/{len(imgs)} {_images(len(imgs))} bit-exact on every layer "
+          f"({args.sim}, {seconds:.1f} s)")
     return 1 if bad else 0
