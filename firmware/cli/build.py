@@ -68,13 +68,17 @@ def main(args) -> int:
         # keeps its files, logs included)
         with output_dir(args.output, force=args.force, keep_on_error=True) as staging, \
                 contextlib.ExitStack() as running:
-            def say(msg):
-                running.close()  # the previous step (the estimate) ended
+            def say(msg):  # each message starts a step; the elapsed time ticks until the next
+                running.close()
                 print(msg.replace(staging, args.output), file=sys.stderr, flush=True)
                 if msg.startswith("yosys synth_xilinx estimate"):
                     progress.note(f"  (minutes for z020/z045; --no-estimate skips it, "
                                   f"--estimate-timeout SECONDS bounds it)")
                     running.enter_context(progress.task("yosys estimate", ticker=True))
+                elif msg.startswith("build plan"):
+                    running.enter_context(progress.task("elaborating the design", ticker=True))
+                elif msg.startswith("running Vivado"):
+                    running.enter_context(progress.task("Vivado", ticker=True))
             res = build(args.board, staging, progress=say, **kwargs)
         res.out_dir = args.output
     print(f"{res.name}: board {res.board} ({res.part}), configuration {res.config}, "

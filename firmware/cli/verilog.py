@@ -20,6 +20,7 @@ import time
 from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS, HWConfig, get_config
 from ..outputs import add_force_argument, check_output_dir, output_dir
+from ..progress import Progress
 
 HELP = "emit the accelerator as Verilog for Vivado, with its register map and a README"
 
@@ -181,7 +182,8 @@ def main(args) -> int:
     cfg = get_config(args.config)
     check_output_dir(args.output, force=args.force, names=["README.md", *HOST_FILES])
     t0 = time.monotonic()
-    with output_dir(args.output, force=args.force) as staging:
+    with output_dir(args.output, force=args.force) as staging, \
+            Progress().task(f"Verilog of configuration {cfg.name}", ticker=True):
         files = export_verilog(cfg, staging, name=args.name)
     print(f"wrote {len(files)} files to {args.output} in {time.monotonic() - t0:.1f} s: "
           f"{', '.join(files)}")
