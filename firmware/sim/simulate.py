@@ -119,10 +119,10 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
     ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
     ``mem_mode``: ``"deterministic"`` or ``"random"`` (seeded stalls and latencies, Amaranth
     only). ``progress(i, n)`` is called after each image. ``check_protocol`` (Amaranth): watch
-    the ``m_axi`` port with :class:`~.simmodels.axi_checker.AXIChecker` (bursts inside the
+    the ``m_axi`` port with :class:`~.models.axi_checker.AXIChecker` (bursts inside the
     compiled window) and the ``s_axil`` port with
-    :class:`~.simmodels.axil_checker.AXILiteChecker`; a violation fails the run with
-    :class:`~.simmodels.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
+    :class:`~.models.axil_checker.AXILiteChecker`; a violation fails the run with
+    :class:`~.models.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
     ``cycle_progress(cycles)`` (Amaranth): called every few thousand simulated cycles with the
     cycles since the start, for progress inside an image.
     """
