@@ -163,3 +163,29 @@ def test_every_config_option_lists_the_presets(capsys):
             for preset in PRESETS:
                 assert preset in text, (argv, preset)
             assert "default" in text.split("--config", 1)[1], argv
+
+
+def test_recorded_activation_width_is_used(tmp_path, capsys):
+    """A model quantized for tiny at A4 compiles with its recorded configuration (tiny, A4);
+    an explicit --config tiny (A8) fails and says to leave --config out."""
+    m = str(tmp_path / "a4.npz")
+    assert main(["quantize", "default", "--act-bits", "4", "-o", m]) == 0
+    capsys.readouterr()
+    assert main(["compile", m, "-o", str(tmp_path / "c")]) == 0
+    assert "R = 1/4, A4, acc 32 b, AXI 64 b (recorded in" in capsys.readouterr().out
+    assert main(["compile", m, "--config", "tiny", "-o", str(tmp_path / "d")]) == 2
+    err = _error(capsys)
+    assert "4-bit activations" in err and "leave out --config" in err
+
+
+def test_broken_pipe_exits_quietly():
+    """``ilmpq ... | head``: when the reader goes away the command stops without a traceback
+    (exit status 141, like a shell pipeline killed by SIGPIPE)."""
+    code = ("import sys, ilmpq.firmware.cli as c, ilmpq.firmware.cli.regmap as r\n"
+            "def gone(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "r.main = gone\n"
+            "sys.exit(c.main(['regmap', '--format', 'md']))\n")
+    env = dict(os.environ, AMARANTH_USE_YOSYS="builtin")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr

@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)
+    except BrokenPipeError:  # `ilmpq ... | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (IlmpqError, OSError) as e:
         # OSErrors about a named file (missing, a directory, not a directory, exists, no
         # permission) are the user's; any other OSError keeps its traceback
@@ -84,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e) if isinstance(e, IlmpqError) else f"{e.strerror}: {e.filename}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `ilmpq ... | head`: stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

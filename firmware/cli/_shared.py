@@ -111,8 +111,12 @@ def compile_checked(model, cfg: HWConfig, path: str, **kwargs):
             rec.get("act_bits") == cfg.act_bits
         if rec is None or same:
             raise
-        hint = (f"; compile it with --config {rec['name']}" if rec.get("name") in PRESETS
-                else "")
+        if rec.get("name") in PRESETS and rec["name"] != cfg.name:
+            hint = f"; compile it with --config {rec['name']}"
+        elif rec.get("name") in PRESETS:
+            hint = "; leave out --config to use the recorded configuration"
+        else:
+            hint = ""
         raise IlmpqValueError(f"{e} -- {path} was quantized for {describe_record(rec)}, not "
                               f"for {cfg.name} (R = {cfg.ratio}, A{cfg.act_bits}){hint}") \
             from None
