@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..golden.errors import IlmpqValueError
 
-__all__ = ["OutputError", "check_output_file", "check_output_dir", "atomic_file",
+__all__ = ["OutputError", "check_output_file", "check_output_dir", "atomic_file", "atomic_path",
            "write_text", "write_bytes", "output_dir", "add_force_argument"]
 
 
