@@ -26,13 +26,15 @@ COMMANDS = [
     ("quantize", ["quantize", "default", "-o", "{out}"], "file"),
     ("run_json", ["run", "--sim", "none", "--json", "{out}"], "file"),
     ("board_run_json", ["board", "run", "{model}", "--json", "{out}"], "file"),
+    ("import", ["import", "{model}", "-o", "{out}"], "file"),
     ("compile", ["compile", "{model}", "-o", "{out}"], "dir"),
     ("verilog", ["verilog", "--config", "tiny", "-o", "{out}"], "dir"),
     ("build", ["build", "--board", "zc706", "--config", "tiny", "--plan-only", "--no-estimate",
                "-o", "{out}"], "dir"),
 ]
-#: commands that can also succeed here (board run needs a board)
-RUNNABLE = [c for c in COMMANDS if c[0] != "board_run_json"]
+#: commands that can also succeed here (board run needs a board, import a QONNX/QDQ model; the
+#: refusals come before either is read)
+RUNNABLE = [c for c in COMMANDS if c[0] not in ("board_run_json", "import")]
 #: a file every directory command writes
 DIR_FILE = {"compile": "image.bin", "verilog": "README.md", "build": "build.json"}
 VICTIM = b"the previous good output\n"

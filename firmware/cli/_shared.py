@@ -30,6 +30,8 @@ HW_CONFIG_VERSION = 1
 
 def record_config(meta: dict, cfg: HWConfig | None, ratio, act_bits: int) -> dict:
     """Store the configuration record in a model's ``meta`` dict and return it."""
+    if cfg is not None and cfg.act_bits != act_bits:
+        cfg = cfg.replace(act_bits=int(act_bits))  # the configuration the model really fits
     rec = {"version": HW_CONFIG_VERSION,
            "name": None if cfg is None else cfg.name,
            "config_id": None if cfg is None else cfg.config_id,
