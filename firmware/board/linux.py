@@ -97,7 +97,10 @@ def _check_int(name: str, value, lo: int, hi: int) -> int:
 
 def _os_error(what: str, path: str, e: OSError, hint: str = "") -> BoardError:
     why = e.strerror or str(e)
-    if e.errno in (errno.EACCES, errno.EPERM) and not hint:
+    if e.errno == errno.ENOENT:  # a root hint would mislead: there is nothing to open
+        hint = ("this is not the board's Linux, or the device is missing; run on the Zynq "
+                "board (PetaLinux, PYNQ) or give the device with --mem-dev / --uio")
+    elif e.errno in (errno.EACCES, errno.EPERM) and not hint:
         hint = "run as root, or give your user access to it (udev rule)"
     return BoardError(f"cannot {what} {path}: {why}" + (f"; {hint}" if hint else ""))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from ...hdl.config import HWConfig
 
 __all__ = ["top_name", "accelerator_verilog"]
@@ -13,6 +15,7 @@ def top_name(config: HWConfig) -> str:
     return f"ilmpq_{safe}"
 
 
+@functools.lru_cache(maxsize=4)  # the CLI builds the Verilator model, then simulates it
 def accelerator_verilog(config: HWConfig) -> tuple[str, str]:
     """Return ``(verilog_text, top_module_name)`` of :class:`ilmpq.hdl.top.Accelerator`.
 

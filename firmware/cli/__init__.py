@@ -17,7 +17,9 @@ import argparse
 import importlib
 import keyword
 import os
+import signal
 import sys
+import threading
 
 from ... import __version__
 from ...golden.errors import IlmpqError
@@ -62,11 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):  # SIGTERM: unwind, so temporary outputs are removed
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._main(args) or 0)
+    except BrokenPipeError:  # `ilmpq ... | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (IlmpqError, OSError) as e:
         # OSErrors about a named file (missing, a directory, not a directory, exists, no
         # permission) are the user's; any other OSError keeps its traceback

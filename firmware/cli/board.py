@@ -41,9 +41,10 @@ from ...golden.safeio import read_npy
 from ...hdl.config import PRESETS, get_config
 from ...hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ...hdl.soc import GP0_BASE
+from ._shared import compile_checked, model_config
 from .simulate import compare_layers, images_from_args
-from ..compiler import compile_model
 from ..driver import Driver, run_sync
+from ..outputs import add_force_argument, check_output_file, write_text
 from ..regmap import HardwareIdentity
 from ..board.linux import (
     CSR_SIZE, DEFAULT_CLOCK_MHZ, FPGA_STATE_PATH, BoardError, LinuxTransport, MmapRegisters,
@@ -106,8 +107,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                          description="Compile MODEL.npz for the DMA buffer and run images on "
                                      "the accelerator.")
     run.add_argument("model", metavar="MODEL.npz", help="quantized model (ilmpq quantize)")
-    run.add_argument("--config", default="z020", choices=sorted(PRESETS),
-                     help="configuration of the bitstream (default z020)")
+    run.add_argument("--config", default=None, choices=sorted(PRESETS),
+                     help="configuration of the bitstream (default: the one the model was "
+                          "quantized for, else z020)")
     run.add_argument("--images", metavar="IMAGES.npy", default=None,
                      help="uint8 images (N, C, H, W); default: --count random images")
     run.add_argument("--labels", metavar="LABELS.npy", default=None,
@@ -118,6 +120,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="compare every layer with the golden reference (self-test)")
     run.add_argument("--json", metavar="OUT.json", default=None,
                      help="write per-image results and counters as JSON")
+    add_force_argument(run)
     _connection(run, dma=True)
     run.set_defaults(_board=_run)
 
@@ -190,8 +193,10 @@ def _info(args) -> int:
 # -- run -----------------------------------------------------------------------------------------
 
 def _run(args) -> int:
+    if args.json:
+        check_output_file(args.json, force=args.force)
     model = QModel.load(args.model)
-    cfg = get_config(args.config)
+    cfg, cfg_line = model_config(model, args.config, args.model, fallback="z020")
     imgs = images_from_args(args, model.tensors[model.input].shape)
     labels = None
     if args.labels:
@@ -207,7 +212,8 @@ def _run(args) -> int:
     transport = open_transport(args, cfg)
     try:
         dma = transport.dma
-        comp = compile_model(model, cfg, base=dma.phys_addr)
+        print(cfg_line)
+        comp = compile_checked(model, cfg, args.model, base=dma.phys_addr)
         if comp.size > dma.size:
             raise BoardError(f"the compiled model needs {comp.size} bytes of DMA memory; "
                              f"{dma.name} holds {dma.size} (make it larger, docs/board.md)")
@@ -226,7 +232,8 @@ def _run(args) -> int:
             wall = time.perf_counter() - t0
             pred = int(np.argmax(np.asarray(tensors[model.output]).reshape(-1)))
             cyc = stats["cycles"]
-            line = (f"image {i}: class {pred}, {cyc} cycles = {cyc / clock_hz * 1e3:.3f} ms at "
+            line = (f"image {i + 1}/{len(imgs)}: class {pred}, {cyc} cycles = "
+                    f"{cyc / clock_hz * 1e3:.3f} ms at "
                     f"{clock_hz / 1e6:g} MHz, PE utilization "
                     f"{macs / max(1, cyc * cfg.macs_per_cycle):.1%}, wall {wall * 1e3:.2f} ms")
             res = {"image": i, "class": pred, "wall_s": wall, "counters": stats.counters}
@@ -247,7 +254,7 @@ def _run(args) -> int:
         n = len(imgs)
         cycles = [r["counters"]["cycles"] for r in results]
         walls = [r["wall_s"] for r in results]
-        print(f"{n} images: mean {np.mean(cycles):.0f} cycles "
+        print(f"{n} {'image' if n == 1 else 'images'}: mean {np.mean(cycles):.0f} cycles "
               f"({clock_hz / max(1.0, float(np.mean(cycles))):.1f} frames/s of accelerator time), "
               f"mean wall {np.mean(walls) * 1e3:.2f} ms")
         if labels is not None:
@@ -255,9 +262,9 @@ def _run(args) -> int:
         if args.check:
             print(f"{n - bad}/{n} images bit-exact on every layer (board)")
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"config": cfg.name, "base": comp.base, "clock_hz": clock_hz,
-                           "images": results}, f, indent=1)
+            write_text(args.json, json.dumps({"config": cfg.name, "base": comp.base,
+                                              "clock_hz": clock_hz, "images": results},
+                                             indent=1), force=args.force)
         return 1 if bad else 0
     finally:
         transport.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS
 from ...hdl.platforms import BOARDS
+from ..outputs import add_force_argument, check_output_dir, output_dir
+from ..progress import Progress
 
 HELP = "build for a Zynq board: Vivado build plan (bitstream with Vivado), resource estimate"
 
@@ -39,6 +42,7 @@ def register(parser) -> None:
                              "board presets)")
     parser.add_argument("--estimate-timeout", type=float, metavar="SECONDS",
                         help="abandon the estimate after this many seconds")
+    add_force_argument(parser)
 
 
 def main(args) -> int:
@@ -48,12 +52,35 @@ def main(args) -> int:
         raise IlmpqValueError(f"--estimate-timeout {args.estimate_timeout} is not allowed: give "
                               f"a positive number of seconds")
 
+    progress = Progress()
     vivado = False if args.plan_only else (True if args.vivado else None)
-    res = build(args.board, args.output, config=args.config, name=args.name, vivado=vivado,
-                estimate=not args.no_estimate and not args.reports_only,
-                reports_only=args.reports_only, fclk_mhz=args.fclk_mhz,
-                estimate_timeout=args.estimate_timeout,
-                progress=lambda msg: print(msg, file=sys.stderr))
+    kwargs = dict(config=args.config, name=args.name, vivado=vivado,
+                  estimate=not args.no_estimate and not args.reports_only,
+                  reports_only=args.reports_only, fclk_mhz=args.fclk_mhz,
+                  estimate_timeout=args.estimate_timeout)
+    if args.reports_only:
+        # reads the Vivado reports in DIR and (re)writes only its own summaries there
+        res = build(args.board, args.output, progress=lambda msg: print(msg, file=sys.stderr),
+                    **kwargs)
+    else:
+        check_output_dir(args.output, force=args.force, names=("build.json", "BUILD.md"))
+        # built in a staging directory next to DIR, moved in when complete (a failed Vivado run
+        # keeps its files, logs included)
+        with output_dir(args.output, force=args.force, keep_on_error=True) as staging, \
+                contextlib.ExitStack() as running:
+            def say(msg):  # each message starts a step; the elapsed time ticks until the next
+                running.close()
+                print(msg.replace(staging, args.output), file=sys.stderr, flush=True)
+                if msg.startswith("yosys synth_xilinx estimate"):
+                    progress.note(f"  (minutes for z020/z045; --no-estimate skips it, "
+                                  f"--estimate-timeout SECONDS bounds it)")
+                    running.enter_context(progress.task("yosys estimate", ticker=True))
+                elif msg.startswith("build plan"):
+                    running.enter_context(progress.task("elaborating the design", ticker=True))
+                elif msg.startswith("running Vivado"):
+                    running.enter_context(progress.task("Vivado", ticker=True))
+            res = build(args.board, staging, progress=say, **kwargs)
+        res.out_dir = args.output
     print(f"{res.name}: board {res.board} ({res.part}), configuration {res.config}, "
           f"in {res.out_dir}")
     if res.estimate:

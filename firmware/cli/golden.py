@@ -21,6 +21,7 @@ from ...golden.model import ConvLayer, QModel
 from ...golden.ops import output_range
 from ...golden.random_models import random_qmodel, resnet18_qmodel
 from ...golden.reference import run
+from ..outputs import add_force_argument, atomic_path, check_output_file
 
 HELP = "run a random quantized CNN through the golden integer reference and print per-layer stats"
 
@@ -51,6 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="input height = width (default 32 for random, 224 for resnet18)")
     parser.add_argument("--save", metavar="PATH", default=None,
                         help="also save the quantized model as .npz")
+    add_force_argument(parser)
 
 
 def layer_table(model: QModel, tensors: dict[str, np.ndarray],
@@ -93,6 +95,8 @@ def _format(rows: list[dict]) -> str:
 def main(args) -> int:
     if args.seed < 0:
         raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
+    if args.save:
+        check_output_file(args.save, force=args.force)
     spec = NumericSpec(act_bits=args.act_bits)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -120,6 +124,7 @@ def main(args) -> int:
     print(f"total {1e3 * t_run:.1f} ms; output {model.output!r}: argmax {int(np.argmax(logits))}"
           f", min {int(logits.min())}, max {int(logits.max())}")
     if args.save:
-        model.save(args.save)
+        with atomic_path(args.save, force=args.force) as tmp:
+            model.save(tmp)
         print(f"saved {args.save}")
     return 0

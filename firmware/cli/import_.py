@@ -24,6 +24,7 @@ import numpy as np
 from ...golden.errors import IlmpqValueError
 from ...golden.formats import SUPPORTED_ACT_BITS
 from ...hdl.config import PRESETS
+from ..outputs import add_force_argument, atomic_path, check_output_file
 
 HELP = "import a quantized ONNX model (QONNX / Brevitas, or QDQ) without re-quantizing it"
 
@@ -37,6 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL.onnx", help="QONNX or QDQ ONNX model")
     parser.add_argument("-o", "--output", metavar="OUT.npz", required=True,
                         help="where to write the integer model")
+    add_force_argument(parser)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--ratio", default=None,
                         help="high-precision (8-bit) row share R, e.g. 1/8 (default widths)")
@@ -56,9 +58,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run_import(model: str, output: str, *, args, images_arg=None) -> int:
     """Import ``model``, print the report, write ``output`` (shared with ``ilmpq quantize``)."""
     from ...golden.qonnx_import import import_quantized, import_report
-    from .quantize import load_calib, resolve_target
+    from ._shared import record_config
+    from .quantize import _target, load_calib
 
-    ratio, spec, desc = resolve_target(args)
+    force = getattr(args, "force", False)
+    check_output_file(output, force=force)
+    ratio, spec, desc, cfg = _target(args)
     images = None
     if images_arg == DIGITS:
         from ...golden.data import load_digits
@@ -74,7 +79,9 @@ def run_import(model: str, output: str, *, args, images_arg=None) -> int:
     qm = import_quantized(model, ratio=ratio, spec=spec, act_bits=args.act_bits, images=images,
                           runner=getattr(args, "runner", None))
     qm.meta["cli"] = {"model": model, "images": images_arg, "target": desc}
-    qm.save(output)
+    record_config(qm.meta, cfg, ratio, qm.act_bits)
+    with atomic_path(output, force=force) as tmp:
+        qm.save(tmp)
     print(import_report(qm).format())
     if images_arg == DIGITS:
         from ...golden.data import load_digits

@@ -9,11 +9,15 @@
 used when ``--calib`` is omitted). ``SAMPLES.npy`` holds calibration images as raw pixels in
 ``[0, 255]`` (float or integer), shape ``(N, C, H, W)`` in the model's input layout; the
 normalization the model was trained with is ``--input-mean`` / ``--input-std`` (per channel,
-comma separated; default: the model's ``ilmpq.input_mean`` / ``ilmpq.input_std`` metadata, else
-0 and 1). The high-precision share and the numeric widths come from a hardware configuration
-(``--config``, default ``tiny``) or, with ``--ratio``, from the ratio and the default widths.
-The per-layer quantization report is printed; the model is written with
-:meth:`ilmpq.golden.model.QModel.save`.
+comma separated; default: the model's ``ilmpq.input_mean`` / ``ilmpq.input_std`` metadata). A
+model that carries no such metadata needs them, or ``--raw-pixels`` if it really takes raw pixels
+0..255: a wrong normalization gives a plausible but wrong model, so it is never guessed.
+The high-precision share and the numeric widths come from a hardware configuration
+(``--config``, default ``tiny``) or, with ``--ratio``, from the ratio and the default widths;
+the model records it (``meta["hw_config"]``, :mod:`ilmpq.firmware.cli._shared`) so that
+``compile`` and ``simulate`` use it by default and name it in any mismatch. The normalization,
+the configuration and ``R`` used, and the per-layer quantization report are printed; the model
+is written atomically (``--force`` to replace an existing file).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ...golden.formats import SUPPORTED_ACT_BITS, NumericSpec
 from ...golden.quantize import RULES, parse_ratio, quant_report, quantize
 from ...golden.safeio import open_input, read_npy
 from ...hdl.config import PRESETS, get_config
+from ..outputs import add_force_argument, atomic_path, check_output_file
+from ._shared import record_config
 
 HELP = "quantize a float ONNX CNN (or the embedded default model) into an ILMPQ integer model"
 
@@ -74,6 +80,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "array in the model's input layout (required for a user model)")
     parser.add_argument("-o", "--output", metavar="OUT.npz", required=True,
                         help="where to write the quantized model")
+    add_force_argument(parser)
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--ratio", default=None,
                         help="high-precision (8-bit) row share R, e.g. 1/8 or 0.125 (numeric "
@@ -90,6 +97,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="input normalization mean per channel, pixel units")
     parser.add_argument("--input-std", type=_floats, default=None, metavar="S[,S...]",
                         help="input normalization std per channel, pixel units")
+    parser.add_argument("--raw-pixels", action="store_true",
+                        help="the model takes raw pixels 0..255 (mean 0, std 1); required when "
+                             "the model carries no ilmpq.input_mean/input_std metadata and "
+                             "neither --input-mean nor --input-std is given")
     parser.add_argument("--input-shape", default=None, metavar="C,H,W",
                         help="per-image input shape, for a model whose input size is symbolic")
     parser.add_argument("--act-clip", default="mse",
@@ -98,14 +109,53 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def resolve_target(args) -> tuple[Fraction, NumericSpec, str]:
     """``(ratio, spec, description)`` from ``--ratio`` / ``--config`` / ``--act-bits``."""
+    r, spec, desc, _ = _target(args)
+    return r, spec, desc
+
+
+def _target(args):
     if args.ratio is not None:
         r = parse_ratio(args.ratio)
         spec = NumericSpec(act_bits=args.act_bits or 8)
-        return r, spec, f"R = {r} (--ratio), A{spec.act_bits}"
+        return r, spec, f"R = {r} (--ratio), A{spec.act_bits}", None
     cfg = get_config(args.config or "tiny")
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)
-    return cfg.ratio, cfg.numeric, cfg.describe()
+    how = "--config" if args.config else "default --config tiny"
+    return cfg.ratio, cfg.numeric, f"{cfg.describe()} ({how})", cfg
+
+
+def input_normalization(fm, args) -> tuple[list, list, str]:
+    """``(mean, std, source)`` the model will be quantized with; an error when the model
+    carries no normalization and none is given (never a silent mean 0, std 1)."""
+    from ...golden.onnx_import import META_INPUT_MEAN, META_INPUT_STD
+
+    given = args.input_mean is not None or args.input_std is not None
+    if getattr(args, "raw_pixels", False):
+        if given:
+            raise IlmpqValueError("--raw-pixels says the model takes raw pixels (mean 0, std "
+                                  "1); do not combine it with --input-mean/--input-std")
+        c = len(fm.input_mean)
+        return [0.0] * c, [1.0] * c, "--raw-pixels"
+    md = fm.meta.get("metadata") or {}
+    has_meta = META_INPUT_MEAN in md or META_INPUT_STD in md
+    if not given and not has_meta:
+        raise IlmpqValueError(
+            f"{args.model}: the model carries no input normalization (ONNX metadata "
+            f"{META_INPUT_MEAN} / {META_INPUT_STD}); give the one it was trained with as "
+            f"--input-mean M[,M...] --input-std S[,S...] in pixel units (e.g. ImageNet: "
+            f"--input-mean 123.7,116.3,103.5 --input-std 58.4,57.1,57.4), or --raw-pixels if it "
+            f"takes raw pixels 0..255")
+    mean = args.input_mean if args.input_mean is not None else list(fm.input_mean)
+    std = args.input_std if args.input_std is not None else list(fm.input_std)
+    src = []
+    for name, arg, key in (("mean", args.input_mean, META_INPUT_MEAN),
+                           ("std", args.input_std, META_INPUT_STD)):
+        src.append(f"{name} from --input-{name}" if arg is not None else
+                   f"{name} from the model's metadata" if key in md else f"{name} default")
+    if src[0].endswith("metadata") and src[1].endswith("metadata"):
+        src = [f"from the model's metadata {META_INPUT_MEAN} / {META_INPUT_STD}"]
+    return [float(v) for v in mean], [float(v) for v in std], ", ".join(src)
 
 
 def load_model(name: str, input_shape=None):
@@ -157,17 +207,22 @@ def load_calib(path) -> np.ndarray:
     return arr
 
 
+def _vec(v) -> str:
+    return f"{v[0]:g}" if len(set(v)) == 1 else "[" + ", ".join(f"{x:g}" for x in v) + "]"
+
+
 def main(args) -> int:
     from ...golden.data import load_digits
     from ...golden.quantize import accuracy_float, accuracy_int
 
+    check_output_file(args.output, force=args.force)
     if args.model != DEFAULT_MODEL and _is_quantized(args.model):
         # an already quantized model (QONNX / QDQ) is imported, never re-quantized
         from .import_ import run_import
         print(f"{args.model} holds quantizers (QONNX / QDQ): importing it without "
               f"re-quantizing (ilmpq import); --calib is used as input codes to measure against")
         return run_import(args.model, args.output, args=args, images_arg=args.calib)
-    ratio, spec, desc = resolve_target(args)
+    ratio, spec, desc, cfg = _target(args)
     act_clip = parse_act_clip(args.act_clip)
     fm = load_model(args.model, getattr(args, "input_shape", None))
     for line in fm.meta.get("canonicalize", []):
@@ -182,15 +237,24 @@ def main(args) -> int:
     else:
         raise IlmpqValueError("--calib SAMPLES.npy is required for a user model (calibration "
                               "images, raw pixels 0..255, NCHW)")
+    from ...golden.quantize import check_calib_images
+
+    check_calib_images(fm, calib)  # the calibration file's own errors first
+    mean, std, norm_src = input_normalization(fm, args)
     print(f"target: {desc}")
+    print(f"input normalization: (pixels - {_vec(mean)}) / {_vec(std)} ({norm_src})")
     qm = quantize(fm, calib, ratio=ratio, spec=spec, rule=args.rule,
-                  input_mean=args.input_mean, input_std=args.input_std, act_clip=act_clip)
-    qm.meta["cli"] = {"model": args.model, "calib": args.calib, "target": desc}
-    qm.save(args.output)
+                  input_mean=mean, input_std=std, act_clip=act_clip)
+    qm.meta["cli"] = {"model": args.model, "calib": args.calib, "target": desc,
+                      "input_mean": mean, "input_std": std, "normalization": norm_src}
+    record_config(qm.meta, cfg, ratio, spec.act_bits)
+    with atomic_path(args.output, force=args.force) as tmp:
+        qm.save(tmp)
     print(quant_report(qm).format())
     if args.model == DEFAULT_MODEL:
         xt, yt = load_digits("test")
         print(f"digits test accuracy: float {100 * accuracy_float(fm, xt, yt):.2f}%, "
               f"quantized {100 * accuracy_int(qm, xt, yt):.2f}% ({len(yt)} images)")
-    print(f"wrote {args.output}: {len(qm.layers)} layers, {len(qm.conv_layers)} conv/FC")
+    print(f"wrote {args.output}: {len(qm.layers)} layers, {len(qm.conv_layers)} conv/FC, "
+          f"quantized for {desc}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ...hdl.config import PRESETS, get_config
+from ..outputs import add_force_argument, write_text
 from ..regmap import FORMATS, generate
 
 HELP = "generate the register map as a Python module, a C header, markdown or JSON"
@@ -18,13 +19,16 @@ def register(parser) -> None:
                         help="py: Python module; c: C header; md: markdown; json: plain data")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write to FILE instead of standard output")
+    add_force_argument(parser)
 
 
 def main(args) -> int:
-    text = generate(get_config(args.config), args.format)
+    cfg = get_config(args.config)
+    text = generate(cfg, args.format)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text)
+        write_text(args.output, text, force=args.force)
+        print(f"wrote {args.output}: register map of configuration {cfg.name} "
+              f"({args.format}, {len(text.splitlines())} lines)")
     else:
         sys.stdout.write(text)
     return 0

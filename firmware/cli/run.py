@@ -24,6 +24,8 @@ from ...golden.errors import IlmpqValueError
 from ...golden.formats import SUPPORTED_ACT_BITS
 from ...golden.quantize import RULES
 from ...hdl.config import PRESETS, HWConfig, get_config
+from ..outputs import add_force_argument, check_output_file, write_text
+from ._shared import record_config
 
 HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
         "(float, all-8-bit, all-4-bit, ILMPQ)")
@@ -41,6 +43,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="row selection rule (default: error)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the accuracies and the report as JSON")
+    add_force_argument(parser)
     parser.add_argument("--sim", choices=("verilator", "amaranth", "none"), default="verilator",
                         help="RTL simulator for the test images (default: verilator; none: "
                              "stop after quantization)")
@@ -89,6 +92,8 @@ def stage_load(st: RunState) -> None:
     st.say(f"model: embedded digits CNN, {fm.macs():,} MACs, {fm.n_params():,} parameters; "
            f"{len(st.calib[1])} calibration / {len(st.test[1])} test images")
     st.say(f"hardware: {st.config.describe()}")
+    st.say(f"input normalization: (pixels - {fm.input_mean[0]:g}) / {fm.input_std[0]:g} (the "
+           f"embedded model's ilmpq.input_mean/input_std metadata)")
 
 
 def stage_quantize(st: RunState) -> None:
@@ -100,6 +105,7 @@ def stage_quantize(st: RunState) -> None:
                         ("ILMPQ", st.config.ratio)):
         st.models[name] = quantize(st.float_model, st.calib[0], ratio=ratio, spec=spec,
                                    rule=st.rule, report=(name == "ILMPQ"))
+    record_config(st.ilmpq.meta, st.config, st.config.ratio, st.config.act_bits)
 
 
 def stage_evaluate(st: RunState) -> None:
@@ -155,22 +161,18 @@ def stage_simulate(st: RunState) -> None:
     import numpy as np
 
     from ...golden import reference
+    from ..progress import Progress
+    from ._shared import simulate_with_progress
     from .simulate import compare_layers
-    from ..sim.simulate import simulate
 
     x, y = st.test
     n = st.n_rtl if st.n_rtl is not None else (len(y) if st.sim == "verilator" else 2)
     n = max(1, min(n, len(y)))
     st.say()
-    st.say(f"running {n} test image(s) on the RTL ({st.sim}) ...")
+    st.say(f"running {n} test {'image' if n == 1 else 'images'} on the RTL ({st.sim}) ...")
     t0 = time.perf_counter()
-    step = max(1, n // 10)
-
-    def progress(i, total):
-        if i % step == 0 or i == total:
-            st.say(f"  {i}/{total} images ({time.perf_counter() - t0:.1f} s)")
-
-    results = simulate(st.compiled, x[:n].astype(np.int64), sim=st.sim, progress=progress)
+    results = simulate_with_progress(st.compiled, x[:n].astype(np.int64), sim=st.sim,
+                                     progress=Progress())
     model = st.ilmpq
     preds, golden_preds, mismatches = [], [], []
     for i, res in enumerate(results):
@@ -202,8 +204,9 @@ def stage_rtl_report(st: RunState) -> None:
     r = st.rtl
     st.say()
     verdict = ("every layer of every image bit-exact with golden" if not r["mismatches"] else
-               f"{r['mismatches']} image(s) MISMATCH; first: {r['first_mismatch']}")
-    st.say(f"RTL ({r['simulator']}, {r['images']} images): {verdict}")
+               f"{r['mismatches']} of {r['images']} MISMATCH; first: {r['first_mismatch']}")
+    st.say(f"RTL ({r['simulator']}, {r['images']} {'image' if r['images'] == 1 else 'images'})"
+           f": {verdict}")
     st.say(f"RTL test accuracy {100 * r['accuracy']:.2f}% (golden on the same images "
            f"{100 * r['golden_accuracy']:.2f}%, predictions "
            f"{'identical' if r['predictions_equal'] else 'DIFFERENT'})")
@@ -230,6 +233,8 @@ def main(args) -> int:
 
     if args.images is not None and args.images < 1:
         raise IlmpqValueError(f"--images must be at least 1, not {args.images}")
+    if args.json:
+        check_output_file(args.json, force=args.force)
     cfg = get_config(args.config)
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)
@@ -244,8 +249,7 @@ def main(args) -> int:
                 "report": quant_report(st.ilmpq).to_dict(),
                 "rtl": st.rtl,
                 "stage_seconds": {k: round(v, 3) for k, v in st.times.items()}}
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=2)
+        write_text(args.json, json.dumps(data, indent=2), force=args.force)
         print(f"wrote {args.json}")
     return 1 if st.rtl.get("mismatches") else 0
 

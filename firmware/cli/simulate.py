@@ -24,9 +24,9 @@ from ...golden import reference
 from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
 from ...golden.safeio import open_input, read_npy
-from ...hdl.config import PRESETS, get_config
-from ..compiler import compile_model
-from ..sim.simulate import simulate
+from ...hdl.config import PRESETS
+from ..progress import Progress
+from ._shared import compile_checked, model_config, simulate_with_progress
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 
@@ -35,8 +35,9 @@ __all__ = ["HELP", "register", "main", "compare_layers", "load_images", "images_
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL.npz", help="quantized model (ilmpq quantize)")
-    parser.add_argument("--config", default="tiny", choices=sorted(PRESETS),
-                        help="hardware configuration (default: tiny)")
+    parser.add_argument("--config", default=None, choices=sorted(PRESETS),
+                        help="hardware configuration (default: the one the model was quantized "
+                             "for, else tiny)")
     parser.add_argument("--sim", choices=("amaranth", "verilator"), default="verilator",
                         help="simulator (default: verilator)")
     parser.add_argument("--images", metavar="IMAGES.npy", default=None,
@@ -46,6 +47,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="AXI memory timing (random: Amaranth only)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random images and of --mem random (default 0)")
+
+
+def _images(n: int) -> str:
+    return "image" if n == 1 else "images"
 
 
 def compare_layers(model, ref: dict, got: dict) -> str | None:
@@ -103,29 +108,29 @@ def main(args) -> int:
     if args.seed < 0:
         raise IlmpqValueError(f"--seed must be a non-negative integer, not {args.seed}")
     model = QModel.load(args.model)
-    cfg = get_config(args.config)
+    cfg, line = model_config(model, args.config, args.model)
     imgs = images_from_args(args, model.tensors[model.input].shape)
     if args.mem == "random" and args.sim != "amaranth":
         raise IlmpqValueError("--mem random needs --sim amaranth (Verilator's memory is "
                               "deterministic)")
-    comp = compile_model(model, cfg)
+    print(line)
+    comp = compile_checked(model, cfg, args.model)
     macs = sum(r.macs for r in comp.layers if r.where == "accel")
     t0 = time.perf_counter()
-
-    def progress(i, n):
-        print(f"  image {i}/{n} simulated ({time.perf_counter() - t0:.1f} s)", flush=True)
-
-    results = simulate(comp, imgs, sim=args.sim, mem_mode=args.mem, seed=args.seed,
-                       progress=progress)
+    results = simulate_with_progress(comp, imgs, sim=args.sim, progress=Progress(),
+                                     mem_mode=args.mem, seed=args.seed)
+    seconds = time.perf_counter() - t0
     bad = 0
     for i, (img, res) in enumerate(zip(imgs, results)):
         why = compare_layers(model, reference.run(model, img, spec=cfg.numeric), res.tensors)
         cyc = res.stats["cycles"]
         util = macs / max(1, cyc * cfg.macs_per_cycle)
-        print(f"image {i}: {'bit-exact' if why is None else 'MISMATCH'}, {cyc} cycles, "
+        print(f"image {i + 1}/{len(imgs)}: {'bit-exact' if why is None else 'MISMATCH'}, "
+              f"{cyc} cycles, "
               f"PE utilization {util:.1%}, {cyc / 100e6 * 1e3:.3f} ms at 100 MHz")
         if why is not None:
             print(f"  {why}")
             bad += 1
-    print(f"{len(imgs) - bad}/{len(imgs)} images bit-exact on every layer ({args.sim})")
+    print(f"{len(imgs) - bad}/{len(imgs)} {_images(len(imgs))} bit-exact on every layer "
+          f"({args.sim}, {seconds:.1f} s)")
     return 1 if bad else 0

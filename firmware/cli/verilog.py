@@ -19,6 +19,8 @@ import time
 
 from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS, HWConfig, get_config
+from ..outputs import add_force_argument, check_output_dir, output_dir
+from ..progress import Progress
 
 HELP = "emit the accelerator as Verilog for Vivado, with its register map and a README"
 
@@ -171,12 +173,18 @@ def register(parser) -> None:
                         help="output directory (created)")
     parser.add_argument("--name", metavar="MODULE",
                         help="top module name (default ilmpq_<config>)")
+    add_force_argument(parser)
 
 
 def main(args) -> int:
+    from ..board.build import HOST_FILES
+
     cfg = get_config(args.config)
+    check_output_dir(args.output, force=args.force, names=["README.md", *HOST_FILES])
     t0 = time.monotonic()
-    files = export_verilog(cfg, args.output, name=args.name)
+    with output_dir(args.output, force=args.force) as staging, \
+            Progress().task(f"Verilog of configuration {cfg.name}", ticker=True):
+        files = export_verilog(cfg, staging, name=args.name)
     print(f"wrote {len(files)} files to {args.output} in {time.monotonic() - t0:.1f} s: "
           f"{', '.join(files)}")
     return 0

@@ -105,25 +105,33 @@ class VerilatorTransport:
         return self.vsim.cycle
 
 
+#: Cycles between two ``cycle_progress`` calls of the Amaranth simulation.
+_PROGRESS_CYCLES = 2048
+_CLOCK_PERIOD = 1e-8
+
+
 def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str = "deterministic",
              seed: int = 0, csr_rng: bool = False, vcd: str | None = None,
-             timeout_cycles: int = 20_000_000, progress=None, check_protocol: bool = True
-             ) -> list[SimResult]:
+             timeout_cycles: int = 20_000_000, progress=None, check_protocol: bool = True,
+             cycle_progress=None) -> list[SimResult]:
     """Run ``compiled`` on every image through the RTL; return one :class:`SimResult` each.
 
     ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
     ``mem_mode``: ``"deterministic"`` or ``"random"`` (seeded stalls and latencies, Amaranth
     only). ``progress(i, n)`` is called after each image. ``check_protocol`` (Amaranth): watch
-    the ``m_axi`` port with :class:`~.simmodels.axi_checker.AXIChecker` (bursts inside the
+    the ``m_axi`` port with :class:`~.models.axi_checker.AXIChecker` (bursts inside the
     compiled window) and the ``s_axil`` port with
-    :class:`~.simmodels.axil_checker.AXILiteChecker`; a violation fails the run with
-    :class:`~.simmodels.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
+    :class:`~.models.axil_checker.AXILiteChecker`; a violation fails the run with
+    :class:`~.models.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
+    ``cycle_progress(cycles)`` (Amaranth): called every few thousand simulated cycles with the
+    cycles since the start, for progress inside an image.
     """
     images = [np.asarray(im) for im in images]
     if sim == "amaranth":
         return _simulate_amaranth(compiled, images, mem_mode=mem_mode, seed=seed,
                                   csr_rng=csr_rng, vcd=vcd, timeout_cycles=timeout_cycles,
-                                  progress=progress, check_protocol=check_protocol)
+                                  progress=progress, check_protocol=check_protocol,
+                                  cycle_progress=cycle_progress)
     if sim == "verilator":
         return _simulate_verilator(compiled, images, timeout_cycles=timeout_cycles,
                                    progress=progress)
@@ -131,7 +139,7 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
 
 
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
-                       progress, check_protocol):
+                       progress, check_protocol, cycle_progress=None):
     from amaranth.sim import Simulator
 
     from ...hdl.top import Accelerator
@@ -154,7 +162,7 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
                 progress(i + 1, len(images))
 
     sim = Simulator(dut)
-    sim.add_clock(1e-8)
+    sim.add_clock(_CLOCK_PERIOD)
     mem.add_to(sim)
     if check_protocol:
         AXIChecker(axi, max_burst=cfg.max_burst, max_reads_outstanding=cfg.max_reads_outstanding,
@@ -162,6 +170,14 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
         AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
                        name="s_axil").add_to(sim)
     sim.add_testbench(testbench)
+    if cycle_progress is not None:
+        async def report_cycles(ctx):  # a background process: never keeps the run going
+            n = 0
+            while True:  # a plain delay: cheaper than a tick trigger, nothing left open
+                await ctx.delay(_PROGRESS_CYCLES * _CLOCK_PERIOD)
+                n += _PROGRESS_CYCLES
+                cycle_progress(n)
+        sim.add_process(report_cycles)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
