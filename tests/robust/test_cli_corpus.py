@@ -359,7 +359,8 @@ def test_quantize_memory_does_not_grow_with_calibration_images(corpus, tmp_path)
     corpus_dir, files = corpus
     out = tmp_path / "wide.npz"
     proc = _run_cli(["quantize", files["wide.onnx"], "--calib", files["calib_3000.npy"], "-o",
-                     str(out), "--ratio", "1/4"], tmp_path, memory_limit=768 << 20)
+                     str(out), "--ratio", "1/4", "--raw-pixels"], tmp_path,
+                    memory_limit=768 << 20)
     assert proc.returncode == 0, proc.stderr
     assert "3000 calibration images" in proc.stdout
     QModel.load(out).validate()
@@ -376,5 +377,5 @@ def test_external_data_is_never_read_relative_to_the_working_directory(corpus, t
     assert not (tmp_path / "q.npz").exists()
     # inside the model's directory, external data works from any working directory
     proc = _run_cli(["quantize", files["ext_ok_constant.onnx"], "--calib", files["calib.npy"],
-                     "-o", str(tmp_path / "ok.npz")], "/")
+                     "-o", str(tmp_path / "ok.npz"), "--raw-pixels"], "/")
     assert proc.returncode == 0, proc.stderr
