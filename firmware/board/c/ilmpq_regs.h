@@ -40,6 +40,8 @@ extern "C" {
 #define ILMPQ_AXI_ID_WIDTH 4u                        /* HWConfig.axi_id_width */
 #define ILMPQ_MAX_BURST 16u                          /* HWConfig.max_burst */
 #define ILMPQ_MAX_READS_OUTSTANDING 4u               /* HWConfig.max_reads_outstanding */
+#define ILMPQ_AXI_PORTS 1u                           /* HWConfig.axi_ports */
+#define ILMPQ_READ_FIFO_BEATS 32u                    /* HWConfig.read_fifo_beats */
 #define ILMPQ_WBUF_WORD_BEATS 9u                     /* HWConfig.wbuf_word_beats */
 #define ILMPQ_WBUF_DEPTH 512u                        /* HWConfig.wbuf_depth */
 #define ILMPQ_ACT_DEPTH 0x2000u                      /* HWConfig.act_depth */
@@ -668,14 +670,14 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 /* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- BYTES_READ (0x130, 64-bit counter) ---- */
-/* Bytes transferred on the AXI4 master read data channel. */
+/* Bytes transferred on the AXI4 manager read data channels (all ports). */
 #define ILMPQ_BYTES_READ_OFFSET 0x130u
 #define ILMPQ_BYTES_READ_LO_OFFSET 0x130u            /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_READ_HI_OFFSET 0x134u            /* bits [63:32] as of the last LO read */
 /* 4-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- BYTES_WRITTEN (0x138, 64-bit counter) ---- */
-/* Bytes transferred on the AXI4 master write data channel (strobed bytes only). */
+/* Bytes transferred on the AXI4 manager write data channel (strobed bytes only). */
 #define ILMPQ_BYTES_WRITTEN_OFFSET 0x138u
 #define ILMPQ_BYTES_WRITTEN_LO_OFFSET 0x138u         /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_WRITTEN_HI_OFFSET 0x13cu         /* bits [63:32] as of the last LO read */
