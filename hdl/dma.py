@@ -88,8 +88,9 @@ class DMA(wiring.Component):
         If true, the write data payload is ``{data, strb}`` and ``strb`` drives ``WSTRB``;
         otherwise the payload is the data alone and ``WSTRB`` is all ones.
     read_fifo_depth : int, optional
-        Beats of each read client's receive FIFO; default ``2 * max_burst`` (enough for one
-        client to stream at one beat per cycle with an 8-cycle read latency).
+        Beats of each read client's receive FIFO; default ``config.read_fifo_beats``. A client
+        streams at one beat per cycle when it covers the read latency plus two bursts
+        (``docs/dma.md``).
     write_fifo_depth : int, optional
         Beats of the write data FIFO; default ``2 * max_burst``.
     max_writes_outstanding : int, optional
@@ -148,7 +149,8 @@ class DMA(wiring.Component):
                 f"DMA n_read_clients = {n_read_clients!r} is not allowed: it must be an integer "
                 f"in [1, {n_ids}] (one AXI ID each, axi_id_width = {config.axi_id_width})")
         mb = config.max_burst
-        read_fifo_depth = 2 * mb if read_fifo_depth is None else read_fifo_depth
+        read_fifo_depth = (config.read_fifo_beats if read_fifo_depth is None
+                           else read_fifo_depth)
         write_fifo_depth = 2 * mb if write_fifo_depth is None else write_fifo_depth
         for name, v in (("read_fifo_depth", read_fifo_depth),
                         ("write_fifo_depth", write_fifo_depth)):

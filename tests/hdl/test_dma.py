@@ -636,7 +636,7 @@ def test_ports_follow_the_config(preset):
     assert len(dut.bus.arid) == cfg.axi_id_width
     assert len(dut.rd_data) == 4 and len(dut.rd_cmd) == 4
     assert len(dut.wr_data.payload.strb) == cfg.beat_bytes
-    assert dut.read_fifo_depth == 2 * cfg.max_burst
+    assert dut.read_fifo_depth == cfg.read_fifo_beats
     assert dut.max_writes_outstanding == cfg.max_reads_outstanding
     assert "rd3_fifo" in rtlil.convert(dut, name="dma")     # elaborates at full size
 
