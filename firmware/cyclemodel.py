@@ -25,9 +25,9 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   ``CLIENT_PORTS``) a round-robin arbiter over the port's clients (of fetch, activations,
   weights, store) grants one burst a cycle while fewer than ``max_reads_outstanding`` are in
   flight; the port's memory serves bursts in order, the first beat ``read_latency`` after the AR
-  and after the previous burst. Each client's consumer takes beats at its own rate (the activation loader
-  ``tn * 8 / axi_data_width`` a cycle when a buffer word is narrower than a beat) and can be held
-  by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the residual row buffer).
+  and after the previous burst. Each client's consumer takes beats at its own rate (the
+  activation loader ``tn * 8 / axi_data_width`` a cycle when a buffer word is narrower than a
+  beat) and can be held by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the residual row buffer).
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
@@ -68,7 +68,8 @@ from ..hdl.isa import INSTR_BITS, Opcode, decode
 from ..hdl.weight_buffer import header_beats, package_beats
 from . import wpkg
 
-__all__ = ["MemoryTiming", "ZYNQ_HP_READ_LATENCY", "ZYNQ_HP_WRITE_LATENCY", "Calibration", "TileTiming", "LayerTiming", "ProgramTiming",
+__all__ = ["MemoryTiming", "ZYNQ_HP_READ_LATENCY", "ZYNQ_HP_WRITE_LATENCY", "Calibration",
+           "TileTiming", "LayerTiming", "ProgramTiming",
            "CycleEstimate", "CycleModelError", "CAUSES", "estimate", "estimate_program"]
 
 #: Entries of each unit's instruction queue in ``hdl/top.py``.

@@ -934,3 +934,25 @@ def test_fabric_with_the_real_two_port_accelerator():
     dut = ZynqFabric(get_config("tiny2p"))
     text = rtlil.convert(dut, name="fabric")
     assert "hp0_adapter" in text and "hp1_adapter" in text and "hp2_adapter" not in text
+
+
+def test_build_plan_with_two_hp_ports(tmp_path, monkeypatch, capsys):
+    """``ilmpq build --axi-ports 2``: the PS7 in the plan's Verilog has S_AXI_HP0 and HP1 wired
+    (clock and valid signals), HP2 unused; BUILD.md names both ports."""
+    import re
+
+    from ilmpq.firmware.cli import main
+    monkeypatch.delenv("AMARANTH_ENV_VIVADO", raising=False)
+    monkeypatch.setenv("VIVADO", "/nonexistent/vivado")
+    assert main(["build", "--board", "arty-z7-20", "--config", "tiny", "--axi-ports", "2",
+                 "--no-estimate", "-o", str(tmp_path)]) == 0
+    name = "ilmpq_tiny_2hp_arty_z7_20"
+    assert f"{name}: board arty-z7-20" in capsys.readouterr().out
+    v = (tmp_path / f"{name}.v").read_text()
+    ps7 = v[re.search(r"^\s*PS7\s+\S+\s*\(", v, re.M).end():]
+    ps7 = ps7[:ps7.index(");")]
+    for p in (0, 1):
+        assert f".SAXIHP{p}ACLK(clk)" in ps7 and f".SAXIHP{p}ARVALID(" in ps7
+    assert ".SAXIHP2ACLK(" not in ps7
+    md = (tmp_path / "BUILD.md").read_text()
+    assert "S_AXI_HP0, S_AXI_HP1" in md
