@@ -149,7 +149,26 @@ def markdown(r: dict) -> str:
         "",
     ]
     for preset, res in r["results"].items():
-        lines += [f"## {preset}: {res['config']}", "",
+        def row(rl_, ports, fifo, ro):
+            return next((g for g in res["grid"] if (g["read_latency"], g["axi_ports"],
+                         g["read_fifo_beats"], g["max_reads_outstanding"]) ==
+                         (rl_, ports, fifo, ro)), None)
+        old, new = row(rl, 1, 32, 4), row(rl, 1, 128, 8)
+        two, four = row(rl, 2, 128, 8), row(rl, 4, 128, 8)
+        base8 = row(8, 1, 32, 4)
+        summary = []
+        if old and new and base8:
+            summary.append(
+                f"At RL = {rl}, the DMA as it was (32-beat FIFOs, 4 reads in flight) gives "
+                f"{old['fps']:.1f} frames/s against {base8['fps']:.1f} at RL = 8; 128-beat FIFOs "
+                f"and 8 reads in flight give {new['fps']:.1f}")
+        if two and four:
+            summary.append(f"two ports {two['fps']:.1f}, four ports {four['fps']:.1f} "
+                           f"(PE utilization {100 * four['utilization']:.1f} %, still "
+                           f"{100 * four['share']['weights']:.1f} % of the cycles waiting for "
+                           f"weights).")
+        lines += [f"## {preset}: {res['config']}", "", "; ".join(summary), ""]
+        lines += [
                   "| RL | ports | FIFO | RO | frames/s | PE util. | weights | act | "
                   "read MB/s | write MB/s |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -177,7 +196,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--presets", default="z020,z045")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the markdown from the existing JSON")
     args = ap.parse_args(argv)
+    if args.report_only:
+        r = json.loads((args.out / "memsys.json").read_text())
+        (args.out / "memsys.md").write_text(markdown(r))
+        return 0
     r = {"benchmark": "memsys", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
          "git": _git(),
          "machine": {"python": platform.python_version(), "platform": platform.platform(),
