@@ -167,7 +167,7 @@ def markdown(r: dict) -> str:
                            f"(PE utilization {100 * four['utilization']:.1f} %, still "
                            f"{100 * four['share']['weights']:.1f} % of the cycles waiting for "
                            f"weights).")
-        lines += [f"## {preset}: {res['config']}", "", "; ".join(summary), ""]
+        lines += [f"## {res['config']}", "", "; ".join(summary), ""]
         lines += [
                   "| RL | ports | FIFO | RO | frames/s | PE util. | weights | act | "
                   "read MB/s | write MB/s |",
@@ -184,7 +184,8 @@ def markdown(r: dict) -> str:
                   "| ports | assignment (port 0 \\| port 1 ...) | frames/s | PE util. | "
                   "weights | act |", "|---:|---|---:|---:|---:|---:|"]
         for a in res["assignments"]:
-            lines.append(f"| {a['axi_ports']} | {a['assignment']} | {a['fps']:.1f} | "
+            name = a["assignment"].replace("|", "\\|")
+            lines.append(f"| {a['axi_ports']} | {name} | {a['fps']:.1f} | "
                          f"{100 * a['utilization']:.1f} % | {100 * a['share']['weights']:.1f} % "
                          f"| {100 * a['share']['act']:.1f} % |")
         lines.append("")
