@@ -27,7 +27,8 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   flight; the port's memory serves bursts in order, the first beat ``read_latency`` after the AR
   and after the previous burst. Each client's consumer takes beats at its own rate (the
   activation loader ``tn * 8 / axi_data_width`` a cycle when a buffer word is narrower than a
-  beat) and can be held by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the residual row buffer).
+  beat) and can be held by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the
+  residual row buffer).
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
