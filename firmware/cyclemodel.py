@@ -20,13 +20,15 @@ A discrete-event schedule of the units of ``docs/architecture.md`` section 6, at
 of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 
 * **The DMA read side**, burst by burst (:class:`_Channel`): a command's bursts (at most
-  ``max_burst`` beats) are requested once the client's ``2 * max_burst`` beat receive FIFO has
-  room for them; a round-robin arbiter over the four clients (fetch, activations, weights,
-  store) grants one burst a cycle while fewer than ``max_reads_outstanding`` are in flight; the
-  memory serves bursts in order, the first beat ``read_latency`` after the AR and after the
-  previous burst. Each client's consumer takes beats at its own rate (the activation loader
-  ``tn * 8 / axi_data_width`` a cycle when a buffer word is narrower than a beat) and can be held
-  by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the residual row buffer).
+  ``max_burst`` beats) are requested once the client's ``read_fifo_beats`` receive FIFO has
+  room for them; on each AXI port (``axi_ports``, clients placed by ``hdl/dma.py``
+  ``CLIENT_PORTS``) a round-robin arbiter over the port's clients (of fetch, activations,
+  weights, store) grants one burst a cycle while fewer than ``max_reads_outstanding`` are in
+  flight; the port's memory serves bursts in order, the first beat ``read_latency`` after the AR
+  and after the previous burst. Each client's consumer takes beats at its own rate (the
+  activation loader ``tn * 8 / axi_data_width`` a cycle when a buffer word is narrower than a
+  beat) and can be held by a *gate* (the weight buffer's bank, the fetch unit's dispatch, the
+  residual row buffer).
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
@@ -67,7 +69,8 @@ from ..hdl.isa import INSTR_BITS, Opcode, decode
 from ..hdl.weight_buffer import header_beats, package_beats
 from . import wpkg
 
-__all__ = ["MemoryTiming", "Calibration", "TileTiming", "LayerTiming", "ProgramTiming",
+__all__ = ["MemoryTiming", "ZYNQ_HP_READ_LATENCY", "ZYNQ_HP_WRITE_LATENCY", "Calibration",
+           "TileTiming", "LayerTiming", "ProgramTiming",
            "CycleEstimate", "CycleModelError", "CAUSES", "estimate", "estimate_program"]
 
 #: Entries of each unit's instruction queue in ``hdl/top.py``.
@@ -86,14 +89,29 @@ class CycleModelError(IlmpqValueError):
     """A program the model cannot schedule (the message says what is inconsistent)."""
 
 
+#: Read latency, in 100 MHz fabric cycles, of a Zynq-7000 S_AXI_HP port reading PS DDR3
+#: (AR handshake on the HP port to the first R beat): the realistic figure of
+#: ``docs/memory_model.md``, where its sources and derivation are given. The test memories of the
+#: simulators keep RL = 8 (:attr:`MemoryTiming.read_latency`'s default, so the model stays
+#: comparable with every RTL run); benchmarks use :meth:`MemoryTiming.zynq_hp`.
+ZYNQ_HP_READ_LATENCY = 32
+#: Write response latency of the same path (last W beat to B), ``docs/memory_model.md``.
+ZYNQ_HP_WRITE_LATENCY = 16
+
+
 @dataclass(frozen=True)
 class MemoryTiming:
-    """Timing of the memory behind the AXI port (``docs/memory_model.md``, deterministic mode).
+    """Timing of the memory behind the AXI ports (``docs/memory_model.md``, deterministic mode).
+
+    Every AXI port (``HWConfig.axi_ports``) sees this timing independently: its own queue, its
+    own R channel (bursts in order, one beat a cycle); all ports share the memory's contents.
 
     Parameters
     ----------
     read_latency : int
-        Cycles from an AR handshake to the first R beat (RL).
+        Cycles from an AR handshake to the first R beat (RL). The default, 8, is the simulators'
+        test memory; :meth:`zynq_hp` gives the realistic Zynq HP-port figure
+        (:data:`ZYNQ_HP_READ_LATENCY`).
     write_latency : int
         Cycles from the last W beat of a burst to its B response (WL).
     """
@@ -107,6 +125,13 @@ class MemoryTiming:
             if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 10_000:
                 raise IlmpqValueError(f"MemoryTiming.{name} = {v!r} is not allowed: it must be "
                                       f"an integer number of cycles in [1, 10000]")
+
+    @classmethod
+    def zynq_hp(cls, read_latency: int = ZYNQ_HP_READ_LATENCY,
+                write_latency: int = ZYNQ_HP_WRITE_LATENCY) -> "MemoryTiming":
+        """A Zynq-7000 HP port to PS DDR3 at a 100 MHz fabric clock (``docs/memory_model.md``);
+        the realistic default of the benchmarks."""
+        return cls(read_latency=read_latency, write_latency=write_latency)
 
 
 @dataclass(frozen=True)
@@ -453,14 +478,30 @@ class _Read:
         return max(a + j / self.cap, p0 + (j + 1) / self.cap)
 
 
-class _Channel:
-    """The DMA read side and the memory's R channel, burst by burst.
+class _Port:
+    """Arbitration and memory state of one AXI port (one DMA engine and its memory queue)."""
 
-    Round-robin arbitration over the clients (``hdl/dma.py``): a client requests its next burst
-    (at most ``max_burst`` beats) once its ``2 * max_burst`` beat receive FIFO has room for all of
-    it; one grant per cycle while fewer than ``max_reads_outstanding`` bursts are in flight; the
-    memory serves bursts in order, the first beat ``read_latency`` after the AR handshake and
-    after the previous burst's last beat (``docs/memory_model.md``).
+    __slots__ = ("reads", "last_client", "outstanding", "mem_free", "next_grant", "pokes")
+
+    def __init__(self, last_client: int):
+        self.reads: list[_Read] = []
+        self.last_client = last_client
+        self.outstanding = 0
+        self.mem_free = -math.inf
+        self.next_grant = -math.inf
+        self.pokes = set()
+
+
+class _Channel:
+    """The DMA read side and the memory's R channels, burst by burst.
+
+    One engine per AXI port (``hdl/dma.py`` ``MultiPortDMA``), each client on its
+    ``CLIENT_PORTS`` port. Per port: round-robin arbitration over its clients; a client requests
+    its next burst (at most ``max_burst`` beats) once its ``read_fifo_beats`` receive FIFO has
+    room for all of it; one grant per cycle while fewer than ``max_reads_outstanding`` bursts are
+    in flight; the memory serves the port's bursts in order, the first beat ``read_latency``
+    after the AR handshake and after the previous burst's last beat (``docs/memory_model.md``).
+    Ports are independent.
     """
 
     def __init__(self, sim: _Sim, cfg: HWConfig, memory: MemoryTiming, cal: Calibration,
@@ -468,17 +509,26 @@ class _Channel:
         self.sim = sim
         self.max_ro = cfg.max_reads_outstanding
         self.mb = cfg.max_burst
-        self.fifo = 2 * cfg.max_burst
+        self.fifo = cfg.read_fifo_beats
         self.rl = memory.read_latency
         self.fifo_lat = cal.r_fifo
         self.n_clients = n_clients
-        self.reads: list[_Read] = []
-        self.last_client = n_clients - 1
-        self.outstanding = 0
-        self.mem_free = -math.inf
-        self.next_grant = -math.inf
+        self.port_of = self._port_map(cfg, n_clients)
+        self.ports = [_Port(n_clients - 1) for _ in range(cfg.axi_ports)]
         self.busy = 0
-        self._pokes = set()
+
+    @staticmethod
+    def _port_map(cfg: HWConfig, n_clients: int) -> list[int]:
+        if cfg.axi_ports == 1:
+            return [0] * n_clients
+        from ..hdl.dma import client_ports
+        from ..hdl.top import READ_CLIENTS
+        where = client_ports(cfg, READ_CLIENTS)
+        return [where[READ_CLIENTS[c]] for c in range(n_clients)]
+
+    @property
+    def reads(self) -> list:
+        return [r for p in self.ports for r in p.reads]
 
     def read(self, client: int, beats: int, cap: float, active: float, *, prefill: int = 0,
              gates: dict | None = None, milestones: dict | None = None) -> _Read:
@@ -500,8 +550,9 @@ class _Channel:
             return r
         self._advance(r)
         if r.granted < r.total:
-            self.reads.append(r)
-            self._poke(r.req_at)
+            port = self.ports[self.port_of[client]]
+            port.reads.append(r)
+            self._poke(port, r.req_at)
         return r
 
     # -- the consumer side ----------------------------------------------------------------------
@@ -553,57 +604,57 @@ class _Channel:
         r.waiting = None
         self._advance(r)
         if r.req_at is not None:
-            self._poke(r.req_at)
+            self._poke(self.ports[self.port_of[r.client]], r.req_at)
 
-    # -- the arbiter and the memory -------------------------------------------------------------
+    # -- the arbiters and the memory ------------------------------------------------------------
 
-    def _poke(self, t):
+    def _poke(self, port: _Port, t):
         t = max(t, self.sim.now)
-        if t not in self._pokes:
-            self._pokes.add(t)
-            self.sim.at(t, self._arbitrate, t)
+        if t not in port.pokes:
+            port.pokes.add(t)
+            self.sim.at(t, self._arbitrate, port, t)
 
-    def _arbitrate(self, t):
-        self._pokes.discard(t)
+    def _arbitrate(self, port: _Port, t):
+        port.pokes.discard(t)
         now = self.sim.now
-        if now < self.next_grant:
-            self._poke(self.next_grant)
+        if now < port.next_grant:
+            self._poke(port, port.next_grant)
             return
-        if self.outstanding >= self.max_ro or not self.reads:
+        if port.outstanding >= self.max_ro or not port.reads:
             return
-        ready = [r for r in self.reads if r.req_at is not None and r.req_at <= now]
+        ready = [r for r in port.reads if r.req_at is not None and r.req_at <= now]
         if not ready:
-            later = [r.req_at for r in self.reads if r.req_at is not None]
+            later = [r.req_at for r in port.reads if r.req_at is not None]
             if later:
-                self._poke(min(later))
+                self._poke(port, min(later))
             return
         n = self.n_clients
-        r = min(ready, key=lambda r: ((r.client - self.last_client - 1) % n, r.req_at))
-        self._grant(r, now)
-        self.next_grant = now + 1
-        self._poke(now + 1)
+        r = min(ready, key=lambda r: ((r.client - port.last_client - 1) % n, r.req_at))
+        self._grant(port, r, now)
+        port.next_grant = now + 1
+        self._poke(port, now + 1)
 
-    def _grant(self, r: _Read, now: float):
+    def _grant(self, port: _Port, r: _Read, now: float):
         n = min(self.mb, r.total - r.granted)
         t_ar = now + 1
-        first = max(t_ar + self.rl, self.mem_free)      # first beat on R
-        self.mem_free = first + n
-        self.outstanding += 1
+        first = max(t_ar + self.rl, port.mem_free)      # first beat on R
+        port.mem_free = first + n
+        port.outstanding += 1
         self.busy += n
-        self.sim.at(first + n, self._burst_done)
-        self.last_client = r.client
+        self.sim.at(first + n, self._burst_done, port)
+        port.last_client = r.client
         r.pending.append([r.granted, first + self.fifo_lat, n])
         r.granted += n
         r.req_at = now + 1
         self._advance(r)
         if r.granted == r.total:
-            self.reads.remove(r)
+            port.reads.remove(r)
         elif r.req_at is not None:
-            self._poke(r.req_at)
+            self._poke(port, r.req_at)
 
-    def _burst_done(self):
-        self.outstanding -= 1
-        self._poke(self.sim.now)
+    def _burst_done(self, port: _Port):
+        port.outstanding -= 1
+        self._poke(port, self.sim.now)
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,7 +124,9 @@ def _literal(regmap: RegisterMap, symbol: str, value: int, what: str) -> str:
     """Hex for offsets, masks, resets, IDs, enum values and large numbers, else decimal."""
     if symbol.endswith("_OFFSET"):
         return f"{value:#0{2 + (regmap.addr_width + 3) // 4}x}"
-    if symbol.endswith(("_MASK", "_RESET", "_SIZE", "_ID")) or what.startswith("enum"):
+    if symbol.endswith("_ID"):          # 32-bit identifiers, all eight digits
+        return f"{value:#010x}"
+    if symbol.endswith(("_MASK", "_RESET", "_SIZE")) or what.startswith("enum"):
         return f"{value:#04x}"
     return f"{value:#x}" if value >= 4096 else str(value)
 

@@ -28,7 +28,7 @@ class ConfigError(IlmpqValueError):
 
 
 #: Fields that do not change what a program computes or how it is compiled.
-_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp")
+_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp", "axi_ports", "read_fifo_beats")
 
 
 def _is_pow2(x: int) -> bool:
@@ -60,7 +60,15 @@ class HWConfig:
     max_burst : int
         Longest AXI burst in beats (16: AXI3-compatible).
     max_reads_outstanding : int
-        Read bursts in flight at once.
+        Read bursts in flight at once, per AXI port.
+    axi_ports : int
+        AXI4 manager ports (1, 2 or 4; each ``axi_data_width`` wide, one Zynq HP port each). The
+        DMA's clients are spread over them as :data:`ilmpq.hdl.dma.CLIENT_PORTS` says
+        (``docs/dma.md``). Implementation only: not part of :attr:`config_id`.
+    read_fifo_beats : int
+        Beats of each DMA read client's receive FIFO. A client streams at one beat per cycle
+        when ``read_fifo_beats`` and ``max_reads_outstanding * max_burst`` both cover the
+        memory's read latency plus a burst (``docs/dma.md``). Implementation only.
     wbuf_word_beats : int
         Width of one weight-bank word in AXI beats (the bank is ``axi_data_width *
         wbuf_word_beats`` bits wide); a weight set is reloaded into the lane registers one word
@@ -90,6 +98,8 @@ class HWConfig:
     axi_id_width: int = 4
     max_burst: int = 16
     max_reads_outstanding: int = 4
+    axi_ports: int = 1
+    read_fifo_beats: int = 32
     wbuf_word_beats: int = 1
     wbuf_depth: int = 64
     act_depth: int = 512
@@ -121,6 +131,9 @@ class HWConfig:
         need(1 <= self.axi_id_width <= 12, "axi_id_width", "in [1, 12]")
         need(self.max_burst in (1, 2, 4, 8, 16), "max_burst", "1, 2, 4, 8 or 16 (AXI3 bursts)")
         need(1 <= self.max_reads_outstanding <= 16, "max_reads_outstanding", "in [1, 16]")
+        need(self.axi_ports in (1, 2, 4), "axi_ports", "1, 2 or 4")
+        need(self.max_burst <= self.read_fifo_beats <= 4096 and self.read_fifo_beats >= 3,
+             "read_fifo_beats", f"in [max(max_burst = {self.max_burst}, 3), 4096]")
         need(1 <= self.wbuf_word_beats <= 64, "wbuf_word_beats", "in [1, 64]")
         need(_is_pow2(self.wbuf_depth) and self.wbuf_depth >= 4, "wbuf_depth",
              "a power of two >= 4")
@@ -224,12 +237,17 @@ class HWConfig:
 PRESETS: dict[str, HWConfig] = {
     "tiny": HWConfig(name="tiny", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
                      wbuf_depth=64, act_depth=2048, acc_depth=64),
+    # tiny with two AXI ports (the multi-port tests); the same programs as tiny
+    "tiny2p": HWConfig(name="tiny2p", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
+                       wbuf_depth=64, act_depth=2048, acc_depth=64, axi_ports=2),
+    # read_fifo_beats / max_reads_outstanding: 128 beats and 8 bursts in flight per port keep
+    # the PE array's rate up to a 64-cycle read latency (bench/results/memsys.md)
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=6, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
-                     max_reads_outstanding=4, max_channels=512),
+                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=512),
     "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, lanes_lo_dsp=32, tn=16,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=16384, acc_depth=512,
-                     max_reads_outstanding=8, max_channels=1024),
+                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=1024),
 }
 
 

@@ -20,7 +20,8 @@ from .axi import AXI4Signature, AXIBurst, AXIResp
 from .config import HWConfig
 from .status import ErrorCode
 
-__all__ = ["DMA", "MAX_COMMAND_BEATS", "command_layout", "read_beat_layout", "write_beat_shape"]
+__all__ = ["DMA", "MultiPortDMA", "CLIENT_PORTS", "client_ports", "MAX_COMMAND_BEATS",
+           "command_layout", "read_beat_layout", "write_beat_shape"]
 
 #: Longest command in beats (``2**20`` beats = 8 MiB on a 64-bit bus). Longer commands latch
 #: :attr:`ErrorCode.DMA_LENGTH`.
@@ -87,8 +88,9 @@ class DMA(wiring.Component):
         If true, the write data payload is ``{data, strb}`` and ``strb`` drives ``WSTRB``;
         otherwise the payload is the data alone and ``WSTRB`` is all ones.
     read_fifo_depth : int, optional
-        Beats of each read client's receive FIFO; default ``2 * max_burst`` (enough for one
-        client to stream at one beat per cycle with an 8-cycle read latency).
+        Beats of each read client's receive FIFO; default ``config.read_fifo_beats``. A client
+        streams at one beat per cycle when it covers the read latency plus two bursts
+        (``docs/dma.md``).
     write_fifo_depth : int, optional
         Beats of the write data FIFO; default ``2 * max_burst``.
     max_writes_outstanding : int, optional
@@ -116,6 +118,10 @@ class DMA(wiring.Component):
     win_base, win_limit : In(axi_addr_width)
         The window ``[win_base, win_limit)`` (bytes) every command must lie in entirely.
         Sampled when a command is checked.
+    halt : In(1)
+        Stop issuing as if an error were latched, without latching one (another port of a
+        :class:`MultiPortDMA` latched it). Responses of what is outstanding are still accepted
+        and their errors are not latched while ``halt`` is high.
     clear : In(1)
         Synchronous soft reset: stop issuing, drop queued commands and undelivered read data,
         finish the bursts already issued (send their ``W`` beats, accept every ``R``/``B``), then
@@ -143,7 +149,8 @@ class DMA(wiring.Component):
                 f"DMA n_read_clients = {n_read_clients!r} is not allowed: it must be an integer "
                 f"in [1, {n_ids}] (one AXI ID each, axi_id_width = {config.axi_id_width})")
         mb = config.max_burst
-        read_fifo_depth = 2 * mb if read_fifo_depth is None else read_fifo_depth
+        read_fifo_depth = (config.read_fifo_beats if read_fifo_depth is None
+                           else read_fifo_depth)
         write_fifo_depth = 2 * mb if write_fifo_depth is None else write_fifo_depth
         for name, v in (("read_fifo_depth", read_fifo_depth),
                         ("write_fifo_depth", write_fifo_depth)):
@@ -176,6 +183,7 @@ class DMA(wiring.Component):
             "wr_done": Out(1),
             "win_base": In(aw),
             "win_limit": In(aw),
+            "halt": In(1),
             "clear": In(1),
             "error": Out(ErrorCode),
             "error_addr": Out(aw),
@@ -239,7 +247,7 @@ class DMA(wiring.Component):
         quiet = Signal()        # nothing issued is outstanding on the bus
         flush = Signal()        # end of a clear: reset FIFOs and queues
         m.d.comb += [
-            stopped.eq(~_eq(self.error, ErrorCode.NONE) | clearing),
+            stopped.eq(~_eq(self.error, ErrorCode.NONE) | clearing | self.halt),
             flush.eq(clearing & quiet),
         ]
         rd_flush = Signal()     # drop undelivered read data: at the start and the end of a clear
@@ -495,7 +503,7 @@ class DMA(wiring.Component):
         m.d.comb += any_err.eq(Cat(c for c, _, _ in err_sources).any())
         with m.If(flush):
             m.d.sync += [self.error.eq(ErrorCode.NONE), self.error_addr.eq(0)]
-        with m.Elif(_eq(self.error, ErrorCode.NONE) & ~clearing & any_err):
+        with m.Elif(_eq(self.error, ErrorCode.NONE) & ~clearing & ~self.halt & any_err):
             for k, (cond, code, addr) in enumerate(err_sources):
                 with (m.If if k == 0 else m.Elif)(cond):
                     m.d.sync += [self.error.eq(code), self.error_addr.eq(addr)]
@@ -507,4 +515,126 @@ class DMA(wiring.Component):
         m.d.comb += self.busy.eq(active.any() | ~quiet | clearing)
         with m.If(flush):
             m.d.sync += last_grant.eq(n - 1)
+        return m
+
+
+#: Which AXI manager port every DMA client uses, per port count (``HWConfig.axi_ports``): the
+#: read clients of :data:`ilmpq.hdl.top.READ_CLIENTS` and ``"write"`` (the store unit's
+#: writes). Every port has at least one read client. The choice is measured in
+#: ``bench/memsys.py`` (``docs/dma.md``): the weight stream is what saturates one port, so it
+#: gets a port of its own first; with four ports the activation rows and the store unit's
+#: residual reads and writes get theirs.
+CLIENT_PORTS: dict[int, dict[str, int]] = {
+    1: {"fetch": 0, "act": 0, "weights": 0, "store": 0, "write": 0},
+    2: {"fetch": 0, "act": 0, "weights": 1, "store": 0, "write": 0},
+    4: {"fetch": 0, "act": 1, "weights": 2, "store": 3, "write": 3},
+}
+
+
+def client_ports(config: HWConfig, clients) -> dict[str, int]:
+    """The port of each client name in ``clients`` (and ``"write"``) for ``config``."""
+    table = CLIENT_PORTS[config.axi_ports]
+    try:
+        return {c: table[c] for c in (*clients, "write")}
+    except KeyError as e:
+        raise IlmpqValueError(f"DMA client {e.args[0]!r} has no AXI port in CLIENT_PORTS; "
+                              f"known clients: {', '.join(table)}") from None
+
+
+class MultiPortDMA(wiring.Component):
+    """The DMA on ``config.axi_ports`` AXI4 manager ports: one :class:`DMA` engine per port.
+
+    The read clients (named, in arbitration order) and the write client are placed on ports as
+    :func:`client_ports` says; within a port, a client's ``ARID`` is its index among that port's
+    clients. Every port checks its commands against the same window. The first error on any
+    port is latched (``error``, ``error_addr``, ``error_port``; the lowest port wins a tie in
+    one cycle) and halts every port exactly as a single engine stops on its own error: nothing
+    new is issued anywhere, outstanding bursts complete. ``clear`` resets all ports.
+
+    Attributes
+    ----------
+    bus : Out(AXI4Signature).array(axi_ports)
+        The manager ports, ``bus[0]`` first.
+    rd_cmd, rd_data : arrays over the read clients (same payloads as :class:`DMA`).
+    wr_cmd, wr_data, wr_done, win_base, win_limit, clear, busy, wr_beat :
+        As :class:`DMA`.
+    error, error_addr : Out
+        The latched error and its address (the failing command or burst).
+    error_port : Out(range(axi_ports))
+        The port that latched it.
+    rd_beats : Out(range(axi_ports + 1))
+        ``R`` beats transferred this cycle over all ports (for ``bytes_read``).
+    """
+
+    def __init__(self, config: HWConfig, clients, *, write_strobes: bool = False,
+                 write_fifo_depth: int | None = None):
+        clients = tuple(clients)
+        self.config = config
+        self.clients = clients
+        self.ports = client_ports(config, clients)
+        n_ports = config.axi_ports
+        self.engines = []
+        self.local = {}             # client -> (port, index on that port)
+        for p in range(n_ports):
+            mine = [c for c in clients if self.ports[c] == p]
+            if not mine:
+                raise IlmpqValueError(f"AXI port {p} of {n_ports} has no read client in "
+                                      f"CLIENT_PORTS[{n_ports}]")
+            for k, c in enumerate(mine):
+                self.local[c] = (p, k)
+            self.engines.append(DMA(config, n_read_clients=len(mine),
+                                    write_strobes=write_strobes,
+                                    read_fifo_depth=config.read_fifo_beats,
+                                    write_fifo_depth=write_fifo_depth))
+        eng = self.engines[0]
+        aw = config.axi_addr_width
+        super().__init__({
+            "bus": Out(eng.bus.signature).array(n_ports),
+            "rd_cmd": In(eng.rd_cmd[0].signature.flip()).array(len(clients)),
+            "rd_data": Out(eng.rd_data[0].signature).array(len(clients)),
+            "wr_cmd": In(eng.wr_cmd.signature.flip()),
+            "wr_data": In(eng.wr_data.signature.flip()),
+            "wr_done": Out(1),
+            "win_base": In(aw),
+            "win_limit": In(aw),
+            "clear": In(1),
+            "error": Out(ErrorCode),
+            "error_addr": Out(aw),
+            "error_port": Out(range(max(n_ports, 2))),
+            "busy": Out(1),
+            "rd_beats": Out(range(n_ports + 1)),
+            "wr_beat": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wp = self.ports["write"]
+        halt = Signal()
+        for p, e in enumerate(self.engines):
+            m.submodules[f"port{p}"] = e
+            wiring.connect(m, e.bus, wiring.flipped(self.bus[p]))
+            m.d.comb += [e.win_base.eq(self.win_base), e.win_limit.eq(self.win_limit),
+                         e.clear.eq(self.clear), e.halt.eq(halt)]
+            if p == wp:
+                wiring.connect(m, wiring.flipped(self.wr_cmd), e.wr_cmd)
+                wiring.connect(m, wiring.flipped(self.wr_data), e.wr_data)
+                m.d.comb += [self.wr_done.eq(e.wr_done), self.wr_beat.eq(e.wr_beat)]
+            else:
+                m.d.comb += [e.wr_cmd.valid.eq(0), e.wr_data.valid.eq(0)]
+        for i, c in enumerate(self.clients):
+            p, k = self.local[c]
+            e = self.engines[p]
+            wiring.connect(m, wiring.flipped(self.rd_cmd[i]), e.rd_cmd[k])
+            wiring.connect(m, e.rd_data[k], wiring.flipped(self.rd_data[i]))
+        errs = [~_eq(e.error, ErrorCode.NONE) for e in self.engines]
+        m.d.comb += [
+            halt.eq(Cat(*errs).any()),
+            self.busy.eq(Cat(*(e.busy for e in self.engines)).any()),
+            self.rd_beats.eq(sum(e.rd_beat for e in self.engines)),
+        ]
+        for p in reversed(range(len(self.engines))):   # the last assignment wins: port 0
+            e = self.engines[p]
+            with m.If(errs[p]):
+                m.d.comb += [self.error.eq(e.error), self.error_addr.eq(e.error_addr),
+                             self.error_port.eq(p)]
         return m

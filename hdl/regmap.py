@@ -39,7 +39,7 @@ CSR_ADDR_WIDTH = 12
 _COUNTER_BASE = 0x100
 
 #: Performance counters in address order: (name, doc). BYTES_* count up to one AXI beat of
-#: bytes per cycle; the others count cycles or events (increment width 1).
+#: bytes per port per cycle; the others count cycles or events (increment width 1).
 COUNTER_NAMES = (
     ("cycles", "Clock cycles while STATUS.busy is set (the duration of the run)."),
     ("pe_busy", "Cycles in which the PE array accepted an activation beat (useful work)."),
@@ -51,8 +51,8 @@ COUNTER_NAMES = (
                     "needs was still being post-processed or stored."),
     ("stall_dep", "Cycles in which a unit (load, compute, store) waited for a dependency token "
                   "from another unit."),
-    ("bytes_read", "Bytes transferred on the AXI4 master read data channel."),
-    ("bytes_written", "Bytes transferred on the AXI4 master write data channel (strobed "
+    ("bytes_read", "Bytes transferred on the AXI4 manager read data channels (all ports)."),
+    ("bytes_written", "Bytes transferred on the AXI4 manager write data channel (strobed "
                       "bytes only)."),
     ("instructions", "Instructions executed (retired)."),
 )
@@ -92,7 +92,8 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
         raise IlmpqTypeError(f"accelerator_regmap needs an HWConfig, not {config!r}")
     major, minor, patch = version_tuple()
     C, RO, RW = Access.CONST, Access.RO, Access.RW
-    byte_inc = config.beat_bytes.bit_length()   # up to beat_bytes bytes per cycle
+    # up to one beat of bytes per AXI port per cycle
+    byte_inc = (config.beat_bytes * config.axi_ports).bit_length()
 
     regs = [
         # -- identification ----------------------------------------------------------------

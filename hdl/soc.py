@@ -5,7 +5,8 @@ It holds exactly one ``PS7`` primitive (the Zynq processing system, instantiated
 no Vivado block design) and :class:`ZynqFabric`, everything in the programmable logic::
 
       PS7 M_AXI_GP0 (AXI3, 32 b) --> AXI3ToAXI4Lite --> Accelerator.s_axil_*  (CSRs, 4 KiB)
-      PS7 S_AXI_HP0 (AXI3, 64 b) <-- AXI4ToAXI3     <-- Accelerator.m_axi_*   (DMA)
+      PS7 S_AXI_HP0 (AXI3, 64 b) <-- AXI4ToAXI3     <-- Accelerator.m_axi_*   (DMA port 0)
+      PS7 S_AXI_HP1..3           <-- AXI4ToAXI3     <-- Accelerator.m_axi1_* ... (axi_ports > 1)
       PS7 IRQ_F2P[0]             <-- Accelerator.irq
       PS7 FCLK_CLK0 --> BUFG --> ``sync``;  FCLK_RESET0_N --> reset synchronizer --> ``sync`` reset
 
@@ -17,7 +18,8 @@ can only be elaborated for a Xilinx platform.
 The processing system is *not* configured by the bitstream: its clocks, DDR and MIO are set by
 the boot loader (FSBL, U-Boot, or the PYNQ image) before the bitstream is loaded. FCLK_CLK0
 must run at the frequency the design was constrained for (``fclk_mhz``, 100 MHz by default),
-and the HP0 port must be in its 64-bit mode (the reset default). See ``docs/boards.md``.
+and the HP ports in use (HP0 .. HP(axi_ports - 1)) must be in their 64-bit mode (the reset
+default) and enabled in the PS configuration. See ``docs/boards.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .config import HWConfig
 __all__ = [
     "AXI3Signature", "AXI3ToAXI4Lite", "AXI4ToAXI3", "ZynqFabric", "ZynqSoC",
     "GP0_BASE", "GP0_ID_WIDTH", "HP_ID_WIDTH", "HP_DATA_WIDTH", "AXI3_MAX_BURST",
-    "PS7_IRQ_F2P_WIDTH",
+    "PS7_IRQ_F2P_WIDTH", "HP_PORTS",
 ]
 
 #: Base address of the PS7 M_AXI_GP0 window; the accelerator's CSRs sit at its start.
@@ -46,6 +48,8 @@ GP0_ID_WIDTH = 12
 #: ID width and data width of the PS7 S_AXI_HP ports.
 HP_ID_WIDTH = 6
 HP_DATA_WIDTH = 64
+#: Number of PS7 S_AXI_HP ports (HP0..HP3).
+HP_PORTS = 4
 #: Longest AXI3 burst (AxLEN is 4 bits).
 AXI3_MAX_BURST = 16
 #: Width of the PS7 ``IRQF2P`` input (16 shared peripheral interrupts + 4 private ones).
@@ -499,12 +503,13 @@ class ZynqFabric(wiring.Component):
     gp0 : ``In(AXI3Signature(addr_width=32, data_width=32, id_width=12))``
         From the PS7 M_AXI_GP0 port. The CSR window is ``[GP0_BASE, GP0_BASE + 4 KiB)``;
         accesses elsewhere in the GP0 range get DECERR.
-    hp0 : ``Out(AXI3Signature(addr_width=32, data_width=64, id_width=6))``
-        To the PS7 S_AXI_HP0 port: the accelerator's DMA.
+    hp0, hp1, ... : ``Out(AXI3Signature(addr_width=32, data_width=64, id_width=6))``
+        To the PS7 S_AXI_HP0 .. HP(axi_ports - 1) ports: the accelerator's DMA ports
+        ``m_axi_*``, ``m_axi1_*``, ... each through its own :class:`AXI4ToAXI3`.
     irq : Out(1)
         The accelerator's interrupt (level, active high).
     busy : Out(1)
-        DMA activity: high while any AXI channel of the DMA has a valid, and ``busy_hold``
+        DMA activity: high while any AXI channel of any DMA port has a valid, and ``busy_hold``
         cycles after (the accelerator's ``STATUS.busy`` is not a port of the top level).
     """
 
@@ -528,13 +533,13 @@ class ZynqFabric(wiring.Component):
         self.busy_hold = busy_hold
         self._accelerator = accelerator
         self._MustUse__silence = False
-        super().__init__({
-            "gp0": In(AXI3Signature(addr_width=32, data_width=32, id_width=GP0_ID_WIDTH)),
-            "hp0": Out(AXI3Signature(addr_width=32, data_width=HP_DATA_WIDTH,
-                                     id_width=HP_ID_WIDTH)),
-            "irq": Out(1),
-            "busy": Out(1),
-        })
+        members = {
+            "gp0": In(AXI3Signature(addr_width=32, data_width=32, id_width=GP0_ID_WIDTH))}
+        for p in range(config.axi_ports):
+            members[f"hp{p}"] = Out(AXI3Signature(addr_width=32, data_width=HP_DATA_WIDTH,
+                                                  id_width=HP_ID_WIDTH))
+        members.update({"irq": Out(1), "busy": Out(1)})
+        super().__init__(members)
 
     def elaborate(self, platform):
         from .regmap import CSR_ADDR_WIDTH
@@ -549,25 +554,30 @@ class ZynqFabric(wiring.Component):
 
         m.submodules.gp0_bridge = bridge = AXI3ToAXI4Lite(
             id_width=GP0_ID_WIDTH, addr_width=32, lite_addr_width=CSR_ADDR_WIDTH, base=GP0_BASE)
-        m.submodules.hp0_adapter = hp = AXI4ToAXI3(
-            addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
-            id_width=cfg.axi_id_width, out_id_width=HP_ID_WIDTH, max_burst=cfg.max_burst,
-            max_writes_outstanding=cfg.max_reads_outstanding)
         wiring.connect(m, wiring.flipped(self.gp0), bridge.axi3)
-        wiring.connect(m, hp.axi3, wiring.flipped(self.hp0))
         _connect_flat(m, "s_axil", acc, bridge.axil,
                       AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH), manager=False)
-        _connect_flat(m, "m_axi", acc, hp.axi4,
-                      AXI4Signature(addr_width=cfg.axi_addr_width,
-                                    data_width=cfg.axi_data_width,
-                                    id_width=cfg.axi_id_width), manager=True)
+        from .top import axi_port_prefix
+        activity = []
+        for p in range(cfg.axi_ports):
+            hp = AXI4ToAXI3(
+                addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
+                id_width=cfg.axi_id_width, out_id_width=HP_ID_WIDTH, max_burst=cfg.max_burst,
+                max_writes_outstanding=cfg.max_reads_outstanding)
+            m.submodules[f"hp{p}_adapter"] = hp
+            wiring.connect(m, hp.axi3, wiring.flipped(getattr(self, f"hp{p}")))
+            _connect_flat(m, axi_port_prefix(p), acc, hp.axi4,
+                          AXI4Signature(addr_width=cfg.axi_addr_width,
+                                        data_width=cfg.axi_data_width,
+                                        id_width=cfg.axi_id_width), manager=True)
+            activity += [hp.axi4.arvalid, hp.axi4.awvalid, hp.axi4.wvalid, hp.axi4.rvalid,
+                         hp.axi4.bvalid]
         m.d.comb += self.irq.eq(acc.irq)
 
         # busy LED: DMA activity, stretched
         active = Signal()
         hold = Signal(range(self.busy_hold + 1))
-        m.d.comb += active.eq(hp.axi4.arvalid | hp.axi4.awvalid | hp.axi4.wvalid
-                              | hp.axi4.rvalid | hp.axi4.bvalid)
+        m.d.comb += active.eq(Cat(*activity).any())
         with m.If(active):
             m.d.sync += hold.eq(self.busy_hold)
         with m.Elif(hold != 0):
@@ -584,9 +594,9 @@ class ZynqSoC(wiring.Component):
       synchronous release).
     * PS7 M_AXI_GP0 (AXI3, 32-bit) drives the CSRs through :class:`AXI3ToAXI4Lite`; the CSR
       window is at :data:`GP0_BASE` (``0x4000_0000``), 4 KiB.
-    * The DMA drives PS7 S_AXI_HP0 (AXI3, 64-bit) through :class:`AXI4ToAXI3`; QoS inputs and
-      the issue-capability controls are tied to 0. ``AxSIZE`` is 2 bits wide on the PS7 (at most
-      8-byte beats).
+    * The DMA drives PS7 S_AXI_HP0 .. HP(axi_ports - 1) (AXI3, 64-bit), each through its own
+      :class:`AXI4ToAXI3`; QoS inputs and the issue-capability controls are tied to 0.
+      ``AxSIZE`` is 2 bits wide on the PS7 (at most 8-byte beats).
     * ``irq`` drives IRQ_F2P[0] (IRQ ID 61 on the GIC; level, active high).
     * With a platform that has a ``led`` resource, ``led`` 0 shows ``ZynqFabric.busy`` (DMA
       activity) and ``led`` 1 (if present) the interrupt line.
@@ -636,7 +646,6 @@ class ZynqSoC(wiring.Component):
         m.submodules.reset_sync = ResetSynchronizer(~fclk_resetn[0], domain="sync")
 
         gp = fab.gp0
-        hp = fab.hp0
         ps7 = {
             "o_FCLKCLK": fclk,
             "o_FCLKRESETN": fclk_resetn,
@@ -661,31 +670,38 @@ class ZynqSoC(wiring.Component):
             "i_MAXIGP0RID": gp.rid, "i_MAXIGP0RDATA": gp.rdata, "i_MAXIGP0RRESP": gp.rresp,
             "i_MAXIGP0RLAST": gp.rlast, "i_MAXIGP0RVALID": gp.rvalid,
             "o_MAXIGP0RREADY": gp.rready,
-            # S_AXI_HP0: the PL is the manager
-            "i_SAXIHP0ACLK": ClockSignal("sync"),
-            "i_SAXIHP0AWID": hp.awid, "i_SAXIHP0AWADDR": hp.awaddr,
-            "i_SAXIHP0AWLEN": hp.awlen, "i_SAXIHP0AWSIZE": hp.awsize[:2],
-            "i_SAXIHP0AWBURST": hp.awburst, "i_SAXIHP0AWLOCK": hp.awlock,
-            "i_SAXIHP0AWCACHE": hp.awcache, "i_SAXIHP0AWPROT": hp.awprot,
-            "i_SAXIHP0AWQOS": Const(0, 4),
-            "i_SAXIHP0AWVALID": hp.awvalid, "o_SAXIHP0AWREADY": hp.awready,
-            "i_SAXIHP0WID": hp.wid, "i_SAXIHP0WDATA": hp.wdata, "i_SAXIHP0WSTRB": hp.wstrb,
-            "i_SAXIHP0WLAST": hp.wlast, "i_SAXIHP0WVALID": hp.wvalid,
-            "o_SAXIHP0WREADY": hp.wready,
-            "o_SAXIHP0BID": hp.bid, "o_SAXIHP0BRESP": hp.bresp, "o_SAXIHP0BVALID": hp.bvalid,
-            "i_SAXIHP0BREADY": hp.bready,
-            "i_SAXIHP0ARID": hp.arid, "i_SAXIHP0ARADDR": hp.araddr,
-            "i_SAXIHP0ARLEN": hp.arlen, "i_SAXIHP0ARSIZE": hp.arsize[:2],
-            "i_SAXIHP0ARBURST": hp.arburst, "i_SAXIHP0ARLOCK": hp.arlock,
-            "i_SAXIHP0ARCACHE": hp.arcache, "i_SAXIHP0ARPROT": hp.arprot,
-            "i_SAXIHP0ARQOS": Const(0, 4),
-            "i_SAXIHP0ARVALID": hp.arvalid, "o_SAXIHP0ARREADY": hp.arready,
-            "o_SAXIHP0RID": hp.rid, "o_SAXIHP0RDATA": hp.rdata, "o_SAXIHP0RRESP": hp.rresp,
-            "o_SAXIHP0RLAST": hp.rlast, "o_SAXIHP0RVALID": hp.rvalid,
-            "i_SAXIHP0RREADY": hp.rready,
-            "i_SAXIHP0RDISSUECAP1EN": Const(0, 1),
-            "i_SAXIHP0WRISSUECAP1EN": Const(0, 1),
         }
+        for p in range(self.config.axi_ports):
+            # S_AXI_HPp: the PL is the manager
+            hp = getattr(fab, f"hp{p}")
+            ps7.update({
+                f"i_SAXIHP{p}ACLK": ClockSignal("sync"),
+                f"i_SAXIHP{p}AWID": hp.awid, f"i_SAXIHP{p}AWADDR": hp.awaddr,
+                f"i_SAXIHP{p}AWLEN": hp.awlen, f"i_SAXIHP{p}AWSIZE": hp.awsize[:2],
+                f"i_SAXIHP{p}AWBURST": hp.awburst, f"i_SAXIHP{p}AWLOCK": hp.awlock,
+                f"i_SAXIHP{p}AWCACHE": hp.awcache, f"i_SAXIHP{p}AWPROT": hp.awprot,
+                f"i_SAXIHP{p}AWQOS": Const(0, 4),
+                f"i_SAXIHP{p}AWVALID": hp.awvalid, f"o_SAXIHP{p}AWREADY": hp.awready,
+                f"i_SAXIHP{p}WID": hp.wid, f"i_SAXIHP{p}WDATA": hp.wdata,
+                f"i_SAXIHP{p}WSTRB": hp.wstrb,
+                f"i_SAXIHP{p}WLAST": hp.wlast, f"i_SAXIHP{p}WVALID": hp.wvalid,
+                f"o_SAXIHP{p}WREADY": hp.wready,
+                f"o_SAXIHP{p}BID": hp.bid, f"o_SAXIHP{p}BRESP": hp.bresp,
+                f"o_SAXIHP{p}BVALID": hp.bvalid,
+                f"i_SAXIHP{p}BREADY": hp.bready,
+                f"i_SAXIHP{p}ARID": hp.arid, f"i_SAXIHP{p}ARADDR": hp.araddr,
+                f"i_SAXIHP{p}ARLEN": hp.arlen, f"i_SAXIHP{p}ARSIZE": hp.arsize[:2],
+                f"i_SAXIHP{p}ARBURST": hp.arburst, f"i_SAXIHP{p}ARLOCK": hp.arlock,
+                f"i_SAXIHP{p}ARCACHE": hp.arcache, f"i_SAXIHP{p}ARPROT": hp.arprot,
+                f"i_SAXIHP{p}ARQOS": Const(0, 4),
+                f"i_SAXIHP{p}ARVALID": hp.arvalid, f"o_SAXIHP{p}ARREADY": hp.arready,
+                f"o_SAXIHP{p}RID": hp.rid, f"o_SAXIHP{p}RDATA": hp.rdata,
+                f"o_SAXIHP{p}RRESP": hp.rresp,
+                f"o_SAXIHP{p}RLAST": hp.rlast, f"o_SAXIHP{p}RVALID": hp.rvalid,
+                f"i_SAXIHP{p}RREADY": hp.rready,
+                f"i_SAXIHP{p}RDISSUECAP1EN": Const(0, 1),
+                f"i_SAXIHP{p}WRISSUECAP1EN": Const(0, 1),
+            })
         irq_f2p = Signal(PS7_IRQ_F2P_WIDTH)       # IRQ_F2P[0] <- irq, the others 0
         m.d.comb += irq_f2p.eq(fab.irq)
         ps7["i_IRQF2P"] = irq_f2p

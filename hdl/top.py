@@ -22,7 +22,7 @@ from .axi import AXI4LiteSignature, AXI4Signature
 from .compute import ComputeUnit
 from .config import HWConfig
 from .csr import CSRBank
-from .dma import DMA
+from .dma import MultiPortDMA
 from .fetch import Fetch
 from .isa import Compute, LoadRows, LoadWeights, Store
 from .loaders import ActLoader, WeightLoader
@@ -33,11 +33,16 @@ from .status import ErrorCode
 from .store import StoreUnit
 from .weight_buffer import WeightBuffer
 
-__all__ = ["Accelerator", "READ_CLIENTS"]
+__all__ = ["Accelerator", "READ_CLIENTS", "axi_port_prefix"]
 
 #: DMA read clients, in arbitration order.
 READ_CLIENTS = ("fetch", "act", "weights", "store")
 _QUEUE_DEPTH = 2
+
+
+def axi_port_prefix(port: int) -> str:
+    """Flat port prefix of AXI manager port ``port``: ``m_axi`` for port 0, then ``m_axi1``..."""
+    return "m_axi" if port == 0 else f"m_axi{port}"
 
 
 def _flat_members(prefix: str, sig: wiring.Signature, flip: bool) -> dict:
@@ -54,7 +59,8 @@ class Accelerator(wiring.Component):
     Members
     -------
     s_axil_* : AXI4-Lite subordinate (12-bit address, 32-bit data): the registers.
-    m_axi_* : AXI4 manager (``axi_data_width`` data, 32-bit address): all DRAM traffic.
+    m_axi_*, m_axi1_*, ... : AXI4 managers (``axi_data_width`` data, 32-bit address), one per
+        ``config.axi_ports``: all DRAM traffic, clients placed by :data:`~.dma.CLIENT_PORTS`.
     irq : Out(1)
         ``CTRL.irq_en & STATUS.done``.
     """
@@ -68,7 +74,8 @@ class Accelerator(wiring.Component):
                                   id_width=config.axi_id_width)
         members = {}
         members.update(_flat_members("s_axil", self._axil, flip=True))
-        members.update(_flat_members("m_axi", self._axi, flip=False))
+        for p in range(config.axi_ports):
+            members.update(_flat_members(axi_port_prefix(p), self._axi, flip=False))
         members["irq"] = Out(1)
         super().__init__(members)
 
@@ -111,15 +118,16 @@ class Accelerator(wiring.Component):
             m.submodules[name] = ResetInserter(unit_reset)(elab)
             return elab
 
-        dma = DMA(cfg, n_read_clients=len(READ_CLIENTS))
+        dma = MultiPortDMA(cfg, READ_CLIENTS)
         m.submodules.dma = dma
-        for name in self._axi.members:
-            port = getattr(self, f"m_axi_{name}")
-            inner = getattr(dma.bus, name)
-            if self._axi.members[name].flow == Out:
-                m.d.comb += port.eq(inner)
-            else:
-                m.d.comb += inner.eq(port)
+        for p in range(cfg.axi_ports):
+            for name in self._axi.members:
+                port = getattr(self, f"{axi_port_prefix(p)}_{name}")
+                inner = getattr(dma.bus[p], name)
+                if self._axi.members[name].flow == Out:
+                    m.d.comb += port.eq(inner)
+                else:
+                    m.d.comb += inner.eq(port)
         m.d.comb += [
             dma.win_base.eq(f.win_base.addr),
             dma.win_limit.eq(f.win_limit.addr),
@@ -265,7 +273,7 @@ class Accelerator(wiring.Component):
 
         # watchdog: cycles without progress
         progress = Signal()
-        m.d.comb += progress.eq(dma.rd_beat | dma.wr_beat | (pe.act.valid & pe.act.ready) |
+        m.d.comb += progress.eq(dma.rd_beats.any() | dma.wr_beat | (pe.act.valid & pe.act.ready) |
                                 (fetch.la.valid & fetch.la.ready) |
                                 (fetch.c.valid & fetch.c.ready))
         idle_cycles = Signal(32)
@@ -326,9 +334,9 @@ class Accelerator(wiring.Component):
         count("stall_act", cu.stall_act)
         count("stall_store", cu.stall_store)
         count("stall_dep", la.stall)
-        for name, strobe in (("bytes_read", dma.rd_beat), ("bytes_written", dma.wr_beat)):
+        for name, beats in (("bytes_read", dma.rd_beats), ("bytes_written", dma.wr_beat)):
             ctr = getattr(f, name).count
-            m.d.comb += [ctr.inc.eq(Mux(strobe & running, cfg.beat_bytes, 0)),
+            m.d.comb += [ctr.inc.eq(Mux(running, beats * cfg.beat_bytes, 0)),
                          ctr.clear.eq(start)]
         count("instructions", (fetch.la.valid & fetch.la.ready) | (fetch.w.valid & fetch.w.ready)
               | (fetch.c.valid & fetch.c.ready) | (fetch.s.valid & fetch.s.ready))

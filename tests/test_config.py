@@ -27,7 +27,8 @@ def test_config_id_distinguishes_fields_but_not_name():
     base = get_config("tiny")
     assert base.replace(name="other").config_id == base.config_id
     for f in dataclasses.fields(base):
-        if f.name in ("name", "shift_bits", "axi_addr_width", "lanes_lo_dsp"):
+        if f.name in ("name", "shift_bits", "axi_addr_width", "lanes_lo_dsp", "axi_ports",
+                      "read_fifo_beats"):
             continue
         v = getattr(base, f.name)
         other = {"act_bits": 5, "axi_data_width": 128, "acc_bits": 40, "mult_bits": 20,
@@ -55,7 +56,7 @@ def test_invalid_fields_are_named(field, value, message):
 
 def test_unknown_preset_lists_presets():
     with pytest.raises(ConfigError, match=r"unknown hardware configuration 'z999'; presets are: "
-                                          r"tiny, z020, z045"):
+                                          r"tiny, tiny2p, z020, z045"):
         get_config("z999")
 
 
@@ -70,3 +71,18 @@ def test_lanes_lo_dsp_is_validated_and_not_part_of_the_config_id():
                                               r"lanes_lo_dsp must be even and in \[0, "
                                               r"lanes_lo = 3\]$"):
             base.replace(lanes_lo_dsp=bad)
+
+
+def test_memory_system_fields_are_validated_and_not_part_of_the_config_id():
+    base = get_config("tiny")
+    assert base.axi_ports == 1 and get_config("tiny2p").axi_ports == 2
+    # the same programs run on every port count and FIFO depth
+    assert get_config("tiny2p").config_id == base.config_id
+    assert base.replace(axi_ports=4, read_fifo_beats=128).config_id == base.config_id
+    for bad in (0, 3, 8):
+        with pytest.raises(ConfigError, match=rf"^HWConfig\.axi_ports = {bad} is not allowed: "
+                                              r"axi_ports must be 1, 2 or 4$"):
+            base.replace(axi_ports=bad)
+    for bad in (8, 5000):
+        with pytest.raises(ConfigError, match=r"read_fifo_beats must be in \[max\(max_burst"):
+            base.replace(read_fifo_beats=bad)

@@ -859,3 +859,100 @@ def test_adapters_verilog_lints_clean(name):
            else AXI4ToAXI3(id_width=4, max_writes_outstanding=4))
     res = lint(verilog.convert(dut, name=name), name)
     assert res.clean, res.output[-3000:]
+
+
+class MultiPortDouble(AcceleratorDouble):
+    """:class:`AcceleratorDouble` with ``cfg.axi_ports`` manager ports; its one read burst goes
+    out on the last port (``m_axi<n-1>_*``)."""
+
+    def __init__(self, cfg):
+        from ilmpq.hdl.top import axi_port_prefix
+        self.cfg = cfg
+        self.regmap = accelerator_regmap(cfg)
+        lite = AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)
+        axi = AXI4Signature(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
+                            id_width=cfg.axi_id_width)
+        members = {f"s_axil_{n}": mb.flip() for n, mb in lite.members.items()}
+        for p in range(cfg.axi_ports):
+            members.update({f"{axi_port_prefix(p)}_{n}": mb for n, mb in axi.members.items()})
+        members["irq"] = Out(1)
+        wiring.Component.__init__(self, members)
+        self.last = axi_port_prefix(cfg.axi_ports - 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.csr = csr = CSRBank(self.regmap)
+        for name, mb in AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH).members.items():
+            port, inner = getattr(self, f"s_axil_{name}"), getattr(csr.bus, name)
+            m.d.comb += (inner.eq(port) if mb.flow == Out else port.eq(inner))
+        f = csr.fields
+        m.d.comb += self.irq.eq(f.ctrl.irq_en)
+        a = lambda n: getattr(self, f"{self.last}_{n}")   # noqa: E731
+        with m.If(f.ctrl.start):
+            m.d.sync += [a("arvalid").eq(1), a("araddr").eq(f.prog_addr.addr), a("arlen").eq(1),
+                         a("arsize").eq(3), a("arburst").eq(INCR), a("arid").eq(2)]
+        with m.If(a("arvalid") & a("arready")):
+            m.d.sync += a("arvalid").eq(0)
+        m.d.comb += a("rready").eq(1)
+        return m
+
+
+@pytest.mark.parametrize("ports", [2, 4])
+def test_fabric_connects_every_hp_port(rng, ports):
+    """With ``axi_ports`` > 1 the fabric has one AXI3 HP port per DMA port, each behind its own
+    AXI4-to-AXI3 adapter: a read issued on the accelerator's last port reaches that HP port only,
+    and the busy LED follows the activity of any port."""
+    cfg = get_config("tiny").replace(axi_ports=ports)
+    acc = MultiPortDouble(cfg)
+    dut = ZynqFabric(cfg, accelerator=acc, busy_hold=5)
+    assert [hasattr(dut, f"hp{p}") for p in range(5)] == [True] * ports + [False] * (5 - ports)
+    mems = [AXI3Memory(getattr(dut, f"hp{p}"), rng, p=1.0) for p in range(ports)]
+    regmap = acc.regmap
+    got = {}
+
+    async def tb(ctx):
+        enc = regmap.encode
+        await axi3_write_bursts(ctx, dut.gp0, [
+            (1, GP0_BASE + regmap.offset("prog_addr"), 2, INCR, 0, [(0x2000_0000, 0xF)]),
+            (3, GP0_BASE + regmap.offset("ctrl"), 2, INCR, 0,
+             [(enc("ctrl", 0, start=1), 0xF)])], rng)
+        trace = []
+        for _ in range(30):
+            await ctx.tick()
+            trace.append(ctx.get(dut.busy))
+        got["busy"] = trace
+
+    _sim(dut, [tb], background=[m.run for m in mems])
+    assert mems[-1].ar == [(2, 0x2000_0000, 1)]
+    assert all(m.ar == [] for m in mems[:-1])
+    assert any(got["busy"]) and got["busy"][-1] == 0
+
+
+def test_fabric_with_the_real_two_port_accelerator():
+    """The real tiny2p accelerator elaborates inside the fabric with two HP adapters."""
+    from amaranth.back import rtlil
+    dut = ZynqFabric(get_config("tiny2p"))
+    text = rtlil.convert(dut, name="fabric")
+    assert "hp0_adapter" in text and "hp1_adapter" in text and "hp2_adapter" not in text
+
+
+def test_build_plan_with_two_hp_ports(tmp_path, monkeypatch, capsys):
+    """``ilmpq build --axi-ports 2``: the PS7 in the plan's Verilog has S_AXI_HP0 and HP1 wired
+    (clock and valid signals), HP2 unused; BUILD.md names both ports."""
+    import re
+
+    from ilmpq.firmware.cli import main
+    monkeypatch.delenv("AMARANTH_ENV_VIVADO", raising=False)
+    monkeypatch.setenv("VIVADO", "/nonexistent/vivado")
+    assert main(["build", "--board", "arty-z7-20", "--config", "tiny", "--axi-ports", "2",
+                 "--no-estimate", "-o", str(tmp_path)]) == 0
+    name = "ilmpq_tiny_2hp_arty_z7_20"
+    assert f"{name}: board arty-z7-20" in capsys.readouterr().out
+    v = (tmp_path / f"{name}.v").read_text()
+    ps7 = v[re.search(r"^\s*PS7\s+\S+\s*\(", v, re.M).end():]
+    ps7 = ps7[:ps7.index(");")]
+    for p in (0, 1):
+        assert f".SAXIHP{p}ACLK(clk)" in ps7 and f".SAXIHP{p}ARVALID(" in ps7
+    assert ".SAXIHP2ACLK(" not in ps7
+    md = (tmp_path / "BUILD.md").read_text()
+    assert "S_AXI_HP0, S_AXI_HP1" in md

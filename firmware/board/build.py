@@ -76,7 +76,8 @@ def estimate_fabric(config: HWConfig, *, accelerator=None, timeout: float | None
                     log_path: str | None = None) -> dict:
     """yosys ``synth_xilinx`` estimate of the programmable logic of a Zynq build.
 
-    Synthesizes :class:`~ilmpq.hdl.soc.ZynqFabric` (accelerator + GP0 bridge + HP0 adapter)
+    Synthesizes :class:`~ilmpq.hdl.soc.ZynqFabric` (accelerator + GP0 bridge + one HP adapter
+    per DMA port)
     with :func:`ilmpq.firmware.board.resources.synthesize` and returns a JSON-friendly dict: the
     category counts, the raw cells, the seconds it took, and the utilization of the device of
     every board that can take this configuration. Takes minutes for ``z020``/``z045``.
@@ -376,8 +377,8 @@ class BuildResult:
 def build(board: str, out_dir: str, *, config: HWConfig | str | None = None,
           name: str | None = None, vivado: bool | None = None, estimate: bool = True,
           reports_only: bool = False, fclk_mhz: float = 100.0,
-          estimate_timeout: float | None = None, accelerator=None, progress=None
-          ) -> BuildResult:
+          estimate_timeout: float | None = None, accelerator=None, progress=None,
+          axi_ports: int | None = None) -> BuildResult:
     """Generate (and with Vivado, run) the build of a board; see the module docstring.
 
     Parameters
@@ -406,6 +407,10 @@ def build(board: str, out_dir: str, *, config: HWConfig | str | None = None,
         Replace the accelerator (tests); see :class:`~ilmpq.hdl.soc.ZynqFabric`.
     progress : callable, optional
         Called with one-line progress messages.
+    axi_ports : int, optional
+        Override ``config.axi_ports`` (1, 2 or 4): the DMA drives S_AXI_HP0 .. HP(n-1). The
+        design name gets a ``_<n>hp`` suffix; programs compiled for the preset run unchanged
+        (the port count is not part of ``config_id``).
     """
     from ...hdl.soc import ZynqSoC
 
@@ -416,6 +421,8 @@ def build(board: str, out_dir: str, *, config: HWConfig | str | None = None,
     cfg = get_config(config) if isinstance(config, str) else config
     if not isinstance(cfg, HWConfig):
         raise IlmpqValueError(f"config must be an HWConfig or a preset name, not {config!r}")
+    if axi_ports is not None and axi_ports != cfg.axi_ports:
+        cfg = cfg.replace(name=f"{cfg.name}_{axi_ports}hp", axi_ports=axi_ports)
     name = name or build_name(cfg, b.name)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise IlmpqValueError(f"design name {name!r} is not allowed: use letters, digits and "
@@ -488,6 +495,19 @@ def _fmt(v, unit=""):
     return "-" if v is None else f"{v}{unit}"
 
 
+
+def _hp_ports_line(cfg: HWConfig) -> str:
+    """BUILD.md: which PS7 HP ports the DMA uses and what the PS must allow for them."""
+    ports = ", ".join(f"S_AXI_HP{p}" for p in range(cfg.axi_ports))
+    if cfg.axi_ports == 1:
+        return ("* DMA goes through S_AXI_HP0 (64-bit, the reset default): give it a physically "
+                "contiguous buffer and set WIN_BASE/WIN_LIMIT to it.")
+    return (f"* DMA goes through {cfg.axi_ports} ports, {ports} (each 64-bit, the reset "
+            f"default of AFI0..AFI{cfg.axi_ports - 1}; the PS7 instance drives their clocks "
+            f"and nothing else has to be enabled in the bitstream; a PS configuration that "
+            f"put any of them in 32-bit mode must be undone). Every port uses the one window: "
+            f"give the DMA a physically contiguous buffer and set WIN_BASE/WIN_LIMIT to it.")
+
 def _write_summary(result: BuildResult, b: Board, cfg: HWConfig, fclk_mhz: float) -> None:
     d = result.out_dir
     if result.vivado is not None:
@@ -527,8 +547,7 @@ def _write_summary(result: BuildResult, b: Board, cfg: HWConfig, fclk_mhz: float
         "* The accelerator's registers are at **0x4000_0000** (M_AXI_GP0), 4 KiB; the C header "
         "`ilmpq_regs.h` and `ilmpq_regs.py` beside this file describe them. Check ID, VERSION "
         "and CONFIG_ID first.",
-        "* DMA goes through S_AXI_HP0 (64-bit, the reset default): give it a physically "
-        "contiguous buffer and set WIN_BASE/WIN_LIMIT to it.",
+        _hp_ports_line(cfg),
         "* Interrupt: IRQ_F2P[0] = GIC SPI ID 61, level high.",
         "",
     ]

@@ -27,6 +27,9 @@ def register(parser) -> None:
                         help="output directory (created)")
     parser.add_argument("--name", metavar="NAME",
                         help="design name (default ilmpq_<config>_<board>)")
+    parser.add_argument("--axi-ports", type=int, choices=(1, 2, 4), metavar="N",
+                        help="AXI HP ports the DMA uses, S_AXI_HP0..HP(N-1): 1, 2 or 4 "
+                             "(default: the configuration's)")
     parser.add_argument("--fclk-mhz", type=float, default=100.0, metavar="MHZ",
                         help="FCLK_CLK0 frequency the design is constrained for (default 100)")
     mode = parser.add_mutually_exclusive_group()
@@ -57,7 +60,7 @@ def main(args) -> int:
     kwargs = dict(config=args.config, name=args.name, vivado=vivado,
                   estimate=not args.no_estimate and not args.reports_only,
                   reports_only=args.reports_only, fclk_mhz=args.fclk_mhz,
-                  estimate_timeout=args.estimate_timeout)
+                  estimate_timeout=args.estimate_timeout, axi_ports=args.axi_ports)
     if args.reports_only:
         # reads the Vivado reports in DIR and (re)writes only its own summaries there
         res = build(args.board, args.output, progress=lambda msg: print(msg, file=sys.stderr),

@@ -18,12 +18,12 @@ from ...hdl.regmap import CSR_ADDR_WIDTH
 from ..compiler import Compiled
 from ..driver import Driver, RunStats, run_sync
 from .models.axi_checker import AXIChecker
-from .models.axi_mem import AXIMemory
+from .models.axi_mem import DEFAULT_READ_LATENCY, AXIMemory, memory_ports
 from .models.axil import axil_read, axil_write
 from .models.axil_checker import AXILiteChecker
 
 __all__ = ["SimResult", "AmaranthTransport", "VerilatorTransport", "simulate",
-           "flat_bus"]
+           "flat_bus", "axi_buses"]
 
 
 @dataclass
@@ -38,6 +38,14 @@ def flat_bus(dut, prefix: str, sig) -> types.SimpleNamespace:
     """View the flat ``<prefix>_<member>`` ports of a top level as an interface object."""
     return types.SimpleNamespace(**{name: getattr(dut, f"{prefix}_{name}")
                                     for name in sig.members})
+
+
+def axi_buses(dut, cfg: HWConfig) -> list:
+    """The accelerator's AXI4 manager ports (``m_axi``, ``m_axi1``, ...) as interface objects."""
+    from ...hdl.top import axi_port_prefix
+    sig = AXI4Signature(addr_width=cfg.axi_addr_width, data_width=cfg.axi_data_width,
+                        id_width=cfg.axi_id_width)
+    return [flat_bus(dut, axi_port_prefix(p), sig) for p in range(cfg.axi_ports)]
 
 
 class AmaranthTransport:
@@ -113,16 +121,17 @@ _CLOCK_PERIOD = 1e-8
 def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str = "deterministic",
              seed: int = 0, csr_rng: bool = False, vcd: str | None = None,
              timeout_cycles: int = 20_000_000, progress=None, check_protocol: bool = True,
-             cycle_progress=None) -> list[SimResult]:
+             cycle_progress=None, read_latency: int = DEFAULT_READ_LATENCY) -> list[SimResult]:
     """Run ``compiled`` on every image through the RTL; return one :class:`SimResult` each.
 
     ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
     ``mem_mode``: ``"deterministic"`` or ``"random"`` (seeded stalls and latencies, Amaranth
-    only). ``progress(i, n)`` is called after each image. ``check_protocol`` (Amaranth): watch
-    the ``m_axi`` port with :class:`~.models.axi_checker.AXIChecker` (bursts inside the
-    compiled window) and the ``s_axil`` port with
-    :class:`~.models.axil_checker.AXILiteChecker`; a violation fails the run with
-    :class:`~.models.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
+    only). ``read_latency``: the deterministic memory's RL (``docs/memory_model.md``; every
+    port). ``progress(i, n)`` is called after each image. ``check_protocol`` (Amaranth): watch
+    every AXI manager port (``m_axi``, ``m_axi1``, ... one memory behind all of them) with
+    :class:`~.models.axi_checker.AXIChecker` (bursts inside the compiled window) and the
+    ``s_axil`` port with :class:`~.models.axil_checker.AXILiteChecker`; a violation fails the
+    run with :class:`~.models.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
     ``cycle_progress(cycles)`` (Amaranth): called every few thousand simulated cycles with the
     cycles since the start, for progress inside an image.
     """
@@ -131,24 +140,24 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
         return _simulate_amaranth(compiled, images, mem_mode=mem_mode, seed=seed,
                                   csr_rng=csr_rng, vcd=vcd, timeout_cycles=timeout_cycles,
                                   progress=progress, check_protocol=check_protocol,
-                                  cycle_progress=cycle_progress)
+                                  cycle_progress=cycle_progress, read_latency=read_latency)
     if sim == "verilator":
         return _simulate_verilator(compiled, images, timeout_cycles=timeout_cycles,
-                                   progress=progress)
+                                   progress=progress, read_latency=read_latency)
     raise ValueError(f"unknown simulator {sim!r}; use 'amaranth' or 'verilator'")
 
 
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
-                       progress, check_protocol, cycle_progress=None):
+                       progress, check_protocol, read_latency, cycle_progress=None):
     from amaranth.sim import Simulator
 
     from ...hdl.top import Accelerator
     cfg = compiled.config
     dut = Accelerator(cfg)
-    axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
-                                               data_width=cfg.axi_data_width,
-                                               id_width=cfg.axi_id_width))
-    mem = AXIMemory(axi, base=compiled.base, size=compiled.size, mode=mem_mode, seed=seed)
+    buses = axi_buses(dut, cfg)
+    mems = memory_ports(buses, base=compiled.base, size=compiled.size, mode=mem_mode,
+                        seed=seed, read_latency=read_latency)
+    mem = mems[0]
     results: list[SimResult] = []
     rng = np.random.default_rng(seed) if csr_rng else None
 
@@ -163,10 +172,13 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
 
     sim = Simulator(dut)
     sim.add_clock(_CLOCK_PERIOD)
-    mem.add_to(sim)
+    for p, (bus, port_mem) in enumerate(zip(buses, mems)):
+        port_mem.add_to(sim)
+        if check_protocol:
+            AXIChecker(bus, max_burst=cfg.max_burst,
+                       max_reads_outstanding=cfg.max_reads_outstanding,
+                       window=compiled.window, name=port_mem.name).add_to(sim)
     if check_protocol:
-        AXIChecker(axi, max_burst=cfg.max_burst, max_reads_outstanding=cfg.max_reads_outstanding,
-                   window=compiled.window).add_to(sim)
         AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
                        name="s_axil").add_to(sim)
     sim.add_testbench(testbench)
@@ -186,12 +198,13 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
     return results
 
 
-def _simulate_verilator(compiled, images, *, timeout_cycles, progress):
+def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_latency):
     from .verilator.sim import VerilatorSim
     from ..board.verilog import accelerator_verilog
     cfg = compiled.config
     text, top = accelerator_verilog(cfg)
-    vsim = VerilatorSim(text, top, mem_base=compiled.base, mem_size=compiled.size)
+    vsim = VerilatorSim(text, top, mem_base=compiled.base, mem_size=compiled.size,
+                        read_latency=read_latency)
     vsim.reset()
     drv = Driver(VerilatorTransport(vsim), cfg, timeout_cycles=timeout_cycles)
     results = []

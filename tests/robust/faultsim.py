@@ -30,9 +30,13 @@ Faults:
 * ``run``: replaces the faulty run (``async run(driver)``), e.g. to start a program with a bad
   length.
 
-The AXI4 checker (window = the compiled window) and the AXI4-Lite checker watch the whole
-simulation, faulty run included: a protocol violation or a burst outside the window fails the
-test on the spot.
+With several AXI ports (``HWConfig.axi_ports``) one memory serves all of them; the in-flight
+faults, stalls and error responses are applied on the port ``port`` (burst indices count that
+port's bursts), and the monitor, the log and the containment checks cover every port.
+
+The AXI4 checker (window = the compiled window, one per port) and the AXI4-Lite checker watch
+the whole simulation, faulty run included: a protocol violation or a burst outside the window
+fails the test on the spot.
 """
 
 from __future__ import annotations
@@ -46,11 +50,11 @@ from ilmpq.firmware import wpkg
 from ilmpq.firmware.compiler import AccelStep, Compiled
 from ilmpq.firmware.driver import Driver
 from ilmpq.firmware.sim.models.axi_checker import AXIChecker
-from ilmpq.firmware.sim.models.axi_mem import AXIMemory
+from ilmpq.firmware.sim.models.axi_mem import AXIMemory, memory_ports
 from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
-from ilmpq.firmware.sim.simulate import AmaranthTransport, flat_bus
+from ilmpq.firmware.sim.simulate import AmaranthTransport, axi_buses, flat_bus
 from ilmpq.golden import reference
-from ilmpq.hdl.axi import AXI4LiteSignature, AXI4Signature, AXIResp
+from ilmpq.hdl.axi import AXI4LiteSignature, AXIResp
 from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, encode
 from ilmpq.hdl.regmap import CSR_ADDR_WIDTH
 from ilmpq.hdl.status import ErrorCode
@@ -150,30 +154,34 @@ class Request:
     kind: str       #: "r" or "w"
     edge: int       #: first edge at which the request's valid was sampled high
     addr: int
+    port: int = 0   #: AXI port
 
 
 class _Monitor:
-    """Records the first latched error and every AXI request (testbench coroutine)."""
+    """Records the first latched error and every AXI request on every port (testbench
+    coroutine)."""
 
-    def __init__(self, dut, axi):
-        self.dut, self.axi = dut, axi
+    def __init__(self, dut, buses):
+        self.dut, self.buses = dut, buses
         self.first_error: tuple[int, ErrorCode] | None = None
         self.requests: list[Request] = []
         self.cycle = 0
 
     async def run(self, ctx):
-        a = self.axi
-        prev = {"r": (0, 0), "w": (0, 0)}
-        async for _, _, err, arv, arr, ara, awv, awr, awa in ctx.tick().sample(
-                self.dut.error_code_probe, a.arvalid, a.arready, a.araddr, a.awvalid,
-                a.awready, a.awaddr):
+        sigs = [self.dut.error_code_probe]
+        for a in self.buses:
+            sigs += [a.arvalid, a.arready, a.araddr, a.awvalid, a.awready, a.awaddr]
+        prev = {(p, k): (0, 0) for p in range(len(self.buses)) for k in "rw"}
+        async for _, _, err, *vals in ctx.tick().sample(*sigs):
             if err and self.first_error is None:
                 self.first_error = (self.cycle, ErrorCode(err))
-            for kind, valid, ready, addr in (("r", arv, arr, ara), ("w", awv, awr, awa)):
-                pv, pr = prev[kind]
-                if valid and not (pv and not pr):
-                    self.requests.append(Request(kind, self.cycle, addr))
-                prev[kind] = (valid, ready)
+            for p in range(len(self.buses)):
+                arv, arr, ara, awv, awr, awa = vals[6 * p:6 * p + 6]
+                for kind, valid, ready, addr in (("r", arv, arr, ara), ("w", awv, awr, awa)):
+                    pv, pr = prev[(p, kind)]
+                    if valid and not (pv and not pr):
+                        self.requests.append(Request(kind, self.cycle, addr, p))
+                    prev[(p, kind)] = (valid, ready)
             self.cycle += 1
 
 
@@ -210,7 +218,7 @@ class Outcome:
     recovered: dict | None          #: tensors of the recovery run
     recovered_stats: dict | None
     recovery_start: int | None      #: edge at which the recovery (soft reset) began
-    log: list = field(default_factory=list)
+    log: list = field(default_factory=list)   #: every port's transactions (``.port`` set)
 
     def requests_after(self, edge: int) -> list[Request]:
         """Requests first presented after ``edge`` and before the recovery began."""
@@ -221,17 +229,22 @@ class Outcome:
 def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors=None,
               corrupt=None, run=None, mem_mode: str = "deterministic", seed: int = 0,
               watchdog_cycles: int = 2000, timeout_cycles: int = 200_000,
-              recover: bool = True, settle: int = 64) -> Outcome:
-    """Run ``image`` with a fault, then soft-reset, remove the fault and run it again."""
+              recover: bool = True, settle: int = 64, port: int = 0) -> Outcome:
+    """Run ``image`` with a fault, then soft-reset, remove the fault and run it again.
+    ``read_fault``, ``stalls`` and ``errors`` act on AXI port ``port``."""
     cfg = compiled.config
+    if not 0 <= port < cfg.axi_ports:
+        raise ValueError(f"port {port} does not exist: {cfg.name} has {cfg.axi_ports} AXI ports")
     dut = ProbedAccelerator(cfg)
-    axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
-                                               data_width=cfg.axi_data_width,
-                                               id_width=cfg.axi_id_width))
+    buses = axi_buses(dut, cfg)
     guard_rng = np.random.default_rng(12345)
-    mem = FaultyMemory(axi, base=compiled.base - GUARD, size=compiled.size + 2 * GUARD,
-                       mode=mem_mode, seed=seed if mem_mode == "random" else None,
-                       errors=errors, read_fault=read_fault, stalls=stalls)
+    mems = memory_ports(buses, base=compiled.base - GUARD, size=compiled.size + 2 * GUARD,
+                        mode=mem_mode, seed=seed if mem_mode == "random" else None,
+                        errors={port: errors} if errors else None, cls=FaultyMemory)
+    mem = mems[0]
+    faulty = mems[port]
+    faulty.read_fault = read_fault
+    faulty.stalls = dict(stalls or {})
     lo_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     hi_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     mem.write(compiled.base - GUARD, lo_guard)
@@ -241,16 +254,19 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
         return (mem.read(compiled.base - GUARD, GUARD) == lo_guard
                 and mem.read(compiled.base + compiled.size, GUARD) == hi_guard)
 
-    checker = AXIChecker(axi, max_burst=cfg.max_burst,
-                         max_reads_outstanding=cfg.max_reads_outstanding, window=compiled.window)
+    checkers = [AXIChecker(bus, max_burst=cfg.max_burst,
+                           max_reads_outstanding=cfg.max_reads_outstanding,
+                           window=compiled.window, name=m.name)
+                for bus, m in zip(buses, mems)]
     lite = AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
                           name="s_axil")
     sim = Simulator(dut)            # elaborates: the probe exists from here on
     sim.add_clock(1e-8)
-    mem.add_to(sim)
-    checker.add_to(sim)
+    for m_, chk in zip(mems, checkers):
+        m_.add_to(sim)
+        chk.add_to(sim)
     lite.add_to(sim)
-    mon = _Monitor(dut, axi)
+    mon = _Monitor(dut, buses)
     sim.add_testbench(mon.run, background=True)
     res: dict = {}
 
@@ -277,7 +293,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
         except Exception as e:      # noqa: BLE001 - the test inspects it
             res["error"] = e
         res["end"] = mem.cycle
-        res["outstanding"] = checker.outstanding
+        res["outstanding"] = sum(c.outstanding for c in checkers)
         for _ in range(settle):
             await ctx.tick()
         res["guard_fault"] = guard_intact()
@@ -285,9 +301,9 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
         if recover:
             res["recovery_start"] = mem.cycle
             await drv.soft_reset()
-            mem.read_fault = None
-            mem.stalls.clear()
-            mem.errors.clear()
+            faulty.read_fault = None
+            faulty.stalls.clear()
+            faulty.errors.clear()
             await drv.load(compiled)
             res["recovered"], stats = await drv.infer(compiled, image, load=False)
             res["stats"] = stats.counters
@@ -296,15 +312,21 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
 
     sim.add_testbench(testbench)
     sim.run()
+    log = []
+    for p, m_ in enumerate(mems):
+        for t in m_.log:
+            t.port = p
+            log.append(t)
+    log.sort(key=lambda t: (t.accepted, t.port))
     return Outcome(error=res["error"], first_error=mon.first_error, requests=mon.requests,
                    soft_resets=res["soft_resets"], end_cycle=res["end"],
                    outstanding_at_end=res["outstanding"],
                    guard_intact_after_fault=res["guard_fault"],
                    guard_intact_after_recovery=res["guard_rec"],
-                   faulty_beats=mem.faulty_beats, output=res["output"],
+                   faulty_beats=faulty.faulty_beats, output=res["output"],
                    output_stats=res["output_stats"],
                    recovered=res["recovered"], recovered_stats=res["stats"],
-                   recovery_start=res["recovery_start"], log=list(mem.log))
+                   recovery_start=res["recovery_start"], log=log)
 
 
 def assert_contained(out: Outcome, *, code: ErrorCode, exc_type, model, image, clean_stats=None):
@@ -328,12 +350,14 @@ def assert_contained(out: Outcome, *, code: ErrorCode, exc_type, model, image, c
                       f"{late[:4]}")
     # the memory's transaction log agrees: a burst it accepted after the latch had been
     # requested before it (a request cannot be withdrawn), and there is at most one per channel
+    # of each port
     stop = out.recovery_start if out.recovery_start is not None else 1 << 62
-    early = {(r.kind, r.addr) for r in out.requests if r.edge <= latched + 1}
+    early = {(r.port, r.kind, r.addr) for r in out.requests if r.edge <= latched + 1}
     accepted_late = [t for t in out.log if latched + 1 < t.accepted < stop]
-    assert all((t.kind, t.addr) in early for t in accepted_late), accepted_late
-    assert len([t for t in accepted_late if t.kind == "r"]) <= 1
-    assert len([t for t in accepted_late if t.kind == "w"]) <= 1
+    assert all((t.port, t.kind, t.addr) in early for t in accepted_late), accepted_late
+    for p in {t.port for t in accepted_late}:
+        assert len([t for t in accepted_late if t.kind == "r" and t.port == p]) <= 1
+        assert len([t for t in accepted_late if t.kind == "w" and t.port == p]) <= 1
     assert out.outstanding_at_end == 0
     assert out.guard_intact_after_fault and out.guard_intact_after_recovery
     assert_recovered(out, model, image, clean_stats)

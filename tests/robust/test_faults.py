@@ -43,23 +43,26 @@ class Net:
     equal 36-word packages) and c2 (1 x 1, one package); one pixel tile each. Program:
     LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE per layer, then END (about 370 cycles)."""
 
-    def __init__(self):
+    def __init__(self, cfg=TINY):
         rng = np.random.default_rng(2024)
-        b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 2, 2))
+        b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(3, 2, 2))
         x = b.conv("c1", "input", 5, 3, padding=1)
         y = b.conv("c2", x, 4, 1)
         self.model = b.build(y)
-        self.comp = compile_model(self.model, TINY)
+        self.comp = compile_model(self.model, cfg)
         self.image = rng.integers(0, 256, size=(3, 2, 2))
         self.streams = weight_streams(self.comp)
         self.prog = program(self.comp)
         clean = run_fault(self.comp, self.image, recover=False)
         assert clean.error is None and clean.output is not None
-        ref = reference.run(self.model, self.image, spec=TINY.numeric)
+        ref = reference.run(self.model, self.image, spec=cfg.numeric)
         for layer in self.model.layers:
             np.testing.assert_array_equal(clean.output[layer.output], ref[layer.output])
         self.reads = sum(t.kind == "r" for t in clean.log)
         self.writes = sum(t.kind == "w" for t in clean.log)
+        #: bursts per (port, kind)
+        self.bursts = {(p, k): sum(t.kind == k and t.port == p for t in clean.log)
+                       for p in range(cfg.axi_ports) for k in "rw"}
         self.clean_stats = clean.output_stats
 
     def instr(self, opcode, nth=0):
@@ -457,3 +460,53 @@ def test_instruction_bit_flip_is_detected(net):
 def test_inconsistent_store_is_detected(net):
     # STORE drains one of c1's two mtiles; c2's STORE then drains c1's second bank as its own
     _silent(net, corrupt=_patched(net, Opcode.STORE, n_mtiles=1))
+
+
+# -- several AXI ports (tiny2p: the weights on port 1, everything else on port 0) -------------
+
+TINY2P = get_config("tiny2p")
+
+
+@pytest.fixture(scope="module")
+def net2():
+    n = Net(TINY2P)
+    # the clean run used both ports: weights on port 1, the rest (and every write) on port 0
+    assert n.bursts[(0, "r")] > 0 and n.bursts[(1, "r")] > 0 and n.bursts[(0, "w")] > 0
+    assert n.bursts[(1, "w")] == 0
+    return n
+
+
+@pytest.mark.parametrize("resp", ["SLVERR", "DECERR"])
+@pytest.mark.parametrize("port,kind", [(0, "r"), (0, "w"), (1, "r")])
+def test_multiport_axi_error_response_on_each_port(net2, rng, port, kind, resp):
+    """An error response on either port latches the same code and address as on one port,
+    halts both ports, and a soft reset recovers bit-exact (random stalls on both ports)."""
+    index = int(rng.integers(net2.bursts[(port, kind)]))
+    out = run_fault(net2.comp, net2.image, errors={(kind, index): resp}, mem_mode="random",
+                    seed=int(rng.integers(1 << 30)), port=port)
+    code = ErrorCode[f"DMA_{'READ' if kind == 'r' else 'WRITE'}_{resp}"]
+    net2.contained(out, code, DMAError, timing=False)
+    burst = [t for t in out.log if t.kind == kind and t.port == port][index]
+    assert out.error.info == burst.addr
+
+
+@pytest.mark.parametrize("name", ["load_rows_below_window", "load_weights_at_limit",
+                                  "store_output_past_window",
+                                  "load_weights_end_overflows_32_bits"])
+def test_multiport_window_on_each_port(net2, name):
+    """The window is checked on both ports: LOAD_WEIGHTS goes to port 1, LOAD_ROWS and STORE
+    to port 0; nothing reaches the bus, the other port stops too, recovery is exact."""
+    opcode, changes, code, info = _window_cases(net2)[name]
+    ins = net2.instr(opcode)
+    out = run_fault(net2.comp, net2.image, corrupt=lambda img: patch_instruction(
+        img, net2.comp, ins, **changes))
+    net2.contained(out, code, DMAError)
+    assert out.error.info == (ins.fields["addr"] if info is None else info)
+    # no burst outside the window reached either port (the checkers would have failed)
+    lo, hi = net2.comp.window
+    assert all(lo <= t.addr < hi for t in out.log)
+
+
+def test_multiport_stall_on_the_weight_port_trips_the_watchdog(net2):
+    out = run_fault(net2.comp, net2.image, stalls={("r", 1): 500}, watchdog_cycles=150, port=1)
+    net2.contained(out, ErrorCode.TIMEOUT, HardwareTimeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ def test_ports_of_the_test_dut(verilog64):
     assert ports["m_axi_rdata"] == ("input", 64) and ports["m_axi_wstrb"] == ("output", 8)
     assert ports["s_axil_awaddr"] == ("input", 12) and ports["irq"] == ("output", 1)
     assert check_top_ports(verilog64, top_name(data_width=64)) == {
-        "data_bits": 64, "addr_bits": 32, "id_bits": 4}
+        "data_bits": 64, "addr_bits": 32, "id_bits": 4, "axi_ports": 1}
 
 
 def test_port_problems_are_all_named(verilog64):
@@ -50,6 +51,26 @@ def test_port_problems_are_all_named(verilog64):
         build(verilog64, "nope")
     with pytest.raises(IlmpqValueError, match="plain Verilog module name"):
         build(verilog64, "a.b")
+
+
+def test_second_port_must_match_the_first(verilog64):
+    """A top with ``m_axi1_*`` has two ports; a member missing or of another width on the second
+    port is named."""
+    top = top_name(data_width=64)
+    mod = verilog64.index(f"module {top}")
+    end = verilog64.index("endmodule", mod)
+    body = verilog64[mod:end]
+    decls = [l for l in body.splitlines() if re.match(r"\s*(input|output)\b.*\bm_axi_", l)]
+    extra = "\n".join(l.replace("m_axi_", "m_axi1_") for l in decls)
+    two = verilog64[:end] + extra + "\n" + verilog64[end:]
+    assert check_top_ports(two, top)["axi_ports"] == 2
+    broken = two.replace("m_axi1_rlast", "m_axi1_rlst")
+    with pytest.raises(IlmpqValueError, match="missing input m_axi1_rlast"):
+        check_top_ports(broken, top)
+    three = verilog64[:end] + extra + "\n" + extra.replace("m_axi1_", "m_axi2_") + "\n" + \
+        verilog64[end:]
+    with pytest.raises(IlmpqValueError, match="3 AXI ports"):
+        check_top_ports(three, top)
 
 
 def test_parse_ansi_header():

@@ -26,7 +26,7 @@ extern "C" {
 
 /* ---- constants ---- */
 #define ILMPQ_CONFIG_NAME "z020"                     /* Name of the hardware configuration. */
-#define ILMPQ_CONFIG_ID 0x93b2d23fu                  /* HWConfig.config_id of this configuration. */
+#define ILMPQ_CONFIG_ID 0x00e2957au                  /* HWConfig.config_id of this configuration. */
 #define ILMPQ_LANES_LO 56u                           /* HWConfig.lanes_lo */
 #define ILMPQ_LANES_HI 8u                            /* HWConfig.lanes_hi */
 #define ILMPQ_LANES_LO_DSP 6u                        /* HWConfig.lanes_lo_dsp */
@@ -39,7 +39,9 @@ extern "C" {
 #define ILMPQ_AXI_ADDR_WIDTH 32u                     /* HWConfig.axi_addr_width */
 #define ILMPQ_AXI_ID_WIDTH 4u                        /* HWConfig.axi_id_width */
 #define ILMPQ_MAX_BURST 16u                          /* HWConfig.max_burst */
-#define ILMPQ_MAX_READS_OUTSTANDING 4u               /* HWConfig.max_reads_outstanding */
+#define ILMPQ_MAX_READS_OUTSTANDING 8u               /* HWConfig.max_reads_outstanding */
+#define ILMPQ_AXI_PORTS 1u                           /* HWConfig.axi_ports */
+#define ILMPQ_READ_FIFO_BEATS 128u                   /* HWConfig.read_fifo_beats */
 #define ILMPQ_WBUF_WORD_BEATS 9u                     /* HWConfig.wbuf_word_beats */
 #define ILMPQ_WBUF_DEPTH 512u                        /* HWConfig.wbuf_depth */
 #define ILMPQ_ACT_DEPTH 0x2000u                      /* HWConfig.act_depth */
@@ -193,7 +195,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 /* ---- CONFIG_ID (0x008, CONST) ---- */
 /* Identifier of the hardware configuration. */
 #define ILMPQ_CONFIG_ID_OFFSET 0x008u
-#define ILMPQ_CONFIG_ID_RESET 0x93b2d23fu            /* value after reset (RO fields as 0) */
+#define ILMPQ_CONFIG_ID_RESET 0xe2957au              /* value after reset (RO fields as 0) */
 /*
  * id [31:0] CONST: HWConfig.config_id: CRC-32 of the configuration's fields. The driver refuses to
  * run a program compiled for another configuration.
@@ -201,7 +203,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 #define ILMPQ_CONFIG_ID_ID_SHIFT 0u
 #define ILMPQ_CONFIG_ID_ID_WIDTH 32u
 #define ILMPQ_CONFIG_ID_ID_MASK 0xffffffffu
-#define ILMPQ_CONFIG_ID_ID_RESET 0x93b2d23fu
+#define ILMPQ_CONFIG_ID_ID_RESET 0xe2957au
 static inline uint32_t ilmpq_config_id_id_get(uint32_t reg)
 {
     return (reg & ILMPQ_CONFIG_ID_ID_MASK) >> ILMPQ_CONFIG_ID_ID_SHIFT;
@@ -668,14 +670,14 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 /* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- BYTES_READ (0x130, 64-bit counter) ---- */
-/* Bytes transferred on the AXI4 master read data channel. */
+/* Bytes transferred on the AXI4 manager read data channels (all ports). */
 #define ILMPQ_BYTES_READ_OFFSET 0x130u
 #define ILMPQ_BYTES_READ_LO_OFFSET 0x130u            /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_READ_HI_OFFSET 0x134u            /* bits [63:32] as of the last LO read */
 /* 4-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- BYTES_WRITTEN (0x138, 64-bit counter) ---- */
-/* Bytes transferred on the AXI4 master write data channel (strobed bytes only). */
+/* Bytes transferred on the AXI4 manager write data channel (strobed bytes only). */
 #define ILMPQ_BYTES_WRITTEN_OFFSET 0x138u
 #define ILMPQ_BYTES_WRITTEN_LO_OFFSET 0x138u         /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_WRITTEN_HI_OFFSET 0x13cu         /* bits [63:32] as of the last LO read */

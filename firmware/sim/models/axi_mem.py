@@ -36,7 +36,13 @@ import numpy as np
 
 from ilmpq.hdl.axi import AXIBurst, AXIResp
 
-__all__ = ["AXIMemory", "AXITransaction", "AXIProtocolError"]
+__all__ = ["AXIMemory", "AXITransaction", "AXIProtocolError", "memory_ports",
+           "DEFAULT_READ_LATENCY"]
+
+#: Deterministic read latency RL of the test memory (``docs/memory_model.md``). The realistic
+#: figure for a Zynq-7000 HP port to PS DDR3 is
+#: :data:`ilmpq.firmware.cyclemodel.ZYNQ_HP_READ_LATENCY`; pass it as ``read_latency``.
+DEFAULT_READ_LATENCY = 8
 
 BOUNDARY = 4096
 
@@ -83,9 +89,13 @@ class AXIMemory:
     base : int
         Byte address of ``data[0]``.
     size : int, optional
-        Bytes of memory (zero-filled); or give ``data``.
+        Bytes of memory (zero-filled); or give ``data`` or ``share``.
     data : array-like of uint8, optional
         Initial contents (copied).
+    share : AXIMemory, optional
+        Serve another port of the same memory: this model uses ``share``'s byte array and base
+        (no copy), with its own timing, queue, error injection and log. A write on one port is
+        visible to reads on every port as soon as its W beat transfers.
     mode : {"deterministic", "random"}
         Timing, see the module docstring and ``docs/memory_model.md``.
     rng : numpy.random.Generator or int, optional
@@ -117,15 +127,21 @@ class AXIMemory:
 
     def __init__(self, bus, *, base: int = 0, size: int | None = None, data=None,
                  mode: str = "deterministic", rng=None, seed: int | None = None,
-                 read_latency: int = 8,
+                 share: "AXIMemory | None" = None, read_latency: int = DEFAULT_READ_LATENCY,
                  write_latency: int = 4, queue: int = 8, max_burst: int = 16,
                  stall: float = 0.3, read_latency_range=(1, 20), write_latency_range=(1, 10),
                  reorder: bool = False, errors: dict | None = None, name: str = "axi_mem"):
+        if not (isinstance(read_latency, int) and read_latency >= 1):
+            raise ValueError(f"AXIMemory read_latency must be an integer >= 1, not "
+                             f"{read_latency!r}")
         if mode not in ("deterministic", "random"):
             raise ValueError(f"AXIMemory mode must be 'deterministic' or 'random', not {mode!r}")
-        if (size is None) == (data is None):
-            raise ValueError("AXIMemory needs exactly one of size= or data=")
-        if data is not None:
+        if (size is not None) + (data is not None) + (share is not None) != 1:
+            raise ValueError("AXIMemory needs exactly one of size=, data= or share=")
+        if share is not None:
+            self.data = share.data
+            base = share.base
+        elif data is not None:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 data = np.frombuffer(bytes(data), dtype=np.uint8)
             self.data = np.array(data, dtype=np.uint8).reshape(-1).copy()
@@ -416,3 +432,27 @@ class AXIMemory:
             self._edge(dict(zip(self._SAMPLED, vals)))
             self.cycle += 1
             self._drive(ctx)
+
+
+def memory_ports(buses, *, base: int = 0, size: int | None = None, data=None, seed=None,
+                 errors: dict | None = None, name: str = "axi_mem", cls=None,
+                 **kw) -> list["AXIMemory"]:
+    """One :class:`AXIMemory` per manager port in ``buses``, all serving one byte array.
+
+    Port ``p`` is named ``f"{name}{p}"`` (``name`` alone for port 0) and, in random mode, gets
+    the seed ``seed + p`` (independent stalls per port). ``errors`` maps a port to that port's
+    ``errors`` dict (``{port: {("r", burst_index): "SLVERR"}}``). ``cls`` is the model class
+    (default :class:`AXIMemory`); the other keyword arguments go to every port.
+    """
+    cls = AXIMemory if cls is None else cls
+    errors = dict(errors or {})
+    bad = [p for p in errors if not (isinstance(p, int) and 0 <= p < len(buses))]
+    if bad:
+        raise ValueError(f"memory_ports: errors for ports {bad}, but there are {len(buses)} "
+                         f"ports")
+    ports = []
+    for p, bus in enumerate(buses):
+        src = dict(size=size, data=data, base=base) if p == 0 else dict(share=ports[0])
+        ports.append(cls(bus, **src, seed=None if seed is None else seed + p,
+                         errors=errors.get(p), name=name if p == 0 else f"{name}{p}", **kw))
+    return ports

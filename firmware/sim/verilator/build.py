@@ -49,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS_SOURCES = ("harness.cpp",)
 LIB_NAME = "libilmpqsim.so"
 #: Bump when the C API changes (checked against ``ilmpq_abi_version()`` when loading).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 #: Verilator options: ``--x-assign 0 --x-initial 0`` make any X deterministic (zero), like the
 #: Amaranth simulator; ``--assert`` checks Amaranth ``Assert`` statements; lint is
@@ -66,7 +66,8 @@ LD_FLAGS = ("-shared", "-Wl,-Bsymbolic")
 
 #: The ports the harness drives and samples: name -> (direction, allowed widths or None = any
 #: width up to 64). ``m_axi`` data width is 32, 64 or 128; the harness takes every other width
-#: from the Verilated C++ types.
+#: from the Verilated C++ types. A top with several AXI ports also has ``m_axi1_*`` (and
+#: ``m_axi2_*``, ``m_axi3_*``) with the same members and widths as ``m_axi_*``.
 REQUIRED_PORTS: dict[str, tuple[str, tuple[int, ...] | None]] = {
     "clk": ("input", (1,)),
     "rst": ("input", (1,)),
@@ -126,6 +127,8 @@ class BuildResult:
         The cache key (SHA-256 hex).
     data_bits, addr_bits, id_bits : int
         ``m_axi`` data, address and ID widths of the top.
+    axi_ports : int
+        AXI4 manager ports of the top (``m_axi``, ``m_axi1``, ...).
     """
 
     path: str
@@ -136,6 +139,7 @@ class BuildResult:
     data_bits: int
     addr_bits: int
     id_bits: int
+    axi_ports: int = 1
 
 
 def default_cache_dir() -> str:
@@ -188,7 +192,8 @@ def check_top_ports(verilog_text: str, top: str) -> dict[str, int]:
     Returns
     -------
     dict
-        ``data_bits``, ``addr_bits``, ``id_bits`` of ``m_axi``.
+        ``data_bits``, ``addr_bits``, ``id_bits`` of ``m_axi``, and ``axi_ports``: 1, or 2 / 4
+        when ``m_axi1_*`` (and ``m_axi2_*``, ``m_axi3_*``) exist with the same members.
 
     Raises
     ------
@@ -219,13 +224,26 @@ def check_top_ports(verilog_text: str, top: str) -> dict[str, int]:
                      ("m_axi_awid", "m_axi_bid"), ("m_axi_arid", "m_axi_rid")):
             if ports[a][1] != ports[b][1]:
                 problems.append(f"{a} ({ports[a][1]} bits) and {b} ({ports[b][1]} bits) differ")
+    n_ports = 1
+    while n_ports < 4 and f"m_axi{n_ports}_araddr" in ports:
+        n_ports += 1
+    if n_ports == 3 or f"m_axi{n_ports}_araddr" in ports:
+        problems.append(f"{n_ports} AXI ports (m_axi, m_axi1, ...): the harness serves 1, 2 or 4")
+    for p in range(1, n_ports):
+        for name in (n for n in REQUIRED_PORTS if n.startswith("m_axi_")):
+            other = f"m_axi{p}_" + name[len("m_axi_"):]
+            if other not in ports:
+                problems.append(f"missing {REQUIRED_PORTS[name][0]} {other}")
+            elif name in ports and ports[other] != ports[name]:
+                problems.append(f"{other} is {ports[other][0]} {ports[other][1]} bits, must be "
+                                f"like {name} ({ports[name][0]} {ports[name][1]} bits)")
     if problems:
         raise IlmpqValueError(
             f"module {top!r} does not have the accelerator's top-level ports: "
             + "; ".join(problems)
             + " (see ilmpq.firmware.sim.verilator.build.REQUIRED_PORTS)")
     return {"data_bits": ports["m_axi_wdata"][1], "addr_bits": ports["m_axi_awaddr"][1],
-            "id_bits": ports["m_axi_awid"][1]}
+            "id_bits": ports["m_axi_awid"][1], "axi_ports": n_ports}
 
 
 def _check_tools() -> str:
@@ -276,21 +294,27 @@ def _make_vars(*, python: bool = True) -> list[str]:
             *OPT_FLAGS]
 
 
-def _command(vl: str, top: str, data_bits: int, jobs: int, trace: bool = False) -> list[str]:
+def _harness_config(data_bits: int, axi_ports: int) -> str:
+    """The text of the generated ``ilmpq_harness_config.h``."""
+    return f"#define ILMPQ_DATA_BITS {data_bits}\n#define ILMPQ_AXI_PORTS {axi_ports}\n"
+
+
+def _command(vl: str, top: str, data_bits: int, jobs: int, trace: bool = False,
+             axi_ports: int = 1) -> list[str]:
     """The build as one command line (for the cache key and meta.json), with the contents of
     the generated ``ilmpq_harness_config.h`` as its last element."""
     return [vl, *_verilator_args(top, jobs, trace), "--build",
             *(a for v in _make_vars(python=False) for a in ("-MAKEFLAGS", v)),
-            f"ilmpq_harness_config.h: ILMPQ_DATA_BITS={data_bits}"]
+            f"ilmpq_harness_config.h: ILMPQ_DATA_BITS={data_bits} ILMPQ_AXI_PORTS={axi_ports}"]
 
 
 def cache_key(verilog_text: str, top: str, *, trace: bool = False,
-              _data_bits: int | None = None) -> str:
+              _widths: dict | None = None) -> str:
     """SHA-256 (hex) of everything that goes into the library of ``top``: ABI version, top name,
     compiler flags, Verilator and C++ compiler versions, harness source and Verilog text."""
-    if _data_bits is None:
-        _data_bits = check_top_ports(verilog_text, top)["data_bits"]
-    flags = _command("<verilator>", top, _data_bits, 1, trace)
+    if _widths is None:
+        _widths = check_top_ports(verilog_text, top)
+    flags = _command("<verilator>", top, _widths["data_bits"], 1, trace, _widths["axi_ports"])
     h = hashlib.sha256()
     for part in (f"ilmpq-verilator-abi{ABI_VERSION}", top, "\0".join(flags),
                  _tool_versions(_check_tools()), _harness_text(), verilog_text):
@@ -313,7 +337,7 @@ def build_library(verilog_text: str, top: str, *, cache_dir: str | None = None,
     cache_dir = os.path.abspath(cache_dir or default_cache_dir())
     os.makedirs(cache_dir, exist_ok=True)
 
-    key = cache_key(verilog_text, top, trace=trace, _data_bits=widths["data_bits"])
+    key = cache_key(verilog_text, top, trace=trace, _widths=widths)
     final = os.path.join(cache_dir, f"{top}-{key[:20]}")
     lib = os.path.join(final, LIB_NAME)
 
@@ -338,17 +362,18 @@ def build_library(verilog_text: str, top: str, *, cache_dir: str | None = None,
         tmp = tempfile.mkdtemp(prefix=f".tmp-{top}-", dir=cache_dir)
         try:
             build_s, cpu_s = _compile(vl, verilog_text, top, widths["data_bits"], jobs, tmp,
-                                      trace, cache_dir)
+                                      trace, cache_dir, widths["axi_ports"])
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump({"top": top, "key": key, "build_seconds": round(build_s, 3),
                            "build_cpu_seconds": round(cpu_s, 3),
                            "load_average": [round(x, 2) for x in os.getloadavg()],
                            "data_bits": widths["data_bits"], "addr_bits": widths["addr_bits"],
-                           "id_bits": widths["id_bits"], "jobs": jobs,
+                           "id_bits": widths["id_bits"], "axi_ports": widths["axi_ports"],
+                           "jobs": jobs,
                            "tools": _tool_versions(vl).splitlines(),
                            "trace": trace,
                            "command": _command("verilator", top, widths["data_bits"], jobs,
-                                               trace)},
+                                               trace, widths["axi_ports"])},
                           f, indent=1)
             try:
                 os.rename(tmp, final)  # atomic; fails if a lock-less racer got there first
@@ -378,7 +403,7 @@ def _runtime_objects(obj: str) -> list[str]:
 
 
 def _compile(vl: str, verilog_text: str, top: str, data_bits: int, jobs: int,
-             out: str, trace: bool, cache_dir: str) -> tuple[float, float]:
+             out: str, trace: bool, cache_dir: str, axi_ports: int = 1) -> tuple[float, float]:
     """Verilate and compile in ``out``; return (wall seconds, CPU seconds of the children).
 
     The Verilator runtime (``verilated.cpp`` and friends, about 5 CPU-seconds) does not depend
@@ -403,7 +428,7 @@ def _compile(vl: str, verilog_text: str, top: str, data_bits: int, jobs: int,
     runtime_dir = saved = None
     if status == 0:
         with open(os.path.join(obj, "ilmpq_harness_config.h"), "w") as f:
-            f.write(f"#define ILMPQ_DATA_BITS {data_bits}\n")
+            f.write(_harness_config(data_bits, axi_ports))
         runtime = _runtime_objects(obj)
         dry = subprocess.run([*make, "-n", *runtime], cwd=obj, env=env, capture_output=True,
                              text=True)

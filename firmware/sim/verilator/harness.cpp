@@ -1,11 +1,13 @@
 // Verilator harness for ilmpq accelerator tops: clock/reset, an AXI4-Lite manager for the CSRs,
-// and the deterministic AXI4 memory model of docs/memory_model.md on the m_axi port, all in C++
+// and the deterministic AXI4 memory model of docs/memory_model.md on every AXI4 manager port
+// (m_axi, m_axi1, ... : one model per port, all serving one memory), all in C++
 // so a whole network runs at Verilator speed. Python drives it through the C API at the bottom
 // (ilmpq.firmware.sim.verilator.sim loads the shared library with ctypes).
 //
 // The model is compiled together with the Verilated top (always prefixed Vtop). The build writes
 // ilmpq_harness_config.h with
 //   ILMPQ_DATA_BITS   m_axi data width (32, 64 or 128)
+//   ILMPQ_AXI_PORTS   number of AXI4 manager ports (1, 2 or 4: m_axi, m_axi1, m_axi2, m_axi3)
 // and the port widths of every other signal are taken from the Verilated C++ types. Built with
 // Verilator's --trace (VM_TRACE), ilmpq_sim_trace_open() writes a VCD of every evaluation.
 //
@@ -38,12 +40,17 @@
 #ifndef ILMPQ_DATA_BITS
 #error "ilmpq_harness_config.h must define ILMPQ_DATA_BITS (the m_axi data width)"
 #endif
+#ifndef ILMPQ_AXI_PORTS
+#define ILMPQ_AXI_PORTS 1
+#endif
 
 #define ILMPQ_API extern "C" __attribute__((visibility("default")))
 
 namespace {
 
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
+constexpr int kPorts = ILMPQ_AXI_PORTS;
+static_assert(kPorts == 1 || kPorts == 2 || kPorts == 4, "1, 2 or 4 AXI ports");
 constexpr int kDataBytes = ILMPQ_DATA_BITS / 8;
 constexpr int kSizeLog2 = kDataBytes == 4 ? 2 : kDataBytes == 8 ? 3 : kDataBytes == 16 ? 4 : -1;
 static_assert(kSizeLog2 > 0, "m_axi data width must be 32, 64 or 128 bits");
@@ -123,6 +130,85 @@ struct WBeat {
     }
 };
 
+// What the harness samples from one manager port at an edge, and what it drives into it.
+struct PortIn {
+    bool arvalid, awvalid, wvalid, rready, bready;
+    AddrReq ar, aw;
+    WBeat w;
+};
+
+struct PortOut {
+    bool arready, awready, wready, rvalid, rlast, bvalid;
+    uint32_t rid, rresp, bid, bresp;
+    const uint8_t* rdata;
+};
+
+// Signal access of port P (prefix N): one specialization per port, so the Verilated members are
+// named at compile time.
+template <int P>
+struct Io;
+
+#define ILMPQ_PORT_IO(P, N)                                                                  \
+    template <>                                                                              \
+    struct Io<P> {                                                                           \
+        static PortIn sample(const Vtop& t) {                                                \
+            PortIn i;                                                                        \
+            i.arvalid = t.N##_arvalid; i.awvalid = t.N##_awvalid; i.wvalid = t.N##_wvalid;   \
+            i.rready = t.N##_rready; i.bready = t.N##_bready;                                \
+            i.ar.addr = get_u(t.N##_araddr); i.ar.id = get_u(t.N##_arid);                    \
+            i.ar.len = get_u(t.N##_arlen); i.ar.size = get_u(t.N##_arsize);                  \
+            i.ar.burst = get_u(t.N##_arburst); i.ar.lock = get_u(t.N##_arlock);              \
+            i.ar.cache = get_u(t.N##_arcache); i.ar.prot = get_u(t.N##_arprot);              \
+            i.ar.qos = get_u(t.N##_arqos);                                                   \
+            i.aw.addr = get_u(t.N##_awaddr); i.aw.id = get_u(t.N##_awid);                    \
+            i.aw.len = get_u(t.N##_awlen); i.aw.size = get_u(t.N##_awsize);                  \
+            i.aw.burst = get_u(t.N##_awburst); i.aw.lock = get_u(t.N##_awlock);              \
+            i.aw.cache = get_u(t.N##_awcache); i.aw.prot = get_u(t.N##_awprot);              \
+            i.aw.qos = get_u(t.N##_awqos);                                                   \
+            get_bytes(t.N##_wdata, i.w.data);                                                \
+            i.w.strb = get_u(t.N##_wstrb); i.w.last = get_u(t.N##_wlast);                    \
+            return i;                                                                        \
+        }                                                                                    \
+        static void drive(Vtop& t, const PortOut& o) {                                       \
+            set_bytes(t.N##_rdata, o.rdata);                                                 \
+            set_u(t.N##_rid, o.rid); set_u(t.N##_rresp, o.rresp);                            \
+            t.N##_rlast = o.rlast; t.N##_rvalid = o.rvalid; t.N##_arready = o.arready;       \
+            t.N##_awready = o.awready; t.N##_wready = o.wready; t.N##_bvalid = o.bvalid;     \
+            set_u(t.N##_bid, o.bid); set_u(t.N##_bresp, o.bresp);                            \
+        }                                                                                    \
+    };
+
+ILMPQ_PORT_IO(0, m_axi)
+#if ILMPQ_AXI_PORTS > 1
+ILMPQ_PORT_IO(1, m_axi1)
+#endif
+#if ILMPQ_AXI_PORTS > 2
+ILMPQ_PORT_IO(2, m_axi2)
+ILMPQ_PORT_IO(3, m_axi3)
+#endif
+
+using SampleFn = PortIn (*)(const Vtop&);
+using DriveFn = void (*)(Vtop&, const PortOut&);
+const SampleFn kSample[kPorts] = {
+    &Io<0>::sample,
+#if ILMPQ_AXI_PORTS > 1
+    &Io<1>::sample,
+#endif
+#if ILMPQ_AXI_PORTS > 2
+    &Io<2>::sample, &Io<3>::sample,
+#endif
+};
+const DriveFn kDrive[kPorts] = {
+    &Io<0>::drive,
+#if ILMPQ_AXI_PORTS > 1
+    &Io<1>::drive,
+#endif
+#if ILMPQ_AXI_PORTS > 2
+    &Io<2>::drive, &Io<3>::drive,
+#endif
+};
+const char* const kPortName[4] = {"m_axi", "m_axi1", "m_axi2", "m_axi3"};
+
 struct ReadBurst {
     int64_t accepted;  // edge of the AR handshake
     uint64_t addr;     // start address (beat aligned)
@@ -153,18 +239,9 @@ enum Counter : int {
     kCntRErrBursts, kCntBErrBursts, kCntRStall, kCntWStall, kNumCounters
 };
 
-struct Sim {
-    std::unique_ptr<VerilatedContext> ctx;
-    std::unique_ptr<Vtop> top;
-
-    uint8_t* mem = nullptr;
-    uint64_t mem_base, mem_size;
-    uint32_t read_latency, write_latency, queue;
-
-    uint64_t cycle = 0;  // rising edges since the end of reset; the next edge has this index
-    bool in_reset = false;
-    bool dead = false;   // a Verilator fatal error: the model state is unusable
-
+// The memory model's state for one manager port (docs/memory_model.md): its own queues, R and B
+// order, error injection and counters; the memory itself is the Sim's.
+struct Port {
     // read side
     std::deque<ReadBurst> rq;
     int64_t r_last = kNegInf;  // edge of the previous burst's last R beat
@@ -185,6 +262,30 @@ struct Sim {
     bool ar_wait = false, aw_wait = false, w_wait = false;
     AddrReq ar_snap, aw_snap;
     WBeat w_snap;
+
+    void clear() {
+        rq.clear(); wq.clear(); bq.clear();
+        r_last = b_last = kNegInf;
+        r_loaded = false;
+        ar_index = aw_index = 0;
+        std::fill(std::begin(counters), std::end(counters), 0);
+        ar_wait = aw_wait = w_wait = false;
+    }
+};
+
+struct Sim {
+    std::unique_ptr<VerilatedContext> ctx;
+    std::unique_ptr<Vtop> top;
+
+    uint8_t* mem = nullptr;
+    uint64_t mem_base, mem_size;
+    uint32_t read_latency, write_latency, queue;
+
+    uint64_t cycle = 0;  // rising edges since the end of reset; the next edge has this index
+    bool in_reset = false;
+    bool dead = false;   // a Verilator fatal error: the model state is unusable
+
+    Port ports[kPorts];
 
     // AXI4-Lite manager
     enum LiteOp { kIdle, kWrite, kRead } lite_op = kIdle;
@@ -240,31 +341,9 @@ struct Sim {
         viol.cycle = cycle;
     }
 
-    // ---- sampling the manager's request channels ------------------------------------------
-    AddrReq sample_ar() const {
-        const Vtop& t = *top;
-        AddrReq r;
-        r.addr = get_u(t.m_axi_araddr); r.id = get_u(t.m_axi_arid); r.len = get_u(t.m_axi_arlen);
-        r.size = get_u(t.m_axi_arsize); r.burst = get_u(t.m_axi_arburst);
-        r.lock = get_u(t.m_axi_arlock); r.cache = get_u(t.m_axi_arcache);
-        r.prot = get_u(t.m_axi_arprot); r.qos = get_u(t.m_axi_arqos);
-        return r;
-    }
-    AddrReq sample_aw() const {
-        const Vtop& t = *top;
-        AddrReq r;
-        r.addr = get_u(t.m_axi_awaddr); r.id = get_u(t.m_axi_awid); r.len = get_u(t.m_axi_awlen);
-        r.size = get_u(t.m_axi_awsize); r.burst = get_u(t.m_axi_awburst);
-        r.lock = get_u(t.m_axi_awlock); r.cache = get_u(t.m_axi_awcache);
-        r.prot = get_u(t.m_axi_awprot); r.qos = get_u(t.m_axi_awqos);
-        return r;
-    }
-    WBeat sample_w() const {
-        WBeat w;
-        get_bytes(top->m_axi_wdata, w.data);
-        w.strb = get_u(top->m_axi_wstrb);
-        w.last = get_u(top->m_axi_wlast);
-        return w;
+    // The channel name of a violation: "AR" on port 0 (as with one port), "m_axi1 AR" on port 1.
+    std::string chan_name(int p, const char* ch) const {
+        return p == 0 ? std::string(ch) : std::string(kPortName[p]) + " " + ch;
     }
 
     void check_stable(const char* ch, bool& wait, bool valid, bool ready, bool same,
@@ -342,94 +421,102 @@ struct Sim {
     // Evaluate after changing inputs between clock edges.
     void eval_offstep() { eval_at(10 * edges_total + 8); }
 
+    // The handshakes of port p at this edge (in.* sampled before the edge).
+    void port_edge(int p, const PortIn& in) {
+        Port& P = ports[p];
+        const bool arv = in.arvalid, awv = in.awvalid, wv = in.wvalid;
+        const bool rr = in.rready, br = in.bready;
+        const AddrReq& ar = in.ar;
+        const AddrReq& aw = in.aw;
+        const WBeat& w = in.w;
+        const std::string c_ar = chan_name(p, "AR"), c_aw = chan_name(p, "AW"),
+                      c_w = chan_name(p, "W");
+        check_stable(c_ar.c_str(), P.ar_wait, arv, P.o_arready, ar == P.ar_snap, "ar");
+        check_stable(c_aw.c_str(), P.aw_wait, awv, P.o_awready, aw == P.aw_snap, "aw");
+        check_stable(c_w.c_str(), P.w_wait, wv, P.o_wready, w == P.w_snap, "w");
+        if (P.ar_wait) P.ar_snap = ar;
+        if (P.aw_wait) P.aw_snap = aw;
+        if (P.w_wait) P.w_snap = w;
+        if (P.o_rvalid && !rr) P.counters[kCntRStall]++;
+        if (wv && !P.o_wready) P.counters[kCntWStall]++;
+
+        // R transfer
+        if (P.o_rvalid && rr) {
+            ReadBurst& b = P.rq.front();
+            P.counters[kCntRBeats]++;
+            P.r_loaded = false;
+            if (++b.done == b.beats) {
+                P.r_last = static_cast<int64_t>(cycle);
+                P.rq.pop_front();
+            }
+        }
+        // B transfer
+        if (P.o_bvalid && br) {
+            P.counters[kCntBResps]++;
+            P.b_last = static_cast<int64_t>(cycle);
+            P.bq.pop_front();
+        }
+        // W transfer (belongs to the oldest AW burst still missing beats)
+        if (wv && P.o_wready) {
+            WriteBurst& b = P.wq.front();
+            const bool last = b.got + 1 == b.beats;
+            P.counters[kCntWBeats]++;
+            if (static_cast<bool>(w.last) != last) {
+                violate("wlast", c_w.c_str(),
+                        "wlast=%u on beat %u of a %u-beat burst (awaddr=0x%llx): wlast must "
+                        "be 1 on exactly the last beat",
+                        w.last, b.got, b.beats, (unsigned long long)b.addr);
+            } else if (b.resp == kOkay) {
+                const uint64_t off = b.addr + static_cast<uint64_t>(b.got) * kDataBytes -
+                                     mem_base;
+                for (int i = 0; i < kDataBytes; ++i)
+                    if (w.strb >> i & 1) mem[off + i] = w.data[i];
+            }
+            if (++b.got == b.beats) {
+                b.last_edge = static_cast<int64_t>(cycle);
+                P.bq.push_back(b);
+                P.wq.pop_front();
+            }
+        }
+        // AW transfer
+        if (awv && P.o_awready) {
+            const uint64_t index = P.aw_index++;
+            P.counters[kCntAwBursts]++;
+            if (check_burst(c_aw.c_str(), "aw", aw)) {
+                WriteBurst b{};
+                b.addr = aw.addr;
+                b.beats = aw.len + 1;
+                b.id = aw.id;
+                auto it = P.inject_b.find(index);
+                b.resp = it == P.inject_b.end() ? kOkay : it->second;
+                if (b.resp != kOkay) P.counters[kCntBErrBursts]++;
+                P.wq.push_back(b);
+            }
+        }
+        // AR transfer
+        if (arv && P.o_arready) {
+            const uint64_t index = P.ar_index++;
+            P.counters[kCntArBursts]++;
+            if (check_burst(c_ar.c_str(), "ar", ar)) {
+                ReadBurst b{};
+                b.accepted = static_cast<int64_t>(cycle);
+                b.addr = ar.addr;
+                b.beats = ar.len + 1;
+                b.id = ar.id;
+                auto it = P.inject_r.find(index);
+                b.resp = it == P.inject_r.end() ? kOkay : it->second;
+                if (b.resp != kOkay) P.counters[kCntRErrBursts]++;
+                P.rq.push_back(b);
+            }
+        }
+    }
+
     // ---- one rising edge ---------------------------------------------------------------------
     void edge() {
         Vtop& t = *top;
         const uint64_t this_edge = cycle;
         if (!in_reset) {
-            const bool arv = t.m_axi_arvalid, awv = t.m_axi_awvalid, wv = t.m_axi_wvalid;
-            const bool rr = t.m_axi_rready, br = t.m_axi_bready;
-            const AddrReq ar = sample_ar();
-            const AddrReq aw = sample_aw();
-            const WBeat w = sample_w();
-            check_stable("AR", ar_wait, arv, o_arready, ar == ar_snap, "ar");
-            check_stable("AW", aw_wait, awv, o_awready, aw == aw_snap, "aw");
-            check_stable("W", w_wait, wv, o_wready, w == w_snap, "w");
-            if (ar_wait) ar_snap = ar;
-            if (aw_wait) aw_snap = aw;
-            if (w_wait) w_snap = w;
-            if (o_rvalid && !rr) counters[kCntRStall]++;
-            if (wv && !o_wready) counters[kCntWStall]++;
-
-            // R transfer
-            if (o_rvalid && rr) {
-                ReadBurst& b = rq.front();
-                counters[kCntRBeats]++;
-                r_loaded = false;
-                if (++b.done == b.beats) {
-                    r_last = static_cast<int64_t>(cycle);
-                    rq.pop_front();
-                }
-            }
-            // B transfer
-            if (o_bvalid && br) {
-                counters[kCntBResps]++;
-                b_last = static_cast<int64_t>(cycle);
-                bq.pop_front();
-            }
-            // W transfer (belongs to the oldest AW burst still missing beats)
-            if (wv && o_wready) {
-                WriteBurst& b = wq.front();
-                const bool last = b.got + 1 == b.beats;
-                counters[kCntWBeats]++;
-                if (static_cast<bool>(w.last) != last) {
-                    violate("wlast", "W",
-                            "wlast=%u on beat %u of a %u-beat burst (awaddr=0x%llx): wlast must "
-                            "be 1 on exactly the last beat",
-                            w.last, b.got, b.beats, (unsigned long long)b.addr);
-                } else if (b.resp == kOkay) {
-                    const uint64_t off = b.addr + static_cast<uint64_t>(b.got) * kDataBytes -
-                                         mem_base;
-                    for (int i = 0; i < kDataBytes; ++i)
-                        if (w.strb >> i & 1) mem[off + i] = w.data[i];
-                }
-                if (++b.got == b.beats) {
-                    b.last_edge = static_cast<int64_t>(cycle);
-                    bq.push_back(b);
-                    wq.pop_front();
-                }
-            }
-            // AW transfer
-            if (awv && o_awready) {
-                const uint64_t index = aw_index++;
-                counters[kCntAwBursts]++;
-                if (check_burst("AW", "aw", aw)) {
-                    WriteBurst b{};
-                    b.addr = aw.addr;
-                    b.beats = aw.len + 1;
-                    b.id = aw.id;
-                    auto it = inject_b.find(index);
-                    b.resp = it == inject_b.end() ? kOkay : it->second;
-                    if (b.resp != kOkay) counters[kCntBErrBursts]++;
-                    wq.push_back(b);
-                }
-            }
-            // AR transfer
-            if (arv && o_arready) {
-                const uint64_t index = ar_index++;
-                counters[kCntArBursts]++;
-                if (check_burst("AR", "ar", ar)) {
-                    ReadBurst b{};
-                    b.accepted = static_cast<int64_t>(cycle);
-                    b.addr = ar.addr;
-                    b.beats = ar.len + 1;
-                    b.id = ar.id;
-                    auto it = inject_r.find(index);
-                    b.resp = it == inject_r.end() ? kOkay : it->second;
-                    if (b.resp != kOkay) counters[kCntRErrBursts]++;
-                    rq.push_back(b);
-                }
-            }
+            for (int p = 0; p < kPorts; ++p) port_edge(p, kSample[p](t));
             lite_edge();
         }
         t.clk = 1;
@@ -514,57 +601,55 @@ struct Sim {
     // ---- the memory model's outputs for the upcoming edge -----------------------------------
     void drive() {
         Vtop& t = *top;
+        for (int p = 0; p < kPorts; ++p) drive_port(p, t);
+        drive_lite();
+    }
+
+    void drive_port(int p, Vtop& t) {
+        Port& P = ports[p];
+        static const uint8_t zero[kDataBytes] = {};
         const int64_t c = static_cast<int64_t>(cycle);
-        o_arready = rq.size() < queue;
-        o_rvalid = !rq.empty() &&
-                   c >= std::max(rq.front().accepted + static_cast<int64_t>(read_latency),
-                                 r_last + 1);
-        if (o_rvalid) {
-            const ReadBurst& b = rq.front();
-            if (!r_loaded) {  // the beat's data is read when it is first presented
+        PortOut o{};
+        o.rdata = zero;
+        P.o_arready = P.rq.size() < queue;
+        P.o_rvalid = !P.rq.empty() &&
+                     c >= std::max(P.rq.front().accepted + static_cast<int64_t>(read_latency),
+                                   P.r_last + 1);
+        if (P.o_rvalid) {
+            const ReadBurst& b = P.rq.front();
+            if (!P.r_loaded) {  // the beat's data is read when it is first presented
                 if (b.resp == kOkay)
-                    std::memcpy(rbeat,
+                    std::memcpy(P.rbeat,
                                 mem + (b.addr + static_cast<uint64_t>(b.done) * kDataBytes -
                                        mem_base),
                                 kDataBytes);
                 else
-                    std::memset(rbeat, 0, kDataBytes);
-                r_loaded = true;
+                    std::memset(P.rbeat, 0, kDataBytes);
+                P.r_loaded = true;
             }
-            set_bytes(t.m_axi_rdata, rbeat);
-            set_u(t.m_axi_rid, b.id);
-            set_u(t.m_axi_rresp, b.resp);
-            t.m_axi_rlast = b.done + 1 == b.beats;
-        } else {
-            static const uint8_t zero[kDataBytes] = {};
-            set_bytes(t.m_axi_rdata, zero);
-            set_u(t.m_axi_rid, 0);
-            set_u(t.m_axi_rresp, 0);
-            t.m_axi_rlast = 0;
+            o.rdata = P.rbeat;
+            o.rid = b.id;
+            o.rresp = b.resp;
+            o.rlast = b.done + 1 == b.beats;
         }
-        t.m_axi_rvalid = o_rvalid;
-        t.m_axi_arready = o_arready;
+        o.rvalid = P.o_rvalid;
+        o.arready = P.o_arready;
 
-        o_awready = wq.size() + bq.size() < queue;
-        o_wready = !wq.empty();
-        o_bvalid = !bq.empty() &&
-                   c >= std::max(bq.front().last_edge + static_cast<int64_t>(write_latency),
-                                 b_last + 1);
-        t.m_axi_awready = o_awready;
-        t.m_axi_wready = o_wready;
-        t.m_axi_bvalid = o_bvalid;
-        set_u(t.m_axi_bid, o_bvalid ? bq.front().id : 0);
-        set_u(t.m_axi_bresp, o_bvalid ? bq.front().resp : 0);
-        drive_lite();
+        P.o_awready = P.wq.size() + P.bq.size() < queue;
+        P.o_wready = !P.wq.empty();
+        P.o_bvalid = !P.bq.empty() &&
+                     c >= std::max(P.bq.front().last_edge + static_cast<int64_t>(write_latency),
+                                   P.b_last + 1);
+        o.awready = P.o_awready;
+        o.wready = P.o_wready;
+        o.bvalid = P.o_bvalid;
+        o.bid = P.o_bvalid ? P.bq.front().id : 0;
+        o.bresp = P.o_bvalid ? P.bq.front().resp : 0;
+        kDrive[p](t, o);
     }
 
     void clear_model() {
-        rq.clear(); wq.clear(); bq.clear();
-        r_last = b_last = kNegInf;
-        r_loaded = false;
-        ar_index = aw_index = 0;
-        std::fill(std::begin(counters), std::end(counters), 0);
-        ar_wait = aw_wait = w_wait = false;
+        for (Port& P : ports) P.clear();
         lite_op = kIdle;
         lite_finished = false;
         viol = Violation();
@@ -656,6 +741,7 @@ void vl_fatal(const char* filename, int linenum, const char* hier, const char* m
 
 ILMPQ_API int ilmpq_abi_version() { return kAbiVersion; }
 ILMPQ_API int ilmpq_data_bits() { return ILMPQ_DATA_BITS; }
+ILMPQ_API int ilmpq_axi_ports() { return kPorts; }
 
 ILMPQ_API void* ilmpq_sim_new(uint64_t mem_base, uint64_t mem_size, uint32_t read_latency,
                               uint32_t write_latency, uint32_t queue) {
@@ -757,22 +843,34 @@ ILMPQ_API uint64_t ilmpq_sim_cycle(void* h) { return static_cast<Sim*>(h)->cycle
 
 ILMPQ_API int ilmpq_sim_irq(void* h) { return static_cast<Sim*>(h)->top->irq ? 1 : 0; }
 
-ILMPQ_API void ilmpq_sim_inject(void* h, int channel, uint64_t burst_index, uint32_t resp) {
+// Error injection on port `port` (0 .. ilmpq_axi_ports() - 1; burst indices count that port's
+// bursts). Returns -1 for a port that does not exist.
+ILMPQ_API int ilmpq_sim_inject(void* h, int port, int channel, uint64_t burst_index,
+                               uint32_t resp) {
     Sim* s = static_cast<Sim*>(h);
-    (channel == kInjR ? s->inject_r : s->inject_b)[burst_index] = resp;
+    if (port < 0 || port >= kPorts) return -1;
+    Port& P = s->ports[port];
+    (channel == kInjR ? P.inject_r : P.inject_b)[burst_index] = resp;
+    return 0;
 }
 
 ILMPQ_API void ilmpq_sim_clear_injections(void* h) {
     Sim* s = static_cast<Sim*>(h);
-    s->inject_r.clear();
-    s->inject_b.clear();
+    for (Port& P : s->ports) {
+        P.inject_r.clear();
+        P.inject_b.clear();
+    }
 }
 
 ILMPQ_API int ilmpq_sim_num_counters() { return kNumCounters; }
 
-ILMPQ_API void ilmpq_sim_counters(void* h, uint64_t* out) {
+// The model's counters of port `port`, or summed over every port for port = -1.
+ILMPQ_API void ilmpq_sim_counters(void* h, int port, uint64_t* out) {
     Sim* s = static_cast<Sim*>(h);
-    std::memcpy(out, s->counters, sizeof s->counters);
+    std::fill(out, out + kNumCounters, 0);
+    for (int p = 0; p < kPorts; ++p)
+        if (port < 0 || port == p)
+            for (int k = 0; k < kNumCounters; ++k) out[k] += s->ports[p].counters[k];
 }
 
 // Copies the first violation (rule, channel, message: NUL-terminated, truncated to `len`);
@@ -788,11 +886,14 @@ ILMPQ_API int ilmpq_sim_violation(void* h, char* rule, char* channel, char* mess
     return 1;
 }
 
-// Outstanding work in the memory model: read bursts not fully returned, write bursts waiting for
-// W beats, write bursts waiting for B.
+// Outstanding work in the memory model, summed over the ports: read bursts not fully returned,
+// write bursts waiting for W beats, write bursts waiting for B.
 ILMPQ_API void ilmpq_sim_outstanding(void* h, uint64_t* out) {
     Sim* s = static_cast<Sim*>(h);
-    out[0] = s->rq.size();
-    out[1] = s->wq.size();
-    out[2] = s->bq.size();
+    out[0] = out[1] = out[2] = 0;
+    for (const Port& P : s->ports) {
+        out[0] += P.rq.size();
+        out[1] += P.wq.size();
+        out[2] += P.bq.size();
+    }
 }

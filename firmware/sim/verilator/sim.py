@@ -126,6 +126,7 @@ def _load(path: str) -> _Lib:
     sigs = {
         "ilmpq_abi_version": (c_int, []),
         "ilmpq_data_bits": (c_int, []),
+        "ilmpq_axi_ports": (c_int, []),
         "ilmpq_sim_new": (vp, [u64, u64, u32, u32, u32]),
         "ilmpq_sim_free": (None, [vp]),
         "ilmpq_sim_mem": (u8p, [vp]),
@@ -139,10 +140,10 @@ def _load(path: str) -> _Lib:
         "ilmpq_sim_csr_read": (c_int, [vp, u32, u64, u32p, u32p]),
         "ilmpq_sim_cycle": (u64, [vp]),
         "ilmpq_sim_irq": (c_int, [vp]),
-        "ilmpq_sim_inject": (None, [vp, c_int, u64, u32]),
+        "ilmpq_sim_inject": (c_int, [vp, c_int, c_int, u64, u32]),
         "ilmpq_sim_clear_injections": (None, [vp]),
         "ilmpq_sim_num_counters": (c_int, []),
-        "ilmpq_sim_counters": (None, [vp, u64p]),
+        "ilmpq_sim_counters": (None, [vp, c_int, u64p]),
         "ilmpq_sim_violation": (c_int, [vp, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                         c_int, u64p]),
         "ilmpq_sim_outstanding": (None, [vp, u64p]),
@@ -446,8 +447,9 @@ class VerilatorSim:
         return self._mem
 
     # ---- error injection, counters ------------------------------------------------------------
-    def inject_error(self, channel: str, burst_index: int, resp: str) -> None:
-        """Answer one burst with an error response.
+    def inject_error(self, channel: str, burst_index: int, resp: str, *, port: int = 0) -> None:
+        """Answer one burst of AXI port ``port`` (``m_axi``, ``m_axi1``, ...) with an error
+        response.
 
         Parameters
         ----------
@@ -455,8 +457,11 @@ class VerilatorSim:
             ``'r'``: the ``burst_index``-th read burst (counting AR handshakes from 0 since the
             last reset) returns ``resp`` on all its beats with zero data; ``'b'`` (or ``'w'``,
             the key the Python model uses): the ``burst_index``-th write burst (counting AW
-            handshakes) gets BRESP ``resp`` and does not change memory.
+            handshakes) gets BRESP ``resp`` and does not change memory. Bursts are counted on
+            port ``port`` alone.
         resp : {'SLVERR', 'DECERR'}
+        port : int
+            ``0 .. axi_ports - 1``.
         """
         if channel not in ("r", "b", "w"):
             raise IlmpqValueError(f"error channel must be 'r' or 'b' ('w' is accepted for 'b'), "
@@ -464,7 +469,10 @@ class VerilatorSim:
         if resp not in ("SLVERR", "DECERR"):
             raise IlmpqValueError(f"injected response must be 'SLVERR' or 'DECERR', not {resp!r}")
         _check_int("burst_index", burst_index, 0, (1 << 64) - 1)
-        self._c.ilmpq_sim_inject(self._handle(), 0 if channel == "r" else 1, burst_index,
+        if not (isinstance(port, int) and 0 <= port < self.axi_ports):
+            raise IlmpqValueError(f"port {port!r} does not exist: the design has "
+                                  f"{self.axi_ports} AXI port(s), 0 .. {self.axi_ports - 1}")
+        self._c.ilmpq_sim_inject(self._handle(), port, 0 if channel == "r" else 1, burst_index,
                                  RESP_CODES[resp])
 
     def clear_errors(self) -> None:
@@ -472,10 +480,24 @@ class VerilatorSim:
         self._c.ilmpq_sim_clear_injections(self._handle())
 
     @property
+    def axi_ports(self) -> int:
+        """AXI4 manager ports of the design (``m_axi``, ``m_axi1``, ...), each with its own
+        memory model, all serving the one memory."""
+        return self._c.ilmpq_axi_ports()
+
+    @property
     def counters(self) -> dict[str, int]:
-        """Handshake and stall counts since the last reset (:data:`COUNTER_NAMES`)."""
+        """Handshake and stall counts since the last reset (:data:`COUNTER_NAMES`), summed over
+        every AXI port."""
+        return self.port_counters(None)
+
+    def port_counters(self, port: int | None) -> dict[str, int]:
+        """:attr:`counters` of one AXI port (``None``: all of them summed)."""
+        if port is not None and not (isinstance(port, int) and 0 <= port < self.axi_ports):
+            raise IlmpqValueError(f"port {port!r} does not exist: the design has "
+                                  f"{self.axi_ports} AXI port(s)")
         buf = (ctypes.c_uint64 * len(COUNTER_NAMES))()
-        self._c.ilmpq_sim_counters(self._handle(), buf)
+        self._c.ilmpq_sim_counters(self._handle(), -1 if port is None else port, buf)
         return dict(zip(COUNTER_NAMES, buf))
 
     @property
