@@ -14,8 +14,15 @@ What it decides (docs/architecture.md sections 2-4):
 * **Tiling.** Output-pixel tiles of whole output rows, at most ``acc_depth`` pixels, whose input
   rows fit one activation-buffer half.
 * **Program.** Per pixel tile: LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE (isa.py explains the
-  implicit dependencies); END closes a segment. Layers the accelerator does not run (max pooling,
-  global average pooling) become CPU steps between segments; the report says which.
+  implicit dependencies); pooling tiles have no LOAD_WEIGHTS. END closes a segment. A network
+  the accelerator runs entirely (convolutions, FC, max pooling, global average pooling) is one
+  segment: one program per frame. Layers it cannot run become CPU steps between segments; the
+  report says which and why.
+* **Pooling.** Max pooling and global average pooling run on the pooling unit (hdl/pool.py):
+  a max passes the post-processing unchanged (``M = 2, S = 1``); an average is a window sum
+  requantized with a bias ``b`` and ``(M, S)`` the compiler chooses so that
+  ``((sum + b)*M + 2**(S-1)) >> S`` equals golden's ``floor((sum + N//2) / N)`` for every
+  possible sum (checked exhaustively, :func:`average_mult_shift`).
 
 Layers that could overflow the accumulator, that read a signed tensor, or that do not fit the
 configuration are rejected with a :class:`CompileError` naming the layer.
@@ -37,11 +44,12 @@ from ..golden.model import (
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import INSTR_BITS, Opcode, encode, pack_lane_params
+from ..hdl.isa import INSTR_BITS, Opcode, PoolMode, encode, pack_lane_params
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "LayerReport",
-           "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled"]
+           "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled",
+           "average_mult_shift"]
 
 DEFAULT_BASE = 0x1000_0000
 _ALIGN = 64
@@ -157,6 +165,8 @@ class LayerReport:
     dma_read_bytes: int = 0
     dma_write_bytes: int = 0
     pe_beats: int = 0              #: beats the PE array consumes (cycles at full rate)
+    pool_beats: int = 0            #: beats the pooling unit consumes (one per window position)
+    cpu_reason: str = ""           #: why a layer runs on the host ("" when it does not)
     useful_macs_per_beat: float = 0.0
 
 
@@ -197,11 +207,17 @@ class Compiled:
                 f"{util:>7.1%}{r.dma_read_bytes:>10}{r.dma_write_bytes:>9}")
         macs = sum(r.macs for r in self.layers if r.where == "accel")
         beats = sum(r.pe_beats for r in self.layers)
-        lines.append(f"accelerator MACs {macs}, PE beats {beats}, ideal utilization "
-                     f"{macs / max(1, beats * cfg.macs_per_cycle):.1%}")
-        cpu = [r.name for r in self.layers if r.where == "cpu"]
+        pbeats = sum(r.pool_beats for r in self.layers)
+        lines.append(f"accelerator MACs {macs}, PE beats {beats}, pooling beats {pbeats}, "
+                     f"ideal utilization {macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
+        n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
+        cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
-            lines.append(f"on the CPU: {', '.join(cpu)}")
+            lines.append(f"{n_prog} accelerator programs per frame; the host runs: "
+                         + "; ".join(f"{r.name} ({r.cpu_reason})" if r.cpu_reason else r.name
+                                     for r in cpu))
+        else:
+            lines.append(f"{n_prog} accelerator program per frame, nothing on the host")
         return "\n".join(lines)
 
 
@@ -325,10 +341,25 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             reports.append(LayerReport(layer.name, "flatten", "free",
                                        model.tensors[layer.output].shape))
             continue
-        on_cpu = isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer))
+        on_cpu = False
+        reason = ""
+        if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+            reason = _pool_unsupported(layer, model, cfg, tensors)
+            on_cpu = bool(reason)
+            if not on_cpu:
+                if cur_instr is None:
+                    cur_instr = []
+                rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
+                                    stores_in_segment, producers)
+                stores_in_segment += rep.ptiles
+                cur_layers.append(layer.name)
+                reports.append(rep)
+                continue
         if isinstance(layer, ConvLayer) and model.tensors[layer.input].bits > cfg.act_bits:
             # e.g. 8-bit pixels into a 4/5-bit datapath: the first layer runs on the CPU
             on_cpu = True
+            reason = (f"{model.tensors[layer.input].bits}-bit input into the "
+                      f"{cfg.act_bits}-bit datapath")
         if on_cpu:
             flush_segment()
             src = tensors[layer.input]
@@ -340,7 +371,8 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
                 perm[:oc] = np.arange(oc)
             place(layer.output, oc, oh, ow, perm)
             steps_plan.append(("cpu", layer.name))
-            rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape)
+            rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
+                              cpu_reason=reason)
             if isinstance(layer, ConvLayer):
                 rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
                     np.prod(layer.weight.shape[1:]))
@@ -402,6 +434,126 @@ def _fold_candidate(model: QModel, cfg: HWConfig):
     if -(-(c * kw) // cfg.tn) >= kw * -(-c // cfg.tn):
         return None
     return layer
+
+
+def average_mult_shift(n: int, in_bits: int, mult_bits: int) -> tuple[int, int, int] | None:
+    """``(M, S, b)`` with ``((s + b)*M + 2**(S-1)) >> S == floor((s + n//2) / n)`` (golden's
+    rounded mean of ``n`` values, ``docs/numeric.md``) for every sum ``s`` of ``n`` unsigned
+    ``in_bits``-bit values, ``0 < M < 2**mult_bits``: the post-processing unit's
+    requantization with bias ``b``. The smallest ``S`` (then the smallest ``|b|``); every sum is
+    checked. ``None`` when no such triple exists."""
+    s = np.arange(n * ((1 << in_bits) - 1) + 1, dtype=np.int64)
+    want = (s + n // 2) // n
+    for sh in range(1, 48):
+        h = 1 << (sh - 1)
+        c = (1 << sh) // n
+        for mult in range(max(1, c - 2), c + 3):
+            if mult >= 1 << mult_bits:
+                continue
+            # the bias range that puts every (s + b)*M + h into [want, want + 1) * 2**S
+            lo = int(np.max(-((h - want * (1 << sh)) // mult) - s))
+            hi = int(np.min(((want + 1) * (1 << sh) - h - 1) // mult - s))
+            if lo <= hi:
+                b = 0 if lo <= 0 <= hi else (lo if lo > 0 else hi)
+                y = ((s + b) * mult + h) >> sh
+                assert np.array_equal(y, want)
+                return mult, sh, b
+    return None
+
+
+def _pool_geometry(layer, model: QModel):
+    """``(kh, kw, sy, sx, padding, sum)`` of a pooling layer."""
+    if isinstance(layer, MaxPoolLayer):
+        return (*layer.kernel, *layer.stride, layer.padding, False)
+    _, h, w = model.tensors[layer.input].shape
+    return h, w, 1, 1, (0, 0, 0, 0), True
+
+
+def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
+    """Why a pooling layer cannot run on the pooling unit ("" when it can)."""
+    src = tensors[layer.input]
+    if src.signed:
+        return "signed input (the pooling unit pools unsigned activations)"
+    if src.fold is not None:
+        return "input stored column-folded"
+    if cfg.lanes_pad % cfg.tn:
+        return (f"lanes_pad = {cfg.lanes_pad} is not a multiple of tn = {cfg.tn} in "
+                f"configuration {cfg.name!r}")
+    if model.tensors[layer.output].bits != cfg.act_bits:
+        return f"{model.tensors[layer.output].bits}-bit output"
+    kh, kw, sy, sx, _, is_sum = _pool_geometry(layer, model)
+    if kh > 15 or kw > 15:
+        return f"window {kh}x{kw} exceeds 15x15"
+    if not (1 <= sy <= 7 and 1 <= sx <= 7):
+        return f"stride {(sy, sx)} outside 1..7"
+    if is_sum and average_mult_shift(kh * kw, src.bits, cfg.mult_bits) is None:
+        return (f"no exact {cfg.mult_bits}-bit multiplier for an average of {kh * kw} "
+                f"values")
+    return ""
+
+
+def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dict, place,
+                  instrs: list, stores_before: int, producers: dict) -> LayerReport:
+    """Max pooling or global average pooling on the pooling unit (hdl/pool.py)."""
+    name = layer.name
+    src = tensors[layer.input]
+    kh, kw, sy, sx, (pt, pl, pb, pr), is_sum = _pool_geometry(layer, model)
+    oc, oh, ow = model.tensors[layer.output].shape
+    cmem_align = math.lcm(cfg.tn, cfg.beat_bytes)
+    groups = src.c_mem // cfg.tn
+    mtiles = -(-src.c_mem // cfg.lanes_pad)
+    perm = np.full(_roundup(mtiles * cfg.lanes_pad, cmem_align), -1, np.int64)
+    perm[:src.c_mem] = src.perm                 # channel-wise: keep the input's order
+    dst = place(layer.output, oc, oh, ow, perm)
+    if is_sum:
+        mult, shift, bias = average_mult_shift(kh * kw, src.bits, cfg.mult_bits)
+    else:
+        mult, shift, bias = 2, 1, 0              # (2x + 1) >> 1 = x
+    n_lanes = mtiles * cfg.lanes_pad
+    real = np.zeros(n_lanes, bool)
+    real[:src.c_mem] = src.perm >= 0
+    zeros = np.zeros(n_lanes, np.int64)
+    pblob = pack_lane_params(np.where(real, bias, 0), np.where(real, mult, 0), zeros,
+                             np.full(n_lanes, shift), zeros)
+    p_addr = img.alloc(len(pblob), pblob)
+
+    half_words = cfg.act_depth // 2
+    row_words = src.w * groups
+    rows_per_tile = min(oh, cfg.acc_depth // ow)
+    while rows_per_tile > 0 and ((rows_per_tile - 1) * sy + kh) * row_words > half_words:
+        rows_per_tile -= 1
+    if rows_per_tile == 0:
+        raise CompileError(
+            f"layer {name!r}: {kh} input rows of {src.w} x {src.c_mem} activations do not fit "
+            f"half of the activation buffer ({half_words} words of tn = {cfg.tn})")
+    ptiles = rd_bytes = wr_bytes = beats_total = 0
+    tile_rows = []
+    for oy0 in range(0, oh, rows_per_tile):
+        oy1 = min(oh, oy0 + rows_per_tile)
+        iy_lo = oy0 * sy - pt
+        iy_hi = (oy1 - 1) * sy - pt + kh
+        r0, r1 = max(0, iy_lo), min(src.h, iy_hi)
+        beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
+        pixels = (oy1 - oy0) * ow
+        instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
+                             beats=beats, wait_stores=_tile_wait(producers.get(layer.input),
+                                                                 r1)))
+        tile_rows.append((oy0, oy1))
+        instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
+                             stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
+                             in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
+                             pool=(PoolMode.SUM if is_sum else PoolMode.MAX).value))
+        instrs.append(encode(Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
+                             out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
+                             params_addr=p_addr, relu=1, pool=1))
+        ptiles += 1
+        rd_bytes += beats * cfg.beat_bytes + len(pblob)
+        wr_bytes += pixels * mtiles * cfg.lanes_pad
+        beats_total += mtiles * pixels * (cfg.lanes_pad // cfg.tn) * kh * kw
+    producers[layer.output] = (stores_before, tile_rows, False)
+    return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
+                       sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
+                       pool_beats=beats_total)
 
 
 def _tile_wait(producer, r1: int) -> int:

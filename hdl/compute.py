@@ -9,7 +9,8 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
                 data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else 0
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
-``last`` on the final beat of an mtile. All addresses come from adders (no multiplier in the beat
+``last`` on the final beat of an mtile. A COMPUTE with ``pool`` set walks pooling windows
+instead (hdl/pool.py gives the loop nest) and sends its beats to ``pool_beats``. All addresses come from adders (no multiplier in the beat
 loop). The activation buffer is read through a synchronous port (one cycle latency); beats enter a
 small FIFO and an address is issued only when the FIFO has room for it, so back-pressure from the
 PE array never loses a beat.
@@ -20,7 +21,8 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import Compute
+from .isa import Compute, PoolMode
+from .pool import PoolBeat
 
 __all__ = ["ComputeBeat", "ComputeUnit"]
 
@@ -74,6 +76,7 @@ class ComputeUnit(wiring.Component):
         super().__init__({
             "instr": In(stream.Signature(Compute)),
             "beats": Out(stream.Signature(ComputeBeat(config))),
+            "pool_beats": Out(stream.Signature(PoolBeat(config))),
             "rd_addr": Out(abits),
             "rd_en": Out(1),
             "rd_data": In(config.tn * 8),
@@ -95,7 +98,7 @@ class ComputeUnit(wiring.Component):
         beat_layout = ComputeBeat(cfg)
         meta_layout = data.StructLayout({
             "addr": beat_layout["addr"].shape, "bank": 1, "first": 1, "swap": 1, "last": 1,
-            "inb": 1,
+            "inb": 1, "pool": 1, "emit": 1, "sum": 1,
         })
         depth = 4
         m.submodules.fifo = q = fifo.SyncFIFO(
@@ -125,6 +128,19 @@ class ComputeUnit(wiring.Component):
         ox = Signal(12)
         pix = Signal(16)
         half = Signal(1)
+        # pooling loop nest (cg counts the groups of the current block of lanes_pad positions)
+        ppg = max(1, cfg.lanes_pad // cfg.tn)        # groups per pooling mtile
+        cg_base = Signal(16)
+        p_row = Signal(signed(16))                 # window top row / its word offset
+        p_rowoff = Signal(signed(sbits))
+        p_col = Signal(signed(16))                 # window left column / its word offset
+        p_coloff = Signal(signed(sbits))
+        w_row = Signal(signed(16))                 # current kernel position
+        w_rowoff = Signal(signed(sbits))
+        w_col = Signal(signed(16))
+        w_coloff = Signal(signed(sbits))
+        pooling = Signal()
+        m.d.comb += pooling.eq(ins.pool != PoolMode.NONE)
 
         # stage B: the read returns; push beat into the FIFO
         b_valid = Signal()
@@ -158,7 +174,7 @@ class ComputeUnit(wiring.Component):
                 bad = ((ins.n_mtiles == 0) | (ins.kh == 0) | (ins.kw == 0) |
                        (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
                        (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
-                       (ins.in_w == 0) |
+                       (ins.in_w == 0) | (ins.pool.as_value() == 3) |
                        (ins.out_h * ins.out_w > cfg.acc_depth) |
                        (ins.in_rows * ins.in_w * ins.groups > half_words))
                 with m.If(bad):
@@ -190,7 +206,18 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += self.stall_act.eq(1)
             with m.State("MTILE"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(g - self.drained <= 1):
+                with m.If((g - self.drained <= 1) & pooling):
+                    m.d.sync += [
+                        kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0),
+                        p_row.eq(kr_row), p_rowoff.eq(kr_rowoff),
+                        p_col.eq(kc_col), p_coloff.eq(kc_coloff),
+                        w_row.eq(kr_row), w_rowoff.eq(kr_rowoff),
+                        w_col.eq(kc_col), w_coloff.eq(kc_coloff),
+                    ]
+                    with m.If(mt == 0):
+                        m.d.sync += cg_base.eq(0)
+                    m.next = "PRUN"
+                with m.Elif(g - self.drained <= 1):
                     m.d.sync += [
                         kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),
                         oy_rowoff.eq(kr_rowoff), ox_coloff.eq(kc_coloff),
@@ -215,6 +242,7 @@ class ComputeUnit(wiring.Component):
                         b_meta.swap.eq(pix == 0),
                         b_meta.last.eq(last_set & last_pix),
                         b_meta.inb.eq(inb),
+                        b_meta.pool.eq(0),
                     ]
                     # advance the loop nest
                     with m.If(~last_pix):
@@ -266,6 +294,74 @@ class ComputeUnit(wiring.Component):
                                 oy_row.eq(kr_row + 1), oy_rowoff.eq(kr_rowoff + rowstride),
                                 ox_col.eq(ins.tx0), ox_coloff.eq(ins.tx0 * ins.groups),
                             ]
+            with m.State("PRUN"):
+                m.d.comb += self.busy.eq(1)
+                cg_abs = cg_base + cg
+                p_inb = ((w_row >= 0) & (w_row < ins.in_rows) & (w_col >= 0) &
+                         (w_col < ins.in_w) & (cg_abs < ins.groups))
+                p_word = Signal(signed(sbits))
+                m.d.comb += p_word.eq(w_rowoff + w_coloff + cg_abs)
+                k_first = (kr == 0) & (kc == 0)
+                k_last = (kr == ins.kh - 1) & (kc == ins.kw - 1)
+                g_last = cg == ppg - 1
+                with m.If(room):
+                    m.d.comb += [
+                        self.rd_en.eq(p_inb),
+                        self.rd_addr.eq(Cat(p_word[:self._abits - 1], half)),
+                    ]
+                    m.d.sync += [
+                        b_valid.eq(1),
+                        b_meta.addr.eq(0),
+                        b_meta.bank.eq(g[0]),
+                        b_meta.first.eq(k_first),
+                        b_meta.swap.eq(0),
+                        b_meta.last.eq(k_last & g_last & last_pix),
+                        b_meta.inb.eq(p_inb),
+                        b_meta.pool.eq(1),
+                        b_meta.emit.eq(k_last),
+                        b_meta.sum.eq(ins.pool == PoolMode.SUM),
+                    ]
+                    # advance: kc fastest, then kr, then the group, then the output pixel
+                    with m.If(kc != ins.kw - 1):
+                        m.d.sync += [kc.eq(kc + 1), w_col.eq(w_col + 1),
+                                     w_coloff.eq(w_coloff + ins.groups)]
+                    with m.Elif(kr != ins.kh - 1):
+                        m.d.sync += [kc.eq(0), kr.eq(kr + 1),
+                                     w_row.eq(w_row + 1), w_rowoff.eq(w_rowoff + rowstride),
+                                     w_col.eq(p_col), w_coloff.eq(p_coloff)]
+                    with m.Else():
+                        m.d.sync += [kc.eq(0), kr.eq(0),
+                                     w_row.eq(p_row), w_rowoff.eq(p_rowoff),
+                                     w_col.eq(p_col), w_coloff.eq(p_coloff)]
+                        with m.If(~g_last):
+                            m.d.sync += cg.eq(cg + 1)
+                        with m.Else():
+                            m.d.sync += cg.eq(0)
+                            with m.If(ox != ins.out_w - 1):
+                                m.d.sync += [
+                                    ox.eq(ox + 1),
+                                    p_col.eq(p_col + ins.stride_x),
+                                    p_coloff.eq(p_coloff + col_step),
+                                    w_col.eq(p_col + ins.stride_x),
+                                    w_coloff.eq(p_coloff + col_step),
+                                ]
+                            with m.Elif(oy != ins.out_h - 1):
+                                m.d.sync += [
+                                    ox.eq(0), oy.eq(oy + 1),
+                                    p_col.eq(kc_col), p_coloff.eq(kc_coloff),
+                                    w_col.eq(kc_col), w_coloff.eq(kc_coloff),
+                                    p_row.eq(p_row + ins.stride_y),
+                                    p_rowoff.eq(p_rowoff + row_step),
+                                    w_row.eq(p_row + ins.stride_y),
+                                    w_rowoff.eq(p_rowoff + row_step),
+                                ]
+                            with m.Else():
+                                m.d.sync += [g.eq(g + 1), mt.eq(mt + 1),
+                                             cg_base.eq(cg_base + ppg)]
+                                with m.If(mt == ins.n_mtiles - 1):
+                                    m.next = "FLUSH"
+                                with m.Else():
+                                    m.next = "MTILE"
             with m.State("MTILE_PREP"):
                 m.d.comb += self.busy.eq(1)
                 m.next = "MTILE"
@@ -291,8 +387,13 @@ class ComputeUnit(wiring.Component):
         out_meta = Signal(meta_layout)
         m.d.comb += [
             Cat(out_acts.as_value(), out_meta.as_value()).eq(q.r_data),
-            self.beats.valid.eq(q.r_rdy),
-            q.r_en.eq(self.beats.ready),
+            self.beats.valid.eq(q.r_rdy & ~out_meta.pool),
+            self.pool_beats.valid.eq(q.r_rdy & out_meta.pool),
+            q.r_en.eq(Mux(out_meta.pool, self.pool_beats.ready, self.beats.ready)),
+            self.pool_beats.p.data.eq(out_acts),
+            self.pool_beats.p.first.eq(out_meta.first),
+            self.pool_beats.p.emit.eq(out_meta.emit),
+            self.pool_beats.p.sum.eq(out_meta.sum),
             self.beats.p.data.eq(out_acts),
             self.beats.p.addr.eq(out_meta.addr),
             self.beats.p.bank.eq(out_meta.bank),

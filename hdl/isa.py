@@ -13,17 +13,20 @@ LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; p
                        ``k`` of the stream must carry sequence number ``seq_base + k``,
                        and the stream must end where a package ends (else WPKG_LENGTH).
 COMPUTE        C       Run all output-channel tiles (mtiles) of one output-pixel tile on the
-                       PE array, from activation-buffer half ``n % 2``.
+                       PE array, from activation-buffer half ``n % 2``; with ``pool`` set,
+                       reduce pooling windows on the pooling unit instead (an mtile is then
+                       ``lanes_pad`` channel positions of the input, see hdl/pool.py).
 STORE          S       For each mtile of one pixel tile: read the per-lane parameters (and
-                       the residual rows), drain the accumulator bank through the
-                       post-processing unit and write the output bytes.
+                       the residual rows), drain the accumulator bank (with ``pool`` set:
+                       take the pooling unit's results) through the post-processing unit
+                       and write the output bytes.
 END            fetch   Stop fetching; the run is done when every unit is idle and every
                        write is acknowledged.
 =============  ======  ===================================================================
 
 Dependencies are implicit and counted, so the program carries no tokens (the compiler emits
-exactly one LOAD_ROWS, one LOAD_WEIGHTS, one COMPUTE and one STORE per pixel tile, in that
-order):
+exactly one LOAD_ROWS, one COMPUTE and one STORE per pixel tile, in that order, and one
+LOAD_WEIGHTS per conv pixel tile; pooling tiles have no weights):
 
 * COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed;
 * LOAD_ROWS ``n`` starts when COMPUTE ``n - 2`` has completed (its half is free) and when at least
@@ -45,7 +48,8 @@ from amaranth.lib import data, enum
 from ..golden.errors import IlmpqValueError
 
 __all__ = [
-    "INSTR_BITS", "Opcode", "Unit", "OPCODE_UNIT", "LoadRows", "LoadWeights", "Compute", "Store",
+    "INSTR_BITS", "Opcode", "Unit", "PoolMode", "OPCODE_UNIT", "LoadRows", "LoadWeights", "Compute",
+    "Store",
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
 ]
 
@@ -74,6 +78,13 @@ OPCODE_UNIT = {
 }
 
 
+class PoolMode(enum.Enum, shape=unsigned(2)):
+    """What a COMPUTE does with its activation windows."""
+    NONE = 0    #: convolution on the PE array
+    MAX = 1     #: max over each window (unsigned inputs: zero padding never wins)
+    SUM = 2     #: sum over each window (an average is a sum requantized by the STORE)
+
+
 class LoadRows(data.Struct):
     addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
     beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
@@ -99,6 +110,7 @@ class Compute(data.Struct):
     in_w: unsigned(12)          #: input columns
     ty0: signed(13)             #: tile input row of (output row 0, kernel row 0); may be < 0
     tx0: signed(13)             #: input column of (output column 0, kernel column 0) = -pad_left
+    pool: PoolMode              #: NONE: conv on the PE array; MAX / SUM: pooling unit
 
 
 class Store(data.Struct):
@@ -112,6 +124,7 @@ class Store(data.Struct):
     res_en: unsigned(1)
     res_signed: unsigned(1)
     relu: unsigned(1)
+    pool: unsigned(1)           #: results come from the pooling unit (COMPUTE with ``pool``)
 
 
 FIELD_LAYOUTS = {

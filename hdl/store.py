@@ -13,7 +13,9 @@ For every mtile of a pixel tile:
    unit; its output bytes go to the DMA write stream, one write command per pixel (one command
    for the whole mtile when the output is contiguous).
 
-The bank is released (``drained``) once its last group has left the join; the instruction
+A STORE with ``pool`` set takes its mtiles' values from the pooling unit (``pool_in``, already
+in drain order, hdl/pool.py) instead of draining an accumulator bank; everything else is the
+same. The bank is released (``drained``) once its last group has left the join; the instruction
 completes (``done_count``) when every write of it has been acknowledged.
 """
 
@@ -71,6 +73,8 @@ class StoreUnit(wiring.Component):
         The PE array's bank-complete reports, one per mtile in order.
     drain : Out(stream.Signature(DrainCmd)); dout : In(stream.Signature(DrainBeat))
         The PE array's drain port (``ceil(lanes / post_lanes)`` beats per command).
+    pool_in : In(stream.Signature(DrainBeat))
+        The pooling unit's results (``lanes_pad / post_lanes`` beats per pixel).
     pp_in : Out(stream.Signature(JoinBeat)); pp_out : In(stream.Signature(beat bytes))
         The post-processing unit (its output: ``post_lanes`` bytes as one AXI beat).
     wr_cmd : Out(stream.Signature(DmaCmd)); wr_data : Out(stream.Signature(axi_data_width))
@@ -94,6 +98,7 @@ class StoreUnit(wiring.Component):
             "done_in": In(stream.Signature(1)),
             "drain": Out(stream.Signature(DrainCmd(config))),
             "dout": In(stream.Signature(DrainBeat(config))),
+            "pool_in": In(stream.Signature(DrainBeat(config))),
             "pp_in": Out(stream.Signature(JoinBeat(config))),
             "pp_out": In(stream.Signature(B)),
             "wr_cmd": Out(stream.Signature(DmaCmd)),
@@ -204,8 +209,14 @@ class StoreUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += part.eq(part + 1)
             with m.State("WAIT_BANK"):
-                m.d.comb += [self.busy.eq(1), self.done_in.ready.eq(1)]
-                with m.If(self.done_in.valid):
+                m.d.comb += [self.busy.eq(1), self.done_in.ready.eq(~ins.pool)]
+                with m.If(ins.pool):
+                    # pooling results stream in directly: no bank, no drain commands
+                    m.d.sync += [pixels_issued.eq(ins.pixels), wcmds_issued.eq(0),
+                                 res_issued.eq(~ins.res_en)]
+                    m.d.comb += mtile_go.eq(1)
+                    m.next = "DRAIN"
+                with m.Elif(self.done_in.valid):
                     with m.If(self.done_in.payload != g[0]):
                         m.d.sync += self.error.eq(1)
                         m.next = "HALT"
@@ -287,6 +298,7 @@ class StoreUnit(wiring.Component):
         row_ok = Signal()
         m.d.comb += row_ok.eq(~ins.res_en | (rows_filled > j_pix))
         jb = self.pp_in.payload
+        src_valid = Mux(ins.pool, self.pool_in.valid, self.dout.valid)
         m.d.comb += pr.addr.eq(j_grp)
         rbits = max(1, (res_row_beats - 1).bit_length())
         bsel = (bb - 1).bit_length()
@@ -297,7 +309,8 @@ class StoreUnit(wiring.Component):
                 Cat(pos[bsel:bsel + rbits], j_pix[0]) if res_row_beats > 1 else j_pix[0])
             byte = rports[k].data.word_select(pos[:bsel], 8) if bsel else rports[k].data[:8]
             m.d.comb += [
-                jb.acc[k].eq(self.dout.payload.acc[k]),
+                jb.acc[k].eq(Mux(ins.pool, self.pool_in.payload.acc[k],
+                                 self.dout.payload.acc[k])),
                 jb.bias[k].eq(lp.bias),
                 jb.mult[k].eq(lp.mult),
                 jb.shift[k].eq(lp.shift),
@@ -310,8 +323,9 @@ class StoreUnit(wiring.Component):
             jb.res_en.eq(ins.res_en),
             jb.relu.eq(ins.relu),
             jb.last.eq(last_grp & last_pix),
-            self.pp_in.valid.eq(self.dout.valid & row_ok & ~join_done),
-            self.dout.ready.eq(self.pp_in.ready & row_ok & ~join_done),
+            self.pp_in.valid.eq(src_valid & row_ok & ~join_done),
+            self.dout.ready.eq(self.pp_in.ready & row_ok & ~join_done & ~ins.pool),
+            self.pool_in.ready.eq(self.pp_in.ready & row_ok & ~join_done & ins.pool),
         ]
         with m.If(mtile_go):
             m.d.sync += [j_pix.eq(0), j_grp.eq(0), join_done.eq(0), j_pix_consumed.eq(0)]

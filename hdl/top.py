@@ -27,6 +27,7 @@ from .fetch import Fetch
 from .isa import Compute, LoadRows, LoadWeights, Store
 from .loaders import ActLoader, WeightLoader
 from .pe_array import PEArray
+from .pool import PoolUnit
 from .postproc import PostProc
 from .regmap import CSR_ADDR_WIDTH, accelerator_regmap
 from .status import ErrorCode
@@ -219,6 +220,10 @@ class Accelerator(wiring.Component):
             cu.beats.ready.eq(pe.act.ready),
         ]
         wiring.connect(m, wb.wout, pe.wload)
+        # compute -> pooling unit -> store unit
+        pool = reset_wrapped("pool", PoolUnit(cfg))
+        wiring.connect(m, cu.pool_beats, pool.beats)
+        wiring.connect(m, pool.out, su.pool_in)
 
         # unit counters
         m.d.comb += [
@@ -269,11 +274,12 @@ class Accelerator(wiring.Component):
                                     ~queues["q_c"].r_rdy & ~queues["q_s"].r_rdy)
         units_idle = Signal()
         m.d.comb += units_idle.eq(~la.busy & ~wl.busy & ~cu.busy & ~su.busy & ~fetch.busy &
-                                  ~dma.busy)
+                                  ~dma.busy & ~pool.busy)
 
         # watchdog: cycles without progress
         progress = Signal()
         m.d.comb += progress.eq(dma.rd_beats.any() | dma.wr_beat | (pe.act.valid & pe.act.ready) |
+                                (pool.beats.valid & pool.beats.ready) |
                                 (fetch.la.valid & fetch.la.ready) |
                                 (fetch.c.valid & fetch.c.ready))
         idle_cycles = Signal(32)

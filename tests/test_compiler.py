@@ -66,11 +66,21 @@ def test_program_structure_and_report():
                for i in range(step.n_instr)]
         assert ops[-1] == Opcode.END
         body = ops[:-1]
-        assert len(body) % 4 == 0
-        assert body == [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE,
-                        Opcode.STORE] * (len(body) // 4)
+        # conv tiles: LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE; pooling tiles have no weights
+        conv = [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE]
+        pool = [Opcode.LOAD_ROWS, Opcode.COMPUTE, Opcode.STORE]
+        i = 0
+        while i < len(body):
+            pat = conv if body[i + 1] == Opcode.LOAD_WEIGHTS else pool
+            assert body[i:i + len(pat)] == pat, (i, body[i:i + len(pat)])
+            i += len(pat)
+    # every layer of the random model (convs, max pooling, global average pooling, FC) runs
+    # on the accelerator: one program per frame
+    assert [type(s).__name__ for s in comp.steps] == ["AccelStep"]
+    assert all(r.where in ("accel", "free") for r in comp.layers)
     text = comp.report()
     assert "stem" in text and "utilization" in text
+    assert "1 accelerator program per frame, nothing on the host" in text
 
 
 @pytest.mark.parametrize("cfg_name", ["a4", "a5"])

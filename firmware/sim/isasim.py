@@ -13,7 +13,7 @@ import numpy as np
 
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import INSTR_BITS, Opcode, decode
+from ...hdl.isa import INSTR_BITS, Opcode, PoolMode, decode
 from .. import wpkg
 from ..compiler import AccelStep, Compiled, CpuStep
 
@@ -57,7 +57,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
     n_comp = 0
     sets_queue: list[tuple[np.ndarray, np.ndarray]] = []
     bank_results: list[np.ndarray] = []     # per mtile: (lanes, pixels) int64
-    stats = {"instructions": 0, "pe_beats": 0}
+    stats = {"instructions": 0, "pe_beats": 0, "pool_beats": 0}
     for i in range(n_instr):
         op, f = decode(mem.read(prog_addr + i * ib, ib))
         stats["instructions"] += 1
@@ -85,6 +85,30 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
             oh, ow, rows, iw = f["out_h"], f["out_w"], f["in_rows"], f["in_w"]
             oy = np.arange(oh)[:, None]
             ox = np.arange(ow)[None, :]
+            if f["pool"] != PoolMode.NONE.value:
+                # the pooling unit: an mtile is lanes_pad channel positions (hdl/pool.py)
+                ppg = cfg.lanes_pad // cfg.tn
+                is_sum = f["pool"] == PoolMode.SUM.value
+                for t in range(f["n_mtiles"]):
+                    val = np.zeros((cfg.lanes_pad, oh * ow), np.int64)
+                    for cgl in range(ppg):
+                        cg = t * ppg + cgl
+                        red = None
+                        for kr in range(kh):
+                            for kc in range(kw):
+                                iy = f["ty0"] + oy * f["stride_y"] + kr
+                                ix = f["tx0"] + ox * f["stride_x"] + kc
+                                inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw)
+                                       ).reshape(-1) & (cg < G)
+                                words = (np.clip(iy, 0, rows - 1) * iw
+                                         + np.clip(ix, 0, iw - 1)) * G + min(cg, G - 1)
+                                x = act[words.reshape(-1)] * inb[:, None]    # pixels x tn
+                                red = x if red is None else (red + x if is_sum
+                                                             else np.maximum(red, x))
+                                stats["pool_beats"] += oh * ow
+                        val[cgl * cfg.tn:(cgl + 1) * cfg.tn] = red.T
+                    bank_results.append(val)
+                continue
             for _ in range(f["n_mtiles"]):
                 acc = np.zeros((cfg.lanes, oh * ow), np.int64)
                 for kr in range(kh):
@@ -118,7 +142,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
                 bias, mult = fld(0, 32, True), fld(32, 24)
                 rmult, shift, rpos = fld(56, 24), fld(80, 8), fld(88, 16)
                 accp = np.zeros((cfg.lanes_pad, P), np.int64)
-                accp[:cfg.lanes] = acc
+                accp[:acc.shape[0]] = acc
                 if f["res_en"]:
                     rb = f["res_beats"] * cfg.beat_bytes
                     rr = np.frombuffer(mem.read(f["res_addr"], P * rb),
