@@ -80,9 +80,11 @@ _QUEUE_DEPTH = 2
 #: ``compute`` useful MACs at the peak rate; ``padding`` PE beats on padded lanes and channels;
 #: ``reload`` set reloads (``pixels < words_per_set``); ``weights`` waiting for a weight package;
 #: ``store`` waiting for the store unit to drain a bank; ``act`` waiting for activation rows;
+#: ``pooling`` the pooling unit reducing windows (the PE array idles);
 #: ``drain`` from the layer's last PE beat to its last write acknowledged (the layer barrier);
 #: ``other`` FSM and pipeline cycles.
-CAUSES = ("compute", "padding", "reload", "weights", "store", "act", "drain", "other")
+CAUSES = ("compute", "padding", "reload", "weights", "store", "act", "pooling", "drain",
+          "other")
 
 
 class CycleModelError(IlmpqValueError):
@@ -755,16 +757,32 @@ class _Model:
         ops = {op: [f for o, f in instrs if o == op] for op in
                (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE)}
         lr, lw, cc, ss = ops.values()
-        if not len(lr) == len(lw) == len(cc) == len(ss):
+        n_conv = sum(1 for c in cc if not c["pool"])
+        if not len(lr) == len(cc) == len(ss) or len(lw) != n_conv:
             raise CycleModelError(
                 f"the program has {len(lr)} LOAD_ROWS, {len(lw)} LOAD_WEIGHTS, {len(cc)} "
                 f"COMPUTE and {len(ss)} STORE instructions; the model needs one of each per "
-                f"pixel tile")
+                f"pixel tile (no LOAD_WEIGHTS for a pooling tile)")
+        self.pool_join = defaultdict(_Event)    # pooling mtile -> the STORE's join is ready
+        self.pool_end = defaultdict(_Event)     # pooling mtile -> its last result joined
         if tile_layers is not None and len(tile_layers) != len(cc):
             raise CycleModelError(f"{len(tile_layers)} layer names for {len(cc)} pixel tiles")
         index = defaultdict(int)
-        for n, (a, w, c, s) in enumerate(zip(lr, lw, cc, ss)):
-            pk = _stream_packages(cfg, image, base, w["addr"], w["beats"], n)
+        lw_it = iter(enumerate(lw))
+        for n, (a, c, s) in enumerate(zip(lr, cc, ss)):
+            pixels = c["out_h"] * c["out_w"]
+            if c["pool"] or s["pool"]:
+                if not (c["pool"] and s["pool"]) or s["pixels"] != pixels or \
+                        s["n_mtiles"] != c["n_mtiles"]:
+                    raise CycleModelError(f"pixel tile {n}: its pooling COMPUTE and STORE do "
+                                          f"not match")
+                name = tile_layers[n] if tile_layers is not None else ""
+                self.tiles.append(TileTiming(name, index[name], pixels, c["n_mtiles"],
+                                             c["kh"] * c["kw"], a["beats"], 0))
+                index[name] += 1
+                continue
+            k, w = next(lw_it)
+            pk = _stream_packages(cfg, image, base, w["addr"], w["beats"], k)
             nsets = c["kh"] * c["kw"] * c["groups"]
             if sum(p.sets for p in pk) != c["n_mtiles"] * nsets:
                 raise CycleModelError(
@@ -773,7 +791,6 @@ class _Model:
             for p in pk:
                 p.ready, p.free = _Event(), _Event()
             self.pkgs.extend(pk)
-            pixels = c["out_h"] * c["out_w"]
             if s["pixels"] != pixels or s["n_mtiles"] != c["n_mtiles"]:
                 raise CycleModelError(f"pixel tile {n}: its STORE ({s['pixels']} pixels, "
                                       f"{s['n_mtiles']} mtiles) does not match its COMPUTE "
@@ -891,6 +908,16 @@ class _Model:
             t_fsm = t_take + cal.c_start
             causes = {"act": sim.now + cal.c_after_wait if sim.now > t_take else -math.inf}
             P = f["out_h"] * f["out_w"]
+            if f["pool"]:
+                g, prev_end = yield from self._pool_compute(f, tile, g, max(t_fsm,
+                                                            causes["act"]), prev_end)
+                yield max(0.0, prev_end - sim.now)
+                tile.compute_end = prev_end
+                yield cal.c_done
+                self.c_done.incr()
+                self.unit_end["c"] = sim.now
+                n += 1
+                continue
             nsets = f["kh"] * f["kw"] * f["groups"]
             step = max(P, wps)
             for t in range(f["n_mtiles"]):
@@ -941,6 +968,53 @@ class _Model:
             self.unit_end["c"] = sim.now
             n += 1
 
+    def _pool_compute(self, f, tile, g, t_fsm, prev_end):
+        """The pooling unit's mtiles of one COMPUTE (hdl/pool.py): a window's beats one a
+        cycle; a window's last beat waits while the staging register still drains (``n_out``
+        beats, each taken by the STORE's join once it reached the mtile)."""
+        cal, sim, cfg = self.cal, self.sim, self.cfg
+        K = f["kh"] * f["kw"]
+        P = f["out_h"] * f["out_w"]
+        ppg = cfg.lanes_pad // cfg.tn
+        L = math.lcm(cfg.tn, cfg.post_lanes)
+        n_in, n_out = L // cfg.tn, L // cfg.post_lanes
+        W = P * ppg
+        for t in range(f["n_mtiles"]):
+            t0 = sim.now
+            yield self.drained.ge(g - 1)
+            first = max(t_fsm, sim.now + cal.c_after_wait if sim.now > t0 else -math.inf)
+            if tile.pe_beats == 0 and t == 0:
+                tile.compute_start = first
+            tile.gaps.append((prev_end, first, "other"))
+            e = first + K - 1             # the first window's emit beat
+            free = -math.inf              # the staging register is empty from here
+            join = None
+            d = -math.inf
+            for i in range(W):
+                if i:
+                    e = e + K
+                if i % n_in == 0:
+                    e = max(e, free)
+                if i % n_in == n_in - 1:
+                    if join is None:
+                        yield self.pool_join[g]
+                        join = self.pool_join[g].time
+                    d = max(e + 1, join, d + 1)           # the first drain beat joined
+                    d = d + n_out - 1                     # the last one
+                    free = d + 1
+            if W % n_in:
+                if join is None:
+                    yield self.pool_join[g]
+                    join = self.pool_join[g].time
+                d = max(e + 1, join, d + 1) + n_out - 1
+            prev_end = e + 1
+            tile.gaps.append((first, prev_end, "pooling"))
+            sim.trigger(self.pool_end[g], d)
+            yield max(0.0, prev_end - sim.now)
+            t_fsm = prev_end + cal.c_mtile_gap
+            g += 1
+        return g, prev_end
+
     def store(self):
         cal, sim, cfg, mem = self.cal, self.sim, self.cfg, self.mem
         G = self.groups
@@ -958,6 +1032,26 @@ class _Model:
             last_w = sim.now
             for t in range(f["n_mtiles"]):
                 yield self._read(_STORE, self.param_beats, 1.0, sim.now).ev
+                if f["pool"]:
+                    yield cal.s_drain
+                    sim.trigger(self.pool_join[g], sim.now)
+                    yield self.pool_end[g]
+                    d_last = self.pool_end[g].time          # the last result beat joined
+                    data_last = d_last + self.pp_latency + 1
+                    if contiguous:
+                        # one write command; its last burst leaves once all its beats are in
+                        n_beats = P * G
+                        last_burst = n_beats % cfg.max_burst or cfg.max_burst
+                        drained = d_last + 2
+                        last_w = data_last + last_burst + 1
+                    else:
+                        last_cmd = data_last - pix + 2
+                        drained = max(last_cmd, d_last + 1) + 1
+                        last_w = data_last + 2
+                    yield max(0.0, drained - sim.now)
+                    self.drained.incr()
+                    g += 1
+                    continue
                 yield self.pe_done[g]
                 yield cal.s_drain
                 d0 = sim.now                              # first drain command

@@ -103,3 +103,35 @@ def test_isa_sim_pools_odd_sizes_match_golden(rng):
         got = run_compiled(comp, img)
         for name in ("mp", "gap"):
             np.testing.assert_array_equal(got[name], ref[name])
+
+
+def test_cycle_model_matches_rtl_on_pooling(rng):
+    """The cycle model's pooling unit (firmware/cyclemodel.py) against the RTL: exact counters,
+    cycles within 2 % (pooling alone, several mtiles, pooling after a conv and before GAP)."""
+    from test_cyclemodel import _run_rtl_amaranth
+
+    from ilmpq.firmware import cyclemodel as cm
+
+    def mk(shape, build):
+        b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=shape)
+        return b.build(build(b))
+
+    models = [
+        mk((8, 8, 8), lambda b: b.maxpool("mp", "input", 3, 1, 0)),
+        mk((16, 4, 4), lambda b: b.maxpool("mp", "input", 1, 1, 0)),
+        mk((3, 9, 9), lambda b: b.gap("g", b.maxpool("mp", b.conv("c", "input", 6, 3,
+                                                                      padding=1), 3, 2, 1))),
+        mk((3, 6, 5), lambda b: b.maxpool("mp", b.conv("c", "input", 9, 1), 2, 1, 0)),
+    ]
+    comps = [compile_model(m, TINY) for m in models]
+    imgs = [rng.integers(0, 256, size=m.tensors["input"].shape) for m in models]
+    for model, comp, img, (stats, tensors) in zip(models, comps, imgs,
+                                                  _run_rtl_amaranth(TINY, comps, imgs)):
+        ref = reference.run(model, img, spec=TINY.numeric)
+        for layer in model.layers:
+            np.testing.assert_array_equal(tensors[layer.output], ref[layer.output])
+        prog = cm.estimate(comp).programs[0]
+        for k in ("pe_busy", "bytes_read", "bytes_written", "instructions"):
+            assert prog.counters[k] == stats[k], k
+        assert abs(prog.cycles - stats["cycles"]) <= 0.02 * stats["cycles"], \
+            (prog.cycles, stats["cycles"])
