@@ -47,8 +47,8 @@ from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import INSTR_BITS, Opcode, PoolMode, encode, pack_lane_params
 from . import wpkg
 
-__all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "LayerReport",
-           "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled",
+__all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
+           "LayerReport", "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled",
            "average_mult_shift"]
 
 DEFAULT_BASE = 0x1000_0000
@@ -145,6 +145,19 @@ class AccelStep:
 
 
 @dataclass
+class FrameSlot:
+    """One frame slot of a network that runs as one program per frame: its own input and
+    output tensors and a copy of the program that reads and writes them. Frames in different
+    slots can overlap on the host side: while the accelerator runs slot ``k``, the host writes
+    the next image into slot ``k + 1`` and reads the previous logits from slot ``k - 1``."""
+
+    input_addr: int
+    output_addr: int
+    prog_addr: int
+    n_instr: int
+
+
+@dataclass
 class CpuStep:
     """A layer executed on the host CPU (golden's integer op on the stored layout)."""
 
@@ -183,6 +196,27 @@ class Compiled:
     layers: list[LayerReport]
     output: str
     input: str
+    #: Frame slots (:class:`FrameSlot`) when the whole network is one program; slot 0 is the
+    #: placement in :attr:`tensors` and the program of :attr:`steps`. Empty otherwise.
+    slots: list = field(default_factory=list)
+
+    @property
+    def one_program(self) -> bool:
+        """The whole network is one accelerator program (nothing runs on the host)."""
+        return len(self.steps) == 1 and isinstance(self.steps[0], AccelStep)
+
+    def tensor_addr(self, name: str, slot: int = 0) -> int:
+        """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
+        copy per slot, the other tensors are shared)."""
+        t = self.tensors[name]
+        if slot == 0 or not self.slots:
+            return t.addr
+        fs = self.slots[slot]
+        if name == self.input:
+            return fs.input_addr
+        if name == self.output:
+            return fs.output_addr
+        return t.addr
 
     @property
     def size(self) -> int:
@@ -259,8 +293,17 @@ def _check_config(cfg: HWConfig):
                            f"{cfg.axi_data_width} must divide one another")
 
 
-def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) -> Compiled:
-    """Compile ``model`` for ``config``; see the module docstring."""
+def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
+                  frame_slots: int = 2) -> Compiled:
+    """Compile ``model`` for ``config``; see the module docstring.
+
+    ``frame_slots``: when the whole network is one program, the number of frame slots (input
+    and output tensors, each with its copy of the program) for back-to-back frames
+    (:class:`FrameSlot`, ``Driver.infer_stream``)."""
+    if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
+            not 1 <= frame_slots <= 16:
+        raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
+                           f"integer in [1, 16]")
     _check_config(config)
     if not isinstance(base, int) or isinstance(base, bool) or not (
             0 <= base < 1 << 32 and base % _ALIGN == 0):
@@ -409,10 +452,49 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE) 
             blob = b"".join(instrs)
             addr = img.alloc(len(blob), blob)
             steps.append(AccelStep(names, addr, len(instrs)))
+    slots = []
+    if len(steps) == 1 and isinstance(steps[0], AccelStep):
+        slots = _frame_slots(img, tensors, model, steps[0], frame_slots)
     # keep the image a whole number of beats
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input)
+                    model.input, slots)
+
+
+def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
+    """Slot 0 is the compiled placement; every further slot gets its own input and output
+    tensors and a copy of the program with their addresses (LOAD_ROWS of the input, STOREs of
+    the output, a residual read of the input)."""
+    from ..hdl.isa import decode
+    inp, out = tensors[model.input], tensors[model.output]
+    ib = INSTR_BITS // 8
+    prog = [decode(bytes(img.data[step.prog_addr - img.base + i * ib:
+                                  step.prog_addr - img.base + (i + 1) * ib]))
+            for i in range(step.n_instr)]
+    slots = [FrameSlot(inp.addr, out.addr, step.prog_addr, step.n_instr)]
+    for _ in range(1, n):
+        ia = img.alloc(inp.nbytes, what="a frame slot's input")
+        oa = img.alloc(out.nbytes, what="a frame slot's output")
+
+        def moved(addr, t, new):
+            return addr - t.addr + new if t.addr <= addr < t.addr + t.nbytes else addr
+        blob = b""
+        for op, f in prog:
+            f = dict(f)
+            if op == Opcode.LOAD_ROWS:
+                f["addr"] = moved(f["addr"], inp, ia)
+            elif op == Opcode.STORE:
+                f["out_addr"] = moved(f["out_addr"], out, oa)
+                if f["res_en"]:
+                    f["res_addr"] = moved(f["res_addr"], inp, ia)
+            if op == Opcode.END:
+                blob += encode(op)
+            else:
+                blob += encode(op, **{k: (v.value if hasattr(v, "value") else v)
+                                      for k, v in f.items()})
+        pa = img.alloc(len(blob), blob)
+        slots.append(FrameSlot(ia, oa, pa, step.n_instr))
+    return slots
 
 
 def _fold_candidate(model: QModel, cfg: HWConfig):
@@ -784,6 +866,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr}} if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],
+        "slots": [dataclasses.asdict(fs) for fs in compiled.slots],
         "tensors": {n: {"addr": t.addr, "channels": t.channels, "c_mem": t.c_mem, "h": t.h,
                         "w": t.w, "signed": t.signed, "bits": t.bits,
                         "perm": [int(v) for v in t.perm]}

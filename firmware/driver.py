@@ -11,6 +11,14 @@ Amaranth simulator's testbench can await bus cycles; the others simply return)::
     async def wait_irq(timeout_cycles) -> bool   # True if irq rose, False on timeout
     async def cycles() -> int                # free-running clock count (simulators) or 0
 
+A network the accelerator runs entirely is one program per frame: :meth:`Driver.infer` writes
+the input, starts, waits and reads the output (the logits) and nothing else;
+``infer(..., check=True)`` (what ``ilmpq simulate`` and ``ilmpq run`` use) reads every stored
+tensor back for a layer-by-layer comparison with golden. :meth:`Driver.infer_stream` runs frames
+back to back through the compiled frame slots (``Compiled.slots``): while the accelerator runs
+frame ``n``, the host writes image ``n + 1`` into the other slot and reads the logits of frame
+``n - 1``.
+
 Errors the accelerator latches become specific exceptions (:class:`DMAError`,
 :class:`WeightPackageRejected`, :class:`ProgramError`, :class:`HardwareTimeout`); a run that
 does not finish within the driver's own timeout raises :class:`DriverTimeout` after a soft
@@ -33,8 +41,8 @@ from .sim.isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
 __all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",
-           "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "RunStats", "Driver",
-           "run_sync", "check_image"]
+           "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "RunStats", "StreamResult",
+           "Driver", "run_sync", "check_image"]
 
 
 class AcceleratorError(IlmpqError, RuntimeError):
@@ -124,6 +132,21 @@ class RunStats:
         return RunStats({k: self.counters.get(k, 0) + other.counters.get(k, 0) for k in keys})
 
 
+@dataclass
+class StreamResult:
+    """Frames run back to back (:meth:`Driver.infer_stream`)."""
+
+    outputs: list                  #: per frame, the output tensor (natural layout)
+    cycles: list                   #: per frame, the accelerator's CYCLES counter of its run
+    done_at: list                  #: per frame, the transport's clock when its run was done
+
+    @property
+    def intervals(self) -> list:
+        """Clock cycles between consecutive frames' completions (the steady-state frame
+        interval: the accelerator's run plus the host's restart gap)."""
+        return [b - a for a, b in zip(self.done_at, self.done_at[1:])]
+
+
 class Driver:
     """Control of one accelerator through ``transport``.
 
@@ -202,6 +225,12 @@ class Driver:
         anything is written; everything else (alignment, the window, the length) is checked by
         the hardware, which stops with a specific ErrorCode.
         """
+        await self.start_program(prog_addr, n_instr, window)
+        await self.wait_program()
+        return await self.counters()
+
+    async def start_program(self, prog_addr: int, n_instr: int, window: tuple[int, int]):
+        """Write the run registers and START (see :meth:`run_program`); returns at once."""
         prog_addr = _u32("prog_addr", prog_addr)
         n_instr = _u32("n_instr", n_instr)
         if not isinstance(window, (tuple, list)) or len(window) != 2:
@@ -217,6 +246,10 @@ class Driver:
         await w(self._off("watchdog"), self.watchdog_cycles)
         await w(self._off("status"), self.regmap.encode("status", done=1))   # clear done
         await w(self._off("ctrl"), self.regmap.encode("ctrl", start=1, irq_en=1))
+
+    async def wait_program(self):
+        """Wait for the started run; acknowledge it; raise on an error or a timeout."""
+        w = self.t.write32
         if not await self.t.wait_irq(self.timeout_cycles):
             await self.soft_reset()
             raise DriverTimeout(f"the run did not finish within {self.timeout_cycles} cycles; "
@@ -229,29 +262,96 @@ class Driver:
             exc = _exception_for(code)
             raise exc(code, info, f"the accelerator stopped with {code.name} "
                                   f"(ERR_INFO = {info:#x})")
-        return await self.counters()
 
-    async def infer(self, compiled: Compiled, image, *, load: bool = True
-                    ) -> tuple[dict[str, np.ndarray], RunStats]:
-        """Run a compiled model on one image: write the input, run every step (accelerator
-        programs and CPU layers), read every stored tensor back in natural layout."""
+    def _slot(self, compiled: Compiled, slot: int) -> int:
+        n = max(1, len(compiled.slots))
+        if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < n:
+            raise IlmpqValueError(f"slot = {slot!r} is not allowed: the compiled model has "
+                                  f"{n} frame slot(s), 0 .. {n - 1}")
+        return slot
+
+    async def write_input(self, compiled: Compiled, image, slot: int = 0):
+        """Check ``image`` and write it into the input tensor of frame slot ``slot``."""
+        slot = self._slot(compiled, slot)
         inp = compiled.tensors[compiled.input]
         pixels = inp.to_memory(check_image(image, compiled.model.tensors[compiled.input]))
+        await self.t.mem_write(compiled.tensor_addr(compiled.input, slot), pixels)
+
+    async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
+        """Read a stored tensor back (natural ``(C, H, W)`` layout)."""
+        t = compiled.tensors[name]
+        return t.from_memory(await self.t.mem_read(compiled.tensor_addr(name, slot), t.nbytes))
+
+    async def infer(self, compiled: Compiled, image, *, load: bool = True, check: bool = False,
+                    slot: int = 0) -> tuple[dict[str, np.ndarray], RunStats]:
+        """Run a compiled model on one image.
+
+        The thin path (``check=False``): write the input, start, wait, read the output tensor
+        (``{compiled.output: logits}``); a network that is one program needs nothing else from
+        the host. ``check=True``: read every stored tensor back in natural layout (the
+        layer-by-layer comparison with golden of ``ilmpq simulate``/``run``). A model the
+        compiler could not place entirely on the accelerator runs its host layers in between
+        (the compile report names them) in both modes.
+        """
+        slot = self._slot(compiled, slot)
         if load:
             await self.load(compiled)
-        await self.t.mem_write(inp.addr, pixels)
+        await self.write_input(compiled, image, slot)
         layers = {l.name: l for l in compiled.model.layers}
         stats = RunStats()
-        for step in compiled.steps:
-            if isinstance(step, AccelStep):
-                stats = stats + await self.run_program(step.prog_addr, step.n_instr,
-                                                       compiled.window)
-            elif isinstance(step, CpuStep):
-                await self._cpu_step(compiled, layers[step.layer])
-        out = {}
-        for name, t in compiled.tensors.items():
-            out[name] = t.from_memory(await self.t.mem_read(t.addr, t.nbytes))
+        if compiled.one_program and compiled.slots:
+            fs = compiled.slots[slot]
+            stats = await self.run_program(fs.prog_addr, fs.n_instr, compiled.window)
+        else:
+            for step in compiled.steps:
+                if isinstance(step, AccelStep):
+                    stats = stats + await self.run_program(step.prog_addr, step.n_instr,
+                                                           compiled.window)
+                elif isinstance(step, CpuStep):
+                    await self._cpu_step(compiled, layers[step.layer])
+        names = list(compiled.tensors) if check else [compiled.output]
+        out = {name: await self.read_tensor(compiled, name, slot) for name in names}
         return out, stats
+
+    async def infer_stream(self, compiled: Compiled, images, *, load: bool = True
+                           ) -> StreamResult:
+        """Run ``images`` back to back, one program per frame, through the frame slots.
+
+        While frame ``n`` runs, the host writes image ``n + 1`` into the next slot; once frame
+        ``n`` is done, its CYCLES counter is read (two registers: START clears it), the next
+        frame is started and only then are frame ``n``'s logits read. Needs a model compiled
+        as one program with at least two frame slots.
+        """
+        if not (compiled.one_program and len(compiled.slots) >= 2):
+            raise IlmpqValueError(
+                "infer_stream needs a model that runs as one accelerator program with at least "
+                "two frame slots (compile_model(..., frame_slots=2)); this one has "
+                f"{len(compiled.steps)} step(s) and {len(compiled.slots)} slot(s)")
+        images = list(images)
+        if load and images:
+            await self.load(compiled)
+        n_slots = len(compiled.slots)
+        res = StreamResult([], [], [])
+        lo, hi = self.regmap.offset("cycles_lo"), self.regmap.offset("cycles_hi")
+
+        def start(k):
+            fs = compiled.slots[k % n_slots]
+            return self.start_program(fs.prog_addr, fs.n_instr, compiled.window)
+
+        if images:
+            await self.write_input(compiled, images[0], 0)
+            await start(0)
+        for k in range(len(images)):
+            if k + 1 < len(images):
+                await self.write_input(compiled, images[k + 1], (k + 1) % n_slots)
+            await self.wait_program()
+            res.done_at.append(await self.t.cycles())
+            res.cycles.append(((await self.t.read32(hi)) << 32) | await self.t.read32(lo))
+            if k + 1 < len(images):
+                await start(k + 1)
+            res.outputs.append(await self.read_tensor(compiled, compiled.output,
+                                                      k % n_slots))
+        return res
 
     async def _cpu_step(self, compiled: Compiled, layer):
         raw = {}

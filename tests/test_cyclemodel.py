@@ -53,7 +53,7 @@ def _run_rtl_amaranth(cfg, compiled, images):
     async def testbench(ctx):
         drv = Driver(AmaranthTransport(ctx, dut, mem), cfg)
         for comp, img in zip(compiled, images):
-            tensors, stats = await drv.infer(comp, img, load=True)
+            tensors, stats = await drv.infer(comp, img, load=True, check=True)
             out.append((stats, tensors))
 
     sim = Simulator(dut)
@@ -161,7 +161,7 @@ def test_model_matches_verilator_rtl_on_random_layers():
     drv = Driver(VerilatorTransport(vsim), TINY)
     results = []
     for (comp, _), img in zip(models, images):
-        tensors, stats = run_sync(drv.infer(comp, img, load=True))
+        tensors, stats = run_sync(drv.infer(comp, img, load=True, check=True))
         results.append((stats, tensors))
     _check_against_rtl(TINY, cases, results, models, images)
 

@@ -404,7 +404,7 @@ def test_the_driver_runs_bit_exact_through_the_linux_transport(board, rng):
     drv = Driver(board.t, TINY)
     stats = []
     for i, img in enumerate(imgs):
-        out, st = run_sync(drv.infer(comp, img, load=(i == 0)))
+        out, st = run_sync(drv.infer(comp, img, load=(i == 0), check=True))
         assert_layers_equal(model, reference.run(model, img, spec=TINY.numeric), out)
         stats.append(st.counters)
     from ilmpq.firmware.sim.simulate import simulate
@@ -454,7 +454,7 @@ def test_timeouts_and_hardware_errors_through_the_linux_transport(board, rng):
     with pytest.raises(WeightPackageRejected, match="WPKG_CRC"):
         run_sync(drv.run_program(step.prog_addr, step.n_instr, comp.window))
     run_sync(board.t.mem_write(at, good))
-    out, _ = run_sync(drv.infer(comp, img, load=False))
+    out, _ = run_sync(drv.infer(comp, img, load=False, check=True))
     assert_layers_equal(model, ref, out)
 
 
@@ -492,7 +492,7 @@ def test_the_uio_interrupt_ends_the_wait(board, rng):
         model = _model(rng)
         comp = compile_model(model, TINY, base=PHYS)
         img = rng.integers(0, 256, size=(3, 7, 7))
-        out, _ = run_sync(Driver(t, TINY, timeout_cycles=10**9).infer(comp, img))
+        out, _ = run_sync(Driver(t, TINY, timeout_cycles=10**9).infer(comp, img, check=True))
         assert_layers_equal(model, reference.run(model, img, spec=TINY.numeric), out)
     finally:
         stop.set()

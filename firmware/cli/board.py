@@ -13,7 +13,8 @@ is the configuration ``--config`` names (it also names the preset the CONFIG_ID 
 addresses, so it is compiled where it runs: ResNet-18 for z020 takes 0.9 s on an x86 host, more
 on the board's Cortex-A9), checks the
 bitstream, loads the image once and runs every image with the driver that drove the RTL in
-simulation: accelerator programs through the registers, CPU layers (pooling) in NumPy. Per image
+simulation: one program per image when the whole model runs on the accelerator (the host writes
+the image and reads the logits only; layers the compiler left on the host run in NumPy). Per image
 it prints the predicted class, the accelerator's CYCLES counter, the time this is at the clock,
 and the wall time of the whole inference. ``--check`` compares every layer with the golden
 reference (an on-board self-test: exit status 1 on any mismatch); ``--labels`` adds accuracy.
@@ -228,7 +229,7 @@ def _run(args) -> int:
         results, bad, correct = [], 0, 0
         for i, img in enumerate(imgs):
             t0 = time.perf_counter()
-            tensors, stats = run_sync(drv.infer(comp, img, load=(i == 0)))
+            tensors, stats = run_sync(drv.infer(comp, img, load=(i == 0), check=args.check))
             wall = time.perf_counter() - t0
             pred = int(np.argmax(np.asarray(tensors[model.output]).reshape(-1)))
             cyc = stats["cycles"]

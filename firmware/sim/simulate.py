@@ -165,7 +165,7 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
         transport = AmaranthTransport(ctx, dut, mem, rng=rng)
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles)
         for i, img in enumerate(images):
-            tensors, stats = await drv.infer(compiled, img, load=(i == 0))
+            tensors, stats = await drv.infer(compiled, img, load=(i == 0), check=True)
             results.append(SimResult(tensors, stats))
             if progress is not None:
                 progress(i + 1, len(images))
@@ -209,7 +209,7 @@ def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_late
     drv = Driver(VerilatorTransport(vsim), cfg, timeout_cycles=timeout_cycles)
     results = []
     for i, img in enumerate(images):
-        tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0)))
+        tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0), check=True))
         results.append(SimResult(tensors, stats))
         if progress is not None:
             progress(i + 1, len(images))

@@ -288,7 +288,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
             if run is not None:
                 await run(drv)
             else:
-                res["output"], stats = await drv.infer(compiled, image, load=False)
+                res["output"], stats = await drv.infer(compiled, image, load=False, check=True)
                 res["output_stats"] = stats.counters
         except Exception as e:      # noqa: BLE001 - the test inspects it
             res["error"] = e
@@ -305,7 +305,8 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
             faulty.stalls.clear()
             faulty.errors.clear()
             await drv.load(compiled)
-            res["recovered"], stats = await drv.infer(compiled, image, load=False)
+            res["recovered"], stats = await drv.infer(compiled, image, load=False,
+                                                      check=True)
             res["stats"] = stats.counters
         res["guard_rec"] = guard_intact()
         res["soft_resets"] = list(transport.soft_resets)
