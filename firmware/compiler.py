@@ -568,6 +568,9 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
         return f"window {kh}x{kw} exceeds 15x15"
     if not (1 <= sy <= 7 and 1 <= sx <= 7):
         return f"stride {(sy, sx)} outside 1..7"
+    if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2:
+        return (f"{kh} input rows of {src.w} x {src.c_mem} activations do not fit half of "
+                f"the activation buffer")
     if is_sum and average_mult_shift(kh * kw, src.bits, cfg.mult_bits) is None:
         return (f"no exact {cfg.mult_bits}-bit multiplier for an average of {kh * kw} "
                 f"values")

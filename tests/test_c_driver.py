@@ -242,6 +242,11 @@ class Hal(ctypes.Structure):
                 ("time_us", TIME_US), ("delay_us", DELAY_US)]
 
 
+class FrameSlot(ctypes.Structure):
+    _fields_ = [("input_addr", ctypes.c_uint32), ("output_addr", ctypes.c_uint32),
+                ("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32)]
+
+
 def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
     tmp.mkdir(parents=True, exist_ok=True)
     for name in ("ilmpq_driver.c", "ilmpq_driver.h"):
@@ -269,6 +274,10 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_run": (i32, [vp, u32, u32, u32]),
         "ilmpq_soft_reset": (i32, [vp]),
         "ilmpq_read_counters": (i32, [vp, ctypes.POINTER(Counters)]),
+        "ilmpq_infer": (i32, [vp, ctypes.POINTER(FrameSlot), ctypes.c_char_p, u32, vp, u32,
+                              u32]),
+        "ilmpq_infer_start": (i32, [vp, ctypes.POINTER(FrameSlot), ctypes.c_char_p, u32]),
+        "ilmpq_infer_finish": (i32, [vp, ctypes.POINTER(FrameSlot), vp, u32, u32]),
         "ilmpq_is_hw_error": (i32, [i32]),
         "ilmpq_hw_error_code": (u32, [i32]),
         "ilmpq_strerror": (ctypes.c_char_p, [i32]),
@@ -442,6 +451,44 @@ def test_c_driver_runs_compiled_models_bit_exact_on_the_rtl(rtl, rtl_lib, rng):
     py = simulate(comp, imgs, sim="verilator")
     assert [r.stats.counters for r in py] == totals
     assert totals[0]["cycles"] > 0 and totals[0]["pe_busy"] > 0
+
+
+@pytest.mark.verilator
+def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
+    """ilmpq_infer: the input in, one program, the logits out (nothing else crosses the bus
+    from the host); ilmpq_infer_start/finish over the two frame slots with the next image
+    written while a frame runs; each frame its own golden result."""
+    drv, dev = rtl
+    model = _model(rng)
+    comp = compile_model(model, TINY, base=BASE)
+    assert comp.one_program and len(comp.slots) == 2
+    image = bytes(comp.image)
+    assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr) for s in comp.slots]
+    imgs = [rng.integers(0, 256, size=(3, 7, 7)) for _ in range(3)]
+    want = [reference.run(model, img, spec=TINY.numeric)[model.output] for img in imgs]
+    buf = (ctypes.c_uint8 * out_t.nbytes)()
+    # one call per image
+    for k, img in enumerate(imgs):
+        data = inp.to_memory(np.asarray(img, np.int64))
+        rc = drv.ilmpq_infer(dev, ctypes.byref(slots[k % 2]), data, len(data), buf,
+                             out_t.nbytes, 1_000_000)
+        assert rc == OK, drv.ilmpq_strerror(rc).decode()
+        np.testing.assert_array_equal(out_t.from_memory(bytes(buf)), want[k])
+    # back to back: frame k + 1's input is written while frame k runs
+    data = [inp.to_memory(np.asarray(img, np.int64)) for img in imgs]
+    assert drv.ilmpq_infer_start(dev, ctypes.byref(slots[0]), data[0], len(data[0])) == OK
+    for k in range(len(imgs)):
+        nxt = slots[(k + 1) % 2]
+        if k + 1 < len(imgs):
+            assert drv.ilmpq_mem_write(dev, nxt.input_addr, data[k + 1], len(data[k + 1])) == OK
+        assert drv.ilmpq_infer_finish(dev, ctypes.byref(slots[k % 2]), buf, out_t.nbytes,
+                                      1_000_000) == OK
+        got = out_t.from_memory(bytes(buf))
+        if k + 1 < len(imgs):
+            assert drv.ilmpq_start(dev, nxt.prog_addr, nxt.n_instr) == OK
+        np.testing.assert_array_equal(got, want[k])
 
 
 @pytest.mark.verilator

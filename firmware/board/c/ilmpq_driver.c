@@ -233,6 +233,35 @@ int ilmpq_run(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr, uint32_t t
     return rc != ILMPQ_OK ? rc : ilmpq_wait(dev, timeout_us);
 }
 
+int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
+                      uint32_t input_bytes)
+{
+    int rc;
+    if (dev == NULL || slot == NULL)
+        return ILMPQ_ERR_ARG;
+    if (dev->running)
+        return ILMPQ_ERR_BUSY;
+    rc = ilmpq_mem_write(dev, slot->input_addr, input, input_bytes);
+    return rc != ILMPQ_OK ? rc : ilmpq_start(dev, slot->prog_addr, slot->n_instr);
+}
+
+int ilmpq_infer_finish(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, void *output,
+                       uint32_t output_bytes, uint32_t timeout_us)
+{
+    int rc;
+    if (dev == NULL || slot == NULL)
+        return ILMPQ_ERR_ARG;
+    rc = ilmpq_wait(dev, timeout_us);
+    return rc != ILMPQ_OK ? rc : ilmpq_mem_read(dev, slot->output_addr, output, output_bytes);
+}
+
+int ilmpq_infer(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
+                uint32_t input_bytes, void *output, uint32_t output_bytes, uint32_t timeout_us)
+{
+    int rc = ilmpq_infer_start(dev, slot, input, input_bytes);
+    return rc != ILMPQ_OK ? rc : ilmpq_infer_finish(dev, slot, output, output_bytes, timeout_us);
+}
+
 static uint64_t counter(ilmpq_dev_t *dev, uint32_t lo_offset)
 {
     uint32_t lo = dev->hal.read32(dev->hal.ctx, lo_offset);   /* snapshots HI */

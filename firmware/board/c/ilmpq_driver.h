@@ -6,8 +6,10 @@
  * the cache maintenance the non-coherent HP port needs, runs one program at a time (program
  * address and length, DMA window, watchdog), waits for the end by polling STATUS with a timeout,
  * turns a latched hardware error into a specific return code, and reads the performance counters.
- * It is the C counterpart of ilmpq.firmware.driver (Python); CPU layers (pooling) are the
- * application's job.
+ * It is the C counterpart of ilmpq.firmware.driver (Python). A network the compiler placed
+ * entirely on the accelerator (pooling included) is one program per frame: ilmpq_infer writes the
+ * input, runs it and reads the output, with no per-layer host work; layers the compiler left on the
+ * host (its report names them) are the application's job.
  *
  * Build: copy ilmpq_driver.c/.h next to the ilmpq_regs.h of your bitstream (ilmpq build and
  * ilmpq verilog write it; firmware/board/c/ilmpq_regs.h is the z020 one) and compile with any C99
@@ -23,7 +25,18 @@
  * (ILMPQ_ERR_DMA_READ_SLVERR ... below; ERR_INFO is kept in the device). ilmpq_strerror()
  * names any of them.
  *
- * Typical use:
+ * Typical use (a network that is one program per frame; slots from compiled.json "slots"):
+ *
+ *     ilmpq_dev_t dev;
+ *     ilmpq_init(&dev, &hal);
+ *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);
+ *     rc = ilmpq_infer(&dev, &slot[0], input, input_bytes, logits, output_bytes, 1000000);
+ *
+ * Frames back to back: ilmpq_infer_start(&dev, &slot[k % 2], input_k, ...), write input k + 1
+ * into slot (k + 1) % 2 while frame k runs, ilmpq_infer_finish(&dev, &slot[k % 2], logits, ...),
+ * start frame k + 1 at once and consume the logits of frame k while it runs.
+ *
+ * Step by step (any compiled model):
  *
  *     ilmpq_dev_t dev;
  *     ilmpq_init(&dev, &hal);
@@ -35,7 +48,7 @@
  *     ilmpq_read_counters(&dev, &counters);
  *
  * Addresses, program addresses, lengths and tensor placements come from the compiler's
- * compiled.json ("base", "steps", "tensors").
+ * compiled.json ("base", "steps", "slots", "tensors").
  */
 #ifndef ILMPQ_DRIVER_H
 #define ILMPQ_DRIVER_H
@@ -220,6 +233,35 @@ int ilmpq_run(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr, uint32_t t
  * clear STATUS.done. ILMPQ_ERR_RESET if busy stays set.
  */
 int ilmpq_soft_reset(ilmpq_dev_t *dev);
+
+/*
+ * One frame slot of a network compiled as one program per frame (compiled.json "slots"): its
+ * input tensor, its output tensor and its copy of the program.
+ */
+typedef struct ilmpq_frame_slot {
+    uint32_t input_addr;   /* bus address of the input tensor (its stored layout) */
+    uint32_t output_addr;  /* bus address of the output tensor (the logits) */
+    uint32_t prog_addr;    /* the slot's program */
+    uint32_t n_instr;
+} ilmpq_frame_slot_t;
+
+/*
+ * Write input_bytes of input (the input tensor's stored bytes) to the slot's input and start
+ * the slot's program; returns at once (ilmpq_infer_finish ends the frame).
+ */
+int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
+                      uint32_t input_bytes);
+
+/*
+ * Wait for the frame started on slot (ilmpq_wait) and read output_bytes of its output tensor
+ * into output; the run's return code if it failed (output untouched).
+ */
+int ilmpq_infer_finish(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, void *output,
+                       uint32_t output_bytes, uint32_t timeout_us);
+
+/* The one-call inference: ilmpq_infer_start, then ilmpq_infer_finish. */
+int ilmpq_infer(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
+                uint32_t input_bytes, void *output, uint32_t output_bytes, uint32_t timeout_us);
 
 /* Read every performance counter (LO, then HI, as the snapshot rule requires). */
 int ilmpq_read_counters(ilmpq_dev_t *dev, ilmpq_counters_t *out);
