@@ -112,6 +112,7 @@ BLOCKS: dict[str, Block] = {
     "postproc": Block(_lazy("ilmpq.hdl.postproc", "PostProc")),
     "store_unit": Block(_lazy("ilmpq.hdl.store", "StoreUnit")),
     "compute_unit": Block(_lazy("ilmpq.hdl.compute", "ComputeUnit")),
+    "pool_unit": Block(_lazy("ilmpq.hdl.pool", "PoolUnit")),
     "act_loader": Block(_lazy("ilmpq.hdl.loaders", "ActLoader")),
     "fetch": Block(_lazy("ilmpq.hdl.fetch", "Fetch")),
     "dma": Block(_dma),

@@ -86,15 +86,26 @@ class TensorPlacement:
         return self.h * self.w * self.c_mem
 
     def to_memory(self, x: np.ndarray) -> bytes:
-        """Lay out a natural ``(C, H, W)`` integer tensor in this placement."""
+        """Lay out a natural ``(C, H, W)`` integer tensor in this placement (the host's share
+        of a frame for the network input: byte arithmetic only, the column fold as a strided
+        window view)."""
+        dt = np.int8 if self.signed else np.uint8
+        x = np.asarray(x).astype(dt)
+        c, h, w = x.shape
+        hwc = np.transpose(x, (1, 2, 0))
         if self.fold is not None:
             kw, sx, pl, _ = self.fold
-            x = fold_columns(np.asarray(x), kw, sx, pl, self.w)
-        c, h, w = x.shape
-        out = np.zeros((h, w, self.c_mem), np.int64)
+            width = max(w + pl, (self.w - 1) * sx + kw)
+            padded = np.zeros((h, width, c), dt)
+            padded[:, pl:pl + w] = hwc
+            win = np.lib.stride_tricks.sliding_window_view(padded, kw, axis=1)
+            # (h, out_w, c, kw) -> channel kc*C + c, as fold_columns
+            hwc = win[:, 0:(self.w - 1) * sx + 1:sx].transpose(0, 1, 3, 2).reshape(
+                h, self.w, kw * c)
+        out = np.zeros((h, self.w, self.c_mem), dt)
         valid = self.perm >= 0
-        out[:, :, valid] = np.transpose(x, (1, 2, 0))[:, :, self.perm[valid]]
-        return (out.astype(np.int8) if self.signed else out.astype(np.uint8)).tobytes()
+        out[:, :, valid] = hwc[:, :, self.perm[valid]]
+        return out.tobytes()
 
     def from_memory(self, raw: bytes) -> np.ndarray:
         """Read this placement's bytes back into a natural ``(C, H, W)`` int64 tensor."""
