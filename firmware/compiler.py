@@ -80,6 +80,27 @@ class TensorPlacement:
     #: kernel columns folded into channels (see :func:`fold_columns`); ``w`` is then the output
     #: width of the consuming convolution and ``channels`` is ``kw * C``.
     fold: tuple | None = None
+    #: Space-to-depth factor applied before the fold (:func:`space_to_depth`; 1: none).
+    s2d: int = 1
+    #: The natural ``(C, H, W)`` shape of a transformed (folded) tensor.
+    natural: tuple | None = None
+    _index: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def _gather(self) -> np.ndarray:
+        """``(h, w, c_mem)`` flat indices into the natural tensor (-1: a zero byte) of a
+        transformed placement: the same transforms applied to an index image."""
+        if self._index is None:
+            c, h, w = self.natural
+            ids = np.arange(1, c * h * w + 1, dtype=np.int64).reshape(c, h, w)
+            if self.s2d > 1:
+                ids = space_to_depth(ids, self.s2d)
+            kw, sx, pl, _ = self.fold
+            ids = np.transpose(fold_columns(ids, kw, sx, pl, self.w), (1, 2, 0))
+            out = np.zeros((self.h, self.w, self.c_mem), np.int64)
+            valid = self.perm >= 0
+            out[:, :, valid] = ids[:, :, self.perm[valid]]
+            self._index = out - 1
+        return self._index
 
     @property
     def nbytes(self) -> int:
@@ -93,6 +114,10 @@ class TensorPlacement:
         x = np.asarray(x).astype(dt)
         c, h, w = x.shape
         hwc = np.transpose(x, (1, 2, 0))
+        if self.s2d > 1:
+            idx = self._gather()
+            flat = np.concatenate([np.zeros(1, dt), x.reshape(-1)])
+            return flat[idx + 1].tobytes()
         if self.fold is not None:
             kw, sx, pl, _ = self.fold
             width = max(w + pl, (self.w - 1) * sx + kw)
@@ -111,6 +136,12 @@ class TensorPlacement:
         """Read this placement's bytes back into a natural ``(C, H, W)`` int64 tensor."""
         arr = np.frombuffer(raw, np.int8 if self.signed else np.uint8)
         arr = arr.reshape(self.h, self.w, self.c_mem).astype(np.int64)
+        if self.s2d > 1:
+            idx = self._gather()
+            nat = np.zeros(int(np.prod(self.natural)), np.int64)
+            ok = idx >= 0
+            nat[idx[ok]] = arr[ok]
+            return nat.reshape(self.natural)
         out = np.zeros((self.channels, self.h, self.w), np.int64)
         valid = self.perm >= 0
         out[self.perm[valid]] = np.transpose(arr[:, :, valid], (2, 0, 1))
@@ -125,6 +156,48 @@ class TensorPlacement:
                         nat[:, :, xi] = out[kc * c:(kc + 1) * c, :, ox]
             return nat
         return out
+
+
+def space_to_depth(x: np.ndarray, s: int) -> np.ndarray:
+    """``(C, H, W) -> (s*s*C, ceil(H/s), ceil(W/s))``: ``y[(dy*s + dx)*C + c, Y, X] =
+    x[c, s*Y + dy, s*X + dx]`` (0 past the edge). A stride-``s`` convolution on ``x`` is a
+    stride-1 convolution on ``y`` (:func:`space_to_depth_conv`)."""
+    c, h, w = x.shape
+    hh, ww = -(-h // s), -(-w // s)
+    xp = np.zeros((c, hh * s, ww * s), x.dtype)
+    xp[:, :h, :w] = x
+    return xp.reshape(c, hh, s, ww, s).transpose(2, 4, 0, 1, 3).reshape(s * s * c, hh, ww)
+
+
+def space_to_depth_conv(layer: ConvLayer, in_shape: tuple, out_hw: tuple, s: int) -> ConvLayer:
+    """The stride-1 convolution on :func:`space_to_depth` of the input that equals ``layer``
+    (stride ``s`` on both axes): ``w'[m, (dy*s + dx)*C + c, ky, kx] = w[m, c, s*(ky + ky0) + dy
+    + pt, s*(kx + kx0) + dx + pl]`` (0 outside the kernel), ``ky0 = floor(-pt / s)``, padding
+    ``-ky0`` on top. The same products are summed: the accumulators are identical."""
+    m, c, kh, kw = layer.weight.shape
+    pt, pl, _, _ = layer.padding
+    c_, h, w = in_shape
+    oh, ow = out_hw
+    ky0 = (-pt) // s
+    kx0 = (-pl) // s
+    kh2 = (kh - 1 - pt) // s - ky0 + 1
+    kw2 = (kw - 1 - pl) // s - kx0 + 1
+    wt = np.zeros((m, s * s * c, kh2, kw2), np.asarray(layer.weight).dtype)
+    for dy in range(s):
+        for dx in range(s):
+            for ky in range(kh2):
+                kr = s * (ky + ky0) + dy + pt
+                if not 0 <= kr < kh:
+                    continue
+                for kx in range(kw2):
+                    kc = s * (kx + kx0) + dx + pl
+                    if 0 <= kc < kw:
+                        wt[:, (dy * s + dx) * c:(dy * s + dx + 1) * c, ky, kx] = \
+                            np.asarray(layer.weight)[:, :, kr, kc]
+    hh, ww = -(-h // s), -(-w // s)
+    pb = max(0, oh + kh2 - 1 - hh + ky0)
+    pr = max(0, ow + kw2 - 1 - ww + kx0)
+    return dataclasses.replace(layer, weight=wt, stride=(1, 1), padding=(-ky0, -kx0, pb, pr))
 
 
 def fold_columns(x: np.ndarray, kw: int, sx: int, pl: int, out_w: int) -> np.ndarray:
@@ -343,15 +416,25 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     # folded into channels when that fills more of the tn input lanes
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
-    fold_layer = _fold_candidate(model, cfg)
+    fold_layer, s2d = _fold_candidate(model, cfg)
+    stem_eff = None
     if fold_layer is not None:
-        kw = fold_layer.kernel[1]
         ow = model.tensors[fold_layer.output].shape[2]
-        cf = c * kw
+        if s2d > 1:
+            # space-to-depth first: the stride-s stem becomes a stride-1 conv on s*s*C channels
+            oh = model.tensors[fold_layer.output].shape[1]
+            stem_eff = space_to_depth_conv(fold_layer, (c, h, w), (oh, ow), s2d)
+            c_f, h_f, w_f = s2d * s2d * c, -(-h // s2d), -(-w // s2d)
+        else:
+            stem_eff, c_f, h_f, w_f = fold_layer, c, h, w
+        kw = stem_eff.kernel[1]
+        cf = c_f * kw
         perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
         perm[:cf] = np.arange(cf)
-        p = place(model.input, cf, h, ow, perm)
-        p.fold = (kw, fold_layer.stride[1], fold_layer.padding[1], w)
+        p = place(model.input, cf, h_f, ow, perm)
+        p.fold = (kw, stem_eff.stride[1], stem_eff.padding[1], w_f)
+        p.s2d = s2d
+        p.natural = (c, h, w)
     else:
         perm = np.full(_roundup(c, cmem_align), -1, np.int64)
         perm[:c] = np.arange(c)
@@ -438,16 +521,21 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             cur_instr = []
         eff = layer
         if layer is fold_layer:
-            # kh x kw conv on the input == kh x 1 conv on the column-folded input
-            m_, c_, kh_, kw_ = layer.weight.shape
-            wf = np.transpose(layer.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
-            pt_, _, pb_, _ = layer.padding
-            eff = dataclasses.replace(layer, weight=wf, stride=(layer.stride[0], 1),
+            # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
+            # space-to-depth, if any)
+            m_, c_, kh_, kw_ = stem_eff.weight.shape
+            wf = np.transpose(stem_eff.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
+            pt_, _, pb_, _ = stem_eff.padding
+            eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0))
         rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
                                     seq_counter, stores_in_segment, producers)
         if eff is not layer:
-            rep.kind = "conv*"          # compiled on the column-folded input
+            # compiled on the column-folded (space-to-depth) input
+            rep.kind = "conv*" if s2d == 1 else "conv**"
+            m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
+            rep.macs = int(m_ * c_ * kh_ * kw_ * int(np.prod(
+                model.tensors[layer.output].shape[1:])))
         seq_counter += n_pkgs
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
@@ -509,24 +597,34 @@ def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: 
 
 
 def _fold_candidate(model: QModel, cfg: HWConfig):
-    """The conv layer whose input (the network input) is worth storing column-folded, or None.
+    """``(layer, s)``: the conv layer whose input (the network input) is worth storing
+    column-folded, after a space-to-depth by ``s`` (1: none); ``(None, 1)`` otherwise.
 
-    Worth it when the input has fewer channels than ``tn`` and folding needs fewer weight sets
-    (``ceil(C*kw/tn) < kw * ceil(C/tn)``), the input feeds only that layer, and the layer runs
-    on the accelerator.
+    Worth it when the input has fewer channels than ``tn`` and the layout needs fewer weight
+    sets per mtile (``kh * ceil(C*kw/tn)`` against ``kh * kw * ceil(C/tn)`` unfolded; with a
+    space-to-depth by the stride ``s``, ``kh' * ceil(s*s*C*kw'/tn)`` of the equivalent
+    stride-1 kernel, :func:`space_to_depth_conv`); the input feeds only that layer, and the
+    layer runs on the accelerator.
     """
     users = [l for l in model.layers if getattr(l, "input", None) == model.input
              or getattr(l, "residual", None) == model.input]
     if len(users) != 1 or not isinstance(users[0], ConvLayer):
-        return None
+        return None, 1
     layer = users[0]
-    c = model.tensors[model.input].shape[0]
-    kw = layer.kernel[1]
-    if model.tensors[model.input].bits > cfg.act_bits or c >= cfg.tn or kw == 1:
-        return None
-    if -(-(c * kw) // cfg.tn) >= kw * -(-c // cfg.tn):
-        return None
-    return layer
+    c, h, w = model.tensors[model.input].shape
+    kh, kw = layer.kernel
+    if model.tensors[model.input].bits > cfg.act_bits or c >= cfg.tn:
+        return None, 1
+    best = (kh * kw * -(-c // cfg.tn), 0, None, 1)          # sets, input bytes, choice
+    if kw > 1:
+        best = min(best, (kh * -(-(c * kw) // cfg.tn), 1, layer, 1))
+    s = layer.stride[0]
+    if s > 1 and layer.stride == (s, s) and max(layer.padding) < kh:
+        oh, ow = model.tensors[layer.output].shape[1:]
+        eff = space_to_depth_conv(layer, (c, h, w), (oh, ow), s)
+        kh2, kw2 = eff.kernel
+        best = min(best, (kh2 * -(-(s * s * c * kw2) // cfg.tn), 2, layer, s))
+    return best[2], best[3]
 
 
 def average_mult_shift(n: int, in_bits: int, mult_bits: int) -> tuple[int, int, int] | None:

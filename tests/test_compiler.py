@@ -95,8 +95,10 @@ def test_8bit_pixel_layer_goes_to_cpu_for_narrow_activations(cfg_name):
 
 
 def test_stem_columns_folded_into_channels():
-    """A 3-channel 7x7 stem on tn=16: folding the 7 kernel columns into 21 channels needs 2
-    input groups per kernel row instead of 7 (one group per kernel column)."""
+    """A 3-channel 7x7 stride-2 stem on tn=16: folding the 7 kernel columns into 21 channels
+    needs 2 input groups per kernel row instead of 7 (one group per kernel column); a
+    space-to-depth by the stride first (12 channels, a 4x4 stride-1 kernel, folded into 48
+    channels = 3 groups) needs 4 x 3 = 12 sets instead of 7 x 2 = 14."""
     cfg = CONFIGS["wide"]
     from ilmpq.golden.random_models import ModelBuilder
     rng = np.random.default_rng(9)
@@ -105,13 +107,35 @@ def test_stem_columns_folded_into_channels():
     model = b.build("stem")
     comp = compile_model(model, cfg)
     rep = comp.layers[0]
-    assert rep.kind == "conv*"
-    assert rep.sets_per_mtile == 7 * 2          # kh x ceil(3*7/16)
-    assert comp.tensors["input"].fold == (7, 2, 3, 11)
+    assert rep.kind == "conv**"
+    assert rep.sets_per_mtile == 4 * 3          # kh' x ceil(4*3*4/16)
+    assert rep.macs == 8 * 3 * 7 * 7 * 6 * 6    # the layer's MACs, not the padded kernel's
+    assert comp.tensors["input"].fold == (4, 1, 2, 6) and comp.tensors["input"].s2d == 2
     for _ in range(2):
         img = rng.integers(0, 256, size=(3, 12, 11))
         assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
                              run_compiled(comp, img))
+
+
+@pytest.mark.parametrize("shape,k,stride,padding", [
+    ((3, 13, 10), 7, 2, 3), ((1, 9, 9), 5, 2, 2), ((2, 11, 12), 3, 3, (1, 0, 2, 1)),
+    ((3, 8, 8), 3, 2, 1), ((3, 9, 7), 4, 3, (1, 2, 0, 1)),
+])
+def test_stem_layouts_odd_sizes_bit_exact(shape, k, stride, padding):
+    """Whatever stem layout the compiler picks (plain, column fold, space-to-depth + fold),
+    odd sizes and asymmetric padding give golden's output; the input reads back."""
+    cfg = CONFIGS["wide"]
+    from ilmpq.golden.random_models import ModelBuilder
+    rng = np.random.default_rng(sum(shape) + k)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=shape)
+    b.conv("stem", "input", 8, k, stride=stride, padding=padding)
+    model = b.build("stem")
+    comp = compile_model(model, cfg)
+    img = rng.integers(0, 256, size=shape)
+    got = run_compiled(comp, img)
+    assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric), got)
+    inp = comp.tensors["input"]
+    assert inp.from_memory(inp.to_memory(img)).shape == shape
 
 
 def test_act_bits_mismatch_rejected():
