@@ -48,8 +48,8 @@ from ..hdl.isa import INSTR_BITS, Opcode, PoolMode, encode, pack_lane_params
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
-           "LayerReport", "Compiled", "compile_model", "DEFAULT_BASE", "disassemble", "save_compiled",
-           "average_mult_shift"]
+           "LayerReport", "Compiled", "compile_model", "DEFAULT_BASE", "disassemble",
+           "save_compiled", "average_mult_shift", "space_to_depth", "space_to_depth_conv"]
 
 DEFAULT_BASE = 0x1000_0000
 _ALIGN = 64
@@ -327,7 +327,8 @@ class Compiled:
         beats = sum(r.pe_beats for r in self.layers)
         pbeats = sum(r.pool_beats for r in self.layers)
         lines.append(f"accelerator MACs {macs}, PE beats {beats}, pooling beats {pbeats}, "
-                     f"ideal utilization {macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
+                     f"ideal utilization "
+                     f"{macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
