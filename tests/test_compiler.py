@@ -92,6 +92,10 @@ def test_8bit_pixel_layer_goes_to_cpu_for_narrow_activations(cfg_name):
     assert (first.name, first.where) == (model.layers[0].name, "cpu")
     assert all(r.where != "cpu" for r in comp.layers if r.kind in ("conv", "fc")
                and r.name != first.name)
+    # the report says which layer needs the host and why; such a model is several programs
+    assert (f"the host runs: {first.name} (8-bit input into the {cfg.act_bits}-bit datapath)"
+            in comp.report())
+    assert not comp.one_program and not comp.slots
 
 
 def test_stem_columns_folded_into_channels():
