@@ -12,6 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from amaranth.hdl import Shape
 from amaranth.lib import data
 
 import ilmpq.firmware.compiler as compiler
@@ -69,7 +70,8 @@ def test_config_field_out_of_range(field, bad):
 def _field_items():
     for op, layout in FIELD_LAYOUTS.items():
         for name, f in dict(data.Layout.cast(layout)).items():
-            yield op, name, f.shape.width, f.shape.signed
+            shape = Shape.cast(f.shape)          # enum-shaped fields (PoolMode) too
+            yield op, name, shape.width, shape.signed
 
 
 @pytest.mark.parametrize("op,name,width,is_signed", list(_field_items()),
