@@ -83,7 +83,7 @@ typedef int (*sim_run_t)(void *, uint64_t, int, uint64_t *);
 typedef int (*sim_csr_write_t)(void *, uint32_t, uint32_t, uint64_t, uint32_t *);
 typedef int (*sim_csr_read_t)(void *, uint32_t, uint64_t, uint32_t *, uint32_t *);
 typedef uint64_t (*sim_cycle_t)(void *);
-typedef void (*sim_inject_t)(void *, int, uint64_t, uint32_t);
+typedef int (*sim_inject_t)(void *, int, int, uint64_t, uint32_t);  /* port, channel, ... */
 typedef int (*abi_t)(void);
 
 static struct {
@@ -192,7 +192,7 @@ int glue_open(const char *path, int abi, uint64_t base, uint64_t size, uint64_t 
 ilmpq_dev_t *glue_dev(void) { return &g.dev; }
 void glue_inject(int channel, uint64_t burst, uint32_t resp)
 {
-    g.inject(g.h, channel, burst, resp);
+    g.inject(g.h, 0, channel, burst, resp);   /* port 0: the only port of tiny */
 }
 void glue_stats(uint64_t *out) { memcpy(out, g.stats, sizeof g.stats); }
 /* memory as the accelerator sees it, and the CPU's (cached) view, bypassing the driver */

@@ -36,7 +36,7 @@ CASES = [
                                       "{missing_dir}/m.npz"], ["No such file or directory"]),
     # -- regmap ---------------------------------------------------------------------------------
     ("regmap_unknown_config", ["regmap", "--format", "c", "--config", "z7000"],
-     ["unknown hardware configuration 'z7000'", "tiny, z020, z045"]),
+     ["unknown hardware configuration 'z7000'", "tiny, tiny2p, z020, z045"]),
     ("regmap_unknown_format", ["regmap", "--format", "vhdl"], ["--format", "invalid choice"]),
     ("regmap_output_is_directory", ["regmap", "--format", "c", "-o", "{dir}"],
      ["Is a directory"]),

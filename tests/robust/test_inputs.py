@@ -43,6 +43,7 @@ _OUT_OF_RANGE = {
     "axi_id_width": [0, 13], "max_burst": [0, 3, 32, 256], "max_reads_outstanding": [0, 17],
     "wbuf_word_beats": [0, 65], "wbuf_depth": [0, 3, 48],
     "act_depth": [8, 100], "acc_depth": [2, 96], "max_channels": [4, 12],
+    "axi_ports": [0, 3, 8, -1], "read_fifo_beats": [2, 15, 4097],
 }
 
 
