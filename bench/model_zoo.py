@@ -84,7 +84,6 @@ def run_net(name: str, n_calib: int, seed: int) -> dict:
     from ilmpq.firmware import cyclemodel as cm
     from ilmpq.firmware.compiler import compile_model
     from ilmpq.golden import reference
-    from ilmpq.golden.formats import NumericSpec  # noqa: F401  (spec comes from the config)
     from ilmpq.golden.onnx_import import load_onnx
     from ilmpq.golden.quantize import quantize
     from ilmpq.hdl.config import get_config

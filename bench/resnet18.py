@@ -22,8 +22,8 @@ What it measures (``docs/performance.md`` explains the numbers):
 3. **RTL anchors** (``--rtl``, default on): single-layer programs with the real ResNet-18 shapes
    (stem, 3x3, 1x1 stride 2, 3x3 with residual at 14x14 and 7x7, FC) run on the z020 RTL under
    Verilator: outputs bit-exact against golden, counters exact, model cycles against RTL
-   cycles. ``--full-rtl``: the whole network through the z020 RTL (the stretch goal of
-   ``DESIGN.md``), every layer bit-exact (check mode), cycles of its one program against the
+   cycles. ``--full-rtl``: the whole network through the z020 RTL (the project's whole-network
+   simulation target), every layer bit-exact (check mode), cycles of its one program against the
    model; then three different images back to back through the frame slots
    (``Driver.infer_stream``), each output against golden, and the steady-state frame interval.
 
@@ -65,7 +65,7 @@ PORT_MBPS = 8 * CLOCK_HZ / 1e6
 #: DSP48E1 per device, and the post-processing unit's share (3 per post lane, docs/postproc.md).
 DEVICE_DSP = {"z020": 220, "z045": 900}
 POST_DSP_PER_LANE = 3
-#: The paper family on XC7Z020 at 100 MHz (research/paper.md section 4.2).
+#: The paper family on XC7Z020 at 100 MHz (as the MSQ and FILM-QNN papers report them).
 ANCHORS = {"MSQ (W4A4)": {"fps": 21.3, "gops": 77.0, "dsp": 220, "klut": 28.3},
            "FILM-QNN intra-layer (95% W4 + 5% W8, A5)": {"fps": 27.8, "gops": 100.6,
                                                         "dsp": 208, "klut": 41.3}}
@@ -589,7 +589,7 @@ def markdown(r: dict) -> str:
     L += ["", f"Speedup over the fixed-point baseline on the same device: **z020 "
           f"{r['speedup']['z020']:.2f}x**, z045 {r['speedup']['z045']:.2f}x. One 64-bit HP port "
           f"carries {PORT_MBPS:.0f} MB/s per direction at 100 MHz.", "",
-          "Paper family on XC7Z020 at 100 MHz (`research/paper.md`): " + "; ".join(
+          "Paper family on XC7Z020 at 100 MHz (as the MSQ and FILM-QNN papers report them): " + "; ".join(
               f"{k} {v['fps']} fps ({v['gops']} GOPS, {v['dsp']} DSP)"
               for k, v in ANCHORS.items()) + ".", ""]
     # RTL validation
@@ -695,7 +695,7 @@ def markdown(r: dict) -> str:
                      f"{q['bytes_in']:,} | {q['bytes_out']:,} |")
         L.append("")
     L += [f"Golden (x86 NumPy) times for reference: `bench/results/golden_resnet18.md`.", "",
-          "## Targets (`DESIGN.md` section 6)", "", "| metric | target | measured | met |",
+          "## Targets", "", "| metric | target | measured | met |",
           "|---|---|---|---|"]
     for t in r["targets"]:
         L.append(f"| {t['metric']} | {t['target']} | {t['measured']} | {t['met']} |")

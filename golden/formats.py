@@ -1,4 +1,4 @@
-"""Number formats of the ILMPQ numeric contract (DESIGN.md section 3).
+"""Number formats of the ILMPQ numeric contract (``docs/numeric.md`` section 1).
 
 This module is the single place where precisions, widths and ranges are defined. The hardware
 (:mod:`ilmpq.hdl`) imports the enum and the width constants from here; it never imports golden's

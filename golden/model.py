@@ -1,4 +1,4 @@
-"""The quantized-model format: a graph of integer layers (DESIGN.md section 3).
+"""The quantized-model format: a graph of integer layers (``docs/numeric.md``).
 
 A :class:`QModel` is what the quantizer produces and what the compiler and the reference executor
 consume. Tensors are named; every layer reads named tensors and writes one. Activation tensors are

@@ -1,4 +1,4 @@
-"""Integer reference operators of the ILMPQ numeric contract (DESIGN.md section 3).
+"""Integer reference operators of the ILMPQ numeric contract (``docs/numeric.md`` section 2).
 
 Every function here is a pure, vectorized NumPy function on integer arrays. It validates its
 inputs (dtype, rank, shapes, value ranges) and raises an error from :mod:`ilmpq.golden.errors`

@@ -1,5 +1,5 @@
 """The ILMPQ quantizer: a float CNN (:class:`~ilmpq.golden.float_model.FloatModel`) in, an integer
-:class:`~ilmpq.golden.model.QModel` out (DESIGN.md section 3, ``docs/quantization.md``).
+:class:`~ilmpq.golden.model.QModel` out (``docs/numeric.md``, ``docs/quantization.md``).
 
 Post-training quantization on a small calibration set, in this order:
 

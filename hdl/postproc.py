@@ -1,7 +1,7 @@
 """Post-processing unit: bias, requantization, residual, ReLU/clamp, byte packing.
 
 The datapath of ``docs/architecture.md`` section 5 (``PostProc``) and of the numeric contract in
-``DESIGN.md`` section 3. Per lane and beat it computes::
+``docs/numeric.md`` section 2. Per lane and beat it computes::
 
     t = acc + bias                                   # acc_bits + 1 bits, never wraps
     y = clamp((t*M + res*Mr + 2**(S-1)) >> S, qmin, qmax)

