@@ -24,7 +24,7 @@ FLAGS = ("res_en", "relu", "last", "tag")
 # -- references ----------------------------------------------------------------------------------
 
 def reference(cfg, beats) -> np.ndarray:
-    """The formula of DESIGN.md section 3, transcribed directly (Python integers), for any value
+    """The formula of docs/numeric.md section 2, transcribed directly (Python integers), for any value
     the ports can carry: S = 0 means no rounding (floor(v + 1/2) = v)."""
     a = cfg.act_bits
     n, g = beats["acc"].shape
