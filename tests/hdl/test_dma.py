@@ -849,7 +849,7 @@ def test_multiport_accelerator_end_to_end_random_stalls(rng, preset, ports):
 
     async def testbench(ctx):
         drv = Driver(AmaranthTransport(ctx, dut, mems[0]), cfg)
-        out["tensors"], out["stats"] = await drv.infer(comp, img)
+        out["tensors"], out["stats"] = await drv.infer(comp, img, check=True)
 
     sim = Sim(dut)
     sim.add_clock(1e-8)

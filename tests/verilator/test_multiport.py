@@ -74,6 +74,6 @@ def test_verilator_ports_counters_and_error_on_the_second_port(net):
     assert e.value.code == ErrorCode.DMA_READ_SLVERR
     vsim.clear_errors()
     run_sync(drv.soft_reset())
-    again, _ = run_sync(drv.infer(comp, imgs[0]))
+    again, _ = run_sync(drv.infer(comp, imgs[0], check=True))
     ref = reference.run(model, imgs[0], spec=cfg.numeric)
     assert_layers_equal(model, ref, again)
