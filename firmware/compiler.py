@@ -340,6 +340,21 @@ class Compiled:
         return "\n".join(lines)
 
 
+def _fit_rows(name: str, rows: int, sy: int, kh: int, row_words: int, src,
+              cfg: HWConfig) -> int:
+    """The most output rows (at most ``rows``) of a pixel tile whose input rows, ``(r-1)*sy +
+    kh`` of ``row_words`` words each, fit half of the activation buffer; an error naming the
+    layer if not even one does."""
+    half_words = cfg.act_depth // 2
+    while rows > 0 and ((rows - 1) * sy + kh) * row_words > half_words:
+        rows -= 1
+    if rows == 0:
+        raise CompileError(
+            f"layer {name!r}: {kh} input rows of {src.w} x {src.c_mem} activations do not fit "
+            f"half of the activation buffer ({half_words} words of tn = {cfg.tn})")
+    return rows
+
+
 def _roundup(x: int, m: int) -> int:
     return -(-x // m) * m
 
@@ -712,15 +727,8 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
                              np.full(n_lanes, shift), zeros)
     p_addr = img.alloc(len(pblob), pblob)
 
-    half_words = cfg.act_depth // 2
     row_words = src.w * groups
-    rows_per_tile = min(oh, cfg.acc_depth // ow)
-    while rows_per_tile > 0 and ((rows_per_tile - 1) * sy + kh) * row_words > half_words:
-        rows_per_tile -= 1
-    if rows_per_tile == 0:
-        raise CompileError(
-            f"layer {name!r}: {kh} input rows of {src.w} x {src.c_mem} activations do not fit "
-            f"half of the activation buffer ({half_words} words of tn = {cfg.tn})")
+    rows_per_tile = _fit_rows(name, min(oh, cfg.acc_depth // ow), sy, kh, row_words, src, cfg)
     ptiles = rd_bytes = wr_bytes = beats_total = 0
     tile_rows = []
     for oy0 in range(0, oh, rows_per_tile):
@@ -878,19 +886,12 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     p_addr = img.alloc(len(pblob), bytes(pblob))
 
     # ---- pixel tiling ----------------------------------------------------------------------
-    half_words = cfg.act_depth // 2
     row_words = src.w * groups
     rows_per_tile = cfg.acc_depth // ow
     if rows_per_tile == 0:
         raise CompileError(f"layer {name!r}: an output row of {ow} pixels exceeds the "
                            f"accumulator depth {cfg.acc_depth} of configuration {cfg.name!r}")
-    # input rows needed by r output rows: (r-1)*sy + kh
-    while rows_per_tile > 0 and ((rows_per_tile - 1) * sy + kh) * row_words > half_words:
-        rows_per_tile -= 1
-    if rows_per_tile == 0:
-        raise CompileError(
-            f"layer {name!r}: {kh} input rows of {src.w} x {src.c_mem} activations do not fit "
-            f"half of the activation buffer ({half_words} words of tn = {cfg.tn})")
+    rows_per_tile = _fit_rows(name, rows_per_tile, sy, kh, row_words, src, cfg)
     ptiles = 0
     rd_bytes = 0
     wr_bytes = 0

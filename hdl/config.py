@@ -241,13 +241,17 @@ PRESETS: dict[str, HWConfig] = {
     "tiny2p": HWConfig(name="tiny2p", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
                        wbuf_depth=64, act_depth=2048, acc_depth=64, axi_ports=2),
     # read_fifo_beats / max_reads_outstanding: 128 beats and 8 bursts in flight per port keep
-    # the PE array's rate up to a 64-cycle read latency (bench/results/memsys.md)
+    # the PE array's rate up to a 64-cycle read latency; axi_ports 2 (HP0: weights, HP1: the
+    # rest) because the weights alone fill one HP port in the late layers; 4 ports add
+    # nothing more (the weight buffer takes one beat a cycle): bench/results/memsys.md
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=6, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
-                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=512),
+                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
+                     axi_ports=2),
     "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, lanes_lo_dsp=32, tn=16,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=16384, acc_depth=512,
-                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=1024),
+                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=1024,
+                     axi_ports=2),
 }
 
 

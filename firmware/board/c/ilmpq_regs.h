@@ -40,7 +40,7 @@ extern "C" {
 #define ILMPQ_AXI_ID_WIDTH 4u                        /* HWConfig.axi_id_width */
 #define ILMPQ_MAX_BURST 16u                          /* HWConfig.max_burst */
 #define ILMPQ_MAX_READS_OUTSTANDING 8u               /* HWConfig.max_reads_outstanding */
-#define ILMPQ_AXI_PORTS 1u                           /* HWConfig.axi_ports */
+#define ILMPQ_AXI_PORTS 2u                           /* HWConfig.axi_ports */
 #define ILMPQ_READ_FIFO_BEATS 128u                   /* HWConfig.read_fifo_beats */
 #define ILMPQ_WBUF_WORD_BEATS 9u                     /* HWConfig.wbuf_word_beats */
 #define ILMPQ_WBUF_DEPTH 512u                        /* HWConfig.wbuf_depth */
@@ -674,14 +674,14 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 #define ILMPQ_BYTES_READ_OFFSET 0x130u
 #define ILMPQ_BYTES_READ_LO_OFFSET 0x130u            /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_READ_HI_OFFSET 0x134u            /* bits [63:32] as of the last LO read */
-/* 4-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- BYTES_WRITTEN (0x138, 64-bit counter) ---- */
 /* Bytes transferred on the AXI4 manager write data channel (strobed bytes only). */
 #define ILMPQ_BYTES_WRITTEN_OFFSET 0x138u
 #define ILMPQ_BYTES_WRITTEN_LO_OFFSET 0x138u         /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_WRITTEN_HI_OFFSET 0x13cu         /* bits [63:32] as of the last LO read */
-/* 4-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
 
 /* ---- INSTRUCTIONS (0x140, 64-bit counter) ---- */
 /* Instructions executed (retired). */
