@@ -52,6 +52,17 @@ def _umask() -> int:
     return mask
 
 
+def _lstat(p: Path, what: str):
+    """``os.lstat`` of an output path (links not followed), ``None`` if nothing is there; a path
+    that runs through a file is an :class:`OutputError` starting with ``what``."""
+    try:
+        return os.lstat(p)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise OutputError(f"{what}: Not a directory (a part of the path is a file)") from None
+
+
 def check_output_file(path, *, force: bool = False) -> Path:
     """Check that ``path`` may be written as a regular file; return it as a :class:`Path`.
 
@@ -64,13 +75,7 @@ def check_output_file(path, *, force: bool = False) -> Path:
     p = Path(path)
     if str(path) == "" or p.name in ("", ".", ".."):
         raise OutputError(f"{str(path)!r} is not a file name: give the output file's path")
-    try:
-        st = os.lstat(p)
-    except FileNotFoundError:
-        st = None
-    except NotADirectoryError:
-        raise OutputError(f"cannot write {p}: Not a directory (a part of the path is a "
-                          f"file)") from None
+    st = _lstat(p, f"cannot write {p}")
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise OutputError(f"cannot write {p}: it is a symbolic link (ilmpq does not write "
@@ -189,13 +194,7 @@ def check_output_dir(path, *, force: bool = False, names=()) -> Path:
     d = Path(path)
     if str(path) == "":
         raise OutputError("'' is not a directory name: give the output directory's path")
-    try:
-        st = os.lstat(d)
-    except FileNotFoundError:
-        st = None
-    except NotADirectoryError:
-        raise OutputError(f"cannot create directory {d}: Not a directory (a part of the path "
-                          f"is a file)") from None
+    st = _lstat(d, f"cannot create directory {d}")
     if st is not None:
         if stat.S_ISLNK(st.st_mode):
             raise OutputError(f"cannot write into {d}: it is a symbolic link (ilmpq does not "

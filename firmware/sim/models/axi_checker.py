@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from ilmpq.hdl.axi import AXIBurst
 
 from .axi_mem import AXIProtocolError
+from .checker_base import ChannelChecker
 
 __all__ = ["AXIChecker", "Burst", "AXIProtocolError"]
 
@@ -48,7 +49,7 @@ class Burst:
     w_complete: bool = False
 
 
-class AXIChecker:
+class AXIChecker(ChannelChecker):
     """Passive checker of an AXI4 port (testbench coroutine).
 
     Parameters
@@ -78,14 +79,13 @@ class AXIChecker:
     def __init__(self, bus, *, max_burst: int = 16, max_reads_outstanding: int | None = None,
                  window: tuple[int, int] | None = None, check_subordinate: bool = True,
                  name: str = "axi"):
-        self.bus = bus
+        super().__init__(bus, name)
         self.beat_bytes = len(bus.wdata) // 8
         self.size_code = self.beat_bytes.bit_length() - 1
         self.max_burst = max_burst
         self.max_reads_outstanding = max_reads_outstanding
         self.window = window
         self.check_subordinate = check_subordinate
-        self.name = name
 
         self.bursts: list[Burst] = []       #: every AR/AW handshake, in order
         self.r_beats = 0
@@ -93,12 +93,7 @@ class AXIChecker:
         self.b_responses = 0
         self.reads_in_flight = 0
         self.max_reads_in_flight = 0        #: the largest number of reads in flight seen
-        self.cycle = 0
 
-        self._names = []
-        for valid, ready, payload in self._CH.values():
-            self._names += [valid, ready, *payload]
-        self._prev = {ch: (False, False, ()) for ch in self._CH}
         self._reads = defaultdict(deque)     # id -> outstanding AR bursts
         self._writes = defaultdict(deque)    # id -> AW bursts not answered on B
         self._aw_order: list[Burst] = []     # AW bursts in order, for matching W
@@ -106,13 +101,6 @@ class AXIChecker:
         self._w_beat = 0                     # beats of it so far
         self._w_early: deque[int] = deque()  # lengths of W bursts completed before their AW
 
-    def add_to(self, sim) -> None:
-        """Add the checker to a simulator as a background testbench."""
-        sim.add_testbench(self.run, background=True)
-
-    def _fail(self, rule: str, channel: str, detail: str = ""):
-        raise AXIProtocolError(f"{self.name}: AXI rule broken on the {channel} channel at cycle "
-                               f"{self.cycle}: {rule}" + (f" ({detail})" if detail else ""))
 
     def _check_burst(self, ch: str, addr: int, length: int, size: int, burst: int) -> None:
         beats = length + 1
@@ -224,13 +212,6 @@ class AXIChecker:
                            f"its last W beat", "B")
             q.popleft()
             self.b_responses += 1
-
-    async def run(self, ctx) -> None:
-        """The testbench coroutine (never returns; add it with ``background=True``)."""
-        sigs = [getattr(self.bus, n) for n in self._names]
-        async for _, _, *vals in ctx.tick().sample(*sigs):
-            self._edge(dict(zip(self._names, vals)))
-            self.cycle += 1
 
     @property
     def outstanding(self) -> int:

@@ -25,11 +25,12 @@ from __future__ import annotations
 from ilmpq.hdl.axi import AXIResp
 
 from .axi_mem import AXIProtocolError
+from .checker_base import ChannelChecker
 
 __all__ = ["AXILiteChecker", "AXIProtocolError"]
 
 
-class AXILiteChecker:
+class AXILiteChecker(ChannelChecker):
     """Passive checker of an AXI4-Lite port (testbench coroutine).
 
     Parameters
@@ -48,28 +49,17 @@ class AXILiteChecker:
         "R": ("rvalid", "rready", ("rdata", "rresp")),
     }
 
+    _PROTOCOL = "AXI4-Lite"
+
     def __init__(self, bus, *, name: str = "axil"):
-        self.bus = bus
-        self.name = name
-        self.cycle = 0
+        super().__init__(bus, name)
         self.writes = 0             #: B handshakes
         self.reads = 0              #: R handshakes
         self.error_responses = 0    #: B or R handshakes answering SLVERR or DECERR
-        self._names = []
-        for valid, ready, payload in self._CH.values():
-            self._names += [valid, ready, *payload]
-        self._prev = {ch: (False, False, ()) for ch in self._CH}
         self._aw = 0                # handshakes so far (at earlier edges)
         self._w = 0
         self._ar = 0
 
-    def add_to(self, sim) -> None:
-        """Add the checker to a simulator as a background testbench."""
-        sim.add_testbench(self.run, background=True)
-
-    def _fail(self, rule: str, channel: str, detail: str = ""):
-        raise AXIProtocolError(f"{self.name}: AXI4-Lite rule broken on the {channel} channel at "
-                               f"cycle {self.cycle}: {rule}" + (f" ({detail})" if detail else ""))
 
     def _edge(self, v: dict) -> None:
         for ch, (valid, ready, payload) in self._CH.items():
@@ -107,13 +97,6 @@ class AXILiteChecker:
         self._aw += bool(v["awvalid"] and v["awready"])
         self._w += bool(v["wvalid"] and v["wready"])
         self._ar += bool(v["arvalid"] and v["arready"])
-
-    async def run(self, ctx) -> None:
-        """The testbench coroutine (never returns; add it with ``background=True``)."""
-        sigs = [getattr(self.bus, n) for n in self._names]
-        async for _, _, *vals in ctx.tick().sample(*sigs):
-            self._edge(dict(zip(self._names, vals)))
-            self.cycle += 1
 
     @property
     def outstanding(self) -> int:
