@@ -120,7 +120,7 @@ def run_net(name: str, n_calib: int, seed: int) -> dict:
         comp = compile_model(qm, cfg)
         row["stage"] = "cycle model"
         est = cm.estimate(comp)
-        host = [l.name for l in est.layers if l.where != "accel"]
+        host = [l.name for l in est.layers if l.where not in ("accel", "free")]
         row.update({"stage": "done", "fps_accel": CLOCK_HZ / est.cycles,
                     "utilization": est.utilization, "cycles": int(est.cycles),
                     "host_layers": host, "layers": len(est.layers),
