@@ -131,24 +131,11 @@ def atomic_file(path, *, force: bool = False, mode: str = "w"):
     deleted and ``path`` is untouched). ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
-    dst = check_output_file(path, force=force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-            try:
-                yield f
-                f.flush()
-                os.fsync(f.fileno())
-            except OSError as e:
-                if e.filename is None and e.strerror:
-                    raise OutputError(f"cannot write {dst}: {e.strerror}; nothing was written "
-                                      f"(any previous {dst.name} is unchanged)") from None
-                raise
-        _commit(tmp, dst, force)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, force=force) as tmp:
+        with open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
