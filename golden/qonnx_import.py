@@ -68,7 +68,7 @@ from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
 from .model import (ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, ModelFormatError,
                     QModel, TensorSpec, hi_row_count)
 from .onnx_import import OnnxImportError, _Importer, _parse_model, _sanitize
-from .quantize import QuantizeError, choose_requant, parse_ratio
+from .quantize import QuantizeError, choose_requant, parse_ratio, text_table
 
 __all__ = [
     "QuantImportError", "QONNX_DOMAINS", "ROUNDING_MODES", "is_quantized_onnx",
@@ -593,11 +593,7 @@ class ImportReport:
                          "-" if lr.measured_local_frac is None else
                          f"{100 * lr.measured_local_frac:.3f}",
                          "-" if lr.measured_net is None else str(lr.measured_net)))
-        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-                  for i, c in enumerate(cols)]
-        lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
-                 "  ".join("-" * w for w in widths)]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        lines = [head, *text_table(cols, rows)]
         lines.append("bound LSB: worst-case |ilmpq - model| of the layer's output integers given "
                      "the same integer inputs (0 = bit-exact); local/net: measured on images "
                      "layer by layer / through the network")

@@ -365,6 +365,16 @@ def sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
     return 10.0 * math.log10(sig / err)
 
 
+def text_table(cols, rows) -> list[str]:
+    """A plain-text table for reports: the header, a rule and one line per row, each column
+    left-aligned to its widest cell (cells are strings)."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
+              for i, c in enumerate(cols)]
+    return (["  ".join(c.ljust(w) for c, w in zip(cols, widths)),
+             "  ".join("-" * w for w in widths)]
+            + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows])
+
+
 def _fmt_db(v) -> str:
     if v is None:
         return "-"
@@ -451,11 +461,7 @@ class QuantReport:
                          "-" if lr.saturation is None else f"{100 * lr.saturation:.2f}",
                          f"{lr.mult_range[0]}..{lr.mult_range[1]}",
                          f"{lr.shift_range[0]}..{lr.shift_range[1]}"))
-        widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-                  for i, c in enumerate(cols)]
-        lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
-                 "  ".join("-" * w for w in widths)]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+        lines = [head, *text_table(cols, rows)]
         lines.append("SQNR in dB against float on the calibration images: W = weights, local = "
                      "the layer alone on its quantized float input, net = through the integer "
                      "network.")
