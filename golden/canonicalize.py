@@ -132,23 +132,33 @@ def _set_input_shape(model, input_shape, label, actions):
         actions.append(f"input {inp.name!r}: shape {tuple(old)} -> {new} (one image at a time)")
 
 
-def _static_shapes(model):
-    """Tensor name -> static shape tuple, for every tensor shape inference could fix."""
+def _infer(model):
+    """One shape inference (with data propagation): ``(shapes, elem_types)`` — tensor name ->
+    static shape tuple for every tensor whose shape inference could fix, and tensor name -> ONNX
+    element type for every typed tensor."""
     import onnx
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - inference is best effort; the importer validates later
         inferred = model
-    shapes = {}
+    shapes, elems = {}, {}
     g = inferred.graph
     for vi in list(g.value_info) + list(g.input) + list(g.output):
-        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        if not vi.type.HasField("tensor_type"):
+            continue
+        elems.setdefault(vi.name, vi.type.tensor_type.elem_type)
+        if not vi.type.tensor_type.HasField("shape"):
             continue
         dims = vi.type.tensor_type.shape.dim
         if all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
             shapes[vi.name] = tuple(int(d.dim_value) for d in dims)
-    return shapes
+    return shapes, elems
+
+
+def _static_shapes(model):
+    """Tensor name -> static shape tuple, for every tensor shape inference could fix."""
+    return _infer(model)[0]
 
 
 def _const_of(node, nh):
@@ -259,21 +269,8 @@ def _rename_input(graph, old, new):
 def _remove_noops(model, counts):
     """Identity, Dropout without a used mask, Cast to the same float type, Reshape/Flatten to the
     shape the tensor already has."""
-    import onnx
-
     g = model.graph
-    shapes = _static_shapes(model)
-    elem = {}
-    for vi in list(g.value_info) + list(g.input) + list(g.output):
-        if vi.type.HasField("tensor_type"):
-            elem[vi.name] = vi.type.tensor_type.elem_type
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-        for vi in inferred.graph.value_info:
-            if vi.type.HasField("tensor_type"):
-                elem.setdefault(vi.name, vi.type.tensor_type.elem_type)
-    except Exception:  # noqa: BLE001
-        pass
+    shapes, elem = _infer(model)
     used = Counter(t for n in g.node for t in n.input if t)
     graph_outputs = {o.name for o in g.output}
     keep, changed = [], False
