@@ -339,6 +339,8 @@ _ACCESS_DOCS = {
     Access.RW: "host read/write (byte strobes honoured); the hardware reads the value",
     Access.RO: "read-only, driven by the hardware; writes are ignored",
     Access.CONST: "read-only constant of this hardware build",
+    Access.WO: "write-only: the hardware reads the value written (byte strobes honoured); "
+               "host reads return 0",
     Access.W1P: "write 1 to a bit: one-cycle pulse to the hardware; reads 0",
     Access.W1C: "sticky bit set by the hardware; write 1 to clear (a set in the same cycle "
                 "wins)",

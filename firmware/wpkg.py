@@ -11,6 +11,11 @@ Typical use (the compiler)::
     payload = encode_sets(config, lo, hi)          # (n_sets, lanes_lo, tn), (n_sets, lanes_hi, tn)
     blob = build_package(config, seq, payload)     # header + payload + trailer bytes
 
+Authenticated packages (docs/reliability.md, "Authenticated weight packages"): given a
+:class:`MacKey` (the 16-byte SipHash-2-4 key and the model's 64-bit nonce) and the package's
+index in its program, :func:`build_package` puts the tag :func:`package_tag` in the trailer
+instead of the CRC; the hardware checks it when MAC_CTRL.enable is set.
+
 :func:`parse_package` is the exact inverse and applies the hardware's checks in the hardware's
 order, raising :class:`WeightPackageError` with the :class:`~ilmpq.hdl.status.ErrorCode` the
 controller would latch; :func:`scan_packages` does the same over a stream of packages, which makes
@@ -19,6 +24,8 @@ it a reference model of the controller for tests.
 
 from __future__ import annotations
 
+import os
+import stat
 import zlib
 from dataclasses import dataclass
 
@@ -26,6 +33,7 @@ import numpy as np
 
 from ..golden.errors import IlmpqTypeError, IlmpqValueError
 from ..golden.formats import Precision, check_int_array
+from ..golden.siphash import KEY_BYTES, check_key, siphash24
 from ..hdl.config import HWConfig
 from ..hdl.status import ErrorCode
 from ..hdl.weight_buffer import (
@@ -39,11 +47,95 @@ __all__ = [
     "word_bytes", "package_size", "encode_sets", "decode_sets", "encode_header", "decode_header",
     "encode_trailer", "decode_trailer", "build_package", "build_package_from_sets",
     "parse_package", "scan_packages", "bytes_to_beats", "bytes_to_words", "words_to_bytes",
+    "MacKey", "mac_message", "package_tag", "encode_tag", "read_key_file", "new_nonce",
 ]
 
 _HEADER = _data.Layout.cast(PackageHeader)
 _TRAILER = _data.Layout.cast(PackageTrailer)
 _MASK32 = 0xFFFFFFFF
+_MASK64 = (1 << 64) - 1
+#: Largest package index the hardware counts (its counter is 32 bits).
+MAX_PACKAGE_INDEX = _MASK32
+
+
+@dataclass(frozen=True, repr=False)
+class MacKey:
+    """What authenticates a model's packages: the 16-byte SipHash-2-4 ``key`` (secret; never
+    printed: ``repr`` hides it) and the model's 64-bit ``nonce`` (public, stored with the
+    compiled model and written to MAC_NONCE by the driver)."""
+
+    key: bytes
+    nonce: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", check_key(self.key))
+        n = self.nonce
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= _MASK64:
+            raise IlmpqValueError(f"MAC nonce = {n!r} is not allowed: it must be an integer in "
+                                  f"[0, 2**64)")
+        object.__setattr__(self, "nonce", int(n))
+
+    def __repr__(self):
+        return f"MacKey(key=<{KEY_BYTES} bytes hidden>, nonce={self.nonce:#018x})"
+
+
+def new_nonce() -> int:
+    """A fresh random 64-bit nonce (one per compiled model)."""
+    return int.from_bytes(os.urandom(8), "little")
+
+
+#: Largest key file accepted (a key is 16 raw bytes or 32 hex digits and a newline).
+_KEY_FILE_MAX = 4096
+
+
+def read_key_file(path) -> bytes:
+    """Read a MAC key from a file: exactly 16 raw bytes, or 32 hexadecimal digits (surrounding
+    whitespace allowed). Keys are never taken from the command line (shell history, ``ps``).
+    Raises :class:`~ilmpq.golden.errors.IlmpqValueError` naming the problem."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise IlmpqValueError(f"cannot read the MAC key file {path!s}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise IlmpqValueError(f"the MAC key file {path!s} is not a regular file")
+    if st.st_size > _KEY_FILE_MAX:
+        raise IlmpqValueError(f"the MAC key file {path!s} has {st.st_size} bytes; a key is "
+                              f"{KEY_BYTES} raw bytes or {2 * KEY_BYTES} hex digits")
+    with open(path, "rb") as f:
+        raw = f.read(_KEY_FILE_MAX + 1)
+    if len(raw) == KEY_BYTES:
+        return raw
+    text = raw.strip()
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES or len(text) != 2 * KEY_BYTES:
+        raise IlmpqValueError(f"the MAC key file {path!s} must hold exactly {KEY_BYTES} raw "
+                              f"bytes or {2 * KEY_BYTES} hex digits, not {len(raw)} bytes of "
+                              f"something else")
+    return key
+
+
+def mac_message(nonce: int, index: int, body: bytes) -> bytes:
+    """The bytes a package tag authenticates: the model's nonce (8 bytes), the package's index
+    in its program (8 bytes; the hardware counts packages since START), then ``body`` = the
+    header and payload beats, all little-endian."""
+    return nonce.to_bytes(8, "little") + index.to_bytes(8, "little") + body
+
+
+def _check_index(index) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
+            not 0 <= index <= MAX_PACKAGE_INDEX:
+        raise IlmpqValueError(f"package index = {index!r} is not allowed: with a MAC key a "
+                              f"package needs its index in the program, an integer in "
+                              f"[0, {MAX_PACKAGE_INDEX}]")
+    return int(index)
+
+
+def package_tag(mac: MacKey, index: int, body: bytes) -> int:
+    """SipHash-2-4 tag of a package whose header and payload bytes are ``body``."""
+    return siphash24(mac.key, mac_message(mac.nonce, _check_index(index), bytes(body)))
 
 
 class WeightPackageError(IlmpqValueError):
@@ -262,7 +354,8 @@ def _check_length(config: HWConfig, n_words: int) -> str | None:
     return None
 
 
-def build_package(config: HWConfig, seq: int, payload: bytes) -> bytes:
+def build_package(config: HWConfig, seq: int, payload: bytes, *, mac: MacKey | None = None,
+                  index: int | None = None) -> bytes:
     """Build a package: header, ``payload`` (whole weight sets of bank words), trailer.
 
     Parameters
@@ -274,8 +367,19 @@ def build_package(config: HWConfig, seq: int, payload: bytes) -> bytes:
     payload : bytes
         Bank words, little-endian, e.g. from :func:`encode_sets`: a whole number of weight sets
         and at most ``wbuf_depth`` words.
+    mac : MacKey or None
+        Authenticate the package: the trailer holds :func:`package_tag` instead of the CRC
+        (64-bit AXI buses only).
+    index : int
+        With ``mac``: the package's index among the packages of its program (0 for the first
+        package after START).
     """
     _check_config(config)
+    if mac is not None:
+        if not isinstance(mac, MacKey):
+            raise IlmpqTypeError(f"mac must be a MacKey, not {type(mac).__name__}")
+        index = _check_index(index)
+        _check_mac_config(config)
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise IlmpqTypeError(f"payload must be bytes, not {type(payload).__name__}")
     payload = bytes(payload)
@@ -288,16 +392,34 @@ def build_package(config: HWConfig, seq: int, payload: bytes) -> bytes:
     if problem:
         raise IlmpqValueError(f"cannot build a weight package: {problem}")
     header = encode_header(config, seq=seq, n_words=n_words)
+    if mac is not None:
+        return header + payload + encode_tag(config, package_tag(mac, index, header + payload))
     crc = zlib.crc32(payload, zlib.crc32(header))
     return header + payload + encode_trailer(config, crc)
 
 
-def build_package_from_sets(config: HWConfig, seq: int, lo, hi) -> bytes:
+def _check_mac_config(config: HWConfig) -> None:
+    if config.axi_data_width != 64:
+        raise IlmpqValueError(
+            f"authenticated weight packages need a 64-bit AXI bus; configuration "
+            f"{config.name!r} has axi_data_width = {config.axi_data_width} (its hardware "
+            f"rejects every package with WPKG_MAC when MAC_CTRL.enable is set)")
+
+
+def encode_tag(config: HWConfig, tag: int) -> bytes:
+    """Trailer of an authenticated package: the 64-bit tag, little-endian."""
+    _check_mac_config(config)
+    return int(tag).to_bytes(trailer_beats(config) * config.beat_bytes, "little")
+
+
+def build_package_from_sets(config: HWConfig, seq: int, lo, hi, *, mac: MacKey | None = None,
+                            index: int | None = None) -> bytes:
     """:func:`build_package` of :func:`encode_sets` ``(lo, hi)``."""
-    return build_package(config, seq, encode_sets(config, lo, hi))
+    return build_package(config, seq, encode_sets(config, lo, hi), mac=mac, index=index)
 
 
-def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None):
+def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None,
+               mac: MacKey | None = None, index: int = 0):
     """Parse the package at the start of ``data`` as the hardware does.
 
     Returns ``(package, size)``, or ``(None, 0)`` if ``data`` ends before the package does.
@@ -327,9 +449,17 @@ def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None):
     end = hbytes + fields["n_words"] * word_bytes(config)
     if len(data) < end + tbytes:
         return None, 0
+    if mac is not None:
+        got = int.from_bytes(data[end:end + tbytes], "little")
+        want = package_tag(mac, index, data[:end])
+        if got != want:
+            raise WeightPackageError(
+                ErrorCode.WPKG_MAC,
+                f"MAC mismatch: the trailer does not hold the SipHash-2-4 tag of package "
+                f"{index} under this key and nonce (forged, replayed or from another model)")
     trailer, tpad = decode_trailer(config, data[end:end + tbytes])
     crc = zlib.crc32(data[:end])
-    if trailer["crc"] != crc or trailer["crc_inv"] != crc ^ _MASK32 or tpad != 0:
+    if mac is None and trailer["crc"] != crc or trailer["crc_inv"] != crc ^ _MASK32 or tpad != 0:
         raise WeightPackageError(
             ErrorCode.WPKG_CRC,
             f"CRC mismatch: trailer holds crc 0x{trailer['crc']:08x} / complement "
@@ -350,19 +480,23 @@ def _check_bytes(config: HWConfig, data) -> bytes:
     return data
 
 
-def parse_package(config: HWConfig, data: bytes, *,
-                  expected_seq: int | None = None) -> WeightPackage:
+def parse_package(config: HWConfig, data: bytes, *, expected_seq: int | None = None,
+                  mac: MacKey | None = None, index: int = 0) -> WeightPackage:
     """Parse and verify exactly one package (the inverse of :func:`build_package`).
 
     The checks and their order are the hardware's: magic/version/reserved/padding
     (``WPKG_MAGIC``), sequence number if ``expected_seq`` is given (``WPKG_SEQ``), length
-    (``WPKG_LENGTH``), CRC (``WPKG_CRC``). Data that ends early or goes on after the trailer
+    (``WPKG_LENGTH``), CRC (``WPKG_CRC``) or, with ``mac``, the tag of package ``index``
+    (``WPKG_MAC``). Data that ends early or goes on after the trailer
     raises ``WPKG_LENGTH`` too (the hardware would instead wait, or read the rest as the next
     package).
     """
     _check_config(config)
     data = _check_bytes(config, data)
-    pkg, size = _parse_one(config, data, expected_seq)
+    if mac is not None:
+        _check_mac_config(config)
+        index = _check_index(index)
+    pkg, size = _parse_one(config, data, expected_seq, mac, index)
     if pkg is None:
         raise WeightPackageError(
             ErrorCode.WPKG_LENGTH,
@@ -374,19 +508,25 @@ def parse_package(config: HWConfig, data: bytes, *,
     return pkg
 
 
-def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0) -> ScanResult:
+def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0,
+                  mac: MacKey | None = None, first_index: int = 0) -> ScanResult:
     """Parse a stream of consecutive packages the way the controller does after ``start``.
 
     The first package must carry ``first_seq``, each next one the previous ``seq + 1`` (mod
-    2**16). Scanning stops at the first error (the controller halts) or when the data ends.
+    2**16); with ``mac``, the first package is package ``first_index`` of its program, the
+    next one the one after. Scanning stops at the first error (the controller halts) or when
+    the data ends.
     """
     _check_config(config)
     data = _check_bytes(config, data)
+    if mac is not None:
+        _check_mac_config(config)
+    index = _check_index(first_index)
     packages: list[WeightPackage] = []
     pos, seq = 0, first_seq
     while pos < len(data):
         try:
-            pkg, size = _parse_one(config, data[pos:], seq)
+            pkg, size = _parse_one(config, data[pos:], seq, mac, index)
         except WeightPackageError as e:
             return ScanResult(packages, e, 0)
         if pkg is None:
@@ -394,6 +534,7 @@ def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0) -> ScanR
         packages.append(pkg)
         pos += size
         seq = (seq + 1) & 0xFFFF
+        index += 1
     return ScanResult(packages, None, len(data) - pos)
 
 

@@ -16,6 +16,9 @@ Field access kinds (:class:`Access`)
     The hardware drives an input port; host reads sample it. Host writes are ignored.
 ``CONST``
     A value fixed at elaboration (identification, geometry). No port.
+``WO``
+    Write-only: host writes (byte strobes honoured) are stored and the hardware sees the value
+    on an output port, but host reads return 0 (secrets such as a MAC key). Has a reset value.
 ``W1P``
     Writing 1 to a bit gives a pulse of exactly one clock cycle on the output port, in the cycle
     after the write is performed; writing 0 does nothing; reads return 0.
@@ -76,6 +79,7 @@ class Access(py_enum.Enum):
     RW = "rw"
     RO = "ro"
     CONST = "const"
+    WO = "wo"
     W1P = "w1p"
     W1C = "w1c"
     COUNTER = "counter"
@@ -83,12 +87,12 @@ class Access(py_enum.Enum):
     @property
     def host_writable(self) -> bool:
         """Whether a host write can change the field or cause an action."""
-        return self in (Access.RW, Access.W1P, Access.W1C)
+        return self in (Access.RW, Access.WO, Access.W1P, Access.W1C)
 
     @property
     def has_reset(self) -> bool:
-        """Whether the field has a reset value (RW, W1C) or a fixed value (CONST)."""
-        return self in (Access.RW, Access.W1C, Access.CONST)
+        """Whether the field has a reset value (RW, WO, W1C) or a fixed value (CONST)."""
+        return self in (Access.RW, Access.WO, Access.W1C, Access.CONST)
 
 
 def _check_name(kind: str, name) -> str:
@@ -647,7 +651,7 @@ class RegisterMap:
 # -- hardware ----------------------------------------------------------------------------------
 
 def _field_member(f: Field):
-    if f.access is Access.RW or f.access is Access.W1P:
+    if f.access in (Access.RW, Access.WO, Access.W1P):
         return Out(f.shape)
     if f.access is Access.RO:
         return In(f.shape)
@@ -699,7 +703,7 @@ class CSRBank(wiring.Component):
         ``OKAY``; ``SLVERR`` for an unmapped address (reads return 0, writes change nothing)
         and for a write to a register with no host-writable field (nothing changes).
     fields : ``Out(fields_signature(regmap))``
-        ``fields.<register>.<field>``: ``RW`` → output (the register value), ``W1P`` → output
+        ``fields.<register>.<field>``: ``RW`` and ``WO`` → output (the register value), ``W1P`` → output
         (one-cycle pulse), ``RO`` → input, ``W1C`` → ``set`` input and ``value`` output,
         ``COUNTER`` → ``inc`` and ``clear`` inputs and ``value`` output (64 bits). ``CONST``
         fields have no port.
@@ -822,12 +826,13 @@ class CSRBank(wiring.Component):
                     parts.append((f.lsb, Const(f.reset, f.width)))
                 elif f.access is Access.RO:
                     parts.append((f.lsb, Value.cast(getattr(port, f.name))))
-                elif f.access is Access.RW:
+                elif f.access in (Access.RW, Access.WO):
                     value = Signal(f.width, init=f.reset, name=f"{reg.name}_{f.name}")
                     with m.If(wsel):
                         m.d.sync += value.eq((value & ~w_mask[sl]) | (w_data[sl] & w_mask[sl]))
                     m.d.comb += Value.cast(getattr(port, f.name)).eq(value)
-                    parts.append((f.lsb, value))
+                    if f.access is Access.RW:       # a WO field reads as 0
+                        parts.append((f.lsb, value))
                 elif f.access is Access.W1P:
                     pulse = Signal(f.width, name=f"{reg.name}_{f.name}")
                     m.d.sync += pulse.eq(Mux(wsel, w_ones[sl], 0))

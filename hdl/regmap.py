@@ -195,6 +195,30 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       "transferred) after which the run stops with TIMEOUT; 0 disables the "
                       "watchdog."),
         ], doc="Watchdog."),
+        # -- weight-package MAC (docs/reliability.md, "Authenticated weight packages") ------
+        *(Register(f"mac_key{i}", 0x080 + 4 * i, [
+            Field("key", 32, Access.WO,
+                  doc=f"Bytes {4 * i}..{4 * i + 3} of the 16-byte SipHash-2-4 key, little-endian "
+                      f"(byte {4 * i} in bits 7:0). Write-only: reads return 0. Cleared by a "
+                      f"hard reset, kept by SOFT_RESET."),
+        ], doc=f"Weight-package MAC key, word {i}.") for i in range(4)),
+        Register("mac_nonce_lo", 0x090, [
+            Field("nonce", 32, RW,
+                  doc="Bits 31:0 of the model's 64-bit MAC nonce (from the compiled model); "
+                      "bound into every package tag, so a package of another model compiled "
+                      "under the same key is rejected."),
+        ], doc="Weight-package MAC nonce, low word."),
+        Register("mac_nonce_hi", 0x094, [
+            Field("nonce", 32, RW, doc="Bits 63:32 of the model's MAC nonce."),
+        ], doc="Weight-package MAC nonce, high word."),
+        Register("mac_ctrl", 0x098, [
+            Field("enable", 1, RW,
+                  doc="1: every weight package must carry a SipHash-2-4 tag in its trailer "
+                      "(instead of the CRC) over the nonce, the package's index in the run, "
+                      "its header and payload; a wrong tag stops the run with WPKG_MAC before "
+                      "any weight of the package is used. 0: CRC-32 check. Change it only "
+                      "while STATUS.busy is 0. Cleared by a hard reset."),
+        ], doc="Weight-package MAC control."),
     ]
     for i, (name, doc) in enumerate(COUNTER_NAMES):
         inc = byte_inc if name.startswith("bytes_") else 1

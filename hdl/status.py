@@ -32,6 +32,9 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     WPKG_LENGTH = 0x22          #: length field zero, larger than a bank, or not whole sets; or
                                 #: a LOAD_WEIGHTS stream that ends inside a package
     WPKG_CRC = 0x23             #: CRC-32 over header and payload does not match
+    WPKG_MAC = 0x24             #: MAC_CTRL.enable set and the package's SipHash-2-4 tag does
+                                #: not match (forged, replayed, from another model or key;
+                                #: or this configuration cannot check tags)
     # program (0x30-0x3f)
     INSTR_OPCODE = 0x30         #: unknown opcode
     INSTR_FIELD = 0x31          #: a field out of range for this configuration

@@ -25,6 +25,15 @@ Checks, in this order (the first failing one is latched on ``error`` and the con
    ``ErrorCode.WPKG_LENGTH``;
 4. trailer: ``crc`` and ``crc_inv`` match the CRC computed on the fly, and zero trailer padding,
    else ``ErrorCode.WPKG_CRC`` (corruption, or a truncated package followed by the next one).
+
+Authenticated packages (``mac_en``; docs/reliability.md): the trailer holds instead a 64-bit
+SipHash-2-4 tag (:mod:`ilmpq.hdl.siphash`, key ``mac_key``) of the message ``mac_nonce`` (8
+bytes), the package's index since ``clear`` (8 bytes: the n-th package of the run, from 0), then
+the header and payload beats; a wrong tag latches ``ErrorCode.WPKG_MAC`` at the same point as a
+CRC error (check 4), so the bank is never drained. The core absorbs a 64-bit word every 2
+cycles, so ``fill`` takes header and payload beats at most every other cycle. Only 64-bit AXI
+buses carry tags: with another width every package is rejected with ``WPKG_MAC`` when
+``mac_en`` is set (fail closed).
 """
 
 # No ``from __future__ import annotations`` in this module: data.Struct reads its annotations.
@@ -35,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import ConfigError, HWConfig
 from .crc import CRC32
+from .siphash import KEY_BITS, TAG_BITS, WORD_BITS, SipHash24
 from .status import ErrorCode
 
 __all__ = [
@@ -148,6 +158,11 @@ class WeightBuffer(wiring.Component):
         ``start`` overrides its increment: pulse it between packages.
     start_seq : In(16)
         Sequence number the first package after ``start`` must carry (0 if left unconnected).
+    mac_en : In(1)
+        Packages carry a SipHash-2-4 tag instead of the CRC (see the module docstring). Change
+        it only while the controller is idle (between runs).
+    mac_key : In(128); mac_nonce : In(64)
+        The MAC key and the model's nonce, held stable while ``mac_en``.
     clear : In(1)
         Synchronous soft reset of the whole controller: banks ``FREE``, ``error`` ``NONE``,
         expected sequence 0, filler waiting for a header, ``wout`` empty. Bank contents are not
@@ -190,6 +205,9 @@ class WeightBuffer(wiring.Component):
             "wout": Out(stream.Signature(unsigned(config.wbuf_word_bits))),
             "start": In(1),
             "start_seq": In(16),
+            "mac_en": In(1),
+            "mac_key": In(KEY_BITS),
+            "mac_nonce": In(WORD_BITS),
             "clear": In(1),
             "error": Out(ErrorCode),
             "bank_state": Out(data.ArrayLayout(BankState, 2)),
@@ -262,6 +280,30 @@ class WeightBuffer(wiring.Component):
         if len(tpad):
             crc_ok &= tpad == 0
 
+        # -- MAC: nonce and package index, then header and payload beats, into SipHash-2-4 ----
+        mac_ok_width = W == WORD_BITS
+        mac_en = self.mac_en
+        pkg_index = Signal(32)                              # packages accepted since clear
+        sip_pre = Signal(range(3))                          # words of the prefix absorbed
+        if mac_ok_width:
+            m.submodules.sip = sip = SipHash24()
+            m.d.comb += sip.key.eq(self.mac_key)
+            sip_ready = sip.data.ready
+            tag_valid = sip.tag.valid
+            tag_ok = trailer_bits[:TAG_BITS] == sip.tag.payload
+        else:
+            sip = None
+            sip_ready = tag_valid = tag_ok = Const(0, 1)
+        # header beats wait for the prefix; every absorbed beat waits for the core
+        mac_hold = mac_en & ~sip_ready
+        mac_pre_done = ~mac_en | (sip_pre == 2) | ~Const(mac_ok_width, 1)
+
+        def sip_feed(word, last):
+            if sip is not None:
+                m.d.comb += [sip.data.valid.eq(1), sip.data.payload.data.eq(word),
+                             sip.data.payload.nbytes.eq(WORD_BITS // 8),
+                             sip.data.payload.last.eq(last)]
+
         waddr = Signal(addr_bits)                           # payload word being written
         wbeat = Signal(range(WB)) if WB > 1 else Const(0, 1)
         flast = Signal(addr_bits)                           # last word of the current package
@@ -286,9 +328,19 @@ class WeightBuffer(wiring.Component):
 
         with m.FSM(name="filler"):
             with m.State("HEADER"):
+                # with the MAC, the nonce and the package index go into the core first
+                if sip is not None:
+                    with m.If(mac_en & (sip_pre != 2)):
+                        sip_feed(Mux(sip_pre == 0, self.mac_nonce, pkg_index), 0)
+                        with m.If(sip_ready):
+                            m.d.sync += sip_pre.eq(sip_pre + 1)
                 # a header beat may enter only when the bank in turn is ours to fill
-                m.d.comb += self.fill.ready.eq((fstate == BankState.FREE)
-                                               | (fstate == BankState.FILLING))
+                m.d.comb += self.fill.ready.eq(((fstate == BankState.FREE)
+                                                | (fstate == BankState.FILLING))
+                                               & mac_pre_done & ~(mac_en & (sip_pre == 2)
+                                                                  & ~sip_ready))
+                with m.If(xfer_in & mac_en & (sip_pre == 2)):
+                    sip_feed(beat, 0)
                 with m.If(xfer_in):
                     m.d.comb += crc.en.eq(1)
                     with m.If(hcnt == 0):
@@ -297,6 +349,8 @@ class WeightBuffer(wiring.Component):
                     with m.If(hcnt != hb - 1):
                         if hb > 1:
                             m.d.sync += [hcnt.eq(hcnt + 1), hbuf.eq(Cat(hbuf[W:], beat))]
+                    with m.Elif(mac_en & ~Const(mac_ok_width, 1)):
+                        latch(ErrorCode.WPKG_MAC)       # no tags on this bus width: fail closed
                     with m.Elif(~magic_ok):
                         latch(ErrorCode.WPKG_MAGIC)
                     with m.Elif(~seq_ok):
@@ -317,7 +371,9 @@ class WeightBuffer(wiring.Component):
                         m.next = "PAYLOAD"
 
             with m.State("PAYLOAD"):
-                m.d.comb += self.fill.ready.eq(1)
+                m.d.comb += self.fill.ready.eq(~mac_hold)
+                with m.If(xfer_in & mac_en):
+                    sip_feed(beat, (wbeat == WB - 1) & (waddr == flast))
                 with m.If(xfer_in):
                     m.d.comb += crc.en.eq(1)
                     word_done = wbeat == WB - 1
@@ -332,14 +388,20 @@ class WeightBuffer(wiring.Component):
                             m.next = "TRAILER"
 
             with m.State("TRAILER"):
-                m.d.comb += self.fill.ready.eq(1)
+                # with the MAC, the trailer (one beat: the tag) waits for the core's tag
+                m.d.comb += self.fill.ready.eq(~mac_en | tag_valid)
+                if sip is not None:
+                    m.d.comb += sip.tag.ready.eq(xfer_in & mac_en)
                 with m.If(xfer_in):
                     with m.If(tcnt != tb - 1):
                         if tb > 1:
                             m.d.sync += [tcnt.eq(tcnt + 1), tbuf.eq(Cat(tbuf[W:], beat))]
-                    with m.Elif(~crc_ok):
+                    with m.Elif(mac_en & ~tag_ok):
+                        latch(ErrorCode.WPKG_MAC)
+                    with m.Elif(~mac_en & ~crc_ok):
                         latch(ErrorCode.WPKG_CRC)
                     with m.Else():
+                        m.d.sync += [pkg_index.eq(pkg_index + 1), sip_pre.eq(0)]
                         if tb > 1:
                             m.d.sync += tcnt.eq(0)
                         m.d.comb += self.pkg_accepted.eq(1)
