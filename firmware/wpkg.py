@@ -459,7 +459,8 @@ def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None,
                 f"{index} under this key and nonce (forged, replayed or from another model)")
     trailer, tpad = decode_trailer(config, data[end:end + tbytes])
     crc = zlib.crc32(data[:end])
-    if mac is None and trailer["crc"] != crc or trailer["crc_inv"] != crc ^ _MASK32 or tpad != 0:
+    if mac is None and (trailer["crc"] != crc or trailer["crc_inv"] != crc ^ _MASK32
+                        or tpad != 0):
         raise WeightPackageError(
             ErrorCode.WPKG_CRC,
             f"CRC mismatch: trailer holds crc 0x{trailer['crc']:08x} / complement "

@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 
 from ilmpq.firmware import wpkg
 from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, lint
+from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.hdl.config import ConfigError, get_config
 from ilmpq.hdl.crc import CRC32, crc32_step, CRC32_INIT
 from ilmpq.hdl.status import ErrorCode
@@ -72,18 +73,24 @@ class Run:
         self.starved = 0
 
 
-def simulate(cfg, script, rng, *, p_valid=1.0, p_ready=1.0, ready_fn=None, max_cycles=20000):
+def simulate(cfg, script, rng, *, p_valid=1.0, p_ready=1.0, ready_fn=None, max_cycles=20000,
+             mac=None):
     """Run ``script`` on a WeightBuffer.
 
     ``script`` items: ``("beats", bytes)`` (streamed beat by beat with random valid gaps),
     ``("await_error",)``, ``("clear",)``, ``("start", start_seq)``. After the script the bench waits until
-    the controller is quiescent, plus a margin in which nothing may come out.
+    the controller is quiescent, plus a margin in which nothing may come out. ``mac`` (a
+    ``wpkg.MacKey``): ``mac_en`` set and the key and nonce applied from the start.
     """
     dut = WeightBuffer(cfg)
     run = Run()
     state = {"cycle": 0, "done": False}
 
     async def producer(ctx):
+        if mac is not None:
+            ctx.set(dut.mac_en, 1)
+            ctx.set(dut.mac_key, int.from_bytes(mac.key, "little"))
+            ctx.set(dut.mac_nonce, mac.nonce)
         for item in script:
             if item[0] == "beats":
                 for beat in wpkg.bytes_to_beats(cfg, item[1]):
@@ -579,3 +586,140 @@ def test_verilog_lints_clean(cfg):
            and "Logical operator LOGNOT expects 1 bit" not in line
            and not line.startswith("%Warning-CASEINCOMPLETE")]
     assert not bad, "\n".join(bad)
+
+
+# -- authenticated packages (mac_en) -------------------------------------------------------------
+
+MAC = wpkg.MacKey(bytes(range(16)), 0x0123456789ABCDEF)
+
+
+def mac_packages(cfg, rng, n_sets=(2, 3, 2), mac=MAC, first_index=0):
+    out = []
+    for k, n in enumerate(n_sets):
+        lo = rng.integers(-7, 8, size=(n, cfg.lanes_lo, cfg.tn))
+        hi = rng.integers(-127, 128, size=(n, cfg.lanes_hi, cfg.tn))
+        payload = wpkg.encode_sets(cfg, lo, hi)
+        out.append((wpkg.build_package(cfg, k, payload, mac=mac, index=first_index + k),
+                    wpkg.bytes_to_words(cfg, payload)))
+    return [b for b, _ in out], [w for _, w in out]
+
+
+def check_mac_rejected(cfg, rng, stream, expected_words, code, **kw):
+    run = simulate(cfg, [("beats", stream)], rng, mac=MAC, **kw)
+    assert run.error == code, f"latched {run.error}, expected {code}"
+    assert_words(run, expected_words)
+    assert BankState.REJECTED in run.bank_state
+    scan = wpkg.scan_packages(cfg, stream, mac=MAC)
+    assert scan.error is not None and scan.error.code == code
+    assert sum((p.words for p in scan.packages), []) == list(expected_words)
+    return run
+
+
+@pytest.mark.parametrize("cfg", [TINY, WIDE], ids=lambda c: c.name)
+def test_mac_packages_word_exact_under_stalls(cfg, rng):
+    blobs, words = mac_packages(cfg, rng, (1, cfg.wbuf_depth // cfg.words_per_set, 3, 2))
+    stream = b"".join(blobs)
+    run = simulate(cfg, [("beats", stream)], rng, p_valid=0.6, p_ready=0.5, mac=MAC)
+    assert run.error is None
+    assert_words(run, sum(words, []))
+    assert run.bank_state == [BankState.FREE, BankState.FREE]
+    scan = wpkg.scan_packages(cfg, stream, mac=MAC)
+    assert scan.error is None and len(scan.packages) == 4
+
+
+def test_mac_fill_schedule(rng):
+    """Exact cycles, no stalls: nonce and index take edges 0..3, the header edge 4, payload beat
+    i edge 6 + 2 i (a word every 2 cycles), the trailer 8 edges after the last payload beat (the
+    padding block and the 4 finalization rounds); the next package starts one edge later. A
+    package of B beats takes 2 B + 9 cycles (B with the CRC)."""
+    cfg = TINY
+    n_sets, K = 4, 3
+    n = n_sets * cfg.words_per_set
+    B = package_beats(cfg, n)
+    blobs, words = mac_packages(cfg, rng, (n_sets,) * K)
+    run = simulate(cfg, [("beats", b"".join(blobs))], rng, mac=MAC)
+    assert run.error is None
+    assert_words(run, sum(words, []))
+    P = 2 * B + 9
+    one = [4] + [6 + 2 * i for i in range(n)] + [4 + 2 * n + 8]
+    assert run.fills == [k * P + c for k in range(K) for c in one]
+
+
+@pytest.mark.parametrize("cfg", [TINY, WIDE], ids=lambda c: c.name)
+def test_mac_forged_payload_with_valid_crc(cfg, rng):
+    """The attacker changes a weight and writes a correct CRC trailer: WPKG_MAC, and nothing
+    of the package leaves the bank."""
+    blobs, words = mac_packages(cfg, rng)
+    hb = header_beats(cfg) * cfg.beat_bytes
+    body = bytearray(blobs[1][:-cfg.beat_bytes])
+    body[hb + int(rng.integers(len(body) - hb))] ^= 1 << int(rng.integers(8))
+    forged = bytes(body) + wpkg.encode_trailer(cfg, zlib.crc32(bytes(body)))
+    check_mac_rejected(cfg, rng, blobs[0] + forged + blobs[2], words[0], ErrorCode.WPKG_MAC,
+                       p_valid=0.8, p_ready=0.6)
+
+
+@pytest.mark.parametrize("case", ["crc_package", "other_key", "other_model", "tag_bit_flip"])
+def test_mac_rejects_packages_not_made_for_this_place(case, rng):
+    cfg = TINY
+    blobs, words = mac_packages(cfg, rng)
+    if case == "crc_package":          # an unauthenticated package where a tag is required
+        payload = wpkg.words_to_bytes(cfg, words[1])
+        bad = wpkg.build_package(cfg, 1, payload)
+    elif case in ("other_key", "other_model"):
+        other = (wpkg.MacKey(bytes(range(1, 17)), MAC.nonce) if case == "other_key"
+                 else wpkg.MacKey(MAC.key, MAC.nonce ^ 1))
+        bad = wpkg.build_package(cfg, 1, wpkg.words_to_bytes(cfg, words[1]), mac=other,
+                                 index=1)
+    else:
+        bad = flip_bit(blobs[1], 8 * (len(blobs[1]) - 8) + int(rng.integers(64)))
+    check_mac_rejected(cfg, rng, blobs[0] + bad + blobs[2], words[0], ErrorCode.WPKG_MAC,
+                       p_valid=0.7, p_ready=0.7)
+
+
+def test_mac_replay_at_another_position(rng):
+    """Package 2 replayed in place of package 1 with its sequence number rewritten to fit:
+    the tag binds the package index, so WPKG_MAC; verbatim it fails the sequence check."""
+    cfg = TINY
+    blobs, words = mac_packages(cfg, rng, (2, 2, 2))
+    hb = header_beats(cfg) * cfg.beat_bytes
+    fields, _ = wpkg.decode_header(cfg, blobs[2][:hb])
+    fields["seq"] = 1
+    moved = wpkg.encode_header(cfg, **fields) + blobs[2][hb:]
+    check_mac_rejected(cfg, rng, blobs[0] + moved, words[0], ErrorCode.WPKG_MAC)
+    check_mac_rejected(cfg, rng, blobs[0] + blobs[2], words[0], ErrorCode.WPKG_SEQ)
+
+
+def test_mac_duplicated_package(rng):
+    """Package 0 sent twice: verbatim WPKG_SEQ; with its sequence number rewritten WPKG_MAC."""
+    cfg = TINY
+    blobs, words = mac_packages(cfg, rng)
+    hb = header_beats(cfg) * cfg.beat_bytes
+    check_mac_rejected(cfg, rng, blobs[0] + blobs[0], words[0], ErrorCode.WPKG_SEQ)
+    fields, _ = wpkg.decode_header(cfg, blobs[0][:hb])
+    fields["seq"] = 1
+    dup = wpkg.encode_header(cfg, **fields) + blobs[0][hb:]
+    check_mac_rejected(cfg, rng, blobs[0] + dup, words[0], ErrorCode.WPKG_MAC)
+
+
+def test_mac_clear_restarts_the_index(rng):
+    """After a rejected package and ``clear``, the same program's packages (index from 0) are
+    accepted again, word-exact: the core and the index are reset with the controller."""
+    cfg = TINY
+    blobs, words = mac_packages(cfg, rng)
+    forged = flip_bit(blobs[1], 8 * 20)
+    run = simulate(cfg, [("beats", blobs[0] + forged), ("await_error",), ("clear",),
+                         ("beats", b"".join(blobs))], rng, p_valid=0.8, p_ready=0.7, mac=MAC)
+    assert run.error == ErrorCode.WPKG_MAC
+    assert_words(run, words[0] + sum(words, []))
+    assert run.bank_state == [BankState.FREE, BankState.FREE]
+
+
+@pytest.mark.parametrize("cfg", [NARROW, BROAD], ids=lambda c: c.name)
+def test_mac_on_a_bus_without_tags_fails_closed(cfg, rng):
+    blob, _ = make_package(cfg, rng, 0, 2)
+    run = simulate(cfg, [("beats", blob)], rng, mac=MAC)
+    assert run.error == ErrorCode.WPKG_MAC
+    assert run.words == []
+    with pytest.raises(IlmpqValueError, match="need a 64-bit AXI bus"):
+        wpkg.build_package(cfg, 0, bytes(wpkg.word_bytes(cfg) * cfg.words_per_set), mac=MAC,
+                           index=0)
