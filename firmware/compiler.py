@@ -283,6 +283,9 @@ class Compiled:
     #: Frame slots (:class:`FrameSlot`) when the whole network is one program; slot 0 is the
     #: placement in :attr:`tensors` and the program of :attr:`steps`. Empty otherwise.
     slots: list = field(default_factory=list)
+    #: The 64-bit nonce of authenticated weight packages (``compile_model(mac=...)``), which
+    #: the driver writes to MAC_NONCE with MAC_CTRL.enable; None: CRC-checked packages.
+    mac_nonce: int | None = None
 
     @property
     def one_program(self) -> bool:
@@ -394,12 +397,22 @@ def _check_config(cfg: HWConfig):
 
 
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
-                  frame_slots: int = 2) -> Compiled:
+                  frame_slots: int = 2, mac=None) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
     and output tensors, each with its copy of the program) for back-to-back frames
-    (:class:`FrameSlot`, ``Driver.infer_stream``)."""
+    (:class:`FrameSlot`, ``Driver.infer_stream``).
+
+    ``mac``: a :class:`~ilmpq.firmware.wpkg.MacKey` to authenticate every weight package (a
+    SipHash-2-4 tag bound to the key, the nonce and the package's index in its program, in
+    place of the CRC); the nonce is kept in :attr:`Compiled.mac_nonce`, never the key."""
+    if mac is not None and not isinstance(mac, wpkg.MacKey):
+        raise CompileError(f"mac must be a wpkg.MacKey, not {type(mac).__name__}")
+    if mac is not None and config.axi_data_width != 64:
+        raise CompileError(f"authenticated weight packages need a 64-bit AXI bus; "
+                           f"configuration {config.name!r} has axi_data_width = "
+                           f"{config.axi_data_width}")
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
@@ -460,6 +473,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     segments: list[tuple[list[str], list[bytes]]] = []
     steps_plan: list = []
     seq_counter = 0
+    seg_seq0 = 0                   # seq_counter at the start of the current program
     cur_instr: list[bytes] | None = None
     cur_layers: list[str] = []
     stores_in_segment = 0
@@ -535,6 +549,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
         if cur_instr is None:
             cur_instr = []
+            seg_seq0 = seq_counter
         eff = layer
         if layer is fold_layer:
             # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
@@ -545,7 +560,8 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0))
         rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
-                                    seq_counter, stores_in_segment, producers)
+                                    seq_counter, stores_in_segment, producers,
+                                    mac=mac, index_base=seq_counter - seg_seq0)
         if eff is not layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
@@ -573,7 +589,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     # keep the image a whole number of beats
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots)
+                    model.input, slots, mac_nonce=None if mac is None else mac.nonce)
 
 
 def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
@@ -779,7 +795,7 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict):
+                  producers: dict, *, mac=None, index_base: int = 0):
     name = layer.name
     src = tensors[layer.input]
     if src.signed:
@@ -848,7 +864,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             s1 = min(n_sets, s0 + spp)
             a, b = t * n_sets + s0, t * n_sets + s1
             blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
-                                                      lo_sets[a:b], hi_sets[a:b]))
+                                                      lo_sets[a:b], hi_sets[a:b], mac=mac,
+                                                      index=index_base + len(blobs)))
     wstream = b"".join(blobs)
     w_beats = len(wstream) // cfg.beat_bytes
     if w_beats > MAX_COMMAND_BEATS:
@@ -981,6 +998,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
                               "n_instr": s.n_instr}} if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],
         "slots": [dataclasses.asdict(fs) for fs in compiled.slots],
+        "mac_nonce": compiled.mac_nonce,
         "tensors": {n: {"addr": t.addr, "channels": t.channels, "c_mem": t.c_mem, "h": t.h,
                         "w": t.w, "signed": t.signed, "bits": t.bits,
                         "perm": [int(v) for v in t.perm]}

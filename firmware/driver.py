@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
+from ..golden.siphash import check_key
 from ..hdl.config import HWConfig
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
@@ -201,6 +202,24 @@ class Driver:
                 f"the program was compiled for configuration {compiled.config.describe()}, "
                 f"the driver drives {self.config.describe()}")
         await self.t.mem_write(compiled.base, bytes(compiled.image))
+        # authenticated weight packages: the model's nonce and MAC_CTRL.enable (the key is
+        # programmed separately, set_mac_key); a CRC-checked model disables the MAC check
+        nonce = compiled.mac_nonce
+        w = self.t.write32
+        if nonce is not None:
+            await w(self._off("mac_nonce_lo"), nonce & 0xFFFFFFFF)
+            await w(self._off("mac_nonce_hi"), nonce >> 32)
+        await w(self._off("mac_ctrl"), self.regmap.encode("mac_ctrl",
+                                                           enable=int(nonce is not None)))
+
+    async def set_mac_key(self, key: bytes):
+        """Program the 16-byte SipHash-2-4 key of authenticated weight packages into the
+        write-only MAC_KEY0..3 registers (they read as 0). The key survives a soft reset and is
+        cleared by a hard reset; ``set_mac_key(bytes(16))`` overwrites it."""
+        key = check_key(key)
+        for i in range(4):
+            await self.t.write32(self._off(f"mac_key{i}"),
+                                 int.from_bytes(key[4 * i:4 * i + 4], "little"))
 
     async def counters(self) -> RunStats:
         out = {}

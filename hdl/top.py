@@ -13,7 +13,7 @@ without issuing new ones, then STATUS.done is set (with STATUS.error) and ``irq`
 enabled.
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, flipped
@@ -196,6 +196,10 @@ class Accelerator(wiring.Component):
             wb.start.eq(wl.seq_load),
             wb.start_seq.eq(wl.seq_base),
             wb.clear.eq(unit_reset),
+            # weight-package MAC (registers 0x080-0x09f)
+            wb.mac_en.eq(f.mac_ctrl.enable),
+            wb.mac_key.eq(Cat(*(getattr(f, f"mac_key{i}").key for i in range(4)))),
+            wb.mac_nonce.eq(Cat(f.mac_nonce_lo.nonce, f.mac_nonce_hi.nonce)),
         ]
 
         # activation buffer

@@ -229,9 +229,11 @@ class Outcome:
 def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors=None,
               corrupt=None, run=None, mem_mode: str = "deterministic", seed: int = 0,
               watchdog_cycles: int = 2000, timeout_cycles: int = 200_000,
-              recover: bool = True, settle: int = 64, port: int = 0) -> Outcome:
+              recover: bool = True, settle: int = 64, port: int = 0,
+              mac_key: bytes | None = None) -> Outcome:
     """Run ``image`` with a fault, then soft-reset, remove the fault and run it again.
-    ``read_fault``, ``stalls`` and ``errors`` act on AXI port ``port``."""
+    ``read_fault``, ``stalls`` and ``errors`` act on AXI port ``port``. ``mac_key``: programmed
+    once before the first run (it survives the soft reset)."""
     cfg = compiled.config
     if not 0 <= port < cfg.axi_ports:
         raise ValueError(f"port {port} does not exist: {cfg.name} has {cfg.axi_ports} AXI ports")
@@ -277,6 +279,8 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
             soft_reset_value=probe.regmap.encode("ctrl", soft_reset=1))
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles,
                      watchdog_cycles=watchdog_cycles)
+        if mac_key is not None:
+            await drv.set_mac_key(mac_key)
         await drv.load(compiled)
         if corrupt is not None:
             bad = bytearray(compiled.image)

@@ -13,6 +13,8 @@ carry no integrity check) are strict ``xfail`` tests: they document the gap and 
 day it is closed.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,7 @@ from faultsim import (
     GUARD, apply_at_rest, assert_contained, assert_recovered, flip_read_bits,
     patch_instruction, program, remap_reads, run_fault, weight_streams,
 )
+from ilmpq.firmware import wpkg
 from ilmpq.firmware.compiler import compile_model
 from ilmpq.firmware.driver import (
     ConfigMismatch, DMAError, DriverTimeout, HardwareTimeout, ProgramError,
@@ -43,17 +46,19 @@ class Net:
     equal 36-word packages) and c2 (1 x 1, one package); one pixel tile each. Program:
     LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE per layer, then END (about 370 cycles)."""
 
-    def __init__(self, cfg=TINY):
+    def __init__(self, cfg=TINY, mac=None):
         rng = np.random.default_rng(2024)
         b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(3, 2, 2))
         x = b.conv("c1", "input", 5, 3, padding=1)
         y = b.conv("c2", x, 4, 1)
         self.model = b.build(y)
-        self.comp = compile_model(self.model, cfg)
+        self.mac = mac                  # a wpkg.MacKey: authenticated packages
+        self.comp = compile_model(self.model, cfg, mac=mac)
         self.image = rng.integers(0, 256, size=(3, 2, 2))
         self.streams = weight_streams(self.comp)
         self.prog = program(self.comp)
-        clean = run_fault(self.comp, self.image, recover=False)
+        clean = run_fault(self.comp, self.image, recover=False,
+                          mac_key=None if mac is None else mac.key)
         assert clean.error is None and clean.output is not None
         ref = reference.run(self.model, self.image, spec=cfg.numeric)
         for layer in self.model.layers:
@@ -510,3 +515,106 @@ def test_multiport_window_on_each_port(net2, name):
 def test_multiport_stall_on_the_weight_port_trips_the_watchdog(net2):
     out = run_fault(net2.comp, net2.image, stalls={("r", 1): 500}, watchdog_cycles=150, port=1)
     net2.contained(out, ErrorCode.TIMEOUT, HardwareTimeout)
+
+
+# -- authenticated weight packages (keyed MAC, issue 19) ----------------------------------------
+# The attacker controls the package bytes in DRAM (a co-tenant), not the registers: every
+# forgery below is written into the memory image at rest, with a correct CRC where one helps.
+
+MAC_KEY = bytes(range(0x40, 0x50))
+
+
+@pytest.fixture(scope="module")
+def mac_net():
+    """Net compiled with authenticated packages; its clean run (bit-exact, checked in Net) is
+    with the key programmed."""
+    return Net(mac=wpkg.MacKey(MAC_KEY, 0x5EED_0000_0000_0019))
+
+
+def _mac_fault(net, corrupt, code=ErrorCode.WPKG_MAC, key=MAC_KEY, **kw):
+    out = run_fault(net.comp, net.image, corrupt=corrupt, mac_key=key, **kw)
+    net.contained(out, code, WeightPackageRejected, timing=kw.get("mem_mode") != "random")
+    return out
+
+
+def _write(img, net, addr, data):
+    off = addr - net.comp.base
+    img[off:off + len(data)] = data
+
+
+def _read(net, pkg, image=None):
+    off = pkg.addr - net.comp.base
+    return bytes((image if image is not None else net.comp.image)[off:off + pkg.size])
+
+
+def _with_seq(net, blob, seq):
+    hb = BB                                     # one header beat on the 64-bit bus
+    fields, _ = wpkg.decode_header(TINY, blob[:hb])
+    fields["seq"] = seq
+    return wpkg.encode_header(TINY, **fields) + blob[hb:]
+
+
+def test_mac_correct_key_accepted_bit_exact(mac_net):
+    """The tagged image runs bit-exact (Net checks the clean run against golden) and costs
+    only fill cycles: the same PE beats, instructions and bytes as the CRC image."""
+    assert mac_net.comp.mac_nonce == 0x5EED_0000_0000_0019
+    crc_net = Net()
+    for k in ("pe_busy", "instructions", "bytes_read", "bytes_written"):
+        assert mac_net.clean_stats[k] == crc_net.clean_stats[k], k
+    assert mac_net.clean_stats["cycles"] > crc_net.clean_stats["cycles"]
+    # random AXI stalls and latencies: still bit-exact
+    out = run_fault(mac_net.comp, mac_net.image, mem_mode="random", seed=19, mac_key=MAC_KEY,
+                    recover=False)
+    assert out.error is None
+    ref = reference.run(mac_net.model, mac_net.image, spec=TINY.numeric)
+    for layer in mac_net.model.layers:
+        np.testing.assert_array_equal(out.output[layer.output], ref[layer.output])
+
+
+@pytest.mark.parametrize("mem_mode", ["deterministic", "random"])
+def test_mac_forged_payload_with_recomputed_crc(mac_net, mem_mode):
+    """One weight changed and a correct CRC-32 trailer written by the attacker: WPKG_MAC."""
+    p = _pkg(mac_net, 0, 1)
+    body = bytearray(_read(mac_net, p)[:-BB])
+    body[BB + 5 * BB + 3] ^= 0x10
+    forged = bytes(body) + wpkg.encode_trailer(TINY, zlib.crc32(bytes(body)))
+    _mac_fault(mac_net, lambda img: _write(img, mac_net, p.addr, forged), mem_mode=mem_mode,
+               seed=3)
+
+
+def test_mac_package_replayed_at_another_position(mac_net):
+    """Package 0 of layer c1 copied over package 1 with the sequence number fixed up: the tag
+    binds the package's index in the program, so WPKG_MAC (verbatim: WPKG_SEQ)."""
+    p0, p1 = _pkg(mac_net, 0, 0), _pkg(mac_net, 0, 1)
+    assert p0.size == p1.size
+    moved = _with_seq(mac_net, _read(mac_net, p0), p1.seq)
+    _mac_fault(mac_net, lambda img: _write(img, mac_net, p1.addr, moved))
+
+
+def test_mac_duplicated_package(mac_net):
+    """Package 0 twice in a row: verbatim the sequence check stops it (WPKG_SEQ); the same
+    duplicate with its sequence number and CRC fixed cannot carry a valid tag (WPKG_MAC)."""
+    p0, p1 = _pkg(mac_net, 0, 0), _pkg(mac_net, 0, 1)
+    dup = _read(mac_net, p0)
+    _mac_fault(mac_net, lambda img: _write(img, mac_net, p1.addr, dup), ErrorCode.WPKG_SEQ)
+    _mac_fault(mac_net, lambda img: _write(img, mac_net, p1.addr, _with_seq(mac_net, dup, p1.seq)))
+
+
+def test_mac_package_from_another_model_same_key(mac_net):
+    """The same network compiled again under the same key (another nonce): its package at the
+    very same position and sequence number is rejected."""
+    other = compile_model(mac_net.model, TINY, mac=wpkg.MacKey(MAC_KEY, 0x0BAD_0000_0000_0001))
+    p = _pkg(mac_net, 0, 1)
+    theirs = _read(mac_net, p, other.image)
+    assert theirs[:-BB] == _read(mac_net, p)[:-BB]      # same header and weights, other tag
+    _mac_fault(mac_net, lambda img: _write(img, mac_net, p.addr, theirs))
+
+
+def test_mac_wrong_key_rejects_the_first_package(mac_net):
+    """A device programmed with another key rejects the first package: no weight is used."""
+    out = run_fault(mac_net.comp, mac_net.image, mac_key=bytes(16), recover=False)
+    assert isinstance(out.error, WeightPackageRejected) and out.error.code == ErrorCode.WPKG_MAC
+    assert out.first_error[1] == ErrorCode.WPKG_MAC
+    assert not out.requests_after(out.first_error[0] + 1)
+    assert out.outstanding_at_end == 0 and out.guard_intact_after_fault
+    assert out.output is None
