@@ -134,20 +134,28 @@ def test_reset_values_and_identity(tiny, rng):
 
 
 def test_rw_registers_random_strobes_and_delays(tiny, rng):
-    """Random writes (random strobes, AW/W delays, bready) and reads of every RW register
-    against a Python model; the hardware ports follow the model after every write."""
+    """Random writes (random strobes, AW/W delays, bready) and reads of every RW and WO register
+    against a Python model; the hardware ports follow the model after every write, and WO
+    registers (the MAC key) always read as 0."""
     dut, R, rmap = tiny
-    rw = [reg for reg in rmap if any(f.access is Access.RW for f in reg.fields)]
+    kinds = (Access.RW, Access.WO)
+    rw = [reg for reg in rmap if any(f.access in kinds for f in reg.fields)]
     assert {r.name for r in rw} == {"ctrl", "prog_addr", "prog_len", "win_base", "win_limit",
-                                   "watchdog"}
+                                   "watchdog", "mac_key0", "mac_key1", "mac_key2", "mac_key3",
+                                   "mac_nonce_lo", "mac_nonce_hi", "mac_ctrl"}
+    assert {r.name for r in rw if r.fields[0].access is Access.WO} == {
+        f"mac_key{i}" for i in range(4)}
     model = {reg.name: reg.reset for reg in rw}
     bus = AXILiteManager(dut.bus, rng=rng, max_delay=3)
 
-    def rw_mask(reg):
-        return sum(f.mask for f in reg.fields if f.access is Access.RW)
+    def mask(reg, access):
+        return sum(f.mask for f in reg.fields if f.access in access)
+
+    def readback(name):
+        return model[name] & mask(rmap[name], (Access.RW,))
 
     async def main(ctx):
-        for _ in range(40):
+        for _ in range(60):
             reg = rw[int(rng.integers(len(rw)))]
             if reg.name == "ctrl":   # never pulse start/soft_reset here
                 data = int(rng.integers(0, 2**32)) & ~(R.CTRL_START_MASK | R.CTRL_SOFT_RESET_MASK)
@@ -156,20 +164,25 @@ def test_rw_registers_random_strobes_and_delays(tiny, rng):
             strb = int(rng.integers(0, 16))
             assert await bus.write(ctx, getattr(R, f"{reg.name.upper()}_OFFSET"), data,
                                    strb) == OKAY
-            bmask = sum(0xFF << (8 * i) for i in range(4) if strb >> i & 1) & rw_mask(reg)
+            bmask = sum(0xFF << (8 * i) for i in range(4) if strb >> i & 1) & mask(reg, kinds)
             model[reg.name] = (model[reg.name] & ~bmask) | (data & bmask)
             for f in reg.fields:
-                if f.access is Access.RW:
+                if f.access in kinds:
                     port = getattr(getattr(dut.fields, reg.name), f.name)
                     assert ctx.get(port) == (model[reg.name] & f.mask) >> f.lsb, (reg.name, f)
             if rng.random() < 0.5:
                 check = rw[int(rng.integers(len(rw)))]
                 data, resp = await bus.read(ctx, rmap.offset(check.name))
-                assert (data, resp) == (model[check.name], OKAY), check.name
+                assert (data, resp) == (readback(check.name), OKAY), check.name
             for _ in range(int(rng.integers(0, 3))):
                 await ctx.tick()
         for reg in rw:
-            assert await bus.read(ctx, rmap.offset(reg.name)) == (model[reg.name], OKAY)
+            assert await bus.read(ctx, rmap.offset(reg.name)) == (readback(reg.name), OKAY)
+        # a written key is on the ports, never on the bus
+        for i in range(4):
+            assert await bus.write(ctx, rmap.offset(f"mac_key{i}"), 0xFFFFFFFF) == OKAY
+            assert ctx.get(getattr(dut.fields, f"mac_key{i}").key) == 0xFFFFFFFF
+            assert await bus.read(ctx, rmap.offset(f"mac_key{i}")) == (0, OKAY)
 
     simulate(dut, main)
 

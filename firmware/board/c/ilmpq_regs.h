@@ -75,6 +75,11 @@ extern "C" {
 #define ILMPQ_ERROR_CODE_WPKG_LENGTH 0x22u
 /* CRC-32 over header and payload does not match */
 #define ILMPQ_ERROR_CODE_WPKG_CRC 0x23u
+/*
+ * MAC_CTRL.enable set and the package's SipHash-2-4 tag does not match (forged, replayed, from
+ * another model or key; or this configuration cannot check tags)
+ */
+#define ILMPQ_ERROR_CODE_WPKG_MAC 0x24u
 #define ILMPQ_ERROR_CODE_INSTR_OPCODE 0x30u          /* unknown opcode */
 /* a field out of range for this configuration */
 #define ILMPQ_ERROR_CODE_INSTR_FIELD 0x31u
@@ -99,6 +104,7 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_WPKG_SEQ: return "WPKG_SEQ";
     case ILMPQ_ERROR_CODE_WPKG_LENGTH: return "WPKG_LENGTH";
     case ILMPQ_ERROR_CODE_WPKG_CRC: return "WPKG_CRC";
+    case ILMPQ_ERROR_CODE_WPKG_MAC: return "WPKG_MAC";
     case ILMPQ_ERROR_CODE_INSTR_OPCODE: return "INSTR_OPCODE";
     case ILMPQ_ERROR_CODE_INSTR_FIELD: return "INSTR_FIELD";
     case ILMPQ_ERROR_CODE_PROGRAM_OVERRUN: return "PROGRAM_OVERRUN";
@@ -616,6 +622,159 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 {
     return (reg & ~ILMPQ_WATCHDOG_CYCLES_MASK)
            | ((value << ILMPQ_WATCHDOG_CYCLES_SHIFT) & ILMPQ_WATCHDOG_CYCLES_MASK);
+}
+
+/* ---- MAC_KEY0 (0x080, WO) ---- */
+/* Weight-package MAC key, word 0. */
+#define ILMPQ_MAC_KEY0_OFFSET 0x080u
+#define ILMPQ_MAC_KEY0_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * key [31:0] WO: Bytes 0..3 of the 16-byte SipHash-2-4 key, little-endian (byte 0 in bits 7:0).
+ * Write-only: reads return 0. Cleared by a hard reset, kept by SOFT_RESET.
+ */
+#define ILMPQ_MAC_KEY0_KEY_SHIFT 0u
+#define ILMPQ_MAC_KEY0_KEY_WIDTH 32u
+#define ILMPQ_MAC_KEY0_KEY_MASK 0xffffffffu
+#define ILMPQ_MAC_KEY0_KEY_RESET 0x00u
+static inline uint32_t ilmpq_mac_key0_key_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_KEY0_KEY_MASK) >> ILMPQ_MAC_KEY0_KEY_SHIFT;
+}
+static inline uint32_t ilmpq_mac_key0_key_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_KEY0_KEY_MASK)
+           | ((value << ILMPQ_MAC_KEY0_KEY_SHIFT) & ILMPQ_MAC_KEY0_KEY_MASK);
+}
+
+/* ---- MAC_KEY1 (0x084, WO) ---- */
+/* Weight-package MAC key, word 1. */
+#define ILMPQ_MAC_KEY1_OFFSET 0x084u
+#define ILMPQ_MAC_KEY1_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * key [31:0] WO: Bytes 4..7 of the 16-byte SipHash-2-4 key, little-endian (byte 4 in bits 7:0).
+ * Write-only: reads return 0. Cleared by a hard reset, kept by SOFT_RESET.
+ */
+#define ILMPQ_MAC_KEY1_KEY_SHIFT 0u
+#define ILMPQ_MAC_KEY1_KEY_WIDTH 32u
+#define ILMPQ_MAC_KEY1_KEY_MASK 0xffffffffu
+#define ILMPQ_MAC_KEY1_KEY_RESET 0x00u
+static inline uint32_t ilmpq_mac_key1_key_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_KEY1_KEY_MASK) >> ILMPQ_MAC_KEY1_KEY_SHIFT;
+}
+static inline uint32_t ilmpq_mac_key1_key_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_KEY1_KEY_MASK)
+           | ((value << ILMPQ_MAC_KEY1_KEY_SHIFT) & ILMPQ_MAC_KEY1_KEY_MASK);
+}
+
+/* ---- MAC_KEY2 (0x088, WO) ---- */
+/* Weight-package MAC key, word 2. */
+#define ILMPQ_MAC_KEY2_OFFSET 0x088u
+#define ILMPQ_MAC_KEY2_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * key [31:0] WO: Bytes 8..11 of the 16-byte SipHash-2-4 key, little-endian (byte 8 in bits 7:0).
+ * Write-only: reads return 0. Cleared by a hard reset, kept by SOFT_RESET.
+ */
+#define ILMPQ_MAC_KEY2_KEY_SHIFT 0u
+#define ILMPQ_MAC_KEY2_KEY_WIDTH 32u
+#define ILMPQ_MAC_KEY2_KEY_MASK 0xffffffffu
+#define ILMPQ_MAC_KEY2_KEY_RESET 0x00u
+static inline uint32_t ilmpq_mac_key2_key_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_KEY2_KEY_MASK) >> ILMPQ_MAC_KEY2_KEY_SHIFT;
+}
+static inline uint32_t ilmpq_mac_key2_key_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_KEY2_KEY_MASK)
+           | ((value << ILMPQ_MAC_KEY2_KEY_SHIFT) & ILMPQ_MAC_KEY2_KEY_MASK);
+}
+
+/* ---- MAC_KEY3 (0x08c, WO) ---- */
+/* Weight-package MAC key, word 3. */
+#define ILMPQ_MAC_KEY3_OFFSET 0x08cu
+#define ILMPQ_MAC_KEY3_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * key [31:0] WO: Bytes 12..15 of the 16-byte SipHash-2-4 key, little-endian (byte 12 in bits 7:0).
+ * Write-only: reads return 0. Cleared by a hard reset, kept by SOFT_RESET.
+ */
+#define ILMPQ_MAC_KEY3_KEY_SHIFT 0u
+#define ILMPQ_MAC_KEY3_KEY_WIDTH 32u
+#define ILMPQ_MAC_KEY3_KEY_MASK 0xffffffffu
+#define ILMPQ_MAC_KEY3_KEY_RESET 0x00u
+static inline uint32_t ilmpq_mac_key3_key_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_KEY3_KEY_MASK) >> ILMPQ_MAC_KEY3_KEY_SHIFT;
+}
+static inline uint32_t ilmpq_mac_key3_key_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_KEY3_KEY_MASK)
+           | ((value << ILMPQ_MAC_KEY3_KEY_SHIFT) & ILMPQ_MAC_KEY3_KEY_MASK);
+}
+
+/* ---- MAC_NONCE_LO (0x090, RW) ---- */
+/* Weight-package MAC nonce, low word. */
+#define ILMPQ_MAC_NONCE_LO_OFFSET 0x090u
+#define ILMPQ_MAC_NONCE_LO_RESET 0x00u               /* value after reset (RO fields as 0) */
+/*
+ * nonce [31:0] RW: Bits 31:0 of the model's 64-bit MAC nonce (from the compiled model); bound into
+ * every package tag, so a package of another model compiled under the same key is rejected.
+ */
+#define ILMPQ_MAC_NONCE_LO_NONCE_SHIFT 0u
+#define ILMPQ_MAC_NONCE_LO_NONCE_WIDTH 32u
+#define ILMPQ_MAC_NONCE_LO_NONCE_MASK 0xffffffffu
+#define ILMPQ_MAC_NONCE_LO_NONCE_RESET 0x00u
+static inline uint32_t ilmpq_mac_nonce_lo_nonce_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_NONCE_LO_NONCE_MASK) >> ILMPQ_MAC_NONCE_LO_NONCE_SHIFT;
+}
+static inline uint32_t ilmpq_mac_nonce_lo_nonce_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_NONCE_LO_NONCE_MASK)
+           | ((value << ILMPQ_MAC_NONCE_LO_NONCE_SHIFT) & ILMPQ_MAC_NONCE_LO_NONCE_MASK);
+}
+
+/* ---- MAC_NONCE_HI (0x094, RW) ---- */
+/* Weight-package MAC nonce, high word. */
+#define ILMPQ_MAC_NONCE_HI_OFFSET 0x094u
+#define ILMPQ_MAC_NONCE_HI_RESET 0x00u               /* value after reset (RO fields as 0) */
+/* nonce [31:0] RW: Bits 63:32 of the model's MAC nonce. */
+#define ILMPQ_MAC_NONCE_HI_NONCE_SHIFT 0u
+#define ILMPQ_MAC_NONCE_HI_NONCE_WIDTH 32u
+#define ILMPQ_MAC_NONCE_HI_NONCE_MASK 0xffffffffu
+#define ILMPQ_MAC_NONCE_HI_NONCE_RESET 0x00u
+static inline uint32_t ilmpq_mac_nonce_hi_nonce_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_NONCE_HI_NONCE_MASK) >> ILMPQ_MAC_NONCE_HI_NONCE_SHIFT;
+}
+static inline uint32_t ilmpq_mac_nonce_hi_nonce_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_NONCE_HI_NONCE_MASK)
+           | ((value << ILMPQ_MAC_NONCE_HI_NONCE_SHIFT) & ILMPQ_MAC_NONCE_HI_NONCE_MASK);
+}
+
+/* ---- MAC_CTRL (0x098, RW) ---- */
+/* Weight-package MAC control. */
+#define ILMPQ_MAC_CTRL_OFFSET 0x098u
+#define ILMPQ_MAC_CTRL_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * enable [0] RW: 1: every weight package must carry a SipHash-2-4 tag in its trailer (instead of
+ * the CRC) over the nonce, the package's index in the run, its header and payload; a wrong tag
+ * stops the run with WPKG_MAC before any weight of the package is used. 0: CRC-32 check. Change it
+ * only while STATUS.busy is 0. Cleared by a hard reset.
+ */
+#define ILMPQ_MAC_CTRL_ENABLE_SHIFT 0u
+#define ILMPQ_MAC_CTRL_ENABLE_WIDTH 1u
+#define ILMPQ_MAC_CTRL_ENABLE_MASK 0x01u
+#define ILMPQ_MAC_CTRL_ENABLE_RESET 0x00u
+static inline uint32_t ilmpq_mac_ctrl_enable_get(uint32_t reg)
+{
+    return (reg & ILMPQ_MAC_CTRL_ENABLE_MASK) >> ILMPQ_MAC_CTRL_ENABLE_SHIFT;
+}
+static inline uint32_t ilmpq_mac_ctrl_enable_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_MAC_CTRL_ENABLE_MASK)
+           | ((value << ILMPQ_MAC_CTRL_ENABLE_SHIFT) & ILMPQ_MAC_CTRL_ENABLE_MASK);
 }
 
 /* ---- CYCLES (0x100, 64-bit counter) ---- */
