@@ -265,6 +265,8 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_read_identity": (i32, [vp, vp]),
         "ilmpq_check": (i32, [vp]),
         "ilmpq_set_window": (i32, [vp, u32, u32]),
+        "ilmpq_set_mac_key": (i32, [vp, ctypes.c_char_p]),
+        "ilmpq_set_mac": (i32, [vp, i32, u64]),
         "ilmpq_mem_write": (i32, [vp, u32, ctypes.c_char_p, u32]),
         "ilmpq_mem_read": (i32, [vp, u32, vp, u32]),
         "ilmpq_load_image": (i32, [vp, u32, ctypes.c_char_p, u32]),
@@ -802,6 +804,34 @@ def test_start_writes_the_run_registers_in_order_then_ctrl(drv, mock):
         ("status", rm.encode("status", done=1)),     # the acknowledge after the end
     ]
     assert m.now >= 30 and m.done is False
+
+
+def test_mac_key_and_nonce_writes(drv, mock):
+    """The key goes to the write-only MAC_KEY0..3 (little-endian bytes, as the Python driver
+    writes them), the nonce and the enable bit to MAC_NONCE_LO/HI and MAC_CTRL; nothing is
+    read back but STATUS, and nothing is written while a run is in progress."""
+    key = bytes(range(0xA0, 0xB0))
+    m = mock(run_us=30)
+    assert drv.ilmpq_set_mac_key(m.devp, key) == OK
+    assert drv.ilmpq_set_mac(m.devp, 1, 0x0123_4567_89AB_CDEF) == OK
+    assert drv.ilmpq_set_mac(m.devp, 0, 0) == OK
+    rm = m.rm
+    assert m.writes() == [
+        *((f"mac_key{i}", int.from_bytes(key[4 * i:4 * i + 4], "little")) for i in range(4)),
+        ("mac_nonce_lo", 0x89AB_CDEF), ("mac_nonce_hi", 0x0123_4567),
+        ("mac_ctrl", rm.encode("mac_ctrl", enable=1)),
+        ("mac_ctrl", rm.encode("mac_ctrl", enable=0)),
+    ]
+    assert {name for kind, name, _ in m.log if kind == "r"} == {"status"}
+    assert drv.ilmpq_set_mac_key(None, key) == ERR["ARG"]
+    assert drv.ilmpq_set_mac_key(m.devp, None) == ERR["ARG"]
+    assert drv.ilmpq_set_mac(None, 1, 0) == ERR["ARG"]
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 64) == OK
+    assert drv.ilmpq_start(m.devp, BASE, 1) == OK
+    n = len(m.writes())
+    assert drv.ilmpq_set_mac_key(m.devp, key) == ERR["BUSY"]
+    assert drv.ilmpq_set_mac(m.devp, 1, 5) == ERR["BUSY"]
+    assert len(m.writes()) == n
 
 
 def test_every_hardware_error_code_is_returned_with_err_info(drv, mock):

@@ -69,6 +69,38 @@ int ilmpq_set_window(ilmpq_dev_t *dev, uint32_t base, uint32_t limit)
     return ILMPQ_OK;
 }
 
+int ilmpq_set_mac_key(ilmpq_dev_t *dev, const uint8_t key[16])
+{
+    uint32_t w[4];
+    unsigned i;
+    if (dev == NULL || key == NULL)
+        return ILMPQ_ERR_ARG;
+    if (ilmpq_status_busy_get(RD(dev, STATUS)) != 0u)
+        return ILMPQ_ERR_BUSY;
+    for (i = 0; i < 4u; i++)
+        w[i] = (uint32_t)key[4u * i] | ((uint32_t)key[4u * i + 1u] << 8)
+               | ((uint32_t)key[4u * i + 2u] << 16) | ((uint32_t)key[4u * i + 3u] << 24);
+    WR(dev, MAC_KEY0, ilmpq_mac_key0_key_set(0u, w[0]));
+    WR(dev, MAC_KEY1, ilmpq_mac_key1_key_set(0u, w[1]));
+    WR(dev, MAC_KEY2, ilmpq_mac_key2_key_set(0u, w[2]));
+    WR(dev, MAC_KEY3, ilmpq_mac_key3_key_set(0u, w[3]));
+    return ILMPQ_OK;
+}
+
+int ilmpq_set_mac(ilmpq_dev_t *dev, int enable, uint64_t nonce)
+{
+    if (dev == NULL)
+        return ILMPQ_ERR_ARG;
+    if (ilmpq_status_busy_get(RD(dev, STATUS)) != 0u)
+        return ILMPQ_ERR_BUSY;
+    if (enable) {
+        WR(dev, MAC_NONCE_LO, ilmpq_mac_nonce_lo_nonce_set(0u, (uint32_t)nonce));
+        WR(dev, MAC_NONCE_HI, ilmpq_mac_nonce_hi_nonce_set(0u, (uint32_t)(nonce >> 32)));
+    }
+    WR(dev, MAC_CTRL, ilmpq_mac_ctrl_enable_set(0u, enable ? 1u : 0u));
+    return ILMPQ_OK;
+}
+
 /* A CPU pointer to [addr, addr + size), or NULL with *rc set. */
 static void *map_range(ilmpq_dev_t *dev, uint32_t addr, uint32_t size, const void *buf,
                        int *rc)

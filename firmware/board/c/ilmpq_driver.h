@@ -193,6 +193,19 @@ int ilmpq_check(ilmpq_dev_t *dev);
 /* Set the DMA window [base, limit) used by the next starts; ILMPQ_ERR_WINDOW if empty. */
 int ilmpq_set_window(ilmpq_dev_t *dev, uint32_t base, uint32_t limit);
 
+/*
+ * Authenticated weight packages (docs/reliability.md): program the 16-byte SipHash-2-4 key into
+ * the write-only MAC_KEY0..3 registers (key[0] is bits 7:0 of MAC_KEY0). The key survives a soft
+ * reset and is cleared by a hard reset; it cannot be read back. ILMPQ_ERR_BUSY during a run.
+ */
+int ilmpq_set_mac_key(ilmpq_dev_t *dev, const uint8_t key[16]);
+
+/*
+ * Enable the tag check with the compiled model's 64-bit nonce (compiled.json "mac_nonce"), or
+ * disable it (enable = 0: CRC-checked packages). ILMPQ_ERR_BUSY during a run.
+ */
+int ilmpq_set_mac(ilmpq_dev_t *dev, int enable, uint64_t nonce);
+
 /* Copy size bytes to bus address addr, then clean the cache over them (before the run). */
 int ilmpq_mem_write(ilmpq_dev_t *dev, uint32_t addr, const void *src, uint32_t size);
 
