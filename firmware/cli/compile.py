@@ -2,7 +2,7 @@
 
 ::
 
-    ilmpq compile MODEL.npz [--config NAME] -o DIR [--force]
+    ilmpq compile MODEL.npz [--config NAME] [--mac-key-file KEY] -o DIR [--force]
 
 ``--config`` defaults to the configuration the model was quantized for (``ilmpq quantize``
 records it), else ``tiny``; a compile error for another configuration names the recorded one.
@@ -10,6 +10,11 @@ records it), else ``tiny``; a compile error for another configuration names the 
 Writes the memory image, the tensor placements and programs (``compiled.json``), the compile
 report and a listing of every program into ``DIR`` and prints the report: per layer where it
 runs (accelerator or CPU), its tiles, weight bytes, DMA traffic and the PE beats it needs.
+
+``--mac-key-file KEY``: authenticate every weight package with a SipHash-2-4 tag under the key in
+``KEY`` (16 raw bytes or 32 hex digits; never given on the command line, where shell history and
+``ps`` would show it) and a fresh random nonce, recorded as ``mac_nonce`` in ``compiled.json``
+(docs/reliability.md). The key itself is written nowhere.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 
 from ...golden.model import QModel
 from ...hdl.config import PRESETS
+from .. import wpkg
 from ..compiler import save_compiled
 from ..outputs import add_force_argument, check_output_dir, output_dir
 from ._shared import compile_checked, model_config
@@ -38,6 +44,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "for, else tiny)")
     parser.add_argument("-o", "--output", metavar="DIR", required=True,
                         help="directory for image.bin, compiled.json, report.txt, programs")
+    parser.add_argument("--mac-key-file", metavar="KEY", default=None,
+                        help="authenticate the weight packages with the SipHash-2-4 key in this "
+                             "file (16 raw bytes or 32 hex digits)")
     add_force_argument(parser)
 
 
@@ -46,7 +55,12 @@ def main(args) -> int:
     model = QModel.load(args.model)
     cfg, line = model_config(model, args.config, args.model)
     print(line)
-    comp = compile_checked(model, cfg, args.model)
+    mac = None
+    if args.mac_key_file is not None:
+        mac = wpkg.MacKey(wpkg.read_key_file(args.mac_key_file), wpkg.new_nonce())
+    comp = compile_checked(model, cfg, args.model, mac=mac)
+    if mac is not None:
+        print(f"weight packages authenticated (SipHash-2-4), nonce {mac.nonce:#018x}")
     print(comp.report())
     with output_dir(args.output, force=args.force, names=_FILES) as staging:
         paths = save_compiled(comp, staging)

@@ -4,6 +4,7 @@
 
     ilmpq simulate MODEL.npz [--config NAME] [--sim amaranth|verilator]
                    [--images IMAGES.npy | --count N] [--mem deterministic|random] [--seed S]
+                   [--mac-key-file KEY]
 
 The model is compiled for the configuration and run image by image on the RTL (the Amaranth
 simulator, or the emitted Verilog under Verilator), driven through the accelerator's registers
@@ -25,6 +26,7 @@ from ...golden.errors import IlmpqValueError
 from ...golden.model import QModel
 from ...golden.safeio import open_input, read_npy
 from ...hdl.config import PRESETS
+from .. import wpkg
 from ..progress import Progress
 from ._shared import compile_checked, model_config, simulate_with_progress
 
@@ -45,6 +47,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=1, help="random images (default: 1)")
     parser.add_argument("--mem", choices=("deterministic", "random"), default="deterministic",
                         help="AXI memory timing (random: Amaranth only)")
+    parser.add_argument("--mac-key-file", metavar="KEY", default=None,
+                        help="authenticate the weight packages with the SipHash-2-4 key in this "
+                             "file (16 raw bytes or 32 hex digits) and run with the MAC check on")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random images and of --mem random (default 0)")
 
@@ -114,11 +119,15 @@ def main(args) -> int:
         raise IlmpqValueError("--mem random needs --sim amaranth (Verilator's memory is "
                               "deterministic)")
     print(line)
-    comp = compile_checked(model, cfg, args.model)
+    mac = None
+    if args.mac_key_file is not None:
+        mac = wpkg.MacKey(wpkg.read_key_file(args.mac_key_file), wpkg.new_nonce())
+    comp = compile_checked(model, cfg, args.model, mac=mac)
     macs = sum(r.macs for r in comp.layers if r.where == "accel")
     t0 = time.perf_counter()
     results = simulate_with_progress(comp, imgs, sim=args.sim, progress=Progress(),
-                                     mem_mode=args.mem, seed=args.seed)
+                                     mem_mode=args.mem, seed=args.seed,
+                                     mac_key=None if mac is None else mac.key)
     seconds = time.perf_counter() - t0
     bad = 0
     for i, (img, res) in enumerate(zip(imgs, results)):

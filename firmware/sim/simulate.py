@@ -121,7 +121,8 @@ _CLOCK_PERIOD = 1e-8
 def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str = "deterministic",
              seed: int = 0, csr_rng: bool = False, vcd: str | None = None,
              timeout_cycles: int = 20_000_000, progress=None, check_protocol: bool = True,
-             cycle_progress=None, read_latency: int = DEFAULT_READ_LATENCY) -> list[SimResult]:
+             cycle_progress=None, read_latency: int = DEFAULT_READ_LATENCY,
+             mac_key: bytes | None = None) -> list[SimResult]:
     """Run ``compiled`` on every image through the RTL; return one :class:`SimResult` each.
 
     ``sim``: ``"amaranth"`` (the Python simulator; small configurations) or ``"verilator"``.
@@ -133,22 +134,26 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
     ``s_axil`` port with :class:`~.models.axil_checker.AXILiteChecker`; a violation fails the
     run with :class:`~.models.axi_mem.AXIProtocolError`. Verilator's harness always checks both.
     ``cycle_progress(cycles)`` (Amaranth): called every few thousand simulated cycles with the
-    cycles since the start, for progress inside an image.
+    cycles since the start, for progress inside an image. ``mac_key``: the 16-byte key the
+    driver programs before the first image (for a model compiled with authenticated packages).
     """
     images = [np.asarray(im) for im in images]
     if sim == "amaranth":
         return _simulate_amaranth(compiled, images, mem_mode=mem_mode, seed=seed,
                                   csr_rng=csr_rng, vcd=vcd, timeout_cycles=timeout_cycles,
                                   progress=progress, check_protocol=check_protocol,
-                                  cycle_progress=cycle_progress, read_latency=read_latency)
+                                  cycle_progress=cycle_progress, read_latency=read_latency,
+                                  mac_key=mac_key)
     if sim == "verilator":
         return _simulate_verilator(compiled, images, timeout_cycles=timeout_cycles,
-                                   progress=progress, read_latency=read_latency)
+                                   progress=progress, read_latency=read_latency,
+                                   mac_key=mac_key)
     raise ValueError(f"unknown simulator {sim!r}; use 'amaranth' or 'verilator'")
 
 
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
-                       progress, check_protocol, read_latency, cycle_progress=None):
+                       progress, check_protocol, read_latency, cycle_progress=None,
+                       mac_key=None):
     from amaranth.sim import Simulator
 
     from ...hdl.top import Accelerator
@@ -164,6 +169,8 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
     async def testbench(ctx):
         transport = AmaranthTransport(ctx, dut, mem, rng=rng)
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles)
+        if mac_key is not None:
+            await drv.set_mac_key(mac_key)
         for i, img in enumerate(images):
             tensors, stats = await drv.infer(compiled, img, load=(i == 0), check=True)
             results.append(SimResult(tensors, stats))
@@ -198,7 +205,8 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
     return results
 
 
-def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_latency):
+def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_latency,
+                        mac_key=None):
     from .verilator.sim import VerilatorSim
     from ..board.verilog import accelerator_verilog
     cfg = compiled.config
@@ -207,6 +215,8 @@ def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_late
                         read_latency=read_latency)
     vsim.reset()
     drv = Driver(VerilatorTransport(vsim), cfg, timeout_cycles=timeout_cycles)
+    if mac_key is not None:
+        run_sync(drv.set_mac_key(mac_key))
     results = []
     for i, img in enumerate(images):
         tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0), check=True))
