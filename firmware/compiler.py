@@ -396,6 +396,10 @@ def _check_config(cfg: HWConfig):
                            f"{cfg.axi_data_width} must divide one another")
 
 
+#: Distinct package sequence numbers (16-bit header field).
+_SEQ_SPAN = 1 << 16
+
+
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
                   frame_slots: int = 2, mac=None) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
@@ -405,8 +409,9 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     (:class:`FrameSlot`, ``Driver.infer_stream``).
 
     ``mac``: a :class:`~ilmpq.firmware.wpkg.MacKey` to authenticate every weight package (a
-    SipHash-2-4 tag bound to the key, the nonce and the package's index in its program, in
-    place of the CRC); the nonce is kept in :attr:`Compiled.mac_nonce`, never the key."""
+    SipHash-2-4 tag over the nonce, the header and the payload, in place of the CRC); the
+    nonce is kept in :attr:`Compiled.mac_nonce`, never the key. The header's sequence number
+    is the package's place in the model, so a model may have at most 2**16 packages."""
     if mac is not None and not isinstance(mac, wpkg.MacKey):
         raise CompileError(f"mac must be a wpkg.MacKey, not {type(mac).__name__}")
     if mac is not None and config.axi_data_width != 64:
@@ -473,7 +478,6 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     segments: list[tuple[list[str], list[bytes]]] = []
     steps_plan: list = []
     seq_counter = 0
-    seg_seq0 = 0                   # seq_counter at the start of the current program
     cur_instr: list[bytes] | None = None
     cur_layers: list[str] = []
     stores_in_segment = 0
@@ -549,7 +553,6 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
         if cur_instr is None:
             cur_instr = []
-            seg_seq0 = seq_counter
         eff = layer
         if layer is fold_layer:
             # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
@@ -560,8 +563,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0))
         rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
-                                    seq_counter, stores_in_segment, producers,
-                                    mac=mac, index_base=seq_counter - seg_seq0)
+                                    seq_counter, stores_in_segment, producers, mac=mac)
         if eff is not layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
@@ -569,6 +571,11 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             rep.macs = int(m_ * c_ * kh_ * kw_ * int(np.prod(
                 model.tensors[layer.output].shape[1:])))
         seq_counter += n_pkgs
+        if mac is not None and seq_counter > _SEQ_SPAN:
+            raise CompileError(
+                f"layer {layer.name!r}: the model needs more than {_SEQ_SPAN} weight packages; "
+                f"authenticated packages are placed by their 16-bit sequence number, which "
+                f"must be unique in the model (compile without a MAC key)")
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
         reports.append(rep)
@@ -795,7 +802,7 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict, *, mac=None, index_base: int = 0):
+                  producers: dict, *, mac=None):
     name = layer.name
     src = tensors[layer.input]
     if src.signed:
@@ -864,8 +871,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             s1 = min(n_sets, s0 + spp)
             a, b = t * n_sets + s0, t * n_sets + s1
             blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
-                                                      lo_sets[a:b], hi_sets[a:b], mac=mac,
-                                                      index=index_base + len(blobs)))
+                                                      lo_sets[a:b], hi_sets[a:b], mac=mac))
     wstream = b"".join(blobs)
     w_beats = len(wstream) // cfg.beat_bytes
     if w_beats > MAX_COMMAND_BEATS:

@@ -12,9 +12,9 @@ Typical use (the compiler)::
     blob = build_package(config, seq, payload)     # header + payload + trailer bytes
 
 Authenticated packages (docs/reliability.md, "Authenticated weight packages"): given a
-:class:`MacKey` (the 16-byte SipHash-2-4 key and the model's 64-bit nonce) and the package's
-index in its program, :func:`build_package` puts the tag :func:`package_tag` in the trailer
-instead of the CRC; the hardware checks it when MAC_CTRL.enable is set.
+:class:`MacKey` (the 16-byte SipHash-2-4 key and the model's 64-bit nonce),
+:func:`build_package` puts the tag :func:`package_tag` in the trailer instead of the CRC; the
+hardware checks it when MAC_CTRL.enable is set.
 
 :func:`parse_package` is the exact inverse and applies the hardware's checks in the hardware's
 order, raising :class:`WeightPackageError` with the :class:`~ilmpq.hdl.status.ErrorCode` the
@@ -54,8 +54,6 @@ _HEADER = _data.Layout.cast(PackageHeader)
 _TRAILER = _data.Layout.cast(PackageTrailer)
 _MASK32 = 0xFFFFFFFF
 _MASK64 = (1 << 64) - 1
-#: Largest package index the hardware counts (its counter is 32 bits).
-MAX_PACKAGE_INDEX = _MASK32
 
 
 @dataclass(frozen=True, repr=False)
@@ -117,25 +115,16 @@ def read_key_file(path) -> bytes:
     return key
 
 
-def mac_message(nonce: int, index: int, body: bytes) -> bytes:
-    """The bytes a package tag authenticates: the model's nonce (8 bytes), the package's index
-    in its program (8 bytes; the hardware counts packages since START), then ``body`` = the
-    header and payload beats, all little-endian."""
-    return nonce.to_bytes(8, "little") + index.to_bytes(8, "little") + body
+def mac_message(nonce: int, body: bytes) -> bytes:
+    """The bytes a package tag authenticates: the model's nonce (8 bytes, little-endian), then
+    ``body`` = the header and payload beats. The header's sequence number places the package
+    in its model (the compiler numbers a model's packages uniquely, at most 2**16 of them)."""
+    return nonce.to_bytes(8, "little") + body
 
 
-def _check_index(index) -> int:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or \
-            not 0 <= index <= MAX_PACKAGE_INDEX:
-        raise IlmpqValueError(f"package index = {index!r} is not allowed: with a MAC key a "
-                              f"package needs its index in the program, an integer in "
-                              f"[0, {MAX_PACKAGE_INDEX}]")
-    return int(index)
-
-
-def package_tag(mac: MacKey, index: int, body: bytes) -> int:
+def package_tag(mac: MacKey, body: bytes) -> int:
     """SipHash-2-4 tag of a package whose header and payload bytes are ``body``."""
-    return siphash24(mac.key, mac_message(mac.nonce, _check_index(index), bytes(body)))
+    return siphash24(mac.key, mac_message(mac.nonce, bytes(body)))
 
 
 class WeightPackageError(IlmpqValueError):
@@ -193,6 +182,7 @@ def package_size(config: HWConfig, n_words: int) -> int:
     _check_config(config)
     return ((header_beats(config) + trailer_beats(config)) * config.beat_bytes
             + n_words * word_bytes(config))
+
 
 
 # -- weight sets ---------------------------------------------------------------------------------
@@ -354,8 +344,8 @@ def _check_length(config: HWConfig, n_words: int) -> str | None:
     return None
 
 
-def build_package(config: HWConfig, seq: int, payload: bytes, *, mac: MacKey | None = None,
-                  index: int | None = None) -> bytes:
+def build_package(config: HWConfig, seq: int, payload: bytes, *,
+                  mac: MacKey | None = None) -> bytes:
     """Build a package: header, ``payload`` (whole weight sets of bank words), trailer.
 
     Parameters
@@ -370,15 +360,11 @@ def build_package(config: HWConfig, seq: int, payload: bytes, *, mac: MacKey | N
     mac : MacKey or None
         Authenticate the package: the trailer holds :func:`package_tag` instead of the CRC
         (64-bit AXI buses only).
-    index : int
-        With ``mac``: the package's index among the packages of its program (0 for the first
-        package after START).
     """
     _check_config(config)
     if mac is not None:
         if not isinstance(mac, MacKey):
             raise IlmpqTypeError(f"mac must be a MacKey, not {type(mac).__name__}")
-        index = _check_index(index)
         _check_mac_config(config)
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise IlmpqTypeError(f"payload must be bytes, not {type(payload).__name__}")
@@ -393,7 +379,7 @@ def build_package(config: HWConfig, seq: int, payload: bytes, *, mac: MacKey | N
         raise IlmpqValueError(f"cannot build a weight package: {problem}")
     header = encode_header(config, seq=seq, n_words=n_words)
     if mac is not None:
-        return header + payload + encode_tag(config, package_tag(mac, index, header + payload))
+        return header + payload + encode_tag(config, package_tag(mac, header + payload))
     crc = zlib.crc32(payload, zlib.crc32(header))
     return header + payload + encode_trailer(config, crc)
 
@@ -412,14 +398,14 @@ def encode_tag(config: HWConfig, tag: int) -> bytes:
     return int(tag).to_bytes(trailer_beats(config) * config.beat_bytes, "little")
 
 
-def build_package_from_sets(config: HWConfig, seq: int, lo, hi, *, mac: MacKey | None = None,
-                            index: int | None = None) -> bytes:
+def build_package_from_sets(config: HWConfig, seq: int, lo, hi, *,
+                            mac: MacKey | None = None) -> bytes:
     """:func:`build_package` of :func:`encode_sets` ``(lo, hi)``."""
-    return build_package(config, seq, encode_sets(config, lo, hi), mac=mac, index=index)
+    return build_package(config, seq, encode_sets(config, lo, hi), mac=mac)
 
 
 def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None,
-               mac: MacKey | None = None, index: int = 0):
+               mac: MacKey | None = None):
     """Parse the package at the start of ``data`` as the hardware does.
 
     Returns ``(package, size)``, or ``(None, 0)`` if ``data`` ends before the package does.
@@ -451,12 +437,12 @@ def _parse_one(config: HWConfig, data: bytes, expected_seq: int | None,
         return None, 0
     if mac is not None:
         got = int.from_bytes(data[end:end + tbytes], "little")
-        want = package_tag(mac, index, data[:end])
+        want = package_tag(mac, data[:end])
         if got != want:
             raise WeightPackageError(
                 ErrorCode.WPKG_MAC,
-                f"MAC mismatch: the trailer does not hold the SipHash-2-4 tag of package "
-                f"{index} under this key and nonce (forged, replayed or from another model)")
+                f"MAC mismatch: the trailer does not hold the SipHash-2-4 tag of this header "
+                f"and payload under this key and nonce (forged, moved or from another model)")
     trailer, tpad = decode_trailer(config, data[end:end + tbytes])
     crc = zlib.crc32(data[:end])
     if mac is None and (trailer["crc"] != crc or trailer["crc_inv"] != crc ^ _MASK32
@@ -482,13 +468,12 @@ def _check_bytes(config: HWConfig, data) -> bytes:
 
 
 def parse_package(config: HWConfig, data: bytes, *, expected_seq: int | None = None,
-                  mac: MacKey | None = None, index: int = 0) -> WeightPackage:
+                  mac: MacKey | None = None) -> WeightPackage:
     """Parse and verify exactly one package (the inverse of :func:`build_package`).
 
     The checks and their order are the hardware's: magic/version/reserved/padding
     (``WPKG_MAGIC``), sequence number if ``expected_seq`` is given (``WPKG_SEQ``), length
-    (``WPKG_LENGTH``), CRC (``WPKG_CRC``) or, with ``mac``, the tag of package ``index``
-    (``WPKG_MAC``). Data that ends early or goes on after the trailer
+    (``WPKG_LENGTH``), CRC (``WPKG_CRC``) or, with ``mac``, the tag (``WPKG_MAC``). Data that ends early or goes on after the trailer
     raises ``WPKG_LENGTH`` too (the hardware would instead wait, or read the rest as the next
     package).
     """
@@ -496,8 +481,7 @@ def parse_package(config: HWConfig, data: bytes, *, expected_seq: int | None = N
     data = _check_bytes(config, data)
     if mac is not None:
         _check_mac_config(config)
-        index = _check_index(index)
-    pkg, size = _parse_one(config, data, expected_seq, mac, index)
+    pkg, size = _parse_one(config, data, expected_seq, mac)
     if pkg is None:
         raise WeightPackageError(
             ErrorCode.WPKG_LENGTH,
@@ -510,24 +494,22 @@ def parse_package(config: HWConfig, data: bytes, *, expected_seq: int | None = N
 
 
 def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0,
-                  mac: MacKey | None = None, first_index: int = 0) -> ScanResult:
+                  mac: MacKey | None = None) -> ScanResult:
     """Parse a stream of consecutive packages the way the controller does after ``start``.
 
     The first package must carry ``first_seq``, each next one the previous ``seq + 1`` (mod
-    2**16); with ``mac``, the first package is package ``first_index`` of its program, the
-    next one the one after. Scanning stops at the first error (the controller halts) or when
+    2**16); with ``mac``, every package must carry its tag. Scanning stops at the first error (the controller halts) or when
     the data ends.
     """
     _check_config(config)
     data = _check_bytes(config, data)
     if mac is not None:
         _check_mac_config(config)
-    index = _check_index(first_index)
     packages: list[WeightPackage] = []
     pos, seq = 0, first_seq
     while pos < len(data):
         try:
-            pkg, size = _parse_one(config, data[pos:], seq, mac, index)
+            pkg, size = _parse_one(config, data[pos:], seq, mac)
         except WeightPackageError as e:
             return ScanResult(packages, e, 0)
         if pkg is None:
@@ -535,7 +517,6 @@ def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0,
         packages.append(pkg)
         pos += size
         seq = (seq + 1) & 0xFFFF
-        index += 1
     return ScanResult(packages, None, len(data) - pos)
 
 

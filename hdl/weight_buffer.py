@@ -28,10 +28,12 @@ Checks, in this order (the first failing one is latched on ``error`` and the con
 
 Authenticated packages (``mac_en``; docs/reliability.md): the trailer holds instead a 64-bit
 SipHash-2-4 tag (:mod:`ilmpq.hdl.siphash`, key ``mac_key``) of the message ``mac_nonce`` (8
-bytes), the package's index since ``clear`` (8 bytes: the n-th package of the run, from 0), then
-the header and payload beats; a wrong tag latches ``ErrorCode.WPKG_MAC`` at the same point as a
-CRC error (check 4), so the bank is never drained. The core absorbs a 64-bit word every 2
-cycles, so ``fill`` takes header and payload beats at most every other cycle. Only 64-bit AXI
+bytes, the model's) followed by the header and payload beats, so the tag binds the package to
+its model and, through the header's sequence number (check 2), to its place in the model; a
+wrong tag latches ``ErrorCode.WPKG_MAC`` at the same point as a CRC error (check 4), so the
+bank is never drained. The core absorbs a 64-bit word every 2 cycles, so ``fill`` takes header
+and payload beats at most every other cycle: a package of ``B`` beats takes ``2 B + 7`` cycles
+(nonce 2, header and payload ``2 (B - 1)``, padding block and finalization 6, trailer 1). Only 64-bit AXI
 buses carry tags: with another width every package is rejected with ``WPKG_MAC`` when
 ``mac_en`` is set (fail closed).
 """
@@ -280,11 +282,10 @@ class WeightBuffer(wiring.Component):
         if len(tpad):
             crc_ok &= tpad == 0
 
-        # -- MAC: nonce and package index, then header and payload beats, into SipHash-2-4 ----
+        # -- MAC: the nonce, then header and payload beats, into SipHash-2-4 ------------------
         mac_ok_width = W == WORD_BITS
         mac_en = self.mac_en
-        pkg_index = Signal(32)                              # packages accepted since clear
-        sip_pre = Signal(range(3))                          # words of the prefix absorbed
+        sip_pre = Signal()                                  # the nonce has been absorbed
         if mac_ok_width:
             m.submodules.sip = sip = SipHash24()
             m.d.comb += sip.key.eq(self.mac_key)
@@ -296,7 +297,7 @@ class WeightBuffer(wiring.Component):
             sip_ready = tag_valid = tag_ok = Const(0, 1)
         # header beats wait for the prefix; every absorbed beat waits for the core
         mac_hold = mac_en & ~sip_ready
-        mac_pre_done = ~mac_en | (sip_pre == 2) | ~Const(mac_ok_width, 1)
+        mac_pre_done = ~mac_en | sip_pre | ~Const(mac_ok_width, 1)
 
         def sip_feed(word, last):
             if sip is not None:
@@ -328,18 +329,17 @@ class WeightBuffer(wiring.Component):
 
         with m.FSM(name="filler"):
             with m.State("HEADER"):
-                # with the MAC, the nonce and the package index go into the core first
+                # with the MAC, the nonce goes into the core first
                 if sip is not None:
-                    with m.If(mac_en & (sip_pre != 2)):
-                        sip_feed(Mux(sip_pre == 0, self.mac_nonce, pkg_index), 0)
+                    with m.If(mac_en & ~sip_pre):
+                        sip_feed(self.mac_nonce, 0)
                         with m.If(sip_ready):
-                            m.d.sync += sip_pre.eq(sip_pre + 1)
+                            m.d.sync += sip_pre.eq(1)
                 # a header beat may enter only when the bank in turn is ours to fill
                 m.d.comb += self.fill.ready.eq(((fstate == BankState.FREE)
                                                 | (fstate == BankState.FILLING))
-                                               & mac_pre_done & ~(mac_en & (sip_pre == 2)
-                                                                  & ~sip_ready))
-                with m.If(xfer_in & mac_en & (sip_pre == 2)):
+                                               & mac_pre_done & ~(mac_en & sip_pre & ~sip_ready))
+                with m.If(xfer_in & mac_en & sip_pre):
                     sip_feed(beat, 0)
                 with m.If(xfer_in):
                     m.d.comb += crc.en.eq(1)
@@ -401,7 +401,7 @@ class WeightBuffer(wiring.Component):
                     with m.Elif(~mac_en & ~crc_ok):
                         latch(ErrorCode.WPKG_CRC)
                     with m.Else():
-                        m.d.sync += [pkg_index.eq(pkg_index + 1), sip_pre.eq(0)]
+                        m.d.sync += sip_pre.eq(0)
                         if tb > 1:
                             m.d.sync += tcnt.eq(0)
                         m.d.comb += self.pkg_accepted.eq(1)

@@ -593,13 +593,13 @@ def test_verilog_lints_clean(cfg):
 MAC = wpkg.MacKey(bytes(range(16)), 0x0123456789ABCDEF)
 
 
-def mac_packages(cfg, rng, n_sets=(2, 3, 2), mac=MAC, first_index=0):
+def mac_packages(cfg, rng, n_sets=(2, 3, 2), mac=MAC):
     out = []
     for k, n in enumerate(n_sets):
         lo = rng.integers(-7, 8, size=(n, cfg.lanes_lo, cfg.tn))
         hi = rng.integers(-127, 128, size=(n, cfg.lanes_hi, cfg.tn))
         payload = wpkg.encode_sets(cfg, lo, hi)
-        out.append((wpkg.build_package(cfg, k, payload, mac=mac, index=first_index + k),
+        out.append((wpkg.build_package(cfg, k, payload, mac=mac),
                     wpkg.bytes_to_words(cfg, payload)))
     return [b for b, _ in out], [w for _, w in out]
 
@@ -628,10 +628,10 @@ def test_mac_packages_word_exact_under_stalls(cfg, rng):
 
 
 def test_mac_fill_schedule(rng):
-    """Exact cycles, no stalls: nonce and index take edges 0..3, the header edge 4, payload beat
-    i edge 6 + 2 i (a word every 2 cycles), the trailer 8 edges after the last payload beat (the
+    """Exact cycles, no stalls: the nonce takes edges 0..1, the header edge 2, payload beat i
+    edge 4 + 2 i (a word every 2 cycles), the trailer 8 edges after the last payload beat (the
     padding block and the 4 finalization rounds); the next package starts one edge later. A
-    package of B beats takes 2 B + 9 cycles (B with the CRC)."""
+    package of B beats takes 2 B + 7 cycles (B with the CRC)."""
     cfg = TINY
     n_sets, K = 4, 3
     n = n_sets * cfg.words_per_set
@@ -640,8 +640,8 @@ def test_mac_fill_schedule(rng):
     run = simulate(cfg, [("beats", b"".join(blobs))], rng, mac=MAC)
     assert run.error is None
     assert_words(run, sum(words, []))
-    P = 2 * B + 9
-    one = [4] + [6 + 2 * i for i in range(n)] + [4 + 2 * n + 8]
+    P = 2 * B + 7
+    one = [2] + [4 + 2 * i for i in range(n)] + [2 + 2 * n + 8]
     assert run.fills == [k * P + c for k in range(K) for c in one]
 
 
@@ -668,8 +668,7 @@ def test_mac_rejects_packages_not_made_for_this_place(case, rng):
     elif case in ("other_key", "other_model"):
         other = (wpkg.MacKey(bytes(range(1, 17)), MAC.nonce) if case == "other_key"
                  else wpkg.MacKey(MAC.key, MAC.nonce ^ 1))
-        bad = wpkg.build_package(cfg, 1, wpkg.words_to_bytes(cfg, words[1]), mac=other,
-                                 index=1)
+        bad = wpkg.build_package(cfg, 1, wpkg.words_to_bytes(cfg, words[1]), mac=other)
     else:
         bad = flip_bit(blobs[1], 8 * (len(blobs[1]) - 8) + int(rng.integers(64)))
     check_mac_rejected(cfg, rng, blobs[0] + bad + blobs[2], words[0], ErrorCode.WPKG_MAC,
@@ -678,7 +677,7 @@ def test_mac_rejects_packages_not_made_for_this_place(case, rng):
 
 def test_mac_replay_at_another_position(rng):
     """Package 2 replayed in place of package 1 with its sequence number rewritten to fit:
-    the tag binds the package index, so WPKG_MAC; verbatim it fails the sequence check."""
+    the tag covers the header, so WPKG_MAC; verbatim it fails the sequence check."""
     cfg = TINY
     blobs, words = mac_packages(cfg, rng, (2, 2, 2))
     hb = header_beats(cfg) * cfg.beat_bytes
@@ -701,9 +700,9 @@ def test_mac_duplicated_package(rng):
     check_mac_rejected(cfg, rng, blobs[0] + dup, words[0], ErrorCode.WPKG_MAC)
 
 
-def test_mac_clear_restarts_the_index(rng):
-    """After a rejected package and ``clear``, the same program's packages (index from 0) are
-    accepted again, word-exact: the core and the index are reset with the controller."""
+def test_mac_clear_restarts_the_core(rng):
+    """After a package rejected in the middle of the stream and ``clear``, the same packages are
+    accepted again, word-exact: the core is reset with the controller."""
     cfg = TINY
     blobs, words = mac_packages(cfg, rng)
     forged = flip_bit(blobs[1], 8 * 20)
@@ -721,5 +720,4 @@ def test_mac_on_a_bus_without_tags_fails_closed(cfg, rng):
     assert run.error == ErrorCode.WPKG_MAC
     assert run.words == []
     with pytest.raises(IlmpqValueError, match="need a 64-bit AXI bus"):
-        wpkg.build_package(cfg, 0, bytes(wpkg.word_bytes(cfg) * cfg.words_per_set), mac=MAC,
-                           index=0)
+        wpkg.build_package(cfg, 0, bytes(wpkg.word_bytes(cfg) * cfg.words_per_set), mac=MAC)

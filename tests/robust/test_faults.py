@@ -584,7 +584,7 @@ def test_mac_forged_payload_with_recomputed_crc(mac_net, mem_mode):
 
 def test_mac_package_replayed_at_another_position(mac_net):
     """Package 0 of layer c1 copied over package 1 with the sequence number fixed up: the tag
-    binds the package's index in the program, so WPKG_MAC (verbatim: WPKG_SEQ)."""
+    covers the header, so WPKG_MAC (verbatim: WPKG_SEQ)."""
     p0, p1 = _pkg(mac_net, 0, 0), _pkg(mac_net, 0, 1)
     assert p0.size == p1.size
     moved = _with_seq(mac_net, _read(mac_net, p0), p1.seq)
@@ -618,3 +618,18 @@ def test_mac_wrong_key_rejects_the_first_package(mac_net):
     assert not out.requests_after(out.first_error[0] + 1)
     assert out.outstanding_at_end == 0 and out.guard_intact_after_fault
     assert out.output is None
+
+
+def test_mac_layer_with_several_pixel_tiles_bit_exact():
+    """Every pixel tile of a layer reloads the same packages (same sequence numbers): the tags
+    must not depend on how often a package was fetched. Random AXI timing, bit-exact."""
+    rng = np.random.default_rng(7)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 10, 10))
+    model = b.build(b.conv("c1", "input", 5, 3, padding=1))
+    comp = compile_model(model, TINY, mac=wpkg.MacKey(MAC_KEY, 77))
+    assert comp.layers[0].ptiles >= 2
+    image = rng.integers(0, 256, size=(3, 10, 10))
+    out = run_fault(comp, image, mem_mode="random", seed=5, mac_key=MAC_KEY, recover=False)
+    assert out.error is None
+    ref = reference.run(model, image, spec=TINY.numeric)
+    np.testing.assert_array_equal(out.output["c1"], ref["c1"])
