@@ -473,9 +473,9 @@ def parse_package(config: HWConfig, data: bytes, *, expected_seq: int | None = N
 
     The checks and their order are the hardware's: magic/version/reserved/padding
     (``WPKG_MAGIC``), sequence number if ``expected_seq`` is given (``WPKG_SEQ``), length
-    (``WPKG_LENGTH``), CRC (``WPKG_CRC``) or, with ``mac``, the tag (``WPKG_MAC``). Data that ends early or goes on after the trailer
-    raises ``WPKG_LENGTH`` too (the hardware would instead wait, or read the rest as the next
-    package).
+    (``WPKG_LENGTH``), CRC (``WPKG_CRC``) or, with ``mac``, the tag (``WPKG_MAC``). Data that
+    ends early or goes on after the trailer raises ``WPKG_LENGTH`` too (the hardware would
+    instead wait, or read the rest as the next package).
     """
     _check_config(config)
     data = _check_bytes(config, data)
@@ -498,8 +498,8 @@ def scan_packages(config: HWConfig, data: bytes, *, first_seq: int = 0,
     """Parse a stream of consecutive packages the way the controller does after ``start``.
 
     The first package must carry ``first_seq``, each next one the previous ``seq + 1`` (mod
-    2**16); with ``mac``, every package must carry its tag. Scanning stops at the first error (the controller halts) or when
-    the data ends.
+    2**16); with ``mac``, every package must carry its tag. Scanning stops at the first error
+    (the controller halts) or when the data ends.
     """
     _check_config(config)
     data = _check_bytes(config, data)

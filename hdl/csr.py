@@ -703,8 +703,8 @@ class CSRBank(wiring.Component):
         ``OKAY``; ``SLVERR`` for an unmapped address (reads return 0, writes change nothing)
         and for a write to a register with no host-writable field (nothing changes).
     fields : ``Out(fields_signature(regmap))``
-        ``fields.<register>.<field>``: ``RW`` and ``WO`` → output (the register value), ``W1P`` → output
-        (one-cycle pulse), ``RO`` → input, ``W1C`` → ``set`` input and ``value`` output,
+        ``fields.<register>.<field>``: ``RW`` and ``WO`` → output (the register value),
+        ``W1P`` → output (one-cycle pulse), ``RO`` → input, ``W1C`` → ``set`` input and ``value`` output,
         ``COUNTER`` → ``inc`` and ``clear`` inputs and ``value`` output (64 bits). ``CONST``
         fields have no port.
     """

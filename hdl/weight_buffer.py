@@ -33,9 +33,9 @@ its model and, through the header's sequence number (check 2), to its place in t
 wrong tag latches ``ErrorCode.WPKG_MAC`` at the same point as a CRC error (check 4), so the
 bank is never drained. The core absorbs a 64-bit word every 2 cycles, so ``fill`` takes header
 and payload beats at most every other cycle: a package of ``B`` beats takes ``2 B + 7`` cycles
-(nonce 2, header and payload ``2 (B - 1)``, padding block and finalization 6, trailer 1). Only 64-bit AXI
-buses carry tags: with another width every package is rejected with ``WPKG_MAC`` when
-``mac_en`` is set (fail closed).
+(nonce 2, header and payload ``2 (B - 1)``, padding block and finalization 6, trailer 1).
+Only 64-bit AXI buses carry tags: with another width every package is rejected with
+``WPKG_MAC`` when ``mac_en`` is set (fail closed).
 """
 
 # No ``from __future__ import annotations`` in this module: data.Struct reads its annotations.

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Fragment, Value
+from amaranth.hdl import ClockDomain, Fragment, Module, Value
 from amaranth.sim import Simulator
 
 from ilmpq.firmware.regmap import HardwareIdentity, generate_python, load
@@ -634,3 +634,35 @@ def test_csrbank_arguments():
     bank = CSRBank(accelerator_regmap(TINY))
     assert not hasattr(bank.fields, "id") and hasattr(bank.fields, "status")
     Fragment.get(bank, None)
+
+
+def test_write_only_key_is_cleared_by_a_hard_reset(tiny, rng):
+    """The MAC key (WO) and the MAC enable hold their values until the clock domain's reset,
+    which clears them (reads return 0 throughout)."""
+    bank, R, rmap = tiny
+    m = Module()
+    m.domains.sync = cd = ClockDomain()
+    m.submodules.bank = bank
+    bus = AXILiteManager(bank.bus, rng=rng, max_delay=2)
+    keys = [f"mac_key{i}" for i in range(4)]
+
+    async def main(ctx):
+        for i, name in enumerate(keys):
+            assert await bus.write(ctx, rmap.offset(name), 0xA5A5_0000 + i) == OKAY
+        assert await bus.write(ctx, rmap.offset("mac_ctrl"), 1) == OKAY
+        assert [ctx.get(getattr(bank.fields, n).key) for n in keys] == [
+            0xA5A5_0000 + i for i in range(4)]
+        assert ctx.get(bank.fields.mac_ctrl.enable) == 1
+        for name in keys:
+            assert await bus.read(ctx, rmap.offset(name)) == (0, OKAY)
+        ctx.set(cd.rst, 1)
+        await ctx.tick()
+        ctx.set(cd.rst, 0)
+        await ctx.tick()
+        assert [ctx.get(getattr(bank.fields, n).key) for n in keys] == [0] * 4
+        assert ctx.get(bank.fields.mac_ctrl.enable) == 0
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(main)
+    sim.run()
