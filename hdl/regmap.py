@@ -177,7 +177,8 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
             Field("info", 32, RO,
                   doc="Detail of the latched error: the failing AXI byte address for DMA_* "
                       "codes (for DMA_READ_EXTRA and DMA_READ_RID the read burst that ended "
-                      "last on that port, for DMA_BUS_TIMEOUT the oldest waiting one), the index of the failing instruction for INSTR_*, WPKG_*, "
+                      "last on that port, for DMA_BUS_TIMEOUT a request waiting for its ready, else the "
+                      "oldest burst waiting for its response), the index of the failing instruction for INSTR_*, WPKG_*, "
                       "PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0."),
         ], doc="Error detail."),
         # -- run parameters ----------------------------------------------------------------

@@ -538,8 +538,9 @@ static inline uint32_t ilmpq_status_error_code_set(uint32_t reg, uint32_t value)
 /*
  * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes (for
  * DMA_READ_EXTRA and DMA_READ_RID the read burst that ended last on that port, for DMA_BUS_TIMEOUT
- * the oldest waiting one), the index of the failing instruction for INSTR_*, WPKG_*,
- * PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0.
+ * a request waiting for its ready, else the oldest burst waiting for its response), the index of
+ * the failing instruction for INSTR_*, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is
+ * 0.
  */
 #define ILMPQ_ERR_INFO_INFO_SHIFT 0u
 #define ILMPQ_ERR_INFO_INFO_WIDTH 32u
