@@ -28,7 +28,7 @@ from ilmpq.firmware.driver import (
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.dma import MAX_COMMAND_BEATS
+from ilmpq.hdl.dma import CLEAR_SLACK, MAX_COMMAND_BEATS
 from ilmpq.hdl.isa import Opcode
 from ilmpq.hdl.status import ErrorCode
 
@@ -510,3 +510,135 @@ def test_multiport_window_on_each_port(net2, name):
 def test_multiport_stall_on_the_weight_port_trips_the_watchdog(net2):
     out = run_fault(net2.comp, net2.image, stalls={("r", 1): 500}, watchdog_cycles=150, port=1)
     net2.contained(out, ErrorCode.TIMEOUT, HardwareTimeout)
+
+
+# -- a subordinate breaking the AXI protocol or not answering (issue 19, "no wedge") ----------
+
+#: (channel, burst index on the faulty port, fault) -> the code it must latch. An extra beat
+#: is injected after a burst whose ID has nothing else outstanding (else it counts into the
+#: next burst of that ID and shows as DMA_READ_RLAST): burst EXTRA_AT[port] (from the clean
+#: run's log: port 0's burst 3 is the activation client's only one, port 1's burst 4 the last
+#: of the first weight stream).
+EXTRA_AT = {0: 3, 1: 4}
+PROTOCOL_FAULTS = {
+    ("r", None, "extra_beat"): ErrorCode.DMA_READ_EXTRA,
+    ("r", 1, "no_rlast"): ErrorCode.DMA_READ_RLAST,
+    ("r", 1, "early_rlast"): ErrorCode.DMA_READ_RLAST,
+    ("r", 1, "wrong_rid"): ErrorCode.DMA_READ_RID,
+    ("w", 0, "wrong_bid"): ErrorCode.DMA_WRITE_BID,
+    ("w", 0, "early_b"): ErrorCode.DMA_WRITE_EARLY_B,
+}
+SILENT = [("r", 1, "silent"), ("r", 2, "silent_request"), ("w", 0, "silent"),
+          ("w", 0, "silent_request")]
+#: BUS_TIMEOUT of the silent cases (below the run watchdog of run_fault, 2000 cycles)
+BUS_TIMEOUT = 200
+#: an abort ends at most BUS_TIMEOUT + ABORT_SLACK edges after the error latched (DMA clear
+#: bound CLEAR_SLACK plus the run control's edges), whatever the bus does
+ABORT_SLACK = CLEAR_SLACK + 3
+
+
+def _fault_cases(cfg):
+    """(port, fault) pairs: every fault on port 0; on tiny2p the read faults on port 1 (the
+    weight stream) too (port 1 carries no writes)."""
+    cases = [(0, f) for f in (*PROTOCOL_FAULTS, *SILENT)]
+    if cfg.axi_ports > 1:
+        cases += [(1, f) for f in (*PROTOCOL_FAULTS, *SILENT) if f[0] == "r"]
+    return [(p, (k, EXTRA_AT[p] if i is None else i, name)) for p, (k, i, name) in cases]
+
+
+def _case_id(case):
+    port, (kind, index, name) = case
+    return f"p{port}_{kind}{index}_{name}"
+
+
+def _check_bus_fault(n, out, port, fault):
+    """The containment contract for a bus fault, plus: the abort ended within its bound; a
+    protocol fault leaves the books balanced (nothing outstanding, nothing abandoned), a silent
+    subordinate is abandoned (STATUS.bus_abandoned, DMAError.bus_abandoned) and the host's
+    interconnect reset makes the recovery bit-exact."""
+    kind, index, name = fault
+    silent = name.startswith("silent")
+    code = (ErrorCode.DMA_BUS_TIMEOUT if silent else
+            PROTOCOL_FAULTS[(kind, None if name == "extra_beat" else index, name)])
+    assert isinstance(out.error, DMAError), out.error
+    assert out.error.code == code, (out.error, out.first_error)
+    latched = out.first_error[0]
+    assert out.first_error[1] == code
+    # bounded abort: STATUS.busy fell within the bound after the latch
+    end = next(e for e in out.done_edges if e > latched)
+    bound = (BUS_TIMEOUT if silent else 0) + ABORT_SLACK + (0 if silent else 64)
+    assert end - latched <= bound, (end - latched, bound)
+    if silent:
+        assert out.bus_abandoned and out.error.bus_abandoned
+        assert "clear_bus_abandoned" in str(out.error)
+        # the abort really waited for the bus watchdog before giving up
+        assert end - latched >= BUS_TIMEOUT
+        assert not out.requests_after(latched + 1)
+        assert out.guard_intact_after_fault and out.guard_intact_after_recovery
+        stats = {k: v for k, v in n.clean_stats.items() if k in TIMING_FREE}
+        out.recovered_stats = {k: v for k, v in out.recovered_stats.items() if k in TIMING_FREE}
+        assert_recovered(out, n.model, n.image, stats)
+    else:
+        assert not out.bus_abandoned and not out.error.bus_abandoned
+        assert out.violations, "the fault never reached the bus: not a test of detection"
+        n.contained(out, code, DMAError)
+    burst = [t for t in out.log if t.kind == kind and t.port == port][index]
+    if name in ("extra_beat", "no_rlast", "early_rlast", "wrong_bid", "early_b"):
+        assert out.error.info == burst.addr
+    elif name == "silent_request":      # the request never accepted
+        assert out.error.info == [r for r in out.requests
+                                  if r.kind == kind and r.port == port][index].addr
+    elif name == "wrong_rid":           # the read burst that ended last on the port
+        ended = [t for t in out.log if t.kind == "r" and t.port == port
+                 and t.completed is not None and t.completed < latched]
+        assert out.error.info == max(ended, key=lambda t: t.completed).addr
+
+
+def _run_bus_fault(n, port, fault):
+    kind, index, name = fault
+    timeout = BUS_TIMEOUT if name.startswith("silent") else None
+    return run_fault(n.comp, n.image, faults={(kind, index): name}, port=port,
+                     bus_timeout_cycles=timeout)
+
+
+@pytest.mark.parametrize("case", _fault_cases(TINY), ids=_case_id)
+def test_bus_fault_latches_its_code_and_never_wedges(net, case):
+    port, fault = case
+    out = _run_bus_fault(net, port, fault)
+    _check_bus_fault(net, out, port, fault)
+
+
+@pytest.mark.parametrize("case", _fault_cases(TINY2P), ids=_case_id)
+def test_multiport_bus_fault_latches_its_code_and_never_wedges(net2, case):
+    port, fault = case
+    out = _run_bus_fault(net2, port, fault)
+    _check_bus_fault(net2, out, port, fault)
+
+
+def test_soft_reset_of_a_silent_bus_is_bounded(net):
+    """The subordinate goes silent and the driver gives up first (its timeout below the bus
+    watchdog): the soft reset is not held hostage by the bus; STATUS.busy falls at most
+    BUS_TIMEOUT + CLEAR_SLACK + 4 edges after the SOFT_RESET write, STATUS.bus_abandoned is
+    set, START is refused until the host has reset the interconnect and cleared the bit, and
+    the recovery is bit-exact."""
+    from ilmpq.firmware.driver import BusAbandoned
+    limit = 1500
+    out = run_fault(net.comp, net.image, faults={("r", 2): "silent"}, watchdog_cycles=0,
+                    bus_timeout_cycles=limit, timeout_cycles=400)
+    assert isinstance(out.error, DriverTimeout)
+    assert out.first_error is None                  # the driver's soft reset came first
+    reset_at = out.soft_resets[0]
+    end = next(e for e in out.done_edges if e > reset_at)
+    assert limit <= end - reset_at <= limit + CLEAR_SLACK + 4, end - reset_at
+    assert out.bus_abandoned
+    assert not out.requests_after(reset_at + 1)
+    assert out.guard_intact_after_fault and out.guard_intact_after_recovery
+    assert_recovered(out, net.model, net.image, net.clean_stats)
+
+    # START while bus_abandoned: the driver refuses with BusAbandoned, the hardware ignores it
+    async def run(drv):
+        await drv.run_program(net.comp.steps[0].prog_addr, net.comp.steps[0].n_instr,
+                              net.comp.window)
+    out = run_fault(net.comp, net.image, faults={("r", 2): "silent"}, watchdog_cycles=0,
+                    bus_timeout_cycles=limit, timeout_cycles=400, recover=False)
+    assert out.bus_abandoned

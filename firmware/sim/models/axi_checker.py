@@ -178,6 +178,22 @@ class AXIChecker(ChannelChecker):
         if any(v[valid] and v[ready] for valid, ready, _ in self._CH.values()):
             self._last_handshake = self.cycle
 
+        # B first: a B is only legal for a burst whose AW and last W beat completed at an
+        # earlier edge (BVALID may only rise after them)
+        if v["bvalid"] and v["bready"]:
+            self.b_responses += 1
+            q = self._writes.get(v["bid"])
+            if not q:
+                self._sub_fail(f"B response with BID {v['bid']} but no write burst of that ID "
+                               f"is outstanding", "B")
+                # a manager with one AWID takes it as the answer to its oldest burst
+                q = next((q for q in self._writes.values() if q), None)
+            elif not q[0].w_complete:
+                self._sub_fail(f"B response for the burst at {q[0].addr:#x} (BID {v['bid']}) "
+                               f"before its last W beat", "B")
+            if q:
+                q.popleft()
+
         # AR
         if v["arvalid"] and v["arready"]:
             self._check_burst("AR", v["araddr"], v["arlen"], v["arsize"], v["arburst"])
@@ -238,21 +254,6 @@ class AXIChecker(ChannelChecker):
                 if last or v["rlast"]:
                     q.popleft()
                     self.reads_in_flight -= 1
-
-        # B
-        if v["bvalid"] and v["bready"]:
-            self.b_responses += 1
-            q = self._writes.get(v["bid"])
-            if not q:
-                self._sub_fail(f"B response with BID {v['bid']} but no write burst of that ID "
-                               f"is outstanding", "B")
-                # a manager with one AWID takes it as the answer to its oldest burst
-                q = next((q for q in self._writes.values() if q), None)
-            elif not q[0].w_complete:
-                self._sub_fail(f"B response for the burst at {q[0].addr:#x} (BID {v['bid']}) "
-                               f"before its last W beat", "B")
-            if q:
-                q.popleft()
 
     @property
     def outstanding(self) -> int:
