@@ -327,6 +327,9 @@ class DMA(wiring.Component):
         ]
         r_ends = []             # per client: its head burst ends with this beat
         r_last_addr = Signal(aw)    # address of the read burst that ended last (ERR_INFO)
+        # R beat errors, per client; one R beat per cycle, so at most one client's are set and
+        # they form one error source (one address mux instead of one per client and kind)
+        r_strays, r_rlast_bads, r_resp_bads, r_heads = [], [], [], []
 
         rd_out = Signal(range(max_ro + 1))           # AR loaded, last R beat not yet received
         ar_load = Signal()
@@ -410,13 +413,10 @@ class DMA(wiring.Component):
                 bq.w_en.eq(grant),
                 bq.w_data.eq(Cat(addr, rem == length, length - 1)),
             ]
-            err_sources.append((stray, ErrorCode.DMA_READ_EXTRA, r_last_addr))
-            err_sources.append((rlast_bad, ErrorCode.DMA_READ_RLAST, head_addr))
-            err_sources.append((
-                mine & bq.r_rdy & ~r_ok,
-                Mux(bus.rresp == AXIResp.DECERR, ErrorCode.DMA_READ_DECERR,
-                    ErrorCode.DMA_READ_SLVERR),
-                head_addr))
+            r_strays.append(stray)
+            r_rlast_bads.append(rlast_bad)
+            r_resp_bads.append(mine & bq.r_rdy & ~r_ok)
+            r_heads.append(head_addr)
 
             # client side
             pop = Signal(name=f"rd{i}_pop")
@@ -458,8 +458,30 @@ class DMA(wiring.Component):
                     with (m.Case(i) if i < n - 1 else m.Default()):
                         m.d.sync += [bus.araddr.eq(addr), bus.arlen.eq(length - 1)]
         m.d.comb += r_done.eq(Cat(*r_ends).any())
-        if n < 2 ** cfg.axi_id_width:
-            err_sources.append((r_fire & (bus.rid >= n), ErrorCode.DMA_READ_RID, r_last_addr))
+        # the R beat's error: RID never issued, extra beat, RLAST, RRESP (in that order)
+        rid_bad = (r_fire & (bus.rid >= n)) if n < 2 ** cfg.axi_id_width else False
+        any_stray, any_rlast, any_resp = (Signal(name=nm) for nm in
+                                          ("r_stray", "r_rlast_bad", "r_resp_bad"))
+        m.d.comb += [any_stray.eq(Cat(*r_strays).any()), any_rlast.eq(Cat(*r_rlast_bads).any()),
+                     any_resp.eq(Cat(*r_resp_bads).any())]
+        r_head = Signal(aw)                 # the head burst of the beat's RID
+        with m.Switch(bus.rid):
+            for i in range(n):
+                with (m.Case(i) if i < n - 1 else m.Default()):
+                    m.d.comb += r_head.eq(r_heads[i])
+        r_err_code = Signal(ErrorCode)
+        with m.If(rid_bad):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_RID)
+        with m.Elif(any_stray):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_EXTRA)
+        with m.Elif(any_rlast):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_RLAST)
+        with m.Else():
+            m.d.comb += r_err_code.eq(Mux(bus.rresp == AXIResp.DECERR,
+                                          ErrorCode.DMA_READ_DECERR,
+                                          ErrorCode.DMA_READ_SLVERR))
+        err_sources.append((rid_bad | any_stray | any_rlast | any_resp, r_err_code,
+                            Mux(rid_bad | any_stray, r_last_addr, r_head)))
         m.d.sync += rd_out.eq(rd_out + ar_load - r_done)
 
         # ---------------------------------------------------------------- write side
@@ -578,29 +600,38 @@ class DMA(wiring.Component):
             m.d.sync += w_sent.eq(w_sent + (w_fire & bus.wlast) - b_taken)
         with m.If(b_fire & wbq.r_rdy):
             m.d.sync += w_last_addr.eq(wbq.r_data[:aw])
-        err_sources.append((b_unexp, ErrorCode.DMA_WRITE_BID,
+        # the B's error (one source): BID, early B, BRESP (in that order)
+        b_err_code = Signal(ErrorCode)
+        with m.If(b_unexp):
+            m.d.comb += b_err_code.eq(ErrorCode.DMA_WRITE_BID)
+        with m.Elif(b_early):
+            m.d.comb += b_err_code.eq(ErrorCode.DMA_WRITE_EARLY_B)
+        with m.Else():
+            m.d.comb += b_err_code.eq(Mux(bus.bresp == AXIResp.DECERR,
+                                          ErrorCode.DMA_WRITE_DECERR,
+                                          ErrorCode.DMA_WRITE_SLVERR))
+        err_sources.append((b_unexp | b_early | (b_fire & wbq.r_rdy & ~b_ok), b_err_code,
                             Mux(wbq.r_rdy, wbq.r_data[:aw], w_last_addr)))
-        err_sources.append((b_early, ErrorCode.DMA_WRITE_EARLY_B, wbq.r_data[:aw]))
-        err_sources.append((
-            b_fire & wbq.r_rdy & ~b_ok,
-            Mux(bus.bresp == AXIResp.DECERR, ErrorCode.DMA_WRITE_DECERR,
-                ErrorCode.DMA_WRITE_SLVERR),
-            wbq.r_data[:aw]))
         m.d.sync += self.wr_done.eq(b_fire & b_ok & wbq.r_data[aw] & ~stopped & ~b_unexp
                                     & ~b_early)
 
         # bus watchdog: cycles an outstanding transaction waits without any handshake; in a
         # clear, cycles since the clear began (so a clear ends within the limit)
+        # (limit and expired are registers: the watchdog is never on a deep path)
         timer = Signal(BUS_TIMEOUT_BITS)
-        limit = Signal(BUS_TIMEOUT_BITS)
+        limit = Signal(BUS_TIMEOUT_BITS, init=BUS_TIMEOUT_MAX)
         progress = Signal()
+        restart = Signal()
         m.d.comb += [
-            limit.eq(Mux(_eq(self.bus_timeout, 0), BUS_TIMEOUT_MAX, self.bus_timeout)),
             progress.eq((bus.arvalid & bus.arready) | (bus.awvalid & bus.awready) | w_fire
                         | r_fire | b_fire),
-            expired.eq(timer >= limit),
+            restart.eq(self.clear | (~clearing & (quiet | progress))),
         ]
-        with m.If(self.clear | (~clearing & (quiet | progress))):
+        m.d.sync += [
+            limit.eq(Mux(_eq(self.bus_timeout, 0), BUS_TIMEOUT_MAX, self.bus_timeout)),
+            expired.eq(~restart & (timer + 1 >= limit)),
+        ]
+        with m.If(restart):
             m.d.sync += timer.eq(0)
         with m.Elif(~expired):
             m.d.sync += timer.eq(timer + 1)

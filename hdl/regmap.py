@@ -225,7 +225,9 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
         inc = byte_inc if name.startswith("bytes_") else 1
         regs.append(Register(name, _COUNTER_BASE + 8 * i, [
             Field.counter("count", inc_width=inc,
-                          doc="Cleared when a run starts (START); wraps modulo 2**64."),
+                          doc="Counts while STATUS.busy (the run and the drain of an abort "
+                              "or a soft reset); cleared when a run starts (START); wraps "
+                              "modulo 2**64."),
         ], doc=doc))
 
     constants = [

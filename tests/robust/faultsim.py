@@ -174,6 +174,7 @@ class _Monitor:
         self.first_error: tuple[int, ErrorCode] | None = None
         self.requests: list[Request] = []
         self.busy_falls: list[int] = []     #: edges after which STATUS.busy is low again
+        self.busy_rises: list[int] = []     #: edges after which STATUS.busy is high
         self.cycle = 0
 
     async def run(self, ctx):
@@ -187,6 +188,8 @@ class _Monitor:
                 self.first_error = (self.cycle, ErrorCode(err))
             if was_busy and not busy:
                 self.busy_falls.append(self.cycle)
+            if busy and not was_busy:
+                self.busy_rises.append(self.cycle)
             was_busy = busy
             for p in range(len(self.buses)):
                 arv, arr, ara, awv, awr, awa = vals[6 * p:6 * p + 6]
@@ -234,6 +237,7 @@ class Outcome:
     log: list = field(default_factory=list)   #: every port's transactions (``.port`` set)
     bus_abandoned: bool = False     #: STATUS.bus_abandoned after the faulty run
     done_edges: list = field(default_factory=list)   #: edges at which STATUS.busy fell
+    busy_edges: list = field(default_factory=list)   #: edges at which STATUS.busy rose
     violations: list = field(default_factory=list)   #: subordinate violations the checkers saw
 
     def requests_after(self, edge: int) -> list[Request]:
@@ -356,6 +360,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
                    recovered=res["recovered"], recovered_stats=res["stats"],
                    recovery_start=res["recovery_start"], log=log,
                    bus_abandoned=res["abandoned"], done_edges=mon.busy_falls,
+                   busy_edges=mon.busy_rises,
                    violations=[v for c in checkers for v in c.subordinate_violations])
 
 

@@ -654,3 +654,27 @@ def test_soft_reset_of_a_silent_bus_is_bounded(net):
     assert not out.requests_after(reset_at + 1)
     assert out.guard_intact_after_fault and out.guard_intact_after_recovery
     assert_recovered(out, net.model, net.image, net.clean_stats)
+
+
+def test_counters_count_through_the_abort(net):
+    """The performance counters count while STATUS.busy (docs/registers.md), the drain of an
+    abort included: after a missing RLAST on a read burst, CYCLES equals the edges STATUS.busy
+    was high, and BYTES_READ counts every R beat up to the end of the drain (the beats the DMA
+    dropped included). INSTRUCTIONS never counts END (nor NOP): a clean run counts exactly the
+    program's LOAD_ROWS, LOAD_WEIGHTS, COMPUTE and STORE."""
+    comp, step = net.comp, net.comp.steps[0]
+    seen = {}
+
+    async def run(drv):
+        with pytest.raises(DMAError):
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+        seen.update((await drv.counters()).counters)
+
+    out = run_fault(comp, net.image, faults={("r", 1): "no_rlast"}, run=run)
+    start, end = out.busy_edges[0], out.done_edges[0]
+    assert out.first_error[0] < end - 2                 # the drain lasted a few cycles
+    assert seen["cycles"] == end - start
+    beats = sum(t.beat for t in out.log if t.kind == "r" and t.accepted < end)
+    assert seen["bytes_read"] == beats * TINY.beat_bytes
+    counted = sum(i.opcode not in (Opcode.NOP, Opcode.END) for i in net.prog)
+    assert net.clean_stats["instructions"] == counted < len(net.prog)

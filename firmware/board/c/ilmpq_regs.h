@@ -696,14 +696,20 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 #define ILMPQ_CYCLES_OFFSET 0x100u
 #define ILMPQ_CYCLES_LO_OFFSET 0x100u                /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_CYCLES_HI_OFFSET 0x104u                /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- PE_BUSY (0x108, 64-bit counter) ---- */
 /* Cycles in which the PE array accepted an activation beat (useful work). */
 #define ILMPQ_PE_BUSY_OFFSET 0x108u
 #define ILMPQ_PE_BUSY_LO_OFFSET 0x108u               /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_PE_BUSY_HI_OFFSET 0x10cu               /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_WEIGHT (0x110, 64-bit counter) ---- */
 /*
@@ -713,7 +719,10 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 #define ILMPQ_STALL_WEIGHT_OFFSET 0x110u
 #define ILMPQ_STALL_WEIGHT_LO_OFFSET 0x110u          /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_WEIGHT_HI_OFFSET 0x114u          /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_ACT (0x118, 64-bit counter) ---- */
 /*
@@ -723,7 +732,10 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 #define ILMPQ_STALL_ACT_OFFSET 0x118u
 #define ILMPQ_STALL_ACT_LO_OFFSET 0x118u             /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_ACT_HI_OFFSET 0x11cu             /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_STORE (0x120, 64-bit counter) ---- */
 /*
@@ -733,28 +745,40 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 #define ILMPQ_STALL_STORE_OFFSET 0x120u
 #define ILMPQ_STALL_STORE_LO_OFFSET 0x120u           /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_STORE_HI_OFFSET 0x124u           /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_DEP (0x128, 64-bit counter) ---- */
 /* Cycles in which a unit (load, compute, store) waited for a dependency token from another unit. */
 #define ILMPQ_STALL_DEP_OFFSET 0x128u
 #define ILMPQ_STALL_DEP_LO_OFFSET 0x128u             /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_DEP_HI_OFFSET 0x12cu             /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- BYTES_READ (0x130, 64-bit counter) ---- */
 /* Bytes transferred on the AXI4 manager read data channels (all ports). */
 #define ILMPQ_BYTES_READ_OFFSET 0x130u
 #define ILMPQ_BYTES_READ_LO_OFFSET 0x130u            /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_READ_HI_OFFSET 0x134u            /* bits [63:32] as of the last LO read */
-/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 5-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- BYTES_WRITTEN (0x138, 64-bit counter) ---- */
 /* Bytes transferred on the AXI4 manager write data channel (strobed bytes only). */
 #define ILMPQ_BYTES_WRITTEN_OFFSET 0x138u
 #define ILMPQ_BYTES_WRITTEN_LO_OFFSET 0x138u         /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_WRITTEN_HI_OFFSET 0x13cu         /* bits [63:32] as of the last LO read */
-/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 5-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- INSTRUCTIONS (0x140, 64-bit counter) ---- */
 /*
@@ -764,7 +788,10 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 #define ILMPQ_INSTRUCTIONS_OFFSET 0x140u
 #define ILMPQ_INSTRUCTIONS_LO_OFFSET 0x140u          /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_INSTRUCTIONS_HI_OFFSET 0x144u          /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 #ifdef __cplusplus
 }
