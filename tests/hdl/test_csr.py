@@ -139,7 +139,7 @@ def test_rw_registers_random_strobes_and_delays(tiny, rng):
     dut, R, rmap = tiny
     rw = [reg for reg in rmap if any(f.access is Access.RW for f in reg.fields)]
     assert {r.name for r in rw} == {"ctrl", "prog_addr", "prog_len", "win_base", "win_limit",
-                                   "watchdog"}
+                                   "watchdog", "bus_timeout"}
     model = {reg.name: reg.reset for reg in rw}
     bus = AXILiteManager(dut.bus, rng=rng, max_delay=3)
 
