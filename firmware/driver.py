@@ -42,7 +42,8 @@ from .sim.isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
 __all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",
-           "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "RunStats", "StreamResult",
+           "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "BusAbandoned", "RunStats",
+           "StreamResult",
            "Driver", "run_sync", "check_image"]
 
 
@@ -56,7 +57,18 @@ class AcceleratorError(IlmpqError, RuntimeError):
 
 
 class DMAError(AcceleratorError):
-    """An AXI error response, a window violation or a bad DMA command."""
+    """An AXI error response, a window violation, a bad DMA command, a subordinate breaking the
+    AXI protocol or not answering (DMA_BUS_TIMEOUT). ``bus_abandoned`` is true when the abort
+    had to abandon outstanding transactions (STATUS.bus_abandoned): see :class:`BusAbandoned`."""
+
+    bus_abandoned = False
+
+
+class BusAbandoned(IlmpqError, RuntimeError):
+    """STATUS.bus_abandoned is set: an abort or soft reset gave up on AXI transactions the
+    subordinate never finished. The interconnect between the accelerator and memory must be
+    reset (on a Zynq: the PL reset of the AXI interconnect / SmartConnect), then
+    :meth:`Driver.clear_bus_abandoned`; the hardware ignores START until then."""
 
 
 class WeightPackageRejected(AcceleratorError):
@@ -161,10 +173,13 @@ class Driver:
     timeout_cycles : int
         Driver-side limit on one run (in the transport's wait units); the hardware watchdog
         (``watchdog_cycles``) catches hangs inside the accelerator itself.
+    bus_timeout_cycles : int, optional
+        Written to BUS_TIMEOUT before every run (the bus watchdog, 1 .. 2**24 - 1 cycles);
+        None (default) leaves the register as it is (reset value 65536).
     """
 
     def __init__(self, transport, config: HWConfig, *, timeout_cycles: int = 50_000_000,
-                 watchdog_cycles: int = 100_000):
+                 watchdog_cycles: int = 100_000, bus_timeout_cycles: int | None = None):
         if not isinstance(config, HWConfig):
             raise IlmpqTypeError(f"config must be an HWConfig, not {type(config).__name__}")
         if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) \
@@ -176,6 +191,14 @@ class Driver:
         self.regmap = accelerator_regmap(config)
         self.timeout_cycles = timeout_cycles
         self.watchdog_cycles = _u32("watchdog_cycles", watchdog_cycles)
+        limit = 1 << self.regmap.field("bus_timeout", "cycles").width
+        if bus_timeout_cycles is not None and (
+                isinstance(bus_timeout_cycles, bool) or not isinstance(bus_timeout_cycles, int)
+                or not 1 <= bus_timeout_cycles < limit):
+            raise IlmpqValueError(f"bus_timeout_cycles = {bus_timeout_cycles!r} is not "
+                                  f"allowed: it must be an integer in [1, {limit - 1}] (or "
+                                  f"None for the register's reset value)")
+        self.bus_timeout_cycles = bus_timeout_cycles
         self._checked = False
 
     def _off(self, name: str) -> int:
@@ -236,6 +259,11 @@ class Driver:
                 return
         raise DriverTimeout("the accelerator did not become idle after a soft reset")
 
+    async def clear_bus_abandoned(self):
+        """Clear STATUS.bus_abandoned. Call it only after resetting the interconnect: the
+        subordinate may still hold the abandoned transactions (:class:`BusAbandoned`)."""
+        await self.t.write32(self._off("status"), self.regmap.encode("status", bus_abandoned=1))
+
     async def run_program(self, prog_addr: int, n_instr: int, window: tuple[int, int]
                           ) -> RunStats:
         """Run one program; return its performance counters or raise on an error.
@@ -257,12 +285,19 @@ class Driver:
         window = (_u32("window base", window[0]), _u32("window limit", window[1]))
         if not self._checked:
             await self.check()
+        if (await self.read_reg("status"))["bus_abandoned"]:
+            raise BusAbandoned("STATUS.bus_abandoned is set: an earlier abort abandoned AXI "
+                               "transactions the subordinate never finished; reset the "
+                               "interconnect, then call clear_bus_abandoned() before the next "
+                               "run (the hardware ignores START until then)")
         w = self.t.write32
         await w(self._off("prog_addr"), prog_addr)
         await w(self._off("prog_len"), n_instr)
         await w(self._off("win_base"), window[0])
         await w(self._off("win_limit"), window[1])
         await w(self._off("watchdog"), self.watchdog_cycles)
+        if self.bus_timeout_cycles is not None:
+            await w(self._off("bus_timeout"), self.bus_timeout_cycles)
         await w(self._off("status"), self.regmap.encode("status", done=1))   # clear done
         await w(self._off("ctrl"), self.regmap.encode("ctrl", start=1, irq_en=1))
 
@@ -279,8 +314,14 @@ class Driver:
             code = ErrorCode(status["error_code"])
             info = (await self.read_reg("err_info"))["info"]
             exc = _exception_for(code)
-            raise exc(code, info, f"the accelerator stopped with {code.name} "
-                                  f"(ERR_INFO = {info:#x})")
+            msg = f"the accelerator stopped with {code.name} (ERR_INFO = {info:#x})"
+            if status["bus_abandoned"]:
+                msg += ("; it abandoned AXI transactions the subordinate never finished "
+                        "(STATUS.bus_abandoned): reset the interconnect, then call "
+                        "clear_bus_abandoned() before the next run")
+            e = exc(code, info, msg)
+            e.bus_abandoned = bool(status["bus_abandoned"])
+            raise e
 
     def _slot(self, compiled: Compiled, slot: int) -> int:
         n = max(1, len(compiled.slots))

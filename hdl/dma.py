@@ -3,9 +3,25 @@
 The engine turns ``(addr, beats)`` commands into INCR bursts of at most ``max_burst`` beats that
 never cross a 4 KiB boundary, keeps up to ``max_reads_outstanding`` read bursts in flight across
 its read clients, and checks every command against an address window before anything of it is
-issued. Errors (bad command, ``RRESP``/``BRESP`` not ``OKAY``) latch one
-:class:`~ilmpq.hdl.status.ErrorCode` and stop the engine until a soft reset (``clear``). The full
-contract, with the timing of every path, is in ``docs/dma.md``.
+issued. Errors (bad command, ``RRESP``/``BRESP`` not ``OKAY``, a subordinate breaking the AXI
+protocol, a subordinate that stops answering) latch one :class:`~ilmpq.hdl.status.ErrorCode` and
+stop the engine until a soft reset (``clear``). The full contract, with the timing of every path,
+is in ``docs/dma.md``; the protocol checks and the bounded clear in ``docs/reliability.md``.
+
+Protocol checks (the subordinate's side): every read burst's beats are counted, so the burst ends
+on its RLAST or on its last expected beat, whichever comes first, and the engine's books stay
+balanced whatever the subordinate sends:
+
+* an R beat whose RID has no burst outstanding (an extra beat after RLAST) latches
+  ``DMA_READ_EXTRA``; an RID the port never issues, ``DMA_READ_RID``; RLAST missing on the last
+  expected beat or present on an earlier one, ``DMA_READ_RLAST``. The beat is dropped;
+* a B with a BID other than ``AWID`` or with no write burst outstanding latches
+  ``DMA_WRITE_BID``; a B for a burst whose W beats have not all been sent, ``DMA_WRITE_EARLY_B``.
+  Either still answers the oldest write burst (the subordinate considers it done);
+* the bus watchdog: a transaction outstanding (a request not accepted, W beats not accepted, R
+  or B not received) with no handshake on any channel for ``bus_timeout`` cycles latches
+  ``DMA_BUS_TIMEOUT``. A clear waits at most that many cycles for the outstanding bursts; then
+  it abandons them (``abandoned`` strobe) and returns to idle anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from .config import HWConfig
 from .status import ErrorCode
 
 __all__ = ["DMA", "MultiPortDMA", "CLIENT_PORTS", "client_ports", "MAX_COMMAND_BEATS",
+           "BUS_TIMEOUT_BITS", "BUS_TIMEOUT_DEFAULT", "BUS_TIMEOUT_MAX", "CLEAR_SLACK",
            "command_layout", "read_beat_layout", "write_beat_shape"]
 
 #: Longest command in beats (``2**20`` beats = 8 MiB on a 64-bit bus). Longer commands latch
@@ -36,6 +53,24 @@ AXI_BOUNDARY = 4096
 
 #: ``ARCACHE``/``AWCACHE``: normal non-cacheable bufferable, what Xilinx recommends for HP ports.
 AXI_CACHE = 0b0011
+
+#: Width of the bus watchdog limit (the BUS_TIMEOUT register): up to ``2**24 - 1`` cycles.
+BUS_TIMEOUT_BITS = 24
+
+#: Reset value of BUS_TIMEOUT: 65536 cycles (0.44 ms at 150 MHz). A Zynq HP port answers a
+#: request in well under a thousand cycles even behind the PS's DDR refresh and arbitration, so
+#: a transaction that sees no handshake for this long is a dead subordinate, not a slow one;
+#: and a soft reset that has to give up on the bus still returns within half a millisecond.
+BUS_TIMEOUT_DEFAULT = 1 << 16
+
+#: The bus watchdog limit used when BUS_TIMEOUT is 0 (the watchdog cannot be switched off: a
+#: clear must end within a bounded time whatever the bus does).
+BUS_TIMEOUT_MAX = (1 << BUS_TIMEOUT_BITS) - 1
+
+#: A clear pulse at edge ``t`` makes ``busy`` low from edge ``t + limit + CLEAR_SLACK`` at the
+#: latest, whatever the bus does (``limit`` = the bus watchdog limit); asserted exactly in
+#: ``tests/hdl/test_dma.py``.
+CLEAR_SLACK = 2
 
 
 def command_layout(config: HWConfig) -> data.StructLayout:
@@ -122,10 +157,18 @@ class DMA(wiring.Component):
         Stop issuing as if an error were latched, without latching one (another port of a
         :class:`MultiPortDMA` latched it). Responses of what is outstanding are still accepted
         and their errors are not latched while ``halt`` is high.
+    bus_timeout : In(BUS_TIMEOUT_BITS)
+        Bus watchdog limit in cycles; 0 means :data:`BUS_TIMEOUT_MAX` (it cannot be disabled).
     clear : In(1)
         Synchronous soft reset: stop issuing, drop queued commands and undelivered read data,
         finish the bursts already issued (send their ``W`` beats, accept every ``R``/``B``), then
-        return to idle with ``error = NONE``. ``busy`` stays high until that has happened.
+        return to idle with ``error = NONE``. ``busy`` stays high until that has happened, at
+        most ``limit + CLEAR_SLACK`` cycles after the pulse (``limit`` = the bus watchdog
+        limit): if the bursts have not finished by then they are abandoned (``valid`` dropped
+        without a handshake, their responses never awaited) and ``abandoned`` strobes.
+    abandoned : Out(1)
+        One-cycle strobe: a clear gave up on outstanding transactions. The interconnect must be
+        reset before the port is used again (docs/reliability.md).
     error : Out(ErrorCode)
         The first error latched (see ``docs/dma.md`` for the priorities within one cycle).
         Nothing new is issued while it is not ``NONE``; outstanding responses are accepted.
@@ -184,7 +227,9 @@ class DMA(wiring.Component):
             "win_base": In(aw),
             "win_limit": In(aw),
             "halt": In(1),
+            "bus_timeout": In(BUS_TIMEOUT_BITS),
             "clear": In(1),
+            "abandoned": Out(1),
             "error": Out(ErrorCode),
             "error_addr": Out(aw),
             "busy": Out(1),
@@ -246,10 +291,13 @@ class DMA(wiring.Component):
         stopped = Signal()
         quiet = Signal()        # nothing issued is outstanding on the bus
         flush = Signal()        # end of a clear: reset FIFOs and queues
+        expired = Signal()      # the bus watchdog's limit is reached
         m.d.comb += [
             stopped.eq(~_eq(self.error, ErrorCode.NONE) | clearing | self.halt),
-            flush.eq(clearing & quiet),
+            flush.eq(clearing & (quiet | expired)),
+            self.abandoned.eq(clearing & expired & ~quiet),
         ]
+        len_bits = max(1, (mb - 1).bit_length())
         rd_flush = Signal()     # drop undelivered read data: at the start and the end of a clear
         m.d.comb += rd_flush.eq(self.clear | flush)
         with m.If(self.clear):
@@ -270,14 +318,18 @@ class DMA(wiring.Component):
 
         # ---------------------------------------------------------------- read side
         r_fire = Signal()
-        r_done = Signal()       # last beat of a burst
+        r_done = Signal()       # a burst ended (its RLAST or its last expected beat)
         r_ok = Signal()
         m.d.comb += [
             r_fire.eq(bus.rvalid & bus.rready),
-            r_done.eq(r_fire & bus.rlast),
             r_ok.eq(_eq(bus.rresp, AXIResp.OKAY)),
             self.rd_beat.eq(r_fire),
         ]
+        r_ends = []             # per client: its head burst ends with this beat
+        r_last_addr = Signal(aw)    # address of the read burst that ended last (ERR_INFO)
+        # R beat errors, per client; one R beat per cycle, so at most one client's are set and
+        # they form one error source (one address mux instead of one per client and kind)
+        r_strays, r_rlast_bads, r_resp_bads, r_heads = [], [], [], []
 
         rd_out = Signal(range(max_ro + 1))           # AR loaded, last R beat not yet received
         ar_load = Signal()
@@ -301,8 +353,8 @@ class DMA(wiring.Component):
             fifo = ResetInserter(rd_flush)(
                 SyncFIFOBuffered(width=cfg.axi_data_width + 1, depth=depth))
             m.submodules[f"rd{i}_fifo"] = fifo
-            # bursts in flight for this client, in issue order: {addr, final}
-            bq = ResetInserter(flush)(SyncFIFO(width=aw + 1, depth=max_ro))
+            # bursts in flight for this client, in issue order: {addr, final, beats - 1}
+            bq = ResetInserter(flush)(SyncFIFO(width=aw + 1 + len_bits, depth=max_ro))
             m.submodules[f"rd{i}_bursts"] = bq
 
             length = self._burst_len(m, addr, rem, f"rd{i}")
@@ -332,21 +384,39 @@ class DMA(wiring.Component):
                         with m.If(rem == length):
                             m.d.sync += st.eq(_CmdState.IDLE)
 
-            # receive side: route by RID
+            # receive side: route by RID, count the head burst's beats
             mine = Signal(name=f"rd{i}_rbeat")
-            m.d.comb += mine.eq(r_fire & _eq(bus.rid, i))
+            rcnt = Signal(len_bits, name=f"rd{i}_rcnt")     # beats of the head burst so far
+            cnt_last = Signal(name=f"rd{i}_cnt_last")       # this is its last expected beat
+            stray = Signal(name=f"rd{i}_stray")             # no burst outstanding: extra beat
+            rlast_bad = Signal(name=f"rd{i}_rlast_bad")
+            r_end = Signal(name=f"rd{i}_rend")
+            head_addr = bq.r_data[:aw]
             m.d.comb += [
-                fifo.w_en.eq(mine & r_ok & ~stopped),
-                fifo.w_data.eq(Cat(bus.rdata, bus.rlast & bq.r_data[aw])),
-                bq.r_en.eq(mine & bus.rlast),
-                bq.w_en.eq(grant),
-                bq.w_data.eq(Cat(addr, rem == length)),
+                mine.eq(r_fire & _eq(bus.rid, i)),
+                cnt_last.eq(rcnt == bq.r_data[aw + 1:]),
+                stray.eq(mine & ~bq.r_rdy),
+                rlast_bad.eq(mine & bq.r_rdy & (bus.rlast ^ cnt_last)),
+                r_end.eq(mine & bq.r_rdy & (bus.rlast | cnt_last)),
             ]
-            err_sources.append((
-                mine & ~r_ok,
-                Mux(bus.rresp == AXIResp.DECERR, ErrorCode.DMA_READ_DECERR,
-                    ErrorCode.DMA_READ_SLVERR),
-                bq.r_data[:aw]))
+            r_ends.append(r_end)
+            with m.If(flush | r_end):
+                m.d.sync += rcnt.eq(0)
+            with m.Elif(mine & bq.r_rdy):
+                m.d.sync += rcnt.eq(rcnt + 1)
+            with m.If(r_end):
+                m.d.sync += r_last_addr.eq(head_addr)
+            m.d.comb += [
+                fifo.w_en.eq(mine & bq.r_rdy & ~rlast_bad & r_ok & ~stopped),
+                fifo.w_data.eq(Cat(bus.rdata, cnt_last & bq.r_data[aw])),
+                bq.r_en.eq(r_end),
+                bq.w_en.eq(grant),
+                bq.w_data.eq(Cat(addr, rem == length, length - 1)),
+            ]
+            r_strays.append(stray)
+            r_rlast_bads.append(rlast_bad)
+            r_resp_bads.append(mine & bq.r_rdy & ~r_ok)
+            r_heads.append(head_addr)
 
             # client side
             pop = Signal(name=f"rd{i}_pop")
@@ -387,6 +457,31 @@ class DMA(wiring.Component):
                 for i, (st, addr, rem, length, grant, bq) in enumerate(clients):
                     with (m.Case(i) if i < n - 1 else m.Default()):
                         m.d.sync += [bus.araddr.eq(addr), bus.arlen.eq(length - 1)]
+        m.d.comb += r_done.eq(Cat(*r_ends).any())
+        # the R beat's error: RID never issued, extra beat, RLAST, RRESP (in that order)
+        rid_bad = (r_fire & (bus.rid >= n)) if n < 2 ** cfg.axi_id_width else False
+        any_stray, any_rlast, any_resp = (Signal(name=nm) for nm in
+                                          ("r_stray", "r_rlast_bad", "r_resp_bad"))
+        m.d.comb += [any_stray.eq(Cat(*r_strays).any()), any_rlast.eq(Cat(*r_rlast_bads).any()),
+                     any_resp.eq(Cat(*r_resp_bads).any())]
+        r_head = Signal(aw)                 # the head burst of the beat's RID
+        with m.Switch(bus.rid):
+            for i in range(n):
+                with (m.Case(i) if i < n - 1 else m.Default()):
+                    m.d.comb += r_head.eq(r_heads[i])
+        r_err_code = Signal(ErrorCode)
+        with m.If(rid_bad):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_RID)
+        with m.Elif(any_stray):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_EXTRA)
+        with m.Elif(any_rlast):
+            m.d.comb += r_err_code.eq(ErrorCode.DMA_READ_RLAST)
+        with m.Else():
+            m.d.comb += r_err_code.eq(Mux(bus.rresp == AXIResp.DECERR,
+                                          ErrorCode.DMA_READ_DECERR,
+                                          ErrorCode.DMA_READ_SLVERR))
+        err_sources.append((rid_bad | any_stray | any_rlast | any_resp, r_err_code,
+                            Mux(rid_bad | any_stray, r_last_addr, r_head)))
         m.d.sync += rd_out.eq(rd_out + ar_load - r_done)
 
         # ---------------------------------------------------------------- write side
@@ -402,7 +497,6 @@ class DMA(wiring.Component):
         wdepth = self.write_fifo_depth
         wfifo = ResetInserter(flush)(SyncFIFOBuffered(width=wwidth, depth=wdepth))
         m.submodules.wr_fifo = wfifo
-        len_bits = max(1, (mb - 1).bit_length())
         mwo = self.max_writes_outstanding
         wlq = ResetInserter(flush)(SyncFIFO(width=len_bits, depth=mwo))  # lengths for W
         m.submodules.wr_lens = wlq
@@ -483,20 +577,76 @@ class DMA(wiring.Component):
         with m.Elif(w_fire):
             m.d.sync += w_left.eq(w_left - 1)
 
-        # B channel
+        # B channel: a B answers the oldest write burst (one AWID); it is only legal once that
+        # burst's last W beat has been sent (w_sent counts such bursts not yet answered)
         b_fire = Signal()
         b_ok = Signal()
+        b_unexp = Signal()
+        b_early = Signal()
+        w_sent = Signal(range(mwo + 1))
+        w_last_addr = Signal(aw)    # address of the write burst answered last (ERR_INFO)
         m.d.comb += [
             b_fire.eq(bus.bvalid & bus.bready),
             b_ok.eq(_eq(bus.bresp, AXIResp.OKAY)),
             wbq.r_en.eq(b_fire),
+            b_unexp.eq(b_fire & (~_eq(bus.bid, 0) | ~wbq.r_rdy)),
+            b_early.eq(b_fire & wbq.r_rdy & _eq(w_sent, 0)),
         ]
-        err_sources.append((
-            b_fire & ~b_ok,
-            Mux(bus.bresp == AXIResp.DECERR, ErrorCode.DMA_WRITE_DECERR,
-                ErrorCode.DMA_WRITE_SLVERR),
-            wbq.r_data[:aw]))
-        m.d.sync += self.wr_done.eq(b_fire & b_ok & wbq.r_data[aw] & ~stopped)
+        b_taken = Signal()
+        m.d.comb += b_taken.eq(b_fire & wbq.r_rdy & ~_eq(w_sent, 0))
+        with m.If(flush):
+            m.d.sync += w_sent.eq(0)
+        with m.Else():
+            m.d.sync += w_sent.eq(w_sent + (w_fire & bus.wlast) - b_taken)
+        with m.If(b_fire & wbq.r_rdy):
+            m.d.sync += w_last_addr.eq(wbq.r_data[:aw])
+        # the B's error (one source): BID, early B, BRESP (in that order)
+        b_err_code = Signal(ErrorCode)
+        with m.If(b_unexp):
+            m.d.comb += b_err_code.eq(ErrorCode.DMA_WRITE_BID)
+        with m.Elif(b_early):
+            m.d.comb += b_err_code.eq(ErrorCode.DMA_WRITE_EARLY_B)
+        with m.Else():
+            m.d.comb += b_err_code.eq(Mux(bus.bresp == AXIResp.DECERR,
+                                          ErrorCode.DMA_WRITE_DECERR,
+                                          ErrorCode.DMA_WRITE_SLVERR))
+        err_sources.append((b_unexp | b_early | (b_fire & wbq.r_rdy & ~b_ok), b_err_code,
+                            Mux(wbq.r_rdy, wbq.r_data[:aw], w_last_addr)))
+        m.d.sync += self.wr_done.eq(b_fire & b_ok & wbq.r_data[aw] & ~stopped & ~b_unexp
+                                    & ~b_early)
+
+        # bus watchdog: cycles an outstanding transaction waits without any handshake; in a
+        # clear, cycles since the clear began (so a clear ends within the limit)
+        # (limit and expired are registers: the watchdog is never on a deep path)
+        timer = Signal(BUS_TIMEOUT_BITS)
+        limit = Signal(BUS_TIMEOUT_BITS, init=BUS_TIMEOUT_MAX)
+        progress = Signal()
+        restart = Signal()
+        m.d.comb += [
+            progress.eq((bus.arvalid & bus.arready) | (bus.awvalid & bus.awready) | w_fire
+                        | r_fire | b_fire),
+            restart.eq(self.clear | (~clearing & (quiet | progress))),
+        ]
+        m.d.sync += [
+            limit.eq(Mux(_eq(self.bus_timeout, 0), BUS_TIMEOUT_MAX, self.bus_timeout)),
+            expired.eq(~restart & (timer + 1 >= limit)),
+        ]
+        with m.If(restart):
+            m.d.sync += timer.eq(0)
+        with m.Elif(~expired):
+            m.d.sync += timer.eq(timer + 1)
+        timeout_addr = Signal(aw)
+        with m.If(bus.arvalid):
+            m.d.comb += timeout_addr.eq(bus.araddr)
+        with m.Elif(bus.awvalid):
+            m.d.comb += timeout_addr.eq(bus.awaddr)
+        with m.Elif(wbq.r_rdy):
+            m.d.comb += timeout_addr.eq(wbq.r_data[:aw])
+        with m.Else():
+            for st, addr, rem, length, grant, bq in reversed(clients):  # client 0 wins
+                with m.If(bq.r_rdy):
+                    m.d.comb += timeout_addr.eq(bq.r_data[:aw])
+        err_sources.append((expired & ~quiet, ErrorCode.DMA_BUS_TIMEOUT, timeout_addr))
 
         # ---------------------------------------------------------------- error latch
         any_err = Signal()
@@ -514,7 +664,9 @@ class DMA(wiring.Component):
         active = Cat(*(~_eq(st, _CmdState.IDLE) for st, *_ in clients), ~_eq(wst, _CmdState.IDLE))
         m.d.comb += self.busy.eq(active.any() | ~quiet | clearing)
         with m.If(flush):
-            m.d.sync += last_grant.eq(n - 1)
+            # abandoned bursts: forget them (a no-op when the clear found the bus quiet)
+            m.d.sync += [last_grant.eq(n - 1), rd_out.eq(0), bus.arvalid.eq(0),
+                         bus.awvalid.eq(0), w_active.eq(0)]
         return m
 
 
@@ -556,8 +708,10 @@ class MultiPortDMA(wiring.Component):
     bus : Out(AXI4Signature).array(axi_ports)
         The manager ports, ``bus[0]`` first.
     rd_cmd, rd_data : arrays over the read clients (same payloads as :class:`DMA`).
-    wr_cmd, wr_data, wr_done, win_base, win_limit, clear, busy, wr_beat :
+    wr_cmd, wr_data, wr_done, win_base, win_limit, bus_timeout, clear, busy, wr_beat :
         As :class:`DMA`.
+    abandoned : Out(1)
+        Strobe: a clear gave up on outstanding transactions on some port (:class:`DMA`).
     error, error_addr : Out
         The latched error and its address (the failing command or burst).
     error_port : Out(range(axi_ports))
@@ -597,7 +751,9 @@ class MultiPortDMA(wiring.Component):
             "wr_done": Out(1),
             "win_base": In(aw),
             "win_limit": In(aw),
+            "bus_timeout": In(BUS_TIMEOUT_BITS),
             "clear": In(1),
+            "abandoned": Out(1),
             "error": Out(ErrorCode),
             "error_addr": Out(aw),
             "error_port": Out(range(max(n_ports, 2))),
@@ -614,6 +770,7 @@ class MultiPortDMA(wiring.Component):
             m.submodules[f"port{p}"] = e
             wiring.connect(m, e.bus, wiring.flipped(self.bus[p]))
             m.d.comb += [e.win_base.eq(self.win_base), e.win_limit.eq(self.win_limit),
+                         e.bus_timeout.eq(self.bus_timeout),
                          e.clear.eq(self.clear), e.halt.eq(halt)]
             if p == wp:
                 wiring.connect(m, wiring.flipped(self.wr_cmd), e.wr_cmd)
@@ -630,6 +787,7 @@ class MultiPortDMA(wiring.Component):
         m.d.comb += [
             halt.eq(Cat(*errs).any()),
             self.busy.eq(Cat(*(e.busy for e in self.engines)).any()),
+            self.abandoned.eq(Cat(*(e.abandoned for e in self.engines)).any()),
             self.rd_beats.eq(sum(e.rd_beat for e in self.engines)),
         ]
         for p in reversed(range(len(self.engines))):   # the last assignment wins: port 0

@@ -12,7 +12,7 @@ Address layout (12-bit AXI4-Lite window, 4 KiB, every register 4-byte aligned):
 =============  ===================================================================
 0x000 - 0x01f  identification: ID, VERSION, CONFIG_ID, GEOMETRY, DATAPATH, BUFFERS
 0x020 - 0x03f  run control and status: CTRL, STATUS, ERR_INFO
-0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG
+0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG, BUS_TIMEOUT
 0x100 - 0x1ff  64-bit performance counters, 8 bytes each (LO word, then HI word)
 0x200 - 0xfff  unmapped (SLVERR)
 =============  ===================================================================
@@ -26,6 +26,7 @@ import re
 from .. import __version__
 from .config import HWConfig
 from .csr import Access, Constant, Field, Register, RegisterMap, RegisterMapError
+from .dma import BUS_TIMEOUT_BITS, BUS_TIMEOUT_DEFAULT, BUS_TIMEOUT_MAX, CLEAR_SLACK
 from .status import ErrorCode
 
 __all__ = ["accelerator_regmap", "ID_MAGIC", "CSR_ADDR_WIDTH", "version_tuple",
@@ -41,7 +42,8 @@ _COUNTER_BASE = 0x100
 #: Performance counters in address order: (name, doc). BYTES_* count up to one AXI beat of
 #: bytes per port per cycle; the others count cycles or events (increment width 1).
 COUNTER_NAMES = (
-    ("cycles", "Clock cycles while STATUS.busy is set (the duration of the run)."),
+    ("cycles", "Clock cycles while STATUS.busy is set (the duration of the run, including "
+               "the drain of an abort after an error)."),
     ("pe_busy", "Cycles in which the PE array accepted an activation beat (useful work)."),
     ("stall_weight", "Cycles in which the PE array waited for a weight set (weight bank not "
                      "loaded or not verified yet)."),
@@ -54,7 +56,8 @@ COUNTER_NAMES = (
     ("bytes_read", "Bytes transferred on the AXI4 manager read data channels (all ports)."),
     ("bytes_written", "Bytes transferred on the AXI4 manager write data channel (strobed "
                       "bytes only)."),
-    ("instructions", "Instructions executed (retired)."),
+    ("instructions", "Instructions dispatched to a unit (LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, "
+                     "STORE); NOP and END are not counted."),
 )
 
 
@@ -143,7 +146,12 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
             Field("soft_reset", 1, Access.W1P,
                   doc="Write 1: abort the run; every unit returns to idle once its outstanding "
                       "AXI transactions have completed, then STATUS.busy falls and "
-                      "STATUS.error is cleared. Register values are kept."),
+                      "STATUS.error is cleared. Register values are kept. Bounded: if the "
+                      "outstanding transactions have not completed within BUS_TIMEOUT cycles "
+                      "they are abandoned and STATUS.bus_abandoned is set; STATUS.busy is low "
+                      f"at most BUS_TIMEOUT + {CLEAR_SLACK + 2} cycles after the write. "
+                      "Ignored while an abort after an error is draining (bounded the same "
+                      "way)."),
             Field("irq_en", 1, RW, lsb=8,
                   doc="Interrupt enable: the irq output is irq_en & STATUS.done. Bit 8 (its "
                       "own byte), so a byte write of 0x01 to byte 0 starts without changing "
@@ -157,13 +165,20 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
             Field("error", 1, RO,
                   doc="The last run stopped with an error (error_code, ERR_INFO); cleared by "
                       "START or SOFT_RESET."),
+            Field("bus_abandoned", 1, Access.W1C,
+                  doc="Sticky: an abort or soft reset gave up waiting for outstanding AXI "
+                      "transactions (BUS_TIMEOUT) and dropped them. The interconnect between "
+                      "the accelerator and memory must be reset before the next run; START is "
+                      "ignored while this bit is set. Write 1 to clear, after that reset."),
             Field("error_code", 8, RO, lsb=8, enum=ErrorCode,
                   doc="First error of the run (ErrorCode); NONE when error is 0."),
         ], doc="Run status."),
         Register("err_info", 0x028, [
             Field("info", 32, RO,
                   doc="Detail of the latched error: the failing AXI byte address for DMA_* "
-                      "codes, the index of the failing instruction for INSTR_*, WPKG_*, "
+                      "codes (for DMA_READ_EXTRA and DMA_READ_RID the read burst that ended "
+                      "last on that port, for DMA_BUS_TIMEOUT a request waiting for its ready, else the "
+                      "oldest burst waiting for its response), the index of the failing instruction for INSTR_*, WPKG_*, "
                       "PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0."),
         ], doc="Error detail."),
         # -- run parameters ----------------------------------------------------------------
@@ -195,6 +210,16 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       "transferred) after which the run stops with TIMEOUT; 0 disables the "
                       "watchdog."),
         ], doc="Watchdog."),
+        Register("bus_timeout", 0x054, [
+            Field("cycles", BUS_TIMEOUT_BITS, RW, reset=BUS_TIMEOUT_DEFAULT,
+                  doc=f"Bus watchdog, per AXI port: an outstanding transaction (a request not "
+                      f"accepted, W data not accepted, R or B not received) that sees no "
+                      f"handshake on any channel of its port for this many cycles stops the "
+                      f"run with DMA_BUS_TIMEOUT; it also bounds how long an abort or soft "
+                      f"reset waits for outstanding transactions. 0 means the maximum, "
+                      f"{BUS_TIMEOUT_MAX} (it cannot be disabled). Reset "
+                      f"{BUS_TIMEOUT_DEFAULT}: a live subordinate answers far sooner."),
+        ], doc="Bus watchdog."),
         # -- weight-package MAC (docs/reliability.md, "Authenticated weight packages") ------
         *(Register(f"mac_key{i}", 0x080 + 4 * i, [
             Field("key", 32, Access.WO,
@@ -224,7 +249,9 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
         inc = byte_inc if name.startswith("bytes_") else 1
         regs.append(Register(name, _COUNTER_BASE + 8 * i, [
             Field.counter("count", inc_width=inc,
-                          doc="Cleared when a run starts (START); wraps modulo 2**64."),
+                          doc="Counts while STATUS.busy (the run and the drain of an abort "
+                              "or a soft reset); cleared when a run starts (START); wraps "
+                              "modulo 2**64."),
         ], doc=doc))
 
     constants = [

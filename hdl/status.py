@@ -25,6 +25,17 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     DMA_WRITE_WINDOW = 0x15     #: a write command outside the window: nothing issued
     DMA_ALIGN = 0x16            #: a command address not aligned to the AXI beat
     DMA_LENGTH = 0x17           #: a zero-length command or one whose end overflows 32 bits
+    # DMA, the subordinate breaking the AXI protocol or not answering (0x18-0x1f); ERR_INFO is
+    # the failing burst's byte address (docs/reliability.md, "The bus")
+    DMA_READ_EXTRA = 0x18       #: an R beat whose RID has no read burst outstanding (a beat
+                                #: after the RLAST of its burst); ERR_INFO = the read burst
+                                #: that ended last on that port
+    DMA_READ_RLAST = 0x19       #: RLAST missing on a read burst's last beat, or present early
+    DMA_READ_RID = 0x1A         #: an R beat whose RID the port never issues; ERR_INFO as for
+                                #: DMA_READ_EXTRA
+    DMA_WRITE_BID = 0x1B        #: a B whose BID is not the AWID, or with no write outstanding
+    DMA_WRITE_EARLY_B = 0x1C    #: a B before the last W beat of its burst was sent
+    DMA_BUS_TIMEOUT = 0x1D      #: a transaction saw no handshake for BUS_TIMEOUT cycles
     # weight packages (0x20-0x2f)
     WPKG_MAGIC = 0x20           #: header magic wrong (not a weight package)
     WPKG_SEQ = 0x21             #: sequence number not the expected one (dropped, duplicated,

@@ -10,7 +10,9 @@ queue and the DMA are idle. The first error (a DMA response or window violation,
 package, a bad instruction, the watchdog) is latched into STATUS/ERR_INFO and aborts the run the
 same way SOFT_RESET does: every unit is reset and the DMA finishes its outstanding transactions
 without issuing new ones, then STATUS.done is set (with STATUS.error) and ``irq`` rises if
-enabled.
+enabled. The wait is bounded by BUS_TIMEOUT: transactions still outstanding then are abandoned,
+STATUS.bus_abandoned is set and START is ignored until the host clears it (after resetting the
+interconnect). The performance counters count while STATUS.busy, the abort's drain included.
 """
 
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
@@ -100,7 +102,8 @@ class Accelerator(wiring.Component):
         aborting = Signal()
         abort = Signal()          # one-cycle pulse: reset every unit
         start = Signal()
-        m.d.comb += start.eq(f.ctrl.start & ~running & ~aborting)
+        m.d.comb += start.eq(f.ctrl.start & ~running & ~aborting
+                             & ~f.status.bus_abandoned.value)
         err_code = Signal(ErrorCode)
         err_info = Signal(32)
         m.d.comb += [
@@ -132,6 +135,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             dma.win_base.eq(f.win_base.addr),
             dma.win_limit.eq(f.win_limit.addr),
+            dma.bus_timeout.eq(f.bus_timeout.cycles),
+            f.status.bus_abandoned.set.eq(dma.abandoned),
         ]
 
         fetch = reset_wrapped("fetch", Fetch(cfg))
@@ -334,9 +339,10 @@ class Accelerator(wiring.Component):
                 m.d.comb += f.status.done.set.eq(1)
 
         # ---- performance counters ------------------------------------------------------------
+        # they count while STATUS.busy (running | aborting): the drain of an abort included
         def count(name, cond):
             ctr = getattr(f, name).count
-            m.d.comb += [ctr.inc.eq(cond & running), ctr.clear.eq(start)]
+            m.d.comb += [ctr.inc.eq(cond & (running | aborting)), ctr.clear.eq(start)]
 
         count("cycles", 1)
         count("pe_busy", pe.act.valid & pe.act.ready)
@@ -346,7 +352,7 @@ class Accelerator(wiring.Component):
         count("stall_dep", la.stall)
         for name, beats in (("bytes_read", dma.rd_beats), ("bytes_written", dma.wr_beat)):
             ctr = getattr(f, name).count
-            m.d.comb += [ctr.inc.eq(Mux(running, beats * cfg.beat_bytes, 0)),
+            m.d.comb += [ctr.inc.eq(Mux(running | aborting, beats * cfg.beat_bytes, 0)),
                          ctr.clear.eq(start)]
         count("instructions", (fetch.la.valid & fetch.la.ready) | (fetch.w.valid & fetch.w.ready)
               | (fetch.c.valid & fetch.c.ready) | (fetch.s.valid & fetch.s.ready))

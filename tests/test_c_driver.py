@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compil
 # driver return codes (ilmpq_driver.h)
 OK, PENDING = 0, 1
 ERR = dict(ARG=-1, NO_DEVICE=-2, VERSION=-3, CONFIG=-4, BUSY=-5, IDLE=-6, TIMEOUT=-7, RESET=-8,
-           MEM=-9, WINDOW=-10)
+           MEM=-9, WINDOW=-10, BUS_ABANDONED=-11)
 
 
 def hw(code: ErrorCode) -> int:
@@ -275,6 +275,7 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_wait": (i32, [vp, u32]),
         "ilmpq_run": (i32, [vp, u32, u32, u32]),
         "ilmpq_soft_reset": (i32, [vp]),
+        "ilmpq_clear_bus_abandoned": (i32, [vp]),
         "ilmpq_read_counters": (i32, [vp, ctypes.POINTER(Counters)]),
         "ilmpq_infer": (i32, [vp, ctypes.POINTER(FrameSlot), ctypes.c_char_p, u32, vp, u32,
                               u32]),
@@ -639,6 +640,7 @@ class MockAccel:
         self.stuck = False         # never finishes (and ignores soft reset when reset_stuck)
         self.reset_stuck = False
         self.done = self.err = False
+        self.bus_abandoned = False  # STATUS.bus_abandoned (W1C); START ignored while set
         self.code = 0
         self.counters = {name: 0 for name, _ in COUNTER_NAMES}
         self.snap = {}
@@ -662,7 +664,8 @@ class MockAccel:
     def status(self):
         self._tick()
         return self.rm.encode("status", busy=int(self.busy_until is not None),
-                              done=int(self.done), error=int(self.err), error_code=self.code)
+                              done=int(self.done), error=int(self.err), error_code=self.code,
+                              bus_abandoned=int(self.bus_abandoned))
 
     def read32(self, _ctx, off):
         name = self.name(off)
@@ -690,9 +693,11 @@ class MockAccel:
         if name == "status":
             if self.rm.decode("status", value)["done"]:
                 self.done = False
+            if self.rm.decode("status", value)["bus_abandoned"]:
+                self.bus_abandoned = False
         elif name == "ctrl":
             f = self.rm.decode("ctrl", value)
-            if f["start"] and self.busy_until is None:
+            if f["start"] and self.busy_until is None and not self.bus_abandoned:
                 self.busy_until = self.now + self.run_us
                 self.done = self.err = False
                 self.code = 0
@@ -971,3 +976,21 @@ def test_identity_of_the_mock_is_what_python_expects(drv, mock):
     assert got.mismatch(HardwareIdentity.expected(m.rm)) is None
     assert list(ident) == list(m.ident.values())
     assert drv.ilmpq_read_identity(m.devp, None) == ERR["ARG"]
+
+
+def test_start_refuses_while_the_bus_is_abandoned(drv, mock):
+    """STATUS.bus_abandoned: ilmpq_start returns ILMPQ_ERR_BUS_ABANDONED without writing a
+    register; ilmpq_clear_bus_abandoned (after the host reset the interconnect) clears the W1C
+    bit alone, and the next run goes through."""
+    m = mock(run_us=5)
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    m.bus_abandoned = True
+    n = len(m.writes())
+    assert drv.ilmpq_start(m.devp, BASE, 1) == ERR["BUS_ABANDONED"]
+    assert m.writes()[n:] == []
+    assert drv.ilmpq_strerror(ERR["BUS_ABANDONED"]).decode().startswith(
+        "ILMPQ_ERR_BUS_ABANDONED (reset the AXI interconnect")
+    assert drv.ilmpq_clear_bus_abandoned(m.devp) == OK
+    assert m.writes()[n:] == [("status", m.rm.encode("status", bus_abandoned=1))]
+    assert not m.bus_abandoned
+    assert drv.ilmpq_run(m.devp, BASE, 1, 100) == OK

@@ -93,6 +93,7 @@ def test_encode_keeps_other_fields_and_decode_names_error_codes():
     assert m.encode("ctrl", ctrl, start=1) == ctrl | m.field("ctrl", "start").mask
     status = m.encode("status", busy=0, done=1, error=1, error_code=ErrorCode.WPKG_CRC)
     assert m.decode("status", status) == {"busy": 0, "done": 1, "error": 1,
+                                          "bus_abandoned": 0,
                                           "error_code": ErrorCode.WPKG_CRC}
     with pytest.raises(RegisterMapError, match=r"^register map 'ilmpq' has no register 'ctl'; "
                                                r"registers are: id, version, "):

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.hdl.axi import AXIResp
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.dma import DMA, MAX_COMMAND_BEATS
+from ilmpq.hdl.dma import CLEAR_SLACK, DMA, MAX_COMMAND_BEATS
 from ilmpq.hdl.status import ErrorCode
 from models.axi_checker import AXIChecker
 from models.axi_mem import AXIMemory
@@ -94,16 +94,22 @@ class Bench:
     """A DMA with an AXIMemory and an AXIChecker on its bus, and monitors of its outputs."""
 
     def __init__(self, *, n_clients=3, write_strobes=False, mode="deterministic", seed=0,
-                 reorder=False, errors=None, window=(BASE, BASE + MEM_SIZE), init=None, **kw):
+                 reorder=False, errors=None, window=(BASE, BASE + MEM_SIZE), init=None,
+                 faults=None, bus_timeout=0, **kw):
         self.dut = dut = DMA(CFG, n_read_clients=n_clients, write_strobes=write_strobes, **kw)
         self.mem = AXIMemory(dut.bus, base=BASE, size=MEM_SIZE, mode=mode,
                              rng=seed if mode == "random" else None, reorder=reorder,
-                             errors=errors)
+                             errors=errors, faults=faults)
         if init is not None:
             self.mem.data[:] = init
+        # a subordinate breaking the protocol on purpose: the checker records its side and
+        # keeps checking the DMA's; a DMA may only give up on a bus silent for bus_timeout
         self.chk = AXIChecker(dut.bus, max_burst=MB,
-                              max_reads_outstanding=CFG.max_reads_outstanding)
+                              max_reads_outstanding=CFG.max_reads_outstanding,
+                              subordinate_protocol=not faults,
+                              abandon_after=bus_timeout or None)
         self.window = window
+        self.bus_timeout = bus_timeout
         self.sim = Simulator(dut)
         self.sim.add_clock(1e-8)
         self.mem.add_to(self.sim)
@@ -120,6 +126,7 @@ class Bench:
         d = self.dut
         ctx.set(d.win_base, self.window[0])
         ctx.set(d.win_limit, self.window[1])
+        ctx.set(d.bus_timeout, self.bus_timeout)
         async for _, _, done, rb, wb, err, busy in ctx.tick().sample(
                 d.wr_done, d.rd_beat, d.wr_beat, d.error, d.busy):
             if done:
@@ -892,3 +899,125 @@ def test_multiport_cycle_model_matches_rtl(ports, rl, fifo):
     for k in ("pe_busy", "bytes_read", "bytes_written", "instructions"):
         assert pred[k] == rtl[k], k
     assert abs(pred["cycles"] - rtl["cycles"]) <= 0.02 * rtl["cycles"], (pred, rtl)
+
+
+# -- a subordinate breaking the protocol, or not answering (issue 19) ---------------------------
+
+PROTOCOL_FAULTS = {
+    # fault on burst k of a 3-burst command: (code, index of the burst ERR_INFO names)
+    ("r", 2, "extra_beat"): (ErrorCode.DMA_READ_EXTRA, 2),
+    ("r", 1, "no_rlast"): (ErrorCode.DMA_READ_RLAST, 1),
+    ("r", 1, "early_rlast"): (ErrorCode.DMA_READ_RLAST, 1),
+    ("r", 1, "wrong_rid"): (ErrorCode.DMA_READ_RID, 0),
+    ("w", 1, "wrong_bid"): (ErrorCode.DMA_WRITE_BID, 1),
+    ("w", 1, "early_b"): (ErrorCode.DMA_WRITE_EARLY_B, 1),
+}
+#: silent faults: the burst ERR_INFO names, a request waiting for its ready if there is one
+#: (the DMA issued AW 2 as its data was all there; AR 2 waits for FIFO room), else the oldest
+#: burst waiting for its response
+SILENT_INFO = {("r", 1, "silent"): 0, ("r", 1, "silent_request"): 1, ("w", 1, "silent"): 2,
+               ("w", 1, "silent_request"): 1}
+SILENT_FAULTS = list(SILENT_INFO)
+LIMIT = 100         # bus watchdog limit of the silent cases
+
+
+@pytest.mark.parametrize("fault", list(PROTOCOL_FAULTS) + SILENT_FAULTS,
+                         ids=lambda f: f"{f[0]}{f[1]}_{f[2]}")
+def test_subordinate_fault_latches_its_code_and_clear_is_bounded(rng, fault):
+    """One command of three bursts; the subordinate breaks the protocol on one of them (or goes
+    silent): the specific code and the failing burst's address latch, no faulty beat reaches
+    the client and no wr_done is reported, nothing new is requested after the latch; the
+    protocol faults leave the books balanced (the engine drains to idle without giving up),
+    the silent ones trip the bus watchdog and the clear abandons them exactly ``LIMIT +
+    CLEAR_SLACK`` edges after its pulse; after the interconnect's reset a round trip is
+    bit-exact."""
+    kind, k, name = fault
+    silent = name.startswith("silent")
+    init = rng.integers(0, 256, MEM_SIZE, dtype=np.uint8)
+    b = Bench(n_clients=1, faults={(kind, k): name}, bus_timeout=LIMIT if silent else 0,
+              init=init)
+    got, after = [], []
+    n_beats = 3 * MB
+    cmd = {"addr": (RD_REGION if kind == "r" else WR_REGION)[0], "beats": n_beats}
+
+    async def tb(ctx):
+        d = b.dut
+        if kind == "r":
+            ctx.set(d.rd_data[0].ready, 1)
+            await send(ctx, d.rd_cmd[0], [cmd])
+        else:
+            await send(ctx, d.wr_cmd, [cmd])
+        for _ in range(TIMEOUT):
+            _, _, valid, payload = await ctx.tick().sample(d.rd_data[0].valid,
+                                                           d.rd_data[0].payload)
+            if valid:
+                got.append((int(payload.data), int(payload.last)))
+            if ctx.get(d.error) != ErrorCode.NONE:
+                break
+        code = PROTOCOL_FAULTS[fault][0] if not silent else ErrorCode.DMA_BUS_TIMEOUT
+        assert ctx.get(d.error) == code
+        burst = SILENT_INFO[fault] if silent else PROTOCOL_FAULTS[fault][1]
+        info = (RD_REGION if kind == "r" else WR_REGION)[0] + burst * MB * BB
+        assert ctx.get(d.error_addr) == info
+        if silent:
+            assert ctx.get(d.busy)                  # waits for the bus, until the clear
+        else:
+            await b.wait_idle(ctx)                  # the books are balanced: it drains
+            assert b.chk.outstanding == 0 and b.mem._reads == [] and b.mem._writes == []
+            assert b.chk.subordinate_violations    # the fault really broke the protocol
+        await ctx.tick()
+        late = [t for t in b.mem.log if t.accepted > b.error_cycle]
+        assert len(late) <= 1
+        assert ctx.get(d.error) == code             # first error wins
+        ctx.set(d.rd_data[0].ready, 0)
+        ctx.set(d.clear, 1)
+        await ctx.tick()
+        ctx.set(d.clear, 0)
+        abandoned = 0
+        for edge in range(1, LIMIT + 10):
+            _, _, busy, ab = await ctx.tick().sample(d.busy, d.abandoned)
+            abandoned += ab
+            if not busy:
+                break
+        if silent:
+            assert edge == LIMIT + CLEAR_SLACK and abandoned == 1
+            if fault != ("r", 1, "silent"):        # a request or W beat was waiting:
+                assert b.chk.abandoned              # its valid dropped, only on a dead bus
+            b.mem.reset_bus()
+            b.chk.bus_reset()
+        else:
+            assert edge <= 2 and abandoned == 0
+        assert ctx.get(d.error) == ErrorCode.NONE
+        n_before = len(b.mem.log)
+        ctx.set(d.rd_data[0].ready, 1)
+        await send(ctx, d.rd_cmd[0], [{"addr": RD_REGION[0] + 4096, "beats": 20}])
+        await receive(ctx, d.rd_data[0], after, 20)
+        assert len(b.mem.log) == n_before + 2
+
+    async def wdata(ctx):
+        if kind == "w":
+            await send(ctx, b.dut.wr_data, list(range(1, n_beats + 1)))
+
+    b.run(tb, background=[wdata])
+    expected = expected_read(b.mem, [(RD_REGION[0], n_beats)])
+    assert got == expected[:len(got)]               # no faulty beat delivered
+    assert after == expected_read(b.mem, [(RD_REGION[0] + 4096, 20)])
+    assert b.done == []
+
+
+def test_bus_watchdog_ignores_a_slow_but_live_subordinate():
+    """Read latency 60 with a bus watchdog of 61 cycles: every burst completes, no error (the
+    watchdog counts cycles without any handshake, not a burst's total time)."""
+    b = Bench(n_clients=1, bus_timeout=61)
+    b.mem.read_latency = 60
+    got = []
+
+    async def tb(ctx):
+        d = b.dut
+        await send(ctx, d.rd_cmd[0], [{"addr": RD_REGION[0], "beats": 5 * MB}])
+        await receive(ctx, d.rd_data[0], got, 5 * MB)
+        await b.wait_idle(ctx)
+        assert ctx.get(d.error) == ErrorCode.NONE
+
+    b.run(tb)
+    assert got == expected_read(b.mem, [(RD_REGION[0], 5 * MB)])

@@ -25,6 +25,13 @@ Faults:
   write burst's B response comes later;
 * ``errors``: ``{("r" | "w", burst_index): "SLVERR" | "DECERR"}``: error responses
   (:class:`~ilmpq.firmware.sim.models.axi_mem.AXIMemory`);
+* ``faults``: ``{("r" | "w", burst_index): kind}``: the subordinate breaks the AXI protocol on
+  that burst or goes silent (``faults`` of
+  :class:`~ilmpq.firmware.sim.models.axi_mem.AXIMemory`); the checkers then record the
+  subordinate's violations instead of failing and allow the accelerator to drop a request only
+  after ``bus_timeout_cycles`` of silence; if the accelerator abandoned the bus
+  (STATUS.bus_abandoned) the recovery resets the interconnect (every port's model and checker)
+  and clears the bit first;
 * ``corrupt``: ``f(image: bytearray)`` edits a copy of the memory image written before the run
   (a fault at rest in DRAM; the recovery reloads the good image);
 * ``run``: replaces the faulty run (``async run(driver)``), e.g. to start a program with a bad
@@ -146,6 +153,7 @@ class ProbedAccelerator(Accelerator):
     def elaborate(self, platform):
         m = super().elaborate(platform)
         self.error_code_probe = m.submodules.csr.fields.status.error_code
+        self.busy_probe = m.submodules.csr.fields.status.busy
         return m
 
 
@@ -165,16 +173,24 @@ class _Monitor:
         self.dut, self.buses = dut, buses
         self.first_error: tuple[int, ErrorCode] | None = None
         self.requests: list[Request] = []
+        self.busy_falls: list[int] = []     #: edges after which STATUS.busy is low again
+        self.busy_rises: list[int] = []     #: edges after which STATUS.busy is high
         self.cycle = 0
 
     async def run(self, ctx):
-        sigs = [self.dut.error_code_probe]
+        sigs = [self.dut.error_code_probe, self.dut.busy_probe]
+        was_busy = 0
         for a in self.buses:
             sigs += [a.arvalid, a.arready, a.araddr, a.awvalid, a.awready, a.awaddr]
         prev = {(p, k): (0, 0) for p in range(len(self.buses)) for k in "rw"}
-        async for _, _, err, *vals in ctx.tick().sample(*sigs):
+        async for _, _, err, busy, *vals in ctx.tick().sample(*sigs):
             if err and self.first_error is None:
                 self.first_error = (self.cycle, ErrorCode(err))
+            if was_busy and not busy:
+                self.busy_falls.append(self.cycle)
+            if busy and not was_busy:
+                self.busy_rises.append(self.cycle)
+            was_busy = busy
             for p in range(len(self.buses)):
                 arv, arr, ara, awv, awr, awa = vals[6 * p:6 * p + 6]
                 for kind, valid, ready, addr in (("r", arv, arr, ara), ("w", awv, awr, awa)):
@@ -219,6 +235,10 @@ class Outcome:
     recovered_stats: dict | None
     recovery_start: int | None      #: edge at which the recovery (soft reset) began
     log: list = field(default_factory=list)   #: every port's transactions (``.port`` set)
+    bus_abandoned: bool = False     #: STATUS.bus_abandoned after the faulty run
+    done_edges: list = field(default_factory=list)   #: edges at which STATUS.busy fell
+    busy_edges: list = field(default_factory=list)   #: edges at which STATUS.busy rose
+    violations: list = field(default_factory=list)   #: subordinate violations the checkers saw
 
     def requests_after(self, edge: int) -> list[Request]:
         """Requests first presented after ``edge`` and before the recovery began."""
@@ -227,8 +247,9 @@ class Outcome:
 
 
 def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors=None,
-              corrupt=None, run=None, mem_mode: str = "deterministic", seed: int = 0,
-              watchdog_cycles: int = 2000, timeout_cycles: int = 200_000,
+              faults=None, corrupt=None, run=None, mem_mode: str = "deterministic",
+              seed: int = 0, watchdog_cycles: int = 2000, timeout_cycles: int = 200_000,
+              bus_timeout_cycles: int | None = None,
               recover: bool = True, settle: int = 64, port: int = 0,
               mac_key: bytes | None = None) -> Outcome:
     """Run ``image`` with a fault, then soft-reset, remove the fault and run it again.
@@ -247,6 +268,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
     faulty = mems[port]
     faulty.read_fault = read_fault
     faulty.stalls = dict(stalls or {})
+    faulty.faults = dict(faults or {})
     lo_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     hi_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     mem.write(compiled.base - GUARD, lo_guard)
@@ -258,7 +280,9 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
 
     checkers = [AXIChecker(bus, max_burst=cfg.max_burst,
                            max_reads_outstanding=cfg.max_reads_outstanding,
-                           window=compiled.window, name=m.name)
+                           window=compiled.window, name=m.name,
+                           subordinate_protocol=not faults,
+                           abandon_after=bus_timeout_cycles if faults else None)
                 for bus, m in zip(buses, mems)]
     lite = AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
                           name="s_axil")
@@ -278,7 +302,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
             ctx, dut, mem, ctrl_offset=probe.regmap.offset("ctrl"),
             soft_reset_value=probe.regmap.encode("ctrl", soft_reset=1))
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles,
-                     watchdog_cycles=watchdog_cycles)
+                     watchdog_cycles=watchdog_cycles, bus_timeout_cycles=bus_timeout_cycles)
         if mac_key is not None:
             await drv.set_mac_key(mac_key)
         await drv.load(compiled)
@@ -302,9 +326,16 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
             await ctx.tick()
         res["guard_fault"] = guard_intact()
         res["recovered"] = res["stats"] = res["recovery_start"] = None
+        res["abandoned"] = bool((await drv.read_reg("status"))["bus_abandoned"])
         if recover:
             res["recovery_start"] = mem.cycle
             await drv.soft_reset()
+            if (await drv.read_reg("status"))["bus_abandoned"]:
+                for m_, chk in zip(mems, checkers):     # the interconnect's reset
+                    m_.reset_bus()
+                    chk.bus_reset()
+                await drv.clear_bus_abandoned()
+            faulty.faults.clear()
             faulty.read_fault = None
             faulty.stalls.clear()
             faulty.errors.clear()
@@ -331,7 +362,10 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
                    faulty_beats=faulty.faulty_beats, output=res["output"],
                    output_stats=res["output_stats"],
                    recovered=res["recovered"], recovered_stats=res["stats"],
-                   recovery_start=res["recovery_start"], log=log)
+                   recovery_start=res["recovery_start"], log=log,
+                   bus_abandoned=res["abandoned"], done_edges=mon.busy_falls,
+                   busy_edges=mon.busy_rises,
+                   violations=[v for c in checkers for v in c.subordinate_violations])
 
 
 def assert_contained(out: Outcome, *, code: ErrorCode, exc_type, model, image, clean_stats=None):

@@ -31,7 +31,8 @@ from ilmpq.firmware.driver import (
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.dma import MAX_COMMAND_BEATS
+from ilmpq.firmware.sim.models.axi_mem import DEFAULT_READ_LATENCY
+from ilmpq.hdl.dma import CLEAR_SLACK, MAX_COMMAND_BEATS
 from ilmpq.hdl.isa import Opcode
 from ilmpq.hdl.status import ErrorCode
 
@@ -633,3 +634,168 @@ def test_mac_layer_with_several_pixel_tiles_bit_exact():
     assert out.error is None
     ref = reference.run(model, image, spec=TINY.numeric)
     np.testing.assert_array_equal(out.output["c1"], ref["c1"])
+# -- a subordinate breaking the AXI protocol or not answering (issue 19, "no wedge") ----------
+
+#: (channel, burst index on the faulty port, fault) -> the code it must latch. An extra beat
+#: is injected after a burst whose ID has nothing else outstanding (else it counts into the
+#: next burst of that ID and shows as DMA_READ_RLAST): burst EXTRA_AT[port] (from the clean
+#: run's log: port 0's burst 3 is the activation client's only one, port 1's burst 4 the last
+#: of the first weight stream).
+EXTRA_AT = {0: 3, 1: 4}
+PROTOCOL_FAULTS = {
+    ("r", None, "extra_beat"): ErrorCode.DMA_READ_EXTRA,
+    ("r", 1, "no_rlast"): ErrorCode.DMA_READ_RLAST,
+    ("r", 1, "early_rlast"): ErrorCode.DMA_READ_RLAST,
+    ("r", 1, "wrong_rid"): ErrorCode.DMA_READ_RID,
+    ("w", 0, "wrong_bid"): ErrorCode.DMA_WRITE_BID,
+    ("w", 0, "early_b"): ErrorCode.DMA_WRITE_EARLY_B,
+}
+SILENT = [("r", 1, "silent"), ("r", 2, "silent_request"), ("w", 0, "silent"),
+          ("w", 0, "silent_request")]
+#: BUS_TIMEOUT of the silent cases (below the run watchdog of run_fault, 2000 cycles)
+BUS_TIMEOUT = 200
+#: an abort ends at most BUS_TIMEOUT + ABORT_SLACK edges after the error latched (DMA clear
+#: bound CLEAR_SLACK plus the run control's edges), whatever the bus does
+ABORT_SLACK = CLEAR_SLACK + 3
+
+
+def _fault_cases(cfg):
+    """(port, fault) pairs: every fault on port 0; on tiny2p the read faults on port 1 (the
+    weight stream) too (port 1 carries no writes)."""
+    cases = [(0, f) for f in (*PROTOCOL_FAULTS, *SILENT)]
+    if cfg.axi_ports > 1:
+        cases += [(1, f) for f in (*PROTOCOL_FAULTS, *SILENT) if f[0] == "r"]
+    return [(p, (k, EXTRA_AT[p] if i is None else i, name)) for p, (k, i, name) in cases]
+
+
+def _case_id(case):
+    port, (kind, index, name) = case
+    return f"p{port}_{kind}{index}_{name}"
+
+
+def _check_bus_fault(n, out, port, fault):
+    """The containment contract for a bus fault, plus: the abort ended within its bound; a
+    protocol fault leaves the books balanced (nothing outstanding, nothing abandoned), a silent
+    subordinate is abandoned (STATUS.bus_abandoned, DMAError.bus_abandoned) and the host's
+    interconnect reset makes the recovery bit-exact."""
+    kind, index, name = fault
+    silent = name.startswith("silent")
+    code = (ErrorCode.DMA_BUS_TIMEOUT if silent else
+            PROTOCOL_FAULTS[(kind, None if name == "extra_beat" else index, name)])
+    assert isinstance(out.error, DMAError), out.error
+    assert out.error.code == code, (out.error, out.first_error)
+    latched = out.first_error[0]
+    assert out.first_error[1] == code
+    # bounded abort: STATUS.busy fell within the bound after the latch
+    end = next(e for e in out.done_edges if e > latched)
+    cfg = n.comp.config         # a protocol fault: the drain of what is in flight at most
+    drain = cfg.max_reads_outstanding * cfg.max_burst + DEFAULT_READ_LATENCY
+    bound = (BUS_TIMEOUT if silent else drain) + ABORT_SLACK
+    assert end - latched <= bound, (end - latched, bound)
+    if silent:
+        assert out.bus_abandoned and out.error.bus_abandoned
+        assert "clear_bus_abandoned" in str(out.error)
+        # the abort really waited for the bus watchdog before giving up
+        assert end - latched >= BUS_TIMEOUT
+        assert not out.requests_after(latched + 1)
+        assert out.guard_intact_after_fault and out.guard_intact_after_recovery
+        stats = {k: v for k, v in n.clean_stats.items() if k in TIMING_FREE}
+        out.recovered_stats = {k: v for k, v in out.recovered_stats.items() if k in TIMING_FREE}
+        assert_recovered(out, n.model, n.image, stats)
+    else:
+        assert not out.bus_abandoned and not out.error.bus_abandoned
+        assert out.violations, "the fault never reached the bus: not a test of detection"
+        n.contained(out, code, DMAError)
+    burst = [t for t in out.log if t.kind == kind and t.port == port][index]
+    if name in ("extra_beat", "no_rlast", "early_rlast", "wrong_bid", "early_b"):
+        assert out.error.info == burst.addr
+    elif name == "silent_request":      # the request never accepted
+        assert out.error.info == [r for r in out.requests
+                                  if r.kind == kind and r.port == port][index].addr
+    elif name == "wrong_rid":           # the read burst that ended last on the port
+        ended = [t for t in out.log if t.kind == "r" and t.port == port
+                 and t.completed is not None and t.completed < latched]
+        assert out.error.info == max(ended, key=lambda t: t.completed).addr
+
+
+def _run_bus_fault(n, port, fault):
+    kind, index, name = fault
+    timeout = BUS_TIMEOUT if name.startswith("silent") else None
+    return run_fault(n.comp, n.image, faults={(kind, index): name}, port=port,
+                     bus_timeout_cycles=timeout)
+
+
+@pytest.mark.parametrize("case", _fault_cases(TINY), ids=_case_id)
+def test_bus_fault_latches_its_code_and_never_wedges(net, case):
+    port, fault = case
+    out = _run_bus_fault(net, port, fault)
+    _check_bus_fault(net, out, port, fault)
+
+
+@pytest.mark.parametrize("case", _fault_cases(TINY2P), ids=_case_id)
+def test_multiport_bus_fault_latches_its_code_and_never_wedges(net2, case):
+    port, fault = case
+    out = _run_bus_fault(net2, port, fault)
+    _check_bus_fault(net2, out, port, fault)
+
+
+def test_soft_reset_of_a_silent_bus_is_bounded(net):
+    """The subordinate goes silent and the driver gives up first (its timeout below the bus
+    watchdog): the soft reset is not held hostage by the bus; STATUS.busy falls at most
+    BUS_TIMEOUT + CLEAR_SLACK + 4 edges after the SOFT_RESET write, STATUS.bus_abandoned is
+    set, START is refused (BusAbandoned from the driver, ignored by the hardware) until the
+    host has reset the interconnect and cleared the bit, and then the same image runs
+    bit-exact."""
+    from ilmpq.firmware.driver import BusAbandoned
+    limit = 1500
+    comp, step = net.comp, net.comp.steps[0]
+    seen = {}
+
+    async def run(drv):
+        with pytest.raises(DriverTimeout):
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+        assert (await drv.read_reg("status"))["bus_abandoned"]
+        with pytest.raises(BusAbandoned, match="reset the interconnect"):
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+        # the hardware ignores a START written anyway
+        await drv.t.write32(drv.regmap.offset("ctrl"), drv.regmap.encode("ctrl", start=1))
+        for _ in range(4):
+            status = await drv.read_reg("status")
+            seen.setdefault("busy", []).append(status["busy"])
+        seen["ok"] = True
+
+    out = run_fault(comp, net.image, faults={("r", 2): "silent"}, watchdog_cycles=0,
+                    bus_timeout_cycles=limit, timeout_cycles=400, run=run)
+    assert out.error is None and seen["ok"] and not any(seen["busy"])
+    assert out.first_error is None                  # the driver's soft reset came first
+    reset_at = out.soft_resets[0]
+    end = next(e for e in out.done_edges if e > reset_at)
+    assert limit <= end - reset_at <= limit + CLEAR_SLACK + 4, end - reset_at
+    assert out.bus_abandoned
+    assert not out.requests_after(reset_at + 1)
+    assert out.guard_intact_after_fault and out.guard_intact_after_recovery
+    assert_recovered(out, net.model, net.image, net.clean_stats)
+
+
+def test_counters_count_through_the_abort(net):
+    """The performance counters count while STATUS.busy (docs/registers.md), the drain of an
+    abort included: after a missing RLAST on a read burst, CYCLES equals the edges STATUS.busy
+    was high, and BYTES_READ counts every R beat up to the end of the drain (the beats the DMA
+    dropped included). INSTRUCTIONS never counts END (nor NOP): a clean run counts exactly the
+    program's LOAD_ROWS, LOAD_WEIGHTS, COMPUTE and STORE."""
+    comp, step = net.comp, net.comp.steps[0]
+    seen = {}
+
+    async def run(drv):
+        with pytest.raises(DMAError):
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+        seen.update((await drv.counters()).counters)
+
+    out = run_fault(comp, net.image, faults={("r", 1): "no_rlast"}, run=run)
+    start, end = out.busy_edges[0], out.done_edges[0]
+    assert out.first_error[0] < end - 2                 # the drain lasted a few cycles
+    assert seen["cycles"] == end - start
+    beats = sum(t.beat for t in out.log if t.kind == "r" and t.accepted < end)
+    assert seen["bytes_read"] == beats * TINY.beat_bytes
+    counted = sum(i.opcode not in (Opcode.NOP, Opcode.END) for i in net.prog)
+    assert net.clean_stats["instructions"] == counted < len(net.prog)

@@ -241,6 +241,11 @@ def test_driver_rejects_register_values_that_do_not_fit(kwargs, message):
     (dict(watchdog_cycles=1 << 32), r"watchdog_cycles = 0x100000000 does not fit"),
     (dict(watchdog_cycles=-1), r"watchdog_cycles = -0x1 does not fit"),
     (dict(timeout_cycles=0), r"timeout_cycles = 0 is not allowed: it must be a positive"),
+    (dict(bus_timeout_cycles=0), r"bus_timeout_cycles = 0 is not allowed: it must be an "
+                                 r"integer in \[1, 16777215\]"),
+    (dict(bus_timeout_cycles=1 << 24), r"bus_timeout_cycles = 16777216 is not allowed"),
+    (dict(bus_timeout_cycles=True), r"bus_timeout_cycles = True is not allowed"),
+    (dict(bus_timeout_cycles=100.0), r"bus_timeout_cycles = 100.0 is not allowed"),
 ])
 def test_driver_constructor_arguments(kwargs, message):
     with pytest.raises(IlmpqValueError, match=message):

@@ -150,7 +150,7 @@ int ilmpq_load_image(ilmpq_dev_t *dev, uint32_t base, const void *image, uint32_
 
 int ilmpq_start(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr)
 {
-    uint32_t ctrl;
+    uint32_t ctrl, status;
     int rc;
     if (dev == NULL || n_instr == 0u || prog_addr % ILMPQ_BEAT_BYTES != 0u)
         return ILMPQ_ERR_ARG;
@@ -159,8 +159,11 @@ int ilmpq_start(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr)
     if (dev->win_limit <= dev->win_base || prog_addr < dev->win_base
         || prog_addr >= dev->win_limit)
         return ILMPQ_ERR_WINDOW;
-    if (ilmpq_status_busy_get(RD(dev, STATUS)) != 0u)
+    status = RD(dev, STATUS);
+    if (ilmpq_status_busy_get(status) != 0u)
         return ILMPQ_ERR_BUSY;
+    if (ilmpq_status_bus_abandoned_get(status) != 0u)
+        return ILMPQ_ERR_BUS_ABANDONED;
     WR(dev, PROG_ADDR, ilmpq_prog_addr_addr_set(0u, prog_addr));
     WR(dev, PROG_LEN, ilmpq_prog_len_len_set(0u, n_instr));
     WR(dev, WIN_BASE, ilmpq_win_base_addr_set(0u, dev->win_base));
@@ -237,6 +240,14 @@ int ilmpq_soft_reset(ilmpq_dev_t *dev)
     if (!wait_until(dev, dev->reset_timeout_us, idle, &rc))
         return ILMPQ_ERR_RESET;
     WR(dev, STATUS, ilmpq_status_done_set(0u, 1u));
+    return ILMPQ_OK;
+}
+
+int ilmpq_clear_bus_abandoned(ilmpq_dev_t *dev)
+{
+    if (dev == NULL)
+        return ILMPQ_ERR_ARG;
+    WR(dev, STATUS, ilmpq_status_bus_abandoned_set(0u, 1u));
     return ILMPQ_OK;
 }
 
@@ -342,6 +353,8 @@ const char *ilmpq_strerror(int rc)
     case ILMPQ_ERR_RESET: return "ILMPQ_ERR_RESET (still busy after a soft reset)";
     case ILMPQ_ERR_MEM: return "ILMPQ_ERR_MEM (DMA memory range not mapped by the HAL)";
     case ILMPQ_ERR_WINDOW: return "ILMPQ_ERR_WINDOW (empty DMA window or program outside it)";
+    case ILMPQ_ERR_BUS_ABANDONED:
+        return "ILMPQ_ERR_BUS_ABANDONED (reset the AXI interconnect, then clear STATUS.bus_abandoned)";
     case ILMPQ_ERR_HW_UNSPECIFIED: return "STATUS.error set without an error code";
     default: break;
     }

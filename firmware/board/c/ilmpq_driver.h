@@ -81,6 +81,8 @@ enum {
     ILMPQ_ERR_RESET = -8,         /* STATUS.busy stayed set after a soft reset */
     ILMPQ_ERR_MEM = -9,           /* the HAL cannot map the DMA memory range */
     ILMPQ_ERR_WINDOW = -10,       /* empty DMA window, or the program is outside it */
+    ILMPQ_ERR_BUS_ABANDONED = -11, /* STATUS.bus_abandoned: reset the AXI interconnect, then
+                                     ilmpq_clear_bus_abandoned (the hardware ignores START) */
     /* STATUS.error with error_code NONE (never produced by a correct bitstream) */
     ILMPQ_ERR_HW_UNSPECIFIED = ILMPQ_ERR_HW(ILMPQ_ERROR_CODE_NONE),
     ILMPQ_ERR_DMA_READ_SLVERR = ILMPQ_ERR_HW(ILMPQ_ERROR_CODE_DMA_READ_SLVERR),
@@ -220,7 +222,8 @@ int ilmpq_load_image(ilmpq_dev_t *dev, uint32_t base, const void *image, uint32_
 
 /*
  * Start the program of n_instr instructions at prog_addr (a multiple of ILMPQ_BEAT_BYTES inside
- * the window): check the hardware once, refuse if busy, write PROG_ADDR, PROG_LEN, WIN_BASE,
+ * the window): check the hardware once, refuse if busy (ILMPQ_ERR_BUSY) or if
+ * STATUS.bus_abandoned is set (ILMPQ_ERR_BUS_ABANDONED), write PROG_ADDR, PROG_LEN, WIN_BASE,
  * WIN_LIMIT, WATCHDOG, clear STATUS.done, then CTRL.start (with irq_en). Returns at once.
  */
 int ilmpq_start(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr);
@@ -246,6 +249,13 @@ int ilmpq_run(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr, uint32_t t
  * clear STATUS.done. ILMPQ_ERR_RESET if busy stays set.
  */
 int ilmpq_soft_reset(ilmpq_dev_t *dev);
+
+/*
+ * Clear STATUS.bus_abandoned (set when an abort gave up on AXI transactions the subordinate
+ * never finished, after BUS_TIMEOUT cycles). Call it only after resetting the AXI interconnect
+ * between the accelerator and memory; until then ilmpq_start returns ILMPQ_ERR_BUS_ABANDONED.
+ */
+int ilmpq_clear_bus_abandoned(ilmpq_dev_t *dev);
 
 /*
  * One frame slot of a network compiled as one program per frame (compiled.json "slots"): its

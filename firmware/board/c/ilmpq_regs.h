@@ -65,6 +65,21 @@ extern "C" {
 #define ILMPQ_ERROR_CODE_DMA_ALIGN 0x16u
 /* a zero-length command or one whose end overflows 32 bits */
 #define ILMPQ_ERROR_CODE_DMA_LENGTH 0x17u
+/*
+ * an R beat whose RID has no read burst outstanding (a beat after the RLAST of its burst);
+ * ERR_INFO = the read burst that ended last on that port
+ */
+#define ILMPQ_ERROR_CODE_DMA_READ_EXTRA 0x18u
+/* RLAST missing on a read burst's last beat, or present early */
+#define ILMPQ_ERROR_CODE_DMA_READ_RLAST 0x19u
+/* an R beat whose RID the port never issues; ERR_INFO as for DMA_READ_EXTRA */
+#define ILMPQ_ERROR_CODE_DMA_READ_RID 0x1au
+/* a B whose BID is not the AWID, or with no write outstanding */
+#define ILMPQ_ERROR_CODE_DMA_WRITE_BID 0x1bu
+/* a B before the last W beat of its burst was sent */
+#define ILMPQ_ERROR_CODE_DMA_WRITE_EARLY_B 0x1cu
+/* a transaction saw no handshake for BUS_TIMEOUT cycles */
+#define ILMPQ_ERROR_CODE_DMA_BUS_TIMEOUT 0x1du
 #define ILMPQ_ERROR_CODE_WPKG_MAGIC 0x20u            /* header magic wrong (not a weight package) */
 /* sequence number not the expected one (dropped, duplicated, reordered package) */
 #define ILMPQ_ERROR_CODE_WPKG_SEQ 0x21u
@@ -100,6 +115,12 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_DMA_WRITE_WINDOW: return "DMA_WRITE_WINDOW";
     case ILMPQ_ERROR_CODE_DMA_ALIGN: return "DMA_ALIGN";
     case ILMPQ_ERROR_CODE_DMA_LENGTH: return "DMA_LENGTH";
+    case ILMPQ_ERROR_CODE_DMA_READ_EXTRA: return "DMA_READ_EXTRA";
+    case ILMPQ_ERROR_CODE_DMA_READ_RLAST: return "DMA_READ_RLAST";
+    case ILMPQ_ERROR_CODE_DMA_READ_RID: return "DMA_READ_RID";
+    case ILMPQ_ERROR_CODE_DMA_WRITE_BID: return "DMA_WRITE_BID";
+    case ILMPQ_ERROR_CODE_DMA_WRITE_EARLY_B: return "DMA_WRITE_EARLY_B";
+    case ILMPQ_ERROR_CODE_DMA_BUS_TIMEOUT: return "DMA_BUS_TIMEOUT";
     case ILMPQ_ERROR_CODE_WPKG_MAGIC: return "WPKG_MAGIC";
     case ILMPQ_ERROR_CODE_WPKG_SEQ: return "WPKG_SEQ";
     case ILMPQ_ERROR_CODE_WPKG_LENGTH: return "WPKG_LENGTH";
@@ -398,7 +419,10 @@ static inline uint32_t ilmpq_ctrl_start_set(uint32_t reg, uint32_t value)
 /*
  * soft_reset [1] W1P: Write 1: abort the run; every unit returns to idle once its outstanding AXI
  * transactions have completed, then STATUS.busy falls and STATUS.error is cleared. Register values
- * are kept.
+ * are kept. Bounded: if the outstanding transactions have not completed within BUS_TIMEOUT cycles
+ * they are abandoned and STATUS.bus_abandoned is set; STATUS.busy is low at most BUS_TIMEOUT + 4
+ * cycles after the write. Ignored while an abort after an error is draining (bounded the same
+ * way).
  */
 #define ILMPQ_CTRL_SOFT_RESET_SHIFT 1u
 #define ILMPQ_CTRL_SOFT_RESET_WIDTH 1u
@@ -480,6 +504,25 @@ static inline uint32_t ilmpq_status_error_set(uint32_t reg, uint32_t value)
     return (reg & ~ILMPQ_STATUS_ERROR_MASK)
            | ((value << ILMPQ_STATUS_ERROR_SHIFT) & ILMPQ_STATUS_ERROR_MASK);
 }
+/*
+ * bus_abandoned [3] W1C: Sticky: an abort or soft reset gave up waiting for outstanding AXI
+ * transactions (BUS_TIMEOUT) and dropped them. The interconnect between the accelerator and memory
+ * must be reset before the next run; START is ignored while this bit is set. Write 1 to clear,
+ * after that reset.
+ */
+#define ILMPQ_STATUS_BUS_ABANDONED_SHIFT 3u
+#define ILMPQ_STATUS_BUS_ABANDONED_WIDTH 1u
+#define ILMPQ_STATUS_BUS_ABANDONED_MASK 0x08u
+#define ILMPQ_STATUS_BUS_ABANDONED_RESET 0x00u
+static inline uint32_t ilmpq_status_bus_abandoned_get(uint32_t reg)
+{
+    return (reg & ILMPQ_STATUS_BUS_ABANDONED_MASK) >> ILMPQ_STATUS_BUS_ABANDONED_SHIFT;
+}
+static inline uint32_t ilmpq_status_bus_abandoned_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_STATUS_BUS_ABANDONED_MASK)
+           | ((value << ILMPQ_STATUS_BUS_ABANDONED_SHIFT) & ILMPQ_STATUS_BUS_ABANDONED_MASK);
+}
 /* error_code [15:8] RO: First error of the run (ErrorCode); NONE when error is 0. */
 #define ILMPQ_STATUS_ERROR_CODE_SHIFT 8u
 #define ILMPQ_STATUS_ERROR_CODE_WIDTH 8u
@@ -499,9 +542,11 @@ static inline uint32_t ilmpq_status_error_code_set(uint32_t reg, uint32_t value)
 #define ILMPQ_ERR_INFO_OFFSET 0x028u
 #define ILMPQ_ERR_INFO_RESET 0x00u                   /* value after reset (RO fields as 0) */
 /*
- * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes, the
- * index of the failing instruction for INSTR_*, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when
- * STATUS.error is 0.
+ * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes (for
+ * DMA_READ_EXTRA and DMA_READ_RID the read burst that ended last on that port, for DMA_BUS_TIMEOUT
+ * a request waiting for its ready, else the oldest burst waiting for its response), the index of
+ * the failing instruction for INSTR_*, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is
+ * 0.
  */
 #define ILMPQ_ERR_INFO_INFO_SHIFT 0u
 #define ILMPQ_ERR_INFO_INFO_WIDTH 32u
@@ -622,6 +667,31 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 {
     return (reg & ~ILMPQ_WATCHDOG_CYCLES_MASK)
            | ((value << ILMPQ_WATCHDOG_CYCLES_SHIFT) & ILMPQ_WATCHDOG_CYCLES_MASK);
+}
+
+/* ---- BUS_TIMEOUT (0x054, RW) ---- */
+/* Bus watchdog. */
+#define ILMPQ_BUS_TIMEOUT_OFFSET 0x054u
+#define ILMPQ_BUS_TIMEOUT_RESET 0x10000u             /* value after reset (RO fields as 0) */
+/*
+ * cycles [23:0] RW: Bus watchdog, per AXI port: an outstanding transaction (a request not
+ * accepted, W data not accepted, R or B not received) that sees no handshake on any channel of its
+ * port for this many cycles stops the run with DMA_BUS_TIMEOUT; it also bounds how long an abort
+ * or soft reset waits for outstanding transactions. 0 means the maximum, 16777215 (it cannot be
+ * disabled). Reset 65536: a live subordinate answers far sooner.
+ */
+#define ILMPQ_BUS_TIMEOUT_CYCLES_SHIFT 0u
+#define ILMPQ_BUS_TIMEOUT_CYCLES_WIDTH 24u
+#define ILMPQ_BUS_TIMEOUT_CYCLES_MASK 0xffffffu
+#define ILMPQ_BUS_TIMEOUT_CYCLES_RESET 0x10000u
+static inline uint32_t ilmpq_bus_timeout_cycles_get(uint32_t reg)
+{
+    return (reg & ILMPQ_BUS_TIMEOUT_CYCLES_MASK) >> ILMPQ_BUS_TIMEOUT_CYCLES_SHIFT;
+}
+static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_BUS_TIMEOUT_CYCLES_MASK)
+           | ((value << ILMPQ_BUS_TIMEOUT_CYCLES_SHIFT) & ILMPQ_BUS_TIMEOUT_CYCLES_MASK);
 }
 
 /* ---- MAC_KEY0 (0x080, WO) ---- */
@@ -778,18 +848,27 @@ static inline uint32_t ilmpq_mac_ctrl_enable_set(uint32_t reg, uint32_t value)
 }
 
 /* ---- CYCLES (0x100, 64-bit counter) ---- */
-/* Clock cycles while STATUS.busy is set (the duration of the run). */
+/*
+ * Clock cycles while STATUS.busy is set (the duration of the run, including the drain of an abort
+ * after an error).
+ */
 #define ILMPQ_CYCLES_OFFSET 0x100u
 #define ILMPQ_CYCLES_LO_OFFSET 0x100u                /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_CYCLES_HI_OFFSET 0x104u                /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- PE_BUSY (0x108, 64-bit counter) ---- */
 /* Cycles in which the PE array accepted an activation beat (useful work). */
 #define ILMPQ_PE_BUSY_OFFSET 0x108u
 #define ILMPQ_PE_BUSY_LO_OFFSET 0x108u               /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_PE_BUSY_HI_OFFSET 0x10cu               /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_WEIGHT (0x110, 64-bit counter) ---- */
 /*
@@ -799,7 +878,10 @@ static inline uint32_t ilmpq_mac_ctrl_enable_set(uint32_t reg, uint32_t value)
 #define ILMPQ_STALL_WEIGHT_OFFSET 0x110u
 #define ILMPQ_STALL_WEIGHT_LO_OFFSET 0x110u          /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_WEIGHT_HI_OFFSET 0x114u          /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_ACT (0x118, 64-bit counter) ---- */
 /*
@@ -809,7 +891,10 @@ static inline uint32_t ilmpq_mac_ctrl_enable_set(uint32_t reg, uint32_t value)
 #define ILMPQ_STALL_ACT_OFFSET 0x118u
 #define ILMPQ_STALL_ACT_LO_OFFSET 0x118u             /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_ACT_HI_OFFSET 0x11cu             /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_STORE (0x120, 64-bit counter) ---- */
 /*
@@ -819,35 +904,53 @@ static inline uint32_t ilmpq_mac_ctrl_enable_set(uint32_t reg, uint32_t value)
 #define ILMPQ_STALL_STORE_OFFSET 0x120u
 #define ILMPQ_STALL_STORE_LO_OFFSET 0x120u           /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_STORE_HI_OFFSET 0x124u           /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- STALL_DEP (0x128, 64-bit counter) ---- */
 /* Cycles in which a unit (load, compute, store) waited for a dependency token from another unit. */
 #define ILMPQ_STALL_DEP_OFFSET 0x128u
 #define ILMPQ_STALL_DEP_LO_OFFSET 0x128u             /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_STALL_DEP_HI_OFFSET 0x12cu             /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- BYTES_READ (0x130, 64-bit counter) ---- */
 /* Bytes transferred on the AXI4 manager read data channels (all ports). */
 #define ILMPQ_BYTES_READ_OFFSET 0x130u
 #define ILMPQ_BYTES_READ_LO_OFFSET 0x130u            /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_READ_HI_OFFSET 0x134u            /* bits [63:32] as of the last LO read */
-/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 5-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- BYTES_WRITTEN (0x138, 64-bit counter) ---- */
 /* Bytes transferred on the AXI4 manager write data channel (strobed bytes only). */
 #define ILMPQ_BYTES_WRITTEN_OFFSET 0x138u
 #define ILMPQ_BYTES_WRITTEN_LO_OFFSET 0x138u         /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_BYTES_WRITTEN_HI_OFFSET 0x13cu         /* bits [63:32] as of the last LO read */
-/* 5-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 5-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 /* ---- INSTRUCTIONS (0x140, 64-bit counter) ---- */
-/* Instructions executed (retired). */
+/*
+ * Instructions dispatched to a unit (LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE); NOP and END are not
+ * counted.
+ */
 #define ILMPQ_INSTRUCTIONS_OFFSET 0x140u
 #define ILMPQ_INSTRUCTIONS_LO_OFFSET 0x140u          /* read first: bits [31:0], snapshots HI */
 #define ILMPQ_INSTRUCTIONS_HI_OFFSET 0x144u          /* bits [63:32] as of the last LO read */
-/* 1-bit increment per cycle. Cleared when a run starts (START); wraps modulo 2**64. */
+/*
+ * 1-bit increment per cycle. Counts while STATUS.busy (the run and the drain of an abort or a soft
+ * reset); cleared when a run starts (START); wraps modulo 2**64.
+ */
 
 #ifdef __cplusplus
 }

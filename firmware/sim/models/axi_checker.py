@@ -19,6 +19,14 @@ Checked on the subordinate's channels (R, B), as seen by the manager: stability 
 on exactly its last beat, every B answers the oldest AW burst of its ID whose W beats are all
 transferred.
 
+With ``subordinate_protocol=False`` (a test that makes the subordinate break these R/B rules on
+purpose) the R/B rules are recorded in :attr:`subordinate_violations` instead of raising, and the
+bookkeeping follows what a manager that checks them does (a read burst ends on RLAST or on its
+last expected beat, a stray beat or B is ignored, a B answers the oldest write burst), so the
+manager's side stays fully checked. With ``abandon_after = N`` a manager may drop a ``valid``
+without its ``ready`` only after the subordinate has not completed a handshake for ``N`` cycles
+(a dead bus, given up on); :meth:`bus_reset` then forgets the bursts in flight.
+
 It also keeps statistics for tests: :attr:`bursts` (every AR/AW handshake), beat counts and the
 largest number of reads in flight.
 """
@@ -78,6 +86,7 @@ class AXIChecker(ChannelChecker):
 
     def __init__(self, bus, *, max_burst: int = 16, max_reads_outstanding: int | None = None,
                  window: tuple[int, int] | None = None, check_subordinate: bool = True,
+                 subordinate_protocol: bool = True, abandon_after: int | None = None,
                  name: str = "axi"):
         super().__init__(bus, name)
         self.beat_bytes = len(bus.wdata) // 8
@@ -86,6 +95,11 @@ class AXIChecker(ChannelChecker):
         self.max_reads_outstanding = max_reads_outstanding
         self.window = window
         self.check_subordinate = check_subordinate
+        self.subordinate_protocol = subordinate_protocol
+        self.abandon_after = abandon_after
+        self.subordinate_violations: list[str] = []    #: R/B rules broken (tolerant mode)
+        self.abandoned: list[tuple[int, str]] = []     #: (cycle, channel) valid dropped
+        self._last_handshake = 0
 
         self.bursts: list[Burst] = []       #: every AR/AW handshake, in order
         self.r_beats = 0
@@ -119,12 +133,33 @@ class AXIChecker(ChannelChecker):
                 self._fail(f"burst [{addr:#x}, {addr + nbytes:#x}) outside the window "
                            f"[{lo:#x}, {hi:#x})", ch)
 
+    def _sub_fail(self, rule: str, channel: str) -> None:
+        """An R/B rule broken by the subordinate: fail, or record it in tolerant mode."""
+        if self.subordinate_protocol:
+            self._fail(rule, channel)
+        self.subordinate_violations.append(f"cycle {self.cycle}, {channel}: {rule}")
+
+    def bus_reset(self) -> None:
+        """The interconnect was reset: forget every burst in flight."""
+        self._reads.clear()
+        self._writes.clear()
+        self._aw_order.clear()
+        self._w_burst = self._w_beat = 0
+        self._w_early.clear()
+        self.reads_in_flight = 0
+        self._prev = {ch: (False, False, ()) for ch in self._CH}
+
     def _stability(self, v: dict) -> None:
         for ch, (valid, ready, payload) in self._CH.items():
             val = v[valid]
             pay = tuple(v[p] for p in payload)
             pv, pr, pp = self._prev[ch]
             if pv and not pr and (ch in ("AR", "AW", "W") or self.check_subordinate):
+                if (not val and ch in ("AR", "AW", "W") and self.abandon_after is not None
+                        and self.cycle - self._last_handshake >= self.abandon_after):
+                    self.abandoned.append((self.cycle, ch))
+                    self._prev[ch] = (bool(val), bool(v[ready]), pay)
+                    continue
                 if not val:
                     self._fail(f"{valid} dropped before {ready}", ch)
                 if pay != pp:
@@ -140,6 +175,24 @@ class AXIChecker(ChannelChecker):
 
     def _edge(self, v: dict) -> None:
         self._stability(v)
+        if any(v[valid] and v[ready] for valid, ready, _ in self._CH.values()):
+            self._last_handshake = self.cycle
+
+        # B first: a B is only legal for a burst whose AW and last W beat completed at an
+        # earlier edge (BVALID may only rise after them)
+        if v["bvalid"] and v["bready"]:
+            self.b_responses += 1
+            q = self._writes.get(v["bid"])
+            if not q:
+                self._sub_fail(f"B response with BID {v['bid']} but no write burst of that ID "
+                               f"is outstanding", "B")
+                # a manager with one AWID takes it as the answer to its oldest burst
+                q = next((q for q in self._writes.values() if q), None)
+            elif not q[0].w_complete:
+                self._sub_fail(f"B response for the burst at {q[0].addr:#x} (BID {v['bid']}) "
+                               f"before its last W beat", "B")
+            if q:
+                q.popleft()
 
         # AR
         if v["arvalid"] and v["arready"]:
@@ -186,32 +239,21 @@ class AXIChecker(ChannelChecker):
 
         # R
         if v["rvalid"] and v["rready"]:
+            self.r_beats += 1
             q = self._reads.get(v["rid"])
             if not q:
-                self._fail(f"R beat with RID {v['rid']} but no read burst of that ID is "
-                           f"outstanding", "R")
-            b = q[0]
-            b.done += 1
-            self.r_beats += 1
-            last = b.done == b.beats
-            if bool(v["rlast"]) != last:
-                self._fail(f"rlast = {v['rlast']} on beat {b.done - 1} of the {b.beats}-beat "
-                           f"burst at {b.addr:#x} (RID {b.id})", "R")
-            if last:
-                q.popleft()
-                self.reads_in_flight -= 1
-
-        # B
-        if v["bvalid"] and v["bready"]:
-            q = self._writes.get(v["bid"])
-            if not q:
-                self._fail(f"B response with BID {v['bid']} but no write burst of that ID is "
-                           f"outstanding", "B")
-            if not q[0].w_complete:
-                self._fail(f"B response for the burst at {q[0].addr:#x} (BID {v['bid']}) before "
-                           f"its last W beat", "B")
-            q.popleft()
-            self.b_responses += 1
+                self._sub_fail(f"R beat with RID {v['rid']} but no read burst of that ID is "
+                               f"outstanding", "R")
+            else:
+                b = q[0]
+                b.done += 1
+                last = b.done == b.beats
+                if bool(v["rlast"]) != last:
+                    self._sub_fail(f"rlast = {v['rlast']} on beat {b.done - 1} of the "
+                                   f"{b.beats}-beat burst at {b.addr:#x} (RID {b.id})", "R")
+                if last or v["rlast"]:
+                    q.popleft()
+                    self.reads_in_flight -= 1
 
     @property
     def outstanding(self) -> int:

@@ -6,7 +6,11 @@ exactly (the Verilator harness implements the same timing in C++), so cycle coun
 asserted. In ``"random"`` mode (seeded) it adds ``ready`` gaps on AR/AW/W, random latencies,
 ``rvalid`` gaps inside bursts and, optionally, reordering of read and write responses across IDs.
 Both modes inject error responses per burst and check the manager's side of the protocol; a
-violation raises :class:`AssertionError` naming the rule, the channel and the cycle.
+violation raises :class:`AssertionError` naming the rule, the channel and the cycle. Both can
+also play a faulty subordinate that breaks the protocol on one burst (``faults``: an extra R
+beat, a missing or early RLAST, a wrong RID or BID, a B before the burst's W data) or stops
+answering altogether (``"silent"``, ``"silent_request"``) until :meth:`AXIMemory.reset_bus`
+(the interconnect's reset).
 
 Usage::
 
@@ -67,6 +71,7 @@ class AXITransaction:
     beat: int = 0
     ready_at: int = 0           #: earliest edge of the first R beat / of B
     w_last: int | None = None   #: edge of the last W beat (writes)
+    fault: str | None = None    #: the protocol fault injected on this burst (``faults``)
 
 
 @dataclass
@@ -121,6 +126,20 @@ class AXIMemory:
         ``{("r" | "w", burst_index): AXIResp.SLVERR | AXIResp.DECERR}`` (strings accepted):
         that read burst (acceptance order, from 0) returns the response on all its beats with
         zero data; that write burst gets the BRESP and does not change the memory.
+    faults : dict, optional
+        ``{("r" | "w", burst_index): kind}``, protocol violations of the subordinate on that
+        burst (the index counts requests in acceptance order, as ``errors``). Read kinds:
+        ``"extra_beat"`` (one more beat after the RLAST beat, same RID, RLAST high, the last
+        beat's data), ``"no_rlast"`` (RLAST low on the last beat), ``"early_rlast"`` (RLAST on
+        the second-to-last beat, and the burst ends there: needs 2 beats or more),
+        ``"wrong_rid"`` (the first beat carries the RID with its top bit flipped; the burst
+        counts it as one of its beats). Write kinds: ``"wrong_bid"`` (BID with bit 0 flipped),
+        ``"early_b"`` (B one cycle after the AW handshake, before any W beat; the W beats are
+        still accepted and written). Both channels: ``"silent"`` (the burst is accepted, then
+        the subordinate never raises a ready or a valid again on any channel) and
+        ``"silent_request"`` (the burst's request is never accepted, then the same silence).
+        Silence lasts until :meth:`reset_bus`, and while silent the model does not check the
+        manager's stability (a manager may give up on a dead bus).
     name : str
         Used in error messages.
     """
@@ -130,7 +149,8 @@ class AXIMemory:
                  share: "AXIMemory | None" = None, read_latency: int = DEFAULT_READ_LATENCY,
                  write_latency: int = 4, queue: int = 8, max_burst: int = 16,
                  stall: float = 0.3, read_latency_range=(1, 20), write_latency_range=(1, 10),
-                 reorder: bool = False, errors: dict | None = None, name: str = "axi_mem"):
+                 reorder: bool = False, errors: dict | None = None, faults: dict | None = None,
+                 name: str = "axi_mem"):
         if not (isinstance(read_latency, int) and read_latency >= 1):
             raise ValueError(f"AXIMemory read_latency must be an integer >= 1, not "
                              f"{read_latency!r}")
@@ -182,6 +202,17 @@ class AXIMemory:
             if resp not in (AXIResp.SLVERR, AXIResp.DECERR):
                 raise ValueError(f"AXIMemory injects SLVERR or DECERR, not {resp!r}")
             self.errors[(kind, int(index))] = resp
+        self.faults = {}
+        for (kind, index), f in (faults or {}).items():
+            allowed = self.READ_FAULTS if kind == "r" else self.WRITE_FAULTS
+            if kind not in ("r", "w") or f not in allowed:
+                raise ValueError(f"AXIMemory fault {(kind, index)!r}: {f!r} is not allowed; "
+                                 f"read faults: {', '.join(self.READ_FAULTS)}; write faults: "
+                                 f"{', '.join(self.WRITE_FAULTS)}")
+            self.faults[(kind, int(index))] = f
+        self.id_width = len(bus.rid)
+        self.silent = False         #: a "silent" fault struck: nothing is answered any more
+        self.silent_since: int | None = None
         self.name = name
 
         #: every burst accepted, in acceptance order (reads and writes interleaved)
@@ -206,6 +237,28 @@ class AXIMemory:
         self._drv = {}              # signal name -> value driven for the coming edge
         self._set_cache = {}
         self._ch = {"AR": _Channel(), "AW": _Channel(), "W": _Channel()}
+
+    READ_FAULTS = ("extra_beat", "no_rlast", "early_rlast", "wrong_rid", "silent",
+                   "silent_request")
+    WRITE_FAULTS = ("wrong_bid", "early_b", "silent", "silent_request")
+
+    def reset_bus(self) -> None:
+        """The interconnect's reset: forget every burst in flight, end a silence, keep the
+        memory contents, the log and the statistics (what the host does after the accelerator
+        set STATUS.bus_abandoned)."""
+        self._reads.clear()
+        self._r_cur = None
+        self._writes.clear()
+        self._w_queue.clear()
+        self._b_cur = None
+        self.silent = False
+        self.silent_since = None
+        self._ch = {"AR": _Channel(), "AW": _Channel(), "W": _Channel()}
+
+    def _go_silent(self) -> None:
+        if not self.silent:
+            self.silent = True
+            self.silent_since = self.cycle
 
     # -- memory access for tests ----------------------------------------------------------------
 
@@ -270,9 +323,17 @@ class AXIMemory:
     def _compute_outputs(self) -> None:
         c = self.cycle
         d = self._drv
+        if self.silent:
+            d.update(arready=0, awready=0, wready=0, rvalid=0, bvalid=0)
+            return
         d["arready"] = int(len(self._reads) < self.queue and not self._stalled())
         d["awready"] = int(len(self._writes) < self.queue and not self._stalled())
         d["wready"] = int(bool(self._w_queue) and not self._stalled())
+        # the request a "silent_request" fault names is never accepted
+        if self.faults.get(("r", self._n_reads)) == "silent_request":
+            d["arready"] = 0
+        if self.faults.get(("w", self._n_writes)) == "silent_request":
+            d["awready"] = 0
 
         # R
         if self._r_cur is None and c >= self._r_gap_until:
@@ -284,14 +345,23 @@ class AXIMemory:
                 self._r_data = self._beat_data(pick)
         t = self._r_cur
         if t is not None and c >= self._r_gap_until:
-            d.update(rvalid=1, rid=t.id, rdata=self._r_data, rresp=int(t.resp),
-                     rlast=int(t.beat == t.beats - 1))
+            rid, rlast = t.id, t.beat == t.beats - 1
+            if t.fault == "no_rlast":
+                rlast = False
+            elif t.fault == "early_rlast":
+                rlast = t.beat == t.beats - 2
+            elif t.fault == "extra_beat":
+                rlast = t.beat >= t.beats - 1
+            elif t.fault == "wrong_rid" and t.beat == 0:
+                rid = t.id ^ (1 << (self.id_width - 1))
+            d.update(rvalid=1, rid=rid, rdata=self._r_data, rresp=int(t.resp),
+                     rlast=int(rlast))
         else:
             d["rvalid"] = 0
 
         # B
         if self._b_cur is None:
-            done = [t for t in self._writes if t.w_last is not None]
+            done = [t for t in self._writes if t.w_last is not None or t.fault == "early_b"]
             cands = [t for t in self._eligible(done)
                      if c >= t.ready_at and c >= self._b_last + 1]
             if cands:
@@ -299,7 +369,8 @@ class AXIMemory:
                                else cands[0])
         t = self._b_cur
         if t is not None:
-            d.update(bvalid=1, bid=t.id, bresp=int(t.resp))
+            bid = t.id ^ 1 if t.fault == "wrong_bid" else t.id
+            d.update(bvalid=1, bid=bid, bresp=int(t.resp))
         else:
             d["bvalid"] = 0
 
@@ -312,7 +383,7 @@ class AXIMemory:
 
     def _check_stable(self, ch: str, valid: bool, payload: tuple, ready: bool) -> None:
         prev = self._ch[ch]
-        if prev.valid and not prev.ready:
+        if prev.valid and not prev.ready and not self.silent:
             if not valid:
                 self._fail(f"{ch.lower()}valid dropped before {ch.lower()}ready", ch)
             if payload != prev.payload:
@@ -371,10 +442,18 @@ class AXIMemory:
         # AW
         aw_payload = (v["awid"], v["awaddr"], v["awlen"], v["awsize"], v["awburst"])
         self._check_stable("AW", v["awvalid"], aw_payload, d["awready"])
+        if v["awvalid"] and self.faults.get(("w", self._n_writes)) == "silent_request":
+            del self.faults[("w", self._n_writes)]     # once
+            self._go_silent()
         if v["awvalid"] and d["awready"]:
             self._check_burst("AW", v["awaddr"], v["awlen"], v["awsize"], v["awburst"])
             t = AXITransaction("w", self._n_writes, v["awid"], v["awaddr"], v["awlen"] + 1, c,
                                self.errors.get(("w", self._n_writes), AXIResp.OKAY))
+            t.fault = self.faults.get(("w", self._n_writes))
+            if t.fault == "early_b":
+                t.ready_at = c + 1
+            elif t.fault == "silent":
+                self._go_silent()
             self._n_writes += 1
             self.log.append(t)
             self._writes.append(t)
@@ -383,10 +462,19 @@ class AXIMemory:
         # AR
         ar_payload = (v["arid"], v["araddr"], v["arlen"], v["arsize"], v["arburst"])
         self._check_stable("AR", v["arvalid"], ar_payload, d["arready"])
+        if v["arvalid"] and self.faults.get(("r", self._n_reads)) == "silent_request":
+            del self.faults[("r", self._n_reads)]     # once
+            self._go_silent()
         if v["arvalid"] and d["arready"]:
             self._check_burst("AR", v["araddr"], v["arlen"], v["arsize"], v["arburst"])
             t = AXITransaction("r", self._n_reads, v["arid"], v["araddr"], v["arlen"] + 1, c,
                                self.errors.get(("r", self._n_reads), AXIResp.OKAY))
+            t.fault = self.faults.get(("r", self._n_reads))
+            if t.fault == "early_rlast" and t.beats < 2:
+                self._fail(f"fault early_rlast on read burst {t.index} needs 2 beats or more, "
+                           f"the burst has {t.beats}", "AR")
+            if t.fault == "silent":
+                self._go_silent()
             t.ready_at = c + (self.read_latency if det else
                               self._latency(self.read_latency_range))
             self._n_reads += 1
@@ -398,14 +486,17 @@ class AXIMemory:
             t = self._r_cur
             self.read_beats += 1
             t.beat += 1
-            if t.beat == t.beats:
+            n_sent = {"extra_beat": t.beats + 1, "early_rlast": t.beats - 1}.get(t.fault,
+                                                                                 t.beats)
+            if t.beat == n_sent:
                 t.completed = c
                 self._e_last = c
                 self._reads.remove(t)
                 self.read_bursts += 1
                 self._r_cur = None
-            else:
+            elif t.beat < t.beats:
                 self._r_data = self._beat_data(t)
+            # else: the extra beat comes next and repeats the last beat's data
             if not det and self._stalled():
                 self._r_gap_until = c + 1 + int(self.rng.integers(1, 4))
 
