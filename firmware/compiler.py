@@ -24,8 +24,14 @@ What it decides (docs/architecture.md sections 2-4):
   ``((sum + b)*M + 2**(S-1)) >> S`` equals golden's ``floor((sum + N//2) / N)`` for every
   possible sum (checked exhaustively, :func:`average_mult_shift`).
 
-Layers that could overflow the accumulator, that read a signed tensor, or that do not fit the
-configuration are rejected with a :class:`CompileError` naming the layer.
+* **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
+  grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
+  channel-position limit, lookup-table activations, gating products, concat, slice, channel
+  shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
+  (:func:`_host_reason`); the report names it and why.
+
+Layers that could overflow the accumulator or do not fit the configuration otherwise are
+rejected with a :class:`CompileError` naming the layer.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import numpy as np
 from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
+    ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer, MaxPoolLayer, MulLayer,
+    PermuteLayer, QModel, SliceLayer,
 )
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
@@ -513,11 +520,17 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             on_cpu = True
             reason = (f"{model.tensors[layer.input].bits}-bit input into the "
                       f"{cfg.act_bits}-bit datapath")
+        elif not isinstance(layer, (ConvLayer, MaxPoolLayer, GlobalAvgPoolLayer)):
+            reason = _host_reason(layer, model, cfg, tensors)
+            on_cpu = True
+        elif isinstance(layer, ConvLayer):
+            reason = _host_reason(layer, model, cfg, tensors)
+            on_cpu = bool(reason)
         if on_cpu:
             flush_segment()
             src = tensors[layer.input]
             oc, oh, ow = model.tensors[layer.output].shape
-            if oc == src.channels:
+            if oc == src.channels and src.fold is None:
                 perm = src.perm.copy()        # channel-wise op: keep the input's order
             else:
                 perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
@@ -574,6 +587,33 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
                     model.input, slots)
+
+
+_HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
+             ConcatLayer: "concat", SliceLayer: "slice", PermuteLayer: "channel shuffle"}
+
+
+def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
+    """Why a valid layer runs on the host in golden's integer arithmetic ("" when the
+    accelerator runs it). Never silently runs something the hardware computes differently: a
+    conv reading a signed tensor would be wrong on the unsigned-input PE array."""
+    if type(layer) in _HOST_OPS:
+        return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
+    src = tensors[layer.input]
+    if src.signed:
+        return ("signed input: the PE array multiplies unsigned activations (a signed "
+                "operand or a zero point folded into the bias is not built)")
+    if layer.groups > 1:
+        kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
+        return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
+                f"it on the PE array yet")
+    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
+        return (f"residual of {tensors[layer.residual].c_mem} channel positions > max_channels "
+                f"= {cfg.max_channels}")
+    if src.c_mem // cfg.tn > 1023:
+        return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
+                f"{cfg.tn})")
+    return ""
 
 
 def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
