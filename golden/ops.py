@@ -552,7 +552,7 @@ def concat_requant(xs, *, mults, shifts, out_bits: int, out_signed: bool,
     """Channel concatenation with each input requantized to the output's one scale.
 
     Input ``i`` becomes ``clamp((x_i * M_i + 2**(S_i-1)) >> S_i, out range)`` with ``M_i / 2**S_i
-    ~ s_i / s_out`` (``M_i = 2**(S_i-1)``, ``S_i = 1`` is an exact copy, ``(2x + 1) >> 1 = x``),
+    ~ s_i / s_out`` (``M_i = 2``, ``S_i = 1`` is an exact copy, ``(2x + 1) >> 1 = x``),
     then the results are stacked along the channels in input order.
     """
     spec = _check_spec(spec)
