@@ -75,7 +75,7 @@ SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
                  "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid",
                  "HardSwish", "Tanh", "LeakyRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul",
-                 "Div", "Pow", "Concat", "Slice", "Transpose", "ReduceMean")
+                 "Div", "Pow", "Concat", "Slice", "Transpose", "ReduceMean", "Pad")
 
 
 def _erf(x):
@@ -392,6 +392,10 @@ class _Importer:
                                   f"the graph input nor the output of an earlier node")
 
     def act(self, node, idx, name, what="input"):
+        if name in self.padded:
+            raise self.err(node, idx, f"{what} {name!r} is the output of a Pad; a zero Pad is "
+                                      f"supported only directly before a Conv (and a MaxPool of "
+                                      f"a non-negative tensor), into whose padding it is folded")
         if name in self.pw and name not in self.acts:
             self._materialize(name)
         if name in self.acts:
@@ -584,6 +588,49 @@ class _Importer:
         src, g, cg = self.view5[name]
         self.view5t[node.output[0]] = (src, g, cg)
 
+    def op_Pad(self, node, idx):
+        """A constant-zero Pad of H and W: folded into the padding of the Conv (or MaxPool of a
+        non-negative tensor) that reads it."""
+        a = self.attrs(node)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if self.opset < 11:
+            pads, value = list(a.get("pads", [])), float(a.get("value", 0.0))
+        else:
+            pads = [int(v) for v in np.asarray(
+                self.const(node, idx, node.input[1], "pads")).reshape(-1)]
+            value = 0.0
+            if len(node.input) > 2 and node.input[2]:
+                value = float(np.asarray(self.const(node, idx, node.input[2], "constant_value"))
+                              .reshape(-1)[0])
+            if len(node.input) > 3 and node.input[3]:
+                raise self.err(node, idx, "Pad with an axes input is not supported")
+        if mode != "constant" or value != 0.0 or len(pads) != 8 or min(pads) < 0 or \
+                any(pads[i] for i in (0, 1, 4, 5)):
+            raise self.err(node, idx, f"Pad mode={mode}, value={value:g}, pads={pads} is not "
+                                      f"supported; only a zero constant padding of H and W "
+                                      f"(pads [0, 0, t, l, 0, 0, b, r]) before a Conv")
+        src = node.input[0]
+        if src in self.padded:
+            inner, p = self.padded[src]
+        else:
+            self.act(node, idx, src)
+            inner, p = src, (0, 0, 0, 0)
+        self.padded[node.output[0]] = (inner, (p[0] + pads[2], p[1] + pads[3],
+                                               p[2] + pads[6], p[3] + pads[7]))
+
+    def _unpad(self, node, idx, nonneg_only=False):
+        """The input of a Conv/MaxPool and the padding a Pad before it adds."""
+        name = node.input[0]
+        if name not in self.padded:
+            return self.act(node, idx, name), (0, 0, 0, 0)
+        src, p = self.padded[name]
+        x = self.act(node, idx, src)
+        if nonneg_only and not x.nonneg:
+            raise self.err(node, idx, "a zero Pad before a MaxPool is folded only when the "
+                                      "pooled tensor is non-negative (after a ReLU)")
+        return x, p
+
     def op_ReduceMean(self, node, idx):
         a = self.attrs(node)
         x = self.act(node, idx, node.input[0])
@@ -638,6 +685,7 @@ class _Importer:
         self.pw: dict[str, tuple] = {}       # ONNX tensor -> pending pointwise (root, fn, what)
         self.view5: dict[str, tuple] = {}    # channel-shuffle views (source ONNX name, g, C/g)
         self.view5t: dict[str, tuple] = {}
+        self.padded: dict[str, tuple] = {}   # Pad output -> (its input, (top, left, bottom, right))
         for init in g.initializer:
             try:
                 self.consts[init.name] = nh.to_array(init)
@@ -851,7 +899,7 @@ class _Importer:
 
     def op_Conv(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
+        x, extra = self._unpad(node, idx)
         if x.rank2:
             raise self.err(node, idx, "Conv on a flattened (2-D) tensor is not supported")
         w = self.const(node, idx, node.input[1], "weight").astype(np.float64)
@@ -875,6 +923,7 @@ class _Importer:
                                       + (f" per group x group={group}" if group > 1 else "")
                                       + f", the input tensor has {x.shape[0]}")
         pads, strides = self._pads(node, idx, a, ks)
+        pads = tuple(p + e for p, e in zip(pads, extra))
         why = padding_error(ks, pads)
         if why:
             raise self.err(node, idx, why)
@@ -1121,7 +1170,7 @@ class _Importer:
 
     def op_MaxPool(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
+        x, extra = self._unpad(node, idx, nonneg_only=True)
         if x.rank2:
             raise self.err(node, idx, "MaxPool on a flattened (2-D) tensor is not supported")
         if a.get("storage_order", 0):
@@ -1131,6 +1180,7 @@ class _Importer:
         if len(ks) != 2:
             raise self.err(node, idx, f"kernel_shape {ks} must have 2 values (2-D pooling)")
         pads, strides = self._pads(node, idx, a, ks)
+        pads = tuple(p + e for p, e in zip(pads, extra))
         why = padding_error(ks, pads)
         if why:
             raise self.err(node, idx, why)
@@ -1156,7 +1206,8 @@ class _Importer:
         out = self.new_tensor(node.output[0])
         self.emit(FMaxPool(self.new_node_name(node, idx), x.ir, out, tuple(ks), strides, pads),
                   (c, ho, wo))
-        self.pool_src[out] = node.input[0]
+        if node.input[0] not in self.padded:
+            self.pool_src[out] = node.input[0]
         self.acts[node.output[0]] = _Act(out, (c, ho, wo), False, x.nonneg)
 
     def _gap(self, node, idx, x):

@@ -300,3 +300,23 @@ def test_mixed_model_bit_exact_on_rtl_with_random_stalls(rng):
     comp, _ = run_e2e(qm, TINY, [img], mem_mode="random", seed=int(rng.integers(1 << 30)))
     assert sum(1 for r in comp.layers if r.where == "cpu") >= 8
     assert sum(1 for r in comp.layers if r.where == "accel") >= 4
+
+
+def test_zero_pad_folds_into_the_next_conv_or_pool(rng):
+    """A constant-zero Pad of H, W (tf2onnx writes them) becomes padding of the Conv after it,
+    and of a MaxPool of a non-negative tensor; anything else is named."""
+    g = G(rng, (3, 6, 6))
+    pad1 = g.init(np.array([0, 0, 1, 0, 0, 0, 1, 2]), dtype=np.int64)
+    c = g.conv(g.node("Pad", ["x", pad1]), 3, 4, 3, pads=[0, 1, 0, 0])
+    r = g.node("Relu", [c])
+    pad2 = g.init(np.array([0, 0, 0, 0, 0, 0, 1, 1]), dtype=np.int64)
+    out = g.node("MaxPool", [g.node("Pad", [r, pad2])], kernel_shape=[2, 2], strides=[2, 2])
+    fm = _compare(g.model(out, ["N", 4, 3, 4]), rng.uniform(-2, 2, (2, 3, 6, 6)))
+    conv, pool = fm.nodes
+    assert conv.padding == (1, 1, 1, 2) and pool.padding == (0, 0, 1, 1)
+    g = G(rng, (3, 6, 6))
+    pad = g.init(np.array([0, 0, 1, 1, 0, 0, 1, 1]), dtype=np.int64)
+    out = g.conv(g.node("Pad", ["x", pad], mode="reflect", name="bad"), 3, 4, 3)
+    with pytest.raises(IlmpqValueError, match=r"node 'bad' \(Pad\): Pad mode=reflect, value=0, "
+                                              r"pads=\[0, 0, 1, 1, 0, 0, 1, 1\] is not supported"):
+        load_onnx(g.model(out, ["N", 4, 6, 6]), canonical=False)
