@@ -75,7 +75,7 @@ SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
                  "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid",
                  "HardSwish", "Tanh", "LeakyRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul",
-                 "Div", "Pow", "Concat", "Slice", "Transpose", "ReduceMean", "Pad")
+                 "Div", "Pow", "Concat", "Slice", "Split", "Transpose", "ReduceMean", "Pad")
 
 
 def _erf(x):
@@ -575,6 +575,38 @@ class _Importer:
         self.emit(FSlice(self.new_node_name(node, idx), x.ir, out, tuple(b), tuple(e),
                          tuple(st)), shape)
         self.acts[node.output[0]] = _Act(out, shape, x.rank2, x.nonneg)
+
+    def op_Split(self, node, idx):
+        """Split over the channels: one slice per output."""
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        rank = 2 if x.rank2 else 4
+        axis = int(a.get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1:
+            raise self.err(node, idx, f"Split over axis {axis} is not supported; only over the "
+                                      f"channels (axis 1)")
+        c = x.shape[0]
+        if len(node.input) > 1 and node.input[1]:
+            sizes = [int(v) for v in np.asarray(self.const(node, idx, node.input[1], "split"))
+                     .reshape(-1)]
+        elif "split" in a:
+            sizes = [int(v) for v in a["split"]]
+        else:
+            k = len(node.output)
+            sizes = [-(-c // k)] * (k - 1)
+            sizes.append(c - sum(sizes))
+        if len(sizes) != len(node.output) or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(node, idx, f"split sizes {sizes} must be positive and add up to the "
+                                      f"{c} channels, one per output")
+        c0 = 0
+        for k, (out_name, n) in enumerate(zip(node.output, sizes)):
+            shape = (n,) + x.shape[1:]
+            out = self.new_tensor(out_name)
+            self.emit(FSlice(f"{self.new_node_name(node, idx)}_{k}", x.ir, out, (c0, 0, 0),
+                             (c0 + n,) + x.shape[1:], (1, 1, 1)), shape)
+            self.acts[out_name] = _Act(out, shape, x.rank2, x.nonneg)
+            c0 += n
 
     def op_Transpose(self, node, idx):
         """Only the channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2, 1, 3, 4) ->

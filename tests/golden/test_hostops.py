@@ -76,6 +76,13 @@ def _concat_slice_shuffle(g):
                           g.slice(out, [0, 0], [8, 8], [2, 3], [4, 4])]), [6, 2, 2]
 
 
+def _split(g):
+    a = g.node("Relu", [g.conv("x", 3, 7, 1)])
+    p, q = g.node("Split", [a, g.init(np.array([3, 4]), dtype=np.int64)], n_out=2, axis=1)
+    r, s = g.node("Split", [q], n_out=2, axis=1)          # equal halves
+    return g.node("Concat", [s, p, r], axis=1), [7, 8, 8]
+
+
 def _ceil_pool_reducemean(g):
     a = g.node("Relu", [g.conv("x", 3, 4, 1)])
     p = g.node("MaxPool", [a], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
@@ -83,7 +90,7 @@ def _ceil_pool_reducemean(g):
 
 
 @pytest.mark.parametrize("build", [_depthwise, _grouped, _native_acts, _se_gate,
-                                   _concat_slice_shuffle, _ceil_pool_reducemean])
+                                   _concat_slice_shuffle, _split, _ceil_pool_reducemean])
 def test_float_import_matches_reference_evaluator(rng, build):
     g = G(rng, (3, 8, 8))
     out, shape = build(g)
