@@ -483,61 +483,41 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         cur_instr, cur_layers, stores_in_segment = None, [], 0
         producers.clear()
 
-    def _compile_layer_conv(layer):
-        """Compile one accelerator conv into the current segment (raises CompileError when it
-        does not fit; the caller undoes what it placed)."""
-        nonlocal seq_counter, stores_in_segment
-        eff = layer
-        if layer is fold_layer:
-            # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
-            # space-to-depth, if any)
-            m_, c_, kh_, kw_ = stem_eff.weight.shape
-            wf = np.transpose(stem_eff.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
-            pt_, _, pb_, _ = stem_eff.padding
-            eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
-                                      padding=(pt_, 0, pb_, 0))
-        rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
-                                    seq_counter, stores_in_segment, producers)
-        if eff is not layer:
-            # compiled on the column-folded (space-to-depth) input
-            rep.kind = "conv*" if s2d == 1 else "conv**"
-            m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
-            rep.macs = int(m_ * c_ * kh_ * kw_ * int(np.prod(
-                model.tensors[layer.output].shape[1:])))
-        seq_counter += n_pkgs
-        stores_in_segment += rep.ptiles
-        cur_layers.append(layer.name)
+    def host_step(layer, reason: str):
+        """Run ``layer`` on the host: a CPU step between accelerator segments, its output placed
+        in natural channel order (or the input's, for a channel-wise op)."""
+        flush_segment()
+        src = tensors[layer.input]
+        oc, oh, ow = model.tensors[layer.output].shape
+        if oc == src.channels and src.fold is None:
+            perm = src.perm.copy()        # channel-wise op: keep the input's order
+        else:
+            perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
+            perm[:oc] = np.arange(oc)
+        place(layer.output, oc, oh, ow, perm)
+        steps_plan.append(("cpu", layer.name))
+        rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
+                          cpu_reason=reason)
+        if isinstance(layer, ConvLayer):
+            rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
+                np.prod(layer.weight.shape[1:]))
         reports.append(rep)
 
-    def _compile_layer_pool(layer):
-        nonlocal stores_in_segment
-        rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
-                            stores_in_segment, producers)
-        stores_in_segment += rep.ptiles
-        cur_layers.append(layer.name)
-        reports.append(rep)
-
-    def _try_accel(layer, compile_fn) -> str:
-        """Compile ``layer`` into the current segment; if it does not fit the configuration
-        (weights above one LOAD_WEIGHTS stream, an output row above the accumulator depth ...)
-        undo what it placed and return the reason (it then runs on the host); "" on success."""
+    def undo_on_limit(layer, mark, e: CompileError):
+        """A layer that does not fit the configuration (weights above one LOAD_WEIGHTS stream,
+        an output row above the accumulator depth ...): undo what its compilation placed and
+        run it on the host with the compiler's reason. Errors that are not this layer's limits
+        (the 4 GiB address space) stay errors."""
         nonlocal cur_instr
-        mark = (len(img.data), None if cur_instr is None else len(cur_instr))
-        try:
-            if cur_instr is None:
-                cur_instr = []
-            compile_fn(layer)
-        except CompileError as e:
-            if not str(e).startswith(f"layer {layer.name!r}"):
-                raise        # not a limit of this layer (e.g. the 4 GiB address space)
-            del img.data[mark[0]:]
-            tensors.pop(layer.output, None)
-            if mark[1] is None or not cur_layers:
-                cur_instr = None
-            else:
-                del cur_instr[mark[1]:]
-            return str(e).split(": ", 1)[-1]
-        return ""
+        if not str(e).startswith(f"layer {layer.name!r}"):
+            raise e
+        del img.data[mark[0]:]
+        tensors.pop(layer.output, None)
+        if not cur_layers:
+            cur_instr = None
+        else:
+            del cur_instr[mark[1]:]
+        host_step(layer, str(e).split(": ", 1)[-1])
 
     for layer in model.layers:
         if isinstance(layer, FlattenLayer):
@@ -563,45 +543,62 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             reason = _pool_unsupported(layer, model, cfg, tensors)
             on_cpu = bool(reason)
             if not on_cpu:
-                reason = _try_accel(layer, _compile_layer_pool)
-                if not reason:
+                if cur_instr is None:
+                    cur_instr = []
+                mark = (len(img.data), len(cur_instr))
+                try:
+                    rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
+                                        stores_in_segment, producers)
+                except CompileError as e:
+                    undo_on_limit(layer, mark, e)
                     continue
-                on_cpu = True
+                stores_in_segment += rep.ptiles
+                cur_layers.append(layer.name)
+                reports.append(rep)
+                continue
         if isinstance(layer, ConvLayer) and model.tensors[layer.input].bits > cfg.act_bits:
             # e.g. 8-bit pixels into a 4/5-bit datapath: the first layer runs on the CPU
             on_cpu = True
             reason = (f"{model.tensors[layer.input].bits}-bit input into the "
                       f"{cfg.act_bits}-bit datapath")
-        elif not isinstance(layer, (ConvLayer, MaxPoolLayer, GlobalAvgPoolLayer)):
-            reason = _host_reason(layer, model, cfg, tensors)
-            on_cpu = True
-        elif isinstance(layer, ConvLayer):
+        elif not isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+            # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
+            # concat ...): on the host, with the reason
             reason = _host_reason(layer, model, cfg, tensors)
             on_cpu = bool(reason)
-            if not on_cpu:
-                reason = _try_accel(layer, _compile_layer_conv)
-                if not reason:
-                    continue
-                on_cpu = True
         if on_cpu:
-            flush_segment()
-            src = tensors[layer.input]
-            oc, oh, ow = model.tensors[layer.output].shape
-            if oc == src.channels and src.fold is None:
-                perm = src.perm.copy()        # channel-wise op: keep the input's order
-            else:
-                perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
-                perm[:oc] = np.arange(oc)
-            place(layer.output, oc, oh, ow, perm)
-            steps_plan.append(("cpu", layer.name))
-            rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
-                              cpu_reason=reason)
-            if isinstance(layer, ConvLayer):
-                rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
-                    np.prod(layer.weight.shape[1:]))
-            reports.append(rep)
+            host_step(layer, reason)
             continue
-        raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
+        if not isinstance(layer, ConvLayer):
+            raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
+        if cur_instr is None:
+            cur_instr = []
+        eff = layer
+        if layer is fold_layer:
+            # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
+            # space-to-depth, if any)
+            m_, c_, kh_, kw_ = stem_eff.weight.shape
+            wf = np.transpose(stem_eff.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
+            pt_, _, pb_, _ = stem_eff.padding
+            eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
+                                      padding=(pt_, 0, pb_, 0))
+        mark = (len(img.data), len(cur_instr))
+        try:
+            rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
+                                        seq_counter, stores_in_segment, producers)
+        except CompileError as e:
+            undo_on_limit(layer, mark, e)
+            continue
+        if eff is not layer:
+            # compiled on the column-folded (space-to-depth) input
+            rep.kind = "conv*" if s2d == 1 else "conv**"
+            m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
+            rep.macs = int(m_ * c_ * kh_ * kw_ * int(np.prod(
+                model.tensors[layer.output].shape[1:])))
+        seq_counter += n_pkgs
+        stores_in_segment += rep.ptiles
+        cur_layers.append(layer.name)
+        reports.append(rep)
     flush_segment()
 
     steps = []
