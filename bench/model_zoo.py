@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -133,7 +134,8 @@ def run_net(name: str, n_calib: int, seed: int) -> dict:
         reasons: dict = {}
         for r in comp.layers:
             if r.where == "cpu":
-                key = r.cpu_reason.split(":")[0].split(" (")[0]
+                # the reason without its numbers in parentheses, up to the first colon
+                key = re.sub(r"\s*\([^)]*\)", "", r.cpu_reason).split(":")[0]
                 reasons[key] = reasons.get(key, 0) + 1
         accel_s = est.cycles / CLOCK_HZ
         row.update({"stage": "done", "fps_accel": CLOCK_HZ / est.cycles,
@@ -206,6 +208,7 @@ def plot(res: dict, path: Path) -> bool:
     ax.bar(names, host, bottom=acc, label="host: golden integer ops (measured, this machine)")
     ax.set_ylabel("ms per frame")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5 * min(acc + [h for h in host if h > 0]))
     ax.set_title("torchvision CNNs on z020: where the time goes")
     ax.legend()
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
