@@ -22,7 +22,7 @@ torch 2.14.1, the ``qat`` extra pins torch 2.13.0); never needed by the tests or
 Writes ``bench/results/model_zoo.json``, ``.md`` and ``.png`` (the plot needs matplotlib;
 ``--render-only`` redraws the markdown and the plot from the JSON).
 
-Usage: ``python bench/model_zoo.py [--nets resnet18,mobilenet_v2] [--calib N] [--out DIR]``
+Usage: ``python bench/model_zoo.py [--nets resnet18,mobilenet_v2] [--calib N] [--isa] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def cosine_centred(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den else float("nan")
 
 
-def run_net(name: str, n_calib: int, seed: int) -> dict:
+def run_net(name: str, n_calib: int, seed: int, isa: bool = False) -> dict:
     from ilmpq.firmware import cyclemodel as cm
     from ilmpq.firmware.compiler import compile_model
     from ilmpq.golden import reference
@@ -137,6 +137,19 @@ def run_net(name: str, n_calib: int, seed: int) -> dict:
                 # the reason without its numbers in parentheses, up to the first colon
                 key = re.sub(r"\s*\([^)]*\)", "", r.cpu_reason).split(":")[0]
                 reasons[key] = reasons.get(key, 0) + 1
+        if isa:
+            # the compiled program (accelerator segments + host steps) on the ISA simulator,
+            # every tensor against golden's reference execution
+            from ilmpq.firmware.sim.isasim import run_compiled
+            t1 = time.perf_counter()
+            img = calib[0].astype(np.int64)
+            want = reference.run(qm, img, spec=cfg.numeric)
+            got = run_compiled(comp, img)
+            bad = [la.name for la in qm.layers
+                   if not np.array_equal(got[la.output], want[la.output])]
+            row["isa_bit_exact"] = not bad
+            row["isa_mismatch"] = bad[:5]
+            row["isa_seconds"] = round(time.perf_counter() - t1, 1)
         accel_s = est.cycles / CLOCK_HZ
         row.update({"stage": "done", "fps_accel": CLOCK_HZ / est.cycles,
                     "utilization": est.utilization, "cycles": int(est.cycles),
@@ -185,7 +198,16 @@ def markdown(res: dict) -> str:
             lines.append(f"| {r['net']} | {r['stage']} | – | – | – | – | – | – | {cos_s} | "
                          f"{err} |")
     ok = sum(r["stage"] == "done" for r in res["nets"])
-    lines += ["", f"{ok} of {len(res['nets'])} networks compile.", "",
+    isa = [r for r in res["nets"] if "isa_bit_exact" in r]
+    lines += ["", f"{ok} of {len(res['nets'])} networks compile."]
+    if isa:
+        exact = [r["net"] for r in isa if r["isa_bit_exact"]]
+        lines += ["", f"ISA simulator (accelerator programs and host steps, one image, every "
+                      f"tensor against golden): bit-exact for {len(exact)} of {len(isa)} "
+                      f"networks run ({', '.join(exact)})."
+                  + "".join(f" {r['net']} differs at {', '.join(r['isa_mismatch'])}."
+                            for r in isa if not r["isa_bit_exact"])]
+    lines += ["",
               "![accelerator and host time per network](model_zoo.png)"]
     return "\n".join(lines) + "\n"
 
@@ -224,6 +246,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=4, help="calibration images (random pixels)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--isa", action="store_true",
+                    help="also run each compiled network on the ISA simulator (accelerator "
+                         "segments and host steps) and compare every tensor with golden")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the markdown and the plot from the existing JSON")
     args = ap.parse_args(argv)
@@ -243,7 +268,7 @@ def main(argv=None) -> int:
     rows = []
     for i, name in enumerate(nets, 1):
         log(f"{i}/{len(nets)} {name} (exports cached in {CACHE})")
-        r = run_net(name, args.calib, args.seed)
+        r = run_net(name, args.calib, args.seed, args.isa)
         log(f"  -> {r['stage']}" + (f": {r['error'][:160]}" if "error" in r else
                                     f", {r['fps_accel']:.1f} fps, {100 * r['utilization']:.1f} %"))
         rows.append(r)
