@@ -18,7 +18,7 @@ from ilmpq.golden import ops, reference
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.golden.formats import NumericSpec
 from ilmpq.golden.model import (ConcatLayer, ConvLayer, LutLayer, ModelFormatError, MulLayer,
-                                PermuteLayer, QModel, SliceLayer)
+                                PermuteLayer, QModel, SliceLayer, hi_row_count)
 from ilmpq.golden.onnx_import import load_onnx
 from ilmpq.golden.quantize import quantize
 from ilmpq.hdl.config import get_config
@@ -249,8 +249,10 @@ def test_mixed_model_host_fallback_bit_exact_on_isa_simulator(rng, tmp_path):
     qm = _quantized_mixed(rng)
     kinds = {type(layer) for layer in qm.layers}
     assert {LutLayer, MulLayer, ConcatLayer, SliceLayer, PermuteLayer} <= kinds
-    assert any(isinstance(la, ConvLayer) and la.groups == la.in_channels > 1
-               for la in qm.layers)
+    dw = [la for la in qm.layers if isinstance(la, ConvLayer) and la.groups == la.in_channels > 1]
+    assert dw
+    for la in dw:   # the row split of a depthwise layer: ceil(R * C) channels keep 8-bit filters
+        assert int(np.sum(la.precision == 1)) == hi_row_count(qm.ratio, la.out_channels) >= 1
     # save / load keeps every new layer exactly
     qm.save(tmp_path / "m.npz")
     back = QModel.load(tmp_path / "m.npz")
