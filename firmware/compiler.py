@@ -24,8 +24,14 @@ What it decides (docs/architecture.md sections 2-4):
   ``((sum + b)*M + 2**(S-1)) >> S`` equals golden's ``floor((sum + N//2) / N)`` for every
   possible sum (checked exhaustively, :func:`average_mult_shift`).
 
-Layers that could overflow the accumulator, that read a signed tensor, or that do not fit the
-configuration are rejected with a :class:`CompileError` naming the layer.
+* **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
+  grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
+  channel-position limit, lookup-table activations, gating products, concat, slice, channel
+  shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
+  (:func:`_host_reason`); the report names it and why.
+
+Layers that could overflow the accumulator or do not fit the configuration otherwise are
+rejected with a :class:`CompileError` naming the layer.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import numpy as np
 from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
+    ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer, MaxPoolLayer, MulLayer,
+    PermuteLayer, QModel, SliceLayer,
 )
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
@@ -494,6 +501,42 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         cur_instr, cur_layers, stores_in_segment = None, [], 0
         producers.clear()
 
+    def host_step(layer, reason: str):
+        """Run ``layer`` on the host: a CPU step between accelerator segments, its output placed
+        in natural channel order (or the input's, for a channel-wise op)."""
+        flush_segment()
+        src = tensors[layer.input]
+        oc, oh, ow = model.tensors[layer.output].shape
+        if oc == src.channels and src.fold is None:
+            perm = src.perm.copy()        # channel-wise op: keep the input's order
+        else:
+            perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
+            perm[:oc] = np.arange(oc)
+        place(layer.output, oc, oh, ow, perm)
+        steps_plan.append(("cpu", layer.name))
+        rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
+                          cpu_reason=reason)
+        if isinstance(layer, ConvLayer):
+            rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
+                np.prod(layer.weight.shape[1:]))
+        reports.append(rep)
+
+    def undo_on_limit(layer, mark, e: CompileError):
+        """A layer that does not fit the configuration (weights above one LOAD_WEIGHTS stream,
+        an output row above the accumulator depth ...): undo what its compilation placed and
+        run it on the host with the compiler's reason. Errors that are not this layer's limits
+        (the 4 GiB address space) stay errors."""
+        nonlocal cur_instr
+        if not str(e).startswith(f"layer {layer.name!r}"):
+            raise e
+        del img.data[mark[0]:]
+        tensors.pop(layer.output, None)
+        if not cur_layers:
+            cur_instr = None
+        else:
+            del cur_instr[mark[1]:]
+        host_step(layer, str(e).split(": ", 1)[-1])
+
     for layer in model.layers:
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
@@ -520,8 +563,13 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             if not on_cpu:
                 if cur_instr is None:
                     cur_instr = []
-                rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
-                                    stores_in_segment, producers)
+                mark = (len(img.data), len(cur_instr))
+                try:
+                    rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
+                                        stores_in_segment, producers)
+                except CompileError as e:
+                    undo_on_limit(layer, mark, e)
+                    continue
                 stores_in_segment += rep.ptiles
                 cur_layers.append(layer.name)
                 reports.append(rep)
@@ -531,23 +579,13 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             on_cpu = True
             reason = (f"{model.tensors[layer.input].bits}-bit input into the "
                       f"{cfg.act_bits}-bit datapath")
+        elif not isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+            # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
+            # concat ...): on the host, with the reason
+            reason = _host_reason(layer, model, cfg, tensors)
+            on_cpu = bool(reason)
         if on_cpu:
-            flush_segment()
-            src = tensors[layer.input]
-            oc, oh, ow = model.tensors[layer.output].shape
-            if oc == src.channels:
-                perm = src.perm.copy()        # channel-wise op: keep the input's order
-            else:
-                perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
-                perm[:oc] = np.arange(oc)
-            place(layer.output, oc, oh, ow, perm)
-            steps_plan.append(("cpu", layer.name))
-            rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
-                              cpu_reason=reason)
-            if isinstance(layer, ConvLayer):
-                rep.macs = int(np.prod(model.tensors[layer.output].shape)) * int(
-                    np.prod(layer.weight.shape[1:]))
-            reports.append(rep)
+            host_step(layer, reason)
             continue
         if not isinstance(layer, ConvLayer):
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
@@ -562,8 +600,13 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0))
-        rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
-                                    seq_counter, stores_in_segment, producers, mac=mac)
+        mark = (len(img.data), len(cur_instr))
+        try:
+            rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
+                                        seq_counter, stores_in_segment, producers, mac=mac)
+        except CompileError as e:
+            undo_on_limit(layer, mark, e)
+            continue
         if eff is not layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
@@ -597,6 +640,33 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
                     model.input, slots, mac_nonce=None if mac is None else mac.nonce)
+
+
+_HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
+             ConcatLayer: "concat", SliceLayer: "slice", PermuteLayer: "channel shuffle"}
+
+
+def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
+    """Why a valid layer runs on the host in golden's integer arithmetic ("" when the
+    accelerator runs it). Never silently runs something the hardware computes differently: a
+    conv reading a signed tensor would be wrong on the unsigned-input PE array."""
+    if type(layer) in _HOST_OPS:
+        return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
+    src = tensors[layer.input]
+    if src.signed:
+        return ("signed input: the PE array multiplies unsigned activations (a signed "
+                "operand or a zero point folded into the bias is not built)")
+    if layer.groups > 1:
+        kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
+        return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
+                f"it on the PE array yet")
+    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
+        return (f"residual of {tensors[layer.residual].c_mem} channel positions > max_channels "
+                f"= {cfg.max_channels}")
+    if src.c_mem // cfg.tn > 1023:
+        return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
+                f"{cfg.tn})")
+    return ""
 
 
 def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:

@@ -34,7 +34,8 @@ import numpy as np
 from .errors import IlmpqTypeError, IlmpqValueError
 
 __all__ = [
-    "FConv", "FMaxPool", "FGlobalAvgPool", "FFlatten", "FNode", "FloatModel",
+    "FConv", "FMaxPool", "FGlobalAvgPool", "FFlatten", "FPointwise", "FMul", "FConcat", "FSlice",
+    "FPermute", "FNode", "FloatModel",
     "FloatModelError", "conv2d_float", "im2col", "max_pool_float",
 ]
 
@@ -65,6 +66,8 @@ class FConv:
     #: quantizer needs nothing more: the calibration activations never exceed it, so the output
     #: scale puts ``qmax`` at or below it and the integer clamp to ``[0, qmax]`` is the clip.
     clip_max: float | None = None
+    #: grouped convolution (ONNX ``group``): ``weight`` is ``(M, C / groups, kh, kw)``
+    groups: int = 1
     kind: str = field(default="conv", init=False)
 
     @property
@@ -77,7 +80,7 @@ class FConv:
 
     @property
     def in_channels(self) -> int:
-        return int(self.weight.shape[1])
+        return int(self.weight.shape[1]) * int(self.groups)
 
     def inputs(self) -> list[str]:
         return [self.input] + ([self.residual] if self.residual is not None else [])
@@ -119,7 +122,86 @@ class FFlatten:
         return [self.input]
 
 
-FNode = FConv | FMaxPool | FGlobalAvgPool | FFlatten
+@dataclass
+class FPointwise:
+    """``y = fn(x)`` elementwise: a fused chain of elementwise ops of one tensor (quantized as one
+    lookup table). ``fn`` maps a float64 array to one of the same shape; ``function`` says what
+    it is (the ONNX ops)."""
+
+    name: str
+    input: str
+    output: str
+    fn: object
+    function: str = ""
+    kind: str = field(default="pointwise", init=False)
+
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+
+@dataclass
+class FMul:
+    """``y = x * g``, ``g`` of ``x``'s shape or ``(C, 1, 1)`` (gating)."""
+
+    name: str
+    input: str
+    gate: str
+    output: str
+    kind: str = field(default="mul", init=False)
+
+    def inputs(self) -> list[str]:
+        return [self.input, self.gate]
+
+
+@dataclass
+class FConcat:
+    """Channel concatenation."""
+
+    name: str
+    inputs_: tuple
+    output: str
+    kind: str = field(default="concat", init=False)
+
+    @property
+    def input(self) -> str:
+        return self.inputs_[0]
+
+    def inputs(self) -> list[str]:
+        return list(self.inputs_)
+
+
+@dataclass
+class FSlice:
+    """``x[c0:c1:cs, h0:h1:hs, w0:w1:ws]``."""
+
+    name: str
+    input: str
+    output: str
+    starts: tuple
+    stops: tuple
+    steps: tuple
+    kind: str = field(default="slice", init=False)
+
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+
+@dataclass
+class FPermute:
+    """``y[c] = x[perm[c]]`` (channel shuffle)."""
+
+    name: str
+    input: str
+    output: str
+    perm: np.ndarray
+    kind: str = field(default="permute", init=False)
+
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+
+FNode = (FConv | FMaxPool | FGlobalAvgPool | FFlatten | FPointwise | FMul | FConcat | FSlice
+         | FPermute)
 
 
 def _out_size(size: int, k: int, s: int, p0: int, p1: int) -> int:
@@ -144,11 +226,21 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
 
 def conv2d_float(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
                  stride: tuple[int, int] = (1, 1),
-                 padding: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
-    """Float 2-D convolution (cross-correlation, as ONNX ``Conv``) of a batch ``(N, C, H, W)``."""
+                 padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+                 groups: int = 1) -> np.ndarray:
+    """Float 2-D convolution (cross-correlation, as ONNX ``Conv``) of a batch ``(N, C, H, W)``;
+    ``groups`` as ONNX ``group``."""
     win = im2col(x, weight.shape[2:], stride, padding)
-    y = np.tensordot(win, weight, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, M)
-    y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    if groups == 1:
+        y = np.tensordot(win, weight, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, M)
+        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    else:
+        n, c, ho, wo, kh, kw = win.shape
+        m = weight.shape[0]
+        wg = win.reshape(n, groups, c // groups, ho, wo, kh, kw)
+        kg = weight.reshape(groups, m // groups, c // groups, kh, kw)
+        y = np.einsum("ngchwij,gmcij->ngmhw", wg, kg, optimize=True).reshape(n, m, ho, wo)
+        y = np.ascontiguousarray(y)
     if bias is not None:
         y += bias[None, :, None, None]
     return y
@@ -268,7 +360,8 @@ class FloatModel:
     def _infer_shape(self, n: FNode) -> tuple[int, int, int]:
         c, h, w = self.shapes[n.input]
         if isinstance(n, FConv):
-            if n.weight.ndim != 4 or n.weight.shape[1] != c:
+            if (n.weight.ndim != 4 or n.groups < 1 or n.weight.shape[1] * n.groups != c
+                    or n.weight.shape[0] % n.groups):
                 raise FloatModelError(
                     f"node {n.name!r}: weight shape {n.weight.shape} does not fit input "
                     f"channels {c}")
@@ -296,6 +389,20 @@ class FloatModel:
             return (c, 1, 1)
         if isinstance(n, FFlatten):
             return (c * h * w, 1, 1)
+        if isinstance(n, (FPointwise, FPermute)):
+            return (c, h, w)
+        if isinstance(n, FMul):
+            g = tuple(self.shapes[n.gate])
+            if g[0] != c or g[1:] not in ((1, 1), (h, w)):
+                raise FloatModelError(f"node {n.name!r}: gate shape {g} does not fit {(c, h, w)}")
+            return (c, h, w)
+        if isinstance(n, FConcat):
+            shapes = [tuple(self.shapes[t]) for t in n.inputs()]
+            if any(s[1:] != (h, w) for s in shapes):
+                raise FloatModelError(f"node {n.name!r}: concat inputs {shapes} differ in H, W")
+            return (sum(s[0] for s in shapes), h, w)
+        if isinstance(n, FSlice):
+            return tuple(len(range(a, b, st)) for a, b, st in zip(n.starts, n.stops, n.steps))
         raise FloatModelError(f"unknown node type {type(n).__name__}")
 
     def macs(self) -> int:
@@ -356,7 +463,7 @@ class FloatModel:
     def _exec(n: FNode, env: dict) -> np.ndarray:
         x = env[n.input]
         if isinstance(n, FConv):
-            y = conv2d_float(x, n.weight, n.bias, n.stride, n.padding)
+            y = conv2d_float(x, n.weight, n.bias, n.stride, n.padding, n.groups)
             if n.residual is not None:
                 y = y + env[n.residual]
             y = np.maximum(y, 0.0) if n.relu else y
@@ -367,4 +474,16 @@ class FloatModel:
             return x.mean(axis=(2, 3), keepdims=True)
         if isinstance(n, FFlatten):
             return x.reshape(x.shape[0], -1, 1, 1)
+        if isinstance(n, FPointwise):
+            return np.asarray(n.fn(x), np.float64)
+        if isinstance(n, FMul):
+            return x * env[n.gate]
+        if isinstance(n, FConcat):
+            return np.concatenate([env[t] for t in n.inputs()], axis=1)
+        if isinstance(n, FSlice):
+            return x[:, slice(n.starts[0], n.stops[0], n.steps[0]),
+                     slice(n.starts[1], n.stops[1], n.steps[1]),
+                     slice(n.starts[2], n.stops[2], n.steps[2])]
+        if isinstance(n, FPermute):
+            return x[:, n.perm]
         raise FloatModelError(f"unknown node type {type(n).__name__}")

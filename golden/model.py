@@ -19,12 +19,27 @@ Layer kinds
     ``y[c] = floor((sum_p x[c,p] + N//2) / N)``, i.e. round half up, ``N = H*W``.
 ``FlattenLayer``
     ``(C, H, W) -> (C*H*W, 1, 1)`` in C-order (channel-major), a no-op on data.
+``LutLayer``
+    ``y = table[x - lo]``: any pointwise function of one tensor (HardSwish, SiLU, GELU, ...) as
+    an integer lookup table with one entry per input level (:func:`~ilmpq.golden.ops.lut_apply`).
+``MulLayer``
+    ``y = clamp((x * g * M + 2**(S-1)) >> S)``: the product of two activation tensors, ``g`` of
+    ``x``'s shape or ``(C, 1, 1)`` (squeeze-excitation gating).
+``ConcatLayer``
+    channel concatenation, each input requantized to the output's scale.
+``SliceLayer``, ``PermuteLayer``
+    ``x[c0:c1:cs, h0:h1:hs, w0:w1:ws]`` and a channel permutation (channel shuffle); the data
+    keep their format.
+
+A ``ConvLayer`` may be grouped (``groups``; depthwise when ``groups`` equals the channels) and
+may read a signed tensor (``docs/quantization.md``: the integer arithmetic is the same; the
+accelerator's PE array multiplies unsigned activations only, so the compiler runs such a layer
+on the host).
 
 Validity
 --------
 :meth:`QModel.validate` checks everything the executor, the compiler and the hardware rely on:
-the graph (every tensor written once, before it is read), shapes through every layer, conv and FC
-inputs unsigned, every weight within its row's precision, ``bias``/``M``/``Mr``/``S`` within the
+the graph (every tensor written once, before it is read), shapes through every layer, every weight within its row's precision, ``bias``/``M``/``Mr``/``S`` within the
 numeric spec, residual shapes, and the exact high-precision share (:func:`hi_row_count` rows of
 every conv/FC layer are ``HI``). Errors are :class:`ModelFormatError` naming the layer and the
 problem.
@@ -53,13 +68,14 @@ import numpy as np
 
 from .errors import IlmpqValueError
 from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
-from .ops import RES_RANGE, conv_macs, conv_output_hw
+from .ops import RES_RANGE, act_range, conv_macs, conv_output_hw
 from .safeio import loads_json, read_input, read_npz
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "TensorSpec", "ConvLayer", "MaxPoolLayer",
-    "GlobalAvgPoolLayer", "FlattenLayer", "Layer", "QModel", "ModelFormatError", "hi_row_count",
-    "padding_error",
+    "GlobalAvgPoolLayer", "FlattenLayer", "LutLayer", "MulLayer", "ConcatLayer", "SliceLayer",
+    "PermuteLayer", "Layer", "QModel", "ModelFormatError", "hi_row_count", "padding_error",
+    "layer_inputs",
 ]
 
 FORMAT_NAME = "ilmpq-qmodel"
@@ -178,6 +194,9 @@ class ConvLayer:
     residual: str | None = None
     res_mult: np.ndarray | None = None
     w_scale: np.ndarray | None = None
+    #: grouped convolution: ``weight`` is ``(M, Cin / groups, kh, kw)`` (depthwise: ``groups ==
+    #: Cin == M``)
+    groups: int = 1
     kind: str = field(default="conv", init=False)
 
     def __post_init__(self):
@@ -200,10 +219,11 @@ class ConvLayer:
 
     @property
     def in_channels(self) -> int:
-        return int(self.weight.shape[1])
+        return int(self.weight.shape[1]) * int(self.groups)
 
     def is_fc(self) -> bool:
-        return self.kernel == (1, 1) and self.stride == (1, 1) and not any(self.padding)
+        return (self.kernel == (1, 1) and self.stride == (1, 1) and not any(self.padding)
+                and self.groups == 1)
 
     @property
     def hi_rows(self) -> np.ndarray:
@@ -243,10 +263,112 @@ class FlattenLayer:
     kind: str = field(default="flatten", init=False)
 
 
-Layer = ConvLayer | MaxPoolLayer | GlobalAvgPoolLayer | FlattenLayer
+@dataclass
+class LutLayer:
+    """``y = table[x - lo]`` (:func:`~ilmpq.golden.ops.lut_apply`); ``table`` int64, one entry per
+    input level, each within the output tensor's range."""
+
+    name: str
+    input: str
+    output: str
+    table: np.ndarray
+    #: what the table computes (the fused ONNX ops), for reports only
+    function: str = ""
+    kind: str = field(default="lut", init=False)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_arrays_equal(getattr(self, f.name), getattr(other, f.name))
+                   for f in dataclasses.fields(self))
+
+
+@dataclass
+class MulLayer:
+    """``y = clamp((x * g * M + 2**(S-1)) >> S)`` (:func:`~ilmpq.golden.ops.mul_requant`)."""
+
+    name: str
+    input: str
+    gate: str
+    output: str
+    mult: int
+    shift: int
+    kind: str = field(default="mul", init=False)
+
+
+@dataclass
+class ConcatLayer:
+    """Channel concatenation of ``inputs`` (:func:`~ilmpq.golden.ops.concat_requant`)."""
+
+    name: str
+    inputs: tuple
+    output: str
+    mults: tuple
+    shifts: tuple
+    kind: str = field(default="concat", init=False)
+
+    def __post_init__(self):
+        self.inputs = tuple(self.inputs)
+        self.mults = tuple(int(v) for v in self.mults)
+        self.shifts = tuple(int(v) for v in self.shifts)
+
+    @property
+    def input(self) -> str:
+        return self.inputs[0]
+
+
+@dataclass
+class SliceLayer:
+    """``x[c0:c1:cs, h0:h1:hs, w0:w1:ws]`` (:func:`~ilmpq.golden.ops.slice_chw`)."""
+
+    name: str
+    input: str
+    output: str
+    starts: tuple
+    stops: tuple
+    steps: tuple
+    kind: str = field(default="slice", init=False)
+
+    def __post_init__(self):
+        self.starts = tuple(int(v) for v in self.starts)
+        self.stops = tuple(int(v) for v in self.stops)
+        self.steps = tuple(int(v) for v in self.steps)
+
+
+@dataclass
+class PermuteLayer:
+    """``y[c] = x[perm[c]]`` (:func:`~ilmpq.golden.ops.permute_channels`)."""
+
+    name: str
+    input: str
+    output: str
+    perm: np.ndarray
+    kind: str = field(default="permute", init=False)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_arrays_equal(getattr(self, f.name), getattr(other, f.name))
+                   for f in dataclasses.fields(self))
+
+
+Layer = (ConvLayer | MaxPoolLayer | GlobalAvgPoolLayer | FlattenLayer | LutLayer | MulLayer
+         | ConcatLayer | SliceLayer | PermuteLayer)
 
 _LAYER_CLASSES = {"conv": ConvLayer, "maxpool": MaxPoolLayer, "gap": GlobalAvgPoolLayer,
-                  "flatten": FlattenLayer}
+                  "flatten": FlattenLayer, "lut": LutLayer, "mul": MulLayer,
+                  "concat": ConcatLayer, "slice": SliceLayer, "permute": PermuteLayer}
+
+
+def layer_inputs(layer) -> list[str]:
+    """The tensors a layer reads, in order (input, residual / gate, or every concat input)."""
+    if isinstance(layer, ConcatLayer):
+        return list(layer.inputs)
+    if isinstance(layer, MulLayer):
+        return [layer.input, layer.gate]
+    if isinstance(layer, ConvLayer) and layer.residual is not None:
+        return [layer.input, layer.residual]
+    return [layer.input]
 
 #: ConvLayer arrays: (field, dtype, required). ``weight`` is 4-D, the others ``(M,)``.
 _CONV_ARRAYS = (
@@ -325,7 +447,7 @@ class QModel:
         an unsigned 8-bit tensor; layer names are unique; every layer reads tensors already
         written (the input or an earlier layer's output) and writes a declared tensor nobody wrote
         before; every declared tensor is written; the output tensor is written; output shapes
-        follow from the input shapes; conv inputs are unsigned; array dtypes and shapes; weights
+        follow from the input shapes (grouped convolutions included); array dtypes and shapes; weights
         within their row precision; ``bias`` within the accumulator range, ``M``/``Mr`` within
         ``spec.mult_range``, ``S`` within ``spec.shift_range``; ``Mr`` present exactly when a
         residual is; residual shape equal to the output shape; conv/FC outputs have
@@ -365,16 +487,18 @@ class QModel:
         for layer in self.layers:
             cls = _LAYER_CLASSES.get(getattr(layer, "kind", None))
             if cls is None or type(layer) is not cls:
-                raise err(f"unknown layer object {layer!r}: layers must be ConvLayer, "
-                          f"MaxPoolLayer, GlobalAvgPoolLayer or FlattenLayer")
+                raise err(f"unknown layer object {layer!r}: layers must be one of "
+                          f"{', '.join(c.__name__ for c in _LAYER_CLASSES.values())}")
             where = f"layer {layer.name!r} ({layer.kind})"
             if not isinstance(layer.name, str) or not layer.name:
                 raise err(f"layer name {layer.name!r} must be a non-empty string")
             if layer.name in names:
                 raise err(f"{where}: the layer name is used twice; layer names must be unique")
             names.add(layer.name)
-            reads = [layer.input] + ([layer.residual] if isinstance(layer, ConvLayer)
-                                     and layer.residual is not None else [])
+            if isinstance(layer, ConcatLayer) and not (
+                    layer.inputs and all(isinstance(t, str) for t in layer.inputs)):
+                raise err(f"{where}: inputs must be a non-empty tuple of tensor names")
+            reads = layer_inputs(layer)
             for t in reads:
                 if t not in self.tensors:
                     raise err(f"{where} reads tensor {t!r}, which is not declared")
@@ -392,6 +516,8 @@ class QModel:
                 self._check_conv(layer, where, x, y, spec)
             elif isinstance(layer, MaxPoolLayer):
                 self._check_pool(layer, where, x, y)
+            elif isinstance(layer, (LutLayer, MulLayer, ConcatLayer, SliceLayer, PermuteLayer)):
+                self._check_host_op(layer, where, x, y, spec)
             else:
                 c, h, w = x.shape
                 want = (c, 1, 1) if isinstance(layer, GlobalAvgPoolLayer) else (c * h * w, 1, 1)
@@ -448,12 +574,73 @@ class QModel:
         except IlmpqValueError as e:
             raise err(f"{where}: {e}") from None
 
+    def _check_host_op(self, layer, where, x, y, spec: NumericSpec):
+        err = ModelFormatError
+        if isinstance(layer, LutLayer):
+            t = layer.table
+            n = 1 << x.bits
+            if not isinstance(t, np.ndarray) or t.dtype != np.int64 or t.shape != (n,):
+                raise err(f"{where}: table must be an int64 array of shape ({n},) (one entry per "
+                          f"level of the {x.bits}-bit input), not "
+                          f"{getattr(t, 'dtype', type(t).__name__)} {getattr(t, 'shape', '')}")
+            lo, hi = y.range
+            if t.size and (int(t.min()) < lo or int(t.max()) > hi):
+                i = int(np.flatnonzero((t < lo) | (t > hi))[0])
+                raise err(f"{where}: table[{i}] = {int(t[i])} is outside the range [{lo}, {hi}] "
+                          f"of the output {y.name!r}")
+            want = x.shape
+        elif isinstance(layer, MulLayer):
+            g = self.tensors[layer.gate]
+            if g.shape[0] != x.shape[0] or g.shape[1:] not in ((1, 1), x.shape[1:]):
+                raise err(f"{where}: gate {g.name!r} has shape {g.shape}; it must have the "
+                          f"input's shape {x.shape} or ({x.shape[0]}, 1, 1)")
+            for name, v, (lo, hi) in (("mult", layer.mult, spec.mult_range),
+                                      ("shift", layer.shift, spec.shift_range)):
+                if not _is_int(v) or not lo <= v <= hi:
+                    raise err(f"{where}: {name} = {v!r} must be an integer in [{lo}, {hi}]")
+            want = x.shape
+        elif isinstance(layer, ConcatLayer):
+            ins = [self.tensors[t] for t in layer.inputs]
+            if any(t.shape[1:] != x.shape[1:] for t in ins):
+                raise err(f"{where}: inputs have shapes {[t.shape for t in ins]}; concatenated "
+                          f"tensors must have equal H and W")
+            k = len(ins)
+            if len(layer.mults) != k or len(layer.shifts) != k:
+                raise err(f"{where}: {k} inputs need {k} mults and shifts")
+            for name, vs, (lo, hi) in (("mults", layer.mults, spec.mult_range),
+                                       ("shifts", layer.shifts, spec.shift_range)):
+                if any(not lo <= v <= hi for v in vs):
+                    raise err(f"{where}: {name} {list(vs)} must be within [{lo}, {hi}]")
+            want = (sum(t.shape[0] for t in ins),) + x.shape[1:]
+        elif isinstance(layer, SliceLayer):
+            want = []
+            for axis, (a, b, st) in enumerate(zip(layer.starts, layer.stops, layer.steps)):
+                n = x.shape[axis]
+                if not (len(layer.starts) == len(layer.stops) == len(layer.steps) == 3
+                        and st >= 1 and 0 <= a < b <= n):
+                    raise err(f"{where}: slice starts {layer.starts}, stops {layer.stops}, "
+                              f"steps {layer.steps} must be three ranges 0 <= start < stop <= "
+                              f"size with steps >= 1 on the input {x.shape}")
+                want.append(len(range(a, b, st)))
+            want = tuple(want)
+        else:
+            p = layer.perm
+            if (not isinstance(p, np.ndarray) or p.dtype != np.int64
+                    or sorted(p.tolist()) != list(range(x.shape[0]))):
+                raise err(f"{where}: perm must be an int64 permutation of the {x.shape[0]} "
+                          f"input channels")
+            want = x.shape
+        if y.shape != tuple(want):
+            raise err(f"{where}: output {y.name!r} has shape {y.shape} but the layer computes "
+                      f"{tuple(want)}")
+        if isinstance(layer, (SliceLayer, PermuteLayer)):
+            self._check_same_format(where, x, y)
+        elif y.bits != self.act_bits:
+            raise err(f"{where}: output {y.name!r} has {y.bits} bits; the layer writes "
+                      f"act_bits = {self.act_bits}-bit results")
+
     def _check_conv(self, layer: ConvLayer, where, x, y, spec: NumericSpec):
         err = ModelFormatError
-        if x.signed:
-            raise err(f"{where} reads the signed tensor {x.name!r}: conv and FC inputs must be "
-                      f"unsigned (they follow ReLU, pooling or the pixel input); signed inputs "
-                      f"are not supported")
         w = layer.weight
         if not isinstance(w, np.ndarray) or w.dtype != np.int8 or w.ndim != 4 or 0 in w.shape:
             desc = (f"{w.dtype} array of shape {w.shape}" if isinstance(w, np.ndarray)
@@ -470,9 +657,14 @@ class QModel:
                         else repr(a))
                 raise err(f"{where}: {name} must be a {dtype} array of shape ({m},) (one per "
                           f"output channel), not {desc}")
-        if w.shape[1] != x.shape[0]:
-            raise err(f"{where}: weight has {w.shape[1]} input channels but the input "
-                      f"{x.name!r} has {x.shape[0]} (shape {x.shape})")
+        g = layer.groups
+        if not _is_int(g) or g < 1 or m % g:
+            raise err(f"{where}: groups = {g!r} must be a positive integer dividing the {m} "
+                      f"output channels")
+        if w.shape[1] * g != x.shape[0]:
+            raise err(f"{where}: weight has {w.shape[1]} input channels"
+                      + (f" per group x {g} groups" if g > 1 else "")
+                      + f" but the input {x.name!r} has {x.shape[0]} (shape {x.shape})")
         oh, ow = self._check_geometry(where, layer.kernel, layer.stride, layer.padding, x)
         why = padding_error(layer.kernel, layer.padding)
         if why:
@@ -567,6 +759,8 @@ class QModel:
                 d.update(stride=[int(v) for v in layer.stride],
                          padding=[int(v) for v in layer.padding], relu=bool(layer.relu),
                          residual=layer.residual, w_scale=layer.w_scale is not None)
+                if layer.groups != 1:
+                    d["groups"] = int(layer.groups)
                 for name, _, _ in _CONV_ARRAYS:
                     a = getattr(layer, name)
                     if a is not None:
@@ -575,6 +769,20 @@ class QModel:
                 d.update(kernel=[int(v) for v in layer.kernel],
                          stride=[int(v) for v in layer.stride],
                          padding=[int(v) for v in layer.padding])
+            elif isinstance(layer, LutLayer):
+                arrays[f"{layer.name}.table"] = layer.table
+                d.update(function=str(layer.function))
+            elif isinstance(layer, PermuteLayer):
+                arrays[f"{layer.name}.perm"] = layer.perm
+            elif isinstance(layer, MulLayer):
+                d.update(gate=layer.gate, mult=int(layer.mult), shift=int(layer.shift))
+            elif isinstance(layer, ConcatLayer):
+                d.update(inputs=list(layer.inputs), mults=list(layer.mults),
+                         shifts=list(layer.shifts))
+                del d["input"]
+            elif isinstance(layer, SliceLayer):
+                d.update(starts=list(layer.starts), stops=list(layer.stops),
+                         steps=list(layer.steps))
             layers.append(d)
         spec = None if self.spec is None else {
             "act_bits": self.spec.act_bits, "acc_bits": self.spec.acc_bits,
@@ -683,8 +891,41 @@ class QModel:
             kind = get(d, "kind", str, ctx)
             name = get(d, "name", str, ctx)
             ctx = f"layer {name!r}"
+            if kind == "concat":
+                ins = get(d, "inputs", list, ctx)
+                if not ins or not all(isinstance(t, str) for t in ins):
+                    raise bad(f"{ctx} field 'inputs' must be a non-empty list of names")
+                layers.append(ConcatLayer(name, tuple(ins), get(d, "output", str, ctx),
+                                          tuple(get(d, "mults", list, ctx)),
+                                          tuple(get(d, "shifts", list, ctx))))
+                continue
             io_ = dict(name=name, input=get(d, "input", str, ctx),
                        output=get(d, "output", str, ctx))
+            if kind in ("lut", "permute"):
+                key = f"{name}.{'table' if kind == 'lut' else 'perm'}"
+                if key not in data:
+                    raise bad(f"missing array {key!r}")
+                a = data[key]
+                used.add(key)
+                if a.dtype != np.int64 or a.ndim != 1:
+                    raise bad(f"array {key!r} is {a.dtype} with shape {a.shape}; it must be "
+                              f"int64 with 1 dimension")
+                if kind == "lut":
+                    layers.append(LutLayer(**io_, table=a,
+                                           function=str(d.get("function", ""))))
+                else:
+                    layers.append(PermuteLayer(**io_, perm=a))
+                continue
+            if kind == "mul":
+                layers.append(MulLayer(io_["name"], io_["input"], get(d, "gate", str, ctx),
+                                       io_["output"], get(d, "mult", int, ctx),
+                                       get(d, "shift", int, ctx)))
+                continue
+            if kind == "slice":
+                layers.append(SliceLayer(**io_, starts=tuple(get(d, "starts", list, ctx)),
+                                         stops=tuple(get(d, "stops", list, ctx)),
+                                         steps=tuple(get(d, "steps", list, ctx))))
+                continue
             if kind == "conv":
                 residual = d.get("residual")
                 if residual is not None and not isinstance(residual, str):
@@ -711,7 +952,8 @@ class QModel:
                 layers.append(ConvLayer(
                     **io_, **arrs, stride=tuple(get(d, "stride", list, ctx)),
                     padding=tuple(get(d, "padding", list, ctx)),
-                    relu=get(d, "relu", bool, ctx), residual=residual))
+                    relu=get(d, "relu", bool, ctx), residual=residual,
+                    groups=get(d, "groups", int, ctx) if "groups" in d else 1))
             elif kind == "maxpool":
                 layers.append(MaxPoolLayer(
                     **io_, kernel=tuple(get(d, "kernel", list, ctx)),

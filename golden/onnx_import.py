@@ -58,8 +58,8 @@ import numpy as np
 from .errors import IlmpqValueError
 from .model import padding_error
 from .safeio import InputFileError, loads_json, open_input, read_input, resolve_confined
-from .float_model import (FConv, FFlatten, FGlobalAvgPool, FloatModel, FloatModelError,
-                          FMaxPool)
+from .float_model import (FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel,
+                          FloatModelError, FMaxPool, FMul, FPermute, FPointwise, FSlice)
 
 __all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "MIN_OPSET", "META_INPUT_MEAN",
            "META_INPUT_STD"]
@@ -73,7 +73,35 @@ MIN_OPSET = 7
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
                  "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid")
+                 "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid",
+                 "HardSwish", "Tanh", "LeakyRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul",
+                 "Div", "Pow", "Concat", "Slice", "Split", "Transpose", "ReduceMean", "Pad")
+
+
+def _erf(x):
+    from math import erf
+    return np.vectorize(erf, otypes=[np.float64])(x)
+
+
+#: Elementwise functions of one tensor (fused into one lookup table, :class:`FPointwise`).
+_UNARY = {
+    "Sigmoid": lambda a: (lambda x: 1.0 / (1.0 + np.exp(-x))),
+    "HardSigmoid": lambda a: (lambda x, al=float(a.get("alpha", 0.2)), be=float(
+        a.get("beta", 0.5)): np.clip(al * x + be, 0.0, 1.0)),
+    "HardSwish": lambda a: (lambda x: x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)),
+    "Tanh": lambda a: np.tanh,
+    "LeakyRelu": lambda a: (lambda x, al=float(a.get("alpha", 0.01)): np.where(x >= 0, x,
+                                                                              al * x)),
+    "Erf": lambda a: _erf,
+    "Elu": lambda a: (lambda x, al=float(a.get("alpha", 1.0)): np.where(
+        x >= 0, x, al * (np.exp(np.minimum(x, 0)) - 1))),
+    "Softplus": lambda a: (lambda x: np.logaddexp(0.0, x)),
+    "Neg": lambda a: np.negative,
+    "Relu": lambda a: (lambda x: np.maximum(x, 0.0)),
+}
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+           "Pow": np.power}
 
 
 class OnnxImportError(IlmpqValueError):
@@ -364,6 +392,12 @@ class _Importer:
                                   f"the graph input nor the output of an earlier node")
 
     def act(self, node, idx, name, what="input"):
+        if name in self.padded:
+            raise self.err(node, idx, f"{what} {name!r} is the output of a Pad; a zero Pad is "
+                                      f"supported only directly before a Conv (and a MaxPool of "
+                                      f"a non-negative tensor), into whose padding it is folded")
+        if name in self.pw and name not in self.acts:
+            self._materialize(name)
         if name in self.acts:
             return self.acts[name]
         if name in self.consts:
@@ -374,6 +408,277 @@ class _Importer:
 
     def alias(self, out_name: str, a: _Act):
         self.acts[out_name] = a
+
+    # -- pointwise fusion (issue 20): elementwise ops whose only non-constant input is one tensor
+    #    compose into one function of that tensor, emitted once where something else reads it
+
+    def _pw_of(self, name):
+        """``(root, fn, description)`` of a tensor: a pending pointwise expression, or the
+        identity of an activation."""
+        if name in self.pw:
+            return self.pw[name]
+        return name, None, name
+
+    def _pw_set(self, node, idx, out, root, fn, desc):
+        if root not in self.acts:
+            self.act(node, idx, root)
+        self.pw[out] = (root, fn, desc)
+
+    def _materialize(self, name):
+        root, fn, desc = self.pw[name]
+        x = self.acts[root]
+        out = self.new_tensor(name)
+        base = _sanitize(f"pw_{name}")
+        nname, k = base, 1
+        while nname in self.node_names:
+            k += 1
+            nname = f"{base}_{k}"
+        self.node_names.add(nname)
+        self.emit(FPointwise(nname, x.ir, out, fn, desc), x.shape)
+        self.acts[name] = _Act(out, x.shape, x.rank2, False)
+
+    def _unary(self, node, idx, fn, label):
+        self._check_out(node, idx)
+        name = node.input[0]
+        if name in self.consts:
+            self.consts[node.output[0]] = np.asarray(fn(self.const(node, idx, name, "input")
+                                                        .astype(np.float64)))
+            return
+        root, f, desc = self._pw_of(name)
+        g = fn if f is None else (lambda x, f=f, fn=fn: fn(f(x)))
+        self._pw_set(node, idx, node.output[0], root, g, f"{label}({desc})")
+
+    def _elementwise(self, node, idx):
+        """Sigmoid, HardSwish, ... (and Relu / Clip not fused into a layer): one pointwise
+        function."""
+        a = self.attrs(node)
+        self._unary(node, idx, _UNARY[node.op_type](a), node.op_type)
+
+    op_HardSigmoid = op_HardSwish = op_Tanh = op_LeakyRelu = op_Erf = op_Elu = op_Softplus = \
+        op_Neg = _elementwise
+
+    def _binary(self, node, idx):
+        """Add/Sub/Mul/Div/Pow: constants folded; with a scalar constant, or both operands
+        functions of the same tensor, a pointwise function; else Add is a residual and Mul a
+        gating product (two tensors)."""
+        if len(node.input) != 2:
+            raise self.err(node, idx, f"{node.op_type} must have 2 inputs")
+        op = _BINARY[node.op_type]
+        n0, n1 = node.input
+        if n0 in self.consts and n1 in self.consts:
+            self.consts[node.output[0]] = op(
+                self.const(node, idx, n0, "operand").astype(np.float64),
+                self.const(node, idx, n1, "operand").astype(np.float64))
+            return
+        for cname, aname in ((n0, n1), (n1, n0)):
+            if cname in self.consts:
+                c = self.const(node, idx, cname, "constant operand").astype(np.float64)
+                if c.size != 1:
+                    break
+                cv = float(c.reshape(-1)[0])
+                root, f, desc = self._pw_of(aname)
+                f = f or (lambda x: x)
+                if cname == n1:
+                    g = (lambda x, f=f, cv=cv: op(f(x), cv))
+                    d = f"{node.op_type}({desc}, {cv:g})"
+                else:
+                    g = (lambda x, f=f, cv=cv: op(cv, f(x)))
+                    d = f"{node.op_type}({cv:g}, {desc})"
+                self._pw_set(node, idx, node.output[0], root, g, d)
+                return
+        else:
+            r0, f0, d0 = self._pw_of(n0)
+            r1, f1, d1 = self._pw_of(n1)
+            if r0 == r1:
+                f0 = f0 or (lambda x: x)
+                f1 = f1 or (lambda x: x)
+                self._pw_set(node, idx, node.output[0], r0,
+                             lambda x, f0=f0, f1=f1: op(f0(x), f1(x)),
+                             f"{node.op_type}({d0}, {d1})")
+                return
+            if node.op_type == "Mul":
+                self._gate(node, idx)
+                return
+        raise self.err(node, idx, f"{node.op_type} of two different tensors (or with a "
+                                  f"non-scalar constant) is not supported; supported: a "
+                                  f"scalar constant operand, both operands functions of one "
+                                  f"tensor (fused into one lookup table), residual Add, "
+                                  f"gating Mul")
+
+    op_Sub = op_Div = op_Pow = _binary
+
+    def op_Mul(self, node, idx):
+        self._binary(node, idx)
+
+    def _gate(self, node, idx):
+        a0 = self.act(node, idx, node.input[0])
+        a1 = self.act(node, idx, node.input[1])
+        if a0.rank2 != a1.rank2:
+            raise self.err(node, idx, "Mul of a flattened and an unflattened tensor")
+        x, g = (a0, a1) if a1.shape[1:] == (1, 1) and a0.shape[1:] != (1, 1) else (a1, a0) \
+            if a0.shape[1:] == (1, 1) and a1.shape[1:] != (1, 1) else (a0, a1)
+        if g.shape[0] != x.shape[0] or g.shape[1:] not in ((1, 1), x.shape[1:]):
+            raise self.err(node, idx, f"Mul of tensors of shapes {a0.shape} and {a1.shape}: "
+                                      f"only equal shapes or gating by one value per channel "
+                                      f"(C, 1, 1) are supported")
+        out = self.new_tensor(node.output[0])
+        self.emit(FMul(self.new_node_name(node, idx), x.ir, g.ir, out), x.shape)
+        self.acts[node.output[0]] = _Act(out, x.shape, x.rank2, x.nonneg and g.nonneg)
+
+    def op_Concat(self, node, idx):
+        a = self.attrs(node)
+        xs = [self.act(node, idx, t) for t in node.input]
+        rank = 2 if xs[0].rank2 else 4
+        axis = int(a.get("axis", 1))
+        if axis not in (1, 1 - rank) or any(x.rank2 != xs[0].rank2 for x in xs):
+            raise self.err(node, idx, f"Concat over axis {axis} is not supported; only over the "
+                                      f"channels (axis 1)")
+        if any(x.shape[1:] != xs[0].shape[1:] for x in xs):
+            raise self.err(node, idx, f"Concat inputs {[x.shape for x in xs]} differ in H, W")
+        out = self.new_tensor(node.output[0])
+        shape = (sum(x.shape[0] for x in xs),) + xs[0].shape[1:]
+        self.emit(FConcat(self.new_node_name(node, idx), tuple(x.ir for x in xs), out), shape)
+        self.acts[node.output[0]] = _Act(out, shape, xs[0].rank2, all(x.nonneg for x in xs))
+
+    def op_Slice(self, node, idx):
+        x = self.act(node, idx, node.input[0])
+        a = self.attrs(node)
+        if self.opset < 10:
+            starts, ends = list(a.get("starts", [])), list(a.get("ends", []))
+            axes = list(a.get("axes", range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            def vec(i, what, default=None):
+                if len(node.input) > i and node.input[i]:
+                    return [int(v) for v in np.asarray(
+                        self.const(node, idx, node.input[i], what)).reshape(-1)]
+                return default
+            starts, ends = vec(1, "starts"), vec(2, "ends")
+            axes = vec(3, "axes", list(range(len(starts))))
+            steps = vec(4, "steps", [1] * len(starts))
+        rank = 2 if x.rank2 else 4
+        full = (1,) + (x.shape[:1] if x.rank2 else x.shape)
+        b, e, st = [0, 0, 0], list(x.shape), [1, 1, 1]
+        for ax, s0, e0, sp in zip(axes, starts, ends, steps):
+            ax = ax + rank if ax < 0 else ax
+            if ax == 0 or ax >= rank or sp < 1:
+                raise self.err(node, idx, f"Slice on axis {ax} with step {sp} is not supported; "
+                                          f"only positive steps over channels, height, width")
+            n = full[ax]
+            s0 = max(0, min(n, s0 + n if s0 < 0 else s0))
+            e0 = max(0, min(n, e0 + n if e0 < 0 else e0))
+            if e0 <= s0:
+                raise self.err(node, idx, f"Slice [{s0}:{e0}] on axis {ax} is empty")
+            b[ax - 1], e[ax - 1], st[ax - 1] = s0, e0, sp
+        shape = tuple(len(range(p, q, r)) for p, q, r in zip(b, e, st))
+        out = self.new_tensor(node.output[0])
+        self.emit(FSlice(self.new_node_name(node, idx), x.ir, out, tuple(b), tuple(e),
+                         tuple(st)), shape)
+        self.acts[node.output[0]] = _Act(out, shape, x.rank2, x.nonneg)
+
+    def op_Split(self, node, idx):
+        """Split over the channels: one slice per output."""
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        rank = 2 if x.rank2 else 4
+        axis = int(a.get("axis", 0))
+        axis = axis + rank if axis < 0 else axis
+        if axis != 1:
+            raise self.err(node, idx, f"Split over axis {axis} is not supported; only over the "
+                                      f"channels (axis 1)")
+        c = x.shape[0]
+        if len(node.input) > 1 and node.input[1]:
+            sizes = [int(v) for v in np.asarray(self.const(node, idx, node.input[1], "split"))
+                     .reshape(-1)]
+        elif "split" in a:
+            sizes = [int(v) for v in a["split"]]
+        else:
+            k = len(node.output)
+            sizes = [-(-c // k)] * (k - 1)
+            sizes.append(c - sum(sizes))
+        if len(sizes) != len(node.output) or sum(sizes) != c or min(sizes) < 1:
+            raise self.err(node, idx, f"split sizes {sizes} must be positive and add up to the "
+                                      f"{c} channels, one per output")
+        c0 = 0
+        for k, (out_name, n) in enumerate(zip(node.output, sizes)):
+            shape = (n,) + x.shape[1:]
+            out = self.new_tensor(out_name)
+            self.emit(FSlice(f"{self.new_node_name(node, idx)}_{k}", x.ir, out, (c0, 0, 0),
+                             (c0 + n,) + x.shape[1:], (1, 1, 1)), shape)
+            self.acts[out_name] = _Act(out, shape, x.rank2, x.nonneg)
+            c0 += n
+
+    def op_Transpose(self, node, idx):
+        """Only the channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2, 1, 3, 4) ->
+        Reshape(N, C, H, W)``."""
+        a = self.attrs(node)
+        name = node.input[0]
+        if name not in self.view5 or list(a.get("perm", [])) != [0, 2, 1, 3, 4]:
+            raise self.err(node, idx, "Transpose is supported only as the channel shuffle "
+                                      "Reshape(N, g, C/g, H, W) -> Transpose(perm=[0, 2, 1, 3, "
+                                      "4]) -> Reshape(N, C, H, W)")
+        src, g, cg = self.view5[name]
+        self.view5t[node.output[0]] = (src, g, cg)
+
+    def op_Pad(self, node, idx):
+        """A constant-zero Pad of H and W: folded into the padding of the Conv (or MaxPool of a
+        non-negative tensor) that reads it."""
+        a = self.attrs(node)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if self.opset < 11:
+            pads, value = list(a.get("pads", [])), float(a.get("value", 0.0))
+        else:
+            pads = [int(v) for v in np.asarray(
+                self.const(node, idx, node.input[1], "pads")).reshape(-1)]
+            value = 0.0
+            if len(node.input) > 2 and node.input[2]:
+                value = float(np.asarray(self.const(node, idx, node.input[2], "constant_value"))
+                              .reshape(-1)[0])
+            if len(node.input) > 3 and node.input[3]:
+                raise self.err(node, idx, "Pad with an axes input is not supported")
+        if mode != "constant" or value != 0.0 or len(pads) != 8 or min(pads) < 0 or \
+                any(pads[i] for i in (0, 1, 4, 5)):
+            raise self.err(node, idx, f"Pad mode={mode}, value={value:g}, pads={pads} is not "
+                                      f"supported; only a zero constant padding of H and W "
+                                      f"(pads [0, 0, t, l, 0, 0, b, r]) before a Conv")
+        src = node.input[0]
+        if src in self.padded:
+            inner, p = self.padded[src]
+        else:
+            self.act(node, idx, src)
+            inner, p = src, (0, 0, 0, 0)
+        self.padded[node.output[0]] = (inner, (p[0] + pads[2], p[1] + pads[3],
+                                               p[2] + pads[6], p[3] + pads[7]))
+
+    def _unpad(self, node, idx, nonneg_only=False):
+        """The input of a Conv/MaxPool and the padding a Pad before it adds."""
+        name = node.input[0]
+        if name not in self.padded:
+            return self.act(node, idx, name), (0, 0, 0, 0)
+        src, p = self.padded[name]
+        x = self.act(node, idx, src)
+        if nonneg_only and not x.nonneg:
+            raise self.err(node, idx, "a zero Pad before a MaxPool is folded only when the "
+                                      "pooled tensor is non-negative (after a ReLU)")
+        return x, p
+
+    def op_ReduceMean(self, node, idx):
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in np.asarray(self.const(node, idx, node.input[1], "axes"))
+                    .reshape(-1)]
+        else:
+            axes = list(a.get("axes", []))
+        axes = sorted(v + 4 if v < 0 else v for v in axes)
+        if x.rank2 or axes != [2, 3]:
+            raise self.err(node, idx, f"ReduceMean over axes {axes} is not supported; only the "
+                                      f"spatial mean (axes [2, 3], a global average pool)")
+        self._gap(node, idx, x)
+        if not a.get("keepdims", 1):
+            g = self.acts[node.output[0]]
+            self.acts[node.output[0]] = _Act(g.ir, g.shape, True, g.nonneg)
 
     def fusable_conv(self, onnx_name: str, a: _Act, *, allow_residual=False):
         """The FConv producing ``a`` if it may absorb a following op, else ``None``."""
@@ -409,6 +714,10 @@ class _Importer:
         nh = self.nh
         self.producer: dict = {}
         self.pool_src: dict[str, str] = {}  # max pool output (IR) -> its ONNX input name
+        self.pw: dict[str, tuple] = {}       # ONNX tensor -> pending pointwise (root, fn, what)
+        self.view5: dict[str, tuple] = {}    # channel-shuffle views (source ONNX name, g, C/g)
+        self.view5t: dict[str, tuple] = {}
+        self.padded: dict[str, tuple] = {}   # Pad output -> (its input, (top, left, bottom, right))
         for init in g.initializer:
             try:
                 self.consts[init.name] = nh.to_array(init)
@@ -475,6 +784,8 @@ class _Importer:
             raise OnnxImportError(f"{self.label}: the graph must have exactly one output, it has "
                                   f"{len(g.output)}: {[o.name for o in g.output]}")
         out_name = g.output[0].name
+        if out_name in self.pw and out_name not in self.acts:
+            self._materialize(out_name)
         if out_name not in self.acts:
             raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is not computed "
                                   f"from the input (a constant output is not supported)")
@@ -590,7 +901,15 @@ class _Importer:
         self.head = {"op": node.op_type}
         self.alias(node.output[0], x)
 
-    op_Softmax = op_LogSoftmax = op_Sigmoid = _head
+    op_Softmax = op_LogSoftmax = _head
+
+    def op_Sigmoid(self, node, idx):
+        """At the graph output: the output head (host). Elsewhere: a pointwise function."""
+        if node.output[0] in {o.name for o in self.g.output} and \
+                node.input[0] not in self.pw and node.input[0] in self.acts:
+            self._head(node, idx)
+        else:
+            self._elementwise(node, idx)
 
     def op_Identity(self, node, idx):
         name = node.input[0]
@@ -612,7 +931,7 @@ class _Importer:
 
     def op_Conv(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
+        x, extra = self._unpad(node, idx)
         if x.rank2:
             raise self.err(node, idx, "Conv on a flattened (2-D) tensor is not supported")
         w = self.const(node, idx, node.input[1], "weight").astype(np.float64)
@@ -623,17 +942,20 @@ class _Importer:
             raise self.err(node, idx, f"weight of shape {list(w.shape)} is empty; every "
                                       f"dimension (output channels, input channels, kernel) "
                                       f"must be at least 1")
-        if a.get("group", 1) != 1:
-            raise self.err(node, idx, f"group={a['group']} is not supported; only group=1 "
-                                      f"(no grouped or depthwise convolution)")
+        group = int(a.get("group", 1))
+        if group < 1 or w.shape[0] % group:
+            raise self.err(node, idx, f"group={group} must be a positive divisor of the "
+                                      f"{w.shape[0]} output channels")
         ks = list(a.get("kernel_shape", w.shape[2:]))
         if tuple(ks) != tuple(w.shape[2:]):
             raise self.err(node, idx, f"kernel_shape {ks} does not match the weight shape "
                                       f"{list(w.shape)}")
-        if w.shape[1] != x.shape[0]:
-            raise self.err(node, idx, f"weight has {w.shape[1]} input channels, the input "
-                                      f"tensor has {x.shape[0]}")
+        if w.shape[1] * group != x.shape[0]:
+            raise self.err(node, idx, f"weight has {w.shape[1]} input channels"
+                                      + (f" per group x group={group}" if group > 1 else "")
+                                      + f", the input tensor has {x.shape[0]}")
         pads, strides = self._pads(node, idx, a, ks)
+        pads = tuple(p + e for p, e in zip(pads, extra))
         why = padding_error(ks, pads)
         if why:
             raise self.err(node, idx, why)
@@ -650,7 +972,7 @@ class _Importer:
             raise self.err(node, idx, f"the kernel {ks} does not fit the padded {h}x{wd} input")
         out = self.new_tensor(node.output[0])
         n = FConv(self.new_node_name(node, idx), x.ir, out, w.copy(), b.copy(),
-                  stride=strides, padding=pads)
+                  stride=strides, padding=pads, groups=group)
         self.emit(n, (w.shape[0], ho, wo))
         self.acts[node.output[0]] = _Act(out, (w.shape[0], ho, wo), False, False)
 
@@ -745,6 +1067,9 @@ class _Importer:
         self.rename_output(conv, node.output[0], x)
 
     def op_Relu(self, node, idx):
+        if node.input[0] in self.pw:
+            self._elementwise(node, idx)
+            return
         x = self.act(node, idx, node.input[0])
         conv = self.fusable_conv(node.input[0], x, allow_residual=True)
         if conv is not None:
@@ -756,16 +1081,12 @@ class _Importer:
             # relu(maxpool(conv)) = maxpool(relu(conv)): the ReLU moves into the conv
             self.alias(node.output[0], _Act(x.ir, x.shape, x.rank2, True))
         else:
-            raise self.err(node, idx, "Relu is only supported directly after a Conv, Gemm, "
-                                      "MatMul, BatchNormalization or residual Add whose output "
-                                      "feeds nothing else (it is fused into that layer), or "
-                                      "on a tensor that is already non-negative")
+            self._elementwise(node, idx)   # a pointwise function (lookup table) of its input
 
     def op_Clip(self, node, idx):
         """``Clip(0, c)`` (ReLU6 and kin) fused into the layer before it as ReLU + ``clip_max``;
         ``Clip(0, +inf)`` is a ReLU."""
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
         if self.opset < 11:
             lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
         else:
@@ -783,26 +1104,30 @@ class _Importer:
             lo = -np.inf if lo is None else lo
             hi = np.inf if hi is None else hi
         lo, hi = float(lo), float(hi)
-        if lo != 0.0 and not (lo < 0 and x.nonneg):
-            raise self.err(node, idx, f"Clip({lo:g}, {hi:g}) is not supported; only a lower bound "
-                                      f"of 0 (ReLU, ReLU6 = Clip(0, 6), Clip(0, c) with c > 0)")
-        if not hi > 0:
-            raise self.err(node, idx, f"Clip({lo:g}, {hi:g}) clips everything to 0; only "
-                                      f"Clip(0, c) with c > 0 is supported")
+        if lo > hi:
+            raise self.err(node, idx, f"Clip({lo:g}, {hi:g}) has min > max")
+
+        def pointwise():
+            self._unary(node, idx, lambda v, lo=lo, hi=hi: np.clip(v, lo, hi),
+                        f"Clip[{lo:g},{hi:g}]")
+
+        if node.input[0] in self.pw or node.input[0] in self.consts:
+            pointwise()
+            return
+        x = self.act(node, idx, node.input[0])
         prod = self.producer.get(x.ir)
         fusable = (isinstance(prod, FConv) and self.consumers.get(node.input[0], 0) == 1
                    and (not prod.relu or x.nonneg))
+        if (lo != 0.0 and not (lo < 0 and x.nonneg)) or not hi > 0 or \
+                (np.isfinite(hi) and not fusable):
+            pointwise()    # any other clip: a pointwise function (lookup table)
+            return
         if not np.isfinite(hi):
             if lo == 0.0 and not x.nonneg:
                 self.op_Relu(node, idx)
             else:
                 self.alias(node.output[0], x)  # a ReLU (or nothing) on a non-negative tensor
             return
-        if not fusable:
-            raise self.err(node, idx, f"Clip(0, {hi:g}) is only supported directly after a Conv, "
-                                      f"Gemm, MatMul, BatchNormalization or residual Add whose "
-                                      f"output feeds nothing else (it is fused into that layer "
-                                      f"as ReLU with an upper bound)")
         prod.relu = True
         prod.clip_max = hi if prod.clip_max is None else min(prod.clip_max, hi)
         self.rename_output(prod, node.output[0], x, nonneg=True)
@@ -830,12 +1155,14 @@ class _Importer:
             return
         if n0 in self.consts or n1 in self.consts:
             cname, aname = (n0, n1) if n0 in self.consts else (n1, n0)
-            x = self.act(node, idx, aname)
-            conv = self.fusable_conv(aname, x, allow_residual=True)
+            conv = None
+            if aname not in self.pw:
+                x = self.act(node, idx, aname)
+                conv = self.fusable_conv(aname, x, allow_residual=True)
             if conv is None:
-                raise self.err(node, idx, "Add of a constant is only supported as the bias of "
-                                          "a Conv, Gemm or MatMul whose output feeds nothing "
-                                          "else")
+                # x + c of a scalar c: a pointwise function (e.g. hard-swish's x + 3)
+                self._binary(node, idx)
+                return
             c = self.const(node, idx, cname, "constant operand").astype(np.float64)
             m = conv.out_channels
             ok = {(), (1,), (m,), (1, m)} if x.rank2 else {(), (1,), (m, 1, 1), (1, m, 1, 1)}
@@ -846,6 +1173,9 @@ class _Importer:
             conv.bias = conv.bias + (np.full(m, float(c.reshape(-1)[0])) if c.size == 1
                                      else c.reshape(m))
             self.rename_output(conv, node.output[0], x)
+            return
+        if self._pw_of(n0)[0] == self._pw_of(n1)[0]:
+            self._binary(node, idx)     # f(x) + g(x): one pointwise function of x
             return
         a0 = self.act(node, idx, n0)
         a1 = self.act(node, idx, n1)
@@ -872,11 +1202,9 @@ class _Importer:
 
     def op_MaxPool(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
+        x, extra = self._unpad(node, idx, nonneg_only=True)
         if x.rank2:
             raise self.err(node, idx, "MaxPool on a flattened (2-D) tensor is not supported")
-        if a.get("ceil_mode", 0):
-            raise self.err(node, idx, "ceil_mode=1 is not supported; only ceil_mode=0 (floor)")
         if a.get("storage_order", 0):
             raise self.err(node, idx, "storage_order=1 is not supported")
         self._check_out(node, idx)
@@ -884,10 +1212,25 @@ class _Importer:
         if len(ks) != 2:
             raise self.err(node, idx, f"kernel_shape {ks} must have 2 values (2-D pooling)")
         pads, strides = self._pads(node, idx, a, ks)
+        pads = tuple(p + e for p, e in zip(pads, extra))
         why = padding_error(ks, pads)
         if why:
             raise self.err(node, idx, why)
         c, h, w = x.shape
+        if a.get("ceil_mode", 0):
+            # ceil mode = extra bottom/right padding (padding never wins a max); as ONNX, the
+            # last window must start inside the input or the leading padding
+            pads = list(pads)
+            for ax, size in ((0, h), (1, w)):
+                k, st, p0, p1 = ks[ax], strides[ax], pads[ax], pads[ax + 2]
+                n = -(-(size + p0 + p1 - k) // st) + 1
+                if (n - 1) * st >= size + p0:
+                    n -= 1
+                pads[ax + 2] = max(p1, (n - 1) * st + k - size - p0)
+            pads = tuple(pads)
+            why = padding_error(ks, pads)
+            if why:
+                raise self.err(node, idx, f"ceil_mode=1: {why}")
         ho = (h + pads[0] + pads[2] - ks[0]) // strides[0] + 1
         wo = (w + pads[1] + pads[3] - ks[1]) // strides[1] + 1
         if ho < 1 or wo < 1:
@@ -895,7 +1238,8 @@ class _Importer:
         out = self.new_tensor(node.output[0])
         self.emit(FMaxPool(self.new_node_name(node, idx), x.ir, out, tuple(ks), strides, pads),
                   (c, ho, wo))
-        self.pool_src[out] = node.input[0]
+        if node.input[0] not in self.padded:
+            self.pool_src[out] = node.input[0]
         self.acts[node.output[0]] = _Act(out, (c, ho, wo), False, x.nonneg)
 
     def _gap(self, node, idx, x):
@@ -950,12 +1294,33 @@ class _Importer:
 
     def op_Reshape(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
         if len(node.input) < 2:
             raise self.err(node, idx, "Reshape without a shape input (opset < 5) is not "
                                       "supported")
         shape = [int(v) for v in np.asarray(
             self.const(node, idx, node.input[1], "shape")).reshape(-1)]
+        if node.input[0] in self.view5t:
+            # the end of a channel shuffle: (N, C/g, g, H, W) -> (N, C, H, W)
+            src, g, cg = self.view5t[node.input[0]]
+            x = self.acts[src]
+            c, h, w = x.shape
+            if len(shape) != 4 or shape[1:] not in ([c, h, w], [-1, h, w]) or \
+                    shape[0] not in (-1, 0, 1):
+                raise self.err(node, idx, f"Reshape to {shape} after the channel-shuffle "
+                                          f"Transpose must give back (N, {c}, {h}, {w})")
+            perm = np.arange(c).reshape(g, cg).T.reshape(-1)
+            out = self.new_tensor(node.output[0])
+            self.emit(FPermute(self.new_node_name(node, idx), x.ir, out, perm), x.shape)
+            self.acts[node.output[0]] = _Act(out, x.shape, False, x.nonneg)
+            return
+        x = self.act(node, idx, node.input[0])
+        if len(shape) == 5 and not x.rank2:
+            c, h, w = x.shape
+            g, cg = shape[1], shape[2]
+            if shape[0] in (-1, 0, 1) and shape[3:] == [h, w] and g > 0 and cg in (-1, c // g) \
+                    and c % g == 0:
+                self.view5[node.output[0]] = (node.input[0], g, c // g)
+                return
         k = int(np.prod(x.shape))
         allowzero = a.get("allowzero", 0)
         ok = (len(shape) == 2 and shape[0] in ((-1, 1) if allowzero else (-1, 0, 1))

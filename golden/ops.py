@@ -39,6 +39,7 @@ __all__ = [
     "AccumulatorOverflow", "RequantOverflow", "conv2d_acc", "fc_acc", "requantize", "max_pool",
     "global_avg_pool", "flatten", "acc_bound", "check_no_overflow", "conv_output_hw",
     "normalize_stride", "normalize_padding", "output_range", "conv_macs", "RES_RANGE",
+    "act_range", "lut_apply", "mul_requant", "concat_requant", "slice_chw", "permute_channels",
 ]
 
 #: Range of a residual input of :func:`requantize`: a signed or unsigned byte, sign-interpreted.
@@ -238,7 +239,8 @@ def _check_weights(w: np.ndarray, precision, name: str = "w") -> np.ndarray:
 # -- convolution and fully connected ------------------------------------------------------------
 
 def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=None,
-               in_bits: int | None = None) -> np.ndarray:
+               in_bits: int | None = None, groups: int = 1,
+               in_signed: bool = False) -> np.ndarray:
     """Integer convolution with bias: the accumulators of a conv layer.
 
     ``acc[m, oy, ox] = bias[m] + sum_{c, kr, kc} W[m, c, kr, kc] * X[c, oy*sy + kr - top,
@@ -262,6 +264,14 @@ def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=
     in_bits : int, optional
         Width of the input activations (the 8-bit pixel input of the first layer while the rest of
         the network uses ``spec.act_bits``).
+    groups : int
+        Grouped convolution (ONNX ``group``): input channels and rows are split into ``groups``
+        equal groups, row ``m`` of group ``g = m // (M / groups)`` reads only the input channels
+        ``[g * C, (g + 1) * C)`` where ``C = w.shape[1]``. ``groups == M == channels of x`` is a
+        depthwise convolution.
+    in_signed : bool
+        The input is a signed ``in_bits``-bit tensor (``[-2**(in_bits-1), 2**(in_bits-1)-1]``, a
+        layer output without ReLU) instead of an unsigned one.
 
     Returns
     -------
@@ -280,15 +290,22 @@ def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=
     """
     spec = _check_spec(spec)
     in_bits = _check_in_bits(in_bits, spec)
-    xa = _int_array("x", x, *unsigned_range(in_bits), ndim=3,
-                    what=f"unsigned {in_bits}-bit activations", cast=False)
+    in_signed = _check_bool("in_signed", in_signed)
+    kind = "signed" if in_signed else "unsigned"
+    xa = _int_array("x", x, *act_range(in_bits, in_signed), ndim=3,
+                    what=f"{kind} {in_bits}-bit activations", cast=False)
     wa = _int_array("w", w, ndim=4, cast=False)
     _check_weights(wa, precision)
     m, c, kh, kw = wa.shape
-    if xa.shape[0] != c:
+    g = _check_int("groups", groups, 1)
+    if m % g:
         raise IlmpqValueError(
-            f"x has {xa.shape[0]} channels but w expects {c} input channels (w shape {wa.shape}, "
-            f"x shape {xa.shape}); they must be equal")
+            f"groups = {g} does not divide the {m} rows (output channels) of w; every group "
+            f"needs the same number of rows")
+    if xa.shape[0] != c * g:
+        raise IlmpqValueError(
+            f"x has {xa.shape[0]} channels but w expects {c} input channels per group x "
+            f"{g} groups = {c * g} (w shape {wa.shape}, x shape {xa.shape}); they must be equal")
     ba = _int_array("bias", bias, *spec.acc_range, ndim=1,
                     what=f"the {spec.acc_bits}-bit accumulator")
     if ba.shape[0] != m:
@@ -299,17 +316,17 @@ def conv2d_acc(x, w, bias, *, stride=1, padding=0, spec: NumericSpec, precision=
     pt, pl, pb, pr = normalize_padding(padding)
     oh, ow = conv_output_hw(xa.shape[1:], (kh, kw), (sy, sx), (pt, pl, pb, pr))
 
-    wm = wa.reshape(m, c * kh * kw).astype(np.float64)
-    xmax = int(xa.max()) if xa.size else 0
+    wm = wa.reshape(g, m // g, c * kh * kw).astype(np.float64)
+    xmax = int(np.abs(xa.astype(np.int64)).max()) if xa.size else 0
     # row sums of |w| in float64 are exact (each below 2**53 for any array that fits in memory)
-    worst = float(np.abs(wm).sum(axis=1).max()) * xmax if m and wm.shape[1] else 0.0
+    worst = float(np.abs(wm).sum(axis=2).max()) * xmax if m and wm.shape[2] else 0.0
     dt = np.float64 if worst < _FLOAT_EXACT else np.int64
     if dt is np.int64:
-        wm = wa.reshape(m, c * kh * kw).astype(np.int64)
+        wm = wa.reshape(g, m // g, c * kh * kw).astype(np.int64)
     xp = np.pad(xa.astype(dt), ((0, 0), (pt, pb), (pl, pr)))
     win = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sy, ::sx][:, :oh, :ow]
-    cols = win.transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, oh * ow)
-    sums = wm @ cols
+    cols = win.transpose(0, 3, 4, 1, 2).reshape(g, c * kh * kw, oh * ow)
+    sums = np.matmul(wm, cols)                       # (groups, rows per group, pixels)
     if dt is np.float64:
         sums = sums.astype(np.int64)
     sums = sums.reshape(m, oh, ow)
@@ -470,6 +487,115 @@ def requantize(acc, mult, shift, *, res=None, res_mult=None, relu: bool, out_bit
     y = t >> s
     y = np.minimum(np.maximum(y, qmin), qmax)
     return y.astype(np.int64)
+
+
+# -- host operators: lookup table, gating product, concat, slice, channel permutation -------------
+
+def act_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Inclusive range of a ``bits``-bit activation tensor, signed or unsigned."""
+    return signed_range(bits) if signed else unsigned_range(bits)
+
+
+def lut_apply(x, table, *, in_bits: int, in_signed: bool) -> np.ndarray:
+    """Pointwise function of one tensor as an integer lookup table: ``y = table[x - lo]``.
+
+    ``lo`` is the smallest value of the input format (0 unsigned, ``-2**(in_bits-1)`` signed), so
+    ``table`` has one entry per input level, ``2**in_bits`` entries. The quantizer fills it from
+    the float function and the scales (``table[i] = clamp(round(f((lo + i) * s_in) / s_out))``);
+    this operator only indexes.
+    """
+    in_signed = _check_bool("in_signed", in_signed)
+    if in_bits not in SUPPORTED_ACT_BITS or isinstance(in_bits, bool):
+        raise IlmpqValueError(f"in_bits = {in_bits!r} is not allowed: it must be one of "
+                              f"{SUPPORTED_ACT_BITS}")
+    lo, hi = act_range(in_bits, in_signed)
+    t = _int_array("table", table, ndim=1)
+    if t.shape[0] != hi - lo + 1:
+        raise IlmpqValueError(
+            f"table has {t.shape[0]} entries; a {in_bits}-bit input needs one per input level, "
+            f"{hi - lo + 1}")
+    xa = _int_array("x", x, lo, hi, what=f"{'signed' if in_signed else 'unsigned'} {in_bits}-bit "
+                    f"activations")
+    return t[xa - lo]
+
+
+def _requant_scalar(acc, mult, shift, out_bits, out_signed, spec):
+    """``requantize`` with one multiplier and shift for the whole tensor (axis 0 = channel)."""
+    c = acc.shape[0]
+    return requantize(acc, np.full(c, mult, np.int64), np.full(c, shift, np.int64), relu=False,
+                      out_bits=out_bits, out_signed=out_signed, spec=spec)
+
+
+def mul_requant(x, g, *, x_bits: int, x_signed: bool, g_bits: int, g_signed: bool, mult: int,
+                shift: int, out_bits: int, out_signed: bool, spec: NumericSpec) -> np.ndarray:
+    """Elementwise product of two activation tensors, requantized once.
+
+    ``y = clamp((x * g * M + 2**(S-1)) >> S, out range)``. ``x`` is ``(C, H, W)``; ``g`` is
+    ``(C, H, W)`` or ``(C, 1, 1)`` (squeeze-excitation gating: one value per channel broadcast
+    over the spatial positions). ``M`` and ``S`` are single integers (``M / 2**S ~ s_x * s_g /
+    s_out``) within ``spec.mult_range`` and ``spec.shift_range``.
+    """
+    spec = _check_spec(spec)
+    xa = _int_array("x", x, *act_range(x_bits, x_signed), ndim=3,
+                    what=f"{x_bits}-bit activations")
+    ga = _int_array("g", g, *act_range(g_bits, g_signed), ndim=3,
+                    what=f"{g_bits}-bit activations")
+    if ga.shape[0] != xa.shape[0] or ga.shape[1:] not in ((1, 1), xa.shape[1:]):
+        raise IlmpqValueError(
+            f"g has shape {ga.shape} but x has {xa.shape}; g must have x's shape or "
+            f"({xa.shape[0]}, 1, 1) (one value per channel)")
+    return _requant_scalar(xa * ga, mult, shift, out_bits, out_signed, spec)
+
+
+def concat_requant(xs, *, mults, shifts, out_bits: int, out_signed: bool,
+                   spec: NumericSpec) -> np.ndarray:
+    """Channel concatenation with each input requantized to the output's one scale.
+
+    Input ``i`` becomes ``clamp((x_i * M_i + 2**(S_i-1)) >> S_i, out range)`` with ``M_i / 2**S_i
+    ~ s_i / s_out`` (``M_i = 2``, ``S_i = 1`` is an exact copy, ``(2x + 1) >> 1 = x``),
+    then the results are stacked along the channels in input order.
+    """
+    spec = _check_spec(spec)
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise IlmpqValueError("concat needs a non-empty list of input tensors")
+    if len(mults) != len(xs) or len(shifts) != len(xs):
+        raise IlmpqValueError(f"concat of {len(xs)} inputs needs {len(xs)} multipliers and "
+                              f"shifts, not {len(mults)} and {len(shifts)}")
+    parts = []
+    for i, x in enumerate(xs):
+        xa = _int_array(f"xs[{i}]", x, *RES_RANGE, ndim=3, what="8-bit activations")
+        if xa.shape[1:] != np.shape(xs[0])[1:]:
+            raise IlmpqValueError(f"xs[{i}] has shape {xa.shape} but xs[0] has "
+                                  f"{np.shape(xs[0])}; concatenated tensors must have equal H, W")
+        parts.append(_requant_scalar(xa, mults[i], shifts[i], out_bits, out_signed, spec))
+    return np.concatenate(parts, axis=0)
+
+
+def slice_chw(x, starts, stops, steps) -> np.ndarray:
+    """``x[c0:c1:cs, h0:h1:hs, w0:w1:ws]`` of a ``(C, H, W)`` tensor: positive steps, ``0 <=
+    start < stop <= size`` on every axis (the importer normalizes ONNX's negative and clamped
+    indices)."""
+    xa = np.asarray(x)
+    _int_array("x", xa, ndim=3)
+    idx = []
+    for axis, (a, b, s) in enumerate(zip(starts, stops, steps)):
+        n = xa.shape[axis]
+        _check_int("slice step", s, 1)
+        if not (0 <= a < b <= n):
+            raise IlmpqValueError(f"slice [{a}:{b}] on axis {axis} of size {n} is not allowed: "
+                                  f"it must satisfy 0 <= start < stop <= {n}")
+        idx.append(slice(int(a), int(b), int(s)))
+    return xa[tuple(idx)]
+
+
+def permute_channels(x, perm) -> np.ndarray:
+    """``y[c] = x[perm[c]]``: a channel permutation (channel shuffle)."""
+    xa = np.asarray(x)
+    _int_array("x", xa, ndim=3)
+    p = _int_array("perm", perm, 0, xa.shape[0] - 1, ndim=1, what="channel indices")
+    if p.shape[0] != xa.shape[0] or len(set(p.tolist())) != p.shape[0]:
+        raise IlmpqValueError(f"perm must be a permutation of the {xa.shape[0]} channels")
+    return xa[p]
 
 
 # -- pooling ------------------------------------------------------------------------------------

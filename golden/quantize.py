@@ -38,6 +38,7 @@ the layer that loses the most (lowest local SQNR).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import asdict, dataclass, field
@@ -47,10 +48,12 @@ import numpy as np
 
 from . import ops, reference
 from .errors import IlmpqTypeError, IlmpqValueError
-from .float_model import FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool, im2col
+from .float_model import (FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool, FMul,
+                          FPermute, FPointwise, FSlice, im2col)
 from .formats import NumericSpec, Precision
-from .model import (ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
-                    TensorSpec, hi_row_count, padding_error)
+from .model import (ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
+                    MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec,
+                    hi_row_count, padding_error)
 
 __all__ = [
     "QuantizeError", "RULES", "quantize", "fold_input_normalization", "select_hi_rows",
@@ -181,7 +184,7 @@ def fold_input_normalization(fm: FloatModel, input_mean=None, input_std=None) ->
         if isinstance(n, FConv) and n.input == fm.input and not identity:
             w = n.weight / std[None, :, None, None]
             b = n.bias - (w * mean[None, :, None, None]).sum(axis=(1, 2, 3))
-            n = FConv(n.name, n.input, n.output, w, b, n.stride, n.padding, n.relu, n.residual)
+            n = dataclasses.replace(n, weight=w, bias=b)
         nodes.append(n)
     return FloatModel(input=fm.input, output=fm.output, nodes=nodes, shapes=dict(fm.shapes),
                       input_mean=np.zeros_like(mean), input_std=np.ones_like(std),
@@ -287,8 +290,18 @@ def row_scores(w2d: np.ndarray, x_cols: np.ndarray | None, rule: str) -> np.ndar
     if rule == "error":
         wq, sw = quantize_rows(w2d, np.full(w2d.shape[0], Precision.LO))
         dw = w2d - wq * sw[:, None]
-        return np.linalg.norm(dw @ x_cols, axis=1)
+        return np.sqrt(_row_err_sq(dw, x_cols))
     raise QuantizeError(f"row-selection rule {rule!r} is not allowed: use one of {RULES}")
+
+
+def _row_err_sq(dw: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``||dW_m X_g(m)||^2`` per row; a grouped layer's rows (``dw`` ``(M, K/groups)``) see only
+    their group's columns (``cols`` ``(K, P)``, the groups' rows consecutive as in im2col)."""
+    m, kg = dw.shape
+    g = cols.shape[0] // kg
+    xg = cols.reshape(g, kg, -1)
+    prod = np.matmul(dw.reshape(g, m // g, kg), xg).reshape(m, -1)
+    return np.sum(prod ** 2, axis=1)
 
 
 def select_hi_rows(scores: np.ndarray, n_hi: int) -> np.ndarray:
@@ -615,6 +628,11 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     stats = []
     for n in fm.nodes:
         shape = tuple(int(v) for v in fm.shapes[n.output])
+        if isinstance(n, (FPointwise, FMul, FConcat)):
+            method = "max" if n.output in out_chain else act_clip
+            values = (lambda: env[n.output] if one_batch else stats_s.values[n.output])
+            layers.append(_quantize_host_op(n, tensors, clips, values, method, a_bits, spec))
+            continue
         if not isinstance(n, FConv):
             src = tensors[n.input]
             tensors[n.output] = TensorSpec(n.output, shape, src.bits, src.signed, src.scale)
@@ -626,14 +644,14 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
                 layers.append(GlobalAvgPoolLayer(n.name, n.input, n.output))
             elif isinstance(n, FFlatten):
                 layers.append(FlattenLayer(n.name, n.input, n.output))
+            elif isinstance(n, FSlice):
+                layers.append(SliceLayer(n.name, n.input, n.output, n.starts, n.stops, n.steps))
+            elif isinstance(n, FPermute):
+                layers.append(PermuteLayer(n.name, n.input, n.output,
+                                           np.asarray(n.perm, np.int64)))
             continue
 
-        x_spec = tensors[n.input]
-        if x_spec.signed:
-            raise QuantizeError(
-                f"layer {n.name!r} reads the signed tensor {n.input!r} (produced without ReLU); "
-                f"conv and FC inputs must be unsigned (they follow ReLU, pooling or the pixel "
-                f"input)")
+        x_spec = tensors[n.input]   # a signed input is fine: golden multiplies signed values
         signed = not n.relu
         method = "max" if n.output in out_chain else act_clip
         clip = activation_clip(env[n.output] if one_batch else stats_s.values[n.output],
@@ -648,6 +666,7 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         if rule == "error" and 0 < n_hi < m and not one_batch:
             scores = np.sqrt(stats_s.err_sq[n.name])   # the same norm, summed over batches
         elif rule == "error" and 0 < n_hi < m:
+            # a grouped (depthwise) row is scored on its own group's input columns
             scores = row_scores(w2d, _sample_columns(env[n.input], n, max_columns), rule)
         else:
             scores = row_scores(w2d, None, rule) if 0 < n_hi < m else np.zeros(m)
@@ -672,7 +691,7 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
             weight=wq.reshape(n.weight.shape).astype(np.int8), precision=prec,
             bias=bias.astype(np.int64), mult=mult, shift=shift, stride=tuple(n.stride),
             padding=tuple(n.padding), relu=bool(n.relu), residual=n.residual,
-            res_mult=res_mult, w_scale=sw.astype(np.float64))
+            res_mult=res_mult, w_scale=sw.astype(np.float64), groups=int(n.groups))
         try:
             ops.check_no_overflow(layer, x_spec.bits, spec)
         except ops.AccumulatorOverflow as e:
@@ -710,6 +729,55 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     return qm
 
 
+def _quantize_host_op(n, tensors: dict, clips: dict, values, method, a_bits: int,
+                      spec: NumericSpec):
+    """Quantize a pointwise function (one lookup table), a gating product or a concat; fills
+    ``tensors`` and ``clips`` for its output and returns the integer layer."""
+    shape = tuple(int(v) for v in tensors[n.input].shape)
+    if isinstance(n, FConcat):
+        ins = [tensors[t] for t in n.inputs()]
+        # one output scale covering every input's range; each input is requantized to it
+        signed = any(t.signed for t in ins)
+        clip = max(clips[t] for t in n.inputs())
+        s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
+        mults, shifts = [], []
+        for t in ins:
+            mlt, sh, _ = choose_requant(np.array([t.scale / s_out]), spec, layer=n.name)
+            mults.append(int(mlt[0]))
+            shifts.append(int(sh[0]))
+        c = sum(t.shape[0] for t in ins)
+        tensors[n.output] = TensorSpec(n.output, (c,) + shape[1:], a_bits, signed, s_out)
+        clips[n.output] = clip
+        return ConcatLayer(n.name, tuple(n.inputs()), n.output, tuple(mults), tuple(shifts))
+    x = tensors[n.input]
+    if isinstance(n, FPointwise):
+        lo, hi = x.range
+        f = np.asarray(n.fn(np.arange(lo, hi + 1, dtype=np.float64) * x.scale), np.float64)
+        if f.shape != (hi - lo + 1,) or not np.all(np.isfinite(f)):
+            raise QuantizeError(f"layer {n.name!r}: the pointwise function {n.function} is not "
+                                f"finite on every level of its {x.bits}-bit input")
+        # every output the table can give is known: signed exactly when one is negative
+        signed = bool(f.min() < 0)
+        clip = activation_clip(values(), a_bits, signed, method)
+        reach = float(np.max(np.abs(f)))
+        clip = min(clip, reach) if clip > 0 else reach
+        s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
+        qlo, qhi = (-(1 << (a_bits - 1)), (1 << (a_bits - 1)) - 1) if signed else \
+            (0, (1 << a_bits) - 1)
+        table = np.clip(np.rint(f / s_out), qlo, qhi).astype(np.int64)
+        tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
+        clips[n.output] = clip
+        return LutLayer(n.name, n.input, n.output, table, function=n.function)
+    g = tensors[n.gate]
+    signed = x.signed or g.signed
+    clip = activation_clip(values(), a_bits, signed, method)
+    s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
+    mlt, sh, _ = choose_requant(np.array([x.scale * g.scale / s_out]), spec, layer=n.name)
+    tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
+    clips[n.output] = clip
+    return MulLayer(n.name, n.input, n.gate, n.output, int(mlt[0]), int(sh[0]))
+
+
 def _output_chain(fm: FloatModel) -> set:
     """Tensors whose format reaches the network output (they use the max clip)."""
     producers = fm.producers()
@@ -717,7 +785,7 @@ def _output_chain(fm: FloatModel) -> set:
     while True:
         out_chain.add(t)
         p = producers.get(t)
-        if p is None or isinstance(p, FConv):
+        if p is None or isinstance(p, (FConv, FPointwise, FMul, FConcat)):
             break
         t = p.input
     return out_chain
@@ -748,12 +816,15 @@ class _CalibStats:
                  signed_of, mean_v, std_v):
         n_img = int(images.shape[0])
         rng = np.random.default_rng(_SEED)
-        convs = [n for n in fm.nodes if isinstance(n, FConv)]
+        tracked = [n for n in fm.nodes if isinstance(n, (FConv, FPointwise, FMul))]
+        convs = tracked
         chunks: dict[str, list] = {n.output: [] for n in convs}
         extreme = {n.output: 0.0 for n in convs}
         self.err_sq = {}
         dws = {}
         for n in convs:
+            if not isinstance(n, FConv):
+                continue
             m = n.out_channels
             if rule == "error" and 0 < hi_row_count(ratio, m) < m:
                 w2d = n.weight.reshape(m, -1)
@@ -769,7 +840,7 @@ class _CalibStats:
             env = fm.run(px, all_tensors=True)
             for n in convs:
                 v = env[n.output].reshape(-1)
-                mag = np.abs(v) if signed_of[n.output] else np.maximum(v, 0.0)
+                mag = np.abs(v) if signed_of.get(n.output, True) else np.maximum(v, 0.0)
                 extreme[n.output] = max(extreme[n.output], float(mag.max()) if mag.size else 0)
                 size = int(np.prod(fm.shapes[n.output]))   # values per image
                 if n.output in out_chain:
@@ -786,7 +857,7 @@ class _CalibStats:
                         _share(n_img * per, max_columns, b0 * per, b1 * per)
                     if k:
                         cols = _sample_columns(env[n.input], n, k)
-                        self.err_sq[n.name] += np.sum((dws[n.name] @ cols) ** 2, axis=1)
+                        self.err_sq[n.name] += _row_err_sq(dws[n.name], cols)
             if orig is not None:
                 ref = orig.run(orig.normalize(px))
                 self.fold_diff = max(self.fold_diff, float(np.max(np.abs(ref - env[fm.output]))))

@@ -18,9 +18,13 @@ import numpy as np
 from .errors import IlmpqValueError
 from .formats import NumericSpec
 from .model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, MaxPoolLayer, ModelFormatError, QModel,
+    ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, LutLayer, MaxPoolLayer,
+    ModelFormatError, MulLayer, PermuteLayer, QModel, SliceLayer,
 )
-from .ops import _int_array, conv2d_acc, flatten, global_avg_pool, max_pool, requantize
+from .ops import (
+    _int_array, concat_requant, conv2d_acc, flatten, global_avg_pool, lut_apply, max_pool,
+    mul_requant, permute_channels, requantize, slice_chw,
+)
 
 __all__ = ["run", "run_layer", "run_batch", "predict"]
 
@@ -48,10 +52,11 @@ def run_layer(model: QModel, layer: Layer, tensors: dict[str, np.ndarray], *,
     spec = model.numeric if spec is None else spec
     out = model.tensors[layer.output]
     x = tensors[layer.input]
+    xs = model.tensors[layer.input]
     if isinstance(layer, ConvLayer):
         acc = conv2d_acc(x, layer.weight, layer.bias, stride=layer.stride,
                          padding=layer.padding, spec=spec, precision=layer.precision,
-                         in_bits=model.tensors[layer.input].bits)
+                         in_bits=xs.bits, groups=layer.groups, in_signed=xs.signed)
         res = None if layer.residual is None else tensors[layer.residual]
         y = requantize(acc, layer.mult, layer.shift, res=res, res_mult=layer.res_mult,
                        relu=layer.relu, out_bits=out.bits, out_signed=out.signed, spec=spec)
@@ -61,6 +66,21 @@ def run_layer(model: QModel, layer: Layer, tensors: dict[str, np.ndarray], *,
         y = global_avg_pool(x)
     elif isinstance(layer, FlattenLayer):
         y = flatten(x)
+    elif isinstance(layer, LutLayer):
+        y = lut_apply(x, layer.table, in_bits=xs.bits, in_signed=xs.signed)
+    elif isinstance(layer, MulLayer):
+        gs = model.tensors[layer.gate]
+        y = mul_requant(x, tensors[layer.gate], x_bits=xs.bits, x_signed=xs.signed,
+                        g_bits=gs.bits, g_signed=gs.signed, mult=layer.mult, shift=layer.shift,
+                        out_bits=out.bits, out_signed=out.signed, spec=spec)
+    elif isinstance(layer, ConcatLayer):
+        y = concat_requant([tensors[t] for t in layer.inputs], mults=layer.mults,
+                           shifts=layer.shifts, out_bits=out.bits, out_signed=out.signed,
+                           spec=spec)
+    elif isinstance(layer, SliceLayer):
+        y = slice_chw(x, layer.starts, layer.stops, layer.steps)
+    elif isinstance(layer, PermuteLayer):
+        y = permute_channels(x, layer.perm)
     else:
         raise ModelFormatError(f"unknown layer object {layer!r}")
     return y.astype(out.dtype)

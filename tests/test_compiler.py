@@ -1,5 +1,7 @@
 """The compiler, checked through the instruction-level simulator against golden."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -151,10 +153,20 @@ def test_act_bits_mismatch_rejected():
         compile_model(model, cfg)
 
 
-def test_too_wide_row_rejected():
+def test_too_wide_row_runs_on_the_host():
+    """A conv whose output row exceeds the accumulator depth cannot run on the accelerator: it
+    runs on the host (golden's integer op), the report says why, the result is bit-exact (it
+    was a compile error before the host fallback)."""
     cfg = CONFIGS["tiny"].replace(acc_depth=4)
     model = random_qmodel(np.random.default_rng(1), spec=cfg.numeric, ratio=cfg.ratio,
                           input_shape=(3, 16, 16))
-    with pytest.raises(CompileError, match=r"an output row of \d+ pixels exceeds the "
-                                           r"accumulator depth 4"):
-        compile_model(model, cfg)
+    comp = compile_model(model, cfg)
+    host = [r for r in comp.layers if r.where == "cpu"]
+    convs = [r for r in host if r.kind == "conv"]
+    assert convs and all(re.search(r"an output row of \d+ pixels exceeds the accumulator "
+                                   r"depth 4", r.cpu_reason) for r in convs)
+    assert all(r.cpu_reason for r in host)
+    assert "the host runs:" in comp.report()
+    img = np.random.default_rng(2).integers(0, 256, model.tensors[model.input].shape)
+    assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                         run_compiled(comp, img))

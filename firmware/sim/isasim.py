@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
 from ...hdl.isa import INSTR_BITS, Opcode, PoolMode, decode
@@ -163,11 +164,8 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
 
 
 def cpu_inputs(layer) -> list[str]:
-    """Tensors a CPU layer reads (its input and, for a conv, its residual)."""
-    names = [layer.input]
-    if getattr(layer, "residual", None) is not None:
-        names.append(layer.residual)
-    return names
+    """Tensors a CPU layer reads (its input and its residual, gate or other concat inputs)."""
+    return layer_inputs(layer)
 
 
 def cpu_layer(compiled: Compiled, layer, raw: dict[str, bytes]) -> tuple[int, bytes]:

@@ -82,10 +82,10 @@ MUTATIONS = [
      lambda m: _retensor(m, "conv1", shape=(6, 3, 4)),
      r"layer 'conv1' \(conv\): output 'conv1' has shape \(6, 3, 4\) but the layer computes "
      r"\(6, 3, 3\) from the input \(7, 5, 5\)"),
-    ("signed conv input",
-     lambda m: setattr(m.layer("conv2"), "input", "proj"),
-     r"layer 'conv2' \(conv\) reads the signed tensor 'proj': conv and FC inputs must be "
-     r"unsigned"),
+    ("groups",
+     lambda m: setattr(m.layer("conv1"), "groups", 5),
+     r"layer 'conv1' \(conv\): groups = 5 must be a positive integer dividing the 6 output "
+     r"channels"),
     ("weight dtype",
      lambda m: setattr(m.layer("stem"), "weight", m.layer("stem").weight.astype(np.int16)),
      r"layer 'stem' \(conv\): weight must be a non-empty int8 array \(M, Cin, kh, kw\), not "

@@ -251,12 +251,13 @@ def _one_op(rng, op, inputs_fn, out_shape, in_shape=(2, 6, 6), **attrs):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("tanh", r"node 'bad' \(Tanh\): operator 'Tanh' is not supported; supported ops: "
-             r"Conv, BatchNormalization"),
+    ("softsign", r"node 'bad' \(Softsign\): operator 'Softsign' is not supported; supported "
+                 r"ops: Conv, BatchNormalization"),
     ("dilation", r"node 'bad' \(Conv\): dilations=\[2, 2\] are not supported; only dilations 1"),
-    ("group", r"node 'bad' \(Conv\): group=2 is not supported; only group=1"),
+    ("group", r"node 'bad' \(Conv\): group=3 must be a positive divisor of the 2 output "
+              r"channels"),
     ("auto_pad", r"node 'bad' \(Conv\): auto_pad=SAME_UPPER is not supported"),
-    ("ceil_mode", r"node 'bad' \(MaxPool\): ceil_mode=1 is not supported"),
+    ("storage_order", r"node 'bad' \(MaxPool\): storage_order=1 is not supported"),
     ("avgpool", r"node 'bad' \(AveragePool\): .* is not a global pool; only global average "
                 r"pooling"),
     ("flatten_axis", r"node 'bad' \(Flatten\): axis=2 is not supported; only an axis that "
@@ -264,22 +265,23 @@ def _one_op(rng, op, inputs_fn, out_shape, in_shape=(2, 6, 6), **attrs):
     ("reshape", r"node 'bad' \(Reshape\): Reshape to \[-1, 2, 36\] is not supported"),
     ("bn_no_conv", r"node 'bad' \(BatchNormalization\): BatchNormalization is only supported "
                    r"directly after a Conv"),
-    ("mul", r"node 'bad' \(Mul\): operator 'Mul' is not supported"),
+    ("mul", r"node 'bad' \(Mul\): Mul of two different tensors \(or with a non-scalar "
+            r"constant\) is not supported"),
     ("weight_computed", r"node 'bad' \(Conv\): weight 't\d+' must be a constant"),
 ])
 def test_unsupported_ops_and_attributes(rng, case, match):
     w1 = lambda g: g.init(rng.normal(0, 1, (2, 2, 3, 3)))  # noqa: E731
     builders = {
-        "tanh": lambda: _one_op(rng, "Tanh", lambda g, x: [x], ["N", 2, 6, 6]),
+        "softsign": lambda: _one_op(rng, "Softsign", lambda g, x: [x], ["N", 2, 6, 6]),
         "dilation": lambda: _one_op(rng, "Conv", lambda g, x: [x, w1(g)], ["N", 2, 2, 2],
                                     dilations=[2, 2]),
         "group": lambda: _one_op(rng, "Conv",
                                  lambda g, x: [x, g.init(rng.normal(0, 1, (2, 1, 3, 3)))],
-                                 ["N", 2, 4, 4], group=2),
+                                 ["N", 2, 4, 4], group=3),
         "auto_pad": lambda: _one_op(rng, "Conv", lambda g, x: [x, w1(g)], ["N", 2, 6, 6],
                                     auto_pad="SAME_UPPER"),
-        "ceil_mode": lambda: _one_op(rng, "MaxPool", lambda g, x: [x], ["N", 2, 3, 3],
-                                     kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        "storage_order": lambda: _one_op(rng, "MaxPool", lambda g, x: [x], ["N", 2, 1, 1],
+                                         kernel_shape=[3, 3], strides=[2, 2], storage_order=1),
         "avgpool": lambda: _one_op(rng, "AveragePool", lambda g, x: [x], ["N", 2, 3, 3],
                                    kernel_shape=[2, 2], strides=[2, 2]),
         "flatten_axis": lambda: _one_op(rng, "Flatten", lambda g, x: [x], ["N", 2],
@@ -287,7 +289,8 @@ def test_unsupported_ops_and_attributes(rng, case, match):
         "reshape": lambda: _one_op(rng, "Reshape",
                                    lambda g, x: [x, g.init(np.array([-1, 2, 36]))],
                                    ["N", 2, 36]),
-        "mul": lambda: _one_op(rng, "Mul", lambda g, x: [x, x], ["N", 2, 6, 6]),
+        "mul": lambda: _one_op(rng, "Mul", lambda g, x: [x, g.init(rng.normal(0, 1, (2, 6, 6)))],
+                               ["N", 2, 6, 6]),
         "weight_computed": lambda: _one_op(rng, "Conv", lambda g, x: [x, x], ["N", 2, 1, 1]),
     }
     if case == "bn_no_conv":  # BN right on the input
@@ -315,14 +318,18 @@ def test_unsupported_ops_and_attributes(rng, case, match):
         load_onnx(model)
 
 
-def test_relu_that_cannot_be_fused(rng):
+def test_relu_that_cannot_be_fused_is_a_pointwise_function(rng):
+    """A Relu that cannot join the layer before it (that layer's output also feeds an Add) is a
+    pointwise function of its input (it was an import error before); with the Add of the same
+    tensor, relu(a) + a is one function of a: one lookup table."""
     g = G(rng, (2, 6, 6))
     a = g.conv("x", 2, 2, 1)
     r = g.node("Relu", [a], name="bad")
     out = g.node("Add", [r, a])  # the conv output feeds the Relu and the Add
-    with pytest.raises(OnnxImportError, match=r"node 'bad' \(Relu\): Relu is only supported "
-                                              r"directly after"):
-        load_onnx(g.model(out, ["N", 2, 6, 6]))
+    model = g.model(out, ["N", 2, 6, 6])
+    fm = _compare(model, rng.uniform(-2, 2, (3, 2, 6, 6)))
+    assert [n.kind for n in fm.nodes] == ["conv", "pointwise"]
+    assert fm.nodes[1].function.startswith("Add(Relu(")
 
 
 def test_dynamic_and_missing_shapes(rng):
@@ -408,16 +415,16 @@ def test_graph_interface_errors(rng):
 def test_every_unsupported_op_is_named_at_once(rng):
     g = G(rng, (2, 6, 6))
     c = g.conv("x", 2, 3, 1)
-    s1 = g.node("Elu", [c])
-    s2 = g.node("Elu", [s1])
-    t = g.node("Tanh", [s2])
-    model = g.model(g.node("Softsign", [t]), ["N", 2, 6, 6])
+    s1 = g.node("Softsign", [c])
+    s2 = g.node("Softsign", [s1])
+    t = g.node("Shrink", [s2])
+    model = g.model(g.node("ThresholdedRelu", [t]), ["N", 2, 6, 6])
     with pytest.raises(OnnxImportError) as e:
         load_onnx(model)
     msg = str(e.value)
     assert "3 operator types of this model are not supported" in msg
-    assert "'Elu' (2 nodes:" in msg and "'Tanh' (1 node:" in msg and "'Softsign'" in msg
-    assert "supported ops: Conv" in msg
+    assert "'Softsign' (2 nodes:" in msg and "'Shrink' (1 node:" in msg
+    assert "'ThresholdedRelu'" in msg and "supported ops: Conv" in msg
 
 
 @pytest.mark.parametrize("opset", [9, 13])
@@ -451,23 +458,23 @@ def test_clip_relu6_fuses_as_a_bounded_relu(rng, opset):
     assert t.scale * (2 ** t.bits - 1) <= 6.0 + 1e-9
 
 
-def test_clip_that_is_not_a_bounded_relu_is_named(rng):
-    for lo, hi, match in ((-1.0, 1.0, r"Clip\(-1, 1\) is not supported; only a lower bound of 0"),
-                          (0.0, 0.0, r"clips everything to 0")):
+def test_clip_that_is_not_a_bounded_relu_is_a_pointwise_function(rng):
+    """Clip(-1, 1), Clip(0, 0) and a Clip after a pool cannot be a layer's bounded ReLU: each
+    is a pointwise function (one lookup table); they were import errors before."""
+    for lo, hi in ((-1.0, 1.0), (0.0, 0.0)):
         g = G(rng, (2, 6, 6))
         c = g.conv("x", 2, 2, 3)
         model = g.model(g.node("Clip", [c, g.init(np.array(lo)), g.init(np.array(hi))],
                                name="bad"), ["N", 2, 4, 4])
-        with pytest.raises(OnnxImportError, match=match):
-            load_onnx(model)
+        fm = _compare(model, rng.uniform(-2, 2, (3, 2, 6, 6)))
+        assert [n.kind for n in fm.nodes] == ["conv", "pointwise"]
     g = G(rng, (2, 6, 6))
     c = g.conv("x", 2, 2, 3)
     p = g.node("MaxPool", [g.node("Relu", [c])], kernel_shape=[1, 1], strides=[2, 2])
     model = g.model(g.node("Clip", [p, g.init(np.array(0.0)), g.init(np.array(6.0))],
                            name="bad"), ["N", 2, 2, 2])
-    with pytest.raises(OnnxImportError, match=r"Clip\(0, 6\) is only supported directly after a "
-                                              r"Conv"):
-        load_onnx(model)
+    fm = _compare(model, rng.uniform(-2, 2, (3, 2, 6, 6)))
+    assert [n.kind for n in fm.nodes] == ["conv", "maxpool", "pointwise"]
 
 
 @pytest.mark.parametrize("axis", [0, 1, -3, -4])

@@ -231,14 +231,26 @@ def test_deterministic_and_roundtrip(default, tmp_path):
 
 # -- errors ----------------------------------------------------------------------------------------
 
-def test_signed_conv_input_is_rejected(rng):
+def test_signed_conv_input_is_golden_arithmetic(rng):
+    """A conv reading a signed tensor (a layer without ReLU) quantizes: golden multiplies the
+    signed values exactly (it was rejected before; the compiler runs it on the host)."""
     w = rng.normal(0, 1, (4, 2, 1, 1))
     fm = FloatModel("x", "z", [FConv("first", "x", "y", w, np.zeros(4)),
                                FConv("second", "y", "z", rng.normal(0, 1, (3, 4, 1, 1)),
                                      np.zeros(3))],
                     {"x": (2, 3, 3), "y": (4, 3, 3), "z": (3, 3, 3)})
-    with pytest.raises(QuantizeError, match="layer 'second' reads the signed tensor 'y'"):
-        quantize(fm, _pixels(rng, 4, (2, 3, 3)), ratio=0.5, spec=NumericSpec())
+    qm = quantize(fm, _pixels(rng, 4, (2, 3, 3)), ratio=0.5, spec=NumericSpec(), report=False)
+    assert qm.tensors["y"].signed
+    img = _pixels(rng, 1, (2, 3, 3))[0].astype(np.uint8)
+    t = reference.run(qm, img)
+    second = qm.layer("second")
+    y = t["y"].astype(np.int64)
+    assert y.min() < 0          # the random weights give negative values
+    acc = np.einsum("mc,chw->mhw", second.weight[:, :, 0, 0].astype(np.int64), y) + \
+        second.bias[:, None, None]
+    want = np.clip((acc * second.mult[:, None, None] + (1 << (second.shift[:, None, None] - 1)))
+                   >> second.shift[:, None, None], -128, 127)
+    np.testing.assert_array_equal(t["z"], want)
 
 
 def test_unrepresentable_multiplier_names_the_layer(rng):

@@ -163,7 +163,7 @@ def build_corpus(d: str) -> dict[str, str]:
     put("text.onnx", b"this is a text file, not a model\n")
     put("opset3.onnx", conv_onnx(opset=3))
     put("opset99.onnx", conv_onnx(opset=99))
-    put("tanh.onnx", conv_onnx(tail="Tanh"))
+    put("softsign.onnx", conv_onnx(tail="Softsign"))
     put("dynamic.onnx", conv_onnx(in_shape=("N", 3, "H", "W")))
     put("huge.onnx", conv_onnx(in_shape=(1, 3, 1 << 20, 1 << 20)))
     put("no_weight.onnx", conv_onnx(drop_weight=True))

@@ -7,6 +7,7 @@ one line) naming the problem -- never another exception, never a silent wrap-aro
 
 import dataclasses
 import os
+import re
 import threading
 import tracemalloc
 
@@ -205,11 +206,19 @@ def test_compile_rejects_an_image_past_4_gib():
         compile_model(small_qmodel(), TINY, base=(1 << 32) - 256)
 
 
-def test_compile_rejects_weights_longer_than_one_dma_command(monkeypatch):
+def test_weights_longer_than_one_dma_command_run_on_the_host(monkeypatch):
+    """A layer whose weights exceed one LOAD_WEIGHTS stream runs on the host, named with the
+    reason in the compile report (it was a compile error before the host fallback); nothing of
+    its failed accelerator compilation stays in the image."""
     monkeypatch.setattr(compiler, "MAX_COMMAND_BEATS", 20)
-    with pytest.raises(CompileError, match=r"layer 'c1': its weight packages \(\d+ bytes\) "
-                                           r"exceed one LOAD_WEIGHTS stream of at most 20 beats"):
-        compile_model(small_qmodel(), TINY)
+    comp = compile_model(small_qmodel(), TINY)
+    rep = {r.name: r for r in comp.layers}
+    assert rep["c1"].where == "cpu"
+    assert re.fullmatch(r"its weight packages \(\d+ bytes\) exceed one LOAD_WEIGHTS stream "
+                        r"of at most 20 beats \(\d+ bytes\)", rep["c1"].cpu_reason)
+    monkeypatch.undo()
+    full = compile_model(small_qmodel(), TINY)
+    assert comp.size < full.size
 
 
 # -- driver arguments --------------------------------------------------------------------------
