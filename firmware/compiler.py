@@ -39,7 +39,7 @@ import numpy as np
 from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel,
+    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel, TensorSpec,
 )
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
@@ -283,6 +283,14 @@ class Compiled:
     #: Frame slots (:class:`FrameSlot`) when the whole network is one program; slot 0 is the
     #: placement in :attr:`tensors` and the program of :attr:`steps`. Empty otherwise.
     slots: list = field(default_factory=list)
+    #: Who lays the network input out for the first layers: ``"accel"`` (the host writes the
+    #: raw image, HWC bytes, and the layout conv of the first program builds the stored layout),
+    #: ``"raw"`` (the raw HWC bytes are the stored layout) or ``"host"``
+    #: (``TensorPlacement.to_memory``; :attr:`input_layout_why` says why).
+    input_layout: str = "host"
+    input_layout_why: str = ""
+    #: Placements that are not tensors of the model (the stored input layout and its views).
+    internal: dict = field(default_factory=dict)
 
     @property
     def one_program(self) -> bool:
@@ -329,6 +337,13 @@ class Compiled:
         lines.append(f"accelerator MACs {macs}, PE beats {beats}, pooling beats {pbeats}, "
                      f"ideal utilization "
                      f"{macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
+        lines.append({"accel": "input: the host writes the raw image (HWC bytes); the "
+                                "accelerator lays it out (layer "
+                                f"{self.input}:layout)",
+                      "raw": "input: the host writes the raw image (HWC bytes), the stored "
+                             "layout as it is",
+                      "host": "input: the host lays the image out "
+                              f"({self.input_layout_why})"}[self.input_layout])
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
@@ -428,8 +443,11 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         tensors[name] = p
         return p
 
-    # the network input: natural channel order, or with the first conv's kernel columns
-    # folded into channels when that fills more of the tn input lanes
+    # the network input. Its stored layout for the first layer: natural channel order padded
+    # to C_mem, or with the first conv's kernel columns folded into channels (after a
+    # space-to-depth) when that fills more of the tn input lanes. The host writes the raw image
+    # (HWC bytes, exactly the image) and a layout convolution on the accelerator builds that
+    # stored layout (:func:`_layout_plan`); where it cannot, the host lays it out.
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
     fold_layer, s2d = _fold_candidate(model, cfg)
@@ -444,18 +462,26 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         else:
             stem_eff, c_f, h_f, w_f = fold_layer, c, h, w
         kw = stem_eff.kernel[1]
-        cf = c_f * kw
+        geom = (c_f * kw, h_f, ow, (kw, stem_eff.stride[1], stem_eff.padding[1], w_f), s2d)
+    else:
+        geom = (c, h, w, None, 1)
+    plan, layout_why = _layout_plan(model, cfg, geom)
+    stored_name = model.input            # the tensor the first layers read
+    mview = _ModelView(dict(model.tensors))
+    if plan is None:
+        cf, h_s, w_s, fold, _ = geom
         perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
         perm[:cf] = np.arange(cf)
-        p = place(model.input, cf, h_f, ow, perm)
-        p.fold = (kw, stem_eff.stride[1], stem_eff.padding[1], w_f)
-        p.s2d = s2d
-        p.natural = (c, h, w)
+        p = place(model.input, cf, h_s, w_s, perm)
+        if fold is not None:
+            p.fold, p.s2d, p.natural = fold, s2d, (c, h, w)
     else:
-        perm = np.full(_roundup(c, cmem_align), -1, np.int64)
-        perm[:c] = np.arange(c)
-        place(model.input, c, h, w, perm)
-
+        # the raw image: HWC bytes, C_mem = C (read only through the layout conv's byte view)
+        raw = TensorPlacement(model.input, 0, c, c, h, w, np.arange(c), False, ispec.bits)
+        raw.addr = img.alloc(raw.nbytes, what=f"tensor {model.input!r}")
+        tensors[model.input] = raw
+        stored_name = plan.stored.name
+    internal: dict[str, TensorPlacement] = {}
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
     steps_plan: list = []
@@ -476,7 +502,31 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         cur_instr, cur_layers, stores_in_segment = None, [], 0
         producers.clear()
 
-    for layer in model.layers:
+    if plan is not None:
+        # the layout conv: the first thing of the first program (every frame)
+        cur_instr = []
+        st = plan.stored
+        st.addr = img.alloc(st.nbytes, what=f"the stored layout of {model.input!r}")
+        tensors[st.name] = st
+        mview.tensors[st.name] = TensorSpec(st.name, (st.channels, st.h, st.w), ispec.bits,
+                                            False, ispec.scale)
+        rep_l, n_pkgs = _compile_layout(plan, tensors[model.input], mview, cfg, spec, img,
+                                        tensors, cur_instr, seq_counter, producers)
+        seq_counter += n_pkgs
+        stores_in_segment += rep_l.ptiles
+        cur_layers.append(rep_l.name)
+        reports.append(rep_l)
+
+    def _alias(layer):
+        """``layer`` reading the stored layout instead of the raw image."""
+        if plan is None:
+            return layer
+        ch = {f: stored_name for f in ("input", "residual")
+              if getattr(layer, f, None) == model.input}
+        return dataclasses.replace(layer, **ch) if ch else layer
+
+    for layer0 in model.layers:
+        layer = _alias(layer0)
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
             # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
@@ -497,23 +547,24 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         on_cpu = False
         reason = ""
         if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
-            reason = _pool_unsupported(layer, model, cfg, tensors)
+            reason = _pool_unsupported(layer, mview, cfg, tensors)
             on_cpu = bool(reason)
             if not on_cpu:
                 if cur_instr is None:
                     cur_instr = []
-                rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
+                rep = _compile_pool(layer, mview, cfg, img, tensors, place, cur_instr,
                                     stores_in_segment, producers)
                 stores_in_segment += rep.ptiles
                 cur_layers.append(layer.name)
                 reports.append(rep)
                 continue
-        if isinstance(layer, ConvLayer) and model.tensors[layer.input].bits > cfg.act_bits:
+        if isinstance(layer, ConvLayer) and mview.tensors[layer.input].bits > cfg.act_bits:
             # e.g. 8-bit pixels into a 4/5-bit datapath: the first layer runs on the CPU
             on_cpu = True
-            reason = (f"{model.tensors[layer.input].bits}-bit input into the "
+            reason = (f"{mview.tensors[layer.input].bits}-bit input into the "
                       f"{cfg.act_bits}-bit datapath")
         if on_cpu:
+            layer = layer0                # the host reads the raw image's placement
             flush_segment()
             src = tensors[layer.input]
             oc, oh, ow = model.tensors[layer.output].shape
@@ -536,17 +587,17 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         if cur_instr is None:
             cur_instr = []
         eff = layer
-        if layer is fold_layer:
+        if layer0 is fold_layer:
             # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
             # space-to-depth, if any)
             m_, c_, kh_, kw_ = stem_eff.weight.shape
             wf = np.transpose(stem_eff.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
-                                      padding=(pt_, 0, pb_, 0))
-        rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
+                                      padding=(pt_, 0, pb_, 0), input=layer.input)
+        rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
                                     seq_counter, stores_in_segment, producers)
-        if eff is not layer:
+        if layer0 is fold_layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
             m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
@@ -567,13 +618,17 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             blob = b"".join(instrs)
             addr = img.alloc(len(blob), blob)
             steps.append(AccelStep(names, addr, len(instrs)))
+    for name in list(tensors):
+        if name not in model.tensors:         # the layout conv's stored layout and views
+            internal[name] = tensors.pop(name)
     slots = []
     if len(steps) == 1 and isinstance(steps[0], AccelStep):
         slots = _frame_slots(img, tensors, model, steps[0], frame_slots)
     # keep the image a whole number of beats
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots)
+                    model.input, slots, input_layout=("accel" if plan else "host" if layout_why else "raw"),
+                    input_layout_why=layout_why, internal=internal)
 
 
 def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
@@ -610,6 +665,137 @@ def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: 
         pa = img.alloc(len(blob), blob)
         slots.append(FrameSlot(ia, oa, pa, step.n_instr))
     return slots
+
+
+@dataclass
+class _ModelView:
+    """The tensor specs the conv and pooling compilers look up: the model's and the internal
+    ones of the input layout (:func:`_layout_plan`)."""
+
+    tensors: dict
+
+
+@dataclass
+class _LayoutPlan:
+    """The accelerator's input layout: a convolution with 0/1 weights on a byte view of the raw
+    image (see :func:`_layout_plan`)."""
+
+    stored: TensorPlacement      #: the stored layout the first layers read (internal tensor)
+    conv: ConvLayer              #: the layout conv (input: the byte view, output: phase view)
+    view: TensorPlacement        #: the raw image as ``(H, W*C/vb, vb)`` pixels of ``vb`` bytes
+    period: int                  #: stored pixels per output pixel of the layout conv
+
+
+def _layout_plan(model: QModel, cfg: HWConfig, geom: tuple):
+    """How the accelerator builds the stored input layout from the raw image; ``(plan, "")``,
+    ``(None, "")`` when the raw HWC bytes already are the stored layout, or ``(None, why)``
+    when the host must lay the input out.
+
+    The host writes the image as it is: HWC bytes, ``C_mem = C``. The accelerator reads it as an
+    HWC tensor of ``vb = lcm(tn, beat)``-byte pixels (a row of ``W*C`` bytes is ``W*C/vb`` such
+    pixels). A stored pixel ``(Y, X)`` of a column-folded, space-to-depth (``s``) input is, per
+    kernel row ``dy < s``, bytes of raw row ``s*Y + dy`` at offsets ``C*s*sx*X + o``; ``P``
+    consecutive stored pixels (``P*C*s*sx`` a multiple of ``vb``) are one output pixel of a
+    convolution with stride ``(s, P*C*s*sx/vb)`` on the byte view whose ``P * C_mem'`` output
+    channels (phase-major: ``phase * C_mem' + position``) copy one byte each (weight 1, ``M = 2,
+    S = 1``: ``(2x + 1) >> 1 = x``): written with the output-pixel stride ``P * C_mem'``, the
+    bytes are exactly the stored tensor. Zero padding (image borders, rows past the image) is the
+    address generator's. Every position of an mtile's ``lanes`` is a row (LO or HI by its lane:
+    the fixed share holds), the ``lanes_pad - lanes`` pad lanes are written 0 and are padding
+    positions of the stored layout."""
+    cf, h_s, w_s, fold, s = geom
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    vb = math.lcm(cfg.tn, cfg.beat_bytes)
+    if fold is None and c % vb == 0:
+        return None, ""                  # HWC with C_mem = C: the raw bytes as they are
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, (f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath")
+    if (w * c) % vb:
+        return None, (f"an image row of {w} x {c} = {w * c} bytes is not a multiple of "
+                      f"{vb} bytes (the layout conv reads the image as {vb}-byte pixels)")
+    if cfg.lanes_pad % vb:
+        return None, f"lanes_pad = {cfg.lanes_pad} is not a multiple of {vb}"
+    if cfg.lanes == cfg.lanes_pad:
+        c_mem = _roundup(cf, vb)
+    else:                                # pad lanes hold no data: whole lanes_pad blocks
+        c_mem = -(-cf // cfg.lanes) * cfg.lanes_pad
+    data_pos = [q for q in range(c_mem) if q % cfg.lanes_pad < cfg.lanes][:cf]
+    perm = np.full(c_mem, -1, np.int64)
+    perm[data_pos] = np.arange(cf)
+    kw_f, sx_f, pl_f = fold[:3] if fold is not None else (1, 1, 0)
+    step = c * s * sx_f                  # raw-row bytes per stored pixel
+    P = math.lcm(vb // math.gcd(step, vb), cfg.lanes_pad // math.gcd(c_mem, cfg.lanes_pad))
+    sx_v = P * step // vb
+    w_store = _roundup(w_s, P) if fold is not None else w_s
+    if w_store % P:
+        return None, (f"an image width of {w} is not a multiple of {P} (the layout conv "
+                      f"writes {P} pixels at a time)")
+    if sx_v > 7:
+        return None, f"the layout conv's stride {sx_v} exceeds 7"
+    w_o = w_store // P
+    if w_o > cfg.acc_depth:
+        return None, f"the layout conv's {w_o} output columns exceed acc_depth"
+    # byte offset o and kernel row dy of every (phase, stored channel)
+    ks = np.arange(cf)
+    cp = s * s * c
+    kc, c2 = ks // cp, ks % cp
+    dy, dx, ch = c2 // (s * c), (c2 // c) % s, c2 % c
+    offs = [c * (s * (sx_f * ph + kc - pl_f) + dx) + ch for ph in range(P)]
+    o_min = min(int(o.min()) for o in offs)
+    pl_v = max(0, -(o_min // vb))
+    kw_v = max(int(o.max()) for o in offs) // vb + pl_v + 1
+    if kw_v > 15:
+        return None, f"the layout conv's kernel of {kw_v} columns exceeds 15"
+    w_v = w * c // vb
+    rows = [p for p in range(P * c_mem) if p % cfg.lanes_pad < cfg.lanes]
+    wt = np.zeros((len(rows), vb, s, kw_v), np.int8)
+    prec = np.array([Precision.HI if p % cfg.lanes_pad >= cfg.lanes_lo else Precision.LO
+                     for p in rows], np.uint8)
+    for q, p in enumerate(rows):
+        ph, k = divmod(p, c_mem)
+        if perm[k] < 0:
+            continue                     # a padding position: 0
+        o = int(offs[ph][perm[k]]) + pl_v * vb
+        wt[q, o % vb, int(dy[perm[k]]), o // vb] = 1
+    n = len(rows)
+    name = f"{model.input}@stored"
+    conv = ConvLayer(f"{model.input}:layout", f"{model.input}@bytes", f"{name}@phases", wt, prec,
+                     np.zeros(n, np.int64), np.full(n, 2, np.int64), np.ones(n, np.int64),
+                     stride=(s, sx_v),
+                     padding=(0, pl_v, h_s * s - h, max(0, (w_o - 1) * sx_v + kw_v - pl_v - w_v)),
+                     relu=True)
+    stored = TensorPlacement(name, 0, cf, c_mem, h_s, w_store, perm, False, ispec.bits,
+                             fold=fold, s2d=s, natural=(c, h, w) if fold is not None else None)
+    view = TensorPlacement(conv.input, 0, vb, vb, h, w_v, np.arange(vb), False, ispec.bits)
+    return _LayoutPlan(stored, conv, view, P), ""
+
+
+def _compile_layout(plan: _LayoutPlan, raw: TensorPlacement, mview: _ModelView, cfg: HWConfig,
+                    spec, img: _Image, tensors: dict, instrs: list, seq_base: int,
+                    producers: dict):
+    """Emit the layout conv of :func:`_layout_plan` (the first tiles of the first program)."""
+    st, conv, view = plan.stored, plan.conv, plan.view
+    view.addr = raw.addr
+    tensors[view.name] = view
+    mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
+                                          raw.bits, False, 1.0)
+    oname = conv.output
+    mview.tensors[oname] = TensorSpec(oname, (conv.weight.shape[0], st.h, st.w // plan.period),
+                                      cfg.act_bits, False, 1.0)
+
+    def place_view(name, oc, oh, ow, perm_out):
+        assert len(perm_out) == plan.period * st.c_mem, (len(perm_out), plan.period, st.c_mem)
+        t = TensorPlacement(name, st.addr, oc, len(perm_out), oh, ow, perm_out, False, st.bits)
+        tensors[name] = t
+        return t
+
+    rep, n_pkgs = _compile_conv(conv, mview, cfg, spec, img, tensors, place_view, instrs,
+                                seq_base, 0, producers)
+    producers[st.name] = producers[oname]
+    rep.kind = "layout"
+    rep.macs = 0                         # data movement: no MAC of the model
+    return rep, n_pkgs
 
 
 def _fold_candidate(model: QModel, cfg: HWConfig):
