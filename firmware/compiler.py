@@ -409,12 +409,35 @@ def _check_config(cfg: HWConfig):
 
 
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
-                  frame_slots: int = 2) -> Compiled:
+                  frame_slots: int = 2, input_layout: str = "auto") -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
     and output tensors, each with its copy of the program) for back-to-back frames
-    (:class:`FrameSlot`, ``Driver.infer_stream``)."""
+    (:class:`FrameSlot`, ``Driver.infer_stream``).
+
+    ``input_layout``: ``"auto"`` (the accelerator builds the stored input layout from the raw
+    image where it can, :attr:`Compiled.input_layout`) or ``"host"`` (the host lays the input
+    out, ``TensorPlacement.to_memory``)."""
+    if input_layout not in ("auto", "host"):
+        raise CompileError(f"input_layout = {input_layout!r} is not allowed: it must be "
+                           f"'auto' or 'host'")
+    if input_layout == "auto":
+        used = []
+        try:
+            return _compile_model(model, config, base, frame_slots, None, used)
+        except CompileError as e:
+            if not used:
+                raise
+            # e.g. tiny's pad lanes widen the stored layout past the activation buffer
+            why = f"the accelerator's input layout does not compile: {e}"
+    else:
+        why = "input_layout='host' requested"
+    return _compile_model(model, config, base, frame_slots, why)
+
+
+def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
+                   host_why: str | None, used: list | None = None) -> Compiled:
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
@@ -466,6 +489,10 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     else:
         geom = (c, h, w, None, 1)
     plan, layout_why = _layout_plan(model, cfg, geom)
+    if host_why is not None and plan is not None:
+        plan, layout_why = None, host_why
+    if plan is not None and used is not None:
+        used.append(plan)
     stored_name = model.input            # the tensor the first layers read
     mview = _ModelView(dict(model.tensors))
     if plan is None:
