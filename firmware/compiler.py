@@ -283,9 +283,11 @@ class Compiled:
     #: Frame slots (:class:`FrameSlot`) when the whole network is one program; slot 0 is the
     #: placement in :attr:`tensors` and the program of :attr:`steps`. Empty otherwise.
     slots: list = field(default_factory=list)
-    #: Who lays the network input out for the first layers: ``"accel"`` (the host writes the
-    #: raw image, HWC bytes, and the layout conv of the first program builds the stored layout),
-    #: ``"raw"`` (the raw HWC bytes are the stored layout) or ``"host"``
+    #: Who lays the network input out for the first layers. The host writes the raw image (HWC
+    #: bytes, exactly the image) with ``"direct"`` (the first conv reads those bytes,
+    #: :func:`_direct_plan`), ``"layout"`` (a layout conv of the first program builds the stored
+    #: layout, :func:`_layout_plan`) and ``"raw"`` (the raw bytes are the stored layout);
+    #: ``"host"``: the host lays the image out
     #: (``TensorPlacement.to_memory``; :attr:`input_layout_why` says why).
     input_layout: str = "host"
     input_layout_why: str = ""
@@ -337,7 +339,9 @@ class Compiled:
         lines.append(f"accelerator MACs {macs}, PE beats {beats}, pooling beats {pbeats}, "
                      f"ideal utilization "
                      f"{macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
-        lines.append({"accel": "input: the host writes the raw image (HWC bytes); the "
+        lines.append({"direct": "input: the host writes the raw image (HWC bytes); the first "
+                                 "conv reads it as it is (conv^: in phases on its bytes)",
+                      "layout": "input: the host writes the raw image (HWC bytes); the "
                                 "accelerator lays it out (layer "
                                 f"{self.input}:layout)",
                       "raw": "input: the host writes the raw image (HWC bytes), the stored "
@@ -489,6 +493,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     else:
         geom = (c, h, w, None, 1)
     plan, layout_why = _layout_plan(model, cfg, geom)
+    if plan is not None or layout_why:
+        # the first conv reading the raw image directly is cheaper than any stored layout
+        direct, why = _direct_plan(model, cfg)
+        if direct is not None:
+            plan, layout_why, fold_layer = direct, "", None
     if host_why is not None and plan is not None:
         plan, layout_why = None, host_why
     if plan is not None and used is not None:
@@ -507,7 +516,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         raw = TensorPlacement(model.input, 0, c, c, h, w, np.arange(c), False, ispec.bits)
         raw.addr = img.alloc(raw.nbytes, what=f"tensor {model.input!r}")
         tensors[model.input] = raw
-        stored_name = plan.stored.name
+        if isinstance(plan, _LayoutPlan):
+            stored_name = plan.stored.name
     internal: dict[str, TensorPlacement] = {}
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
@@ -529,7 +539,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         cur_instr, cur_layers, stores_in_segment = None, [], 0
         producers.clear()
 
-    if plan is not None:
+    if isinstance(plan, _LayoutPlan):
         # the layout conv: the first thing of the first program (every frame)
         cur_instr = []
         st = plan.stored
@@ -546,7 +556,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
     def _alias(layer):
         """``layer`` reading the stored layout instead of the raw image."""
-        if plan is None:
+        if not isinstance(plan, _LayoutPlan):
             return layer
         ch = {f: stored_name for f in ("input", "residual")
               if getattr(layer, f, None) == model.input}
@@ -613,6 +623,15 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
         if cur_instr is None:
             cur_instr = []
+        if isinstance(plan, _DirectPlan) and layer0 is plan.layer:
+            rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
+                                          img, tensors, place, cur_instr, seq_counter,
+                                          stores_in_segment, producers)
+            seq_counter += n_pkgs
+            stores_in_segment += rep.ptiles
+            cur_layers.append(layer.name)
+            reports.append(rep)
+            continue
         eff = layer
         if layer0 is fold_layer:
             # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
@@ -654,7 +673,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # keep the image a whole number of beats
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots, input_layout=("accel" if plan else "host" if layout_why else "raw"),
+                    model.input, slots, input_layout=("direct" if isinstance(plan, _DirectPlan) else "layout" if plan
+                                  else "host" if layout_why else "raw"),
                     input_layout_why=layout_why, internal=internal)
 
 
@@ -692,6 +712,130 @@ def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: 
         pa = img.alloc(len(blob), blob)
         slots.append(FrameSlot(ia, oa, pa, step.n_instr))
     return slots
+
+
+@dataclass
+class _DirectPlan:
+    """The first conv reads the raw image directly (see :func:`_direct_plan`)."""
+
+    layer: ConvLayer             #: the conv that reads the network input
+    view: TensorPlacement        #: the raw image as ``(H, W*C/vb, vb)`` pixels of ``vb`` bytes
+    phases: list                 #: per phase ``(ConvLayer on the view, output columns)``
+
+
+def _direct_plan(model: QModel, cfg: HWConfig):
+    """``(plan, "")`` when the only layer reading the network input is a conv that can read the
+    raw image (HWC bytes, ``C_mem = C``) directly, else ``(None, why)``.
+
+    The conv reads the image as an HWC tensor of ``vb = lcm(tn, beat)``-byte pixels (a row of
+    ``W*C`` bytes is ``W*C/vb`` of them). Output column ``X`` needs, per kernel row, the bytes
+    ``[C*(sx*X - pl), C*(sx*X - pl + kw))`` of its input row; their position in the ``vb``-byte
+    pixels repeats every ``P = vb / gcd(C*sx, vb)`` columns. Phase ``f < P`` (the columns
+    ``X = P*j + f``) is a convolution on the byte view with stride ``(sy, P*C*sx/vb)``, the
+    kernel columns that cover its bytes and the layer's weights scattered onto their bytes
+    (the other weights 0): the same products, the same accumulators. Its STORE writes the output
+    pixels with stride ``P * C_mem`` from column ``f``: the ``P`` phases fill the layer's output
+    tensor in its usual placement. No stored input layout, no padding channels: the bytes of the
+    image are read as they are (the rows once per phase)."""
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    vb = math.lcm(cfg.tn, cfg.beat_bytes)
+    users = [l for l in model.layers if getattr(l, "input", None) == model.input
+             or getattr(l, "residual", None) == model.input]
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None, "the input feeds more than one layer or not a convolution"
+    layer = users[0]
+    if layer.residual is not None:
+        return None, f"layer {layer.name!r} has a residual input"
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    if (w * c) % vb:
+        return None, (f"an image row of {w} x {c} = {w * c} bytes is not a multiple of "
+                      f"{vb} bytes (the accelerator reads the image as {vb}-byte pixels)")
+    m, _, kh, kw = layer.weight.shape
+    sy, sx = layer.stride
+    pt, pl, pb, pr = layer.padding
+    _, oh, ow = model.tensors[layer.output].shape
+    step = c * sx
+    P = vb // math.gcd(step, vb)
+    sx_v = P * step // vb
+    if ow % P:
+        return None, (f"the output width {ow} of layer {layer.name!r} is not a multiple of "
+                      f"{P} (its phases on the {vb}-byte pixels)")
+    if sx_v > 7 or kh > 15:
+        return None, f"layer {layer.name!r}: a phase's stride {sx_v} or kernel {kh} too large"
+    w_v = w * c // vb
+    wt0 = np.asarray(layer.weight)
+    phases = []
+    for f in range(P):
+        lo = c * (sx * f - pl)                     # first byte of column f's window
+        hi = lo + c * kw
+        k0, k1 = lo // vb, (hi - 1) // vb          # view pixels it spans
+        kv = k1 - k0 + 1
+        if kv > 15:
+            return None, f"layer {layer.name!r}: a phase's kernel of {kv} columns exceeds 15"
+        wt = np.zeros((m, vb, kh, kv), wt0.dtype)
+        for kx in range(kw):
+            for ch in range(c):
+                b = lo + c * kx + ch - k0 * vb
+                wt[:, b % vb, :, b // vb] = wt0[:, ch, :, kx]
+        ow_f = ow // P
+        pr_f = max(0, (ow_f - 1) * sx_v + k0 + kv - w_v)
+        conv = dataclasses.replace(layer, name=layer.name, input=f"{model.input}@bytes",
+                                   output=f"{layer.output}@phase{f}", weight=wt,
+                                   stride=(sy, sx_v), padding=(pt, -k0, pb, pr_f))
+        phases.append((conv, ow_f))
+    view = TensorPlacement(f"{model.input}@bytes", 0, vb, vb, h, w_v, np.arange(vb), False,
+                           ispec.bits)
+    return _DirectPlan(layer, view, phases), ""
+
+
+def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
+                    mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
+                    instrs: list, seq_base: int, stores_before: int, producers: dict):
+    """Emit the phases of :func:`_direct_plan` (one report for the layer)."""
+    layer, view = plan.layer, plan.view
+    view.addr = raw.addr
+    tensors[view.name] = view
+    mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
+                                          raw.bits, False, 1.0)
+    ospec = model.tensors[layer.output]
+    n_ph = len(plan.phases)
+    out = []
+
+    def place_phase(f):
+        def pl(name, oc, oh, ow, perm_out):
+            if not out:
+                out.append(place(layer.output, oc, oh, ow * n_ph, perm_out))
+            d = out[0]
+            t = TensorPlacement(name, d.addr + f * d.c_mem, oc, n_ph * d.c_mem, oh, ow,
+                                perm_out, d.signed, d.bits)
+            tensors[name] = t
+            return t
+        return pl
+
+    total = None
+    n_pkgs = 0
+    for f, (conv, ow_f) in enumerate(plan.phases):
+        mview.tensors[conv.output] = dataclasses.replace(
+            ospec, name=conv.output, shape=(ospec.shape[0], ospec.shape[1], ow_f))
+        rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
+                               seq_base + n_pkgs, stores_before, producers, balance=True)
+        n_pkgs += n
+        stores_before += rep.ptiles
+        if total is None:
+            total = rep
+        else:
+            for k in ("ptiles", "weight_bytes", "dma_read_bytes", "dma_write_bytes",
+                      "pe_beats"):
+                setattr(total, k, getattr(total, k) + getattr(rep, k))
+    # STOREs complete in order: the last phase's tiles cover the rows of every phase
+    producers[layer.output] = producers[plan.phases[-1][0].output]
+    total.kind = "conv^"
+    total.out_shape = ospec.shape
+    m, c, kh, kw = layer.weight.shape
+    total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])
+    return total, n_pkgs
 
 
 @dataclass
@@ -992,7 +1136,10 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict):
+                  producers: dict, balance: bool = False):
+    """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
+    as the tallest ones need), so that no short last tile breaks the double-buffered loads
+    (the phases of :func:`_direct_plan`, which repeat the same tiling)."""
     name = layer.name
     src = tensors[layer.input]
     if src.signed:
@@ -1105,6 +1252,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         raise CompileError(f"layer {name!r}: an output row of {ow} pixels exceeds the "
                            f"accumulator depth {cfg.acc_depth} of configuration {cfg.name!r}")
     rows_per_tile = _fit_rows(name, rows_per_tile, sy, kh, row_words, src, cfg)
+    if balance:
+        rows_per_tile = -(-oh // -(-oh // rows_per_tile))
     ptiles = 0
     rd_bytes = 0
     wr_bytes = 0
