@@ -130,9 +130,14 @@ RESTART_GAP_CYCLES = 40
 
 
 def host_input_ms(comp, seed: int, repeat: int = 5) -> float:
-    """Host time per frame, on this machine: laying out one image in the input placement
-    (``TensorPlacement.to_memory``: HWC, channel padding, the stem's column fold). The
-    compiled network needs nothing else from the host but reading the logits."""
+    """Host time per frame, on this machine, to prepare the input. 0 when the accelerator reads
+    the raw image (``comp.input_layout`` not ``"host"``): the driver writes the image's HWC
+    bytes as they are (the copy into the frame slot is the transport's write, as for any
+    input). Else laying out one image in the input placement (``TensorPlacement.to_memory``:
+    HWC, channel padding, the stem's column fold). The compiled network needs nothing else from
+    the host but reading the logits."""
+    if comp.input_layout != "host":
+        return 0.0
     img = np.random.default_rng(seed).integers(0, 256, size=comp.model.tensors[comp.input]
                                                .shape)
     inp = comp.tensors[comp.input]
@@ -559,10 +564,16 @@ def markdown(r: dict) -> str:
                  f"{x['fps']:.1f} |")
     hosted = [k for k in ("z020", "base8_z020", "z045", "base8_z045")
               if r["results"][k]["host_layers"]]
-    L += ["", "Host share: the input image laid out in the input tensor's placement (HWC, "
-          "channel padding and the stem's space-to-depth and column fold, "
-          "`TensorPlacement.to_memory`); the host then writes it, starts and reads the 1000 "
-          "logits. " + ("No layer runs on the host." if not hosted else
+    laid = [k for k in ("z020", "base8_z020", "z045", "base8_z045")
+            if r["results"][k]["host_ms"] > 0]
+    L += ["", ("Host share: none. The host writes the raw image's bytes (HWC, exactly the "
+               "image) into the frame slot, starts and reads the 1000 logits; the accelerator "
+               "reads the raw bytes itself (the stem conv in phases on them, `conv^`, "
+               "`docs/architecture.md`). " if not laid else
+               f"Host share ({', '.join(laid)}): the input image laid out in the input "
+               "tensor's placement (HWC, channel padding and the stem's space-to-depth and "
+               "column fold, `TensorPlacement.to_memory`); the host then writes it, starts "
+               "and reads the 1000 logits. ") + ("No layer runs on the host." if not hosted else
                         f"Layers run on the host only in {', '.join(hosted)} (the compile "
                         f"report gives the reason); their own host time is not included in "
                         f"its end-to-end figure, which is therefore an upper bound."), "",
@@ -595,8 +606,12 @@ def markdown(r: dict) -> str:
     # RTL validation
     if r.get("rtl"):
         v = r["rtl"]
-        L += ["## Model vs RTL (z020, Verilator, deterministic memory)", "",
-              "Single-layer programs with the real shapes; outputs bit-exact against golden and "
+        L += ["## Model vs RTL (z020, Verilator, deterministic memory)", ""]
+        if r.get("rtl_from"):
+            L += [f"**Measured at commit {r['rtl_from']['commit'][:10]} ({r['rtl_from']['date']}), "
+                  f"not re-run with the model part above** (`--keep-rtl`): the programs it ran "
+                  f"may differ from today's (re-run `bench/resnet18.py --full-rtl`).", ""]
+        L += ["Single-layer programs with the real shapes; outputs bit-exact against golden and "
               "the byte/beat/instruction counters exact in every row.", "",
               "| layer | input | RTL cycles | model cycles | error | counters exact | "
               "bit-exact | sim s |", "|---|---|---:|---:|---:|---|---|---:|"]
@@ -724,7 +739,8 @@ def targets(r: dict) -> list:
                    "share stated)", "target": ">= 41.6 (the accelerator-only figure before "
                    "pooling moved to the accelerator)",
          "measured": f"{z['e2e_fps']:.1f} (accelerator only {z['fps']:.1f}; host "
-                     f"{z['host_ms']:.2f} ms/frame, overlapped)",
+                     f"{z['host_ms']:.2f} ms/frame"
+                     f"{', overlapped' if z['host_ms'] else ''})",
          "met": z["e2e_fps"] >= 41.6},
         {"metric": "ResNet-18 z020 fps at 100 MHz (RTL-validated cycles)", "target": ">= 45",
          "measured": f"{z['fps']:.1f}", "met": z["fps"] >= 45},
@@ -793,6 +809,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown, targets and plot from the existing JSON")
+    ap.add_argument("--keep-rtl", action="store_true",
+                    help="re-run the model part only; keep the RTL sections of the existing "
+                         "JSON (the report names the commit they were measured at)")
     args = ap.parse_args(argv)
     if args.report_only:
         r = json.loads((args.out / "resnet18.json").read_text())
@@ -854,6 +873,13 @@ def main(argv=None) -> int:
                                   *((model, comp, est) if args.full_rtl else ()))
     if not args.no_rtl and args.tiny_sweep:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
+    if args.keep_rtl:
+        old = json.loads((args.out / "resnet18.json").read_text())
+        for k in ("rtl", "tiny_sweep"):
+            if k in old:
+                r[k] = old[k]
+        r["rtl_from"] = old.get("rtl_from") or {"commit": old["git"]["commit"],
+                                                 "date": old["date"]}
     apply_measured_gap(r)
     r["targets"] = targets(r)
     args.out.mkdir(parents=True, exist_ok=True)
