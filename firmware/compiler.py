@@ -1339,6 +1339,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "config_id": compiled.config.config_id,
         "base": compiled.base, "size": compiled.size,
         "input": compiled.input, "output": compiled.output,
+        "input_layout": compiled.input_layout,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr}} if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],
