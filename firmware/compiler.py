@@ -39,8 +39,9 @@ import numpy as np
 from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel, TensorSpec,
+    AvgPoolLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel, TensorSpec,
 )
+from ..golden.ops import avg_pool_divisors
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
@@ -583,7 +584,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             continue
         on_cpu = False
         reason = ""
-        if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+        if isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
             reason = _pool_unsupported(layer, mview, cfg, tensors)
             on_cpu = bool(reason)
             if not on_cpu:
@@ -1029,8 +1030,25 @@ def _pool_geometry(layer, model: QModel):
     """``(kh, kw, sy, sx, padding, sum)`` of a pooling layer."""
     if isinstance(layer, MaxPoolLayer):
         return (*layer.kernel, *layer.stride, layer.padding, False)
+    if isinstance(layer, AvgPoolLayer):
+        return (*layer.kernel, *layer.stride, layer.padding, True)
     _, h, w = model.tensors[layer.input].shape
     return h, w, 1, 1, (0, 0, 0, 0), True
+
+
+def _pool_divisor(layer, model: QModel) -> int | None:
+    """The one divisor ``N`` of every window of an average (``None``: it varies).
+
+    The pooling unit sums a window (padding reads 0) and the STORE's per-lane ``(bias, M, S)``
+    divide by one ``N``: a k x k average whose border windows average fewer values
+    (``count_include_pad = 0`` with padding, or ``ceil_mode`` windows past the padded input)
+    needs per-pixel divisors the post-processing does not have."""
+    if isinstance(layer, GlobalAvgPoolLayer):
+        _, h, w = model.tensors[layer.input].shape
+        return h * w
+    n = avg_pool_divisors(model.tensors[layer.input].shape[1:], layer.kernel, layer.stride,
+                          layer.padding, layer.ceil_mode, layer.count_include_pad)
+    return int(n.flat[0]) if n.size and np.all(n == n.flat[0]) else None
 
 
 def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
@@ -1053,9 +1071,13 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
     if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2:
         return (f"{kh} input rows of {src.w} x {src.c_mem} activations do not fit half of "
                 f"the activation buffer")
-    if is_sum and average_mult_shift(kh * kw, src.bits, cfg.mult_bits) is None:
-        return (f"no exact {cfg.mult_bits}-bit multiplier for an average of {kh * kw} "
-                f"values")
+    if is_sum:
+        n = _pool_divisor(layer, model)
+        if n is None:
+            return ("border windows average fewer values (count_include_pad = 0 with padding, "
+                    "or ceil_mode): per-pixel divisors")
+        if average_mult_shift(n, src.bits, cfg.mult_bits) is None:
+            return f"no exact {cfg.mult_bits}-bit multiplier for an average of {n} values"
     return ""
 
 
@@ -1073,7 +1095,8 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     perm[:src.c_mem] = src.perm                 # channel-wise: keep the input's order
     dst = place(layer.output, oc, oh, ow, perm)
     if is_sum:
-        mult, shift, bias = average_mult_shift(kh * kw, src.bits, cfg.mult_bits)
+        mult, shift, bias = average_mult_shift(_pool_divisor(layer, model), src.bits,
+                                               cfg.mult_bits)
     else:
         mult, shift, bias = 2, 1, 0              # (2x + 1) >> 1 = x
     n_lanes = mtiles * cfg.lanes_pad

@@ -18,9 +18,10 @@ import numpy as np
 from .errors import IlmpqValueError
 from .formats import NumericSpec
 from .model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, MaxPoolLayer, ModelFormatError, QModel,
+    AvgPoolLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, MaxPoolLayer,
+    ModelFormatError, QModel,
 )
-from .ops import _int_array, conv2d_acc, flatten, global_avg_pool, max_pool, requantize
+from .ops import _int_array, avg_pool, conv2d_acc, flatten, global_avg_pool, max_pool, requantize
 
 __all__ = ["run", "run_layer", "run_batch", "predict"]
 
@@ -57,6 +58,9 @@ def run_layer(model: QModel, layer: Layer, tensors: dict[str, np.ndarray], *,
                        relu=layer.relu, out_bits=out.bits, out_signed=out.signed, spec=spec)
     elif isinstance(layer, MaxPoolLayer):
         y = max_pool(x, layer.kernel, layer.stride, layer.padding)
+    elif isinstance(layer, AvgPoolLayer):
+        y = avg_pool(x, layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode,
+                     count_include_pad=layer.count_include_pad)
     elif isinstance(layer, GlobalAvgPoolLayer):
         y = global_avg_pool(x)
     elif isinstance(layer, FlattenLayer):
