@@ -442,11 +442,11 @@ def finer_barriers(comp) -> tuple[int, int]:
     return before, after
 
 
-def _single(cfg, seed, shape, build):
+def _single(cfg, seed, shape, build, input_layout="auto"):
     rng = np.random.default_rng(seed)
     b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=shape)
     model = b.build(build(b))
-    return cm.estimate(compile_model(model, cfg))
+    return cm.estimate(compile_model(model, cfg, input_layout=input_layout))
 
 
 def whatifs(cfg: HWConfig, comp, seed: int) -> list[dict]:
@@ -468,13 +468,14 @@ def whatifs(cfg: HWConfig, comp, seed: int) -> list[dict]:
     out.append({"fix": "batch two images in the stride-1 7x7 layers (layer4.0.conv2, "
                        "layer4.1.*: one 15x7 pixel tile for both)",
                 "cycles_before": b1, "cycles_after": round(b2), "saved": round(b1 - b2)})
-    # stem: space-to-depth by 2 (12 channels, 4x4 stride-1 kernel), then the column fold
-    s0 = _single(cfg, seed, (3, 224, 224),
-                 lambda b: b.conv("a", "input", 64, 7, stride=2, padding=3)).cycles
-    s1 = _single(cfg, seed, (12, 112, 112),
-                 lambda b: b.conv("a", "input", 64, 4, padding=(2, 2, 1, 1))).cycles
-    out.append({"fix": "space-to-depth for the stem (3x224x224 -> 12x112x112, 4x4 stride 1; "
-                       "the compiler's column fold then fills 48 of 48 input lanes)",
+    # stem: the accelerator reads the raw image (conv^ phases) against a host-prepared
+    # space-to-depth by 2 + column fold (12 channels, 4x4 stride 1, 48 of 48 input lanes)
+    stem = lambda b: b.conv("a", "input", 64, 7, stride=2, padding=3)   # noqa: E731
+    s0 = _single(cfg, seed, (3, 224, 224), stem).cycles
+    s1 = _single(cfg, seed, (3, 224, 224), stem, input_layout="host").cycles
+    out.append({"fix": "the host prepares the stem's input (space-to-depth by 2 and column "
+                       "fold, 4x4 stride 1 on 48 lanes) instead of the accelerator reading the "
+                       "raw image: fewer accelerator cycles, but host work every frame",
                 "cycles_before": s0, "cycles_after": s1, "saved": s0 - s1})
     # 1x1 stride-2 projections: load only the pixels they use (a quarter of the input)
     d0 = d1 = 0
