@@ -14,7 +14,10 @@ Amaranth simulator's testbench can await bus cycles; the others simply return)::
 A network the accelerator runs entirely is one program per frame: :meth:`Driver.infer` writes
 the input, starts, waits and reads the output (the logits) and nothing else;
 ``infer(..., check=True)`` (what ``ilmpq simulate`` and ``ilmpq run`` use) reads every stored
-tensor back for a layer-by-layer comparison with golden. :meth:`Driver.infer_stream` runs frames
+tensor back for a layer-by-layer comparison with golden. The input is the raw image: with
+``layout="HWC"`` its bytes are written as they are (the accelerator reads them itself,
+``Compiled.input_layout``); a ``"CHW"`` image is transposed to HWC bytes on the host first.
+:meth:`Driver.infer_stream` runs frames
 back to back through the compiled frame slots (``Compiled.slots``): while the accelerator runs
 frame ``n``, the host writes image ``n + 1`` into the other slot and reads the logits of frame
 ``n - 1``.
