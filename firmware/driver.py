@@ -113,8 +113,8 @@ def check_image(image, spec, layout: str = "CHW") -> np.ndarray:
         arr = arr[0]
     if arr.shape != shape:
         raise IlmpqValueError(f"the image has shape {arr.shape}; the model's input "
-                              f"{spec.name!r} in layout {layout} is "
-                              f"({', '.join(layout)}) = {shape}")
+                              f"{spec.name!r} is ({', '.join(layout)}) = {shape} (layout "
+                              f"{layout!r})")
     if arr.dtype == np.uint8 and spec.range == (0, 255) or (
             arr.dtype == np.int8 and spec.range == (-128, 127)):
         return arr                        # every value is in range: nothing to check

@@ -90,7 +90,7 @@ def test_check_image_layouts():
     hwc = np.arange(96, dtype=np.uint8).reshape(4, 8, 3)
     assert check_image(hwc, spec, "HWC") is hwc                 # uint8: nothing to convert
     assert check_image(hwc[None], spec, "HWC").shape == (4, 8, 3)
-    with pytest.raises(IlmpqValueError, match=r"in layout HWC is \(H, W, C\) = \(4, 8, 3\)"):
+    with pytest.raises(IlmpqValueError, match=r"is \(H, W, C\) = \(4, 8, 3\) \(layout 'HWC'\)"):
         check_image(hwc.transpose(2, 0, 1), spec, "HWC")
     with pytest.raises(IlmpqValueError, match="layout = 'NCHW' is not allowed"):
         check_image(hwc, spec, "NCHW")
