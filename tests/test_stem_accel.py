@@ -155,3 +155,16 @@ def test_chw_images_are_transposed_by_the_driver(rng):
     run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
                              layout="HWC"))
     assert t.w[0] == t.w[1] == np.transpose(img, (1, 2, 0)).astype(np.uint8).tobytes()
+
+
+def test_cli_images_in_either_layout(tmp_path):
+    """``--images`` takes (N, C, H, W) or the raw images' own (N, H, W, C) arrays."""
+    from ilmpq.firmware.cli.simulate import load_images
+    a = np.random.default_rng(0).integers(0, 256, (2, 4, 8, 3)).astype(np.uint8)
+    np.save(tmp_path / "hwc.npy", a)
+    np.save(tmp_path / "chw.npy", a.transpose(0, 3, 1, 2))
+    for f in ("hwc.npy", "chw.npy"):
+        np.testing.assert_array_equal(load_images(str(tmp_path / f), (3, 4, 8)),
+                                      a.transpose(0, 3, 1, 2))
+    with pytest.raises(IlmpqValueError, match=r"\(N, 4, 9, 3\) as \(N, H, W, C\)"):
+        load_images(str(tmp_path / "hwc.npy"), (3, 4, 9))
