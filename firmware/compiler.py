@@ -494,13 +494,13 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     else:
         geom = (c, h, w, None, 1)
     plan, layout_why = _layout_plan(model, cfg, geom)
-    if plan is not None or layout_why:
+    if host_why is not None and (plan is not None or layout_why):
+        plan, layout_why = None, host_why
+    elif plan is not None or layout_why:
         # the first conv reading the raw image directly is cheaper than any stored layout
         direct, why = _direct_plan(model, cfg)
         if direct is not None:
             plan, layout_why, fold_layer = direct, "", None
-    if host_why is not None and plan is not None:
-        plan, layout_why = None, host_why
     if plan is not None and used is not None:
         used.append(plan)
     stored_name = model.input            # the tensor the first layers read

@@ -85,6 +85,22 @@ def test_host_layout_when_the_rows_do_not_fit_the_view(rng):
         compile_model(model, TINY, input_layout="board")
 
 
+@pytest.mark.parametrize("cfg_name,shape", [("tiny", (3, 8, 16)), ("z020", (3, 32, 32))])
+def test_forced_host_layout_keeps_the_stem_fold(rng, cfg_name, shape):
+    """``input_layout="host"`` on a stem the accelerator would read directly: the host's
+    column fold (and space-to-depth) again, bit-exact, as before the raw-image path."""
+    cfg = get_config(cfg_name)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=shape)
+    model = b.build(b.conv("a", "input", 8, 7, stride=2, padding=3))
+    auto = compile_model(model, cfg)
+    host = compile_model(model, cfg, input_layout="host")
+    assert auto.layers[0].kind == "conv^" and host.layers[0].kind in ("conv*", "conv**")
+    assert host.tensors["input"].fold is not None
+    img = rng.integers(0, 256, size=shape)
+    for comp in (auto, host):
+        _check_all(model, comp, img, cfg)
+
+
 def test_check_image_layouts():
     spec = _stem_model(np.random.default_rng(0), (3, 4, 8), 3, 1, 1).tensors["input"]
     hwc = np.arange(96, dtype=np.uint8).reshape(4, 8, 3)
