@@ -184,3 +184,25 @@ def test_cli_images_in_either_layout(tmp_path):
                                       a.transpose(0, 3, 1, 2))
     with pytest.raises(IlmpqValueError, match=r"\(N, 4, 9, 3\) as \(N, H, W, C\)"):
         load_images(str(tmp_path / "hwc.npy"), (3, 4, 9))
+
+
+def test_hwc_images_for_a_host_layout_model(rng):
+    """A model whose input the host lays out still takes HWC images: the driver transposes
+    them and lays them out exactly as a CHW image."""
+    model = _stem_model(rng, (3, 7, 7), 3, 1, 1)
+    comp = compile_model(model, TINY)
+    assert comp.input_layout == "host"
+    img = rng.integers(0, 256, size=(3, 7, 7))
+
+    class Mem:
+        def __init__(self):
+            self.w = []
+
+        async def mem_write(self, addr, data):
+            self.w.append(bytes(data))
+    t = Mem()
+    drv = Driver(t, TINY)
+    run_sync(drv.write_input(comp, img))
+    run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
+                             layout="HWC"))
+    assert t.w[0] == t.w[1] == comp.tensors["input"].to_memory(img)
