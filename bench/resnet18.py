@@ -609,9 +609,10 @@ def markdown(r: dict) -> str:
         v = r["rtl"]
         L += ["## Model vs RTL (z020, Verilator, deterministic memory)", ""]
         if r.get("rtl_from"):
-            L += [f"**Measured at commit {r['rtl_from']['commit'][:10]} ({r['rtl_from']['date']}), "
-                  f"not re-run with the model part above** (`--keep-rtl`): the programs it ran "
-                  f"may differ from today's (re-run `bench/resnet18.py --full-rtl`).", ""]
+            L += [f"**{' and '.join(r['rtl_from'].get('sections', ['rtl']))} measured at commit "
+                  f"{r['rtl_from']['commit'][:10]} ({r['rtl_from']['date']}), not re-run with the "
+                  f"model part above** (`--keep-rtl`): the programs it ran may differ from "
+                  f"today's (re-run `bench/resnet18.py --full-rtl`).", ""]
         L += ["Single-layer programs with the real shapes; outputs bit-exact against golden and "
               "the byte/beat/instruction counters exact in every row.", "",
               "| layer | input | RTL cycles | model cycles | error | counters exact | "
@@ -811,8 +812,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown, targets and plot from the existing JSON")
     ap.add_argument("--keep-rtl", action="store_true",
-                    help="re-run the model part only; keep the RTL sections of the existing "
-                         "JSON (the report names the commit they were measured at)")
+                    help="keep the RTL sections of the existing JSON that this run does not "
+                         "measure (the report names the commit they were measured at)")
     args = ap.parse_args(argv)
     if args.report_only:
         r = json.loads((args.out / "resnet18.json").read_text())
@@ -876,11 +877,12 @@ def main(argv=None) -> int:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
     if args.keep_rtl:
         old = json.loads((args.out / "resnet18.json").read_text())
-        for k in ("rtl", "tiny_sweep"):
-            if k in old:
-                r[k] = old[k]
-        r["rtl_from"] = old.get("rtl_from") or {"commit": old["git"]["commit"],
-                                                 "date": old["date"]}
+        kept_keys = [k for k in ("rtl", "tiny_sweep") if k in old and k not in r]
+        for k in kept_keys:
+            r[k] = old[k]
+        if kept_keys:
+            src = old.get("rtl_from") or {"commit": old["git"]["commit"], "date": old["date"]}
+            r["rtl_from"] = dict(src, sections=kept_keys)
     apply_measured_gap(r)
     r["targets"] = targets(r)
     args.out.mkdir(parents=True, exist_ok=True)
