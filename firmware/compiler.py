@@ -673,10 +673,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         slots = _frame_slots(img, tensors, model, steps[0], frame_slots)
     # keep the image a whole number of beats
     img.alloc(0)
+    layout = ("direct" if isinstance(plan, _DirectPlan) else "layout" if plan
+              else "host" if layout_why else "raw")
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots, input_layout=("direct" if isinstance(plan, _DirectPlan) else "layout" if plan
-                                  else "host" if layout_why else "raw"),
-                    input_layout_why=layout_why, internal=internal)
+                    model.input, slots, input_layout=layout, input_layout_why=layout_why,
+                    internal=internal)
 
 
 def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
