@@ -45,9 +45,10 @@ import numpy as np
 from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
-    ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer, MaxPoolLayer, MulLayer,
-    PermuteLayer, QModel, SliceLayer,
+    AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
+    MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec,
 )
+from ..golden.ops import avg_pool_divisors
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
@@ -293,6 +294,16 @@ class Compiled:
     #: The 64-bit nonce of authenticated weight packages (``compile_model(mac=...)``), which
     #: the driver writes to MAC_NONCE with MAC_CTRL.enable; None: CRC-checked packages.
     mac_nonce: int | None = None
+    #: Who lays the network input out for the first layers. The host writes the raw image (HWC
+    #: bytes, exactly the image) with ``"direct"`` (the first conv reads those bytes,
+    #: :func:`_direct_plan`), ``"layout"`` (a layout conv of the first program builds the stored
+    #: layout, :func:`_layout_plan`) and ``"raw"`` (the raw bytes are the stored layout);
+    #: ``"host"``: the host lays the image out
+    #: (``TensorPlacement.to_memory``; :attr:`input_layout_why` says why).
+    input_layout: str = "host"
+    input_layout_why: str = ""
+    #: Placements that are not tensors of the model (the stored input layout and its views).
+    internal: dict = field(default_factory=dict)
 
     @property
     def one_program(self) -> bool:
@@ -339,6 +350,15 @@ class Compiled:
         lines.append(f"accelerator MACs {macs}, PE beats {beats}, pooling beats {pbeats}, "
                      f"ideal utilization "
                      f"{macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
+        lines.append({"direct": "input: the host writes the raw image (HWC bytes); the first "
+                                 "conv reads it as it is (conv^: in phases on its bytes)",
+                      "layout": "input: the host writes the raw image (HWC bytes); the "
+                                "accelerator lays it out (layer "
+                                f"{self.input}:layout)",
+                      "raw": "input: the host writes the raw image (HWC bytes), the stored "
+                             "layout as it is",
+                      "host": "input: the host lays the image out "
+                              f"({self.input_layout_why})"}[self.input_layout])
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
@@ -408,12 +428,16 @@ _SEQ_SPAN = 1 << 16
 
 
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
-                  frame_slots: int = 2, mac=None) -> Compiled:
+                  frame_slots: int = 2, input_layout: str = "auto", mac=None) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
     and output tensors, each with its copy of the program) for back-to-back frames
     (:class:`FrameSlot`, ``Driver.infer_stream``).
+
+    ``input_layout``: ``"auto"`` (the accelerator builds the stored input layout from the raw
+    image where it can, :attr:`Compiled.input_layout`) or ``"host"`` (the host lays the input
+    out, ``TensorPlacement.to_memory``).
 
     ``mac``: a :class:`~ilmpq.firmware.wpkg.MacKey` to authenticate every weight package (a
     SipHash-2-4 tag over the nonce, the header and the payload, in place of the CRC); the
@@ -425,6 +449,26 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         raise CompileError(f"authenticated weight packages need a 64-bit AXI bus; "
                            f"configuration {config.name!r} has axi_data_width = "
                            f"{config.axi_data_width}")
+    if input_layout not in ("auto", "host"):
+        raise CompileError(f"input_layout = {input_layout!r} is not allowed: it must be "
+                           f"'auto' or 'host'")
+    if input_layout == "auto":
+        used = []
+        try:
+            return _compile_model(model, config, base, frame_slots, None, used, mac=mac)
+        except CompileError as e:
+            if not used:
+                raise
+            # e.g. tiny's pad lanes widen the stored layout past the activation buffer
+            why = f"the accelerator's input layout does not compile: {e}"
+    else:
+        why = "input_layout='host' requested"
+    return _compile_model(model, config, base, frame_slots, why, mac=mac)
+
+
+def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
+                   host_why: str | None, used: list | None = None, *,
+                   mac=None) -> Compiled:
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
@@ -453,8 +497,11 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         tensors[name] = p
         return p
 
-    # the network input: natural channel order, or with the first conv's kernel columns
-    # folded into channels when that fills more of the tn input lanes
+    # the network input. Its stored layout for the first layer: natural channel order padded
+    # to C_mem, or with the first conv's kernel columns folded into channels (after a
+    # space-to-depth) when that fills more of the tn input lanes. The host writes the raw image
+    # (HWC bytes, exactly the image) and a layout convolution on the accelerator builds that
+    # stored layout (:func:`_layout_plan`); where it cannot, the host lays it out.
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
     fold_layer, s2d = _fold_candidate(model, cfg)
@@ -469,18 +516,36 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         else:
             stem_eff, c_f, h_f, w_f = fold_layer, c, h, w
         kw = stem_eff.kernel[1]
-        cf = c_f * kw
+        geom = (c_f * kw, h_f, ow, (kw, stem_eff.stride[1], stem_eff.padding[1], w_f), s2d)
+    else:
+        geom = (c, h, w, None, 1)
+    plan, layout_why = _layout_plan(model, cfg, geom)
+    if host_why is not None and (plan is not None or layout_why):
+        plan, layout_why = None, host_why
+    elif plan is not None or layout_why:
+        # the first conv reading the raw image directly is cheaper than any stored layout
+        direct, why = _direct_plan(model, cfg)
+        if direct is not None:
+            plan, layout_why, fold_layer = direct, "", None
+    if plan is not None and used is not None:
+        used.append(plan)
+    stored_name = model.input            # the tensor the first layers read
+    mview = _ModelView(dict(model.tensors))
+    if plan is None:
+        cf, h_s, w_s, fold, _ = geom
         perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
         perm[:cf] = np.arange(cf)
-        p = place(model.input, cf, h_f, ow, perm)
-        p.fold = (kw, stem_eff.stride[1], stem_eff.padding[1], w_f)
-        p.s2d = s2d
-        p.natural = (c, h, w)
+        p = place(model.input, cf, h_s, w_s, perm)
+        if fold is not None:
+            p.fold, p.s2d, p.natural = fold, s2d, (c, h, w)
     else:
-        perm = np.full(_roundup(c, cmem_align), -1, np.int64)
-        perm[:c] = np.arange(c)
-        place(model.input, c, h, w, perm)
-
+        # the raw image: HWC bytes, C_mem = C (read only through the layout conv's byte view)
+        raw = TensorPlacement(model.input, 0, c, c, h, w, np.arange(c), False, ispec.bits)
+        raw.addr = img.alloc(raw.nbytes, what=f"tensor {model.input!r}")
+        tensors[model.input] = raw
+        if isinstance(plan, _LayoutPlan):
+            stored_name = plan.stored.name
+    internal: dict[str, TensorPlacement] = {}
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
     steps_plan: list = []
@@ -527,8 +592,9 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         run it on the host with the compiler's reason. Errors that are not this layer's limits
         (the 4 GiB address space) stay errors."""
         nonlocal cur_instr
-        if not str(e).startswith(f"layer {layer.name!r}"):
-            raise e
+        if not str(e).startswith(f"layer {layer.name!r}") or \
+                layer is getattr(plan, "layer", None):
+            raise e       # (the first conv of an input plan: compile_model retries on the host)
         del img.data[mark[0]:]
         tensors.pop(layer.output, None)
         if not cur_layers:
@@ -537,7 +603,31 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             del cur_instr[mark[1]:]
         host_step(layer, str(e).split(": ", 1)[-1])
 
-    for layer in model.layers:
+    if isinstance(plan, _LayoutPlan):
+        # the layout conv: the first thing of the first program (every frame)
+        cur_instr = []
+        st = plan.stored
+        st.addr = img.alloc(st.nbytes, what=f"the stored layout of {model.input!r}")
+        tensors[st.name] = st
+        mview.tensors[st.name] = TensorSpec(st.name, (st.channels, st.h, st.w), ispec.bits,
+                                            False, ispec.scale)
+        rep_l, n_pkgs = _compile_layout(plan, tensors[model.input], mview, cfg, spec, img,
+                                        tensors, cur_instr, seq_counter, producers, mac=mac)
+        seq_counter += n_pkgs
+        stores_in_segment += rep_l.ptiles
+        cur_layers.append(rep_l.name)
+        reports.append(rep_l)
+
+    def _alias(layer):
+        """``layer`` reading the stored layout instead of the raw image."""
+        if not isinstance(plan, _LayoutPlan):
+            return layer
+        ch = {f: stored_name for f in ("input", "residual")
+              if getattr(layer, f, None) == model.input}
+        return dataclasses.replace(layer, **ch) if ch else layer
+
+    for layer0 in model.layers:
+        layer = _alias(layer0)
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
             # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
@@ -557,57 +647,67 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             continue
         on_cpu = False
         reason = ""
-        if isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
-            reason = _pool_unsupported(layer, model, cfg, tensors)
+        if isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
+            reason = _pool_unsupported(layer, mview, cfg, tensors)
             on_cpu = bool(reason)
             if not on_cpu:
                 if cur_instr is None:
                     cur_instr = []
                 mark = (len(img.data), len(cur_instr))
                 try:
-                    rep = _compile_pool(layer, model, cfg, img, tensors, place, cur_instr,
+                    rep = _compile_pool(layer, mview, cfg, img, tensors, place, cur_instr,
                                         stores_in_segment, producers)
                 except CompileError as e:
-                    undo_on_limit(layer, mark, e)
+                    undo_on_limit(layer0, mark, e)
                     continue
                 stores_in_segment += rep.ptiles
                 cur_layers.append(layer.name)
                 reports.append(rep)
                 continue
-        if isinstance(layer, ConvLayer) and model.tensors[layer.input].bits > cfg.act_bits:
+        if isinstance(layer, ConvLayer) and mview.tensors[layer.input].bits > cfg.act_bits:
             # e.g. 8-bit pixels into a 4/5-bit datapath: the first layer runs on the CPU
             on_cpu = True
-            reason = (f"{model.tensors[layer.input].bits}-bit input into the "
+            reason = (f"{mview.tensors[layer.input].bits}-bit input into the "
                       f"{cfg.act_bits}-bit datapath")
-        elif not isinstance(layer, (MaxPoolLayer, GlobalAvgPoolLayer)):
+        elif not isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
             # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
             # concat ...): on the host, with the reason
             reason = _host_reason(layer, model, cfg, tensors)
             on_cpu = bool(reason)
         if on_cpu:
+            layer = layer0                # the host reads the raw image's placement
             host_step(layer, reason)
             continue
         if not isinstance(layer, ConvLayer):
             raise CompileError(f"layer {layer.name!r}: unsupported layer kind {layer.kind!r}")
         if cur_instr is None:
             cur_instr = []
+        if isinstance(plan, _DirectPlan) and layer0 is plan.layer:
+            rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
+                                          img, tensors, place, cur_instr, seq_counter,
+                                          stores_in_segment, producers, mac=mac)
+            seq_counter += n_pkgs
+            stores_in_segment += rep.ptiles
+            cur_layers.append(layer.name)
+            reports.append(rep)
+            continue
         eff = layer
-        if layer is fold_layer:
+        if layer0 is fold_layer:
             # kh x kw conv on the input == kh x 1 conv on the column-folded input (after the
             # space-to-depth, if any)
             m_, c_, kh_, kw_ = stem_eff.weight.shape
             wf = np.transpose(stem_eff.weight, (0, 3, 1, 2)).reshape(m_, kw_ * c_, kh_, 1)
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
-                                      padding=(pt_, 0, pb_, 0))
+                                      padding=(pt_, 0, pb_, 0), input=layer.input)
         mark = (len(img.data), len(cur_instr))
         try:
-            rep, n_pkgs = _compile_conv(eff, model, cfg, spec, img, tensors, place, cur_instr,
+            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
                                         seq_counter, stores_in_segment, producers, mac=mac)
         except CompileError as e:
-            undo_on_limit(layer, mark, e)
+            undo_on_limit(layer0, mark, e)
             continue
-        if eff is not layer:
+        if layer0 is fold_layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
             m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
@@ -633,13 +733,19 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             blob = b"".join(instrs)
             addr = img.alloc(len(blob), blob)
             steps.append(AccelStep(names, addr, len(instrs)))
+    for name in list(tensors):
+        if name not in model.tensors:         # the layout conv's stored layout and views
+            internal[name] = tensors.pop(name)
     slots = []
     if len(steps) == 1 and isinstance(steps[0], AccelStep):
         slots = _frame_slots(img, tensors, model, steps[0], frame_slots)
     # keep the image a whole number of beats
     img.alloc(0)
+    layout = ("direct" if isinstance(plan, _DirectPlan) else "layout" if plan
+              else "host" if layout_why else "raw")
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots, mac_nonce=None if mac is None else mac.nonce)
+                    model.input, slots, input_layout=layout, input_layout_why=layout_why,
+                    internal=internal, mac_nonce=None if mac is None else mac.nonce)
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
@@ -705,6 +811,263 @@ def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: 
     return slots
 
 
+@dataclass
+class _DirectPlan:
+    """The first conv reads the raw image directly (see :func:`_direct_plan`)."""
+
+    layer: ConvLayer             #: the conv that reads the network input
+    view: TensorPlacement        #: the raw image as ``(H, W*C/vb, vb)`` pixels of ``vb`` bytes
+    phases: list                 #: per phase ``(ConvLayer on the view, output columns)``
+
+
+def _direct_plan(model: QModel, cfg: HWConfig):
+    """``(plan, "")`` when the only layer reading the network input is a conv that can read the
+    raw image (HWC bytes, ``C_mem = C``) directly, else ``(None, why)``.
+
+    The conv reads the image as an HWC tensor of ``vb = lcm(tn, beat)``-byte pixels (a row of
+    ``W*C`` bytes is ``W*C/vb`` of them). Output column ``X`` needs, per kernel row, the bytes
+    ``[C*(sx*X - pl), C*(sx*X - pl + kw))`` of its input row; their position in the ``vb``-byte
+    pixels repeats every ``P = vb / gcd(C*sx, vb)`` columns. Phase ``f < P`` (the columns
+    ``X = P*j + f``) is a convolution on the byte view with stride ``(sy, P*C*sx/vb)``, the
+    kernel columns that cover its bytes and the layer's weights scattered onto their bytes
+    (the other weights 0): the same products, the same accumulators. Its STORE writes the output
+    pixels with stride ``P * C_mem`` from column ``f``: the ``P`` phases fill the layer's output
+    tensor in its usual placement. No stored input layout, no padding channels: the bytes of the
+    image are read as they are (the rows once per phase)."""
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    vb = math.lcm(cfg.tn, cfg.beat_bytes)
+    users = [l for l in model.layers if getattr(l, "input", None) == model.input
+             or getattr(l, "residual", None) == model.input]
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None, "the input feeds more than one layer or not a convolution"
+    layer = users[0]
+    if layer.residual is not None:
+        return None, f"layer {layer.name!r} has a residual input"
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    if (w * c) % vb:
+        return None, (f"an image row of {w} x {c} = {w * c} bytes is not a multiple of "
+                      f"{vb} bytes (the accelerator reads the image as {vb}-byte pixels)")
+    m, _, kh, kw = layer.weight.shape
+    sy, sx = layer.stride
+    pt, pl, pb, pr = layer.padding
+    _, oh, ow = model.tensors[layer.output].shape
+    step = c * sx
+    P = vb // math.gcd(step, vb)
+    sx_v = P * step // vb
+    if ow % P:
+        return None, (f"the output width {ow} of layer {layer.name!r} is not a multiple of "
+                      f"{P} (its phases on the {vb}-byte pixels)")
+    if sx_v > 7 or kh > 15:
+        return None, f"layer {layer.name!r}: a phase's stride {sx_v} or kernel {kh} too large"
+    w_v = w * c // vb
+    wt0 = np.asarray(layer.weight)
+    phases = []
+    for f in range(P):
+        lo = c * (sx * f - pl)                     # first byte of column f's window
+        hi = lo + c * kw
+        k0, k1 = lo // vb, (hi - 1) // vb          # view pixels it spans
+        kv = k1 - k0 + 1
+        if kv > 15:
+            return None, f"layer {layer.name!r}: a phase's kernel of {kv} columns exceeds 15"
+        wt = np.zeros((m, vb, kh, kv), wt0.dtype)
+        for kx in range(kw):
+            for ch in range(c):
+                b = lo + c * kx + ch - k0 * vb
+                wt[:, b % vb, :, b // vb] = wt0[:, ch, :, kx]
+        ow_f = ow // P
+        pr_f = max(0, (ow_f - 1) * sx_v + k0 + kv - w_v)
+        conv = dataclasses.replace(layer, name=layer.name, input=f"{model.input}@bytes",
+                                   output=f"{layer.output}@phase{f}", weight=wt,
+                                   stride=(sy, sx_v), padding=(pt, -k0, pb, pr_f))
+        phases.append((conv, ow_f))
+    view = TensorPlacement(f"{model.input}@bytes", 0, vb, vb, h, w_v, np.arange(vb), False,
+                           ispec.bits)
+    return _DirectPlan(layer, view, phases), ""
+
+
+def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
+                    mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
+                    instrs: list, seq_base: int, stores_before: int, producers: dict, *,
+                    mac=None):
+    """Emit the phases of :func:`_direct_plan` (one report for the layer)."""
+    layer, view = plan.layer, plan.view
+    view.addr = raw.addr
+    tensors[view.name] = view
+    mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
+                                          raw.bits, False, 1.0)
+    ospec = model.tensors[layer.output]
+    n_ph = len(plan.phases)
+    out = []
+
+    def place_phase(f):
+        def pl(name, oc, oh, ow, perm_out):
+            if not out:
+                out.append(place(layer.output, oc, oh, ow * n_ph, perm_out))
+            d = out[0]
+            t = TensorPlacement(name, d.addr + f * d.c_mem, oc, n_ph * d.c_mem, oh, ow,
+                                perm_out, d.signed, d.bits)
+            tensors[name] = t
+            return t
+        return pl
+
+    total = None
+    n_pkgs = 0
+    for f, (conv, ow_f) in enumerate(plan.phases):
+        mview.tensors[conv.output] = dataclasses.replace(
+            ospec, name=conv.output, shape=(ospec.shape[0], ospec.shape[1], ow_f))
+        rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
+                               seq_base + n_pkgs, stores_before, producers, balance=True,
+                               mac=mac)
+        n_pkgs += n
+        stores_before += rep.ptiles
+        if total is None:
+            total = rep
+        else:
+            for k in ("ptiles", "weight_bytes", "dma_read_bytes", "dma_write_bytes",
+                      "pe_beats"):
+                setattr(total, k, getattr(total, k) + getattr(rep, k))
+    # STOREs complete in order: the last phase's tiles cover the rows of every phase
+    producers[layer.output] = producers[plan.phases[-1][0].output]
+    total.kind = "conv^"
+    total.out_shape = ospec.shape
+    m, c, kh, kw = layer.weight.shape
+    total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])
+    return total, n_pkgs
+
+
+@dataclass
+class _ModelView:
+    """The tensor specs the conv and pooling compilers look up: the model's and the internal
+    ones of the input layout (:func:`_layout_plan`)."""
+
+    tensors: dict
+
+
+@dataclass
+class _LayoutPlan:
+    """The accelerator's input layout: a convolution with 0/1 weights on a byte view of the raw
+    image (see :func:`_layout_plan`)."""
+
+    stored: TensorPlacement      #: the stored layout the first layers read (internal tensor)
+    conv: ConvLayer              #: the layout conv (input: the byte view, output: phase view)
+    view: TensorPlacement        #: the raw image as ``(H, W*C/vb, vb)`` pixels of ``vb`` bytes
+    period: int                  #: stored pixels per output pixel of the layout conv
+
+
+def _layout_plan(model: QModel, cfg: HWConfig, geom: tuple):
+    """How the accelerator builds the stored input layout from the raw image; ``(plan, "")``,
+    ``(None, "")`` when the raw HWC bytes already are the stored layout, or ``(None, why)``
+    when the host must lay the input out.
+
+    The host writes the image as it is: HWC bytes, ``C_mem = C``. The accelerator reads it as an
+    HWC tensor of ``vb = lcm(tn, beat)``-byte pixels (a row of ``W*C`` bytes is ``W*C/vb`` such
+    pixels). A stored pixel ``(Y, X)`` of a column-folded, space-to-depth (``s``) input is, per
+    kernel row ``dy < s``, bytes of raw row ``s*Y + dy`` at offsets ``C*s*sx*X + o``; ``P``
+    consecutive stored pixels (``P*C*s*sx`` a multiple of ``vb``) are one output pixel of a
+    convolution with stride ``(s, P*C*s*sx/vb)`` on the byte view whose ``P * C_mem'`` output
+    channels (phase-major: ``phase * C_mem' + position``) copy one byte each (weight 1, ``M = 2,
+    S = 1``: ``(2x + 1) >> 1 = x``): written with the output-pixel stride ``P * C_mem'``, the
+    bytes are exactly the stored tensor. Zero padding (image borders, rows past the image) is the
+    address generator's. Every position of an mtile's ``lanes`` is a row (LO or HI by its lane:
+    the fixed share holds), the ``lanes_pad - lanes`` pad lanes are written 0 and are padding
+    positions of the stored layout."""
+    cf, h_s, w_s, fold, s = geom
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    vb = math.lcm(cfg.tn, cfg.beat_bytes)
+    if fold is None and c % vb == 0:
+        return None, ""                  # HWC with C_mem = C: the raw bytes as they are
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, (f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath")
+    if (w * c) % vb:
+        return None, (f"an image row of {w} x {c} = {w * c} bytes is not a multiple of "
+                      f"{vb} bytes (the layout conv reads the image as {vb}-byte pixels)")
+    if cfg.lanes_pad % vb:
+        return None, f"lanes_pad = {cfg.lanes_pad} is not a multiple of {vb}"
+    if cfg.lanes == cfg.lanes_pad:
+        c_mem = _roundup(cf, vb)
+    else:                                # pad lanes hold no data: whole lanes_pad blocks
+        c_mem = -(-cf // cfg.lanes) * cfg.lanes_pad
+    data_pos = [q for q in range(c_mem) if q % cfg.lanes_pad < cfg.lanes][:cf]
+    perm = np.full(c_mem, -1, np.int64)
+    perm[data_pos] = np.arange(cf)
+    kw_f, sx_f, pl_f = fold[:3] if fold is not None else (1, 1, 0)
+    step = c * s * sx_f                  # raw-row bytes per stored pixel
+    P = math.lcm(vb // math.gcd(step, vb), cfg.lanes_pad // math.gcd(c_mem, cfg.lanes_pad))
+    sx_v = P * step // vb
+    w_store = _roundup(w_s, P) if fold is not None else w_s
+    if w_store % P:
+        return None, (f"an image width of {w} is not a multiple of {P} (the layout conv "
+                      f"writes {P} pixels at a time)")
+    if sx_v > 7:
+        return None, f"the layout conv's stride {sx_v} exceeds 7"
+    w_o = w_store // P
+    if w_o > cfg.acc_depth:
+        return None, f"the layout conv's {w_o} output columns exceed acc_depth"
+    # byte offset o and kernel row dy of every (phase, stored channel)
+    ks = np.arange(cf)
+    cp = s * s * c
+    kc, c2 = ks // cp, ks % cp
+    dy, dx, ch = c2 // (s * c), (c2 // c) % s, c2 % c
+    offs = [c * (s * (sx_f * ph + kc - pl_f) + dx) + ch for ph in range(P)]
+    o_min = min(int(o.min()) for o in offs)
+    pl_v = max(0, -(o_min // vb))
+    kw_v = max(int(o.max()) for o in offs) // vb + pl_v + 1
+    if kw_v > 15:
+        return None, f"the layout conv's kernel of {kw_v} columns exceeds 15"
+    w_v = w * c // vb
+    rows = [p for p in range(P * c_mem) if p % cfg.lanes_pad < cfg.lanes]
+    wt = np.zeros((len(rows), vb, s, kw_v), np.int8)
+    prec = np.array([Precision.HI if p % cfg.lanes_pad >= cfg.lanes_lo else Precision.LO
+                     for p in rows], np.uint8)
+    for q, p in enumerate(rows):
+        ph, k = divmod(p, c_mem)
+        if perm[k] < 0:
+            continue                     # a padding position: 0
+        o = int(offs[ph][perm[k]]) + pl_v * vb
+        wt[q, o % vb, int(dy[perm[k]]), o // vb] = 1
+    n = len(rows)
+    name = f"{model.input}@stored"
+    conv = ConvLayer(f"{model.input}:layout", f"{model.input}@bytes", f"{name}@phases", wt, prec,
+                     np.zeros(n, np.int64), np.full(n, 2, np.int64), np.ones(n, np.int64),
+                     stride=(s, sx_v),
+                     padding=(0, pl_v, h_s * s - h, max(0, (w_o - 1) * sx_v + kw_v - pl_v - w_v)),
+                     relu=True)
+    stored = TensorPlacement(name, 0, cf, c_mem, h_s, w_store, perm, False, ispec.bits,
+                             fold=fold, s2d=s, natural=(c, h, w) if fold is not None else None)
+    view = TensorPlacement(conv.input, 0, vb, vb, h, w_v, np.arange(vb), False, ispec.bits)
+    return _LayoutPlan(stored, conv, view, P), ""
+
+
+def _compile_layout(plan: _LayoutPlan, raw: TensorPlacement, mview: _ModelView, cfg: HWConfig,
+                    spec, img: _Image, tensors: dict, instrs: list, seq_base: int,
+                    producers: dict, *, mac=None):
+    """Emit the layout conv of :func:`_layout_plan` (the first tiles of the first program)."""
+    st, conv, view = plan.stored, plan.conv, plan.view
+    view.addr = raw.addr
+    tensors[view.name] = view
+    mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
+                                          raw.bits, False, 1.0)
+    oname = conv.output
+    mview.tensors[oname] = TensorSpec(oname, (conv.weight.shape[0], st.h, st.w // plan.period),
+                                      cfg.act_bits, False, 1.0)
+
+    def place_view(name, oc, oh, ow, perm_out):
+        assert len(perm_out) == plan.period * st.c_mem, (len(perm_out), plan.period, st.c_mem)
+        t = TensorPlacement(name, st.addr, oc, len(perm_out), oh, ow, perm_out, False, st.bits)
+        tensors[name] = t
+        return t
+
+    rep, n_pkgs = _compile_conv(conv, mview, cfg, spec, img, tensors, place_view, instrs,
+                                seq_base, 0, producers, mac=mac)
+    producers[st.name] = producers[oname]
+    rep.kind = "layout"
+    rep.macs = 0                         # data movement: no MAC of the model
+    return rep, n_pkgs
+
+
 def _fold_candidate(model: QModel, cfg: HWConfig):
     """``(layer, s)``: the conv layer whose input (the network input) is worth storing
     column-folded, after a space-to-depth by ``s`` (1: none); ``(None, 1)`` otherwise.
@@ -765,8 +1128,25 @@ def _pool_geometry(layer, model: QModel):
     """``(kh, kw, sy, sx, padding, sum)`` of a pooling layer."""
     if isinstance(layer, MaxPoolLayer):
         return (*layer.kernel, *layer.stride, layer.padding, False)
+    if isinstance(layer, AvgPoolLayer):
+        return (*layer.kernel, *layer.stride, layer.padding, True)
     _, h, w = model.tensors[layer.input].shape
     return h, w, 1, 1, (0, 0, 0, 0), True
+
+
+def _pool_divisor(layer, model: QModel) -> int | None:
+    """The one divisor ``N`` of every window of an average (``None``: it varies).
+
+    The pooling unit sums a window (padding reads 0) and the STORE's per-lane ``(bias, M, S)``
+    divide by one ``N``: a k x k average whose border windows average fewer values
+    (``count_include_pad = 0`` with padding, or ``ceil_mode`` windows past the padded input)
+    needs per-pixel divisors the post-processing does not have."""
+    if isinstance(layer, GlobalAvgPoolLayer):
+        _, h, w = model.tensors[layer.input].shape
+        return h * w
+    n = avg_pool_divisors(model.tensors[layer.input].shape[1:], layer.kernel, layer.stride,
+                          layer.padding, layer.ceil_mode, layer.count_include_pad)
+    return int(n.flat[0]) if n.size and np.all(n == n.flat[0]) else None
 
 
 def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
@@ -789,9 +1169,13 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
     if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2:
         return (f"{kh} input rows of {src.w} x {src.c_mem} activations do not fit half of "
                 f"the activation buffer")
-    if is_sum and average_mult_shift(kh * kw, src.bits, cfg.mult_bits) is None:
-        return (f"no exact {cfg.mult_bits}-bit multiplier for an average of {kh * kw} "
-                f"values")
+    if is_sum:
+        n = _pool_divisor(layer, model)
+        if n is None:
+            return ("border windows average fewer values (count_include_pad = 0 with padding, "
+                    "or ceil_mode): per-pixel divisors")
+        if average_mult_shift(n, src.bits, cfg.mult_bits) is None:
+            return f"no exact {cfg.mult_bits}-bit multiplier for an average of {n} values"
     return ""
 
 
@@ -809,7 +1193,8 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     perm[:src.c_mem] = src.perm                 # channel-wise: keep the input's order
     dst = place(layer.output, oc, oh, ow, perm)
     if is_sum:
-        mult, shift, bias = average_mult_shift(kh * kw, src.bits, cfg.mult_bits)
+        mult, shift, bias = average_mult_shift(_pool_divisor(layer, model), src.bits,
+                                               cfg.mult_bits)
     else:
         mult, shift, bias = 2, 1, 0              # (2x + 1) >> 1 = x
     n_lanes = mtiles * cfg.lanes_pad
@@ -872,7 +1257,10 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict, *, mac=None):
+                  producers: dict, balance: bool = False, *, mac=None):
+    """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
+    as the tallest ones need), so that no short last tile breaks the double-buffered loads
+    (the phases of :func:`_direct_plan`, which repeat the same tiling)."""
     name = layer.name
     src = tensors[layer.input]
     if src.signed:
@@ -985,6 +1373,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         raise CompileError(f"layer {name!r}: an output row of {ow} pixels exceeds the "
                            f"accumulator depth {cfg.acc_depth} of configuration {cfg.name!r}")
     rows_per_tile = _fit_rows(name, rows_per_tile, sy, kh, row_words, src, cfg)
+    if balance:
+        rows_per_tile = -(-oh // -(-oh // rows_per_tile))
     ptiles = 0
     rd_bytes = 0
     wr_bytes = 0
@@ -1070,6 +1460,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "config_id": compiled.config.config_id,
         "base": compiled.base, "size": compiled.size,
         "input": compiled.input, "output": compiled.output,
+        "input_layout": compiled.input_layout,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr}} if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],

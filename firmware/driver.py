@@ -14,7 +14,10 @@ Amaranth simulator's testbench can await bus cycles; the others simply return)::
 A network the accelerator runs entirely is one program per frame: :meth:`Driver.infer` writes
 the input, starts, waits and reads the output (the logits) and nothing else;
 ``infer(..., check=True)`` (what ``ilmpq simulate`` and ``ilmpq run`` use) reads every stored
-tensor back for a layer-by-layer comparison with golden. :meth:`Driver.infer_stream` runs frames
+tensor back for a layer-by-layer comparison with golden. The input is the raw image: with
+``layout="HWC"`` its bytes are written as they are (the accelerator reads them itself,
+``Compiled.input_layout``); a ``"CHW"`` image is transposed to HWC bytes on the host first.
+:meth:`Driver.infer_stream` runs frames
 back to back through the compiled frame slots (``Compiled.slots``): while the accelerator runs
 frame ``n``, the host writes image ``n + 1`` into the other slot and reads the logits of frame
 ``n - 1``.
@@ -41,9 +44,9 @@ from .compiler import AccelStep, Compiled, CpuStep
 from .sim.isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
-__all__ = ["AcceleratorError", "DMAError", "WeightPackageRejected", "ProgramError",
-           "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "BusAbandoned", "RunStats",
-           "StreamResult",
+__all__ = ["IMAGE_LAYOUTS", "AcceleratorError", "DMAError", "WeightPackageRejected",
+           "ProgramError", "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "BusAbandoned",
+           "RunStats", "StreamResult",
            "Driver", "run_sync", "check_image"]
 
 
@@ -102,16 +105,32 @@ def _u32(what: str, value) -> int:
     return int(value)
 
 
-def check_image(image, spec) -> np.ndarray:
+#: Image layouts the driver takes: ``"CHW"`` (NCHW without N, golden's order) and ``"HWC"``
+#: (NHWC without N: the bytes a camera or an image file decoder gives, row by row).
+IMAGE_LAYOUTS = ("CHW", "HWC")
+
+
+def check_image(image, spec, layout: str = "CHW") -> np.ndarray:
     """``image`` as an int64 array for the model's input tensor ``spec``
-    (:class:`~ilmpq.golden.model.TensorSpec`); raises :class:`IlmpqValueError` for a wrong
-    shape, a non-integer dtype or values outside the tensor's range (they would wrap around when
-    stored as bytes)."""
+    (:class:`~ilmpq.golden.model.TensorSpec`), in ``layout`` (:data:`IMAGE_LAYOUTS`, a leading
+    batch axis of 1 allowed); raises :class:`IlmpqValueError` for a wrong shape, a non-integer
+    dtype or values outside the tensor's range (they would wrap around when stored as
+    bytes)."""
+    if layout not in IMAGE_LAYOUTS:
+        raise IlmpqValueError(f"layout = {layout!r} is not allowed: give one of "
+                              f"{', '.join(IMAGE_LAYOUTS)}")
     arr = np.asarray(image)
-    shape = tuple(spec.shape)
+    c, h, w = spec.shape
+    shape = (c, h, w) if layout == "CHW" else (h, w, c)
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
     if arr.shape != shape:
         raise IlmpqValueError(f"the image has shape {arr.shape}; the model's input "
-                              f"{spec.name!r} is (C, H, W) = {shape}")
+                              f"{spec.name!r} is ({', '.join(layout)}) = {shape} (layout "
+                              f"{layout!r})")
+    if arr.dtype == np.uint8 and spec.range == (0, 255) or (
+            arr.dtype == np.int8 and spec.range == (-128, 127)):
+        return arr                        # every value is in range: nothing to check
     if not np.issubdtype(arr.dtype, np.integer):
         raise IlmpqValueError(f"the image has dtype {arr.dtype}; give integer pixels")
     lo, hi = spec.range
@@ -330,11 +349,25 @@ class Driver:
                                   f"{n} frame slot(s), 0 .. {n - 1}")
         return slot
 
-    async def write_input(self, compiled: Compiled, image, slot: int = 0):
-        """Check ``image`` and write it into the input tensor of frame slot ``slot``."""
+    async def write_input(self, compiled: Compiled, image, slot: int = 0, *,
+                          layout: str = "CHW"):
+        """Check ``image`` and write it into the input tensor of frame slot ``slot``.
+
+        ``layout`` (:data:`IMAGE_LAYOUTS`): ``"HWC"`` (``(H, W, C)``, the bytes of an NHWC
+        image) is written as it is when the accelerator reads the raw image
+        (``compiled.input_layout`` ``"direct"``, ``"layout"`` or ``"raw"``): with ``uint8``
+        pixels the host does nothing but the copy. ``"CHW"`` costs the host a transpose to HWC
+        bytes; a model compiled with the host layout (``input_layout == "host"``) costs it the
+        whole layout (``TensorPlacement.to_memory``)."""
         slot = self._slot(compiled, slot)
         inp = compiled.tensors[compiled.input]
-        pixels = inp.to_memory(check_image(image, compiled.model.tensors[compiled.input]))
+        spec = compiled.model.tensors[compiled.input]
+        arr = check_image(image, spec, layout)
+        if compiled.input_layout != "host" and layout == "HWC":
+            dt = np.int8 if spec.signed else np.uint8
+            pixels = np.ascontiguousarray(arr, dt).tobytes()
+        else:
+            pixels = inp.to_memory(arr if layout == "CHW" else np.transpose(arr, (2, 0, 1)))
         await self.t.mem_write(compiled.tensor_addr(compiled.input, slot), pixels)
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
@@ -343,7 +376,7 @@ class Driver:
         return t.from_memory(await self.t.mem_read(compiled.tensor_addr(name, slot), t.nbytes))
 
     async def infer(self, compiled: Compiled, image, *, load: bool = True, check: bool = False,
-                    slot: int = 0) -> tuple[dict[str, np.ndarray], RunStats]:
+                    slot: int = 0, layout: str = "CHW") -> tuple[dict[str, np.ndarray], RunStats]:
         """Run a compiled model on one image.
 
         The thin path (``check=False``): write the input, start, wait, read the output tensor
@@ -351,12 +384,13 @@ class Driver:
         the host. ``check=True``: read every stored tensor back in natural layout (the
         layer-by-layer comparison with golden of ``ilmpq simulate``/``run``). A model the
         compiler could not place entirely on the accelerator runs its host layers in between
-        (the compile report names them) in both modes.
+        (the compile report names them) in both modes. ``layout``: see :meth:`write_input`
+        (``"HWC"``: the image's bytes are written as they are).
         """
         slot = self._slot(compiled, slot)
         if load:
             await self.load(compiled)
-        await self.write_input(compiled, image, slot)
+        await self.write_input(compiled, image, slot, layout=layout)
         layers = {l.name: l for l in compiled.model.layers}
         stats = RunStats()
         if compiled.one_program and compiled.slots:
@@ -373,8 +407,8 @@ class Driver:
         out = {name: await self.read_tensor(compiled, name, slot) for name in names}
         return out, stats
 
-    async def infer_stream(self, compiled: Compiled, images, *, load: bool = True
-                           ) -> StreamResult:
+    async def infer_stream(self, compiled: Compiled, images, *, load: bool = True,
+                           layout: str = "CHW") -> StreamResult:
         """Run ``images`` back to back, one program per frame, through the frame slots.
 
         While frame ``n`` runs, the host writes image ``n + 1`` into the next slot; once frame
@@ -399,11 +433,12 @@ class Driver:
             return self.start_program(fs.prog_addr, fs.n_instr, compiled.window)
 
         if images:
-            await self.write_input(compiled, images[0], 0)
+            await self.write_input(compiled, images[0], 0, layout=layout)
             await start(0)
         for k in range(len(images)):
             if k + 1 < len(images):
-                await self.write_input(compiled, images[k + 1], (k + 1) % n_slots)
+                await self.write_input(compiled, images[k + 1], (k + 1) % n_slots,
+                                       layout=layout)
             await self.wait_program()
             res.done_at.append(await self.t.cycles())
             res.cycles.append(((await self.t.read32(hi)) << 32) | await self.t.read32(lo))

@@ -10,6 +10,9 @@ layers of :mod:`ilmpq.golden.model`:
     ``1 x 1`` kernel applied to a ``(K, 1, 1)`` tensor, exactly as in the integer model.
 ``FMaxPool``
     Max over a ``kh x kw`` window with stride; padding positions never win (``-inf``).
+``FAvgPool``
+    ONNX ``AveragePool``: the mean of each ``kh x kw`` window over its divisor (padding,
+    ``ceil_mode``, ``count_include_pad``).
 ``FGlobalAvgPool``
     Mean over the spatial positions, ``(C, H, W) -> (C, 1, 1)``.
 ``FFlatten``
@@ -34,8 +37,8 @@ import numpy as np
 from .errors import IlmpqTypeError, IlmpqValueError
 
 __all__ = [
-    "FConv", "FMaxPool", "FGlobalAvgPool", "FFlatten", "FPointwise", "FMul", "FConcat", "FSlice",
-    "FPermute", "FNode", "FloatModel",
+    "FConv", "FMaxPool", "FAvgPool", "FGlobalAvgPool", "FFlatten", "FPointwise", "FMul",
+    "FConcat", "FSlice", "FPermute", "FNode", "FloatModel",
     "FloatModelError", "conv2d_float", "im2col", "max_pool_float",
 ]
 
@@ -95,6 +98,25 @@ class FMaxPool:
     stride: tuple[int, int]
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     kind: str = field(default="maxpool", init=False)
+
+    def inputs(self) -> list[str]:
+        return [self.input]
+
+
+@dataclass
+class FAvgPool:
+    """ONNX ``AveragePool`` (``ceil_mode``, ``count_include_pad``): the float mean of each
+    window over its divisor (:func:`~ilmpq.golden.ops.avg_pool_divisors`)."""
+
+    name: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    kind: str = field(default="avgpool", init=False)
 
     def inputs(self) -> list[str]:
         return [self.input]
@@ -200,8 +222,8 @@ class FPermute:
         return [self.input]
 
 
-FNode = (FConv | FMaxPool | FGlobalAvgPool | FFlatten | FPointwise | FMul | FConcat | FSlice
-         | FPermute)
+FNode = (FConv | FMaxPool | FAvgPool | FGlobalAvgPool | FFlatten | FPointwise | FMul | FConcat
+         | FSlice | FPermute)
 
 
 def _out_size(size: int, k: int, s: int, p0: int, p1: int) -> int:
@@ -251,6 +273,25 @@ def max_pool_float(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, in
     """Float max pooling of a batch; padding positions are ``-inf`` and never win."""
     win = im2col(x, kernel, stride, padding, pad_value=-np.inf)
     return win.max(axis=(4, 5))
+
+
+def avg_pool_float(x: np.ndarray, kernel, stride, padding=(0, 0, 0, 0), ceil_mode=False,
+                   count_include_pad=False) -> np.ndarray:
+    """Float average pooling of a batch ``(N, C, H, W)`` (ONNX ``AveragePool``)."""
+    from .ops import avg_pool_divisors, pool_output_hw
+    kh, kw = kernel
+    sy, sx = stride
+    pt, pl, pb, pr = padding
+    h, w = x.shape[2:]
+    oh, ow = pool_output_hw((h, w), kernel, stride, padding, ceil_mode)
+    eb = max(0, (oh - 1) * sy + kh - (h + pt + pb))
+    er = max(0, (ow - 1) * sx + kw - (w + pl + pr))
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (pt, pb + eb), (pl, pr + er)))
+    s = np.zeros(x.shape[:2] + (oh, ow))
+    for kr in range(kh):
+        for kc in range(kw):
+            s += xp[:, :, kr:kr + sy * (oh - 1) + 1:sy, kc:kc + sx * (ow - 1) + 1:sx]
+    return s / avg_pool_divisors((h, w), kernel, stride, padding, ceil_mode, count_include_pad)
 
 
 @dataclass
@@ -385,6 +426,9 @@ class FloatModel:
             kh, kw = n.kernel
             return (c, _out_size(h, kh, n.stride[0], n.padding[0], n.padding[2]),
                     _out_size(w, kw, n.stride[1], n.padding[1], n.padding[3]))
+        if isinstance(n, FAvgPool):
+            from .ops import pool_output_hw
+            return (c, *pool_output_hw((h, w), n.kernel, n.stride, n.padding, n.ceil_mode))
         if isinstance(n, FGlobalAvgPool):
             return (c, 1, 1)
         if isinstance(n, FFlatten):
@@ -470,6 +514,9 @@ class FloatModel:
             return np.minimum(y, n.clip_max) if n.clip_max is not None else y
         if isinstance(n, FMaxPool):
             return max_pool_float(x, n.kernel, n.stride, n.padding)
+        if isinstance(n, FAvgPool):
+            return avg_pool_float(x, n.kernel, n.stride, n.padding, n.ceil_mode,
+                                  n.count_include_pad)
         if isinstance(n, FGlobalAvgPool):
             return x.mean(axis=(2, 3), keepdims=True)
         if isinstance(n, FFlatten):

@@ -15,6 +15,10 @@ Layer kinds
     applied to a ``(K, 1, 1)`` input (see :meth:`ConvLayer.is_fc`).
 ``MaxPoolLayer``
     max over a ``kh x kw`` window with stride; padding positions never win (they act as ``-inf``).
+``AvgPoolLayer``
+    average over a ``kh x kw`` window with stride, padding, ``ceil_mode`` and
+    ``count_include_pad`` as ONNX ``AveragePool``: ``floor((s + N//2) / N)`` with ``N`` the
+    window's divisor (:func:`~ilmpq.golden.ops.avg_pool`).
 ``GlobalAvgPoolLayer``
     ``y[c] = floor((sum_p x[c,p] + N//2) / N)``, i.e. round half up, ``N = H*W``.
 ``FlattenLayer``
@@ -68,11 +72,11 @@ import numpy as np
 
 from .errors import IlmpqValueError
 from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
-from .ops import RES_RANGE, act_range, conv_macs, conv_output_hw
+from .ops import RES_RANGE, act_range, conv_macs, conv_output_hw, pool_output_hw
 from .safeio import loads_json, read_input, read_npz
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "TensorSpec", "ConvLayer", "MaxPoolLayer",
+    "FORMAT_NAME", "FORMAT_VERSION", "TensorSpec", "ConvLayer", "MaxPoolLayer", "AvgPoolLayer",
     "GlobalAvgPoolLayer", "FlattenLayer", "LutLayer", "MulLayer", "ConcatLayer", "SliceLayer",
     "PermuteLayer", "Layer", "QModel", "ModelFormatError", "hi_row_count", "padding_error",
     "layer_inputs",
@@ -248,6 +252,26 @@ class MaxPoolLayer:
 
 
 @dataclass
+class AvgPoolLayer:
+    """k x k average pooling (ONNX ``AveragePool``): :func:`~ilmpq.golden.ops.avg_pool`."""
+
+    name: str
+    input: str
+    output: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    kind: str = field(default="avgpool", init=False)
+
+    def __post_init__(self):
+        self.kernel = _as_tuple(self.kernel)
+        self.stride = _as_tuple(self.stride)
+        self.padding = _as_tuple(self.padding)
+
+
+@dataclass
 class GlobalAvgPoolLayer:
     name: str
     input: str
@@ -352,10 +376,11 @@ class PermuteLayer:
                    for f in dataclasses.fields(self))
 
 
-Layer = (ConvLayer | MaxPoolLayer | GlobalAvgPoolLayer | FlattenLayer | LutLayer | MulLayer
-         | ConcatLayer | SliceLayer | PermuteLayer)
+Layer = (ConvLayer | MaxPoolLayer | AvgPoolLayer | GlobalAvgPoolLayer | FlattenLayer | LutLayer
+         | MulLayer | ConcatLayer | SliceLayer | PermuteLayer)
 
-_LAYER_CLASSES = {"conv": ConvLayer, "maxpool": MaxPoolLayer, "gap": GlobalAvgPoolLayer,
+_LAYER_CLASSES = {"conv": ConvLayer, "maxpool": MaxPoolLayer, "avgpool": AvgPoolLayer,
+                  "gap": GlobalAvgPoolLayer,
                   "flatten": FlattenLayer, "lut": LutLayer, "mul": MulLayer,
                   "concat": ConcatLayer, "slice": SliceLayer, "permute": PermuteLayer}
 
@@ -514,7 +539,7 @@ class QModel:
             x, y = self.tensors[layer.input], self.tensors[layer.output]
             if isinstance(layer, ConvLayer):
                 self._check_conv(layer, where, x, y, spec)
-            elif isinstance(layer, MaxPoolLayer):
+            elif isinstance(layer, (MaxPoolLayer, AvgPoolLayer)):
                 self._check_pool(layer, where, x, y)
             elif isinstance(layer, (LutLayer, MulLayer, ConcatLayer, SliceLayer, PermuteLayer)):
                 self._check_host_op(layer, where, x, y, spec)
@@ -734,6 +759,12 @@ class QModel:
         if not (isinstance(k, tuple) and len(k) == 2 and all(_is_int(v) and v > 0 for v in k)):
             raise err(f"{where}: kernel {k!r} must be (kh, kw) of positive integers")
         oh, ow = self._check_geometry(where, k, layer.stride, layer.padding, x)
+        if isinstance(layer, AvgPoolLayer):
+            for f in ("ceil_mode", "count_include_pad"):
+                if not isinstance(getattr(layer, f), bool):
+                    raise err(f"{where}: {f} = {getattr(layer, f)!r} must be a bool")
+            oh, ow = pool_output_hw(x.shape[1:], k, layer.stride, layer.padding,
+                                    layer.ceil_mode)
         why = padding_error(k, layer.padding)
         if why:
             raise err(f"{where}: {why}")
@@ -765,10 +796,13 @@ class QModel:
                     a = getattr(layer, name)
                     if a is not None:
                         arrays[f"{layer.name}.{name}"] = a
-            elif isinstance(layer, MaxPoolLayer):
+            elif isinstance(layer, (MaxPoolLayer, AvgPoolLayer)):
                 d.update(kernel=[int(v) for v in layer.kernel],
                          stride=[int(v) for v in layer.stride],
                          padding=[int(v) for v in layer.padding])
+                if isinstance(layer, AvgPoolLayer):
+                    d.update(ceil_mode=bool(layer.ceil_mode),
+                             count_include_pad=bool(layer.count_include_pad))
             elif isinstance(layer, LutLayer):
                 arrays[f"{layer.name}.table"] = layer.table
                 d.update(function=str(layer.function))
@@ -959,6 +993,13 @@ class QModel:
                     **io_, kernel=tuple(get(d, "kernel", list, ctx)),
                     stride=tuple(get(d, "stride", list, ctx)),
                     padding=tuple(get(d, "padding", list, ctx))))
+            elif kind == "avgpool":
+                layers.append(AvgPoolLayer(
+                    **io_, kernel=tuple(get(d, "kernel", list, ctx)),
+                    stride=tuple(get(d, "stride", list, ctx)),
+                    padding=tuple(get(d, "padding", list, ctx)),
+                    ceil_mode=get(d, "ceil_mode", bool, ctx),
+                    count_include_pad=get(d, "count_include_pad", bool, ctx)))
             elif kind in ("gap", "flatten"):
                 layers.append(_LAYER_CLASSES[kind](**io_))
             else:

@@ -21,8 +21,9 @@ Clip                       ``Clip(0, c)`` (ReLU6): the ReLU flag plus ``clip_max
 Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
                            activations: a residual fused into the Conv that feeds it,
                            ``y = relu(conv(x) + skip)``
-MaxPool                    ``FMaxPool`` (``ceil_mode = 0``, no dilation, no indices output)
-AveragePool                ``FGlobalAvgPool`` only when the kernel covers the whole input and
+MaxPool                    ``FMaxPool`` (``ceil_mode`` 0 or 1, no dilation, no indices output)
+AveragePool                ``FAvgPool`` (padding, ``ceil_mode``, ``count_include_pad``), or
+                           ``FGlobalAvgPool`` when the kernel covers the whole input and
                            there is no padding (a global pool)
 GlobalAveragePool          ``FGlobalAvgPool``
 Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor
@@ -58,8 +59,9 @@ import numpy as np
 from .errors import IlmpqValueError
 from .model import padding_error
 from .safeio import InputFileError, loads_json, open_input, read_input, resolve_confined
-from .float_model import (FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel,
+from .float_model import (FAvgPool, FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel,
                           FloatModelError, FMaxPool, FMul, FPermute, FPointwise, FSlice)
+from .ops import pool_output_hw
 
 __all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "MIN_OPSET", "META_INPUT_MEAN",
            "META_INPUT_STD"]
@@ -1258,18 +1260,36 @@ class _Importer:
         x = self.act(node, idx, node.input[0])
         if x.rank2:
             raise self.err(node, idx, "AveragePool on a flattened (2-D) tensor")
-        _, h, w = x.shape
+        c, h, w = x.shape
         ks = list(a.get("kernel_shape", []))
         pads = list(a.get("pads", [0, 0, 0, 0]))
         auto = a.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else auto
-        if (ks != [h, w] or any(pads) or a.get("ceil_mode", 0) or auto not in ("NOTSET", "VALID")
-                or any(d != 1 for d in a.get("dilations", [1, 1]))):
-            raise self.err(node, idx, f"AveragePool with kernel {ks}, pads {pads} on a {h}x{w} "
-                                      f"input is not a global pool; only global average pooling "
-                                      f"is supported (kernel_shape = [{h}, {w}], no padding), "
-                                      f"or use GlobalAveragePool")
-        self._gap(node, idx, x)
+        if (ks == [h, w] and not any(pads) and not a.get("ceil_mode", 0)
+                and auto in ("NOTSET", "VALID")
+                and all(d == 1 for d in a.get("dilations", [1, 1]))):
+            self._gap(node, idx, x)
+            return
+        # k x k average pooling (ONNX semantics: count_include_pad, ceil_mode)
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise self.err(node, idx, "AveragePool with dilations is not supported")
+        self._check_out(node, idx)
+        if len(ks) != 2:
+            raise self.err(node, idx, f"kernel_shape {ks} must have 2 values (2-D pooling)")
+        pads, strides = self._pads(node, idx, a, ks)
+        why = padding_error(ks, pads)
+        if why:
+            raise self.err(node, idx, why)
+        ceil = bool(a.get("ceil_mode", 0))
+        cip = bool(a.get("count_include_pad", 0))
+        try:
+            ho, wo = pool_output_hw((h, w), ks, strides, pads, ceil)
+        except IlmpqValueError:
+            raise self.err(node, idx, f"the kernel {ks} does not fit the {h}x{w} input") from None
+        out = self.new_tensor(node.output[0])
+        self.emit(FAvgPool(self.new_node_name(node, idx), x.ir, out, tuple(ks), tuple(strides),
+                           tuple(pads), ceil, cip), (c, ho, wo))
+        self.acts[node.output[0]] = _Act(out, (c, ho, wo), False, x.nonneg)
 
     def _flatten(self, node, idx, x):
         if x.rank2:

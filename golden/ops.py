@@ -37,7 +37,8 @@ from .formats import (
 
 __all__ = [
     "AccumulatorOverflow", "RequantOverflow", "conv2d_acc", "fc_acc", "requantize", "max_pool",
-    "global_avg_pool", "flatten", "acc_bound", "check_no_overflow", "conv_output_hw",
+    "global_avg_pool", "avg_pool", "avg_pool_divisors", "pool_output_hw", "flatten",
+    "acc_bound", "check_no_overflow", "conv_output_hw",
     "normalize_stride", "normalize_padding", "output_range", "conv_macs", "RES_RANGE",
     "act_range", "lut_apply", "mul_requant", "concat_requant", "slice_chw", "permute_channels",
 ]
@@ -638,6 +639,87 @@ def max_pool(x, kernel, stride=None, padding=0) -> np.ndarray:
             np.maximum(out, xp[:, kr:kr + sy * (oh - 1) + 1:sy, kc:kc + sx * (ow - 1) + 1:sx],
                        out=out)
     return out.astype(xa.dtype)
+
+
+def pool_output_hw(in_hw, kernel, stride, padding, ceil_mode: bool = False) -> tuple[int, int]:
+    """Output height and width of a pooling window, ONNX/PyTorch rule.
+
+    ``ceil_mode`` 0: :func:`conv_output_hw`. ``ceil_mode`` 1: ``OH = ceil((H + top + bottom -
+    kh) / sy) + 1``, less one if the last window would start at or past ``H + top`` (every
+    window starts inside the input or its top/left padding); likewise for the width."""
+    if not ceil_mode:
+        return conv_output_hw(in_hw, kernel, stride, padding)
+    conv_output_hw(in_hw, kernel, stride, padding)        # the same fit check
+    kh, kw = _normalize_kernel(kernel)
+    sy, sx = normalize_stride(stride)
+    pt, pl, pb, pr = normalize_padding(padding)
+    out = []
+    for n, k, st, p0, p1 in ((int(in_hw[0]), kh, sy, pt, pb), (int(in_hw[1]), kw, sx, pl, pr)):
+        o = -(-(n + p0 + p1 - k) // st) + 1
+        if (o - 1) * st >= n + p0:
+            o -= 1
+        out.append(o)
+    return out[0], out[1]
+
+
+def avg_pool_divisors(in_hw, kernel, stride, padding, ceil_mode: bool = False,
+                      count_include_pad: bool = False) -> np.ndarray:
+    """``(OH, OW)`` int64: the number of values each window of :func:`avg_pool` averages.
+
+    ONNX ``AveragePool``: with ``count_include_pad`` the window positions inside the padded input
+    ``[-top, H + bottom) x [-left, W + right)`` (positions past it, which only ``ceil_mode``
+    creates, never count), else only those inside the input ``[0, H) x [0, W)``."""
+    kh, kw = _normalize_kernel(kernel)
+    sy, sx = normalize_stride(stride)
+    pt, pl, pb, pr = normalize_padding(padding)
+    h, w = int(in_hw[0]), int(in_hw[1])
+    oh, ow = pool_output_hw((h, w), (kh, kw), (sy, sx), (pt, pl, pb, pr), ceil_mode)
+    lo_y, hi_y = (-pt, h + pb) if count_include_pad else (0, h)
+    lo_x, hi_x = (-pl, w + pr) if count_include_pad else (0, w)
+    y0 = np.arange(oh) * sy - pt
+    x0 = np.arange(ow) * sx - pl
+    ny = np.minimum(y0 + kh, hi_y) - np.maximum(y0, lo_y)
+    nx = np.minimum(x0 + kw, hi_x) - np.maximum(x0, lo_x)
+    return np.outer(np.maximum(ny, 0), np.maximum(nx, 0)).astype(np.int64)
+
+
+def avg_pool(x, kernel, stride=None, padding=0, *, ceil_mode: bool = False,
+             count_include_pad: bool = False) -> np.ndarray:
+    """Average pooling over ``kh x kw`` windows of a ``(C, H, W)`` integer tensor (ONNX
+    ``AveragePool`` semantics), with the rounding of :func:`global_avg_pool`.
+
+    ``y = floor((s + N // 2) / N)``: ``s`` the sum of the window's input values (padding adds
+    0), ``N`` its divisor (:func:`avg_pool_divisors`: ``count_include_pad`` counts the padding
+    positions, never the positions past the padded input that ``ceil_mode`` adds). Each padding
+    must be smaller than the kernel on its axis (every window holds an input value, ``N >
+    0``).
+
+    Returns
+    -------
+    np.ndarray
+        ``(C, OH, OW)`` with the dtype of ``x`` (an average stays in the input's range).
+    """
+    xa = np.asarray(x)
+    xi = _int_array("x", xa, ndim=3)
+    kh, kw = _normalize_kernel(kernel)
+    sy, sx = normalize_stride((kh, kw) if stride is None else stride)
+    pt, pl, pb, pr = normalize_padding(padding)
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        raise IlmpqValueError(
+            f"avg_pool padding (top, left, bottom, right) = {(pt, pl, pb, pr)} is not allowed "
+            f"for a {kh}x{kw} kernel: each padding must be smaller than the kernel on its axis")
+    c, h, w = xi.shape
+    oh, ow = pool_output_hw((h, w), (kh, kw), (sy, sx), (pt, pl, pb, pr), ceil_mode)
+    n = avg_pool_divisors((h, w), (kh, kw), (sy, sx), (pt, pl, pb, pr), ceil_mode,
+                          count_include_pad)
+    eb = max(0, (oh - 1) * sy + kh - (h + pt + pb))     # ceil_mode: past the padded input
+    er = max(0, (ow - 1) * sx + kw - (w + pl + pr))
+    xp = np.pad(xi, ((0, 0), (pt, pb + eb), (pl, pr + er)))
+    s = np.zeros((c, oh, ow), np.int64)
+    for kr in range(kh):
+        for kc in range(kw):
+            s += xp[:, kr:kr + sy * (oh - 1) + 1:sy, kc:kc + sx * (ow - 1) + 1:sx]
+    return np.floor_divide(s + n // 2, n).astype(xa.dtype)
 
 
 def global_avg_pool(x) -> np.ndarray:

@@ -48,11 +48,11 @@ import numpy as np
 
 from . import ops, reference
 from .errors import IlmpqTypeError, IlmpqValueError
-from .float_model import (FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel, FMaxPool, FMul,
-                          FPermute, FPointwise, FSlice, im2col)
+from .float_model import (FAvgPool, FConcat, FConv, FFlatten, FGlobalAvgPool, FloatModel,
+                          FMaxPool, FMul, FPermute, FPointwise, FSlice, im2col)
 from .formats import NumericSpec, Precision
-from .model import (ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
-                    MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec,
+from .model import (AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer,
+                    LutLayer, MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec,
                     hi_row_count, padding_error)
 
 __all__ = [
@@ -577,7 +577,7 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         raise QuantizeError(f"calib_memory must be a positive number of bytes, not "
                             f"{calib_memory!r}")
     for n in float_model.nodes:   # the one padding rule, before any work (as compile has it)
-        if isinstance(n, (FConv, FMaxPool)):
+        if isinstance(n, (FConv, FMaxPool, FAvgPool)):
             why = padding_error(n.kernel, n.padding)
             if why:
                 raise QuantizeError(f"layer {n.name!r}: {why}")
@@ -640,6 +640,10 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
             if isinstance(n, FMaxPool):
                 layers.append(MaxPoolLayer(n.name, n.input, n.output, tuple(n.kernel),
                                            tuple(n.stride), tuple(n.padding)))
+            elif isinstance(n, FAvgPool):
+                layers.append(AvgPoolLayer(n.name, n.input, n.output, tuple(n.kernel),
+                                           tuple(n.stride), tuple(n.padding),
+                                           bool(n.ceil_mode), bool(n.count_include_pad)))
             elif isinstance(n, FGlobalAvgPool):
                 layers.append(GlobalAvgPoolLayer(n.name, n.input, n.output))
             elif isinstance(n, FFlatten):

@@ -29,10 +29,11 @@ import numpy as np
 from .errors import IlmpqTypeError, IlmpqValueError
 from .formats import NumericSpec, Precision
 from .model import (
-    ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel, TensorSpec, hi_row_count,
+    AvgPoolLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, MaxPoolLayer, QModel, TensorSpec,
+    hi_row_count,
 )
 from .ops import (
-    check_no_overflow, conv2d_acc, conv_output_hw, flatten, global_avg_pool, max_pool,
+    avg_pool, check_no_overflow, conv2d_acc, conv_output_hw, flatten, global_avg_pool, max_pool,
     output_range, requantize,
 )
 
@@ -193,6 +194,21 @@ class ModelBuilder:
         x = self.tensors[inp]
         self.tensors[name] = TensorSpec(name, y.shape, x.bits, x.signed, x.scale)
         self.layers.append(MaxPoolLayer(name, inp, name, kernel, stride, padding))
+        self.values[name] = y
+        return name
+
+    def avgpool(self, name: str, inp: str, kernel, stride=None, padding=0, *,
+                ceil_mode: bool = False, count_include_pad: bool = False) -> str:
+        kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        stride = kernel if stride is None else (
+            (stride, stride) if isinstance(stride, int) else tuple(stride))
+        padding = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        y = avg_pool(self.values[inp], kernel, stride, padding, ceil_mode=ceil_mode,
+                     count_include_pad=count_include_pad)
+        x = self.tensors[inp]
+        self.tensors[name] = TensorSpec(name, y.shape, x.bits, x.signed, x.scale)
+        self.layers.append(AvgPoolLayer(name, inp, name, kernel, stride, padding, ceil_mode,
+                                        count_include_pad))
         self.values[name] = y
         return name
 

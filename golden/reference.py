@@ -18,12 +18,12 @@ import numpy as np
 from .errors import IlmpqValueError
 from .formats import NumericSpec
 from .model import (
-    ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, LutLayer, MaxPoolLayer,
-    ModelFormatError, MulLayer, PermuteLayer, QModel, SliceLayer,
+    AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, Layer, LutLayer,
+    MaxPoolLayer, ModelFormatError, MulLayer, PermuteLayer, QModel, SliceLayer,
 )
 from .ops import (
-    _int_array, concat_requant, conv2d_acc, flatten, global_avg_pool, lut_apply, max_pool,
-    mul_requant, permute_channels, requantize, slice_chw,
+    _int_array, avg_pool, concat_requant, conv2d_acc, flatten, global_avg_pool, lut_apply,
+    max_pool, mul_requant, permute_channels, requantize, slice_chw,
 )
 
 __all__ = ["run", "run_layer", "run_batch", "predict"]
@@ -62,6 +62,9 @@ def run_layer(model: QModel, layer: Layer, tensors: dict[str, np.ndarray], *,
                        relu=layer.relu, out_bits=out.bits, out_signed=out.signed, spec=spec)
     elif isinstance(layer, MaxPoolLayer):
         y = max_pool(x, layer.kernel, layer.stride, layer.padding)
+    elif isinstance(layer, AvgPoolLayer):
+        y = avg_pool(x, layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode,
+                     count_include_pad=layer.count_include_pad)
     elif isinstance(layer, GlobalAvgPoolLayer):
         y = global_avg_pool(x)
     elif isinstance(layer, FlattenLayer):

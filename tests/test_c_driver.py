@@ -994,3 +994,29 @@ def test_start_refuses_while_the_bus_is_abandoned(drv, mock):
     assert m.writes()[n:] == [("status", m.rm.encode("status", bus_abandoned=1))]
     assert not m.bus_abandoned
     assert drv.ilmpq_run(m.devp, BASE, 1, 100) == OK
+
+
+@pytest.mark.verilator
+def test_one_call_inference_takes_the_raw_image(rtl, rng):
+    """A model whose input the accelerator lays out itself: ilmpq_infer gets the image's own
+    HWC bytes (what a camera or a decoder gives a bare-metal application), nothing prepared by
+    the host; back to back through both slots, each frame golden's logits."""
+    drv, dev = rtl
+    model = random_qmodel(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 8, 8),
+                          max_channels=9)
+    comp = compile_model(model, TINY, base=BASE)
+    assert comp.input_layout in ("direct", "layout") and comp.one_program
+    image = bytes(comp.image)
+    assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    out_t = comp.tensors[comp.output]
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr) for s in comp.slots]
+    imgs = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(3)]
+    want = [reference.run(model, np.transpose(img, (2, 0, 1)), spec=TINY.numeric)[model.output]
+            for img in imgs]
+    buf = (ctypes.c_uint8 * out_t.nbytes)()
+    for k, img in enumerate(imgs):
+        raw = img.tobytes()
+        rc = drv.ilmpq_infer(dev, ctypes.byref(slots[k % 2]), raw, len(raw), buf,
+                             out_t.nbytes, 1_000_000)
+        assert rc == OK, drv.ilmpq_strerror(rc).decode()
+        np.testing.assert_array_equal(out_t.from_memory(bytes(buf)), want[k])

@@ -115,7 +115,17 @@ CASES_TILES = [
 ]
 
 
-@pytest.mark.parametrize("cases", [CASES_COMPUTE, CASES_TILES], ids=["compute", "tiles"])
+CASES_STEM = [
+    ("the first conv on the raw image: 7x7 stride 2 in 4 phases (conv^)", (3, 8, 16),
+     lambda b: b.conv("a", "input", 8, 7, stride=2, padding=3)),
+    ("the layout conv builds the stored input (it feeds a pooling and a residual)", (3, 8, 8),
+     lambda b: b.conv("a", b.maxpool("p", "input", 3, 1, 1), 3, 3, padding=1,
+                      residual="input")),
+]
+
+
+@pytest.mark.parametrize("cases", [CASES_COMPUTE, CASES_TILES, CASES_STEM],
+                         ids=["compute", "tiles", "stem"])
 def test_model_matches_amaranth_rtl(rng, cases):
     models = []
     images = []

@@ -10,7 +10,7 @@ simulator transports give it (``read32``, ``write32``, ``mem_write``, ``mem_read
 
     with LinuxTransport.open(cfg, udmabuf="udmabuf0") as t:
         comp = compile_model(model, cfg, base=t.dma.phys_addr)   # the image holds addresses
-        out, stats = run_sync(Driver(t, cfg).infer(comp, image))
+        out, stats = run_sync(Driver(t, cfg).infer(comp, image, layout="HWC"))  # raw HWC bytes
 
 It is built from three parts, each replaceable (the tests put the RTL behind them):
 

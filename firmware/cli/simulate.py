@@ -72,8 +72,9 @@ def compare_layers(model, ref: dict, got: dict) -> str | None:
 
 
 def load_images(path: str, shape) -> np.ndarray:
-    """Read ``(N, C, H, W)`` (or one ``(C, H, W)``) integer pixels in [0, 255] from a ``.npy``
-    file (no pickles); every problem is an :class:`IlmpqValueError` naming the file."""
+    """Read ``(N, C, H, W)`` or ``(N, H, W, C)`` (or one image) integer pixels in [0, 255] from
+    a ``.npy`` file (no pickles), returned as ``(N, C, H, W)``; every problem is an
+    :class:`IlmpqValueError` naming the file."""
     try:
         with open_input(path, "images (.npy)") as f:   # never a FIFO or a device
             magic = f.read(6)
@@ -88,9 +89,13 @@ def load_images(path: str, shape) -> np.ndarray:
         raise IlmpqValueError(f"cannot read images from {path!r}: {e}") from None
     if imgs.ndim == 3:
         imgs = imgs[None]
+    c, h, w = shape
+    if imgs.ndim == 4 and tuple(imgs.shape[1:]) == (h, w, c) != tuple(shape):
+        imgs = imgs.transpose(0, 3, 1, 2)      # NHWC, the images' own bytes -> NCHW
     if imgs.ndim != 4 or tuple(imgs.shape[1:]) != tuple(shape):
         raise IlmpqValueError(f"{path!r} holds an array of shape {imgs.shape}; the model takes "
-                              f"images (N, {', '.join(map(str, shape))})")
+                              f"images (N, {', '.join(map(str, shape))}) as (N, C, H, W), or "
+                              f"(N, {h}, {w}, {c}) as (N, H, W, C)")
     if len(imgs) == 0:
         raise IlmpqValueError(f"{path!r} holds no images (shape {imgs.shape})")
     if not np.issubdtype(imgs.dtype, np.integer) or imgs.min() < 0 or imgs.max() > 255:

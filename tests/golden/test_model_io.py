@@ -332,8 +332,10 @@ def test_load_other_files(tmp_path):
     (lambda meta: meta.update(version="1"), r"metadata field 'version' = '1' has the wrong type"),
     (lambda meta: meta.pop("tensors"), r"metadata has no 'tensors' field"),
     (lambda meta: meta["layers"][0].pop("relu"), r"layer 'stem' has no 'relu' field"),
-    (lambda meta: meta["layers"][1].update(kind="avgpool"),
-     r"layer 'pool' has unknown kind 'avgpool'"),
+    (lambda meta: meta["layers"][1].update(kind="lppool"),
+     r"layer 'pool' has unknown kind 'lppool'"),
+    (lambda meta: meta["layers"][1].update(kind="avgpool"),       # a maxpool's fields only
+     r"layer 'pool' has no 'ceil_mode' field"),
     (lambda meta: meta["tensors"][0].update(bits=True),
      r"tensor 'input' field 'bits' = True has the wrong type"),
     (lambda meta: meta.update(spec={"act_bits": 7, "acc_bits": 32, "mult_bits": 16,

@@ -32,6 +32,12 @@
  *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);
  *     rc = ilmpq_infer(&dev, &slot[0], input, input_bytes, logits, output_bytes, 1000000);
  *
+ * input is the raw image as the application has it: its H*W*C uint8 bytes in HWC order (row by
+ * row, pixel by pixel, the channels of a pixel together), when compiled.json "input_layout" is
+ * "direct", "layout" or "raw" (the accelerator reads those bytes itself; the host prepares
+ * nothing). Only with "host" (the compile report says why) must the application lay the input
+ * out as the compiler's placement says.
+ *
  * Frames back to back: ilmpq_infer_start(&dev, &slot[k % 2], input_k, ...), write input k + 1
  * into slot (k + 1) % 2 while frame k runs, ilmpq_infer_finish(&dev, &slot[k % 2], logits, ...),
  * start frame k + 1 at once and consume the logits of frame k while it runs.
@@ -262,15 +268,16 @@ int ilmpq_clear_bus_abandoned(ilmpq_dev_t *dev);
  * input tensor, its output tensor and its copy of the program.
  */
 typedef struct ilmpq_frame_slot {
-    uint32_t input_addr;   /* bus address of the input tensor (its stored layout) */
+    uint32_t input_addr;   /* bus address of the input tensor (the raw HWC image) */
     uint32_t output_addr;  /* bus address of the output tensor (the logits) */
     uint32_t prog_addr;    /* the slot's program */
     uint32_t n_instr;
 } ilmpq_frame_slot_t;
 
 /*
- * Write input_bytes of input (the input tensor's stored bytes) to the slot's input and start
- * the slot's program; returns at once (ilmpq_infer_finish ends the frame).
+ * Write input_bytes of input (the input tensor's bytes: the raw HWC image, see the top) to the
+ * slot's input and start the slot's program; returns at once (ilmpq_infer_finish ends the
+ * frame).
  */
 int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
                       uint32_t input_bytes);
