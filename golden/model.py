@@ -72,7 +72,7 @@ import numpy as np
 
 from .errors import IlmpqValueError
 from .formats import SUPPORTED_ACT_BITS, NumericSpec, Precision
-from .ops import RES_RANGE, act_range, conv_macs, conv_output_hw, pool_output_hw
+from .ops import RES_RANGE, conv_macs, conv_output_hw, pool_output_hw
 from .safeio import loads_json, read_input, read_npz
 
 __all__ = [
