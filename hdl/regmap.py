@@ -12,7 +12,8 @@ Address layout (12-bit AXI4-Lite window, 4 KiB, every register 4-byte aligned):
 =============  ===================================================================
 0x000 - 0x01f  identification: ID, VERSION, CONFIG_ID, GEOMETRY, DATAPATH, BUFFERS
 0x020 - 0x03f  run control and status: CTRL, STATUS, ERR_INFO
-0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG
+0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG,
+               WR_BASE, WR_LIMIT (0x060-0x07f: write protection)
 0x100 - 0x1ff  64-bit performance counters, 8 bytes each (LO word, then HI word)
 0x200 - 0xfff  unmapped (SLVERR)
 =============  ===================================================================
@@ -195,6 +196,19 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       "transferred) after which the run stops with TIMEOUT; 0 disables the "
                       "watchdog."),
         ], doc="Watchdog."),
+        # -- write protection (0x060-0x07f) ------------------------------------------------
+        Register("wr_base", 0x060, [
+            Field("addr", 32, RW,
+                  doc="Lowest byte address a STORE may write (inclusive): the activation "
+                      "arena. Program, weights and lane parameters lie outside it."),
+        ], doc="Write-protection base (activation arena)."),
+        Register("wr_limit", 0x064, [
+            Field("addr", 32, RW,
+                  doc="End of the activation arena (exclusive): a STORE whose output inside "
+                      "the DMA window is not entirely inside [WR_BASE, WR_LIMIT) stops the run "
+                      "with WRITE_PROTECT before any of its beats is issued. The reset arena "
+                      "is empty (nothing may be written until the host sets it)."),
+        ], doc="Write-protection limit (activation arena)."),
     ]
     for i, (name, doc) in enumerate(COUNTER_NAMES):
         inc = byte_inc if name.startswith("bytes_") else 1

@@ -225,6 +225,12 @@ class Accelerator(wiring.Component):
         wiring.connect(m, cu.pool_beats, pool.beats)
         wiring.connect(m, pool.out, su.pool_in)
 
+        # write protection: the store unit checks each STORE's range against the arena
+        m.d.comb += [
+            su.win_base.eq(f.win_base.addr), su.win_limit.eq(f.win_limit.addr),
+            su.wr_base.eq(f.wr_base.addr), su.wr_limit.eq(f.wr_limit.addr),
+        ]
+
         # unit counters
         m.d.comb += [
             cu.la_done.eq(la.done_count),
@@ -297,6 +303,14 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(wb.error), new_info.eq(fetch.index)]
         with m.Elif(wl.err_truncated):          # a weight stream ended inside a package
             m.d.comb += [new_err.eq(ErrorCode.WPKG_LENGTH), new_info.eq(fetch.index)]
+        with m.Elif(fetch.err_crc):
+            m.d.comb += [new_err.eq(ErrorCode.INSTR_CRC), new_info.eq(fetch.index)]
+        with m.Elif(fetch.err_mismatch):
+            m.d.comb += [new_err.eq(ErrorCode.STORE_MISMATCH), new_info.eq(fetch.index)]
+        with m.Elif(su.err_params):
+            m.d.comb += [new_err.eq(ErrorCode.PARAMS_CRC), new_info.eq(su.err_addr)]
+        with m.Elif(su.err_protect):
+            m.d.comb += [new_err.eq(ErrorCode.WRITE_PROTECT), new_info.eq(su.err_addr)]
         with m.Elif(fetch.err_opcode):
             m.d.comb += [new_err.eq(ErrorCode.INSTR_OPCODE), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_overrun):
