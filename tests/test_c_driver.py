@@ -265,6 +265,7 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_read_identity": (i32, [vp, vp]),
         "ilmpq_check": (i32, [vp]),
         "ilmpq_set_window": (i32, [vp, u32, u32]),
+        "ilmpq_set_arena": (i32, [vp, u32, u32]),
         "ilmpq_mem_write": (i32, [vp, u32, ctypes.c_char_p, u32]),
         "ilmpq_mem_read": (i32, [vp, u32, vp, u32]),
         "ilmpq_load_image": (i32, [vp, u32, ctypes.c_char_p, u32]),
@@ -402,6 +403,7 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
     if load:
         image = bytes(comp.image)
         assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+        assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp = comp.tensors[comp.input]
     data = inp.to_memory(np.asarray(img, np.int64))
     assert drv.ilmpq_mem_write(dev, inp.addr, data, len(data)) == OK
@@ -464,6 +466,7 @@ def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
     assert comp.one_program and len(comp.slots) == 2
     image = bytes(comp.image)
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
     slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr) for s in comp.slots]
     imgs = [rng.integers(0, 256, size=(3, 7, 7)) for _ in range(3)]
@@ -796,12 +799,29 @@ def test_start_writes_the_run_registers_in_order_then_ctrl(drv, mock):
     rm = m.rm
     assert m.writes() == [
         ("prog_addr", BASE + 0x40), ("prog_len", 7), ("win_base", BASE),
-        ("win_limit", BASE + 4096), ("watchdog", 100_000),
+        ("win_limit", BASE + 4096), ("wr_base", BASE), ("wr_limit", BASE + 4096),
+        ("watchdog", 100_000),
         ("status", rm.encode("status", done=1)),
         ("ctrl", rm.encode("ctrl", start=1, irq_en=1)),
         ("status", rm.encode("status", done=1)),     # the acknowledge after the end
     ]
     assert m.now >= 30 and m.done is False
+
+
+def test_arena_is_checked_against_the_window_and_written_at_start(drv, mock):
+    m = mock(run_us=30)
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    for lo, hi in ((BASE - 64, BASE + 64), (BASE + 128, BASE + 64), (BASE, BASE + 4160)):
+        assert drv.ilmpq_set_arena(m.devp, lo, hi) == ERR["WINDOW"]
+    assert drv.ilmpq_set_arena(m.devp, BASE + 1024, BASE + 2048) == OK
+    assert drv.ilmpq_run(m.devp, BASE + 0x40, 7, 1000) == OK
+    w = dict(m.writes())
+    assert (w["wr_base"], w["wr_limit"]) == (BASE + 1024, BASE + 2048)
+    # a new window resets the arena to the whole window
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    assert drv.ilmpq_run(m.devp, BASE + 0x40, 7, 1000) == OK
+    w = [v for k, v in m.writes() if k in ("wr_base", "wr_limit")]
+    assert w[-2:] == [BASE, BASE + 4096]
 
 
 def test_every_hardware_error_code_is_returned_with_err_info(drv, mock):

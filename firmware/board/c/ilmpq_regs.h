@@ -80,6 +80,23 @@ extern "C" {
 #define ILMPQ_ERROR_CODE_INSTR_FIELD 0x31u
 /* program ran past PROG_LEN without an END instruction */
 #define ILMPQ_ERROR_CODE_PROGRAM_OVERRUN 0x32u
+/*
+ * an instruction's check word does not match (CRC-32 of the instruction, its index and PROG_ADDR):
+ * a flipped bit, an instruction moved to another index or another program
+ */
+#define ILMPQ_ERROR_CODE_INSTR_CRC 0x33u
+/*
+ * a STORE that does not drain what the preceding COMPUTE filled (no COMPUTE, another mtile count
+ * or pool flag), or a COMPUTE / END while the previous COMPUTE is not stored yet
+ */
+#define ILMPQ_ERROR_CODE_STORE_MISMATCH 0x34u
+/* a lane-parameter block's CRC-32 trailer does not match */
+#define ILMPQ_ERROR_CODE_PARAMS_CRC 0x50u
+/*
+ * a STORE would write outside [WR_BASE, WR_LIMIT) (the activation arena): nothing of it was
+ * written
+ */
+#define ILMPQ_ERROR_CODE_WRITE_PROTECT 0x58u
 #define ILMPQ_ERROR_CODE_TIMEOUT 0x40u               /* watchdog expired (no progress) */
 
 /* Member name of an ErrorCode value; "UNKNOWN" for an undefined one. */
@@ -102,6 +119,10 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_INSTR_OPCODE: return "INSTR_OPCODE";
     case ILMPQ_ERROR_CODE_INSTR_FIELD: return "INSTR_FIELD";
     case ILMPQ_ERROR_CODE_PROGRAM_OVERRUN: return "PROGRAM_OVERRUN";
+    case ILMPQ_ERROR_CODE_INSTR_CRC: return "INSTR_CRC";
+    case ILMPQ_ERROR_CODE_STORE_MISMATCH: return "STORE_MISMATCH";
+    case ILMPQ_ERROR_CODE_PARAMS_CRC: return "PARAMS_CRC";
+    case ILMPQ_ERROR_CODE_WRITE_PROTECT: return "WRITE_PROTECT";
     case ILMPQ_ERROR_CODE_TIMEOUT: return "TIMEOUT";
     default: return "UNKNOWN";
     }
@@ -616,6 +637,51 @@ static inline uint32_t ilmpq_watchdog_cycles_set(uint32_t reg, uint32_t value)
 {
     return (reg & ~ILMPQ_WATCHDOG_CYCLES_MASK)
            | ((value << ILMPQ_WATCHDOG_CYCLES_SHIFT) & ILMPQ_WATCHDOG_CYCLES_MASK);
+}
+
+/* ---- WR_BASE (0x060, RW) ---- */
+/* Write-protection base (activation arena). */
+#define ILMPQ_WR_BASE_OFFSET 0x060u
+#define ILMPQ_WR_BASE_RESET 0x00u                    /* value after reset (RO fields as 0) */
+/*
+ * addr [31:0] RW: Lowest byte address a STORE may write (inclusive): the activation arena.
+ * Program, weights and lane parameters lie outside it.
+ */
+#define ILMPQ_WR_BASE_ADDR_SHIFT 0u
+#define ILMPQ_WR_BASE_ADDR_WIDTH 32u
+#define ILMPQ_WR_BASE_ADDR_MASK 0xffffffffu
+#define ILMPQ_WR_BASE_ADDR_RESET 0x00u
+static inline uint32_t ilmpq_wr_base_addr_get(uint32_t reg)
+{
+    return (reg & ILMPQ_WR_BASE_ADDR_MASK) >> ILMPQ_WR_BASE_ADDR_SHIFT;
+}
+static inline uint32_t ilmpq_wr_base_addr_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_WR_BASE_ADDR_MASK)
+           | ((value << ILMPQ_WR_BASE_ADDR_SHIFT) & ILMPQ_WR_BASE_ADDR_MASK);
+}
+
+/* ---- WR_LIMIT (0x064, RW) ---- */
+/* Write-protection limit (activation arena). */
+#define ILMPQ_WR_LIMIT_OFFSET 0x064u
+#define ILMPQ_WR_LIMIT_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * addr [31:0] RW: End of the activation arena (exclusive): a STORE whose output inside the DMA
+ * window is not entirely inside [WR_BASE, WR_LIMIT) stops the run with WRITE_PROTECT before any of
+ * its beats is issued. The reset arena is empty (nothing may be written until the host sets it).
+ */
+#define ILMPQ_WR_LIMIT_ADDR_SHIFT 0u
+#define ILMPQ_WR_LIMIT_ADDR_WIDTH 32u
+#define ILMPQ_WR_LIMIT_ADDR_MASK 0xffffffffu
+#define ILMPQ_WR_LIMIT_ADDR_RESET 0x00u
+static inline uint32_t ilmpq_wr_limit_addr_get(uint32_t reg)
+{
+    return (reg & ILMPQ_WR_LIMIT_ADDR_MASK) >> ILMPQ_WR_LIMIT_ADDR_SHIFT;
+}
+static inline uint32_t ilmpq_wr_limit_addr_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_WR_LIMIT_ADDR_MASK)
+           | ((value << ILMPQ_WR_LIMIT_ADDR_SHIFT) & ILMPQ_WR_LIMIT_ADDR_MASK);
 }
 
 /* ---- CYCLES (0x100, 64-bit counter) ---- */
