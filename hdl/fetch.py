@@ -90,7 +90,9 @@ class Fetch(wiring.Component):
         m.d.comb += tag.eq(self.index ^ self.prog_addr)
         last_beat = self.rd_data.payload if B == CHECK_BITS else \
             Cat(self.rd_data.payload[:B - CHECK_BITS], tag)
-        m.d.comb += [crc.start.eq(part == 0),
+        # start only with a beat: a start alone would reset the register (and the check of an
+        # instruction waiting in DISPATCH for a full queue would fail)
+        m.d.comb += [crc.start.eq((part == 0) & crc.valid),
                      crc.data.eq(Mux(part == ipb - 1, last_beat, self.rd_data.payload))]
         crc_ok = Signal()
         m.d.comb += crc_ok.eq(crc.crc == instr.check)
