@@ -7,7 +7,8 @@ synchronous active-high reset come from the ``sync`` domain (``clk``, ``rst``).
 Run control (registers in :mod:`ilmpq.hdl.regmap`): START clears the performance counters and
 errors and starts the fetch unit; the run is done when END was fetched and every unit, every
 queue and the DMA are idle. The first error (a DMA response or window violation, a bad weight
-package, a bad instruction, the watchdog) is latched into STATUS/ERR_INFO and aborts the run the
+package, a bad instruction or check word, a lane-parameter CRC, a STORE outside the activation
+arena, the watchdog) is latched into STATUS/ERR_INFO and aborts the run the
 same way SOFT_RESET does: every unit is reset and the DMA finishes its outstanding transactions
 without issuing new ones, then STATUS.done is set (with STATUS.error) and ``irq`` rises if
 enabled.
