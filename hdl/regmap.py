@@ -164,8 +164,10 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
         Register("err_info", 0x028, [
             Field("info", 32, RO,
                   doc="Detail of the latched error: the failing AXI byte address for DMA_* "
-                      "codes, the index of the failing instruction for INSTR_*, WPKG_*, "
-                      "PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0."),
+                      "codes, the lane-parameter block's address for PARAMS_CRC, the STORE's "
+                      "output address for WRITE_PROTECT, the index of the failing instruction "
+                      "for INSTR_*, STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 "
+                      "when STATUS.error is 0."),
         ], doc="Error detail."),
         # -- run parameters ----------------------------------------------------------------
         Register("prog_addr", 0x040, [

@@ -515,8 +515,9 @@ static inline uint32_t ilmpq_status_error_code_set(uint32_t reg, uint32_t value)
 #define ILMPQ_ERR_INFO_RESET 0x00u                   /* value after reset (RO fields as 0) */
 /*
  * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes, the
- * index of the failing instruction for INSTR_*, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when
- * STATUS.error is 0.
+ * lane-parameter block's address for PARAMS_CRC, the STORE's output address for WRITE_PROTECT, the
+ * index of the failing instruction for INSTR_*, STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and
+ * TIMEOUT; 0 when STATUS.error is 0.
  */
 #define ILMPQ_ERR_INFO_INFO_SHIFT 0u
 #define ILMPQ_ERR_INFO_INFO_WIDTH 32u
