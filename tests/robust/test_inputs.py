@@ -200,9 +200,20 @@ def test_compile_rejects_a_bad_base(base):
 
 
 def test_compile_rejects_an_image_past_4_gib():
+    # the read-only regions (weights, parameters, programs) come first, then the tensors'
+    # arena: layer c1's weights are the first region that does not fit
     with pytest.raises(CompileError, match=r"does not fit the 32-bit address space of the DMA: "
-                                           r"tensor 'c1' of \d+ bytes"):
+                                           r"the weights of layer 'c1' of \d+ bytes"):
         compile_model(small_qmodel(), TINY, base=(1 << 32) - 256)
+
+
+def test_compile_rejects_an_arena_past_4_gib():
+    """Everything read-only fits below 4 GiB, the activation arena after it does not."""
+    m = small_qmodel()
+    probe = compile_model(m, TINY, base=0)
+    with pytest.raises(CompileError, match=r"does not fit the 32-bit address space of the DMA: "
+                                           r"the activation arena of \d+ bytes"):
+        compile_model(m, TINY, base=(1 << 32) - probe.arena[0] - 64)
 
 
 def test_compile_rejects_weights_longer_than_one_dma_command(monkeypatch):
