@@ -88,8 +88,7 @@ class Fetch(wiring.Component):
         m.submodules.crc = crc = Processor(catalog.CRC32_ISO_HDLC(B))
         tag = Signal(CHECK_BITS)
         m.d.comb += tag.eq(self.index ^ self.prog_addr)
-        last_beat = self.rd_data.payload if B == CHECK_BITS else \
-            Cat(self.rd_data.payload[:B - CHECK_BITS], tag)
+        last_beat = tag if B == CHECK_BITS else Cat(self.rd_data.payload[:B - CHECK_BITS], tag)
         # start only with a beat: a start alone would reset the register (and the check of an
         # instruction waiting in DISPATCH for a full queue would fail)
         m.d.comb += [crc.start.eq((part == 0) & crc.valid),

@@ -543,6 +543,29 @@ def test_store_compute_pairing(net, name, patches):
     net.contained(out, ErrorCode.STORE_MISMATCH, ProgramError)
 
 
+TINY32 = TINY.replace(name="tiny32", axi_data_width=32)
+
+
+@pytest.fixture(scope="module")
+def net32():
+    return Net(TINY32)
+
+
+@pytest.mark.parametrize("fault", ["instruction_body", "check_word", "lane_parameters"])
+def test_integrity_checks_on_a_32_bit_bus(net32, fault):
+    """A 32-bit bus: the check word is a whole beat of its own (the fetch unit feeds
+    ``index ^ PROG_ADDR`` in its place) and the parameter trailer is four beats."""
+    st = net32.instr(Opcode.STORE)
+    addr = {"instruction_body": st.addr + 19, "check_word": st.addr + 29,
+            "lane_parameters": st.fields["params_addr"] + 2}[fault]
+    out = run_fault(net32.comp, net32.image, read_fault=flip_read_bits(addr, 0x40))
+    if fault == "lane_parameters":
+        net32.contained(out, ErrorCode.PARAMS_CRC, IntegrityError)
+    else:
+        net32.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+        assert out.error.info == st.index
+
+
 # -- write protection: STOREs only write the activation arena -------------------------------
 
 def _sealed_replacement(ins, **changes):
