@@ -566,6 +566,12 @@ def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl
     scratch = comp.base + comp.size - INSTR_BYTES   # inside the window; image rounded to 64 B
     saved = image[scratch - comp.base:]
     bad = _instruction_with_opcode(max(op.value for op in isa.Opcode) - 1)
+    # without its check word it is not even decoded
+    assert drv.ilmpq_mem_write(dev, scratch, bad, INSTR_BYTES) == OK
+    assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_CRC)
+    assert info() == 0
+    # sealed for its place, it reaches the decoder
+    bad = isa.seal(bad, 0, scratch)
     assert drv.ilmpq_mem_write(dev, scratch, bad, INSTR_BYTES) == OK
     assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_OPCODE)
     assert info() == 0
