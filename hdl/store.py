@@ -163,8 +163,10 @@ class StoreUnit(wiring.Component):
         m.d.comb += [pcrc.data.eq(self.rd_data.payload), pcrc.start.eq(pfirst)]
         # the output range of the whole instruction (34 bits: never wraps)
         out_end = Signal(34)
-        m.d.comb += out_end.eq(ins.out_addr + (ins.pixels - 1) * ins.out_stride
-                               + ins.n_mtiles * cfg.lanes_pad)
+        last_pix = Signal(16)        # pixels - 1 (pixels = 0 is refused first, by ``bad``)
+        m.d.comb += [last_pix.eq(ins.pixels - 1),
+                     out_end.eq(ins.out_addr + last_pix * ins.out_stride
+                                + ins.n_mtiles * cfg.lanes_pad)]
         in_window = Signal()
         m.d.comb += in_window.eq((ins.out_addr >= self.win_base) &
                                  (ins.out_addr < self.win_limit))
@@ -198,12 +200,16 @@ class StoreUnit(wiring.Component):
         rw_pix = Signal(17)
         rw_beat = Signal(range(res_row_beats + 1))
         mtile_go = Signal()           # pulses when a new mtile's drain phase starts
+        # params_addr + t * block_bytes, stepped per mtile (no multiplier: block_bytes is not a
+        # power of two)
+        p_addr = Signal(32)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
                 with m.If(self.instr.valid):
                     m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
+                                 p_addr.eq(self.instr.payload.params_addr),
                                  wcmds_total.eq(0), wcmds_done.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -223,8 +229,6 @@ class StoreUnit(wiring.Component):
                     m.next = "HALT"
                 with m.Else():
                     m.next = "PARAMS_CMD"
-            p_addr = Signal(32)
-            m.d.comb += p_addr.eq(ins.params_addr + t * block_bytes)
             with m.State("PARAMS_CMD"):
                 m.d.comb += [
                     self.busy.eq(1),
@@ -312,6 +316,7 @@ class StoreUnit(wiring.Component):
                 with m.If(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued):
                     m.d.sync += [self.drained.eq(self.drained + 1), g.eq(g + 1), t.eq(t + 1),
+                                 p_addr.eq(p_addr + block_bytes),
                                  res_phase.eq(0)]
                     with m.If(t == ins.n_mtiles - 1):
                         m.next = "WAIT_WRITES"
