@@ -31,6 +31,7 @@ configuration are rejected with a :class:`CompileError` naming the layer.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -227,6 +228,8 @@ class AccelStep:
     layers: list[str]
     prog_addr: int
     n_instr: int
+    #: PROG_TAG of the program (see :func:`_prog_tag`)
+    prog_tag: int = 0
 
 
 @dataclass
@@ -240,6 +243,7 @@ class FrameSlot:
     output_addr: int
     prog_addr: int
     n_instr: int
+    prog_tag: int = 0       #: PROG_TAG of this slot's program
 
 
 @dataclass
@@ -586,24 +590,42 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
 
     steps = []
     slots = []
+    # weights and lane parameters: part of every program's tag
+    ro = bytes(img.data[:min(a for pas in prog_addrs.values() for a in pas) - base]) \
+        if prog_addrs else b""
     for kind, what in steps_plan:
         if kind == "cpu":
             steps.append(CpuStep(what))
             continue
         names, instrs = segments[what]
         instrs = _relocate(instrs, arena_base, [])
+        tags = []
         for k, pa in enumerate(prog_addrs[what]):
             prog = instrs if k == 0 else _relocate(instrs, 0, [
                 (inp.addr, inp.nbytes, slot_tensors[k][0]),
                 (out.addr, out.nbytes, slot_tensors[k][1])])
-            img.write(pa, b"".join(seal(raw, i, pa) for i, raw in enumerate(prog)))
+            tag = _prog_tag(ro, prog, pa)
+            tags.append(tag)
+            img.write(pa, b"".join(seal(raw, i, pa, tag) for i, raw in enumerate(prog)))
             if one_program:
-                slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs)))
-        steps.append(AccelStep(names, prog_addrs[what][0], len(instrs)))
+                slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag))
+        steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
     # keep the image a whole number of beats
     img.alloc(0)
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
                     model.input, slots, arena_range)
+
+
+def _prog_tag(ro: bytes, prog: list, prog_addr: int) -> int:
+    """PROG_TAG of a program: a 32-bit BLAKE2s digest of the weights and lane parameters
+    before the programs (``ro``), the program's address and its instructions (before sealing).
+    Another compilation (other weights, parameters, placement or program) gets another tag, so
+    its program, even loaded at the same address, is refused at its first instruction
+    (INSTR_CRC). Not a CRC: a CRC over blocks followed by their own CRC trailers would not
+    change when a block and its trailer change together."""
+    h = hashlib.blake2s(ro, digest_size=4)
+    h.update(prog_addr.to_bytes(4, "little") + b"".join(prog))
+    return int.from_bytes(h.digest(), "little")
 
 
 def _relocate(instrs: list, delta: int, moves: list) -> list:
@@ -997,7 +1019,8 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "base": compiled.base, "size": compiled.size, "arena": list(compiled.arena),
         "input": compiled.input, "output": compiled.output,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
-                              "n_instr": s.n_instr}} if isinstance(s, AccelStep)
+                              "n_instr": s.n_instr, "prog_tag": s.prog_tag}}
+                   if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],
         "slots": [dataclasses.asdict(fs) for fs in compiled.slots],
         "tensors": {n: {"addr": t.addr, "channels": t.channels, "c_mem": t.c_mem, "h": t.h,

@@ -226,25 +226,28 @@ class Driver:
         raise DriverTimeout("the accelerator did not become idle after a soft reset")
 
     async def run_program(self, prog_addr: int, n_instr: int, window: tuple[int, int],
-                          arena: tuple[int, int] | None = None) -> RunStats:
+                          arena: tuple[int, int] | None = None, prog_tag: int = 0
+                          ) -> RunStats:
         """Run one program; return its performance counters or raise on an error.
 
         ``arena``: the range STOREs may write (WR_BASE, WR_LIMIT), ``Compiled.arena``; None
         means the whole window (no write protection inside it; :meth:`infer` always passes
-        the compiled arena).
+        the compiled arena). ``prog_tag``: the program's PROG_TAG (``AccelStep.prog_tag``,
+        ``FrameSlot.prog_tag``); a wrong one stops the run at instruction 0 with INSTR_CRC.
 
         Values that do not fit the 32-bit registers, or an arena not inside the window, raise
         :class:`IlmpqValueError` before anything is written; everything else (alignment, the
         window, the length) is checked by the hardware, which stops with a specific ErrorCode.
         """
-        await self.start_program(prog_addr, n_instr, window, arena)
+        await self.start_program(prog_addr, n_instr, window, arena, prog_tag)
         await self.wait_program()
         return await self.counters()
 
     async def start_program(self, prog_addr: int, n_instr: int, window: tuple[int, int],
-                            arena: tuple[int, int] | None = None):
+                            arena: tuple[int, int] | None = None, prog_tag: int = 0):
         """Write the run registers and START (see :meth:`run_program`); returns at once."""
         prog_addr = _u32("prog_addr", prog_addr)
+        prog_tag = _u32("prog_tag", prog_tag)
         n_instr = _u32("n_instr", n_instr)
         if not isinstance(window, (tuple, list)) or len(window) != 2:
             raise IlmpqValueError(f"window = {window!r} must be (base, limit)")
@@ -267,6 +270,7 @@ class Driver:
         await w(self._off("win_limit"), window[1])
         await w(self._off("wr_base"), arena[0])
         await w(self._off("wr_limit"), arena[1])
+        await w(self._off("prog_tag"), prog_tag)
         await w(self._off("watchdog"), self.watchdog_cycles)
         await w(self._off("status"), self.regmap.encode("status", done=1))   # clear done
         await w(self._off("ctrl"), self.regmap.encode("ctrl", start=1, irq_en=1))
@@ -326,12 +330,13 @@ class Driver:
         if compiled.one_program and compiled.slots:
             fs = compiled.slots[slot]
             stats = await self.run_program(fs.prog_addr, fs.n_instr, compiled.window,
-                                           compiled.arena)
+                                           compiled.arena, fs.prog_tag)
         else:
             for step in compiled.steps:
                 if isinstance(step, AccelStep):
                     stats = stats + await self.run_program(step.prog_addr, step.n_instr,
-                                                           compiled.window, compiled.arena)
+                                                           compiled.window, compiled.arena,
+                                                           step.prog_tag)
                 elif isinstance(step, CpuStep):
                     await self._cpu_step(compiled, layers[step.layer])
         names = list(compiled.tensors) if check else [compiled.output]
@@ -362,7 +367,7 @@ class Driver:
         def start(k):
             fs = compiled.slots[k % n_slots]
             return self.start_program(fs.prog_addr, fs.n_instr, compiled.window,
-                                      compiled.arena)
+                                      compiled.arena, fs.prog_tag)
 
         if images:
             await self.write_input(compiled, images[0], 0)

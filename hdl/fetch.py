@@ -24,6 +24,8 @@ class Fetch(wiring.Component):
         Pulse: begin fetching (ignored while running).
     prog_addr, prog_len : In(32)
         Program address (beat-aligned) and length in instructions.
+    prog_tag : In(32)
+        The program's tag (PROG_TAG), covered by every check word.
     rd_cmd : Out(stream.Signature(DmaCmd)); rd_data : In(stream.Signature(axi_data_width))
     la, w, c, s : Out(stream.Signature(...))
         The unit queues (LoadRows, LoadWeights, Compute, Store payloads).
@@ -35,8 +37,8 @@ class Fetch(wiring.Component):
         The fetch unit stops at the first one.
     err_crc : Out(1)
         Sticky: an instruction's check word is wrong (:func:`~ilmpq.hdl.isa.seal`: CRC-32 of
-        the instruction and ``index ^ prog_addr``, computed on the beats as they arrive, so it
-        costs no cycle); nothing of that instruction is dispatched.
+        the instruction and ``index ^ prog_addr ^ prog_tag``, computed on the beats as they
+        arrive, so it costs no cycle); nothing of that instruction is dispatched.
     err_mismatch : Out(1)
         Sticky: a STORE that does not follow a COMPUTE with the same ``n_mtiles`` and pool
         flag, or a COMPUTE or END while the previous COMPUTE has no STORE yet (the compiler
@@ -52,6 +54,7 @@ class Fetch(wiring.Component):
             "start": In(1),
             "prog_addr": In(32),
             "prog_len": In(32),
+            "prog_tag": In(32),
             "rd_cmd": Out(stream.Signature(DmaCmd)),
             "rd_data": In(stream.Signature(config.axi_data_width)),
             "la": Out(stream.Signature(LoadRows)),
@@ -84,10 +87,10 @@ class Fetch(wiring.Component):
             m.d.comb += port.payload.eq(instr.body[:len(port.payload.as_value())])
 
         # ---- check word: CRC-32 over the beats as they arrive; the check field of the last
-        # beat is replaced by index ^ prog_addr (isa.seal) -----------------------------------
+        # beat is replaced by index ^ prog_addr ^ prog_tag (isa.seal) ------------------------
         m.submodules.crc = crc = Processor(catalog.CRC32_ISO_HDLC(B))
         tag = Signal(CHECK_BITS)
-        m.d.comb += tag.eq(self.index ^ self.prog_addr)
+        m.d.comb += tag.eq(self.index ^ self.prog_addr ^ self.prog_tag)
         last_beat = tag if B == CHECK_BITS else Cat(self.rd_data.payload[:B - CHECK_BITS], tag)
         # start only with a beat: a start alone would reset the register (and the check of an
         # instruction waiting in DISPATCH for a full queue would fail)

@@ -41,9 +41,10 @@ per-unit queues cannot deadlock.
 
 Integrity (docs/reliability.md): bits 224..255 of every instruction hold ``check``, the CRC-32
 (``CRC32_ISO_HDLC``, zlib's) of the instruction's 32 bytes with ``check`` replaced by
-``index ^ PROG_ADDR`` (little-endian): :func:`seal` computes it, the fetch unit verifies it
-before dispatch (``INSTR_CRC``), so a flipped bit, an instruction moved to another index or
-copied from another program is never executed. The fetch unit also checks that every STORE
+``index ^ PROG_ADDR ^ PROG_TAG`` (little-endian): :func:`seal` computes it, the fetch unit
+verifies it before dispatch (``INSTR_CRC``), so a flipped bit, an instruction moved to another
+index, copied from another program or left from another compilation (another tag) is never
+executed. The fetch unit also checks that every STORE
 drains exactly what the COMPUTE before it filled (``STORE_MISMATCH``). A STORE's lane
 parameters carry a CRC-32 trailer per mtile (:func:`pack_params_block`, ``PARAMS_CRC``).
 """
@@ -235,27 +236,28 @@ def encode(opcode: Opcode, **fields) -> bytes:
     return word.to_bytes(INSTR_BITS // 8, "little")
 
 
-def check_word(raw: bytes, index: int, prog_addr: int) -> int:
+def check_word(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> int:
     """The check word of instruction ``raw`` (32 bytes; its own check field is ignored) at
-    ``index`` in the program at ``prog_addr``: CRC-32 of the 28 bytes below the check field
-    followed by ``index ^ prog_addr`` as 4 little-endian bytes."""
+    ``index`` in the program at ``prog_addr`` with tag ``prog_tag``: CRC-32 of the 28 bytes below
+    the check field followed by ``index ^ prog_addr ^ prog_tag`` as 4 little-endian bytes."""
     if len(raw) != INSTR_BITS // 8:
         raise IlmpqValueError(f"an instruction is {INSTR_BITS // 8} bytes, not {len(raw)}")
     n = (INSTR_BITS - CHECK_BITS) // 8
-    tag = ((index ^ prog_addr) & 0xFFFF_FFFF).to_bytes(4, "little")
+    tag = ((index ^ prog_addr ^ prog_tag) & 0xFFFF_FFFF).to_bytes(4, "little")
     return zlib.crc32(bytes(raw[:n]) + tag)
 
 
-def seal(raw: bytes, index: int, prog_addr: int) -> bytes:
-    """``raw`` with its check field set for ``index`` in the program at ``prog_addr``."""
+def seal(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> bytes:
+    """``raw`` with its check field set for ``index`` in the program at ``prog_addr`` with tag
+    ``prog_tag``."""
     n = (INSTR_BITS - CHECK_BITS) // 8
-    return bytes(raw[:n]) + check_word(raw, index, prog_addr).to_bytes(4, "little")
+    return bytes(raw[:n]) + check_word(raw, index, prog_addr, prog_tag).to_bytes(4, "little")
 
 
-def is_sealed(raw: bytes, index: int, prog_addr: int) -> bool:
+def is_sealed(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> bool:
     """Whether instruction ``raw`` carries the right check word for its place."""
     n = (INSTR_BITS - CHECK_BITS) // 8
-    return int.from_bytes(raw[n:], "little") == check_word(raw, index, prog_addr)
+    return int.from_bytes(raw[n:], "little") == check_word(raw, index, prog_addr, prog_tag)
 
 
 def decode(raw: bytes) -> tuple[Opcode, dict]:

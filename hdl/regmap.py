@@ -13,7 +13,7 @@ Address layout (12-bit AXI4-Lite window, 4 KiB, every register 4-byte aligned):
 0x000 - 0x01f  identification: ID, VERSION, CONFIG_ID, GEOMETRY, DATAPATH, BUFFERS
 0x020 - 0x03f  run control and status: CTRL, STATUS, ERR_INFO
 0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG,
-               WR_BASE, WR_LIMIT (0x060-0x07f: write protection)
+               WR_BASE, WR_LIMIT, PROG_TAG (0x060-0x07f: integrity)
 0x100 - 0x1ff  64-bit performance counters, 8 bytes each (LO word, then HI word)
 0x200 - 0xfff  unmapped (SLVERR)
 =============  ===================================================================
@@ -211,6 +211,13 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       "with WRITE_PROTECT before any of its beats is issued. The reset arena "
                       "is empty (nothing may be written until the host sets it)."),
         ], doc="Write-protection limit (activation arena)."),
+        Register("prog_tag", 0x068, [
+            Field("tag", 32, RW,
+                  doc="The program's tag (AccelStep.prog_tag / FrameSlot.prog_tag, chosen by "
+                      "the compiler per program): every instruction's check word covers "
+                      "index ^ PROG_ADDR ^ PROG_TAG, so a stale or replayed program, even at the "
+                      "same address, stops at its first instruction with INSTR_CRC."),
+        ], doc="Program tag."),
     ]
     for i, (name, doc) in enumerate(COUNTER_NAMES):
         inc = byte_inc if name.startswith("bytes_") else 1

@@ -167,6 +167,7 @@ class Accelerator(wiring.Component):
             fetch.start.eq(start_d),
             fetch.prog_addr.eq(f.prog_addr.addr),
             fetch.prog_len.eq(f.prog_len.len),
+            fetch.prog_tag.eq(f.prog_tag.tag),
         ]
 
         def dma_read(client: int, cmd, dat, *, data_only=False):

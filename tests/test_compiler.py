@@ -173,12 +173,13 @@ def _instructions(comp):
     from ilmpq.firmware.compiler import AccelStep
     from ilmpq.hdl.isa import INSTR_BITS
     ib = INSTR_BITS // 8
-    progs = [(s.prog_addr, s.n_instr) for s in comp.steps if isinstance(s, AccelStep)]
-    progs += [(fs.prog_addr, fs.n_instr) for fs in comp.slots]
-    for pa, n in sorted(set(progs)):
+    progs = [(s.prog_addr, s.n_instr, s.prog_tag) for s in comp.steps
+             if isinstance(s, AccelStep)]
+    progs += [(fs.prog_addr, fs.n_instr, fs.prog_tag) for fs in comp.slots]
+    for pa, n, tag in sorted(set(progs)):
         for i in range(n):
             off = pa - comp.base + i * ib
-            yield pa, i, bytes(comp.image[off:off + ib])
+            yield pa, i, tag, bytes(comp.image[off:off + ib])
 
 
 @pytest.mark.parametrize("cfg_name", ["tiny", "a4"])
@@ -196,7 +197,7 @@ def test_arena_holds_every_tensor_and_nothing_read_only(cfg_name):
         for a, t in ((fs.input_addr, comp.tensors[comp.input]),
                      (fs.output_addr, comp.tensors[comp.output])):
             assert lo <= a and a + t.nbytes <= hi
-    for pa, i, raw in _instructions(comp):
+    for pa, i, _tag, raw in _instructions(comp):
         assert comp.window[0] <= pa and pa + (i + 1) * INSTR_BITS // 8 <= lo
         op, f = decode(raw)
         if op == Opcode.LOAD_WEIGHTS:
@@ -210,15 +211,30 @@ def test_arena_holds_every_tensor_and_nothing_read_only(cfg_name):
             assert lo <= f["addr"] and f["addr"] + f["beats"] * cfg.beat_bytes <= hi
 
 
-def test_every_instruction_is_sealed_for_its_index_and_program():
+def test_every_instruction_is_sealed_for_its_index_program_and_tag():
     from ilmpq.hdl.isa import is_sealed
-    _, _, comp, _ = _compiled_for_integrity()
+    _, model, comp, _ = _compiled_for_integrity()
     seen = 0
-    for pa, i, raw in _instructions(comp):
-        assert is_sealed(raw, i, pa)
-        assert not is_sealed(raw, i + 1, pa) and not is_sealed(raw, i, pa + 32)
+    for pa, i, tag, raw in _instructions(comp):
+        assert is_sealed(raw, i, pa, tag)
+        assert not is_sealed(raw, i + 1, pa, tag) and not is_sealed(raw, i, pa + 32, tag)
+        assert not is_sealed(raw, i, pa, tag ^ 1)
         seen += 1
     assert seen > 0
+    tags = {tag for _, _, tag, _ in _instructions(comp)}
+    assert len(tags) == len({pa for pa, _, _, _ in _instructions(comp)})   # one per program
+    # the same model compiled again: the same tags; one bias changed: other tags
+    again = compile_model(model, comp.config)
+    assert {t for _, _, t, _ in _instructions(again)} == tags
+    from ilmpq.firmware.compiler import AccelStep
+    on_accel = {n for s in comp.steps if isinstance(s, AccelStep) for n in s.layers}
+    layer = next(l for l in model.layers if hasattr(l, "bias") and l.name in on_accel)
+    bias = np.array(layer.bias, np.int64)
+    bias[0] += 1 if bias[0] < 0 else -1
+    object.__setattr__(layer, "bias", bias)
+    other = compile_model(model, comp.config)
+    assert other.image != comp.image
+    assert not {t for _, _, t, _ in _instructions(other)} & tags
 
 
 @pytest.mark.parametrize("fault", ["instruction_bit", "params_bit", "store_count",
@@ -234,8 +250,8 @@ def test_isa_simulator_models_the_integrity_checks(fault):
     assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
                          run_compiled(comp, img))
     step = next(s for s in comp.steps if isinstance(s, AccelStep))
-    pa, i, raw = next((pa, i, raw) for pa, i, raw in _instructions(comp)
-                      if pa == step.prog_addr and decode(raw)[0] == Opcode.STORE)
+    pa, i, tag, raw = next((pa, i, t, raw) for pa, i, t, raw in _instructions(comp)
+                           if pa == step.prog_addr and decode(raw)[0] == Opcode.STORE)
     f = decode(raw)[1]
     off = pa - comp.base + i * 32
     if fault == "instruction_bit":
@@ -252,7 +268,7 @@ def test_isa_simulator_models_the_integrity_checks(fault):
         else:
             f["out_addr"] = step.prog_addr
             code = ErrorCode.WRITE_PROTECT
-        comp.image[off:off + 32] = seal(encode(Opcode.STORE, **f), i, pa)
+        comp.image[off:off + 32] = seal(encode(Opcode.STORE, **f), i, pa, tag)
     with pytest.raises(IsaFault) as e:
         run_compiled(comp, img)
     assert e.value.code == code

@@ -67,9 +67,9 @@ def _requant(cfg: HWConfig, acc, bias, mult, shift, res, res_mult, relu: bool):
 
 
 def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
-                arena: tuple[int, int] | None = None) -> dict:
+                arena: tuple[int, int] | None = None, prog_tag: int = 0) -> dict:
     """Execute ``n_instr`` instructions at ``prog_addr``; return simple statistics.
-    ``arena``: the range STOREs may write (None: the whole memory)."""
+    ``arena``: the range STOREs may write (None: the whole memory); ``prog_tag``: PROG_TAG."""
     if arena is None:
         arena = (mem.base, mem.base + len(mem.data))
     pend = None                 # (n_mtiles, pool) of a COMPUTE not stored yet
@@ -82,7 +82,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
     stats = {"instructions": 0, "pe_beats": 0, "pool_beats": 0}
     for i in range(n_instr):
         raw = mem.read(prog_addr + i * ib, ib)
-        if not is_sealed(raw, i, prog_addr):
+        if not is_sealed(raw, i, prog_addr, prog_tag):
             raise IsaFault(ErrorCode.INSTR_CRC, f"instruction {i} of the program at "
                                                 f"{prog_addr:#x}: wrong check word")
         op, f = decode(raw)
@@ -237,7 +237,8 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
     layers = {l.name: l for l in compiled.model.layers}
     for step in compiled.steps:
         if isinstance(step, AccelStep):
-            run_program(compiled.config, mem, step.prog_addr, step.n_instr, compiled.arena)
+            run_program(compiled.config, mem, step.prog_addr, step.n_instr, compiled.arena,
+                        step.prog_tag)
         else:
             layer = layers[step.layer]
             raw = {n: mem.read(compiled.tensors[n].addr, compiled.tensors[n].nbytes)

@@ -445,5 +445,6 @@ def patch_instruction(image: bytearray, compiled: Compiled, ins: Instr, raw: byt
                                               Opcode.COMPUTE, Opcode.STORE) else encode(op)
     assert len(raw) == INSTR_BYTES
     if sealed:
-        raw = seal(raw, ins.index, ins.addr - ins.index * INSTR_BYTES)
+        steps = [s for s in compiled.steps if isinstance(s, AccelStep)]
+        raw = seal(raw, ins.index, ins.addr - ins.index * INSTR_BYTES, steps[ins.step].prog_tag)
     image[off:off + INSTR_BYTES] = raw

@@ -381,7 +381,8 @@ def test_bad_program_registers(net, name):
 
     async def run(drv):
         await drv.run_program(step.prog_addr if addr is None else addr(comp),
-                              step.n_instr if n is None else n(comp), comp.window)
+                              step.n_instr if n is None else n(comp), comp.window, comp.arena,
+                              step.prog_tag)
     out = run_fault(net.comp, net.image, run=run)
     net.contained(out, code, exc)
 
@@ -521,6 +522,22 @@ def test_instruction_of_another_program_is_detected(net):
     assert out.error.info == 0
 
 
+@pytest.mark.parametrize("tag", ["other", "zero"])
+def test_program_run_with_another_tag_is_refused(net, tag):
+    """The same program at the same address with another PROG_TAG (a stale or replayed
+    program from another compilation): refused at its first instruction."""
+    step = net.comp.steps[0]
+    bad = step.prog_tag ^ 0x8000_0001 if tag == "other" else 0
+    assert bad != step.prog_tag
+
+    async def run(drv):
+        await drv.run_program(step.prog_addr, step.n_instr, net.comp.window, net.comp.arena,
+                              bad)
+    out = run_fault(net.comp, net.image, run=run)
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == 0
+
+
 def test_inconsistent_store_is_detected(net):
     """STORE drains one of c1's two mtiles (a well-formed instruction with a valid check word):
     c2's STORE would drain c1's second bank as its own. Refused before dispatch."""
@@ -568,11 +585,12 @@ def test_integrity_checks_on_a_32_bit_bus(net32, fault):
 
 # -- write protection: STOREs only write the activation arena -------------------------------
 
-def _sealed_replacement(ins, **changes):
+def _sealed_replacement(ins, prog_tag, **changes):
     """In-flight fault: the instruction arrives with ``changes`` and a valid check word (a
     corruption the CRC does not see, e.g. a compiler bug): what write protection is for."""
     fields = {**ins.fields, **changes}
-    raw = seal(encode(ins.opcode, **fields), ins.index, ins.addr - ins.index * INSTR_BITS // 8)
+    raw = seal(encode(ins.opcode, **fields), ins.index, ins.addr - ins.index * INSTR_BITS // 8,
+               prog_tag)
 
     def fault(mem, beat_addr, data):
         if ins.addr <= beat_addr < ins.addr + len(raw):
@@ -627,7 +645,7 @@ def test_empty_arena_refuses_every_store(net):
 
     async def run(drv):
         await drv.run_program(step.prog_addr, step.n_instr, net.comp.window,
-                              (net.comp.arena[0], net.comp.arena[0]))
+                              (net.comp.arena[0], net.comp.arena[0]), step.prog_tag)
     out = run_fault(net.comp, net.image, run=run)
     net.contained(out, ErrorCode.WRITE_PROTECT, IntegrityError)
     assert not [t for t in out.log if t.kind == "w" and t.accepted < out.recovery_start]
@@ -649,7 +667,7 @@ def test_transient_store_address_flip_costs_one_frame_at_most(net, fault):
         make = flip_read_bits(st.addr + off // 8, 1 << (off % 8))
         code, exc = ErrorCode.INSTR_CRC, ProgramError
     else:
-        make = _sealed_replacement(st, out_addr=bad)
+        make = _sealed_replacement(st, net.comp.steps[0].prog_tag, out_addr=bad)
         code, exc = ErrorCode.WRITE_PROTECT, IntegrityError
     rng = np.random.default_rng(7)
     images = [rng.integers(0, 256, size=net.image.shape) for _ in range(3)]

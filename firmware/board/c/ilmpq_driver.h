@@ -45,7 +45,8 @@
  *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);   (sets the DMA window)
  *     ilmpq_set_arena(&dev, ARENA_BASE, ARENA_LIMIT);   (write protection, compiled.json)
  *     ilmpq_mem_write(&dev, INPUT_ADDR, pixels, input_bytes);
- *     for each accelerator step: rc = ilmpq_run(&dev, prog_addr, n_instr, 1000000);
+ *     for each accelerator step: ilmpq_set_prog_tag(&dev, prog_tag);
+ *                                rc = ilmpq_run(&dev, prog_addr, n_instr, 1000000);
  *     ilmpq_mem_read(&dev, OUTPUT_ADDR, out, output_bytes);
  *     ilmpq_read_counters(&dev, &counters);
  *
@@ -165,6 +166,8 @@ typedef struct ilmpq_dev {
     uint32_t win_limit;
     uint32_t wr_base;           /* activation arena [wr_base, wr_limit) STOREs may write */
     uint32_t wr_limit;          /* (WR_BASE, WR_LIMIT), written at every start */
+    uint32_t prog_tag;          /* PROG_TAG of the next program (compiled.json steps[k] /
+                                   slots[k] "prog_tag"), written at every start */
     uint32_t watchdog_cycles;   /* WATCHDOG; 0 disables the hardware watchdog */
     uint32_t poll_us;           /* delay between polls (and the poll's weight without time_us) */
     uint32_t reset_timeout_us;  /* how long a soft reset may take */
@@ -203,6 +206,11 @@ int ilmpq_set_window(ilmpq_dev_t *dev, uint32_t base, uint32_t limit);
  * WRITE_PROTECT before any beat, so a corrupted STORE cannot overwrite the program, weights
  * or lane parameters. ILMPQ_ERR_WINDOW unless win_base <= base <= limit <= win_limit. */
 int ilmpq_set_arena(ilmpq_dev_t *dev, uint32_t base, uint32_t limit);
+
+/* Set the PROG_TAG of the next starts (compiled.json "prog_tag" of the step): every
+ * instruction's check word covers it, so a program from another compilation is refused at its
+ * first instruction (ILMPQ_ERR_INSTR_CRC). ilmpq_infer_start sets it from the slot. */
+int ilmpq_set_prog_tag(ilmpq_dev_t *dev, uint32_t tag);
 
 /* Copy size bytes to bus address addr, then clean the cache over them (before the run). */
 int ilmpq_mem_write(ilmpq_dev_t *dev, uint32_t addr, const void *src, uint32_t size);
@@ -254,6 +262,7 @@ typedef struct ilmpq_frame_slot {
     uint32_t output_addr;  /* bus address of the output tensor (the logits) */
     uint32_t prog_addr;    /* the slot's program */
     uint32_t n_instr;
+    uint32_t prog_tag;     /* its PROG_TAG */
 } ilmpq_frame_slot_t;
 
 /*

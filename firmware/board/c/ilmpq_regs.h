@@ -685,6 +685,30 @@ static inline uint32_t ilmpq_wr_limit_addr_set(uint32_t reg, uint32_t value)
            | ((value << ILMPQ_WR_LIMIT_ADDR_SHIFT) & ILMPQ_WR_LIMIT_ADDR_MASK);
 }
 
+/* ---- PROG_TAG (0x068, RW) ---- */
+/* Program tag. */
+#define ILMPQ_PROG_TAG_OFFSET 0x068u
+#define ILMPQ_PROG_TAG_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * tag [31:0] RW: The program's tag (AccelStep.prog_tag / FrameSlot.prog_tag, chosen by the
+ * compiler per program): every instruction's check word covers index ^ PROG_ADDR ^ PROG_TAG, so a
+ * stale or replayed program, even at the same address, stops at its first instruction with
+ * INSTR_CRC.
+ */
+#define ILMPQ_PROG_TAG_TAG_SHIFT 0u
+#define ILMPQ_PROG_TAG_TAG_WIDTH 32u
+#define ILMPQ_PROG_TAG_TAG_MASK 0xffffffffu
+#define ILMPQ_PROG_TAG_TAG_RESET 0x00u
+static inline uint32_t ilmpq_prog_tag_tag_get(uint32_t reg)
+{
+    return (reg & ILMPQ_PROG_TAG_TAG_MASK) >> ILMPQ_PROG_TAG_TAG_SHIFT;
+}
+static inline uint32_t ilmpq_prog_tag_tag_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_PROG_TAG_TAG_MASK)
+           | ((value << ILMPQ_PROG_TAG_TAG_SHIFT) & ILMPQ_PROG_TAG_TAG_MASK);
+}
+
 /* ---- CYCLES (0x100, 64-bit counter) ---- */
 /* Clock cycles while STATUS.busy is set (the duration of the run). */
 #define ILMPQ_CYCLES_OFFSET 0x100u
