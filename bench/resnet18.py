@@ -272,7 +272,8 @@ class _Rtl:
             for step in comp.steps:
                 if isinstance(step, AccelStep):
                     t = time.perf_counter()
-                    st = await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+                    st = await drv.run_program(step.prog_addr, step.n_instr, comp.window,
+                                               comp.arena, step.prog_tag)
                     programs.append((step, st, time.perf_counter() - t))
                 else:
                     layer = layers[step.layer]

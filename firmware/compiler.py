@@ -37,6 +37,7 @@ rejected with a :class:`CompileError` naming the layer.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -52,7 +53,8 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import INSTR_BITS, Opcode, PoolMode, encode, pack_lane_params
+from ..hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, encode, pack_lane_params,
+                       pack_params_block, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -234,6 +236,8 @@ class AccelStep:
     layers: list[str]
     prog_addr: int
     n_instr: int
+    #: PROG_TAG of the program (see :func:`_prog_tag`)
+    prog_tag: int = 0
 
 
 @dataclass
@@ -247,6 +251,7 @@ class FrameSlot:
     output_addr: int
     prog_addr: int
     n_instr: int
+    prog_tag: int = 0       #: PROG_TAG of this slot's program
 
 
 @dataclass
@@ -291,6 +296,10 @@ class Compiled:
     #: Frame slots (:class:`FrameSlot`) when the whole network is one program; slot 0 is the
     #: placement in :attr:`tensors` and the program of :attr:`steps`. Empty otherwise.
     slots: list = field(default_factory=list)
+    #: The activation arena ``(base, limit)``: every tensor (and nothing else) lies in it; the
+    #: driver programs it as WR_BASE / WR_LIMIT, so a STORE can never write over a program,
+    #: weights or lane parameters (they lie before it, read-only for the accelerator).
+    arena: tuple = (0, 0)
     #: The 64-bit nonce of authenticated weight packages (``compile_model(mac=...)``), which
     #: the driver writes to MAC_NONCE with MAC_CTRL.enable; None: CRC-checked packages.
     mac_nonce: int | None = None
@@ -485,6 +494,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                            f"configuration {cfg.name!r} has act_bits = {cfg.act_bits}")
     cmem_align = math.lcm(cfg.tn, cfg.beat_bytes)
     img = _Image(base)
+    # tensors go to the activation arena, placed after everything read-only once its size is
+    # known: their addresses are arena-relative until then (relocated below)
+    arena = _Image(0)
     tensors: dict[str, TensorPlacement] = {}
     reports: list[LayerReport] = []
 
@@ -493,7 +505,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         c_mem = len(perm)
         assert c_mem % cmem_align == 0
         p = TensorPlacement(name, 0, channels, c_mem, h, w, perm, spec_t.signed, spec_t.bits)
-        p.addr = img.alloc(p.nbytes, what=f"tensor {name!r}")
+        p.addr = arena.alloc(p.nbytes, what=f"tensor {name!r}")
         tensors[name] = p
         return p
 
@@ -541,7 +553,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     else:
         # the raw image: HWC bytes, C_mem = C (read only through the layout conv's byte view)
         raw = TensorPlacement(model.input, 0, c, c, h, w, np.arange(c), False, ispec.bits)
-        raw.addr = img.alloc(raw.nbytes, what=f"tensor {model.input!r}")
+        raw.addr = arena.alloc(raw.nbytes, what=f"tensor {model.input!r}")
         tensors[model.input] = raw
         if isinstance(plan, _LayoutPlan):
             stored_name = plan.stored.name
@@ -596,6 +608,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                 layer is getattr(plan, "layer", None):
             raise e       # (the first conv of an input plan: compile_model retries on the host)
         del img.data[mark[0]:]
+        del arena.data[mark[2]:]
         tensors.pop(layer.output, None)
         if not cur_layers:
             cur_instr = None
@@ -607,7 +620,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         # the layout conv: the first thing of the first program (every frame)
         cur_instr = []
         st = plan.stored
-        st.addr = img.alloc(st.nbytes, what=f"the stored layout of {model.input!r}")
+        st.addr = arena.alloc(st.nbytes, what=f"the stored layout of {model.input!r}")
         tensors[st.name] = st
         mview.tensors[st.name] = TensorSpec(st.name, (st.channels, st.h, st.w), ispec.bits,
                                             False, ispec.scale)
@@ -653,7 +666,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             if not on_cpu:
                 if cur_instr is None:
                     cur_instr = []
-                mark = (len(img.data), len(cur_instr))
+                mark = (len(img.data), len(cur_instr), len(arena.data))
                 try:
                     rep = _compile_pool(layer, mview, cfg, img, tensors, place, cur_instr,
                                         stores_in_segment, producers)
@@ -700,7 +713,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0), input=layer.input)
-        mark = (len(img.data), len(cur_instr))
+        mark = (len(img.data), len(cur_instr), len(arena.data))
         try:
             rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
                                         seq_counter, stores_in_segment, producers, mac=mac)
@@ -724,28 +737,57 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         reports.append(rep)
     flush_segment()
 
+    # read-only region first: programs (one copy per frame slot), then the arena
+    ib = INSTR_BITS // 8
+    one_program = len(steps_plan) == 1 and steps_plan[0][0] == "accel"
+    n_slots = frame_slots if one_program else 1
+    inp, out = tensors[model.input], tensors[model.output]
+    slot_tensors = [(inp.addr, out.addr)]
+    for _ in range(1, n_slots):
+        slot_tensors.append((arena.alloc(inp.nbytes, what="a frame slot's input"),
+                             arena.alloc(out.nbytes, what="a frame slot's output")))
+    prog_addrs = {what: [img.alloc(len(segments[what][1]) * ib, what="a program")
+                         for _ in range(n_slots)]
+                  for kind, what in steps_plan if kind == "accel"}
+    arena_base = img.alloc(len(arena.data), what="the activation arena")
+    arena_range = (arena_base, arena_base + len(arena.data))
+    for t in {id(t): t for t in tensors.values()}.values():
+        t.addr += arena_base
+    slot_tensors = [(ia + arena_base, oa + arena_base) for ia, oa in slot_tensors]
+
     steps = []
+    slots = []
+    # weights and lane parameters: part of every program's tag
+    ro = bytes(img.data[:min(a for pas in prog_addrs.values() for a in pas) - base]) \
+        if prog_addrs else b""
     for kind, what in steps_plan:
         if kind == "cpu":
             steps.append(CpuStep(what))
-        else:
-            names, instrs = segments[what]
-            blob = b"".join(instrs)
-            addr = img.alloc(len(blob), blob)
-            steps.append(AccelStep(names, addr, len(instrs)))
+            continue
+        names, instrs = segments[what]
+        instrs = _relocate(instrs, arena_base, [])
+        tags = []
+        for k, pa in enumerate(prog_addrs[what]):
+            prog = instrs if k == 0 else _relocate(instrs, 0, [
+                (inp.addr, inp.nbytes, slot_tensors[k][0]),
+                (out.addr, out.nbytes, slot_tensors[k][1])])
+            tag = _prog_tag(ro, prog, pa)
+            tags.append(tag)
+            img.write(pa, b"".join(seal(raw, i, pa, tag) for i, raw in enumerate(prog)))
+            if one_program:
+                slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag))
+        steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
     for name in list(tensors):
         if name not in model.tensors:         # the layout conv's stored layout and views
             internal[name] = tensors.pop(name)
-    slots = []
-    if len(steps) == 1 and isinstance(steps[0], AccelStep):
-        slots = _frame_slots(img, tensors, model, steps[0], frame_slots)
     # keep the image a whole number of beats
     img.alloc(0)
     layout = ("direct" if isinstance(plan, _DirectPlan) else "layout" if plan
               else "host" if layout_why else "raw")
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
-                    model.input, slots, input_layout=layout, input_layout_why=layout_why,
-                    internal=internal, mac_nonce=None if mac is None else mac.nonce)
+                    model.input, slots, arena_range, input_layout=layout,
+                    input_layout_why=layout_why, internal=internal,
+                    mac_nonce=None if mac is None else mac.nonce)
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
@@ -775,40 +817,40 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
     return ""
 
 
-def _frame_slots(img: _Image, tensors: dict, model: QModel, step: AccelStep, n: int) -> list:
-    """Slot 0 is the compiled placement; every further slot gets its own input and output
-    tensors and a copy of the program with their addresses (LOAD_ROWS of the input, STOREs of
-    the output, a residual read of the input)."""
-    from ..hdl.isa import decode
-    inp, out = tensors[model.input], tensors[model.output]
-    ib = INSTR_BITS // 8
-    prog = [decode(bytes(img.data[step.prog_addr - img.base + i * ib:
-                                  step.prog_addr - img.base + (i + 1) * ib]))
-            for i in range(step.n_instr)]
-    slots = [FrameSlot(inp.addr, out.addr, step.prog_addr, step.n_instr)]
-    for _ in range(1, n):
-        ia = img.alloc(inp.nbytes, what="a frame slot's input")
-        oa = img.alloc(out.nbytes, what="a frame slot's output")
+def _prog_tag(ro: bytes, prog: list, prog_addr: int) -> int:
+    """PROG_TAG of a program: a 32-bit BLAKE2s digest of the weights and lane parameters
+    before the programs (``ro``), the program's address and its instructions (before sealing).
+    Another compilation (other weights, parameters, placement or program) gets another tag, so
+    its program, even loaded at the same address, is refused at its first instruction
+    (INSTR_CRC). Not a CRC: a CRC over blocks followed by their own CRC trailers would not
+    change when a block and its trailer change together."""
+    h = hashlib.blake2s(ro, digest_size=4)
+    h.update(prog_addr.to_bytes(4, "little") + b"".join(prog))
+    return int.from_bytes(h.digest(), "little")
 
-        def moved(addr, t, new):
-            return addr - t.addr + new if t.addr <= addr < t.addr + t.nbytes else addr
-        blob = b""
-        for op, f in prog:
-            f = dict(f)
-            if op == Opcode.LOAD_ROWS:
-                f["addr"] = moved(f["addr"], inp, ia)
-            elif op == Opcode.STORE:
-                f["out_addr"] = moved(f["out_addr"], out, oa)
-                if f["res_en"]:
-                    f["res_addr"] = moved(f["res_addr"], inp, ia)
-            if op == Opcode.END:
-                blob += encode(op)
-            else:
-                blob += encode(op, **{k: (v.value if hasattr(v, "value") else v)
-                                      for k, v in f.items()})
-        pa = img.alloc(len(blob), blob)
-        slots.append(FrameSlot(ia, oa, pa, step.n_instr))
-    return slots
+
+def _relocate(instrs: list, delta: int, moves: list) -> list:
+    """Re-encode a program's instructions with every tensor address (LOAD_ROWS.addr,
+    STORE.out_addr and STORE.res_addr) moved by ``delta`` and then, inside a tensor
+    ``(addr, nbytes, new_addr)`` of ``moves``, to that tensor's copy at ``new_addr`` (a frame
+    slot's input and output). Programs are emitted with arena-relative tensor addresses."""
+    def moved(addr):
+        addr += delta
+        for lo, n, new in moves:
+            if lo <= addr < lo + n:
+                return addr - lo + new
+        return addr
+    out = []
+    for raw in instrs:
+        op, f = decode(raw)
+        if op == Opcode.LOAD_ROWS:
+            f["addr"] = moved(f["addr"])
+        elif op == Opcode.STORE:
+            f["out_addr"] = moved(f["out_addr"])
+            if f["res_en"]:
+                f["res_addr"] = moved(f["res_addr"])
+        out.append(encode(op, **f) if f else encode(op))
+    return out
 
 
 @dataclass
@@ -1201,8 +1243,10 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     real = np.zeros(n_lanes, bool)
     real[:src.c_mem] = src.perm >= 0
     zeros = np.zeros(n_lanes, np.int64)
-    pblob = pack_lane_params(np.where(real, bias, 0), np.where(real, mult, 0), zeros,
-                             np.full(n_lanes, shift), zeros)
+    flat = pack_lane_params(np.where(real, bias, 0), np.where(real, mult, 0), zeros,
+                            np.full(n_lanes, shift), zeros)
+    blk = cfg.lanes_pad * 16
+    pblob = b"".join(pack_params_block(flat[t * blk:(t + 1) * blk]) for t in range(mtiles))
     p_addr = img.alloc(len(pblob), pblob)
 
     row_words = src.w * groups
@@ -1359,11 +1403,11 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows = lane_row[t]
         ok = rows >= 0
         r = np.where(ok, rows, 0)
-        pblob += pack_lane_params(
+        pblob += pack_params_block(pack_lane_params(
             np.where(ok, bias[r], 0), np.where(ok, mult[r], 0),
             np.where(ok, rmult[r], 0) if res is not None else np.zeros(len(rows), np.int64),
             np.where(ok, shift[r], 1),
-            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64))
+            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64)))
     p_addr = img.alloc(len(pblob), bytes(pblob))
 
     # ---- pixel tiling ----------------------------------------------------------------------
@@ -1424,7 +1468,6 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
 
 def disassemble(compiled: Compiled, step: AccelStep) -> str:
     """One line per instruction of an accelerator step's program."""
-    from ..hdl.isa import decode
     lines = []
     ib = INSTR_BITS // 8
     for i in range(step.n_instr):
@@ -1458,11 +1501,12 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "config": {f.name: getattr(compiled.config, f.name)
                    for f in dataclasses.fields(compiled.config)},
         "config_id": compiled.config.config_id,
-        "base": compiled.base, "size": compiled.size,
+        "base": compiled.base, "size": compiled.size, "arena": list(compiled.arena),
         "input": compiled.input, "output": compiled.output,
         "input_layout": compiled.input_layout,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
-                              "n_instr": s.n_instr}} if isinstance(s, AccelStep)
+                              "n_instr": s.n_instr, "prog_tag": s.prog_tag}}
+                   if isinstance(s, AccelStep)
                    else {"cpu": s.layer}) for s in compiled.steps],
         "slots": [dataclasses.asdict(fs) for fs in compiled.slots],
         "mac_nonce": compiled.mac_nonce,

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 
 from ..golden.errors import IlmpqValueError
 from ..hdl.config import HWConfig
-from ..hdl.isa import INSTR_BITS, Opcode, decode
+from ..hdl.isa import INSTR_BITS, Opcode, decode, params_block_bytes
 from ..hdl.weight_buffer import header_beats, package_beats
 from . import wpkg
 
@@ -741,7 +741,8 @@ class _Model:
         self.la_words = max(1, cfg.axi_data_width // wb)   # activation words per beat
         self.la_cap = 1.0 / self.la_words
         self.groups = -(-cfg.lanes // cfg.post_lanes)
-        self.param_beats = cfg.lanes_pad * 16 // cfg.beat_bytes
+        # lane parameters and their CRC trailer (one read command per mtile)
+        self.param_beats = params_block_bytes(cfg.lanes_pad) // cfg.beat_bytes
         self.q = {u: _Queue(sim, _QUEUE_DEPTH) for u in ("la", "w", "c", "s")}
         self.la_done = _Counter(sim)
         self.c_done = _Counter(sim)
@@ -1139,7 +1140,7 @@ def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
     if op in (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS):
         return f["beats"] * bb, 0
     if op == Opcode.STORE:
-        rd = f["n_mtiles"] * cfg.lanes_pad * 16
+        rd = f["n_mtiles"] * params_block_bytes(cfg.lanes_pad)
         if f["res_en"]:
             rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
         return rd, f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes) * bb

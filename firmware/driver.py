@@ -45,8 +45,8 @@ from .sim.isasim import cpu_inputs, cpu_layer
 from .regmap import HardwareIdentity
 
 __all__ = ["IMAGE_LAYOUTS", "AcceleratorError", "DMAError", "WeightPackageRejected",
-           "ProgramError", "HardwareTimeout", "DriverTimeout", "ConfigMismatch", "BusAbandoned",
-           "RunStats", "StreamResult",
+           "ProgramError", "IntegrityError", "HardwareTimeout", "DriverTimeout", "ConfigMismatch",
+           "BusAbandoned", "RunStats", "StreamResult",
            "Driver", "run_sync", "check_image"]
 
 
@@ -80,6 +80,12 @@ class WeightPackageRejected(AcceleratorError):
 
 class ProgramError(AcceleratorError):
     """A malformed instruction or a program without END."""
+
+
+class IntegrityError(AcceleratorError):
+    """Data the accelerator read failed its check (lane parameters: PARAMS_CRC), or a STORE
+    would have written outside the activation arena (WRITE_PROTECT); nothing of it was used or
+    written."""
 
 
 class HardwareTimeout(AcceleratorError):
@@ -147,6 +153,8 @@ def _exception_for(code: ErrorCode):
         return WeightPackageRejected
     if code == ErrorCode.TIMEOUT:
         return HardwareTimeout
+    if 0x50 <= code <= 0x5F:
+        return IntegrityError
     return ProgramError
 
 
@@ -283,25 +291,42 @@ class Driver:
         subordinate may still hold the abandoned transactions (:class:`BusAbandoned`)."""
         await self.t.write32(self._off("status"), self.regmap.encode("status", bus_abandoned=1))
 
-    async def run_program(self, prog_addr: int, n_instr: int, window: tuple[int, int]
+    async def run_program(self, prog_addr: int, n_instr: int, window: tuple[int, int],
+                          arena: tuple[int, int] | None = None, prog_tag: int = 0
                           ) -> RunStats:
         """Run one program; return its performance counters or raise on an error.
 
-        Values that do not fit the 32-bit registers raise :class:`IlmpqValueError` before
-        anything is written; everything else (alignment, the window, the length) is checked by
-        the hardware, which stops with a specific ErrorCode.
+        ``arena``: the range STOREs may write (WR_BASE, WR_LIMIT), ``Compiled.arena``; None
+        means the whole window (no write protection inside it; :meth:`infer` always passes
+        the compiled arena). ``prog_tag``: the program's PROG_TAG (``AccelStep.prog_tag``,
+        ``FrameSlot.prog_tag``); a wrong one stops the run at instruction 0 with INSTR_CRC.
+
+        Values that do not fit the 32-bit registers, or an arena not inside the window, raise
+        :class:`IlmpqValueError` before anything is written; everything else (alignment, the
+        window, the length) is checked by the hardware, which stops with a specific ErrorCode.
         """
-        await self.start_program(prog_addr, n_instr, window)
+        await self.start_program(prog_addr, n_instr, window, arena, prog_tag)
         await self.wait_program()
         return await self.counters()
 
-    async def start_program(self, prog_addr: int, n_instr: int, window: tuple[int, int]):
+    async def start_program(self, prog_addr: int, n_instr: int, window: tuple[int, int],
+                            arena: tuple[int, int] | None = None, prog_tag: int = 0):
         """Write the run registers and START (see :meth:`run_program`); returns at once."""
         prog_addr = _u32("prog_addr", prog_addr)
+        prog_tag = _u32("prog_tag", prog_tag)
         n_instr = _u32("n_instr", n_instr)
         if not isinstance(window, (tuple, list)) or len(window) != 2:
             raise IlmpqValueError(f"window = {window!r} must be (base, limit)")
         window = (_u32("window base", window[0]), _u32("window limit", window[1]))
+        if arena is None:
+            arena = window
+        if not isinstance(arena, (tuple, list)) or len(arena) != 2:
+            raise IlmpqValueError(f"arena = {arena!r} must be (base, limit)")
+        arena = (_u32("arena base", arena[0]), _u32("arena limit", arena[1]))
+        if not window[0] <= arena[0] <= arena[1] <= window[1]:
+            raise IlmpqValueError(f"arena = [{arena[0]:#x}, {arena[1]:#x}) is not allowed: it "
+                                  f"must lie inside the window [{window[0]:#x}, "
+                                  f"{window[1]:#x})")
         if not self._checked:
             await self.check()
         if (await self.read_reg("status"))["bus_abandoned"]:
@@ -314,6 +339,9 @@ class Driver:
         await w(self._off("prog_len"), n_instr)
         await w(self._off("win_base"), window[0])
         await w(self._off("win_limit"), window[1])
+        await w(self._off("wr_base"), arena[0])
+        await w(self._off("wr_limit"), arena[1])
+        await w(self._off("prog_tag"), prog_tag)
         await w(self._off("watchdog"), self.watchdog_cycles)
         if self.bus_timeout_cycles is not None:
             await w(self._off("bus_timeout"), self.bus_timeout_cycles)
@@ -395,12 +423,14 @@ class Driver:
         stats = RunStats()
         if compiled.one_program and compiled.slots:
             fs = compiled.slots[slot]
-            stats = await self.run_program(fs.prog_addr, fs.n_instr, compiled.window)
+            stats = await self.run_program(fs.prog_addr, fs.n_instr, compiled.window,
+                                           compiled.arena, fs.prog_tag)
         else:
             for step in compiled.steps:
                 if isinstance(step, AccelStep):
                     stats = stats + await self.run_program(step.prog_addr, step.n_instr,
-                                                           compiled.window)
+                                                           compiled.window, compiled.arena,
+                                                           step.prog_tag)
                 elif isinstance(step, CpuStep):
                     await self._cpu_step(compiled, layers[step.layer])
         names = list(compiled.tensors) if check else [compiled.output]
@@ -430,7 +460,8 @@ class Driver:
 
         def start(k):
             fs = compiled.slots[k % n_slots]
-            return self.start_program(fs.prog_addr, fs.n_instr, compiled.window)
+            return self.start_program(fs.prog_addr, fs.n_instr, compiled.window,
+                                      compiled.arena, fs.prog_tag)
 
         if images:
             await self.write_input(compiled, images[0], 0, layout=layout)

@@ -38,9 +38,19 @@ LOAD_WEIGHTS per conv pixel tile; pooling tiles have no weights):
 
 Every dependency points to an instruction earlier in program order, so in-order dispatch into
 per-unit queues cannot deadlock.
+
+Integrity (docs/reliability.md): bits 224..255 of every instruction hold ``check``, the CRC-32
+(``CRC32_ISO_HDLC``, zlib's) of the instruction's 32 bytes with ``check`` replaced by
+``index ^ PROG_ADDR ^ PROG_TAG`` (little-endian): :func:`seal` computes it, the fetch unit
+verifies it before dispatch (``INSTR_CRC``), so a flipped bit, an instruction moved to another
+index, copied from another program or left from another compilation (another tag) is never
+executed. The fetch unit also checks that every STORE
+drains exactly what the COMPUTE before it filled (``STORE_MISMATCH``). A STORE's lane
+parameters carry a CRC-32 trailer per mtile (:func:`pack_params_block`, ``PARAMS_CRC``).
 """
 
 import operator
+import zlib
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
@@ -51,6 +61,8 @@ __all__ = [
     "INSTR_BITS", "Opcode", "Unit", "PoolMode", "OPCODE_UNIT", "LoadRows", "LoadWeights", "Compute",
     "Store",
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
+    "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
+    "pack_params_block", "params_block_bytes",
 ]
 
 INSTR_BITS = 256
@@ -118,7 +130,8 @@ class Store(data.Struct):
     pixels: unsigned(16)        #: output pixels of this tile (out_h * out_w)
     out_addr: unsigned(32)      #: byte address of pixel 0, channel position 0
     out_stride: unsigned(16)    #: bytes between consecutive pixels (C_mem of the output)
-    params_addr: unsigned(32)   #: LaneParams of mtile 0; mtile t at + t * lanes_pad * 16
+    params_addr: unsigned(32)   #: LaneParams of mtile 0; mtile t at
+                                #: + t * params_block_bytes(lanes_pad) (CRC trailer)
     res_addr: unsigned(32)      #: residual tensor, pixel 0 of this tile
     res_beats: unsigned(12)     #: beats per residual pixel (C_mem of the residual / beat bytes)
     res_en: unsigned(1)
@@ -132,7 +145,9 @@ FIELD_LAYOUTS = {
     Opcode.STORE: Store,
 }
 
-_BODY_BITS = INSTR_BITS - 4
+#: Bits of the check word at the top of every instruction.
+CHECK_BITS = 32
+_BODY_BITS = INSTR_BITS - 4 - CHECK_BITS
 for _op, _layout in FIELD_LAYOUTS.items():
     assert data.Layout.cast(_layout).size <= _BODY_BITS, _op
 
@@ -140,6 +155,7 @@ for _op, _layout in FIELD_LAYOUTS.items():
 class Instruction(data.Struct):
     opcode: Opcode
     body: unsigned(_BODY_BITS)
+    check: unsigned(CHECK_BITS)     #: see :func:`seal`
 
 
 class LaneParams(data.Struct):
@@ -220,6 +236,30 @@ def encode(opcode: Opcode, **fields) -> bytes:
     return word.to_bytes(INSTR_BITS // 8, "little")
 
 
+def check_word(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> int:
+    """The check word of instruction ``raw`` (32 bytes; its own check field is ignored) at
+    ``index`` in the program at ``prog_addr`` with tag ``prog_tag``: CRC-32 of the 28 bytes below
+    the check field followed by ``index ^ prog_addr ^ prog_tag`` as 4 little-endian bytes."""
+    if len(raw) != INSTR_BITS // 8:
+        raise IlmpqValueError(f"an instruction is {INSTR_BITS // 8} bytes, not {len(raw)}")
+    n = (INSTR_BITS - CHECK_BITS) // 8
+    tag = ((index ^ prog_addr ^ prog_tag) & 0xFFFF_FFFF).to_bytes(4, "little")
+    return zlib.crc32(bytes(raw[:n]) + tag)
+
+
+def seal(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> bytes:
+    """``raw`` with its check field set for ``index`` in the program at ``prog_addr`` with tag
+    ``prog_tag``."""
+    n = (INSTR_BITS - CHECK_BITS) // 8
+    return bytes(raw[:n]) + check_word(raw, index, prog_addr, prog_tag).to_bytes(4, "little")
+
+
+def is_sealed(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> bool:
+    """Whether instruction ``raw`` carries the right check word for its place."""
+    n = (INSTR_BITS - CHECK_BITS) // 8
+    return int.from_bytes(raw[n:], "little") == check_word(raw, index, prog_addr, prog_tag)
+
+
 def decode(raw: bytes) -> tuple[Opcode, dict]:
     """Decode 32 bytes into ``(opcode, fields)``.
 
@@ -247,3 +287,20 @@ def pack_lane_params(bias, mult, res_mult, shift, res_pos) -> bytes:
         out += _pack(LaneParams, {"bias": b, "mult": m, "res_mult": mr, "shift": s,
                                   "res_pos": rp}).to_bytes(16, "little")
     return bytes(out)
+
+
+#: Bytes of the CRC trailer after each mtile's lane parameters (one LaneParams slot, so blocks
+#: stay 16-byte aligned): the CRC-32 of the block's ``lanes_pad * 16`` bytes, little-endian, in
+#: bytes 0..3, zeros after.
+PARAMS_TRAILER_BYTES = 16
+
+
+def params_block_bytes(lanes_pad: int) -> int:
+    """Bytes of one mtile's lane-parameter block with its trailer (the STORE's stride)."""
+    return lanes_pad * 16 + PARAMS_TRAILER_BYTES
+
+
+def pack_params_block(params: bytes) -> bytes:
+    """One mtile's packed lane parameters followed by their CRC trailer."""
+    return bytes(params) + zlib.crc32(params).to_bytes(4, "little") + \
+        bytes(PARAMS_TRAILER_BYTES - 4)

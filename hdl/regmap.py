@@ -12,7 +12,9 @@ Address layout (12-bit AXI4-Lite window, 4 KiB, every register 4-byte aligned):
 =============  ===================================================================
 0x000 - 0x01f  identification: ID, VERSION, CONFIG_ID, GEOMETRY, DATAPATH, BUFFERS
 0x020 - 0x03f  run control and status: CTRL, STATUS, ERR_INFO
-0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG, BUS_TIMEOUT
+0x040 - 0x0ff  run parameters: PROG_ADDR, PROG_LEN, WIN_BASE, WIN_LIMIT, WATCHDOG, BUS_TIMEOUT,
+               WR_BASE, WR_LIMIT, PROG_TAG (0x060-0x07f: integrity), MAC_KEY0..3, MAC_NONCE_LO/HI,
+               MAC_CTRL (0x080-0x09f: authenticated weight packages)
 0x100 - 0x1ff  64-bit performance counters, 8 bytes each (LO word, then HI word)
 0x200 - 0xfff  unmapped (SLVERR)
 =============  ===================================================================
@@ -177,9 +179,12 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
             Field("info", 32, RO,
                   doc="Detail of the latched error: the failing AXI byte address for DMA_* "
                       "codes (for DMA_READ_EXTRA and DMA_READ_RID the read burst that ended "
-                      "last on that port, for DMA_BUS_TIMEOUT a request waiting for its ready, else the "
-                      "oldest burst waiting for its response), the index of the failing instruction for INSTR_*, WPKG_*, "
-                      "PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0."),
+                      "last on that port, for DMA_BUS_TIMEOUT a request waiting for its ready, "
+                      "else the oldest burst waiting for its response), the lane-parameter "
+                      "block's address for PARAMS_CRC, the STORE's output address for "
+                      "WRITE_PROTECT, the index of the failing instruction for INSTR_*, "
+                      "STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error "
+                      "is 0."),
         ], doc="Error detail."),
         # -- run parameters ----------------------------------------------------------------
         Register("prog_addr", 0x040, [
@@ -220,6 +225,26 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       f"{BUS_TIMEOUT_MAX} (it cannot be disabled). Reset "
                       f"{BUS_TIMEOUT_DEFAULT}: a live subordinate answers far sooner."),
         ], doc="Bus watchdog."),
+        # -- write protection (0x060-0x07f) ------------------------------------------------
+        Register("wr_base", 0x060, [
+            Field("addr", 32, RW,
+                  doc="Lowest byte address a STORE may write (inclusive): the activation "
+                      "arena. Program, weights and lane parameters lie outside it."),
+        ], doc="Write-protection base (activation arena)."),
+        Register("wr_limit", 0x064, [
+            Field("addr", 32, RW,
+                  doc="End of the activation arena (exclusive): a STORE whose output inside "
+                      "the DMA window is not entirely inside [WR_BASE, WR_LIMIT) stops the run "
+                      "with WRITE_PROTECT before any of its beats is issued. The reset arena "
+                      "is empty (nothing may be written until the host sets it)."),
+        ], doc="Write-protection limit (activation arena)."),
+        Register("prog_tag", 0x068, [
+            Field("tag", 32, RW,
+                  doc="The program's tag (AccelStep.prog_tag / FrameSlot.prog_tag, chosen by "
+                      "the compiler per program): every instruction's check word covers "
+                      "index ^ PROG_ADDR ^ PROG_TAG, so a stale or replayed program, even at the "
+                      "same address, stops at its first instruction with INSTR_CRC."),
+        ], doc="Program tag."),
         # -- weight-package MAC (docs/reliability.md, "Authenticated weight packages") ------
         *(Register(f"mac_key{i}", 0x080 + 4 * i, [
             Field("key", 32, Access.WO,

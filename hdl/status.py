@@ -50,5 +50,15 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     INSTR_OPCODE = 0x30         #: unknown opcode
     INSTR_FIELD = 0x31          #: a field out of range for this configuration
     PROGRAM_OVERRUN = 0x32      #: program ran past PROG_LEN without an END instruction
+    INSTR_CRC = 0x33            #: an instruction's check word does not match (CRC-32 of the
+                                #: instruction, its index and PROG_ADDR): a flipped bit, an
+                                #: instruction moved to another index or another program
+    STORE_MISMATCH = 0x34       #: a STORE that does not drain what the preceding COMPUTE
+                                #: filled (no COMPUTE, another mtile count or pool flag), or a
+                                #: COMPUTE / END while the previous COMPUTE is not stored yet
+    # integrity of the data the accelerator reads and writes (0x50-0x5f)
+    PARAMS_CRC = 0x50           #: a lane-parameter block's CRC-32 trailer does not match
+    WRITE_PROTECT = 0x58        #: a STORE would write outside [WR_BASE, WR_LIMIT) (the
+                                #: activation arena): nothing of it was written
     # run control (0x40-)
     TIMEOUT = 0x40              #: watchdog expired (no progress)

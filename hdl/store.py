@@ -1,9 +1,16 @@
 """The store unit: STORE instructions -> drained accumulators, post-processed, written to DRAM.
 
+Before anything else the output range of the whole instruction is checked against the
+activation arena ``[wr_base, wr_limit)`` (``err_protect``, ErrorCode.WRITE_PROTECT): a STORE
+that would write outside it (inside the DMA window: a write outside the window is the DMA's
+DMA_WRITE_WINDOW) is stopped before any of its beats is issued.
+
 For every mtile of a pixel tile:
 
 1. read the mtile's per-lane parameters (:class:`~ilmpq.hdl.isa.LaneParams`, ``lanes_pad``
-   entries) into the parameter RAM;
+   entries) into the parameter RAM, then their CRC trailer
+   (:func:`~ilmpq.hdl.isa.pack_params_block`): a mismatch stops the unit (``err_params``,
+   ErrorCode.PARAMS_CRC) before any value of the mtile is used or written;
 2. wait until the PE array reports the mtile's accumulator bank complete (``done``);
 3. if the layer has a residual input, stream the tile's residual pixels (``res_beats`` beats
    each, the whole stored channel row of that pixel) through a double-buffered row buffer;
@@ -21,11 +28,12 @@ completes (``done_count``) when every write of it has been acknowledged.
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import LaneParams, Store
+from .isa import PARAMS_TRAILER_BYTES, LaneParams, Store, params_block_bytes
 
 __all__ = ["StoreUnit", "JoinBeat", "DmaCmd"]
 
@@ -83,6 +91,12 @@ class StoreUnit(wiring.Component):
     drained, done_count : Out(32)
         Mtiles drained (their bank free again) and STORE instructions completed.
     busy, error : Out(1)
+    win_base, win_limit, wr_base, wr_limit : In(32)
+        The DMA window and the activation arena (WR_BASE / WR_LIMIT).
+    err_params, err_protect : Out(1)
+        Sticky: a lane-parameter block failed its CRC; a STORE would write outside the arena.
+    err_addr : Out(32)
+        The parameter block's address, or the STORE's ``out_addr``.
     """
 
     def __init__(self, config: HWConfig):
@@ -108,6 +122,13 @@ class StoreUnit(wiring.Component):
             "done_count": Out(32),
             "busy": Out(1),
             "error": Out(1),
+            "win_base": In(32),
+            "win_limit": In(32),
+            "wr_base": In(32),
+            "wr_limit": In(32),
+            "err_params": Out(1),
+            "err_protect": Out(1),
+            "err_addr": Out(32),
         })
 
     def elaborate(self, platform):
@@ -119,6 +140,8 @@ class StoreUnit(wiring.Component):
         groups = cfg.lanes_pad // G
         lp_beats_per_entry = max(1, 128 // B)      # beats per LaneParams entry
         param_beats = cfg.lanes_pad * 16 // bb
+        trailer_beats = max(1, PARAMS_TRAILER_BYTES // bb)
+        block_bytes = params_block_bytes(cfg.lanes_pad)
         res_row_beats = cfg.max_channels // bb
 
         ins = Signal(Store)
@@ -133,6 +156,23 @@ class StoreUnit(wiring.Component):
         entry = Signal(range(cfg.lanes_pad + 1))
         part = Signal(range(lp_beats_per_entry + 1))
         shreg = Signal(128)
+        # CRC-32 of the parameter beats, compared with the trailer's first beat
+        m.submodules.pcrc = pcrc = Processor(catalog.CRC32_ISO_HDLC(B))
+        pfirst = Signal()
+        tbeat = Signal(range(trailer_beats + 1))
+        m.d.comb += [pcrc.data.eq(self.rd_data.payload), pcrc.start.eq(pfirst)]
+        # the output range of the whole instruction (34 bits: never wraps)
+        out_end = Signal(34)
+        last_pix = Signal(16)        # pixels - 1 (pixels = 0 is refused first, by ``bad``)
+        m.d.comb += [last_pix.eq(ins.pixels - 1),
+                     out_end.eq(ins.out_addr + last_pix * ins.out_stride
+                                + ins.n_mtiles * cfg.lanes_pad)]
+        in_window = Signal()
+        m.d.comb += in_window.eq((ins.out_addr >= self.win_base) &
+                                 (ins.out_addr < self.win_limit))
+        protect = Signal()
+        m.d.comb += protect.eq(in_window & ((ins.out_addr < self.wr_base) |
+                                            (out_end > self.wr_limit)))
 
         # ---- residual row buffer: two halves of res_row_beats beats, G read ports ------------
         m.submodules.rows = rows = Memory(shape=B, depth=2 * res_row_beats, init=[])
@@ -160,12 +200,16 @@ class StoreUnit(wiring.Component):
         rw_pix = Signal(17)
         rw_beat = Signal(range(res_row_beats + 1))
         mtile_go = Signal()           # pulses when a new mtile's drain phase starts
+        # params_addr + t * block_bytes, stepped per mtile (no multiplier: block_bytes is not a
+        # power of two)
+        p_addr = Signal(32)
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
                 with m.If(self.instr.valid):
                     m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
+                                 p_addr.eq(self.instr.payload.params_addr),
                                  wcmds_total.eq(0), wcmds_done.eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -180,21 +224,26 @@ class StoreUnit(wiring.Component):
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
+                with m.Elif(protect):
+                    m.d.sync += [self.err_protect.eq(1), self.err_addr.eq(ins.out_addr)]
+                    m.next = "HALT"
                 with m.Else():
                     m.next = "PARAMS_CMD"
             with m.State("PARAMS_CMD"):
                 m.d.comb += [
                     self.busy.eq(1),
                     self.rd_cmd.valid.eq(1),
-                    self.rd_cmd.p.addr.eq(ins.params_addr + t * (cfg.lanes_pad * 16)),
-                    self.rd_cmd.p.beats.eq(param_beats),
+                    self.rd_cmd.p.addr.eq(p_addr),
+                    self.rd_cmd.p.beats.eq(param_beats + trailer_beats),
                 ]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += [entry.eq(0), part.eq(0)]
+                    m.d.sync += [entry.eq(0), part.eq(0), pfirst.eq(1), tbeat.eq(0)]
                     m.next = "PARAMS"
             with m.State("PARAMS"):
-                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1)]
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1),
+                             pcrc.valid.eq(self.rd_data.valid)]
                 with m.If(self.rd_data.valid):
+                    m.d.sync += pfirst.eq(0)
                     m.d.sync += shreg.eq(Cat(shreg[B:], self.rd_data.payload))
                     with m.If(part == lp_beats_per_entry - 1):
                         m.d.comb += [
@@ -205,9 +254,19 @@ class StoreUnit(wiring.Component):
                             m.d.comb += pw.data[k].eq(Cat(shreg[B:], self.rd_data.payload))
                         m.d.sync += [part.eq(0), entry.eq(entry + 1)]
                         with m.If(entry == cfg.lanes_pad - 1):
-                            m.next = "WAIT_BANK"
+                            m.next = "TRAILER"
                     with m.Else():
                         m.d.sync += part.eq(part + 1)
+            with m.State("TRAILER"):
+                # the CRC register holds the block's CRC from the cycle after its last beat
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += tbeat.eq(tbeat + 1)
+                    with m.If((tbeat == 0) & (self.rd_data.payload[:32] != pcrc.crc)):
+                        m.d.sync += [self.err_params.eq(1), self.err_addr.eq(p_addr)]
+                        m.next = "HALT"
+                    with m.Elif(tbeat == trailer_beats - 1):
+                        m.next = "WAIT_BANK"
             with m.State("WAIT_BANK"):
                 m.d.comb += [self.busy.eq(1), self.done_in.ready.eq(~ins.pool)]
                 with m.If(ins.pool):
@@ -257,6 +316,7 @@ class StoreUnit(wiring.Component):
                 with m.If(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued):
                     m.d.sync += [self.drained.eq(self.drained + 1), g.eq(g + 1), t.eq(t + 1),
+                                 p_addr.eq(p_addr + block_bytes),
                                  res_phase.eq(0)]
                     with m.If(t == ins.n_mtiles - 1):
                         m.next = "WAIT_WRITES"

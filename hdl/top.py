@@ -7,7 +7,8 @@ synchronous active-high reset come from the ``sync`` domain (``clk``, ``rst``).
 Run control (registers in :mod:`ilmpq.hdl.regmap`): START clears the performance counters and
 errors and starts the fetch unit; the run is done when END was fetched and every unit, every
 queue and the DMA are idle. The first error (a DMA response or window violation, a bad weight
-package, a bad instruction, the watchdog) is latched into STATUS/ERR_INFO and aborts the run the
+package, a bad instruction or check word, a lane-parameter CRC, a STORE outside the activation
+arena, the watchdog) is latched into STATUS/ERR_INFO and aborts the run the
 same way SOFT_RESET does: every unit is reset and the DMA finishes its outstanding transactions
 without issuing new ones, then STATUS.done is set (with STATUS.error) and ``irq`` rises if
 enabled. The wait is bounded by BUS_TIMEOUT: transactions still outstanding then are abandoned,
@@ -171,6 +172,7 @@ class Accelerator(wiring.Component):
             fetch.start.eq(start_d),
             fetch.prog_addr.eq(f.prog_addr.addr),
             fetch.prog_len.eq(f.prog_len.len),
+            fetch.prog_tag.eq(f.prog_tag.tag),
         ]
 
         def dma_read(client: int, cmd, dat, *, data_only=False):
@@ -233,6 +235,12 @@ class Accelerator(wiring.Component):
         pool = reset_wrapped("pool", PoolUnit(cfg))
         wiring.connect(m, cu.pool_beats, pool.beats)
         wiring.connect(m, pool.out, su.pool_in)
+
+        # write protection: the store unit checks each STORE's range against the arena
+        m.d.comb += [
+            su.win_base.eq(f.win_base.addr), su.win_limit.eq(f.win_limit.addr),
+            su.wr_base.eq(f.wr_base.addr), su.wr_limit.eq(f.wr_limit.addr),
+        ]
 
         # unit counters
         m.d.comb += [
@@ -306,6 +314,14 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(wb.error), new_info.eq(fetch.index)]
         with m.Elif(wl.err_truncated):          # a weight stream ended inside a package
             m.d.comb += [new_err.eq(ErrorCode.WPKG_LENGTH), new_info.eq(fetch.index)]
+        with m.Elif(fetch.err_crc):
+            m.d.comb += [new_err.eq(ErrorCode.INSTR_CRC), new_info.eq(fetch.index)]
+        with m.Elif(fetch.err_mismatch):
+            m.d.comb += [new_err.eq(ErrorCode.STORE_MISMATCH), new_info.eq(fetch.index)]
+        with m.Elif(su.err_params):
+            m.d.comb += [new_err.eq(ErrorCode.PARAMS_CRC), new_info.eq(su.err_addr)]
+        with m.Elif(su.err_protect):
+            m.d.comb += [new_err.eq(ErrorCode.WRITE_PROTECT), new_info.eq(su.err_addr)]
         with m.Elif(fetch.err_opcode):
             m.d.comb += [new_err.eq(ErrorCode.INSTR_OPCODE), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_overrun):

@@ -244,7 +244,8 @@ class Hal(ctypes.Structure):
 
 class FrameSlot(ctypes.Structure):
     _fields_ = [("input_addr", ctypes.c_uint32), ("output_addr", ctypes.c_uint32),
-                ("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32)]
+                ("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32),
+                ("prog_tag", ctypes.c_uint32)]
 
 
 def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
@@ -267,6 +268,8 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_set_window": (i32, [vp, u32, u32]),
         "ilmpq_set_mac_key": (i32, [vp, ctypes.c_char_p]),
         "ilmpq_set_mac": (i32, [vp, i32, u64]),
+        "ilmpq_set_arena": (i32, [vp, u32, u32]),
+        "ilmpq_set_prog_tag": (i32, [vp, u32]),
         "ilmpq_mem_write": (i32, [vp, u32, ctypes.c_char_p, u32]),
         "ilmpq_mem_read": (i32, [vp, u32, vp, u32]),
         "ilmpq_load_image": (i32, [vp, u32, ctypes.c_char_p, u32]),
@@ -405,6 +408,7 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
     if load:
         image = bytes(comp.image)
         assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+        assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp = comp.tensors[comp.input]
     data = inp.to_memory(np.asarray(img, np.int64))
     assert drv.ilmpq_mem_write(dev, inp.addr, data, len(data)) == OK
@@ -412,6 +416,7 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
     total = {name: 0 for name, _ in COUNTER_NAMES}
     for step in comp.steps:
         if isinstance(step, AccelStep):
+            assert drv.ilmpq_set_prog_tag(dev, step.prog_tag) == OK
             rc = drv.ilmpq_run(dev, step.prog_addr, step.n_instr, timeout_us)
             assert rc == OK, drv.ilmpq_strerror(rc).decode()
             for k, v in _counters(drv, dev).items():
@@ -467,8 +472,10 @@ def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
     assert comp.one_program and len(comp.slots) == 2
     image = bytes(comp.image)
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
-    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr) for s in comp.slots]
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag)
+             for s in comp.slots]
     imgs = [rng.integers(0, 256, size=(3, 7, 7)) for _ in range(3)]
     want = [reference.run(model, img, spec=TINY.numeric)[model.output] for img in imgs]
     buf = (ctypes.c_uint8 * out_t.nbytes)()
@@ -490,6 +497,7 @@ def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
                                       1_000_000) == OK
         got = out_t.from_memory(bytes(buf))
         if k + 1 < len(imgs):
+            assert drv.ilmpq_set_prog_tag(dev, nxt.prog_tag) == OK
             assert drv.ilmpq_start(dev, nxt.prog_addr, nxt.n_instr) == OK
         np.testing.assert_array_equal(got, want[k])
 
@@ -532,6 +540,7 @@ def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl
     step = next(s for s in comp.steps if isinstance(s, AccelStep))
     image = bytes(comp.image)
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    assert drv.ilmpq_set_prog_tag(dev, step.prog_tag) == OK
     info = lambda: _u32_at(dev, drv.glue_offsetof_last_err_info())  # noqa: E731
 
     # an AXI read error on the first burst (the instruction fetch): ERR_INFO = its address
@@ -566,9 +575,18 @@ def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl
     scratch = comp.base + comp.size - INSTR_BYTES   # inside the window; image rounded to 64 B
     saved = image[scratch - comp.base:]
     bad = _instruction_with_opcode(max(op.value for op in isa.Opcode) - 1)
+    # without its check word it is not even decoded
     assert drv.ilmpq_mem_write(dev, scratch, bad, INSTR_BYTES) == OK
+    assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_CRC)
+    assert info() == 0
+    # sealed for its place and tag, it reaches the decoder
+    bad = isa.seal(bad, 0, scratch, 0x1234_5678)
+    assert drv.ilmpq_mem_write(dev, scratch, bad, INSTR_BYTES) == OK
+    assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_CRC)    # wrong tag
+    assert drv.ilmpq_set_prog_tag(dev, 0x1234_5678) == OK
     assert drv.ilmpq_run(dev, scratch, 1, 100_000) == hw(ErrorCode.INSTR_OPCODE)
     assert info() == 0
+    assert drv.ilmpq_set_prog_tag(dev, step.prog_tag) == OK
     assert drv.ilmpq_mem_write(dev, scratch, saved, len(saved)) == OK
 
     # the hardware watchdog: one cycle without progress is less than a memory latency
@@ -803,7 +821,8 @@ def test_start_writes_the_run_registers_in_order_then_ctrl(drv, mock):
     rm = m.rm
     assert m.writes() == [
         ("prog_addr", BASE + 0x40), ("prog_len", 7), ("win_base", BASE),
-        ("win_limit", BASE + 4096), ("watchdog", 100_000),
+        ("win_limit", BASE + 4096), ("wr_base", BASE), ("wr_limit", BASE + 4096),
+        ("prog_tag", 0), ("watchdog", 100_000),
         ("status", rm.encode("status", done=1)),
         ("ctrl", rm.encode("ctrl", start=1, irq_en=1)),
         ("status", rm.encode("status", done=1)),     # the acknowledge after the end
@@ -837,6 +856,22 @@ def test_mac_key_and_nonce_writes(drv, mock):
     assert drv.ilmpq_set_mac_key(m.devp, key) == ERR["BUSY"]
     assert drv.ilmpq_set_mac(m.devp, 1, 5) == ERR["BUSY"]
     assert len(m.writes()) == n
+
+
+def test_arena_is_checked_against_the_window_and_written_at_start(drv, mock):
+    m = mock(run_us=30)
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    for lo, hi in ((BASE - 64, BASE + 64), (BASE + 128, BASE + 64), (BASE, BASE + 4160)):
+        assert drv.ilmpq_set_arena(m.devp, lo, hi) == ERR["WINDOW"]
+    assert drv.ilmpq_set_arena(m.devp, BASE + 1024, BASE + 2048) == OK
+    assert drv.ilmpq_run(m.devp, BASE + 0x40, 7, 1000) == OK
+    w = dict(m.writes())
+    assert (w["wr_base"], w["wr_limit"]) == (BASE + 1024, BASE + 2048)
+    # a new window resets the arena to the whole window
+    assert drv.ilmpq_set_window(m.devp, BASE, BASE + 4096) == OK
+    assert drv.ilmpq_run(m.devp, BASE + 0x40, 7, 1000) == OK
+    w = [v for k, v in m.writes() if k in ("wr_base", "wr_limit")]
+    assert w[-2:] == [BASE, BASE + 4096]
 
 
 def test_every_hardware_error_code_is_returned_with_err_info(drv, mock):

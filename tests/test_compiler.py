@@ -170,3 +170,117 @@ def test_too_wide_row_runs_on_the_host():
     img = np.random.default_rng(2).integers(0, 256, model.tensors[model.input].shape)
     assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
                          run_compiled(comp, img))
+
+
+# -- integrity: sealed programs, CRC-trailed lane parameters, the activation arena ---------
+
+def _compiled_for_integrity(seed=7, cfg_name="tiny", **kw):
+    cfg = CONFIGS[cfg_name]
+    rng = np.random.default_rng(seed)
+    model = random_qmodel(rng, spec=cfg.numeric, ratio=cfg.ratio)
+    return cfg, model, compile_model(model, cfg, **kw), rng
+
+
+def _instructions(comp):
+    from ilmpq.firmware.compiler import AccelStep
+    from ilmpq.hdl.isa import INSTR_BITS
+    ib = INSTR_BITS // 8
+    progs = [(s.prog_addr, s.n_instr, s.prog_tag) for s in comp.steps
+             if isinstance(s, AccelStep)]
+    progs += [(fs.prog_addr, fs.n_instr, fs.prog_tag) for fs in comp.slots]
+    for pa, n, tag in sorted(set(progs)):
+        for i in range(n):
+            off = pa - comp.base + i * ib
+            yield pa, i, tag, bytes(comp.image[off:off + ib])
+
+
+@pytest.mark.parametrize("cfg_name", ["tiny", "a4"])
+def test_arena_holds_every_tensor_and_nothing_read_only(cfg_name):
+    """Every tensor (frame-slot copies included) lies in the arena; every program, weight
+    stream and lane-parameter block lies in the window before it; every STORE's whole output
+    range lies in the arena."""
+    from ilmpq.hdl.isa import INSTR_BITS, params_block_bytes
+    cfg, model, comp, _ = _compiled_for_integrity(cfg_name=cfg_name)
+    lo, hi = comp.arena
+    assert comp.window[0] < lo < hi <= comp.window[1]
+    for t in comp.tensors.values():
+        assert lo <= t.addr and t.addr + t.nbytes <= hi, t.name
+    for fs in comp.slots:
+        for a, t in ((fs.input_addr, comp.tensors[comp.input]),
+                     (fs.output_addr, comp.tensors[comp.output])):
+            assert lo <= a and a + t.nbytes <= hi
+    for pa, i, _tag, raw in _instructions(comp):
+        assert comp.window[0] <= pa and pa + (i + 1) * INSTR_BITS // 8 <= lo
+        op, f = decode(raw)
+        if op == Opcode.LOAD_WEIGHTS:
+            assert f["addr"] + f["beats"] * cfg.beat_bytes <= lo
+        if op == Opcode.STORE:
+            assert f["params_addr"] + f["n_mtiles"] * params_block_bytes(cfg.lanes_pad) <= lo
+            end = f["out_addr"] + (f["pixels"] - 1) * f["out_stride"] + \
+                f["n_mtiles"] * cfg.lanes_pad
+            assert lo <= f["out_addr"] and end <= hi
+        if op == Opcode.LOAD_ROWS:
+            assert lo <= f["addr"] and f["addr"] + f["beats"] * cfg.beat_bytes <= hi
+
+
+def test_every_instruction_is_sealed_for_its_index_program_and_tag():
+    from ilmpq.hdl.isa import is_sealed
+    _, model, comp, _ = _compiled_for_integrity()
+    seen = 0
+    for pa, i, tag, raw in _instructions(comp):
+        assert is_sealed(raw, i, pa, tag)
+        assert not is_sealed(raw, i + 1, pa, tag) and not is_sealed(raw, i, pa + 32, tag)
+        assert not is_sealed(raw, i, pa, tag ^ 1)
+        seen += 1
+    assert seen > 0
+    tags = {tag for _, _, tag, _ in _instructions(comp)}
+    assert len(tags) == len({pa for pa, _, _, _ in _instructions(comp)})   # one per program
+    # the same model compiled again: the same tags; one bias changed: other tags
+    again = compile_model(model, comp.config)
+    assert {t for _, _, t, _ in _instructions(again)} == tags
+    from ilmpq.firmware.compiler import AccelStep
+    on_accel = {n for s in comp.steps if isinstance(s, AccelStep) for n in s.layers}
+    layer = next(l for l in model.layers if hasattr(l, "bias") and l.name in on_accel)
+    bias = np.array(layer.bias, np.int64)
+    bias[0] += 1 if bias[0] < 0 else -1
+    object.__setattr__(layer, "bias", bias)
+    other = compile_model(model, comp.config)
+    assert other.image != comp.image
+    assert not {t for _, _, t, _ in _instructions(other)} & tags
+
+
+@pytest.mark.parametrize("fault", ["instruction_bit", "params_bit", "store_count",
+                                   "store_outside_arena"])
+def test_isa_simulator_models_the_integrity_checks(fault):
+    """The ISA simulator raises the ErrorCode the hardware latches."""
+    from ilmpq.firmware.compiler import AccelStep
+    from ilmpq.firmware.sim.isasim import IsaFault
+    from ilmpq.hdl.isa import encode, seal
+    from ilmpq.hdl.status import ErrorCode
+    cfg, model, comp, rng = _compiled_for_integrity()
+    img = rng.integers(0, 256, size=model.tensors[model.input].shape)
+    assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                         run_compiled(comp, img))
+    step = next(s for s in comp.steps if isinstance(s, AccelStep))
+    pa, i, tag, raw = next((pa, i, t, raw) for pa, i, t, raw in _instructions(comp)
+                           if pa == step.prog_addr and decode(raw)[0] == Opcode.STORE)
+    f = decode(raw)[1]
+    off = pa - comp.base + i * 32
+    if fault == "instruction_bit":
+        comp.image[off + 9] ^= 0x10
+        code = ErrorCode.INSTR_CRC
+    elif fault == "params_bit":
+        comp.image[f["params_addr"] - comp.base + 3] ^= 0x01
+        code = ErrorCode.PARAMS_CRC
+    else:
+        f = dict(f)
+        if fault == "store_count":
+            f["n_mtiles"] += 1
+            code = ErrorCode.STORE_MISMATCH
+        else:
+            f["out_addr"] = step.prog_addr
+            code = ErrorCode.WRITE_PROTECT
+        comp.image[off:off + 32] = seal(encode(Opcode.STORE, **f), i, pa, tag)
+    with pytest.raises(IsaFault) as e:
+        run_compiled(comp, img)
+    assert e.value.code == code

@@ -441,7 +441,8 @@ def test_timeouts_and_hardware_errors_through_the_linux_transport(board, rng):
     board.vsim.reset()
     board.vsim.inject_error("r", 0, "SLVERR")
     with pytest.raises(DMAError, match="DMA_READ_SLVERR") as e:
-        run_sync(drv.run_program(step.prog_addr, step.n_instr, comp.window))
+        run_sync(drv.run_program(step.prog_addr, step.n_instr, comp.window, comp.arena,
+                                 step.prog_tag))
     assert e.value.info == step.prog_addr
     board.vsim.clear_errors()
     # a corrupted weight package (through the transport, so through the cache)
@@ -452,7 +453,8 @@ def test_timeouts_and_hardware_errors_through_the_linux_transport(board, rng):
     good = run_sync(board.t.mem_read(at, 1))
     run_sync(board.t.mem_write(at, bytes([good[0] ^ 1])))
     with pytest.raises(WeightPackageRejected, match="WPKG_CRC"):
-        run_sync(drv.run_program(step.prog_addr, step.n_instr, comp.window))
+        run_sync(drv.run_program(step.prog_addr, step.n_instr, comp.window, comp.arena,
+                                 step.prog_tag))
     run_sync(board.t.mem_write(at, good))
     out, _ = run_sync(drv.infer(comp, img, load=False, check=True))
     assert_layers_equal(model, ref, out)

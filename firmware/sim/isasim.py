@@ -5,20 +5,37 @@ It executes a compiled program on a byte memory exactly as the hardware's units 
 by :func:`ilmpq.firmware.wpkg.scan_packages`, the compute loop nest, and the store unit's
 post-processing (golden's requantization, which the post-processing unit matches bit for bit).
 It verifies the compiler independently of the RTL and runs whole networks in seconds.
+
+It models the integrity checks of the hardware (docs/reliability.md) and raises
+:class:`IsaFault` with the hardware's ErrorCode: an instruction whose check word is wrong
+(INSTR_CRC), a STORE that does not drain what the COMPUTE before it filled (STORE_MISMATCH), a
+lane-parameter block whose CRC trailer does not match (PARAMS_CRC), a STORE outside the
+activation arena (WRITE_PROTECT).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import INSTR_BITS, Opcode, PoolMode, decode
+from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, is_sealed, params_block_bytes)
+from ...hdl.status import ErrorCode
 from .. import wpkg
 from ..compiler import AccelStep, Compiled, CpuStep
 
-__all__ = ["Memory", "run_program", "run_compiled", "cpu_layer", "cpu_inputs"]
+__all__ = ["Memory", "IsaFault", "run_program", "run_compiled", "cpu_layer", "cpu_inputs"]
+
+
+class IsaFault(ValueError):
+    """A check the hardware makes failed; ``code`` is the ErrorCode it would latch."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
 
 
 class Memory:
@@ -50,8 +67,13 @@ def _requant(cfg: HWConfig, acc, bias, mult, shift, res, res_mult, relu: bool):
     return np.clip(y, lo, hi)
 
 
-def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dict:
-    """Execute ``n_instr`` instructions at ``prog_addr``; return simple statistics."""
+def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
+                arena: tuple[int, int] | None = None, prog_tag: int = 0) -> dict:
+    """Execute ``n_instr`` instructions at ``prog_addr``; return simple statistics.
+    ``arena``: the range STOREs may write (None: the whole memory); ``prog_tag``: PROG_TAG."""
+    if arena is None:
+        arena = (mem.base, mem.base + len(mem.data))
+    pend = None                 # (n_mtiles, pool) of a COMPUTE not stored yet
     ib = INSTR_BITS // 8
     halves = [None, None]
     n_load = 0
@@ -60,7 +82,19 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
     bank_results: list[np.ndarray] = []     # per mtile: (lanes, pixels) int64
     stats = {"instructions": 0, "pe_beats": 0, "pool_beats": 0}
     for i in range(n_instr):
-        op, f = decode(mem.read(prog_addr + i * ib, ib))
+        raw = mem.read(prog_addr + i * ib, ib)
+        if not is_sealed(raw, i, prog_addr, prog_tag):
+            raise IsaFault(ErrorCode.INSTR_CRC, f"instruction {i} of the program at "
+                                                f"{prog_addr:#x}: wrong check word")
+        op, f = decode(raw)
+        if (op in (Opcode.COMPUTE, Opcode.END) and pend is not None) or (
+                op == Opcode.STORE and pend != (f["n_mtiles"], bool(f["pool"]))):
+            raise IsaFault(ErrorCode.STORE_MISMATCH, f"instruction {i} ({op.name}): the "
+                                                     f"pending COMPUTE is {pend}")
+        if op == Opcode.COMPUTE:
+            pend = (f["n_mtiles"], f["pool"] != PoolMode.NONE.value)
+        elif op == Opcode.STORE:
+            pend = None
         stats["instructions"] += 1
         if op == Opcode.END:
             break
@@ -128,9 +162,19 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int) -> dic
                 bank_results.append(acc)
         elif op == Opcode.STORE:
             P = f["pixels"]
+            end = f["out_addr"] + (P - 1) * f["out_stride"] + f["n_mtiles"] * cfg.lanes_pad
+            if not arena[0] <= f["out_addr"] <= end <= arena[1]:
+                raise IsaFault(ErrorCode.WRITE_PROTECT, f"instruction {i}: STORE to "
+                                                        f"[{f['out_addr']:#x}, {end:#x})")
             for t in range(f["n_mtiles"]):
                 acc = bank_results.pop(0)
-                pr = mem.read(f["params_addr"] + t * cfg.lanes_pad * 16, cfg.lanes_pad * 16)
+                blk = mem.read(f["params_addr"] + t * params_block_bytes(cfg.lanes_pad),
+                               params_block_bytes(cfg.lanes_pad))
+                pr = blk[:cfg.lanes_pad * 16]
+                trailer = blk[cfg.lanes_pad * 16:]
+                if int.from_bytes(trailer[:4], "little") != zlib.crc32(pr):
+                    raise IsaFault(ErrorCode.PARAMS_CRC, f"instruction {i}: lane parameters "
+                                                         f"of mtile {t}")
                 p = np.frombuffer(pr, np.uint8).reshape(cfg.lanes_pad, 16)
                 le = lambda a, b: np.frombuffer(p[:, a:b].tobytes() + b"", np.uint8)
                 words = [int.from_bytes(bytes(p[k]), "little") for k in range(cfg.lanes_pad)]
@@ -191,7 +235,8 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
     layers = {l.name: l for l in compiled.model.layers}
     for step in compiled.steps:
         if isinstance(step, AccelStep):
-            run_program(compiled.config, mem, step.prog_addr, step.n_instr)
+            run_program(compiled.config, mem, step.prog_addr, step.n_instr, compiled.arena,
+                        step.prog_tag)
         else:
             layer = layers[step.layer]
             raw = {n: mem.read(compiled.tensors[n].addr, compiled.tensors[n].nbytes)

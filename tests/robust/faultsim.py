@@ -62,7 +62,7 @@ from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
 from ilmpq.firmware.sim.simulate import AmaranthTransport, axi_buses, flat_bus
 from ilmpq.golden import reference
 from ilmpq.hdl.axi import AXI4LiteSignature, AXIResp
-from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, encode
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, encode, seal
 from ilmpq.hdl.regmap import CSR_ADDR_WIDTH
 from ilmpq.hdl.status import ErrorCode
 from ilmpq.hdl.top import Accelerator
@@ -468,8 +468,12 @@ def weight_streams(compiled: Compiled) -> list[list[Package]]:
 
 
 def patch_instruction(image: bytearray, compiled: Compiled, ins: Instr, raw: bytes | None = None,
-                      **changes) -> None:
-    """Re-encode ``ins`` with ``changes`` to its fields (or write ``raw`` bytes) into ``image``."""
+                      sealed: bool = True, **changes) -> None:
+    """Re-encode ``ins`` with ``changes`` to its fields (or write ``raw`` bytes) into ``image``.
+
+    With ``sealed`` (the default) the instruction gets the right check word for its place
+    (:func:`~ilmpq.hdl.isa.seal`): a program a compiler could have emitted, so the fault tests
+    reach the check they aim at behind the fetch unit's CRC."""
     off = ins.addr - compiled.base
     if raw is None:
         fields = {**ins.fields, **changes}
@@ -478,4 +482,7 @@ def patch_instruction(image: bytearray, compiled: Compiled, ins: Instr, raw: byt
         raw = encode(op, **fields) if op in (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS,
                                               Opcode.COMPUTE, Opcode.STORE) else encode(op)
     assert len(raw) == INSTR_BYTES
+    if sealed:
+        steps = [s for s in compiled.steps if isinstance(s, AccelStep)]
+        raw = seal(raw, ins.index, ins.addr - ins.index * INSTR_BYTES, steps[ins.step].prog_tag)
     image[off:off + INSTR_BYTES] = raw

@@ -8,9 +8,11 @@ unchanged byte for byte, and after a soft reset the same image runs bit-exact wi
 exactly the counters of a clean run. The AXI4 checker (bursts inside the window) and the
 AXI4-Lite checker watch every simulation.
 
-Faults whose detection is not part of the design (activations, lane parameters and instructions
-carry no integrity check) are strict ``xfail`` tests: they document the gap and start failing the
-day it is closed.
+Instructions carry a CRC-32 check word (index and PROG_ADDR included), lane parameters a CRC
+trailer per mtile, every STORE must drain what the COMPUTE before it filled, and STOREs may only
+write the activation arena (WR_BASE / WR_LIMIT): each is a contained fault below. Faults whose
+detection is not part of the design (activations carry no integrity check) are strict ``xfail``
+tests: they document the gap and start failing the day it is closed.
 """
 
 import zlib
@@ -25,7 +27,7 @@ from faultsim import (
 from ilmpq.firmware import wpkg
 from ilmpq.firmware.compiler import compile_model
 from ilmpq.firmware.driver import (
-    ConfigMismatch, DMAError, DriverTimeout, HardwareTimeout, ProgramError,
+    ConfigMismatch, DMAError, DriverTimeout, HardwareTimeout, IntegrityError, ProgramError,
     WeightPackageRejected,
 )
 from ilmpq.golden import reference
@@ -33,7 +35,7 @@ from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
 from ilmpq.firmware.sim.models.axi_mem import DEFAULT_READ_LATENCY
 from ilmpq.hdl.dma import CLEAR_SLACK, MAX_COMMAND_BEATS
-from ilmpq.hdl.isa import Opcode
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, encode, params_block_bytes, seal
 from ilmpq.hdl.status import ErrorCode
 
 TINY = get_config("tiny")
@@ -385,24 +387,35 @@ def test_bad_program_registers(net, name):
 
     async def run(drv):
         await drv.run_program(step.prog_addr if addr is None else addr(comp),
-                              step.n_instr if n is None else n(comp), comp.window)
+                              step.n_instr if n is None else n(comp), comp.window, comp.arena,
+                              step.prog_tag)
     out = run_fault(net.comp, net.image, run=run)
     net.contained(out, code, exc)
 
 
 INCONSISTENT = {
-    # in range, but the units wait for work that never comes: only the watchdog ends the run
-    "compute_more_mtiles_than_weights": (Opcode.COMPUTE, {"n_mtiles": 3}),
-    "load_rows_waits_for_stores_never_issued": (Opcode.LOAD_ROWS, {"wait_stores": 5}),
+    # COMPUTE and its STORE agree on 3 mtiles, the weight stream carries 2: the store unit
+    # drains mtiles 0 and 1, then reads the parameters of a third mtile that has none (the
+    # bytes after the layer's blocks fail the CRC trailer) -- caught before the watchdog
+    "compute_more_mtiles_than_weights": ([(Opcode.COMPUTE, {"n_mtiles": 3}),
+                                          (Opcode.STORE, {"n_mtiles": 3})],
+                                         ErrorCode.PARAMS_CRC, IntegrityError),
+    # in range, but the unit waits for work that never comes: only the watchdog ends the run
+    "load_rows_waits_for_stores_never_issued": ([(Opcode.LOAD_ROWS, {"wait_stores": 5})],
+                                                ErrorCode.TIMEOUT, HardwareTimeout),
 }
 
 
 @pytest.mark.parametrize("name", list(INCONSISTENT))
-def test_inconsistent_program_ends_with_timeout(net, name):
-    opcode, changes = INCONSISTENT[name]
-    out = run_fault(net.comp, net.image, watchdog_cycles=150, corrupt=_patched(
-        net, opcode, **changes))
-    net.contained(out, ErrorCode.TIMEOUT, HardwareTimeout)
+def test_inconsistent_program_ends_with_an_error(net, name):
+    changes, code, exc = INCONSISTENT[name]
+    patches = [_patched(net, opcode, **ch) for opcode, ch in changes]
+
+    def corrupt(img):
+        for p in patches:
+            p(img)
+    out = run_fault(net.comp, net.image, watchdog_cycles=150, corrupt=corrupt)
+    net.contained(out, code, exc)
 
 
 # -- configuration mismatch ---------------------------------------------------------------------
@@ -444,28 +457,248 @@ def test_activation_bit_flip_is_detected(net):
     _silent(net, flip_read_bits(lr.fields["addr"] + 2 * BB, 0x80))
 
 
-@pytest.mark.xfail(strict=True, raises=SilentCorruption,
-                   reason="lane parameters carry no integrity check "
-                          "(docs/reliability.md, known gaps)")
 def test_lane_parameter_bit_flip_is_detected(net):
+    """Bias of lane 0 flipped in flight: the block's CRC trailer catches it before any output
+    beat of that mtile (PARAMS_CRC, ERR_INFO = the block's address)."""
     st = net.instr(Opcode.STORE)
-    _silent(net, flip_read_bits(st.fields["params_addr"] + 2, 0x01))     # bias of lane 0
+    fault = flip_read_bits(st.fields["params_addr"] + 2, 0x01)
+    out = run_fault(net.comp, net.image, read_fault=fault)
+    assert out.faulty_beats > 0
+    net.contained(out, ErrorCode.PARAMS_CRC, IntegrityError)
+    assert out.error.info == st.fields["params_addr"]
+    assert not [r for r in out.requests if r.kind == "w" and r.edge > 0
+                and r.edge < out.first_error[0] and r.addr >= st.fields["out_addr"]
+                and r.addr < st.fields["out_addr"] + TINY.lanes_pad]
 
 
-@pytest.mark.xfail(strict=True, raises=SilentCorruption,
-                   reason="instructions carry no integrity check (docs/reliability.md, known gaps)")
+def test_lane_parameter_bit_flip_in_a_later_mtile_is_detected(net):
+    """The trailer of mtile 1 (the block stride includes the trailer)."""
+    st = net.instr(Opcode.STORE)
+    addr = st.fields["params_addr"] + params_block_bytes(TINY.lanes_pad) + 16 * 2 + 5
+    out = run_fault(net.comp, net.image, read_fault=flip_read_bits(addr, 0x04))
+    net.contained(out, ErrorCode.PARAMS_CRC, IntegrityError)
+    assert out.error.info == st.fields["params_addr"] + params_block_bytes(TINY.lanes_pad)
+
+
 def test_instruction_bit_flip_is_detected(net):
+    """STORE.relu of layer c1 cleared in flight: the check word no longer matches; nothing of
+    that instruction is dispatched (INSTR_CRC, ERR_INFO = its index)."""
     st = net.instr(Opcode.STORE)
-    # STORE.relu of layer c1 cleared in flight: the hardware cannot tell
-    _silent(net, flip_read_bits(st.addr + 19, 0x01 << 6))
+    out = run_fault(net.comp, net.image, read_fault=flip_read_bits(st.addr + 19, 0x01 << 6))
+    assert out.faulty_beats > 0
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == st.index
 
 
-@pytest.mark.xfail(strict=True, raises=SilentCorruption,
-                   reason="an inconsistent program with fields in range is trusted "
-                          "(docs/reliability.md, known gaps)")
+@pytest.mark.parametrize("where", ["opcode", "check_word", "last_beat"])
+def test_instruction_flip_anywhere_is_detected(net, where):
+    ins = net.instr(Opcode.COMPUTE)
+    addr = {"opcode": ins.addr, "check_word": ins.addr + 30,
+            "last_beat": ins.addr + 25}[where]
+    out = run_fault(net.comp, net.image, read_fault=flip_read_bits(addr, 0x02))
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == ins.index
+
+
+def test_instruction_moved_to_another_index_is_detected(net):
+    """Two instructions swapped at rest, each with its own valid check word: the index in the
+    check catches the first one reached."""
+    a, b = net.instr(Opcode.LOAD_WEIGHTS, 0), net.instr(Opcode.COMPUTE, 0)
+    n = INSTR_BITS // 8
+
+    def corrupt(img):
+        oa, ob = a.addr - net.comp.base, b.addr - net.comp.base
+        img[oa:oa + n], img[ob:ob + n] = bytes(img[ob:ob + n]), bytes(img[oa:oa + n])
+    out = run_fault(net.comp, net.image, corrupt=corrupt)
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == min(a.index, b.index)
+
+
+def test_instruction_of_another_program_is_detected(net):
+    """Frame slot 1's program run at slot 0's address (same instructions but for other tensor
+    addresses, sealed for its own PROG_ADDR): refused at its first instruction."""
+    s0, s1 = net.comp.slots[0], net.comp.slots[1]
+    n = s0.n_instr * INSTR_BITS // 8
+
+    def corrupt(img):
+        o0, o1 = s0.prog_addr - net.comp.base, s1.prog_addr - net.comp.base
+        img[o0:o0 + n] = bytes(img[o1:o1 + n])
+    out = run_fault(net.comp, net.image, corrupt=corrupt)
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == 0
+
+
+@pytest.mark.parametrize("tag", ["other", "zero"])
+def test_program_run_with_another_tag_is_refused(net, tag):
+    """The same program at the same address with another PROG_TAG (a stale or replayed
+    program from another compilation): refused at its first instruction."""
+    step = net.comp.steps[0]
+    bad = step.prog_tag ^ 0x8000_0001 if tag == "other" else 0
+    assert bad != step.prog_tag
+
+    async def run(drv):
+        await drv.run_program(step.prog_addr, step.n_instr, net.comp.window, net.comp.arena,
+                              bad)
+    out = run_fault(net.comp, net.image, run=run)
+    net.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+    assert out.error.info == 0
+
+
 def test_inconsistent_store_is_detected(net):
-    # STORE drains one of c1's two mtiles; c2's STORE then drains c1's second bank as its own
-    _silent(net, corrupt=_patched(net, Opcode.STORE, n_mtiles=1))
+    """STORE drains one of c1's two mtiles (a well-formed instruction with a valid check word):
+    c2's STORE would drain c1's second bank as its own. Refused before dispatch."""
+    st = net.instr(Opcode.STORE)
+    out = run_fault(net.comp, net.image, corrupt=_patched(net, Opcode.STORE, n_mtiles=1))
+    net.contained(out, ErrorCode.STORE_MISMATCH, ProgramError)
+    assert out.error.info == st.index
+
+
+@pytest.mark.parametrize("name,patches", [
+    ("store_pool_flag_without_pool_compute", [(Opcode.STORE, 0, {"pool": 1})]),
+    ("compute_without_store", [(Opcode.STORE, 0, {"opcode": Opcode.NOP})]),
+    ("store_without_compute", [(Opcode.COMPUTE, 1, {"opcode": Opcode.NOP})]),
+])
+def test_store_compute_pairing(net, name, patches):
+    def corrupt(img):
+        for op, nth, ch in patches:
+            patch_instruction(img, net.comp, net.instr(op, nth), **ch)
+    out = run_fault(net.comp, net.image, corrupt=corrupt)
+    net.contained(out, ErrorCode.STORE_MISMATCH, ProgramError)
+
+
+TINY32 = TINY.replace(name="tiny32", axi_data_width=32)
+
+
+@pytest.fixture(scope="module")
+def net32():
+    return Net(TINY32)
+
+
+@pytest.mark.parametrize("fault", ["instruction_body", "check_word", "lane_parameters"])
+def test_integrity_checks_on_a_32_bit_bus(net32, fault):
+    """A 32-bit bus: the check word is a whole beat of its own (the fetch unit feeds
+    ``index ^ PROG_ADDR`` in its place) and the parameter trailer is four beats."""
+    st = net32.instr(Opcode.STORE)
+    addr = {"instruction_body": st.addr + 19, "check_word": st.addr + 29,
+            "lane_parameters": st.fields["params_addr"] + 2}[fault]
+    out = run_fault(net32.comp, net32.image, read_fault=flip_read_bits(addr, 0x40))
+    if fault == "lane_parameters":
+        net32.contained(out, ErrorCode.PARAMS_CRC, IntegrityError)
+    else:
+        net32.contained(out, ErrorCode.INSTR_CRC, ProgramError)
+        assert out.error.info == st.index
+
+
+# -- write protection: STOREs only write the activation arena -------------------------------
+
+def _sealed_replacement(ins, prog_tag, **changes):
+    """In-flight fault: the instruction arrives with ``changes`` and a valid check word (a
+    corruption the CRC does not see, e.g. a compiler bug): what write protection is for."""
+    fields = {**ins.fields, **changes}
+    raw = seal(encode(ins.opcode, **fields), ins.index, ins.addr - ins.index * INSTR_BITS // 8,
+               prog_tag)
+
+    def fault(mem, beat_addr, data):
+        if ins.addr <= beat_addr < ins.addr + len(raw):
+            off = beat_addr - ins.addr
+            return int.from_bytes(raw[off:off + mem.beat_bytes], "little")
+        return data
+    return fault
+
+
+def _into_program(net, st):
+    """The STORE's out_addr with one bit flipped so that it lands in the program."""
+    s0 = net.comp.slots[0]
+    lo, hi = s0.prog_addr, s0.prog_addr + s0.n_instr * INSTR_BITS // 8
+    for k in range(32):
+        a = st.fields["out_addr"] ^ (1 << k)
+        if lo <= a < hi:
+            return a
+    raise AssertionError("no single-bit flip of out_addr reaches the program")
+
+
+@pytest.mark.parametrize("target", ["program", "weights", "params"])
+def test_store_outside_the_arena_is_refused(net, target):
+    st = net.instr(Opcode.STORE)
+    addr = {"program": net.comp.slots[0].prog_addr,
+            "weights": net.instr(Opcode.LOAD_WEIGHTS).fields["addr"],
+            "params": st.fields["params_addr"]}[target]
+    lo, hi = net.comp.arena
+    assert not lo <= addr < hi and net.comp.window[0] <= addr < net.comp.window[1]
+    out = run_fault(net.comp, net.image, corrupt=_patched(net, Opcode.STORE, out_addr=addr))
+    net.contained(out, ErrorCode.WRITE_PROTECT, IntegrityError)
+    assert out.error.info == addr
+    # not one write burst of the faulty run outside the arena
+    stop = out.recovery_start
+    assert all(lo <= t.addr < hi for t in out.log if t.kind == "w" and t.accepted < stop)
+
+
+def test_store_straddling_the_arena_end_is_refused(net):
+    """out_addr inside the arena, the tile's last pixel past its end."""
+    st = net.instr(Opcode.STORE)
+    addr = net.comp.arena[1] - BB
+    out = run_fault(net.comp, net.image, corrupt=_patched(net, Opcode.STORE, out_addr=addr))
+    net.contained(out, ErrorCode.WRITE_PROTECT, IntegrityError)
+    assert out.error.info == addr
+    assert not [t for t in out.log if t.kind == "w" and t.accepted < out.recovery_start
+                and t.addr >= net.comp.arena[1]]
+    assert st.fields["pixels"] > 1
+
+
+def test_empty_arena_refuses_every_store(net):
+    """WR_BASE = WR_LIMIT (the reset value): the first STORE is refused, nothing written."""
+    step = net.comp.steps[0]
+
+    async def run(drv):
+        await drv.run_program(step.prog_addr, step.n_instr, net.comp.window,
+                              (net.comp.arena[0], net.comp.arena[0]), step.prog_tag)
+    out = run_fault(net.comp, net.image, run=run)
+    net.contained(out, ErrorCode.WRITE_PROTECT, IntegrityError)
+    assert not [t for t in out.log if t.kind == "w" and t.accepted < out.recovery_start]
+
+
+@pytest.mark.parametrize("fault", ["bit_flip", "sealed"])
+def test_transient_store_address_flip_costs_one_frame_at_most(net, fault):
+    """The persistent-corruption scenario: the memory image is loaded once (as simulate, run
+    and board do), image 1 runs with a one-time fault on a STORE's out_addr that would point
+    it into the program; images 2..4 run fault-free without reloading and are all bit-exact.
+    ``bit_flip``: caught by the instruction CRC; ``sealed``: the same new address with a valid
+    check word, caught by write protection. Either way image 1 ends in an error and not one
+    write of it leaves the arena."""
+    st = net.instr(Opcode.STORE)
+    bad = _into_program(net, st)
+    if fault == "bit_flip":
+        bit = (st.fields["out_addr"] ^ bad).bit_length() - 1
+        off = 4 + 12 + 16 + bit                  # opcode, n_mtiles, pixels, then out_addr
+        make = flip_read_bits(st.addr + off // 8, 1 << (off % 8))
+        code, exc = ErrorCode.INSTR_CRC, ProgramError
+    else:
+        make = _sealed_replacement(st, net.comp.steps[0].prog_tag, out_addr=bad)
+        code, exc = ErrorCode.WRITE_PROTECT, IntegrityError
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, size=net.image.shape) for _ in range(3)]
+    seen = {}
+
+    async def run(drv):
+        mem = drv.t.mem
+        mem.read_fault = make
+        try:
+            await drv.infer(net.comp, net.image, load=False, check=True)
+        except Exception as e:      # noqa: BLE001 - inspected below
+            seen["error"] = e
+        mem.read_fault = None
+        seen["outputs"] = [(await drv.infer(net.comp, img, load=False, check=True))[0]
+                           for img in images]
+    out = run_fault(net.comp, net.image, run=run, recover=False)
+    assert isinstance(seen.get("error"), exc) and seen["error"].code == code, seen.get("error")
+    assert out.first_error is not None and out.first_error[1] == code
+    lo, hi = net.comp.arena
+    assert all(lo <= t.addr < hi for t in out.log if t.kind == "w")
+    assert out.guard_intact_after_fault
+    for img, got in zip(images, seen["outputs"]):
+        ref = reference.run(net.model, img, spec=TINY.numeric)
+        for layer in net.model.layers:
+            np.testing.assert_array_equal(got[layer.output], ref[layer.output])
 
 
 # -- several AXI ports (tiny2p: the weights on port 1, everything else on port 0) -------------

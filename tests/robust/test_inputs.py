@@ -201,9 +201,20 @@ def test_compile_rejects_a_bad_base(base):
 
 
 def test_compile_rejects_an_image_past_4_gib():
+    # the read-only regions (weights, parameters, programs) come first, then the tensors'
+    # arena: layer c1's weights are the first region that does not fit
     with pytest.raises(CompileError, match=r"does not fit the 32-bit address space of the DMA: "
-                                           r"tensor 'c1' of \d+ bytes"):
+                                           r"the weights of layer 'c1' of \d+ bytes"):
         compile_model(small_qmodel(), TINY, base=(1 << 32) - 256)
+
+
+def test_compile_rejects_an_arena_past_4_gib():
+    """Everything read-only fits below 4 GiB, the activation arena after it does not."""
+    m = small_qmodel()
+    probe = compile_model(m, TINY, base=0)
+    with pytest.raises(CompileError, match=r"does not fit the 32-bit address space of the DMA: "
+                                           r"the activation arena of \d+ bytes"):
+        compile_model(m, TINY, base=(1 << 32) - probe.arena[0] - 64)
 
 
 def test_weights_longer_than_one_dma_command_run_on_the_host(monkeypatch):
@@ -237,13 +248,22 @@ class _NoHardware:
     (dict(n_instr=2.5), r"n_instr = 2\.5 is not an integer"),
     (dict(window=(0x1000, 1 << 33)), r"window limit = 0x200000000 does not fit"),
     (dict(window=(0x1000,)), r"window = \(4096,\) must be \(base, limit\)"),
+    (dict(prog_tag=1 << 32), r"prog_tag = 0x100000000 does not fit"),
+    (dict(prog_tag=-1), r"prog_tag = -0x1 does not fit"),
+    (dict(arena=(0x1000_0000,)), r"arena = \(268435456,\) must be \(base, limit\)"),
+    (dict(arena=(0x0FFF_FFC0, 0x1000_0040)), r"arena = \[0xfffffc0, 0x10000040\) is not "
+                                             r"allowed: it must lie inside the window"),
+    (dict(arena=(0x1000_0080, 0x1000_0040)), r"is not allowed: it must lie inside the window"),
+    (dict(arena=(0x1000_0000, 0x1002_0000)), r"is not allowed: it must lie inside the window"),
 ])
 def test_driver_rejects_register_values_that_do_not_fit(kwargs, message):
-    args = dict(prog_addr=0x1000_0000, n_instr=4, window=(0x1000_0000, 0x1001_0000))
+    args = dict(prog_addr=0x1000_0000, n_instr=4, window=(0x1000_0000, 0x1001_0000),
+                arena=None, prog_tag=0)
     args.update(kwargs)
     drv = Driver(_NoHardware(), TINY)
     with pytest.raises(IlmpqValueError, match=message):
-        run_sync(drv.run_program(args["prog_addr"], args["n_instr"], args["window"]))
+        run_sync(drv.run_program(args["prog_addr"], args["n_instr"], args["window"],
+                                 args["arena"], args["prog_tag"]))
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -66,6 +66,27 @@ int ilmpq_set_window(ilmpq_dev_t *dev, uint32_t base, uint32_t limit)
         return ILMPQ_ERR_WINDOW;
     dev->win_base = base;
     dev->win_limit = limit;
+    dev->wr_base = base;
+    dev->wr_limit = limit;
+    return ILMPQ_OK;
+}
+
+int ilmpq_set_prog_tag(ilmpq_dev_t *dev, uint32_t tag)
+{
+    if (dev == NULL)
+        return ILMPQ_ERR_ARG;
+    dev->prog_tag = tag;
+    return ILMPQ_OK;
+}
+
+int ilmpq_set_arena(ilmpq_dev_t *dev, uint32_t base, uint32_t limit)
+{
+    if (dev == NULL)
+        return ILMPQ_ERR_ARG;
+    if (base < dev->win_base || limit < base || limit > dev->win_limit)
+        return ILMPQ_ERR_WINDOW;
+    dev->wr_base = base;
+    dev->wr_limit = limit;
     return ILMPQ_OK;
 }
 
@@ -168,6 +189,9 @@ int ilmpq_start(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr)
     WR(dev, PROG_LEN, ilmpq_prog_len_len_set(0u, n_instr));
     WR(dev, WIN_BASE, ilmpq_win_base_addr_set(0u, dev->win_base));
     WR(dev, WIN_LIMIT, ilmpq_win_limit_addr_set(0u, dev->win_limit));
+    WR(dev, WR_BASE, ilmpq_wr_base_addr_set(0u, dev->wr_base));
+    WR(dev, WR_LIMIT, ilmpq_wr_limit_addr_set(0u, dev->wr_limit));
+    WR(dev, PROG_TAG, ilmpq_prog_tag_tag_set(0u, dev->prog_tag));
     WR(dev, WATCHDOG, ilmpq_watchdog_cycles_set(0u, dev->watchdog_cycles));
     WR(dev, STATUS, ilmpq_status_done_set(0u, 1u));   /* clear a stale done (W1C) */
     ctrl = ilmpq_ctrl_start_set(0u, 1u);
@@ -285,7 +309,10 @@ int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const vo
     if (dev->running)
         return ILMPQ_ERR_BUSY;
     rc = ilmpq_mem_write(dev, slot->input_addr, input, input_bytes);
-    return rc != ILMPQ_OK ? rc : ilmpq_start(dev, slot->prog_addr, slot->n_instr);
+    if (rc != ILMPQ_OK)
+        return rc;
+    dev->prog_tag = slot->prog_tag;
+    return ilmpq_start(dev, slot->prog_addr, slot->n_instr);
 }
 
 int ilmpq_infer_finish(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, void *output,

@@ -30,6 +30,7 @@
  *     ilmpq_dev_t dev;
  *     ilmpq_init(&dev, &hal);
  *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);
+ *     ilmpq_set_arena(&dev, ARENA_BASE, ARENA_LIMIT);   (compiled.json "arena")
  *     rc = ilmpq_infer(&dev, &slot[0], input, input_bytes, logits, output_bytes, 1000000);
  *
  * input is the raw image as the application has it: its H*W*C uint8 bytes in HWC order (row by
@@ -48,8 +49,10 @@
  *     ilmpq_init(&dev, &hal);
  *     if ((rc = ilmpq_check(&dev)) != ILMPQ_OK) ... wrong bitstream
  *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);   (sets the DMA window)
+ *     ilmpq_set_arena(&dev, ARENA_BASE, ARENA_LIMIT);   (write protection, compiled.json)
  *     ilmpq_mem_write(&dev, INPUT_ADDR, pixels, input_bytes);
- *     for each accelerator step: rc = ilmpq_run(&dev, prog_addr, n_instr, 1000000);
+ *     for each accelerator step: ilmpq_set_prog_tag(&dev, prog_tag);
+ *                                rc = ilmpq_run(&dev, prog_addr, n_instr, 1000000);
  *     ilmpq_mem_read(&dev, OUTPUT_ADDR, out, output_bytes);
  *     ilmpq_read_counters(&dev, &counters);
  *
@@ -169,6 +172,10 @@ typedef struct ilmpq_dev {
     ilmpq_hal_t hal;
     uint32_t win_base;          /* DMA window [win_base, win_limit), written at every start */
     uint32_t win_limit;
+    uint32_t wr_base;           /* activation arena [wr_base, wr_limit) STOREs may write */
+    uint32_t wr_limit;          /* (WR_BASE, WR_LIMIT), written at every start */
+    uint32_t prog_tag;          /* PROG_TAG of the next program (compiled.json steps[k] /
+                                   slots[k] "prog_tag"), written at every start */
     uint32_t watchdog_cycles;   /* WATCHDOG; 0 disables the hardware watchdog */
     uint32_t poll_us;           /* delay between polls (and the poll's weight without time_us) */
     uint32_t reset_timeout_us;  /* how long a soft reset may take */
@@ -198,7 +205,8 @@ int ilmpq_read_identity(ilmpq_dev_t *dev, ilmpq_identity_t *id);
  */
 int ilmpq_check(ilmpq_dev_t *dev);
 
-/* Set the DMA window [base, limit) used by the next starts; ILMPQ_ERR_WINDOW if empty. */
+/* Set the DMA window [base, limit) used by the next starts; ILMPQ_ERR_WINDOW if empty.
+ * The activation arena becomes the whole window: narrow it with ilmpq_set_arena. */
 int ilmpq_set_window(ilmpq_dev_t *dev, uint32_t base, uint32_t limit);
 
 /*
@@ -213,6 +221,17 @@ int ilmpq_set_mac_key(ilmpq_dev_t *dev, const uint8_t key[16]);
  * disable it (enable = 0: CRC-checked packages). ILMPQ_ERR_BUSY during a run.
  */
 int ilmpq_set_mac(ilmpq_dev_t *dev, int enable, uint64_t nonce);
+
+/* Set the activation arena [base, limit) the STOREs of the next starts may write (the
+ * compiled model's "arena" in compiled.json): a STORE outside it stops the run with
+ * WRITE_PROTECT before any beat, so a corrupted STORE cannot overwrite the program, weights
+ * or lane parameters. ILMPQ_ERR_WINDOW unless win_base <= base <= limit <= win_limit. */
+int ilmpq_set_arena(ilmpq_dev_t *dev, uint32_t base, uint32_t limit);
+
+/* Set the PROG_TAG of the next starts (compiled.json "prog_tag" of the step): every
+ * instruction's check word covers it, so a program from another compilation is refused at its
+ * first instruction (ILMPQ_ERR_INSTR_CRC). ilmpq_infer_start sets it from the slot. */
+int ilmpq_set_prog_tag(ilmpq_dev_t *dev, uint32_t tag);
 
 /* Copy size bytes to bus address addr, then clean the cache over them (before the run). */
 int ilmpq_mem_write(ilmpq_dev_t *dev, uint32_t addr, const void *src, uint32_t size);
@@ -272,6 +291,7 @@ typedef struct ilmpq_frame_slot {
     uint32_t output_addr;  /* bus address of the output tensor (the logits) */
     uint32_t prog_addr;    /* the slot's program */
     uint32_t n_instr;
+    uint32_t prog_tag;     /* its PROG_TAG */
 } ilmpq_frame_slot_t;
 
 /*

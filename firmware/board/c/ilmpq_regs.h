@@ -100,6 +100,23 @@ extern "C" {
 #define ILMPQ_ERROR_CODE_INSTR_FIELD 0x31u
 /* program ran past PROG_LEN without an END instruction */
 #define ILMPQ_ERROR_CODE_PROGRAM_OVERRUN 0x32u
+/*
+ * an instruction's check word does not match (CRC-32 of the instruction, its index and PROG_ADDR):
+ * a flipped bit, an instruction moved to another index or another program
+ */
+#define ILMPQ_ERROR_CODE_INSTR_CRC 0x33u
+/*
+ * a STORE that does not drain what the preceding COMPUTE filled (no COMPUTE, another mtile count
+ * or pool flag), or a COMPUTE / END while the previous COMPUTE is not stored yet
+ */
+#define ILMPQ_ERROR_CODE_STORE_MISMATCH 0x34u
+/* a lane-parameter block's CRC-32 trailer does not match */
+#define ILMPQ_ERROR_CODE_PARAMS_CRC 0x50u
+/*
+ * a STORE would write outside [WR_BASE, WR_LIMIT) (the activation arena): nothing of it was
+ * written
+ */
+#define ILMPQ_ERROR_CODE_WRITE_PROTECT 0x58u
 #define ILMPQ_ERROR_CODE_TIMEOUT 0x40u               /* watchdog expired (no progress) */
 
 /* Member name of an ErrorCode value; "UNKNOWN" for an undefined one. */
@@ -129,6 +146,10 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_INSTR_OPCODE: return "INSTR_OPCODE";
     case ILMPQ_ERROR_CODE_INSTR_FIELD: return "INSTR_FIELD";
     case ILMPQ_ERROR_CODE_PROGRAM_OVERRUN: return "PROGRAM_OVERRUN";
+    case ILMPQ_ERROR_CODE_INSTR_CRC: return "INSTR_CRC";
+    case ILMPQ_ERROR_CODE_STORE_MISMATCH: return "STORE_MISMATCH";
+    case ILMPQ_ERROR_CODE_PARAMS_CRC: return "PARAMS_CRC";
+    case ILMPQ_ERROR_CODE_WRITE_PROTECT: return "WRITE_PROTECT";
     case ILMPQ_ERROR_CODE_TIMEOUT: return "TIMEOUT";
     default: return "UNKNOWN";
     }
@@ -544,9 +565,10 @@ static inline uint32_t ilmpq_status_error_code_set(uint32_t reg, uint32_t value)
 /*
  * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes (for
  * DMA_READ_EXTRA and DMA_READ_RID the read burst that ended last on that port, for DMA_BUS_TIMEOUT
- * a request waiting for its ready, else the oldest burst waiting for its response), the index of
- * the failing instruction for INSTR_*, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is
- * 0.
+ * a request waiting for its ready, else the oldest burst waiting for its response), the lane-
+ * parameter block's address for PARAMS_CRC, the STORE's output address for WRITE_PROTECT, the
+ * index of the failing instruction for INSTR_*, STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and
+ * TIMEOUT; 0 when STATUS.error is 0.
  */
 #define ILMPQ_ERR_INFO_INFO_SHIFT 0u
 #define ILMPQ_ERR_INFO_INFO_WIDTH 32u
@@ -692,6 +714,75 @@ static inline uint32_t ilmpq_bus_timeout_cycles_set(uint32_t reg, uint32_t value
 {
     return (reg & ~ILMPQ_BUS_TIMEOUT_CYCLES_MASK)
            | ((value << ILMPQ_BUS_TIMEOUT_CYCLES_SHIFT) & ILMPQ_BUS_TIMEOUT_CYCLES_MASK);
+}
+
+/* ---- WR_BASE (0x060, RW) ---- */
+/* Write-protection base (activation arena). */
+#define ILMPQ_WR_BASE_OFFSET 0x060u
+#define ILMPQ_WR_BASE_RESET 0x00u                    /* value after reset (RO fields as 0) */
+/*
+ * addr [31:0] RW: Lowest byte address a STORE may write (inclusive): the activation arena.
+ * Program, weights and lane parameters lie outside it.
+ */
+#define ILMPQ_WR_BASE_ADDR_SHIFT 0u
+#define ILMPQ_WR_BASE_ADDR_WIDTH 32u
+#define ILMPQ_WR_BASE_ADDR_MASK 0xffffffffu
+#define ILMPQ_WR_BASE_ADDR_RESET 0x00u
+static inline uint32_t ilmpq_wr_base_addr_get(uint32_t reg)
+{
+    return (reg & ILMPQ_WR_BASE_ADDR_MASK) >> ILMPQ_WR_BASE_ADDR_SHIFT;
+}
+static inline uint32_t ilmpq_wr_base_addr_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_WR_BASE_ADDR_MASK)
+           | ((value << ILMPQ_WR_BASE_ADDR_SHIFT) & ILMPQ_WR_BASE_ADDR_MASK);
+}
+
+/* ---- WR_LIMIT (0x064, RW) ---- */
+/* Write-protection limit (activation arena). */
+#define ILMPQ_WR_LIMIT_OFFSET 0x064u
+#define ILMPQ_WR_LIMIT_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * addr [31:0] RW: End of the activation arena (exclusive): a STORE whose output inside the DMA
+ * window is not entirely inside [WR_BASE, WR_LIMIT) stops the run with WRITE_PROTECT before any of
+ * its beats is issued. The reset arena is empty (nothing may be written until the host sets it).
+ */
+#define ILMPQ_WR_LIMIT_ADDR_SHIFT 0u
+#define ILMPQ_WR_LIMIT_ADDR_WIDTH 32u
+#define ILMPQ_WR_LIMIT_ADDR_MASK 0xffffffffu
+#define ILMPQ_WR_LIMIT_ADDR_RESET 0x00u
+static inline uint32_t ilmpq_wr_limit_addr_get(uint32_t reg)
+{
+    return (reg & ILMPQ_WR_LIMIT_ADDR_MASK) >> ILMPQ_WR_LIMIT_ADDR_SHIFT;
+}
+static inline uint32_t ilmpq_wr_limit_addr_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_WR_LIMIT_ADDR_MASK)
+           | ((value << ILMPQ_WR_LIMIT_ADDR_SHIFT) & ILMPQ_WR_LIMIT_ADDR_MASK);
+}
+
+/* ---- PROG_TAG (0x068, RW) ---- */
+/* Program tag. */
+#define ILMPQ_PROG_TAG_OFFSET 0x068u
+#define ILMPQ_PROG_TAG_RESET 0x00u                   /* value after reset (RO fields as 0) */
+/*
+ * tag [31:0] RW: The program's tag (AccelStep.prog_tag / FrameSlot.prog_tag, chosen by the
+ * compiler per program): every instruction's check word covers index ^ PROG_ADDR ^ PROG_TAG, so a
+ * stale or replayed program, even at the same address, stops at its first instruction with
+ * INSTR_CRC.
+ */
+#define ILMPQ_PROG_TAG_TAG_SHIFT 0u
+#define ILMPQ_PROG_TAG_TAG_WIDTH 32u
+#define ILMPQ_PROG_TAG_TAG_MASK 0xffffffffu
+#define ILMPQ_PROG_TAG_TAG_RESET 0x00u
+static inline uint32_t ilmpq_prog_tag_tag_get(uint32_t reg)
+{
+    return (reg & ILMPQ_PROG_TAG_TAG_MASK) >> ILMPQ_PROG_TAG_TAG_SHIFT;
+}
+static inline uint32_t ilmpq_prog_tag_tag_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_PROG_TAG_TAG_MASK)
+           | ((value << ILMPQ_PROG_TAG_TAG_SHIFT) & ILMPQ_PROG_TAG_TAG_MASK);
 }
 
 /* ---- MAC_KEY0 (0x080, WO) ---- */
