@@ -1043,8 +1043,10 @@ def test_one_call_inference_takes_the_raw_image(rtl, rng):
     assert comp.input_layout in ("direct", "layout") and comp.one_program
     image = bytes(comp.image)
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
+    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     out_t = comp.tensors[comp.output]
-    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr) for s in comp.slots]
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag)
+             for s in comp.slots]
     imgs = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(3)]
     want = [reference.run(model, np.transpose(img, (2, 0, 1)), spec=TINY.numeric)[model.output]
             for img in imgs]

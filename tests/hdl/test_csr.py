@@ -141,7 +141,8 @@ def test_rw_registers_random_strobes_and_delays(tiny, rng):
     kinds = (Access.RW, Access.WO)
     rw = [reg for reg in rmap if any(f.access in kinds for f in reg.fields)]
     assert {r.name for r in rw} == {"ctrl", "prog_addr", "prog_len", "win_base", "win_limit",
-                                   "watchdog", "bus_timeout", "mac_key0", "mac_key1",
+                                   "watchdog", "bus_timeout", "wr_base", "wr_limit", "prog_tag",
+                                   "mac_key0", "mac_key1",
                                    "mac_key2", "mac_key3", "mac_nonce_lo", "mac_nonce_hi",
                                    "mac_ctrl"}
     assert {r.name for r in rw if r.fields[0].access is Access.WO} == {
