@@ -986,10 +986,12 @@ def test_soft_reset_of_a_silent_bus_is_bounded(net):
 
     async def run(drv):
         with pytest.raises(DriverTimeout):
-            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window, comp.arena,
+                                  step.prog_tag)
         assert (await drv.read_reg("status"))["bus_abandoned"]
         with pytest.raises(BusAbandoned, match="reset the interconnect"):
-            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window, comp.arena,
+                                  step.prog_tag)
         # the hardware ignores a START written anyway
         await drv.t.write32(drv.regmap.offset("ctrl"), drv.regmap.encode("ctrl", start=1))
         for _ in range(4):
@@ -1021,7 +1023,8 @@ def test_counters_count_through_the_abort(net):
 
     async def run(drv):
         with pytest.raises(DMAError):
-            await drv.run_program(step.prog_addr, step.n_instr, comp.window)
+            await drv.run_program(step.prog_addr, step.n_instr, comp.window, comp.arena,
+                                  step.prog_tag)
         seen.update((await drv.counters()).counters)
 
     out = run_fault(comp, net.image, faults={("r", 1): "no_rlast"}, run=run)
