@@ -3,35 +3,36 @@
 What it measures (``docs/performance.md`` explains the numbers):
 
 1. **The cycle model** (:mod:`ilmpq.firmware.cyclemodel`) of ResNet-18 with random seeded weights
-   and the real layer shapes, compiled for ``z020`` and ``z045``: cycles per layer and where
-   they go, PE utilization (useful MACs / peak MACs), frames/s at 100 MHz, the DMA bandwidth the
-   layers use and would need to run at the PE array's rate, against one 64-bit HP port at
-   100 MHz (800 MB/s per direction). The whole network (max pooling and global average pooling
-   included) is one accelerator program per frame; the **end-to-end** frame rate adds what the
-   host does per frame (laying out the input image; it overlaps the accelerator through the
-   compiler's frame slots) and the restart gap between back-to-back frames measured on the RTL;
-   the accelerator-only frame rate is listed beside it.
-2. **A conventional fixed-point baseline on the same device**: the same architecture (tiling,
-   buffers, DMA, store unit, post-processing) with uniform 8-bit weights and one 8-bit MAC per
-   DSP48E1: every DSP48E1 the ILMPQ build does not spend on post-processing (3 per post lane)
-   becomes a MAC: ``z020`` 12 x 16 = 192 MAC/cycle (192 + 24 = 216 of 220 DSPs), ``z045``
-   54 x 16 = 864 (888 of 900). The model is quantized with every row 8-bit (R = 1) and compiled
-   for ``lanes_hi`` = 12 (54); ``HWConfig`` needs at least one 4-bit lane, so the baseline has one
-   that receives no rows (zero weights: 4 bits per weight of a set, +4 % (+1 %) weight traffic).
-   Speedup = baseline cycles / ILMPQ cycles.
+   and the real layer shapes, compiled for ``z020`` and ``z045``, with the memory of a Zynq HP
+   port to PS DDR3 (:data:`MEMORY` = ``MemoryTiming.zynq_hp()``, read latency 32): cycles per
+   layer and where they go, PE utilization (useful MACs / peak MACs), frames/s at 100 MHz and
+   the frame rate at read latencies 8, 32 and 64 (:data:`LATENCIES`), the DMA bandwidth the
+   layers use and would need at the PE array's rate, and the DDR read + write bandwidth of the
+   whole design against the boards' PS DDR (:data:`BOARD_DDR`). The whole network (max
+   pooling and global average pooling included) is one accelerator program per frame; the
+   **end-to-end** frame rate adds what the host does per frame (laying out the input image;
+   it overlaps the accelerator through the compiler's frame slots) and the restart gap between
+   back-to-back frames measured on the RTL.
+2. **Two fixed-point baselines on the same device**, the same architecture with uniform 8-bit
+   weights (the model quantized with R = 1, compiled for ``lanes_hi`` 8-bit lanes and one idle
+   4-bit lane, which ``HWConfig`` needs): ``base8_*`` spends only DSP48E1s (one 8-bit MAC per
+   DSP not used by post-processing); ``lut8_*`` adds as many 8-bit LUT MACs as the LUTs of the
+   ILMPQ PE array pay for (:func:`lut_budget`, from ``bench/results/resources.json``). Several
+   geometries each; the fastest is kept. Speedup = baseline cycles / ILMPQ cycles.
 3. **RTL anchors** (``--rtl``, default on): single-layer programs with the real ResNet-18 shapes
-   (stem, 3x3, 1x1 stride 2, 3x3 with residual at 14x14 and 7x7, FC) run on the z020 RTL under
-   Verilator: outputs bit-exact against golden, counters exact, model cycles against RTL
-   cycles. ``--full-rtl``: the whole network through the z020 RTL (the project's whole-network
-   simulation target), every layer bit-exact (check mode), cycles of its one program against the
-   model; then three different images back to back through the frame slots
-   (``Driver.infer_stream``), each output against golden, and the steady-state frame interval.
+   (stem, 3x3, 1x1 stride 2, 3x3 with residual at 14x14 and 7x7, FC) on the z020 and the z045
+   RTL under Verilator with the same memory timing: outputs bit-exact against golden, counters
+   exact, model cycles against RTL cycles. ``--full-rtl``: the whole network through the z020
+   RTL, every layer bit-exact, cycles of its one program against the model; then three
+   different images back to back through the frame slots (``Driver.infer_stream``), each
+   output against golden, and the steady-state frame interval. ``--tiny-sweep``: random layer
+   programs on the ``tiny`` RTL (test memory, RL 8).
 
 Writes ``bench/results/resnet18.json``, ``.md`` and ``.png``.
 
-Usage: ``python bench/resnet18.py [--seed S] [--no-rtl] [--full-rtl] [--out DIR]``
-(Verilator: the first z020 build takes about 5 minutes and is cached, the Verilog generation
-about 40 s per run).
+Usage: ``python bench/resnet18.py [--seed S] [--no-rtl] [--no-z045-rtl] [--full-rtl]
+[--lut-baselines] [--report-only] [--out DIR]`` (Verilator: the first z020 build takes about 5
+minutes, z045 longer, both cached; the Verilog generation about 40 s per preset and run).
 """
 
 from __future__ import annotations
