@@ -769,7 +769,10 @@ def markdown(r: dict) -> str:
               "the byte/beat/instruction counters exact in every row.", ""] + anchor_table(v)
         t = r.get("tiny_sweep")
         if t:
-            L += ["", f"**Random layer programs on the `tiny` RTL** (Verilator; conv 1x1/3x3/5x5, "
+            src = t.get("from_run")
+            L += ["", (f"(From the run of {src['date']}, commit {src['commit'][:10]}: the tiny "
+                       f"sweep was not repeated.) " if src else "") +
+                  f"**Random layer programs on the `tiny` RTL** (Verilator; conv 1x1/3x3/5x5, "
                   f"strides 1/2, residual pairs, FC, two-layer programs): {t['n']} programs, "
                   f"model error mean {100 * t['mean_error']:+.2f} %, std "
                   f"{100 * t['std_error']:.2f} %, worst {100 * t['worst_abs_error']:.2f} %, "
@@ -1106,6 +1109,13 @@ def main(argv=None) -> int:
             r["rtl_z045"] = rtl_validation(get_config("z045"), args.seed, MEMORY)
     if not args.no_rtl and args.tiny_sweep:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
+    elif (args.out / "resnet18.json").exists():
+        # --tiny-sweep 0: keep the earlier sweep (the tiny RTL at the test memory), saying when
+        # it was run
+        old = json.loads((args.out / "resnet18.json").read_text())
+        if old.get("tiny_sweep"):
+            r["tiny_sweep"] = dict(old["tiny_sweep"], from_run=old.get("tiny_sweep", {}).get(
+                "from_run") or {"date": old["date"], "commit": old["git"]["commit"]})
     apply_measured_gap(r)
     args.out.mkdir(parents=True, exist_ok=True)
     # the measurements first (a report error can then be fixed with --report-only)
