@@ -780,7 +780,11 @@ def markdown(r: dict) -> str:
                   f"{t['all_counters_exact']}; outputs bit-exact: {t['all_bit_exact']}."]
         fn = v.get("full_network")
         if fn:
-            L += ["", f"**Whole network through the RTL**: every layer bit-exact: "
+            src = fn.get("from_run")
+            L += ["", (f"(From the run of {src['date']}, commit {src['commit'][:10]}, memory at "
+                       f"RL {src['memory']['read_latency']} / WL {src['memory']['write_latency']}"
+                       f": the whole network was not rerun.) " if src else "") +
+                  f"**Whole network through the RTL**: every layer bit-exact: "
                   f"{fn['bit_exact_all_layers']}; {fn['rtl_cycles']:,} RTL cycles = "
                   f"{fn['rtl_fps']:.1f} fps; model {fn['model_cycles']:,} "
                   f"({100 * fn['error']:+.2f} %); simulation {fn['sim_wall_s']:.0f} s wall "
@@ -980,6 +984,18 @@ def targets(r: dict) -> list:
     return out
 
 
+def carry_over_full_network(r: dict, old: dict):
+    """Without ``--full-rtl``: keep the earlier whole-network RTL run (and its measured restart
+    gap), labelled with the run it comes from and the memory timing it used."""
+    fn = ((old.get("rtl") or {}).get("full_network"))
+    if not fn or "rtl" not in r:
+        return
+    src = fn.get("from_run") or {"date": old["date"], "commit": old["git"]["commit"],
+                                 "memory": (old["rtl"].get("memory")
+                                            or old["params"]["memory"])}
+    r["rtl"]["full_network"] = dict(fn, from_run=src)
+
+
 def keep_best(r: dict, kind: str, name: str, cands: list):
     """Keep the fastest of ``cands`` (``(res, comp, est, cfg)``) as ``r["results"][kind_name]``
     with its latency sweep and DDR budget; list them all in ``r[...candidates]``."""
@@ -1109,13 +1125,14 @@ def main(argv=None) -> int:
             r["rtl_z045"] = rtl_validation(get_config("z045"), args.seed, MEMORY)
     if not args.no_rtl and args.tiny_sweep:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
-    elif (args.out / "resnet18.json").exists():
-        # --tiny-sweep 0: keep the earlier sweep (the tiny RTL at the test memory), saying when
-        # it was run
-        old = json.loads((args.out / "resnet18.json").read_text())
-        if old.get("tiny_sweep"):
-            r["tiny_sweep"] = dict(old["tiny_sweep"], from_run=old.get("tiny_sweep", {}).get(
-                "from_run") or {"date": old["date"], "commit": old["git"]["commit"]})
+    # what this run did not repeat is kept from the earlier run, saying which run it is
+    old = (json.loads((args.out / "resnet18.json").read_text())
+           if (args.out / "resnet18.json").exists() else {})
+    if not args.full_rtl:
+        carry_over_full_network(r, old)
+    if "tiny_sweep" not in r and old.get("tiny_sweep"):
+        r["tiny_sweep"] = dict(old["tiny_sweep"], from_run=old["tiny_sweep"].get("from_run")
+                               or {"date": old["date"], "commit": old["git"]["commit"]})
     apply_measured_gap(r)
     args.out.mkdir(parents=True, exist_ok=True)
     # the measurements first (a report error can then be fixed with --report-only)
