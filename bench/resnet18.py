@@ -109,7 +109,9 @@ def baseline_configs(cfg: HWConfig):
         if lanes >= post:
             his.add(lanes - 1)
         for hi in sorted(his):
-            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn)
+            # the same activation buffer bytes as the preset
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
             # the residual row buffer must hold the widest stored tensor (512 channels in
             # mtiles of lanes_pad positions)
             need = -(-512 // hi) * c.lanes_pad
@@ -127,16 +129,27 @@ def lut_budget(cfg: HWConfig) -> dict:
     high lane's in-situ cost) and the LUTs of one 8-bit MAC built in LUTs (the MAC study's
     ``hi_nodsp``: ``w * a`` with ``-nodsp``, its adder-tree and accumulator share)."""
     data = json.loads(RESOURCES_JSON.read_text())
-    e = data["presets"].get(cfg.name)
-    if e is None or e["config"] != cfg.describe() or "hi_nodsp" not in data.get("mac_study", {}):
-        raise SystemExit(f"{RESOURCES_JSON} does not hold the current {cfg.name} preset "
-                         f"({cfg.describe()}) and the hi_nodsp MAC study: run python "
+    if "hi_nodsp" not in data.get("mac_study", {}):
+        raise SystemExit(f"{RESOURCES_JSON} has no hi_nodsp MAC study: run python "
                          f"bench/resources.py --presets {cfg.name} --study-kinds hi_nodsp "
                          f"--merge")
-    return {"ilmpq_pe_lut": e["blocks"]["pe_array"]["lut"],
-            "ilmpq_total_lut": e["total"]["lut"],
-            "dsp_mac_lut": data["in_situ"]["hi_lane"]["lut_per_mac"],
-            "lut_mac_lut": data["mac_study"]["hi_nodsp"]["lut_per_mac"]}
+    out = {"dsp_mac_lut": data["in_situ"]["hi_lane"]["lut_per_mac"],
+           "lut_mac_lut": data["mac_study"]["hi_nodsp"]["lut_per_mac"]}
+    e = data["presets"].get(cfg.name)
+    if e is not None and e["config"] == cfg.describe():
+        return {**out, "ilmpq_pe_lut": e["blocks"]["pe_array"]["lut"],
+                "ilmpq_total_lut": e["total"]["lut"],
+                "source": "yosys (bench/resources.py)"}
+    # no synthesis of this geometry yet: the in-situ per-MAC estimate of bench/geometry.py
+    geo = ROOT / "bench" / "results" / "geometry.json"
+    rows = json.loads(geo.read_text())["rows"] if geo.exists() else []
+    row = next((x for x in rows if x["preset"] and x["describe"] == cfg.describe()), None)
+    if row is None:
+        raise SystemExit(f"neither {RESOURCES_JSON} nor {geo} holds the current {cfg.name} "
+                         f"preset ({cfg.describe()}): run python bench/resources.py --presets "
+                         f"{cfg.name} --merge")
+    return {**out, "ilmpq_pe_lut": row["pe_lut_est"], "ilmpq_total_lut": None,
+            "source": "estimate (bench/geometry.py: in-situ LUTs per MAC x MACs)"}
 
 
 def lut_baseline_configs(cfg: HWConfig, budget: dict):
@@ -156,7 +169,8 @@ def lut_baseline_configs(cfg: HWConfig, budget: dict):
         if lanes >= post:
             his.add(lanes - 1)
         for hi in sorted(his):
-            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn)
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
             need = -(-512 // hi) * c.lanes_pad
             c = c.replace(name=f"lut8_{cfg.name}_{hi}x{tn}",
                           max_channels=max(cfg.max_channels, -(-need // 64) * 64))
@@ -689,7 +703,9 @@ def markdown(r: dict) -> str:
                  f"{', '.join(x['host_layers']) or 'none'} | {x['host_ms']:.2f} "
                  f"({'yes' if x['host_overlapped'] else 'no'}) | **{x['e2e_fps']:.1f}** | "
                  f"{x['fps']:.1f} | "
-                 + " | ".join(f"{q['fps']:.1f}" for q in x["latency_sweep"]) + " |")
+                 + (" | ".join(f"{q['fps']:.1f}" for q in x["latency_sweep"]) if
+                    "latency_sweep" in x else " | ".join("-" for _ in r["params"]["latencies"]))
+                 + " |")
     hosted = [k for k in builds if r["results"][k]["host_layers"]]
     L += ["", "Host share: the input image laid out in the input tensor's placement (HWC, "
           "channel padding and the stem's space-to-depth and column fold, "
@@ -721,8 +737,9 @@ def markdown(r: dict) -> str:
     L += ["", "Same-LUT-budget fixed-point candidates (uniform 8-bit weights; the DSP-only "
           "baseline's DSP48E1 MACs plus 8-bit MACs in LUTs paid by the LUTs of the ILMPQ PE "
           "array, `bench/results/resources.json`: "
-          + "; ".join(f"{d}: {b['ilmpq_pe_lut']:,} PE-array LUTs, {b['dsp_mac_lut']:g} LUTs "
-                      f"around a DSP MAC, {b['lut_mac_lut']:g} LUTs per LUT MAC"
+          + "; ".join(f"{d}: {b['ilmpq_pe_lut']:,} PE-array LUTs ({b.get('source', 'yosys')}), "
+                      f"{b['dsp_mac_lut']:g} LUTs around a DSP MAC, {b['lut_mac_lut']:g} LUTs "
+                      f"per LUT MAC"
                       for d, b in r.get("lut_budget", {}).items())
           + "; the fastest is kept as `lut8_*`):", "",
           "| device | geometry | 8-bit MAC/cycle (DSP + LUT) | DSP48E1 | PE-array LUT est. | "
@@ -996,14 +1013,15 @@ def carry_over_full_network(r: dict, old: dict):
     r["rtl"]["full_network"] = dict(fn, from_run=src)
 
 
-def keep_best(r: dict, kind: str, name: str, cands: list):
+def keep_best(r: dict, kind: str, name: str, cands: list, sweep: bool = False):
     """Keep the fastest of ``cands`` (``(res, comp, est, cfg)``) as ``r["results"][kind_name]``
     with its latency sweep and DDR budget; list them all in ``r[...candidates]``."""
     for res, _, _, c in cands:
         print(f"{c.name:22s} {res['cycles']:>10,} cycles {res['fps']:6.1f} fps "
               f"util {100 * res['utilization']:5.1f} %", flush=True)
     best, bcomp, _, bcfg = min(cands, key=lambda x: x[0]["cycles"])
-    best["latency_sweep"] = latency_sweep(bcomp, bcfg)
+    if sweep:
+        best["latency_sweep"] = latency_sweep(bcomp, bcfg)
     best["ddr"] = ddr_budget(name)
     r["results"][f"{kind}_{name}"] = best
     key = "baseline_candidates" if kind == "base8" else "lut_baseline_candidates"
@@ -1059,6 +1077,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny-sweep", type=int, default=100, metavar="N",
                     help="random layer programs on the tiny RTL (0: none)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--no-lut-baselines", action="store_true",
+                    help="skip the same-LUT-budget baselines (model them later with "
+                         "--lut-baselines)")
     ap.add_argument("--lut-baselines", action="store_true",
                     help="only (re)model the same-LUT-budget baselines into the existing JSON "
                          "(after bench/resources.py has the presets' LUTs), then rewrite the "
@@ -1111,7 +1132,8 @@ def main(argv=None) -> int:
               f"util {100 * res['utilization']:5.1f} % (model {res['model_s']:.1f} s)", flush=True)
         cands = [model_network(c, base_model, c.name) + (c,) for c in baseline_configs(cfg)]
         keep_best(r, "base8", name, cands)
-        add_lut_baseline(r, name, base_model)
+        if not args.no_lut_baselines:
+            add_lut_baseline(r, name, base_model)
     t0 = time.perf_counter()
     r["whatif"] = whatifs(get_config("z020"), kept["z020"][1], args.seed)
     for w in r["whatif"]:
