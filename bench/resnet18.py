@@ -963,10 +963,20 @@ def targets(r: dict) -> list:
                                     f"{u['bram36']:.1f} %",
                         "met": u["dsp"] <= 100 and u["lut"] <= 80 and u["bram36"] <= 90})
         else:
+            geo = ROOT / "bench" / "results" / "geometry.json"
+            row = next((x for x in (json.loads(geo.read_text())["rows"] if geo.exists()
+                                    else []) if x["preset"]
+                        and x["describe"] == get_config(n).describe()), None)
+            dev_lut = {"z020": 53_200, "z045": 218_600}[n]
             out.append({"preset": n, "metric": "fits the device (yosys synth_xilinx, "
                                                "bench/resources.py)",
                         "target": "DSP <= 100 %, LUT <= 80 %, BRAM <= 90 %",
-                        "measured": "not estimated for this geometry", "met": None})
+                        "measured": "not synthesized for this geometry yet" + (
+                            f"; PE array + post-processing {row['dsp48e1']} DSP48E1 of "
+                            f"{DEVICE_DSP[n]} ({100 * row['dsp48e1'] / DEVICE_DSP[n]:.0f} %, "
+                            f"exact), PE-array LUTs estimated {row['pe_lut_est']:,} "
+                            f"({100 * row['pe_lut_est'] / dev_lut:.0f} % of the device; "
+                            f"bench/geometry.py)" if row else ""), "met": None})
     for key, n in (("rtl", "z020"), ("rtl_z045", "z045")):
         v = r.get(key)
         if v:
