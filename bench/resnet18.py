@@ -967,7 +967,8 @@ def targets(r: dict) -> list:
             row = next((x for x in (json.loads(geo.read_text())["rows"] if geo.exists()
                                     else []) if x["preset"]
                         and x["describe"] == get_config(n).describe()), None)
-            dev_lut = {"z020": 53_200, "z045": 218_600}[n]
+            from ilmpq.firmware.board.resources import DEVICES
+            dev_lut = DEVICES[{"z020": "xc7z020", "z045": "xc7z045"}[n]].lut
             out.append({"preset": n, "metric": "fits the device (yosys synth_xilinx, "
                                                "bench/resources.py)",
                         "target": "DSP <= 100 %, LUT <= 80 %, BRAM <= 90 %",
