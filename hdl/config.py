@@ -248,10 +248,15 @@ PRESETS: dict[str, HWConfig] = {
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
                      axi_ports=2),
-    "z045": HWConfig(name="z045", lanes_lo=224, lanes_hi=32, lanes_lo_dsp=32, tn=16,
-                     wbuf_word_beats=36, wbuf_depth=512, act_depth=16384, acc_depth=512,
-                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=1024,
-                     axi_ports=2),
+    # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
+    # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
+    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 512 + 256 + 24
+    # DSP48E1 (hi lanes, 8 DSP-pair low lanes, post-processing); four HP ports (the ZC706 has
+    # four): fetch | act | weights | store
+    "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=8, tn=64,
+                     wbuf_word_beats=36, wbuf_depth=512, act_depth=4096, acc_depth=512,
+                     max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
+                     axi_ports=4),
 }
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from ...golden.errors import IlmpqError, IlmpqValueError
 
 __all__ = ["SynthesisError", "DeviceBudget", "DEVICES", "Resources", "synthesize",
-           "synthesize_rtlil", "yosys_script"]
+           "synthesize_rtlil", "yosys_script", "longest_path", "DELAY_MODEL"]
 
 
 class SynthesisError(IlmpqError, RuntimeError):
@@ -90,6 +90,8 @@ class Resources:
     cells: dict[str, int]
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: :func:`longest_path` of the mapped netlist, when it was asked for (``timing=True``).
+    timing: dict | None = None
 
     def _sum(self, names) -> int:
         return sum(self.cells.get(n, 0) for n in names)
@@ -173,8 +175,11 @@ class Resources:
         return Resources({k: self.cells.get(k, 0) - other.cells.get(k, 0) for k in keys})
 
     def to_dict(self) -> dict:
-        return {**self.summary(), "cells": dict(sorted(self.cells.items())),
-                "seconds": round(self.seconds, 1), "notes": list(self.notes)}
+        d = {**self.summary(), "cells": dict(sorted(self.cells.items())),
+             "seconds": round(self.seconds, 1), "notes": list(self.notes)}
+        if self.timing is not None:
+            d["timing"] = self.timing
+        return d
 
 
 def _device(device) -> DeviceBudget:
@@ -189,8 +194,9 @@ def _device(device) -> DeviceBudget:
 
 
 def yosys_script(top: str, rtlil_path: str, stat_path: str, *, nodsp: bool = False,
-                 synth_args: tuple[str, ...] = ()) -> str:
-    """Return the yosys script of the estimate (see the module docstring)."""
+                 synth_args: tuple[str, ...] = (), netlist_path: str | None = None) -> str:
+    """Return the yosys script of the estimate (see the module docstring); with
+    ``netlist_path`` it also writes the mapped netlist as JSON (for :func:`longest_path`)."""
     opts = " ".join(["-family xc7", f"-top {top}", "-noiopad", "-noclkbuf",
                      *(["-nodsp"] if nodsp else []), *synth_args])
     return "; ".join([
@@ -201,6 +207,7 @@ def yosys_script(top: str, rtlil_path: str, stat_path: str, *, nodsp: bool = Fal
         "opt_clean -purge",
         f"synth_xilinx {opts}",
         f"tee -q -o {stat_path} stat -json -tech xilinx",
+        *([f"write_json {netlist_path}"] if netlist_path else []),
     ])
 
 
@@ -217,7 +224,7 @@ def _yosys_command() -> list[str]:
 
 def synthesize_rtlil(rtlil: str, top: str, *, nodsp: bool = False,
                      synth_args: tuple[str, ...] = (), log_path: str | None = None,
-                     timeout: float | None = None) -> Resources:
+                     timeout: float | None = None, timing: bool = False) -> Resources:
     """Synthesize an RTLIL text whose top module is ``top``; return its :class:`Resources`.
 
     Parameters
@@ -235,6 +242,9 @@ def synthesize_rtlil(rtlil: str, top: str, *, nodsp: bool = False,
         last lines, only in an error).
     timeout : float, optional
         Seconds before the synthesis is killed (:class:`SynthesisError`).
+    timing : bool
+        Also analyse the mapped netlist's longest register-to-register path
+        (:func:`longest_path`, in :attr:`Resources.timing`).
     """
     cmd = _yosys_command()
     with tempfile.TemporaryDirectory(prefix="ilmpq-synth-") as d:
@@ -242,7 +252,8 @@ def synthesize_rtlil(rtlil: str, top: str, *, nodsp: bool = False,
         il, stat, log = (os.path.join(d, n) for n in ("top.il", "stat.json", "yosys.log"))
         with open(il, "w") as f:
             f.write(rtlil)
-        script = yosys_script(top, "top.il", "stat.json", nodsp=nodsp, synth_args=synth_args)
+        script = yosys_script(top, "top.il", "stat.json", nodsp=nodsp, synth_args=synth_args,
+                              netlist_path="netlist.json" if timing else None)
         t0 = time.monotonic()
         try:
             proc = subprocess.run([*cmd, "-q", "-l", "yosys.log", "-p", script], cwd=d,
@@ -266,8 +277,147 @@ def synthesize_rtlil(rtlil: str, top: str, *, nodsp: bool = False,
                 + f"\n{proc.stderr.strip()}\n{tail}")
         with open(stat) as f:
             data = json.load(f)
+        paths = None
+        if timing:
+            with open(os.path.join(d, "netlist.json")) as f:
+                paths = longest_path(json.load(f), top)
     cells = {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
-    return Resources(cells, seconds)
+    return Resources(cells, seconds, timing=paths)
+
+
+# -- longest register-to-register path of a mapped netlist -------------------------------------
+
+#: Delay estimates (ns) of the XC7 -1 speed grade used to rank paths and to state a path's
+#: delay: an FF's clock-to-out plus its setup (``ff``), a LUT level with its input net
+#: (``lut``: about 0.12 ns of logic and 0.4-0.6 ns of typical local routing), a CARRY4 entered
+#: from a LUT (``carry_in``) and each further CARRY4 of the chain (``carry``, CIN to COUT), a
+#: MUXF7/F8 (``muxf``), a combinational DSP48E1 (``dsp``, input to P without the P register)
+#: and a LUT RAM read (``lutram``). Figures of the order of the Artix-7/Zynq-7000 data sheets'
+#: switching characteristics (DS187/DS191); an estimate for ranking and arguing, not a
+#: sign-off timing analysis (that is Vivado's, ``docs/boards.md``).
+DELAY_MODEL = {"ff": 0.6, "lut": 0.6, "carry_in": 0.5, "carry": 0.12, "muxf": 0.3,
+               "dsp": 3.4, "lutram": 1.0}
+
+_SEQ_PREFIXES = ("FD", "LD", "RAMB", "SRL", "BUFG")
+_LUTRAM_PREFIX = ("RAM32", "RAM64", "RAM128", "RAM256")
+
+
+def _is_seq(cell: dict) -> bool:
+    t = cell["type"]
+    if t.startswith(_SEQ_PREFIXES):
+        return True
+    if t == "DSP48E1":
+        # a DSP48E1 with its P register is a path end point (and start point)
+        return int(str(cell.get("parameters", {}).get("PREG", "1")), 2 if set(str(
+            cell.get("parameters", {}).get("PREG", "1"))) <= {"0", "1"} else 10) != 0
+    return False
+
+
+def longest_path(netlist: dict, top: str | None = None) -> dict:
+    """Longest register-to-register path of a ``synth_xilinx`` netlist (yosys ``write_json``).
+
+    Start and end points are flip-flops, block RAMs, SRLs, DSP48E1s with their P register and
+    the module ports; LUTs, CARRY4s, MUXF7/F8, LUT RAM reads and DSP48E1s without P register
+    are combinational nodes. Returns the worst path by the :data:`DELAY_MODEL` estimate with
+    its LUT levels, CARRY4 chain length, MUXFs and DSPs, and separately the most LUT levels
+    and the longest CARRY4 chain of any path (they need not be on the same path).
+    """
+    mods = netlist["modules"]
+    if top is None:
+        top = next(n for n, m in mods.items()
+                   if int(str(m.get("attributes", {}).get("top", "0")), 2 if set(str(
+                       m.get("attributes", {}).get("top", "0"))) <= {"0", "1"} else 10))
+    cells = mods[top]["cells"]
+    driver: dict[int, str] = {}
+    comb = {}
+    for name, c in cells.items():
+        dirs = c.get("port_directions", {})
+        if not _is_seq(c):
+            comb[name] = c
+        for port, bits in c["connections"].items():
+            if dirs.get(port) == "output":
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = name
+
+    def kind(c):
+        t = c["type"]
+        if t.startswith("LUT") or t == "INV":
+            return "lut"
+        if t == "CARRY4":
+            return "carry"
+        if t.startswith("MUXF"):
+            return "muxf"
+        if t == "DSP48E1":
+            return "dsp"
+        if t.startswith(_LUTRAM_PREFIX):
+            return "lutram"
+        return "other"
+
+    # best[cell] = (delay, luts, carry4s, muxfs, dsps, carry chain ending here, max luts,
+    # max chain); iterative DFS (netlists are deep)
+    best: dict[str, tuple] = {}
+    zero = (0.0, 0, 0, 0, 0, 0, 0, 0)
+    for root in comb:
+        if root in best:
+            continue
+        stack = [(root, False)]
+        on_stack = set()
+        while stack:
+            name, done = stack.pop()
+            if name in best:
+                continue
+            c = comb[name]
+            dirs = c.get("port_directions", {})
+            preds = []
+            for port, bits in c["connections"].items():
+                if dirs.get(port) != "input":
+                    continue
+                for b in bits:
+                    p = driver.get(b) if isinstance(b, int) else None
+                    if p is not None and p in comb:
+                        preds.append((port, p))
+            if not done:
+                on_stack.add(name)
+                stack.append((name, True))
+                for _, p in preds:
+                    if p not in best and p not in on_stack:
+                        stack.append((p, False))
+                continue
+            on_stack.discard(name)
+            k = kind(c)
+            inc = DELAY_MODEL.get(k, 0.0)
+            worst, max_l, max_ch = zero, 0, 0
+            for port, p in preds:
+                b = best.get(p, zero)          # a loop back-edge counts as a start point
+                chained = k == "carry" and port == "CI" and comb[p]["type"] == "CARRY4"
+                d = b[0] + (DELAY_MODEL["carry"] if chained else
+                            DELAY_MODEL["carry_in"] if k == "carry" else inc)
+                cand = (d, b[1], b[2], b[3], b[4], b[5] if chained else 0)
+                if cand[0] > worst[0]:
+                    worst = cand + worst[6:]
+                max_l, max_ch = max(max_l, b[6]), max(max_ch, b[7])
+            if not preds:
+                worst = (DELAY_MODEL["carry_in"] if k == "carry" else inc, 0, 0, 0, 0, 0)
+            d, luts, c4, mx, dsp, chain = worst[:6]
+            luts += k in ("lut", "lutram")
+            c4 += k == "carry"
+            mx += k == "muxf"
+            dsp += k == "dsp"
+            chain = chain + 1 if k == "carry" else 0
+            # most LUT levels on any path into this node (not only the worst one)
+            lv = max([best.get(p, zero)[6] for _, p in preds] or [0]) + (k in ("lut",
+                                                                             "lutram"))
+            best[name] = (d, luts, c4, mx, dsp, chain, lv, max(max_ch, chain))
+    if not best:
+        return {"delay_ns": DELAY_MODEL["ff"], "lut_levels": 0, "carry4": 0, "muxf": 0,
+                "dsp": 0, "carry_chain": 0, "max_lut_levels": 0, "max_carry_chain": 0,
+                "cells": len(cells)}
+    w = max(best.values(), key=lambda v: v[0])
+    return {"delay_ns": round(w[0] + DELAY_MODEL["ff"], 2), "lut_levels": w[1],
+            "carry4": w[2], "muxf": w[3], "dsp": w[4],
+            "max_lut_levels": max(v[6] for v in best.values()),
+            "max_carry_chain": max(v[7] for v in best.values()), "cells": len(cells)}
 
 
 def synthesize(design, *, name: str = "top", ports=None, nodsp: bool = False,

@@ -1,0 +1,65 @@
+"""``longest_path``: the register-to-register path analysis of ``bench/timing.py`` on hand-made
+mapped netlists (yosys ``write_json`` form), so the LUT levels, carry chains and end points it
+reports are known exactly."""
+
+import pytest
+
+from ilmpq.firmware.board.resources import DELAY_MODEL, longest_path
+
+
+def _cell(type_, ins: dict, outs: dict, **params):
+    dirs = {p: "input" for p in ins} | {p: "output" for p in outs}
+    return {"type": type_, "parameters": params, "port_directions": dirs,
+            "connections": {**{p: list(b) for p, b in ins.items()},
+                            **{p: list(b) for p, b in outs.items()}}}
+
+
+def _netlist(cells):
+    return {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
+                                "cells": cells}}}
+
+
+def test_lut_levels_and_carry_chain_between_flip_flops():
+    # ff0 -> lut a -> lut b -> carry c0 -> carry c1 (CI from c0's CO) -> ff1;
+    # and a short side path ff0 -> lut s -> ff2
+    cells = {
+        "ff0": _cell("FDRE", {"D": [100], "C": [1]}, {"Q": [2]}),
+        "a": _cell("LUT2", {"I0": [2], "I1": [2]}, {"O": [3]}),
+        "b": _cell("LUT6", {"I0": [3]}, {"O": [4]}),
+        "c0": _cell("CARRY4", {"S": [4, 4, 4, 4], "CI": ["0"]}, {"CO": [10, 11, 12, 5]}),
+        "c1": _cell("CARRY4", {"S": [4, 4, 4, 4], "CI": [5]}, {"CO": [13, 14, 15, 6]}),
+        "ff1": _cell("FDRE", {"D": [6], "C": [1]}, {"Q": [7]}),
+        "s": _cell("LUT1", {"I0": [2]}, {"O": [8]}),
+        "ff2": _cell("FDRE", {"D": [8], "C": [1]}, {"Q": [9]}),
+    }
+    t = longest_path(_netlist(cells))
+    assert (t["lut_levels"], t["carry4"], t["max_carry_chain"], t["max_lut_levels"]) == \
+        (2, 2, 2, 2)
+    want = (2 * DELAY_MODEL["lut"] + DELAY_MODEL["carry_in"] + DELAY_MODEL["carry"]
+            + DELAY_MODEL["ff"])
+    assert t["delay_ns"] == pytest.approx(want, abs=0.01)
+
+
+def test_registered_dsp_and_block_ram_end_paths_but_a_combinational_dsp_does_not():
+    def dsp(name_in, name_out, preg):
+        return _cell("DSP48E1", {"A": [name_in]}, {"P": [name_out]}, PREG=preg)
+    base = {
+        "ff0": _cell("FDRE", {"D": [100]}, {"Q": [2]}),
+        "l0": _cell("LUT3", {"I0": [2]}, {"O": [3]}),
+        "ram": _cell("RAMB36E1", {"DIADI": [3]}, {"DOADO": [4]}),
+        "l1": _cell("LUT3", {"I0": [4]}, {"O": [5]}),
+    }
+    registered = dict(base, d=dsp(5, 6, "1"), l2=_cell("LUT4", {"I0": [6]}, {"O": [7]}),
+                      ff1=_cell("FDRE", {"D": [7]}, {"Q": [8]}))
+    t = longest_path(_netlist(registered))
+    assert (t["lut_levels"], t["dsp"]) == (1, 0)
+    combinational = dict(registered, d=dsp(5, 6, "0"))
+    t = longest_path(_netlist(combinational))
+    assert (t["lut_levels"], t["dsp"]) == (2, 1)
+    assert t["delay_ns"] == pytest.approx(2 * DELAY_MODEL["lut"] + DELAY_MODEL["dsp"]
+                                          + DELAY_MODEL["ff"], abs=0.01)
+
+
+def test_a_design_without_logic_has_only_the_flip_flop_delay():
+    t = longest_path(_netlist({"ff": _cell("FDRE", {"D": [3]}, {"Q": [3]})}))
+    assert (t["lut_levels"], t["carry4"], t["delay_ns"]) == (0, 0, DELAY_MODEL["ff"])
