@@ -99,6 +99,21 @@ def model_config(model, name: str | None, path: str, *, fallback: str = "tiny"
                  f"{describe_record(rec)}; choose with --config)")
 
 
+def _more_on_host(model, rec: dict, hosted: list, kwargs: dict) -> bool:
+    """The configuration ``model`` records puts fewer layers on the host than ``hosted`` (or is
+    not a known preset to compare with)."""
+    from ...golden.errors import IlmpqError
+    from ..compiler import compile_model
+    own = _recorded_hw(rec)
+    if own is None:
+        return True
+    try:
+        return sum(r.where == "cpu" for r in compile_model(model, own, **kwargs).layers) \
+            < len(hosted)
+    except IlmpqError:      # the recorded one does not compile either
+        return False
+
+
 def compile_checked(model, cfg: HWConfig, path: str, **kwargs):
     """:func:`ilmpq.firmware.compiler.compile_model`, with every error naming the configuration
     ``model`` was quantized for when that is not ``cfg``."""
@@ -106,11 +121,18 @@ def compile_checked(model, cfg: HWConfig, path: str, **kwargs):
     from ..compiler import compile_model
 
     rec = recorded_config(model, path)
+    same = rec is not None and rec.get("name") == cfg.name and \
+        rec.get("act_bits") == cfg.act_bits
     try:
-        return compile_model(model, cfg, **kwargs)
+        compiled = compile_model(model, cfg, **kwargs)
+        hosted = [r for r in compiled.layers if r.where == "cpu"]
+        if rec is not None and not same and hosted and _more_on_host(model, rec, hosted, kwargs):
+            # the host fallback would hide a configuration mistake: say it as an error
+            raise IlmpqValueError(
+                f"with configuration {cfg.name}, {len(hosted)} layers would run on the host "
+                f"({hosted[0].name}: {hosted[0].cpu_reason})")
+        return compiled
     except IlmpqError as e:
-        same = rec is not None and rec.get("name") == cfg.name and \
-            rec.get("act_bits") == cfg.act_bits
         if rec is None or same:
             raise
         if rec.get("name") in PRESETS and rec["name"] != cfg.name:
