@@ -13,54 +13,7 @@ from ilmpq.golden.data import default_model_path, load_default_model, load_digit
 from ilmpq.golden.errors import IlmpqError
 from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
 from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
-
-
-class G:
-    """A tiny ONNX graph builder with random float32 initializers."""
-
-    def __init__(self, rng, in_shape=(1, 8, 8), batch="N"):
-        self.rng = rng
-        self.nodes, self.inits = [], []
-        self.in_shape = in_shape
-        self.batch = batch
-        self.k = 0
-
-    def t(self, prefix="t"):
-        self.k += 1
-        return f"{prefix}{self.k}"
-
-    def init(self, arr, name=None):
-        name = name or self.t("w")
-        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name))
-        return name
-
-    def node(self, op, inputs, n_out=1, name=None, **attrs):
-        outs = [self.t() for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op, inputs, outs, name=name or self.t(op.lower()),
-                                           **attrs))
-        return outs[0] if n_out == 1 else outs
-
-    def conv(self, x, cin, cout, k=3, bias=True, **attrs):
-        w = self.init(self.rng.normal(0, 1 / np.sqrt(cin * k * k), (cout, cin, k, k)))
-        ins = [x, w] + ([self.init(self.rng.normal(0, 0.1, cout))] if bias else [])
-        return self.node("Conv", ins, kernel_shape=[k, k], **attrs)
-
-    def bn(self, x, c):
-        r = self.rng
-        ps = [self.init(r.uniform(0.5, 1.5, c)), self.init(r.normal(0, 0.2, c)),
-              self.init(r.normal(0, 0.2, c)), self.init(r.uniform(0.5, 2.0, c))]
-        return self.node("BatchNormalization", [x] + ps, epsilon=1e-3)
-
-    def model(self, out, out_shape, opset=17):
-        graph = helper.make_graph(
-            self.nodes, "g",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                           [self.batch, *self.in_shape])],
-            [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)], self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        m.ir_version = 8
-        onnx.checker.check_model(m)
-        return m
+from onnx_graphs import G   # tests/onnx_graphs.py: the shared graph builder
 
 
 def _compare(model, x):
