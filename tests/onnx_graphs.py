@@ -90,3 +90,17 @@ class G:
         m.ir_version = 8
         onnx.checker.check_model(m)
         return m
+
+
+def compare_with_reference(model, x):
+    """Import ``model`` (``ilmpq.golden.onnx_import.load_onnx``) and check its float prediction
+    on ``x`` against ``onnx.reference``; return the imported float model."""
+    from onnx.reference import ReferenceEvaluator
+
+    from ilmpq.golden.onnx_import import load_onnx
+    fm = load_onnx(model)
+    ref = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    got = fm.predict(x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
+    return fm

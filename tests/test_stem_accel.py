@@ -153,24 +153,28 @@ def test_rtl_raw_image_in_logits_out(rng, pool_first):
     assert len({o.tobytes() for o in stream.outputs}) > 1
 
 
+def _written_both_ways(comp, img) -> tuple[bytes, bytes]:
+    """The bytes ``Driver.write_input`` writes for the CHW image ``img`` and for its HWC copy."""
+    written = []
+
+    class Mem:
+        async def mem_write(self, addr, data):
+            written.append(bytes(data))
+    drv = Driver(Mem(), TINY)
+    run_sync(drv.write_input(comp, img))
+    run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
+                             layout="HWC"))
+    return written[0], written[1]
+
+
 def test_chw_images_are_transposed_by_the_driver(rng):
     """The same frame from a CHW image (the driver transposes it) and from its HWC bytes."""
     model = _stem_model(rng, (3, 8, 8), 3, 1, 1)
     comp = compile_model(model, TINY)
     img = rng.integers(0, 256, size=(3, 8, 8))
 
-    class Mem:
-        def __init__(self):
-            self.w = []
-
-        async def mem_write(self, addr, data):
-            self.w.append(bytes(data))
-    t = Mem()
-    drv = Driver(t, TINY)
-    run_sync(drv.write_input(comp, img))
-    run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
-                             layout="HWC"))
-    assert t.w[0] == t.w[1] == np.transpose(img, (1, 2, 0)).astype(np.uint8).tobytes()
+    chw, hwc = _written_both_ways(comp, img)
+    assert chw == hwc == np.transpose(img, (1, 2, 0)).astype(np.uint8).tobytes()
 
 
 def test_cli_images_in_either_layout(tmp_path):
@@ -194,15 +198,5 @@ def test_hwc_images_for_a_host_layout_model(rng):
     assert comp.input_layout == "host"
     img = rng.integers(0, 256, size=(3, 7, 7))
 
-    class Mem:
-        def __init__(self):
-            self.w = []
-
-        async def mem_write(self, addr, data):
-            self.w.append(bytes(data))
-    t = Mem()
-    drv = Driver(t, TINY)
-    run_sync(drv.write_input(comp, img))
-    run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
-                             layout="HWC"))
-    assert t.w[0] == t.w[1] == comp.tensors["input"].to_memory(img)
+    chw, hwc = _written_both_ways(comp, img)
+    assert chw == hwc == comp.tensors["input"].to_memory(img)

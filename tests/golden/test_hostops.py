@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from onnx_graphs import G
+from onnx_graphs import G, compare_with_reference as _compare
 from ilmpq.firmware.compiler import CpuStep, compile_model
 from ilmpq.firmware.sim.isasim import run_compiled
 from ilmpq.golden import ops, reference
@@ -24,15 +24,6 @@ from ilmpq.golden.quantize import quantize
 from ilmpq.hdl.config import get_config
 
 TINY = get_config("tiny")
-
-
-def _compare(model, x):
-    fm = load_onnx(model)
-    ref = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
-    got = fm.predict(x)
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
-    return fm
 
 
 # -- one graph per op: float import against the ONNX reference ---------------------------------

@@ -13,16 +13,7 @@ from ilmpq.golden.data import default_model_path, load_default_model, load_digit
 from ilmpq.golden.errors import IlmpqError
 from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
 from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
-from onnx_graphs import G   # tests/onnx_graphs.py: the shared graph builder
-
-
-def _compare(model, x):
-    fm = load_onnx(model)
-    ref = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
-    got = fm.predict(x)
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(ref).max()))
-    return fm
+from onnx_graphs import G, compare_with_reference as _compare  # shared builders
 
 
 def _resnetish(rng):
