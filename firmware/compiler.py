@@ -1255,14 +1255,10 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     tile_rows = []
     for oy0 in range(0, oh, rows_per_tile):
         oy1 = min(oh, oy0 + rows_per_tile)
-        iy_lo = oy0 * sy - pt
-        iy_hi = (oy1 - 1) * sy - pt + kh
-        r0, r1 = max(0, iy_lo), min(src.h, iy_hi)
+        iy_lo, r0, r1 = _tile_input_rows(oy0, oy1, sy, pt, kh, src)
         beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
         pixels = (oy1 - oy0) * ow
-        instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
-                             beats=beats, wait_stores=_tile_wait(producers.get(layer.input),
-                                                                 r1)))
+        instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
         tile_rows.append((oy0, oy1))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
@@ -1279,6 +1275,21 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
                        sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
                        pool_beats=beats_total)
+
+
+def _tile_input_rows(oy0: int, oy1: int, sy: int, pt: int, kh: int, src) -> tuple:
+    """``(iy_lo, r0, r1)``: the first input row output rows ``oy0..oy1-1`` see (padding
+    included, may be negative) and the stored rows ``[r0, r1)`` a pixel tile loads."""
+    iy_lo = oy0 * sy - pt
+    iy_hi = (oy1 - 1) * sy - pt + kh           # exclusive
+    return iy_lo, max(0, iy_lo), min(src.h, iy_hi)
+
+
+def _load_rows(src, r0: int, r1: int, beats: int, producer) -> bytes:
+    """The LOAD_ROWS of rows ``[r0, r1)`` of ``src`` (``beats`` beats), waiting for the STOREs
+    of ``producer`` that write them."""
+    return encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem, beats=beats,
+                  wait_stores=_tile_wait(producer, r1))
 
 
 def _tile_wait(producer, r1: int) -> int:
@@ -1426,17 +1437,13 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     tile_rows = []
     for oy0 in range(0, oh, rows_per_tile):
         oy1 = min(oh, oy0 + rows_per_tile)
-        iy_lo = oy0 * sy - pt
-        iy_hi = (oy1 - 1) * sy - pt + kh           # exclusive
-        r0, r1 = max(0, iy_lo), min(src.h, iy_hi)
+        iy_lo, r0, r1 = _tile_input_rows(oy0, oy1, sy, pt, kh, src)
         if r1 <= r0:
             raise CompileError(f"layer {name!r}: output rows {oy0}..{oy1 - 1} see only "
                                f"padding (padding {layer.padding} too large for the input)")
         beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
         pixels = (oy1 - oy0) * ow
-        instrs.append(encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem,
-                             beats=beats, wait_stores=_tile_wait(producers.get(layer.input),
-                                                                 r1)))
+        instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
         tile_rows.append((oy0, oy1))
         instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
                              seq_base=seq_base & 0xFFFF))
