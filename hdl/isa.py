@@ -62,7 +62,8 @@ __all__ = [
     "Store",
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
-    "pack_params_block", "params_block_bytes",
+    "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
+    "pack_lut_block",
 ]
 
 INSTR_BITS = 256
@@ -138,6 +139,10 @@ class Store(data.Struct):
     res_signed: unsigned(1)
     relu: unsigned(1)
     pool: unsigned(1)           #: results come from the pooling unit (COMPUTE with ``pool``)
+    # bits 156..188 (appended, session 4 #16/#20): the fused pointwise lookup table
+    lut_en: unsigned(1)         #: map every output through the table at ``lut_addr``
+    lut_addr: unsigned(32)      #: :func:`pack_lut_block`: ``2**act_bits`` bytes, CRC trailer;
+                                #: loaded (and checked) before the first mtile
 
 
 FIELD_LAYOUTS = {
@@ -170,7 +175,8 @@ class LaneParams(data.Struct):
     res_mult: unsigned(24)
     shift: unsigned(8)
     res_pos: unsigned(16)       #: byte position of this lane's channel in the residual pixel
-    reserved: unsigned(24)
+    no_lut: unsigned(1)         #: bypass a STORE's lookup table (pad lanes stay 0)
+    reserved: unsigned(23)
 
 
 assert data.Layout.cast(LaneParams).size == 128
@@ -280,12 +286,15 @@ def decode(raw: bytes) -> tuple[Opcode, dict]:
     return op, (_unpack(FIELD_LAYOUTS[op], top["body"]) if op in FIELD_LAYOUTS else {})
 
 
-def pack_lane_params(bias, mult, res_mult, shift, res_pos) -> bytes:
-    """Encode arrays of per-lane parameters as ``16 * n`` bytes of :class:`LaneParams`."""
+def pack_lane_params(bias, mult, res_mult, shift, res_pos, no_lut=None) -> bytes:
+    """Encode arrays of per-lane parameters as ``16 * n`` bytes of :class:`LaneParams`
+    (``no_lut``: per-lane table bypass, default all 0)."""
     out = bytearray()
-    for b, m, mr, s, rp in zip(bias, mult, res_mult, shift, res_pos):
+    if no_lut is None:
+        no_lut = [0] * len(bias)
+    for b, m, mr, s, rp, nl in zip(bias, mult, res_mult, shift, res_pos, no_lut):
         out += _pack(LaneParams, {"bias": b, "mult": m, "res_mult": mr, "shift": s,
-                                  "res_pos": rp}).to_bytes(16, "little")
+                                  "res_pos": rp, "no_lut": nl}).to_bytes(16, "little")
     return bytes(out)
 
 
@@ -304,3 +313,27 @@ def pack_params_block(params: bytes) -> bytes:
     """One mtile's packed lane parameters followed by their CRC trailer."""
     return bytes(params) + zlib.crc32(params).to_bytes(4, "little") + \
         bytes(PARAMS_TRAILER_BYTES - 4)
+
+
+#: Bytes of the CRC trailer after a lookup table (as for the lane parameters).
+LUT_TRAILER_BYTES = 16
+
+
+def lut_block_bytes(act_bits: int) -> int:
+    """Bytes of a STORE's lookup table with its trailer: one output byte per input level
+    (``2**act_bits``), then :data:`LUT_TRAILER_BYTES`."""
+    return (1 << act_bits) + LUT_TRAILER_BYTES
+
+
+def pack_lut_block(table, act_bits: int) -> bytes:
+    """A lookup table as a STORE reads it: entry ``k`` (the output byte for the clamped value
+    whose index is ``k``: the value itself when unsigned, ``value + 2**(act_bits-1)`` when
+    signed) at byte ``k``, then the CRC-32 of the ``2**act_bits`` bytes (little-endian, bytes
+    0..3 of the trailer, zeros after). Entries are the stored bytes: a signed output is its two's
+    complement byte."""
+    n = 1 << act_bits
+    t = bytes(int(v) & 0xFF for v in table)
+    if len(t) != n:
+        raise IlmpqValueError(f"a lookup table for {act_bits}-bit activations has {n} entries, "
+                              f"not {len(t)}")
+    return t + zlib.crc32(t).to_bytes(4, "little") + bytes(LUT_TRAILER_BYTES - 4)

@@ -17,12 +17,13 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..golden.errors import IlmpqTypeError
 from .config import ConfigError, HWConfig
 
-__all__ = ["PostIn", "PostOut", "PostProc", "BYTE_BITS", "RES_BITS", "TAG_BITS"]
+__all__ = ["PostIn", "PostOut", "PostProc", "LutWrite", "BYTE_BITS", "RES_BITS", "TAG_BITS"]
 
 #: Bits of one stored activation (activations of every width are stored one per byte).
 BYTE_BITS = 8
@@ -105,6 +106,9 @@ class PostIn(data.StructLayout):
         Use the residual; when low, ``res*Mr`` is 0 whatever ``res`` and ``res_mult`` hold.
     relu : unsigned(1)
         Clamp to ``[0, 2**act_bits - 1]``; when low, to ``[-2**(act_bits-1), 2**(act_bits-1)-1]``.
+    lut : unsigned(G)
+        Per lane: the output byte is the lookup table's entry for the clamped value (its index:
+        the value when ``relu``, ``value + 2**(act_bits-1)`` without) instead of the value.
     last : unsigned(1)
         Passed through.
     tag : unsigned(TAG_BITS)
@@ -123,9 +127,19 @@ class PostIn(data.StructLayout):
             "res": data.ArrayLayout(signed(RES_BITS), g),
             "res_en": unsigned(1),
             "relu": unsigned(1),
+            "lut": unsigned(g),
             "last": unsigned(1),
             "tag": unsigned(TAG_BITS),
         })
+
+
+def LutWrite(config: HWConfig) -> data.StructLayout:
+    """One write into :class:`PostProc`'s lookup table: ``addr`` is the word (``beat_bytes``
+    entries, entry ``addr * beat_bytes + k`` in byte ``k`` of ``data``)."""
+    cfg = _check_config(config)
+    words = (1 << cfg.act_bits) // cfg.beat_bytes
+    return data.StructLayout({"addr": unsigned(max(1, (words - 1).bit_length())),
+                              "data": unsigned(cfg.axi_data_width)})
 
 
 class PostOut(data.StructLayout):
@@ -188,6 +202,10 @@ class PostProc(wiring.Component):
     out : Out(stream.Signature(PostOut(config)))
         Output beats in input order. ``out.valid`` is a FIFO's "not empty" (independent of
         ``out.ready``); the payload is stable until the transfer.
+    lut_wr : In(stream.Signature(LutWrite(config)))
+        Writes (``ready`` is always high) into the lookup table (``2**act_bits`` bytes, ``beat_bytes`` a word: one DMA beat
+        a cycle). The writer loads it only while no beat is in the unit (the store unit loads
+        a STORE's table before its first mtile, after the previous STORE's last write).
 
     Attributes
     ----------
@@ -253,6 +271,7 @@ class PostProc(wiring.Component):
         super().__init__({
             "inp": In(stream.Signature(PostIn(cfg))),
             "out": Out(stream.Signature(PostOut(cfg))),
+            "lut_wr": In(stream.Signature(LutWrite(cfg))),
         })
 
     @property
@@ -275,11 +294,13 @@ class PostProc(wiring.Component):
         last = [Signal(name=f"s{k + 1}_last", reset_less=True) for k in range(n_stages)]
         tag = [Signal(TAG_BITS, name=f"s{k + 1}_tag", reset_less=True) for k in range(n_stages)]
         relu = [Signal(name=f"s{k + 1}_relu", reset_less=True) for k in range(n_stages)]
+        lut = [Signal(g, name=f"s{k + 1}_lut", reset_less=True) for k in range(n_stages)]
         m.d.sync += [
             valid[0].eq(accept),
             last[0].eq(p_in.last),
             tag[0].eq(p_in.tag),
             relu[0].eq(p_in.relu),
+            lut[0].eq(p_in.lut),
         ]
         for k in range(1, n_stages):
             m.d.sync += [
@@ -287,6 +308,7 @@ class PostProc(wiring.Component):
                 last[k].eq(last[k - 1]),
                 tag[k].eq(tag[k - 1]),
                 relu[k].eq(relu[k - 1]),
+                lut[k].eq(lut[k - 1]),
             ]
         relu_clamp = relu[n_stages - 2]      # relu as seen by the clamp stage's inputs
 
@@ -389,8 +411,25 @@ class PostProc(wiring.Component):
             w_view.last.eq(last[n_stages - 1]),
             w_view.tag.eq(tag[n_stages - 1]),
         ]
+        # -- lookup table: after the clamp, between the last register and the FIFO -----------
+        # 2**act_bits bytes in words of beat_bytes, one asynchronous read port per lane
+        # (distributed RAM); index = the clamped value, offset to 0 when signed
+        bb = cfg.beat_bytes
+        words = (1 << a_bits) // bb
+        sel_bits = (bb - 1).bit_length()
+        m.submodules.lut = lut_mem = Memory(shape=unsigned(cfg.axi_data_width),
+                                            depth=words, init=[])
+        lw = lut_mem.write_port()
+        m.d.comb += [lw.addr.eq(self.lut_wr.payload.addr), lw.data.eq(self.lut_wr.payload.data),
+                     lw.en.eq(self.lut_wr.valid), self.lut_wr.ready.eq(1)]
+        relu_out = relu[n_stages - 1]
         for i, y in enumerate(out_bytes):
-            m.d.comb += w_view.data[i].eq(y)
+            rp = lut_mem.read_port(domain="comb")
+            idx = Signal(a_bits, name=f"l{i}_lut_idx")
+            m.d.comb += idx.eq(y[:a_bits] ^ Mux(relu_out, 0, 1 << (a_bits - 1)))
+            m.d.comb += rp.addr.eq(idx[sel_bits:])
+            entry = rp.data.word_select(idx[:sel_bits], BYTE_BITS)
+            m.d.comb += w_view.data[i].eq(Mux(lut[n_stages - 1][i], entry, y))
 
         m.d.comb += [
             self.out.valid.eq(fifo.r_rdy),

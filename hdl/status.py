@@ -58,6 +58,8 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
                                 #: COMPUTE / END while the previous COMPUTE is not stored yet
     # integrity of the data the accelerator reads and writes (0x50-0x5f)
     PARAMS_CRC = 0x50           #: a lane-parameter block's CRC-32 trailer does not match
+    LUT_CRC = 0x51              #: a STORE's lookup table's CRC-32 trailer does not match
+                                #: (ERR_INFO = the table's address): nothing of it was written
     WRITE_PROTECT = 0x58        #: a STORE would write outside [WR_BASE, WR_LIMIT) (the
                                 #: activation arena): nothing of it was written
     # run control (0x40-)

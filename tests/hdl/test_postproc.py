@@ -18,7 +18,7 @@ from ilmpq.hdl.postproc import RES_BITS, TAG_BITS, PostIn, PostOut, PostProc
 
 TINY = get_config("tiny")
 FIELDS = ("acc", "bias", "mult", "shift", "res_mult", "res")
-FLAGS = ("res_en", "relu", "last", "tag")
+FLAGS = ("res_en", "relu", "last", "tag", "lut")
 
 
 # -- references ----------------------------------------------------------------------------------
@@ -73,15 +73,17 @@ def as_bytes(y: np.ndarray) -> np.ndarray:
 def _payloads(beats):
     n = beats["acc"].shape[0]
     return [{**{f: [int(x) for x in beats[f][b]] for f in FIELDS},
-             **{f: int(beats[f][b]) for f in FLAGS}} for b in range(n)]
+             **{f: int(beats[f][b]) for f in FLAGS if f in beats}} for b in range(n)]
 
 
-def simulate(cfg, beats, rng, *, p_gap=0.0, p_ready=1.0, ready_fn=None, max_cycles=None):
+def simulate(cfg, beats, rng, *, p_gap=0.0, p_ready=1.0, ready_fn=None, max_cycles=None,
+             table=None):
     """Stream ``beats`` through a PostProc; return the output bytes and a cycle trace.
 
     ``p_gap``: probability that the producer idles for a cycle between beats (valid, once
     raised, stays high with a stable payload until the transfer). ``p_ready`` / ``ready_fn(cycle)``:
-    the consumer's ready. Every cycle the stream rules of ``out`` are checked.
+    the consumer's ready. Every cycle the stream rules of ``out`` are checked. ``table``:
+    ``2**act_bits`` bytes written into the lookup table (one word a cycle) before the first beat.
     """
     dut = PostProc(cfg)
     out_layout = PostOut(cfg)
@@ -97,6 +99,14 @@ def simulate(cfg, beats, rng, *, p_gap=0.0, p_ready=1.0, ready_fn=None, max_cycl
         i, valid, cycle = 0, False, 0
         held = None          # (payload bits) of a valid output not taken in the previous cycle
         ctx.set(dut.out.ready, 0)
+        if table is not None:
+            bb = cfg.beat_bytes
+            for w in range(len(table) // bb):
+                ctx.set(dut.lut_wr.payload, {"addr": w, "data": int.from_bytes(
+                    bytes(table[w * bb:(w + 1) * bb]), "little")})
+                ctx.set(dut.lut_wr.valid, 1)
+                await ctx.tick()
+            ctx.set(dut.lut_wr.valid, 0)
         while len(trace["data"]) < n:
             assert cycle < limit, f"no progress after {cycle} cycles"
             if i < n and not valid:
@@ -190,7 +200,8 @@ def random_beats(rng, cfg, n):
     return {"acc": acc, "bias": bias, "mult": mult, "shift": shift, "res_mult": res_mult,
             "res": res, "res_en": res_en, "relu": relu,
             "last": (rng.random(n) < 0.3).astype(np.int64),
-            "tag": rng.integers(0, 1 << TAG_BITS, size=n)}
+            "tag": rng.integers(0, 1 << TAG_BITS, size=n),
+            "lut": np.zeros(n, np.int64)}
 
 
 def _split(rng, cfg, v, res_en):
@@ -478,3 +489,46 @@ def test_verilog_lints_clean():
     src = verilog.convert(dut, name="postproc")
     result = lint.lint(src, "postproc")
     assert result.clean, result.output
+
+
+@pytest.mark.parametrize("changes", [{}, {"act_bits": 4},
+                                     {"axi_data_width": 128, "acc_bits": 48, "mult_bits": 24,
+                                      "act_bits": 5}], ids=["a8", "a4", "g16-a5"])
+def test_lookup_table_after_the_clamp(changes, rng):
+    """The lookup table stage: lanes with their ``lut`` bit give golden's ``lut_apply`` of the
+    clamped value (index offset by 2**(a-1) when signed), the others the value; random table,
+    random per-lane bits, stalls. Every table entry is hit (each index forced in a lane)."""
+    from ilmpq.golden.ops import lut_apply
+    cfg = TINY.replace(**changes)
+    a, g = cfg.act_bits, cfg.post_lanes
+    n = max(96, 2 * (1 << a) // g + 8)
+    beats = random_beats(rng, cfg, n)
+    beats["lut"] = rng.integers(0, 1 << g, size=n)
+    # every index, both signednesses, through a lane with the table on: acc = value, M = 2, S = 1
+    for k in range(1 << a):
+        b, lane = divmod(k, g)
+        for half, relu in ((0, 1), (1, 0)):
+            row = b + half * (((1 << a) + g - 1) // g)
+            v = k if relu else k - (1 << (a - 1))
+            beats["relu"][row] = relu
+            beats["acc"][row, lane], beats["bias"][row, lane] = v, 0
+            beats["mult"][row, lane], beats["shift"][row, lane] = 2, 1
+            beats["res_en"][row] = 0
+            beats["lut"][row] |= 1 << lane
+    table = rng.integers(0, 256, size=1 << a)
+    y = golden(cfg, beats)
+    lut_bits = (beats["lut"][:, None] >> np.arange(g)) & 1
+    expected = as_bytes(y).astype(np.int64)
+    for relu in (0, 1):
+        sel = (beats["relu"][:, None] == relu) & (lut_bits == 1)
+        expected[sel] = lut_apply(y[sel], table, in_bits=a, in_signed=not relu)
+    hit = np.zeros(1 << a, bool)
+    for relu in (0, 1):
+        sel = (beats["relu"][:, None] == relu) & (lut_bits == 1)
+        hit[(y[sel] + (0 if relu else 1 << (a - 1)))] = True
+    assert hit.all()
+    assert 0 < lut_bits.mean() < 1
+    _, data, trace = simulate(cfg, beats, rng, p_gap=0.2, p_ready=0.7,
+                              table=table.astype(np.uint8).tobytes())
+    np.testing.assert_array_equal(data, expected.astype(np.uint8))
+    np.testing.assert_array_equal(trace["tag"], beats["tag"])
