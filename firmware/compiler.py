@@ -24,10 +24,14 @@ What it decides (docs/architecture.md sections 2-4):
   ``((sum + b)*M + 2**(S-1)) >> S`` equals golden's ``floor((sum + N//2) / N)`` for every
   possible sum (checked exhaustively, :func:`average_mult_shift`).
 
+* **Lookup tables.** A LutLayer whose input is the output of an accelerated conv/FC and read by
+  it alone is fused into that conv's STORE (:func:`_lut_fusion`): the post-processing unit maps
+  the clamped values through the table (``pack_lut_block``, CRC-checked before use); the conv's
+  own output is never stored and the report names the layer ``conv+lut``.
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
-  channel-position limit, lookup-table activations, gating products, concat, slice, channel
-  shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
+  channel-position limit, lookup tables that cannot be fused, gating products, concat, slice,
+  channel shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
   (:func:`_host_reason`); the report names it and why.
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are
@@ -47,14 +51,14 @@ from ..golden.errors import IlmpqValueError
 from ..golden.formats import Precision
 from ..golden.model import (
     AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
-    MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec,
+    MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec, layer_inputs,
 )
 from ..golden.ops import avg_pool_divisors
 from ..golden.ops import check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, encode, pack_lane_params,
-                       pack_params_block, seal)
+                       pack_lut_block, pack_params_block, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -265,7 +269,8 @@ class CpuStep:
 class LayerReport:
     name: str
     kind: str
-    where: str                     #: "accel" or "cpu"
+    where: str                     #: "accel", "cpu", "free" (a view) or "fused" (a table in
+                                   #: the previous conv's STORE, kind ``conv+lut``)
     out_shape: tuple
     macs: int = 0
     mtiles: int = 0
@@ -368,6 +373,11 @@ class Compiled:
                              "layout as it is",
                       "host": "input: the host lays the image out "
                               f"({self.input_layout_why})"}[self.input_layout])
+        fused = [r for r in self.layers if r.kind.endswith("+lut")]
+        if fused:
+            luts = [r.name for r in self.layers if r.where == "fused"]
+            lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
+                f"{r.name}+{t} ({r.kind})" for r, t in zip(fused, luts)))
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
@@ -639,8 +649,15 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
               if getattr(layer, f, None) == model.input}
         return dataclasses.replace(layer, **ch) if ch else layer
 
+    lut_of, lut_why = _lut_fusion(model, cfg)
+    fused: set[str] = set()          # LutLayers fused into their producer's STORE
+
     for layer0 in model.layers:
         layer = _alias(layer0)
+        if isinstance(layer, LutLayer) and layer.name in fused:
+            reports.append(LayerReport(layer.name, "lut", "fused",
+                                       model.tensors[layer.output].shape))
+            continue
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
             # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
@@ -686,6 +703,10 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
             # concat ...): on the host, with the reason
             reason = _host_reason(layer, model, cfg, tensors)
+            if isinstance(layer, LutLayer):
+                reason = lut_why.get(layer.name) or (
+                    "pointwise lookup table: its producer runs on the host (a table is fused "
+                    "into an accelerated conv's STORE)")
             on_cpu = bool(reason)
         if on_cpu:
             layer = layer0                # the host reads the raw image's placement
@@ -714,18 +735,26 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0), input=layer.input)
         mark = (len(img.data), len(cur_instr), len(arena.data))
+        lut = lut_of.get(layer.output)
         try:
             rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
-                                        seq_counter, stores_in_segment, producers, mac=mac)
+                                        seq_counter, stores_in_segment, producers, mac=mac,
+                                        lut=lut)
         except CompileError as e:
+            if lut is not None:
+                tensors.pop(lut.output, None)
             undo_on_limit(layer0, mark, e)
             continue
+        if lut is not None:
+            fused.add(lut.name)
         if layer0 is fold_layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
             m_, c_, kh_, kw_ = layer.weight.shape       # the MACs of the layer as written
             rep.macs = int(m_ * c_ * kh_ * kw_ * int(np.prod(
                 model.tensors[layer.output].shape[1:])))
+            if lut is not None:
+                rep.kind += "+lut"
         seq_counter += n_pkgs
         if mac is not None and seq_counter > _SEQ_SPAN:
             raise CompileError(
@@ -792,6 +821,38 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
              ConcatLayer: "concat", SliceLayer: "slice", PermuteLayer: "channel shuffle"}
+
+
+def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
+    """Which LutLayers the compiler fuses into the STORE of the conv/FC producing their input:
+    ``({conv output: LutLayer}, {LutLayer name: why it is not fused})``. Fused when the input
+    is a ConvLayer's output that nothing else reads (golden's order conv -> requant ->
+    (residual) -> clamp -> table is then the post-processing unit's) and both tensors are
+    ``act_bits`` wide; the conv's own output is never stored. Whether the conv itself runs on
+    the accelerator is decided when it is compiled (a table of a host conv runs on the host)."""
+    producer = {l.output: l for l in model.layers}
+    readers: dict[str, int] = {}
+    for l in model.layers:
+        for t in layer_inputs(l):
+            readers[t] = readers.get(t, 0) + 1
+    fuse, why = {}, {}
+    for l in model.layers:
+        if not isinstance(l, LutLayer):
+            continue
+        p = producer.get(l.input)
+        xs, ys = model.tensors[l.input], model.tensors[l.output]
+        if not isinstance(p, ConvLayer):
+            why[l.name] = (f"pointwise lookup table after a {p.kind if p else 'network input'} "
+                           f"layer: only a table after a conv/FC is fused into its STORE")
+        elif readers.get(l.input, 0) != 1 or l.input == model.output:
+            why[l.name] = (f"pointwise lookup table: its input {l.input!r} is also read by "
+                           f"another layer, so the conv's output must be stored as it is")
+        elif xs.bits != cfg.act_bits or ys.bits != cfg.act_bits:
+            why[l.name] = (f"pointwise lookup table from {xs.bits} to {ys.bits} bits: the "
+                           f"post-processing table maps {cfg.act_bits}-bit values")
+        else:
+            fuse[l.input] = l
+    return fuse, why
 
 
 def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
@@ -1312,11 +1373,13 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict, balance: bool = False, *, mac=None):
+                  producers: dict, balance: bool = False, *, mac=None, lut=None):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
-    (the phases of :func:`_direct_plan`, which repeat the same tiling)."""
+    (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
+    reading this layer's output alone, fused into the STOREs (its output is what is stored)."""
     name = layer.name
+    out_name = lut.output if lut is not None else layer.output
     src = tensors[layer.input]
     if src.signed:
         raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "
@@ -1360,7 +1423,11 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     c_mem_out = _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
     perm_out = np.full(c_mem_out, -1, np.int64)
     perm_out[:mtiles * cfg.lanes_pad] = lane_row.reshape(-1)
-    dst = place(layer.output, oc, oh, ow, perm_out)
+    dst = place(out_name, oc, oh, ow, perm_out)
+    if lut is not None and model.tensors[out_name].bits != cfg.act_bits:
+        raise CompileError(f"layer {lut.name!r}: output {out_name!r} has "
+                           f"{model.tensors[out_name].bits} bits; configuration {cfg.name!r} "
+                           f"stores {cfg.act_bits}-bit activations")
 
     # ---- weight sets and packages ----------------------------------------------------------
     wt = np.asarray(layer.weight, np.int64)
@@ -1418,8 +1485,13 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             np.where(ok, bias[r], 0), np.where(ok, mult[r], 0),
             np.where(ok, rmult[r], 0) if res is not None else np.zeros(len(rows), np.int64),
             np.where(ok, shift[r], 1),
-            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64)))
+            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64),
+            (~ok).astype(np.int64)))          # pad lanes bypass a table: they stay 0
     p_addr = img.alloc(len(pblob), bytes(pblob))
+    lut_addr = 0
+    if lut is not None:
+        lut_addr = img.alloc(len(tb := pack_lut_block(lut.table, cfg.act_bits)), tb,
+                             what=f"the lookup table of layer {lut.name!r}")
 
     # ---- pixel tiling ----------------------------------------------------------------------
     row_words = src.w * groups
@@ -1457,17 +1529,19 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             res_addr=(res.addr + oy0 * ow * res.c_mem) if res is not None else 0,
             res_beats=(res.c_mem // cfg.beat_bytes) if res is not None else 0,
             res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
-            relu=int(not dst.signed)))
+            relu=int(not ospec.signed), lut_en=int(lut is not None), lut_addr=lut_addr))
         ptiles += 1
         rd_bytes += beats * cfg.beat_bytes + len(wstream) + len(pblob)
+        if lut is not None:
+            rd_bytes += len(tb)
         if res is not None:
             rd_bytes += mtiles * pixels * res.c_mem
         wr_bytes += pixels * mtiles * cfg.lanes_pad
         pe_beats += mtiles * n_sets * max(pixels, cfg.words_per_set)
-    producers[layer.output] = (stores_before, tile_rows, False)
+    producers[out_name] = (stores_before, tile_rows, False)
     macs = int(M * oh * ow * C * kh * kw)
-    rep = LayerReport(name, "fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv",
-                      "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
+    rep = LayerReport(name, ("fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv")
+                      + ("+lut" if lut is not None else ""), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)

@@ -41,7 +41,8 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   drained. A weight set takes ``max(pixels, words_per_set)`` PE cycles (the shadow set reloads one
   bank word a cycle behind the swap); the first set of a package waits ``words_per_set`` cycles
   after the package's first word is on ``wout``. Mtiles are separated by MTILE_PREP/MTILE.
-* **STORE**, per mtile: the ``lanes_pad`` lane parameters (16 bytes each), the PE array's
+* **STORE**: with ``lut_en``, first its lookup table (``2**act_bits`` bytes and a 16-byte
+  trailer, one read); per mtile: the ``lanes_pad`` lane parameters (16 bytes each), the PE array's
   ``done`` (``PEArray.compute_latency`` after the mtile's last beat), then the drain:
   ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``), one
   DMA write command per pixel unless the output is contiguous (``2 + bursts`` cycles each); with
@@ -65,7 +66,7 @@ from dataclasses import dataclass, field
 
 from ..golden.errors import IlmpqValueError
 from ..hdl.config import HWConfig
-from ..hdl.isa import INSTR_BITS, Opcode, decode, params_block_bytes
+from ..hdl.isa import INSTR_BITS, Opcode, decode, lut_block_bytes, params_block_bytes
 from ..hdl.weight_buffer import header_beats, package_beats
 from . import wpkg
 
@@ -178,6 +179,9 @@ class Calibration:
     w_cmd: float = 1.0
     #: STORE taken to its first parameter read command (CHECK, PARAMS_CMD).
     s_params: float = 1.0
+    #: One past a lookup table's last trailer beat to the first parameter read command
+    #: (PARAMS_CMD after LUT_TRAILER).
+    s_lut: float = 0.0
     #: PE ``done`` (or one past the last parameter beat) to the first drain command (WAIT_BANK).
     s_drain: float = 1.0
     #: Drain command to its first group taken by the join (the accumulator read).
@@ -743,6 +747,8 @@ class _Model:
         self.groups = -(-cfg.lanes // cfg.post_lanes)
         # lane parameters and their CRC trailer (one read command per mtile)
         self.param_beats = params_block_bytes(cfg.lanes_pad) // cfg.beat_bytes
+        # a STORE's lookup table and its CRC trailer (one read command, before the parameters)
+        self.lut_beats = lut_block_bytes(cfg.act_bits) // cfg.beat_bytes
         self.q = {u: _Queue(sim, _QUEUE_DEPTH) for u in ("la", "w", "c", "s")}
         self.la_done = _Counter(sim)
         self.c_done = _Counter(sim)
@@ -1030,6 +1036,11 @@ class _Model:
             # CHECK, one cycle a burst)
             pix = float(G if contiguous else max(G, 2 + -(-G // cfg.max_burst)))
             yield cal.s_params
+            if f["lut_en"]:
+                # the lookup table and its trailer before the first parameter read (LUT_CMD,
+                # LUT, LUT_TRAILER)
+                yield self._read(_STORE, self.lut_beats, 1.0, sim.now).ev
+                yield cal.s_lut
             last_w = sim.now
             for t in range(f["n_mtiles"]):
                 yield self._read(_STORE, self.param_beats, 1.0, sim.now).ev
@@ -1141,6 +1152,8 @@ def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
         return f["beats"] * bb, 0
     if op == Opcode.STORE:
         rd = f["n_mtiles"] * params_block_bytes(cfg.lanes_pad)
+        if f["lut_en"]:
+            rd += lut_block_bytes(cfg.act_bits)
         if f["res_en"]:
             rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
         return rd, f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes) * bb

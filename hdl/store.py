@@ -33,7 +33,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import PARAMS_TRAILER_BYTES, LaneParams, Store, params_block_bytes
+from .isa import (LUT_TRAILER_BYTES, PARAMS_TRAILER_BYTES, LaneParams, Store,
+                  params_block_bytes)
+from .postproc import LutWrite
 
 __all__ = ["StoreUnit", "JoinBeat", "DmaCmd"]
 
@@ -52,6 +54,7 @@ def JoinBeat(config: HWConfig) -> data.StructLayout:
         "res": data.ArrayLayout(signed(9), G),
         "res_en": unsigned(1),
         "relu": unsigned(1),
+        "lut": unsigned(G),
         "last": unsigned(1),
     })
 
@@ -96,7 +99,12 @@ class StoreUnit(wiring.Component):
     err_params, err_protect : Out(1)
         Sticky: a lane-parameter block failed its CRC; a STORE would write outside the arena.
     err_addr : Out(32)
-        The parameter block's address, or the STORE's ``out_addr``.
+        The parameter block's address, the lookup table's, or the STORE's ``out_addr``.
+    lut_wr : Out(stream.Signature(LutWrite))
+        A STORE with ``lut_en``: its lookup table (:func:`~ilmpq.hdl.isa.pack_lut_block`), read
+        before the first mtile's parameters, one word per beat into the post-processing unit.
+    err_lut : Out(1)
+        Sticky: the lookup table failed its CRC trailer (checked before any mtile is drained).
     """
 
     def __init__(self, config: HWConfig):
@@ -129,6 +137,8 @@ class StoreUnit(wiring.Component):
             "err_params": Out(1),
             "err_protect": Out(1),
             "err_addr": Out(32),
+            "lut_wr": Out(stream.Signature(LutWrite(config))),
+            "err_lut": Out(1),
         })
 
     def elaborate(self, platform):
@@ -143,6 +153,8 @@ class StoreUnit(wiring.Component):
         trailer_beats = max(1, PARAMS_TRAILER_BYTES // bb)
         block_bytes = params_block_bytes(cfg.lanes_pad)
         res_row_beats = cfg.max_channels // bb
+        lut_beats = (1 << cfg.act_bits) // bb
+        lut_trailer_beats = max(1, LUT_TRAILER_BYTES // bb)
 
         ins = Signal(Store)
         g = Signal(32)            # global mtile counter (bank = g % 2)
@@ -159,7 +171,8 @@ class StoreUnit(wiring.Component):
         # CRC-32 of the parameter beats, compared with the trailer's first beat
         m.submodules.pcrc = pcrc = Processor(catalog.CRC32_ISO_HDLC(B))
         pfirst = Signal()
-        tbeat = Signal(range(trailer_beats + 1))
+        tbeat = Signal(range(max(trailer_beats, lut_trailer_beats) + 1))
+        lbeat = Signal(range(lut_beats + 1))
         m.d.comb += [pcrc.data.eq(self.rd_data.payload), pcrc.start.eq(pfirst)]
         # the output range of the whole instruction (34 bits: never wraps)
         out_end = Signal(34)
@@ -220,6 +233,7 @@ class StoreUnit(wiring.Component):
                        (ins.out_stride[:(bb - 1).bit_length()] != 0) |
                        (ins.out_addr[:(bb - 1).bit_length()] != 0) |
                        (ins.params_addr[:(bb - 1).bit_length()] != 0) |
+                       (ins.lut_en & (ins.lut_addr[:(bb - 1).bit_length()] != 0)) |
                        (ins.res_addr[:(bb - 1).bit_length()] != 0))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
@@ -227,8 +241,41 @@ class StoreUnit(wiring.Component):
                 with m.Elif(protect):
                     m.d.sync += [self.err_protect.eq(1), self.err_addr.eq(ins.out_addr)]
                     m.next = "HALT"
+                with m.Elif(ins.lut_en):
+                    m.next = "LUT_CMD"
                 with m.Else():
                     m.next = "PARAMS_CMD"
+            # the lookup table (2**act_bits bytes, CRC trailer) into the post-processing unit;
+            # it is idle: the previous STORE ended when its last write was acknowledged
+            with m.State("LUT_CMD"):
+                m.d.comb += [
+                    self.busy.eq(1),
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.p.addr.eq(ins.lut_addr),
+                    self.rd_cmd.p.beats.eq(lut_beats + lut_trailer_beats),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [lbeat.eq(0), pfirst.eq(1), tbeat.eq(0)]
+                    m.next = "LUT"
+            with m.State("LUT"):
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1),
+                             pcrc.valid.eq(self.rd_data.valid),
+                             self.lut_wr.valid.eq(self.rd_data.valid),
+                             self.lut_wr.p.addr.eq(lbeat),
+                             self.lut_wr.p.data.eq(self.rd_data.payload)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += [pfirst.eq(0), lbeat.eq(lbeat + 1)]
+                    with m.If(lbeat == lut_beats - 1):
+                        m.next = "LUT_TRAILER"
+            with m.State("LUT_TRAILER"):
+                m.d.comb += [self.busy.eq(1), self.rd_data.ready.eq(1)]
+                with m.If(self.rd_data.valid):
+                    m.d.sync += tbeat.eq(tbeat + 1)
+                    with m.If((tbeat == 0) & (self.rd_data.payload[:32] != pcrc.crc)):
+                        m.d.sync += [self.err_lut.eq(1), self.err_addr.eq(ins.lut_addr)]
+                        m.next = "HALT"
+                    with m.Elif(tbeat == lut_trailer_beats - 1):
+                        m.next = "PARAMS_CMD"
             with m.State("PARAMS_CMD"):
                 m.d.comb += [
                     self.busy.eq(1),
@@ -376,6 +423,7 @@ class StoreUnit(wiring.Component):
                 jb.shift[k].eq(lp.shift),
                 jb.res_mult[k].eq(lp.res_mult),
                 jb.res[k].eq(Mux(ins.res_signed, byte.as_signed(), byte.as_unsigned())),
+                jb.lut[k].eq(ins.lut_en & ~lp.no_lut),
             ]
         last_grp = j_grp == groups - 1
         last_pix = j_pix == ins.pixels - 1

@@ -273,6 +273,8 @@ class Accelerator(wiring.Component):
             pin.acc.eq(jb.acc), pin.bias.eq(jb.bias), pin.mult.eq(jb.mult),
             pin.shift.eq(jb.shift), pin.res_mult.eq(jb.res_mult), pin.res.eq(jb.res),
             pin.res_en.eq(jb.res_en), pin.relu.eq(jb.relu), pin.last.eq(jb.last),
+            pin.lut.eq(jb.lut), pp.lut_wr.valid.eq(su.lut_wr.valid),
+            pp.lut_wr.payload.eq(su.lut_wr.payload), su.lut_wr.ready.eq(pp.lut_wr.ready),
             su.pp_out.valid.eq(pp.out.valid), su.pp_out.payload.eq(pp.out.payload.data),
             pp.out.ready.eq(su.pp_out.ready),
             dma.wr_cmd.valid.eq(su.wr_cmd.valid),
@@ -320,6 +322,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(ErrorCode.STORE_MISMATCH), new_info.eq(fetch.index)]
         with m.Elif(su.err_params):
             m.d.comb += [new_err.eq(ErrorCode.PARAMS_CRC), new_info.eq(su.err_addr)]
+        with m.Elif(su.err_lut):
+            m.d.comb += [new_err.eq(ErrorCode.LUT_CRC), new_info.eq(su.err_addr)]
         with m.Elif(su.err_protect):
             m.d.comb += [new_err.eq(ErrorCode.WRITE_PROTECT), new_info.eq(su.err_addr)]
         with m.Elif(fetch.err_opcode):

@@ -9,8 +9,9 @@ It verifies the compiler independently of the RTL and runs whole networks in sec
 It models the integrity checks of the hardware (docs/reliability.md) and raises
 :class:`IsaFault` with the hardware's ErrorCode: an instruction whose check word is wrong
 (INSTR_CRC), a STORE that does not drain what the COMPUTE before it filled (STORE_MISMATCH), a
-lane-parameter block whose CRC trailer does not match (PARAMS_CRC), a STORE outside the
-activation arena (WRITE_PROTECT).
+lane-parameter block whose CRC trailer does not match (PARAMS_CRC), a STORE's lookup table
+whose CRC trailer does not match (LUT_CRC), a STORE outside the activation arena
+(WRITE_PROTECT).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, is_sealed, params_block_bytes)
+from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, is_sealed, lut_block_bytes,
+                        params_block_bytes)
 from ...hdl.status import ErrorCode
 from .. import wpkg
 from ..compiler import AccelStep, Compiled, CpuStep
@@ -166,6 +168,15 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
             if not arena[0] <= f["out_addr"] <= end <= arena[1]:
                 raise IsaFault(ErrorCode.WRITE_PROTECT, f"instruction {i}: STORE to "
                                                         f"[{f['out_addr']:#x}, {end:#x})")
+            table = None
+            if f["lut_en"]:
+                # the lookup table, checked before any mtile (LUT_CRC)
+                n_lut = 1 << cfg.act_bits
+                blk = mem.read(f["lut_addr"], lut_block_bytes(cfg.act_bits))
+                if int.from_bytes(blk[n_lut:n_lut + 4], "little") != zlib.crc32(blk[:n_lut]):
+                    raise IsaFault(ErrorCode.LUT_CRC, f"instruction {i}: lookup table at "
+                                                      f"{f['lut_addr']:#x}")
+                table = np.frombuffer(blk[:n_lut], np.uint8)
             for t in range(f["n_mtiles"]):
                 acc = bank_results.pop(0)
                 blk = mem.read(f["params_addr"] + t * params_block_bytes(cfg.lanes_pad),
@@ -199,6 +210,10 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 y = _requant(cfg, accp, bias[:, None], mult[:, None], shift[:, None], res,
                              rmult[:, None] if f["res_en"] else 0, bool(f["relu"]))
                 out = (y & 0xFF).astype(np.uint8)                       # lanes_pad x P
+                if table is not None:
+                    # index: the clamped value, offset to 0 when signed; no_lut lanes bypass
+                    idx = (y + (0 if f["relu"] else 1 << (cfg.act_bits - 1))) & (len(table) - 1)
+                    out = np.where(fld(104, 1)[:, None] == 1, out, table[idx])
                 for px in range(P):
                     mem.write(f["out_addr"] + px * f["out_stride"] + t * cfg.lanes_pad,
                               out[:, px].tobytes())
