@@ -338,6 +338,13 @@ class Compiled:
         return t.addr
 
     @property
+    def unstored(self) -> set:
+        """Model tensors that never reach memory: the outputs of convs whose lookup table is
+        fused into their STORE (only the table's output is stored)."""
+        fused = {r.name for r in self.layers if r.where == "fused"}
+        return {l.input for l in self.model.layers if l.name in fused}
+
+    @property
     def size(self) -> int:
         return len(self.image)
 
@@ -375,9 +382,11 @@ class Compiled:
                               f"({self.input_layout_why})"}[self.input_layout])
         fused = [r for r in self.layers if r.kind.endswith("+lut")]
         if fused:
-            luts = [r.name for r in self.layers if r.where == "fused"]
+            out_of = {l.output: l.name for l in self.model.layers}
+            lut_of = {out_of[l.input]: l.name for l in self.model.layers
+                      if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
-                f"{r.name}+{t} ({r.kind})" for r, t in zip(fused, luts)))
+                f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:

@@ -1,0 +1,160 @@
+"""Pointwise functions as one lookup table fused into the STORE of the conv before them (issues
+16 and 20): hard-swish, SiLU and GELU-tanh written out as ONNX arithmetic after a conv are each
+imported as one LutLayer, compiled into the conv's STORE (``conv+lut``: the post-processing unit
+maps the clamped values through the CRC-checked table) and run bit-exact with golden on the ISA
+simulator and on the Amaranth RTL (tiny preset, random AXI stalls and latencies). A table that
+cannot be fused (its input also read by another layer, or produced by a host layer) stays on
+the host with the reason in the report."""
+
+import numpy as np
+import pytest
+
+from e2e_util import assert_layers_equal
+from onnx_graphs import G, compare_with_reference
+from ilmpq.firmware.compiler import compile_model
+from ilmpq.firmware.cyclemodel import estimate
+from ilmpq.firmware.sim.isasim import IsaFault, Memory, run_compiled, run_program
+from ilmpq.golden import ops, reference
+from ilmpq.golden.model import ConvLayer, LutLayer, TensorSpec
+from ilmpq.golden.quantize import quantize
+from ilmpq.golden.random_models import ModelBuilder
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import Opcode, decode, lut_block_bytes
+from ilmpq.hdl.status import ErrorCode
+
+TINY = get_config("tiny")
+
+
+def _acts_graph(rng, size=6):
+    """A ReLU conv, then three branches each ``conv -> activation written as arithmetic``
+    (hard-swish ``x*Clip(x+3,0,6)/6``, SiLU ``x*Sigmoid(x)``, GELU-tanh), and a SiLU whose conv
+    output is also concatenated (not fusable); Concat of all of them (on the host)."""
+    g = G(rng, (3, size, size))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    hs = g.hardswish_arith(g.conv(a, 8, 4, 1))
+    si = g.silu_arith(g.conv(a, 8, 5, 3, pads=[1, 1, 1, 1]))
+    ge = g.gelu_tanh_arith(g.conv(a, 8, 4, 1))
+    c = g.conv(a, 8, 2, 1)
+    out = g.node("Concat", [hs, si, ge, g.silu_arith(c), c], axis=1)
+    return g.model(out, ["N", 17, size, size])
+
+
+def _quantized(rng, size=6):
+    fm = compare_with_reference(_acts_graph(rng, size), rng.uniform(-2, 2, (2, 3, size, size)))
+    return quantize(fm, rng.integers(0, 256, (6, 3, size, size)), ratio=TINY.ratio,
+                    spec=TINY.numeric, report=False)
+
+
+def _images(rng, size=6):
+    return [rng.integers(0, 256, (3, size, size)), np.full((3, size, size), 255),
+            np.zeros((3, size, size), np.int64)]
+
+
+def test_arithmetic_activations_fuse_into_the_conv_store(rng):
+    qm = _quantized(rng)
+    luts = [la for la in qm.layers if isinstance(la, LutLayer)]
+    assert len(luts) == 4                 # each activation is one table, whatever its ops
+    producer = {la.output: la for la in qm.layers}
+    assert all(isinstance(producer[la.input], ConvLayer) for la in luts)
+    # the tables compute different functions and read signed conv outputs
+    assert len({tuple(la.table) for la in luts}) == 4
+    assert all(qm.tensors[la.input].signed for la in luts)
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    fused = [la for la in luts[:3]]
+    for la in fused:
+        assert rep[la.name].where == "fused"
+        conv = producer[la.input]
+        assert (rep[conv.name].where, rep[conv.name].kind) == ("accel", "conv+lut")
+        assert la.input not in comp.tensors and la.output in comp.tensors
+    # the fourth: its conv output is also concatenated, so it is stored and the table runs on
+    # the host, with the reason
+    last = luts[3]
+    assert rep[last.name].where == "cpu"
+    assert "also read by another layer" in rep[last.name].cpu_reason
+    assert rep[producer[last.input].name].kind == "conv"
+    assert comp.unstored == {la.input for la in fused}
+    text = comp.report()
+    assert "lookup tables fused into the conv's STORE" in text and "conv+lut" in text
+    # one STORE per pixel tile of each fused conv carries a table; the table bytes in the image
+    # are golden's table (signed outputs as their two's complement bytes)
+    tables = set()
+    for step in comp.steps:
+        if not hasattr(step, "prog_addr"):
+            continue
+        for i in range(step.n_instr):
+            off = step.prog_addr - comp.base + 32 * i
+            op, f = decode(bytes(comp.image[off:off + 32]))
+            if op == Opcode.STORE and f["lut_en"]:
+                tables.add(f["lut_addr"])
+    assert len(tables) == 3
+    got = {bytes(comp.image[a - comp.base:a - comp.base + 256]) for a in tables}
+    assert got == {bytes((la.table & 0xFF).astype(np.uint8)) for la in fused}
+    # the ISA simulator, bit-exact with golden, every stored layer; the LUT inputs cover both
+    # signs and many levels on purpose
+    for img in _images(rng):
+        want = reference.run(qm, img, spec=TINY.numeric)
+        assert_layers_equal(qm, want, run_compiled(comp, img), comp.unstored)
+    want = reference.run(qm, _images(rng)[0], spec=TINY.numeric)
+    for la in fused:
+        x = want[la.input]
+        assert x.min() < 0 < x.max() and len(np.unique(x)) > 20
+    # the cycle model sees the table reads (one per STORE of a fused conv)
+    est = estimate(comp)
+    conv_lut = [lt for lt in est.layers if lt.kind == "conv+lut"]
+    assert len(conv_lut) == 3 and all(lt.cycles > 0 for lt in conv_lut)
+    assert all(lt.bytes_read >= lut_block_bytes(TINY.act_bits) for lt in conv_lut)
+
+
+def test_fused_tables_bit_exact_on_rtl_with_random_stalls(rng):
+    """The three fused tables and the host table on the Amaranth RTL (random AXI stalls and
+    latencies): every stored tensor equals golden."""
+    from e2e_util import run_e2e
+    qm = _quantized(rng, size=4)
+    img = rng.integers(0, 256, (3, 4, 4))
+    comp, _ = run_e2e(qm, TINY, [img], mem_mode="random", seed=int(rng.integers(1 << 30)))
+    assert sum(r.kind == "conv+lut" for r in comp.layers) == 3
+
+
+def _lut_model(rng, *, out_signed: bool, shape=(3, 4, 4)):
+    """conv (no ReLU: signed) -> table -> conv: the table's output is unsigned (so the conv after
+    it runs on the accelerator) or signed."""
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=shape)
+    x = b.conv("c1", "input", 5, 3, padding=1, relu=False)
+    lo, hi = (-128, 127) if out_signed else (0, 255)
+    table = rng.integers(lo, hi + 1, 256)
+    table[[0, 127, 128, 255]] = [hi, lo, hi, lo]         # the ends of both ranges
+    b.layers.append(LutLayer("t1", x, "t1", table, function="random"))
+    b.tensors["t1"] = TensorSpec("t1", b.shape(x), 8, out_signed, 0.05)
+    b.values["t1"] = ops.lut_apply(b.values[x], table, in_bits=8, in_signed=True).astype(
+        b.tensors["t1"].dtype)
+    y = b.conv("c2", "t1", 4, 1) if not out_signed else "t1"
+    return b.build(y)
+
+
+@pytest.mark.parametrize("out_signed", [False, True], ids=["unsigned-out", "signed-out"])
+def test_table_output_signedness(rng, out_signed):
+    """Signed conv output into a table with an unsigned output (the conv after it runs on the
+    accelerator, one program) or a signed output (stored as two's complement bytes)."""
+    qm = _lut_model(rng, out_signed=out_signed)
+    comp = compile_model(qm, TINY)
+    assert comp.one_program
+    assert [r.kind for r in comp.layers][:2] == ["conv+lut", "lut"]
+    for img in [rng.integers(0, 256, (3, 4, 4)), np.full((3, 4, 4), 255)]:
+        assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
+                            run_compiled(comp, img), comp.unstored)
+
+
+def test_isa_simulator_refuses_a_corrupted_table(rng):
+    qm = _lut_model(rng, out_signed=False)
+    comp = compile_model(qm, TINY)
+    step = comp.steps[0]
+    st = next(f for op, f in (decode(bytes(comp.image[step.prog_addr - comp.base + 32 * i:
+                                                      step.prog_addr - comp.base + 32 * i + 32]))
+                              for i in range(step.n_instr)) if op == Opcode.STORE and f["lut_en"])
+    mem = Memory(comp.base, comp.size)
+    mem.data[:] = comp.image
+    mem.data[st["lut_addr"] - comp.base + 200] ^= 0x10
+    with pytest.raises(IsaFault, match="lookup table") as e:
+        run_program(TINY, mem, step.prog_addr, step.n_instr, comp.arena, step.prog_tag)
+    assert e.value.code == ErrorCode.LUT_CRC
