@@ -659,6 +659,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         return dataclasses.replace(layer, **ch) if ch else layer
 
     lut_of, lut_why = _lut_fusion(model, cfg)
+    producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
 
     for layer0 in model.layers:
@@ -713,9 +714,13 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             # concat ...): on the host, with the reason
             reason = _host_reason(layer, model, cfg, tensors)
             if isinstance(layer, LutLayer):
+                prod = next((r for r in reports if r.name == producer_of.get(layer.input)),
+                            None)
                 reason = lut_why.get(layer.name) or (
                     "pointwise lookup table: its producer runs on the host (a table is fused "
-                    "into an accelerated conv's STORE)")
+                    "into an accelerated conv's STORE)" if prod is None or prod.where == "cpu"
+                    else "pointwise lookup table: its conv reads the raw image in phases (that "
+                    "input plan's STOREs carry no table)")
             on_cpu = bool(reason)
         if on_cpu:
             layer = layer0                # the host reads the raw image's placement

@@ -1035,3 +1035,48 @@ def test_counters_count_through_the_abort(net):
     assert seen["bytes_read"] == beats * TINY.beat_bytes
     counted = sum(i.opcode not in (Opcode.NOP, Opcode.END) for i in net.prog)
     assert net.clean_stats["instructions"] == counted < len(net.prog)
+
+
+# -- lookup tables fused into a STORE (issues 16/20) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def lut_net():
+    """c1 (3 x 3, no ReLU: signed) -> a lookup table fused into c1's STORE (unsigned output)
+    -> c2 (1 x 1) on a 2 x 2 image: one program."""
+    from ilmpq.golden.model import LutLayer, TensorSpec
+    from ilmpq.golden.ops import lut_apply
+    rng = np.random.default_rng(2025)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 2, 2))
+    x = b.conv("c1", "input", 5, 3, padding=1, relu=False)
+    table = rng.integers(0, 256, 256)
+    b.layers.append(LutLayer("t1", x, "t1", table, function="random"))
+    b.tensors["t1"] = TensorSpec("t1", b.shape(x), 8, False, 0.05)
+    b.values["t1"] = lut_apply(b.values[x], table, in_bits=8, in_signed=True).astype(np.uint8)
+    model = b.build(b.conv("c2", "t1", 4, 1))
+    comp = compile_model(model, TINY)
+    assert comp.one_program and comp.unstored == {"c1"}
+    image = rng.integers(0, 256, size=(3, 2, 2))
+    clean = run_fault(comp, image, recover=False)
+    assert clean.error is None
+    ref = reference.run(model, image, spec=TINY.numeric)
+    for name in ("t1", "c2"):
+        np.testing.assert_array_equal(clean.output[name], ref[name])
+    st = next(i for i in program(comp) if i.opcode == Opcode.STORE)
+    assert st.fields["lut_en"] == 1
+    return model, comp, image, clean.output_stats, st
+
+
+@pytest.mark.parametrize("where", ["entry", "trailer"])
+def test_lookup_table_bit_flip_is_detected(lut_net, where):
+    """A table entry (or its CRC trailer) flipped in flight: the store unit checks the trailer
+    before the STORE's first mtile (LUT_CRC, ERR_INFO = the table's address); nothing of the
+    STORE is written, and the recovery run is bit-exact with a clean run's counters."""
+    model, comp, image, stats, st = lut_net
+    addr = st.fields["lut_addr"] + (77 if where == "entry" else 256 + 1)
+    out = run_fault(comp, image, read_fault=flip_read_bits(addr, 0x08))
+    assert out.faulty_beats > 0
+    assert_contained(out, code=ErrorCode.LUT_CRC, exc_type=IntegrityError, model=model,
+                     image=image, clean_stats=stats, unstored=comp.unstored)
+    assert out.error.info == st.fields["lut_addr"]
+    assert not [r for r in out.requests if r.kind == "w" and r.edge < out.first_error[0]
+                and st.fields["out_addr"] <= r.addr < st.fields["out_addr"] + TINY.lanes_pad]
