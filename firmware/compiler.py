@@ -731,9 +731,12 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         if cur_instr is None:
             cur_instr = []
         if isinstance(plan, _DirectPlan) and layer0 is plan.layer:
+            lut = lut_of.get(layer.output)
             rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
                                           img, tensors, place, cur_instr, seq_counter,
-                                          stores_in_segment, producers, mac=mac)
+                                          stores_in_segment, producers, mac=mac, lut=lut)
+            if lut is not None:
+                fused.add(lut.name)
             seq_counter += n_pkgs
             stores_in_segment += rep.ptiles
             cur_layers.append(layer.name)
@@ -1007,9 +1010,11 @@ def _direct_plan(model: QModel, cfg: HWConfig):
 def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                     mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
                     instrs: list, seq_base: int, stores_before: int, producers: dict, *,
-                    mac=None):
-    """Emit the phases of :func:`_direct_plan` (one report for the layer)."""
+                    mac=None, lut=None):
+    """Emit the phases of :func:`_direct_plan` (one report for the layer); ``lut``: a fused
+    LutLayer (every phase's STOREs carry its table)."""
     layer, view = plan.layer, plan.view
+    final = lut.output if lut is not None else layer.output
     view.addr = raw.addr
     tensors[view.name] = view
     mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
@@ -1021,7 +1026,7 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
     def place_phase(f):
         def pl(name, oc, oh, ow, perm_out):
             if not out:
-                out.append(place(layer.output, oc, oh, ow * n_ph, perm_out))
+                out.append(place(final, oc, oh, ow * n_ph, perm_out))
             d = out[0]
             t = TensorPlacement(name, d.addr + f * d.c_mem, oc, n_ph * d.c_mem, oh, ow,
                                 perm_out, d.signed, d.bits)
@@ -1034,9 +1039,16 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
     for f, (conv, ow_f) in enumerate(plan.phases):
         mview.tensors[conv.output] = dataclasses.replace(
             ospec, name=conv.output, shape=(ospec.shape[0], ospec.shape[1], ow_f))
+        lut_f = None
+        if lut is not None:
+            # the phase's own view of the table's output
+            lut_f = dataclasses.replace(lut, input=conv.output, output=f"{conv.output}:lut")
+            mview.tensors[lut_f.output] = dataclasses.replace(
+                model.tensors[final], name=lut_f.output,
+                shape=(ospec.shape[0], ospec.shape[1], ow_f))
         rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
                                seq_base + n_pkgs, stores_before, producers, balance=True,
-                               mac=mac)
+                               mac=mac, lut=lut_f)
         n_pkgs += n
         stores_before += rep.ptiles
         if total is None:
@@ -1046,8 +1058,9 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                       "pe_beats"):
                 setattr(total, k, getattr(total, k) + getattr(rep, k))
     # STOREs complete in order: the last phase's tiles cover the rows of every phase
-    producers[layer.output] = producers[plan.phases[-1][0].output]
-    total.kind = "conv^"
+    last = plan.phases[-1][0].output
+    producers[final] = producers[f"{last}:lut" if lut is not None else last]
+    total.kind = "conv^" + ("+lut" if lut is not None else "")
     total.out_shape = ospec.shape
     m, c, kh, kw = layer.weight.shape
     total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])

@@ -181,7 +181,8 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                       "codes (for DMA_READ_EXTRA and DMA_READ_RID the read burst that ended "
                       "last on that port, for DMA_BUS_TIMEOUT a request waiting for its ready, "
                       "else the oldest burst waiting for its response), the lane-parameter "
-                      "block's address for PARAMS_CRC, the STORE's output address for "
+                      "block's address for PARAMS_CRC, the lookup table's address for LUT_CRC, the "
+                      "STORE's output address for "
                       "WRITE_PROTECT, the index of the failing instruction for INSTR_*, "
                       "STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error "
                       "is 0."),

@@ -92,6 +92,18 @@ def _check_against_rtl(cfg, cases, rtl_results, models, images):
             assert set(l.breakdown) == set(cm.CAUSES)
 
 
+def _lut(b, name, inp):
+    """A lookup table on ``inp`` (a signed conv output) with an unsigned output: fused into the
+    conv's STORE, which then reads the table before its first mtile's parameters."""
+    from ilmpq.golden.model import LutLayer, TensorSpec
+    from ilmpq.golden.ops import lut_apply
+    table = b.rng.integers(0, 256, 256)
+    b.layers.append(LutLayer(name, inp, name, table))
+    b.tensors[name] = TensorSpec(name, b.shape(inp), 8, False, 0.05)
+    b.values[name] = lut_apply(b.values[inp], table, in_bits=8, in_signed=True).astype(np.uint8)
+    return name
+
+
 CASES_COMPUTE = [
     ("3x3 conv, 2 mtiles, a write command per pixel", (8, 8, 8),
      lambda b: b.conv("a", "input", 8, 3, padding=1)),
@@ -112,6 +124,9 @@ CASES_TILES = [
      lambda b: b.conv("a", "input", 8, 3, padding=1, residual="input")),
     ("two layers, two pixel tiles each: half overlap and the layer barrier", (4, 6, 16),
      lambda b: b.conv("b", b.conv("a", "input", 4, 3, padding=1), 4, 1)),
+    ("3x3 conv with a fused lookup table (conv+lut), 2 pixel tiles, then a 1x1 conv",
+     (4, 6, 16), lambda b: b.conv("c", _lut(b, "t", b.conv("a", "input", 8, 3, padding=1,
+                                                             relu=False)), 4, 1)),
 ]
 
 

@@ -113,6 +113,11 @@ extern "C" {
 /* a lane-parameter block's CRC-32 trailer does not match */
 #define ILMPQ_ERROR_CODE_PARAMS_CRC 0x50u
 /*
+ * a STORE's lookup table's CRC-32 trailer does not match (ERR_INFO = the table's address): nothing
+ * of it was written
+ */
+#define ILMPQ_ERROR_CODE_LUT_CRC 0x51u
+/*
  * a STORE would write outside [WR_BASE, WR_LIMIT) (the activation arena): nothing of it was
  * written
  */
@@ -149,6 +154,7 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_INSTR_CRC: return "INSTR_CRC";
     case ILMPQ_ERROR_CODE_STORE_MISMATCH: return "STORE_MISMATCH";
     case ILMPQ_ERROR_CODE_PARAMS_CRC: return "PARAMS_CRC";
+    case ILMPQ_ERROR_CODE_LUT_CRC: return "LUT_CRC";
     case ILMPQ_ERROR_CODE_WRITE_PROTECT: return "WRITE_PROTECT";
     case ILMPQ_ERROR_CODE_TIMEOUT: return "TIMEOUT";
     default: return "UNKNOWN";
@@ -566,9 +572,9 @@ static inline uint32_t ilmpq_status_error_code_set(uint32_t reg, uint32_t value)
  * info [31:0] RO: Detail of the latched error: the failing AXI byte address for DMA_* codes (for
  * DMA_READ_EXTRA and DMA_READ_RID the read burst that ended last on that port, for DMA_BUS_TIMEOUT
  * a request waiting for its ready, else the oldest burst waiting for its response), the lane-
- * parameter block's address for PARAMS_CRC, the STORE's output address for WRITE_PROTECT, the
- * index of the failing instruction for INSTR_*, STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and
- * TIMEOUT; 0 when STATUS.error is 0.
+ * parameter block's address for PARAMS_CRC, the lookup table's address for LUT_CRC, the STORE's
+ * output address for WRITE_PROTECT, the index of the failing instruction for INSTR_*,
+ * STORE_MISMATCH, WPKG_*, PROGRAM_OVERRUN and TIMEOUT; 0 when STATUS.error is 0.
  */
 #define ILMPQ_ERR_INFO_INFO_SHIFT 0u
 #define ILMPQ_ERR_INFO_INFO_WIDTH 32u
