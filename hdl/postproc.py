@@ -23,7 +23,8 @@ from amaranth.lib.wiring import In, Out
 from ..golden.errors import IlmpqTypeError
 from .config import ConfigError, HWConfig
 
-__all__ = ["PostIn", "PostOut", "PostProc", "LutWrite", "BYTE_BITS", "RES_BITS", "TAG_BITS"]
+__all__ = ["PostIn", "PostOut", "PostProc", "LutWrite", "LutStage", "BYTE_BITS", "RES_BITS",
+           "TAG_BITS"]
 
 #: Bits of one stored activation (activations of every width are stored one per byte).
 BYTE_BITS = 8
@@ -140,6 +141,57 @@ def LutWrite(config: HWConfig) -> data.StructLayout:
     words = (1 << cfg.act_bits) // cfg.beat_bytes
     return data.StructLayout({"addr": unsigned(max(1, (words - 1).bit_length())),
                               "data": unsigned(cfg.axi_data_width)})
+
+
+class LutStage(wiring.Component):
+    """The lookup table of :class:`PostProc` (combinational reads, between its last register
+    and its output FIFO; a component of its own so that its cost can be synthesized alone).
+
+    ``2**act_bits`` bytes in words of ``beat_bytes`` (one DMA beat written per cycle), one
+    asynchronous read port per lane (distributed RAM); lane ``i`` reads the entry whose index
+    is its value ``inp[i]`` (``act_bits`` low bits; ``relu`` low: a signed value, offset by
+    ``2**(act_bits-1)``) and gives it on ``out[i]`` when ``en[i]``, else ``inp[i]`` unchanged.
+
+    Members
+    -------
+    wr : In(stream.Signature(LutWrite(config)))
+        Table writes (``ready`` is always high).
+    inp : In(G x unsigned(8)); relu : In(1); en : In(G)
+    out : Out(G x unsigned(8))
+    """
+
+    def __init__(self, config: HWConfig):
+        self._config = cfg = _check_config(config)
+        if (1 << cfg.act_bits) % cfg.beat_bytes:     # unreachable with HWConfig's own limits
+            raise ConfigError(f"the lookup table needs 2**act_bits = {1 << cfg.act_bits} to be "
+                              f"a multiple of the beat's {cfg.beat_bytes} bytes")
+        g = cfg.post_lanes
+        super().__init__({
+            "wr": In(stream.Signature(LutWrite(cfg))),
+            "inp": In(data.ArrayLayout(unsigned(BYTE_BITS), g)),
+            "relu": In(1),
+            "en": In(g),
+            "out": Out(data.ArrayLayout(unsigned(BYTE_BITS), g)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        a_bits, bb = cfg.act_bits, cfg.beat_bytes
+        sel_bits = (bb - 1).bit_length()
+        m.submodules.mem = mem = Memory(shape=unsigned(cfg.axi_data_width),
+                                        depth=(1 << a_bits) // bb, init=[])
+        w = mem.write_port()
+        m.d.comb += [w.addr.eq(self.wr.payload.addr), w.data.eq(self.wr.payload.data),
+                     w.en.eq(self.wr.valid), self.wr.ready.eq(1)]
+        for i in range(cfg.post_lanes):
+            rp = mem.read_port(domain="comb")
+            idx = Signal(a_bits, name=f"l{i}_idx")
+            m.d.comb += [idx.eq(self.inp[i][:a_bits] ^ Mux(self.relu, 0, 1 << (a_bits - 1))),
+                         rp.addr.eq(idx[sel_bits:])]
+            entry = rp.data.word_select(idx[:sel_bits], BYTE_BITS) if sel_bits else rp.data
+            m.d.comb += self.out[i].eq(Mux(self.en[i], entry, self.inp[i]))
+        return m
 
 
 class PostOut(data.StructLayout):
@@ -412,24 +464,11 @@ class PostProc(wiring.Component):
             w_view.tag.eq(tag[n_stages - 1]),
         ]
         # -- lookup table: after the clamp, between the last register and the FIFO -----------
-        # 2**act_bits bytes in words of beat_bytes, one asynchronous read port per lane
-        # (distributed RAM); index = the clamped value, offset to 0 when signed
-        bb = cfg.beat_bytes
-        words = (1 << a_bits) // bb
-        sel_bits = (bb - 1).bit_length()
-        m.submodules.lut = lut_mem = Memory(shape=unsigned(cfg.axi_data_width),
-                                            depth=words, init=[])
-        lw = lut_mem.write_port()
-        m.d.comb += [lw.addr.eq(self.lut_wr.payload.addr), lw.data.eq(self.lut_wr.payload.data),
-                     lw.en.eq(self.lut_wr.valid), self.lut_wr.ready.eq(1)]
-        relu_out = relu[n_stages - 1]
+        m.submodules.lut = lut_stage = LutStage(cfg)
+        wiring.connect(m, wiring.flipped(self.lut_wr), lut_stage.wr)
+        m.d.comb += [lut_stage.relu.eq(relu[n_stages - 1]), lut_stage.en.eq(lut[n_stages - 1])]
         for i, y in enumerate(out_bytes):
-            rp = lut_mem.read_port(domain="comb")
-            idx = Signal(a_bits, name=f"l{i}_lut_idx")
-            m.d.comb += idx.eq(y[:a_bits] ^ Mux(relu_out, 0, 1 << (a_bits - 1)))
-            m.d.comb += rp.addr.eq(idx[sel_bits:])
-            entry = rp.data.word_select(idx[:sel_bits], BYTE_BITS)
-            m.d.comb += w_view.data[i].eq(Mux(lut[n_stages - 1][i], entry, y))
+            m.d.comb += [lut_stage.inp[i].eq(y), w_view.data[i].eq(lut_stage.out[i])]
 
         m.d.comb += [
             self.out.valid.eq(fifo.r_rdy),
