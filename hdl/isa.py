@@ -16,7 +16,8 @@ COMPUTE        C       Run all output-channel tiles (mtiles) of one output-pixel
                        PE array, from activation-buffer half ``n % 2``; with ``pool`` set,
                        reduce pooling windows on the pooling unit instead (an mtile is then
                        ``lanes_pad`` channel positions of the input, see hdl/pool.py).
-STORE          S       For each mtile of one pixel tile: read the per-lane parameters (and
+STORE          S       With ``lut_en``, first load the lookup table (CRC-checked). For each
+                       mtile of one pixel tile: read the per-lane parameters (and
                        the residual rows), drain the accumulator bank (with ``pool`` set:
                        take the pooling unit's results) through the post-processing unit
                        and write the output bytes.
