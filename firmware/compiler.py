@@ -269,8 +269,9 @@ class CpuStep:
 class LayerReport:
     name: str
     kind: str
-    where: str                     #: "accel", "cpu", "free" (a view) or "fused" (a table in
-                                   #: the previous conv's STORE, kind ``conv+lut``)
+    where: str                     #: "accel", "cpu" or "free" (a view, or a table fused into
+                                   #: its conv's STORE: kind ``lut:fused``, the conv's
+                                   #: ``conv+lut``)
     out_shape: tuple
     macs: int = 0
     mtiles: int = 0
@@ -341,7 +342,7 @@ class Compiled:
     def unstored(self) -> set:
         """Model tensors that never reach memory: the outputs of convs whose lookup table is
         fused into their STORE (only the table's output is stored)."""
-        fused = {r.name for r in self.layers if r.where == "fused"}
+        fused = {r.name for r in self.layers if r.kind == "lut:fused"}
         return {l.input for l in self.model.layers if l.name in fused}
 
     @property
@@ -665,7 +666,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     for layer0 in model.layers:
         layer = _alias(layer0)
         if isinstance(layer, LutLayer) and layer.name in fused:
-            reports.append(LayerReport(layer.name, "lut", "fused",
+            reports.append(LayerReport(layer.name, "lut:fused", "free",
                                        model.tensors[layer.output].shape))
             continue
         if isinstance(layer, FlattenLayer):

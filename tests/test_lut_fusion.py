@@ -63,7 +63,7 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
     rep = {r.name: r for r in comp.layers}
     fused = [la for la in luts[:3]]
     for la in fused:
-        assert rep[la.name].where == "fused"
+        assert (rep[la.name].where, rep[la.name].kind) == ("free", "lut:fused")
         conv = producer[la.input]
         assert (rep[conv.name].where, rep[conv.name].kind) == ("accel", "conv+lut")
         assert la.input not in comp.tensors and la.output in comp.tensors
@@ -139,7 +139,7 @@ def test_table_output_signedness(rng, out_signed):
     qm = _lut_model(rng, out_signed=out_signed)
     comp = compile_model(qm, TINY)
     assert comp.one_program
-    assert [r.kind for r in comp.layers][:2] == ["conv+lut", "lut"]
+    assert [r.kind for r in comp.layers][:2] == ["conv+lut", "lut:fused"]
     for img in [rng.integers(0, 256, (3, 4, 4)), np.full((3, 4, 4), 255)]:
         assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
                             run_compiled(comp, img), comp.unstored)

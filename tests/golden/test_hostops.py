@@ -263,7 +263,8 @@ def test_mixed_model_host_fallback_bit_exact_on_isa_simulator(rng, tmp_path):
             # fused into the STORE of an accelerated conv that it alone reads; else the host
             prod = next(la for la in qm.layers if la.output == layer.input)
             if where[prod.name][0] == "accel":
-                assert w == "fused" and layer.input not in comp.tensors, layer.name
+                assert (w, layer.input in comp.tensors) == ("free", False), layer.name
+                assert next(r for r in comp.layers if r.name == layer.name).kind == "lut:fused"
             else:
                 assert w == "cpu" and "its producer runs on the host" in why, layer.name
         elif type(layer) in (MulLayer, ConcatLayer, SliceLayer, PermuteLayer):
