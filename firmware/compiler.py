@@ -98,6 +98,9 @@ class TensorPlacement:
     s2d: int = 1
     #: The natural ``(C, H, W)`` shape of a transformed (folded) tensor.
     natural: tuple | None = None
+    #: Offset-binary storage of a signed tensor: byte = value + ``offset`` (``2**(bits-1)``),
+    #: an unsigned byte the PE array can read (:func:`_offset_tensors`); 0: as ``signed`` says.
+    offset: int = 0
     _index: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def _gather(self) -> np.ndarray:
@@ -124,8 +127,8 @@ class TensorPlacement:
         """Lay out a natural ``(C, H, W)`` integer tensor in this placement (the host's share
         of a frame for the network input: byte arithmetic only, the column fold as a strided
         window view)."""
-        dt = np.int8 if self.signed else np.uint8
-        x = np.asarray(x).astype(dt)
+        dt = np.int8 if self.signed and not self.offset else np.uint8
+        x = (np.asarray(x) + self.offset).astype(dt)
         c, h, w = x.shape
         hwc = np.transpose(x, (1, 2, 0))
         if self.s2d > 1:
@@ -148,8 +151,8 @@ class TensorPlacement:
 
     def from_memory(self, raw: bytes) -> np.ndarray:
         """Read this placement's bytes back into a natural ``(C, H, W)`` int64 tensor."""
-        arr = np.frombuffer(raw, np.int8 if self.signed else np.uint8)
-        arr = arr.reshape(self.h, self.w, self.c_mem).astype(np.int64)
+        arr = np.frombuffer(raw, np.int8 if self.signed and not self.offset else np.uint8)
+        arr = arr.reshape(self.h, self.w, self.c_mem).astype(np.int64) - self.offset
         if self.s2d > 1:
             idx = self._gather()
             nat = np.zeros(int(np.prod(self.natural)), np.int64)
@@ -660,6 +663,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         return dataclasses.replace(layer, **ch) if ch else layer
 
     lut_of, lut_why = _lut_fusion(model, cfg)
+    offset_ok = _offset_tensors(model, cfg, lut_of)
     producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
 
@@ -757,7 +761,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         try:
             rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
                                         seq_counter, stores_in_segment, producers, mac=mac,
-                                        lut=lut)
+                                        lut=lut, offset_out=(lut.output if lut is not None
+                                                             else layer.output) in offset_ok)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
@@ -873,6 +878,34 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     return fuse, why
 
 
+def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
+    """Signed tensors the compiler stores offset-binary (``x + 2**(bits-1)`` as an unsigned
+    byte) so that the convs reading them run on the PE array, whose activations are unsigned:
+    the output of a conv (through its fused table, else through an identity table that adds the
+    offset), ``act_bits`` wide, not the network output, whose every reader is a conv reading it
+    as its input with no padding (the loader pads with 0, which would be ``-2**(bits-1)``) and
+    not as a residual. The reader folds ``-2**(bits-1) * sum(w)`` into its bias; a reader that
+    runs on the host reads it back through ``TensorPlacement.from_memory``."""
+    stored_by = {}
+    for l in model.layers:
+        if isinstance(l, ConvLayer):
+            stored_by[l.output if l.output not in lut_of else lut_of[l.output].output] = l
+    readers: dict[str, list] = {}
+    for l in model.layers:
+        for t in layer_inputs(l):
+            readers.setdefault(t, []).append(l)
+    out = set()
+    for t, prod in stored_by.items():
+        spec_t = model.tensors[t]
+        rd = readers.get(t, [])
+        if not spec_t.signed or spec_t.bits != cfg.act_bits or t == model.output or not rd:
+            continue
+        if all(isinstance(r, ConvLayer) and r.input == t and r.residual != t
+               and not any(r.padding) for r in rd):
+            out.add(t)
+    return out
+
+
 def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
     """Why a valid layer runs on the host in golden's integer arithmetic ("" when the
     accelerator runs it). Never silently runs something the hardware computes differently: a
@@ -880,9 +913,10 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
     if type(layer) in _HOST_OPS:
         return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
     src = tensors[layer.input]
-    if src.signed:
-        return ("signed input: the PE array multiplies unsigned activations (a signed "
-                "operand or a zero point folded into the bias is not built)")
+    if src.signed and not src.offset:
+        return ("signed input: the PE array multiplies unsigned activations (a signed tensor "
+                "is stored offset-binary only when every reader is an accelerated conv "
+                "without padding)")
     if layer.groups > 1:
         kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
         return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
@@ -1401,18 +1435,31 @@ def _tile_wait(producer, r1: int) -> int:
 
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict, balance: bool = False, *, mac=None, lut=None):
+                  producers: dict, balance: bool = False, *, mac=None, lut=None,
+                  offset_out: bool = False):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
-    reading this layer's output alone, fused into the STOREs (its output is what is stored)."""
+    reading this layer's output alone, fused into the STOREs (its output is what is stored).
+    ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
     src = tensors[layer.input]
-    if src.signed:
+    if src.signed and not src.offset:
         raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "
                            f"and FC inputs must be unsigned (follow ReLU, pooling or the pixels)")
     in_bits = model.tensors[layer.input].bits
+    if src.offset:
+        # offset-binary input u = x + off: sum(w*x) + b = sum(w*u) + (b - off*sum(w))
+        if any(layer.padding):
+            raise CompileError(f"layer {name!r}: padding {layer.padding} of the offset-binary "
+                               f"input {layer.input!r} (the loader pads with 0)")
+        wsum = np.asarray(layer.weight, np.int64).sum(axis=(1, 2, 3))
+        layer = dataclasses.replace(
+            layer, bias=np.asarray(layer.bias, np.int64) - src.offset * wsum)
+        if int(np.abs(layer.bias).max(initial=0)) >= 1 << 31:
+            raise CompileError(f"layer {name!r}: its bias with the offset-binary input folded "
+                               f"in does not fit the 32-bit lane parameter")
     check_no_overflow(layer, in_bits, spec)
     ospec = model.tensors[layer.output]
     if ospec.signed and layer.relu:
@@ -1452,6 +1499,12 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     perm_out = np.full(c_mem_out, -1, np.int64)
     perm_out[:mtiles * cfg.lanes_pad] = lane_row.reshape(-1)
     dst = place(out_name, oc, oh, ow, perm_out)
+    if offset_out:
+        dst.offset = 1 << (model.tensors[out_name].bits - 1)
+        if lut is None:
+            # the identity table: the clamped signed value's index is the value plus the offset
+            lut = LutLayer(f"{name}:offset", layer.output, out_name,
+                           np.arange(1 << cfg.act_bits, dtype=np.int64) - dst.offset)
     if lut is not None and model.tensors[out_name].bits != cfg.act_bits:
         raise CompileError(f"layer {lut.name!r}: output {out_name!r} has "
                            f"{model.tensors[out_name].bits} bits; configuration {cfg.name!r} "
@@ -1518,7 +1571,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     p_addr = img.alloc(len(pblob), bytes(pblob))
     lut_addr = 0
     if lut is not None:
-        lut_addr = img.alloc(len(tb := pack_lut_block(lut.table, cfg.act_bits)), tb,
+        lut_addr = img.alloc(len(tb := pack_lut_block(np.asarray(lut.table) + dst.offset,
+                                                      cfg.act_bits)), tb,
                              what=f"the lookup table of layer {lut.name!r}")
 
     # ---- pixel tiling ----------------------------------------------------------------------
@@ -1569,7 +1623,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     producers[out_name] = (stores_before, tile_rows, False)
     macs = int(M * oh * ow * C * kh * kw)
     rep = LayerReport(name, ("fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv")
-                      + ("+lut" if lut is not None else ""), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
+                      + ("" if lut is None else "+ob" if lut.name.endswith(":offset")
+                         else "+lut"), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
@@ -1620,7 +1675,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "slots": [dataclasses.asdict(fs) for fs in compiled.slots],
         "mac_nonce": compiled.mac_nonce,
         "tensors": {n: {"addr": t.addr, "channels": t.channels, "c_mem": t.c_mem, "h": t.h,
-                        "w": t.w, "signed": t.signed, "bits": t.bits,
+                        "w": t.w, "signed": t.signed, "bits": t.bits, "offset": t.offset,
                         "perm": [int(v) for v in t.perm]}
                     for n, t in compiled.tensors.items()},
         "layers": [dataclasses.asdict(r) for r in compiled.layers],
