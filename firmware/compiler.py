@@ -612,7 +612,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         else:
             perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
             perm[:oc] = np.arange(oc)
-        place(layer.output, oc, oh, ow, perm)
+        p = place(layer.output, oc, oh, ow, perm)
+        if layer.output in offset_ok:
+            p.offset = 1 << (model.tensors[layer.output].bits - 1)
         steps_plan.append(("cpu", layer.name))
         rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
                           cpu_reason=reason)
@@ -881,21 +883,19 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
 def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
     """Signed tensors the compiler stores offset-binary (``x + 2**(bits-1)`` as an unsigned
     byte) so that the convs reading them run on the PE array, whose activations are unsigned:
-    the output of a conv (through its fused table, else through an identity table that adds the
-    offset), ``act_bits`` wide, not the network output, whose every reader is a conv reading it
-    as its input with no padding (the loader pads with 0, which would be ``-2**(bits-1)``) and
-    not as a residual. The reader folds ``-2**(bits-1) * sum(w)`` into its bias; a reader that
-    runs on the host reads it back through ``TensorPlacement.from_memory``."""
-    stored_by = {}
-    for l in model.layers:
-        if isinstance(l, ConvLayer):
-            stored_by[l.output if l.output not in lut_of else lut_of[l.output].output] = l
+    ``act_bits`` wide, not the network output, every reader a conv reading it as its input with
+    no padding (the loader pads with 0, which would be ``-2**(bits-1)``), not as a residual. An
+    accelerated conv stores it through its fused table, else through an identity table that adds
+    the offset; a host layer through ``TensorPlacement.to_memory`` (any other producer, e.g. the
+    first conv reading the raw image in phases, stores it two's complement and its readers stay
+    on the host). A reader folds ``-2**(bits-1) * sum(w)`` into its bias; a reader that runs on
+    the host reads it back through ``TensorPlacement.from_memory``."""
     readers: dict[str, list] = {}
     for l in model.layers:
         for t in layer_inputs(l):
             readers.setdefault(t, []).append(l)
     out = set()
-    for t, prod in stored_by.items():
+    for t in (l.output for l in model.layers):
         spec_t = model.tensors[t]
         rd = readers.get(t, [])
         if not spec_t.signed or spec_t.bits != cfg.act_bits or t == model.output or not rd:

@@ -164,14 +164,16 @@ def test_isa_simulator_refuses_a_corrupted_table(rng):
 
 def _offset_graph(rng, size):
     """ReLU conv -> hard-swish (signed table output) -> 1x1 conv (linear: signed) -> 1x1 conv
-    (signed) -> 3x3 conv with padding (its signed input stays two's complement: host)."""
+    (signed) -> 3x3 conv with padding (its signed input stays two's complement: host) -> 1x1
+    conv (its signed input written by the host offset-binary: accelerator)."""
     g = G(rng, (3, size, size))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     hs = g.hardswish_arith(g.conv(a, 8, 6, 1))
     b = g.conv(hs, 6, 5, 1)
     c = g.conv(b, 5, 4, 1)
     d = g.conv(c, 4, 4, 3, pads=[1, 1, 1, 1])
-    fm = compare_with_reference(g.model(d, ["N", 4, size, size]),
+    e = g.conv(d, 4, 3, 1)
+    fm = compare_with_reference(g.model(e, ["N", 3, size, size]),
                                 rng.uniform(-2, 2, (2, 3, size, size)))
     return quantize(fm, rng.integers(0, 256, (6, 3, size, size)), ratio=TINY.ratio,
                     spec=TINY.numeric, report=False)
@@ -184,23 +186,22 @@ def test_signed_tensors_offset_binary_feed_accelerated_convs(rng):
     two's complement and runs on the host. Bit-exact on the ISA simulator."""
     qm = _offset_graph(rng, 6)
     convs = [la for la in qm.layers if isinstance(la, ConvLayer)]
-    assert len(convs) == 5
+    assert len(convs) == 6
     comp = compile_model(qm, TINY)
     rep = {r.name: r for r in comp.layers}
-    assert [rep[c.name].where for c in convs] == ["accel"] * 4 + ["cpu"]
+    assert [rep[c.name].where for c in convs] == ["accel"] * 4 + ["cpu", "accel"]
     assert [rep[c.name].kind for c in convs[:4]] == ["conv", "conv+lut", "conv+ob", "conv"]
     assert "signed input" in rep[convs[4].name].cpu_reason
-    hs_out, b_out, c_out = convs[2].input, convs[3].input, convs[4].input
-    assert all(qm.tensors[t].signed for t in (hs_out, b_out, c_out))
-    assert (comp.tensors[hs_out].offset, comp.tensors[b_out].offset,
-            comp.tensors[c_out].offset) == (128, 128, 0)
+    hs_out, b_out, c_out, d_out = (convs[k].input for k in (2, 3, 4, 5))
+    assert all(qm.tensors[t].signed for t in (hs_out, b_out, c_out, d_out))
+    assert [comp.tensors[t].offset for t in (hs_out, b_out, c_out, d_out)] == [128, 128, 0, 128]
     for img in _images(rng):
         want = reference.run(qm, img, spec=TINY.numeric)
         got = run_compiled(comp, img)
         assert_layers_equal(qm, want, got, comp.unstored)
     # many levels reach the offset-binary tensors, negative ones included
     want = reference.run(qm, _images(rng)[0], spec=TINY.numeric)
-    assert want[b_out].min() < 0 < want[b_out].max()
+    assert want[b_out].min() < 0 < want[b_out].max() and want[d_out].min() < 0 < want[d_out].max()
     assert all(len(np.unique(want[t])) > 20 for t in (hs_out, b_out))
 
 
@@ -209,4 +210,4 @@ def test_offset_binary_bit_exact_on_rtl_with_random_stalls(rng):
     qm = _offset_graph(rng, 4)
     comp, _ = run_e2e(qm, TINY, [rng.integers(0, 256, (3, 4, 4))], mem_mode="random",
                       seed=int(rng.integers(1 << 30)))
-    assert sum(t.offset == 128 for t in comp.tensors.values()) == 2
+    assert sum(t.offset == 128 for t in comp.tensors.values()) == 3
