@@ -28,6 +28,10 @@ What it decides (docs/architecture.md sections 2-4):
   it alone is fused into that conv's STORE (:func:`_lut_fusion`): the post-processing unit maps
   the clamped values through the table (``pack_lut_block``, CRC-checked before use); the conv's
   own output is never stored and the report names the layer ``conv+lut``.
+* **Offset-binary.** A signed tensor whose readers are all unpadded convs is stored as
+  ``x + 2**(bits-1)`` (:func:`_offset_tensors`; through the table, an identity table
+  ``conv+ob``, or the host's ``to_memory``); its readers run on the PE array with
+  ``-2**(bits-1) * sum(w)`` folded into their bias.
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
   channel-position limit, lookup tables that cannot be fused, gating products, concat, slice,
