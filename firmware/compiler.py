@@ -58,7 +58,7 @@ from ..golden.model import (
     MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec, layer_inputs,
 )
 from ..golden.ops import avg_pool_divisors
-from ..golden.ops import check_no_overflow
+from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, encode, pack_lane_params,
@@ -1464,6 +1464,11 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         if int(np.abs(layer.bias).max(initial=0)) >= 1 << 31:
             raise CompileError(f"layer {name!r}: its bias with the offset-binary input folded "
                                f"in does not fit the 32-bit lane parameter")
+        try:
+            check_no_overflow(layer, in_bits, spec)
+        except AccumulatorOverflow as e:      # the host computes it in golden's arithmetic
+            raise CompileError(f"layer {name!r}: with the offset-binary input folded into the "
+                               f"bias, {str(e).split(': ', 1)[-1]}") from None
     check_no_overflow(layer, in_bits, spec)
     ospec = model.tensors[layer.output]
     if ospec.signed and layer.relu:

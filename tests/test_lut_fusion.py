@@ -211,3 +211,25 @@ def test_offset_binary_bit_exact_on_rtl_with_random_stalls(rng):
     comp, _ = run_e2e(qm, TINY, [rng.integers(0, 256, (3, 4, 4))], mem_mode="random",
                       seed=int(rng.integers(1 << 30)))
     assert sum(t.offset == 128 for t in comp.tensors.values()) == 3
+
+
+def test_offset_binary_reader_whose_folded_bias_may_overflow_runs_on_the_host(rng):
+    """Folding ``-128 * sum(w)`` into the bias must not let the accumulator overflow: a reader
+    whose bound would leave the 32-bit range falls back to the host (golden's arithmetic on the
+    signed tensor), named with the reason; bit-exact on the ISA simulator."""
+    qm = _offset_graph(rng, 4)
+    c = [la for la in qm.layers if isinstance(la, ConvLayer)][3]
+    w = np.asarray(c.weight, np.int64).sum(axis=(1, 2, 3))
+    k = int(np.argmax(np.abs(w)))
+    c.bias = np.asarray(c.bias, np.int64).copy()
+    # at golden's own bound for the signed input (|b| + 128 * sum|w|), past the unsigned
+    # input's once -128 * sum(w) is folded in (the fold grows |b|)
+    sw = int(np.abs(np.asarray(c.weight[k], np.int64)).sum())
+    c.bias[k] = -int(np.sign(w[k])) * ((1 << 31) - 1 - 128 * sw)
+    comp = compile_model(qm, TINY)
+    r = next(x for x in comp.layers if x.name == c.name)
+    assert r.where == "cpu"
+    assert r.cpu_reason.startswith("with the offset-binary input folded into the bias")
+    img = rng.integers(0, 256, (3, 4, 4))
+    assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric), run_compiled(comp, img),
+                        comp.unstored)
