@@ -15,7 +15,8 @@ from ilmpq.firmware.compiler import compile_model
 from ilmpq.firmware.cyclemodel import estimate
 from ilmpq.firmware.sim.isasim import IsaFault, Memory, run_compiled, run_program
 from ilmpq.golden import ops, reference
-from ilmpq.golden.model import ConvLayer, LutLayer, TensorSpec
+from ilmpq.golden.model import ConvLayer, LutLayer, TensorSpec, layer_inputs
+from ilmpq.golden.onnx_import import load_onnx
 from ilmpq.golden.quantize import quantize
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
@@ -27,20 +28,28 @@ TINY = get_config("tiny")
 
 def _acts_graph(rng, size=6):
     """A ReLU conv, then three branches each ``conv -> activation written as arithmetic``
-    (hard-swish ``x*Clip(x+3,0,6)/6``, SiLU ``x*Sigmoid(x)``, GELU-tanh), and a SiLU whose conv
-    output is also concatenated (not fusable); Concat of all of them (on the host)."""
+    (hard-swish ``x*Clip(x+3,0,6)/6`` followed by two 1x1 convs, SiLU ``x*Sigmoid(x)``,
+    GELU-tanh), and a SiLU whose conv output is also concatenated (not fusable: on the host)
+    followed by a 1x1 conv; Concat of all of them (on the host). Signed tensors read only by
+    unpadded convs are stored offset-binary: the hard-swish output (through its table), the
+    first 1x1 conv's (an identity table) and the host SiLU's (written by the host)."""
     g = G(rng, (3, size, size))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     hs = g.hardswish_arith(g.conv(a, 8, 4, 1))
+    p2 = g.conv(g.conv(hs, 4, 4, 1), 4, 4, 1)
     si = g.silu_arith(g.conv(a, 8, 5, 3, pads=[1, 1, 1, 1]))
     ge = g.gelu_tanh_arith(g.conv(a, 8, 4, 1))
     c = g.conv(a, 8, 2, 1)
-    out = g.node("Concat", [hs, si, ge, g.silu_arith(c), c], axis=1)
-    return g.model(out, ["N", 17, size, size])
+    cat = g.node("Concat", [p2, si, ge, g.conv(g.silu_arith(c), 2, 3, 1), c], axis=1)
+    return g.model(cat, ["N", 18, size, size])
 
 
 def _quantized(rng, size=6):
-    fm = compare_with_reference(_acts_graph(rng, size), rng.uniform(-2, 2, (2, 3, size, size)))
+    """Pixels normalized to about [-2, 2] (folded into the first conv), so that the
+    activations' inputs span their interesting range (not a step function)."""
+    model = _acts_graph(rng, size)
+    compare_with_reference(model, rng.uniform(-2, 2, (2, 3, size, size)))
+    fm = load_onnx(model, input_mean=[128.0] * 3, input_std=[64.0] * 3)
     return quantize(fm, rng.integers(0, 256, (6, 3, size, size)), ratio=TINY.ratio,
                     spec=TINY.numeric, report=False)
 
@@ -60,8 +69,15 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
     assert len({tuple(la.table) for la in luts}) == 4
     assert all(qm.tensors[la.input].signed for la in luts)
     comp = compile_model(qm, TINY)
+    kinds = [r.kind for r in comp.layers if r.where == "accel"]
+    assert kinds.count("conv+lut") == 3 and kinds.count("conv+ob") == 1
+    assert sum(t.offset == 128 for t in comp.tensors.values()) == 3
     rep = {r.name: r for r in comp.layers}
-    fused = [la for la in luts[:3]]
+    # the one whose conv output is also concatenated is not fused
+    readers = {la.input: sum(la.input in layer_inputs(x) for x in qm.layers) for la in luts}
+    fused = [la for la in luts if readers[la.input] == 1]
+    last = next(la for la in luts if readers[la.input] == 2)
+    assert len(fused) == 3
     for la in fused:
         assert (rep[la.name].where, rep[la.name].kind) == ("free", "lut:fused")
         conv = producer[la.input]
@@ -69,7 +85,6 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
         assert la.input not in comp.tensors and la.output in comp.tensors
     # the fourth: its conv output is also concatenated, so it is stored and the table runs on
     # the host, with the reason
-    last = luts[3]
     assert rep[last.name].where == "cpu"
     assert "also read by another layer" in rep[last.name].cpu_reason
     assert rep[producer[last.input].name].kind == "conv"
@@ -87,9 +102,12 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
             op, f = decode(bytes(comp.image[off:off + 32]))
             if op == Opcode.STORE and f["lut_en"]:
                 tables.add(f["lut_addr"])
-    assert len(tables) == 3
+    assert len(tables) == 4                    # three fused tables, one identity table
     got = {bytes(comp.image[a - comp.base:a - comp.base + 256]) for a in tables}
-    assert got == {bytes((la.table & 0xFF).astype(np.uint8)) for la in fused}
+    # entries: golden's table plus the output's offset (offset-binary) as stored bytes
+    want = {bytes(((la.table + comp.tensors[la.output].offset) & 0xFF).astype(np.uint8))
+            for la in fused}
+    assert got == want | {bytes(range(256))}
     # the ISA simulator, bit-exact with golden, every stored layer; the LUT inputs cover both
     # signs and many levels on purpose
     for img in _images(rng):
@@ -107,13 +125,16 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
 
 
 def test_fused_tables_bit_exact_on_rtl_with_random_stalls(rng):
-    """The three fused tables and the host table on the Amaranth RTL (random AXI stalls and
-    latencies): every stored tensor equals golden."""
+    """The three fused tables, the identity table and the offset-binary tensors, the host table
+    and the host concat on the Amaranth RTL (random AXI stalls and latencies): every stored
+    tensor equals golden."""
     from e2e_util import run_e2e
     qm = _quantized(rng, size=4)
     img = rng.integers(0, 256, (3, 4, 4))
     comp, _ = run_e2e(qm, TINY, [img], mem_mode="random", seed=int(rng.integers(1 << 30)))
     assert sum(r.kind == "conv+lut" for r in comp.layers) == 3
+    assert sum(r.kind == "conv+ob" for r in comp.layers) == 1
+    assert sum(t.offset == 128 for t in comp.tensors.values()) == 3
 
 
 def _lut_model(rng, *, out_signed: bool, shape=(3, 4, 4)):
@@ -204,13 +225,6 @@ def test_signed_tensors_offset_binary_feed_accelerated_convs(rng):
     assert want[b_out].min() < 0 < want[b_out].max() and want[d_out].min() < 0 < want[d_out].max()
     assert all(len(np.unique(want[t])) > 20 for t in (hs_out, b_out))
 
-
-def test_offset_binary_bit_exact_on_rtl_with_random_stalls(rng):
-    from e2e_util import run_e2e
-    qm = _offset_graph(rng, 4)
-    comp, _ = run_e2e(qm, TINY, [rng.integers(0, 256, (3, 4, 4))], mem_mode="random",
-                      seed=int(rng.integers(1 << 30)))
-    assert sum(t.offset == 128 for t in comp.tensors.values()) == 3
 
 
 def test_offset_binary_reader_whose_folded_bias_may_overflow_runs_on_the_host(rng):
