@@ -395,6 +395,10 @@ class Compiled:
                       if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
                 f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
+        ob = [n for n, t in self.tensors.items() if t.offset]
+        if ob:
+            lines.append("signed tensors stored offset-binary (x + 2**(bits-1)) for the "
+                         "unpadded convs reading them on the accelerator: " + ", ".join(ob))
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:

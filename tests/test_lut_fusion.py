@@ -91,6 +91,7 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
     assert comp.unstored == {la.input for la in fused}
     text = comp.report()
     assert "lookup tables fused into the conv's STORE" in text and "conv+lut" in text
+    assert "stored offset-binary" in text
     # one STORE per pixel tile of each fused conv carries a table; the table bytes in the image
     # are golden's table (signed outputs as their two's complement bytes)
     tables = set()
