@@ -145,7 +145,7 @@ def rtl_run(qm, comp, img: np.ndarray, cfg) -> dict:
                                                                       1)})
                 names = step.layers
                 what = (f"RTL {len(names)} layer(s) {names[0]} .. {names[-1]}: "
-                        f"{st['cycles']:,} cycles (model {mc:+,} = "
+                        f"{st['cycles']:,} cycles (model {mc:,}, "
                         f"{(mc - st['cycles']) / st['cycles']:+.2%})")
             else:
                 layer = layers[step.layer]
