@@ -228,6 +228,8 @@ def run_net(name: str, n_calib: int, seed: int, isa: bool = False, rtl: bool = F
             reference.run(qm, calib[0].astype(np.uint8), timings=tm)
             runs.append(tm)
         host_s = sum(float(np.median([r[n] for r in runs])) for n in host)
+        # a shared machine inflates the measured host time: say how loaded it was
+        row["load_avg_1min"] = round(os.getloadavg()[0], 2)
         reasons: dict = {}
         for r in comp.layers:
             if r.where == "cpu":
