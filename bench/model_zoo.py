@@ -22,7 +22,16 @@ torch 2.14.1, the ``qat`` extra pins torch 2.13.0); never needed by the tests or
 Writes ``bench/results/model_zoo.json``, ``.md`` and ``.png`` (the plot needs matplotlib;
 ``--render-only`` redraws the markdown and the plot from the JSON).
 
-Usage: ``python bench/model_zoo.py [--nets resnet18,mobilenet_v2] [--calib N] [--isa] [--out DIR]``
+``--rtl resnet50,mobilenet_v2`` also runs those networks' compiled programs through the z020 RTL
+under Verilator (the build is cached in ``~/.cache/ilmpq/verilator``), memory at the Zynq HP
+timing of ``bench/resnet18.py``: one image, the accelerator programs on the RTL and the host
+layers in golden's integer op between them as the compiler placed them; after every step each
+layer's stored tensor is read back and compared with golden (``np.testing.assert_array_equal``),
+and every program's RTL cycles with the cycle model's. Progress per step goes to stdout.
+Networks not run keep their earlier rows in the JSON (each row carries its date).
+
+Usage: ``python bench/model_zoo.py [--nets resnet18,mobilenet_v2] [--calib N] [--isa]
+[--rtl NETS] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -82,7 +91,95 @@ def cosine_centred(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den else float("nan")
 
 
-def run_net(name: str, n_calib: int, seed: int, isa: bool = False) -> dict:
+def rtl_run(qm, comp, img: np.ndarray, cfg) -> dict:
+    """``comp`` on the Verilator RTL of ``cfg`` (accelerator programs on the RTL, host layers
+    with golden's op as the driver runs them), every layer's tensor against golden right after
+    the step that wrote it; per program RTL against cycle-model cycles at the same memory
+    timing."""
+    from ilmpq.firmware import cyclemodel as cm
+    from ilmpq.firmware.compiler import AccelStep
+    from ilmpq.firmware.driver import run_sync
+    from ilmpq.firmware.sim.isasim import cpu_inputs, cpu_layer
+    from ilmpq.golden import reference
+    sys.path.insert(0, str(ROOT / "bench"))
+    from resnet18 import MEMORY, _Rtl
+
+    t0 = time.perf_counter()
+    want = reference.run(qm, img, spec=cfg.numeric)
+    rtl = _Rtl(cfg, comp.size, MEMORY)
+    log(f"  RTL ready ({'cached' if rtl.setup['build_cached'] else 'fresh'} Verilator build, "
+        f"{rtl.setup['total_s']:.0f} s)")
+    est = cm.estimate(comp, memory=MEMORY)
+    layers = {la.name: la for la in qm.layers}
+    drv = rtl.drv
+    checked: list[str] = []
+    bad: list[str] = []
+    progs: list[dict] = []
+    n_steps = len(comp.steps)
+
+    async def check(names):
+        for n in names:
+            t = comp.tensors[layers[n].output]
+            got = t.from_memory(await drv.t.mem_read(t.addr, t.nbytes))
+            try:
+                np.testing.assert_array_equal(got, want[layers[n].output])
+            except AssertionError:
+                bad.append(n)
+            checked.append(n)
+
+    async def go():
+        await drv.load(comp)
+        inp = comp.tensors[comp.input]
+        await drv.t.mem_write(inp.addr, inp.to_memory(np.asarray(img, np.int64)))
+        pi = 0
+        for k, step in enumerate(comp.steps, 1):
+            t = time.perf_counter()
+            if isinstance(step, AccelStep):
+                st = await drv.run_program(step.prog_addr, step.n_instr, comp.window,
+                                           comp.arena, step.prog_tag)
+                mc = est.programs[pi].counters["cycles"]
+                pi += 1
+                progs.append({"layers": f"{step.layers[0]} .. {step.layers[-1]}",
+                              "n_layers": len(step.layers), "rtl_cycles": int(st["cycles"]),
+                              "model_cycles": int(mc), "sim_s": round(time.perf_counter() - t,
+                                                                      1)})
+                names = step.layers
+                what = (f"RTL {len(names)} layer(s) {names[0]} .. {names[-1]}: "
+                        f"{st['cycles']:,} cycles (model {mc:,}, "
+                        f"{(mc - st['cycles']) / st['cycles']:+.2%})")
+            else:
+                layer = layers[step.layer]
+                raw = {n: await drv.t.mem_read(comp.tensors[n].addr, comp.tensors[n].nbytes)
+                       for n in cpu_inputs(layer)}
+                await drv.t.mem_write(*cpu_layer(comp, layer, raw))
+                names = [step.layer]
+                what = f"host {step.layer}"
+            nbad = len(bad)
+            await check(names)
+            log(f"  [{k}/{n_steps}] {what}, {'bit-exact' if len(bad) == nbad else 'DIFFERS'} "
+                f"({time.perf_counter() - t:.1f} s)")
+
+        # layers no step runs (free: e.g. a flatten that is a view of its input's storage)
+        rest = [n for n in layers if n not in set(checked)]
+        await check(rest)
+        if rest:
+            log(f"  {len(rest)} layer(s) without a step of their own "
+                f"({', '.join(rest[:3])}{' ..' if len(rest) > 3 else ''}): "
+                f"{'bit-exact' if not set(rest) & set(bad) else 'DIFFERS'}")
+
+    run_sync(go())
+    rtl_cycles = sum(p["rtl_cycles"] for p in progs)
+    return {"rtl_layers_checked": len(checked), "rtl_layers": len(qm.layers),
+            "rtl_bit_exact": not bad and len(checked) == len(qm.layers), "rtl_mismatch": bad[:5],
+            "rtl_cycles": rtl_cycles, "rtl_model_cycles": int(est.cycles),
+            "rtl_model_error": (est.cycles - rtl_cycles) / rtl_cycles if rtl_cycles else None,
+            "rtl_programs": progs, "rtl_memory": {"read_latency": MEMORY.read_latency,
+                                                  "write_latency": MEMORY.write_latency},
+            "rtl_build_cached": rtl.setup["build_cached"],
+            "rtl_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run_net(name: str, n_calib: int, seed: int, isa: bool = False, rtl: bool = False) -> dict:
     from ilmpq.firmware import cyclemodel as cm
     from ilmpq.firmware.compiler import compile_model
     from ilmpq.golden import reference
@@ -131,6 +228,8 @@ def run_net(name: str, n_calib: int, seed: int, isa: bool = False) -> dict:
             reference.run(qm, calib[0].astype(np.uint8), timings=tm)
             runs.append(tm)
         host_s = sum(float(np.median([r[n] for r in runs])) for n in host)
+        # a shared machine inflates the measured host time: say how loaded it was
+        row["load_avg_1min"] = round(os.getloadavg()[0], 2)
         reasons: dict = {}
         for r in comp.layers:
             if r.where == "cpu":
@@ -160,6 +259,13 @@ def run_net(name: str, n_calib: int, seed: int, isa: bool = False) -> dict:
                     "host_macs": sum(r.macs for r in comp.layers if r.where == "cpu"),
                     "gmacs": sum(l.macs for l in est.layers) / 1e9,
                     "gmacs_all": sum(r.macs for r in comp.layers) / 1e9})
+        if rtl:
+            try:
+                row.update(rtl_run(qm, comp, calib[0].astype(np.int64), cfg))
+            except Exception as e:  # noqa: BLE001 - reported with the row
+                row["rtl_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:600]
+                if os.environ.get("ILMPQ_DEBUG"):
+                    traceback.print_exc()
     except Exception as e:  # noqa: BLE001 - the report names where each network stops
         row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:600]
         if os.environ.get("ILMPQ_DEBUG"):
@@ -207,6 +313,31 @@ def markdown(res: dict) -> str:
                       f"networks run ({', '.join(exact)})."
                   + "".join(f" {r['net']} differs at {', '.join(r['isa_mismatch'])}."
                             for r in isa if not r["isa_bit_exact"])]
+    rtl = [r for r in res["nets"] if "rtl_bit_exact" in r or "rtl_error" in r]
+    if rtl:
+        mem = next((r["rtl_memory"] for r in rtl if "rtl_memory" in r), None)
+        lines += ["", "## Bit-exact RTL runs (Verilator, z020)", "",
+                  "One image (the first calibration image) through the z020 RTL under Verilator"
+                  + (f", memory read latency {mem['read_latency']} / write latency "
+                     f"{mem['write_latency']} cycles" if mem else "")
+                  + ": the accelerator programs on the RTL, the host layers in golden's integer "
+                  "op between them as the compiler placed them; after every step each layer's "
+                  "stored tensor is compared with golden's (`np.testing.assert_array_equal`). "
+                  "Cycles are the RTL's accelerator programs against the cycle model at the same "
+                  "memory timing.", "",
+                  "| network | layers checked | bit-exact | programs | RTL cycles | cycle model | "
+                  "model error | wall s (with setup) |", "|---|---|---|---|---|---|---|---|"]
+        for r in rtl:
+            if "rtl_error" in r:
+                err = r["rtl_error"].replace("|", "\\|")
+                lines.append(f"| {r['net']} | – | – | – | – | – | – | {err} |")
+                continue
+            why = ", ".join(r["rtl_mismatch"]) or "not every layer checked"
+            lines.append(
+                f"| {r['net']} | {r['rtl_layers_checked']} of {r['rtl_layers']} | "
+                f"{'yes' if r['rtl_bit_exact'] else 'no: ' + why} | "
+                f"{len(r['rtl_programs'])} | {r['rtl_cycles']:,} | {r['rtl_model_cycles']:,} | "
+                f"{100 * r['rtl_model_error']:+.2f} % | {r['rtl_seconds']:.0f} |")
     lines += ["",
               "![accelerator and host time per network](model_zoo.png)"]
     return "\n".join(lines) + "\n"
@@ -249,6 +380,9 @@ def main(argv=None) -> int:
     ap.add_argument("--isa", action="store_true",
                     help="also run each compiled network on the ISA simulator (accelerator "
                          "segments and host steps) and compare every tensor with golden")
+    ap.add_argument("--rtl", default="", metavar="NETS",
+                    help="comma-separated networks (of --nets) to also run through the z020 RTL "
+                         "under Verilator, every layer against golden")
     ap.add_argument("--render-only", action="store_true",
                     help="rewrite the markdown and the plot from the existing JSON")
     args = ap.parse_args(argv)
@@ -265,14 +399,32 @@ def main(argv=None) -> int:
               "(torch 2.14.1, torchvision 0.29.1)", file=sys.stderr)
         return 2
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    rtl = {n.strip() for n in args.rtl.split(",") if n.strip()}
+    if rtl - set(nets):
+        print(f"error: --rtl names {', '.join(sorted(rtl - set(nets)))}, which --nets does not "
+              f"run; allowed: networks of --nets ({', '.join(nets)})", file=sys.stderr)
+        return 2
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     rows = []
     for i, name in enumerate(nets, 1):
         log(f"{i}/{len(nets)} {name} (exports cached in {CACHE})")
-        r = run_net(name, args.calib, args.seed, args.isa)
+        r = run_net(name, args.calib, args.seed, args.isa, name in rtl)
+        r["date"] = date
         log(f"  -> {r['stage']}" + (f": {r['error'][:160]}" if "error" in r else
                                     f", {r['fps_accel']:.1f} fps, {100 * r['utilization']:.1f} %"))
         rows.append(r)
-    res = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    # the networks this run did not repeat keep their earlier rows (with the earlier date), in
+    # the order of NETS
+    old_path = args.out / "model_zoo.json"
+    if old_path.exists():
+        old = json.loads(old_path.read_text())
+        if (old.get("calib"), old.get("seed")) == (args.calib, args.seed):
+            ran = {r["net"] for r in rows}
+            rows += [dict(r, date=r.get("date", old["date"])) for r in old["nets"]
+                     if r["net"] not in ran]
+            order = {n: i for i, n in enumerate(NETS)}
+            rows.sort(key=lambda r: order.get(r["net"], len(order)))
+    res = {"date": date,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "calib": args.calib,
            "seed": args.seed, "nets": rows}
     args.out.mkdir(parents=True, exist_ok=True)
