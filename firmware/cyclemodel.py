@@ -855,12 +855,29 @@ class _Model:
             waited = sim.now > t_take
             yield max(0.0, max(t_take + cal.la_cmd, sim.now + 1 if waited else 0) - sim.now)
             tile.load_start = sim.now
-            yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
-            yield cal.la_done + self.la_words - 1      # a beat holding k words takes k cycles
+            if f["gather"]:
+                # a gathering load: one step a cycle per beat of a row and per zero beat its
+                # segments reach past it; a beat holding k words takes k cycles to write
+                row_cycles, tail = self._gather_steps(f)
+                yield self._read(_ACT, f["beats"], f["row_beats"] / row_cycles, sim.now).ev
+                yield cal.la_done + tail
+            else:
+                yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
+                yield cal.la_done + self.la_words - 1  # a beat holding k words takes k cycles
             tile.load_done = sim.now
             self.la_done.incr()
             self.unit_end["la"] = sim.now
             n += 1
+
+    def _gather_steps(self, f) -> tuple[int, int]:
+        """``(cycles a raw row takes, cycles after the stream's last beat to DONE)`` of a
+        gathering LOAD_ROWS (hdl/loaders.py: steps ``min(qb, 0) .. max(qb + out - 1 + e,
+        row_beats - 1)``, an output beat's ``k`` words written one a cycle, then GFLUSH)."""
+        qb, e = f["shift"] >> 3, int(f["shift"] % 8 != 0)
+        out = f["pix"] * f["seg_beats"]
+        jmin, jmax = min(qb, 0), max(qb + out - 1 + e, f["row_beats"] - 1)
+        k = self.la_words
+        return jmax - jmin + 1 + out * (k - 1), jmax - (f["row_beats"] - 1) + max(1, k - 1)
 
     def weight_loader(self):
         cal, sim = self.cal, self.sim

@@ -101,6 +101,18 @@ class LoadRows(data.Struct):
     addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
     beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
     wait_stores: unsigned(32)   #: start only after this many STOREs completed (absolute count)
+    # gather mode (``gather = 1``, the stem input; docs/architecture.md, *The network input*):
+    # the ``beats`` are whole raw rows of ``row_beats`` beats; row ``r`` supplies the beats
+    # ``[shift + 8*k, +8)`` of its bytes (zero outside the row), ``k < pix * seg_beats``, beat ``k``
+    # into buffer beat ``((r // seg_rows) * pix + k // seg_beats) * pix_beats
+    # + (r % seg_rows) * seg_beats + k % seg_beats`` (bits 88..150)
+    gather: unsigned(1)
+    row_beats: unsigned(12)     #: beats of one raw row in DRAM
+    shift: signed(16)           #: byte offset of the first segment in its row (may be < 0)
+    seg_beats: unsigned(8)      #: beats of one segment (one raw row's share of a pixel)
+    seg_rows: unsigned(4)       #: raw rows (segments) of one stored row (pixel)
+    pix: unsigned(12)           #: stored pixels of one stored row
+    pix_beats: unsigned(10)     #: buffer beats from one stored pixel to the next
 
 
 class LoadWeights(data.Struct):

@@ -1,7 +1,7 @@
 """The load units: LOAD_ROWS (activations into the activation buffer) and LOAD_WEIGHTS (weight
 package streams into the weight buffer)."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,12 +19,21 @@ class ActLoader(wiring.Component):
     The beats are re-cut into buffer words of ``tn`` bytes (several beats per word when a word is
     wider than a beat, several words per beat, one per cycle, when it is narrower).
 
+    A gathering LOAD_ROWS (``gather = 1``, hdl/isa.py ``LoadRows``) cuts the stream into raw rows
+    of ``row_beats`` beats and, per row, writes the beats ``[shift + 8*k, +8)`` of the row (zero
+    outside it: one byte rotator and a register of the previous beat) to buffer beat
+    ``((r // seg_rows) * pix + k // seg_beats) * pix_beats + (r % seg_rows) * seg_beats +
+    k % seg_beats``, with counters only: one step a cycle, a step per beat of the row plus the
+    zero beats before or after it that the segments reach. A buffer word wider than a beat is
+    written beat by beat (``wr_en`` has one bit per beat of a word).
+
     Members
     -------
     instr : In(stream.Signature(LoadRows))
     rd_cmd : Out(stream.Signature(DmaCmd)); rd_data : In(stream.Signature(axi_data_width))
     wr_addr, wr_data, wr_en : Out
-        Write port of the activation buffer (``tn * 8`` bits wide).
+        Write port of the activation buffer (``tn * 8`` bits wide; ``wr_en``: one bit per beat
+        of a word, or one bit when a word is not wider than a beat).
     c_done : In(32)
         COMPUTE instructions completed; LOAD_ROWS ``n`` starts when ``n - c_done <= 1``.
     s_done : In(32)
@@ -43,13 +52,15 @@ class ActLoader(wiring.Component):
                              f"must divide one another")
         self.config = config
         self._abits = (config.act_depth - 1).bit_length()
+        #: write-enable bits of the activation buffer (its write granularity is a beat)
+        self.wr_lanes = max(1, wb // B)
         super().__init__({
             "instr": In(stream.Signature(LoadRows)),
             "rd_cmd": Out(stream.Signature(DmaCmd)),
             "rd_data": In(stream.Signature(B)),
             "wr_addr": Out(self._abits),
             "wr_data": Out(wb),
-            "wr_en": Out(1),
+            "wr_en": Out(self.wr_lanes),
             "c_done": In(32),
             "s_done": In(32),
             "done_count": Out(32),
@@ -79,6 +90,80 @@ class ActLoader(wiring.Component):
             part = Signal(range(k + 1))
             hold = Signal(B)
 
+        # ---- gathering loads (``gather``): counters, the byte rotator and the writes ----------
+        lanes = self.wr_lanes
+        g_ok = Const(int((lanes & (lanes - 1)) == 0), 1)   # beat slots map to words by bits
+        sbits = 26
+        g_j = Signal(signed(sbits))          # index of the row's beat at this step (may be < 0)
+        g_prev = Signal(B)
+        g_i = Signal(8)                      # beat within the segment
+        g_dy = Signal(4)                     # raw row within the stored row
+        g_dybase = Signal(24)                # g_dy * seg_beats
+        g_rowbase = Signal(24)               # first beat slot of the stored row
+        g_slot = Signal(24)                  # beat slot of the next output beat
+        g_out = Signal(20)                   # output beats of a row (pix * seg_beats)
+        g_rowslots = Signal(24)              # beat slots of a stored row (pix * pix_beats)
+        g_qb = Signal(signed(sbits))
+        g_rb = Signal(3)
+        g_e = Signal()
+        m.d.comb += [g_qb.eq(ins.shift >> 3), g_rb.eq(ins.shift[:3]), g_e.eq(g_rb != 0)]
+        g_lo = Signal(signed(sbits))         # steps that emit: [g_lo, g_hi]
+        g_hi = Signal(signed(sbits))
+        g_jmin = Signal(signed(sbits))
+        g_jmax = Signal(signed(sbits))
+        m.d.comb += [
+            g_lo.eq(g_qb + g_e),
+            g_hi.eq(g_qb + g_out - 1 + g_e),
+            g_jmin.eq(Mux(g_qb < 0, g_qb, 0)),
+            g_jmax.eq(Mux(g_hi > ins.row_beats - 1, g_hi, ins.row_beats - 1)),
+        ]
+        g_real = Signal()                    # this step takes a beat of the row
+        g_cur = Signal(B)
+        g_emit = Signal()
+        g_go = Signal()
+        g_idle = Signal()                    # no held beat still being written
+        g_outbeat = Signal(B)
+        m.d.comb += [
+            g_real.eq((g_j >= 0) & (g_j < ins.row_beats)),
+            g_cur.eq(Mux(g_real, self.rd_data.payload, 0)),
+            g_emit.eq((g_j >= g_lo) & (g_j <= g_hi)),
+            g_outbeat.eq(Mux(g_e, Cat(g_prev, g_cur).bit_select(Cat(Const(0, 3), g_rb), B),
+                             g_cur)),
+        ]
+        gathering = Signal()
+        if wb >= B:
+            lb = (lanes - 1).bit_length()
+            m.d.comb += [g_idle.eq(1), g_go.eq(gathering & (~g_real | self.rd_data.valid))]
+            with m.If(g_go & g_emit & (g_slot < half_beats)):
+                m.d.comb += [
+                    self.wr_en.eq(Const(1, lanes) << g_slot[:lb] if lb else 1),
+                    self.wr_addr.eq(Cat(g_slot[lb:lb + self._abits - 1], n[0])),
+                    self.wr_data.eq(Cat(*([g_outbeat] * lanes))),
+                ]
+        else:
+            kw_ = B // wb
+            lb = (kw_ - 1).bit_length()
+            g_part = Signal(range(kw_))
+            g_hold = Signal(B)
+            g_hslot = Signal(24)
+            m.d.comb += [g_idle.eq(g_part == 0),
+                         g_go.eq(gathering & g_idle & (~g_real | self.rd_data.valid))]
+            with m.If(g_go & g_emit & (g_slot < half_beats)):
+                m.d.comb += [
+                    self.wr_en.eq(1),
+                    self.wr_addr.eq(Cat(Const(0, lb), g_slot[:self._abits - 1 - lb], n[0])),
+                    self.wr_data.eq(g_outbeat[:wb]),
+                ]
+                m.d.sync += [g_hold.eq(g_outbeat), g_hslot.eq(g_slot), g_part.eq(1)]
+            with m.Elif(g_part != 0):
+                m.d.comb += [
+                    self.wr_en.eq(1),
+                    self.wr_addr.eq(Cat(g_part, g_hslot[:self._abits - 1 - lb], n[0])),
+                    self.wr_data.eq(g_hold.word_select(g_part, wb)),
+                ]
+                m.d.sync += g_part.eq(Mux(g_part == kw_ - 1, 0, g_part + 1))
+        m.d.comb += self.rd_data.ready.eq(g_go & g_real)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
@@ -87,7 +172,21 @@ class ActLoader(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                with m.If((ins.beats == 0) | (ins.beats > half_beats)):
+                with m.If(ins.gather):
+                    # the bounds of the writes are checked as they happen (``slot``)
+                    with m.If(~g_ok | (ins.beats == 0) | (ins.beats > MAX_COMMAND_BEATS) |
+                              (ins.row_beats == 0) | (ins.seg_beats == 0) |
+                              (ins.seg_rows == 0) | (ins.pix == 0) |
+                              (ins.pix_beats < ins.seg_rows * ins.seg_beats)):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "HALT"
+                    with m.Else():
+                        m.d.sync += [
+                            g_out.eq(ins.pix * ins.seg_beats),
+                            g_rowslots.eq(ins.pix * ins.pix_beats),
+                        ]
+                        m.next = "WAIT"
+                with m.Elif((ins.beats == 0) | (ins.beats > half_beats)):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Else():
@@ -108,6 +207,12 @@ class ActLoader(wiring.Component):
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0)]
                     m.next = "DATA"
+                    with m.If(ins.gather):
+                        m.d.sync += [
+                            g_j.eq(g_jmin), g_prev.eq(0), g_i.eq(0), g_dy.eq(0),
+                            g_dybase.eq(0), g_rowbase.eq(0), g_slot.eq(0),
+                        ]
+                        m.next = "GDATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
                 base = Cat(word[:self._abits - 1], n[0])
@@ -119,7 +224,7 @@ class ActLoader(wiring.Component):
                         m.d.sync += shreg.eq(full)
                         m.d.sync += beats_left.eq(beats_left - 1)
                         with m.If(part == k - 1):
-                            m.d.comb += [self.wr_en.eq(1), self.wr_addr.eq(base),
+                            m.d.comb += [self.wr_en.eq(-1), self.wr_addr.eq(base),
                                          self.wr_data.eq(full)]
                             m.d.sync += [part.eq(0), word.eq(word + 1)]
                         with m.Else():
@@ -145,6 +250,46 @@ class ActLoader(wiring.Component):
                                 m.next = "DONE"
                         with m.Else():
                             m.d.sync += part.eq(part + 1)
+            with m.State("GDATA"):
+                m.d.comb += [self.busy.eq(1), gathering.eq(1)]
+                with m.If(g_go):
+                    m.d.sync += g_prev.eq(g_cur)
+                    with m.If(g_real):
+                        m.d.sync += beats_left.eq(beats_left - 1)
+                    with m.If(g_emit):
+                        with m.If(g_slot >= half_beats):
+                            m.d.sync += self.error.eq(1)
+                            m.next = "HALT"
+                        with m.If(g_i == ins.seg_beats - 1):
+                            m.d.sync += [g_i.eq(0),
+                                         g_slot.eq(g_slot + ins.pix_beats - ins.seg_beats + 1)]
+                        with m.Else():
+                            m.d.sync += [g_i.eq(g_i + 1), g_slot.eq(g_slot + 1)]
+                    with m.If(g_j == g_jmax):
+                        # the row's last step: the next row (of this stored row or the next)
+                        m.d.sync += [g_j.eq(g_jmin), g_i.eq(0), g_prev.eq(0)]
+                        with m.If(g_dy == ins.seg_rows - 1):
+                            m.d.sync += [g_dy.eq(0), g_dybase.eq(0),
+                                         g_rowbase.eq(g_rowbase + g_rowslots),
+                                         g_slot.eq(g_rowbase + g_rowslots)]
+                        with m.Else():
+                            m.d.sync += [g_dy.eq(g_dy + 1),
+                                         g_dybase.eq(g_dybase + ins.seg_beats),
+                                         g_slot.eq(g_rowbase + g_dybase + ins.seg_beats)]
+                        with m.If(beats_left == g_real):
+                            # the stream's last row: it must complete a stored row
+                            with m.If(g_dy != ins.seg_rows - 1):
+                                m.d.sync += self.error.eq(1)
+                                m.next = "HALT"
+                            with m.Else():
+                                m.next = "GFLUSH"
+                    with m.Else():
+                        m.d.sync += g_j.eq(g_j + 1)
+            with m.State("GFLUSH"):
+                # the last beat's remaining words (words narrower than a beat)
+                m.d.comb += self.busy.eq(1)
+                with m.If(g_idle):
+                    m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [self.done_count.eq(self.done_count + 1), n.eq(n + 1)]
