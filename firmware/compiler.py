@@ -546,8 +546,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         # the first conv reading the raw image directly is cheaper than any stored layout
         direct, why = _direct_plan(model, cfg)
         gather, _ = _gather_plan(model, cfg)
-        if gather is not None and (direct is None or
-                                   gather.sets_per_pixel <= direct.sets_per_pixel):
+        if gather is not None and gather.sets_per_pixel <= (
+                direct.sets_per_pixel if direct is not None else
+                # the stored layout's (natural channels on tn lanes) when phases do not fit
+                gather.layer.kernel[0] * gather.layer.kernel[1] *
+                -(-gather.layer.weight.shape[1] // cfg.tn)):
             direct = gather
         if direct is not None:
             plan, layout_why, fold_layer = direct, "", None

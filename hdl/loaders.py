@@ -131,6 +131,8 @@ class ActLoader(wiring.Component):
                              g_cur)),
         ]
         gathering = Signal()
+        g_short = Signal()
+        m.d.comb += g_short.eq(g_real & (beats_left == 0))
         if wb >= B:
             lb = (lanes - 1).bit_length()
             m.d.comb += [g_idle.eq(1), g_go.eq(gathering & (~g_real | self.rd_data.valid))]
@@ -251,8 +253,12 @@ class ActLoader(wiring.Component):
                         with m.Else():
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
-                m.d.comb += [self.busy.eq(1), gathering.eq(1)]
-                with m.If(g_go):
+                m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
+                with m.If(g_short):
+                    # ``beats`` is not a whole number of rows: the stream ended inside a row
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(g_go):
                     m.d.sync += g_prev.eq(g_cur)
                     with m.If(g_real):
                         m.d.sync += beats_left.eq(beats_left - 1)
