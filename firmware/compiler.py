@@ -97,6 +97,9 @@ class TensorPlacement:
     #: A stored layout that gathering LOAD_ROWS build from the raw image rows at ``addr``
     #: (:func:`_gather_plan`): their ``hdl/isa.py`` ``LoadRows`` gather fields.
     gather: dict | None = None
+    #: A view of another tensor's pixels ``(sy*r, sx*c)`` that strided LOAD_ROWS read
+    #: (:func:`_strided_view`): their ``hdl/isa.py`` ``LoadRows`` strided fields.
+    strided: dict | None = None
     _index: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def _gather(self) -> np.ndarray:
@@ -1426,6 +1429,9 @@ def _load_rows(src, r0: int, r1: int, beats: int, producer) -> bytes:
     """The LOAD_ROWS of rows ``[r0, r1)`` of ``src`` (``beats`` beats), waiting for the STOREs
     of ``producer`` that write them; for a gathered layout a gathering one of the raw rows
     ``seg_rows * r0 ..`` at ``src.addr``."""
+    if src.strided is not None:
+        return encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.strided["row_stride"],
+                      beats=beats, wait_stores=_tile_wait(producer, r1), **src.strided)
     if src.gather is not None:
         g = dict(src.gather)
         row_bytes = g.pop("row_bytes")
@@ -1453,6 +1459,40 @@ def _tile_wait(producer, r1: int) -> int:
     return base + sum(1 for oy0, _ in rows if oy0 < r1)
 
 
+def _strided_view(layer: ConvLayer, model, cfg: HWConfig, tensors: dict, producers: dict):
+    """A 1x1 convolution with a stride and no padding reads only the pixels it uses: the same
+    layer with stride 1 on a view of its input's pixels ``(sy*r, sx*c)`` that strided LOAD_ROWS
+    load (one DMA read per used pixel, or per row when ``sx = 1``), instead of loading whole
+    rows and skipping. ``layer`` itself where that does not apply."""
+    src = tensors.get(layer.input)
+    sy, sx = layer.stride
+    if src is None or src.gather is not None or src.fold is not None or \
+            src.strided is not None or layer.kernel != (1, 1) or (sy, sx) == (1, 1) or \
+            any(layer.padding) or (src.h, src.w) == (1, 1):
+        return layer
+    _, oh, ow = model.tensors[layer.output].shape
+    bb, c_mem = cfg.beat_bytes, src.c_mem
+    if sx > 1:
+        fields = dict(chunk_beats=c_mem // bb, chunks=ow, chunk_stride=sx * c_mem)
+    else:
+        fields = dict(chunk_beats=ow * c_mem // bb, chunks=1, chunk_stride=0)
+    fields["row_stride"] = sy * src.w * c_mem
+    if fields["chunk_beats"] >= 1 << 12 or fields["chunks"] >= 1 << 12 or \
+            fields["chunk_stride"] >= 1 << 16 or fields["row_stride"] >= 1 << 24:
+        return layer
+    name = f"{layer.input}@{sy}x{sx}"
+    if name not in tensors:
+        tensors[name] = TensorPlacement(name, src.addr, src.channels, c_mem, oh, ow, src.perm,
+                                        src.signed, src.bits, strided=fields)
+        spec = model.tensors[layer.input]
+        model.tensors[name] = dataclasses.replace(spec, name=name,
+                                                  shape=(spec.shape[0], oh, ow))
+        if layer.input in producers:      # its rows [a, b) are the view's [ceil(a/sy), ..)
+            base, rows, needs_all = producers[layer.input]
+            producers[name] = (base, [(-(-a // sy), -(-b // sy)) for a, b in rows], needs_all)
+    return dataclasses.replace(layer, input=name, stride=(1, 1))
+
+
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None):
@@ -1460,6 +1500,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling)."""
     name = layer.name
+    layer = _strided_view(layer, model, cfg, tensors, producers)
     src = tensors[layer.input]
     if src.signed:
         raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "

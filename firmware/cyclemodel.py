@@ -472,12 +472,28 @@ class _Read:
         self.milestones = {}          # beat index -> _Event, fired one past that beat's pop
         self.ev = _Event()            # one past the last pop
         self.waiting = None           # the gate the pops wait for
+        #: beats of one DMA command when the read is a sequence of them (a strided LOAD_ROWS):
+        #: bursts never span two commands, and a command's first burst is requested
+        #: ``_CMD_GAP`` cycles after the previous command's last grant (IDLE, CHECK, ACTIVE)
+        self.chunk = None
+
+    def next_len(self, mb: int) -> int:
+        """Beats of the next burst."""
+        left = self.total - self.granted
+        if self.chunk:
+            left = min(left, self.chunk - self.granted % self.chunk)
+        return min(mb, left)
 
     def pop_time(self, k: int) -> float:
         i = bisect.bisect_right(self.offsets, k) - 1
         off, a, _, p0 = self.segs[i]
         j = k - off
         return max(a + j / self.cap, p0 + (j + 1) / self.cap)
+
+
+#: Cycles from a DMA command's last burst grant to the next command's first request (its
+#: ``hdl/dma.py`` read client: IDLE takes the command, CHECK, ACTIVE).
+_CMD_GAP = 3
 
 
 class _Port:
@@ -533,7 +549,8 @@ class _Channel:
         return [r for p in self.ports for r in p.reads]
 
     def read(self, client: int, beats: int, cap: float, active: float, *, prefill: int = 0,
-             gates: dict | None = None, milestones: dict | None = None) -> _Read:
+             gates: dict | None = None, milestones: dict | None = None,
+             chunk: int | None = None) -> _Read:
         """Start a read of ``beats`` beats whose bursts may be requested from ``active`` on.
 
         ``prefill`` beats are already in the client's FIFO at ``active`` (a command that went on
@@ -543,6 +560,7 @@ class _Channel:
         r = _Read(client, int(beats), float(cap), max(active, self.sim.now))
         r.gates = dict(gates or {})
         r.milestones = dict(milestones or {})
+        r.chunk = chunk
         if prefill:
             n = min(int(prefill), r.total)
             r.granted = n
@@ -593,7 +611,7 @@ class _Channel:
         if r.computed == r.total and r.ev.time is None:
             sim.trigger(r.ev, r.last_pop + 1)
         if r.granted < r.total:
-            n = min(self.mb, r.total - r.granted)
+            n = r.next_len(self.mb)
             need = r.granted + n - self.fifo      # beats that must have left the FIFO
             if need <= 0:
                 r.req_at = max(r.req_at, sim.now)
@@ -637,7 +655,7 @@ class _Channel:
         self._poke(port, now + 1)
 
     def _grant(self, port: _Port, r: _Read, now: float):
-        n = min(self.mb, r.total - r.granted)
+        n = r.next_len(self.mb)
         t_ar = now + 1
         first = max(t_ar + self.rl, port.mem_free)      # first beat on R
         port.mem_free = first + n
@@ -647,7 +665,7 @@ class _Channel:
         port.last_client = r.client
         r.pending.append([r.granted, first + self.fifo_lat, n])
         r.granted += n
-        r.req_at = now + 1
+        r.req_at = now + (_CMD_GAP if r.chunk and r.granted % r.chunk == 0 else 1)
         self._advance(r)
         if r.granted == r.total:
             port.reads.remove(r)
@@ -862,7 +880,9 @@ class _Model:
                 yield self._read(_ACT, f["beats"], f["row_beats"] / row_cycles, sim.now).ev
                 yield cal.la_done + tail
             else:
-                yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
+                # a strided load: one DMA command per ``chunk_beats`` (issued beside DATA)
+                yield self._read(_ACT, f["beats"], self.la_cap, sim.now,
+                                 chunk=f["chunk_beats"] or None).ev
                 yield cal.la_done + self.la_words - 1  # a beat holding k words takes k cycles
             tile.load_done = sim.now
             self.la_done.incr()

@@ -113,6 +113,13 @@ class LoadRows(data.Struct):
     seg_rows: unsigned(4)       #: raw rows (segments) of one stored row (pixel)
     pix: unsigned(12)           #: stored pixels of one stored row
     pix_beats: unsigned(10)     #: buffer beats from one stored pixel to the next
+    # strided mode (``chunk_beats != 0``, e.g. the 1x1 stride-2 projections): the ``beats`` come
+    # from DMA reads of ``chunk_beats`` beats, ``chunks`` of them a row ``chunk_stride`` bytes
+    # apart, rows ``row_stride`` bytes apart from ``addr``; written like a plain load (bits 151..214)
+    chunk_beats: unsigned(12)   #: beats of one read (0: one read of ``beats`` from ``addr``)
+    chunks: unsigned(12)        #: reads of one row
+    chunk_stride: unsigned(16)  #: bytes from one read of a row to the next
+    row_stride: unsigned(24)    #: bytes from one row's first read to the next row's
 
 
 class LoadWeights(data.Struct):

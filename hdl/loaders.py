@@ -19,6 +19,11 @@ class ActLoader(wiring.Component):
     The beats are re-cut into buffer words of ``tn`` bytes (several beats per word when a word is
     wider than a beat, several words per beat, one per cycle, when it is narrower).
 
+    A strided LOAD_ROWS (``chunk_beats != 0``) issues its beats as DMA reads of ``chunk_beats``
+    beats (``chunks`` a row, ``chunk_stride`` bytes apart; rows ``row_stride`` bytes apart) while
+    the beats of the earlier reads are written as by a plain load; ``beats`` must be a whole
+    number of rows (else ``error``, before the read that would pass it).
+
     A gathering LOAD_ROWS (``gather = 1``, hdl/isa.py ``LoadRows``) cuts the stream into raw rows
     of ``row_beats`` beats and, per row, writes the beats ``[shift + 8*k, +8)`` of the row (zero
     outside it: one byte rotator and a register of the previous beat) to buffer beat
@@ -166,6 +171,34 @@ class ActLoader(wiring.Component):
                 m.d.sync += g_part.eq(Mux(g_part == kw_ - 1, 0, g_part + 1))
         m.d.comb += self.rd_data.ready.eq(g_go & g_real)
 
+        # ---- strided loads (``chunk_beats``): the chunk issuer, beside the DATA state --------
+        c_pending = Signal()
+        c_issued = Signal(25)
+        c_i = Signal(12)
+        c_addr = Signal(32)
+        c_row = Signal(32)
+        with m.If(c_pending):
+            with m.If(c_issued + ins.chunk_beats > ins.beats):
+                # not a whole number of rows: never read past ``beats``
+                m.d.sync += [self.error.eq(1), c_pending.eq(0)]
+            with m.Else():
+                m.d.comb += [
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.p.addr.eq(c_addr),
+                    self.rd_cmd.p.beats.eq(ins.chunk_beats),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += c_issued.eq(c_issued + ins.chunk_beats)
+                    with m.If(c_issued + ins.chunk_beats == ins.beats):
+                        m.d.sync += c_pending.eq(0)
+                        with m.If(c_i != ins.chunks - 1):
+                            m.d.sync += self.error.eq(1)        # ends inside a row
+                    with m.If(c_i == ins.chunks - 1):
+                        m.d.sync += [c_i.eq(0), c_row.eq(c_row + ins.row_stride),
+                                     c_addr.eq(c_row + ins.row_stride)]
+                    with m.Else():
+                        m.d.sync += [c_i.eq(c_i + 1), c_addr.eq(c_addr + ins.chunk_stride)]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
@@ -174,7 +207,14 @@ class ActLoader(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(ins.gather):
+                with m.If(ins.gather & (ins.chunk_beats != 0)):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif((ins.chunk_beats != 0) &
+                            ((ins.chunks == 0) | (ins.beats == 0) | (ins.beats > half_beats))):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(ins.gather):
                     # the bounds of the writes are checked as they happen (``slot``)
                     with m.If(~g_ok | (ins.beats == 0) | (ins.beats > MAX_COMMAND_BEATS) |
                               (ins.row_beats == 0) | (ins.seg_beats == 0) |
@@ -197,6 +237,12 @@ class ActLoader(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
                     m.next = "CMD"
+                    with m.If(ins.chunk_beats != 0):
+                        # strided: the reads are issued beside DATA (the chunk issuer)
+                        m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
+                                     c_pending.eq(1), c_issued.eq(0), c_i.eq(0),
+                                     c_addr.eq(ins.addr), c_row.eq(ins.addr)]
+                        m.next = "DATA"
                 with m.Else():
                     m.d.comb += self.stall.eq(1)
             with m.State("CMD"):

@@ -67,6 +67,19 @@ def _requant(cfg: HWConfig, acc, bias, mult, shift, res, res_mult, relu: bool):
     return np.clip(y, lo, hi)
 
 
+def _strided_read(cfg: HWConfig, mem: Memory, f: dict, i: int) -> bytes:
+    """The bytes of a strided LOAD_ROWS (``chunk_beats != 0``, hdl/isa.py ``LoadRows``)."""
+    cb, n = f["chunk_beats"], f["chunks"]
+    if f["gather"] or n == 0 or f["beats"] % (cb * n):
+        raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: strided LOAD_ROWS fields {f}")
+    out = bytearray()
+    for r in range(f["beats"] // (cb * n)):
+        for k in range(n):
+            out += mem.read(f["addr"] + r * f["row_stride"] + k * f["chunk_stride"],
+                            cb * cfg.beat_bytes)
+    return bytes(out)
+
+
 def _gather_rows(cfg: HWConfig, raw: bytes, f: dict, i: int, prev) -> np.ndarray:
     """A gathering LOAD_ROWS (hdl/isa.py ``LoadRows``): the buffer half it leaves. Beats it
     does not write keep what ``prev`` (the half's last contents) held there."""
@@ -132,7 +145,10 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
         if op == Opcode.NOP:
             continue
         if op == Opcode.LOAD_ROWS:
-            raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+            if f["chunk_beats"]:
+                raw = _strided_read(cfg, mem, f, i)
+            else:
+                raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
             if f["gather"]:
                 halves[n_load % 2] = _gather_rows(cfg, raw, f, i, halves[n_load % 2])
             else:
