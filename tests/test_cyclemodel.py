@@ -112,6 +112,10 @@ CASES_TILES = [
      lambda b: b.conv("a", "input", 8, 3, padding=1, residual="input")),
     ("two layers, two pixel tiles each: half overlap and the layer barrier", (4, 6, 16),
      lambda b: b.conv("b", b.conv("a", "input", 4, 3, padding=1), 4, 1)),
+    ("1x1 stride 2: strided LOAD_ROWS, a DMA read per used pixel", (8, 8, 8),
+     lambda b: b.conv("a", "input", 8, 1, stride=2, relu=False)),
+    ("1x1 stride (2, 1) on 7x7: strided LOAD_ROWS, a DMA read per used row", (8, 7, 7),
+     lambda b: b.conv("a", "input", 8, 1, stride=(2, 1))),
 ]
 
 
