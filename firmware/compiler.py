@@ -549,12 +549,15 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         # the first conv reading the raw image directly is cheaper than any stored layout
         direct, why = _direct_plan(model, cfg)
         gather, _ = _gather_plan(model, cfg)
-        if gather is not None and gather.sets_per_pixel <= (
-                direct.sets_per_pixel if direct is not None else
-                # the stored layout's (natural channels on tn lanes) when phases do not fit
-                gather.layer.kernel[0] * gather.layer.kernel[1] *
-                -(-gather.layer.weight.shape[1] // cfg.tn)):
-            direct = gather
+        if gather is not None:
+            lay = gather.layer
+            oh, ow = model.tensors[lay.output].shape[1:]
+            # against the phases on the raw bytes, or (when they do not fit) the layer on a
+            # stored layout of its natural channels
+            other = direct.cost(cfg, oh) if direct is not None else _conv_cost(
+                cfg, oh, ow, lay.kernel[0] * lay.kernel[1] * -(-lay.weight.shape[1] // cfg.tn))
+            if gather.cost(cfg, oh) <= other:
+                direct = gather
         if direct is not None:
             plan, layout_why, fold_layer = direct, "", None
     if plan is not None and used is not None:
@@ -893,6 +896,22 @@ class _DirectPlan:
         n = sum(ow_f for _, ow_f in self.phases)
         return sum(c.kernel[0] * c.kernel[1] * (c.weight.shape[1] // self.tn) * ow_f
                    for c, ow_f in self.phases) / n
+
+    def cost(self, cfg: HWConfig, oh: int) -> int:
+        """Estimated PE-array cycles of an mtile over all phases (:func:`_conv_cost`)."""
+        return sum(_conv_cost(cfg, oh, ow_f, c.kernel[0] * c.kernel[1] *
+                              (c.weight.shape[1] // self.tn)) for c, ow_f in self.phases)
+
+
+def _conv_cost(cfg: HWConfig, oh: int, ow: int, sets: int) -> int:
+    """Estimated cycles of one mtile of a conv with ``sets`` weight sets a pixel on an
+    ``oh x ow`` output: per pixel tile (whole rows up to ``acc_depth`` pixels) every set takes
+    its pixels' beats, or the beats of loading the set when the tile has fewer pixels (the
+    weight port delivers one beat a cycle)."""
+    rows = max(1, min(oh, cfg.acc_depth // max(1, ow)))
+    set_beats = cfg.words_per_set * cfg.wbuf_word_beats
+    full, last = divmod(oh, rows)
+    return sets * (full * max(rows * ow, set_beats) + (max(last * ow, set_beats) if last else 0))
 
 
 def _direct_plan(model: QModel, cfg: HWConfig):

@@ -8,7 +8,9 @@ order, to the queue of the unit that executes it:
 opcode         unit    what it does
 =============  ======  ===================================================================
 LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
-                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``).
+                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``);
+                       strided (``chunk_beats``: a read per used pixel or row) or gathering
+                       (``gather``: raw rows folded into stored pixels), see LoadRows.
 LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
                        ``k`` of the stream must carry sequence number ``seq_base + k``,
                        and the stream must end where a package ends (else WPKG_LENGTH).
