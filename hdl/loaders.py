@@ -112,15 +112,19 @@ class ActLoader(wiring.Component):
         g_rb = Signal(3)
         g_e = Signal()
         m.d.comb += [g_qb.eq(ins.shift >> 3), g_rb.eq(ins.shift[:3]), g_e.eq(g_rb != 0)]
+        # the steps of a row and those that emit, registered while the load waits (WAIT: at
+        # least one cycle after CHECK set ``g_out``) so no adder feeds a comparator in GDATA
         g_lo = Signal(signed(sbits))         # steps that emit: [g_lo, g_hi]
         g_hi = Signal(signed(sbits))
         g_jmin = Signal(signed(sbits))
         g_jmax = Signal(signed(sbits))
-        m.d.comb += [
+        g_hi_c = Signal(signed(sbits))
+        m.d.comb += g_hi_c.eq(g_qb + g_out - 1 + g_e)
+        m.d.sync += [
             g_lo.eq(g_qb + g_e),
-            g_hi.eq(g_qb + g_out - 1 + g_e),
+            g_hi.eq(g_hi_c),
             g_jmin.eq(Mux(g_qb < 0, g_qb, 0)),
-            g_jmax.eq(Mux(g_hi > ins.row_beats - 1, g_hi, ins.row_beats - 1)),
+            g_jmax.eq(Mux(g_hi_c > ins.row_beats - 1, g_hi_c, ins.row_beats - 1)),
         ]
         g_real = Signal()                    # this step takes a beat of the row
         g_cur = Signal(B)
