@@ -557,6 +557,10 @@ def finer_barriers(comp) -> tuple[int, int]:
                 stores.append((f["out_addr"], f["out_addr"] + f["pixels"] * f["out_stride"]))
             elif op == Opcode.LOAD_ROWS:
                 lo, hi = f["addr"], f["addr"] + f["beats"] * cfg.beat_bytes
+                if f["chunk_beats"]:                  # a strided load: its rows' span
+                    rows = f["beats"] // (f["chunk_beats"] * f["chunks"])
+                    hi = lo + (rows - 1) * f["row_stride"] + (f["chunks"] - 1) * \
+                        f["chunk_stride"] + f["chunk_beats"] * cfg.beat_bytes
                 need = max((k + 1 for k, (a, b) in enumerate(stores) if a < hi and lo < b),
                            default=0)
                 assert need <= f["wait_stores"]

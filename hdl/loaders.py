@@ -95,49 +95,60 @@ class ActLoader(wiring.Component):
             part = Signal(range(k + 1))
             hold = Signal(B)
 
-        # ---- gathering loads (``gather``): counters, the byte rotator and the writes ----------
+        # ---- gathering loads (``gather``): counters, flags, the byte rotator and the writes ---
+        # Timing: the row's bounds are registered while the load waits; per step only
+        # equalities of counters with registers, one adder per register and the rotator (no
+        # multiplier, no adder before a comparator).
         lanes = self.wr_lanes
         g_ok = Const(int((lanes & (lanes - 1)) == 0), 1)   # beat slots map to words by bits
-        sbits = 26
+        sbits = max(13, half_beats.bit_length()) + 3
         g_j = Signal(signed(sbits))          # index of the row's beat at this step (may be < 0)
         g_prev = Signal(B)
         g_i = Signal(8)                      # beat within the segment
+        g_p = Signal(12)                     # pixel of the row
         g_dy = Signal(4)                     # raw row within the stored row
-        g_dybase = Signal(24)                # g_dy * seg_beats
         g_rowbase = Signal(24)               # first beat slot of the stored row
+        g_rowdy = Signal(24)                 # g_rowbase + g_dy * seg_beats
+        g_pixbase = Signal(24)               # g_rowbase + g_p * pix_beats
         g_slot = Signal(24)                  # beat slot of the next output beat
-        g_out = Signal(20)                   # output beats of a row (pix * seg_beats)
-        g_rowslots = Signal(24)              # beat slots of a stored row (pix * pix_beats)
-        g_qb = Signal(signed(sbits))
+        g_real = Signal()                    # this step takes a beat of the row
+        g_on = Signal()                      # this step emits an output beat
+        g_indone = Signal()                  # the row's beats are all taken
+        g_outdone = Signal()                 # the row's output beats are all emitted
         g_rb = Signal(3)
         g_e = Signal()
-        m.d.comb += [g_qb.eq(ins.shift >> 3), g_rb.eq(ins.shift[:3]), g_e.eq(g_rb != 0)]
-        # the steps of a row and those that emit, registered while the load waits (WAIT: at
-        # least one cycle after CHECK set ``g_out``) so no adder feeds a comparator in GDATA
-        g_lo = Signal(signed(sbits))         # steps that emit: [g_lo, g_hi]
-        g_hi = Signal(signed(sbits))
-        g_jmin = Signal(signed(sbits))
-        g_jmax = Signal(signed(sbits))
-        g_hi_c = Signal(signed(sbits))
-        m.d.comb += g_hi_c.eq(g_qb + g_out - 1 + g_e)
+        m.d.comb += [g_rb.eq(ins.shift[:3]), g_e.eq(g_rb != 0)]
+        # registered from ``ins`` every cycle (valid from the cycle after CHECK, WAIT on)
+        g_jmin = Signal(signed(sbits))       # the row's first step: min(shift // 8, 0)
+        g_lo_m1 = Signal(signed(sbits))      # the step before the first emitting one
+        g_on0 = Signal()                     # the first step emits
+        g_real0 = Signal()                   # the first step takes a beat
+        g_rb_last = Signal(12)
+        g_pixgap = Signal(11)                # pix_beats - seg_beats + 1
+        g_segs = Signal(12)                  # seg_rows * seg_beats (the CHECK in WAIT)
+        qb = Signal(signed(sbits))
+        m.d.comb += qb.eq(ins.shift >> 3)
         m.d.sync += [
-            g_lo.eq(g_qb + g_e),
-            g_hi.eq(g_hi_c),
-            g_jmin.eq(Mux(g_qb < 0, g_qb, 0)),
-            g_jmax.eq(Mux(g_hi_c > ins.row_beats - 1, g_hi_c, ins.row_beats - 1)),
+            g_jmin.eq(Mux(qb < 0, qb, 0)),
+            g_lo_m1.eq(qb + g_e - 1),
+            g_on0.eq(Mux(qb < 0, ~g_e, (qb + g_e) == 0)),
+            g_real0.eq(qb >= 0),
+            g_rb_last.eq(ins.row_beats - 1),
+            g_pixgap.eq(ins.pix_beats - ins.seg_beats + 1),
+            g_segs.eq(ins.seg_rows * ins.seg_beats),
         ]
-        g_real = Signal()                    # this step takes a beat of the row
         g_cur = Signal(B)
-        g_emit = Signal()
         g_go = Signal()
         g_idle = Signal()                    # no held beat still being written
         g_outbeat = Signal(B)
+        g_seglast = Signal()
+        g_rowlast_in = Signal()
         m.d.comb += [
-            g_real.eq((g_j >= 0) & (g_j < ins.row_beats)),
             g_cur.eq(Mux(g_real, self.rd_data.payload, 0)),
-            g_emit.eq((g_j >= g_lo) & (g_j <= g_hi)),
             g_outbeat.eq(Mux(g_e, Cat(g_prev, g_cur).bit_select(Cat(Const(0, 3), g_rb), B),
                              g_cur)),
+            g_seglast.eq(g_i == ins.seg_beats - 1),
+            g_rowlast_in.eq(g_j == g_rb_last),
         ]
         gathering = Signal()
         g_short = Signal()
@@ -145,7 +156,7 @@ class ActLoader(wiring.Component):
         if wb >= B:
             lb = (lanes - 1).bit_length()
             m.d.comb += [g_idle.eq(1), g_go.eq(gathering & (~g_real | self.rd_data.valid))]
-            with m.If(g_go & g_emit & (g_slot < half_beats)):
+            with m.If(g_go & g_on & (g_slot < half_beats)):
                 m.d.comb += [
                     self.wr_en.eq(Const(1, lanes) << g_slot[:lb] if lb else 1),
                     self.wr_addr.eq(Cat(g_slot[lb:lb + self._abits - 1], n[0])),
@@ -159,7 +170,7 @@ class ActLoader(wiring.Component):
             g_hslot = Signal(24)
             m.d.comb += [g_idle.eq(g_part == 0),
                          g_go.eq(gathering & g_idle & (~g_real | self.rd_data.valid))]
-            with m.If(g_go & g_emit & (g_slot < half_beats)):
+            with m.If(g_go & g_on & (g_slot < half_beats)):
                 m.d.comb += [
                     self.wr_en.eq(1),
                     self.wr_addr.eq(Cat(Const(0, lb), g_slot[:self._abits - 1 - lb], n[0])),
@@ -177,12 +188,12 @@ class ActLoader(wiring.Component):
 
         # ---- strided loads (``chunk_beats``): the chunk issuer, beside the DATA state --------
         c_pending = Signal()
-        c_issued = Signal(25)
+        c_left = Signal(25)                  # beats not yet issued
         c_i = Signal(12)
         c_addr = Signal(32)
         c_row = Signal(32)
         with m.If(c_pending):
-            with m.If(c_issued + ins.chunk_beats > ins.beats):
+            with m.If(c_left < ins.chunk_beats):
                 # not a whole number of rows: never read past ``beats``
                 m.d.sync += [self.error.eq(1), c_pending.eq(0)]
             with m.Else():
@@ -192,8 +203,8 @@ class ActLoader(wiring.Component):
                     self.rd_cmd.p.beats.eq(ins.chunk_beats),
                 ]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += c_issued.eq(c_issued + ins.chunk_beats)
-                    with m.If(c_issued + ins.chunk_beats == ins.beats):
+                    m.d.sync += c_left.eq(c_left - ins.chunk_beats)
+                    with m.If(c_left == ins.chunk_beats):
                         m.d.sync += c_pending.eq(0)
                         with m.If(c_i != ins.chunks - 1):
                             m.d.sync += self.error.eq(1)        # ends inside a row
@@ -222,15 +233,10 @@ class ActLoader(wiring.Component):
                     # the bounds of the writes are checked as they happen (``slot``)
                     with m.If(~g_ok | (ins.beats == 0) | (ins.beats > MAX_COMMAND_BEATS) |
                               (ins.row_beats == 0) | (ins.seg_beats == 0) |
-                              (ins.seg_rows == 0) | (ins.pix == 0) |
-                              (ins.pix_beats < ins.seg_rows * ins.seg_beats)):
+                              (ins.seg_rows == 0) | (ins.pix == 0)):
                         m.d.sync += self.error.eq(1)
                         m.next = "HALT"
                     with m.Else():
-                        m.d.sync += [
-                            g_out.eq(ins.pix * ins.seg_beats),
-                            g_rowslots.eq(ins.pix * ins.pix_beats),
-                        ]
                         m.next = "WAIT"
                 with m.Elif((ins.beats == 0) | (ins.beats > half_beats)):
                     m.d.sync += self.error.eq(1)
@@ -239,12 +245,16 @@ class ActLoader(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
+                with m.If(ins.gather & (ins.pix_beats < g_segs)):
+                    # a stored pixel's segments overlap the next pixel (``g_segs``: registered)
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
                     m.next = "CMD"
                     with m.If(ins.chunk_beats != 0):
                         # strided: the reads are issued beside DATA (the chunk issuer)
                         m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
-                                     c_pending.eq(1), c_issued.eq(0), c_i.eq(0),
+                                     c_pending.eq(1), c_left.eq(ins.beats), c_i.eq(0),
                                      c_addr.eq(ins.addr), c_row.eq(ins.addr)]
                         m.next = "DATA"
                 with m.Else():
@@ -261,8 +271,10 @@ class ActLoader(wiring.Component):
                     m.next = "DATA"
                     with m.If(ins.gather):
                         m.d.sync += [
-                            g_j.eq(g_jmin), g_prev.eq(0), g_i.eq(0), g_dy.eq(0),
-                            g_dybase.eq(0), g_rowbase.eq(0), g_slot.eq(0),
+                            g_j.eq(g_jmin), g_prev.eq(0), g_i.eq(0), g_p.eq(0), g_dy.eq(0),
+                            g_rowbase.eq(0), g_rowdy.eq(0), g_pixbase.eq(0), g_slot.eq(0),
+                            g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
+                            g_outdone.eq(0),
                         ]
                         m.next = "GDATA"
             with m.State("DATA"):
@@ -304,34 +316,49 @@ class ActLoader(wiring.Component):
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
+                emit_done = g_on & g_seglast & (g_p == ins.pix - 1)   # the row's last output
+                in_done = g_indone | g_rowlast_in                      # ... and input beat
                 with m.If(g_short):
                     # ``beats`` is not a whole number of rows: the stream ended inside a row
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Elif(g_go):
-                    m.d.sync += g_prev.eq(g_cur)
+                    m.d.sync += [g_prev.eq(g_cur), g_j.eq(g_j + 1)]
                     with m.If(g_real):
                         m.d.sync += beats_left.eq(beats_left - 1)
-                    with m.If(g_emit):
+                    # the flags of the next step
+                    with m.If(g_j == -1):
+                        m.d.sync += g_real.eq(1)
+                    with m.If(g_rowlast_in):
+                        m.d.sync += [g_real.eq(0), g_indone.eq(1)]
+                    with m.If(~g_on & ~g_outdone & (g_j == g_lo_m1)):
+                        m.d.sync += g_on.eq(1)
+                    with m.If(g_on):
                         with m.If(g_slot >= half_beats):
                             m.d.sync += self.error.eq(1)
                             m.next = "HALT"
-                        with m.If(g_i == ins.seg_beats - 1):
-                            m.d.sync += [g_i.eq(0),
-                                         g_slot.eq(g_slot + ins.pix_beats - ins.seg_beats + 1)]
+                        with m.If(g_seglast):
+                            m.d.sync += [g_i.eq(0), g_p.eq(g_p + 1),
+                                         g_pixbase.eq(g_pixbase + ins.pix_beats),
+                                         g_slot.eq(g_slot + g_pixgap)]
                         with m.Else():
                             m.d.sync += [g_i.eq(g_i + 1), g_slot.eq(g_slot + 1)]
-                    with m.If(g_j == g_jmax):
+                        with m.If(emit_done):
+                            m.d.sync += [g_on.eq(0), g_outdone.eq(1)]
+                    with m.If(in_done & (g_outdone | emit_done)):
                         # the row's last step: the next row (of this stored row or the next)
-                        m.d.sync += [g_j.eq(g_jmin), g_i.eq(0), g_prev.eq(0)]
+                        m.d.sync += [g_j.eq(g_jmin), g_i.eq(0), g_p.eq(0), g_prev.eq(0),
+                                     g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
+                                     g_outdone.eq(0)]
+                        nxt = Mux(g_outdone, g_pixbase, g_pixbase + ins.pix_beats)
                         with m.If(g_dy == ins.seg_rows - 1):
-                            m.d.sync += [g_dy.eq(0), g_dybase.eq(0),
-                                         g_rowbase.eq(g_rowbase + g_rowslots),
-                                         g_slot.eq(g_rowbase + g_rowslots)]
+                            m.d.sync += [g_dy.eq(0), g_rowbase.eq(nxt), g_rowdy.eq(nxt),
+                                         g_pixbase.eq(nxt), g_slot.eq(nxt)]
                         with m.Else():
                             m.d.sync += [g_dy.eq(g_dy + 1),
-                                         g_dybase.eq(g_dybase + ins.seg_beats),
-                                         g_slot.eq(g_rowbase + g_dybase + ins.seg_beats)]
+                                         g_rowdy.eq(g_rowdy + ins.seg_beats),
+                                         g_pixbase.eq(g_rowbase),
+                                         g_slot.eq(g_rowdy + ins.seg_beats)]
                         with m.If(beats_left == g_real):
                             # the stream's last row: it must complete a stored row
                             with m.If(g_dy != ins.seg_rows - 1):
@@ -339,8 +366,6 @@ class ActLoader(wiring.Component):
                                 m.next = "HALT"
                             with m.Else():
                                 m.next = "GFLUSH"
-                    with m.Else():
-                        m.d.sync += g_j.eq(g_j + 1)
             with m.State("GFLUSH"):
                 # the last beat's remaining words (words narrower than a beat)
                 m.d.comb += self.busy.eq(1)
