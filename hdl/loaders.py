@@ -124,6 +124,9 @@ class ActLoader(wiring.Component):
         g_on0 = Signal()                     # the first step emits
         g_real0 = Signal()                   # the first step takes a beat
         g_rb_last = Signal(12)
+        g_sb_last = Signal(8)                # seg_beats - 1
+        g_pix_last = Signal(12)              # pix - 1
+        g_s_last = Signal(4)                 # seg_rows - 1
         g_pixgap = Signal(11)                # pix_beats - seg_beats + 1
         g_segs = Signal(12)                  # seg_rows * seg_beats (the CHECK in WAIT)
         qb = Signal(signed(sbits))
@@ -134,6 +137,9 @@ class ActLoader(wiring.Component):
             g_on0.eq(Mux(qb < 0, ~g_e, (qb + g_e) == 0)),
             g_real0.eq(qb >= 0),
             g_rb_last.eq(ins.row_beats - 1),
+            g_sb_last.eq(ins.seg_beats - 1),
+            g_pix_last.eq(ins.pix - 1),
+            g_s_last.eq(ins.seg_rows - 1),
             g_pixgap.eq(ins.pix_beats - ins.seg_beats + 1),
             g_segs.eq(ins.seg_rows * ins.seg_beats),
         ]
@@ -147,12 +153,15 @@ class ActLoader(wiring.Component):
             g_cur.eq(Mux(g_real, self.rd_data.payload, 0)),
             g_outbeat.eq(Mux(g_e, Cat(g_prev, g_cur).bit_select(Cat(Const(0, 3), g_rb), B),
                              g_cur)),
-            g_seglast.eq(g_i == ins.seg_beats - 1),
+            g_seglast.eq(g_i == g_sb_last),
             g_rowlast_in.eq(g_j == g_rb_last),
         ]
         gathering = Signal()
         g_short = Signal()
-        m.d.comb += g_short.eq(g_real & (beats_left == 0))
+        # ``beats_left`` is 0 / 1, as registers (set in CMD, shifted when a beat is taken)
+        g_bl0 = Signal()
+        g_bl1 = Signal()
+        m.d.comb += g_short.eq(g_real & g_bl0)
         if wb >= B:
             lb = (lanes - 1).bit_length()
             m.d.comb += [g_idle.eq(1), g_go.eq(gathering & (~g_real | self.rd_data.valid))]
@@ -274,7 +283,7 @@ class ActLoader(wiring.Component):
                             g_j.eq(g_jmin), g_prev.eq(0), g_i.eq(0), g_p.eq(0), g_dy.eq(0),
                             g_rowbase.eq(0), g_rowdy.eq(0), g_pixbase.eq(0), g_slot.eq(0),
                             g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
-                            g_outdone.eq(0),
+                            g_outdone.eq(0), g_bl0.eq(ins.beats == 0), g_bl1.eq(ins.beats == 1),
                         ]
                         m.next = "GDATA"
             with m.State("DATA"):
@@ -316,7 +325,7 @@ class ActLoader(wiring.Component):
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
-                emit_done = g_on & g_seglast & (g_p == ins.pix - 1)   # the row's last output
+                emit_done = g_on & g_seglast & (g_p == g_pix_last)    # the row's last output
                 in_done = g_indone | g_rowlast_in                      # ... and input beat
                 with m.If(g_short):
                     # ``beats`` is not a whole number of rows: the stream ended inside a row
@@ -325,7 +334,8 @@ class ActLoader(wiring.Component):
                 with m.Elif(g_go):
                     m.d.sync += [g_prev.eq(g_cur), g_j.eq(g_j + 1)]
                     with m.If(g_real):
-                        m.d.sync += beats_left.eq(beats_left - 1)
+                        m.d.sync += [beats_left.eq(beats_left - 1), g_bl0.eq(g_bl1),
+                                     g_bl1.eq(beats_left == 2)]
                     # the flags of the next step
                     with m.If(g_j == -1):
                         m.d.sync += g_real.eq(1)
@@ -351,7 +361,7 @@ class ActLoader(wiring.Component):
                                      g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
                                      g_outdone.eq(0)]
                         nxt = Mux(g_outdone, g_pixbase, g_pixbase + ins.pix_beats)
-                        with m.If(g_dy == ins.seg_rows - 1):
+                        with m.If(g_dy == g_s_last):
                             m.d.sync += [g_dy.eq(0), g_rowbase.eq(nxt), g_rowdy.eq(nxt),
                                          g_pixbase.eq(nxt), g_slot.eq(nxt)]
                         with m.Else():
@@ -359,9 +369,9 @@ class ActLoader(wiring.Component):
                                          g_rowdy.eq(g_rowdy + ins.seg_beats),
                                          g_pixbase.eq(g_rowbase),
                                          g_slot.eq(g_rowdy + ins.seg_beats)]
-                        with m.If(beats_left == g_real):
+                        with m.If(Mux(g_real, g_bl1, g_bl0)):
                             # the stream's last row: it must complete a stored row
-                            with m.If(g_dy != ins.seg_rows - 1):
+                            with m.If(g_dy != g_s_last):
                                 m.d.sync += self.error.eq(1)
                                 m.next = "HALT"
                             with m.Else():
