@@ -124,11 +124,14 @@ class ActLoader(wiring.Component):
         g_on0 = Signal()                     # the first step emits
         g_real0 = Signal()                   # the first step takes a beat
         g_rb_last = Signal(12)
+        g_rb_last_m1 = Signal(signed(14))    # row_beats - 2
+        g_atlast0 = Signal()                 # the first step is the row's last beat
+        g_pix_last_m1 = Signal(signed(14))   # pix - 2
         g_sb_last = Signal(8)                # seg_beats - 1
         g_pix_last = Signal(12)              # pix - 1
         g_s_last = Signal(4)                 # seg_rows - 1
         g_pixgap = Signal(11)                # pix_beats - seg_beats + 1
-        g_segs = Signal(12)                  # seg_rows * seg_beats (the CHECK in WAIT)
+        g_dyend = Signal(13)                 # (g_dy + 1) * seg_beats: within pix_beats
         qb = Signal(signed(sbits))
         m.d.comb += qb.eq(ins.shift >> 3)
         m.d.sync += [
@@ -137,11 +140,13 @@ class ActLoader(wiring.Component):
             g_on0.eq(Mux(qb < 0, ~g_e, (qb + g_e) == 0)),
             g_real0.eq(qb >= 0),
             g_rb_last.eq(ins.row_beats - 1),
+            g_rb_last_m1.eq(ins.row_beats - 2),
+            g_atlast0.eq(Mux(qb < 0, 0, ins.row_beats == 1)),
+            g_pix_last_m1.eq(ins.pix - 2),
             g_sb_last.eq(ins.seg_beats - 1),
             g_pix_last.eq(ins.pix - 1),
             g_s_last.eq(ins.seg_rows - 1),
             g_pixgap.eq(ins.pix_beats - ins.seg_beats + 1),
-            g_segs.eq(ins.seg_rows * ins.seg_beats),
         ]
         g_cur = Signal(B)
         g_go = Signal()
@@ -154,8 +159,14 @@ class ActLoader(wiring.Component):
             g_outbeat.eq(Mux(g_e, Cat(g_prev, g_cur).bit_select(Cat(Const(0, 3), g_rb), B),
                              g_cur)),
             g_seglast.eq(g_i == g_sb_last),
-            g_rowlast_in.eq(g_j == g_rb_last),
         ]
+        # registered flags of the step: j is the row's last beat, p its last pixel, and a
+        # stored pixel's segments pass pix_beats
+        g_atlast = Signal()
+        g_plast = Signal()
+        g_segbad = Signal()
+        m.d.comb += g_rowlast_in.eq(g_atlast)
+        m.d.sync += g_segbad.eq(g_dyend > ins.pix_beats)     # (one step late after a dy)
         gathering = Signal()
         g_short = Signal()
         # ``beats_left`` is 0 / 1, as registers (set in CMD, shifted when a beat is taken)
@@ -165,12 +176,14 @@ class ActLoader(wiring.Component):
         if wb >= B:
             lb = (lanes - 1).bit_length()
             m.d.comb += [g_idle.eq(1), g_go.eq(gathering & (~g_real | self.rd_data.valid))]
+            # address and data whatever the state (a plain load's DATA state overrides them):
+            # only the enable waits for the step
+            m.d.comb += [
+                self.wr_addr.eq(Cat(g_slot[lb:lb + self._abits - 1], n[0])),
+                self.wr_data.eq(Cat(*([g_outbeat] * lanes))),
+            ]
             with m.If(g_go & g_on & (g_slot < half_beats)):
-                m.d.comb += [
-                    self.wr_en.eq(Const(1, lanes) << g_slot[:lb] if lb else 1),
-                    self.wr_addr.eq(Cat(g_slot[lb:lb + self._abits - 1], n[0])),
-                    self.wr_data.eq(Cat(*([g_outbeat] * lanes))),
-                ]
+                m.d.comb += self.wr_en.eq(Const(1, lanes) << g_slot[:lb] if lb else 1)
         else:
             kw_ = B // wb
             lb = (kw_ - 1).bit_length()
@@ -179,19 +192,19 @@ class ActLoader(wiring.Component):
             g_hslot = Signal(24)
             m.d.comb += [g_idle.eq(g_part == 0),
                          g_go.eq(gathering & g_idle & (~g_real | self.rd_data.valid))]
+            # address and data whatever the state (a plain load's DATA state overrides them):
+            # only the enable waits for the step
+            held = g_part != 0
+            m.d.comb += [
+                self.wr_addr.eq(Mux(held, Cat(g_part, g_hslot[:self._abits - 1 - lb], n[0]),
+                                    Cat(Const(0, lb), g_slot[:self._abits - 1 - lb], n[0]))),
+                self.wr_data.eq(Mux(held, g_hold.word_select(g_part, wb), g_outbeat[:wb])),
+            ]
             with m.If(g_go & g_on & (g_slot < half_beats)):
-                m.d.comb += [
-                    self.wr_en.eq(1),
-                    self.wr_addr.eq(Cat(Const(0, lb), g_slot[:self._abits - 1 - lb], n[0])),
-                    self.wr_data.eq(g_outbeat[:wb]),
-                ]
+                m.d.comb += self.wr_en.eq(1)
                 m.d.sync += [g_hold.eq(g_outbeat), g_hslot.eq(g_slot), g_part.eq(1)]
-            with m.Elif(g_part != 0):
-                m.d.comb += [
-                    self.wr_en.eq(1),
-                    self.wr_addr.eq(Cat(g_part, g_hslot[:self._abits - 1 - lb], n[0])),
-                    self.wr_data.eq(g_hold.word_select(g_part, wb)),
-                ]
+            with m.Elif(held):
+                m.d.comb += self.wr_en.eq(1)
                 m.d.sync += g_part.eq(Mux(g_part == kw_ - 1, 0, g_part + 1))
         m.d.comb += self.rd_data.ready.eq(g_go & g_real)
 
@@ -201,8 +214,14 @@ class ActLoader(wiring.Component):
         c_i = Signal(12)
         c_addr = Signal(32)
         c_row = Signal(32)
+        c_lt = Signal()                      # registered: c_left < chunk_beats
+        c_eq = Signal()                      # registered: c_left == chunk_beats
+        c_2 = Signal(14)
+        c_last = Signal(12)                  # chunks - 1, registered
+        m.d.comb += c_2.eq(ins.chunk_beats << 1)
+        m.d.sync += c_last.eq(ins.chunks - 1)
         with m.If(c_pending):
-            with m.If(c_left < ins.chunk_beats):
+            with m.If(c_lt):
                 # not a whole number of rows: never read past ``beats``
                 m.d.sync += [self.error.eq(1), c_pending.eq(0)]
             with m.Else():
@@ -212,12 +231,13 @@ class ActLoader(wiring.Component):
                     self.rd_cmd.p.beats.eq(ins.chunk_beats),
                 ]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += c_left.eq(c_left - ins.chunk_beats)
-                    with m.If(c_left == ins.chunk_beats):
+                    m.d.sync += [c_left.eq(c_left - ins.chunk_beats),
+                                 c_lt.eq(c_left < c_2), c_eq.eq(c_left == c_2)]
+                    with m.If(c_eq):
                         m.d.sync += c_pending.eq(0)
-                        with m.If(c_i != ins.chunks - 1):
+                        with m.If(c_i != c_last):
                             m.d.sync += self.error.eq(1)        # ends inside a row
-                    with m.If(c_i == ins.chunks - 1):
+                    with m.If(c_i == c_last):
                         m.d.sync += [c_i.eq(0), c_row.eq(c_row + ins.row_stride),
                                      c_addr.eq(c_row + ins.row_stride)]
                     with m.Else():
@@ -254,16 +274,14 @@ class ActLoader(wiring.Component):
                     m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(ins.gather & (ins.pix_beats < g_segs)):
-                    # a stored pixel's segments overlap the next pixel (``g_segs``: registered)
-                    m.d.sync += self.error.eq(1)
-                    m.next = "HALT"
-                with m.Elif((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
+                with m.If((n - self.c_done <= 1) & (self.s_done >= ins.wait_stores)):
                     m.next = "CMD"
                     with m.If(ins.chunk_beats != 0):
                         # strided: the reads are issued beside DATA (the chunk issuer)
                         m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
                                      c_pending.eq(1), c_left.eq(ins.beats), c_i.eq(0),
+                                     c_lt.eq(ins.beats < ins.chunk_beats),
+                                     c_eq.eq(ins.beats == ins.chunk_beats),
                                      c_addr.eq(ins.addr), c_row.eq(ins.addr)]
                         m.next = "DATA"
                 with m.Else():
@@ -284,6 +302,8 @@ class ActLoader(wiring.Component):
                             g_rowbase.eq(0), g_rowdy.eq(0), g_pixbase.eq(0), g_slot.eq(0),
                             g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
                             g_outdone.eq(0), g_bl0.eq(ins.beats == 0), g_bl1.eq(ins.beats == 1),
+                            g_dyend.eq(ins.seg_beats), g_atlast.eq(g_atlast0),
+                            g_plast.eq(ins.pix == 1), g_segbad.eq(ins.seg_beats > ins.pix_beats),
                         ]
                         m.next = "GDATA"
             with m.State("DATA"):
@@ -325,14 +345,16 @@ class ActLoader(wiring.Component):
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
-                emit_done = g_on & g_seglast & (g_p == g_pix_last)    # the row's last output
+                emit_done = g_on & g_seglast & g_plast               # the row's last output
                 in_done = g_indone | g_rowlast_in                      # ... and input beat
-                with m.If(g_short):
-                    # ``beats`` is not a whole number of rows: the stream ended inside a row
+                with m.If(g_short | g_segbad):
+                    # ``beats`` is not a whole number of rows (the stream ended inside a row),
+                    # or a stored pixel's segments (seg_rows * seg_beats) exceed pix_beats
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Elif(g_go):
-                    m.d.sync += [g_prev.eq(g_cur), g_j.eq(g_j + 1)]
+                    m.d.sync += [g_prev.eq(g_cur), g_j.eq(g_j + 1),
+                                 g_atlast.eq(g_j == g_rb_last_m1)]
                     with m.If(g_real):
                         m.d.sync += [beats_left.eq(beats_left - 1), g_bl0.eq(g_bl1),
                                      g_bl1.eq(beats_left == 2)]
@@ -349,6 +371,7 @@ class ActLoader(wiring.Component):
                             m.next = "HALT"
                         with m.If(g_seglast):
                             m.d.sync += [g_i.eq(0), g_p.eq(g_p + 1),
+                                         g_plast.eq(g_p == g_pix_last_m1),
                                          g_pixbase.eq(g_pixbase + ins.pix_beats),
                                          g_slot.eq(g_slot + g_pixgap)]
                         with m.Else():
@@ -359,13 +382,15 @@ class ActLoader(wiring.Component):
                         # the row's last step: the next row (of this stored row or the next)
                         m.d.sync += [g_j.eq(g_jmin), g_i.eq(0), g_p.eq(0), g_prev.eq(0),
                                      g_real.eq(g_real0), g_on.eq(g_on0), g_indone.eq(0),
-                                     g_outdone.eq(0)]
+                                     g_outdone.eq(0), g_atlast.eq(g_atlast0),
+                                     g_plast.eq(ins.pix == 1)]
                         nxt = Mux(g_outdone, g_pixbase, g_pixbase + ins.pix_beats)
                         with m.If(g_dy == g_s_last):
                             m.d.sync += [g_dy.eq(0), g_rowbase.eq(nxt), g_rowdy.eq(nxt),
-                                         g_pixbase.eq(nxt), g_slot.eq(nxt)]
+                                         g_pixbase.eq(nxt), g_slot.eq(nxt),
+                                         g_dyend.eq(ins.seg_beats)]
                         with m.Else():
-                            m.d.sync += [g_dy.eq(g_dy + 1),
+                            m.d.sync += [g_dy.eq(g_dy + 1), g_dyend.eq(g_dyend + ins.seg_beats),
                                          g_rowdy.eq(g_rowdy + ins.seg_beats),
                                          g_pixbase.eq(g_rowbase),
                                          g_slot.eq(g_rowdy + ins.seg_beats)]
