@@ -32,7 +32,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
-  STOREs are done (the layer barrier).
+  STOREs are done (the layer barrier). A strided one is a sequence of DMA commands of
+  ``chunk_beats`` (bursts never span two; a command's first burst ``_CMD_GAP`` cycles after the
+  previous command's last grant); a gathering one takes a row's beats at the rate of its steps
+  (a step per beat of the row and per zero beat its segments reach past it).
 * **Weights.** LOAD_WEIGHTS ``n`` issues its stream (one read) once stream ``n - 1`` is in the
   weight buffer. The header of package ``j`` enters bank ``j % 2`` once package ``j - 2`` has
   left it (its last word went to the PE array's shadow registers); a package is usable after its
