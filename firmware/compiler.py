@@ -105,6 +105,12 @@ class TensorPlacement:
     #: Offset-binary storage of a signed tensor: byte = value + ``offset`` (``2**(bits-1)``),
     #: an unsigned byte the PE array can read (:func:`_offset_tensors`); 0: as ``signed`` says.
     offset: int = 0
+    #: A stored layout that gathering LOAD_ROWS build from the raw image rows at ``addr``
+    #: (:func:`_gather_plan`): their ``hdl/isa.py`` ``LoadRows`` gather fields.
+    gather: dict | None = None
+    #: A view of another tensor's pixels ``(sy*r, sx*c)`` that strided LOAD_ROWS read
+    #: (:func:`_strided_view`): their ``hdl/isa.py`` ``LoadRows`` strided fields.
+    strided: dict | None = None
     _index: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def _gather(self) -> np.ndarray:
@@ -324,6 +330,9 @@ class Compiled:
     #: (``TensorPlacement.to_memory``; :attr:`input_layout_why` says why).
     input_layout: str = "host"
     input_layout_why: str = ""
+    #: ``"direct"`` through gathering loads (:func:`_gather_plan`): the loads build a dense
+    #: space-to-depth / column-fold layout from the raw rows on chip.
+    input_gather: bool = False
     #: Placements that are not tensors of the model (the stored input layout and its views).
     internal: dict = field(default_factory=dict)
 
@@ -380,7 +389,9 @@ class Compiled:
                      f"ideal utilization "
                      f"{macs / max(1, (beats + pbeats) * cfg.macs_per_cycle):.1%}")
         lines.append({"direct": "input: the host writes the raw image (HWC bytes); the first "
-                                 "conv reads it as it is (conv^: in phases on its bytes)",
+                                 "conv reads it as it is (conv^: "
+                                 + ("gathering loads build its folded rows on chip)"
+                                    if self.input_gather else "in phases on its bytes)"),
                       "layout": "input: the host writes the raw image (HWC bytes); the "
                                 "accelerator lays it out (layer "
                                 f"{self.input}:layout)",
@@ -568,6 +579,16 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     elif plan is not None or layout_why:
         # the first conv reading the raw image directly is cheaper than any stored layout
         direct, why = _direct_plan(model, cfg)
+        gather, _ = _gather_plan(model, cfg)
+        if gather is not None:
+            lay = gather.layer
+            oh, ow = model.tensors[lay.output].shape[1:]
+            # against the phases on the raw bytes, or (when they do not fit) the layer on a
+            # stored layout of its natural channels
+            other = direct.cost(cfg, oh) if direct is not None else _conv_cost(
+                cfg, oh, ow, lay.kernel[0] * lay.kernel[1] * -(-lay.weight.shape[1] // cfg.tn))
+            if gather.cost(cfg, oh) <= other:
+                direct = gather
         if direct is not None:
             plan, layout_why, fold_layer = direct, "", None
     if plan is not None and used is not None:
@@ -848,7 +869,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
               else "host" if layout_why else "raw")
     return Compiled(cfg, model, base, img.data, tensors, steps, reports, model.output,
                     model.input, slots, arena_range, input_layout=layout,
-                    input_layout_why=layout_why, internal=internal,
+                    input_layout_why=layout_why, input_gather=isinstance(plan, _GatherPlan),
+                    internal=internal,
                     mac_nonce=None if mac is None else mac.nonce)
 
 
@@ -982,6 +1004,36 @@ class _DirectPlan:
     view: TensorPlacement        #: the raw image as ``(H, W*C/vb, vb)`` pixels of ``vb`` bytes
     phases: list                 #: per phase ``(ConvLayer on the view, output columns)``
 
+    tn: int                      #: the configuration's tn
+
+    @property
+    def views(self) -> list:
+        """The placements the phases read."""
+        return [self.view]
+
+    @property
+    def sets_per_pixel(self) -> float:
+        """Weight sets (PE beats) per output pixel and mtile, over the phases."""
+        n = sum(ow_f for _, ow_f in self.phases)
+        return sum(c.kernel[0] * c.kernel[1] * (c.weight.shape[1] // self.tn) * ow_f
+                   for c, ow_f in self.phases) / n
+
+    def cost(self, cfg: HWConfig, oh: int) -> int:
+        """Estimated PE-array cycles of an mtile over all phases (:func:`_conv_cost`)."""
+        return sum(_conv_cost(cfg, oh, ow_f, c.kernel[0] * c.kernel[1] *
+                              (c.weight.shape[1] // self.tn)) for c, ow_f in self.phases)
+
+
+def _conv_cost(cfg: HWConfig, oh: int, ow: int, sets: int) -> int:
+    """Estimated cycles of one mtile of a conv with ``sets`` weight sets a pixel on an
+    ``oh x ow`` output: per pixel tile (whole rows up to ``acc_depth`` pixels) every set takes
+    its pixels' beats, or the beats of loading the set when the tile has fewer pixels (the
+    weight port delivers one beat a cycle)."""
+    rows = max(1, min(oh, cfg.acc_depth // max(1, ow)))
+    set_beats = cfg.words_per_set * cfg.wbuf_word_beats
+    full, last = divmod(oh, rows)
+    return sets * (full * max(rows * ow, set_beats) + (max(last * ow, set_beats) if last else 0))
+
 
 def _direct_plan(model: QModel, cfg: HWConfig):
     """``(plan, "")`` when the only layer reading the network input is a conv that can read the
@@ -1047,7 +1099,7 @@ def _direct_plan(model: QModel, cfg: HWConfig):
         phases.append((conv, ow_f))
     view = TensorPlacement(f"{model.input}@bytes", 0, vb, vb, h, w_v, np.arange(vb), False,
                            ispec.bits)
-    return _DirectPlan(layer, view, phases), ""
+    return _DirectPlan(layer, view, phases, cfg.tn), ""
 
 
 def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
@@ -1056,12 +1108,13 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                     mac=None, lut=None):
     """Emit the phases of :func:`_direct_plan` (one report for the layer); ``lut``: a fused
     LutLayer (every phase's STOREs carry its table)."""
-    layer, view = plan.layer, plan.view
+    layer = plan.layer
     final = lut.output if lut is not None else layer.output
-    view.addr = raw.addr
-    tensors[view.name] = view
-    mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
-                                          raw.bits, False, 1.0)
+    for view in plan.views:
+        view.addr = raw.addr
+        tensors[view.name] = view
+        mview.tensors[view.name] = TensorSpec(view.name, (view.channels, view.h, view.w),
+                                              raw.bits, False, 1.0)
     ospec = model.tensors[layer.output]
     n_ph = len(plan.phases)
     out = []
@@ -1108,6 +1161,103 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
     m, c, kh, kw = layer.weight.shape
     total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])
     return total, n_pkgs
+
+
+@dataclass
+class _GatherPlan(_DirectPlan):
+    """The first conv reads the raw image through gathering LOAD_ROWS (see
+    :func:`_gather_plan`); ``view`` is the first phase's."""
+
+    gviews: list = field(default_factory=list)   #: per phase: the stored layout it reads
+
+    @property
+    def views(self) -> list:
+        return self.gviews
+
+
+#: The largest values of the gather fields of ``LoadRows`` (hdl/isa.py).
+_GATHER_LIMITS = {"row_beats": (1 << 12) - 1, "seg_beats": (1 << 8) - 1, "seg_rows": 15,
+                  "pix": (1 << 12) - 1, "pix_beats": (1 << 10) - 1}
+
+
+def _gather_plan(model: QModel, cfg: HWConfig):
+    """``(plan, "")`` when the only layer reading the network input is a conv whose input rows
+    gathering LOAD_ROWS can fold on chip, else ``(None, why)``.
+
+    The conv (stride ``(sy, sx)``, ``kw`` columns, ``C`` channels) runs in ``P`` phases (the
+    output columns ``X = P*j + f``) with ``L = P*C*sx`` a multiple of the beat and ``L >= C*kw``:
+    the ``C*kw`` bytes output column ``X`` needs from one input row start at ``C*(sx*X - pl)``,
+    so phase ``f``'s windows of a row are consecutive ``L``-byte segments from byte
+    ``shift = C*(sx*f - pl)``. A stored pixel ``(Y, j)`` is the segments of raw rows
+    ``sy*Y .. sy*Y + sy - 1`` (``sy*L`` bytes, padded to ``lcm(tn, beat)``): a space-to-depth by
+    ``sy`` in the rows and a column fold, built by the loader from the raw rows as they stream
+    in (zero outside the row). The phase is a ``kh' x 1`` stride-1 convolution on it
+    (``kh'`` kernel rows of ``sy`` raw rows, as :func:`space_to_depth_conv`) with the layer's
+    weights on their bytes (0 elsewhere): the same products, bit-exact. Its STOREs write every
+    ``P``-th output pixel, as :func:`_direct_plan`'s. ResNet-18 on ``z020``: 4 phases of 12 sets
+    (48 bytes a pixel for 147 useful), the density of the host-prepared layout."""
+    ispec = model.tensors[model.input]
+    c, h, w = ispec.shape
+    users = [l for l in model.layers if getattr(l, "input", None) == model.input
+             or getattr(l, "residual", None) == model.input]
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None, "the input feeds more than one layer or not a convolution"
+    layer = users[0]
+    if layer.residual is not None:
+        return None, f"layer {layer.name!r} has a residual input"
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    bb = cfg.beat_bytes
+    if (w * c) % bb:
+        return None, f"an image row of {w * c} bytes is not a multiple of the {bb}-byte beat"
+    m, _, kh, kw = layer.weight.shape
+    sy, sx = layer.stride
+    pt, pl, pb, pr = layer.padding
+    _, oh, ow = model.tensors[layer.output].shape
+    if h % sy:
+        return None, f"the image height {h} is not a multiple of the row stride {sy}"
+    step = c * sx
+    p0 = bb // math.gcd(step, bb)
+    P = p0 * max(1, -(-(c * kw) // (step * p0)))
+    L = P * step
+    if ow % P:
+        return None, f"the output width {ow} is not a multiple of {P} phases"
+    vb = math.lcm(cfg.tn, bb)
+    pix_bytes = _roundup(sy * L, vb)
+    ky0 = (-pt) // sy
+    kh2 = (kh - 1 - pt) // sy - ky0 + 1
+    h_s, ow_f = h // sy, ow // P
+    fields = {"row_beats": w * c // bb, "seg_beats": L // bb, "seg_rows": sy, "pix": ow_f,
+              "pix_beats": pix_bytes // bb}
+    for k, v in fields.items():
+        if v > _GATHER_LIMITS[k]:
+            return None, f"the gathering load's {k} = {v} exceeds {_GATHER_LIMITS[k]}"
+    if kh2 > 15 or pix_bytes // cfg.tn > 1023:
+        return None, (f"layer {layer.name!r}: a gathered pixel of {pix_bytes} bytes or "
+                      f"{kh2} kernel rows is too large")
+    wt0 = np.asarray(layer.weight)
+    phases, views = [], []
+    for f in range(P):
+        shift = c * (sx * f - pl)
+        if not -(1 << 15) <= shift < 1 << 15:
+            return None, f"the gathering load's shift {shift} does not fit 16 bits"
+        wt = np.zeros((m, pix_bytes, kh2, 1), wt0.dtype)
+        for ky in range(kh2):
+            for dy in range(sy):
+                kr = sy * (ky + ky0) + dy + pt
+                if 0 <= kr < kh:
+                    for kx in range(kw):
+                        wt[:, dy * L + kx * c:dy * L + (kx + 1) * c, ky, 0] = wt0[:, :, kr, kx]
+        pb2 = max(0, oh + kh2 - 1 - h_s + ky0)
+        view = TensorPlacement(f"{model.input}@gather{f}", 0, pix_bytes, pix_bytes, h_s, ow_f,
+                               np.arange(pix_bytes), False, ispec.bits,
+                               gather=dict(fields, shift=shift, row_bytes=w * c))
+        conv = dataclasses.replace(layer, name=layer.name, input=view.name,
+                                   output=f"{layer.output}@phase{f}", weight=wt,
+                                   stride=(1, 1), padding=(-ky0, 0, pb2, 0))
+        phases.append((conv, ow_f))
+        views.append(view)
+    return _GatherPlan(layer, views[0], phases, cfg.tn, views), ""
 
 
 @dataclass
@@ -1416,9 +1566,27 @@ def _tile_input_rows(oy0: int, oy1: int, sy: int, pt: int, kh: int, src) -> tupl
     return iy_lo, max(0, iy_lo), min(src.h, iy_hi)
 
 
+def _load_beats(src, r0: int, r1: int, cfg: HWConfig) -> int:
+    """DMA beats of the LOAD_ROWS of rows ``[r0, r1)`` of ``src`` (for a gathered layout: of
+    the raw rows it is built from)."""
+    if src.gather is not None:
+        g = src.gather
+        return (r1 - r0) * g["seg_rows"] * g["row_beats"]
+    return (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
+
+
 def _load_rows(src, r0: int, r1: int, beats: int, producer) -> bytes:
     """The LOAD_ROWS of rows ``[r0, r1)`` of ``src`` (``beats`` beats), waiting for the STOREs
-    of ``producer`` that write them."""
+    of ``producer`` that write them; for a gathered layout a gathering one of the raw rows
+    ``seg_rows * r0 ..`` at ``src.addr``."""
+    if src.strided is not None:
+        return encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.strided["row_stride"],
+                      beats=beats, wait_stores=_tile_wait(producer, r1), **src.strided)
+    if src.gather is not None:
+        g = dict(src.gather)
+        row_bytes = g.pop("row_bytes")
+        return encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * g["seg_rows"] * row_bytes,
+                      beats=beats, wait_stores=_tile_wait(producer, r1), gather=1, **g)
     return encode(Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem, beats=beats,
                   wait_stores=_tile_wait(producer, r1))
 
@@ -1441,6 +1609,40 @@ def _tile_wait(producer, r1: int) -> int:
     return base + sum(1 for oy0, _ in rows if oy0 < r1)
 
 
+def _strided_view(layer: ConvLayer, model, cfg: HWConfig, tensors: dict, producers: dict):
+    """A 1x1 convolution with a stride and no padding reads only the pixels it uses: the same
+    layer with stride 1 on a view of its input's pixels ``(sy*r, sx*c)`` that strided LOAD_ROWS
+    load (one DMA read per used pixel, or per row when ``sx = 1``), instead of loading whole
+    rows and skipping. ``layer`` itself where that does not apply."""
+    src = tensors.get(layer.input)
+    sy, sx = layer.stride
+    if src is None or src.gather is not None or src.fold is not None or \
+            src.strided is not None or layer.kernel != (1, 1) or (sy, sx) == (1, 1) or \
+            any(layer.padding) or (src.h, src.w) == (1, 1):
+        return layer
+    _, oh, ow = model.tensors[layer.output].shape
+    bb, c_mem = cfg.beat_bytes, src.c_mem
+    if sx > 1:
+        fields = dict(chunk_beats=c_mem // bb, chunks=ow, chunk_stride=sx * c_mem)
+    else:
+        fields = dict(chunk_beats=ow * c_mem // bb, chunks=1, chunk_stride=0)
+    fields["row_stride"] = sy * src.w * c_mem
+    if fields["chunk_beats"] >= 1 << 12 or fields["chunks"] >= 1 << 12 or \
+            fields["chunk_stride"] >= 1 << 16 or fields["row_stride"] >= 1 << 24:
+        return layer
+    name = f"{layer.input}@{sy}x{sx}"
+    if name not in tensors:
+        tensors[name] = TensorPlacement(name, src.addr, src.channels, c_mem, oh, ow, src.perm,
+                                        src.signed, src.bits, strided=fields)
+        spec = model.tensors[layer.input]
+        model.tensors[name] = dataclasses.replace(spec, name=name,
+                                                  shape=(spec.shape[0], oh, ow))
+        if layer.input in producers:      # its rows [a, b) are the view's [ceil(a/sy), ..)
+            base, rows, needs_all = producers[layer.input]
+            producers[name] = (base, [(-(-a // sy), -(-b // sy)) for a, b in rows], needs_all)
+    return dataclasses.replace(layer, input=name, stride=(1, 1))
+
+
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
@@ -1452,6 +1654,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
+    layer = _strided_view(layer, model, cfg, tensors, producers)
     src = tensors[layer.input]
     if src.signed and not src.offset:
         raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "
@@ -1608,7 +1811,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         if r1 <= r0:
             raise CompileError(f"layer {name!r}: output rows {oy0}..{oy1 - 1} see only "
                                f"padding (padding {layer.padding} too large for the input)")
-        beats = (r1 - r0) * src.w * src.c_mem // cfg.beat_bytes
+        beats = _load_beats(src, r0, r1, cfg)
         pixels = (oy1 - oy0) * ow
         instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
         tile_rows.append((oy0, oy1))

@@ -32,7 +32,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
-  STOREs are done (the layer barrier).
+  STOREs are done (the layer barrier). A strided one is a sequence of DMA commands of
+  ``chunk_beats`` (bursts never span two; a command's first burst ``_CMD_GAP`` cycles after the
+  previous command's last grant); a gathering one takes a row's beats at the rate of its steps
+  (a step per beat of the row and per zero beat its segments reach past it).
 * **Weights.** LOAD_WEIGHTS ``n`` issues its stream (one read) once stream ``n - 1`` is in the
   weight buffer. The header of package ``j`` enters bank ``j % 2`` once package ``j - 2`` has
   left it (its last word went to the PE array's shadow registers); a package is usable after its
@@ -476,12 +479,28 @@ class _Read:
         self.milestones = {}          # beat index -> _Event, fired one past that beat's pop
         self.ev = _Event()            # one past the last pop
         self.waiting = None           # the gate the pops wait for
+        #: beats of one DMA command when the read is a sequence of them (a strided LOAD_ROWS):
+        #: bursts never span two commands, and a command's first burst is requested
+        #: ``_CMD_GAP`` cycles after the previous command's last grant (IDLE, CHECK, ACTIVE)
+        self.chunk = None
+
+    def next_len(self, mb: int) -> int:
+        """Beats of the next burst."""
+        left = self.total - self.granted
+        if self.chunk:
+            left = min(left, self.chunk - self.granted % self.chunk)
+        return min(mb, left)
 
     def pop_time(self, k: int) -> float:
         i = bisect.bisect_right(self.offsets, k) - 1
         off, a, _, p0 = self.segs[i]
         j = k - off
         return max(a + j / self.cap, p0 + (j + 1) / self.cap)
+
+
+#: Cycles from a DMA command's last burst grant to the next command's first request (its
+#: ``hdl/dma.py`` read client: IDLE takes the command, CHECK, ACTIVE).
+_CMD_GAP = 3
 
 
 class _Port:
@@ -537,7 +556,8 @@ class _Channel:
         return [r for p in self.ports for r in p.reads]
 
     def read(self, client: int, beats: int, cap: float, active: float, *, prefill: int = 0,
-             gates: dict | None = None, milestones: dict | None = None) -> _Read:
+             gates: dict | None = None, milestones: dict | None = None,
+             chunk: int | None = None) -> _Read:
         """Start a read of ``beats`` beats whose bursts may be requested from ``active`` on.
 
         ``prefill`` beats are already in the client's FIFO at ``active`` (a command that went on
@@ -547,6 +567,7 @@ class _Channel:
         r = _Read(client, int(beats), float(cap), max(active, self.sim.now))
         r.gates = dict(gates or {})
         r.milestones = dict(milestones or {})
+        r.chunk = chunk
         if prefill:
             n = min(int(prefill), r.total)
             r.granted = n
@@ -597,7 +618,7 @@ class _Channel:
         if r.computed == r.total and r.ev.time is None:
             sim.trigger(r.ev, r.last_pop + 1)
         if r.granted < r.total:
-            n = min(self.mb, r.total - r.granted)
+            n = r.next_len(self.mb)
             need = r.granted + n - self.fifo      # beats that must have left the FIFO
             if need <= 0:
                 r.req_at = max(r.req_at, sim.now)
@@ -641,7 +662,7 @@ class _Channel:
         self._poke(port, now + 1)
 
     def _grant(self, port: _Port, r: _Read, now: float):
-        n = min(self.mb, r.total - r.granted)
+        n = r.next_len(self.mb)
         t_ar = now + 1
         first = max(t_ar + self.rl, port.mem_free)      # first beat on R
         port.mem_free = first + n
@@ -651,7 +672,7 @@ class _Channel:
         port.last_client = r.client
         r.pending.append([r.granted, first + self.fifo_lat, n])
         r.granted += n
-        r.req_at = now + 1
+        r.req_at = now + (_CMD_GAP if r.chunk and r.granted % r.chunk == 0 else 1)
         self._advance(r)
         if r.granted == r.total:
             port.reads.remove(r)
@@ -861,12 +882,31 @@ class _Model:
             waited = sim.now > t_take
             yield max(0.0, max(t_take + cal.la_cmd, sim.now + 1 if waited else 0) - sim.now)
             tile.load_start = sim.now
-            yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
-            yield cal.la_done + self.la_words - 1      # a beat holding k words takes k cycles
+            if f["gather"]:
+                # a gathering load: one step a cycle per beat of a row and per zero beat its
+                # segments reach past it; a beat holding k words takes k cycles to write
+                row_cycles, tail = self._gather_steps(f)
+                yield self._read(_ACT, f["beats"], f["row_beats"] / row_cycles, sim.now).ev
+                yield cal.la_done + tail
+            else:
+                # a strided load: one DMA command per ``chunk_beats`` (issued beside DATA)
+                yield self._read(_ACT, f["beats"], self.la_cap, sim.now,
+                                 chunk=f["chunk_beats"] or None).ev
+                yield cal.la_done + self.la_words - 1  # a beat holding k words takes k cycles
             tile.load_done = sim.now
             self.la_done.incr()
             self.unit_end["la"] = sim.now
             n += 1
+
+    def _gather_steps(self, f) -> tuple[int, int]:
+        """``(cycles a raw row takes, cycles after the stream's last beat to DONE)`` of a
+        gathering LOAD_ROWS (hdl/loaders.py: steps ``min(qb, 0) .. max(qb + out - 1 + e,
+        row_beats - 1)``, an output beat's ``k`` words written one a cycle, then GFLUSH)."""
+        qb, e = f["shift"] >> 3, int(f["shift"] % 8 != 0)
+        out = f["pix"] * f["seg_beats"]
+        jmin, jmax = min(qb, 0), max(qb + out - 1 + e, f["row_beats"] - 1)
+        k = self.la_words
+        return jmax - jmin + 1 + out * (k - 1), jmax - (f["row_beats"] - 1) + max(1, k - 1)
 
     def weight_loader(self):
         cal, sim = self.cal, self.sim

@@ -8,7 +8,9 @@ order, to the queue of the unit that executes it:
 opcode         unit    what it does
 =============  ======  ===================================================================
 LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
-                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``).
+                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``);
+                       strided (``chunk_beats``: a read per used pixel or row) or gathering
+                       (``gather``: raw rows folded into stored pixels), see LoadRows.
 LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
                        ``k`` of the stream must carry sequence number ``seq_base + k``,
                        and the stream must end where a package ends (else WPKG_LENGTH).
@@ -103,6 +105,25 @@ class LoadRows(data.Struct):
     addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
     beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
     wait_stores: unsigned(32)   #: start only after this many STOREs completed (absolute count)
+    # gather mode (``gather = 1``, the stem input; docs/architecture.md, *The network input*):
+    # the ``beats`` are whole raw rows of ``row_beats`` beats; row ``r`` supplies the beats
+    # ``[shift + 8*k, +8)`` of its bytes (zero outside the row), ``k < pix * seg_beats``, beat ``k``
+    # into buffer beat ``((r // seg_rows) * pix + k // seg_beats) * pix_beats
+    # + (r % seg_rows) * seg_beats + k % seg_beats`` (bits 88..150)
+    gather: unsigned(1)
+    row_beats: unsigned(12)     #: beats of one raw row in DRAM
+    shift: signed(16)           #: byte offset of the first segment in its row (may be < 0)
+    seg_beats: unsigned(8)      #: beats of one segment (one raw row's share of a pixel)
+    seg_rows: unsigned(4)       #: raw rows (segments) of one stored row (pixel)
+    pix: unsigned(12)           #: stored pixels of one stored row
+    pix_beats: unsigned(10)     #: buffer beats from one stored pixel to the next
+    # strided mode (``chunk_beats != 0``, e.g. the 1x1 stride-2 projections): the ``beats`` come
+    # from DMA reads of ``chunk_beats`` beats, ``chunks`` of them a row ``chunk_stride`` bytes
+    # apart, rows ``row_stride`` bytes apart from ``addr``; written like a plain load (bits 151..214)
+    chunk_beats: unsigned(12)   #: beats of one read (0: one read of ``beats`` from ``addr``)
+    chunks: unsigned(12)        #: reads of one row
+    chunk_stride: unsigned(16)  #: bytes from one read of a row to the next
+    row_stride: unsigned(24)    #: bytes from one row's first read to the next row's
 
 
 class LoadWeights(data.Struct):

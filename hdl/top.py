@@ -212,7 +212,9 @@ class Accelerator(wiring.Component):
         # activation buffer
         act = Memory(shape=cfg.tn * 8, depth=cfg.act_depth, init=[])
         m.submodules.act_buf = act
-        aw = act.write_port()
+        # a gathering LOAD_ROWS writes beat by beat (hdl/loaders.py): beat-wide write enables
+        aw = act.write_port(granularity=cfg.axi_data_width) if la.wr_lanes > 1 \
+            else act.write_port()
         ar = act.read_port()
         m.d.comb += [
             aw.addr.eq(la.wr_addr), aw.data.eq(la.wr_data), aw.en.eq(la.wr_en),

@@ -127,6 +127,10 @@ CASES_TILES = [
     ("3x3 conv with a fused lookup table (conv+lut), 2 pixel tiles, then a 1x1 conv",
      (4, 6, 16), lambda b: b.conv("c", _lut(b, "t", b.conv("a", "input", 8, 3, padding=1,
                                                              relu=False)), 4, 1)),
+    ("1x1 stride 2: strided LOAD_ROWS, a DMA read per used pixel", (8, 8, 8),
+     lambda b: b.conv("a", "input", 8, 1, stride=2, relu=False)),
+    ("1x1 stride (2, 1) on 7x7: strided LOAD_ROWS, a DMA read per used row", (8, 7, 7),
+     lambda b: b.conv("a", "input", 8, 1, stride=(2, 1))),
 ]
 
 

@@ -114,18 +114,53 @@ def test_check_image_layouts():
         check_image(np.full((4, 8, 3), 256), spec, "HWC")
 
 
-@pytest.mark.parametrize("pool_first", [False, True])
-def test_rtl_raw_image_in_logits_out(rng, pool_first):
+@pytest.mark.parametrize("shape,k,stride,padding,gather", [
+    ((3, 8, 16), 7, 2, 3, True), ((1, 8, 16), 5, 2, (2, 1, 0, 2), True),
+    ((1, 8, 24), 7, 2, 3, True), ((2, 4, 8), 3, 1, 1, True), ((2, 6, 8), 3, 1, 1, True),
+    ((3, 8, 8), 3, 1, 1, False), ((3, 5, 8), 3, 1, (0, 2, 1, 0), False),
+])
+def test_gathering_loads_fold_the_stem_on_chip(rng, shape, k, stride, padding, gather):
+    """Where it needs fewer PE beats than the phases on the raw bytes, the stem reads its input
+    through gathering LOAD_ROWS (space-to-depth rows and column fold built by the loader);
+    either way bit-exact on the ISA simulator, edges included."""
+    model = _stem_model(rng, shape, k, stride, padding)
+    comp = compile_model(model, TINY)
+    assert comp.input_layout == "direct" and comp.input_gather == gather
+    assert comp.layers[0].kind == "conv^" and comp.one_program
+    assert ("gathering loads" in comp.report()) == gather
+    for img in (rng.integers(0, 256, size=shape), np.full(shape, 255), np.zeros(shape, np.int64)):
+        _check_all(model, comp, img)
+
+
+def test_resnet18_stem_gathers_at_the_host_layout_density(rng):
+    """ResNet-18's 7x7/2 stem on z020: 4 phases of 12 sets (the host-prepared space-to-depth
+    and fold's 12, instead of the 14 or 21 of the phases on the raw bytes), bit-exact."""
+    cfg = get_config("z020")
+    shape = (3, 32, 32)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=shape)
+    model = b.build(b.conv("conv1", "input", 64, 7, stride=2, padding=3))
+    comp = compile_model(model, cfg)
+    assert comp.input_gather and comp.layers[0].sets_per_mtile == 12
+    assert comp.layers[0].pe_beats == 12 * 16 * 16
+    _check_all(model, comp, rng.integers(0, 256, size=shape), cfg)
+
+
+@pytest.mark.parametrize("case", ["direct", "layout", "gather"])
+def test_rtl_raw_image_in_logits_out(rng, case):
     """On the RTL with random memory stalls: the host writes the image's own bytes (nothing
     else but the model image), the accelerator does the rest; every layer bit-exact (check
     mode), then three frames back to back with different images."""
-    shape = (3, 8, 8)
-    model = _stem_model(rng, shape, 3, 2, 1) if not pool_first else \
-        _stem_model(rng, shape, 3, 1, 1, pool_first=True)
+    # gather: 2 raw rows a stored pixel, segments from bytes -3, -1, 1, 3 of each row
+    shape = (1, 8, 24) if case == "gather" else (3, 8, 8)
+    model = {"direct": lambda: _stem_model(rng, shape, 3, 2, 1),
+             "layout": lambda: _stem_model(rng, shape, 3, 1, 1, pool_first=True),
+             "gather": lambda: _stem_model(rng, shape, 7, 2, 3)}[case]()
     comp = compile_model(model, TINY)
-    assert comp.input_layout == ("layout" if pool_first else "direct")
-    imgs = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(3)]
-    imgs[1] = np.full((8, 8, 3), 255, np.uint8)
+    assert comp.input_layout == ("layout" if case == "layout" else "direct")
+    assert comp.input_gather == (case == "gather")
+    c, h, w = shape
+    imgs = [rng.integers(0, 256, size=(h, w, c), dtype=np.uint8) for _ in range(3)]
+    imgs[1] = np.full((h, w, c), 255, np.uint8)
     refs = [reference.run(model, np.transpose(im, (2, 0, 1)), spec=TINY.numeric) for im in imgs]
 
     async def body(drv, mem):
@@ -200,3 +235,24 @@ def test_hwc_images_for_a_host_layout_model(rng):
 
     chw, hwc = _written_both_ways(comp, img)
     assert chw == hwc == comp.tensors["input"].to_memory(img)
+
+
+def test_rtl_gather_into_words_wider_than_a_beat(rng):
+    """tn = 16 (z020's 16-byte buffer words, two beats each): the gathering loads write beat by
+    beat through the buffer's per-beat write enables, the plain loads whole words; every layer
+    bit-exact on the RTL with random memory stalls."""
+    cfg = TINY.replace(name="tiny-tn16", tn=16)
+    model = _stem_model(rng, (3, 8, 16), 7, 2, 3, cfg=cfg)
+    comp = compile_model(model, cfg)
+    assert comp.input_gather
+    img = rng.integers(0, 256, size=(3, 8, 16))
+    ref = reference.run(model, img, spec=cfg.numeric)
+
+    async def body(drv, mem):
+        await drv.load(comp)
+        full, _ = await drv.infer(comp, img, load=False, check=True)
+        return full
+
+    full = _sim(cfg, comp, body, mem_mode="random", seed=3)
+    for layer in model.layers:
+        np.testing.assert_array_equal(full[layer.output], ref[layer.output], err_msg=layer.name)

@@ -69,6 +69,50 @@ def _requant(cfg: HWConfig, acc, bias, mult, shift, res, res_mult, relu: bool):
     return np.clip(y, lo, hi)
 
 
+def _strided_read(cfg: HWConfig, mem: Memory, f: dict, i: int) -> bytes:
+    """The bytes of a strided LOAD_ROWS (``chunk_beats != 0``, hdl/isa.py ``LoadRows``)."""
+    cb, n = f["chunk_beats"], f["chunks"]
+    if f["gather"] or n == 0 or f["beats"] % (cb * n):
+        raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: strided LOAD_ROWS fields {f}")
+    out = bytearray()
+    for r in range(f["beats"] // (cb * n)):
+        for k in range(n):
+            out += mem.read(f["addr"] + r * f["row_stride"] + k * f["chunk_stride"],
+                            cb * cfg.beat_bytes)
+    return bytes(out)
+
+
+def _gather_rows(cfg: HWConfig, raw: bytes, f: dict, i: int, prev) -> np.ndarray:
+    """A gathering LOAD_ROWS (hdl/isa.py ``LoadRows``): the buffer half it leaves. Beats it
+    does not write keep what ``prev`` (the half's last contents) held there."""
+    bb = cfg.beat_bytes
+    rb, sb, s, pix, pb = f["row_beats"], f["seg_beats"], f["seg_rows"], f["pix"], f["pix_beats"]
+    half_beats = cfg.act_depth // 2 * cfg.tn // bb
+    if min(rb, sb, s, pix) == 0 or pb < s * sb or f["beats"] % (rb * s):
+        raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: gathering LOAD_ROWS fields "
+                                              f"{f}")
+    n_rows = f["beats"] // rb
+    if (n_rows // s) * pix * pb > half_beats:
+        raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: a gathering LOAD_ROWS writes "
+                                              f"past the buffer half")
+    buf = np.zeros(half_beats * bb, np.uint8)
+    if prev is not None:
+        old = prev.reshape(-1)[:len(buf)]
+        buf[:len(old)] = old
+    rows = np.frombuffer(raw, np.uint8).reshape(n_rows, rb * bb)
+    n_out = pix * sb * bb
+    t = f["shift"] + np.arange(n_out)                    # byte of the row for each output byte
+    ok = (t >= 0) & (t < rb * bb)
+    k = np.arange(pix * sb)
+    slot = (k // sb) * pb + k % sb                        # beat slot within the stored row
+    for r in range(n_rows):
+        seg = np.where(ok, rows[r][np.clip(t, 0, rb * bb - 1)], 0).reshape(-1, bb)
+        dst = (r // s) * pix * pb + (r % s) * sb + slot
+        buf.reshape(-1, bb)[dst] = seg
+    used = (n_rows // s) * pix * pb * bb
+    return buf[:-(-used // cfg.tn) * cfg.tn].reshape(-1, cfg.tn)
+
+
 def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 arena: tuple[int, int] | None = None, prog_tag: int = 0) -> dict:
     """Execute ``n_instr`` instructions at ``prog_addr``; return simple statistics.
@@ -103,8 +147,14 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
         if op == Opcode.NOP:
             continue
         if op == Opcode.LOAD_ROWS:
-            raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
-            halves[n_load % 2] = np.frombuffer(raw, np.uint8).reshape(-1, cfg.tn)
+            if f["chunk_beats"]:
+                raw = _strided_read(cfg, mem, f, i)
+            else:
+                raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+            if f["gather"]:
+                halves[n_load % 2] = _gather_rows(cfg, raw, f, i, halves[n_load % 2])
+            else:
+                halves[n_load % 2] = np.frombuffer(raw, np.uint8).reshape(-1, cfg.tn)
             n_load += 1
         elif op == Opcode.LOAD_WEIGHTS:
             raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)

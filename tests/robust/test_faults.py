@@ -1079,3 +1079,25 @@ def test_lookup_table_bit_flip_is_detected(lut_net):
     assert out.error.info == st.fields["lut_addr"]
     assert not [r for r in out.requests if r.kind == "w" and r.edge < out.first_error[0]
                 and st.fields["out_addr"] <= r.addr < st.fields["out_addr"] + TINY.lanes_pad]
+
+
+# -- strided and gathering LOAD_ROWS (issue 14/15 loader modes): bad fields are contained ------
+
+LOAD_MODE_FAULTS = {
+    # a gathering load whose stored pixels would be written past the buffer half
+    "gather_past_buffer_half": lambda f: dict(gather=1, row_beats=f["beats"], seg_beats=1,
+                                              seg_rows=1, pix=4095, pix_beats=1023),
+    # a strided load whose beats end inside a row (no read past ``beats`` is issued)
+    "strided_ends_inside_a_row": lambda f: dict(chunk_beats=1, chunks=f["beats"] + 1,
+                                                chunk_stride=BB, row_stride=0),
+}
+
+
+@pytest.mark.parametrize("name", list(LOAD_MODE_FAULTS))
+def test_load_rows_mode_fields_out_of_range(net, name):
+    """INSTR_FIELD, nothing outside the window, and a soft reset recovers bit-exact."""
+    ins = net.instr(Opcode.LOAD_ROWS)
+    changes = LOAD_MODE_FAULTS[name](ins.fields)
+    out = run_fault(net.comp, net.image, corrupt=lambda img: patch_instruction(
+        img, net.comp, ins, **changes))
+    net.contained(out, ErrorCode.INSTR_FIELD, ProgramError)
