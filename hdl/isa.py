@@ -52,6 +52,8 @@ parameters carry a CRC-32 trailer per mtile (:func:`pack_params_block`, ``PARAMS
 import operator
 import zlib
 
+import numpy as np
+
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
@@ -62,7 +64,8 @@ __all__ = [
     "Store",
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
-    "pack_params_block", "params_block_bytes",
+    "pack_params_block", "params_block_bytes", "CHK_OFF_BITS", "act_check", "act_check_sum",
+    "act_check_entries",
 ]
 
 INSTR_BITS = 256
@@ -97,10 +100,16 @@ class PoolMode(enum.Enum, shape=unsigned(2)):
     SUM = 2     #: sum over each window (an average is a sum requantized by the STORE)
 
 
+#: Width of a check-entry offset (in beats from WR_BASE, see :func:`act_check`).
+CHK_OFF_BITS = 16
+
+
 class LoadRows(data.Struct):
     addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
     beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
     wait_stores: unsigned(32)   #: start only after this many STOREs completed (absolute count)
+    chk_off: unsigned(CHK_OFF_BITS)   #: first check entry of the rows read, in beats from WR_BASE
+    chk_beats: unsigned(16)     #: check entries to read after the data (0: rows not checked)
 
 
 class LoadWeights(data.Struct):
@@ -138,6 +147,9 @@ class Store(data.Struct):
     res_signed: unsigned(1)
     relu: unsigned(1)
     pool: unsigned(1)           #: results come from the pooling unit (COMPUTE with ``pool``)
+    chk_off: unsigned(CHK_OFF_BITS)   #: check entry of the first output row, beats from WR_BASE
+    chk_row_pixels: unsigned(12)  #: pixels of this STORE per output row (0: no check entries)
+    chk_stride: unsigned(5)     #: beats between the check entries of consecutive rows
 
 
 FIELD_LAYOUTS = {
@@ -304,3 +316,69 @@ def pack_params_block(params: bytes) -> bytes:
     """One mtile's packed lane parameters followed by their CRC trailer."""
     return bytes(params) + zlib.crc32(params).to_bytes(4, "little") + \
         bytes(PARAMS_TRAILER_BYTES - 4)
+
+
+# ---- integrity of activations (docs/reliability.md section 3.1) --------------------------------
+#
+# Every beat of an activation tensor a STORE writes is hashed with its byte address:
+# ``H(addr, beat) = CRC-32 (CRC32_ISO_HDLC, zlib's) of addr (4 bytes, little-endian) followed by
+# the beat's bytes``, and the hashes of one output row are summed modulo 2**32 into one *check
+# entry* (one beat: the sum in bytes 0..3, zeros after) in the side area at the start of the
+# activation arena. A row written by several STOREs (the phases of a direct stem) has one entry
+# per STORE, ``chk_stride`` beats apart. A LOAD_ROWS sums the hashes of the beats it reads and
+# compares the sum with the sum of the entries of the rows it read (``chk_off``, ``chk_beats``):
+# the sum is order-independent, so the row-by-row read and the mtile-by-mtile write agree.
+
+
+def _crc_tables(nbytes: int):
+    """Byte tables of the affine map ``m -> crc32(m)`` on ``nbytes``-byte messages:
+    ``crc32(m) = c0 ^ XOR_k T[k][m[k]]``."""
+    z = bytes(nbytes)
+    c0 = zlib.crc32(z)
+    t = np.zeros((nbytes, 256), np.uint32)
+    for k in range(nbytes):
+        for b in range(256):
+            m = bytearray(z)
+            m[k] = b
+            t[k, b] = zlib.crc32(bytes(m)) ^ c0
+    return np.uint32(c0), t
+
+
+_TABLES: dict = {}
+
+
+def act_check(addrs, beats) -> np.ndarray:
+    """``H(addr, beat)`` of each beat: ``addrs`` (n,) byte addresses, ``beats`` (n, bb) bytes;
+    returns (n,) uint32 (vectorised ``zlib.crc32(addr.to_bytes(4, "little") + beat)``)."""
+    beats = np.asarray(beats, np.uint8)
+    n, bb = beats.shape
+    if bb not in _TABLES:
+        _TABLES[bb] = _crc_tables(4 + bb)
+    c0, t = _TABLES[bb]
+    a = np.asarray(addrs, np.uint64).astype(np.uint32)
+    h = np.full(n, c0, np.uint32)
+    for k in range(4):
+        h ^= t[k][(a >> np.uint32(8 * k)) & np.uint32(0xFF)]
+    for k in range(bb):
+        h ^= t[4 + k][beats[:, k]]
+    return h
+
+
+def act_check_sum(addr: int, raw: bytes, beat_bytes: int) -> int:
+    """Sum modulo 2**32 of ``H`` over the beats of ``raw`` stored from byte address ``addr``."""
+    beats = np.frombuffer(bytes(raw), np.uint8).reshape(-1, beat_bytes)
+    addrs = addr + beat_bytes * np.arange(beats.shape[0], dtype=np.uint64)
+    return int(act_check(addrs, beats).astype(np.uint64).sum()) & 0xFFFF_FFFF
+
+
+def act_check_entries(addr: int, raw: bytes, row_bytes: int, beat_bytes: int) -> bytes:
+    """The check entries of ``raw`` stored at ``addr`` in rows of ``row_bytes`` bytes: per row
+    one beat, the sum modulo 2**32 of :func:`act_check` over the row's beats (little-endian,
+    zeros above) -- what the driver writes for the network input, as a STORE does for the
+    tensors it writes."""
+    beats = np.frombuffer(bytes(raw), np.uint8).reshape(-1, beat_bytes)
+    h = act_check(addr + beat_bytes * np.arange(len(beats), dtype=np.uint64), beats)
+    sums = h.astype(np.uint64).reshape(-1, row_bytes // beat_bytes).sum(axis=1) & 0xFFFF_FFFF
+    out = np.zeros((len(sums), beat_bytes), np.uint8)
+    out[:, :4] = sums.astype("<u4").view(np.uint8).reshape(-1, 4)
+    return out.tobytes()
