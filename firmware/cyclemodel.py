@@ -184,6 +184,9 @@ class Calibration:
     s_join: float = 2.0
     #: One past a residual row's last beat consumed to the join taking its pixel.
     s_res: float = 0.0
+    #: Cycles per activation check entry a STORE writes after its data (CHK_WRITE: the
+    #: command, the beat).
+    s_entry: float = 2.0
     #: A write burst's B response to the STORE's ``done_count`` (``wr_done``, WAIT_WRITES).
     s_ack: float = 3.0
     #: The last ``done_count`` to the run's end (STATUS.busy falls).
@@ -855,8 +858,27 @@ class _Model:
             waited = sim.now > t_take
             yield max(0.0, max(t_take + cal.la_cmd, sim.now + 1 if waited else 0) - sim.now)
             tile.load_start = sim.now
-            yield self._read(_ACT, f["beats"], self.la_cap, sim.now).ev
-            yield cal.la_done + self.la_words - 1      # a beat holding k words takes k cycles
+            t_cmd, beats, chk = sim.now, f["beats"], f["chk_beats"]
+            if not chk:
+                yield self._read(_ACT, beats, self.la_cap, t_cmd).ev
+                yield cal.la_done + self.la_words - 1  # a beat holding k words takes k cycles
+            else:
+                # the check entries' command is taken once the rows' last burst is requested
+                # (its FIFO room: beat beats - fifo popped); they are read after the rows
+                fifo = self.cfg.read_fifo_beats
+                issued = _Event()
+                data = self._read(_ACT, beats, self.la_cap, t_cmd,
+                                  milestones={beats - fifo - 1: issued} if beats > fifo else {})
+                t_chk = t_cmd + -(-beats // self.cfg.max_burst)
+                if beats > fifo:
+                    yield issued
+                    t_chk = max(t_chk, sim.now)
+                rows_in = _Event()
+                ent = self._read(_ACT, chk, 1.0, t_chk, gates={0: rows_in})
+                yield data.ev
+                sim.trigger(rows_in, sim.now + self.la_words)      # TAIL, then CHK
+                yield ent.ev
+                yield cal.la_done                                  # CMP
             tile.load_done = sim.now
             self.la_done.incr()
             self.unit_end["la"] = sim.now
@@ -1094,6 +1116,10 @@ class _Model:
                 yield max(0.0, drained - sim.now)
                 self.drained.incr()
                 g += 1
+            n_ent = _store_entries(f)
+            if n_ent:
+                # AFTER (the last beat hashed), then per check entry its command and its beat
+                last_w = max(last_w, sim.now + 1) + cal.s_entry * n_ent
             yield max(0.0, last_w + mem.write_latency + cal.s_ack - sim.now)
             tile.store_done = sim.now
             self.s_done.incr()
@@ -1134,16 +1160,25 @@ def _decode_program(image: bytes, base: int, prog_addr: int, n_instr: int) -> li
                           f"instructions")
 
 
+def _store_entries(f) -> int:
+    """Activation check entries (one beat an output row) a STORE writes after its data."""
+    rp = f["chk_row_pixels"]
+    return -(-f["pixels"] // rp) if rp else 0
+
+
 def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
     """DMA bytes (read, written) of one instruction (the program fetch excluded)."""
     bb = cfg.beat_bytes
-    if op in (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS):
+    if op == Opcode.LOAD_ROWS:
+        return (f["beats"] + f["chk_beats"]) * bb, 0     # the rows and their check entries
+    if op == Opcode.LOAD_WEIGHTS:
         return f["beats"] * bb, 0
     if op == Opcode.STORE:
         rd = f["n_mtiles"] * params_block_bytes(cfg.lanes_pad)
         if f["res_en"]:
             rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
-        return rd, f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes) * bb
+        return rd, (f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes)
+                    + _store_entries(f)) * bb
     return 0, 0
 
 
