@@ -184,9 +184,9 @@ class Calibration:
     s_join: float = 2.0
     #: One past a residual row's last beat consumed to the join taking its pixel.
     s_res: float = 0.0
-    #: Cycles per activation check entry a STORE writes after its data (CHK_WRITE: the
-    #: command, the beat).
-    s_entry: float = 2.0
+    #: Cycles of one write command of activation check entries a STORE writes after its data
+    #: (CHK_WRITE: the command, the DMA's CHECK and AW); contiguous entries add a cycle each.
+    s_entry_cmd: float = 3.0
     #: A write burst's B response to the STORE's ``done_count`` (``wr_done``, WAIT_WRITES).
     s_ack: float = 3.0
     #: The last ``done_count`` to the run's end (STATUS.busy falls).
@@ -1119,7 +1119,10 @@ class _Model:
             n_ent = _store_entries(f)
             if n_ent:
                 # AFTER (the last beat hashed), then per check entry its command and its beat
-                last_w = max(last_w, sim.now + 1) + cal.s_entry * n_ent
+                if f["chk_stride"] == 1:         # one command: a beat a cycle
+                    last_w = max(last_w, sim.now + 1) + cal.s_entry_cmd + n_ent
+                else:
+                    last_w = max(last_w, sim.now + 1) + cal.s_entry_cmd * n_ent
             yield max(0.0, last_w + mem.write_latency + cal.s_ack - sim.now)
             tile.store_done = sim.now
             self.s_done.incr()

@@ -25,7 +25,8 @@ written beat is hashed with its byte address (:func:`~ilmpq.hdl.isa.act_check`: 
 ``Cat(addr, beat)``) and the hashes summed modulo 2**32 per output row of the tile (``pixels /
 chk_row_pixels`` rows, over all mtiles) in a row table; after the last mtile the unit writes
 one check entry per row (a beat: the sum, zeros above) at ``wr_base + (chk_off + r *
-chk_stride) * beat_bytes``, each checked against the arena's limit before it is issued
+chk_stride) * beat_bytes`` (one write command for all of them when ``chk_stride`` is 1, else
+one each), each command checked against the arena's limit before it is issued
 (WRITE_PROTECT), and the instruction completes when they are acknowledged too.
 
 A STORE with ``pool`` set takes its mtiles' values from the pooling unit (``pool_in``, already
@@ -374,20 +375,25 @@ class StoreUnit(wiring.Component):
                                  e_addr.eq(self.wr_base + ins.chk_off * bb)]
                     m.next = "CHK_WRITE"
             with m.State("CHK_WRITE"):
+                # one write command for all entries when they are contiguous (chk_stride 1),
+                # else one per entry; the range is checked against the arena before each
                 m.d.comb += [self.busy.eq(1), chk_phase.eq(1), rr_addr.eq(e_row)]
-                with m.If(Cat(e_addr, Const(0, 2)) + bb > self.wr_limit):
+                e_beats = Mux(ins.chk_stride == 1, n_rows, 1)
+                with m.If(~e_cmd & (Cat(e_addr, Const(0, 2)) + e_beats * bb > self.wr_limit)):
                     m.d.sync += [self.err_protect.eq(1), self.err_addr.eq(e_addr)]
                     m.next = "HALT"
                 with m.Else():
                     m.d.comb += [self.wr_cmd.valid.eq(~e_cmd), self.wr_cmd.p.addr.eq(e_addr),
-                                 self.wr_cmd.p.beats.eq(1),
+                                 self.wr_cmd.p.beats.eq(e_beats),
                                  self.wr_data.valid.eq(e_cmd),
                                  self.wr_data.payload.eq(rr_data)]
                     with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                         m.d.sync += [e_cmd.eq(1), wcmds_total.eq(wcmds_total + 1)]
                     with m.If(self.wr_data.valid & self.wr_data.ready):
-                        m.d.sync += [e_cmd.eq(0), e_row.eq(e_row + 1),
+                        m.d.sync += [e_row.eq(e_row + 1),
                                      e_addr.eq(e_addr + ins.chk_stride * bb)]
+                        with m.If(ins.chk_stride != 1):
+                            m.d.sync += e_cmd.eq(0)
                         with m.If(e_row == n_rows - 1):
                             m.next = "WAIT_WRITES"
             with m.State("WAIT_WRITES"):
