@@ -531,20 +531,30 @@ class _CheckTables:
                 rows = f["pixels"] // rp
                 if owner[i] is not None:
                     owner[i].dma_write_bytes += rows * bb
-        # ---- LOAD_ROWS: the entries of the rows they read ------------------------------------
-        for i, (op, f) in enumerate(decoded):
-            if op != Opcode.LOAD_ROWS:
-                continue
-            t = self._find(phys, f["addr"])
+        # ---- LOAD_ROWS and residual reads: the entries of the rows they read ---------------
+        def entries(addr: int, n: int, limit: int):
+            t = self._find(phys, addr)
             if t is None or t.addr not in self.tables:
-                continue
+                return None
             off, k, rb, h = self.tables[t.addr]
-            lo, n = f["addr"] - t.addr, f["beats"] * bb
-            if lo % rb or n % rb or lo + n > h * rb:
-                continue
-            f.update(chk_off=off + lo // rb * k, chk_beats=n // rb * k)
-            if owner[i] is not None:
-                owner[i].dma_read_bytes += f["chk_beats"] * bb
+            lo = addr - t.addr
+            if lo % rb or n % rb or lo + n > h * rb or n // rb * k >= limit:
+                return None
+            return off + lo // rb * k, n // rb * k
+
+        for i, (op, f) in enumerate(decoded):
+            if op == Opcode.LOAD_ROWS:
+                e = entries(f["addr"], f["beats"] * bb, 1 << 16)
+                if e is not None:
+                    f.update(chk_off=e[0], chk_beats=e[1])
+                    if owner[i] is not None:
+                        owner[i].dma_read_bytes += e[1] * bb
+            elif op == Opcode.STORE and f["res_en"]:
+                e = entries(f["res_addr"], f["pixels"] * f["res_beats"] * bb, 1 << 12)
+                if e is not None:
+                    f.update(res_chk_off=e[0], res_chk_beats=e[1])
+                    if owner[i] is not None:       # read again for every mtile
+                        owner[i].dma_read_bytes += f["n_mtiles"] * e[1] * bb
         for i, (op, f) in enumerate(decoded):
             if op in (Opcode.LOAD_ROWS, Opcode.STORE):
                 instrs[i] = encode(op, **f)
@@ -977,8 +987,8 @@ def _relocate(instrs: list, delta: int, moves: list, chk_move: tuple | None = No
     STORE.out_addr and STORE.res_addr) moved by ``delta`` and then, inside a tensor
     ``(addr, nbytes, new_addr)`` of ``moves``, to that tensor's copy at ``new_addr`` (a frame
     slot's input and output). Programs are emitted with arena-relative tensor addresses.
-    ``chk_move = (addr, nbytes, d)``: a checked LOAD_ROWS reading ``[addr, addr + nbytes)`` (a
-    slot's input, after the moves) reads its check entries ``d`` beats further."""
+    ``chk_move = (addr, nbytes, d)``: a checked LOAD_ROWS (or residual read) of ``[addr, addr +
+    nbytes)`` (a slot's input, after the moves) reads its check entries ``d`` beats further."""
     def moved(addr):
         addr += delta
         for lo, n, new in moves:
@@ -996,6 +1006,9 @@ def _relocate(instrs: list, delta: int, moves: list, chk_move: tuple | None = No
             f["out_addr"] = moved(f["out_addr"])
             if f["res_en"]:
                 f["res_addr"] = moved(f["res_addr"])
+                if chk_move and f["res_chk_beats"] and \
+                        0 <= f["res_addr"] - chk_move[0] < chk_move[1]:
+                    f["res_chk_off"] += chk_move[2]
         out.append(encode(op, **f) if f else encode(op))
     return out
 

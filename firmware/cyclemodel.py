@@ -1078,6 +1078,7 @@ class _Model:
                 yield self.pe_done[g]
                 yield cal.s_drain
                 d0 = sim.now                              # first drain command
+                res_done = 0.0
                 j_first = d0 + cal.s_join                 # the join takes pixel 0
                 if f["res_en"]:
                     # the tile's residual rows: one read; the row writer keeps at most two
@@ -1085,9 +1086,27 @@ class _Model:
                     rb = f["res_beats"]
                     rows = [_Event() for _ in range(P)]
                     room = [_Event() for _ in range(P)]
+                    rchk, fifo = f["res_chk_beats"], cfg.read_fifo_beats
+                    ms = {(i + 1) * rb - 1: rows[i] for i in range(P)}
+                    k_iss = P * rb - fifo - 1        # the rows' last burst requested after it
+                    if rchk and k_iss >= 0 and k_iss not in ms:
+                        ms[k_iss] = _Event()
                     self._read(_STORE, P * rb, 1.0, d0,
                                gates={(i + 2) * rb: room[i] for i in range(P - 2)},
-                               milestones={(i + 1) * rb - 1: rows[i] for i in range(P)})
+                               milestones=dict(ms))
+                    if rchk:
+                        # the rows' check entries: their command once the rows' last burst is
+                        # requested, their beats after the last row
+                        box, started = [], _Event()
+
+                        def starter(t0=d0 + -(-(P * rb) // cfg.max_burst), ev=ms.get(k_iss)):
+                            if ev is not None:
+                                yield ev
+                            yield max(0.0, t0 - sim.now)
+                            box.append(self._read(_STORE, rchk, 1.0, sim.now,
+                                                  gates={0: rows[P - 1]}))
+                            sim.trigger(started)
+                        sim.spawn(starter())
                     j = j_first - pix
                     for i in range(P):
                         yield rows[i]
@@ -1096,13 +1115,17 @@ class _Model:
                             j_first = j
                         sim.trigger(room[i], j + G)
                     j_last = j
+                    if rchk:
+                        yield started
+                        yield box[0].ev
+                        res_done = sim.now + 1            # the compare, then DRAIN ends
                 else:
                     j_last = j_first + (P - 1) * pix
                 if contiguous:
                     # one write command: bursts leave once max_burst beats are in the FIFO
                     n_beats = P * G
                     first = j_first + self.pp_latency + 1
-                    drained = j_last + G + 1
+                    drained = max(j_last + G + 1, res_done)
                     last_w = max(first + min(cfg.max_burst, n_beats) + n_beats,
                                  j_last + G + self.pp_latency + 2)
                 else:
@@ -1111,7 +1134,7 @@ class _Model:
                     # command at once
                     data_last = j_last + self.pp_latency + G
                     last_cmd = d0 if P == 1 else data_last - pix + 2
-                    drained = max(last_cmd, j_last + G) + 1
+                    drained = max(max(last_cmd, j_last + G) + 1, res_done)
                     last_w = data_last + 2
                 yield max(0.0, drained - sim.now)
                 self.drained.incr()
@@ -1179,7 +1202,7 @@ def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
     if op == Opcode.STORE:
         rd = f["n_mtiles"] * params_block_bytes(cfg.lanes_pad)
         if f["res_en"]:
-            rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
+            rd += f["n_mtiles"] * (f["pixels"] * f["res_beats"] + f["res_chk_beats"]) * bb
         return rd, (f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes)
                     + _store_entries(f)) * bb
     return 0, 0

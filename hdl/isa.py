@@ -150,6 +150,9 @@ class Store(data.Struct):
     chk_off: unsigned(CHK_OFF_BITS)   #: check entry of the first output row, beats from WR_BASE
     chk_row_pixels: unsigned(12)  #: pixels of this STORE per output row (0: no check entries)
     chk_stride: unsigned(5)     #: beats between the check entries of consecutive rows
+    res_chk_off: unsigned(CHK_OFF_BITS)   #: check entries of the residual rows, beats from
+                                #: WR_BASE (read after the residual rows of every mtile)
+    res_chk_beats: unsigned(12)   #: residual check entries (0: the residual is not checked)
 
 
 FIELD_LAYOUTS = {

@@ -59,8 +59,9 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     # integrity of the data the accelerator reads and writes (0x50-0x5f)
     PARAMS_CRC = 0x50           #: a lane-parameter block's CRC-32 trailer does not match
     ACT_CRC = 0x54              #: activation rows read by a LOAD_ROWS do not match the check
-                                #: entries their STOREs (or the driver, for the input) wrote;
-                                #: ERR_INFO = the LOAD_ROWS address
+                                #: entries their STOREs (or the driver, for the input) wrote,
+                                #: or a STORE's residual rows do not; ERR_INFO = the LOAD_ROWS
+                                #: address / the STORE's residual address
     WRITE_PROTECT = 0x58        #: a STORE would write outside [WR_BASE, WR_LIMIT) (the
                                 #: activation arena): nothing of it was written
     # run control (0x40-)

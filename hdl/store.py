@@ -29,6 +29,14 @@ chk_stride) * beat_bytes`` (one write command for all of them when ``chk_stride`
 one each), each command checked against the arena's limit before it is issued
 (WRITE_PROTECT), and the instruction completes when they are acknowledged too.
 
+The residual rows are checked the same way (``res_chk_beats`` != 0): every residual beat of
+every mtile is hashed with its address as it enters the row buffer, the rows' check entries
+are read after them (``res_chk_off``), and a mismatch latches ``err_res`` (ACT_CRC, ``err_addr``
+= ``res_addr``) at the end of the mtile, before its bank is released or the instruction
+completes. The mtile's outputs have been written by then (the join consumes residual rows
+as they arrive): the error comes before END and before any reader of this STORE's output
+starts (its LOAD_ROWS wait for the STORE), not before the mtile's writes.
+
 A STORE with ``pool`` set takes its mtiles' values from the pooling unit (``pool_in``, already
 in drain order, hdl/pool.py) instead of draining an accumulator bank; everything else is the
 same. The bank is released (``drained``) once its last group has left the join; the instruction
@@ -104,8 +112,11 @@ class StoreUnit(wiring.Component):
         The DMA window and the activation arena (WR_BASE / WR_LIMIT).
     err_params, err_protect : Out(1)
         Sticky: a lane-parameter block failed its CRC; a STORE would write outside the arena.
+    err_res : Out(1)
+        Sticky: the residual rows did not match their check entries (ErrorCode.ACT_CRC).
     err_addr : Out(32)
-        The parameter block's address, or the STORE's ``out_addr``.
+        The parameter block's address, the STORE's ``out_addr`` (or a check entry's address),
+        or the residual address.
     """
 
     def __init__(self, config: HWConfig):
@@ -137,6 +148,7 @@ class StoreUnit(wiring.Component):
             "wr_limit": In(32),
             "err_params": Out(1),
             "err_protect": Out(1),
+            "err_res": Out(1),
             "err_addr": Out(32),
         })
 
@@ -198,6 +210,15 @@ class StoreUnit(wiring.Component):
         rr_addr, rr_data = Signal(row_bits), Signal(32)
         m.d.comb += [rsw.en.eq(rw_en), rsw.addr.eq(rw_addr), rsw.data.eq(rw_data),
                      rsr.addr.eq(rr_addr), rr_data.eq(rsr.data)]
+        m.submodules.rcrc = rcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        r_addr = Signal(32)         # address of the next residual beat
+        r_hpend = Signal()
+        r_sum = Signal(32)
+        r_esum = Signal(32)
+        r_ebad = Signal()
+        r_left = Signal(12)         # residual check entries still to come
+        r_cmd = Signal()            # their read command is not taken yet
+        r_chk_addr = Signal(32)
         chk_start = Signal()        # a STORE is taken: reset the data-side counters
         chk_phase = Signal()        # the check entries are being written
         d_addr = Signal(32)         # address of the next data beat
@@ -221,6 +242,7 @@ class StoreUnit(wiring.Component):
         e_cmd = Signal()            # this entry's write command was taken
 
         # ---- controller --------------------------------------------------------------------
+        m.d.comb += r_chk_addr.eq(self.wr_base + ins.res_chk_off * bb)
         pixels_issued = Signal(16)     # drain commands issued in this mtile
         wcmds_issued = Signal(17)
         wcmds_total = Signal(32)       # write commands issued by this instruction
@@ -334,8 +356,18 @@ class StoreUnit(wiring.Component):
                     self.rd_cmd.p.addr.eq(ins.res_addr),
                     self.rd_cmd.p.beats.eq(ins.pixels * ins.res_beats),
                 ]
-                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
-                    m.d.sync += [res_issued.eq(1), res_phase.eq(1)]
+                with m.If(~res_issued & self.rd_cmd.ready):
+                    m.d.sync += [res_issued.eq(1), res_phase.eq(1), r_addr.eq(ins.res_addr),
+                                 r_sum.eq(0), r_esum.eq(0), r_ebad.eq(0),
+                                 r_left.eq(ins.res_chk_beats),
+                                 r_cmd.eq(ins.res_chk_beats != 0)]
+                # then the residual rows' check entries (the DMA takes the command once the
+                # rows' command is issued)
+                with m.If(res_issued):
+                    m.d.comb += [self.rd_cmd.valid.eq(r_cmd), self.rd_cmd.p.addr.eq(r_chk_addr),
+                                 self.rd_cmd.p.beats.eq(ins.res_chk_beats)]
+                    with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                        m.d.sync += r_cmd.eq(0)
                 # drain commands
                 m.d.comb += [
                     self.drain.valid.eq(pixels_issued != ins.pixels),
@@ -355,8 +387,18 @@ class StoreUnit(wiring.Component):
                 with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
+                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~r_hpend)
                 with m.If(join_done & (pixels_issued == ins.pixels) &
-                          (wcmds_issued == n_wcmds) & res_issued):
+                          (wcmds_issued == n_wcmds) & res_issued & r_done &
+                          res_phase & (r_ebad | (r_esum != r_sum)) &
+                          (ins.res_chk_beats != 0)):
+                    # the residual rows did not match their check entries: stop before the
+                    # bank is released and the instruction completes (no reader of this
+                    # STORE's output starts)
+                    m.d.sync += [self.err_res.eq(1), self.err_addr.eq(ins.res_addr)]
+                    m.next = "HALT"
+                with m.Elif(join_done & (pixels_issued == ins.pixels) &
+                            (wcmds_issued == n_wcmds) & res_issued & r_done):
                     m.d.sync += [self.drained.eq(self.drained + 1), g.eq(g + 1), t.eq(t + 1),
                                  p_addr.eq(p_addr + block_bytes),
                                  res_phase.eq(0)]
@@ -427,6 +469,24 @@ class StoreUnit(wiring.Component):
                                  rows_filled.eq(rows_filled + 1)]
                 with m.Else():
                     m.d.sync += rw_beat.eq(rw_beat + 1)
+
+        # residual check: H(addr, beat) of every residual beat, then the entries after the rows
+        r_acc = Signal()
+        m.d.comb += r_acc.eq(in_res_phase & self.rd_data.valid & res_room)
+        m.d.comb += [rcrc.data.eq(Cat(r_addr, self.rd_data.payload)),
+                     rcrc.start.eq(r_acc), rcrc.valid.eq(r_acc)]
+        m.d.sync += r_hpend.eq(r_acc)
+        with m.If(r_acc):
+            m.d.sync += r_addr.eq(r_addr + bb)
+        with m.If(r_hpend):
+            m.d.sync += r_sum.eq(r_sum + rcrc.crc)
+        with m.If(res_phase & (rw_pix == ins.pixels) & (r_left != 0)):
+            m.d.comb += self.rd_data.ready.eq(1)
+            with m.If(self.rd_data.valid):
+                m.d.sync += [r_esum.eq(r_esum + self.rd_data.payload[:32]), r_left.eq(r_left - 1)]
+                if B > 32:
+                    with m.If(self.rd_data.payload[32:] != 0):
+                        m.d.sync += r_ebad.eq(1)
 
         # ---- join: PE drain beats + params + residual -> post-processing -------------------
         row_ok = Signal()

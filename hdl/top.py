@@ -325,6 +325,8 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(ErrorCode.WRITE_PROTECT), new_info.eq(su.err_addr)]
         with m.Elif(la.err_act):
             m.d.comb += [new_err.eq(ErrorCode.ACT_CRC), new_info.eq(la.err_addr)]
+        with m.Elif(su.err_res):
+            m.d.comb += [new_err.eq(ErrorCode.ACT_CRC), new_info.eq(su.err_addr)]
         with m.Elif(fetch.err_opcode):
             m.d.comb += [new_err.eq(ErrorCode.INSTR_OPCODE), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_overrun):

@@ -202,8 +202,20 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 accp[:acc.shape[0]] = acc
                 if f["res_en"]:
                     rb = f["res_beats"] * cfg.beat_bytes
-                    rr = np.frombuffer(mem.read(f["res_addr"], P * rb),
-                                       np.int8 if f["res_signed"] else np.uint8)
+                    rraw = mem.read(f["res_addr"], P * rb)
+                    if f["res_chk_beats"]:
+                        # the residual rows' check entries, for every mtile (hdl/store.py)
+                        bb = cfg.beat_bytes
+                        ent = np.frombuffer(mem.read(arena[0] + f["res_chk_off"] * bb,
+                                                     f["res_chk_beats"] * bb),
+                                            np.uint8).reshape(-1, bb)
+                        esum = int(ent[:, :4].copy().view("<u4").astype(np.uint64).sum()) \
+                            & 0xFFFF_FFFF
+                        if esum != act_check_sum(f["res_addr"], rraw, bb) or ent[:, 4:].any():
+                            raise IsaFault(ErrorCode.ACT_CRC, f"instruction {i}: residual at "
+                                                              f"{f['res_addr']:#x}: check "
+                                                              f"entries differ")
+                    rr = np.frombuffer(rraw, np.int8 if f["res_signed"] else np.uint8)
                     rr = rr.reshape(P, rb).astype(np.int64)
                     res = rr[:, rpos].T
                 else:
