@@ -1164,3 +1164,33 @@ def test_isa_simulator_checks_activations_like_the_hardware(net):
     with pytest.raises(IsaFault) as e:
         run_program(TINY, bad, step.prog_addr, step.n_instr, comp.arena, step.prog_tag)
     assert e.value.code == ErrorCode.ACT_CRC
+
+
+def test_activation_flip_in_a_residual_read():
+    """c2 adds c1's output as its residual: the beat is read twice, by c2's LOAD_ROWS and by
+    its STORE's residual read; only the second read is flipped. The store unit checks the
+    residual rows against their entries at the end of the mtile: ACT_CRC (ERR_INFO = the
+    residual address) before the bank is released and the STORE completes (its mtile's
+    outputs are written by then: the join consumes the rows as they arrive)."""
+    rng = np.random.default_rng(78)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 2, 2))
+    x = b.conv("c1", "input", 5, 3, padding=1)
+    model = b.build(b.conv("c2", x, 5, 1, residual=x))
+    comp = compile_model(model, TINY)
+    image = rng.integers(0, 256, size=(3, 2, 2))
+    st = [i for i in program(comp) if i.opcode == Opcode.STORE][1]
+    assert st.fields["res_en"] and st.fields["res_chk_beats"] > 0
+    target = st.fields["res_addr"] + BB
+    seen = []
+
+    def second_read(mem, beat_addr, data):
+        if beat_addr != target:
+            return data
+        seen.append(beat_addr)
+        return data ^ (0x20 << 8) if len(seen) == 2 else data
+
+    out = run_fault(comp, image, read_fault=second_read)
+    assert out.faulty_beats == 1
+    assert_contained(out, code=ErrorCode.ACT_CRC, exc_type=IntegrityError, model=model,
+                     image=image)
+    assert out.error.info == st.fields["res_addr"]
