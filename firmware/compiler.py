@@ -1671,6 +1671,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "base": compiled.base, "size": compiled.size, "arena": list(compiled.arena),
         "input": compiled.input, "output": compiled.output,
         "input_layout": compiled.input_layout,
+        "input_check": compiled.input_check, "input_row_bytes": compiled.input_row_bytes,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr, "prog_tag": s.prog_tag}}
                    if isinstance(s, AccelStep)
