@@ -8,7 +8,8 @@ order, to the queue of the unit that executes it:
 opcode         unit    what it does
 =============  ======  ===================================================================
 LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
-                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``).
+                       activation buffer (halves alternate: load ``n`` uses half ``n % 2``),
+                       then check them against their rows' check entries (ACT_CRC).
 LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
                        ``k`` of the stream must carry sequence number ``seq_base + k``,
                        and the stream must end where a package ends (else WPKG_LENGTH).
@@ -19,7 +20,8 @@ COMPUTE        C       Run all output-channel tiles (mtiles) of one output-pixel
 STORE          S       For each mtile of one pixel tile: read the per-lane parameters (and
                        the residual rows), drain the accumulator bank (with ``pool`` set:
                        take the pooling unit's results) through the post-processing unit
-                       and write the output bytes.
+                       and write the output bytes, then one check entry per output
+                       row (residual rows are checked against theirs).
 END            fetch   Stop fetching; the run is done when every unit is idle and every
                        write is acknowledged.
 =============  ======  ===================================================================
@@ -47,6 +49,8 @@ index, copied from another program or left from another compilation (another tag
 executed. The fetch unit also checks that every STORE
 drains exactly what the COMPUTE before it filled (``STORE_MISMATCH``). A STORE's lane
 parameters carry a CRC-32 trailer per mtile (:func:`pack_params_block`, ``PARAMS_CRC``).
+Activations carry check entries (:func:`act_check`, ``ACT_CRC``; the ``chk_*`` and
+``res_chk_*`` fields, added at the end of the LOAD_ROWS and STORE layouts).
 """
 
 import operator
