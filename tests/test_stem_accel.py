@@ -154,17 +154,21 @@ def test_rtl_raw_image_in_logits_out(rng, pool_first):
 
 
 def _written_both_ways(comp, img) -> tuple[bytes, bytes]:
-    """The bytes ``Driver.write_input`` writes for the CHW image ``img`` and for its HWC copy."""
+    """The bytes ``Driver.write_input`` writes for the CHW image ``img`` and for its HWC copy
+    (each followed by the input's activation check entries, the same for both)."""
     written = []
 
     class Mem:
         async def mem_write(self, addr, data):
-            written.append(bytes(data))
+            written.append((addr, bytes(data)))
     drv = Driver(Mem(), TINY)
     run_sync(drv.write_input(comp, img))
     run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
                              layout="HWC"))
-    return written[0], written[1]
+    inp = comp.tensor_addr(comp.input)
+    assert [a for a, _ in written] == [inp, comp.input_check] * 2
+    assert written[1] == written[3]
+    return written[0][1], written[2][1]
 
 
 def test_chw_images_are_transposed_by_the_driver(rng):
