@@ -32,7 +32,9 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 * **Fetch** reads the whole program with one command; FETCH takes an instruction's beats one a
   cycle after the previous DISPATCH, which waits for room in the unit's two-entry queue.
 * **LOAD_ROWS** ``n`` starts when COMPUTE ``n - 2`` is done (its half is free) and ``wait_stores``
-  STOREs are done (the layer barrier).
+  STOREs are done (the layer barrier). A checked one (``chk_beats``) then reads its rows' check
+  entries: their command goes to the DMA once the rows' last burst is requested, their beats
+  are taken after the rows (TAIL, CHK) and compared (CMP).
 * **Weights.** LOAD_WEIGHTS ``n`` issues its stream (one read) once stream ``n - 1`` is in the
   weight buffer. The header of package ``j`` enters bank ``j % 2`` once package ``j - 2`` has
   left it (its last word went to the PE array's shadow registers); a package is usable after its
@@ -46,8 +48,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``), one
   DMA write command per pixel unless the output is contiguous (``2 + bursts`` cycles each); with
   a residual, the tile's rows (``res_beats`` beats a pixel) stream in at most two rows ahead of
-  the join, which takes a pixel once its row is complete. The instruction is done when its last
-  write is acknowledged (``write_latency`` after the last W beat).
+  the join, which takes a pixel once its row is complete (with ``res_chk_beats``, the rows' check
+  entries follow them and end the mtile). After the last mtile a checked STORE writes one
+  check entry per output row (one command when contiguous, ``s_entry_cmd``). The instruction is
+  done when its last write is acknowledged (``write_latency`` after the last W beat).
 
 Not modelled: random memory timing (only the deterministic memory of ``docs/memory_model.md``,
 whose latencies :class:`MemoryTiming` sets), error paths, 4 KiB splits of bursts (the compiler
