@@ -15,6 +15,7 @@ from ilmpq.golden import reference
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import act_check_entries
 from test_frames import _sim
 
 TINY = get_config("tiny")
@@ -116,9 +117,10 @@ def test_check_image_layouts():
 
 @pytest.mark.parametrize("pool_first", [False, True])
 def test_rtl_raw_image_in_logits_out(rng, pool_first):
-    """On the RTL with random memory stalls: the host writes the image's own bytes (nothing
-    else but the model image), the accelerator does the rest; every layer bit-exact (check
-    mode), then three frames back to back with different images."""
+    """On the RTL with random memory stalls: the host writes the image's own bytes and their
+    activation check entries (one beat a row; nothing else but the model image), the
+    accelerator does the rest; every layer bit-exact (check mode), then three frames back to
+    back with different images."""
     shape = (3, 8, 8)
     model = _stem_model(rng, shape, 3, 2, 1) if not pool_first else \
         _stem_model(rng, shape, 3, 1, 1, pool_first=True)
@@ -144,7 +146,10 @@ def test_rtl_raw_image_in_logits_out(rng, pool_first):
         return full, frame_writes, stream
 
     full, frame_writes, stream = _sim(TINY, comp, body, mem_mode="random", seed=11)
-    assert frame_writes == [(comp.tensors[model.input].addr, imgs[0].tobytes())]
+    inp = comp.tensors[model.input].addr
+    assert frame_writes == [(inp, imgs[0].tobytes()),
+                            (comp.input_check, act_check_entries(
+                                inp, imgs[0].tobytes(), comp.input_row_bytes, TINY.beat_bytes))]
     for layer in model.layers:
         np.testing.assert_array_equal(full[layer.output], refs[0][layer.output],
                                       err_msg=layer.name)

@@ -608,14 +608,18 @@ def _sealed_replacement(ins, prog_tag, **changes):
 
 
 def _into_program(net, st):
-    """The STORE's out_addr with one bit flipped so that it lands in the program."""
-    s0 = net.comp.slots[0]
-    lo, hi = s0.prog_addr, s0.prog_addr + s0.n_instr * INSTR_BITS // 8
-    for k in range(32):
-        a = st.fields["out_addr"] ^ (1 << k)
-        if lo <= a < hi:
-            return a
-    raise AssertionError("no single-bit flip of out_addr reaches the program")
+    """The STORE's out_addr with one bit flipped so that it lands in a program (any frame
+    slot's copy) or, when no single flip does (it depends on the placement: the arena opens
+    with the activation check entries), elsewhere in the read-only region before the arena
+    (weights, lane parameters), which a write would corrupt as persistently."""
+    ranges = [(s.prog_addr, s.prog_addr + s.n_instr * INSTR_BITS // 8) for s in net.comp.slots]
+    ranges.append((net.comp.base, net.comp.arena[0]))
+    for lo, hi in ranges:
+        for k in range(32):
+            a = st.fields["out_addr"] ^ (1 << k)
+            if lo <= a < hi:
+                return a
+    raise AssertionError("no single-bit flip of out_addr reaches the read-only region")
 
 
 @pytest.mark.parametrize("target", ["program", "weights", "params"])
@@ -873,9 +877,10 @@ def test_mac_layer_with_several_pixel_tiles_bit_exact():
 #: (channel, burst index on the faulty port, fault) -> the code it must latch. An extra beat
 #: is injected after a burst whose ID has nothing else outstanding (else it counts into the
 #: next burst of that ID and shows as DMA_READ_RLAST): burst EXTRA_AT[port] (from the clean
-#: run's log: port 0's burst 3 is the activation client's only one, port 1's burst 4 the last
-#: of the first weight stream).
-EXTRA_AT = {0: 3, 1: 4}
+#: run's log: port 0's burst 4 is the activation client's last one of the first LOAD_ROWS,
+#: the rows' check entries after burst 3, its rows; port 1's burst 4 the last of the first
+#: weight stream).
+EXTRA_AT = {0: 4, 1: 4}
 PROTOCOL_FAULTS = {
     ("r", None, "extra_beat"): ErrorCode.DMA_READ_EXTRA,
     ("r", 1, "no_rlast"): ErrorCode.DMA_READ_RLAST,
