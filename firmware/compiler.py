@@ -61,8 +61,8 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, encode, pack_lane_params,
-                       pack_lut_block, pack_params_block, seal)
+from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, decode, encode,
+                       pack_lane_params, pack_lut_block, pack_params_block, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -269,6 +269,9 @@ class FrameSlot:
     prog_addr: int
     n_instr: int
     prog_tag: int = 0       #: PROG_TAG of this slot's program
+    #: Address of the check entries of this slot's input (one beat a row, written by the
+    #: driver with the image: :func:`ilmpq.hdl.isa.act_check_sum`); 0: the input is not checked.
+    input_check: int = 0
 
 
 @dataclass
@@ -319,6 +322,12 @@ class Compiled:
     #: driver programs it as WR_BASE / WR_LIMIT, so a STORE can never write over a program,
     #: weights or lane parameters (they lie before it, read-only for the accelerator).
     arena: tuple = (0, 0)
+    #: Address of the check entries of the input tensor (slot 0; one beat per stored row of
+    #: ``input_row_bytes`` bytes: the sum modulo 2**32 of ``isa.act_check`` over the row's
+    #: beats), written by the driver with every image; 0: the input is not checked
+    #: (docs/reliability.md section 3.1).
+    input_check: int = 0
+    input_row_bytes: int = 0
     #: The 64-bit nonce of authenticated weight packages (``compile_model(mac=...)``), which
     #: the driver writes to MAC_NONCE with MAC_CTRL.enable; None: CRC-checked packages.
     mac_nonce: int | None = None
@@ -467,6 +476,132 @@ class _Image:
         self.data[off:off + len(payload)] = payload
 
 
+class _CheckTables:
+    """The check entries of activation integrity (``hdl/isa.py`` ``act_check``,
+    docs/reliability.md section 3.1), laid out by the compiler in a side area at the start of
+    the arena: per checked tensor a table of ``h * k`` beats, entry ``(row, j)`` at beat
+    ``off + row * k + j`` from WR_BASE, one per STORE ``j`` writing the row (``k > 1``: the
+    phases of a direct stem). A tensor is checked when its STOREs write every byte of every
+    row, each STORE whole rows (``chk_row_pixels`` of its pixels a row); the network input
+    gets a table the driver writes with the image. A LOAD_ROWS of checked rows reads their
+    entries (``chk_off``, ``chk_beats``); others (a host layer's output) are not checked."""
+
+    def __init__(self, cfg: HWConfig):
+        self.cfg = cfg
+        self.beats = 0                  # side-area size in beats
+        self.tables: dict[int, tuple] = {}   # arena-relative addr -> (off, k, row_bytes, h)
+
+    def alloc(self, n: int) -> int:
+        off = self.beats
+        self.beats += n
+        if self.beats > 1 << CHK_OFF_BITS:
+            raise CompileError(f"the activation check entries need {self.beats} beats, more "
+                               f"than the {1 << CHK_OFF_BITS} an instruction can address")
+        return off
+
+    def add_input(self, t: TensorPlacement) -> int:
+        """The input's table (one entry a row, written by the driver): its offset."""
+        off = self.alloc(t.h)
+        self.tables[t.addr] = (off, 1, t.w * t.c_mem, t.h)
+        return off
+
+    def _find(self, phys, addr: int):
+        for p in phys:
+            if p.addr <= addr < p.addr + p.nbytes:
+                return p
+        return None
+
+    def seal_segment(self, instrs: list, phys: list, reports: list):
+        """Fill the check fields of a segment's STOREs and LOAD_ROWS (arena-relative
+        addresses) and count their extra bytes into the layers' reports."""
+        cfg, bb = self.cfg, self.cfg.beat_bytes
+        decoded = [decode(raw) for raw in instrs]
+        # pixel tile of each instruction (tiles start at their LOAD_ROWS) -> layer report
+        owner, tile = [], -1
+        bounds = np.cumsum([r.ptiles for r in reports])
+        for op, _ in decoded:
+            tile += op == Opcode.LOAD_ROWS
+            k = int(np.searchsorted(bounds, tile, side="right"))
+            owner.append(reports[k] if 0 <= tile and k < len(reports) else None)
+        # ---- STOREs: which rows of which tensor each writes ---------------------------------
+        writes: dict[int, list] = {}        # tensor addr -> [(instr index, row0, rows, rp)]
+        bad: set[int] = set()
+        for i, (op, f) in enumerate(decoded):
+            if op != Opcode.STORE:
+                continue
+            t = self._find(phys, f["out_addr"])
+            if t is None:
+                continue
+            rb = t.w * t.c_mem
+            q = np.arange(f["pixels"], dtype=np.int64)
+            start = f["out_addr"] - t.addr + q * f["out_stride"]
+            end = start + f["n_mtiles"] * cfg.lanes_pad
+            row = start // rb
+            row0, rows = int(row[0]), int(row[-1]) - int(row[0]) + 1
+            rp = f["pixels"] // rows
+            if (f["pixels"] % rows or not np.array_equal(row, row0 + q // rp)
+                    or np.any((end - 1) // rb != row) or end[-1] > t.nbytes
+                    or rp >= 1 << 12 or rows > cfg.acc_depth):
+                bad.add(t.addr)
+            writes.setdefault(t.addr, []).append((i, row0, rows, rp,
+                                                  f["pixels"] * f["n_mtiles"] * cfg.lanes_pad))
+        for addr, ws in writes.items():
+            t = self._find(phys, addr)
+            rb = t.w * t.c_mem
+            slots = np.zeros(t.h, np.int64)         # contributors seen per row
+            cover = np.zeros(t.h, np.int64)         # bytes written per row
+            place = []
+            ok = addr not in bad and addr not in self.tables
+            for i, row0, rows, rp, nbytes in ws:
+                if not ok:
+                    break
+                js = slots[row0:row0 + rows]
+                if np.any(js != js[0]):
+                    ok = False
+                    break
+                place.append((i, row0, rp, int(js[0])))
+                slots[row0:row0 + rows] += 1
+                cover[row0:row0 + rows] += nbytes // rows
+            k = int(slots.max()) if ok else 0
+            if not ok or k > 31 or np.any(slots != k) or np.any(cover != rb):
+                continue                              # not every byte by whole rows: unchecked
+            off = self.alloc(t.h * k)
+            self.tables[addr] = (off, k, rb, t.h)
+            for i, row0, rp, j in place:
+                op, f = decoded[i]
+                f.update(chk_off=off + row0 * k + j, chk_row_pixels=rp, chk_stride=k)
+                rows = f["pixels"] // rp
+                if owner[i] is not None:
+                    owner[i].dma_write_bytes += rows * bb
+        # ---- LOAD_ROWS and residual reads: the entries of the rows they read ---------------
+        def entries(addr: int, n: int, limit: int):
+            t = self._find(phys, addr)
+            if t is None or t.addr not in self.tables:
+                return None
+            off, k, rb, h = self.tables[t.addr]
+            lo = addr - t.addr
+            if lo % rb or n % rb or lo + n > h * rb or n // rb * k >= limit:
+                return None
+            return off + lo // rb * k, n // rb * k
+
+        for i, (op, f) in enumerate(decoded):
+            if op == Opcode.LOAD_ROWS:
+                e = entries(f["addr"], f["beats"] * bb, 1 << 16)
+                if e is not None:
+                    f.update(chk_off=e[0], chk_beats=e[1])
+                    if owner[i] is not None:
+                        owner[i].dma_read_bytes += e[1] * bb
+            elif op == Opcode.STORE and f["res_en"]:
+                e = entries(f["res_addr"], f["pixels"] * f["res_beats"] * bb, 1 << 12)
+                if e is not None:
+                    f.update(res_chk_off=e[0], res_chk_beats=e[1])
+                    if owner[i] is not None:       # read again for every mtile
+                        owner[i].dma_read_bytes += f["n_mtiles"] * e[1] * bb
+        for i, (op, f) in enumerate(decoded):
+            if op in (Opcode.LOAD_ROWS, Opcode.STORE):
+                instrs[i] = encode(op, **f)
+
+
 def _check_config(cfg: HWConfig):
     wb = cfg.tn * 8
     if not (wb % cfg.axi_data_width == 0 or cfg.axi_data_width % wb == 0):
@@ -479,7 +614,8 @@ _SEQ_SPAN = 1 << 16
 
 
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
-                  frame_slots: int = 2, input_layout: str = "auto", mac=None) -> Compiled:
+                  frame_slots: int = 2, input_layout: str = "auto", mac=None,
+                  act_check: bool = True) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
@@ -493,7 +629,14 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     ``mac``: a :class:`~ilmpq.firmware.wpkg.MacKey` to authenticate every weight package (a
     SipHash-2-4 tag over the nonce, the header and the payload, in place of the CRC); the
     nonce is kept in :attr:`Compiled.mac_nonce`, never the key. The header's sequence number
-    is the package's place in the model, so a model may have at most 2**16 packages."""
+    is the package's place in the model, so a model may have at most 2**16 packages.
+
+    ``act_check``: activation integrity (docs/reliability.md section 3.1): every STORE writes
+    the check entries of its rows and every LOAD_ROWS and residual read of them is checked
+    (ACT_CRC). A check entry covers a whole row, so with it on no conv reads its input through
+    strided LOAD_ROWS (which read a part of each row). ``False``: programs without check
+    entries, and the 1x1 strided convs read only the pixels they use (:func:`_strided_view`);
+    the hardware runs both."""
     if mac is not None and not isinstance(mac, wpkg.MacKey):
         raise CompileError(f"mac must be a wpkg.MacKey, not {type(mac).__name__}")
     if mac is not None and config.axi_data_width != 64:
@@ -541,6 +684,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     arena = _Image(0)
     tensors: dict[str, TensorPlacement] = {}
     reports: list[LayerReport] = []
+    # activation integrity: the tensors the arena holds (views excluded) and their check tables
+    phys: list[TensorPlacement] = []
+    chk = _CheckTables(cfg)
 
     def place(name: str, channels: int, h: int, w: int, perm: np.ndarray) -> TensorPlacement:
         spec_t = model.tensors[name]
@@ -549,6 +695,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         p = TensorPlacement(name, 0, channels, c_mem, h, w, perm, spec_t.signed, spec_t.bits)
         p.addr = arena.alloc(p.nbytes, what=f"tensor {name!r}")
         tensors[name] = p
+        phys.append(p)
         return p
 
     # the network input. Its stored layout for the first layer: natural channel order padded
@@ -607,8 +754,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         raw = TensorPlacement(model.input, 0, c, c, h, w, np.arange(c), False, ispec.bits)
         raw.addr = arena.alloc(raw.nbytes, what=f"tensor {model.input!r}")
         tensors[model.input] = raw
+        phys.append(raw)
         if isinstance(plan, _LayoutPlan):
             stored_name = plan.stored.name
+    # the host writes the input: the driver writes its check entries with the image
+    input_chk = chk.add_input(tensors[model.input])
     internal: dict[str, TensorPlacement] = {}
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
@@ -624,6 +774,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     def flush_segment():
         nonlocal cur_instr, cur_layers, stores_in_segment
         if cur_instr is not None:
+            if act_check:
+                chk.seal_segment(cur_instr, phys,
+                                 [r for r in reports if r.name in cur_layers])
             cur_instr.append(encode(Opcode.END))
             segments.append((cur_layers, cur_instr))
             steps_plan.append(("accel", len(segments) - 1))
@@ -664,6 +817,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         del img.data[mark[0]:]
         del arena.data[mark[2]:]
         tensors.pop(layer.output, None)
+        phys[:] = [p for p in phys if p.addr < mark[2]]
         if not cur_layers:
             cur_instr = None
         else:
@@ -676,6 +830,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         st = plan.stored
         st.addr = arena.alloc(st.nbytes, what=f"the stored layout of {model.input!r}")
         tensors[st.name] = st
+        phys.append(st)
         mview.tensors[st.name] = TensorSpec(st.name, (st.channels, st.h, st.w), ispec.bits,
                                             False, ispec.scale)
         rep_l, n_pkgs = _compile_layout(plan, tensors[model.input], mview, cfg, spec, img,
@@ -793,7 +948,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
                                         seq_counter, stores_in_segment, producers, mac=mac,
                                         lut=lut, offset_out=(lut.output if lut is not None
-                                                             else layer.output) in offset_ok)
+                                                             else layer.output) in offset_ok,
+                                        strided=not act_check)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
@@ -832,11 +988,15 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     prog_addrs = {what: [img.alloc(len(segments[what][1]) * ib, what="a program")
                          for _ in range(n_slots)]
                   for kind, what in steps_plan if kind == "accel"}
-    arena_base = img.alloc(len(arena.data), what="the activation arena")
-    arena_range = (arena_base, arena_base + len(arena.data))
+    # each slot's input has its own check entries; the side area opens the arena
+    input_chks = [input_chk] + [chk.alloc(inp.h) for _ in range(1, n_slots)]
+    chk_bytes = _roundup(chk.beats * cfg.beat_bytes, _ALIGN)
+    arena_base = img.alloc(chk_bytes + len(arena.data), what="the activation arena")
+    arena_range = (arena_base, arena_base + chk_bytes + len(arena.data))
+    tensor_base = arena_base + chk_bytes
     for t in {id(t): t for t in tensors.values()}.values():
-        t.addr += arena_base
-    slot_tensors = [(ia + arena_base, oa + arena_base) for ia, oa in slot_tensors]
+        t.addr += tensor_base
+    slot_tensors = [(ia + tensor_base, oa + tensor_base) for ia, oa in slot_tensors]
 
     steps = []
     slots = []
@@ -848,17 +1008,19 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             steps.append(CpuStep(what))
             continue
         names, instrs = segments[what]
-        instrs = _relocate(instrs, arena_base, [])
+        instrs = _relocate(instrs, tensor_base, [])
         tags = []
         for k, pa in enumerate(prog_addrs[what]):
             prog = instrs if k == 0 else _relocate(instrs, 0, [
                 (inp.addr, inp.nbytes, slot_tensors[k][0]),
-                (out.addr, out.nbytes, slot_tensors[k][1])])
+                (out.addr, out.nbytes, slot_tensors[k][1])],
+                (slot_tensors[k][0], inp.nbytes, input_chks[k] - input_chks[0]))
             tag = _prog_tag(ro, prog, pa)
             tags.append(tag)
             img.write(pa, b"".join(seal(raw, i, pa, tag) for i, raw in enumerate(prog)))
             if one_program:
-                slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag))
+                slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag,
+                                       arena_base + input_chks[k] * cfg.beat_bytes))
         steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
     for name in list(tensors):
         if name not in model.tensors:         # the layout conv's stored layout and views
@@ -871,7 +1033,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     model.input, slots, arena_range, input_layout=layout,
                     input_layout_why=layout_why, input_gather=isinstance(plan, _GatherPlan),
                     internal=internal,
-                    mac_nonce=None if mac is None else mac.nonce)
+                    mac_nonce=None if mac is None else mac.nonce,
+                    input_check=arena_base + input_chk * cfg.beat_bytes,
+                    input_row_bytes=inp.w * inp.c_mem)
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
@@ -972,11 +1136,13 @@ def _prog_tag(ro: bytes, prog: list, prog_addr: int) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-def _relocate(instrs: list, delta: int, moves: list) -> list:
+def _relocate(instrs: list, delta: int, moves: list, chk_move: tuple | None = None) -> list:
     """Re-encode a program's instructions with every tensor address (LOAD_ROWS.addr,
     STORE.out_addr and STORE.res_addr) moved by ``delta`` and then, inside a tensor
     ``(addr, nbytes, new_addr)`` of ``moves``, to that tensor's copy at ``new_addr`` (a frame
-    slot's input and output). Programs are emitted with arena-relative tensor addresses."""
+    slot's input and output). Programs are emitted with arena-relative tensor addresses.
+    ``chk_move = (addr, nbytes, d)``: a checked LOAD_ROWS (or residual read) of ``[addr, addr +
+    nbytes)`` (a slot's input, after the moves) reads its check entries ``d`` beats further."""
     def moved(addr):
         addr += delta
         for lo, n, new in moves:
@@ -988,10 +1154,15 @@ def _relocate(instrs: list, delta: int, moves: list) -> list:
         op, f = decode(raw)
         if op == Opcode.LOAD_ROWS:
             f["addr"] = moved(f["addr"])
+            if chk_move and f["chk_beats"] and 0 <= f["addr"] - chk_move[0] < chk_move[1]:
+                f["chk_off"] += chk_move[2]
         elif op == Opcode.STORE:
             f["out_addr"] = moved(f["out_addr"])
             if f["res_en"]:
                 f["res_addr"] = moved(f["res_addr"])
+                if chk_move and f["res_chk_beats"] and \
+                        0 <= f["res_addr"] - chk_move[0] < chk_move[1]:
+                    f["res_chk_off"] += chk_move[2]
         out.append(encode(op, **f) if f else encode(op))
     return out
 
@@ -1646,7 +1817,7 @@ def _strided_view(layer: ConvLayer, model, cfg: HWConfig, tensors: dict, produce
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
-                  offset_out: bool = False):
+                  offset_out: bool = False, strided: bool = False):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
@@ -1654,7 +1825,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
-    layer = _strided_view(layer, model, cfg, tensors, producers)
+    if strided:
+        layer = _strided_view(layer, model, cfg, tensors, producers)
     src = tensors[layer.input]
     if src.signed and not src.offset:
         raise CompileError(f"layer {name!r} reads the signed tensor {layer.input!r}; convolution "
@@ -1884,6 +2056,7 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "base": compiled.base, "size": compiled.size, "arena": list(compiled.arena),
         "input": compiled.input, "output": compiled.output,
         "input_layout": compiled.input_layout,
+        "input_check": compiled.input_check, "input_row_bytes": compiled.input_row_bytes,
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr, "prog_tag": s.prog_tag}}
                    if isinstance(s, AccelStep)

@@ -35,7 +35,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   STOREs are done (the layer barrier). A strided one is a sequence of DMA commands of
   ``chunk_beats`` (bursts never span two; a command's first burst ``_CMD_GAP`` cycles after the
   previous command's last grant); a gathering one takes a row's beats at the rate of its steps
-  (a step per beat of the row and per zero beat its segments reach past it).
+  (a step per beat of the row and per zero beat its segments reach past it). A checked one
+  (``chk_beats``; never strided) then reads its rows' check entries: their command goes to the
+  DMA once the rows' last burst is requested, their beats are taken after the rows (TAIL, CHK)
+  and compared (CMP).
 * **Weights.** LOAD_WEIGHTS ``n`` issues its stream (one read) once stream ``n - 1`` is in the
   weight buffer. The header of package ``j`` enters bank ``j % 2`` once package ``j - 2`` has
   left it (its last word went to the PE array's shadow registers); a package is usable after its
@@ -50,8 +53,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``), one
   DMA write command per pixel unless the output is contiguous (``2 + bursts`` cycles each); with
   a residual, the tile's rows (``res_beats`` beats a pixel) stream in at most two rows ahead of
-  the join, which takes a pixel once its row is complete. The instruction is done when its last
-  write is acknowledged (``write_latency`` after the last W beat).
+  the join, which takes a pixel once its row is complete (with ``res_chk_beats``, the rows' check
+  entries follow them and end the mtile). After the last mtile a checked STORE writes one
+  check entry per output row (one command when contiguous, ``s_entry_cmd``). The instruction is
+  done when its last write is acknowledged (``write_latency`` after the last W beat).
 
 Not modelled: random memory timing (only the deterministic memory of ``docs/memory_model.md``,
 whose latencies :class:`MemoryTiming` sets), error paths, 4 KiB splits of bursts (the compiler
@@ -191,6 +196,9 @@ class Calibration:
     s_join: float = 2.0
     #: One past a residual row's last beat consumed to the join taking its pixel.
     s_res: float = 0.0
+    #: Cycles of one write command of activation check entries a STORE writes after its data
+    #: (CHK_WRITE: the command, the DMA's CHECK and AW); contiguous entries add a cycle each.
+    s_entry_cmd: float = 3.0
     #: A write burst's B response to the STORE's ``done_count`` (``wr_done``, WAIT_WRITES).
     s_ack: float = 3.0
     #: The last ``done_count`` to the run's end (STATUS.busy falls).
@@ -882,17 +890,36 @@ class _Model:
             waited = sim.now > t_take
             yield max(0.0, max(t_take + cal.la_cmd, sim.now + 1 if waited else 0) - sim.now)
             tile.load_start = sim.now
+            t_cmd, beats, chk = sim.now, f["beats"], f["chk_beats"]
             if f["gather"]:
                 # a gathering load: one step a cycle per beat of a row and per zero beat its
-                # segments reach past it; a beat holding k words takes k cycles to write
+                # segments reach past it; then GFLUSH writes the last beat's words
                 row_cycles, tail = self._gather_steps(f)
-                yield self._read(_ACT, f["beats"], f["row_beats"] / row_cycles, sim.now).ev
+                rate, chunk = f["row_beats"] / row_cycles, None
+            else:
+                # a plain or strided load (one DMA command per ``chunk_beats``, issued beside
+                # DATA); a beat holding k words takes k cycles to write
+                rate, chunk, tail = self.la_cap, f["chunk_beats"] or None, self.la_words - 1
+            if not chk:
+                yield self._read(_ACT, beats, rate, t_cmd, chunk=chunk).ev
                 yield cal.la_done + tail
             else:
-                # a strided load: one DMA command per ``chunk_beats`` (issued beside DATA)
-                yield self._read(_ACT, f["beats"], self.la_cap, sim.now,
-                                 chunk=f["chunk_beats"] or None).ev
-                yield cal.la_done + self.la_words - 1  # a beat holding k words takes k cycles
+                # the check entries' command is taken once the rows' last burst is requested
+                # (its FIFO room: beat beats - fifo popped); they are read after the rows
+                fifo = self.cfg.read_fifo_beats
+                issued = _Event()
+                data = self._read(_ACT, beats, rate, t_cmd,
+                                  milestones={beats - fifo - 1: issued} if beats > fifo else {})
+                t_chk = t_cmd + -(-beats // self.cfg.max_burst)
+                if beats > fifo:
+                    yield issued
+                    t_chk = max(t_chk, sim.now)
+                rows_in = _Event()
+                ent = self._read(_ACT, chk, 1.0, t_chk, gates={0: rows_in})
+                yield data.ev
+                sim.trigger(rows_in, sim.now + tail + 1)           # (GFLUSH,) TAIL, then CHK
+                yield ent.ev
+                yield cal.la_done                                  # CMP
             tile.load_done = sim.now
             self.la_done.incr()
             self.unit_end["la"] = sim.now
@@ -1107,6 +1134,7 @@ class _Model:
                 yield self.pe_done[g]
                 yield cal.s_drain
                 d0 = sim.now                              # first drain command
+                res_done = 0.0
                 j_first = d0 + cal.s_join                 # the join takes pixel 0
                 if f["res_en"]:
                     # the tile's residual rows: one read; the row writer keeps at most two
@@ -1114,9 +1142,27 @@ class _Model:
                     rb = f["res_beats"]
                     rows = [_Event() for _ in range(P)]
                     room = [_Event() for _ in range(P)]
+                    rchk, fifo = f["res_chk_beats"], cfg.read_fifo_beats
+                    ms = {(i + 1) * rb - 1: rows[i] for i in range(P)}
+                    k_iss = P * rb - fifo - 1        # the rows' last burst requested after it
+                    if rchk and k_iss >= 0 and k_iss not in ms:
+                        ms[k_iss] = _Event()
                     self._read(_STORE, P * rb, 1.0, d0,
                                gates={(i + 2) * rb: room[i] for i in range(P - 2)},
-                               milestones={(i + 1) * rb - 1: rows[i] for i in range(P)})
+                               milestones=dict(ms))
+                    if rchk:
+                        # the rows' check entries: their command once the rows' last burst is
+                        # requested, their beats after the last row
+                        box, started = [], _Event()
+
+                        def starter(t0=d0 + -(-(P * rb) // cfg.max_burst), ev=ms.get(k_iss)):
+                            if ev is not None:
+                                yield ev
+                            yield max(0.0, t0 - sim.now)
+                            box.append(self._read(_STORE, rchk, 1.0, sim.now,
+                                                  gates={0: rows[P - 1]}))
+                            sim.trigger(started)
+                        sim.spawn(starter())
                     j = j_first - pix
                     for i in range(P):
                         yield rows[i]
@@ -1125,13 +1171,17 @@ class _Model:
                             j_first = j
                         sim.trigger(room[i], j + G)
                     j_last = j
+                    if rchk:
+                        yield started
+                        yield box[0].ev
+                        res_done = sim.now + 1            # the compare, then DRAIN ends
                 else:
                     j_last = j_first + (P - 1) * pix
                 if contiguous:
                     # one write command: bursts leave once max_burst beats are in the FIFO
                     n_beats = P * G
                     first = j_first + self.pp_latency + 1
-                    drained = j_last + G + 1
+                    drained = max(j_last + G + 1, res_done)
                     last_w = max(first + min(cfg.max_burst, n_beats) + n_beats,
                                  j_last + G + self.pp_latency + 2)
                 else:
@@ -1140,11 +1190,18 @@ class _Model:
                     # command at once
                     data_last = j_last + self.pp_latency + G
                     last_cmd = d0 if P == 1 else data_last - pix + 2
-                    drained = max(last_cmd, j_last + G) + 1
+                    drained = max(max(last_cmd, j_last + G) + 1, res_done)
                     last_w = data_last + 2
                 yield max(0.0, drained - sim.now)
                 self.drained.incr()
                 g += 1
+            n_ent = _store_entries(f)
+            if n_ent:
+                # AFTER (the last beat hashed), then per check entry its command and its beat
+                if f["chk_stride"] == 1:         # one command: a beat a cycle
+                    last_w = max(last_w, sim.now + 1) + cal.s_entry_cmd + n_ent
+                else:
+                    last_w = max(last_w, sim.now + 1) + cal.s_entry_cmd * n_ent
             yield max(0.0, last_w + mem.write_latency + cal.s_ack - sim.now)
             tile.store_done = sim.now
             self.s_done.incr()
@@ -1185,18 +1242,27 @@ def _decode_program(image: bytes, base: int, prog_addr: int, n_instr: int) -> li
                           f"instructions")
 
 
+def _store_entries(f) -> int:
+    """Activation check entries (one beat an output row) a STORE writes after its data."""
+    rp = f["chk_row_pixels"]
+    return -(-f["pixels"] // rp) if rp else 0
+
+
 def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
     """DMA bytes (read, written) of one instruction (the program fetch excluded)."""
     bb = cfg.beat_bytes
-    if op in (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS):
+    if op == Opcode.LOAD_ROWS:
+        return (f["beats"] + f["chk_beats"]) * bb, 0     # the rows and their check entries
+    if op == Opcode.LOAD_WEIGHTS:
         return f["beats"] * bb, 0
     if op == Opcode.STORE:
         rd = f["n_mtiles"] * params_block_bytes(cfg.lanes_pad)
         if f["lut_en"]:
             rd += lut_block_bytes(cfg.act_bits)
         if f["res_en"]:
-            rd += f["n_mtiles"] * f["pixels"] * f["res_beats"] * bb
-        return rd, f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes) * bb
+            rd += f["n_mtiles"] * (f["pixels"] * f["res_beats"] + f["res_chk_beats"]) * bb
+        return rd, (f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes)
+                    + _store_entries(f)) * bb
     return 0, 0
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from ..golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
 from ..golden.siphash import check_key
 from ..hdl.config import HWConfig
+from ..hdl.isa import act_check_entries
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
 from .compiler import AccelStep, Compiled, CpuStep
@@ -83,7 +84,8 @@ class ProgramError(AcceleratorError):
 
 
 class IntegrityError(AcceleratorError):
-    """Data the accelerator read failed its check (lane parameters: PARAMS_CRC), or a STORE
+    """Data the accelerator read failed its check (lane parameters: PARAMS_CRC, activations:
+    ACT_CRC), or a STORE
     would have written outside the activation arena (WRITE_PROTECT); nothing of it was used or
     written."""
 
@@ -396,7 +398,13 @@ class Driver:
             pixels = np.ascontiguousarray(arr, dt).tobytes()
         else:
             pixels = inp.to_memory(arr if layout == "CHW" else np.transpose(arr, (2, 0, 1)))
-        await self.t.mem_write(compiled.tensor_addr(compiled.input, slot), pixels)
+        addr = compiled.tensor_addr(compiled.input, slot)
+        await self.t.mem_write(addr, pixels)
+        chk = compiled.slots[slot].input_check if compiled.slots else compiled.input_check
+        if chk:
+            # the input's check entries (the accelerator checks every row it reads)
+            await self.t.mem_write(chk, act_check_entries(
+                addr, pixels, compiled.input_row_bytes, self.config.beat_bytes))
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
         """Read a stored tensor back (natural ``(C, H, W)`` layout)."""

@@ -1,7 +1,8 @@
 """The instruction set of the accelerator (defined once, imported by the compiler).
 
-A program is a sequence of 256-bit instructions in DRAM (little-endian, ``256 / axi_data_width``
-beats each), fetched by DMA from ``PROG_ADDR``. The fetch unit dispatches each instruction, in
+A program is a sequence of 384-bit (48-byte) instructions in DRAM (little-endian,
+``384 / axi_data_width`` beats each; 256 bits until the loader modes, the lookup table and the
+activation checks of session 4 outgrew them), fetched by DMA from ``PROG_ADDR``. The fetch unit dispatches each instruction, in
 order, to the queue of the unit that executes it:
 
 =============  ======  ===================================================================
@@ -10,7 +11,8 @@ opcode         unit    what it does
 LOAD_ROWS      LA      DMA ``beats`` beats from ``addr`` into the next half of the
                        activation buffer (halves alternate: load ``n`` uses half ``n % 2``);
                        strided (``chunk_beats``: a read per used pixel or row) or gathering
-                       (``gather``: raw rows folded into stored pixels), see LoadRows.
+                       (``gather``: raw rows folded into stored pixels), see LoadRows; then
+                       check them against their rows' check entries (ACT_CRC).
 LOAD_WEIGHTS   W       DMA a stream of weight packages into the weight buffer; package
                        ``k`` of the stream must carry sequence number ``seq_base + k``,
                        and the stream must end where a package ends (else WPKG_LENGTH).
@@ -22,7 +24,8 @@ STORE          S       With ``lut_en``, first load the lookup table (CRC-checked
                        mtile of one pixel tile: read the per-lane parameters (and
                        the residual rows), drain the accumulator bank (with ``pool`` set:
                        take the pooling unit's results) through the post-processing unit
-                       and write the output bytes.
+                       and write the output bytes, then one check entry per output
+                       row (residual rows are checked against theirs).
 END            fetch   Stop fetching; the run is done when every unit is idle and every
                        write is acknowledged.
 =============  ======  ===================================================================
@@ -42,18 +45,22 @@ LOAD_WEIGHTS per conv pixel tile; pooling tiles have no weights):
 Every dependency points to an instruction earlier in program order, so in-order dispatch into
 per-unit queues cannot deadlock.
 
-Integrity (docs/reliability.md): bits 224..255 of every instruction hold ``check``, the CRC-32
-(``CRC32_ISO_HDLC``, zlib's) of the instruction's 32 bytes with ``check`` replaced by
+Integrity (docs/reliability.md): bits 352..383 of every instruction hold ``check``, the CRC-32
+(``CRC32_ISO_HDLC``, zlib's) of the instruction's 48 bytes with ``check`` replaced by
 ``index ^ PROG_ADDR ^ PROG_TAG`` (little-endian): :func:`seal` computes it, the fetch unit
 verifies it before dispatch (``INSTR_CRC``), so a flipped bit, an instruction moved to another
 index, copied from another program or left from another compilation (another tag) is never
 executed. The fetch unit also checks that every STORE
 drains exactly what the COMPUTE before it filled (``STORE_MISMATCH``). A STORE's lane
 parameters carry a CRC-32 trailer per mtile (:func:`pack_params_block`, ``PARAMS_CRC``).
+Activations carry check entries (:func:`act_check`, ``ACT_CRC``; the ``chk_*`` and
+``res_chk_*`` fields, added at the end of the LOAD_ROWS and STORE layouts).
 """
 
 import operator
 import zlib
+
+import numpy as np
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
@@ -66,10 +73,10 @@ __all__ = [
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
-    "pack_lut_block",
+    "pack_lut_block", "CHK_OFF_BITS", "act_check", "act_check_sum", "act_check_entries",
 ]
 
-INSTR_BITS = 256
+INSTR_BITS = 384
 
 
 class Opcode(enum.Enum, shape=unsigned(4)):
@@ -101,6 +108,10 @@ class PoolMode(enum.Enum, shape=unsigned(2)):
     SUM = 2     #: sum over each window (an average is a sum requantized by the STORE)
 
 
+#: Width of a check-entry offset (in beats from WR_BASE, see :func:`act_check`).
+CHK_OFF_BITS = 16
+
+
 class LoadRows(data.Struct):
     addr: unsigned(32)          #: byte address of the first beat (beat-aligned)
     beats: unsigned(24)         #: beats to load (<= act buffer half, in beats)
@@ -124,6 +135,9 @@ class LoadRows(data.Struct):
     chunks: unsigned(12)        #: reads of one row
     chunk_stride: unsigned(16)  #: bytes from one read of a row to the next
     row_stride: unsigned(24)    #: bytes from one row's first read to the next row's
+    # activation integrity (bits 215..246; docs/reliability.md section 3.1)
+    chk_off: unsigned(CHK_OFF_BITS)   #: first check entry of the rows read, in beats from WR_BASE
+    chk_beats: unsigned(16)     #: check entries to read after the data (0: rows not checked)
 
 
 class LoadWeights(data.Struct):
@@ -165,6 +179,13 @@ class Store(data.Struct):
     lut_en: unsigned(1)         #: map every output through the table at ``lut_addr``
     lut_addr: unsigned(32)      #: :func:`pack_lut_block`: ``2**act_bits`` bytes, CRC trailer;
                                 #: loaded (and checked) before the first mtile
+    # activation integrity (bits 189..249; docs/reliability.md section 3.1)
+    chk_off: unsigned(CHK_OFF_BITS)   #: check entry of the first output row, beats from WR_BASE
+    chk_row_pixels: unsigned(12)  #: pixels of this STORE per output row (0: no check entries)
+    chk_stride: unsigned(5)     #: beats between the check entries of consecutive rows
+    res_chk_off: unsigned(CHK_OFF_BITS)   #: check entries of the residual rows, beats from
+                                #: WR_BASE (read after the residual rows of every mtile)
+    res_chk_beats: unsigned(12)   #: residual check entries (0: the residual is not checked)
 
 
 FIELD_LAYOUTS = {
@@ -247,7 +268,7 @@ def _unpack(layout, word: int) -> dict:
 
 
 def encode(opcode: Opcode, **fields) -> bytes:
-    """Encode one instruction as 32 little-endian bytes.
+    """Encode one instruction as 48 little-endian bytes.
 
     Raises :class:`~ilmpq.golden.errors.IlmpqValueError` (a ``ValueError``) for an unknown
     opcode, an unknown field, a non-integer value or a value that does not fit its field.
@@ -265,8 +286,8 @@ def encode(opcode: Opcode, **fields) -> bytes:
 
 
 def check_word(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> int:
-    """The check word of instruction ``raw`` (32 bytes; its own check field is ignored) at
-    ``index`` in the program at ``prog_addr`` with tag ``prog_tag``: CRC-32 of the 28 bytes below
+    """The check word of instruction ``raw`` (48 bytes; its own check field is ignored) at
+    ``index`` in the program at ``prog_addr`` with tag ``prog_tag``: CRC-32 of the 44 bytes below
     the check field followed by ``index ^ prog_addr ^ prog_tag`` as 4 little-endian bytes."""
     if len(raw) != INSTR_BITS // 8:
         raise IlmpqValueError(f"an instruction is {INSTR_BITS // 8} bytes, not {len(raw)}")
@@ -289,7 +310,7 @@ def is_sealed(raw: bytes, index: int, prog_addr: int, prog_tag: int = 0) -> bool
 
 
 def decode(raw: bytes) -> tuple[Opcode, dict]:
-    """Decode 32 bytes into ``(opcode, fields)``.
+    """Decode 48 bytes into ``(opcode, fields)``.
 
     Raises :class:`~ilmpq.golden.errors.IlmpqValueError` (a ``ValueError``) for an unknown
     opcode or a length other than ``INSTR_BITS // 8`` bytes.
@@ -359,3 +380,69 @@ def pack_lut_block(table, act_bits: int) -> bytes:
         raise IlmpqValueError(f"a lookup table for {act_bits}-bit activations has {n} entries, "
                               f"not {len(t)}")
     return t + zlib.crc32(t).to_bytes(4, "little") + bytes(LUT_TRAILER_BYTES - 4)
+
+
+# ---- integrity of activations (docs/reliability.md section 3.1) --------------------------------
+#
+# Every beat of an activation tensor a STORE writes is hashed with its byte address:
+# ``H(addr, beat) = CRC-32 (CRC32_ISO_HDLC, zlib's) of addr (4 bytes, little-endian) followed by
+# the beat's bytes``, and the hashes of one output row are summed modulo 2**32 into one *check
+# entry* (one beat: the sum in bytes 0..3, zeros after) in the side area at the start of the
+# activation arena. A row written by several STOREs (the phases of a direct stem) has one entry
+# per STORE, ``chk_stride`` beats apart. A LOAD_ROWS sums the hashes of the beats it reads and
+# compares the sum with the sum of the entries of the rows it read (``chk_off``, ``chk_beats``):
+# the sum is order-independent, so the row-by-row read and the mtile-by-mtile write agree.
+
+
+def _crc_tables(nbytes: int):
+    """Byte tables of the affine map ``m -> crc32(m)`` on ``nbytes``-byte messages:
+    ``crc32(m) = c0 ^ XOR_k T[k][m[k]]``."""
+    z = bytes(nbytes)
+    c0 = zlib.crc32(z)
+    t = np.zeros((nbytes, 256), np.uint32)
+    for k in range(nbytes):
+        for b in range(256):
+            m = bytearray(z)
+            m[k] = b
+            t[k, b] = zlib.crc32(bytes(m)) ^ c0
+    return np.uint32(c0), t
+
+
+_TABLES: dict = {}
+
+
+def act_check(addrs, beats) -> np.ndarray:
+    """``H(addr, beat)`` of each beat: ``addrs`` (n,) byte addresses, ``beats`` (n, bb) bytes;
+    returns (n,) uint32 (vectorised ``zlib.crc32(addr.to_bytes(4, "little") + beat)``)."""
+    beats = np.asarray(beats, np.uint8)
+    n, bb = beats.shape
+    if bb not in _TABLES:
+        _TABLES[bb] = _crc_tables(4 + bb)
+    c0, t = _TABLES[bb]
+    a = np.asarray(addrs, np.uint64).astype(np.uint32)
+    h = np.full(n, c0, np.uint32)
+    for k in range(4):
+        h ^= t[k][(a >> np.uint32(8 * k)) & np.uint32(0xFF)]
+    for k in range(bb):
+        h ^= t[4 + k][beats[:, k]]
+    return h
+
+
+def act_check_sum(addr: int, raw: bytes, beat_bytes: int) -> int:
+    """Sum modulo 2**32 of ``H`` over the beats of ``raw`` stored from byte address ``addr``."""
+    beats = np.frombuffer(bytes(raw), np.uint8).reshape(-1, beat_bytes)
+    addrs = addr + beat_bytes * np.arange(beats.shape[0], dtype=np.uint64)
+    return int(act_check(addrs, beats).astype(np.uint64).sum()) & 0xFFFF_FFFF
+
+
+def act_check_entries(addr: int, raw: bytes, row_bytes: int, beat_bytes: int) -> bytes:
+    """The check entries of ``raw`` stored at ``addr`` in rows of ``row_bytes`` bytes: per row
+    one beat, the sum modulo 2**32 of :func:`act_check` over the row's beats (little-endian,
+    zeros above) -- what the driver writes for the network input, as a STORE does for the
+    tensors it writes."""
+    beats = np.frombuffer(bytes(raw), np.uint8).reshape(-1, beat_bytes)
+    h = act_check(addr + beat_bytes * np.arange(len(beats), dtype=np.uint64), beats)
+    sums = h.astype(np.uint64).reshape(-1, row_bytes // beat_bytes).sum(axis=1) & 0xFFFF_FFFF
+    out = np.zeros((len(sums), beat_bytes), np.uint8)
+    out[:, :4] = sums.astype("<u4").view(np.uint8).reshape(-1, 4)
+    return out.tobytes()

@@ -3,6 +3,7 @@ package streams into the weight buffer)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
@@ -32,6 +33,14 @@ class ActLoader(wiring.Component):
     zero beats before or after it that the segments reach. A buffer word wider than a beat is
     written beat by beat (``wr_en`` has one bit per beat of a word).
 
+    Integrity (``chk_beats`` != 0, docs/reliability.md section 3.1): every beat is hashed with
+    its address (:func:`~ilmpq.hdl.isa.act_check`, CRC-32 on ``Cat(addr, beat)``) and the hashes
+    summed modulo 2**32; after the data, a second read brings the rows' ``chk_beats`` check
+    entries (at ``wr_base + chk_off * beat_bytes``; the command is issued while the data
+    streams), whose sum must equal it (and whose bytes above the first four must be 0). A
+    mismatch latches ``err_act`` (ErrorCode.ACT_CRC, ``err_addr`` = the LOAD_ROWS address) and
+    the unit halts before ``done_count`` moves: no COMPUTE ever reads the half.
+
     Members
     -------
     instr : In(stream.Signature(LoadRows))
@@ -47,6 +56,10 @@ class ActLoader(wiring.Component):
     busy, error : Out(1)
     stall : Out(1)
         Waiting for a free half or for the layer barrier (the STALL_DEP counter).
+    wr_base : In(32)
+        WR_BASE: the check entries' offsets are in beats from it.
+    err_act, err_addr : Out(1), Out(32)
+        Sticky: the rows read did not match their check entries; the LOAD_ROWS address.
     """
 
     def __init__(self, config: HWConfig):
@@ -72,6 +85,9 @@ class ActLoader(wiring.Component):
             "busy": Out(1),
             "stall": Out(1),
             "error": Out(1),
+            "wr_base": In(32),
+            "err_act": Out(1),
+            "err_addr": Out(32),
         })
 
     def elaborate(self, platform):
@@ -79,9 +95,29 @@ class ActLoader(wiring.Component):
         m = Module()
         B = cfg.axi_data_width
         wb = cfg.tn * 8
+        bb = cfg.beat_bytes
+        # ---- activation check: H(addr, beat) summed over the data, entries summed after -------
+        m.submodules.hcrc = hcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        h_addr = Signal(32)         # address of the next data beat
+        h_pend = Signal()           # hcrc.crc holds the hash of the beat accepted last cycle
+        h_sum = Signal(32)
+        e_sum = Signal(32)
+        e_bad = Signal()            # an entry's bytes above the first four are not 0
+        e_left = Signal(16)
+        chk_pend = Signal()         # the entries' read command is not accepted yet
+        data_acc = Signal()         # a data beat is accepted this cycle
+        m.d.comb += [hcrc.data.eq(Cat(h_addr, self.rd_data.payload)),
+                     hcrc.start.eq(data_acc), hcrc.valid.eq(data_acc)]
+        m.d.sync += h_pend.eq(data_acc)
+        with m.If(data_acc):
+            m.d.sync += h_addr.eq(h_addr + bb)
+        with m.If(h_pend):
+            m.d.sync += h_sum.eq(h_sum + hcrc.crc)
         half_words = cfg.act_depth // 2
         half_beats = half_words * wb // B
         ins = Signal(LoadRows)
+        chk_addr = Signal(32)
+        m.d.comb += chk_addr.eq(self.wr_base + ins.chk_off * bb)
         n = Signal(32)
         beats_left = Signal(24)
         word = Signal(range(half_words + 1))
@@ -251,7 +287,9 @@ class ActLoader(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(ins.gather & (ins.chunk_beats != 0)):
+                with m.If((ins.gather | (ins.chk_beats != 0)) & (ins.chunk_beats != 0)):
+                    # a strided load is neither gathering nor checked (it reads a part of
+                    # each row; a check entry covers a whole row)
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Elif((ins.chunk_beats != 0) &
@@ -294,7 +332,9 @@ class ActLoader(wiring.Component):
                     self.rd_cmd.p.beats.eq(ins.beats),
                 ]
                 with m.If(self.rd_cmd.ready):
-                    m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0)]
+                    m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
+                                 h_addr.eq(ins.addr), h_sum.eq(0), e_sum.eq(0), e_bad.eq(0),
+                                 e_left.eq(ins.chk_beats), chk_pend.eq(ins.chk_beats != 0)]
                     m.next = "DATA"
                     with m.If(ins.gather):
                         m.d.sync += [
@@ -308,6 +348,14 @@ class ActLoader(wiring.Component):
                         m.next = "GDATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
+                m.d.comb += data_acc.eq(self.rd_data.valid & self.rd_data.ready)
+                # the entries' command, issued as soon as the DMA takes it (after the data's;
+                # never beside a strided load's chunk issuer: CHECK refuses the pair)
+                with m.If(chk_pend):
+                    m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(chk_addr),
+                                 self.rd_cmd.p.beats.eq(ins.chk_beats)]
+                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                    m.d.sync += chk_pend.eq(0)
                 base = Cat(word[:self._abits - 1], n[0])
                 if wb >= B:
                     m.d.comb += self.rd_data.ready.eq(1)
@@ -323,7 +371,7 @@ class ActLoader(wiring.Component):
                         with m.Else():
                             m.d.sync += part.eq(part + 1)
                         with m.If(beats_left == 1):
-                            m.next = "DONE"
+                            m.next = "TAIL"
                 else:
                     # k words per beat: hold the beat, write one word per cycle
                     with m.If(part == 0):
@@ -340,11 +388,17 @@ class ActLoader(wiring.Component):
                         with m.If(part == k - 1):
                             m.d.sync += part.eq(0)
                             with m.If(beats_left == 0):
-                                m.next = "DONE"
+                                m.next = "TAIL"
                         with m.Else():
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
+                m.d.comb += data_acc.eq(self.rd_data.valid & self.rd_data.ready)
+                with m.If(chk_pend):
+                    m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(chk_addr),
+                                 self.rd_cmd.p.beats.eq(ins.chk_beats)]
+                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                    m.d.sync += chk_pend.eq(0)
                 emit_done = g_on & g_seglast & g_plast               # the row's last output
                 in_done = g_indone | g_rowlast_in                      # ... and input beat
                 with m.If(g_short | g_segbad):
@@ -405,11 +459,38 @@ class ActLoader(wiring.Component):
                 # the last beat's remaining words (words narrower than a beat)
                 m.d.comb += self.busy.eq(1)
                 with m.If(g_idle):
-                    m.next = "DONE"
-            with m.State("DONE"):
+                    m.next = "TAIL"
+            with m.State("TAIL"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.done_count.eq(self.done_count + 1), n.eq(n + 1)]
-                m.next = "IDLE"
+                with m.If(ins.chk_beats == 0):
+                    # unchecked rows (not written by a STORE, no entries): done at once
+                    m.d.sync += [self.done_count.eq(self.done_count + 1), n.eq(n + 1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "CHK"
+            with m.State("CHK"):
+                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.rd_cmd.valid.eq(chk_pend), self.rd_cmd.p.addr.eq(chk_addr),
+                             self.rd_cmd.p.beats.eq(ins.chk_beats)]
+                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                    m.d.sync += chk_pend.eq(0)
+                m.d.comb += self.rd_data.ready.eq(1)
+                with m.If(self.rd_data.valid):
+                    m.d.sync += [e_sum.eq(e_sum + self.rd_data.payload[:32]),
+                                 e_left.eq(e_left - 1)]
+                    if B > 32:
+                        with m.If(self.rd_data.payload[32:] != 0):
+                            m.d.sync += e_bad.eq(1)
+                    with m.If(e_left == 1):
+                        m.next = "CMP"
+            with m.State("CMP"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(e_bad | (e_sum != h_sum)):
+                    m.d.sync += [self.err_act.eq(1), self.err_addr.eq(ins.addr)]
+                    m.next = "HALT"
+                with m.Else():
+                    m.d.sync += [self.done_count.eq(self.done_count + 1), n.eq(n + 1)]
+                    m.next = "IDLE"
             with m.State("HALT"):
                 pass
         return m

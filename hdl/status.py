@@ -60,6 +60,10 @@ class ErrorCode(enum.IntEnum, shape=unsigned(8)):
     PARAMS_CRC = 0x50           #: a lane-parameter block's CRC-32 trailer does not match
     LUT_CRC = 0x51              #: a STORE's lookup table's CRC-32 trailer does not match
                                 #: (ERR_INFO = the table's address): nothing of it was written
+    ACT_CRC = 0x54              #: activation rows read by a LOAD_ROWS do not match the check
+                                #: entries their STOREs (or the driver, for the input) wrote,
+                                #: or a STORE's residual rows do not; ERR_INFO = the LOAD_ROWS
+                                #: address / the STORE's residual address
     WRITE_PROTECT = 0x58        #: a STORE would write outside [WR_BASE, WR_LIMIT) (the
                                 #: activation arena): nothing of it was written
     # run control (0x40-)

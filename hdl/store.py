@@ -20,6 +20,23 @@ For every mtile of a pixel tile:
    unit; its output bytes go to the DMA write stream, one write command per pixel (one command
    for the whole mtile when the output is contiguous).
 
+Integrity of the output (``chk_row_pixels`` != 0, docs/reliability.md section 3.1): every
+written beat is hashed with its byte address (:func:`~ilmpq.hdl.isa.act_check`: CRC-32 on
+``Cat(addr, beat)``) and the hashes summed modulo 2**32 per output row of the tile (``pixels /
+chk_row_pixels`` rows, over all mtiles) in a row table; after the last mtile the unit writes
+one check entry per row (a beat: the sum, zeros above) at ``wr_base + (chk_off + r *
+chk_stride) * beat_bytes`` (one write command for all of them when ``chk_stride`` is 1, else
+one each), each command checked against the arena's limit before it is issued
+(WRITE_PROTECT), and the instruction completes when they are acknowledged too.
+
+The residual rows are checked the same way (``res_chk_beats`` != 0): every residual beat of
+every mtile is hashed with its address as it enters the row buffer, the rows' check entries
+are read after them (``res_chk_off``), and a mismatch latches ``err_res`` (ACT_CRC, ``err_addr``
+= ``res_addr``) at the end of the mtile, before its bank is released or the instruction
+completes. The mtile's outputs have been written by then (the join consumes residual rows
+as they arrive): the error comes before END and before any reader of this STORE's output
+starts (its LOAD_ROWS wait for the STORE), not before the mtile's writes.
+
 A STORE with ``pool`` set takes its mtiles' values from the pooling unit (``pool_in``, already
 in drain order, hdl/pool.py) instead of draining an accumulator bank; everything else is the
 same. The bank is released (``drained``) once its last group has left the join; the instruction
@@ -98,8 +115,11 @@ class StoreUnit(wiring.Component):
         The DMA window and the activation arena (WR_BASE / WR_LIMIT).
     err_params, err_protect : Out(1)
         Sticky: a lane-parameter block failed its CRC; a STORE would write outside the arena.
+    err_res : Out(1)
+        Sticky: the residual rows did not match their check entries (ErrorCode.ACT_CRC).
     err_addr : Out(32)
-        The parameter block's address, the lookup table's, or the STORE's ``out_addr``.
+        The parameter block's address, the lookup table's, the STORE's ``out_addr`` (or a check
+        entry's address), or the residual address.
     lut_wr : Out(stream.Signature(LutWrite))
         A STORE with ``lut_en``: its lookup table (:func:`~ilmpq.hdl.isa.pack_lut_block`), read
         before the first mtile's parameters, one word per beat into the post-processing unit.
@@ -136,6 +156,7 @@ class StoreUnit(wiring.Component):
             "wr_limit": In(32),
             "err_params": Out(1),
             "err_protect": Out(1),
+            "err_res": Out(1),
             "err_addr": Out(32),
             "lut_wr": Out(stream.Signature(LutWrite(config))),
             "err_lut": Out(1),
@@ -192,7 +213,49 @@ class StoreUnit(wiring.Component):
         rw = rows.write_port()
         rports = [rows.read_port(domain="comb") for _ in range(G)]
 
+        # ---- output check state (see the module docstring) ------------------------------------
+        m.submodules.hcrc = hcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        m.submodules.rowsum = rowsum = Memory(shape=32, depth=cfg.acc_depth, init=[])
+        rsw = rowsum.write_port()
+        rsr = rowsum.read_port(domain="comb")
+        row_bits = max(1, (cfg.acc_depth - 1).bit_length())
+        rw_en, rw_addr, rw_data = Signal(), Signal(row_bits), Signal(32)
+        rr_addr, rr_data = Signal(row_bits), Signal(32)
+        m.d.comb += [rsw.en.eq(rw_en), rsw.addr.eq(rw_addr), rsw.data.eq(rw_data),
+                     rsr.addr.eq(rr_addr), rr_data.eq(rsr.data)]
+        m.submodules.rcrc = rcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        r_addr = Signal(32)         # address of the next residual beat
+        r_hpend = Signal()
+        r_sum = Signal(32)
+        r_esum = Signal(32)
+        r_ebad = Signal()
+        r_left = Signal(12)         # residual check entries still to come
+        r_cmd = Signal()            # their read command is not taken yet
+        r_chk_addr = Signal(32)
+        chk_start = Signal()        # a STORE is taken: reset the data-side counters
+        chk_phase = Signal()        # the check entries are being written
+        d_addr = Signal(32)         # address of the next data beat
+        d_paddr = Signal(32)        # address of its pixel
+        d_mbase = Signal(32)        # address of its mtile's pixel 0
+        d_g = Signal(range(groups + 1))
+        d_col = Signal(12)
+        d_row = Signal(row_bits + 1)
+        d_pix = Signal(16)
+        d_t = Signal(12)
+        d_done = Signal()           # the last data beat of the STORE was written
+        n_rows = Signal(row_bits + 1)
+        h_pend = Signal()           # hcrc.crc holds the hash of the beat written last cycle
+        h_row = Signal(row_bits + 1)
+        h_first = Signal()          # ... of mtile 0 (its row starts from 0)
+        cur = Signal(32)
+        cur_row = Signal(row_bits + 1)
+        cur_valid = Signal()
+        e_row = Signal(row_bits + 1)
+        e_addr = Signal(32)
+        e_cmd = Signal()            # this entry's write command was taken
+
         # ---- controller --------------------------------------------------------------------
+        m.d.comb += r_chk_addr.eq(self.wr_base + ins.res_chk_off * bb)
         pixels_issued = Signal(16)     # drain commands issued in this mtile
         wcmds_issued = Signal(17)
         wcmds_total = Signal(32)       # write commands issued by this instruction
@@ -224,6 +287,7 @@ class StoreUnit(wiring.Component):
                     m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
                                  p_addr.eq(self.instr.payload.params_addr),
                                  wcmds_total.eq(0), wcmds_done.eq(0)]
+                    m.d.comb += chk_start.eq(1)
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
@@ -339,8 +403,18 @@ class StoreUnit(wiring.Component):
                     self.rd_cmd.p.addr.eq(ins.res_addr),
                     self.rd_cmd.p.beats.eq(ins.pixels * ins.res_beats),
                 ]
-                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
-                    m.d.sync += [res_issued.eq(1), res_phase.eq(1)]
+                with m.If(~res_issued & self.rd_cmd.ready):
+                    m.d.sync += [res_issued.eq(1), res_phase.eq(1), r_addr.eq(ins.res_addr),
+                                 r_sum.eq(0), r_esum.eq(0), r_ebad.eq(0),
+                                 r_left.eq(ins.res_chk_beats),
+                                 r_cmd.eq(ins.res_chk_beats != 0)]
+                # then the residual rows' check entries (the DMA takes the command once the
+                # rows' command is issued)
+                with m.If(res_issued):
+                    m.d.comb += [self.rd_cmd.valid.eq(r_cmd), self.rd_cmd.p.addr.eq(r_chk_addr),
+                                 self.rd_cmd.p.beats.eq(ins.res_chk_beats)]
+                    with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                        m.d.sync += r_cmd.eq(0)
                 # drain commands
                 m.d.comb += [
                     self.drain.valid.eq(pixels_issued != ins.pixels),
@@ -360,15 +434,57 @@ class StoreUnit(wiring.Component):
                 with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
+                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~r_hpend)
                 with m.If(join_done & (pixels_issued == ins.pixels) &
-                          (wcmds_issued == n_wcmds) & res_issued):
+                          (wcmds_issued == n_wcmds) & res_issued & r_done &
+                          res_phase & (r_ebad | (r_esum != r_sum)) &
+                          (ins.res_chk_beats != 0)):
+                    # the residual rows did not match their check entries: stop before the
+                    # bank is released and the instruction completes (no reader of this
+                    # STORE's output starts)
+                    m.d.sync += [self.err_res.eq(1), self.err_addr.eq(ins.res_addr)]
+                    m.next = "HALT"
+                with m.Elif(join_done & (pixels_issued == ins.pixels) &
+                            (wcmds_issued == n_wcmds) & res_issued & r_done):
                     m.d.sync += [self.drained.eq(self.drained + 1), g.eq(g + 1), t.eq(t + 1),
                                  p_addr.eq(p_addr + block_bytes),
                                  res_phase.eq(0)]
                     with m.If(t == ins.n_mtiles - 1):
-                        m.next = "WAIT_WRITES"
+                        m.next = "AFTER"
                     with m.Else():
                         m.next = "PARAMS_CMD"
+            with m.State("AFTER"):
+                # the check entries (when the STORE has them) once every data beat is hashed
+                m.d.comb += self.busy.eq(1)
+                with m.If(ins.chk_row_pixels == 0):
+                    m.next = "WAIT_WRITES"
+                with m.Elif(d_done & ~h_pend):
+                    m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur)]
+                    m.d.sync += [cur_valid.eq(0), e_row.eq(0), e_cmd.eq(0),
+                                 e_addr.eq(self.wr_base + ins.chk_off * bb)]
+                    m.next = "CHK_WRITE"
+            with m.State("CHK_WRITE"):
+                # one write command for all entries when they are contiguous (chk_stride 1),
+                # else one per entry; the range is checked against the arena before each
+                m.d.comb += [self.busy.eq(1), chk_phase.eq(1), rr_addr.eq(e_row)]
+                e_beats = Mux(ins.chk_stride == 1, n_rows, 1)
+                with m.If(~e_cmd & (Cat(e_addr, Const(0, 2)) + e_beats * bb > self.wr_limit)):
+                    m.d.sync += [self.err_protect.eq(1), self.err_addr.eq(e_addr)]
+                    m.next = "HALT"
+                with m.Else():
+                    m.d.comb += [self.wr_cmd.valid.eq(~e_cmd), self.wr_cmd.p.addr.eq(e_addr),
+                                 self.wr_cmd.p.beats.eq(e_beats),
+                                 self.wr_data.valid.eq(e_cmd),
+                                 self.wr_data.payload.eq(rr_data)]
+                    with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
+                        m.d.sync += [e_cmd.eq(1), wcmds_total.eq(wcmds_total + 1)]
+                    with m.If(self.wr_data.valid & self.wr_data.ready):
+                        m.d.sync += [e_row.eq(e_row + 1),
+                                     e_addr.eq(e_addr + ins.chk_stride * bb)]
+                        with m.If(ins.chk_stride != 1):
+                            m.d.sync += e_cmd.eq(0)
+                        with m.If(e_row == n_rows - 1):
+                            m.next = "WAIT_WRITES"
             with m.State("WAIT_WRITES"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(wcmds_done == wcmds_total):
@@ -400,6 +516,24 @@ class StoreUnit(wiring.Component):
                                  rows_filled.eq(rows_filled + 1)]
                 with m.Else():
                     m.d.sync += rw_beat.eq(rw_beat + 1)
+
+        # residual check: H(addr, beat) of every residual beat, then the entries after the rows
+        r_acc = Signal()
+        m.d.comb += r_acc.eq(in_res_phase & self.rd_data.valid & res_room)
+        m.d.comb += [rcrc.data.eq(Cat(r_addr, self.rd_data.payload)),
+                     rcrc.start.eq(r_acc), rcrc.valid.eq(r_acc)]
+        m.d.sync += r_hpend.eq(r_acc)
+        with m.If(r_acc):
+            m.d.sync += r_addr.eq(r_addr + bb)
+        with m.If(r_hpend):
+            m.d.sync += r_sum.eq(r_sum + rcrc.crc)
+        with m.If(res_phase & (rw_pix == ins.pixels) & (r_left != 0)):
+            m.d.comb += self.rd_data.ready.eq(1)
+            with m.If(self.rd_data.valid):
+                m.d.sync += [r_esum.eq(r_esum + self.rd_data.payload[:32]), r_left.eq(r_left - 1)]
+                if B > 32:
+                    with m.If(self.rd_data.payload[32:] != 0):
+                        m.d.sync += r_ebad.eq(1)
 
         # ---- join: PE drain beats + params + residual -> post-processing -------------------
         row_ok = Signal()
@@ -447,9 +581,56 @@ class StoreUnit(wiring.Component):
                 m.d.sync += j_grp.eq(j_grp + 1)
 
         # ---- post-processing output -> DMA write data ----------------------------------------
-        m.d.comb += [
-            self.wr_data.valid.eq(self.pp_out.valid),
-            self.wr_data.payload.eq(self.pp_out.payload),
-            self.pp_out.ready.eq(self.wr_data.ready),
-        ]
+        with m.If(~chk_phase):
+            m.d.comb += [
+                self.wr_data.valid.eq(self.pp_out.valid),
+                self.wr_data.payload.eq(self.pp_out.payload),
+                self.pp_out.ready.eq(self.wr_data.ready),
+            ]
+
+        # ---- output check: H(addr, beat) of every data beat, summed per output row -----------
+        wbeat = Signal()
+        m.d.comb += wbeat.eq(self.wr_data.valid & self.wr_data.ready & ~chk_phase)
+        m.d.comb += [hcrc.data.eq(Cat(d_addr, self.wr_data.payload)),
+                     hcrc.start.eq(wbeat), hcrc.valid.eq(wbeat)]
+        m.d.sync += h_pend.eq(wbeat)
+        with m.If(wbeat):
+            m.d.sync += [h_row.eq(d_row), h_first.eq(d_t == 0)]
+            pix_end = d_g == groups - 1
+            mt_end = pix_end & (d_pix == ins.pixels - 1)
+            with m.If(mt_end):
+                m.d.sync += [d_g.eq(0), d_col.eq(0), d_row.eq(0), d_pix.eq(0), d_t.eq(d_t + 1),
+                             d_mbase.eq(d_mbase + cfg.lanes_pad),
+                             d_paddr.eq(d_mbase + cfg.lanes_pad),
+                             d_addr.eq(d_mbase + cfg.lanes_pad)]
+                with m.If(d_t == 0):
+                    m.d.sync += n_rows.eq(d_row + 1)
+                with m.If(d_t == ins.n_mtiles - 1):
+                    m.d.sync += d_done.eq(1)
+            with m.Elif(pix_end):
+                m.d.sync += [d_g.eq(0), d_pix.eq(d_pix + 1),
+                             d_paddr.eq(d_paddr + ins.out_stride),
+                             d_addr.eq(d_paddr + ins.out_stride)]
+                with m.If(d_col == ins.chk_row_pixels - 1):
+                    m.d.sync += [d_col.eq(0), d_row.eq(d_row + 1)]
+                with m.Else():
+                    m.d.sync += d_col.eq(d_col + 1)
+            with m.Else():
+                m.d.sync += [d_g.eq(d_g + 1), d_addr.eq(d_addr + bb)]
+        with m.If(chk_start):
+            m.d.sync += [d_g.eq(0), d_col.eq(0), d_row.eq(0), d_pix.eq(0), d_t.eq(0),
+                         d_done.eq(0), cur_valid.eq(0),
+                         d_mbase.eq(self.instr.payload.out_addr),
+                         d_paddr.eq(self.instr.payload.out_addr),
+                         d_addr.eq(self.instr.payload.out_addr)]
+        # stage 1: add the hash to its row's running sum (``cur``; other rows in the table)
+        with m.If(~chk_phase):
+            m.d.comb += rr_addr.eq(h_row)
+        with m.If(h_pend):
+            with m.If(cur_valid & (h_row == cur_row)):
+                m.d.sync += cur.eq(cur + hcrc.crc)
+            with m.Else():
+                m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur)]
+                m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hcrc.crc), cur_row.eq(h_row),
+                             cur_valid.eq(1)]
         return m

@@ -242,6 +242,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             su.win_base.eq(f.win_base.addr), su.win_limit.eq(f.win_limit.addr),
             su.wr_base.eq(f.wr_base.addr), su.wr_limit.eq(f.wr_limit.addr),
+            la.wr_base.eq(f.wr_base.addr),       # activation check entries (ACT_CRC)
         ]
 
         # unit counters
@@ -328,6 +329,10 @@ class Accelerator(wiring.Component):
             m.d.comb += [new_err.eq(ErrorCode.LUT_CRC), new_info.eq(su.err_addr)]
         with m.Elif(su.err_protect):
             m.d.comb += [new_err.eq(ErrorCode.WRITE_PROTECT), new_info.eq(su.err_addr)]
+        with m.Elif(la.err_act):
+            m.d.comb += [new_err.eq(ErrorCode.ACT_CRC), new_info.eq(la.err_addr)]
+        with m.Elif(su.err_res):
+            m.d.comb += [new_err.eq(ErrorCode.ACT_CRC), new_info.eq(su.err_addr)]
         with m.Elif(fetch.err_opcode):
             m.d.comb += [new_err.eq(ErrorCode.INSTR_OPCODE), new_info.eq(fetch.index)]
         with m.Elif(fetch.err_overrun):

@@ -83,7 +83,8 @@ def test_deterministic_cycle_count_is_exact(rng):
     layer = comp.layers[0]
     assert (layer.mtiles, layer.sets_per_mtile) == (2, 3 * 3 * 2)
     assert r1[0].stats["pe_busy"] == 2 * 18 * 25        # mtiles x sets x pixels
-    assert r1[0].stats["bytes_written"] == 2 * 25 * TINY.lanes_pad
+    # every output pixel's bytes, and one activation check entry (a beat) per output row
+    assert r1[0].stats["bytes_written"] == 2 * 25 * TINY.lanes_pad + 5 * TINY.beat_bytes
 
 
 def test_mismatch_message_names_layer_channel_pixel_values():

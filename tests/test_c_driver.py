@@ -245,7 +245,8 @@ class Hal(ctypes.Structure):
 class FrameSlot(ctypes.Structure):
     _fields_ = [("input_addr", ctypes.c_uint32), ("output_addr", ctypes.c_uint32),
                 ("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32),
-                ("prog_tag", ctypes.c_uint32)]
+                ("prog_tag", ctypes.c_uint32), ("input_check", ctypes.c_uint32),
+                ("input_row_bytes", ctypes.c_uint32)]
 
 
 def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
@@ -271,6 +272,7 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "ilmpq_set_arena": (i32, [vp, u32, u32]),
         "ilmpq_set_prog_tag": (i32, [vp, u32]),
         "ilmpq_mem_write": (i32, [vp, u32, ctypes.c_char_p, u32]),
+        "ilmpq_write_input": (i32, [vp, u32, u32, u32, ctypes.c_char_p, u32]),
         "ilmpq_mem_read": (i32, [vp, u32, vp, u32]),
         "ilmpq_load_image": (i32, [vp, u32, ctypes.c_char_p, u32]),
         "ilmpq_start": (i32, [vp, u32, u32]),
@@ -411,7 +413,8 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
         assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp = comp.tensors[comp.input]
     data = inp.to_memory(np.asarray(img, np.int64))
-    assert drv.ilmpq_mem_write(dev, inp.addr, data, len(data)) == OK
+    assert drv.ilmpq_write_input(dev, inp.addr, comp.input_check, comp.input_row_bytes, data,
+                                 len(data)) == OK
     layers = {layer.name: layer for layer in comp.model.layers}
     total = {name: 0 for name, _ in COUNTER_NAMES}
     for step in comp.steps:
@@ -474,7 +477,8 @@ def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
     assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
-    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag)
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag,
+                       s.input_check, comp.input_row_bytes)
              for s in comp.slots]
     imgs = [rng.integers(0, 256, size=(3, 7, 7)) for _ in range(3)]
     want = [reference.run(model, img, spec=TINY.numeric)[model.output] for img in imgs]
@@ -492,7 +496,9 @@ def test_one_call_inference_and_frames_back_to_back_on_the_rtl(rtl, rng):
     for k in range(len(imgs)):
         nxt = slots[(k + 1) % 2]
         if k + 1 < len(imgs):
-            assert drv.ilmpq_mem_write(dev, nxt.input_addr, data[k + 1], len(data[k + 1])) == OK
+            assert drv.ilmpq_write_input(dev, nxt.input_addr, nxt.input_check,
+                                         nxt.input_row_bytes, data[k + 1],
+                                         len(data[k + 1])) == OK
         assert drv.ilmpq_infer_finish(dev, ctypes.byref(slots[k % 2]), buf, out_t.nbytes,
                                       1_000_000) == OK
         got = out_t.from_memory(bytes(buf))
@@ -541,6 +547,13 @@ def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl
     image = bytes(comp.image)
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
     assert drv.ilmpq_set_prog_tag(dev, step.prog_tag) == OK
+    # the compiled arena (the activation check entries are addressed from WR_BASE) and an
+    # input with its check entries, so that every run below reads valid activations
+    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
+    inp = comp.tensors[comp.input]
+    data = inp.to_memory(np.asarray(img, np.int64))
+    assert drv.ilmpq_write_input(dev, inp.addr, comp.input_check, comp.input_row_bytes, data,
+                                 len(data)) == OK
     info = lambda: _u32_at(dev, drv.glue_offsetof_last_err_info())  # noqa: E731
 
     # an AXI read error on the first burst (the instruction fetch): ERR_INFO = its address
@@ -566,6 +579,7 @@ def test_hardware_errors_become_specific_return_codes_and_the_next_run_works(rtl
         ErrorCode.DMA_READ_WINDOW)
     assert not step.prog_addr <= info() < end
     assert drv.ilmpq_set_window(dev, *comp.window) == OK
+    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK     # set_window reset it to the window
 
     # a program length that stops short of END
     assert drv.ilmpq_run(dev, step.prog_addr, step.n_instr - 1, 100_000) == hw(
@@ -1045,7 +1059,8 @@ def test_one_call_inference_takes_the_raw_image(rtl, rng):
     assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
     assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
     out_t = comp.tensors[comp.output]
-    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag)
+    slots = [FrameSlot(s.input_addr, s.output_addr, s.prog_addr, s.n_instr, s.prog_tag,
+                       s.input_check, comp.input_row_bytes)
              for s in comp.slots]
     imgs = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(3)]
     want = [reference.run(model, np.transpose(img, (2, 0, 1)), spec=TINY.numeric)[model.output]

@@ -284,3 +284,61 @@ def test_isa_simulator_models_the_integrity_checks(fault):
     with pytest.raises(IsaFault) as e:
         run_compiled(comp, img)
     assert e.value.code == code
+
+
+def test_activation_check_layout_and_hash():
+    """Activation integrity (docs/reliability.md 3.1): the hash is the catalog CRC-32 the RTL
+    instantiates on ``Cat(addr, beat)``; every LOAD_ROWS and residual read of the network is
+    checked, its entries lie in the side area at the start of the arena (before every tensor),
+    each frame slot's input has its own table, and isasim runs the checked program bit-exact."""
+    import zlib
+
+    from amaranth.lib.crc import catalog
+
+    from ilmpq.firmware.compiler import AccelStep
+    from ilmpq.golden.random_models import ModelBuilder
+    from ilmpq.hdl.isa import act_check, act_check_entries
+
+    cfg = get_config("tiny")
+    rng = np.random.default_rng(5)
+    bb = cfg.beat_bytes
+    beats = rng.integers(0, 256, (6, bb), dtype=np.uint8)
+    addrs = rng.integers(0, 1 << 32, 6, dtype=np.uint64)
+    hw = catalog.CRC32_ISO_HDLC(32 + 8 * bb)
+    for a, b, h in zip(addrs, beats, act_check(addrs, beats)):
+        word = int(a) | int.from_bytes(bytes(b), "little") << 32
+        assert h == hw.compute([word]) == zlib.crc32(int(a).to_bytes(4, "little") + bytes(b))
+    # two 2-beat rows: one entry each, the sum modulo 2**32 of the hashes, zeros above
+    ent = act_check_entries(0x1000, beats[:4].tobytes(), 2 * bb, bb)
+    h = act_check(0x1000 + bb * np.arange(4, dtype=np.uint64), beats[:4]).astype(np.uint64)
+    assert ent == b"".join(int((h[2 * r] + h[2 * r + 1]) % 2**32).to_bytes(4, "little")
+                           + bytes(bb - 4) for r in range(2))
+
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(8, 6, 8))
+    x = b.conv("a", "input", 8, 3, padding=1, residual="input")
+    y = b.conv("c", b.maxpool("p", x, 2, 2), 8, 1)
+    model = b.build(b.fc("f", b.flatten("fl", y), 5))
+    comp = compile_model(model, cfg, frame_slots=2)
+    first_tensor = min(t.addr for t in comp.tensors.values())
+    assert comp.arena[0] <= comp.input_check < first_tensor
+    assert len({s.input_check for s in comp.slots}) == 2
+    for s in comp.slots:
+        prog = [decode(bytes(comp.image[s.prog_addr - comp.base + 32 * i:][:32]))
+                for i in range(s.n_instr)]
+        for op, f in prog:
+            if op == Opcode.LOAD_ROWS:
+                assert f["chk_beats"] > 0
+                assert comp.arena[0] + (f["chk_off"] + f["chk_beats"]) * bb <= first_tensor
+            elif op == Opcode.STORE:
+                assert f["chk_row_pixels"] > 0 and f["chk_stride"] == 1
+                assert not f["res_en"] or f["res_chk_beats"] > 0
+        # the slot's first LOAD_ROWS reads its own input's entries
+        lr = next(f for op, f in prog if op == Opcode.LOAD_ROWS)
+        assert comp.arena[0] + lr["chk_off"] * bb == s.input_check
+    img = rng.integers(0, 256, size=(8, 6, 8))
+    out = run_compiled(comp, img)
+    ref = reference.run(model, img, spec=cfg.numeric)
+    for name in ref:
+        if name in out:
+            np.testing.assert_array_equal(out[name], ref[name])
+    assert all(isinstance(s, AccelStep) for s in comp.steps)

@@ -148,9 +148,10 @@ CASES_STEM = [
 def test_model_matches_amaranth_rtl(rng, cases):
     models = []
     images = []
-    for _, shape, build in cases:
+    for label, shape, build in cases:
         model = _model(rng, shape, build)
-        models.append((compile_model(model, TINY), model))
+        # strided loads are used only without activation checks (compile_model act_check)
+        models.append((compile_model(model, TINY, act_check="strided" not in label), model))
         images.append(rng.integers(0, 256, size=shape))
     results = _run_rtl_amaranth(TINY, [m[0] for m in models], images)
     _check_against_rtl(TINY, cases, results, models, images)

@@ -46,7 +46,7 @@ def _loads(comp):
 def test_projection_loads_only_its_pixels(rng, cfg_name, shape, stride):
     cfg = get_config(cfg_name)
     model = _block(rng, shape, stride, cfg)
-    comp = compile_model(model, cfg)
+    comp = compile_model(model, cfg, act_check=False)
     sy, sx = (stride, stride) if isinstance(stride, int) else stride
     view = comp.internal[f"a@{sy}x{sx}"]
     oh, ow = model.tensors["ds"].shape[1:]
@@ -68,7 +68,7 @@ def test_rtl_projection_block_random_stalls(rng):
     AXI checkers: every layer bit-exact (check mode)."""
     shape = (4, 6, 6)
     model = _block(rng, shape, 2, m=(8, 4))
-    comp = compile_model(model, TINY)
+    comp = compile_model(model, TINY, act_check=False)
     assert any(f["chunk_beats"] for f in _loads(comp))
     img = rng.integers(0, 256, size=shape)
     ref = reference.run(model, img, spec=TINY.numeric)
@@ -81,3 +81,19 @@ def test_rtl_projection_block_random_stalls(rng):
     full = _sim(TINY, comp, body, mem_mode="random", seed=5)
     for layer in model.layers:
         np.testing.assert_array_equal(full[layer.output], ref[layer.output], err_msg=layer.name)
+
+
+def test_checked_programs_load_whole_rows(rng):
+    """With activation checks (the default) a projection loads whole rows and every LOAD_ROWS
+    of a stored tensor reads its rows' check entries: a check entry covers a whole row, which
+    a strided load would read only a part of."""
+    model = _block(rng, (8, 8, 8), 2, TINY)
+    comp = compile_model(model, TINY)
+    loads = _loads(comp)
+    assert loads and not any(f["chunk_beats"] for f in loads)
+    assert all(f["chk_beats"] for f in loads)
+    img = rng.integers(0, 256, size=(8, 8, 8))
+    ref = reference.run(model, img, spec=TINY.numeric)
+    got = run_compiled(comp, img)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)

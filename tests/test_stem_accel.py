@@ -15,6 +15,7 @@ from ilmpq.golden import reference
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import act_check_entries
 from test_frames import _sim
 
 TINY = get_config("tiny")
@@ -147,9 +148,10 @@ def test_resnet18_stem_gathers_at_the_host_layout_density(rng):
 
 @pytest.mark.parametrize("case", ["direct", "layout", "gather"])
 def test_rtl_raw_image_in_logits_out(rng, case):
-    """On the RTL with random memory stalls: the host writes the image's own bytes (nothing
-    else but the model image), the accelerator does the rest; every layer bit-exact (check
-    mode), then three frames back to back with different images."""
+    """On the RTL with random memory stalls: the host writes the image's own bytes and their
+    activation check entries (one beat a row; nothing else but the model image), the
+    accelerator does the rest; every layer bit-exact (check mode), then three frames back to
+    back with different images."""
     # gather: 2 raw rows a stored pixel, segments from bytes -3, -1, 1, 3 of each row
     shape = (1, 8, 24) if case == "gather" else (3, 8, 8)
     model = {"direct": lambda: _stem_model(rng, shape, 3, 2, 1),
@@ -179,7 +181,10 @@ def test_rtl_raw_image_in_logits_out(rng, case):
         return full, frame_writes, stream
 
     full, frame_writes, stream = _sim(TINY, comp, body, mem_mode="random", seed=11)
-    assert frame_writes == [(comp.tensors[model.input].addr, imgs[0].tobytes())]
+    inp = comp.tensors[model.input].addr
+    assert frame_writes == [(inp, imgs[0].tobytes()),
+                            (comp.input_check, act_check_entries(
+                                inp, imgs[0].tobytes(), comp.input_row_bytes, TINY.beat_bytes))]
     for layer in model.layers:
         np.testing.assert_array_equal(full[layer.output], refs[0][layer.output],
                                       err_msg=layer.name)
@@ -189,17 +194,21 @@ def test_rtl_raw_image_in_logits_out(rng, case):
 
 
 def _written_both_ways(comp, img) -> tuple[bytes, bytes]:
-    """The bytes ``Driver.write_input`` writes for the CHW image ``img`` and for its HWC copy."""
+    """The bytes ``Driver.write_input`` writes for the CHW image ``img`` and for its HWC copy
+    (each followed by the input's activation check entries, the same for both)."""
     written = []
 
     class Mem:
         async def mem_write(self, addr, data):
-            written.append(bytes(data))
+            written.append((addr, bytes(data)))
     drv = Driver(Mem(), TINY)
     run_sync(drv.write_input(comp, img))
     run_sync(drv.write_input(comp, np.transpose(img, (1, 2, 0)).astype(np.uint8),
                              layout="HWC"))
-    return written[0], written[1]
+    inp = comp.tensor_addr(comp.input)
+    assert [a for a, _ in written] == [inp, comp.input_check] * 2
+    assert written[1] == written[3]
+    return written[0][1], written[2][1]
 
 
 def test_chw_images_are_transposed_by_the_driver(rng):

@@ -11,7 +11,8 @@ It models the integrity checks of the hardware (docs/reliability.md) and raises
 (INSTR_CRC), a STORE that does not drain what the COMPUTE before it filled (STORE_MISMATCH), a
 lane-parameter block whose CRC trailer does not match (PARAMS_CRC), a STORE's lookup table
 whose CRC trailer does not match (LUT_CRC), a STORE outside the activation arena
-(WRITE_PROTECT).
+(WRITE_PROTECT), activation rows that do not match their check entries (ACT_CRC); its STOREs
+write the check entries as the store unit does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, decode, is_sealed, lut_block_bytes,
+from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, act_check_entries, act_check_sum, decode,
+                        is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
 from .. import wpkg
@@ -147,10 +149,23 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
         if op == Opcode.NOP:
             continue
         if op == Opcode.LOAD_ROWS:
+            if f["chunk_beats"] and (f["gather"] or f["chk_beats"]):
+                # a strided load reads part of each row: never gathering, never checked
+                raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: a strided LOAD_ROWS "
+                                                      f"with gather or check fields")
             if f["chunk_beats"]:
                 raw = _strided_read(cfg, mem, f, i)
             else:
                 raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+            if f["chk_beats"]:
+                # the rows' check entries (hdl/loaders.py): their sum must be the data's
+                bb = cfg.beat_bytes
+                ent = np.frombuffer(mem.read(arena[0] + f["chk_off"] * bb,
+                                             f["chk_beats"] * bb), np.uint8).reshape(-1, bb)
+                esum = int(ent[:, :4].copy().view("<u4").astype(np.uint64).sum()) & 0xFFFF_FFFF
+                if esum != act_check_sum(f["addr"], raw, bb) or ent[:, 4:].any():
+                    raise IsaFault(ErrorCode.ACT_CRC, f"instruction {i}: LOAD_ROWS at "
+                                                      f"{f['addr']:#x}: check entries differ")
             if f["gather"]:
                 halves[n_load % 2] = _gather_rows(cfg, raw, f, i, halves[n_load % 2])
             else:
@@ -227,6 +242,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     raise IsaFault(ErrorCode.LUT_CRC, f"instruction {i}: lookup table at "
                                                       f"{f['lut_addr']:#x}")
                 table = np.frombuffer(blk[:n_lut], np.uint8)
+            row_sums = np.zeros(P, np.uint64)         # per pixel, summed over mtiles
             for t in range(f["n_mtiles"]):
                 acc = bank_results.pop(0)
                 blk = mem.read(f["params_addr"] + t * params_block_bytes(cfg.lanes_pad),
@@ -251,8 +267,20 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 accp[:acc.shape[0]] = acc
                 if f["res_en"]:
                     rb = f["res_beats"] * cfg.beat_bytes
-                    rr = np.frombuffer(mem.read(f["res_addr"], P * rb),
-                                       np.int8 if f["res_signed"] else np.uint8)
+                    rraw = mem.read(f["res_addr"], P * rb)
+                    if f["res_chk_beats"]:
+                        # the residual rows' check entries, for every mtile (hdl/store.py)
+                        bb = cfg.beat_bytes
+                        ent = np.frombuffer(mem.read(arena[0] + f["res_chk_off"] * bb,
+                                                     f["res_chk_beats"] * bb),
+                                            np.uint8).reshape(-1, bb)
+                        esum = int(ent[:, :4].copy().view("<u4").astype(np.uint64).sum()) \
+                            & 0xFFFF_FFFF
+                        if esum != act_check_sum(f["res_addr"], rraw, bb) or ent[:, 4:].any():
+                            raise IsaFault(ErrorCode.ACT_CRC, f"instruction {i}: residual at "
+                                                              f"{f['res_addr']:#x}: check "
+                                                              f"entries differ")
+                    rr = np.frombuffer(rraw, np.int8 if f["res_signed"] else np.uint8)
                     rr = rr.reshape(P, rb).astype(np.int64)
                     res = rr[:, rpos].T
                 else:
@@ -264,9 +292,23 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     # index: the clamped value, offset to 0 when signed; no_lut lanes bypass
                     idx = (y + (0 if f["relu"] else 1 << (cfg.act_bits - 1))) & (len(table) - 1)
                     out = np.where(fld(104, 1)[:, None] == 1, out, table[idx])
+                bb = cfg.beat_bytes
                 for px in range(P):
-                    mem.write(f["out_addr"] + px * f["out_stride"] + t * cfg.lanes_pad,
-                              out[:, px].tobytes())
+                    a = f["out_addr"] + px * f["out_stride"] + t * cfg.lanes_pad
+                    mem.write(a, out[:, px].tobytes())
+                    if f["chk_row_pixels"]:
+                        row_sums[px] += np.uint64(act_check_sum(a, out[:, px].tobytes(), bb))
+            if f["chk_row_pixels"]:
+                # one check entry per output row (hdl/store.py), inside the arena
+                bb = cfg.beat_bytes
+                rp = f["chk_row_pixels"]
+                for r in range(-(-P // rp)):
+                    a = arena[0] + (f["chk_off"] + r * f["chk_stride"]) * bb
+                    if a + bb > arena[1]:
+                        raise IsaFault(ErrorCode.WRITE_PROTECT, f"instruction {i}: check "
+                                                                f"entry at {a:#x}")
+                    v = int(row_sums[r * rp:(r + 1) * rp].sum()) & 0xFFFF_FFFF
+                    mem.write(a, v.to_bytes(4, "little") + bytes(bb - 4))
         else:
             raise ValueError(f"instruction {i}: opcode {op!r} not executable")
     return stats
@@ -296,7 +338,11 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
     mem = Memory(compiled.base, compiled.size)
     mem.data[:] = compiled.image
     inp = compiled.tensors[compiled.input]
-    mem.write(inp.addr, inp.to_memory(np.asarray(image, np.int64)))
+    pixels = inp.to_memory(np.asarray(image, np.int64))
+    mem.write(inp.addr, pixels)
+    if compiled.input_check:
+        mem.write(compiled.input_check, act_check_entries(
+            inp.addr, pixels, compiled.input_row_bytes, compiled.config.beat_bytes))
     layers = {l.name: l for l in compiled.model.layers}
     for step in compiled.steps:
         if isinstance(step, AccelStep):

@@ -32,6 +32,8 @@ Faults:
   after ``bus_timeout_cycles`` of silence; if the accelerator abandoned the bus
   (STATUS.bus_abandoned) the recovery resets the interconnect (every port's model and checker)
   and clears the bit first;
+* ``rest_flips``: ``{byte address: mask}``: the DRAM cell flips right after the accelerator
+  stored it (a fault at rest in a tensor a STORE wrote; :attr:`FaultyMemory.rest_hits`);
 * ``corrupt``: ``f(image: bytearray)`` edits a copy of the memory image written before the run
   (a fault at rest in DRAM; the recovery reloads the good image);
 * ``run``: replaces the faulty run (``async run(driver)``), e.g. to start a program with a bad
@@ -85,6 +87,10 @@ class FaultyMemory(AXIMemory):
         self.read_fault = read_fault
         self.stalls = dict(stalls or {})
         self.faulty_beats = 0       #: read beats the fault changed
+        #: ``{byte address: mask}``: right after a W beat stores that byte, the DRAM cell flips
+        #: (XOR ``mask``): a fault at rest in data the accelerator wrote
+        self.rest_flips: dict = {}
+        self.rest_hits = 0          #: stored beats a rest flip changed
 
     def _beat_data(self, t):
         data = super()._beat_data(t)
@@ -95,8 +101,16 @@ class FaultyMemory(AXIMemory):
         return data
 
     def _edge(self, v):
+        hit = None
+        if self.rest_flips and v["wvalid"] and self._drv["wready"] and self._w_queue:
+            t = self._w_queue[0]
+            hit = t.addr + t.beat * self.beat_bytes
         n = len(self.log)
         super()._edge(v)
+        for a, mask in self.rest_flips.items():
+            if hit is not None and a - a % self.beat_bytes == hit:
+                self.data[self._offset(a, 1)] ^= mask
+                self.rest_hits += 1
         for t in self.log[n:]:
             if t.kind == "r":
                 t.ready_at += self.stalls.get(("r", t.index), 0)
@@ -239,6 +253,7 @@ class Outcome:
     done_edges: list = field(default_factory=list)   #: edges at which STATUS.busy fell
     busy_edges: list = field(default_factory=list)   #: edges at which STATUS.busy rose
     violations: list = field(default_factory=list)   #: subordinate violations the checkers saw
+    rest_hits: int = 0              #: stored beats a ``rest_flips`` flip changed
 
     def requests_after(self, edge: int) -> list[Request]:
         """Requests first presented after ``edge`` and before the recovery began."""
@@ -251,7 +266,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
               seed: int = 0, watchdog_cycles: int = 2000, timeout_cycles: int = 200_000,
               bus_timeout_cycles: int | None = None,
               recover: bool = True, settle: int = 64, port: int = 0,
-              mac_key: bytes | None = None) -> Outcome:
+              mac_key: bytes | None = None, rest_flips: dict | None = None) -> Outcome:
     """Run ``image`` with a fault, then soft-reset, remove the fault and run it again.
     ``read_fault``, ``stalls`` and ``errors`` act on AXI port ``port``. ``mac_key``: programmed
     once before the first run (it survives the soft reset)."""
@@ -269,6 +284,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
     faulty.read_fault = read_fault
     faulty.stalls = dict(stalls or {})
     faulty.faults = dict(faults or {})
+    faulty.rest_flips = dict(rest_flips or {})
     lo_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     hi_guard = guard_rng.integers(0, 256, GUARD, dtype=np.uint8).tobytes()
     mem.write(compiled.base - GUARD, lo_guard)
@@ -336,6 +352,7 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
                     chk.bus_reset()
                 await drv.clear_bus_abandoned()
             faulty.faults.clear()
+            faulty.rest_flips.clear()
             faulty.read_fault = None
             faulty.stalls.clear()
             faulty.errors.clear()
@@ -365,7 +382,8 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
                    recovery_start=res["recovery_start"], log=log,
                    bus_abandoned=res["abandoned"], done_edges=mon.busy_falls,
                    busy_edges=mon.busy_rises,
-                   violations=[v for c in checkers for v in c.subordinate_violations])
+                   violations=[v for c in checkers for v in c.subordinate_violations],
+                   rest_hits=faulty.rest_hits)
 
 
 def assert_contained(out: Outcome, *, code: ErrorCode, exc_type, model, image, clean_stats=None,

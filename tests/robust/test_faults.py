@@ -450,9 +450,10 @@ def _silent(net, fault=None, **kw):
         raise SilentCorruption(f"undetected: layers {wrong} silently wrong")
 
 
-@pytest.mark.xfail(strict=True, raises=SilentCorruption,
-                   reason="activations carry no integrity check (docs/reliability.md, known gaps)")
 def test_activation_bit_flip_is_detected(net):
+    """A bit flip in a beat LOAD_ROWS reads (here the input, whose check entries the driver
+    writes) no longer gives a silently wrong frame (was a strict xfail): ACT_CRC. The
+    containment of this and the other activation faults: the tests at the end of the file."""
     lr = net.instr(Opcode.LOAD_ROWS)
     _silent(net, flip_read_bits(lr.fields["addr"] + 2 * BB, 0x80))
 
@@ -607,14 +608,18 @@ def _sealed_replacement(ins, prog_tag, **changes):
 
 
 def _into_program(net, st):
-    """The STORE's out_addr with one bit flipped so that it lands in the program."""
-    s0 = net.comp.slots[0]
-    lo, hi = s0.prog_addr, s0.prog_addr + s0.n_instr * INSTR_BITS // 8
-    for k in range(32):
-        a = st.fields["out_addr"] ^ (1 << k)
-        if lo <= a < hi:
-            return a
-    raise AssertionError("no single-bit flip of out_addr reaches the program")
+    """The STORE's out_addr with one bit flipped so that it lands in a program (any frame
+    slot's copy) or, when no single flip does (it depends on the placement: the arena opens
+    with the activation check entries), elsewhere in the read-only region before the arena
+    (weights, lane parameters), which a write would corrupt as persistently."""
+    ranges = [(s.prog_addr, s.prog_addr + s.n_instr * INSTR_BITS // 8) for s in net.comp.slots]
+    ranges.append((net.comp.base, net.comp.arena[0]))
+    for lo, hi in ranges:
+        for k in range(32):
+            a = st.fields["out_addr"] ^ (1 << k)
+            if lo <= a < hi:
+                return a
+    raise AssertionError("no single-bit flip of out_addr reaches the read-only region")
 
 
 @pytest.mark.parametrize("target", ["program", "weights", "params"])
@@ -872,9 +877,10 @@ def test_mac_layer_with_several_pixel_tiles_bit_exact():
 #: (channel, burst index on the faulty port, fault) -> the code it must latch. An extra beat
 #: is injected after a burst whose ID has nothing else outstanding (else it counts into the
 #: next burst of that ID and shows as DMA_READ_RLAST): burst EXTRA_AT[port] (from the clean
-#: run's log: port 0's burst 3 is the activation client's only one, port 1's burst 4 the last
-#: of the first weight stream).
-EXTRA_AT = {0: 3, 1: 4}
+#: run's log: port 0's burst 4 is the activation client's last one of the first LOAD_ROWS,
+#: the rows' check entries after burst 3, its rows; port 1's burst 4 the last of the first
+#: weight stream).
+EXTRA_AT = {0: 4, 1: 4}
 PROTOCOL_FAULTS = {
     ("r", None, "extra_beat"): ErrorCode.DMA_READ_EXTRA,
     ("r", 1, "no_rlast"): ErrorCode.DMA_READ_RLAST,
@@ -1089,7 +1095,11 @@ LOAD_MODE_FAULTS = {
                                               seg_rows=1, pix=4095, pix_beats=1023),
     # a strided load whose beats end inside a row (no read past ``beats`` is issued)
     "strided_ends_inside_a_row": lambda f: dict(chunk_beats=1, chunks=f["beats"] + 1,
-                                                chunk_stride=BB, row_stride=0),
+                                                chunk_stride=BB, row_stride=0, chk_beats=0),
+    # a strided load (a part of each row) that would be checked against whole-row entries
+    "strided_with_check_entries": lambda f: dict(chunk_beats=f["beats"], chunks=1,
+                                                 chunk_stride=0, row_stride=f["beats"] * BB,
+                                                 chk_beats=max(1, f["chk_beats"])),
 }
 
 
@@ -1101,3 +1111,161 @@ def test_load_rows_mode_fields_out_of_range(net, name):
     out = run_fault(net.comp, net.image, corrupt=lambda img: patch_instruction(
         img, net.comp, ins, **changes))
     net.contained(out, ErrorCode.INSTR_FIELD, ProgramError)
+
+
+# -- activation integrity (ACT_CRC; docs/reliability.md section 3.1) ---------------------------
+
+def _act(net, out, lr):
+    """ACT_CRC latched by the LOAD_ROWS ``lr``, contained; nothing computed on its rows: no
+    write of the layer that reads them (its STORE never starts)."""
+    net.contained(out, ErrorCode.ACT_CRC, IntegrityError)
+    assert out.error.info == lr.fields["addr"]
+    st = net.instr(Opcode.STORE, 1)
+    assert not [r for r in out.requests if r.kind == "w" and r.edge < out.recovery_start
+                and r.addr >= st.fields["out_addr"]
+                and r.addr < st.fields["out_addr"] + st.fields["pixels"] * TINY.lanes_pad]
+
+
+def test_activation_flip_in_flight_in_a_stored_tensor(net):
+    """c2's LOAD_ROWS reads c1's output (written by c1's STORE with its check entries): one
+    bit flipped on the way."""
+    lr = net.instr(Opcode.LOAD_ROWS, 1)
+    assert lr.fields["chk_beats"] > 0
+    out = run_fault(net.comp, net.image, read_fault=flip_read_bits(lr.fields["addr"] + 5, 0x10))
+    assert out.faulty_beats > 0
+    _act(net, out, lr)
+
+
+def test_activation_flip_at_rest_in_a_stored_tensor(net):
+    """The DRAM cell of a byte of c1's output flips right after c1's STORE wrote it: the STORE's
+    check entry is of the value it wrote, c2's LOAD_ROWS sees the flipped one."""
+    lr = net.instr(Opcode.LOAD_ROWS, 1)
+    out = run_fault(net.comp, net.image, rest_flips={lr.fields["addr"] + 3: 0x01})
+    assert out.rest_hits > 0
+    _act(net, out, lr)
+
+
+def test_activation_flip_in_the_input_is_contained(net):
+    """The input (the driver wrote its check entries with the image): caught at c1's
+    LOAD_ROWS, before c1 computes anything: no write request at all."""
+    lr = net.instr(Opcode.LOAD_ROWS)
+    out = run_fault(net.comp, net.image, read_fault=flip_read_bits(lr.fields["addr"] + 9, 0x80))
+    net.contained(out, ErrorCode.ACT_CRC, IntegrityError)
+    assert out.error.info == lr.fields["addr"]
+    assert not [r for r in out.requests if r.kind == "w" and r.edge < out.recovery_start]
+
+
+def test_activation_read_from_a_moved_address(net):
+    """c2's LOAD_ROWS gets its second beat from another address (the first beat again: an
+    address fault on the bus or in the interconnect)."""
+    lr = net.instr(Opcode.LOAD_ROWS, 1)
+    a = lr.fields["addr"]
+    out = run_fault(net.comp, net.image, read_fault=remap_reads(
+        lambda x: a if x == a + BB else None))
+    assert out.faulty_beats > 0
+    _act(net, out, lr)
+
+
+def test_activation_check_entry_flip(net):
+    """A bit of a check entry (what c1's STORE wrote for its output row) flipped on the way to
+    c2's LOAD_ROWS: the data is right, the check still fails (no silent acceptance of a
+    corrupted entry, and no entry bytes above the sum may be set either)."""
+    lr = net.instr(Opcode.LOAD_ROWS, 1)
+    ent = net.comp.arena[0] + lr.fields["chk_off"] * BB
+    for byte, mask in ((1, 0x04), (BB - 1, 0x80)):
+        out = run_fault(net.comp, net.image, read_fault=flip_read_bits(ent + byte, mask),
+                        recover=byte == 1)
+        assert out.faulty_beats > 0
+        assert out.error is not None and out.error.code == ErrorCode.ACT_CRC
+        if byte == 1:
+            _act(net, out, lr)
+
+
+def test_activation_flip_in_a_pooling_read():
+    """The pooling unit reads its input through LOAD_ROWS into the activation buffer: a flip in
+    the rows a max pooling reads (a conv's output) is ACT_CRC before the pooling's STORE."""
+    rng = np.random.default_rng(77)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 4, 4))
+    model = b.build(b.maxpool("p", b.conv("c", "input", 4, 1), 2, 2))
+    comp = compile_model(model, TINY)
+    image = rng.integers(0, 256, size=(3, 4, 4))
+    prog = program(comp)
+    lr = [i for i in prog if i.opcode == Opcode.LOAD_ROWS][1]
+    st = [i for i in prog if i.opcode == Opcode.STORE][1]
+    assert lr.fields["chk_beats"] > 0 and st.fields["pool"]
+    out = run_fault(comp, image, read_fault=flip_read_bits(lr.fields["addr"] + 6, 0x02))
+    assert_contained(out, code=ErrorCode.ACT_CRC, exc_type=IntegrityError, model=model,
+                     image=image)
+    assert out.error.info == lr.fields["addr"]
+    assert not [r for r in out.requests if r.kind == "w" and r.edge < out.recovery_start
+                and r.addr >= st.fields["out_addr"]]
+
+
+def test_isa_simulator_checks_activations_like_the_hardware(net):
+    """isasim raises the hardware's ACT_CRC for a stored byte that flips after its STORE, and
+    its STOREs write the check entries of the reference (``isa.act_check_entries`` of the
+    tensor golden computes, row by row), as the store unit does (which the RTL's own LOAD_ROWS
+    check verifies on every clean run)."""
+    from ilmpq.firmware.sim.isasim import IsaFault, Memory, run_program
+    from ilmpq.hdl.isa import act_check_entries
+    comp, step = net.comp, net.comp.steps[0]
+    lr1 = net.instr(Opcode.LOAD_ROWS, 1)
+
+    def fresh():
+        mem = Memory(comp.base, comp.size)
+        mem.data[:] = comp.image
+        inp = comp.tensors[comp.input]
+        px = inp.to_memory(net.image)
+        mem.write(inp.addr, px)
+        mem.write(comp.input_check, act_check_entries(inp.addr, px, comp.input_row_bytes, BB))
+        return mem
+
+    mem = fresh()
+    run_program(TINY, mem, step.prog_addr, step.n_instr, comp.arena, step.prog_tag)
+    c1 = net.model.layers[0].output
+    t = comp.tensors[c1]
+    raw = t.to_memory(reference.run(net.model, net.image, spec=TINY.numeric)[c1])
+    ent = comp.arena[0] + lr1.fields["chk_off"] * BB
+    assert lr1.fields["chk_beats"] == t.h
+    assert mem.read(ent, t.h * BB) == act_check_entries(t.addr, raw, t.w * t.c_mem, BB)
+
+    class FlipOnStore(Memory):
+        def write(self, addr, payload):
+            super().write(addr, payload)
+            if addr == lr1.fields["addr"]:
+                self.data[addr - self.base] ^= 0x40
+    bad = FlipOnStore(comp.base, comp.size)
+    bad.data[:] = fresh().data
+    with pytest.raises(IsaFault) as e:
+        run_program(TINY, bad, step.prog_addr, step.n_instr, comp.arena, step.prog_tag)
+    assert e.value.code == ErrorCode.ACT_CRC
+
+
+def test_activation_flip_in_a_residual_read():
+    """c2 adds c1's output as its residual: the beat is read twice, by c2's LOAD_ROWS and by
+    its STORE's residual read; only the second read is flipped. The store unit checks the
+    residual rows against their entries at the end of the mtile: ACT_CRC (ERR_INFO = the
+    residual address) before the bank is released and the STORE completes (its mtile's
+    outputs are written by then: the join consumes the rows as they arrive)."""
+    rng = np.random.default_rng(78)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 2, 2))
+    x = b.conv("c1", "input", 5, 3, padding=1)
+    model = b.build(b.conv("c2", x, 5, 1, residual=x))
+    comp = compile_model(model, TINY)
+    image = rng.integers(0, 256, size=(3, 2, 2))
+    st = [i for i in program(comp) if i.opcode == Opcode.STORE][1]
+    assert st.fields["res_en"] and st.fields["res_chk_beats"] > 0
+    target = st.fields["res_addr"] + BB
+    seen = []
+
+    def second_read(mem, beat_addr, data):
+        if beat_addr != target:
+            return data
+        seen.append(beat_addr)
+        return data ^ (0x20 << 8) if len(seen) == 2 else data
+
+    out = run_fault(comp, image, read_fault=second_read)
+    assert out.faulty_beats == 1
+    assert_contained(out, code=ErrorCode.ACT_CRC, exc_type=IntegrityError, model=model,
+                     image=image)
+    assert out.error.info == st.fields["res_addr"]

@@ -300,6 +300,60 @@ int ilmpq_run(ilmpq_dev_t *dev, uint32_t prog_addr, uint32_t n_instr, uint32_t t
     return rc != ILMPQ_OK ? rc : ilmpq_wait(dev, timeout_us);
 }
 
+/* CRC-32 (zlib's: reflected 0x04C11DB7, init and final XOR 0xFFFFFFFF), four bits a step */
+static uint32_t crc32_bytes(uint32_t crc, const uint8_t *p, uint32_t n)
+{
+    static const uint32_t nibble[16] = {
+        0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
+        0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
+        0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu};
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+        crc = (crc >> 4) ^ nibble[crc & 15u];
+    }
+    return crc;
+}
+
+int ilmpq_write_input(ilmpq_dev_t *dev, uint32_t input_addr, uint32_t check_addr,
+                      uint32_t row_bytes, const void *input, uint32_t input_bytes)
+{
+    const uint8_t *in = (const uint8_t *)input;
+    uint8_t entry[ILMPQ_BEAT_BYTES];
+    uint32_t r, b, k;
+    int rc;
+    if (dev == NULL || (input == NULL && input_bytes != 0))
+        return ILMPQ_ERR_ARG;
+    if (check_addr != 0u && (row_bytes == 0u || row_bytes % ILMPQ_BEAT_BYTES != 0u ||
+                             input_bytes % row_bytes != 0u))
+        return ILMPQ_ERR_ARG;
+    rc = ilmpq_mem_write(dev, input_addr, input, input_bytes);
+    if (rc != ILMPQ_OK || check_addr == 0u)
+        return rc;
+    for (r = 0; r < input_bytes / row_bytes; r++) {
+        uint32_t sum = 0;
+        for (b = 0; b < row_bytes; b += ILMPQ_BEAT_BYTES) {
+            uint32_t a = input_addr + r * row_bytes + b;
+            uint8_t le[4];
+            uint32_t crc;
+            le[0] = (uint8_t)a;
+            le[1] = (uint8_t)(a >> 8);
+            le[2] = (uint8_t)(a >> 16);
+            le[3] = (uint8_t)(a >> 24);
+            crc = crc32_bytes(0xffffffffu, le, 4u);
+            crc = crc32_bytes(crc, in + r * row_bytes + b, ILMPQ_BEAT_BYTES);
+            sum += crc ^ 0xffffffffu;
+        }
+        for (k = 0; k < ILMPQ_BEAT_BYTES; k++)
+            entry[k] = k < 4u ? (uint8_t)(sum >> (8u * k)) : 0u;
+        rc = ilmpq_mem_write(dev, check_addr + r * ILMPQ_BEAT_BYTES, entry, ILMPQ_BEAT_BYTES);
+        if (rc != ILMPQ_OK)
+            return rc;
+    }
+    return ILMPQ_OK;
+}
+
 int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
                       uint32_t input_bytes)
 {
@@ -308,7 +362,8 @@ int ilmpq_infer_start(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const vo
         return ILMPQ_ERR_ARG;
     if (dev->running)
         return ILMPQ_ERR_BUSY;
-    rc = ilmpq_mem_write(dev, slot->input_addr, input, input_bytes);
+    rc = ilmpq_write_input(dev, slot->input_addr, slot->input_check, slot->input_row_bytes,
+                           input, input_bytes);
     if (rc != ILMPQ_OK)
         return rc;
     dev->prog_tag = slot->prog_tag;

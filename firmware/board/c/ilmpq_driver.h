@@ -50,7 +50,7 @@
  *     if ((rc = ilmpq_check(&dev)) != ILMPQ_OK) ... wrong bitstream
  *     ilmpq_load_image(&dev, IMAGE_BASE, image_bin, image_size);   (sets the DMA window)
  *     ilmpq_set_arena(&dev, ARENA_BASE, ARENA_LIMIT);   (write protection, compiled.json)
- *     ilmpq_mem_write(&dev, INPUT_ADDR, pixels, input_bytes);
+ *     ilmpq_write_input(&dev, INPUT_ADDR, INPUT_CHECK, INPUT_ROW_BYTES, pixels, input_bytes);
  *     for each accelerator step: ilmpq_set_prog_tag(&dev, prog_tag);
  *                                rc = ilmpq_run(&dev, prog_addr, n_instr, 1000000);
  *     ilmpq_mem_read(&dev, OUTPUT_ADDR, out, output_bytes);
@@ -292,7 +292,20 @@ typedef struct ilmpq_frame_slot {
     uint32_t prog_addr;    /* the slot's program */
     uint32_t n_instr;
     uint32_t prog_tag;     /* its PROG_TAG */
+    uint32_t input_check;  /* bus address of the input's activation check entries (0: none) */
+    uint32_t input_row_bytes;  /* bytes of a stored input row (one check entry each) */
 } ilmpq_frame_slot_t;
+
+/*
+ * Write input_bytes of input to input_addr and, when check_addr is not 0, the input's
+ * activation check entries (compiled.json "input_check" / the slot's "input_check",
+ * "input_row_bytes"): per row of row_bytes bytes one beat at check_addr + row * beat, the sum
+ * modulo 2^32 of CRC-32 (zlib's) over each beat's bus address (4 bytes, little-endian)
+ * followed by its bytes; the accelerator checks every row it reads against them (ACT_CRC).
+ * ILMPQ_ERR_ARG if input_bytes is not a whole number of rows of whole beats.
+ */
+int ilmpq_write_input(ilmpq_dev_t *dev, uint32_t input_addr, uint32_t check_addr,
+                      uint32_t row_bytes, const void *input, uint32_t input_bytes);
 
 /*
  * Write input_bytes of input (the input tensor's bytes: the raw HWC image, see the top) to the

@@ -118,6 +118,12 @@ extern "C" {
  */
 #define ILMPQ_ERROR_CODE_LUT_CRC 0x51u
 /*
+ * activation rows read by a LOAD_ROWS do not match the check entries their STOREs (or the driver,
+ * for the input) wrote, or a STORE's residual rows do not; ERR_INFO = the LOAD_ROWS address / the
+ * STORE's residual address
+ */
+#define ILMPQ_ERROR_CODE_ACT_CRC 0x54u
+/*
  * a STORE would write outside [WR_BASE, WR_LIMIT) (the activation arena): nothing of it was
  * written
  */
@@ -155,6 +161,7 @@ static inline const char *ilmpq_error_code_name(uint32_t value)
     case ILMPQ_ERROR_CODE_STORE_MISMATCH: return "STORE_MISMATCH";
     case ILMPQ_ERROR_CODE_PARAMS_CRC: return "PARAMS_CRC";
     case ILMPQ_ERROR_CODE_LUT_CRC: return "LUT_CRC";
+    case ILMPQ_ERROR_CODE_ACT_CRC: return "ACT_CRC";
     case ILMPQ_ERROR_CODE_WRITE_PROTECT: return "WRITE_PROTECT";
     case ILMPQ_ERROR_CODE_TIMEOUT: return "TIMEOUT";
     default: return "UNKNOWN";
