@@ -86,3 +86,26 @@ def test_a_dsp_input_register_ends_the_path_into_it_and_starts_the_one_out():
     assert (t["lut_levels"], t["dsp"], t["max_lut_levels"]) == (3, 1, 3)
     assert t["delay_ns"] == pytest.approx(DELAY_MODEL["dsp"] + 3 * DELAY_MODEL["lut"]
                                           + DELAY_MODEL["ff"], abs=0.01)
+
+
+def test_a_lut_ram_write_ends_the_path_and_its_read_address_goes_through():
+    # ff0 -> l0 -> RAM.WE and RAM.D; ff0 -> RAM.DPRA0 -> DPO -> l1 -> ff1
+    cells = {
+        "ff0": _cell("FDRE", {"D": [100]}, {"Q": [2]}),
+        "l0": _cell("LUT3", {"I0": [2]}, {"O": [3]}),
+        "l00": _cell("LUT3", {"I0": [3]}, {"O": [4]}),
+        "l01": _cell("LUT3", {"I0": [4]}, {"O": [5]}),
+        "ram": _cell("RAM32X1D", {"WE": [5], "D": [5], "A0": [2], "DPRA0": [2]},
+                     {"SPO": [6], "DPO": [7]}),
+        "l1": _cell("LUT4", {"I0": [7]}, {"O": [8]}),
+        "ff1": _cell("FDRE", {"D": [8]}, {"Q": [9]}),
+    }
+    t = longest_path(_netlist(cells))
+    # the write path has 3 LUT levels (the most), the read path 1 LUT and the RAM read
+    assert (t["lut_levels"], t["max_lut_levels"]) == (3, 3)
+    assert t["delay_ns"] == pytest.approx(3 * DELAY_MODEL["lut"] + DELAY_MODEL["ff"], abs=0.01)
+    cells["l01"] = _cell("LUT3", {"I0": [2]}, {"O": [5]})     # a short write path
+    t = longest_path(_netlist(cells))
+    assert (t["lut_levels"], t["max_lut_levels"]) == (2, 2)    # RAM read + l1
+    assert t["delay_ns"] == pytest.approx(DELAY_MODEL["lutram"] + DELAY_MODEL["lut"]
+                                          + DELAY_MODEL["ff"], abs=0.01)

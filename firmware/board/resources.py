@@ -336,12 +336,24 @@ def _dsp_port_registered(cell: dict, port: str) -> bool:
     return reg is not None and _param(cell, reg, "0") != 0
 
 
+def _ends_path(cell: dict, port: str) -> bool:
+    """Whether input ``port`` of a combinational-output cell is a path end point: a used DSP48E1
+    input register, or the synchronous write side of a LUT RAM (write data ``D``/``DI*``,
+    ``WE``; its read addresses, ``A*``/``DPRA*``/``ADDR*``, are combinational to the output)."""
+    t = cell["type"]
+    if t == "DSP48E1":
+        return _dsp_port_registered(cell, port)
+    if t.startswith(_LUTRAM_PREFIX):
+        return port == "D" or port.startswith(("DI", "WE", "WCLK"))
+    return False
+
+
 def longest_path(netlist: dict, top: str | None = None) -> dict:
     """Longest register-to-register path of a ``synth_xilinx`` netlist (yosys ``write_json``).
 
     Start and end points are flip-flops, block RAMs, SRLs, DSP48E1s with their P register,
-    the used input registers of a DSP48E1 (``AREG``, ``BREG``, ... and its clock enables) and
-    the module ports; LUTs, CARRY4s, MUXF7/F8, LUT RAM reads and DSP48E1s without P register
+    the used input registers of a DSP48E1 (``AREG``, ``BREG``, ... and its clock enables), the
+    write ports of LUT RAMs and the module ports; LUTs, CARRY4s, MUXF7/F8, LUT RAM reads and DSP48E1s without P register
     (from their combinational inputs or their input registers to P) are combinational nodes. Returns the worst path by the :data:`DELAY_MODEL` estimate with
     its LUT levels, CARRY4 chain length, MUXFs and DSPs, and separately the most LUT levels
     and the longest CARRY4 chain of any path (they need not be on the same path).
@@ -397,8 +409,8 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
             for port, bits in c["connections"].items():
                 if dirs.get(port) != "input":
                     continue
-                if c["type"] == "DSP48E1" and _dsp_port_registered(c, port):
-                    continue        # the path ends at the DSP's input register
+                if _ends_path(c, port):
+                    continue        # the path ends at a register inside the cell
                 for b in bits:
                     p = driver.get(b) if isinstance(b, int) else None
                     if p is not None and p in comb:
