@@ -140,7 +140,7 @@ def test_model_matches_amaranth_rtl(rng, cases):
     _check_against_rtl(TINY, cases, results, models, images)
 
 
-CASES_MAC = [CASES_COMPUTE[1], CASES_COMPUTE[0]]
+CASES_MAC = [CASES_COMPUTE[1]]          # weight-package bound: the MAC shows
 MAC_KEY = bytes(range(0x30, 0x40))
 
 
