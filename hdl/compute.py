@@ -142,6 +142,26 @@ class ComputeUnit(wiring.Component):
         pooling = Signal()
         m.d.comb += pooling.eq(ins.pool != PoolMode.NONE)
 
+        # Products of instruction fields, in registers that follow ``ins`` (loaded in IDLE):
+        # valid one cycle after the load (in CHECK's successor SETUP), ``rowoff0`` (from
+        # ``rowstride``) two (from WAIT_LA on, before any beat; SETUP computes its own copy).
+        # Every multiplier is fed by registers and feeds a register or one comparison, never
+        # another multiplier (docs/performance.md, timing).
+        pre_pixels = Signal(24)                    # out_h * out_w
+        pre_rows_w = Signal(24)                    # in_rows * in_w
+        coloff0 = Signal(signed(sbits))            # tx0 * groups
+        rowoff0 = Signal(signed(sbits))            # ty0 * rowstride
+        in_words = Signal(34)                      # in_rows * in_w * groups (SETUP)
+        m.d.sync += [
+            pre_pixels.eq(ins.out_h * ins.out_w),
+            pre_rows_w.eq(ins.in_rows * ins.in_w),
+            rowstride.eq(ins.in_w * ins.groups),
+            col_step.eq(ins.stride_x * ins.groups),
+            coloff0.eq(ins.tx0 * ins.groups),
+            rowoff0.eq(ins.ty0 * rowstride),
+        ]
+        m.d.comb += in_words.eq(pre_rows_w * ins.groups)
+
         # stage B: the read returns; push beat into the FIFO
         b_valid = Signal()
         b_meta = Signal(meta_layout)
@@ -170,34 +190,34 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += ins.eq(self.instr.payload)
                     m.next = "CHECK"
             with m.State("CHECK"):
+                # fields that need no product; the products of fields are checked in SETUP,
+                # from registers (timing: no multiplier between the FSM and a comparison)
                 m.d.comb += self.busy.eq(1)
                 bad = ((ins.n_mtiles == 0) | (ins.kh == 0) | (ins.kw == 0) |
                        (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
                        (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
-                       (ins.in_w == 0) | (ins.pool.as_value() == 3) |
-                       (ins.out_h * ins.out_w > cfg.acc_depth) |
-                       (ins.in_rows * ins.in_w * ins.groups > half_words))
+                       (ins.in_w == 0) | (ins.pool.as_value() == 3))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Else():
-                    m.d.sync += [
-                        rowstride.eq(ins.in_w * ins.groups),
-                        half.eq(n_instr[0]),
-                    ]
+                    m.d.sync += half.eq(n_instr[0])
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [
-                    row_step.eq(ins.stride_y * rowstride),
-                    col_step.eq(ins.stride_x * ins.groups),
-                    kr_rowoff.eq(ins.ty0 * rowstride),
-                    kc_coloff.eq(ins.tx0 * ins.groups),
-                    kr_row.eq(ins.ty0),
-                    kc_col.eq(ins.tx0),
-                    mt.eq(0),
-                ]
-                m.next = "WAIT_LA"
+                with m.If((pre_pixels > cfg.acc_depth) | (in_words > half_words)):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Else():
+                    m.d.sync += [
+                        row_step.eq(ins.stride_y * rowstride),
+                        kr_rowoff.eq(ins.ty0 * rowstride),
+                        kc_coloff.eq(coloff0),
+                        kr_row.eq(ins.ty0),
+                        kc_col.eq(ins.tx0),
+                        mt.eq(0),
+                    ]
+                    m.next = "WAIT_LA"
             with m.State("WAIT_LA"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.la_done > n_instr):
@@ -269,8 +289,8 @@ class ComputeUnit(wiring.Component):
                                 m.next = "FLUSH"
                             with m.Else():
                                 m.d.sync += [
-                                    kr_rowoff.eq(ins.ty0 * rowstride), kr_row.eq(ins.ty0),
-                                    kc_coloff.eq(ins.tx0 * ins.groups), kc_col.eq(ins.tx0),
+                                    kr_rowoff.eq(rowoff0), kr_row.eq(ins.ty0),
+                                    kc_coloff.eq(coloff0), kc_col.eq(ins.tx0),
                                 ]
                                 m.next = "MTILE_PREP"
                         with m.Elif(cg != ins.groups - 1):
@@ -290,9 +310,9 @@ class ComputeUnit(wiring.Component):
                             m.d.sync += [
                                 cg.eq(0), kc.eq(0), kr.eq(kr + 1),
                                 kr_row.eq(kr_row + 1), kr_rowoff.eq(kr_rowoff + rowstride),
-                                kc_col.eq(ins.tx0), kc_coloff.eq(ins.tx0 * ins.groups),
+                                kc_col.eq(ins.tx0), kc_coloff.eq(coloff0),
                                 oy_row.eq(kr_row + 1), oy_rowoff.eq(kr_rowoff + rowstride),
-                                ox_col.eq(ins.tx0), ox_coloff.eq(ins.tx0 * ins.groups),
+                                ox_col.eq(ins.tx0), ox_coloff.eq(coloff0),
                             ]
             with m.State("PRUN"):
                 m.d.comb += self.busy.eq(1)

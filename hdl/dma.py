@@ -242,17 +242,37 @@ class DMA(wiring.Component):
     def _size_log2(self) -> int:
         return (self.config.beat_bytes - 1).bit_length()
 
-    def _burst_len(self, m: Module, addr, rem, name: str) -> Signal:
-        """Length of the next burst: min(rem, max_burst, beats up to the next 4 KiB boundary)."""
+    def _burst_len(self, m: Module, st, advance, addr, rem, name: str) -> Signal:
+        """Length of the next burst, min(rem, max_burst, beats up to the next 4 KiB boundary),
+        as a register valid while ``st`` is ACTIVE: computed from ``addr``/``rem`` in CHECK,
+        and on every ``advance`` (a burst of this length issued; ``addr``/``rem`` move on by
+        it) from the beats left to the boundary, kept in a register too. So the arbitration
+        and the issue logic start from registers, not from an adder and two comparisons
+        (timing, docs/performance.md)."""
         s = self._size_log2()
         boundary_beats = AXI_BOUNDARY >> s
-        to_boundary = Signal(range(boundary_beats + 1), name=f"{name}_to_4k")
-        m.d.comb += to_boundary.eq(boundary_beats - addr[s:12])
         mb = self.config.max_burst
-        cap = Signal(range(mb + 1), name=f"{name}_cap")
-        m.d.comb += cap.eq(Mux(to_boundary < mb, to_boundary, mb))
+
+        def min_len(rem_v, to_4k):
+            cap = Mux(to_4k < mb, to_4k, mb)
+            return Mux(rem_v < cap, rem_v, cap)
+
+        to_boundary = Signal(range(boundary_beats + 1), name=f"{name}_to_4k")
         length = Signal(range(mb + 1), name=f"{name}_len")
-        m.d.comb += length.eq(Mux(rem < cap, rem, cap))
+        first_to_4k = Signal(range(boundary_beats + 1), name=f"{name}_first_to_4k")
+        next_to_4k = Signal(range(boundary_beats + 1), name=f"{name}_next_to_4k")
+        left = Signal(range(boundary_beats + 1), name=f"{name}_left_to_4k")
+        next_rem = Signal.like(rem, name=f"{name}_next_rem")
+        m.d.comb += [
+            first_to_4k.eq(boundary_beats - addr[s:12]),
+            left.eq(to_boundary - length),
+            next_to_4k.eq(Mux(_eq(left, 0), boundary_beats, left)),
+            next_rem.eq(rem - length),
+        ]
+        with m.If(st == _CmdState.CHECK):
+            m.d.sync += [to_boundary.eq(first_to_4k), length.eq(min_len(rem, first_to_4k))]
+        with m.Elif(advance):
+            m.d.sync += [to_boundary.eq(next_to_4k), length.eq(min_len(next_rem, next_to_4k))]
         return length
 
     def _check(self, m: Module, addr, beats, window_code, name: str):
@@ -357,11 +377,11 @@ class DMA(wiring.Component):
             bq = ResetInserter(flush)(SyncFIFO(width=aw + 1 + len_bits, depth=max_ro))
             m.submodules[f"rd{i}_bursts"] = bq
 
-            length = self._burst_len(m, addr, rem, f"rd{i}")
+            grant = Signal(name=f"rd{i}_grant")
+            length = self._burst_len(m, st, grant, addr, rem, f"rd{i}")
             bad, code = self._check(m, addr, rem, ErrorCode.DMA_READ_WINDOW, f"rd{i}")
             err_sources.append(((st == _CmdState.CHECK) & bad, code, addr))
 
-            grant = Signal(name=f"rd{i}_grant")
             clients.append((st, addr, rem, length, grant, bq))
             m.d.comb += req[i].eq((st == _CmdState.ACTIVE) & (space >= length))
 
@@ -488,7 +508,8 @@ class DMA(wiring.Component):
         wst = Signal(_CmdState)
         waddr = Signal(aw)
         wrem = Signal(COMMAND_BEATS_BITS)
-        wlen = self._burst_len(m, waddr, wrem, "wr")
+        aw_load = Signal()
+        wlen = self._burst_len(m, wst, aw_load, waddr, wrem, "wr")
         wbad, wcode = self._check(m, waddr, wrem, ErrorCode.DMA_WRITE_WINDOW, "wr")
         err_sources.append(((wst == _CmdState.CHECK) & wbad, wcode, waddr))
 
@@ -519,7 +540,6 @@ class DMA(wiring.Component):
 
         # command
         m.d.comb += self.wr_cmd.ready.eq(_eq(wst, _CmdState.IDLE) & ~stopped)
-        aw_load = Signal()
         m.d.comb += aw_load.eq((wst == _CmdState.ACTIVE) & ~stopped
                                & (~bus.awvalid | bus.awready)
                                & (w_avail >= wlen) & wbq.w_rdy & wlq.w_rdy)

@@ -41,11 +41,11 @@ Only 64-bit AXI buses carry tags: with another width every package is rejected w
 # No ``from __future__ import annotations`` in this module: data.Struct reads its annotations.
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import ConfigError, HWConfig
-from .crc import CRC32
 from .siphash import KEY_BITS, TAG_BITS, WORD_BITS, SipHash24
 from .status import ErrorCode
 
@@ -253,7 +253,8 @@ class WeightBuffer(wiring.Component):
         beat = self.fill.payload
         xfer_in = self.fill.valid & self.fill.ready
 
-        m.submodules.crc = crc = CRC32(W)
+        # zlib's CRC-32 over the beats, little-endian (the word's bit 0 first)
+        m.submodules.crc = crc = Processor(catalog.CRC32_ISO_HDLC(W))
         m.d.comb += crc.data.eq(beat)
 
         hcnt = Signal(range(hb)) if hb > 1 else Const(0, 1)
@@ -278,7 +279,7 @@ class WeightBuffer(wiring.Component):
             # n_words > depth fails anyway, so the constant modulo needs only addr_bits + 1 bits
             whole_sets = (hdr.n_words[:addr_bits + 1] % wps) == 0
         len_ok = (hdr.n_words != 0) & (hdr.n_words <= depth) & whole_sets
-        crc_ok = (trl.crc == crc.crc) & (trl.crc_inv == crc.state)
+        crc_ok = (trl.crc == crc.crc) & (trl.crc_inv == ~crc.crc)
         if len(tpad):
             crc_ok &= tpad == 0
 
@@ -342,9 +343,9 @@ class WeightBuffer(wiring.Component):
                 with m.If(xfer_in & mac_en & sip_pre):
                     sip_feed(beat, 0)
                 with m.If(xfer_in):
-                    m.d.comb += crc.en.eq(1)
+                    m.d.comb += crc.valid.eq(1)
                     with m.If(hcnt == 0):
-                        m.d.comb += crc.init.eq(1)
+                        m.d.comb += crc.start.eq(1)
                         set_state(fbank, BankState.FILLING)
                     with m.If(hcnt != hb - 1):
                         if hb > 1:
@@ -375,7 +376,7 @@ class WeightBuffer(wiring.Component):
                 with m.If(xfer_in & mac_en):
                     sip_feed(beat, (wbeat == WB - 1) & (waddr == flast))
                 with m.If(xfer_in):
-                    m.d.comb += crc.en.eq(1)
+                    m.d.comb += crc.valid.eq(1)
                     word_done = wbeat == WB - 1
                     if WB > 1:
                         m.d.sync += [wbeat.eq(Mux(word_done, 0, wbeat + 1)),

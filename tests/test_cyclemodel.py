@@ -28,9 +28,10 @@ def _model(rng, shape, build, cfg=TINY):
     return b.build(build(b))
 
 
-def _run_rtl_amaranth(cfg, compiled, images):
+def _run_rtl_amaranth(cfg, compiled, images, mac_key=None):
     """Run several compiled models one after the other on one simulated accelerator (one
-    elaboration); return each run's counters and its output tensors."""
+    elaboration); return each run's counters and its output tensors. ``mac_key``: program
+    this SipHash key first (the driver enables the check for models compiled with a MAC)."""
     from amaranth.sim import Simulator
 
     from ilmpq.firmware.driver import Driver
@@ -52,6 +53,8 @@ def _run_rtl_amaranth(cfg, compiled, images):
 
     async def testbench(ctx):
         drv = Driver(AmaranthTransport(ctx, dut, mem), cfg)
+        if mac_key is not None:
+            await drv.set_mac_key(mac_key)
         for comp, img in zip(compiled, images):
             tensors, stats = await drv.infer(comp, img, load=True, check=True)
             out.append((stats, tensors))
@@ -155,6 +158,37 @@ def test_model_matches_amaranth_rtl(rng, cases):
         images.append(rng.integers(0, 256, size=shape))
     results = _run_rtl_amaranth(TINY, [m[0] for m in models], images)
     _check_against_rtl(TINY, cases, results, models, images)
+
+
+CASES_MAC = [CASES_COMPUTE[1]]          # weight-package bound: the MAC shows
+MAC_KEY = bytes(range(0x30, 0x40))
+
+
+def test_model_matches_amaranth_rtl_with_the_mac(rng):
+    """Authenticated weight packages (SipHash-2-4, the fill's 2 B + 7 cycles a package): the
+    same layers compiled with and without a MAC key, run on one accelerator with the key
+    programmed. Each run within the tolerance, the exact counters exact, and the cycles the MAC
+    adds to a weight-bound layer as the RTL's."""
+    from ilmpq.firmware import wpkg
+
+    models, images, cases = [], [], []
+    for label, shape, build in CASES_MAC:
+        model = _model(rng, shape, build)
+        img = rng.integers(0, 256, size=shape)
+        for mac in (None, wpkg.MacKey(MAC_KEY, int(rng.integers(0, 2**63)))):
+            comp = compile_model(model, TINY, mac=mac)
+            assert (comp.mac_nonce is not None) == (mac is not None)
+            models.append((comp, model))
+            images.append(img)
+            cases.append((f"{label}{', MAC' if mac else ''}", shape, build))
+    results = _run_rtl_amaranth(TINY, [m[0] for m in models], images, mac_key=MAC_KEY)
+    _check_against_rtl(TINY, cases, results, models, images)
+    rtl = [stats["cycles"] for stats, _ in results]
+    model = [cm.estimate(c).programs[0].counters["cycles"] for c, _ in models]
+    # the weight-bound FC: the MAC costs cycles, and the model's cost is the RTL's (within
+    # the tolerance of the run)
+    assert rtl[1] > rtl[0] and model[1] > model[0]
+    assert abs((model[1] - model[0]) - (rtl[1] - rtl[0])) <= TOLERANCE * rtl[1], (rtl, model)
 
 
 from ilmpq.golden.random_models import random_layer_case as _random_case  # noqa: E402

@@ -63,3 +63,49 @@ def test_registered_dsp_and_block_ram_end_paths_but_a_combinational_dsp_does_not
 def test_a_design_without_logic_has_only_the_flip_flop_delay():
     t = longest_path(_netlist({"ff": _cell("FDRE", {"D": [3]}, {"Q": [3]})}))
     assert (t["lut_levels"], t["carry4"], t["delay_ns"]) == (0, 0, DELAY_MODEL["ff"])
+
+
+def test_a_dsp_input_register_ends_the_path_into_it_and_starts_the_one_out():
+    # ff0 -> l0 -> l1 -> DSP.A; DSP.CEA2 <- l0; DSP.P (no P register) -> l2 -> ff1. With AREG
+    # the paths are ff0 -> l0 -> l1 -> (A register) and (A register) -> multiplier -> l2 -> ff1;
+    # without it, one path through all of them.
+    def cells(areg):
+        return {
+            "ff0": _cell("FDRE", {"D": [100]}, {"Q": [2]}),
+            "l0": _cell("LUT3", {"I0": [2]}, {"O": [3]}),
+            "l1": _cell("LUT3", {"I0": [3]}, {"O": [4]}),
+            "d": _cell("DSP48E1", {"A": [4], "CEA2": [3]}, {"P": [5]}, PREG="0", AREG=areg),
+            "l2": _cell("LUT4", {"I0": [5]}, {"O": [6]}),
+            "ff1": _cell("FDRE", {"D": [6]}, {"Q": [7]}),
+        }
+    t = longest_path(_netlist(cells("1")))
+    assert (t["lut_levels"], t["dsp"], t["max_lut_levels"]) == (1, 1, 2)
+    assert t["delay_ns"] == pytest.approx(DELAY_MODEL["dsp"] + DELAY_MODEL["lut"]
+                                          + DELAY_MODEL["ff"], abs=0.01)
+    t = longest_path(_netlist(cells("0")))
+    assert (t["lut_levels"], t["dsp"], t["max_lut_levels"]) == (3, 1, 3)
+    assert t["delay_ns"] == pytest.approx(DELAY_MODEL["dsp"] + 3 * DELAY_MODEL["lut"]
+                                          + DELAY_MODEL["ff"], abs=0.01)
+
+
+def test_a_lut_ram_write_ends_the_path_and_its_read_address_goes_through():
+    # ff0 -> l0 -> RAM.WE and RAM.D; ff0 -> RAM.DPRA0 -> DPO -> l1 -> ff1
+    cells = {
+        "ff0": _cell("FDRE", {"D": [100]}, {"Q": [2]}),
+        "l0": _cell("LUT3", {"I0": [2]}, {"O": [3]}),
+        "l00": _cell("LUT3", {"I0": [3]}, {"O": [4]}),
+        "l01": _cell("LUT3", {"I0": [4]}, {"O": [5]}),
+        "ram": _cell("RAM32X1D", {"WE": [5], "D": [5], "A0": [2], "DPRA0": [2]},
+                     {"SPO": [6], "DPO": [7]}),
+        "l1": _cell("LUT4", {"I0": [7]}, {"O": [8]}),
+        "ff1": _cell("FDRE", {"D": [8]}, {"Q": [9]}),
+    }
+    t = longest_path(_netlist(cells))
+    # the write path has 3 LUT levels (the most), the read path 1 LUT and the RAM read
+    assert (t["lut_levels"], t["max_lut_levels"]) == (3, 3)
+    assert t["delay_ns"] == pytest.approx(3 * DELAY_MODEL["lut"] + DELAY_MODEL["ff"], abs=0.01)
+    cells["l01"] = _cell("LUT3", {"I0": [2]}, {"O": [5]})     # a short write path
+    t = longest_path(_netlist(cells))
+    assert (t["lut_levels"], t["max_lut_levels"]) == (2, 2)    # RAM read + l1
+    assert t["delay_ns"] == pytest.approx(DELAY_MODEL["lutram"] + DELAY_MODEL["lut"]
+                                          + DELAY_MODEL["ff"], abs=0.01)

@@ -20,7 +20,9 @@ from ilmpq.golden.onnx_import import load_onnx
 from ilmpq.golden.quantize import quantize
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import Opcode, decode, lut_block_bytes
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, lut_block_bytes
+
+IB = INSTR_BITS // 8
 from ilmpq.hdl.status import ErrorCode
 
 TINY = get_config("tiny")
@@ -99,8 +101,8 @@ def test_arithmetic_activations_fuse_into_the_conv_store(rng):
         if not hasattr(step, "prog_addr"):
             continue
         for i in range(step.n_instr):
-            off = step.prog_addr - comp.base + 32 * i
-            op, f = decode(bytes(comp.image[off:off + 32]))
+            off = step.prog_addr - comp.base + IB * i
+            op, f = decode(bytes(comp.image[off:off + IB]))
             if op == Opcode.STORE and f["lut_en"]:
                 tables.add(f["lut_addr"])
     assert len(tables) == 4                    # three fused tables, one identity table
@@ -171,8 +173,8 @@ def test_isa_simulator_refuses_a_corrupted_table(rng):
     qm = _lut_model(rng, out_signed=False)
     comp = compile_model(qm, TINY)
     step = comp.steps[0]
-    st = next(f for op, f in (decode(bytes(comp.image[step.prog_addr - comp.base + 32 * i:
-                                                      step.prog_addr - comp.base + 32 * i + 32]))
+    st = next(f for op, f in (decode(bytes(comp.image[step.prog_addr - comp.base + IB * i:
+                                                      step.prog_addr - comp.base + IB * i + IB]))
                               for i in range(step.n_instr)) if op == Opcode.STORE and f["lut_en"])
     mem = Memory(comp.base, comp.size)
     mem.data[:] = comp.image

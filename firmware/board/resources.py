@@ -302,23 +302,59 @@ _SEQ_PREFIXES = ("FD", "LD", "RAMB", "SRL", "BUFG")
 _LUTRAM_PREFIX = ("RAM32", "RAM64", "RAM128", "RAM256")
 
 
+def _param(cell: dict, name: str, default: str) -> int:
+    """An integer cell parameter of a yosys JSON netlist (binary strings or decimal)."""
+    v = str(cell.get("parameters", {}).get(name, default))
+    return int(v, 2 if set(v) <= {"0", "1"} else 10)
+
+
 def _is_seq(cell: dict) -> bool:
     t = cell["type"]
     if t.startswith(_SEQ_PREFIXES):
         return True
     if t == "DSP48E1":
         # a DSP48E1 with its P register is a path end point (and start point)
-        return int(str(cell.get("parameters", {}).get("PREG", "1")), 2 if set(str(
-            cell.get("parameters", {}).get("PREG", "1"))) <= {"0", "1"} else 10) != 0
+        return _param(cell, "PREG", "1") != 0
+    return False
+
+
+#: Input ports of a DSP48E1 that end a path when the parameter's register is used (UG479: the
+#: A/B/C/D input registers, the control registers); a path from such a register through the
+#: multiplier to P starts inside the DSP. A parameter missing from the netlist counts as 0
+#: (the port is combinational: never shorter than the truth). The clock enables and resets
+#: (``CE*``, ``RST*``) only ever drive registers.
+_DSP_INPUT_REGS = {"A": "AREG", "ACIN": "AREG", "B": "BREG", "BCIN": "BREG", "C": "CREG",
+                   "D": "DREG", "OPMODE": "OPMODEREG", "ALUMODE": "ALUMODEREG",
+                   "INMODE": "INMODEREG", "CARRYIN": "CARRYINREG",
+                   "CARRYINSEL": "CARRYINSELREG"}
+
+
+def _dsp_port_registered(cell: dict, port: str) -> bool:
+    if port.startswith(("CE", "RST")):
+        return True
+    reg = _DSP_INPUT_REGS.get(port)
+    return reg is not None and _param(cell, reg, "0") != 0
+
+
+def _ends_path(cell: dict, port: str) -> bool:
+    """Whether input ``port`` of a combinational-output cell is a path end point: a used DSP48E1
+    input register, or the synchronous write side of a LUT RAM (write data ``D``/``DI*``,
+    ``WE``; its read addresses, ``A*``/``DPRA*``/``ADDR*``, are combinational to the output)."""
+    t = cell["type"]
+    if t == "DSP48E1":
+        return _dsp_port_registered(cell, port)
+    if t.startswith(_LUTRAM_PREFIX):
+        return port == "D" or port.startswith(("DI", "WE", "WCLK"))
     return False
 
 
 def longest_path(netlist: dict, top: str | None = None) -> dict:
     """Longest register-to-register path of a ``synth_xilinx`` netlist (yosys ``write_json``).
 
-    Start and end points are flip-flops, block RAMs, SRLs, DSP48E1s with their P register and
-    the module ports; LUTs, CARRY4s, MUXF7/F8, LUT RAM reads and DSP48E1s without P register
-    are combinational nodes. Returns the worst path by the :data:`DELAY_MODEL` estimate with
+    Start and end points are flip-flops, block RAMs, SRLs, DSP48E1s with their P register,
+    the used input registers of a DSP48E1 (``AREG``, ``BREG``, ... and its clock enables), the
+    write ports of LUT RAMs and the module ports; LUTs, CARRY4s, MUXF7/F8, LUT RAM reads and DSP48E1s without P register
+    (from their combinational inputs or their input registers to P) are combinational nodes. Returns the worst path by the :data:`DELAY_MODEL` estimate with
     its LUT levels, CARRY4 chain length, MUXFs and DSPs, and separately the most LUT levels
     and the longest CARRY4 chain of any path (they need not be on the same path).
     """
@@ -373,6 +409,8 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
             for port, bits in c["connections"].items():
                 if dirs.get(port) != "input":
                     continue
+                if _ends_path(c, port):
+                    continue        # the path ends at a register inside the cell
                 for b in bits:
                     p = driver.get(b) if isinstance(b, int) else None
                     if p is not None and p in comb:

@@ -17,7 +17,7 @@ from ilmpq.firmware import wpkg
 from ilmpq.firmware.sim.verilator.lint import VerilatorNotFound, lint
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.hdl.config import ConfigError, get_config
-from ilmpq.hdl.crc import CRC32, crc32_step, CRC32_INIT
+from amaranth.lib.crc import Processor, catalog
 from ilmpq.hdl.status import ErrorCode
 from ilmpq.hdl.weight_buffer import (
     BankState, PackageHeader, WeightBuffer, check_wbuf_config, header_beats, package_beats,
@@ -185,22 +185,15 @@ def assert_words(run, expected):
     np.testing.assert_array_equal(out_words(run), np.array(expected, dtype=object))
 
 
-# -- the CRC unit --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("width", [8, 32, 64, 128, 576])
-def test_crc_matrices_match_zlib(width, rng):
-    for n in (0, 1, 2, 7):
-        data = rng.integers(0, 256, size=n * width // 8, dtype=np.uint8).tobytes()
-        st = CRC32_INIT
-        for i in range(n):
-            st = crc32_step(st, int.from_bytes(data[i * width // 8:(i + 1) * width // 8],
-                                               "little"), width)
-        assert st ^ 0xFFFFFFFF == zlib.crc32(data)
-
+# -- the CRC convention --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("width", [32, 64])
-def test_crc_unit_matches_zlib(width, rng):
-    dut = CRC32(width)
+def test_crc_of_little_endian_beats_is_zlib(width, rng):
+    """The weight buffer's CRC, amaranth.lib.crc's CRC32_ISO_HDLC at the bus width, is
+    ``zlib.crc32`` of the beats' little-endian bytes (what firmware/wpkg.py writes in the
+    trailer), also with ``start`` and ``valid`` in one cycle and idle cycles between beats;
+    ``~crc`` is the trailer's ``crc_inv``."""
+    dut = Processor(catalog.CRC32_ISO_HDLC(width))
     nbytes = width // 8
     msgs = [rng.integers(0, 256, size=k * nbytes, dtype=np.uint8).tobytes() for k in (5, 1, 9)]
     msgs.append(b"\xff" * nbytes * 3)
@@ -214,14 +207,14 @@ def test_crc_unit_matches_zlib(width, rng):
                 while rng.random() < 0.3:
                     await ctx.tick()
                 ctx.set(dut.data, int.from_bytes(msg[i:i + nbytes], "little"))
-                ctx.set(dut.en, 1)
-                ctx.set(dut.init, i == 0)            # first word: restart in the same cycle
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.start, i == 0)           # first word: restart in the same cycle
                 await ctx.tick()
-                ctx.set(dut.en, 0)
-                ctx.set(dut.init, 0)
+                ctx.set(dut.valid, 0)
+                ctx.set(dut.start, 0)
                 assert ctx.get(dut.crc) == zlib.crc32(msg[:i + nbytes])
-                assert ctx.get(dut.state) == zlib.crc32(msg[:i + nbytes]) ^ 0xFFFFFFFF
-        ctx.set(dut.init, 1)                          # init alone: back to the empty string
+                assert ctx.get(~dut.crc) == zlib.crc32(msg[:i + nbytes]) ^ 0xFFFFFFFF
+        ctx.set(dut.start, 1)                         # start alone: back to the empty string
         await ctx.tick()
         assert ctx.get(dut.crc) == 0
 

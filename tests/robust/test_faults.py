@@ -877,10 +877,10 @@ def test_mac_layer_with_several_pixel_tiles_bit_exact():
 #: (channel, burst index on the faulty port, fault) -> the code it must latch. An extra beat
 #: is injected after a burst whose ID has nothing else outstanding (else it counts into the
 #: next burst of that ID and shows as DMA_READ_RLAST): burst EXTRA_AT[port] (from the clean
-#: run's log: port 0's burst 4 is the activation client's last one of the first LOAD_ROWS,
-#: the rows' check entries after burst 3, its rows; port 1's burst 4 the last of the first
-#: weight stream).
-EXTRA_AT = {0: 4, 1: 4}
+#: run's log: port 0's burst 3 is the activation client's last one of the first LOAD_ROWS,
+#: the rows' check entries after burst 2, its rows, between the program's bursts; port 1's
+#: burst 4 the last of the first weight stream).
+EXTRA_AT = {0: 3, 1: 4}
 PROTOCOL_FAULTS = {
     ("r", None, "extra_beat"): ErrorCode.DMA_READ_EXTRA,
     ("r", 1, "no_rlast"): ErrorCode.DMA_READ_RLAST,
