@@ -206,6 +206,14 @@ FEATURES: list[Feature] = [
             revision("831ce8a", "hdl/dma.py", _dma_of, "before the protocol checks"),
             with_=revision("21908e7", "hdl/dma.py", _dma_of,
                            "with them, before the timing change")),
+    Feature("act_check_store", "activations: a check entry per output row written, residual "
+            "rows checked (store unit)", "store_unit",
+            revision("0c5068e", "hdl/store.py", lambda mod, cfg: mod.StoreUnit(cfg),
+                     "before the activation checks")),
+    Feature("act_check_load", "activations: LOAD_ROWS rows checked against their entries "
+            "(activation loader)", "act_loader",
+            revision("dfb56d2", "hdl/loaders.py", lambda mod, cfg: mod.ActLoader(cfg),
+                     "before the activation checks")),
 ]
 
 
@@ -249,6 +257,11 @@ CYCLE_FEATURES: list[CycleFeature] = [
     CycleFeature("wpkg_mac", "SipHash-2-4 MAC on every weight package (fill 2B+7 cycles a "
                  "package of B beats)", compile_with=_mac,
                  note="with: compiled with a key, the driver enables the check"),
+    CycleFeature("act_check", "activation check entries (a beat per stored row, written by "
+                 "every STORE, read by every LOAD_ROWS and residual read)",
+                 compile_without=lambda cfg: {"act_check": False},
+                 note="without: compiled with act_check=False, which also lets the 1x1 strided "
+                      "convs read only their pixels (strided loads, never checked)"),
 ]
 
 

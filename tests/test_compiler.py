@@ -10,7 +10,7 @@ from ilmpq.firmware.sim.isasim import run_compiled
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import random_qmodel
 from ilmpq.hdl.config import HWConfig, get_config
-from ilmpq.hdl.isa import Opcode, decode
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode
 
 CONFIGS = {
     "tiny": get_config("tiny"),
@@ -63,8 +63,9 @@ def test_program_structure_and_report():
     for step in comp.steps:
         if not hasattr(step, "prog_addr"):
             continue
-        ops = [decode(comp.image[step.prog_addr - comp.base + 32 * i:
-                                 step.prog_addr - comp.base + 32 * (i + 1)])[0]
+        ib = INSTR_BITS // 8
+        ops = [decode(comp.image[step.prog_addr - comp.base + ib * i:
+                                 step.prog_addr - comp.base + ib * (i + 1)])[0]
                for i in range(step.n_instr)]
         assert ops[-1] == Opcode.END
         body = ops[:-1]
@@ -265,7 +266,7 @@ def test_isa_simulator_models_the_integrity_checks(fault):
     pa, i, tag, raw = next((pa, i, t, raw) for pa, i, t, raw in _instructions(comp)
                            if pa == step.prog_addr and decode(raw)[0] == Opcode.STORE)
     f = decode(raw)[1]
-    off = pa - comp.base + i * 32
+    off = pa - comp.base + i * (INSTR_BITS // 8)
     if fault == "instruction_bit":
         comp.image[off + 9] ^= 0x10
         code = ErrorCode.INSTR_CRC
@@ -280,7 +281,7 @@ def test_isa_simulator_models_the_integrity_checks(fault):
         else:
             f["out_addr"] = step.prog_addr
             code = ErrorCode.WRITE_PROTECT
-        comp.image[off:off + 32] = seal(encode(Opcode.STORE, **f), i, pa, tag)
+        comp.image[off:off + INSTR_BITS // 8] = seal(encode(Opcode.STORE, **f), i, pa, tag)
     with pytest.raises(IsaFault) as e:
         run_compiled(comp, img)
     assert e.value.code == code
@@ -323,7 +324,8 @@ def test_activation_check_layout_and_hash():
     assert comp.arena[0] <= comp.input_check < first_tensor
     assert len({s.input_check for s in comp.slots}) == 2
     for s in comp.slots:
-        prog = [decode(bytes(comp.image[s.prog_addr - comp.base + 32 * i:][:32]))
+        ib = INSTR_BITS // 8
+        prog = [decode(bytes(comp.image[s.prog_addr - comp.base + ib * i:][:ib]))
                 for i in range(s.n_instr)]
         for op, f in prog:
             if op == Opcode.LOAD_ROWS:

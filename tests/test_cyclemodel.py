@@ -16,7 +16,7 @@ from ilmpq.golden import reference
 from ilmpq.golden.errors import IlmpqValueError
 from ilmpq.golden.random_models import ModelBuilder, resnet18_qmodel
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import Opcode, encode
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, encode
 
 TINY = get_config("tiny")
 EXACT = ("pe_busy", "bytes_read", "bytes_written", "instructions")
@@ -257,7 +257,7 @@ def test_counters_and_structure_on_resnet18_z020():
         assert c["instructions"] == sum((3 if n in pooling else 4) * reports[n].ptiles
                                         for n in step.layers)
         assert c["bytes_read"] == sum(reports[n].dma_read_bytes for n in step.layers) + \
-            step.n_instr * 32
+            step.n_instr * INSTR_BITS // 8
         assert c["bytes_written"] == sum(reports[n].dma_write_bytes for n in step.layers)
         # lower bounds: the PE array and the read channel each do at most one beat a cycle
         assert c["cycles"] >= c["pe_busy"]

@@ -20,7 +20,7 @@ from ilmpq.golden.onnx_import import load_onnx
 from ilmpq.golden.quantize import quantize
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode, lut_block_bytes
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, act_check_entries, decode, lut_block_bytes
 
 IB = INSTR_BITS // 8
 from ilmpq.hdl.status import ErrorCode
@@ -178,6 +178,11 @@ def test_isa_simulator_refuses_a_corrupted_table(rng):
                               for i in range(step.n_instr)) if op == Opcode.STORE and f["lut_en"])
     mem = Memory(comp.base, comp.size)
     mem.data[:] = comp.image
+    # the input as the driver writes it: its bytes (here zeros) and their check entries
+    inp = comp.tensors[comp.input]
+    pixels = bytes(mem.data[inp.addr - comp.base:inp.addr - comp.base + inp.nbytes])
+    mem.write(comp.input_check, act_check_entries(inp.addr, pixels, comp.input_row_bytes,
+                                                  TINY.beat_bytes))
     mem.data[st["lut_addr"] - comp.base + 200] ^= 0x10
     with pytest.raises(IsaFault, match="lookup table") as e:
         run_program(TINY, mem, step.prog_addr, step.n_instr, comp.arena, step.prog_tag)

@@ -447,7 +447,8 @@ def test_timeouts_and_hardware_errors_through_the_linux_transport(board, rng):
     board.vsim.clear_errors()
     # a corrupted weight package (through the transport, so through the cache)
     raw = bytes(comp.image[step.prog_addr - PHYS:][:step.n_instr * isa.INSTR_BITS // 8])
-    lw = next(f for op, f in (isa.decode(raw[i:i + 32]) for i in range(0, len(raw), 32))
+    lw = next(f for op, f in (isa.decode(raw[i:i + isa.INSTR_BITS // 8])
+                              for i in range(0, len(raw), isa.INSTR_BITS // 8))
               if op == isa.Opcode.LOAD_WEIGHTS)
     at = lw["addr"] + header_beats(TINY) * TINY.beat_bytes
     good = run_sync(board.t.mem_read(at, 1))

@@ -279,7 +279,7 @@ def _patched(net, opcode, nth=0, raw=None, **changes):
 
 def test_unknown_opcode(net):
     ins = net.instr(Opcode.COMPUTE)
-    raw = bytearray(32)
+    raw = bytearray(INSTR_BITS // 8)
     raw[0] = 0x07                                        # opcode 7: not defined
     out = run_fault(net.comp, net.image, corrupt=_patched(net, Opcode.COMPUTE, raw=bytes(raw)))
     net.contained(out, ErrorCode.INSTR_OPCODE, ProgramError)
@@ -1006,7 +1006,7 @@ def test_soft_reset_of_a_silent_bus_is_bounded(net):
         seen["ok"] = True
 
     out = run_fault(comp, net.image, faults={("r", 2): "silent"}, watchdog_cycles=0,
-                    bus_timeout_cycles=limit, timeout_cycles=400, run=run)
+                    bus_timeout_cycles=limit, timeout_cycles=600, run=run)
     assert out.error is None and seen["ok"] and not any(seen["busy"])
     assert out.first_error is None                  # the driver's soft reset came first
     reset_at = out.soft_resets[0]

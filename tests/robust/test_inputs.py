@@ -107,10 +107,11 @@ def test_instruction_encode_and_decode_errors():
         else:
             with pytest.raises(IlmpqValueError, match=rf"unknown opcode {op}; opcodes are"):
                 decode(raw)
-    with pytest.raises(IlmpqValueError, match=r"an instruction is 32 bytes, not 31 bytes"):
-        decode(bytes(31))
-    with pytest.raises(IlmpqValueError, match=r"an instruction is 32 bytes, not str"):
-        decode("x" * 32)
+    n = INSTR_BITS // 8
+    with pytest.raises(IlmpqValueError, match=rf"an instruction is {n} bytes, not {n - 1} bytes"):
+        decode(bytes(n - 1))
+    with pytest.raises(IlmpqValueError, match=rf"an instruction is {n} bytes, not str"):
+        decode("x" * n)
 
 
 # -- model files -------------------------------------------------------------------------------
