@@ -129,8 +129,8 @@ def rtl_run(qm, comp, img: np.ndarray, cfg) -> dict:
 
     async def go():
         await drv.load(comp)
-        inp = comp.tensors[comp.input]
-        await drv.t.mem_write(inp.addr, inp.to_memory(np.asarray(img, np.int64)))
+        # the input and its activation check entries, as the driver writes them
+        await drv.write_input(comp, np.asarray(img, np.int64))
         pi = 0
         for k, step in enumerate(comp.steps, 1):
             t = time.perf_counter()
