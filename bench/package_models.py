@@ -189,8 +189,9 @@ def run_model(key: str, wheel: Path, n: int, seed: int) -> dict:
         "accel_layers": sum(1 for r in comp.layers if r.where == "accel"),
         "host_layers": sum(1 for r in comp.layers if r.where == "cpu"),
         "cycles": int(est.cycles), "fps_accel": CLOCK_HZ / est.cycles,
+        # every stored tensor (a conv's output fused into its table's STORE is never stored)
         "isa_bit_exact": all(np.array_equal(got[la.output], want[la.output])
-                             for la in qm.layers),
+                             for la in qm.layers if la.output not in comp.unstored),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
 

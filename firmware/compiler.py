@@ -1209,6 +1209,23 @@ def _conv_cost(cfg: HWConfig, oh: int, ow: int, sets: int) -> int:
     return sets * (full * max(rows * ow, set_beats) + (max(last * ow, set_beats) if last else 0))
 
 
+def _stem_conv(model: QModel, cfg: HWConfig):
+    """``(conv, "")`` when the network input feeds exactly one conv, not as its residual, whose
+    datapath takes the input's bits (what the direct and gathering input plans need), else
+    ``(None, why)``."""
+    ispec = model.tensors[model.input]
+    users = [l for l in model.layers if getattr(l, "input", None) == model.input
+             or getattr(l, "residual", None) == model.input]
+    if len(users) != 1 or not isinstance(users[0], ConvLayer):
+        return None, "the input feeds more than one layer or not a convolution"
+    layer = users[0]
+    if layer.residual is not None:
+        return None, f"layer {layer.name!r} has a residual input"
+    if ispec.signed or ispec.bits > cfg.act_bits:
+        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    return layer, ""
+
+
 def _direct_plan(model: QModel, cfg: HWConfig):
     """``(plan, "")`` when the only layer reading the network input is a conv that can read the
     raw image (HWC bytes, ``C_mem = C``) directly, else ``(None, why)``.
@@ -1226,15 +1243,9 @@ def _direct_plan(model: QModel, cfg: HWConfig):
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
     vb = math.lcm(cfg.tn, cfg.beat_bytes)
-    users = [l for l in model.layers if getattr(l, "input", None) == model.input
-             or getattr(l, "residual", None) == model.input]
-    if len(users) != 1 or not isinstance(users[0], ConvLayer):
-        return None, "the input feeds more than one layer or not a convolution"
-    layer = users[0]
-    if layer.residual is not None:
-        return None, f"layer {layer.name!r} has a residual input"
-    if ispec.signed or ispec.bits > cfg.act_bits:
-        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    layer, why = _stem_conv(model, cfg)
+    if layer is None:
+        return None, why
     if (w * c) % vb:
         return None, (f"an image row of {w} x {c} = {w * c} bytes is not a multiple of "
                       f"{vb} bytes (the accelerator reads the image as {vb}-byte pixels)")
@@ -1372,15 +1383,9 @@ def _gather_plan(model: QModel, cfg: HWConfig):
     (48 bytes a pixel for 147 useful), the density of the host-prepared layout."""
     ispec = model.tensors[model.input]
     c, h, w = ispec.shape
-    users = [l for l in model.layers if getattr(l, "input", None) == model.input
-             or getattr(l, "residual", None) == model.input]
-    if len(users) != 1 or not isinstance(users[0], ConvLayer):
-        return None, "the input feeds more than one layer or not a convolution"
-    layer = users[0]
-    if layer.residual is not None:
-        return None, f"layer {layer.name!r} has a residual input"
-    if ispec.signed or ispec.bits > cfg.act_bits:
-        return None, f"{ispec.bits}-bit input into the {cfg.act_bits}-bit datapath"
+    layer, why = _stem_conv(model, cfg)
+    if layer is None:
+        return None, why
     bb = cfg.beat_bytes
     if (w * c) % bb:
         return None, f"an image row of {w * c} bytes is not a multiple of the {bb}-byte beat"

@@ -279,6 +279,17 @@ class ActLoader(wiring.Component):
                     with m.Else():
                         m.d.sync += [c_i.eq(c_i + 1), c_addr.eq(c_addr + ins.chunk_stride)]
 
+        def hash_and_issue_entries():
+            """In a data state (DATA, GDATA): hash the beat taken, and issue the check entries'
+            command as soon as the DMA takes it (after the data's; never beside a strided
+            load's chunk issuer: CHECK refuses the pair)."""
+            m.d.comb += data_acc.eq(self.rd_data.valid & self.rd_data.ready)
+            with m.If(chk_pend):
+                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(chk_addr),
+                             self.rd_cmd.p.beats.eq(ins.chk_beats)]
+            with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
+                m.d.sync += chk_pend.eq(0)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
@@ -348,14 +359,7 @@ class ActLoader(wiring.Component):
                         m.next = "GDATA"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
-                m.d.comb += data_acc.eq(self.rd_data.valid & self.rd_data.ready)
-                # the entries' command, issued as soon as the DMA takes it (after the data's;
-                # never beside a strided load's chunk issuer: CHECK refuses the pair)
-                with m.If(chk_pend):
-                    m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(chk_addr),
-                                 self.rd_cmd.p.beats.eq(ins.chk_beats)]
-                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
-                    m.d.sync += chk_pend.eq(0)
+                hash_and_issue_entries()
                 base = Cat(word[:self._abits - 1], n[0])
                 if wb >= B:
                     m.d.comb += self.rd_data.ready.eq(1)
@@ -393,12 +397,7 @@ class ActLoader(wiring.Component):
                             m.d.sync += part.eq(part + 1)
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
-                m.d.comb += data_acc.eq(self.rd_data.valid & self.rd_data.ready)
-                with m.If(chk_pend):
-                    m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.p.addr.eq(chk_addr),
-                                 self.rd_cmd.p.beats.eq(ins.chk_beats)]
-                with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
-                    m.d.sync += chk_pend.eq(0)
+                hash_and_issue_entries()
                 emit_done = g_on & g_seglast & g_plast               # the row's last output
                 in_done = g_indone | g_rowlast_in                      # ... and input beat
                 with m.If(g_short | g_segbad):
