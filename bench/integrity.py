@@ -9,7 +9,10 @@ ways, whichever the code allows (the row says which):
   logic (its outputs at their reset values), so yosys also removes what only fed it or only
   read it (e.g. ``amaranth.lib.crc.Processor`` in the fetch unit);
 * ``tie``: the feature's enable or limits are tied to constants that switch it off (e.g. the
-  weight buffer's ``mac_en`` to 0: yosys removes the SipHash-2-4 core and its control);
+  store unit's write-protection limits to the whole address space);
+* ``option``: the block built with and without an ``HWConfig`` build option (the weight
+  buffer's SipHash-2-4 core, ``weight_mac``; a feature the preset leaves out is listed but not
+  counted in the total);
 * ``revision``: the block's source at the git revision before the feature was added (the DMA's
   protocol checks and bus watchdog, which are not a separable sub-module).
 
@@ -184,9 +187,17 @@ class Feature:
     block: str
     without: Variant
     with_: Variant | None = None
+    #: whether ``cfg``'s build has the feature (a build option); the totals count only those
+    built: Callable[[HWConfig], bool] = lambda cfg: True
 
     def variants(self) -> tuple[Variant, Variant]:
         return (self.with_ or block(self.block)), self.without
+
+
+def option(name: str, field: str, value: int) -> Variant:
+    """The block built with the HWConfig build option ``field = value``."""
+    return Variant(lambda cfg: (rs.BLOCKS[name].build(cfg.replace(**{field: value})),
+                                contextlib.nullcontext()), f"option: `{field}` = {value}")
 
 
 #: The integrity features with a resource cost (one entry each; see the module docstring).
@@ -199,8 +210,9 @@ FEATURES: list[Feature] = [
             "unit)", "store_unit", tie("store_unit", wr_base=0, wr_limit=0xFFFF_FFFF)),
     Feature("wpkg_crc", "weight packages: CRC-32 of every package (weight buffer)",
             "weight_buffer", stub("weight_buffer", "ilmpq.hdl.weight_buffer", "Processor")),
-    Feature("wpkg_mac", "weight packages: SipHash-2-4 MAC (weight buffer)", "weight_buffer",
-            tie("weight_buffer", mac_en=0)),
+    Feature("wpkg_mac", "weight packages: SipHash-2-4 MAC (weight buffer; a build option, "
+            "HWConfig.weight_mac)", "weight_buffer", option("weight_buffer", "weight_mac", 0),
+            with_=option("weight_buffer", "weight_mac", 1), built=lambda cfg: cfg.weight_mac),
     Feature("dma_protocol", "bus: R/B beat counting, RLAST/RID/BID/early-B checks, bus "
             "watchdog (DMA)", "dma",
             revision("831ce8a", "hdl/dma.py", _dma_of, "before the protocol checks"),
@@ -228,6 +240,8 @@ class CycleFeature:
     compile_without: Callable[[HWConfig], dict] = lambda cfg: {}
     model_without: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     note: str = ""
+    #: the build the "with" variant needs (a build option)
+    config_with: Callable[[HWConfig], HWConfig] = lambda cfg: cfg
 
 
 @contextlib.contextmanager
@@ -256,7 +270,9 @@ CYCLE_FEATURES: list[CycleFeature] = [
                  note="without: the model with trailer-less parameter blocks"),
     CycleFeature("wpkg_mac", "SipHash-2-4 MAC on every weight package (fill 2B+7 cycles a "
                  "package of B beats)", compile_with=_mac,
-                 note="with: compiled with a key, the driver enables the check"),
+                 config_with=lambda cfg: cfg.replace(weight_mac=1),
+                 note="with: compiled with a key for a build with the core (weight_mac = 1), "
+                      "the driver enables the check"),
     CycleFeature("act_check", "activation check entries (a beat per stored row, written by "
                  "every STORE, read by every LOAD_ROWS and residual read)",
                  compile_without=lambda cfg: {"act_check": False},
@@ -291,7 +307,8 @@ def resources(cfg: HWConfig, features, progress=print) -> dict:
         a, b = _res_dict(rw, dev), _res_dict(rwo, dev)
         delta = {k: round(a[k] - b[k], 1) for k in ("lut", "ff", "dsp", "bram36", "carry4")}
         out[f.name] = {
-            "what": f.what, "block": f.block, "with_method": w.method,
+            "what": f.what, "block": f.block, "built": bool(f.built(cfg)),
+            "with_method": w.method,
             "without_method": wo.method, "with": a, "without": b, "delta": delta,
             "delta_pct_device": {"lut": round(100 * delta["lut"] / budget.lut, 2),
                                  "ff": round(100 * delta["ff"] / budget.ff, 2),
@@ -301,7 +318,8 @@ def resources(cfg: HWConfig, features, progress=print) -> dict:
         progress(f"  {f.name:14s} {f.block:14s} +{delta['lut']:g} LUT, +{delta['ff']:g} FF, "
                  f"+{delta['dsp']:g} DSP, +{delta['bram36']:g} BRAM36 "
                  f"({time.monotonic() - t0:.0f} s)")
-    total = {k: round(sum(v["delta"][k] for v in out.values()), 1)
+    # what this build has (a build option left out costs nothing)
+    total = {k: round(sum(v["delta"][k] for v in out.values() if v["built"]), 1)
              for k in ("lut", "ff", "dsp", "bram36", "carry4")}
     return {"device": dev, "budget": budget.as_dict(), "features": out, "total": total}
 
@@ -318,15 +336,15 @@ def cycles(cfg: HWConfig, features, seed: int, progress=print) -> dict:
                             ratio=Fraction(1, 8))
     compiled = {}
 
-    def comp(kwargs: dict):
-        key = repr(sorted((k, repr(v)) for k, v in kwargs.items()))
+    def comp(c: HWConfig, kwargs: dict):
+        key = repr((c, sorted((k, repr(v)) for k, v in kwargs.items())))
         if key not in compiled:
-            compiled[key] = compile_model(model, cfg, **kwargs)
+            compiled[key] = compile_model(model, c, **kwargs)
         return compiled[key]
 
-    def run(kwargs, ctx) -> dict:
+    def run(c: HWConfig, kwargs, ctx) -> dict:
         with ctx:
-            est = cm.estimate(comp(kwargs), memory=memory)
+            est = cm.estimate(comp(c, kwargs), memory=memory)
         rd = sum(p.counters["bytes_read"] for p in est.programs)
         wr = sum(p.counters["bytes_written"] for p in est.programs)
         return {"cycles": est.cycles, "fps": round(est.fps(rs.CLOCK_MHZ * 1e6), 3),
@@ -335,8 +353,8 @@ def cycles(cfg: HWConfig, features, seed: int, progress=print) -> dict:
     out = {}
     for f in features:
         t0 = time.monotonic()
-        a = run(f.compile_with(cfg), contextlib.nullcontext())
-        b = run(f.compile_without(cfg), f.model_without())
+        a = run(f.config_with(cfg), f.compile_with(cfg), contextlib.nullcontext())
+        b = run(cfg, f.compile_without(cfg), f.model_without())
         delta = {k: a[k] - b[k] for k in ("cycles", "bytes_read", "bytes_written")}
         delta["fps"] = round(a["fps"] - b["fps"], 3)
         delta["cycles_pct"] = round(100 * delta["cycles"] / b["cycles"], 3)
@@ -364,13 +382,15 @@ def markdown(data: dict) -> str:
               "without |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
         for name, f in r["features"].items():
             d = f["delta"]
-            L.append(f"| {f['what']} | {f['block']} | {d['lut']:+g} | {d['ff']:+g} | "
+            what = f["what"] + ("" if f.get("built", True) else
+                                f" — not in the {data['preset']} build, not in the total")
+            L.append(f"| {what} | {f['block']} | {d['lut']:+g} | {d['ff']:+g} | "
                      f"{d['dsp']:+g} | {d['bram36']:+g} | {d['carry4']:+g} | "
                      f"{f['delta_pct_device']['lut']:.2f} | {f['with']['lut']:,} LUT, "
                      f"{f['with']['ff']:,} FF ({f['with_method']}) | {f['without']['lut']:,} "
                      f"LUT, {f['without']['ff']:,} FF ({f['without_method']}) |")
         t = r["total"]
-        L += [f"| **total** | | {t['lut']:+g} | {t['ff']:+g} | {t['dsp']:+g} | "
+        L += [f"| **total of the built features** | | {t['lut']:+g} | {t['ff']:+g} | {t['dsp']:+g} | "
               f"{t['bram36']:+g} | {t['carry4']:+g} | {100 * t['lut'] / b['lut']:.2f} | | |",
               ""]
     if "cycles" in data:

@@ -643,6 +643,10 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         raise CompileError(f"authenticated weight packages need a 64-bit AXI bus; "
                            f"configuration {config.name!r} has axi_data_width = "
                            f"{config.axi_data_width}")
+    if mac is not None and not config.weight_mac:
+        raise CompileError(f"configuration {config.name!r} is built without the weight-package "
+                           f"MAC (HWConfig.weight_mac = 0): compile without a MAC key (the "
+                           f"packages are CRC-checked), or for a build with weight_mac = 1")
     if input_layout not in ("auto", "host"):
         raise CompileError(f"input_layout = {input_layout!r} is not allowed: it must be "
                            f"'auto' or 'host'")

@@ -253,6 +253,11 @@ class Driver:
             raise ConfigMismatch(
                 f"the program was compiled for configuration {compiled.config.describe()}, "
                 f"the driver drives {self.config.describe()}")
+        if compiled.mac_nonce is not None and not self.config.weight_mac:
+            raise ConfigMismatch(
+                f"the model's weight packages carry MAC tags, but the accelerator "
+                f"({self.config.describe()}) is built without the MAC core "
+                f"(HWConfig.weight_mac = 0): compile the model without a MAC key")
         await self.t.mem_write(compiled.base, bytes(compiled.image))
         # authenticated weight packages: the model's nonce and MAC_CTRL.enable (the key is
         # programmed separately, set_mac_key); a CRC-checked model disables the MAC check

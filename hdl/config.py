@@ -28,7 +28,7 @@ class ConfigError(IlmpqValueError):
 
 
 #: Fields that do not change what a program computes or how it is compiled.
-_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp", "axi_ports", "read_fifo_beats")
+_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp", "axi_ports", "read_fifo_beats", "weight_mac")
 
 
 def _is_pow2(x: int) -> bool:
@@ -82,6 +82,14 @@ class HWConfig:
     max_channels : int
         Largest stored channel count ``C_mem`` of a tensor read as a residual (sizes the store
         unit's residual row buffers; the compiler rejects larger residual tensors).
+    weight_mac : int
+        1: the weight buffer has the SipHash-2-4 core of authenticated weight packages
+        (``docs/reliability.md`` section 3.2; 64-bit AXI only); 0: CRC-checked packages only,
+        and ``MAC_CTRL.enable`` makes every package fail closed with ``WPKG_MAC``. The MAC is the
+        optional, keyed check (CRC is the default); the build option saves its LUTs where the
+        device is full (``z020``). Visible to software in ``BUFFERS.mac``. Implementation
+        only: not part of :attr:`config_id` (programs are the same; the compiler refuses
+        ``mac=`` for a build without the core, the drivers refuse to enable it).
     """
 
     name: str = "custom"
@@ -105,6 +113,7 @@ class HWConfig:
     act_depth: int = 512
     acc_depth: int = 64
     max_channels: int = 64
+    weight_mac: int = 1
 
     def __post_init__(self):
         def need(cond, field_name, allowed):
@@ -141,6 +150,7 @@ class HWConfig:
              "a power of two >= 16")
         need(_is_pow2(self.acc_depth) and self.acc_depth >= 4, "acc_depth",
              "a power of two >= 4")
+        need(self.weight_mac in (0, 1), "weight_mac", "0 or 1")
         need(self.max_channels >= 8 and self.max_channels % self.beat_bytes == 0,
              "max_channels", f"a multiple of the AXI beat ({self.beat_bytes} bytes), >= 8")
         if self.words_per_set > self.wbuf_depth:
@@ -243,11 +253,13 @@ PRESETS: dict[str, HWConfig] = {
     # read_fifo_beats / max_reads_outstanding: 128 beats and 8 bursts in flight per port keep
     # the PE array's rate up to a 64-cycle read latency; axi_ports 2 (HP0: weights, HP1: the
     # rest) because the weights alone fill one HP port in the late layers; 4 ports add
-    # nothing more (the weight buffer takes one beat a cycle): bench/results/memsys.md
+    # nothing more (the weight buffer takes one beat a cycle): bench/results/memsys.md.
+    # weight_mac 0: the XC7Z020's LUTs go to the PE array; packages are CRC-checked (the keyed
+    # MAC is the optional check, docs/reliability.md section 3.2; z045 has it)
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=6, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=2),
+                     axi_ports=2, weight_mac=0),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
     # channels matches ResNet-18's 64..512-channel layers (no lane padding); 512 + 256 + 24

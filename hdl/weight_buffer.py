@@ -34,8 +34,8 @@ wrong tag latches ``ErrorCode.WPKG_MAC`` at the same point as a CRC error (check
 bank is never drained. The core absorbs a 64-bit word every 2 cycles, so ``fill`` takes header
 and payload beats at most every other cycle: a package of ``B`` beats takes ``2 B + 7`` cycles
 (nonce 2, header and payload ``2 (B - 1)``, padding block and finalization 6, trailer 1).
-Only 64-bit AXI buses carry tags: with another width every package is rejected with
-``WPKG_MAC`` when ``mac_en`` is set (fail closed).
+Only 64-bit AXI buses carry tags, and only builds with ``HWConfig.weight_mac`` have the core:
+otherwise every package is rejected with ``WPKG_MAC`` when ``mac_en`` is set (fail closed).
 """
 
 # No ``from __future__ import annotations`` in this module: data.Struct reads its annotations.
@@ -284,10 +284,10 @@ class WeightBuffer(wiring.Component):
             crc_ok &= tpad == 0
 
         # -- MAC: the nonce, then header and payload beats, into SipHash-2-4 ------------------
-        mac_ok_width = W == WORD_BITS
+        has_mac = W == WORD_BITS and bool(self.config.weight_mac)
         mac_en = self.mac_en
         sip_pre = Signal()                                  # the nonce has been absorbed
-        if mac_ok_width:
+        if has_mac:
             m.submodules.sip = sip = SipHash24()
             m.d.comb += sip.key.eq(self.mac_key)
             sip_ready = sip.data.ready
@@ -298,7 +298,7 @@ class WeightBuffer(wiring.Component):
             sip_ready = tag_valid = tag_ok = Const(0, 1)
         # header beats wait for the prefix; every absorbed beat waits for the core
         mac_hold = mac_en & ~sip_ready
-        mac_pre_done = ~mac_en | sip_pre | ~Const(mac_ok_width, 1)
+        mac_pre_done = ~mac_en | sip_pre | ~Const(has_mac, 1)
 
         def sip_feed(word, last):
             if sip is not None:
@@ -350,8 +350,8 @@ class WeightBuffer(wiring.Component):
                     with m.If(hcnt != hb - 1):
                         if hb > 1:
                             m.d.sync += [hcnt.eq(hcnt + 1), hbuf.eq(Cat(hbuf[W:], beat))]
-                    with m.Elif(mac_en & ~Const(mac_ok_width, 1)):
-                        latch(ErrorCode.WPKG_MAC)       # no tags on this bus width: fail closed
+                    with m.Elif(mac_en & ~Const(has_mac, 1)):
+                        latch(ErrorCode.WPKG_MAC)       # no MAC core (bus width, build): fail closed
                     with m.Elif(~magic_ok):
                         latch(ErrorCode.WPKG_MAGIC)
                     with m.Elif(~seq_ok):

@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compil
 # driver return codes (ilmpq_driver.h)
 OK, PENDING = 0, 1
 ERR = dict(ARG=-1, NO_DEVICE=-2, VERSION=-3, CONFIG=-4, BUSY=-5, IDLE=-6, TIMEOUT=-7, RESET=-8,
-           MEM=-9, WINDOW=-10, BUS_ABANDONED=-11)
+           MEM=-9, WINDOW=-10, BUS_ABANDONED=-11, UNSUPPORTED=-12)
 
 
 def hw(code: ErrorCode) -> int:
@@ -640,6 +640,9 @@ def test_a_driver_for_another_configuration_refuses_the_bitstream(tmp_path, rtl_
     try:
         dev = z.glue_dev()
         assert z.ilmpq_check(dev) == ERR["CONFIG"]
+        # z020 is built without the SipHash core (BUFFERS.mac = 0 in its header): enabling
+        # the tag check is refused before any register access; disabling it is allowed
+        assert z.ilmpq_set_mac(dev, 1, 5) == ERR["UNSUPPORTED"]
         assert z.ilmpq_set_window(dev, BASE, BASE + 0x1000) == OK
         assert z.ilmpq_start(dev, BASE, 1) == ERR["CONFIG"]   # start checks too
         ident = (ctypes.c_uint32 * 6)()

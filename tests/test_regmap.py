@@ -53,7 +53,8 @@ def test_accelerator_map_layout(name):
                  "wbuf_word_beats": cfg.wbuf_word_beats,
                  "wbuf_depth_log2": cfg.wbuf_depth.bit_length() - 1,
                  "act_depth_log2": cfg.act_depth.bit_length() - 1,
-                 "acc_depth_log2": cfg.acc_depth.bit_length() - 1}
+                 "acc_depth_log2": cfg.acc_depth.bit_length() - 1,
+                 "mac": int(cfg.weight_mac and cfg.axi_data_width == 64)}
     assert tuple(m.decode("version", m["version"].reset).values()) == version_tuple()[::-1]
     kinds = {(r.name, f.name): f.access for r in m for f in r.fields}
     assert kinds[("ctrl", "start")] is kinds[("ctrl", "soft_reset")] is Access.W1P

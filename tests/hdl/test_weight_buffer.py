@@ -714,3 +714,20 @@ def test_mac_on_a_bus_without_tags_fails_closed(cfg, rng):
     assert run.words == []
     with pytest.raises(IlmpqValueError, match="need a 64-bit AXI bus"):
         wpkg.build_package(cfg, 0, bytes(wpkg.word_bytes(cfg) * cfg.words_per_set), mac=MAC)
+
+
+def test_build_without_the_mac_core(rng):
+    """``HWConfig.weight_mac = 0`` (z020): no SipHash core. CRC packages are accepted as on
+    any build; with ``mac_en`` set every package fails closed with WPKG_MAC, whether it
+    carries a valid tag or a valid CRC, and no word leaves the buffer."""
+    cfg = TINY.replace(name="tiny-nomac", weight_mac=0)
+    blobs, words = zip(*(make_package(cfg, rng, k, n) for k, n in enumerate((2, 1, 3))))
+    run = simulate(cfg, [("beats", b"".join(blobs))], rng, p_valid=0.7, p_ready=0.6)
+    assert run.error is None
+    assert_words(run, sum(words, []))
+    tagged, _ = mac_packages(cfg, rng, (2, 1))
+    for stream in (b"".join(tagged), blobs[0]):
+        run = simulate(cfg, [("beats", stream)], rng, mac=MAC)
+        assert run.error == ErrorCode.WPKG_MAC
+        assert run.words == []
+        assert BankState.REJECTED in run.bank_state

@@ -44,7 +44,7 @@ _OUT_OF_RANGE = {
     "axi_id_width": [0, 13], "max_burst": [0, 3, 32, 256], "max_reads_outstanding": [0, 17],
     "wbuf_word_beats": [0, 65], "wbuf_depth": [0, 3, 48],
     "act_depth": [8, 100], "acc_depth": [2, 96], "max_channels": [4, 12],
-    "axi_ports": [0, 3, 8, -1], "read_fifo_beats": [2, 15, 4097],
+    "axi_ports": [0, 3, 8, -1], "read_fifo_beats": [2, 15, 4097], "weight_mac": [2, -1],
 }
 
 
@@ -612,3 +612,23 @@ def test_quantizer_memory_argument():
         with pytest.raises(IlmpqValueError, match=r"calib_memory must be a positive number of "
                                                   r"bytes"):
             quantize(fm, calib, ratio=0.25, spec=NumericSpec(), calib_memory=bad)
+
+
+def test_mac_key_for_a_build_without_the_mac_core():
+    """z020 is built without the SipHash core (HWConfig.weight_mac = 0): compiling with a MAC
+    key is refused with one error naming the option, and a driver for such a build refuses a
+    model whose packages carry tags before writing anything."""
+    from ilmpq.firmware import wpkg
+    from ilmpq.firmware.driver import ConfigMismatch
+    z020, tiny = get_config("z020"), get_config("tiny")
+    assert z020.weight_mac == 0 and tiny.weight_mac == 1
+    assert z020.replace(weight_mac=1).config_id == z020.config_id   # implementation only
+    model = small_qmodel()
+    mac = wpkg.MacKey(bytes(range(16)), 0x1234)
+    with pytest.raises(CompileError, match=r"built without the weight-package MAC "
+                                           r"\(HWConfig\.weight_mac = 0\)"):
+        compile_model(model, tiny.replace(weight_mac=0), mac=mac)
+    comp = compile_model(model, tiny, mac=mac)
+    drv = Driver(_NoHardware(), tiny.replace(weight_mac=0))
+    with pytest.raises(ConfigMismatch, match=r"built without the MAC core"):
+        run_sync(drv.load(comp))

@@ -112,6 +112,8 @@ int ilmpq_set_mac(ilmpq_dev_t *dev, int enable, uint64_t nonce)
 {
     if (dev == NULL)
         return ILMPQ_ERR_ARG;
+    if (enable && ilmpq_buffers_mac_get(ILMPQ_BUFFERS_RESET) == 0u)
+        return ILMPQ_ERR_UNSUPPORTED;  /* no SipHash core: every package would fail closed */
     if (ilmpq_status_busy_get(RD(dev, STATUS)) != 0u)
         return ILMPQ_ERR_BUSY;
     if (enable) {
@@ -437,6 +439,7 @@ const char *ilmpq_strerror(int rc)
     case ILMPQ_ERR_WINDOW: return "ILMPQ_ERR_WINDOW (empty DMA window or program outside it)";
     case ILMPQ_ERR_BUS_ABANDONED:
         return "ILMPQ_ERR_BUS_ABANDONED (reset the AXI interconnect, then clear STATUS.bus_abandoned)";
+    case ILMPQ_ERR_UNSUPPORTED: return "ILMPQ_ERR_UNSUPPORTED (not in this build: no weight MAC core)";
     case ILMPQ_ERR_HW_UNSPECIFIED: return "STATUS.error set without an error code";
     default: break;
     }

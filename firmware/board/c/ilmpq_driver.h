@@ -92,6 +92,7 @@ enum {
     ILMPQ_ERR_WINDOW = -10,       /* empty DMA window, or the program is outside it */
     ILMPQ_ERR_BUS_ABANDONED = -11, /* STATUS.bus_abandoned: reset the AXI interconnect, then
                                      ilmpq_clear_bus_abandoned (the hardware ignores START) */
+    ILMPQ_ERR_UNSUPPORTED = -12,  /* the build lacks the feature (BUFFERS.mac = 0: no weight MAC) */
     /* STATUS.error with error_code NONE (never produced by a correct bitstream) */
     ILMPQ_ERR_HW_UNSPECIFIED = ILMPQ_ERR_HW(ILMPQ_ERROR_CODE_NONE),
     ILMPQ_ERR_DMA_READ_SLVERR = ILMPQ_ERR_HW(ILMPQ_ERROR_CODE_DMA_READ_SLVERR),
@@ -218,7 +219,9 @@ int ilmpq_set_mac_key(ilmpq_dev_t *dev, const uint8_t key[16]);
 
 /*
  * Enable the tag check with the compiled model's 64-bit nonce (compiled.json "mac_nonce"), or
- * disable it (enable = 0: CRC-checked packages). ILMPQ_ERR_BUSY during a run.
+ * disable it (enable = 0: CRC-checked packages). ILMPQ_ERR_BUSY during a run;
+ * ILMPQ_ERR_UNSUPPORTED (nothing written) for enable != 0 on a build without the MAC core
+ * (BUFFERS.mac = 0 in ilmpq_regs.h, e.g. z020: HWConfig.weight_mac = 0).
  */
 int ilmpq_set_mac(ilmpq_dev_t *dev, int enable, uint64_t nonce);
 

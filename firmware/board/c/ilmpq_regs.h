@@ -47,6 +47,7 @@ extern "C" {
 #define ILMPQ_ACT_DEPTH 0x2000u                      /* HWConfig.act_depth */
 #define ILMPQ_ACC_DEPTH 512u                         /* HWConfig.acc_depth */
 #define ILMPQ_MAX_CHANNELS 512u                      /* HWConfig.max_channels */
+#define ILMPQ_WEIGHT_MAC 0u                          /* HWConfig.weight_mac */
 #define ILMPQ_LANES 64u                              /* lanes_lo + lanes_hi */
 #define ILMPQ_MACS_PER_CYCLE 1024u                   /* Peak multiply-accumulates per cycle. */
 #define ILMPQ_BEAT_BYTES 8u                          /* Bytes per AXI4 master beat. */
@@ -370,7 +371,7 @@ static inline uint32_t ilmpq_datapath_mult_bits_set(uint32_t reg, uint32_t value
 }
 
 /* ---- BUFFERS (0x014, CONST) ---- */
-/* On-chip buffer sizes. */
+/* On-chip buffer sizes and the weight buffer's package check. */
 #define ILMPQ_BUFFERS_OFFSET 0x014u
 #define ILMPQ_BUFFERS_RESET 0x90d0909u               /* value after reset (RO fields as 0) */
 /* wbuf_word_beats [7:0] CONST: AXI beats per weight-bank word. */
@@ -428,6 +429,24 @@ static inline uint32_t ilmpq_buffers_acc_depth_log2_set(uint32_t reg, uint32_t v
 {
     return (reg & ~ILMPQ_BUFFERS_ACC_DEPTH_LOG2_MASK)
            | ((value << ILMPQ_BUFFERS_ACC_DEPTH_LOG2_SHIFT) & ILMPQ_BUFFERS_ACC_DEPTH_LOG2_MASK);
+}
+/*
+ * mac [31] CONST: 1: the weight buffer has the SipHash-2-4 core of authenticated weight packages
+ * (HWConfig.weight_mac); 0: CRC-checked packages only, and MAC_CTRL.enable = 1 makes every package
+ * fail with WPKG_MAC.
+ */
+#define ILMPQ_BUFFERS_MAC_SHIFT 31u
+#define ILMPQ_BUFFERS_MAC_WIDTH 1u
+#define ILMPQ_BUFFERS_MAC_MASK 0x80000000u
+#define ILMPQ_BUFFERS_MAC_RESET 0x00u
+static inline uint32_t ilmpq_buffers_mac_get(uint32_t reg)
+{
+    return (reg & ILMPQ_BUFFERS_MAC_MASK) >> ILMPQ_BUFFERS_MAC_SHIFT;
+}
+static inline uint32_t ilmpq_buffers_mac_set(uint32_t reg, uint32_t value)
+{
+    return (reg & ~ILMPQ_BUFFERS_MAC_MASK)
+           | ((value << ILMPQ_BUFFERS_MAC_SHIFT) & ILMPQ_BUFFERS_MAC_MASK);
 }
 
 /* ---- CTRL (0x020, RW, W1P) ---- */
