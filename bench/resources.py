@@ -414,12 +414,35 @@ def assemble(presets, blocks, results: dict, study: bool, kinds=MacStudy.KINDS,
     return out
 
 
+def _merge_blocks(old: dict, new: dict) -> dict:
+    """A preset entry with ``new``'s blocks over ``old``'s (the same configuration), its total
+    the sum of the blocks."""
+    blocks = {b: new["blocks"].get(b, old["blocks"].get(b)) for b in BLOCKS
+              if b in new["blocks"] or b in old["blocks"]}
+    dev = DEVICES[new["device"]]
+    total = {k: round(sum(v[k] for v in blocks.values()), 1)
+             for k in old["total"] if k not in ("utilization",)}
+    for k in ("lut", "lut_logic", "lutram", "srl", "ff", "dsp", "ramb36", "ramb18", "carry4",
+              "muxf"):
+        if k in total:
+            total[k] = int(total[k])
+    total["utilization"] = {k: round(100 * total[k] / getattr(dev, k), 2)
+                            for k in ("lut", "ff", "dsp", "bram36")}
+    return {**new, "blocks": blocks, "total": total}
+
+
 def merge(old: dict, new: dict) -> dict:
     """``new`` over ``old`` (``--merge``): presets, in-situ costs and MAC-study kinds that were
     not run this time keep their earlier results (each preset entry says what it was built
     from: ``config``)."""
     out = dict(new)
-    out["presets"] = {**old.get("presets", {}), **new["presets"]}
+    presets = dict(new["presets"])
+    for p, e in new["presets"].items():
+        o = old.get("presets", {}).get(p)
+        if o is not None and o["config"] == e["config"] and set(e["blocks"]) < set(o["blocks"]):
+            # some blocks re-run: the others keep their results, the total is summed again
+            presets[p] = _merge_blocks(o, e)
+    out["presets"] = {**old.get("presets", {}), **presets}
     order = [p for p in PRESET_DEVICE if p in out["presets"]]
     out["presets"] = {p: out["presets"][p] for p in order}
     for key in ("in_situ",):
