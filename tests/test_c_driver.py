@@ -430,7 +430,10 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
             raw = {n: _mem_read(drv, dev, comp.tensors[n].addr, comp.tensors[n].nbytes)
                    for n in cpu_inputs(layer)}
             addr, payload = cpu_layer(comp, layer, raw)
-            assert drv.ilmpq_mem_write(dev, addr, payload, len(payload)) == OK
+            # the output and, when an accelerated layer reads it, its check entries
+            chk, row_bytes = comp.host_checks.get(layer.output, (0, 0))
+            assert drv.ilmpq_write_input(dev, addr, chk, row_bytes, payload,
+                                         len(payload)) == OK
     out = {name: t.from_memory(_mem_read(drv, dev, t.addr, t.nbytes))
            for name, t in comp.tensors.items()}
     return out, total
