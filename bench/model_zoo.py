@@ -99,7 +99,6 @@ def rtl_run(qm, comp, img: np.ndarray, cfg) -> dict:
     from ilmpq.firmware import cyclemodel as cm
     from ilmpq.firmware.compiler import AccelStep
     from ilmpq.firmware.driver import run_sync
-    from ilmpq.firmware.sim.isasim import cpu_inputs, cpu_layer
     from ilmpq.golden import reference
     sys.path.insert(0, str(ROOT / "bench"))
     from resnet18 import MEMORY, _Rtl
@@ -151,9 +150,8 @@ def rtl_run(qm, comp, img: np.ndarray, cfg) -> dict:
                         f"{(mc - st['cycles']) / st['cycles']:+.2%})")
             else:
                 layer = layers[step.layer]
-                raw = {n: await drv.t.mem_read(comp.tensors[n].addr, comp.tensors[n].nbytes)
-                       for n in cpu_inputs(layer)}
-                await drv.t.mem_write(*cpu_layer(comp, layer, raw))
+                # its output and, when an accelerated layer reads it, its check entries
+                await drv.host_step(comp, layer)
                 names = [step.layer]
                 what = f"host {step.layer}"
             nbad = len(bad)

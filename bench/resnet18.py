@@ -379,7 +379,6 @@ class _Rtl:
         accelerator program, ``(step, counters, wall seconds)``."""
         from ilmpq.firmware.compiler import AccelStep
         from ilmpq.firmware.driver import run_sync
-        from ilmpq.firmware.sim.isasim import cpu_inputs, cpu_layer
         drv = self.drv
         programs = []
 
@@ -395,11 +394,8 @@ class _Rtl:
                                                comp.arena, step.prog_tag)
                     programs.append((step, st, time.perf_counter() - t))
                 else:
-                    layer = layers[step.layer]
-                    raw = {n: await drv.t.mem_read(comp.tensors[n].addr, comp.tensors[n].nbytes)
-                           for n in cpu_inputs(layer)}
-                    addr, payload = cpu_layer(comp, layer, raw)
-                    await drv.t.mem_write(addr, payload)
+                    # its output and, when an accelerated layer reads it, its check entries
+                    await drv.host_step(comp, layers[step.layer])
             return {n: t.from_memory(await drv.t.mem_read(t.addr, t.nbytes))
                     for n, t in comp.tensors.items()}
 

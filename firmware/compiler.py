@@ -61,8 +61,8 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, decode, encode,
-                       pack_lane_params, pack_lut_block, pack_params_block, seal)
+from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, act_check_entries, decode,
+                       encode, pack_lane_params, pack_lut_block, pack_params_block, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -328,6 +328,11 @@ class Compiled:
     #: (docs/reliability.md section 3.1).
     input_check: int = 0
     input_row_bytes: int = 0
+    #: The check entries of the tensors a host step writes (a layer run on the CPU) that an
+    #: accelerated layer reads: ``name -> (address, row_bytes)``, the same shape as
+    #: :attr:`input_check` / :attr:`input_row_bytes`; the host step writes them with the
+    #: tensor (:meth:`host_writes`). A host tensor no accelerated layer reads has none.
+    host_checks: dict = field(default_factory=dict)
     #: The 64-bit nonce of authenticated weight packages (``compile_model(mac=...)``), which
     #: the driver writes to MAC_NONCE with MAC_CTRL.enable; None: CRC-checked packages.
     mac_nonce: int | None = None
@@ -349,6 +354,23 @@ class Compiled:
     def one_program(self) -> bool:
         """The whole network is one accelerator program (nothing runs on the host)."""
         return len(self.steps) == 1 and isinstance(self.steps[0], AccelStep)
+
+    def host_writes(self, name: str, payload: bytes, slot: int = 0) -> list[tuple[int, bytes]]:
+        """What the host writes to store ``payload`` (the stored layout of tensor ``name``, the
+        network input or a host step's output) in frame slot ``slot``: ``[(address, bytes)]``,
+        the tensor and then, when the accelerator checks its rows, their check entries (per
+        row the sum modulo 2**32 of ``isa.act_check`` over its beats, at its own address)."""
+        addr = self.tensor_addr(name, slot)
+        out = [(addr, bytes(payload))]
+        if name == self.input:
+            chk = self.slots[slot].input_check if self.slots else self.input_check
+            row_bytes = self.input_row_bytes
+        else:
+            chk, row_bytes = self.host_checks.get(name, (0, 0))
+        if chk:
+            out.append((chk, act_check_entries(addr, payload, row_bytes,
+                                               self.config.beat_bytes)))
+        return out
 
     def tensor_addr(self, name: str, slot: int = 0) -> int:
         """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
@@ -483,13 +505,17 @@ class _CheckTables:
     ``off + row * k + j`` from WR_BASE, one per STORE ``j`` writing the row (``k > 1``: the
     phases of a direct stem). A tensor is checked when its STOREs write every byte of every
     row, each STORE whole rows (``chk_row_pixels`` of its pixels a row); the network input
-    gets a table the driver writes with the image. A LOAD_ROWS of checked rows reads their
-    entries (``chk_off``, ``chk_beats``); others (a host layer's output) are not checked."""
+    A tensor the host writes (the network input, a host step's output: :meth:`add_host`) gets
+    a table of one entry a row, which the host writes with the tensor, when an accelerated
+    LOAD_ROWS or residual read first reads whole rows of it. A LOAD_ROWS of checked rows
+    reads their entries (``chk_off``, ``chk_beats``)."""
 
     def __init__(self, cfg: HWConfig):
         self.cfg = cfg
         self.beats = 0                  # side-area size in beats
         self.tables: dict[int, tuple] = {}   # arena-relative addr -> (off, k, row_bytes, h)
+        self.host: dict[int, str] = {}       # arena-relative addr -> host-written tensor
+        self.host_tables: dict[str, int] = {}   # host-written tensor -> its table's offset
 
     def alloc(self, n: int) -> int:
         off = self.beats
@@ -499,11 +525,10 @@ class _CheckTables:
                                f"than the {1 << CHK_OFF_BITS} an instruction can address")
         return off
 
-    def add_input(self, t: TensorPlacement) -> int:
-        """The input's table (one entry a row, written by the driver): its offset."""
-        off = self.alloc(t.h)
-        self.tables[t.addr] = (off, 1, t.w * t.c_mem, t.h)
-        return off
+    def add_host(self, t: TensorPlacement):
+        """``t`` is written by the host: checked (a table of one entry a row, written by the
+        host with the tensor) once an accelerated layer reads whole rows of it."""
+        self.host[t.addr] = t.name
 
     def _find(self, phys, addr: int):
         for p in phys:
@@ -576,12 +601,21 @@ class _CheckTables:
         # ---- LOAD_ROWS and residual reads: the entries of the rows they read ---------------
         def entries(addr: int, n: int, limit: int):
             t = self._find(phys, addr)
-            if t is None or t.addr not in self.tables:
+            if t is None:
                 return None
-            off, k, rb, h = self.tables[t.addr]
+            if t.addr in self.tables:
+                off, k, rb, h = self.tables[t.addr]
+            elif t.addr in self.host:
+                off, k, rb, h = None, 1, t.w * t.c_mem, t.h
+            else:
+                return None
             lo = addr - t.addr
             if lo % rb or n % rb or lo + n > h * rb or n // rb * k >= limit:
                 return None
+            if off is None:              # a host-written tensor's first checked read
+                off = self.alloc(h)
+                self.tables[t.addr] = (off, 1, rb, h)
+                self.host_tables[self.host[t.addr]] = off
             return off + lo // rb * k, n // rb * k
 
         for i, (op, f) in enumerate(decoded):
@@ -765,7 +799,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         if isinstance(plan, _LayoutPlan):
             stored_name = plan.stored.name
     # the host writes the input: the driver writes its check entries with the image
-    input_chk = chk.add_input(tensors[model.input])
+    chk.add_host(tensors[model.input])
     internal: dict[str, TensorPlacement] = {}
     # programs are placed after everything else: collect instructions per segment first
     segments: list[tuple[list[str], list[bytes]]] = []
@@ -804,6 +838,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         p = place(layer.output, oc, oh, ow, perm)
         if layer.output in offset_ok:
             p.offset = 1 << (model.tensors[layer.output].bits - 1)
+        # the host step writes the check entries of its output with it
+        chk.add_host(p)
         steps_plan.append(("cpu", layer.name))
         rep = LayerReport(layer.name, layer.kind, "cpu", model.tensors[layer.output].shape,
                           cpu_reason=reason)
@@ -995,12 +1031,18 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     prog_addrs = {what: [img.alloc(len(segments[what][1]) * ib, what="a program")
                          for _ in range(n_slots)]
                   for kind, what in steps_plan if kind == "accel"}
-    # each slot's input has its own check entries; the side area opens the arena
-    input_chks = [input_chk] + [chk.alloc(inp.h) for _ in range(1, n_slots)]
+    # each slot's input has its own check entries (when an accelerated layer reads it); the
+    # side area opens the arena
+    input_chk = chk.host_tables.get(model.input)
+    input_chks = [input_chk] + [chk.alloc(inp.h) for _ in range(1, n_slots)] \
+        if input_chk is not None else [None] * n_slots
     chk_bytes = _roundup(chk.beats * cfg.beat_bytes, _ALIGN)
     arena_base = img.alloc(chk_bytes + len(arena.data), what="the activation arena")
     arena_range = (arena_base, arena_base + chk_bytes + len(arena.data))
     tensor_base = arena_base + chk_bytes
+
+    def chk_addr(off):
+        return 0 if off is None else arena_base + off * cfg.beat_bytes
     for t in {id(t): t for t in tensors.values()}.values():
         t.addr += tensor_base
     slot_tensors = [(ia + tensor_base, oa + tensor_base) for ia, oa in slot_tensors]
@@ -1021,13 +1063,14 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             prog = instrs if k == 0 else _relocate(instrs, 0, [
                 (inp.addr, inp.nbytes, slot_tensors[k][0]),
                 (out.addr, out.nbytes, slot_tensors[k][1])],
+                None if input_chk is None else
                 (slot_tensors[k][0], inp.nbytes, input_chks[k] - input_chks[0]))
             tag = _prog_tag(ro, prog, pa)
             tags.append(tag)
             img.write(pa, b"".join(seal(raw, i, pa, tag) for i, raw in enumerate(prog)))
             if one_program:
                 slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag,
-                                       arena_base + input_chks[k] * cfg.beat_bytes))
+                                       chk_addr(input_chks[k])))
         steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
     for name in list(tensors):
         if name not in model.tensors:         # the layout conv's stored layout and views
@@ -1041,8 +1084,10 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     input_layout_why=layout_why, input_gather=isinstance(plan, _GatherPlan),
                     internal=internal,
                     mac_nonce=None if mac is None else mac.nonce,
-                    input_check=arena_base + input_chk * cfg.beat_bytes,
-                    input_row_bytes=inp.w * inp.c_mem)
+                    input_check=chk_addr(input_chk),
+                    input_row_bytes=inp.w * inp.c_mem,
+                    host_checks={n: (chk_addr(off), tensors[n].w * tensors[n].c_mem)
+                                 for n, off in chk.host_tables.items() if n != model.input})
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
@@ -2069,6 +2114,8 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
         "input": compiled.input, "output": compiled.output,
         "input_layout": compiled.input_layout,
         "input_check": compiled.input_check, "input_row_bytes": compiled.input_row_bytes,
+        "host_checks": {n: {"check": a, "row_bytes": rb}
+                        for n, (a, rb) in compiled.host_checks.items()},
         "steps": [({"accel": {"layers": s.layers, "prog_addr": s.prog_addr,
                               "n_instr": s.n_instr, "prog_tag": s.prog_tag}}
                    if isinstance(s, AccelStep)

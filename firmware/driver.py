@@ -38,11 +38,10 @@ import numpy as np
 from ..golden.errors import IlmpqError, IlmpqTypeError, IlmpqValueError
 from ..golden.siphash import check_key
 from ..hdl.config import HWConfig
-from ..hdl.isa import act_check_entries
 from ..hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ..hdl.status import ErrorCode
 from .compiler import AccelStep, Compiled, CpuStep
-from .sim.isasim import cpu_inputs, cpu_layer
+from .sim.isasim import cpu_inputs, cpu_writes
 from .regmap import HardwareIdentity
 
 __all__ = ["IMAGE_LAYOUTS", "AcceleratorError", "DMAError", "WeightPackageRejected",
@@ -403,13 +402,9 @@ class Driver:
             pixels = np.ascontiguousarray(arr, dt).tobytes()
         else:
             pixels = inp.to_memory(arr if layout == "CHW" else np.transpose(arr, (2, 0, 1)))
-        addr = compiled.tensor_addr(compiled.input, slot)
-        await self.t.mem_write(addr, pixels)
-        chk = compiled.slots[slot].input_check if compiled.slots else compiled.input_check
-        if chk:
-            # the input's check entries (the accelerator checks every row it reads)
-            await self.t.mem_write(chk, act_check_entries(
-                addr, pixels, compiled.input_row_bytes, self.config.beat_bytes))
+        # the pixels and, when the accelerator checks the rows it reads, their check entries
+        for addr, data in compiled.host_writes(compiled.input, pixels, slot):
+            await self.t.mem_write(addr, data)
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
         """Read a stored tensor back (natural ``(C, H, W)`` layout)."""
@@ -445,7 +440,7 @@ class Driver:
                                                            compiled.window, compiled.arena,
                                                            step.prog_tag)
                 elif isinstance(step, CpuStep):
-                    await self._cpu_step(compiled, layers[step.layer])
+                    await self.host_step(compiled, layers[step.layer])
         names = list(compiled.tensors) if check else [compiled.output]
         out = {name: await self.read_tensor(compiled, name, slot) for name in names}
         return out, stats
@@ -492,13 +487,16 @@ class Driver:
                                                       k % n_slots))
         return res
 
-    async def _cpu_step(self, compiled: Compiled, layer):
+    async def host_step(self, compiled: Compiled, layer):
+        """Run ``layer`` (a :class:`CpuStep` of ``compiled``) on the host: read its inputs,
+        compute it with golden's integer op and write its output and, when an accelerated layer
+        reads that tensor, its check entries (:func:`~ilmpq.firmware.sim.isasim.cpu_writes`)."""
         raw = {}
         for name in cpu_inputs(layer):
             t = compiled.tensors[name]
             raw[name] = await self.t.mem_read(t.addr, t.nbytes)
-        addr, payload = cpu_layer(compiled, layer, raw)
-        await self.t.mem_write(addr, payload)
+        for addr, data in cpu_writes(compiled, layer, raw):
+            await self.t.mem_write(addr, data)
 
 
 def run_sync(coro):

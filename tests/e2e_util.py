@@ -36,3 +36,23 @@ def run_e2e(model, cfg, images, *, sim="amaranth", mem_mode="deterministic", see
         assert_layers_equal(model, reference.run(model, img, spec=cfg.numeric), res.tensors,
                             comp.unstored)
     return comp, results
+
+
+def host_layer_model(seed: int, cfg, hw: int = 2):
+    """A host step between accelerated layers on a ``(3, hw, hw)`` image: c1 (3 x 3 conv) ->
+    p (a channel shuffle: no accelerator unit, a CPU step) -> c2 (1 x 1 conv reading p, with p
+    as its residual), so the host-written tensor p is read by an accelerated LOAD_ROWS and by a
+    STORE's residual read. Returns ``(model, image)`` (seeded)."""
+    from ilmpq.golden.model import PermuteLayer, TensorSpec
+    from ilmpq.golden.ops import permute_channels
+    from ilmpq.golden.random_models import ModelBuilder
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(3, hw, hw))
+    x = b.conv("c1", "input", 5, 3, padding=1)
+    perm = rng.permutation(5)
+    b.layers.append(PermuteLayer("p", x, "p", perm))
+    b.tensors["p"] = TensorSpec("p", b.shape(x), b.tensors[x].bits, b.tensors[x].signed,
+                                b.tensors[x].scale)
+    b.values["p"] = permute_channels(b.values[x], perm)
+    model = b.build(b.conv("c2", "p", 5, 1, residual="p"))
+    return model, rng.integers(0, 256, size=(3, hw, hw))

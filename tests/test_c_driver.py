@@ -430,7 +430,10 @@ def _infer(drv, dev, comp, img, *, load=True, timeout_us=1_000_000):
             raw = {n: _mem_read(drv, dev, comp.tensors[n].addr, comp.tensors[n].nbytes)
                    for n in cpu_inputs(layer)}
             addr, payload = cpu_layer(comp, layer, raw)
-            assert drv.ilmpq_mem_write(dev, addr, payload, len(payload)) == OK
+            # the output and, when an accelerated layer reads it, its check entries
+            chk, row_bytes = comp.host_checks.get(layer.output, (0, 0))
+            assert drv.ilmpq_write_input(dev, addr, chk, row_bytes, payload,
+                                         len(payload)) == OK
     out = {name: t.from_memory(_mem_read(drv, dev, t.addr, t.nbytes))
            for name, t in comp.tensors.items()}
     return out, total
@@ -1075,3 +1078,30 @@ def test_one_call_inference_takes_the_raw_image(rtl, rng):
                              out_t.nbytes, 1_000_000)
         assert rc == OK, drv.ilmpq_strerror(rc).decode()
         np.testing.assert_array_equal(out_t.from_memory(bytes(buf)), want[k])
+
+
+def test_write_input_writes_a_host_tensors_check_entries_as_python_does(drv, mock, rng):
+    """A host layer's output written by the application through ilmpq_write_input with its
+    compiled.json "host_checks" entry: memory holds byte for byte what the Python drivers write
+    (``Compiled.host_writes``: the tensor and its check entries); compiled with
+    ``act_check=False`` the tensor has no entry (check 0) and nothing but the tensor is
+    written."""
+    from e2e_util import host_layer_model
+    model, _ = host_layer_model(13, TINY)
+    for act_check in (True, False):
+        comp = compile_model(model, TINY, base=BASE, act_check=act_check)
+        p = comp.tensors["p"]
+        assert comp.size <= 4096 and ("p" in comp.host_checks) == act_check
+        m = mock()
+        payload = rng.integers(0, 256, p.nbytes, dtype=np.uint8).tobytes()
+        chk, row_bytes = comp.host_checks.get("p", (0, 0))
+        assert drv.ilmpq_write_input(m.devp, p.addr, chk, row_bytes, payload,
+                                     len(payload)) == OK
+        want = bytearray(4096)
+        writes = comp.host_writes("p", payload)
+        assert len(writes) == (2 if act_check else 1)
+        for a, d in writes:
+            want[a - BASE:a - BASE + len(d)] = d
+        assert bytes(m.mem) == bytes(want)
+        if not act_check:
+            assert m.cache_ops == [("clean", p.addr - BASE, p.nbytes)]

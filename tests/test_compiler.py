@@ -344,3 +344,153 @@ def test_activation_check_layout_and_hash():
         if name in out:
             np.testing.assert_array_equal(out[name], ref[name])
     assert all(isinstance(s, AccelStep) for s in comp.steps)
+
+
+# -- host-written tensors (issue 19): check tables for what a host step writes ------------------
+
+def _prog(comp, step):
+    ib = INSTR_BITS // 8
+    return [decode(bytes(comp.image[step.prog_addr - comp.base + ib * i:][:ib]))
+            for i in range(step.n_instr)]
+
+
+class _Fake:
+    """A driver transport over a flat memory that records every ``mem_write``."""
+
+    def __init__(self, comp):
+        from ilmpq.firmware.sim.isasim import Memory
+        self.mem = Memory(comp.base, comp.size)
+        self.mem.data[:] = comp.image
+        self.writes = []
+
+    async def mem_write(self, addr, data):
+        self.writes.append((addr, bytes(data)))
+        self.mem.write(addr, bytes(data))
+
+    async def mem_read(self, addr, n):
+        return self.mem.read(addr, n)
+
+
+def test_host_written_tensor_is_checked_by_its_accelerated_readers():
+    """c1 (accelerator) -> p (a host step) -> c2 (accelerator, p read by its LOAD_ROWS and by
+    its STORE's residual read). p gets a check table in the side area, both reads of the second
+    program carry its entries, the host step writes them with p (the ISA simulator and the
+    Python driver's ``host_step``, through the one helper ``Compiled.host_writes``); clean runs
+    are bit-exact, and a byte of p that flips after the host step is ACT_CRC at c2."""
+    from e2e_util import host_layer_model
+    from ilmpq.firmware.compiler import AccelStep, CpuStep
+    from ilmpq.firmware.driver import Driver, run_sync
+    from ilmpq.firmware.sim.isasim import IsaFault, Memory, cpu_inputs, cpu_writes, run_program
+    from ilmpq.hdl.isa import act_check_entries
+    from ilmpq.hdl.status import ErrorCode
+    cfg = CONFIGS["tiny"]
+    bb = cfg.beat_bytes
+    model, image = host_layer_model(11, cfg)
+    comp = compile_model(model, cfg)
+    assert [type(s) for s in comp.steps] == [AccelStep, CpuStep, AccelStep]
+    p = comp.tensors["p"]
+    chk, rb = comp.host_checks["p"]
+    assert list(comp.host_checks) == ["p"] and rb == p.w * p.c_mem
+    first_tensor = min(t.addr for t in comp.tensors.values())
+    assert comp.arena[0] <= chk and chk + p.h * bb <= first_tensor
+    prog = _prog(comp, comp.steps[2])
+    lr = next(f for op, f in prog if op == Opcode.LOAD_ROWS)
+    st = next(f for op, f in prog if op == Opcode.STORE)
+    assert lr["addr"] == p.addr and st["res_en"] and st["res_addr"] == p.addr
+    assert (comp.arena[0] + lr["chk_off"] * bb, lr["chk_beats"]) == (chk, p.h)
+    assert (comp.arena[0] + st["res_chk_off"] * bb, st["res_chk_beats"]) == (chk, p.h)
+    # clean runs on the ISA simulator, bit-exact (random pixels and both extremes)
+    for img in (image, np.zeros_like(image), np.full_like(image, 255)):
+        assert_tensors_equal(model, reference.run(model, img, spec=cfg.numeric),
+                             run_compiled(comp, img))
+    ref = reference.run(model, image, spec=cfg.numeric)
+    want = [(p.addr, p.to_memory(ref["p"]))]
+    want.append((chk, act_check_entries(p.addr, want[0][1], rb, bb)))
+
+    # the Python driver's host step writes exactly that
+    fake = _Fake(comp)
+    drv = Driver(fake, cfg)
+    run_sync(drv.write_input(comp, image))
+    c1 = comp.tensors["c1"]
+    fake.mem.write(c1.addr, c1.to_memory(ref["c1"]))
+    fake.writes.clear()
+    run_sync(drv.host_step(comp, model.layers[1]))
+    assert fake.writes == want
+
+    # the ISA simulator: a byte of p flipped after the host step wrote it and its entries
+    def up_to_the_host_step(writes=True):
+        mem = Memory(comp.base, comp.size)
+        mem.data[:] = comp.image
+        for a, d in comp.host_writes(comp.input, comp.tensors[comp.input].to_memory(image)):
+            mem.write(a, d)
+        s = comp.steps[0]
+        run_program(cfg, mem, s.prog_addr, s.n_instr, comp.arena, s.prog_tag)
+        raw = {n: mem.read(comp.tensors[n].addr, comp.tensors[n].nbytes)
+               for n in cpu_inputs(model.layers[1])}
+        w = cpu_writes(comp, model.layers[1], raw)
+        assert w == want
+        for a, d in (w if writes else w[:1]):
+            mem.write(a, d)
+        return mem
+
+    s = comp.steps[2]
+    mem = up_to_the_host_step()
+    run_program(cfg, mem, s.prog_addr, s.n_instr, comp.arena, s.prog_tag)
+    assert np.array_equal(comp.tensors["c2"].from_memory(
+        mem.read(comp.tensors["c2"].addr, comp.tensors["c2"].nbytes)), ref["c2"])
+    mem = up_to_the_host_step()
+    mem.data[p.addr + rb + 3 - comp.base] ^= 0x04           # row 1, one byte
+    with pytest.raises(IsaFault) as e:
+        run_program(cfg, mem, s.prog_addr, s.n_instr, comp.arena, s.prog_tag)
+    assert e.value.code == ErrorCode.ACT_CRC
+    # a host step that writes the tensor without its entries fails closed
+    mem = up_to_the_host_step(writes=False)
+    with pytest.raises(IsaFault) as e:
+        run_program(cfg, mem, s.prog_addr, s.n_instr, comp.arena, s.prog_tag)
+    assert e.value.code == ErrorCode.ACT_CRC
+
+
+def test_act_check_false_allocates_and_writes_no_check_tables(tmp_path):
+    """``act_check=False``: no check table (input, host-written or stored tensors), every check
+    field 0, ``input_check`` 0 (every frame slot's too), no side area before the tensors, and
+    the host writes no entry (``Compiled.host_writes``, the drivers' one path); the programs
+    still run bit-exact."""
+    import json
+
+    from e2e_util import host_layer_model
+    from ilmpq.firmware.compiler import AccelStep, save_compiled
+    from ilmpq.firmware.driver import Driver, run_sync
+    cfg = CONFIGS["tiny"]
+    model, image = host_layer_model(12, cfg)
+    on, off = compile_model(model, cfg), compile_model(model, cfg, act_check=False)
+    assert on.input_check and on.host_checks
+    assert off.input_check == 0 and off.host_checks == {}
+    assert off.arena[0] == min(t.addr for t in off.tensors.values())
+    assert off.arena[1] - off.arena[0] < on.arena[1] - on.arena[0]
+    for s in off.steps:
+        for op, f in (_prog(off, s) if isinstance(s, AccelStep) else []):
+            assert not any(f.get(k) for k in ("chk_off", "chk_beats", "chk_row_pixels",
+                                              "res_chk_off", "res_chk_beats")), (op, f)
+    inp, p = off.tensors[off.input], off.tensors["p"]
+    px = inp.to_memory(image)
+    assert off.host_writes(off.input, px) == [(inp.addr, px)]
+    assert off.host_writes("p", bytes(p.nbytes)) == [(p.addr, bytes(p.nbytes))]
+    assert_tensors_equal(model, reference.run(model, image, spec=cfg.numeric),
+                         run_compiled(off, image))
+    fake = _Fake(off)
+    drv = Driver(fake, cfg)
+    run_sync(drv.write_input(off, image))
+    run_sync(drv.host_step(off, model.layers[1]))
+    assert [a for a, _ in fake.writes] == [inp.addr, p.addr]
+    save_compiled(off, tmp_path / "off")
+    save_compiled(on, tmp_path / "on")
+    meta_off = json.loads((tmp_path / "off" / "compiled.json").read_text())
+    meta_on = json.loads((tmp_path / "on" / "compiled.json").read_text())
+    assert meta_off["input_check"] == 0 and meta_off["host_checks"] == {}
+    assert meta_on["host_checks"] == {"p": {"check": on.host_checks["p"][0],
+                                            "row_bytes": on.host_checks["p"][1]}}
+    # a network that is one program: no frame slot's input is checked
+    one = random_qmodel(np.random.default_rng(3), spec=cfg.numeric, ratio=cfg.ratio)
+    comp = compile_model(one, cfg, frame_slots=2, act_check=False)
+    assert comp.one_program and comp.input_check == 0
+    assert [s.input_check for s in comp.slots] == [0, 0]

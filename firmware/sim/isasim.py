@@ -24,14 +24,15 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, act_check_entries, act_check_sum, decode,
+from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
                         is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
 from .. import wpkg
 from ..compiler import AccelStep, Compiled, CpuStep
 
-__all__ = ["Memory", "IsaFault", "run_program", "run_compiled", "cpu_layer", "cpu_inputs"]
+__all__ = ["Memory", "IsaFault", "run_program", "run_compiled", "cpu_layer", "cpu_writes",
+           "cpu_inputs"]
 
 
 class IsaFault(ValueError):
@@ -332,17 +333,22 @@ def cpu_layer(compiled: Compiled, layer, raw: dict[str, bytes]) -> tuple[int, by
     return dst.addr, dst.to_memory(np.asarray(y, np.int64))
 
 
+def cpu_writes(compiled: Compiled, layer, raw: dict[str, bytes]) -> list[tuple[int, bytes]]:
+    """Everything a host step writes: the output of :func:`cpu_layer` and, when an accelerated
+    layer reads it, its check entries (:meth:`Compiled.host_writes`): ``[(address, bytes)]``."""
+    _, payload = cpu_layer(compiled, layer, raw)
+    return compiled.host_writes(layer.output, payload)
+
+
 def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]:
     """Run a compiled model on one image with the ISA simulator; return every stored tensor
     (natural layout) by name."""
     mem = Memory(compiled.base, compiled.size)
     mem.data[:] = compiled.image
     inp = compiled.tensors[compiled.input]
-    pixels = inp.to_memory(np.asarray(image, np.int64))
-    mem.write(inp.addr, pixels)
-    if compiled.input_check:
-        mem.write(compiled.input_check, act_check_entries(
-            inp.addr, pixels, compiled.input_row_bytes, compiled.config.beat_bytes))
+    for addr, data in compiled.host_writes(compiled.input,
+                                           inp.to_memory(np.asarray(image, np.int64))):
+        mem.write(addr, data)
     layers = {l.name: l for l in compiled.model.layers}
     for step in compiled.steps:
         if isinstance(step, AccelStep):
@@ -352,6 +358,7 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
             layer = layers[step.layer]
             raw = {n: mem.read(compiled.tensors[n].addr, compiled.tensors[n].nbytes)
                    for n in cpu_inputs(layer)}
-            mem.write(*cpu_layer(compiled, layer, raw))
+            for addr, data in cpu_writes(compiled, layer, raw):
+                mem.write(addr, data)
     return {name: t.from_memory(mem.read(t.addr, t.nbytes))
             for name, t in compiled.tensors.items()}

@@ -1269,3 +1269,59 @@ def test_activation_flip_in_a_residual_read():
     assert_contained(out, code=ErrorCode.ACT_CRC, exc_type=IntegrityError, model=model,
                      image=image)
     assert out.error.info == st.fields["res_addr"]
+
+
+# -- a tensor written by a host step (issue 19: the host fallback's output is checked too) -----
+
+@pytest.fixture(scope="module")
+def host_net():
+    """c1 (accelerator) -> p (a channel shuffle: a host step) -> c2 (accelerator, reading p
+    with its LOAD_ROWS and its STORE's residual read) on a 2 x 2 image: two programs, the
+    driver's host step in between writes p and its check entries. Clean run bit-exact."""
+    from e2e_util import host_layer_model
+    model, image = host_layer_model(2026, TINY)
+    comp = compile_model(model, TINY)
+    assert "p" in comp.host_checks and len(comp.steps) == 3
+    clean = run_fault(comp, image, recover=False)
+    assert clean.error is None
+    ref = reference.run(model, image, spec=TINY.numeric)
+    for layer in model.layers:
+        np.testing.assert_array_equal(clean.output[layer.output], ref[layer.output])
+    return model, comp, image, clean.output_stats
+
+
+def test_activation_flip_in_a_host_written_tensor(host_net):
+    """One byte of p flips in DRAM between the host step (which computed p's check entries
+    from the right bytes) and c2's read: ACT_CRC at c2's LOAD_ROWS (ERR_INFO = its address),
+    contained; nothing of c2 written; the recovery (host step included) is bit-exact with a
+    clean run's counters."""
+    model, comp, image, stats = host_net
+    p = comp.tensors["p"]
+    lr = [i for i in program(comp) if i.opcode == Opcode.LOAD_ROWS and i.step == 1][0]
+    st = [i for i in program(comp) if i.opcode == Opcode.STORE and i.step == 1][0]
+    assert lr.fields["addr"] == p.addr and lr.fields["chk_beats"] == p.h
+    flipped = []
+
+    async def run(drv):
+        write = drv.t.mem_write
+
+        async def faulty_write(addr, data):
+            if addr == p.addr:                  # the host step's write of p
+                data = bytearray(data)
+                data[p.w * p.c_mem + 5] ^= 0x01     # row 1: one bit of one byte
+                flipped.append(addr)
+            await write(addr, bytes(data))
+        drv.t.mem_write = faulty_write
+        try:
+            await drv.infer(comp, image, load=False, check=True)
+        finally:
+            del drv.t.mem_write                  # the recovery run is fault-free
+
+    out = run_fault(comp, image, run=run)
+    assert flipped == [p.addr]
+    assert_contained(out, code=ErrorCode.ACT_CRC, exc_type=IntegrityError, model=model,
+                     image=image, clean_stats=stats)
+    assert out.error.info == lr.fields["addr"]
+    c2 = st.fields["out_addr"]
+    assert not [r for r in out.requests if r.kind == "w" and r.edge < out.recovery_start
+                and c2 <= r.addr < c2 + st.fields["pixels"] * TINY.lanes_pad]

@@ -58,6 +58,13 @@
  *
  * Addresses, program addresses, lengths and tensor placements come from the compiler's
  * compiled.json ("base", "steps", "slots", "tensors").
+ *
+ * Layers on the host: the driver runs none (a "cpu" step of compiled.json is the application's
+ * code). When an accelerated layer reads a host layer's output, compiled.json "host_checks"
+ * names the tensor with its "check" address and "row_bytes": write the output with
+ * ilmpq_write_input(&dev, TENSOR_ADDR, check, row_bytes, bytes, n), which writes its
+ * activation check entries too (a tensor not in "host_checks" is written with check 0);
+ * without them the accelerated read stops with ACT_CRC.
  */
 #ifndef ILMPQ_DRIVER_H
 #define ILMPQ_DRIVER_H
@@ -302,7 +309,7 @@ typedef struct ilmpq_frame_slot {
 /*
  * Write input_bytes of input to input_addr and, when check_addr is not 0, the input's
  * activation check entries (compiled.json "input_check" / the slot's "input_check",
- * "input_row_bytes"): per row of row_bytes bytes one beat at check_addr + row * beat, the sum
+ * "input_row_bytes"; for a host layer's output its "host_checks" entry): per row of row_bytes bytes one beat at check_addr + row * beat, the sum
  * modulo 2^32 of CRC-32 (zlib's) over each beat's bus address (4 bytes, little-endian)
  * followed by its bytes; the accelerator checks every row it reads against them (ACT_CRC).
  * ILMPQ_ERR_ARG if input_bytes is not a whole number of rows of whole beats.
