@@ -32,9 +32,8 @@ def _run_rtl_amaranth(cfg, compiled, images, mac_key=None):
     """Run several compiled models one after the other on one simulated accelerator (one
     elaboration); return each run's counters and its output tensors. ``mac_key``: program
     this SipHash key first (the driver enables the check for models compiled with a MAC)."""
-    from amaranth.sim import Simulator
-
     from ilmpq.firmware.driver import Driver
+    from ilmpq.firmware.sim import simcache
     from ilmpq.firmware.sim.models.axi_checker import AXIChecker
     from ilmpq.firmware.sim.models.axi_mem import AXIMemory
     from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
@@ -44,7 +43,7 @@ def _run_rtl_amaranth(cfg, compiled, images, mac_key=None):
     from ilmpq.hdl.top import Accelerator
 
     assert all(c.base == DEFAULT_BASE for c in compiled)
-    dut = Accelerator(cfg)
+    dut, sim = simcache.acquire((Accelerator, cfg), lambda: Accelerator(cfg))
     axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
                                                data_width=cfg.axi_data_width,
                                                id_width=cfg.axi_id_width))
@@ -59,8 +58,6 @@ def _run_rtl_amaranth(cfg, compiled, images, mac_key=None):
             tensors, stats = await drv.infer(comp, img, load=True, check=True)
             out.append((stats, tensors))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     mem.add_to(sim)
     # the protocol checkers watch every end-to-end run (as in firmware/sim/simulate.py)
     AXIChecker(axi, max_burst=cfg.max_burst,

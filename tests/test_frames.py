@@ -17,16 +17,15 @@ TINY = get_config("tiny")
 
 def _sim(cfg, comp, body, *, mem_mode="deterministic", seed=0):
     """Run ``body(driver)`` (a coroutine function) against the RTL; return its result."""
-    from amaranth.sim import Simulator
-
     from ilmpq.firmware.driver import Driver
+    from ilmpq.firmware.sim import simcache
     from ilmpq.firmware.sim.models.axi_checker import AXIChecker
     from ilmpq.firmware.sim.models.axi_mem import AXIMemory
     from ilmpq.firmware.sim.simulate import AmaranthTransport, flat_bus
     from ilmpq.hdl.axi import AXI4Signature
     from ilmpq.hdl.top import Accelerator
 
-    dut = Accelerator(cfg)
+    dut, sim = simcache.acquire((Accelerator, cfg), lambda: Accelerator(cfg))
     axi = flat_bus(dut, "m_axi", AXI4Signature(addr_width=cfg.axi_addr_width,
                                                data_width=cfg.axi_data_width,
                                                id_width=cfg.axi_id_width))
@@ -36,8 +35,6 @@ def _sim(cfg, comp, body, *, mem_mode="deterministic", seed=0):
     async def testbench(ctx):
         out.append(await body(Driver(AmaranthTransport(ctx, dut, mem), cfg), mem))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
     mem.add_to(sim)
     AXIChecker(axi, max_burst=cfg.max_burst, max_reads_outstanding=cfg.max_reads_outstanding,
                window=comp.window).add_to(sim)

@@ -154,11 +154,13 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
                        progress, check_protocol, read_latency, cycle_progress=None,
                        mac_key=None):
-    from amaranth.sim import Simulator
-
     from ...hdl.top import Accelerator
+    from . import simcache
     cfg = compiled.config
-    dut = Accelerator(cfg)
+    # one elaborated simulation per configuration (per process), fresh for every call; a
+    # waveform gets its own (simcache.acquire)
+    dut, sim = simcache.acquire((Accelerator, cfg), lambda: Accelerator(cfg),
+                                period=_CLOCK_PERIOD, reuse=not vcd)
     buses = axi_buses(dut, cfg)
     mems = memory_ports(buses, base=compiled.base, size=compiled.size, mode=mem_mode,
                         seed=seed, read_latency=read_latency)
@@ -177,8 +179,6 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
             if progress is not None:
                 progress(i + 1, len(images))
 
-    sim = Simulator(dut)
-    sim.add_clock(_CLOCK_PERIOD)
     for p, (bus, port_mem) in enumerate(zip(buses, mems)):
         port_mem.add_to(sim)
         if check_protocol:

@@ -53,7 +53,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from ilmpq.firmware import wpkg
 from ilmpq.firmware.compiler import AccelStep, Compiled
@@ -61,6 +60,7 @@ from ilmpq.firmware.driver import Driver
 from ilmpq.firmware.sim.models.axi_checker import AXIChecker
 from ilmpq.firmware.sim.models.axi_mem import AXIMemory, memory_ports
 from ilmpq.firmware.sim.models.axil_checker import AXILiteChecker
+from ilmpq.firmware.sim import simcache
 from ilmpq.firmware.sim.simulate import AmaranthTransport, axi_buses, flat_bus
 from ilmpq.golden import reference
 from ilmpq.hdl.axi import AXI4LiteSignature, AXIResp
@@ -273,7 +273,8 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
     cfg = compiled.config
     if not 0 <= port < cfg.axi_ports:
         raise ValueError(f"port {port} does not exist: {cfg.name} has {cfg.axi_ports} AXI ports")
-    dut = ProbedAccelerator(cfg)
+    # one elaborated simulation per configuration and worker, fresh for every run
+    dut, sim = simcache.acquire((ProbedAccelerator, cfg), lambda: ProbedAccelerator(cfg))
     buses = axi_buses(dut, cfg)
     guard_rng = np.random.default_rng(12345)
     mems = memory_ports(buses, base=compiled.base - GUARD, size=compiled.size + 2 * GUARD,
@@ -302,8 +303,6 @@ def run_fault(compiled: Compiled, image, *, read_fault=None, stalls=None, errors
                 for bus, m in zip(buses, mems)]
     lite = AXILiteChecker(flat_bus(dut, "s_axil", AXI4LiteSignature(addr_width=CSR_ADDR_WIDTH)),
                           name="s_axil")
-    sim = Simulator(dut)            # elaborates: the probe exists from here on
-    sim.add_clock(1e-8)
     for m_, chk in zip(mems, checkers):
         m_.add_to(sim)
         chk.add_to(sim)
