@@ -39,7 +39,7 @@ from ..golden.formats import HI_BITS, LO_BITS
 from .config import HWConfig
 
 __all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "HI_PACK_SHIFT",
-           "DSP_A_BITS", "HI_LANES_PER_DSP", "LUT_CHAIN", "hi_pair_bias", "hi_pair_dots",
+           "DSP_A_BITS", "HI_LANES_PER_DSP", "HI_GROUP", "LUT_CHAIN", "hi_pair_bias", "hi_pair_dots",
            "TREE_LEVELS_PER_STAGE", "DONE_DEPTH", "shared_multiples", "lane_kind",
            "lut_lane_dots", "pair_lane_dots", "hi_lane_dot", "lut_dot_stages", "dsp_dot_stages",
            "adder_tree", "tree_stages"]
@@ -59,6 +59,9 @@ HI_PACK_SHIFT = DSP_A_BITS - HI_BITS
 #: High lanes that share one DSP48E1 per activation (:func:`hi_pair_dots`; an odd last high
 #: lane has a DSP48E1 per activation of its own).
 HI_LANES_PER_DSP = 2
+#: Products of a packed high-lane pair summed in the DSP post-adders before the two lanes'
+#: fields are split (the 17-bit low field holds two; :func:`hi_pair_dots`).
+HI_GROUP = 2
 #: Activations per carry chain in a LUT lane. Each weight digit has its own chains, with one
 #: fused adder per activation, so a pipeline stage is ``LUT_CHAIN`` adders deep (4: about
 #: 7-8 ns of LUT, carry and routing delay, for a 100 MHz target).
@@ -362,10 +365,10 @@ def hi_pair_bias(m: Module, name: str, data: list, load) -> list:
     every pair of the array: it depends on the activations only.
     """
     bias = []
-    for k in range(0, len(data), 2):
-        group = data[k:k + 2]
-        total = group[0] if len(group) == 1 else group[0] + group[1]
-        r = Signal(HI_PACK_SHIFT, name=f"{name}_b{k // 2}")
+    for k in range(0, len(data), HI_GROUP):
+        group = data[k:k + HI_GROUP]
+        total = sum(group[1:], group[0])
+        r = Signal(HI_PACK_SHIFT, name=f"{name}_b{k // HI_GROUP}")
         with m.If(load):
             m.d.sync += r.eq((1 << (HI_PACK_SHIFT - 1)) - (total << (HI_BITS - 1)))
         bias.append(r)
@@ -394,22 +397,25 @@ def hi_pair_dots(m: Module, name: str, acts: list, bias: list, w1: list, w2: lis
     """
     K = HI_PACK_SHIFT
     top = HI_BITS - 1
+    amax = (1 << len(acts[0])) - 1
+    # a group's low field, w1 . a + 2**(K - 1), stays in [0, 2**K)
+    assert HI_GROUP * (1 << top) * amax < 1 << (K - 1), (K, amax)
     prods = []
     for j, a in enumerate(acts):
         packed = Signal(signed(DSP_A_BITS), name=f"{name}_w{j}")
         m.d.comb += packed.eq(Cat(w1[j][:top], ~w1[j][top], Const(0, K - HI_BITS), w2[j]))
         prod = packed * a
-        if j % 2 == 0:
-            prod = prod + bias[j // 2]
+        if j % HI_GROUP == 0:
+            prod = prod + bias[j // HI_GROUP]
         pr = Signal(signed(DSP_A_BITS + len(a) + 2), name=f"{name}_m{j}")
         m.d.sync += pr.eq(prod)
         prods.append(pr)
     lo_terms, hi_terms = [], []
     hi_w = HI_BITS + len(acts[0]) + 1        # |w2 . a| over two products < 2**(8 + act_bits)
-    for k in range(0, len(prods), 2):
-        group = prods[k:k + 2]
-        g = Signal(signed(len(group[0]) + 1), name=f"{name}_g{k // 2}")
-        m.d.sync += g.eq(group[0] if len(group) == 1 else group[0] + group[1])
+    for k in range(0, len(prods), HI_GROUP):
+        group = prods[k:k + HI_GROUP]
+        g = Signal(signed(len(group[0]) + 1), name=f"{name}_g{k // HI_GROUP}")
+        m.d.sync += g.eq(sum(group[1:], group[0]))
         lo_terms.append(Cat(g[:K - 1], ~g[K - 1]).as_signed())
         hi_terms.append(g[K:K + hi_w].as_signed())
     return (adder_tree(m, f"{name}_lo", lo_terms, stages - 2),
