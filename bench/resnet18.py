@@ -59,6 +59,7 @@ from ilmpq.firmware.compiler import DEFAULT_BASE, compile_model  # noqa: E402
 from ilmpq.golden import reference  # noqa: E402
 from ilmpq.golden.random_models import ModelBuilder, resnet18_qmodel  # noqa: E402
 from ilmpq.hdl.config import HWConfig, get_config  # noqa: E402
+from ilmpq.hdl.pe_array import HI_LANES_PER_DSP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_HZ = 100e6
@@ -95,8 +96,10 @@ DDR_EFFICIENCY = 0.75
 def baseline_configs(cfg: HWConfig):
     """Candidate geometries of the conventional fixed-point build on ``cfg``'s device.
 
-    Every DSP48E1 that post-processing does not use becomes an 8-bit MAC. ``tn`` in (8, 16, 32)
-    (what the activation buffer allows with a 64-bit beat), and either ``lanes`` a multiple of
+    Every DSP48E1 that post-processing does not use becomes two 8-bit MACs: the baseline's
+    8-bit lanes are the PE array's high lanes, two lanes per DSP48E1 per activation
+    (:func:`ilmpq.hdl.pe_array.hi_pair_dots`; :func:`dsp_use`). ``tn`` in (8, 16, 32) (what the
+    activation buffer allows with a 64-bit beat), and either ``lanes`` a multiple of
     ``post_lanes`` (no padded channel positions in the stored tensors) with ``lanes - 1`` 8-bit
     lanes, or as many 8-bit lanes as the DSPs allow. ``HWConfig`` needs one 4-bit lane: it
     receives no rows (the model is all 8-bit). The benchmark keeps the fastest candidate.
@@ -104,14 +107,16 @@ def baseline_configs(cfg: HWConfig):
     dsp = DEVICE_DSP[cfg.name] - POST_DSP_PER_LANE * cfg.post_lanes
     post = cfg.post_lanes
     for tn in (8, 16, 32):
-        his = {dsp // tn}
-        lanes = (dsp // tn + 1) // post * post
+        most = HI_LANES_PER_DSP * (dsp // tn)
+        his = {most}
+        lanes = (most + 1) // post * post
         if lanes >= post:
             his.add(lanes - 1)
         for hi in sorted(his):
             # the same activation buffer bytes as the preset
             c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
                             act_depth=max(16, cfg.act_depth * cfg.tn // tn))
+            assert dsp_use(c) <= DEVICE_DSP[cfg.name], (c, dsp_use(c))
             # the residual row buffer must hold the widest stored tensor (512 channels in
             # mtiles of lanes_pad positions)
             need = -(-512 // hi) * c.lanes_pad
@@ -157,11 +162,12 @@ def lut_baseline_configs(cfg: HWConfig, budget: dict):
     8-bit DSP MACs (every DSP48E1 post-processing does not use) plus as many 8-bit LUT MACs as
     the LUTs of the ILMPQ PE array pay for (after the DSP MACs' own LUTs). The same ``tn`` and
     lane rounding as :func:`baseline_configs`; all lanes are 8-bit lanes (one idle 4-bit lane,
-    as there); which of them are DSPs and which LUTs does not change a cycle."""
+    as there); which of them are DSPs and which LUTs does not change a cycle. The DSP lanes
+    are packed two per DSP48E1 as in :func:`baseline_configs`."""
     dsp = DEVICE_DSP[cfg.name] - POST_DSP_PER_LANE * cfg.post_lanes
     post = cfg.post_lanes
     for tn in (8, 16, 32):
-        dsp_lanes = dsp // tn
+        dsp_lanes = HI_LANES_PER_DSP * (dsp // tn)
         left = budget["ilmpq_pe_lut"] - dsp_lanes * tn * budget["dsp_mac_lut"]
         lut_lanes = max(0, int(left // (tn * budget["lut_mac_lut"])))
         his = {dsp_lanes + lut_lanes}
@@ -176,15 +182,22 @@ def lut_baseline_configs(cfg: HWConfig, budget: dict):
                           max_channels=max(cfg.max_channels, -(-need // 64) * 64))
             n_dsp = min(hi, dsp_lanes) * tn
             yield c, {"dsp_macs": n_dsp, "lut_macs": hi * tn - n_dsp,
-                      "dsp48e1": n_dsp + POST_DSP_PER_LANE * post,
+                      "dsp48e1": _hi_dsp(min(hi, dsp_lanes), tn) + POST_DSP_PER_LANE * post,
                       "pe_lut_est": round(n_dsp * budget["dsp_mac_lut"]
                                           + (hi * tn - n_dsp) * budget["lut_mac_lut"])}
 
 
+def _hi_dsp(lanes_hi: int, tn: int) -> int:
+    """DSP48E1 of ``lanes_hi`` 8-bit lanes: one per activation for each pair of lanes, one per
+    activation for an odd last lane (``PEArray``)."""
+    return -(-lanes_hi // HI_LANES_PER_DSP) * tn
+
+
 def dsp_use(cfg: HWConfig) -> int:
-    """DSP48E1 of the PE array and post-processing: one per 8-bit MAC, one per pair of
-    DSP-packed 4-bit MACs (``lanes_lo_dsp``), 3 per post lane."""
-    return (cfg.lanes_hi * cfg.tn + cfg.lanes_lo_dsp // 2 * cfg.tn
+    """DSP48E1 of the PE array and post-processing: one per pair of 8-bit MACs (high lanes
+    in pairs, an odd last one alone), one per pair of DSP-packed 4-bit MACs
+    (``lanes_lo_dsp``), 3 per post lane."""
+    return (_hi_dsp(cfg.lanes_hi, cfg.tn) + cfg.lanes_lo_dsp // 2 * cfg.tn
             + POST_DSP_PER_LANE * cfg.post_lanes)
 
 

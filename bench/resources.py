@@ -136,20 +136,24 @@ class MacStudy(wiring.Component):
     * ``shift_add``: ``sum_i w[i] * (a << i)`` (the sign bit subtracted), registered, tree,
     * ``booth``: radix-4 Booth recoding of the weight (two partial products), registered, tree,
     * ``dsp_pair``: two lanes per DSP48E1 (:func:`ilmpq.hdl.pe_array.pair_lane_dots`),
-    * ``hi_dsp``: 8-bit weights, one DSP48E1 per product (:func:`ilmpq.hdl.pe_array.hi_lane_dot`),
+    * ``hi_dsp``: 8-bit weights, one DSP48E1 per product (:func:`ilmpq.hdl.pe_array.hi_lane_dot`,
+      an odd last high lane),
+    * ``hi_pair``: 8-bit weights, two lanes per DSP48E1 (:func:`ilmpq.hdl.pe_array.hi_pair_dots`,
+      the high lanes of the PE array and the 8-bit MAC of the DSP-only fixed-point baseline),
     * ``hi_nodsp``: 8-bit weights, ``w * a`` products in LUTs (``-nodsp``), registered, adder
       tree: the 8-bit LUT MAC of the same-LUT-budget fixed-point baseline
       (``bench/resnet18.py``).
     """
 
-    KINDS = ("lut_radix4", "mul_nodsp", "shift_add", "booth", "dsp_pair", "hi_dsp", "hi_nodsp")
+    KINDS = ("lut_radix4", "mul_nodsp", "shift_add", "booth", "dsp_pair", "hi_dsp", "hi_pair",
+             "hi_nodsp")
     #: Kinds synthesized with ``-nodsp``.
     NODSP = ("mul_nodsp", "shift_add", "booth", "hi_nodsp")
 
     def __init__(self, kind: str, lanes: int, tn: int, act_bits: int = 8):
         assert kind in self.KINDS, kind
         self.kind, self.lanes, self.tn, self.act_bits = kind, lanes, tn, act_bits
-        self.wbits = 8 if kind in ("hi_dsp", "hi_nodsp") else 4
+        self.wbits = 8 if kind in ("hi_dsp", "hi_pair", "hi_nodsp") else 4
         super().__init__({
             "w_in": In(self.wbits * tn * lanes), "w_load": In(1),
             "a_in": In(act_bits * tn), "a_load": In(1), "first": In(1), "en": In(1),
@@ -159,7 +163,7 @@ class MacStudy(wiring.Component):
     def _stages(self) -> int:
         if self.kind == "lut_radix4":
             return pe.lut_dot_stages(self.tn)
-        if self.kind in ("dsp_pair", "hi_dsp"):
+        if self.kind in ("dsp_pair", "hi_dsp", "hi_pair"):
             return pe.dsp_dot_stages(self.tn)
         return 1 + pe.tree_stages(self.tn)
 
@@ -204,6 +208,14 @@ class MacStudy(wiring.Component):
             for p in range(0, L, 2):
                 dots += pe.pair_lane_dots(m, f"p{p}", acts, [weight(p, j) for j in range(tn)],
                                           [weight(p + 1, j) for j in range(tn)], stages)
+        elif self.kind == "hi_pair":
+            # the shared C-port terms are registered with the activations
+            bias = pe.hi_pair_bias(m, "hb", [self.a_in[j * ab:(j + 1) * ab] for j in range(tn)],
+                                   self.a_load)
+            dots = []
+            for p in range(0, L, 2):
+                dots += pe.hi_pair_dots(m, f"h{p}", acts, bias, [weight(p, j) for j in range(tn)],
+                                        [weight(p + 1, j) for j in range(tn)], stages)
         elif self.kind == "hi_dsp":
             dots = [pe.hi_lane_dot(m, f"h{l}", acts, [weight(l, j) for j in range(tn)], stages)
                     for l in range(L)]
@@ -414,35 +426,19 @@ def assemble(presets, blocks, results: dict, study: bool, kinds=MacStudy.KINDS,
     return out
 
 
-def _merge_blocks(old: dict, new: dict) -> dict:
-    """A preset entry with ``new``'s blocks over ``old``'s (the same configuration), its total
-    the sum of the blocks."""
-    blocks = {b: new["blocks"].get(b, old["blocks"].get(b)) for b in BLOCKS
-              if b in new["blocks"] or b in old["blocks"]}
-    dev = DEVICES[new["device"]]
-    total = {k: round(sum(v[k] for v in blocks.values()), 1)
-             for k in old["total"] if k not in ("utilization",)}
-    for k in ("lut", "lut_logic", "lutram", "srl", "ff", "dsp", "ramb36", "ramb18", "carry4",
-              "muxf"):
-        if k in total:
-            total[k] = int(total[k])
-    total["utilization"] = {k: round(100 * total[k] / getattr(dev, k), 2)
-                            for k in ("lut", "ff", "dsp", "bram36")}
-    return {**new, "blocks": blocks, "total": total}
-
-
 def merge(old: dict, new: dict) -> dict:
     """``new`` over ``old`` (``--merge``): presets, in-situ costs and MAC-study kinds that were
     not run this time keep their earlier results (each preset entry says what it was built
     from: ``config``)."""
     out = dict(new)
-    presets = dict(new["presets"])
+    presets = {**old.get("presets", {}), **new["presets"]}
     for p, e in new["presets"].items():
-        o = old.get("presets", {}).get(p)
-        if o is not None and o["config"] == e["config"] and set(e["blocks"]) < set(o["blocks"]):
-            # some blocks re-run: the others keep their results, the total is summed again
-            presets[p] = _merge_blocks(o, e)
-    out["presets"] = {**old.get("presets", {}), **presets}
+        prev = old.get("presets", {}).get(p)
+        if prev is not None and prev.get("device") == e["device"]:
+            kept = [b for b in prev["blocks"] if b not in e["blocks"]]
+            if kept:
+                presets[p] = _merge_blocks(prev, e, kept)
+    out["presets"] = presets
     order = [p for p in PRESET_DEVICE if p in out["presets"]]
     out["presets"] = {p: out["presets"][p] for p in order}
     for key in ("in_situ",):
@@ -452,6 +448,28 @@ def merge(old: dict, new: dict) -> dict:
         study = {**old.get("mac_study", {}), **new.get("mac_study", {})}
         out["mac_study"] = {k: study[k] for k in MacStudy.KINDS if k in study}
     return out
+
+
+#: Summary fields that add up over blocks.
+_ADDITIVE = ("lut", "lut_logic", "lutram", "srl", "ff", "dsp", "ramb36", "ramb18", "bram36",
+             "carry4", "muxf", "seconds")
+
+
+def _merge_blocks(prev: dict, entry: dict, kept: list) -> dict:
+    """A preset entry whose blocks of this run replace those of ``prev``, the blocks not run
+    this time (``kept``) taken over from ``prev`` (listed in ``blocks_from_earlier_run``) and
+    the total summed again over all of them."""
+    blocks = {**prev["blocks"], **entry["blocks"]}
+    blocks = {b: blocks[b] for b in [*BLOCKS, *blocks] if b in blocks}
+    dev = DEVICES[entry["device"]]
+    total = {k: sum(r.get(k, 0) for r in blocks.values()) for k in _ADDITIVE}
+    total["seconds"] = round(total["seconds"], 1)
+    total["utilization"] = {k: round(100.0 * total[k] / getattr(dev, k), 2)
+                            for k in ("lut", "ff", "dsp", "bram36")}
+    earlier = sorted(set(kept) | set(prev.get("blocks_from_earlier_run", ())),
+                     key=list(blocks).index)
+    earlier = [b for b in earlier if b not in entry["blocks"]]
+    return {**entry, "blocks": blocks, "total": total, "blocks_from_earlier_run": earlier}
 
 
 def in_situ_costs(results) -> dict:
@@ -499,7 +517,9 @@ STUDY_TEXT = {
     "shift_add": "hand-written shift-add (4 partial products)",
     "booth": "radix-4 Booth recoding (2 partial products)",
     "dsp_pair": "two lanes per DSP48E1, `(w1 + w2*2**20)*a` (chosen for `lanes_lo_dsp`)",
-    "hi_dsp": "8-bit weight, one DSP48E1 per product (chosen for high lanes)",
+    "hi_dsp": "8-bit weight, one DSP48E1 per product (an odd last high lane)",
+    "hi_pair": "8-bit weights, two lanes per DSP48E1, `((w1 + 2**7) + w2*2**17)*a` (chosen for "
+               "high lanes)",
     "hi_nodsp": "8-bit weight, plain `*` in LUTs, `-nodsp` (the same-LUT-budget baseline's "
                 "LUT MAC)",
 }
@@ -550,6 +570,9 @@ def markdown(data: dict) -> str:
                          f"| {r['carry4']:,} | {u['lut']:.1f} | {u['ff']:.1f} | {u['dsp']:.1f} "
                          f"| {u['bram36']:.1f} | {r.get('method', '')} |")
         lines.append("")
+        if e.get("blocks_from_earlier_run"):
+            lines += [f"Blocks taken over from an earlier run of this preset (`--merge`, not "
+                      f"synthesized this time): {', '.join(e['blocks_from_earlier_run'])}.", ""]
         timed = {b: r["timing"] for b, r in e["blocks"].items() if r.get("timing")}
         if timed:
             lines += timing_table(p, timed)

@@ -254,18 +254,22 @@ PRESETS: dict[str, HWConfig] = {
     # the PE array's rate up to a 64-cycle read latency; axi_ports 2 (HP0: weights, HP1: the
     # rest) because the weights alone fill one HP port in the late layers; 4 ports add
     # nothing more (the weight buffer takes one beat a cycle): bench/results/memsys.md.
-    # weight_mac 0: the XC7Z020's LUTs go to the PE array; packages are CRC-checked (the keyed
-    # MAC is the optional check, docs/reliability.md section 3.2; z045 has it)
-    "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=6, tn=16,
+    # lanes_lo_dsp 14: the 8 high lanes take 64 DSP48E1 (two per DSP, docs/pe_array.md 4.3),
+    # 7 low-lane pairs 112, post-processing and the rest 37: 213 of 220
+    # (bench/results/resources.md). weight_mac 0: the XC7Z020's LUTs go to the PE array;
+    # packages are CRC-checked (the keyed MAC is the optional check, docs/reliability.md
+    # section 3.2; z045 has it)
+    "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=14, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
                      axi_ports=2, weight_mac=0),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
-    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 512 + 256 + 24
-    # DSP48E1 (hi lanes, 8 DSP-pair low lanes, post-processing); four HP ports (the ZC706 has
-    # four): fetch | act | weights | store
-    "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=8, tn=64,
+    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
+    # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing; a multiple of 8
+    # so that the resource bench's quarter slices stay whole pairs); four HP ports (the
+    # ZC706 has four): fetch | act | weights | store
+    "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=4096, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
                      axi_ports=4),

@@ -16,7 +16,12 @@ numbers (``docs/pe_array.md``):
 * **DSP low lanes** (``lanes_lo_dsp``, in pairs): two lanes share one DSP48E1 per activation:
   ``(w1 + w2 * 2**20) * a``; the two dot products are separated after the sum (a ``2**19`` bias
   makes the low field non-negative, so no borrow correction is needed).
-* **High lanes**: one DSP48E1 per 8-bit x 8-bit product.
+* **High lanes**, in pairs: two lanes share one DSP48E1 per activation:
+  ``((w1 + 2**7) + w2 * 2**17) * a`` (:func:`hi_pair_dots`); the ``2**7`` offset (the sign bit
+  of ``w1`` inverted, no adder) keeps the packed operand inside the 25-bit signed A port for
+  every code, and a shared per-beat DSP C-port term removes it again and biases the low field
+  non-negative, so the two fields separate without a borrow. An odd last high lane uses one
+  DSP48E1 per 8-bit x 8-bit product (:func:`hi_lane_dot`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from ..golden.errors import IlmpqTypeError
 from ..golden.formats import HI_BITS, LO_BITS
 from .config import HWConfig
 
-__all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "LUT_CHAIN",
+__all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "HI_PACK_SHIFT",
+           "DSP_A_BITS", "HI_LANES_PER_DSP", "HI_GROUP", "LUT_CHAIN", "hi_pair_bias", "hi_pair_dots",
            "TREE_LEVELS_PER_STAGE", "DONE_DEPTH", "shared_multiples", "lane_kind",
            "lut_lane_dots", "pair_lane_dots", "hi_lane_dot", "lut_dot_stages", "dsp_dot_stages",
            "adder_tree", "tree_stages"]
@@ -43,6 +49,19 @@ __all__ = ["ActBeat", "DrainCmd", "DrainBeat", "PEArray", "PACK_SHIFT", "LUT_CHA
 #: the low field ``sum(w1 * a) + 2**(PACK_SHIFT - 1)`` must stay in ``[0, 2**PACK_SHIFT)``:
 #: ``|sum| <= 64 * 8 * 255 < 2**19`` for every configuration.
 PACK_SHIFT = 20
+#: Width of the DSP48E1 A multiplier operand (signed; the B operand is 18 bits signed).
+DSP_A_BITS = 25
+#: Bit offset of the second weight in a packed high-lane pair (:func:`hi_pair_dots`): the
+#: second 8-bit weight fills the top bits of the 25-bit signed A operand, and the low field
+#: holds the sum of two products (``|w1*a + w1'*a'| <= 2 * 128 * 255 < 2**16``) plus a bias of
+#: ``2**16``, non-negative and below ``2**17``.
+HI_PACK_SHIFT = DSP_A_BITS - HI_BITS
+#: High lanes that share one DSP48E1 per activation (:func:`hi_pair_dots`; an odd last high
+#: lane has a DSP48E1 per activation of its own).
+HI_LANES_PER_DSP = 2
+#: Products of a packed high-lane pair summed in the DSP post-adders before the two lanes'
+#: fields are split (the 17-bit low field holds two; :func:`hi_pair_dots`).
+HI_GROUP = 2
 #: Activations per carry chain in a LUT lane. Each weight digit has its own chains, with one
 #: fused adder per activation, so a pipeline stage is ``LUT_CHAIN`` adders deep (4: about
 #: 7-8 ns of LUT, carry and routing delay, for a 100 MHz target).
@@ -337,6 +356,72 @@ def pair_lane_dots(m: Module, name: str, acts: list, w1: list, w2: list, stages:
     return lo, hi
 
 
+def hi_pair_bias(m: Module, name: str, data: list, load) -> list:
+    """The shared DSP C-port terms of the packed high-lane pairs (:func:`hi_pair_dots`).
+
+    Per group ``k`` of activations ``data[2k], data[2k + 1]`` (the last group of an odd ``tn``
+    has one), ``2**(HI_PACK_SHIFT - 1) - 2**(HI_BITS - 1) * sum(group)``, registered when
+    ``load`` is high (an input register stage, like the activation registers). One set serves
+    every pair of the array: it depends on the activations only.
+    """
+    bias = []
+    for k in range(0, len(data), HI_GROUP):
+        group = data[k:k + HI_GROUP]
+        total = sum(group[1:], group[0])
+        r = Signal(HI_PACK_SHIFT, name=f"{name}_b{k // HI_GROUP}")
+        with m.If(load):
+            m.d.sync += r.eq((1 << (HI_PACK_SHIFT - 1)) - (total << (HI_BITS - 1)))
+        bias.append(r)
+    return bias
+
+
+def hi_pair_dots(m: Module, name: str, acts: list, bias: list, w1: list, w2: list,
+                 stages: int):
+    """Two high (8-bit) lanes on one DSP48E1 per activation.
+
+    Product ``j``: ``A_j * a_j`` with ``A_j = (w1[j] + 2**7) + w2[j] * 2**HI_PACK_SHIFT``, a
+    25-bit signed operand for every pair of codes (-128 included): ``w1 + 2**7`` is ``w1`` with
+    its sign bit inverted, in ``[0, 255]``, so no adder builds ``A_j`` and it never overflows
+    (``w1 + w2 * 2**17`` would for ``w2 = -128, w1 < 0``). Products ``2k`` and ``2k + 1`` are
+    summed in the DSP post-adders together with the shared ``bias[k]`` (:func:`hi_pair_bias`,
+    the DSP C port) ``= 2**16 - 2**7 * (a_2k + a_2k+1)``, which removes the ``2**7`` offset and
+    leaves the low field ``w1 . a + 2**16`` in ``[0, 2**17)`` (two products are below ``2**16``
+    in magnitude). Every group sum therefore splits exactly: the high lane's term is the bits
+    from ``HI_PACK_SHIFT`` up, with no borrow, and the low lane's term is the low
+    ``HI_PACK_SHIFT`` bits with the top one inverted. Each lane then sums its ``ceil(tn / 2)``
+    terms in its own adder tree.
+
+    ``acts`` and ``bias`` are registered (the input stage); returns ``(dot1, dot2)``,
+    ``stages`` (``>= dsp_dot_stages(tn)``) cycles after them: the products, the group sums and
+    ``ceil(log2(ceil(tn / 2)))`` tree levels, the same depth as :func:`hi_lane_dot`.
+    """
+    K = HI_PACK_SHIFT
+    top = HI_BITS - 1
+    amax = (1 << len(acts[0])) - 1
+    # a group's low field, w1 . a + 2**(K - 1), stays in [0, 2**K)
+    assert HI_GROUP * (1 << top) * amax < 1 << (K - 1), (K, amax)
+    prods = []
+    for j, a in enumerate(acts):
+        packed = Signal(signed(DSP_A_BITS), name=f"{name}_w{j}")
+        m.d.comb += packed.eq(Cat(w1[j][:top], ~w1[j][top], Const(0, K - HI_BITS), w2[j]))
+        prod = packed * a
+        if j % HI_GROUP == 0:
+            prod = prod + bias[j // HI_GROUP]
+        pr = Signal(signed(DSP_A_BITS + len(a) + 2), name=f"{name}_m{j}")
+        m.d.sync += pr.eq(prod)
+        prods.append(pr)
+    lo_terms, hi_terms = [], []
+    hi_w = HI_BITS + len(acts[0]) + 1        # |w2 . a| over two products < 2**(8 + act_bits)
+    for k in range(0, len(prods), HI_GROUP):
+        group = prods[k:k + HI_GROUP]
+        g = Signal(signed(len(group[0]) + 1), name=f"{name}_g{k // HI_GROUP}")
+        m.d.sync += g.eq(sum(group[1:], group[0]))
+        lo_terms.append(Cat(g[:K - 1], ~g[K - 1]).as_signed())
+        hi_terms.append(g[K:K + hi_w].as_signed())
+    return (adder_tree(m, f"{name}_lo", lo_terms, stages - 2),
+            adder_tree(m, f"{name}_hi", hi_terms, stages - 2))
+
+
 def hi_lane_dot(m: Module, name: str, acts: list, w: list, stages: int):
     """An 8-bit lane: one DSP48E1 product per activation, registered, then an adder tree.
     Returns the dot product ``stages`` (``>= dsp_dot_stages(tn)``) cycles after ``acts``."""
@@ -544,8 +629,17 @@ class PEArray(wiring.Component):
                                                 [w_lo(l1, j) for j in range(tn)],
                                                 [w_lo(l2, j) for j in range(tn)], D)
 
-        # ---- high lanes -----------------------------------------------------------------------
-        for lane in self._hi_lanes:
+        # ---- high lanes: pairs on shared DSP48E1s, an odd last lane on its own --------------
+        hi = self._hi_lanes
+        if len(hi) >= HI_LANES_PER_DSP:
+            bias = hi_pair_bias(m, "hb", [beat.data[j] for j in range(tn)], accept)
+        for p in range(0, len(hi) - 1, HI_LANES_PER_DSP):
+            l1, l2 = hi[p], hi[p + 1]
+            dots[l1], dots[l2] = hi_pair_dots(m, f"h{l1}", act1, bias,
+                                              [w_hi(l1, j) for j in range(tn)],
+                                              [w_hi(l2, j) for j in range(tn)], D)
+        if len(hi) % HI_LANES_PER_DSP:
+            lane = hi[-1]
             dots[lane] = hi_lane_dot(m, f"h{lane}", act1, [w_hi(lane, j) for j in range(tn)], D)
 
         # ---- accumulator banks ---------------------------------------------------------------

