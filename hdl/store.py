@@ -49,6 +49,7 @@ from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .beathash import BeatHashSum
 from .config import HWConfig
 from .isa import (LUT_TRAILER_BYTES, PARAMS_TRAILER_BYTES, LaneParams, Store,
                   params_block_bytes)
@@ -214,7 +215,7 @@ class StoreUnit(wiring.Component):
         rports = [rows.read_port(domain="comb") for _ in range(G)]
 
         # ---- output check state (see the module docstring) ------------------------------------
-        m.submodules.hcrc = hcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        m.submodules.hsum = hsum = BeatHashSum(B, running_sum=False)
         m.submodules.rowsum = rowsum = Memory(shape=32, depth=cfg.acc_depth, init=[])
         rsw = rowsum.write_port()
         rsr = rowsum.read_port(domain="comb")
@@ -223,12 +224,8 @@ class StoreUnit(wiring.Component):
         rr_addr, rr_data = Signal(row_bits), Signal(32)
         m.d.comb += [rsw.en.eq(rw_en), rsw.addr.eq(rw_addr), rsw.data.eq(rw_data),
                      rsr.addr.eq(rr_addr), rr_data.eq(rsr.data)]
-        m.submodules.rcrc = rcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        m.submodules.rsum = rsum = BeatHashSum(B)
         r_addr = Signal(32)         # address of the next residual beat
-        r_hpend = Signal()
-        r_sum = Signal(32)
-        r_esum = Signal(32)
-        r_ebad = Signal()
         r_left = Signal(12)         # residual check entries still to come
         r_cmd = Signal()            # their read command is not taken yet
         r_chk_addr = Signal(32)
@@ -244,7 +241,7 @@ class StoreUnit(wiring.Component):
         d_t = Signal(12)
         d_done = Signal()           # the last data beat of the STORE was written
         n_rows = Signal(row_bits + 1)
-        h_pend = Signal()           # hcrc.crc holds the hash of the beat written last cycle
+        h_pend = Signal()           # hsum.hash is the hash of the beat written last cycle
         h_row = Signal(row_bits + 1)
         h_first = Signal()          # ... of mtile 0 (its row starts from 0)
         cur = Signal(32)
@@ -404,8 +401,8 @@ class StoreUnit(wiring.Component):
                     self.rd_cmd.p.beats.eq(ins.pixels * ins.res_beats),
                 ]
                 with m.If(~res_issued & self.rd_cmd.ready):
+                    m.d.comb += rsum.clear.eq(1)
                     m.d.sync += [res_issued.eq(1), res_phase.eq(1), r_addr.eq(ins.res_addr),
-                                 r_sum.eq(0), r_esum.eq(0), r_ebad.eq(0),
                                  r_left.eq(ins.res_chk_beats),
                                  r_cmd.eq(ins.res_chk_beats != 0)]
                 # then the residual rows' check entries (the DMA takes the command once the
@@ -434,10 +431,10 @@ class StoreUnit(wiring.Component):
                 with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
-                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~r_hpend)
+                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~rsum.hash_valid)
                 with m.If(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued & r_done &
-                          res_phase & (r_ebad | (r_esum != r_sum)) &
+                          res_phase & ~rsum.ok &
                           (ins.res_chk_beats != 0)):
                     # the residual rows did not match their check entries: stop before the
                     # bank is released and the instruction completes (no reader of this
@@ -520,20 +517,14 @@ class StoreUnit(wiring.Component):
         # residual check: H(addr, beat) of every residual beat, then the entries after the rows
         r_acc = Signal()
         m.d.comb += r_acc.eq(in_res_phase & self.rd_data.valid & res_room)
-        m.d.comb += [rcrc.data.eq(Cat(r_addr, self.rd_data.payload)),
-                     rcrc.start.eq(r_acc), rcrc.valid.eq(r_acc)]
-        m.d.sync += r_hpend.eq(r_acc)
+        m.d.comb += [rsum.addr.eq(r_addr), rsum.beat.eq(self.rd_data.payload),
+                     rsum.valid.eq(r_acc), rsum.entry.eq(self.rd_data.payload)]
         with m.If(r_acc):
             m.d.sync += r_addr.eq(r_addr + bb)
-        with m.If(r_hpend):
-            m.d.sync += r_sum.eq(r_sum + rcrc.crc)
         with m.If(res_phase & (rw_pix == ins.pixels) & (r_left != 0)):
-            m.d.comb += self.rd_data.ready.eq(1)
+            m.d.comb += [self.rd_data.ready.eq(1), rsum.entry_valid.eq(self.rd_data.valid)]
             with m.If(self.rd_data.valid):
-                m.d.sync += [r_esum.eq(r_esum + self.rd_data.payload[:32]), r_left.eq(r_left - 1)]
-                if B > 32:
-                    with m.If(self.rd_data.payload[32:] != 0):
-                        m.d.sync += r_ebad.eq(1)
+                m.d.sync += r_left.eq(r_left - 1)
 
         # ---- join: PE drain beats + params + residual -> post-processing -------------------
         row_ok = Signal()
@@ -591,9 +582,8 @@ class StoreUnit(wiring.Component):
         # ---- output check: H(addr, beat) of every data beat, summed per output row -----------
         wbeat = Signal()
         m.d.comb += wbeat.eq(self.wr_data.valid & self.wr_data.ready & ~chk_phase)
-        m.d.comb += [hcrc.data.eq(Cat(d_addr, self.wr_data.payload)),
-                     hcrc.start.eq(wbeat), hcrc.valid.eq(wbeat)]
-        m.d.sync += h_pend.eq(wbeat)
+        m.d.comb += [hsum.addr.eq(d_addr), hsum.beat.eq(self.wr_data.payload),
+                     hsum.valid.eq(wbeat), h_pend.eq(hsum.hash_valid)]
         with m.If(wbeat):
             m.d.sync += [h_row.eq(d_row), h_first.eq(d_t == 0)]
             pix_end = d_g == groups - 1
@@ -628,9 +618,9 @@ class StoreUnit(wiring.Component):
             m.d.comb += rr_addr.eq(h_row)
         with m.If(h_pend):
             with m.If(cur_valid & (h_row == cur_row)):
-                m.d.sync += cur.eq(cur + hcrc.crc)
+                m.d.sync += cur.eq(cur + hsum.hash)
             with m.Else():
                 m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur)]
-                m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hcrc.crc), cur_row.eq(h_row),
+                m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hsum.hash), cur_row.eq(h_row),
                              cur_valid.eq(1)]
         return m
