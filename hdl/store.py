@@ -208,12 +208,13 @@ class StoreUnit(wiring.Component):
         tbeat = Signal(range(max(trailer_beats, lut_trailer_beats) + 1))
         lbeat = Signal(range(lut_beats + 1))
         m.d.comb += [pcrc.data.eq(self.rd_data.payload), pcrc.start.eq(pfirst)]
-        # the output range of the whole instruction (34 bits: never wraps)
+        # the output range of the whole instruction (34 bits: never wraps), computed from the
+        # instruction as it is taken (IDLE), registered for CHECK: the multiplier's path ends
+        # at its register, not in the FSM's decision
         out_end = Signal(34)
+        new = self.instr.payload
         last_pix = Signal(16)        # pixels - 1 (pixels = 0 is refused first, by ``bad``)
-        m.d.comb += [last_pix.eq(ins.pixels - 1),
-                     out_end.eq(ins.out_addr + last_pix * ins.out_stride
-                                + ins.n_mtiles * cfg.lanes_pad)]
+        m.d.comb += last_pix.eq(new.pixels - 1)
         in_window = Signal()
         m.d.comb += in_window.eq((ins.out_addr >= self.win_base) &
                                  (ins.out_addr < self.win_limit))
@@ -312,6 +313,8 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.instr.ready.eq(1)
                 with m.If(self.instr.valid):
                     m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
+                                 out_end.eq(new.out_addr + last_pix * new.out_stride
+                                            + new.n_mtiles * cfg.lanes_pad),
                                  p_addr.eq(self.instr.payload.params_addr),
                                  wcmds_total.eq(0), wcmds_done.eq(0)]
                     m.d.comb += chk_start.eq(1)
