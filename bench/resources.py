@@ -414,12 +414,35 @@ def assemble(presets, blocks, results: dict, study: bool, kinds=MacStudy.KINDS,
     return out
 
 
+def _merged_total(blocks, device: str) -> dict:
+    """The total of block summaries (:func:`_summary` dicts), as :func:`assemble` makes it."""
+    blocks = list(blocks)
+    keys = [k for k, v in blocks[0].items() if isinstance(v, (int, float))]
+    total = {k: sum(b[k] for b in blocks) for k in keys}
+    total["seconds"] = round(total["seconds"], 1)
+    dev = DEVICES[device]
+    total["utilization"] = {k: round(100.0 * total[k] / getattr(dev, k), 2)
+                            for k in ("lut", "ff", "dsp", "bram36")}
+    return {k: total[k] for k in (*[k for k in blocks[0] if k in total], "utilization")
+            if k in total}
+
+
 def merge(old: dict, new: dict) -> dict:
-    """``new`` over ``old`` (``--merge``): presets, in-situ costs and MAC-study kinds that were
-    not run this time keep their earlier results (each preset entry says what it was built
-    from: ``config``)."""
+    """``new`` over ``old`` (``--merge``): presets, blocks of a preset with the same
+    configuration, in-situ costs and MAC-study kinds that were not run this time keep their
+    earlier results (each preset entry says what it was built from: ``config``)."""
     out = dict(new)
-    out["presets"] = {**old.get("presets", {}), **new["presets"]}
+    presets = dict(old.get("presets", {}))
+    for p, entry in new["presets"].items():
+        prev = presets.get(p)
+        if prev and all(prev.get(k) == entry[k] for k in ("config", "lanes_lo_dsp", "device")):
+            # the same configuration: the blocks not run this time keep their results and the
+            # total is summed again over all of them
+            blocks = {**prev["blocks"], **entry["blocks"]}
+            entry = {**entry, "blocks": {b: blocks[b] for b in BLOCKS if b in blocks}}
+            entry["total"] = _merged_total(entry["blocks"].values(), entry["device"])
+        presets[p] = entry
+    out["presets"] = presets
     order = [p for p in PRESET_DEVICE if p in out["presets"]]
     out["presets"] = {p: out["presets"][p] for p in order}
     for key in ("in_situ",):
