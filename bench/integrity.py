@@ -218,10 +218,11 @@ FEATURES: list[Feature] = [
             revision("831ce8a", "hdl/dma.py", _dma_of, "before the protocol checks"),
             with_=revision("21908e7", "hdl/dma.py", _dma_of,
                            "with them, before the timing change")),
+    # a stub, not the revision before the checks: the store unit's row buffers moved to block
+    # RAM since (session 5), which that revision's would not show
     Feature("act_check_store", "activations: a check entry per output row written, residual "
             "rows checked (store unit)", "store_unit",
-            revision("0c5068e", "hdl/store.py", lambda mod, cfg: mod.StoreUnit(cfg),
-                     "before the activation checks")),
+            stub("store_unit", "ilmpq.hdl.store", "BeatHashSum")),
     Feature("act_check_load", "activations: LOAD_ROWS rows checked against their entries "
             "(activation loader)", "act_loader",
             revision("dfb56d2", "hdl/loaders.py", lambda mod, cfg: mod.ActLoader(cfg),

@@ -3,9 +3,9 @@ package streams into the weight buffer)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
-from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.wiring import In, Out
 
+from .beathash import BeatHashSum
 from .config import HWConfig
 from .dma import MAX_COMMAND_BEATS
 from .isa import LoadRows, LoadWeights
@@ -97,22 +97,15 @@ class ActLoader(wiring.Component):
         wb = cfg.tn * 8
         bb = cfg.beat_bytes
         # ---- activation check: H(addr, beat) summed over the data, entries summed after -------
-        m.submodules.hcrc = hcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+        m.submodules.hsum = hsum = BeatHashSum(B)
         h_addr = Signal(32)         # address of the next data beat
-        h_pend = Signal()           # hcrc.crc holds the hash of the beat accepted last cycle
-        h_sum = Signal(32)
-        e_sum = Signal(32)
-        e_bad = Signal()            # an entry's bytes above the first four are not 0
         e_left = Signal(16)
         chk_pend = Signal()         # the entries' read command is not accepted yet
         data_acc = Signal()         # a data beat is accepted this cycle
-        m.d.comb += [hcrc.data.eq(Cat(h_addr, self.rd_data.payload)),
-                     hcrc.start.eq(data_acc), hcrc.valid.eq(data_acc)]
-        m.d.sync += h_pend.eq(data_acc)
+        m.d.comb += [hsum.addr.eq(h_addr), hsum.beat.eq(self.rd_data.payload),
+                     hsum.valid.eq(data_acc), hsum.entry.eq(self.rd_data.payload)]
         with m.If(data_acc):
             m.d.sync += h_addr.eq(h_addr + bb)
-        with m.If(h_pend):
-            m.d.sync += h_sum.eq(h_sum + hcrc.crc)
         half_words = cfg.act_depth // 2
         half_beats = half_words * wb // B
         ins = Signal(LoadRows)
@@ -344,8 +337,9 @@ class ActLoader(wiring.Component):
                 ]
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
-                                 h_addr.eq(ins.addr), h_sum.eq(0), e_sum.eq(0), e_bad.eq(0),
-                                 e_left.eq(ins.chk_beats), chk_pend.eq(ins.chk_beats != 0)]
+                                 h_addr.eq(ins.addr), e_left.eq(ins.chk_beats),
+                                 chk_pend.eq(ins.chk_beats != 0)]
+                    m.d.comb += hsum.clear.eq(1)
                     m.next = "DATA"
                     with m.If(ins.gather):
                         m.d.sync += [
@@ -474,17 +468,14 @@ class ActLoader(wiring.Component):
                 with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
                     m.d.sync += chk_pend.eq(0)
                 m.d.comb += self.rd_data.ready.eq(1)
+                m.d.comb += hsum.entry_valid.eq(self.rd_data.valid)
                 with m.If(self.rd_data.valid):
-                    m.d.sync += [e_sum.eq(e_sum + self.rd_data.payload[:32]),
-                                 e_left.eq(e_left - 1)]
-                    if B > 32:
-                        with m.If(self.rd_data.payload[32:] != 0):
-                            m.d.sync += e_bad.eq(1)
+                    m.d.sync += e_left.eq(e_left - 1)
                     with m.If(e_left == 1):
                         m.next = "CMP"
             with m.State("CMP"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(e_bad | (e_sum != h_sum)):
+                with m.If(~hsum.ok):
                     m.d.sync += [self.err_act.eq(1), self.err_addr.eq(ins.addr)]
                     m.next = "HALT"
                 with m.Else():

@@ -49,6 +49,7 @@ from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .beathash import BeatHashSum
 from .config import HWConfig
 from .isa import (LUT_TRAILER_BYTES, PARAMS_TRAILER_BYTES, LaneParams, Store,
                   params_block_bytes)
@@ -181,9 +182,21 @@ class StoreUnit(wiring.Component):
         g = Signal(32)            # global mtile counter (bank = g % 2)
         t = Signal(12)            # mtile within the instruction
 
-        # ---- parameter RAM: groups words of G LaneParams -----------------------------------
+        # ---- parameter RAM: groups words of G lanes' parameters ------------------------------
+        # only the bits the join uses (LaneParams' fields cut to the post-processing widths,
+        # the byte of res_pos within a beat; its beat index is in ``rpos`` below)
+        rbits = max(1, (res_row_beats - 1).bit_length())
+        bsel = (bb - 1).bit_length()
+        lane_params = data.StructLayout({
+            "bias": signed(min(32, cfg.acc_bits)),
+            "mult": unsigned(cfg.mult_bits),
+            "res_mult": unsigned(cfg.mult_bits),
+            "shift": unsigned(cfg.shift_bits),
+            "pos_lo": unsigned(max(1, bsel)),
+            "no_lut": unsigned(1),
+        })
         m.submodules.params = params = Memory(
-            shape=data.ArrayLayout(LaneParams, G), depth=groups, init=[])
+            shape=data.ArrayLayout(lane_params, G), depth=groups, init=[])
         pw = params.write_port(granularity=1)
         pr = params.read_port(domain="comb")
         entry = Signal(range(cfg.lanes_pad + 1))
@@ -195,12 +208,13 @@ class StoreUnit(wiring.Component):
         tbeat = Signal(range(max(trailer_beats, lut_trailer_beats) + 1))
         lbeat = Signal(range(lut_beats + 1))
         m.d.comb += [pcrc.data.eq(self.rd_data.payload), pcrc.start.eq(pfirst)]
-        # the output range of the whole instruction (34 bits: never wraps)
+        # the output range of the whole instruction (34 bits: never wraps), computed from the
+        # instruction as it is taken (IDLE), registered for CHECK: the multiplier's path ends
+        # at its register, not in the FSM's decision
         out_end = Signal(34)
+        new = self.instr.payload
         last_pix = Signal(16)        # pixels - 1 (pixels = 0 is refused first, by ``bad``)
-        m.d.comb += [last_pix.eq(ins.pixels - 1),
-                     out_end.eq(ins.out_addr + last_pix * ins.out_stride
-                                + ins.n_mtiles * cfg.lanes_pad)]
+        m.d.comb += last_pix.eq(new.pixels - 1)
         in_window = Signal()
         m.d.comb += in_window.eq((ins.out_addr >= self.win_base) &
                                  (ins.out_addr < self.win_limit))
@@ -209,26 +223,37 @@ class StoreUnit(wiring.Component):
                                             (out_end > self.wr_limit)))
 
         # ---- residual row buffer: two halves of res_row_beats beats, G read ports ------------
-        m.submodules.rows = rows = Memory(shape=B, depth=2 * res_row_beats, init=[])
+        # Block RAM (one copy per read port): the ports read one cycle ahead of the join, at
+        # its next position (``n_grp``, ``n_pix0`` below) and each lane's beat from ``rpos``,
+        # a copy of the lanes' residual beat indices read at that position
+        m.submodules.rows = rows = Memory(shape=B, depth=2 * res_row_beats, init=[],
+                                          attrs={"ram_style": "block"})
         rw = rows.write_port()
-        rports = [rows.read_port(domain="comb") for _ in range(G)]
+        rports = [rows.read_port(domain="sync") for _ in range(G)]
+        if res_row_beats > 1:
+            m.submodules.rpos = rpos = Memory(
+                shape=data.ArrayLayout(unsigned(rbits), G), depth=groups, init=[])
+            rpw = rpos.write_port(granularity=1)
+            rpr = rpos.read_port(domain="comb")
 
         # ---- output check state (see the module docstring) ------------------------------------
-        m.submodules.hcrc = hcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
-        m.submodules.rowsum = rowsum = Memory(shape=32, depth=cfg.acc_depth, init=[])
+        m.submodules.hsum = hsum = BeatHashSum(B, running_sum=False)
+        # the row table (block RAM): read one cycle ahead, at ``rr_next``, so that ``rr_data``
+        # is the row the cycle needs (``h_row``, ``e_row``); a row written in the cycle its
+        # address is read comes from the write's register (``rr_hit``)
+        m.submodules.rowsum = rowsum = Memory(shape=32, depth=cfg.acc_depth, init=[],
+                                              attrs={"ram_style": "block"})
         rsw = rowsum.write_port()
-        rsr = rowsum.read_port(domain="comb")
+        rsr = rowsum.read_port(domain="sync")
         row_bits = max(1, (cfg.acc_depth - 1).bit_length())
         rw_en, rw_addr, rw_data = Signal(), Signal(row_bits), Signal(32)
-        rr_addr, rr_data = Signal(row_bits), Signal(32)
+        rr_next, rr_data = Signal(row_bits), Signal(32)
+        rr_hit, rw_data_d = Signal(), Signal(32)
         m.d.comb += [rsw.en.eq(rw_en), rsw.addr.eq(rw_addr), rsw.data.eq(rw_data),
-                     rsr.addr.eq(rr_addr), rr_data.eq(rsr.data)]
-        m.submodules.rcrc = rcrc = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+                     rsr.addr.eq(rr_next), rr_data.eq(Mux(rr_hit, rw_data_d, rsr.data))]
+        m.d.sync += [rr_hit.eq(rw_en & (rw_addr == rr_next)), rw_data_d.eq(rw_data)]
+        m.submodules.rsum = rsum = BeatHashSum(B)
         r_addr = Signal(32)         # address of the next residual beat
-        r_hpend = Signal()
-        r_sum = Signal(32)
-        r_esum = Signal(32)
-        r_ebad = Signal()
         r_left = Signal(12)         # residual check entries still to come
         r_cmd = Signal()            # their read command is not taken yet
         r_chk_addr = Signal(32)
@@ -244,7 +269,7 @@ class StoreUnit(wiring.Component):
         d_t = Signal(12)
         d_done = Signal()           # the last data beat of the STORE was written
         n_rows = Signal(row_bits + 1)
-        h_pend = Signal()           # hcrc.crc holds the hash of the beat written last cycle
+        h_pend = Signal()           # hsum.hash is the hash of the beat written last cycle
         h_row = Signal(row_bits + 1)
         h_first = Signal()          # ... of mtile 0 (its row starts from 0)
         cur = Signal(32)
@@ -253,6 +278,9 @@ class StoreUnit(wiring.Component):
         e_row = Signal(row_bits + 1)
         e_addr = Signal(32)
         e_cmd = Signal()            # this entry's write command was taken
+        wbeat = Signal()            # a data beat is written (and hashed) in this cycle
+        # by default the row of the next cycle's stage 1 (``h_row``'s next value)
+        m.d.comb += rr_next.eq(Mux(wbeat, d_row, h_row))
 
         # ---- controller --------------------------------------------------------------------
         m.d.comb += r_chk_addr.eq(self.wr_base + ins.res_chk_off * bb)
@@ -285,6 +313,8 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.instr.ready.eq(1)
                 with m.If(self.instr.valid):
                     m.d.sync += [ins.eq(self.instr.payload), t.eq(0),
+                                 out_end.eq(new.out_addr + last_pix * new.out_stride
+                                            + new.n_mtiles * cfg.lanes_pad),
                                  p_addr.eq(self.instr.payload.params_addr),
                                  wcmds_total.eq(0), wcmds_done.eq(0)]
                     m.d.comb += chk_start.eq(1)
@@ -361,8 +391,18 @@ class StoreUnit(wiring.Component):
                             pw.addr.eq(entry // G),
                             pw.en.eq(1 << (entry % G)),
                         ]
+                        lp_in = LaneParams(Cat(shreg[B:], self.rd_data.payload))
                         for k in range(G):
-                            m.d.comb += pw.data[k].eq(Cat(shreg[B:], self.rd_data.payload))
+                            m.d.comb += [pw.data[k].bias.eq(lp_in.bias),
+                                         pw.data[k].mult.eq(lp_in.mult),
+                                         pw.data[k].res_mult.eq(lp_in.res_mult),
+                                         pw.data[k].shift.eq(lp_in.shift),
+                                         pw.data[k].pos_lo.eq(lp_in.res_pos),
+                                         pw.data[k].no_lut.eq(lp_in.no_lut)]
+                        if res_row_beats > 1:
+                            m.d.comb += [rpw.addr.eq(pw.addr), rpw.en.eq(pw.en)]
+                            for k in range(G):
+                                m.d.comb += rpw.data[k].eq(lp_in.res_pos[bsel:bsel + rbits])
                         m.d.sync += [part.eq(0), entry.eq(entry + 1)]
                         with m.If(entry == cfg.lanes_pad - 1):
                             m.next = "TRAILER"
@@ -404,8 +444,8 @@ class StoreUnit(wiring.Component):
                     self.rd_cmd.p.beats.eq(ins.pixels * ins.res_beats),
                 ]
                 with m.If(~res_issued & self.rd_cmd.ready):
+                    m.d.comb += rsum.clear.eq(1)
                     m.d.sync += [res_issued.eq(1), res_phase.eq(1), r_addr.eq(ins.res_addr),
-                                 r_sum.eq(0), r_esum.eq(0), r_ebad.eq(0),
                                  r_left.eq(ins.res_chk_beats),
                                  r_cmd.eq(ins.res_chk_beats != 0)]
                 # then the residual rows' check entries (the DMA takes the command once the
@@ -434,10 +474,10 @@ class StoreUnit(wiring.Component):
                 with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
-                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~r_hpend)
+                r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~rsum.hash_valid)
                 with m.If(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued & r_done &
-                          res_phase & (r_ebad | (r_esum != r_sum)) &
+                          res_phase & ~rsum.ok &
                           (ins.res_chk_beats != 0)):
                     # the residual rows did not match their check entries: stop before the
                     # bank is released and the instruction completes (no reader of this
@@ -459,14 +499,16 @@ class StoreUnit(wiring.Component):
                 with m.If(ins.chk_row_pixels == 0):
                     m.next = "WAIT_WRITES"
                 with m.Elif(d_done & ~h_pend):
-                    m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur)]
+                    m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur),
+                                 rr_next.eq(0)]
                     m.d.sync += [cur_valid.eq(0), e_row.eq(0), e_cmd.eq(0),
                                  e_addr.eq(self.wr_base + ins.chk_off * bb)]
                     m.next = "CHK_WRITE"
             with m.State("CHK_WRITE"):
                 # one write command for all entries when they are contiguous (chk_stride 1),
                 # else one per entry; the range is checked against the arena before each
-                m.d.comb += [self.busy.eq(1), chk_phase.eq(1), rr_addr.eq(e_row)]
+                m.d.comb += [self.busy.eq(1), chk_phase.eq(1),
+                             rr_next.eq(e_row + (self.wr_data.valid & self.wr_data.ready))]
                 e_beats = Mux(ins.chk_stride == 1, n_rows, 1)
                 with m.If(~e_cmd & (Cat(e_addr, Const(0, 2)) + e_beats * bb > self.wr_limit)):
                     m.d.sync += [self.err_protect.eq(1), self.err_addr.eq(e_addr)]
@@ -520,20 +562,14 @@ class StoreUnit(wiring.Component):
         # residual check: H(addr, beat) of every residual beat, then the entries after the rows
         r_acc = Signal()
         m.d.comb += r_acc.eq(in_res_phase & self.rd_data.valid & res_room)
-        m.d.comb += [rcrc.data.eq(Cat(r_addr, self.rd_data.payload)),
-                     rcrc.start.eq(r_acc), rcrc.valid.eq(r_acc)]
-        m.d.sync += r_hpend.eq(r_acc)
+        m.d.comb += [rsum.addr.eq(r_addr), rsum.beat.eq(self.rd_data.payload),
+                     rsum.valid.eq(r_acc), rsum.entry.eq(self.rd_data.payload)]
         with m.If(r_acc):
             m.d.sync += r_addr.eq(r_addr + bb)
-        with m.If(r_hpend):
-            m.d.sync += r_sum.eq(r_sum + rcrc.crc)
         with m.If(res_phase & (rw_pix == ins.pixels) & (r_left != 0)):
-            m.d.comb += self.rd_data.ready.eq(1)
+            m.d.comb += [self.rd_data.ready.eq(1), rsum.entry_valid.eq(self.rd_data.valid)]
             with m.If(self.rd_data.valid):
-                m.d.sync += [r_esum.eq(r_esum + self.rd_data.payload[:32]), r_left.eq(r_left - 1)]
-                if B > 32:
-                    with m.If(self.rd_data.payload[32:] != 0):
-                        m.d.sync += r_ebad.eq(1)
+                m.d.sync += r_left.eq(r_left - 1)
 
         # ---- join: PE drain beats + params + residual -> post-processing -------------------
         row_ok = Signal()
@@ -541,14 +577,33 @@ class StoreUnit(wiring.Component):
         jb = self.pp_in.payload
         src_valid = Mux(ins.pool, self.pool_in.valid, self.dout.valid)
         m.d.comb += pr.addr.eq(j_grp)
-        rbits = max(1, (res_row_beats - 1).bit_length())
-        bsel = (bb - 1).bit_length()
+        last_grp = j_grp == groups - 1
+        # the join's position in the next cycle (its registers' next values, see below): the
+        # row buffer's read ports read there, so that their data is the current position's
+        join_step = Signal()
+        n_grp = Signal.like(j_grp)
+        n_pix0 = Signal()
+        m.d.comb += [join_step.eq(self.pp_in.valid & self.pp_in.ready),
+                     n_grp.eq(Mux(mtile_go | (join_step & last_grp), 0, j_grp + join_step)),
+                     n_pix0.eq(~mtile_go & (j_pix[0] ^ (join_step & last_grp)))]
+        # the beat written in this cycle, for a read port reading its address in this cycle (a
+        # row's last beat is read as soon as it is written: the block RAM's read returns the
+        # old contents then)
+        wr_beat = Signal(B)
+        m.d.sync += wr_beat.eq(rw.data)
+        if res_row_beats > 1:
+            m.d.comb += rpr.addr.eq(n_grp)
         for k in range(G):
             lp = pr.data[k]
-            pos = lp.res_pos
-            m.d.comb += rports[k].addr.eq(
-                Cat(pos[bsel:bsel + rbits], j_pix[0]) if res_row_beats > 1 else j_pix[0])
-            byte = rports[k].data.word_select(pos[:bsel], 8) if bsel else rports[k].data[:8]
+            raddr = Cat(rpr.data[k], n_pix0) if res_row_beats > 1 else n_pix0
+            hit = Signal(name=f"res_hit{k}")
+            m.d.comb += rports[k].addr.eq(raddr)
+            m.d.sync += hit.eq(rw.en & (rw.addr == raddr))
+            if bsel:
+                byte = Mux(hit, wr_beat.word_select(lp.pos_lo, 8),
+                           rports[k].data.word_select(lp.pos_lo, 8))
+            else:
+                byte = Mux(hit, wr_beat[:8], rports[k].data[:8])
             m.d.comb += [
                 jb.acc[k].eq(Mux(ins.pool, self.pool_in.payload.acc[k],
                                  self.dout.payload.acc[k])),
@@ -559,7 +614,6 @@ class StoreUnit(wiring.Component):
                 jb.res[k].eq(Mux(ins.res_signed, byte.as_signed(), byte.as_unsigned())),
                 jb.lut[k].eq(ins.lut_en & ~lp.no_lut),
             ]
-        last_grp = j_grp == groups - 1
         last_pix = j_pix == ins.pixels - 1
         m.d.comb += [
             jb.res_en.eq(ins.res_en),
@@ -589,11 +643,9 @@ class StoreUnit(wiring.Component):
             ]
 
         # ---- output check: H(addr, beat) of every data beat, summed per output row -----------
-        wbeat = Signal()
         m.d.comb += wbeat.eq(self.wr_data.valid & self.wr_data.ready & ~chk_phase)
-        m.d.comb += [hcrc.data.eq(Cat(d_addr, self.wr_data.payload)),
-                     hcrc.start.eq(wbeat), hcrc.valid.eq(wbeat)]
-        m.d.sync += h_pend.eq(wbeat)
+        m.d.comb += [hsum.addr.eq(d_addr), hsum.beat.eq(self.wr_data.payload),
+                     hsum.valid.eq(wbeat), h_pend.eq(hsum.hash_valid)]
         with m.If(wbeat):
             m.d.sync += [h_row.eq(d_row), h_first.eq(d_t == 0)]
             pix_end = d_g == groups - 1
@@ -624,13 +676,11 @@ class StoreUnit(wiring.Component):
                          d_paddr.eq(self.instr.payload.out_addr),
                          d_addr.eq(self.instr.payload.out_addr)]
         # stage 1: add the hash to its row's running sum (``cur``; other rows in the table)
-        with m.If(~chk_phase):
-            m.d.comb += rr_addr.eq(h_row)
         with m.If(h_pend):
             with m.If(cur_valid & (h_row == cur_row)):
-                m.d.sync += cur.eq(cur + hcrc.crc)
+                m.d.sync += cur.eq(cur + hsum.hash)
             with m.Else():
                 m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur)]
-                m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hcrc.crc), cur_row.eq(h_row),
+                m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hsum.hash), cur_row.eq(h_row),
                              cur_valid.eq(1)]
         return m
