@@ -28,7 +28,13 @@ def test_config_id_distinguishes_fields_but_not_name():
     assert base.replace(name="other").config_id == base.config_id
     for f in dataclasses.fields(base):
         if f.name in ("name", "shift_bits", "axi_addr_width", "lanes_lo_dsp", "axi_ports",
-                      "read_fifo_beats"):
+                      "read_fifo_beats", "weight_mac"):
+            # implementation only: the same programs run on either build
+            if f.name in ("lanes_lo_dsp", "read_fifo_beats", "weight_mac"):
+                v = getattr(base, f.name)
+                other = {"lanes_lo_dsp": 2, "read_fifo_beats": 64, "weight_mac": 0}[f.name]
+                assert other != v
+                assert base.replace(**{f.name: other}).config_id == base.config_id, f.name
             continue
         v = getattr(base, f.name)
         other = {"act_bits": 5, "axi_data_width": 128, "acc_bits": 40, "mult_bits": 20,
