@@ -655,7 +655,8 @@ def plot(results: dict, path: Path):
                                    gridspec_kw={"height_ratios": [1, 1.3]})
     ax1.bar(x - 0.2, [100 * r["utilization"] for r in rows], 0.4,
             label=f"ILMPQ z020 ({z['config']['macs_per_cycle']} MAC/cycle)", color="#2b7bba")
-    ax1.bar(x + 0.2, [100 * brow[n]["utilization"] for n in names], 0.4,
+    # a layer the baseline geometry runs on the host (e.g. a pooling its lanes do not fit): 0
+    ax1.bar(x + 0.2, [100 * brow[n]["utilization"] if n in brow else 0.0 for n in names], 0.4,
             label=f"fixed-point 8-bit baseline ({b['config']['macs_per_cycle']} MAC/cycle)",
             color="#bdbdbd")
     ax1.set_ylabel("PE utilization (%)")
