@@ -223,6 +223,12 @@ class HWConfig:
         return self.beat_bytes
 
     @property
+    def has_weight_mac(self) -> bool:
+        """Whether the weight buffer has the SipHash-2-4 core: ``weight_mac`` and a 64-bit bus
+        (only 64-bit buses carry tags)."""
+        return bool(self.weight_mac) and self.axi_data_width == 64
+
+    @property
     def config_id(self) -> int:
         """32-bit identifier of the configuration (CRC-32 of its fields; ``name`` and the
         implementation-only ``lanes_lo_dsp`` excluded).

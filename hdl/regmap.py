@@ -138,8 +138,7 @@ def accelerator_regmap(config: HWConfig) -> RegisterMap:
                   doc="log2 of the activation-buffer words."),
             Field("acc_depth_log2", 5, C, lsb=24, reset=_log2(config.acc_depth),
                   doc="log2 of the output pixels per accumulator bank."),
-            Field("mac", 1, C, lsb=31, reset=int(config.weight_mac and
-                                                 config.axi_data_width == 64),
+            Field("mac", 1, C, lsb=31, reset=int(config.has_weight_mac),
                   doc="1: the weight buffer has the SipHash-2-4 core of authenticated weight "
                       "packages (HWConfig.weight_mac); 0: CRC-checked packages only, and "
                       "MAC_CTRL.enable = 1 makes every package fail with WPKG_MAC."),

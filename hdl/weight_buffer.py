@@ -284,7 +284,8 @@ class WeightBuffer(wiring.Component):
             crc_ok &= tpad == 0
 
         # -- MAC: the nonce, then header and payload beats, into SipHash-2-4 ------------------
-        has_mac = W == WORD_BITS and bool(self.config.weight_mac)
+        has_mac = self.config.has_weight_mac
+        assert not has_mac or W == WORD_BITS
         mac_en = self.mac_en
         sip_pre = Signal()                                  # the nonce has been absorbed
         if has_mac:
