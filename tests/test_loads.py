@@ -9,11 +9,11 @@ import pytest
 
 from ilmpq.firmware.compiler import compile_model
 from ilmpq.firmware.sim.isasim import run_compiled
+from ilmpq.firmware.sim.simulate import simulate
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import ModelBuilder
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode
-from test_frames import _sim
 
 TINY = get_config("tiny")
 
@@ -73,12 +73,7 @@ def test_rtl_projection_block_random_stalls(rng):
     img = rng.integers(0, 256, size=shape)
     ref = reference.run(model, img, spec=TINY.numeric)
 
-    async def body(drv, mem):
-        await drv.load(comp)
-        full, _ = await drv.infer(comp, img, load=False, check=True)
-        return full
-
-    full = _sim(TINY, comp, body, mem_mode="random", seed=5)
+    full = simulate(comp, [img], mem_mode="random", seed=5)[0].tensors
     for layer in model.layers:
         np.testing.assert_array_equal(full[layer.output], ref[layer.output], err_msg=layer.name)
 

@@ -21,6 +21,18 @@ def _fields(**kw) -> dict:
     return decode(encode(Opcode.LOAD_ROWS, **kw))[1]
 
 
+def _capture_write(ctx, dut, buf: bytearray, wb: int, lanes: int):
+    """Apply this cycle's activation-buffer write (``wb``-byte words, ``lanes`` byte-lane
+    enables) to ``buf``."""
+    en = ctx.get(dut.wr_en)
+    if en:
+        a, d = ctx.get(dut.wr_addr), ctx.get(dut.wr_data).to_bytes(wb, "little")
+        part = wb // lanes
+        for ln in range(lanes):
+            if en >> ln & 1:
+                buf[a * wb + ln * part:a * wb + (ln + 1) * part] = d[ln * part:(ln + 1) * part]
+
+
 def _run(cfg, loads, rng, gaps=0.3):
     """Run the LOAD_ROWS ``loads`` (``(fields, raw bytes)``) back to back; return the buffer
     (a byte array of ``act_depth`` words) after each and whether ``error`` rose."""
@@ -57,15 +69,7 @@ def _run(cfg, loads, rng, gaps=0.3):
                 ctx.set(dut.rd_data.valid, int(show))
                 if show:
                     ctx.set(dut.rd_data.payload, int.from_bytes(beats[k], "little"))
-                en = ctx.get(dut.wr_en)
-                if en:
-                    a, d = ctx.get(dut.wr_addr), ctx.get(dut.wr_data)
-                    data = d.to_bytes(wb, "little")
-                    part = wb // lanes
-                    for ln in range(lanes):
-                        if en >> ln & 1:
-                            buf[a * wb + ln * part:a * wb + (ln + 1) * part] = \
-                                data[ln * part:(ln + 1) * part]
+                _capture_write(ctx, dut, buf, wb, lanes)
                 taken = show and ctx.get(dut.rd_data.ready)
                 await ctx.tick()
                 k += int(bool(taken))
@@ -170,14 +174,7 @@ def _run_strided(cfg, f, mem: bytes, rng, gaps=0.3):
             ctx.set(dut.rd_data.valid, int(show))
             if show:
                 ctx.set(dut.rd_data.payload, int.from_bytes(queue[0], "little"))
-            en = ctx.get(dut.wr_en)
-            if en:
-                a, d = ctx.get(dut.wr_addr), ctx.get(dut.wr_data).to_bytes(wb, "little")
-                part = wb // lanes
-                for ln in range(lanes):
-                    if en >> ln & 1:
-                        buf[a * wb + ln * part:a * wb + (ln + 1) * part] = \
-                            d[ln * part:(ln + 1) * part]
+            _capture_write(ctx, dut, buf, wb, lanes)
             taken = show and ctx.get(dut.rd_data.ready)
             await ctx.tick()
             if taken:
