@@ -28,10 +28,12 @@ What it decides (docs/architecture.md sections 2-4):
   it alone is fused into that conv's STORE (:func:`_lut_fusion`): the post-processing unit maps
   the clamped values through the table (``pack_lut_block``, CRC-checked before use); the conv's
   own output is never stored and the report names the layer ``conv+lut``.
-* **Offset-binary.** A signed tensor whose readers are all unpadded convs is stored as
-  ``x + 2**(bits-1)`` (:func:`_offset_tensors`; through the table, an identity table
-  ``conv+ob``, or the host's ``to_memory``); its readers run on the PE array with
-  ``-2**(bits-1) * sum(w)`` folded into their bias.
+* **Offset-binary.** A signed tensor whose readers can all read it so (convs, padded or not,
+  as input or residual; pooling; host layers) is stored as ``x + 2**(bits-1)``
+  (:func:`_offset_tensors`; through the table, an identity table ``conv+ob``, a pooling
+  layer's offset-binary input, or the host's ``to_memory``); its conv readers run on the PE
+  array with ``-2**(bits-1) * sum(w)`` folded into their bias and padding read as the stored
+  zero (COMPUTE ``pad_ob``), a residual read decodes it (STORE ``res_offset``).
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
   channel-position limit, lookup tables that cannot be fused, gating products, concat, slice,
@@ -440,7 +442,8 @@ class Compiled:
         ob = [n for n, t in self.tensors.items() if t.offset]
         if ob:
             lines.append("signed tensors stored offset-binary (x + 2**(bits-1)) for the "
-                         "unpadded convs reading them on the accelerator: " + ", ".join(ob))
+                         "convs, residual reads and pooling reading them on the accelerator: "
+                         + ", ".join(ob))
         n_prog = sum(1 for s in self.steps if isinstance(s, AccelStep))
         cpu = [r for r in self.layers if r.where == "cpu"]
         if cpu:
@@ -1128,28 +1131,67 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
 
 def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
     """Signed tensors the compiler stores offset-binary (``x + 2**(bits-1)`` as an unsigned
-    byte) so that the convs reading them run on the PE array, whose activations are unsigned:
-    ``act_bits`` wide, not the network output, every reader a conv reading it as its input with
-    no padding (the loader pads with 0, which would be ``-2**(bits-1)``), not as a residual. An
-    accelerated conv stores it through its fused table, else through an identity table that adds
-    the offset; a host layer through ``TensorPlacement.to_memory`` (any other producer, e.g. the
-    first conv reading the raw image in phases, stores it two's complement and its readers stay
-    on the host). A reader folds ``-2**(bits-1) * sum(w)`` into its bias; a reader that runs on
-    the host reads it back through ``TensorPlacement.from_memory``."""
+    byte) so that the accelerated layers reading them see unsigned bytes: ``act_bits`` wide,
+    not the network output, every reader able to read it that way (:func:`_offset_why`):
+
+    * a conv reading it as its input, padded or not: it folds ``-2**(bits-1) * sum(w)`` into
+      its bias and its COMPUTE pads with the stored zero ``2**(bits-1)`` (``pad_ob``);
+    * a conv reading it as its residual: its STORE decodes the byte offset-binary
+      (``res_offset``);
+    * max / average / global average pooling, whose output is then stored offset-binary too
+      (the maximum and the rounded average of ``x + k`` are those of ``x`` plus ``k``; an
+      average's padding reads the stored zero);
+    * a layer the host runs (a lookup table, a product, a grouped conv ...), through
+      ``TensorPlacement.from_memory``.
+
+    An accelerated conv stores it through its fused table, else through an identity table that
+    adds the offset; a pooling layer from its offset-binary input; a host layer through
+    ``TensorPlacement.to_memory``. Any other producer (the first conv reading the raw image in
+    phases) stores it two's complement, and its readers stay on the host."""
+    return {t for t, why in _offset_why(model, cfg).items() if not why}
+
+
+#: Layers that read an offset-binary tensor exactly when the tensor's placement says so.
+_OFFSET_READERS = (ConvLayer, LutLayer, MulLayer)
+_POOLS = (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)
+
+
+def _offset_why(model: QModel, cfg: HWConfig) -> dict:
+    """``{signed layer output: ""}`` for the tensors :func:`_offset_tensors` stores
+    offset-binary, ``{tensor: why not}`` for the others. A pooling reader keeps the offset in
+    its output, so it needs its output stored offset-binary too (a fixed point)."""
     readers: dict[str, list] = {}
     for l in model.layers:
         for t in layer_inputs(l):
             readers.setdefault(t, []).append(l)
-    out = set()
+    why: dict[str, str] = {}
     for t in (l.output for l in model.layers):
         spec_t = model.tensors[t]
-        rd = readers.get(t, [])
-        if not spec_t.signed or spec_t.bits != cfg.act_bits or t == model.output or not rd:
+        if not spec_t.signed:
             continue
-        if all(isinstance(r, ConvLayer) and r.input == t and r.residual != t
-               and not any(r.padding) for r in rd):
-            out.add(t)
-    return out
+        if spec_t.bits != cfg.act_bits:
+            why[t] = (f"a {spec_t.bits}-bit tensor (offset-binary bytes hold "
+                      f"{cfg.act_bits}-bit values)")
+        elif t == model.output:
+            why[t] = "the network output, stored two's complement"
+        else:
+            bad = next((r for r in readers.get(t, [])
+                        if not isinstance(r, _OFFSET_READERS + _POOLS)), None)
+            why[t] = "" if bad is None else (f"also read by the {bad.kind} layer {bad.name!r}, "
+                                             f"which reads two's complement")
+    changed = True
+    while changed:
+        changed = False
+        for t, w in why.items():
+            if w:
+                continue
+            for r in readers.get(t, []):
+                if isinstance(r, _POOLS) and why.get(r.output, "?"):
+                    why[t] = (f"also read by the pooling layer {r.name!r}, whose output "
+                              f"{r.output!r} is not stored offset-binary")
+                    changed = True
+                    break
+    return why
 
 
 def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
@@ -1160,9 +1202,11 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
     src = tensors[layer.input]
     if src.signed and not src.offset:
-        return ("signed input: the PE array multiplies unsigned activations (a signed tensor "
-                "is stored offset-binary only when every reader is an accelerated conv "
-                "without padding)")
+        why = _offset_why(model, cfg).get(layer.input) or (
+            "its producer stores it two's complement (the first conv reading the raw image "
+            "in phases)")
+        return (f"signed input: the PE array multiplies unsigned activations and "
+                f"{layer.input!r} is not stored offset-binary: {why}")
     if layer.groups > 1:
         kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
         return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
@@ -1703,8 +1747,9 @@ def _pool_divisor(layer, model: QModel) -> int | None:
 def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
     """Why a pooling layer cannot run on the pooling unit ("" when it can)."""
     src = tensors[layer.input]
-    if src.signed:
-        return "signed input (the pooling unit pools unsigned activations)"
+    if src.signed and not src.offset:
+        return ("signed input stored two's complement (the pooling unit pools unsigned or "
+                "offset-binary activations)")
     if src.fold is not None:
         return "input stored column-folded"
     if cfg.lanes_pad % cfg.tn:
@@ -1743,6 +1788,9 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     perm = np.full(_roundup(mtiles * cfg.lanes_pad, cmem_align), -1, np.int64)
     perm[:src.c_mem] = src.perm                 # channel-wise: keep the input's order
     dst = place(layer.output, oc, oh, ow, perm)
+    # offset-binary in, offset-binary out: max(x + k) = max(x) + k, and the rounded average of
+    # x + k (padding read as the stored zero k) is that of x plus k (:func:`_offset_tensors`)
+    dst.offset = src.offset
     if is_sum:
         mult, shift, bias = average_mult_shift(_pool_divisor(layer, model), src.bits,
                                                cfg.mult_bits)
@@ -1772,7 +1820,8 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
-                             pool=(PoolMode.SUM if is_sum else PoolMode.MAX).value))
+                             pool=(PoolMode.SUM if is_sum else PoolMode.MAX).value,
+                             pad_ob=int(bool(src.offset) and is_sum)))
         instrs.append(encode(Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
                              out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
                              params_addr=p_addr, relu=1, pool=1))
@@ -1861,7 +1910,8 @@ def _strided_view(layer: ConvLayer, model, cfg: HWConfig, tensors: dict, produce
     name = f"{layer.input}@{sy}x{sx}"
     if name not in tensors:
         tensors[name] = TensorPlacement(name, src.addr, src.channels, c_mem, oh, ow, src.perm,
-                                        src.signed, src.bits, strided=fields)
+                                        src.signed, src.bits, strided=fields,
+                                        offset=src.offset)
         spec = model.tensors[layer.input]
         model.tensors[name] = dataclasses.replace(spec, name=name,
                                                   shape=(spec.shape[0], oh, ow))
@@ -1890,10 +1940,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                            f"and FC inputs must be unsigned (follow ReLU, pooling or the pixels)")
     in_bits = model.tensors[layer.input].bits
     if src.offset:
-        # offset-binary input u = x + off: sum(w*x) + b = sum(w*u) + (b - off*sum(w))
-        if any(layer.padding):
-            raise CompileError(f"layer {name!r}: padding {layer.padding} of the offset-binary "
-                               f"input {layer.input!r} (the loader pads with 0)")
+        # offset-binary input u = x + off: sum(w*x) + b = sum(w*u) + (b - off*sum(w)); padding
+        # reads the stored zero u = off (COMPUTE pad_ob)
         wsum = np.asarray(layer.weight, np.int64).sum(axis=(1, 2, 3))
         layer = dataclasses.replace(
             layer, bias=np.asarray(layer.bias, np.int64) - src.offset * wsum)
@@ -2048,7 +2096,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                              seq_base=seq_base & 0xFFFF))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
-                             in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl))
+                             in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
+                             pad_ob=int(bool(src.offset))))
         instrs.append(encode(
             Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
             out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
@@ -2056,6 +2105,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             res_addr=(res.addr + oy0 * ow * res.c_mem) if res is not None else 0,
             res_beats=(res.c_mem // cfg.beat_bytes) if res is not None else 0,
             res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
+            res_offset=int(bool(res is not None and res.offset)),
             relu=int(not ospec.signed), lut_en=int(lut is not None), lut_addr=lut_addr))
         ptiles += 1
         rd_bytes += beats * cfg.beat_bytes + len(wstream) + len(pblob)

@@ -6,7 +6,9 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
         for kr in range(kh): for kc in range(kw): for cg in range(groups):     # one weight set
             for oy in range(out_h): for ox in range(out_w):                    # one beat
                 iy = ty0 + oy*stride_y + kr;  ix = tx0 + ox*stride_x + kc
-                data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else 0
+                data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else pad
+
+(``pad`` = 0, or ``2**(act_bits-1)`` with ``pad_ob``: the zero of an offset-binary input)
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
 ``last`` on the final beat of an mtile. A COMPUTE with ``pool`` set walks pooling windows
@@ -394,10 +396,14 @@ class ComputeUnit(wiring.Component):
             with m.State("HALT"):
                 pass
 
-        # stage B -> FIFO
+        # stage B -> FIFO. A padding position reads 0, or with ``pad_ob`` the stored zero of an
+        # offset-binary input, ``2**(act_bits-1)``: only the MSB differs (``ins`` holds this
+        # beat's instruction: FLUSH waits for stage B before the next one is taken)
         acts = Signal(data.ArrayLayout(unsigned(cfg.act_bits), cfg.tn))
+        pad = Signal(unsigned(cfg.act_bits))
+        m.d.comb += pad.eq(Cat(Const(0, cfg.act_bits - 1), ins.pad_ob))
         for j in range(cfg.tn):
-            m.d.comb += acts[j].eq(Mux(b_meta.inb, self.rd_data[8 * j:8 * j + cfg.act_bits], 0))
+            m.d.comb += acts[j].eq(Mux(b_meta.inb, self.rd_data[8 * j:8 * j + cfg.act_bits], pad))
         m.d.comb += [
             q.w_data.eq(Cat(acts.as_value(), b_meta.as_value())),
             q.w_en.eq(b_valid),

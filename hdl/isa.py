@@ -160,6 +160,9 @@ class Compute(data.Struct):
     ty0: signed(13)             #: tile input row of (output row 0, kernel row 0); may be < 0
     tx0: signed(13)             #: input column of (output column 0, kernel column 0) = -pad_left
     pool: PoolMode              #: NONE: conv on the PE array; MAX / SUM: pooling unit
+    # appended (session 6, #16): the input is stored offset-binary (``x + 2**(act_bits-1)``)
+    pad_ob: unsigned(1)         #: padding positions read ``2**(act_bits-1)`` (the stored zero
+                                #: of an offset-binary input) instead of 0
 
 
 class Store(data.Struct):
@@ -186,6 +189,9 @@ class Store(data.Struct):
     res_chk_off: unsigned(CHK_OFF_BITS)   #: check entries of the residual rows, beats from
                                 #: WR_BASE (read after the residual rows of every mtile)
     res_chk_beats: unsigned(12)   #: residual check entries (0: the residual is not checked)
+    # appended (session 6, #16)
+    res_offset: unsigned(1)     #: with ``res_signed``: the residual is stored offset-binary,
+                                #: byte ``u`` is ``u - 2**(act_bits-1)`` (the MSB inverted)
 
 
 FIELD_LAYOUTS = {

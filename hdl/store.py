@@ -16,9 +16,10 @@ For every mtile of a pixel tile:
    each, the whole stored channel row of that pixel) through a double-buffered row buffer;
 4. for every pixel, drain the bank ``post_lanes`` lanes at a time; each group is joined with its
    parameters and its residual bytes, gathered from the row by each lane's ``res_pos`` (the
-   residual tensor was written in another layer's lane order), and sent to the post-processing
-   unit; its output bytes go to the DMA write stream, one write command per pixel (one command
-   for the whole mtile when the output is contiguous).
+   residual tensor was written in another layer's lane order) and decoded (unsigned, two's
+   complement, or with ``res_offset`` offset-binary: ``u - 2**(act_bits-1)``), and sent to the
+   post-processing unit; its output bytes go to the DMA write stream, one write command per
+   pixel (one command for the whole mtile when the output is contiguous).
 
 Integrity of the output (``chk_row_pixels`` != 0, docs/reliability.md section 3.1): every
 written beat is hashed with its byte address (:func:`~ilmpq.hdl.isa.act_check`: CRC-32 on
@@ -604,6 +605,9 @@ class StoreUnit(wiring.Component):
                            rports[k].data.word_select(lp.pos_lo, 8))
             else:
                 byte = Mux(hit, wr_beat[:8], rports[k].data[:8])
+            # offset-binary (``res_offset``): u - 2**(a-1) is u's low a bits with the MSB
+            # inverted, read as a-bit two's complement
+            ob = Cat(byte[:cfg.act_bits - 1], ~byte[cfg.act_bits - 1])
             m.d.comb += [
                 jb.acc[k].eq(Mux(ins.pool, self.pool_in.payload.acc[k],
                                  self.dout.payload.acc[k])),
@@ -611,7 +615,9 @@ class StoreUnit(wiring.Component):
                 jb.mult[k].eq(lp.mult),
                 jb.shift[k].eq(lp.shift),
                 jb.res_mult[k].eq(lp.res_mult),
-                jb.res[k].eq(Mux(ins.res_signed, byte.as_signed(), byte.as_unsigned())),
+                jb.res[k].eq(Mux(ins.res_signed,
+                                 Mux(ins.res_offset, ob.as_signed(), byte.as_signed()),
+                                 byte.as_unsigned())),
                 jb.lut[k].eq(ins.lut_en & ~lp.no_lut),
             ]
         last_pix = j_pix == ins.pixels - 1

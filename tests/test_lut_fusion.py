@@ -193,8 +193,8 @@ def test_isa_simulator_refuses_a_corrupted_table(rng):
 
 def _offset_graph(rng, size):
     """ReLU conv -> hard-swish (signed table output) -> 1x1 conv (linear: signed) -> 1x1 conv
-    (signed) -> 3x3 conv with padding (its signed input stays two's complement: host) -> 1x1
-    conv (its signed input written by the host offset-binary: accelerator)."""
+    (signed) -> 3x3 conv with padding (its signed input offset-binary, padded with the stored
+    zero) -> 1x1 conv."""
     g = G(rng, (3, size, size))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     hs = g.hardswish_arith(g.conv(a, 8, 6, 1))
@@ -211,19 +211,19 @@ def _offset_graph(rng, size):
 def test_signed_tensors_offset_binary_feed_accelerated_convs(rng):
     """A signed tensor whose readers are all unpadded convs is stored as ``x + 128`` (through
     the fused table, or an identity table adding the offset): the convs after it run on the PE
-    array with ``-128 * sum(w)`` folded into their bias; a padded reader keeps the tensor
-    two's complement and runs on the host. Bit-exact on the ISA simulator."""
+    array with ``-128 * sum(w)`` folded into their bias; a padded reader pads with the stored
+    zero 128 (COMPUTE ``pad_ob``). Bit-exact on the ISA simulator."""
     qm = _offset_graph(rng, 6)
     convs = [la for la in qm.layers if isinstance(la, ConvLayer)]
     assert len(convs) == 6
     comp = compile_model(qm, TINY)
     rep = {r.name: r for r in comp.layers}
-    assert [rep[c.name].where for c in convs] == ["accel"] * 4 + ["cpu", "accel"]
-    assert [rep[c.name].kind for c in convs[:4]] == ["conv", "conv+lut", "conv+ob", "conv"]
-    assert "signed input" in rep[convs[4].name].cpu_reason
+    assert [rep[c.name].where for c in convs] == ["accel"] * 6
+    assert [rep[c.name].kind for c in convs[:5]] == ["conv", "conv+lut", "conv+ob", "conv+ob",
+                                                     "conv+ob"]
     hs_out, b_out, c_out, d_out = (convs[k].input for k in (2, 3, 4, 5))
     assert all(qm.tensors[t].signed for t in (hs_out, b_out, c_out, d_out))
-    assert [comp.tensors[t].offset for t in (hs_out, b_out, c_out, d_out)] == [128, 128, 0, 128]
+    assert [comp.tensors[t].offset for t in (hs_out, b_out, c_out, d_out)] == [128] * 4
     for img in _images(rng):
         want = reference.run(qm, img, spec=TINY.numeric)
         got = run_compiled(comp, img)

@@ -188,6 +188,8 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
             oh, ow, rows, iw = f["out_h"], f["out_w"], f["in_rows"], f["in_w"]
             oy = np.arange(oh)[:, None]
             ox = np.arange(ow)[None, :]
+            # a padding position reads 0, or the zero of an offset-binary input (pad_ob)
+            pad = f["pad_ob"] << (cfg.act_bits - 1)
             if f["pool"] != PoolMode.NONE.value:
                 # the pooling unit: an mtile is lanes_pad channel positions (hdl/pool.py)
                 ppg = cfg.lanes_pad // cfg.tn
@@ -205,7 +207,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                                        ).reshape(-1) & (cg < G)
                                 words = (np.clip(iy, 0, rows - 1) * iw
                                          + np.clip(ix, 0, iw - 1)) * G + min(cg, G - 1)
-                                x = act[words.reshape(-1)] * inb[:, None]    # pixels x tn
+                                x = np.where(inb[:, None], act[words.reshape(-1)], pad)
                                 red = x if red is None else (red + x if is_sum
                                                              else np.maximum(red, x))
                                 stats["pool_beats"] += oh * ow
@@ -224,7 +226,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                             w = np.concatenate([lo, hi]).astype(np.int64)   # lanes x tn
                             words = (np.clip(iy, 0, rows - 1) * iw
                                      + np.clip(ix, 0, iw - 1)) * G + cg
-                            x = act[words.reshape(-1)] * inb[:, None]       # pixels x tn
+                            x = np.where(inb[:, None], act[words.reshape(-1)], pad)
                             acc += w @ x.T
                             stats["pe_beats"] += max(oh * ow, cfg.words_per_set)
                 bank_results.append(acc)
@@ -281,8 +283,13 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                             raise IsaFault(ErrorCode.ACT_CRC, f"instruction {i}: residual at "
                                                               f"{f['res_addr']:#x}: check "
                                                               f"entries differ")
-                    rr = np.frombuffer(rraw, np.int8 if f["res_signed"] else np.uint8)
+                    rr = np.frombuffer(rraw, np.int8 if f["res_signed"] and not f["res_offset"]
+                                       else np.uint8)
                     rr = rr.reshape(P, rb).astype(np.int64)
+                    if f["res_signed"] and f["res_offset"]:
+                        # offset-binary: the stored byte minus 2**(act_bits-1)
+                        a = cfg.act_bits
+                        rr = (rr & ((1 << a) - 1)) - (1 << (a - 1))
                     res = rr[:, rpos].T
                 else:
                     res = np.zeros_like(accp)
