@@ -1165,11 +1165,15 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
         for t in layer_inputs(l):
             readers.setdefault(t, []).append(l)
     why: dict[str, str] = {}
+    views = {l.output: l for l in model.layers if isinstance(l, FlattenLayer)}
     for t in (l.output for l in model.layers):
         spec_t = model.tensors[t]
         if not spec_t.signed:
             continue
-        if spec_t.bits != cfg.act_bits:
+        if t in views:
+            why[t] = (f"the flattened view of {views[t].input!r} (layer {views[t].name!r}), "
+                      f"which keeps its two's complement bytes")
+        elif spec_t.bits != cfg.act_bits:
             why[t] = (f"a {spec_t.bits}-bit tensor (offset-binary bytes hold "
                       f"{cfg.act_bits}-bit values)")
         elif t == model.output:

@@ -1,0 +1,168 @@
+"""Signed activations on the accelerator (issue 16): a signed tensor is stored offset-binary
+(``x + 2**(bits-1)``) whenever every reader can read it so, also when a reader pads it (the
+COMPUTE's ``pad_ob``: padding reads the stored zero ``2**(bits-1)``), reads it as a residual
+(the STORE's ``res_offset``: the byte decoded as ``u - 2**(bits-1)``) or pools it (max and
+average of ``x + k`` are those of ``x`` plus ``k``: the output stays offset-binary). Small ONNX
+graphs built with onnx.helper, quantized and compiled for the tiny preset: every layer on the
+accelerator, every stored tensor bit-exact with golden on the ISA simulator and on the Amaranth
+RTL (random AXI stalls and latencies)."""
+
+import numpy as np
+
+from e2e_util import assert_layers_equal, run_e2e
+from onnx_graphs import G, compare_with_reference
+from ilmpq.firmware.compiler import compile_model
+from ilmpq.firmware.sim.isasim import run_compiled
+from ilmpq.golden import reference
+from ilmpq.golden.model import (AvgPoolLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer,
+                                 MaxPoolLayer)
+from ilmpq.golden.onnx_import import load_onnx
+from ilmpq.golden.quantize import quantize
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode
+
+TINY = get_config("tiny")
+SIZE = 6
+
+
+def _quantize(rng, model, size=SIZE):
+    """Pixels normalized to about [-2, 2] (folded into the first conv), so that the signed
+    tensors take negative and positive levels."""
+    compare_with_reference(model, rng.uniform(-2, 2, (2, 3, size, size)))
+    fm = load_onnx(model, input_mean=[128.0] * 3, input_std=[64.0] * 3)
+    return quantize(fm, rng.integers(0, 256, (6, 3, size, size)), ratio=TINY.ratio,
+                    spec=TINY.numeric, report=False)
+
+
+def _residual_graph(rng, size=4):
+    """MobileNet-V2's pattern: a linear 1x1 projection ``b`` (signed) read by the next block's
+    expand conv and as that block's residual; the block output ``c = project(...) + b``
+    (signed) read by a padded 3x3 conv and again as a residual; ``d`` likewise by a padded 3x3
+    conv; a signed output (two's complement: the network output)."""
+    g = G(rng, (3, size, size))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    b = g.conv(a, 8, 4, 1)
+    e1 = g.node("Relu", [g.conv(b, 4, 8, 1)])
+    c = g.node("Add", [g.conv(e1, 8, 4, 1), b])
+    e2 = g.node("Relu", [g.conv(c, 4, 8, 3, pads=[1, 1, 1, 1])])
+    d = g.node("Add", [g.conv(e2, 8, 4, 1), c])
+    out = g.conv(g.node("Relu", [g.conv(d, 4, 6, 3, pads=[1, 1, 1, 1])]), 6, 5, 1)
+    return g.model(out, ["N", 5, size, size])
+
+
+def _pool_graph(rng):
+    """Pooling over signed tensors: a linear conv, max pooling with padding, average pooling
+    with padding counted (the padding reads the stored zero), a padded linear conv on the
+    average, global average pooling, a 1x1 conv as the output."""
+    g = G(rng, (3, SIZE, SIZE))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    b = g.conv(a, 8, 4, 1)
+    m = g.node("MaxPool", [b], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    av = g.node("AveragePool", [m], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
+                count_include_pad=1)
+    q = g.conv(av, 4, 4, 3, pads=[1, 1, 1, 1])
+    out = g.conv(g.node("GlobalAveragePool", [q]), 4, 5, 1)
+    return g.model(out, ["N", 5, 1, 1])
+
+
+def _images(rng, size=SIZE):
+    return [rng.integers(0, 256, (3, size, size)), np.full((3, size, size), 255),
+            np.zeros((3, size, size), np.int64)]
+
+
+def _instrs(comp):
+    ib = INSTR_BITS // 8
+    for s in comp.steps:
+        for k in range(getattr(s, "n_instr", 0)):
+            off = s.prog_addr - comp.base + k * ib
+            yield decode(bytes(comp.image[off:off + ib]))
+
+
+def _check_isa(rng, qm, comp, size=SIZE):
+    """Every stored tensor bit-exact with golden on the ISA simulator; the signed tensors take
+    negative and positive levels."""
+    signed = [t for t, p in comp.tensors.items() if p.offset]
+    lo, hi = {t: 0 for t in signed}, {t: 0 for t in signed}
+    for img in _images(rng, size) + [rng.integers(0, 256, (3, size, size))]:
+        want = reference.run(qm, img, spec=TINY.numeric)
+        assert_layers_equal(qm, want, run_compiled(comp, img), comp.unstored)
+        for t in signed:
+            lo[t], hi[t] = min(lo[t], want[t].min()), max(hi[t], want[t].max())
+    assert all(lo[t] < 0 < hi[t] for t in signed), (lo, hi)
+
+
+def test_residual_and_padded_readers_of_signed_tensors_on_the_accelerator(rng):
+    qm = _quantize(rng, _residual_graph(rng), 4)
+    convs = [la for la in qm.layers if isinstance(la, ConvLayer)]
+    res = [la for la in convs if la.residual is not None]
+    assert len(convs) == 8 and len(res) == 2
+    b, c, d = convs[1].output, res[0].output, res[1].output
+    assert res[0].residual == b and res[1].residual == c
+    assert all(qm.tensors[t].signed for t in (b, c, d))
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    assert all(rep[la.name].where == "accel" for la in qm.layers), comp.report()
+    # b, c and d offset-binary: read as (padded) conv inputs and as residuals; the network
+    # output stays two's complement
+    assert [comp.tensors[t].offset for t in (b, c, d)] == [128] * 3
+    assert comp.tensors[qm.output].offset == 0 and qm.tensors[qm.output].signed
+    assert "signed input" not in comp.report()
+    ins = list(_instrs(comp))
+    pads = {f["pad_ob"] for op, f in ins if op == Opcode.COMPUTE and f["tx0"] < 0}
+    assert pads == {0, 1}           # the stem pads with 0, the readers of c and d with 128
+    assert {(f["res_signed"], f["res_offset"]) for op, f in ins
+            if op == Opcode.STORE and f["res_en"]} == {(1, 1)}
+    _check_isa(rng, qm, comp, 4)
+    # the Amaranth RTL, random AXI stalls and latencies: every stored tensor against golden
+    run_e2e(qm, TINY, [_images(rng, 4)[0]], mem_mode="random", seed=int(rng.integers(1 << 30)))
+
+
+def test_pooling_signed_tensors_on_the_accelerator(rng):
+    qm = _quantize(rng, _pool_graph(rng))
+    kinds = [type(la) for la in qm.layers]
+    assert {MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer} <= set(kinds)
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    assert all(rep[la.name].where == "accel" for la in qm.layers), comp.report()
+    pooled = [la.output for la in qm.layers
+              if isinstance(la, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer))]
+    assert all(qm.tensors[t].signed and comp.tensors[t].offset == 128 for t in pooled)
+    ins = list(_instrs(comp))
+    # the padded average reads the stored zero, the max pads with 0 (never wins)
+    assert {(f["pool"], f["pad_ob"]) for op, f in ins
+            if op == Opcode.COMPUTE and f["pool"] and f["tx0"] < 0} == {(1, 0), (2, 1)}
+    _check_isa(rng, qm, comp)
+    run_e2e(qm, TINY, [_images(rng)[0]], mem_mode="random", seed=int(rng.integers(1 << 30)))
+
+
+def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
+    """A signed tensor that one reader cannot read offset-binary (a flattened view) stays two's
+    complement; its conv reader runs on the host, the reason naming the tensor and the reader;
+    bit-exact on the ISA simulator."""
+    g = G(rng, (3, SIZE, SIZE))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    b = g.conv(a, 8, 2, 3, strides=[2, 2], pads=[1, 1, 1, 1])          # signed, 2 x 3 x 3
+    fc1 = g.node("Gemm", [g.node("Flatten", [b]), g.init(rng.normal(0, 0.3, (5, 18))),
+                          g.init(rng.normal(0, 0.1, 5))], transB=1)
+    c = g.node("Relu", [g.conv(b, 2, 4, 1)])
+    fc2 = g.node("Gemm", [g.node("Flatten", [c]), g.init(rng.normal(0, 0.3, (5, 36))),
+                          g.init(rng.normal(0, 0.1, 5))], transB=1)
+    qm = _quantize(rng, g.model(g.node("Add", [fc2, fc1]), ["N", 5]))
+    comp = compile_model(qm, TINY)
+    readers = [la for la in qm.layers if isinstance(la, ConvLayer) and la.input != qm.input
+               and qm.tensors[la.input].signed]
+    assert len(readers) == 2, comp.report()
+    why = {}
+    flat = {la.output for la in qm.layers if isinstance(la, FlattenLayer)}
+    for la in readers:
+        r = next(x for x in comp.layers if x.name == la.name)
+        assert comp.tensors[la.input].offset == 0
+        assert r.where == "cpu", comp.report()
+        why["fc" if la.input in flat else "conv"] = r.cpu_reason
+    b_name = next(la.output for la in qm.layers if isinstance(la, ConvLayer)
+                  and la.kernel == (3, 3) and la.input != qm.input)
+    assert why["conv"].startswith(f"signed input: the PE array multiplies unsigned activations "
+                                  f"and {b_name!r} is not stored offset-binary: also read by "
+                                  f"the flatten layer")
+    assert f"is not stored offset-binary: the flattened view of {b_name!r}" in why["fc"]
+    _check_isa(rng, qm, comp)
