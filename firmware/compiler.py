@@ -914,7 +914,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             pix, ch = pos // src.c_mem, pos % src.c_mem
             nat = np.where(src.perm[ch] >= 0, src.perm[ch] * hw + pix, -1)
             t = TensorPlacement(layer.output, src.addr, src.channels * hw, hw * src.c_mem,
-                                1, 1, nat, src.signed, src.bits)
+                                1, 1, nat, src.signed, src.bits, offset=src.offset)
             tensors[layer.output] = t
             if layer.input in producers:          # a reader of the flattened view needs all rows
                 base_, rows_, _ = producers[layer.input]
@@ -1140,7 +1140,7 @@ def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
       (``res_offset``);
     * max / average / global average pooling, whose output is then stored offset-binary too
       (the maximum and the rounded average of ``x + k`` are those of ``x`` plus ``k``; an
-      average's padding reads the stored zero);
+      average's padding reads the stored zero), and a flatten, whose view shares the bytes;
     * a layer the host runs (a lookup table, a product, a grouped conv ...), through
       ``TensorPlacement.from_memory``.
 
@@ -1153,13 +1153,16 @@ def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
 
 #: Layers that read an offset-binary tensor exactly when the tensor's placement says so.
 _OFFSET_READERS = (ConvLayer, LutLayer, MulLayer)
-_POOLS = (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)
+#: Layers whose output keeps the offset of their input (pooling computes it so, a flattened
+#: view shares its bytes).
+_OFFSET_KEEPERS = (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer, FlattenLayer)
 
 
 def _offset_why(model: QModel, cfg: HWConfig) -> dict:
     """``{signed layer output: ""}`` for the tensors :func:`_offset_tensors` stores
-    offset-binary, ``{tensor: why not}`` for the others. A pooling reader keeps the offset in
-    its output, so it needs its output stored offset-binary too (a fixed point)."""
+    offset-binary, ``{tensor: why not}`` for the others. A pooling or flatten reader keeps the
+    offset in its output, so it needs its output offset-binary too, and a flattened view is
+    offset-binary only with its tensor (a fixed point)."""
     readers: dict[str, list] = {}
     for l in model.layers:
         for t in layer_inputs(l):
@@ -1170,17 +1173,14 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
         spec_t = model.tensors[t]
         if not spec_t.signed:
             continue
-        if t in views:
-            why[t] = (f"the flattened view of {views[t].input!r} (layer {views[t].name!r}), "
-                      f"which keeps its two's complement bytes")
-        elif spec_t.bits != cfg.act_bits:
+        if spec_t.bits != cfg.act_bits:
             why[t] = (f"a {spec_t.bits}-bit tensor (offset-binary bytes hold "
                       f"{cfg.act_bits}-bit values)")
         elif t == model.output:
             why[t] = "the network output, stored two's complement"
         else:
             bad = next((r for r in readers.get(t, [])
-                        if not isinstance(r, _OFFSET_READERS + _POOLS)), None)
+                        if not isinstance(r, _OFFSET_READERS + _OFFSET_KEEPERS)), None)
             why[t] = "" if bad is None else (f"also read by the {bad.kind} layer {bad.name!r}, "
                                              f"which reads two's complement")
     changed = True
@@ -1189,9 +1189,15 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
         for t, w in why.items():
             if w:
                 continue
+            v = views.get(t)
+            if v is not None and why.get(v.input, "?"):
+                why[t] = (f"the flattened view of {v.input!r}, which is not stored "
+                          f"offset-binary: {why.get(v.input) or 'unsigned'}")
+                changed = True
+                continue
             for r in readers.get(t, []):
-                if isinstance(r, _POOLS) and why.get(r.output, "?"):
-                    why[t] = (f"also read by the pooling layer {r.name!r}, whose output "
+                if isinstance(r, _OFFSET_KEEPERS) and why.get(r.output, "?"):
+                    why[t] = (f"also read by the {r.kind} layer {r.name!r}, whose output "
                               f"{r.output!r} is not stored offset-binary")
                     changed = True
                     break

@@ -34,11 +34,13 @@ def _quantize(rng, model, size=SIZE):
                     spec=TINY.numeric, report=False)
 
 
-def _residual_graph(rng, size=4):
-    """MobileNet-V2's pattern: a linear 1x1 projection ``b`` (signed) read by the next block's
-    expand conv and as that block's residual; the block output ``c = project(...) + b``
-    (signed) read by a padded 3x3 conv and again as a residual; ``d`` likewise by a padded 3x3
-    conv; a signed output (two's complement: the network output)."""
+def _graph(rng, size=4):
+    """MobileNet-V2's pattern, then pooling: a linear 1x1 projection ``b`` (signed) read by the
+    next block's expand conv and as that block's residual; the block output ``c = project(...)
+    + b`` (signed) read by a padded 3x3 conv and again as a residual; ``d`` likewise by a
+    padded 3x3 conv and by max pooling with padding; average pooling with padding counted (the
+    padding reads the stored zero), a padded linear conv, global average pooling flattened into
+    an FC (the output, signed: two's complement)."""
     g = G(rng, (3, size, size))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     b = g.conv(a, 8, 4, 1)
@@ -46,23 +48,14 @@ def _residual_graph(rng, size=4):
     c = g.node("Add", [g.conv(e1, 8, 4, 1), b])
     e2 = g.node("Relu", [g.conv(c, 4, 8, 3, pads=[1, 1, 1, 1])])
     d = g.node("Add", [g.conv(e2, 8, 4, 1), c])
-    out = g.conv(g.node("Relu", [g.conv(d, 4, 6, 3, pads=[1, 1, 1, 1])]), 6, 5, 1)
-    return g.model(out, ["N", 5, size, size])
-
-
-def _pool_graph(rng):
-    """Pooling over signed tensors: a linear conv, max pooling with padding, average pooling
-    with padding counted (the padding reads the stored zero), a padded linear conv on the
-    average, global average pooling, a 1x1 conv as the output."""
-    g = G(rng, (3, SIZE, SIZE))
-    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
-    b = g.conv(a, 8, 4, 1)
-    m = g.node("MaxPool", [b], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    m = g.node("MaxPool", [d], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     av = g.node("AveragePool", [m], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
                 count_include_pad=1)
     q = g.conv(av, 4, 4, 3, pads=[1, 1, 1, 1])
-    out = g.conv(g.node("GlobalAveragePool", [q]), 4, 5, 1)
-    return g.model(out, ["N", 5, 1, 1])
+    fl = g.node("Flatten", [g.node("GlobalAveragePool", [q])])
+    out = g.node("Gemm", [fl, g.init(rng.normal(0, 0.5, (5, 4))), g.init(rng.normal(0, 0.1, 5))],
+                 transB=1)
+    return g.model(out, ["N", 5])
 
 
 def _images(rng, size=SIZE):
@@ -91,78 +84,68 @@ def _check_isa(rng, qm, comp, size=SIZE):
     assert all(lo[t] < 0 < hi[t] for t in signed), (lo, hi)
 
 
-def test_residual_and_padded_readers_of_signed_tensors_on_the_accelerator(rng):
-    qm = _quantize(rng, _residual_graph(rng), 4)
+def test_residual_padded_and_pooling_readers_of_signed_tensors_on_the_accelerator(rng):
+    qm = _quantize(rng, _graph(rng), 4)
     convs = [la for la in qm.layers if isinstance(la, ConvLayer)]
     res = [la for la in convs if la.residual is not None]
     assert len(convs) == 8 and len(res) == 2
     b, c, d = convs[1].output, res[0].output, res[1].output
     assert res[0].residual == b and res[1].residual == c
-    assert all(qm.tensors[t].signed for t in (b, c, d))
+    kept = [la.output for la in qm.layers
+            if isinstance(la, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer, FlattenLayer))]
+    assert len(kept) == 4
+    signed = [b, c, d, convs[6].output] + kept
+    assert all(qm.tensors[t].signed for t in signed)
     comp = compile_model(qm, TINY)
     rep = {r.name: r for r in comp.layers}
-    assert all(rep[la.name].where == "accel" for la in qm.layers), comp.report()
-    # b, c and d offset-binary: read as (padded) conv inputs and as residuals; the network
-    # output stays two's complement
-    assert [comp.tensors[t].offset for t in (b, c, d)] == [128] * 3
+    assert all(rep[la.name].where == ("free" if isinstance(la, FlattenLayer) else "accel")
+               for la in qm.layers), comp.report()
+    # every signed tensor offset-binary: read as (padded) conv inputs, as residuals, pooled,
+    # flattened; the network output stays two's complement
+    assert [comp.tensors[t].offset for t in signed] == [128] * len(signed)
     assert comp.tensors[qm.output].offset == 0 and qm.tensors[qm.output].signed
     assert "signed input" not in comp.report()
     ins = list(_instrs(comp))
-    pads = {f["pad_ob"] for op, f in ins if op == Opcode.COMPUTE and f["tx0"] < 0}
-    assert pads == {0, 1}           # the stem pads with 0, the readers of c and d with 128
-    assert {(f["res_signed"], f["res_offset"]) for op, f in ins
-            if op == Opcode.STORE and f["res_en"]} == {(1, 1)}
+    # padded convs (one pixel tile each): the stem pads with 0, the readers of c and of the
+    # average with 128
+    assert sorted(f["pad_ob"] for op, f in ins if op == Opcode.COMPUTE and f["tx0"] < 0
+                  and not f["pool"]) == [0, 1, 1]
+    # padded pooling: the average reads the stored zero, the max pads with 0 (never wins)
+    assert {(f["pool"], f["pad_ob"]) for op, f in ins
+            if op == Opcode.COMPUTE and f["pool"] and f["tx0"] < 0} == {(1, 0), (2, 1)}
+    assert [(f["res_signed"], f["res_offset"]) for op, f in ins
+            if op == Opcode.STORE and f["res_en"]] == [(1, 1)] * 2
     _check_isa(rng, qm, comp, 4)
     # the Amaranth RTL, random AXI stalls and latencies: every stored tensor against golden
     run_e2e(qm, TINY, [_images(rng, 4)[0]], mem_mode="random", seed=int(rng.integers(1 << 30)))
 
 
-def test_pooling_signed_tensors_on_the_accelerator(rng):
-    qm = _quantize(rng, _pool_graph(rng))
-    kinds = [type(la) for la in qm.layers]
-    assert {MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer} <= set(kinds)
-    comp = compile_model(qm, TINY)
-    rep = {r.name: r for r in comp.layers}
-    assert all(rep[la.name].where == "accel" for la in qm.layers), comp.report()
-    pooled = [la.output for la in qm.layers
-              if isinstance(la, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer))]
-    assert all(qm.tensors[t].signed and comp.tensors[t].offset == 128 for t in pooled)
-    ins = list(_instrs(comp))
-    # the padded average reads the stored zero, the max pads with 0 (never wins)
-    assert {(f["pool"], f["pad_ob"]) for op, f in ins
-            if op == Opcode.COMPUTE and f["pool"] and f["tx0"] < 0} == {(1, 0), (2, 1)}
-    _check_isa(rng, qm, comp)
-    run_e2e(qm, TINY, [_images(rng)[0]], mem_mode="random", seed=int(rng.integers(1 << 30)))
-
-
 def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
-    """A signed tensor that one reader cannot read offset-binary (a flattened view) stays two's
-    complement; its conv reader runs on the host, the reason naming the tensor and the reader;
-    bit-exact on the ISA simulator."""
-    g = G(rng, (3, SIZE, SIZE))
-    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
-    b = g.conv(a, 8, 2, 3, strides=[2, 2], pads=[1, 1, 1, 1])          # signed, 2 x 3 x 3
-    fc1 = g.node("Gemm", [g.node("Flatten", [b]), g.init(rng.normal(0, 0.3, (5, 18))),
+    """The first conv reads the raw image in phases and stores its signed output two's
+    complement: the padded conv and the FC reading it (through a flattened view) run on the
+    host, each reason naming the tensor and why; bit-exact on the ISA simulator."""
+    g = G(rng, (3, 8, 8))
+    b = g.conv("x", 3, 2, 3, strides=[2, 2], pads=[1, 1, 1, 1])        # signed, 2 x 4 x 4
+    fc1 = g.node("Gemm", [g.node("Flatten", [b]), g.init(rng.normal(0, 0.3, (5, 32))),
                           g.init(rng.normal(0, 0.1, 5))], transB=1)
-    c = g.node("Relu", [g.conv(b, 2, 4, 1)])
-    fc2 = g.node("Gemm", [g.node("Flatten", [c]), g.init(rng.normal(0, 0.3, (5, 36))),
+    c = g.node("Relu", [g.conv(b, 2, 4, 3, pads=[1, 1, 1, 1])])
+    fc2 = g.node("Gemm", [g.node("Flatten", [c]), g.init(rng.normal(0, 0.3, (5, 64))),
                           g.init(rng.normal(0, 0.1, 5))], transB=1)
-    qm = _quantize(rng, g.model(g.node("Add", [fc2, fc1]), ["N", 5]))
+    qm = _quantize(rng, g.model(g.node("Add", [fc2, fc1]), ["N", 5]), 8)
     comp = compile_model(qm, TINY)
-    readers = [la for la in qm.layers if isinstance(la, ConvLayer) and la.input != qm.input
-               and qm.tensors[la.input].signed]
-    assert len(readers) == 2, comp.report()
-    why = {}
-    flat = {la.output for la in qm.layers if isinstance(la, FlattenLayer)}
-    for la in readers:
-        r = next(x for x in comp.layers if x.name == la.name)
-        assert comp.tensors[la.input].offset == 0
-        assert r.where == "cpu", comp.report()
-        why["fc" if la.input in flat else "conv"] = r.cpu_reason
-    b_name = next(la.output for la in qm.layers if isinstance(la, ConvLayer)
-                  and la.kernel == (3, 3) and la.input != qm.input)
-    assert why["conv"].startswith(f"signed input: the PE array multiplies unsigned activations "
-                                  f"and {b_name!r} is not stored offset-binary: also read by "
-                                  f"the flatten layer")
-    assert f"is not stored offset-binary: the flattened view of {b_name!r}" in why["fc"]
-    _check_isa(rng, qm, comp)
+    assert comp.input_layout == "direct", comp.input_layout_why
+    b_name = next(la.output for la in qm.layers if la.input == qm.input)
+    flat = next(la.output for la in qm.layers if isinstance(la, FlattenLayer)
+                and la.input == b_name)
+    assert qm.tensors[b_name].signed and comp.tensors[b_name].offset == 0
+    readers = {la.input: next(r for r in comp.layers if r.name == la.name)
+               for la in qm.layers if isinstance(la, ConvLayer) and la.input in (b_name, flat)}
+    assert len(readers) == 2 and all(r.where == "cpu" for r in readers.values())
+    assert readers[b_name].cpu_reason == (
+        f"signed input: the PE array multiplies unsigned activations and {b_name!r} is not "
+        f"stored offset-binary: its producer stores it two's complement (the first conv "
+        f"reading the raw image in phases)")
+    assert readers[flat].cpu_reason.startswith(
+        f"signed input: the PE array multiplies unsigned activations and {flat!r} is not "
+        f"stored offset-binary: ")
+    _check_isa(rng, qm, comp, 8)

@@ -1,0 +1,153 @@
+"""The store unit's residual byte decode (hdl/store.py): a residual tensor's bytes reach the
+post-processing unit as unsigned values, two's complement (``res_signed``) or offset-binary
+(``res_signed`` + ``res_offset``: ``u - 2**(act_bits-1)``), each lane's byte gathered at its
+``res_pos``; edge codes 0/127/128/255 and random bytes, random stalls on every port."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import Store, pack_lane_params, pack_params_block
+from ilmpq.hdl.store import StoreUnit
+
+TINY = get_config("tiny")
+
+
+def _decode(byte, signed, offset, act_bits):
+    if not signed:
+        return byte
+    if offset:
+        return (byte & ((1 << act_bits) - 1)) - (1 << (act_bits - 1))
+    return byte - 256 if byte >= 128 else byte
+
+
+def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
+    """One STORE on the store unit; every port driven by a model with random stalls. Returns
+    the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``."""
+    dut = StoreUnit(cfg)
+    bb, G = cfg.beat_bytes, cfg.post_lanes
+    groups = cfg.lanes_pad // G
+    got = []
+
+    def go():
+        return int(rng.random() >= p_stall)
+
+    async def bench(ctx):
+        ctx.set(dut.win_base, 0)
+        ctx.set(dut.win_limit, 0xFFFF_FFFF)
+        ctx.set(dut.wr_base, 0)
+        ctx.set(dut.wr_limit, 0xFFFF_FFFF)
+        rd_q, pp_q, wr_cmds = [], [], []        # read beats, post-processing outputs, writes
+        dout_q = 0                               # drain beats owed
+        wr_left, bank = None, 0
+        ctx.set(dut.instr.payload, Store.const(ins))
+        ctx.set(dut.instr.valid, 1)
+        for _ in range(max_cycles):
+            # inputs of this cycle
+            ctx.set(dut.rd_cmd.ready, go())
+            ctx.set(dut.rd_data.valid, int(bool(rd_q) and go()))
+            if rd_q:
+                ctx.set(dut.rd_data.payload, rd_q[0])
+            ctx.set(dut.done_in.valid, go())
+            ctx.set(dut.done_in.payload, bank)
+            ctx.set(dut.drain.ready, go())
+            ctx.set(dut.dout.valid, int(dout_q > 0 and go()))
+            ctx.set(dut.pool_in.valid, 0)
+            ctx.set(dut.pp_in.ready, go())
+            ctx.set(dut.pp_out.valid, int(bool(pp_q) and go()))
+            ctx.set(dut.pp_out.payload, 0)
+            ctx.set(dut.wr_cmd.ready, go())
+            ctx.set(dut.wr_data.ready, go())
+            # handshakes of this cycle
+            hs = {n: ctx.get(getattr(dut, n).valid) and ctx.get(getattr(dut, n).ready)
+                  for n in ("instr", "rd_cmd", "rd_data", "done_in", "drain", "dout", "pp_in",
+                            "pp_out", "wr_cmd", "wr_data")}
+            if hs["rd_cmd"]:
+                a, n = ctx.get(dut.rd_cmd.payload.addr), ctx.get(dut.rd_cmd.payload.beats)
+                rd_q += [int.from_bytes(mem[a + k * bb:a + (k + 1) * bb], "little")
+                         for k in range(n)]
+            if hs["pp_in"]:
+                p = ctx.get(dut.pp_in.payload)
+                got.append((int(p.res_en), [int(p.res[k]) for k in range(G)]))
+                pp_q.append(0)
+            if hs["wr_cmd"]:
+                wr_cmds.append(ctx.get(dut.wr_cmd.payload.beats))
+            done_wr = False
+            if hs["wr_data"]:
+                if wr_left is None:
+                    wr_left = wr_cmds.pop(0)
+                wr_left -= 1
+                if wr_left == 0:
+                    wr_left, done_wr = None, True
+            await ctx.tick()
+            ctx.set(dut.wr_done, int(done_wr))
+            if hs["instr"]:
+                ctx.set(dut.instr.valid, 0)
+            if hs["rd_data"]:
+                rd_q.pop(0)
+            if hs["done_in"]:
+                bank ^= 1
+            if hs["drain"]:
+                dout_q += groups
+            if hs["dout"]:
+                dout_q -= 1
+            if hs["pp_out"]:
+                pp_q.pop(0)
+            if ctx.get(dut.done_count) == 1:
+                break
+        assert ctx.get(dut.done_count) == 1, "the STORE did not complete"
+        assert not (ctx.get(dut.error) or ctx.get(dut.err_params) or ctx.get(dut.err_res)
+                    or ctx.get(dut.err_protect))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+@pytest.mark.parametrize("signed,offset", [(0, 0), (1, 0), (1, 1)])
+def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, signed, offset):
+    cfg = TINY
+    bb, G, lp = cfg.beat_bytes, cfg.post_lanes, cfg.lanes_pad
+    n_mtiles, pixels, res_beats = 2, 5, 2
+    rb = res_beats * bb                              # residual bytes per pixel
+    params_addr, res_addr, out_addr = 0x100, 0x400, 0x800
+    mem = bytearray(0x1000)
+    # each lane's byte position in the residual pixel: random, mtile 0's lanes 0..3 and mtile
+    # 1's read the edge codes of pixel 0
+    pos = rng.integers(0, rb, (n_mtiles, lp))
+    pos[0, :4], pos[1, :4] = [0, 1, 2, 3], [4, 5, 6, 7]
+    for t in range(n_mtiles):
+        blk = pack_params_block(pack_lane_params(
+            rng.integers(-1000, 1000, lp), rng.integers(1, 1 << 10, lp),
+            rng.integers(1, 1 << 10, lp), np.full(lp, 8), pos[t]))
+        a = params_addr + t * len(blk)
+        mem[a:a + len(blk)] = blk
+    # the residual rows: the edge codes first, random bytes after
+    res = rng.integers(0, 256, pixels * rb).astype(np.uint8)
+    res[:8] = [0, 127, 128, 255, 1, 126, 129, 254]
+    mem[res_addr:res_addr + len(res)] = res.tobytes()
+    ins = dict(n_mtiles=n_mtiles, pixels=pixels, out_addr=out_addr, out_stride=n_mtiles * lp,
+               params_addr=params_addr, res_addr=res_addr, res_beats=res_beats, res_en=1,
+               res_signed=signed, res_offset=offset, relu=int(not signed))
+    got = _run_store(cfg, rng, ins, mem)
+    groups = lp // G
+    assert len(got) == n_mtiles * pixels * groups
+    rows = res.reshape(pixels, rb)
+    k = 0
+    for t in range(n_mtiles):
+        for px in range(pixels):
+            for grp in range(groups):
+                res_en, vals = got[k]
+                k += 1
+                lanes = pos[t, grp * G:(grp + 1) * G]
+                assert res_en == 1
+                assert vals == [_decode(int(rows[px, p]), signed, offset, cfg.act_bits)
+                                for p in lanes], (t, px)
+    # the edge codes reached the join decoded
+    edge = [_decode(v, signed, offset, cfg.act_bits) for v in (0, 127, 128, 255)]
+    assert got[0][1][:4] == edge
+    if offset:
+        assert edge == [-128, -1, 0, 127]
