@@ -10,8 +10,10 @@ from ilmpq.hdl.isa import Compute
 
 
 def expected_beats(ins, act_half, tn, act_bits, g0=0):
-    """Yield (data tuple, addr, bank, first, swap, last) for one COMPUTE instruction."""
+    """Yield (data tuple, addr, bank, first, swap, last) for one COMPUTE instruction (padding
+    reads 0, or ``2**(act_bits-1)`` with ``pad_ob``)."""
     groups, in_w = ins["groups"], ins["in_w"]
+    pad = ins.get("pad_ob", 0) << (act_bits - 1)
     out = []
     for mt in range(ins["n_mtiles"]):
         g = g0 + mt
@@ -26,7 +28,7 @@ def expected_beats(ins, act_half, tn, act_bits, g0=0):
                         word = act_half[(iy * in_w + ix) * groups + cg]
                         d = tuple(int(b) & ((1 << act_bits) - 1) for b in word)
                     else:
-                        d = (0,) * tn
+                        d = (pad,) * tn
                     p = oy * ins["out_w"] + ox
                     last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
                     out.append((d, p, g % 2, int(si == 0), int(p == 0), int(last)))
@@ -122,6 +124,28 @@ def test_two_instructions_alternate_halves_and_banks(rng):
     exp = (expected_beats(ins0, w0, cfg.tn, cfg.act_bits, g0=0)
            + expected_beats(ins1, w1, cfg.tn, cfg.act_bits, g0=1))
     assert got == exp
+
+
+def test_padding_reads_the_offset_binary_zero(rng):
+    """``pad_ob``: padding positions read ``2**(act_bits-1)`` (the stored zero of an
+    offset-binary input), real positions their bytes unchanged; then an instruction without it
+    pads with 0 again. Edge codes 0/127/128/255 in the buffer, random back-pressure."""
+    cfg = get_config("tiny")
+    ins0, w0 = make_case(rng, cfg, kh=3, kw=3, stride=1, pad=1, in_h=3, in_w=4, groups=2,
+                         n_mtiles=2)
+    ins1, w1 = make_case(rng, cfg, kh=3, kw=3, stride=2, pad=1, in_h=3, in_w=3, groups=1,
+                         n_mtiles=1)
+    ins0["pad_ob"] = 1
+    w0[:4] = [[0, 127, 128, 255], [255, 128, 127, 0], [128] * 4, [127] * 4]
+    w1[:2] = [[0, 127, 128, 255], [128] * 4]
+    half = cfg.act_depth // 2
+    words = np.zeros((cfg.act_depth, cfg.tn), dtype=np.uint8)
+    words[:len(w0)] = w0
+    words[half:half + len(w1)] = w1
+    _, got = run_compute(cfg, [ins0, ins1], words, rng, ready_prob=0.6)
+    exp0 = expected_beats(ins0, w0, cfg.tn, cfg.act_bits, g0=0)
+    assert got == exp0 + expected_beats(ins1, w1, cfg.tn, cfg.act_bits, g0=2)
+    assert exp0 != expected_beats(dict(ins0, pad_ob=0), w0, cfg.tn, cfg.act_bits, g0=0)
 
 
 def test_full_rate_when_ready(rng):

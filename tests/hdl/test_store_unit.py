@@ -4,7 +4,6 @@ post-processing unit as unsigned values, two's complement (``res_signed``) or of
 ``res_pos``; edge codes 0/127/128/255 and random bytes, random stalls on every port."""
 
 import numpy as np
-import pytest
 from amaranth.sim import Simulator
 
 from ilmpq.hdl.config import get_config
@@ -22,9 +21,9 @@ def _decode(byte, signed, offset, act_bits):
     return byte - 256 if byte >= 128 else byte
 
 
-def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
-    """One STORE on the store unit; every port driven by a model with random stalls. Returns
-    the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``."""
+def _run_store(cfg, rng, instrs, mem, *, p_stall=0.35, max_cycles=8000):
+    """STOREs on the store unit, in order; every port driven by a model with random stalls.
+    Returns the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``."""
     dut = StoreUnit(cfg)
     bb, G = cfg.beat_bytes, cfg.post_lanes
     groups = cfg.lanes_pad // G
@@ -41,7 +40,8 @@ def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
         rd_q, pp_q, wr_cmds = [], [], []        # read beats, post-processing outputs, writes
         dout_q = 0                               # drain beats owed
         wr_left, bank = None, 0
-        ctx.set(dut.instr.payload, Store.const(ins))
+        pending = list(instrs)
+        ctx.set(dut.instr.payload, Store.const(pending[0]))
         ctx.set(dut.instr.valid, 1)
         for _ in range(max_cycles):
             # inputs of this cycle
@@ -83,7 +83,10 @@ def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
             await ctx.tick()
             ctx.set(dut.wr_done, int(done_wr))
             if hs["instr"]:
-                ctx.set(dut.instr.valid, 0)
+                pending.pop(0)
+                ctx.set(dut.instr.valid, int(bool(pending)))
+                if pending:
+                    ctx.set(dut.instr.payload, Store.const(pending[0]))
             if hs["rd_data"]:
                 rd_q.pop(0)
             if hs["done_in"]:
@@ -94,9 +97,9 @@ def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
                 dout_q -= 1
             if hs["pp_out"]:
                 pp_q.pop(0)
-            if ctx.get(dut.done_count) == 1:
+            if ctx.get(dut.done_count) == len(instrs):
                 break
-        assert ctx.get(dut.done_count) == 1, "the STORE did not complete"
+        assert ctx.get(dut.done_count) == len(instrs), "the STOREs did not complete"
         assert not (ctx.get(dut.error) or ctx.get(dut.err_params) or ctx.get(dut.err_res)
                     or ctx.get(dut.err_protect))
 
@@ -107,11 +110,12 @@ def _run_store(cfg, rng, ins, mem, *, p_stall=0.35, max_cycles=4000):
     return got
 
 
-@pytest.mark.parametrize("signed,offset", [(0, 0), (1, 0), (1, 1)])
-def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, signed, offset):
+def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng):
+    """The same residual rows read by three STOREs: unsigned, two's complement, offset-binary
+    (``res_offset``); each lane's value at the join is its byte at ``res_pos`` decoded."""
     cfg = TINY
     bb, G, lp = cfg.beat_bytes, cfg.post_lanes, cfg.lanes_pad
-    n_mtiles, pixels, res_beats = 2, 5, 2
+    n_mtiles, pixels, res_beats = 2, 4, 2
     rb = res_beats * bb                              # residual bytes per pixel
     params_addr, res_addr, out_addr = 0x100, 0x400, 0x800
     mem = bytearray(0x1000)
@@ -129,25 +133,27 @@ def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, s
     res = rng.integers(0, 256, pixels * rb).astype(np.uint8)
     res[:8] = [0, 127, 128, 255, 1, 126, 129, 254]
     mem[res_addr:res_addr + len(res)] = res.tobytes()
-    ins = dict(n_mtiles=n_mtiles, pixels=pixels, out_addr=out_addr, out_stride=n_mtiles * lp,
-               params_addr=params_addr, res_addr=res_addr, res_beats=res_beats, res_en=1,
-               res_signed=signed, res_offset=offset, relu=int(not signed))
-    got = _run_store(cfg, rng, ins, mem)
+    modes = [(0, 0), (1, 0), (1, 1)]
+    instrs = [dict(n_mtiles=n_mtiles, pixels=pixels, out_addr=out_addr,
+                   out_stride=n_mtiles * lp, params_addr=params_addr, res_addr=res_addr,
+                   res_beats=res_beats, res_en=1, res_signed=sg, res_offset=of, relu=1 - sg)
+              for sg, of in modes]
+    got = _run_store(cfg, rng, instrs, mem)
     groups = lp // G
-    assert len(got) == n_mtiles * pixels * groups
+    per = n_mtiles * pixels * groups
+    assert len(got) == len(modes) * per
     rows = res.reshape(pixels, rb)
-    k = 0
-    for t in range(n_mtiles):
-        for px in range(pixels):
-            for grp in range(groups):
-                res_en, vals = got[k]
-                k += 1
-                lanes = pos[t, grp * G:(grp + 1) * G]
-                assert res_en == 1
-                assert vals == [_decode(int(rows[px, p]), signed, offset, cfg.act_bits)
-                                for p in lanes], (t, px)
-    # the edge codes reached the join decoded
-    edge = [_decode(v, signed, offset, cfg.act_bits) for v in (0, 127, 128, 255)]
-    assert got[0][1][:4] == edge
-    if offset:
-        assert edge == [-128, -1, 0, 127]
+    for m, (signed, offset) in enumerate(modes):
+        k = m * per
+        for t in range(n_mtiles):
+            for px in range(pixels):
+                for grp in range(groups):
+                    res_en, vals = got[k]
+                    k += 1
+                    lanes = pos[t, grp * G:(grp + 1) * G]
+                    assert res_en == 1
+                    assert vals == [_decode(int(rows[px, p]), signed, offset, cfg.act_bits)
+                                    for p in lanes], (signed, offset, t, px)
+        # the edge codes 0, 127, 128, 255 reached the join decoded
+        assert got[m * per][1][:4] == [[0, 127, 128, 255], [0, 127, -128, -1],
+                                       [-128, -1, 0, 127]][m]
