@@ -16,8 +16,10 @@ post-processes them like accumulators: a maximum passes unchanged (``mult = 2, s
 sum becomes an average through the per-lane ``M, S`` of its parameters.
 
 Zero padding: out-of-bounds positions read as 0. The inputs of max pooling are unsigned (they
-follow ReLU), so a zero never exceeds the window's maximum (golden's padding acts as -infinity,
-and every window holds at least one real value). Sum pooling is used without padding.
+follow ReLU) or offset-binary (a signed tensor stored as ``x + 2**(act_bits-1)``), so a zero
+never exceeds the window's maximum (golden's padding acts as -infinity, and every window holds
+at least one real value). A padded sum over an offset-binary input reads the stored zero
+``2**(act_bits-1)`` instead (the compute unit's COMPUTE ``pad_ob``).
 
 No memory: the only state is the ``tn`` running values and a staging register of
 ``lcm(tn, post_lanes)`` results, so the unit costs LUTs and flip-flops, no BRAM and no DSP.
