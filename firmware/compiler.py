@@ -1212,9 +1212,18 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
     src = tensors[layer.input]
     if src.signed and not src.offset:
-        why = _offset_why(model, cfg).get(layer.input) or (
-            "its producer stores it two's complement (the first conv reading the raw image "
-            "in phases)")
+        why = _offset_why(model, cfg).get(layer.input)
+        if not why:
+            # every reader could read it offset-binary, but its producer stores two's
+            # complement: the first conv, reading the raw image directly (in phases)
+            prod = {l.output: l for l in model.layers}
+            t, view = layer.input, ""
+            while isinstance(prod.get(t), FlattenLayer):
+                t = prod[t].input
+                view = f"the flattened view of {t!r}, which "
+            p = prod.get(t)
+            why = (f"{view}its producer {getattr(p, 'name', t)!r} (the first conv, reading the "
+                   f"raw image directly) stores {'it ' if not view else ''}two's complement")
         return (f"signed input: the PE array multiplies unsigned activations and "
                 f"{layer.input!r} is not stored offset-binary: {why}")
     if layer.groups > 1:

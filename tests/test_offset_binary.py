@@ -141,11 +141,13 @@ def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
     readers = {la.input: next(r for r in comp.layers if r.name == la.name)
                for la in qm.layers if isinstance(la, ConvLayer) and la.input in (b_name, flat)}
     assert len(readers) == 2 and all(r.where == "cpu" for r in readers.values())
+    stem = next(la.name for la in qm.layers if la.input == qm.input)
     assert readers[b_name].cpu_reason == (
         f"signed input: the PE array multiplies unsigned activations and {b_name!r} is not "
-        f"stored offset-binary: its producer stores it two's complement (the first conv "
-        f"reading the raw image in phases)")
-    assert readers[flat].cpu_reason.startswith(
+        f"stored offset-binary: its producer {stem!r} (the first conv, reading the raw image "
+        f"directly) stores it two's complement")
+    assert readers[flat].cpu_reason == (
         f"signed input: the PE array multiplies unsigned activations and {flat!r} is not "
-        f"stored offset-binary: ")
+        f"stored offset-binary: the flattened view of {b_name!r}, which its producer {stem!r} "
+        f"(the first conv, reading the raw image directly) stores two's complement")
     _check_isa(rng, qm, comp, 8)
