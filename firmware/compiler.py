@@ -1214,16 +1214,18 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
     if src.signed and not src.offset:
         why = _offset_why(model, cfg).get(layer.input)
         if not why:
-            # every reader could read it offset-binary, but its producer stores two's
-            # complement: the first conv, reading the raw image directly (in phases)
+            # every reader could read it offset-binary, but it is written two's complement:
+            # by the first conv reading the raw image directly (in phases), the only STORE
+            # that writes no offset (through its fused table, if any)
             prod = {l.output: l for l in model.layers}
             t, view = layer.input, ""
             while isinstance(prod.get(t), FlattenLayer):
                 t = prod[t].input
                 view = f"the flattened view of {t!r}, which "
-            p = prod.get(t)
-            why = (f"{view}its producer {getattr(p, 'name', t)!r} (the first conv, reading the "
-                   f"raw image directly) stores {'it ' if not view else ''}two's complement")
+            stem = next((l.name for l in model.layers
+                         if getattr(l, "input", None) == model.input), "?")
+            why = (f"{view}the first conv {stem!r}, reading the raw image directly, stores "
+                   f"{'it ' if not view else ''}two's complement")
         return (f"signed input: the PE array multiplies unsigned activations and "
                 f"{layer.input!r} is not stored offset-binary: {why}")
     if layer.groups > 1:

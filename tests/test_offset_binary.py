@@ -144,10 +144,10 @@ def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
     stem = next(la.name for la in qm.layers if la.input == qm.input)
     assert readers[b_name].cpu_reason == (
         f"signed input: the PE array multiplies unsigned activations and {b_name!r} is not "
-        f"stored offset-binary: its producer {stem!r} (the first conv, reading the raw image "
-        f"directly) stores it two's complement")
+        f"stored offset-binary: the first conv {stem!r}, reading the raw image directly, "
+        f"stores it two's complement")
     assert readers[flat].cpu_reason == (
         f"signed input: the PE array multiplies unsigned activations and {flat!r} is not "
-        f"stored offset-binary: the flattened view of {b_name!r}, which its producer {stem!r} "
-        f"(the first conv, reading the raw image directly) stores two's complement")
+        f"stored offset-binary: the flattened view of {b_name!r}, which the first conv "
+        f"{stem!r}, reading the raw image directly, stores two's complement")
     _check_isa(rng, qm, comp, 8)
