@@ -1,5 +1,7 @@
 """The compute unit's beat stream against a direct model of the loop nest."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -126,11 +128,12 @@ def test_two_instructions_alternate_halves_and_banks(rng):
     assert got == exp
 
 
-def test_padding_reads_the_offset_binary_zero(rng):
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_padding_reads_the_offset_binary_zero(rng, act_bits):
     """``pad_ob``: padding positions read ``2**(act_bits-1)`` (the stored zero of an
     offset-binary input), real positions their bytes unchanged; then an instruction without it
     pads with 0 again. Edge codes 0/127/128/255 in the buffer, random back-pressure."""
-    cfg = get_config("tiny")
+    cfg = dataclasses.replace(get_config("tiny"), act_bits=act_bits)
     ins0, w0 = make_case(rng, cfg, kh=3, kw=3, stride=1, pad=1, in_h=3, in_w=4, groups=2,
                          n_mtiles=2)
     ins1, w1 = make_case(rng, cfg, kh=3, kw=3, stride=2, pad=1, in_h=3, in_w=3, groups=1,

@@ -3,7 +3,10 @@ post-processing unit as unsigned values, two's complement (``res_signed``) or of
 (``res_signed`` + ``res_offset``: ``u - 2**(act_bits-1)``), each lane's byte gathered at its
 ``res_pos``; edge codes 0/127/128/255 and random bytes, random stalls on every port."""
 
+import dataclasses
+
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from ilmpq.hdl.config import get_config
@@ -110,10 +113,12 @@ def _run_store(cfg, rng, instrs, mem, *, p_stall=0.35, max_cycles=8000):
     return got
 
 
-def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng):
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, act_bits):
     """The same residual rows read by three STOREs: unsigned, two's complement, offset-binary
-    (``res_offset``); each lane's value at the join is its byte at ``res_pos`` decoded."""
-    cfg = TINY
+    (``res_offset``: the low ``act_bits`` less ``2**(act_bits-1)``); each lane's value at the
+    join is its byte at ``res_pos`` decoded."""
+    cfg = dataclasses.replace(TINY, act_bits=act_bits)
     bb, G, lp = cfg.beat_bytes, cfg.post_lanes, cfg.lanes_pad
     n_mtiles, pixels, res_beats = 2, 4, 2
     rb = res_beats * bb                              # residual bytes per pixel
@@ -131,7 +136,9 @@ def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng):
         mem[a:a + len(blk)] = blk
     # the residual rows: the edge codes first, random bytes after
     res = rng.integers(0, 256, pixels * rb).astype(np.uint8)
-    res[:8] = [0, 127, 128, 255, 1, 126, 129, 254]
+    h = 1 << (act_bits - 1)
+    edges = [0, h - 1, h, 2 * h - 1]                 # 0/127/128/255 at A8
+    res[:8] = edges + [1, h - 2, h + 1, 2 * h - 2]
     mem[res_addr:res_addr + len(res)] = res.tobytes()
     modes = [(0, 0), (1, 0), (1, 1)]
     instrs = [dict(n_mtiles=n_mtiles, pixels=pixels, out_addr=out_addr,
@@ -154,6 +161,8 @@ def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng):
                     assert res_en == 1
                     assert vals == [_decode(int(rows[px, p]), signed, offset, cfg.act_bits)
                                     for p in lanes], (signed, offset, t, px)
-        # the edge codes 0, 127, 128, 255 reached the join decoded
-        assert got[m * per][1][:4] == [[0, 127, 128, 255], [0, 127, -128, -1],
-                                       [-128, -1, 0, 127]][m]
+    # the edge codes reached the join decoded: offset-binary 0, h-1, h, 2h-1 are -h, -1, 0, h-1
+    assert got[0][1][:4] == edges
+    assert got[2 * per][1][:4] == [-h, -1, 0, h - 1]
+    if act_bits == 8:
+        assert got[per][1][:4] == [0, 127, -128, -1]
