@@ -37,10 +37,10 @@ def _quantize(rng, model, size=SIZE):
 def _graph(rng, size=4):
     """MobileNet-V2's pattern, then pooling: a linear 1x1 projection ``b`` (signed) read by the
     next block's expand conv and as that block's residual; the block output ``c = project(...)
-    + b`` (signed) read by a padded 3x3 conv and again as a residual; ``d`` likewise by a
-    padded 3x3 conv and by max pooling with padding; average pooling with padding counted (the
-    padding reads the stored zero), a padded linear conv, global average pooling flattened into
-    an FC (the output, signed: two's complement)."""
+    + b`` (signed) read by a padded 3x3 conv and again as a residual; the next block output
+    ``d`` by max pooling with padding; average pooling with padding counted (the padding reads
+    the stored zero), a padded linear conv, global average pooling flattened into an FC (the
+    output, signed: two's complement)."""
     g = G(rng, (3, size, size))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     b = g.conv(a, 8, 4, 1)
@@ -85,6 +85,9 @@ def _check_isa(rng, qm, comp, size=SIZE):
 
 
 def test_residual_padded_and_pooling_readers_of_signed_tensors_on_the_accelerator(rng):
+    """Every layer on the accelerator, every signed tensor but the output offset-binary, the
+    COMPUTE / STORE flags where they belong; bit-exact with golden on the ISA simulator (random,
+    all-255 and all-0 images) and on the Amaranth RTL with random AXI stalls."""
     qm = _quantize(rng, _graph(rng), 4)
     convs = [la for la in qm.layers if isinstance(la, ConvLayer)]
     res = [la for la in convs if la.residual is not None]
