@@ -437,6 +437,12 @@ class Compiled:
                       if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
                 f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
+        placed = [r.name for r in self.layers if r.kind.endswith(":placed")]
+        if placed:
+            lines.append("placement, no copies (a view of stored bytes; a concat's convs store "
+                         "into their channel ranges of its tensor): " + ", ".join(
+                             f"{r.name} ({r.kind.split(':')[0]})" for r in self.layers
+                             if r.name in placed))
         ob = [n for n, t in self.tensors.items() if t.offset]
         if ob:
             lines.append("signed tensors stored offset-binary (x + 2**(bits-1)) for the "
@@ -895,6 +901,30 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     offset_ok = _offset_tensors(model, cfg, lut_of)
     producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
+    # Concat as placement (:func:`_concat_plan`): its producing convs store straight into
+    # their channel ranges of one tensor, allocated when the first of them is compiled
+    concat_ranges, place_why = _concat_plan(model, cfg)
+    concat_of = {l.name: l for l in model.layers if isinstance(l, ConcatLayer)}
+    member_of = {t: (cat, off, n) for cat, rs in concat_ranges.items() for t, off, n in rs}
+    concat_store: dict[str, TensorPlacement] = {}   # concat name -> its stored tensor
+    stored_into: set[str] = set()     # concat inputs an accelerated conv stored into it
+
+    def member_place(cat_name: str, off: int, npos: int):
+        """``place`` for a conv storing into positions ``[off, off + npos)`` of a concat's
+        tensor: its STOREs write at ``addr + off`` with the concat's pixel stride."""
+        def _place(name, channels, h, w, perm):
+            st = concat_store[cat_name]
+            if len(perm) != npos or (h, w) != (st.h, st.w):
+                raise CompileError(f"layer {producer_of[name]!r}: its output ({len(perm)} "
+                                   f"positions, {h}x{w}) does not fit its range of the concat "
+                                   f"{cat_name!r}")
+            full = np.full(st.c_mem, -1, np.int64)
+            full[off:off + npos] = perm
+            t = TensorPlacement(name, st.addr + off, channels, st.c_mem, h, w, full,
+                                st.signed, st.bits, offset=st.offset)
+            tensors[name] = t
+            return t
+        return _place
 
     for layer0 in model.layers:
         layer = _alias(layer0)
@@ -902,6 +932,19 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             reports.append(LayerReport(layer.name, "lut:fused", "free",
                                        model.tensors[layer.output].shape))
             continue
+        if isinstance(layer, (PermuteLayer, SliceLayer, ConcatLayer)):
+            view, why = _placement_view(layer, model, tensors, concat_store, stored_into)
+            if view is not None:
+                tensors[layer.output] = view
+                # readers wait for the STOREs of the tensor's (last) producer: STOREs complete
+                # in program order, so that covers every earlier range of a concat too
+                last = (layer.inputs[-1] if isinstance(layer, ConcatLayer) else layer.input)
+                if last in producers:
+                    producers[layer.output] = producers[last]
+                reports.append(LayerReport(layer.name, f"{layer.kind}:placed", "free",
+                                           model.tensors[layer.output].shape))
+                continue
+            place_why.setdefault(layer.name, why)
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
             # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
@@ -946,7 +989,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         elif not isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
             # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
             # concat ...): on the host, with the reason
-            reason = _host_reason(layer, model, cfg, tensors)
+            reason = place_why.get(layer.name) or _host_reason(layer, model, cfg, tensors)
             if isinstance(layer, LutLayer):
                 prod = next((r for r in reports if r.name == producer_of.get(layer.input)),
                             None)
@@ -985,19 +1028,44 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0), input=layer.input)
+        member = member_of.get(layer.output)
+        conv_place, offset_out = place, None
+        if member is not None:
+            cat_name, off, npos = member
+            if cat_name not in concat_store:
+                # the concat's tensor, before the mark: a member that falls back to the host
+                # leaves it to the others (and the concat to the host)
+                cat = model.tensors[concat_of[cat_name].output]
+                c_cat = sum(n for _, _, n in concat_ranges[cat_name])
+                st = TensorPlacement(cat.name, 0, cat.shape[0], c_cat, cat.shape[1],
+                                     cat.shape[2], np.full(c_cat, -1, np.int64), cat.signed,
+                                     cat.bits)
+                if cat.name in offset_ok:
+                    st.offset = 1 << (cat.bits - 1)
+                st.addr = arena.alloc(st.nbytes, what=f"tensor {cat.name!r}")
+                phys.append(st)
+                concat_store[cat_name] = st
+            conv_place = member_place(cat_name, off, npos)
+            offset_out = bool(concat_store[cat_name].offset)
         mark = (len(img.data), len(cur_instr), len(arena.data))
         lut = lut_of.get(layer.output)
+        if offset_out is None:
+            offset_out = (lut.output if lut is not None else layer.output) in offset_ok
         try:
-            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
-                                        seq_counter, stores_in_segment, producers, mac=mac,
-                                        lut=lut, offset_out=(lut.output if lut is not None
-                                                             else layer.output) in offset_ok,
+            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
+                                        cur_instr, seq_counter, stores_in_segment, producers,
+                                        mac=mac, lut=lut, offset_out=offset_out,
                                         strided=not act_check)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
             undo_on_limit(layer0, mark, e)
             continue
+        if member is not None:
+            # the conv's output: a view of the concat's tensor (its range, -1 elsewhere)
+            t = tensors[layer.output]
+            t.addr = concat_store[member[0]].addr
+            stored_into.add(layer.output)
         if lut is not None:
             fused.add(lut.name)
         if layer0 is fold_layer:
@@ -1092,6 +1160,116 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
              ConcatLayer: "concat", SliceLayer: "slice", PermuteLayer: "channel shuffle"}
+
+
+def _conv_positions(layer: ConvLayer, cfg: HWConfig) -> int:
+    """Channel positions of a conv/FC output as :func:`_compile_conv` stores it: ``mtiles *
+    lanes_pad`` rounded up to the channel alignment."""
+    prec = np.asarray(layer.precision)
+    mtiles = max(1, -(-int(np.sum(prec == Precision.HI)) // cfg.lanes_hi),
+                 -(-int(np.sum(prec == Precision.LO)) // cfg.lanes_lo))
+    return _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
+
+
+def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
+    """Concats stored as placement: ``({concat name: [(input, first position, positions)]},
+    {concat name: why not})``. A Concat is placed when each input is the output of a conv/FC
+    that nothing else reads (not the network output), its requantization is the identity
+    (``M = 2**S``: the quantizer gives such convs the Concat's scale, golden/quantize.py
+    ``_concat_groups``) and its format is the Concat's (bits, signedness); then each conv stores
+    straight into its range of the Concat's tensor (``mtiles * lanes_pad`` positions, whole
+    STOREs per row, so the activation check entries cover every byte: one entry per producer
+    and row). Whether every producer then runs on the accelerator is known only when it is
+    compiled (:func:`_placement_view`)."""
+    producer = {l.output: l for l in model.layers}
+    readers: dict[str, int] = {}
+    for l in model.layers:
+        for t in layer_inputs(l):
+            readers[t] = readers.get(t, 0) + 1
+    plan, why = {}, {}
+    for l in model.layers:
+        if not isinstance(l, ConcatLayer):
+            continue
+        out = model.tensors[l.output]
+        if l.output == model.output:
+            why[l.name] = "concat: it is the network output (stored in natural channel order)"
+            continue
+        if len(set(l.inputs)) != len(l.inputs):
+            why[l.name] = "concat: an input appears twice (its bytes would have to be copied)"
+            continue
+        ranges, off = [], 0
+        for i, t in enumerate(l.inputs):
+            p, ts = producer.get(t), model.tensors[t]
+            if not isinstance(p, ConvLayer) or readers.get(t, 0) != 1 or t == model.output:
+                why[l.name] = (f"concat: input {t!r} is not the output of a conv that only this "
+                               f"concat reads, so it cannot be stored into the concat's tensor "
+                               f"(a copy)")
+                break
+            if l.mults[i] != 1 << l.shifts[i] or (ts.bits, ts.signed) != (out.bits, out.signed):
+                why[l.name] = (f"concat: input {t!r} is requantized (M = {l.mults[i]}, S = "
+                               f"{l.shifts[i]}, {ts.bits}-bit {'signed' if ts.signed else 'unsigned'}"
+                               f" into {out.bits}-bit {'signed' if out.signed else 'unsigned'}): "
+                               f"only an identity concat is stored as placement")
+                break
+            n = _conv_positions(p, cfg)
+            ranges.append((t, off, n))
+            off += n
+        else:
+            plan[l.name] = ranges
+    return plan, why
+
+
+def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
+                    stored_into: set) -> tuple:
+    """A channel shuffle, a channel slice or a placed concat as a view of stored bytes:
+    ``(TensorPlacement, "")``, or ``(None, why it runs on the host)``.
+
+    * PermuteLayer ``y[c] = x[p[c]]``: the same bytes, position ``pos`` holds ``y``'s channel
+      ``p^-1[perm[pos]]``.
+    * SliceLayer over channels (all rows and columns): the same bytes, the excluded channels'
+      positions ``-1`` (a conv reading it gives them zero weights, a pooling layer zero lanes,
+      the host ignores them).
+    * ConcatLayer planned by :func:`_concat_plan` whose inputs an accelerated conv each stored
+      into its range: the concat's tensor."""
+    if isinstance(layer, ConcatLayer):
+        st = concat_store.get(layer.name)
+        missing = [t for t in layer.inputs if t not in stored_into]
+        if st is None or missing:
+            return None, (f"concat: input {missing[0]!r} was not stored into the concat's "
+                          f"tensor by an accelerated conv (its producer runs on the host), so "
+                          f"the concat copies")
+        perm = np.full(st.c_mem, -1, np.int64)
+        base = 0
+        for t in layer.inputs:          # the inputs' views, channels renumbered in order
+            v = tensors[t]
+            ok = v.perm >= 0
+            perm[ok] = v.perm[ok] + base
+            base += v.channels
+        return dataclasses.replace(st, name=layer.output, perm=perm, _index=None), ""
+    src = tensors[layer.input]
+    if layer.input == model.input or src.fold is not None or src.s2d > 1 or \
+            src.gather is not None or src.strided is not None:
+        return None, (f"{layer.kind} of the network input's stored layout: no view of it (the "
+                      f"host copies)")
+    ok = src.perm >= 0
+    perm = np.full(src.c_mem, -1, np.int64)
+    if isinstance(layer, PermuteLayer):
+        inv = np.empty(src.channels, np.int64)
+        inv[np.asarray(layer.perm, np.int64)] = np.arange(src.channels)
+        perm[ok] = inv[src.perm[ok]]
+        n = src.channels
+    else:
+        _, h, w = model.tensors[layer.input].shape
+        (c0, h0, w0), (c1, h1, w1), (cs, hs, ws) = layer.starts, layer.stops, layer.steps
+        if (h0, w0, hs, ws) != (0, 0, 1, 1) or (h1, w1) != (h, w):
+            return None, (f"slice over rows or columns (rows {h0}:{h1}:{hs}, columns "
+                          f"{w0}:{w1}:{ws} of {h}x{w}): only a channel slice is a view of the "
+                          f"stored tensor")
+        c = src.perm[ok]
+        sel = (c >= c0) & (c < c1) & ((c - c0) % cs == 0)
+        perm[np.flatnonzero(ok)[sel]] = (c[sel] - c0) // cs
+        n = len(range(c0, c1, cs))
+    return dataclasses.replace(src, name=layer.output, channels=n, perm=perm, _index=None), ""
 
 
 def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:

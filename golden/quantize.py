@@ -626,6 +626,9 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     clips: dict[str, float] = {fm.input: 255.0}
     layers = []
     stats = []
+    # conv outputs that only a Concat reads take the Concat's output scale (_concat_groups)
+    concat_group = _concat_groups(fm, signed_of)
+    group_clip: dict[tuple, float] = {}
     for n in fm.nodes:
         shape = tuple(int(v) for v in fm.shapes[n.output])
         if isinstance(n, (FPointwise, FMul, FConcat)):
@@ -660,6 +663,15 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         method = "max" if n.output in out_chain else act_clip
         clip = activation_clip(env[n.output] if one_batch else stats_s.values[n.output],
                                a_bits, signed, method)
+        grp = concat_group.get(n.output)
+        if grp is not None:
+            # the Concat's output clip: the largest of its inputs' own clips (as the Concat
+            # takes it), so the Concat's requantization of this input is the identity
+            if grp not in group_clip:
+                group_clip[grp] = max(activation_clip(
+                    env[t] if one_batch else stats_s.values[t], a_bits, signed,
+                    "max" if t in out_chain else act_clip) for t in grp)
+            clip = group_clip[grp]
         s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
         tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
         clips[n.output] = clip
@@ -780,6 +792,36 @@ def _quantize_host_op(n, tensors: dict, clips: dict, values, method, a_bits: int
     tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
     clips[n.output] = clip
     return MulLayer(n.name, n.input, n.gate, n.output, int(mlt[0]), int(sh[0]))
+
+
+def _concat_groups(fm: FloatModel, signed_of: dict) -> dict:
+    """Conv outputs quantized at the scale of the Concat reading them: ``{tensor: the Concat's
+    inputs}`` for every Concat whose inputs are all distinct conv outputs of one signedness,
+    each read by that Concat alone and none the network output.
+
+    Sound: the Concat's output clip is the largest of its inputs' clips (an input's values
+    already lie within it, so nothing more saturates), and its output is on that one scale
+    anyway; quantizing the conv straight to it rounds once where the Concat would round twice
+    (to the conv's scale, then to its own). The Concat's requantization of each input is then
+    the identity (``M = 2**S``), so the compiler can let the convs store straight into their
+    channel ranges of the Concat's tensor (firmware/compiler.py). golden's semantics are
+    unchanged: the Concat still requantizes each input with its ``(M, S)``."""
+    producers = fm.producers()
+    readers: dict[str, int] = {}
+    for n in fm.nodes:
+        for t in n.inputs():
+            readers[t] = readers.get(t, 0) + 1
+    out = {}
+    for n in fm.nodes:
+        if not isinstance(n, FConcat):
+            continue
+        ins = tuple(n.inputs())
+        if len(set(ins)) != len(ins) or len({signed_of.get(t) for t in ins}) != 1:
+            continue
+        if all(isinstance(producers.get(t), FConv) and readers.get(t) == 1 and t != fm.output
+               for t in ins):
+            out.update({t: ins for t in ins})
+    return out
 
 
 def _output_chain(fm: FloatModel) -> set:
