@@ -1,0 +1,179 @@
+"""Concat, Slice and channel shuffle as tensor placement (issue 16): a channel shuffle
+(Reshape-Transpose-Reshape) and a channel slice are free views of the stored bytes (a new
+position -> channel map, excluded positions -1: zero weights for the conv reading them); a
+Concat whose inputs are convs read by it alone is stored by those convs straight into their
+channel ranges of one tensor (no copy), with the quantizer giving them the Concat's scale so
+that its requantization is the identity. Every stored tensor bit-exact with golden on the ISA
+simulator and on the Amaranth RTL (tiny preset, random AXI stalls and latencies); the
+activation check entries stay on (one entry per producer and row)."""
+
+import numpy as np
+import pytest
+
+from e2e_util import assert_layers_equal, run_e2e
+from onnx_graphs import G, compare_with_reference
+from ilmpq.firmware.compiler import compile_model
+from ilmpq.firmware.sim.isasim import run_compiled
+from ilmpq.golden import reference
+from ilmpq.golden.model import ConcatLayer, ConvLayer, PermuteLayer, SliceLayer
+from ilmpq.golden.onnx_import import load_onnx
+from ilmpq.golden.quantize import quantize
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode
+
+TINY = get_config("tiny")
+IB = INSTR_BITS // 8
+
+
+def _fire(rng, size):
+    """SqueezeNet's Fire module: conv -> squeeze 1x1 -> expand 1x1 and expand 3x3 (ReLU) ->
+    Concat -> 1x1 conv."""
+    g = G(rng, (3, size, size))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    s = g.node("Relu", [g.conv(a, 8, 4, 1)])
+    e1 = g.node("Relu", [g.conv(s, 4, 8, 1)])
+    e3 = g.node("Relu", [g.conv(s, 4, 8, 3, pads=[1, 1, 1, 1])])
+    y = g.node("Relu", [g.conv(g.node("Concat", [e1, e3], axis=1), 16, 6, 1)])
+    return g.model(y, ["N", 6, size, size])
+
+
+def _shuffle(rng, size):
+    """ShuffleNet-V2's units: a down-sampling-like unit (two conv branches of one tensor ->
+    Concat -> channel shuffle), then a basic unit (channel split by two Slices, one half through
+    a conv, Concat with the other half, shuffle), then a conv."""
+    g = G(rng, (3, size, size))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    b1 = g.node("Relu", [g.conv(a, 8, 8, 1)])
+    b2 = g.node("Relu", [g.conv(g.node("Relu", [g.conv(a, 8, 8, 1)]), 8, 8, 3,
+                                pads=[1, 1, 1, 1])])
+    sh = g.shuffle(g.node("Concat", [b1, b2], axis=1), 16, size, size, 2)
+    x1, x2 = g.slice(sh, [0], [8], [1]), g.slice(sh, [8], [16], [1])
+    br = g.node("Relu", [g.conv(x2, 8, 8, 1)])
+    sh2 = g.shuffle(g.node("Concat", [x1, br], axis=1), 16, size, size, 2)
+    y = g.node("Relu", [g.conv(g.slice(sh2, [1], [16], [1], [3]), 5, 6, 1)])
+    return g.model(y, ["N", 6, size, size])
+
+
+def _quantized(build, rng, size):
+    model = build(rng, size)
+    compare_with_reference(model, rng.uniform(0, 255, (2, 3, size, size)))
+    return quantize(load_onnx(model), rng.integers(0, 256, (6, 3, size, size)),
+                    ratio=TINY.ratio, spec=TINY.numeric, report=False)
+
+
+def _images(rng, size):
+    return [rng.integers(0, 256, (3, size, size)), np.full((3, size, size), 255),
+            np.zeros((3, size, size), np.int64)]
+
+
+def _program(comp, step):
+    out = []
+    for i in range(step.n_instr):
+        off = step.prog_addr - comp.base + IB * i
+        out.append(decode(bytes(comp.image[off:off + IB])))
+    return out
+
+
+def test_fire_module_concat_is_placement(rng):
+    qm = _quantized(_fire, rng, 6)
+    cat = next(la for la in qm.layers if isinstance(la, ConcatLayer))
+    producer = {la.output: la for la in qm.layers}
+    # the quantizer gave both expand convs the concat's scale: its requantization is the
+    # identity (M = 2**S), and golden's concat is then a plain concatenation
+    assert all(m == 1 << s for m, s in zip(cat.mults, cat.shifts))
+    assert {qm.tensors[t].scale for t in cat.inputs} == {qm.tensors[cat.output].scale}
+    comp = compile_model(qm, TINY)
+    assert comp.one_program
+    rep = {r.name: r for r in comp.layers}
+    assert (rep[cat.name].where, rep[cat.name].kind) == ("free", "concat:placed")
+    assert all(rep[producer[t].name].where == "accel" for t in cat.inputs)
+    assert "placement, no copies" in comp.report() and f"{cat.name} (concat)" in comp.report()
+    # the expand convs' outputs are views of the concat's tensor: their channel ranges
+    y = comp.tensors[cat.output]
+    views = [comp.tensors[t] for t in cat.inputs]
+    assert all(v.addr == y.addr and v.c_mem == y.c_mem for v in views)
+    ranges = [np.flatnonzero(v.perm >= 0) for v in views]
+    assert ranges[0].max() < ranges[1].min()
+    for v in views:
+        assert set(y.perm[v.perm >= 0]) == set(v.perm[v.perm >= 0] + (
+            0 if v is views[0] else views[0].channels))
+    # their STOREs write at the range's first position with the concat's pixel stride; each
+    # is one of two check entries a row (k = 2), the reader's LOAD_ROWS reads both
+    prog = _program(comp, comp.steps[0])
+    stores = [f for op, f in prog if op == Opcode.STORE
+              and y.addr <= f["out_addr"] < y.addr + y.nbytes]
+    assert len(stores) == 2 and all(f["out_stride"] == y.c_mem for f in stores)
+    # (8 channels each: two mtiles of lanes_pad = 8 positions, pad lanes written as 0)
+    assert y.c_mem == 4 * TINY.lanes_pad
+    assert sorted(f["out_addr"] - y.addr for f in stores) == [0, 2 * TINY.lanes_pad]
+    assert ranges[1].min() >= 2 * TINY.lanes_pad
+    assert all(f["chk_stride"] == 2 and f["chk_row_pixels"] == y.w for f in stores)
+    assert len({f["chk_off"] for f in stores}) == 2
+    loads = [f for op, f in prog if op == Opcode.LOAD_ROWS and f["addr"] == y.addr]
+    assert len(loads) == 1 and loads[0]["beats"] * TINY.beat_bytes == y.nbytes
+    assert loads[0]["chk_beats"] == 2 * y.h
+    for img in _images(rng, 6):
+        assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
+                            run_compiled(comp, img))
+
+
+def test_shuffle_and_slices_are_views(rng):
+    qm = _quantized(_shuffle, rng, 6)
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    perms = [la for la in qm.layers if isinstance(la, PermuteLayer)]
+    slices = [la for la in qm.layers if isinstance(la, SliceLayer)]
+    cats = [la for la in qm.layers if isinstance(la, ConcatLayer)]
+    assert len(perms) == 2 and len(slices) == 3 and len(cats) == 2
+    for la in perms + slices:
+        assert (rep[la.name].where, rep[la.name].kind) == ("free", f"{la.kind}:placed")
+        t, src = comp.tensors[la.output], comp.tensors[la.input]
+        assert (t.addr, t.c_mem) == (src.addr, src.c_mem)     # the same bytes
+    # the first concat is placed; the second concatenates a slice (a view of another tensor),
+    # which would be a copy: on the host, with that reason
+    assert rep[cats[0].name].kind == "concat:placed"
+    assert rep[cats[1].name].where == "cpu"
+    assert f"input {cats[1].inputs[0]!r} is not the output of a conv" in \
+        rep[cats[1].name].cpu_reason
+    # the strided channel slice 1:16:3 keeps 5 channels; its reader gets zero weights on the
+    # other positions
+    last = slices[-1]
+    assert last.steps[0] == 3 and int(np.sum(comp.tensors[last.output].perm >= 0)) == 5
+    assert [r.where for r in comp.layers if r.kind == "conv"].count("accel") == 6
+    for img in _images(rng, 6):
+        assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
+                            run_compiled(comp, img))
+
+
+def test_concat_whose_input_is_also_read_elsewhere_keeps_its_scale_and_copies(rng):
+    """One expand conv's output is also read by another conv: the quantizer leaves its scale
+    (the Concat requantizes it) and the compiler's Concat runs on the host, naming why."""
+    g = G(rng, (3, 6, 6))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    e1 = g.node("Relu", [g.conv(a, 8, 8, 1)])
+    e3 = g.node("Relu", [g.conv(a, 8, 8, 3, pads=[1, 1, 1, 1])])
+    y = g.node("Add", [g.conv(g.node("Concat", [e1, e3], axis=1), 16, 4, 1), g.conv(e1, 8, 4, 1)])
+    model = g.model(y, ["N", 4, 6, 6])
+    qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 6, 6)), ratio=TINY.ratio,
+                  spec=TINY.numeric, report=False)
+    cat = next(la for la in qm.layers if isinstance(la, ConcatLayer))
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    assert rep[cat.name].where == "cpu"
+    assert "is not the output of a conv that only this concat reads" in rep[cat.name].cpu_reason
+    img = rng.integers(0, 256, (3, 6, 6))
+    assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric), run_compiled(comp, img))
+
+
+@pytest.mark.parametrize("build", [_fire, _shuffle], ids=["fire", "shuffle"])
+def test_placement_bit_exact_on_rtl_with_random_stalls(rng, build):
+    """The placed concat (two convs storing into one tensor, checked), the shuffle and slice
+    views and the host concat on the Amaranth RTL with random AXI stalls: every stored tensor
+    equals golden."""
+    qm = _quantized(build, rng, 4)
+    comp, _ = run_e2e(qm, TINY, [rng.integers(0, 256, (3, 4, 4))], mem_mode="random",
+                      seed=int(rng.integers(1 << 30)))
+    rep = {r.name: r for r in comp.layers}
+    assert rep[next(la for la in qm.layers if isinstance(la, ConcatLayer)).name].kind == \
+        "concat:placed"
+    assert all(rep[la.name].where == "accel" for la in qm.layers if isinstance(la, ConvLayer))
