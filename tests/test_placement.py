@@ -177,3 +177,45 @@ def test_placement_bit_exact_on_rtl_with_random_stalls(rng, build):
     assert rep[next(la for la in qm.layers if isinstance(la, ConcatLayer)).name].kind == \
         "concat:placed"
     assert all(rep[la.name].where == "accel" for la in qm.layers if isinstance(la, ConvLayer))
+
+
+def test_signed_concat_offset_binary_and_fallbacks(rng):
+    """A Concat of two linear convs (signed) read only by an unpadded 1x1 conv: placed, both
+    convs store offset-binary through identity tables into their ranges and the reader runs on
+    the accelerator. A Concat one of whose convs runs on the host (grouped) copies, naming
+    why; a slice over rows is a host copy too. All bit-exact on the ISA simulator."""
+    g = G(rng, (3, 6, 6))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    lin = g.node("Concat", [g.conv(a, 8, 4, 1), g.conv(a, 8, 8, 3, pads=[1, 1, 1, 1])], axis=1)
+    b = g.node("Relu", [g.conv(lin, 12, 8, 1)])
+    grp = g.node("Concat", [g.node("Relu", [g.conv(b, 8, 8, 1)]),
+                            g.node("Relu", [g.conv(b, 8, 8, 3, group=2, pads=[1, 1, 1, 1])])],
+                 axis=1)
+    rows = g.slice(grp, [1], [5], [2])
+    y = g.node("Relu", [g.conv(rows, 16, 4, 1)])
+    model = g.model(y, ["N", 4, 4, 6])
+    compare_with_reference(model, rng.uniform(0, 255, (2, 3, 6, 6)))
+    qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 6, 6)), ratio=TINY.ratio,
+                  spec=TINY.numeric, report=False)
+    cats = [la for la in qm.layers if isinstance(la, ConcatLayer)]
+    assert qm.tensors[cats[0].output].signed and not qm.tensors[cats[1].output].signed
+    assert all(m == 1 << s for la in cats for m, s in zip(la.mults, la.shifts))
+    comp = compile_model(qm, TINY)
+    rep = {r.name: r for r in comp.layers}
+    producer = {la.output: la for la in qm.layers}
+    assert rep[cats[0].name].kind == "concat:placed"
+    assert comp.tensors[cats[0].output].offset == 128
+    assert all(rep[producer[t].name].kind == "conv+ob" for t in cats[0].inputs)
+    reader = next(la for la in qm.layers if isinstance(la, ConvLayer) and
+                  la.input == cats[0].output)
+    assert rep[reader.name].where == "accel"
+    grouped = producer[cats[1].inputs[1]]
+    assert rep[grouped.name].where == "cpu"
+    assert rep[cats[1].name].where == "cpu"
+    assert (f"input {cats[1].inputs[1]!r} was not stored into the concat's tensor by an "
+            f"accelerated conv") in rep[cats[1].name].cpu_reason
+    sl = next(la for la in qm.layers if isinstance(la, SliceLayer))
+    assert rep[sl.name].where == "cpu" and "slice over rows or columns" in rep[sl.name].cpu_reason
+    for img in _images(rng, 6):
+        assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
+                            run_compiled(comp, img))
