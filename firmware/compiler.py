@@ -1239,8 +1239,9 @@ def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
         missing = [t for t in layer.inputs if t not in stored_into]
         if st is None or missing:
             return None, (f"concat: input {missing[0]!r} was not stored into the concat's "
-                          f"tensor by an accelerated conv (its producer runs on the host), so "
-                          f"the concat copies")
+                          f"tensor by an accelerated conv (its producer runs on the host, or "
+                          f"is the first conv reading the raw image in phases), so the concat "
+                          f"copies")
         perm = np.full(st.c_mem, -1, np.int64)
         base = 0
         for t in layer.inputs:          # the inputs' views, channels renumbered in order
