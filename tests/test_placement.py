@@ -235,3 +235,31 @@ def test_cycle_model_matches_rtl_on_a_placed_concat(rng):
         assert pred[k] == stats[k], k
     assert abs(pred["cycles"] - stats["cycles"]) <= 0.02 * stats["cycles"], \
         (pred["cycles"], stats["cycles"])
+
+
+def test_views_read_by_a_pool_and_as_a_residual(rng):
+    """A channel slice read by the pooling unit (the other positions are zero lanes), a shuffle
+    read as a conv's residual (the post-processing gathers it through its position table) and
+    a Concat of convs with different mtile counts (5 and 4 channels): one program, nothing on
+    the host, bit-exact on the ISA simulator."""
+    g = G(rng, (3, 8, 8))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    mp = g.node("MaxPool", [g.slice(a, [2], [7], [1])], kernel_shape=[2, 2], strides=[2, 2])
+    r = g.node("Relu", [g.node("Add", [g.conv(a, 8, 8, 3, pads=[1, 1, 1, 1]),
+                                       g.shuffle(a, 8, 8, 8, 2)])])
+    c = g.node("Relu", [g.conv(r, 8, 5, 2, strides=[2, 2])])
+    y = g.node("Concat", [c, g.node("Relu", [g.conv(mp, 5, 4, 1)])], axis=1)
+    model = g.model(g.node("Relu", [g.conv(y, 9, 3, 1)]), ["N", 3, 4, 4])
+    compare_with_reference(model, rng.uniform(0, 255, (2, 3, 8, 8)))
+    qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 8, 8)), ratio=TINY.ratio,
+                  spec=TINY.numeric, report=False)
+    assert any(isinstance(la, ConvLayer) and la.residual is not None and isinstance(
+        next(p for p in qm.layers if p.output == la.residual), PermuteLayer) for la in qm.layers)
+    comp = compile_model(qm, TINY)
+    assert comp.one_program
+    assert sorted(r.kind for r in comp.layers if r.where == "free") == [
+        "concat:placed", "permute:placed", "slice:placed"]
+    assert "maxpool" in [r.kind for r in comp.layers if r.where == "accel"]
+    for img in _images(rng, 8):
+        assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric),
+                            run_compiled(comp, img), comp.unstored)
