@@ -908,9 +908,86 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # their channel ranges of one tensor, allocated when the first of them is compiled
     concat_ranges, place_why = _concat_plan(model, cfg)
     concat_of = {l.name: l for l in model.layers if isinstance(l, ConcatLayer)}
-    member_of = {t: (cat, off, n) for cat, rs in concat_ranges.items() for t, off, n in rs}
+    producer_layer = {l.output: l for l in model.layers}
+    member_of = {t: (cat, off, n, i) for cat, rs in concat_ranges.items()
+                 for i, (t, off, n, copy) in enumerate(rs) if copy is None}
     concat_store: dict[str, TensorPlacement] = {}   # concat name -> its stored tensor
-    stored_into: set[str] = set()     # concat inputs an accelerated conv stored into it
+    # concat name -> {input index: the view of its range} once an accelerated conv wrote it,
+    # and the tensor whose STOREs wrote last (its readers wait for them)
+    stored_into: dict[str, dict] = {}
+    last_store: dict[str, str] = {}
+
+    def compile_copies(cat: ConcatLayer):
+        """Compile the copy convs of ``cat``'s ranges into the current segment: one report
+        for them all (kind ``concat``, on the accelerator), or None when none is needed; a copy
+        that does not compile (e.g. a signed two's complement input) is undone, and the concat
+        then runs on the host with its reason."""
+        nonlocal cur_instr, seq_counter
+        # inputs no producer stores into it, and those whose producer ran on the host (or
+        # stored its own layout): copied with the producer's row split (its range's positions)
+        written = stored_into.get(cat.name, {})
+        out_signed = model.tensors[cat.output].signed
+        copies = [(i, off, n, c if c is not None else _copy_conv(
+                      cat, i, model.tensors[t].shape[0], out_signed, cfg,
+                      producer_layer[t].precision))
+                  for i, (t, off, n, c) in enumerate(concat_ranges[cat.name])
+                  if c is not None or i not in written]
+        if not copies:
+            return None
+        if cur_instr is None:
+            cur_instr = []
+        st = concat_storage(cat.name)
+        mark = (len(img.data), len(cur_instr), len(arena.data), seq_counter)
+        rep = LayerReport(cat.name, "concat", "accel", model.tensors[cat.output].shape)
+        done = {}
+        for i, off, n, conv in copies:
+            c_in = model.tensors[cat.inputs[i]].shape[0]
+            mview.tensors[conv.output] = TensorSpec(conv.output, (c_in, st.h, st.w), st.bits,
+                                                    st.signed, model.tensors[cat.output].scale)
+            try:
+                r, n_pkgs = _compile_conv(conv, mview, cfg, spec, img, tensors,
+                                          member_place(cat.name, off, n), cur_instr,
+                                          seq_counter, stores_in_segment + rep.ptiles,
+                                          producers, mac=mac, offset_out=bool(st.offset))
+            except CompileError as e:
+                del img.data[mark[0]:]
+                del cur_instr[mark[1]:]
+                del arena.data[mark[2]:]
+                seq_counter = mark[3]
+                for c in copies:
+                    tensors.pop(c[3].output, None)
+                    producers.pop(c[3].output, None)
+                if not cur_layers:
+                    cur_instr = None
+                place_why[cat.name] = (f"concat: input {cat.inputs[i]!r} cannot be copied into "
+                                       f"its range on the PE array ({e})")
+                return None
+            seq_counter += n_pkgs
+            t = tensors[conv.output]
+            t.addr = st.addr
+            done[i] = t
+            last_store[cat.name] = conv.output
+            for f in ("mtiles", "ptiles", "weight_bytes", "dma_read_bytes", "dma_write_bytes",
+                      "pe_beats"):
+                setattr(rep, f, getattr(rep, f) + getattr(r, f))
+            rep.sets_per_mtile = max(rep.sets_per_mtile, r.sets_per_mtile)
+        stored_into.setdefault(cat.name, {}).update(done)
+        return rep
+
+    def concat_storage(cat_name: str) -> TensorPlacement:
+        """The concat's tensor, allocated when its first range is compiled (before that layer's
+        mark: a producer that falls back to the host leaves it to the others)."""
+        if cat_name not in concat_store:
+            cat = model.tensors[concat_of[cat_name].output]
+            c_cat = sum(r[2] for r in concat_ranges[cat_name])
+            st = TensorPlacement(cat.name, 0, cat.shape[0], c_cat, cat.shape[1], cat.shape[2],
+                                 np.full(c_cat, -1, np.int64), cat.signed, cat.bits)
+            if cat.name in offset_ok:
+                st.offset = 1 << (cat.bits - 1)
+            st.addr = arena.alloc(st.nbytes, what=f"tensor {cat.name!r}")
+            phys.append(st)
+            concat_store[cat_name] = st
+        return concat_store[cat_name]
 
     def member_place(cat_name: str, off: int, npos: int):
         """``place`` for a conv storing into positions ``[off, off + npos)`` of a concat's
@@ -918,7 +995,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         def _place(name, channels, h, w, perm):
             st = concat_store[cat_name]
             if len(perm) != npos or (h, w) != (st.h, st.w):
-                raise CompileError(f"layer {producer_of[name]!r}: its output ({len(perm)} "
+                raise CompileError(f"layer {producer_of.get(name, name)!r}: its output ({len(perm)} "
                                    f"positions, {h}x{w}) does not fit its range of the concat "
                                    f"{cat_name!r}")
             full = np.full(st.c_mem, -1, np.int64)
@@ -935,17 +1012,26 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             reports.append(LayerReport(layer.name, "lut:fused", "free",
                                        model.tensors[layer.output].shape))
             continue
+        copy_rep = None
+        if isinstance(layer, ConcatLayer) and layer.name in concat_ranges:
+            # the inputs its producers did not store into it: 1x1 copy convs on the PE array
+            copy_rep = compile_copies(layer)
         if isinstance(layer, (PermuteLayer, SliceLayer, ConcatLayer)):
             view, why = _placement_view(layer, model, tensors, concat_store, stored_into)
             if view is not None:
                 tensors[layer.output] = view
-                # readers wait for the STOREs of the tensor's (last) producer: STOREs complete
-                # in program order, so that covers every earlier range of a concat too
-                last = (layer.inputs[-1] if isinstance(layer, ConcatLayer) else layer.input)
+                # readers wait for the STOREs that wrote it last: STOREs complete in program
+                # order, so that covers every earlier range of a concat too
+                last = last_store.get(layer.name, layer.input)
                 if last in producers:
                     producers[layer.output] = producers[last]
-                reports.append(LayerReport(layer.name, f"{layer.kind}:placed", "free",
-                                           model.tensors[layer.output].shape))
+                if copy_rep is not None:
+                    reports.append(copy_rep)
+                    cur_layers.append(layer.name)
+                    stores_in_segment += copy_rep.ptiles
+                else:
+                    reports.append(LayerReport(layer.name, f"{layer.kind}:placed", "free",
+                                               model.tensors[layer.output].shape))
                 continue
             place_why.setdefault(layer.name, why)
         if isinstance(layer, FlattenLayer):
@@ -1034,22 +1120,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         member = member_of.get(layer.output)
         conv_place, offset_out = place, None
         if member is not None:
-            cat_name, off, npos = member
-            if cat_name not in concat_store:
-                # the concat's tensor, before the mark: a member that falls back to the host
-                # leaves it to the others (and the concat to the host)
-                cat = model.tensors[concat_of[cat_name].output]
-                c_cat = sum(n for _, _, n in concat_ranges[cat_name])
-                st = TensorPlacement(cat.name, 0, cat.shape[0], c_cat, cat.shape[1],
-                                     cat.shape[2], np.full(c_cat, -1, np.int64), cat.signed,
-                                     cat.bits)
-                if cat.name in offset_ok:
-                    st.offset = 1 << (cat.bits - 1)
-                st.addr = arena.alloc(st.nbytes, what=f"tensor {cat.name!r}")
-                phys.append(st)
-                concat_store[cat_name] = st
+            cat_name, off, npos, _ = member
             conv_place = member_place(cat_name, off, npos)
-            offset_out = bool(concat_store[cat_name].offset)
+            offset_out = bool(concat_storage(cat_name).offset)
         mark = (len(img.data), len(cur_instr), len(arena.data))
         lut = lut_of.get(layer.output)
         if offset_out is None:
@@ -1068,7 +1141,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             # the conv's output: a view of the concat's tensor (its range, -1 elsewhere)
             t = tensors[layer.output]
             t.addr = concat_store[member[0]].addr
-            stored_into.add(layer.output)
+            stored_into.setdefault(member[0], {})[member[3]] = t
+            last_store[member[0]] = layer.output
         if lut is not None:
             fused.add(lut.name)
         if layer0 is fold_layer:
@@ -1174,16 +1248,40 @@ def _conv_positions(layer: ConvLayer, cfg: HWConfig) -> int:
     return _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
 
 
+def _copy_conv(cat: ConcatLayer, i: int, channels: int, out_signed: bool,
+               cfg: HWConfig, precision: np.ndarray | None = None) -> ConvLayer:
+    """The 1x1 conv that writes input ``i`` of ``cat`` (``channels`` channels) into its range of
+    the Concat's tensor: identity weights, bias 0 and the Concat's ``(M_i, S_i)`` for every row,
+    so the post-processing computes golden's ``concat_requant`` of that input exactly
+    (``requantize(x, M_i, S_i)``; ReLU exactly when the output is unsigned, which clamps at 0
+    as the unsigned range does). Rows split between the 4- and 8-bit lanes in the hardware's
+    share (a weight of 1 fits both), or as ``precision`` (the producer's: the same positions)."""
+    n_hi = min(channels, -(-channels * cfg.lanes_hi // cfg.lanes))
+    prec = np.full(channels, Precision.LO, np.uint8)
+    prec[channels - n_hi:] = Precision.HI
+    if precision is not None:
+        prec = np.asarray(precision, np.uint8)
+    w = np.zeros((channels, channels, 1, 1), np.int8)
+    w[np.arange(channels), np.arange(channels)] = 1
+    return ConvLayer(name=f"{cat.name}:copy{i}", input=cat.inputs[i],
+                     output=f"{cat.output}:in{i}", weight=w, precision=prec,
+                     bias=np.zeros(channels, np.int64),
+                     mult=np.full(channels, cat.mults[i], np.int64),
+                     shift=np.full(channels, cat.shifts[i], np.int64), relu=not out_signed)
+
+
 def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
-    """Concats stored as placement: ``({concat name: [(input, first position, positions)]},
-    {concat name: why not})``. A Concat is placed when each input is the output of a conv/FC
-    that nothing else reads (not the network output), its requantization is the identity
-    (``M = 2**S``: the quantizer gives such convs the Concat's scale, golden/quantize.py
-    ``_concat_groups``) and its format is the Concat's (bits, signedness); then each conv stores
-    straight into its range of the Concat's tensor (``mtiles * lanes_pad`` positions, whole
-    STOREs per row, so the activation check entries cover every byte: one entry per producer
-    and row). Whether every producer then runs on the accelerator is known only when it is
-    compiled (:func:`_placement_view`)."""
+    """Concats stored as placement: ``({concat name: [(input, first position, positions,
+    copy)]}, {concat name: why not})``, ``copy`` None or the :func:`_copy_conv` of the input.
+    An input that is the output of a conv/FC nothing else reads (not the network output), whose
+    requantization is the identity (``M = 2**S``: the quantizer gives such convs the Concat's
+    scale, golden/quantize.py ``_concat_groups``) and whose format is the Concat's is stored by
+    that conv straight into its range of the Concat's tensor (``mtiles * lanes_pad`` positions);
+    any other ``act_bits`` input (a view, a host layer's output, a conv output read elsewhere
+    too) is written into its range by a 1x1 copy conv on the PE array with the Concat's
+    requantization. Every range is whole STOREs per row, so the activation check entries cover
+    every byte (one entry per producer and row). Whether every producer runs on the accelerator
+    is known only when it is compiled (:func:`_placement_view`)."""
     producer = {l.output: l for l in model.layers}
     readers: dict[str, int] = {}
     for l in model.layers:
@@ -1203,19 +1301,18 @@ def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
         ranges, off = [], 0
         for i, t in enumerate(l.inputs):
             p, ts = producer.get(t), model.tensors[t]
-            if not isinstance(p, ConvLayer) or readers.get(t, 0) != 1 or t == model.output:
-                why[l.name] = (f"concat: input {t!r} is not the output of a conv that only this "
-                               f"concat reads, so it cannot be stored into the concat's tensor "
-                               f"(a copy)")
-                break
-            if l.mults[i] != 1 << l.shifts[i] or (ts.bits, ts.signed) != (out.bits, out.signed):
-                why[l.name] = (f"concat: input {t!r} is requantized (M = {l.mults[i]}, S = "
-                               f"{l.shifts[i]}, {ts.bits}-bit {'signed' if ts.signed else 'unsigned'}"
-                               f" into {out.bits}-bit {'signed' if out.signed else 'unsigned'}): "
-                               f"only an identity concat is stored as placement")
-                break
-            n = _conv_positions(p, cfg)
-            ranges.append((t, off, n))
+            copy = None
+            if not (isinstance(p, ConvLayer) and readers.get(t, 0) == 1 and t != model.output
+                    and l.mults[i] == 1 << l.shifts[i]
+                    and (ts.bits, ts.signed) == (out.bits, out.signed)):
+                if t == model.input or ts.bits != cfg.act_bits or out.bits != cfg.act_bits:
+                    why[l.name] = (f"concat: input {t!r} ({ts.bits}-bit"
+                                   f"{', the network input' if t == model.input else ''}) "
+                                   f"cannot be copied by the {cfg.act_bits}-bit PE array")
+                    break
+                copy = _copy_conv(l, i, ts.shape[0], out.signed, cfg)
+            n = _conv_positions(copy or p, cfg)
+            ranges.append((t, off, n, copy))
             off += n
         else:
             plan[l.name] = ranges
@@ -1223,7 +1320,7 @@ def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
 
 
 def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
-                    stored_into: set) -> tuple:
+                    stored_into: dict) -> tuple:
     """A channel shuffle, a channel slice or a placed concat as a view of stored bytes:
     ``(TensorPlacement, "")``, or ``(None, why it runs on the host)``.
 
@@ -1232,11 +1329,13 @@ def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
     * SliceLayer over channels (all rows and columns): the same bytes, the excluded channels'
       positions ``-1`` (a conv reading it gives them zero weights, a pooling layer zero lanes,
       the host ignores them).
-    * ConcatLayer planned by :func:`_concat_plan` whose inputs an accelerated conv each stored
-      into its range: the concat's tensor."""
+    * ConcatLayer planned by :func:`_concat_plan` whose ranges accelerated convs (producers or
+      copies) all wrote (``stored_into[concat name][input index]``: the range's view): the
+      concat's tensor."""
     if isinstance(layer, ConcatLayer):
         st = concat_store.get(layer.name)
-        missing = [t for t in layer.inputs if t not in stored_into]
+        views = stored_into.get(layer.name, {})
+        missing = [t for i, t in enumerate(layer.inputs) if i not in views]
         if st is None or missing:
             return None, (f"concat: input {missing[0]!r} was not stored into the concat's "
                           f"tensor by an accelerated conv (its producer runs on the host, or "
@@ -1244,8 +1343,8 @@ def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
                           f"copies")
         perm = np.full(st.c_mem, -1, np.int64)
         base = 0
-        for t in layer.inputs:          # the inputs' views, channels renumbered in order
-            v = tensors[t]
+        for i in range(len(layer.inputs)):    # the ranges' views, channels renumbered in order
+            v = views[i]
             ok = v.perm >= 0
             perm[ok] = v.perm[ok] + base
             base += v.channels

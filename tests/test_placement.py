@@ -3,7 +3,9 @@
 position -> channel map, excluded positions -1: zero weights for the conv reading them); a
 Concat whose inputs are convs read by it alone is stored by those convs straight into their
 channel ranges of one tensor (no copy), with the quantizer giving them the Concat's scale so
-that its requantization is the identity. Every stored tensor bit-exact with golden on the ISA
+that its requantization is the identity; any other input (a view, a conv output read elsewhere
+too, a host layer's output) is copied into its range by a 1x1 identity conv on the PE array
+with the Concat's requantization. Every stored tensor bit-exact with golden on the ISA
 simulator and on the Amaranth RTL (tiny preset, random AXI stalls and latencies); the
 activation check entries stay on (one entry per producer and row)."""
 
@@ -129,12 +131,14 @@ def test_shuffle_and_slices_are_views(rng):
         assert (rep[la.name].where, rep[la.name].kind) == ("free", f"{la.kind}:placed")
         t, src = comp.tensors[la.output], comp.tensors[la.input]
         assert (t.addr, t.c_mem) == (src.addr, src.c_mem)     # the same bytes
-    # the first concat is placed; the second concatenates a slice (a view of another tensor),
-    # which would be a copy: on the host, with that reason
+    # the first concat is placed; the second concatenates a slice (a view of another tensor)
+    # and a conv output at its own scale (the quantizer couples scales only when every input
+    # is a conv): both copied into its ranges by 1x1 identity convs on the accelerator (two
+    # pixel tiles, one a copy), no host step
     assert rep[cats[0].name].kind == "concat:placed"
-    assert rep[cats[1].name].where == "cpu"
-    assert f"input {cats[1].inputs[0]!r} is not the output of a conv" in \
-        rep[cats[1].name].cpu_reason
+    assert (rep[cats[1].name].where, rep[cats[1].name].kind) == ("accel", "concat")
+    assert rep[cats[1].name].ptiles == 2 and rep[cats[1].name].macs == 0
+    assert comp.one_program
     # the strided channel slice 1:16:3 keeps 5 channels; its reader gets zero weights on the
     # other positions
     last = slices[-1]
@@ -146,8 +150,9 @@ def test_shuffle_and_slices_are_views(rng):
 
 
 def test_concat_whose_input_is_also_read_elsewhere_keeps_its_scale_and_copies(rng):
-    """One expand conv's output is also read by another conv: the quantizer leaves its scale
-    (the Concat requantizes it) and the compiler's Concat runs on the host, naming why."""
+    """One expand conv's output is also read by another conv: the quantizer leaves the scales
+    (the Concat requantizes both inputs) and the compiler copies both into the Concat's ranges
+    with 1x1 identity convs carrying the requantization, on the accelerator."""
     g = G(rng, (3, 6, 6))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     e1 = g.node("Relu", [g.conv(a, 8, 8, 1)])
@@ -157,10 +162,16 @@ def test_concat_whose_input_is_also_read_elsewhere_keeps_its_scale_and_copies(rn
     qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 6, 6)), ratio=TINY.ratio,
                   spec=TINY.numeric, report=False)
     cat = next(la for la in qm.layers if isinstance(la, ConcatLayer))
+    ident = [m == 1 << s for m, s in zip(cat.mults, cat.shifts)]
+    assert not all(ident)          # (the input with the widest range has the Concat's scale)
     comp = compile_model(qm, TINY)
     rep = {r.name: r for r in comp.layers}
-    assert rep[cat.name].where == "cpu"
-    assert "is not the output of a conv that only this concat reads" in rep[cat.name].cpu_reason
+    # e1 (read twice) is copied; e3 stores into its range when its requantization is the
+    # identity, else it is copied too
+    assert (rep[cat.name].where, rep[cat.name].kind, rep[cat.name].ptiles) == (
+        "accel", "concat", 1 + (not ident[1]))
+    assert (comp.tensors[cat.inputs[1]].addr == comp.tensors[cat.output].addr) == ident[1]
+    assert comp.one_program
     img = rng.integers(0, 256, (3, 6, 6))
     assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric), run_compiled(comp, img))
 
@@ -182,8 +193,9 @@ def test_placement_bit_exact_on_rtl_with_random_stalls(rng, build):
 def test_signed_concat_offset_binary_and_fallbacks(rng):
     """A Concat of two linear convs (signed) read only by an unpadded 1x1 conv: placed, both
     convs store offset-binary through identity tables into their ranges and the reader runs on
-    the accelerator. A Concat one of whose convs runs on the host (grouped) copies, naming
-    why; a slice over rows is a host copy too. All bit-exact on the ISA simulator."""
+    the accelerator. A Concat one of whose convs runs on the host (grouped): the other stores
+    into its range, the host conv's output is copied into its range on the accelerator. A slice
+    over rows is a host copy, with its reason. All bit-exact on the ISA simulator."""
     g = G(rng, (3, 6, 6))
     a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
     lin = g.node("Concat", [g.conv(a, 8, 4, 1), g.conv(a, 8, 8, 3, pads=[1, 1, 1, 1])], axis=1)
@@ -211,9 +223,11 @@ def test_signed_concat_offset_binary_and_fallbacks(rng):
     assert rep[reader.name].where == "accel"
     grouped = producer[cats[1].inputs[1]]
     assert rep[grouped.name].where == "cpu"
-    assert rep[cats[1].name].where == "cpu"
-    assert (f"input {cats[1].inputs[1]!r} was not stored into the concat's tensor by an "
-            f"accelerated conv") in rep[cats[1].name].cpu_reason
+    assert (rep[cats[1].name].where, rep[cats[1].name].kind, rep[cats[1].name].ptiles) == (
+        "accel", "concat", 1)
+    y = comp.tensors[cats[1].output]
+    assert comp.tensors[cats[1].inputs[0]].addr == y.addr          # stored into its range
+    assert comp.tensors[cats[1].inputs[1]].addr != y.addr          # the host's, copied
     sl = next(la for la in qm.layers if isinstance(la, SliceLayer))
     assert rep[sl.name].where == "cpu" and "slice over rows or columns" in rep[sl.name].cpu_reason
     for img in _images(rng, 6):
