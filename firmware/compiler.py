@@ -34,12 +34,13 @@ What it decides (docs/architecture.md sections 2-4):
   ``-2**(bits-1) * sum(w)`` folded into their bias.
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
-  channel-position limit, lookup tables that cannot be fused, gating products, a concat that
-  is not placement, a slice over rows or columns) becomes a :class:`CpuStep` running golden's
+  channel-position limit, lookup tables that cannot be fused, gating products, a concat with
+  an input the PE array cannot copy, a slice over rows or columns) becomes a :class:`CpuStep` running golden's
   integer op on the stored tensors (:func:`_host_reason`); the report names it and why.
 * **Placement.** A channel shuffle and a channel slice are free views of the stored bytes; a
-  concat of convs read by it alone (identity requantization) is one tensor those convs store
-  into, each its channel range (:func:`_concat_plan`, :func:`_placement_view`).
+  concat is one tensor: each conv read by it alone with identity requantization stores into
+  its channel range, any other input is copied into its range by a 1x1 identity conv with the
+  concat's requantization (:func:`_concat_plan`, :func:`_placement_view`).
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are
 rejected with a :class:`CompileError` naming the layer.

@@ -664,13 +664,17 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         clip = activation_clip(env[n.output] if one_batch else stats_s.values[n.output],
                                a_bits, signed, method)
         grp = concat_group.get(n.output)
-        if grp is not None:
-            # the Concat's output clip: the largest of its inputs' own clips (as the Concat
-            # takes it), so the Concat's requantization of this input is the identity
+        if grp is not None and all(tensors[t].signed == signed for t in grp[0]
+                                   if t not in grp[1] and t in tensors) and \
+                all(t in clips for t in grp[0] if t not in grp[1]):
+            # the Concat's output clip: the largest of its inputs' clips (as the Concat takes
+            # it; the other inputs' are known by now), so its requantization of this input is
+            # the identity
             if grp not in group_clip:
-                group_clip[grp] = max(activation_clip(
-                    env[t] if one_batch else stats_s.values[t], a_bits, signed,
-                    "max" if t in out_chain else act_clip) for t in grp)
+                group_clip[grp] = max(
+                    activation_clip(env[t] if one_batch else stats_s.values[t], a_bits, signed,
+                                    "max" if t in out_chain else act_clip)
+                    if t in grp[1] else clips[t] for t in grp[0])
             clip = group_clip[grp]
         s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
         tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
@@ -795,9 +799,12 @@ def _quantize_host_op(n, tensors: dict, clips: dict, values, method, a_bits: int
 
 
 def _concat_groups(fm: FloatModel, signed_of: dict) -> dict:
-    """Conv outputs quantized at the scale of the Concat reading them: ``{tensor: the Concat's
-    inputs}`` for every Concat whose inputs are all distinct conv outputs of one signedness,
-    each read by that Concat alone and none the network output.
+    """Conv outputs quantized at the scale of the Concat reading them: ``{tensor: (the Concat's
+    inputs, those of them that are conv outputs of one signedness read by that Concat alone,
+    none the network output)}`` for every Concat with distinct inputs. A conv takes the
+    Concat's scale when, at its turn, every other input's format is known and of its
+    signedness (an input quantized later, e.g. a conv further down the graph, keeps the conv
+    at its own scale and the Concat requantizes it).
 
     Sound: the Concat's output clip is the largest of its inputs' clips (an input's values
     already lie within it, so nothing more saturates), and its output is on that one scale
@@ -816,11 +823,11 @@ def _concat_groups(fm: FloatModel, signed_of: dict) -> dict:
         if not isinstance(n, FConcat):
             continue
         ins = tuple(n.inputs())
-        if len(set(ins)) != len(ins) or len({signed_of.get(t) for t in ins}) != 1:
+        convs = tuple(t for t in ins if isinstance(producers.get(t), FConv)
+                      and readers.get(t) == 1 and t != fm.output)
+        if len(set(ins)) != len(ins) or len({signed_of[t] for t in convs}) > 1:
             continue
-        if all(isinstance(producers.get(t), FConv) and readers.get(t) == 1 and t != fm.output
-               for t in ins):
-            out.update({t: ins for t in ins})
+        out.update({t: (ins, convs) for t in convs})
     return out
 
 
