@@ -447,6 +447,11 @@ class Compiled:
                          "into their channel ranges of its tensor): " + ", ".join(
                              f"{r.name} ({r.kind.split(':')[0]})" for r in self.layers
                              if r.name in placed))
+        copied = [r for r in self.layers if r.kind == "concat" and r.where == "accel"]
+        if copied:
+            lines.append("concats on the accelerator (their convs store into their ranges, the "
+                         "other inputs copied in by 1x1 identity convs): " + ", ".join(
+                             f"{r.name} ({r.ptiles} copy tiles)" for r in copied))
         ob = [n for n, t in self.tensors.items() if t.offset]
         if ob:
             lines.append("signed tensors stored offset-binary (x + 2**(bits-1)) for the "
