@@ -36,9 +36,13 @@ What it decides (docs/architecture.md sections 2-4):
   zero (COMPUTE ``pad_ob``), a residual read decodes it (STORE ``res_offset``).
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
-  channel-position limit, lookup tables that cannot be fused, gating products, concat, slice,
-  channel shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
-  (:func:`_host_reason`); the report names it and why.
+  channel-position limit, lookup tables that cannot be fused, gating products, a concat with
+  an input the PE array cannot copy, a slice over rows or columns) becomes a :class:`CpuStep` running golden's
+  integer op on the stored tensors (:func:`_host_reason`); the report names it and why.
+* **Placement.** A channel shuffle and a channel slice are free views of the stored bytes; a
+  concat is one tensor: each conv read by it alone with identity requantization stores into
+  its channel range, any other input is copied into its range by a 1x1 identity conv with the
+  concat's requantization (:func:`_concat_plan`, :func:`_placement_view`).
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are
 rejected with a :class:`CompileError` naming the layer.
@@ -439,6 +443,17 @@ class Compiled:
                       if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
                 f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
+        placed = [r.name for r in self.layers if r.kind.endswith(":placed")]
+        if placed:
+            lines.append("placement, no copies (a view of stored bytes; a concat's convs store "
+                         "into their channel ranges of its tensor): " + ", ".join(
+                             f"{r.name} ({r.kind.split(':')[0]})" for r in self.layers
+                             if r.name in placed))
+        copied = [r for r in self.layers if r.kind == "concat" and r.where == "accel"]
+        if copied:
+            lines.append("concats on the accelerator (their convs store into their ranges, the "
+                         "other inputs copied in by 1x1 identity convs): " + ", ".join(
+                             f"{r.name} ({r.ptiles} copy tiles)" for r in copied))
         ob = [n for n, t in self.tensors.items() if t.offset]
         if ob:
             lines.append("signed tensors stored offset-binary (x + 2**(bits-1)) for the "
@@ -898,6 +913,107 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     offset_ok = _offset_tensors(model, cfg, lut_of)
     producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
+    # Concat as placement (:func:`_concat_plan`): its producing convs store straight into
+    # their channel ranges of one tensor, allocated when the first of them is compiled
+    concat_ranges, place_why = _concat_plan(model, cfg)
+    concat_of = {l.name: l for l in model.layers if isinstance(l, ConcatLayer)}
+    producer_layer = {l.output: l for l in model.layers}
+    member_of = {t: (cat, off, n, i) for cat, rs in concat_ranges.items()
+                 for i, (t, off, n, copy) in enumerate(rs) if copy is None}
+    concat_store: dict[str, TensorPlacement] = {}   # concat name -> its stored tensor
+    # concat name -> {input index: the view of its range} once an accelerated conv wrote it,
+    # and the tensor whose STOREs wrote last (its readers wait for them)
+    stored_into: dict[str, dict] = {}
+    last_store: dict[str, str] = {}
+
+    def compile_copies(cat: ConcatLayer):
+        """Compile the copy convs of ``cat``'s ranges into the current segment: one report
+        for them all (kind ``concat``, on the accelerator), or None when none is needed; a copy
+        that does not compile (e.g. a signed two's complement input) is undone, and the concat
+        then runs on the host with its reason."""
+        nonlocal cur_instr, seq_counter
+        # inputs no producer stores into it, and those whose producer ran on the host (or
+        # stored its own layout): copied with the producer's row split (its range's positions)
+        written = stored_into.get(cat.name, {})
+        out_signed = model.tensors[cat.output].signed
+        copies = [(i, off, n, c if c is not None else _copy_conv(
+                      cat, i, model.tensors[t].shape[0], out_signed, cfg,
+                      producer_layer[t].precision))
+                  for i, (t, off, n, c) in enumerate(concat_ranges[cat.name])
+                  if c is not None or i not in written]
+        if not copies:
+            return None
+        if cur_instr is None:
+            cur_instr = []
+        st = concat_storage(cat.name)
+        mark = (len(img.data), len(cur_instr), len(arena.data), seq_counter)
+        rep = LayerReport(cat.name, "concat", "accel", model.tensors[cat.output].shape)
+        done = {}
+        for i, off, n, conv in copies:
+            c_in = model.tensors[cat.inputs[i]].shape[0]
+            mview.tensors[conv.output] = TensorSpec(conv.output, (c_in, st.h, st.w), st.bits,
+                                                    st.signed, model.tensors[cat.output].scale)
+            try:
+                r, n_pkgs = _compile_conv(conv, mview, cfg, spec, img, tensors,
+                                          member_place(cat.name, off, n), cur_instr,
+                                          seq_counter, stores_in_segment + rep.ptiles,
+                                          producers, mac=mac, offset_out=bool(st.offset))
+            except CompileError as e:
+                del img.data[mark[0]:]
+                del cur_instr[mark[1]:]
+                del arena.data[mark[2]:]
+                seq_counter = mark[3]
+                for c in copies:
+                    tensors.pop(c[3].output, None)
+                    producers.pop(c[3].output, None)
+                if not cur_layers:
+                    cur_instr = None
+                place_why[cat.name] = (f"concat: input {cat.inputs[i]!r} cannot be copied into "
+                                       f"its range on the PE array ({e})")
+                return None
+            seq_counter += n_pkgs
+            t = tensors[conv.output]
+            t.addr = st.addr
+            done[i] = t
+            last_store[cat.name] = conv.output
+            for f in ("mtiles", "ptiles", "weight_bytes", "dma_read_bytes", "dma_write_bytes",
+                      "pe_beats"):
+                setattr(rep, f, getattr(rep, f) + getattr(r, f))
+            rep.sets_per_mtile = max(rep.sets_per_mtile, r.sets_per_mtile)
+        stored_into.setdefault(cat.name, {}).update(done)
+        return rep
+
+    def concat_storage(cat_name: str) -> TensorPlacement:
+        """The concat's tensor, allocated when its first range is compiled (before that layer's
+        mark: a producer that falls back to the host leaves it to the others)."""
+        if cat_name not in concat_store:
+            cat = model.tensors[concat_of[cat_name].output]
+            c_cat = sum(r[2] for r in concat_ranges[cat_name])
+            st = TensorPlacement(cat.name, 0, cat.shape[0], c_cat, cat.shape[1], cat.shape[2],
+                                 np.full(c_cat, -1, np.int64), cat.signed, cat.bits)
+            if cat.name in offset_ok:
+                st.offset = 1 << (cat.bits - 1)
+            st.addr = arena.alloc(st.nbytes, what=f"tensor {cat.name!r}")
+            phys.append(st)
+            concat_store[cat_name] = st
+        return concat_store[cat_name]
+
+    def member_place(cat_name: str, off: int, npos: int):
+        """``place`` for a conv storing into positions ``[off, off + npos)`` of a concat's
+        tensor: its STOREs write at ``addr + off`` with the concat's pixel stride."""
+        def _place(name, channels, h, w, perm):
+            st = concat_store[cat_name]
+            if len(perm) != npos or (h, w) != (st.h, st.w):
+                raise CompileError(f"layer {producer_of.get(name, name)!r}: its output ({len(perm)} "
+                                   f"positions, {h}x{w}) does not fit its range of the concat "
+                                   f"{cat_name!r}")
+            full = np.full(st.c_mem, -1, np.int64)
+            full[off:off + npos] = perm
+            t = TensorPlacement(name, st.addr + off, channels, st.c_mem, h, w, full,
+                                st.signed, st.bits, offset=st.offset)
+            tensors[name] = t
+            return t
+        return _place
 
     for layer0 in model.layers:
         layer = _alias(layer0)
@@ -905,6 +1021,28 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             reports.append(LayerReport(layer.name, "lut:fused", "free",
                                        model.tensors[layer.output].shape))
             continue
+        copy_rep = None
+        if isinstance(layer, ConcatLayer) and layer.name in concat_ranges:
+            # the inputs its producers did not store into it: 1x1 copy convs on the PE array
+            copy_rep = compile_copies(layer)
+        if isinstance(layer, (PermuteLayer, SliceLayer, ConcatLayer)):
+            view, why = _placement_view(layer, model, tensors, concat_store, stored_into)
+            if view is not None:
+                tensors[layer.output] = view
+                # readers wait for the STOREs that wrote it last: STOREs complete in program
+                # order, so that covers every earlier range of a concat too
+                last = last_store.get(layer.name, layer.input)
+                if last in producers:
+                    producers[layer.output] = producers[last]
+                if copy_rep is not None:
+                    reports.append(copy_rep)
+                    cur_layers.append(layer.name)
+                    stores_in_segment += copy_rep.ptiles
+                else:
+                    reports.append(LayerReport(layer.name, f"{layer.kind}:placed", "free",
+                                               model.tensors[layer.output].shape))
+                continue
+            place_why.setdefault(layer.name, why)
         if isinstance(layer, FlattenLayer):
             src = tensors[layer.input]
             # (C, H, W) flattened channel-major: natural k = c*H*W + y*W + x at position
@@ -949,7 +1087,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         elif not isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
             # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
             # concat ...): on the host, with the reason
-            reason = _host_reason(layer, model, cfg, tensors)
+            reason = place_why.get(layer.name) or _host_reason(layer, model, cfg, tensors)
             if isinstance(layer, LutLayer):
                 prod = next((r for r in reports if r.name == producer_of.get(layer.input)),
                             None)
@@ -988,19 +1126,32 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             pt_, _, pb_, _ = stem_eff.padding
             eff = dataclasses.replace(stem_eff, weight=wf, stride=(stem_eff.stride[0], 1),
                                       padding=(pt_, 0, pb_, 0), input=layer.input)
+        member = member_of.get(layer.output)
+        conv_place, offset_out = place, None
+        if member is not None:
+            cat_name, off, npos, _ = member
+            conv_place = member_place(cat_name, off, npos)
+            offset_out = bool(concat_storage(cat_name).offset)
         mark = (len(img.data), len(cur_instr), len(arena.data))
         lut = lut_of.get(layer.output)
+        if offset_out is None:
+            offset_out = (lut.output if lut is not None else layer.output) in offset_ok
         try:
-            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place, cur_instr,
-                                        seq_counter, stores_in_segment, producers, mac=mac,
-                                        lut=lut, offset_out=(lut.output if lut is not None
-                                                             else layer.output) in offset_ok,
+            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
+                                        cur_instr, seq_counter, stores_in_segment, producers,
+                                        mac=mac, lut=lut, offset_out=offset_out,
                                         strided=not act_check)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
             undo_on_limit(layer0, mark, e)
             continue
+        if member is not None:
+            # the conv's output: a view of the concat's tensor (its range, -1 elsewhere)
+            t = tensors[layer.output]
+            t.addr = concat_store[member[0]].addr
+            stored_into.setdefault(member[0], {})[member[3]] = t
+            last_store[member[0]] = layer.output
         if lut is not None:
             fused.add(lut.name)
         if layer0 is fold_layer:
@@ -1095,6 +1246,142 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
              ConcatLayer: "concat", SliceLayer: "slice", PermuteLayer: "channel shuffle"}
+
+
+def _conv_positions(layer: ConvLayer, cfg: HWConfig) -> int:
+    """Channel positions of a conv/FC output as :func:`_compile_conv` stores it: ``mtiles *
+    lanes_pad`` rounded up to the channel alignment."""
+    prec = np.asarray(layer.precision)
+    mtiles = max(1, -(-int(np.sum(prec == Precision.HI)) // cfg.lanes_hi),
+                 -(-int(np.sum(prec == Precision.LO)) // cfg.lanes_lo))
+    return _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
+
+
+def _copy_conv(cat: ConcatLayer, i: int, channels: int, out_signed: bool,
+               cfg: HWConfig, precision: np.ndarray | None = None) -> ConvLayer:
+    """The 1x1 conv that writes input ``i`` of ``cat`` (``channels`` channels) into its range of
+    the Concat's tensor: identity weights, bias 0 and the Concat's ``(M_i, S_i)`` for every row,
+    so the post-processing computes golden's ``concat_requant`` of that input exactly
+    (``requantize(x, M_i, S_i)``; ReLU exactly when the output is unsigned, which clamps at 0
+    as the unsigned range does). Rows split between the 4- and 8-bit lanes in the hardware's
+    share (a weight of 1 fits both), or as ``precision`` (the producer's: the same positions)."""
+    n_hi = min(channels, -(-channels * cfg.lanes_hi // cfg.lanes))
+    prec = np.full(channels, Precision.LO, np.uint8)
+    prec[channels - n_hi:] = Precision.HI
+    if precision is not None:
+        prec = np.asarray(precision, np.uint8)
+    w = np.zeros((channels, channels, 1, 1), np.int8)
+    w[np.arange(channels), np.arange(channels)] = 1
+    return ConvLayer(name=f"{cat.name}:copy{i}", input=cat.inputs[i],
+                     output=f"{cat.output}:in{i}", weight=w, precision=prec,
+                     bias=np.zeros(channels, np.int64),
+                     mult=np.full(channels, cat.mults[i], np.int64),
+                     shift=np.full(channels, cat.shifts[i], np.int64), relu=not out_signed)
+
+
+def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
+    """Concats stored as placement: ``({concat name: [(input, first position, positions,
+    copy)]}, {concat name: why not})``, ``copy`` None or the :func:`_copy_conv` of the input.
+    An input that is the output of a conv/FC nothing else reads (not the network output), whose
+    requantization is the identity (``M = 2**S``: the quantizer gives such convs the Concat's
+    scale, golden/quantize.py ``_concat_groups``) and whose format is the Concat's is stored by
+    that conv straight into its range of the Concat's tensor (``mtiles * lanes_pad`` positions);
+    any other ``act_bits`` input (a view, a host layer's output, a conv output read elsewhere
+    too) is written into its range by a 1x1 copy conv on the PE array with the Concat's
+    requantization. Every range is whole STOREs per row, so the activation check entries cover
+    every byte (one entry per producer and row). Whether every producer runs on the accelerator
+    is known only when it is compiled (:func:`_placement_view`)."""
+    producer = {l.output: l for l in model.layers}
+    readers: dict[str, int] = {}
+    for l in model.layers:
+        for t in layer_inputs(l):
+            readers[t] = readers.get(t, 0) + 1
+    plan, why = {}, {}
+    for l in model.layers:
+        if not isinstance(l, ConcatLayer):
+            continue
+        out = model.tensors[l.output]
+        if l.output == model.output:
+            why[l.name] = "concat: it is the network output (stored in natural channel order)"
+            continue
+        if len(set(l.inputs)) != len(l.inputs):
+            why[l.name] = "concat: an input appears twice (its bytes would have to be copied)"
+            continue
+        ranges, off = [], 0
+        for i, t in enumerate(l.inputs):
+            p, ts = producer.get(t), model.tensors[t]
+            copy = None
+            if not (isinstance(p, ConvLayer) and readers.get(t, 0) == 1 and t != model.output
+                    and l.mults[i] == 1 << l.shifts[i]
+                    and (ts.bits, ts.signed) == (out.bits, out.signed)):
+                if t == model.input or ts.bits != cfg.act_bits or out.bits != cfg.act_bits:
+                    why[l.name] = (f"concat: input {t!r} ({ts.bits}-bit"
+                                   f"{', the network input' if t == model.input else ''}) "
+                                   f"cannot be copied by the {cfg.act_bits}-bit PE array")
+                    break
+                copy = _copy_conv(l, i, ts.shape[0], out.signed, cfg)
+            n = _conv_positions(copy or p, cfg)
+            ranges.append((t, off, n, copy))
+            off += n
+        else:
+            plan[l.name] = ranges
+    return plan, why
+
+
+def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
+                    stored_into: dict) -> tuple:
+    """A channel shuffle, a channel slice or a placed concat as a view of stored bytes:
+    ``(TensorPlacement, "")``, or ``(None, why it runs on the host)``.
+
+    * PermuteLayer ``y[c] = x[p[c]]``: the same bytes, position ``pos`` holds ``y``'s channel
+      ``p^-1[perm[pos]]``.
+    * SliceLayer over channels (all rows and columns): the same bytes, the excluded channels'
+      positions ``-1`` (a conv reading it gives them zero weights, a pooling layer zero lanes,
+      the host ignores them).
+    * ConcatLayer planned by :func:`_concat_plan` whose ranges accelerated convs (producers or
+      copies) all wrote (``stored_into[concat name][input index]``: the range's view): the
+      concat's tensor."""
+    if isinstance(layer, ConcatLayer):
+        st = concat_store.get(layer.name)
+        views = stored_into.get(layer.name, {})
+        missing = [t for i, t in enumerate(layer.inputs) if i not in views]
+        if st is None or missing:
+            return None, (f"concat: input {missing[0]!r} was not stored into the concat's "
+                          f"tensor by an accelerated conv (its producer runs on the host, or "
+                          f"is the first conv reading the raw image in phases), so the concat "
+                          f"copies")
+        perm = np.full(st.c_mem, -1, np.int64)
+        base = 0
+        for i in range(len(layer.inputs)):    # the ranges' views, channels renumbered in order
+            v = views[i]
+            ok = v.perm >= 0
+            perm[ok] = v.perm[ok] + base
+            base += v.channels
+        return dataclasses.replace(st, name=layer.output, perm=perm, _index=None), ""
+    src = tensors[layer.input]
+    if layer.input == model.input or src.fold is not None or src.s2d > 1 or \
+            src.gather is not None or src.strided is not None:
+        return None, (f"{layer.kind} of the network input's stored layout: no view of it (the "
+                      f"host copies)")
+    ok = src.perm >= 0
+    perm = np.full(src.c_mem, -1, np.int64)
+    if isinstance(layer, PermuteLayer):
+        inv = np.empty(src.channels, np.int64)
+        inv[np.asarray(layer.perm, np.int64)] = np.arange(src.channels)
+        perm[ok] = inv[src.perm[ok]]
+        n = src.channels
+    else:
+        _, h, w = model.tensors[layer.input].shape
+        (c0, h0, w0), (c1, h1, w1), (cs, hs, ws) = layer.starts, layer.stops, layer.steps
+        if (h0, w0, hs, ws) != (0, 0, 1, 1) or (h1, w1) != (h, w):
+            return None, (f"slice over rows or columns (rows {h0}:{h1}:{hs}, columns "
+                          f"{w0}:{w1}:{ws} of {h}x{w}): only a channel slice is a view of the "
+                          f"stored tensor")
+        c = src.perm[ok]
+        sel = (c >= c0) & (c < c1) & ((c - c0) % cs == 0)
+        perm[np.flatnonzero(ok)[sel]] = (c[sel] - c0) // cs
+        n = len(range(c0, c1, cs))
+    return dataclasses.replace(src, name=layer.output, channels=n, perm=perm, _index=None), ""
 
 
 def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:

@@ -626,6 +626,9 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
     clips: dict[str, float] = {fm.input: 255.0}
     layers = []
     stats = []
+    # conv outputs that only a Concat reads take the Concat's output scale (_concat_groups)
+    concat_group = _concat_groups(fm, signed_of)
+    group_clip: dict[tuple, float] = {}
     for n in fm.nodes:
         shape = tuple(int(v) for v in fm.shapes[n.output])
         if isinstance(n, (FPointwise, FMul, FConcat)):
@@ -660,6 +663,19 @@ def quantize(float_model: FloatModel, calib_images, *, ratio, spec: NumericSpec,
         method = "max" if n.output in out_chain else act_clip
         clip = activation_clip(env[n.output] if one_batch else stats_s.values[n.output],
                                a_bits, signed, method)
+        grp = concat_group.get(n.output)
+        if grp is not None and all(tensors[t].signed == signed for t in grp[0]
+                                   if t not in grp[1] and t in tensors) and \
+                all(t in clips for t in grp[0] if t not in grp[1]):
+            # the Concat's output clip: the largest of its inputs' clips (as the Concat takes
+            # it; the other inputs' are known by now), so its requantization of this input is
+            # the identity
+            if grp not in group_clip:
+                group_clip[grp] = max(
+                    activation_clip(env[t] if one_batch else stats_s.values[t], a_bits, signed,
+                                    "max" if t in out_chain else act_clip)
+                    if t in grp[1] else clips[t] for t in grp[0])
+            clip = group_clip[grp]
         s_out = clip / _act_qmax(a_bits, signed) if clip > 0 else 1.0
         tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
         clips[n.output] = clip
@@ -780,6 +796,39 @@ def _quantize_host_op(n, tensors: dict, clips: dict, values, method, a_bits: int
     tensors[n.output] = TensorSpec(n.output, shape, a_bits, signed, s_out)
     clips[n.output] = clip
     return MulLayer(n.name, n.input, n.gate, n.output, int(mlt[0]), int(sh[0]))
+
+
+def _concat_groups(fm: FloatModel, signed_of: dict) -> dict:
+    """Conv outputs quantized at the scale of the Concat reading them: ``{tensor: (the Concat's
+    inputs, those of them that are conv outputs of one signedness read by that Concat alone,
+    none the network output)}`` for every Concat with distinct inputs. A conv takes the
+    Concat's scale when, at its turn, every other input's format is known and of its
+    signedness (an input quantized later, e.g. a conv further down the graph, keeps the conv
+    at its own scale and the Concat requantizes it).
+
+    Sound: the Concat's output clip is the largest of its inputs' clips (an input's values
+    already lie within it, so nothing more saturates), and its output is on that one scale
+    anyway; quantizing the conv straight to it rounds once where the Concat would round twice
+    (to the conv's scale, then to its own). The Concat's requantization of each input is then
+    the identity (``M = 2**S``), so the compiler can let the convs store straight into their
+    channel ranges of the Concat's tensor (firmware/compiler.py). golden's semantics are
+    unchanged: the Concat still requantizes each input with its ``(M, S)``."""
+    producers = fm.producers()
+    readers: dict[str, int] = {}
+    for n in fm.nodes:
+        for t in n.inputs():
+            readers[t] = readers.get(t, 0) + 1
+    out = {}
+    for n in fm.nodes:
+        if not isinstance(n, FConcat):
+            continue
+        ins = tuple(n.inputs())
+        convs = tuple(t for t in ins if isinstance(producers.get(t), FConv)
+                      and readers.get(t) == 1 and t != fm.output)
+        if len(set(ins)) != len(ins) or len({signed_of[t] for t in convs}) > 1:
+            continue
+        out.update({t: (ins, convs) for t in convs})
+    return out
 
 
 def _output_chain(fm: FloatModel) -> set:

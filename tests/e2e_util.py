@@ -40,19 +40,22 @@ def run_e2e(model, cfg, images, *, sim="amaranth", mem_mode="deterministic", see
 
 def host_layer_model(seed: int, cfg, hw: int = 2):
     """A host step between accelerated layers on a ``(3, hw, hw)`` image: c1 (3 x 3 conv) ->
-    p (a channel shuffle: no accelerator unit, a CPU step) -> c2 (1 x 1 conv reading p, with p
-    as its residual), so the host-written tensor p is read by an accelerated LOAD_ROWS and by a
-    STORE's residual read. Returns ``(model, image)`` (seeded)."""
-    from ilmpq.golden.model import PermuteLayer, TensorSpec
-    from ilmpq.golden.ops import permute_channels
+    p (an elementwise product ``c1 * c1``: no accelerator unit, a CPU step; a channel shuffle
+    is a free view since issue 16) -> c2 (1 x 1 conv reading p, with p as its residual), so the
+    host-written tensor p is read by an accelerated LOAD_ROWS and by a STORE's residual read.
+    Returns ``(model, image)`` (seeded)."""
+    from ilmpq.golden.model import MulLayer, TensorSpec
+    from ilmpq.golden.ops import mul_requant
     from ilmpq.golden.random_models import ModelBuilder
     rng = np.random.default_rng(seed)
     b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(3, hw, hw))
     x = b.conv("c1", "input", 5, 3, padding=1)
-    perm = rng.permutation(5)
-    b.layers.append(PermuteLayer("p", x, "p", perm))
-    b.tensors["p"] = TensorSpec("p", b.shape(x), b.tensors[x].bits, b.tensors[x].signed,
-                                b.tensors[x].scale)
-    b.values["p"] = permute_channels(b.values[x], perm)
+    xs = b.tensors[x]
+    b.layers.append(MulLayer("p", x, x, "p", 1, xs.bits))    # (x*x + 2**(b-1)) >> b
+    b.tensors["p"] = TensorSpec("p", b.shape(x), xs.bits, xs.signed, xs.scale)
+    b.values["p"] = mul_requant(b.values[x], b.values[x], x_bits=xs.bits, x_signed=xs.signed,
+                                g_bits=xs.bits, g_signed=xs.signed, mult=1, shift=xs.bits,
+                                out_bits=xs.bits, out_signed=xs.signed,
+                                spec=cfg.numeric).astype(xs.dtype)
     model = b.build(b.conv("c2", "p", 5, 1, residual="p"))
     return model, rng.integers(0, 256, size=(3, hw, hw))

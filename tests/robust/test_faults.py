@@ -1275,7 +1275,7 @@ def test_activation_flip_in_a_residual_read():
 
 @pytest.fixture(scope="module")
 def host_net():
-    """c1 (accelerator) -> p (a channel shuffle: a host step) -> c2 (accelerator, reading p
+    """c1 (accelerator) -> p (an elementwise product: a host step) -> c2 (accelerator, reading p
     with its LOAD_ROWS and its STORE's residual read) on a 2 x 2 image: two programs, the
     driver's host step in between writes p and its check entries. Clean run bit-exact."""
     from e2e_util import host_layer_model
