@@ -256,7 +256,12 @@ def run_net(name: str, n_calib: int, seed: int, isa: bool = False, rtl: bool = F
                     "utilization": est.utilization, "cycles": int(est.cycles),
                     "host_layers": host, "layers": len(est.layers),
                     "accel_layers": sum(1 for l in est.layers if l.where == "accel"),
-                    "host_reasons": reasons, "host_ms": 1e3 * host_s,
+                    "host_reasons": reasons,
+                    # the reasons in one line for docs/networks.md (generated, never typed)
+                    "host_summary": "; ".join(f"{k} ({v})" for k, v in sorted(
+                        reasons.items(), key=lambda kv: -kv[1])) or
+                    "nothing: every layer runs on the accelerator",
+                    "host_ms": 1e3 * host_s,
                     "fps_total": 1.0 / (accel_s + host_s),
                     "host_macs": sum(r.macs for r in comp.layers if r.where == "cpu"),
                     "gmacs": sum(l.macs for l in est.layers) / 1e9,
