@@ -1167,9 +1167,6 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
         return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
                 f"it on the PE array yet")
-    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
-        return (f"residual of {tensors[layer.residual].c_mem} channel positions > max_channels "
-                f"= {cfg.max_channels}")
     if src.c_mem // cfg.tn > 1023:
         return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
                 f"{cfg.tn})")
@@ -1933,6 +1930,10 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     prec = np.asarray(layer.precision)
     hi_rows = np.flatnonzero(prec == Precision.HI)
     lo_rows = np.flatnonzero(prec == Precision.LO)
+    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
+        # a residual wider than the store's row buffer: rows in the order of their residual
+        # channels, so that each mtile's residual bytes lie close together (_residual_windows)
+        lo_rows, hi_rows = _rows_by_residual(tensors[layer.residual], lo_rows, hi_rows)
     mtiles = max(1, -(-len(hi_rows) // cfg.lanes_hi), -(-len(lo_rows) // cfg.lanes_lo))
     lane_row = np.full((mtiles, cfg.lanes_pad), -1, np.int64)
     for t in range(mtiles):
@@ -1988,15 +1989,13 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
 
     # ---- per-lane parameters ---------------------------------------------------------------
     res = tensors[layer.residual] if layer.residual is not None else None
-    if res is not None and res.c_mem > cfg.max_channels:
-        raise CompileError(f"layer {name!r}: residual tensor {layer.residual!r} has "
-                           f"{res.c_mem} channel positions, more than max_channels = "
-                           f"{cfg.max_channels} of configuration {cfg.name!r}")
     res_pos_of = None
+    res_win = np.zeros(mtiles, np.int64)
     if res is not None:
         res_pos_of = np.full(res.channels, -1, np.int64)
         valid = res.perm >= 0
         res_pos_of[res.perm[valid]] = np.flatnonzero(valid)
+        res_win = _residual_windows(name, layer.residual, res, res_pos_of, lane_row, cfg)
     pblob = bytearray()
     mult = np.asarray(layer.mult, np.int64)
     shift = np.asarray(layer.shift, np.int64)
@@ -2007,12 +2006,15 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows = lane_row[t]
         ok = rows >= 0
         r = np.where(ok, rows, 0)
+        wpos = int(res_win[t]) * cfg.beat_bytes       # pad lanes read inside the window
         pblob += pack_params_block(pack_lane_params(
             np.where(ok, bias[r], 0), np.where(ok, mult[r], 0),
             np.where(ok, rmult[r], 0) if res is not None else np.zeros(len(rows), np.int64),
             np.where(ok, shift[r], 1),
-            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64),
-            (~ok).astype(np.int64)))          # pad lanes bypass a table: they stay 0
+            np.where(ok, res_pos_of[r], wpos) if res is not None
+            else np.zeros(len(rows), np.int64),
+            (~ok).astype(np.int64),           # pad lanes bypass a table: they stay 0
+            res_win=int(res_win[t])))
     p_addr = img.alloc(len(pblob), bytes(pblob))
     lut_addr = 0
     if lut is not None:
@@ -2073,6 +2075,47 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
+
+
+def _rows_by_residual(res, lo_rows: np.ndarray, hi_rows: np.ndarray) -> tuple:
+    """``lo_rows`` and ``hi_rows`` sorted by the position of their channel in the stored
+    residual ``res`` (stable: ties keep the natural order)."""
+    pos = np.full(res.channels, res.c_mem, np.int64)
+    valid = res.perm >= 0
+    pos[res.perm[valid]] = np.flatnonzero(valid)
+    return (lo_rows[np.argsort(pos[lo_rows], kind="stable")],
+            hi_rows[np.argsort(pos[hi_rows], kind="stable")])
+
+
+def _residual_windows(name: str, rname: str, res, res_pos_of: np.ndarray, lane_row: np.ndarray,
+                      cfg: HWConfig) -> np.ndarray:
+    """Per mtile, the first beat of the residual window its STORE keeps
+    (``LaneParams.res_win``): the store unit reads every residual pixel whole (its check entries
+    cover whole rows) and keeps ``max_channels`` bytes of it, from that beat. A residual of at
+    most ``max_channels`` positions: window 0. Wider: the window starts at the lowest beat any
+    lane of the mtile reads; a ``CompileError`` when the mtile's lanes are spread over more
+    than ``max_channels`` bytes of the pixel."""
+    bb = cfg.beat_bytes
+    mtiles = lane_row.shape[0]
+    if res.c_mem // bb > 4095 or res.c_mem > 1 << 16:
+        raise CompileError(f"layer {name!r}: residual tensor {rname!r} has {res.c_mem} channel "
+                           f"positions; a STORE reads at most {min(4095 * bb, 1 << 16)} a pixel")
+    win = np.zeros(mtiles, np.int64)
+    if res.c_mem <= cfg.max_channels:
+        return win
+    for t in range(mtiles):
+        rows = lane_row[t][lane_row[t] >= 0]
+        if not len(rows):
+            continue
+        pos = res_pos_of[rows]
+        lo, hi = int(pos.min()) // bb, int(pos.max()) // bb
+        if (hi - lo + 1) * bb > cfg.max_channels:
+            raise CompileError(
+                f"layer {name!r}: the residual channels of its output-channel tile {t} lie "
+                f"{(hi - lo + 1) * bb} bytes apart in the pixels of {rname!r}, more than "
+                f"max_channels = {cfg.max_channels} of configuration {cfg.name!r}")
+        win[t] = min(lo, res.c_mem // bb - cfg.max_channels // bb)
+    return win
 
 
 def disassemble(compiled: Compiled, step: AccelStep) -> str:

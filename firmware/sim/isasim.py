@@ -283,6 +283,13 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                                                               f"entries differ")
                     rr = np.frombuffer(rraw, np.int8 if f["res_signed"] else np.uint8)
                     rr = rr.reshape(P, rb).astype(np.int64)
+                    # the row buffer keeps max_channels bytes of each pixel from beat res_win
+                    # (LaneParams.res_win, hdl/store.py): every lane must read inside it
+                    win = int(fld(105, 12)[-1]) * cfg.beat_bytes
+                    if ((rpos < win) | (rpos >= win + cfg.max_channels)).any():
+                        raise ValueError(f"instruction {i}: mtile {t} reads residual bytes "
+                                         f"outside its window [{win}, "
+                                         f"{win + cfg.max_channels})")
                     res = rr[:, rpos].T
                 else:
                     res = np.zeros_like(accp)
