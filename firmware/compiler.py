@@ -62,7 +62,8 @@ from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, act_check_entries, decode,
-                       encode, pack_lane_params, pack_lut_block, pack_params_block, seal)
+                       encode, pack_lane_params, pack_lut_block, pack_params_block,
+                       params_block_bytes, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -1714,9 +1715,11 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
         return f"window {kh}x{kw} exceeds 15x15"
     if not (1 <= sy <= 7 and 1 <= sx <= 7):
         return f"stride {(sy, sx)} outside 1..7"
-    if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2:
+    if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2 and \
+            _pool_split(kh, src, cfg) is None:
         return (f"{kh} input rows of {src.w} x {src.c_mem} activations do not fit half of "
-                f"the activation buffer")
+                f"the activation buffer, not even split into channel groups of "
+                f"{cfg.lanes_pad} positions")
     if is_sum:
         n = _pool_divisor(layer, model)
         if n is None:
@@ -1725,6 +1728,31 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
         if average_mult_shift(n, src.bits, cfg.mult_bits) is None:
             return f"no exact {cfg.mult_bits}-bit multiplier for an average of {n} values"
     return ""
+
+
+def _pool_split(kh: int, src, cfg: HWConfig) -> int | None:
+    """Channel positions of one channel group of a pooling layer whose ``kh`` input rows do not
+    fit half of the activation buffer (pooling is per channel: each group is an independent
+    pooling), or None when no group of whole pooling mtiles fits. A group's rows are brought
+    by a gathering LOAD_ROWS (hdl/isa.py ``LoadRows``) that reads the rows whole (so their
+    check entries apply) and keeps, of every pixel (a raw row), the group's bytes."""
+    bb = cfg.beat_bytes
+    lanes = max(1, cfg.tn * 8 // cfg.axi_data_width)    # the loader's beats a buffer word
+    if src.gather is not None or src.strided is not None or src.fold is not None or \
+            lanes & (lanes - 1) or src.c_mem // bb > _GATHER_LIMITS["row_beats"]:
+        return None
+    unit = math.lcm(cfg.lanes_pad, cfg.tn, bb)
+    best = None
+    for n in range(1, src.c_mem // unit + 2):
+        size = _roundup(-(-src.c_mem // n), unit)
+        if kh * src.w * size // cfg.tn > cfg.act_depth // 2 or size // bb > \
+                _GATHER_LIMITS["seg_beats"] or (n - 1) * size >= 1 << 15:
+            continue
+        best = size
+        break
+    if best is None or best >= src.c_mem:
+        return None
+    return best
 
 
 def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dict, place,
@@ -1756,6 +1784,13 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     p_addr = img.alloc(len(pblob), pblob)
 
     row_words = src.w * groups
+    split = None
+    if kh * row_words > cfg.act_depth // 2:
+        split = _pool_split(kh, src, cfg)
+    if split is not None:
+        return _compile_pool_groups(layer, name, src, dst, split, (kh, kw, sy, sx, pt, pl),
+                                    is_sum, p_addr, len(pblob), cfg, instrs, stores_before,
+                                    producers, (oc, oh, ow))
     rows_per_tile = _fit_rows(name, min(oh, cfg.acc_depth // ow), sy, kh, row_words, src, cfg)
     ptiles = rd_bytes = wr_bytes = beats_total = 0
     tile_rows = []
@@ -1778,6 +1813,57 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
         wr_bytes += pixels * mtiles * cfg.lanes_pad
         beats_total += mtiles * pixels * (cfg.lanes_pad // cfg.tn) * kh * kw
     producers[layer.output] = (stores_before, tile_rows, False)
+    return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
+                       sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
+                       pool_beats=beats_total)
+
+
+def _compile_pool_groups(layer, name: str, src, dst, size: int, geom: tuple, is_sum: bool,
+                         p_addr: int, p_bytes: int, cfg: HWConfig, instrs: list,
+                         stores_before: int, producers: dict, oshape: tuple) -> LayerReport:
+    """A pooling layer in channel groups of ``size`` positions (:func:`_pool_split`): per pixel
+    tile and group a gathering LOAD_ROWS of the tile's input rows (every pixel read whole, the
+    group's bytes kept: the buffer holds the group as an HWC tensor of ``size`` channels), a
+    pooling COMPUTE and a STORE of the group's channel positions of the output pixels (each
+    output row then has one check entry per group)."""
+    kh, kw, sy, sx, pt, pl = geom
+    oc, oh, ow = oshape
+    bb = cfg.beat_bytes
+    blk = params_block_bytes(cfg.lanes_pad)
+    n_groups = -(-src.c_mem // size)
+    rows_per_tile = _fit_rows(name, min(oh, cfg.acc_depth // ow), sy, kh,
+                              src.w * size // cfg.tn, src, cfg)
+    ptiles = rd_bytes = wr_bytes = beats_total = 0
+    tile_rows = []
+    for oy0 in range(0, oh, rows_per_tile):
+        oy1 = min(oh, oy0 + rows_per_tile)
+        iy_lo, r0, r1 = _tile_input_rows(oy0, oy1, sy, pt, kh, src)
+        beats = (r1 - r0) * src.w * src.c_mem // bb
+        pixels = (oy1 - oy0) * ow
+        for g in range(n_groups):
+            c0 = g * size
+            cs = min(size, src.c_mem - c0)
+            mt = -(-cs // cfg.lanes_pad)
+            instrs.append(encode(
+                Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem, beats=beats,
+                wait_stores=_tile_wait(producers.get(layer.input), r1), gather=1,
+                row_beats=src.c_mem // bb, shift=c0, seg_beats=cs // bb, seg_rows=1, pix=1,
+                pix_beats=cs // bb))
+            tile_rows.append((oy0, oy1))
+            instrs.append(encode(Opcode.COMPUTE, n_mtiles=mt, kh=kh, kw=kw, groups=cs // cfg.tn,
+                                 stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
+                                 in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
+                                 pool=(PoolMode.SUM if is_sum else PoolMode.MAX).value))
+            instrs.append(encode(Opcode.STORE, n_mtiles=mt, pixels=pixels,
+                                 out_addr=dst.addr + oy0 * ow * dst.c_mem + c0,
+                                 out_stride=dst.c_mem,
+                                 params_addr=p_addr + c0 // cfg.lanes_pad * blk, relu=1, pool=1))
+            ptiles += 1
+            rd_bytes += beats * bb + mt * blk
+            wr_bytes += pixels * mt * cfg.lanes_pad
+            beats_total += mt * pixels * (cfg.lanes_pad // cfg.tn) * kh * kw
+    producers[layer.output] = (stores_before, tile_rows, False)
+    mtiles = -(-src.c_mem // cfg.lanes_pad)
     return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
                        sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
                        pool_beats=beats_total)
