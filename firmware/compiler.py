@@ -1168,7 +1168,7 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
         return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
                 f"it on the PE array yet")
-    if src.c_mem // cfg.tn > 1023:
+    if src.c_mem // cfg.tn > 1023 and _fc_as_conv(layer, tensors, cfg) is None:
         return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
                 f"{cfg.tn})")
     return ""
@@ -1965,6 +1965,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
+    if tensors[layer.input].c_mem // cfg.tn > 1023:
+        layer = _fc_as_conv(layer, tensors, cfg) or layer
     if strided:
         layer = _strided_view(layer, model, cfg, tensors, producers)
     src = tensors[layer.input]
@@ -2066,12 +2068,9 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
                                                       lo_sets[a:b], hi_sets[a:b], mac=mac))
     wstream = b"".join(blobs)
-    w_beats = len(wstream) // cfg.beat_bytes
-    if w_beats > MAX_COMMAND_BEATS:
-        raise CompileError(f"layer {name!r}: its weight packages ({len(wstream)} bytes) exceed "
-                           f"one LOAD_WEIGHTS stream of at most {MAX_COMMAND_BEATS} beats "
-                           f"({MAX_COMMAND_BEATS * cfg.beat_bytes} bytes)")
     w_addr = img.alloc(len(wstream), wstream, what=f"the weights of layer {name!r}")
+    # one LOAD_WEIGHTS per stream of whole packages of at most MAX_COMMAND_BEATS beats
+    w_streams = _weight_streams(name, blobs, w_addr, seq_base, cfg)
 
     # ---- per-lane parameters ---------------------------------------------------------------
     res = tensors[layer.residual] if layer.residual is not None else None
@@ -2132,8 +2131,11 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         pixels = (oy1 - oy0) * ow
         instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
         tile_rows.append((oy0, oy1))
-        instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
-                             seq_base=seq_base & 0xFFFF))
+        # the first stream before the COMPUTE, the others after its STORE: the fetch unit
+        # dispatches in order, and a later stream waits (in the W queue) until the PE array
+        # has taken the earlier packages, which needs the COMPUTE and the STORE dispatched
+        a, nb, sq = w_streams[0]
+        instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=a, beats=nb, seq_base=sq))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl))
@@ -2145,6 +2147,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             res_beats=(res.c_mem // cfg.beat_bytes) if res is not None else 0,
             res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
             relu=int(not ospec.signed), lut_en=int(lut is not None), lut_addr=lut_addr))
+        for a, nb, sq in w_streams[1:]:
+            instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=a, beats=nb, seq_base=sq))
         ptiles += 1
         rd_bytes += beats * cfg.beat_bytes + len(wstream) + len(pblob)
         if lut is not None:
@@ -2161,6 +2165,50 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
+
+
+def _fc_as_conv(layer, tensors: dict, cfg: HWConfig):
+    """An FC layer reading the flattened view of a ``(C, H, W)`` tensor as the ``H x W``
+    convolution over the ``C`` channels of that tensor it is (weights reshaped: input
+    ``c*H*W + y*W + x`` is tap ``(y, x)`` of channel ``c``), which puts its long input into
+    kernel taps x channel groups; None when ``layer`` is not such an FC or the conv does not
+    fit either (kernel above 15 x 15, above 1023 groups of ``tn``)."""
+    if not isinstance(layer, ConvLayer) or not layer.is_fc() or layer.residual is not None:
+        return None
+    view = tensors.get(layer.input)
+    if view is None or (view.h, view.w) != (1, 1):
+        return None
+    # the flattened tensor: the stored tensor whose bytes the view is
+    src = next((t for t in tensors.values() if t is not view and t.addr == view.addr and
+                t.nbytes == view.nbytes and (t.h, t.w) != (1, 1) and t.fold is None and
+                t.gather is None and t.strided is None and
+                view.c_mem == t.h * t.w * t.c_mem and view.channels == t.channels * t.h * t.w),
+               None)
+    if src is None or src.h > 15 or src.w > 15 or src.c_mem // cfg.tn > 1023:
+        return None
+    m = layer.weight.shape[0]
+    wt = np.asarray(layer.weight).reshape(m, src.channels, src.h, src.w)
+    return dataclasses.replace(layer, input=src.name, weight=wt)
+
+
+def _weight_streams(name: str, blobs: list, addr: int, seq_base: int, cfg: HWConfig) -> list:
+    """``(addr, beats, seq_base)`` of the LOAD_WEIGHTS streams of a layer's packages ``blobs``
+    (laid out from ``addr``, sequence numbers from ``seq_base``): consecutive packages, each
+    stream at most ``MAX_COMMAND_BEATS`` beats (one DMA command) and starting at the sequence
+    number of its first package, so the weight buffer's checks hold across the streams."""
+    bb = cfg.beat_bytes
+    out, a0, beats, first = [], addr, 0, 0
+    for j, blob in enumerate(blobs):
+        n = len(blob) // bb
+        if n > MAX_COMMAND_BEATS:
+            raise CompileError(f"layer {name!r}: one weight package of {len(blob)} bytes exceeds "
+                               f"a LOAD_WEIGHTS stream of {MAX_COMMAND_BEATS} beats")
+        if beats + n > MAX_COMMAND_BEATS:
+            out.append((a0, beats, (seq_base + first) & 0xFFFF))
+            a0, beats, first = a0 + beats * bb, 0, j
+        beats += n
+    out.append((a0, beats, (seq_base + first) & 0xFFFF))
+    return out
 
 
 def _rows_by_residual(res, lo_rows: np.ndarray, hi_rows: np.ndarray) -> tuple:
