@@ -39,14 +39,15 @@ SMALL = dataclasses.replace(TINY, name="tiny_tiles", max_channels=24, act_depth=
 SHAPE = (4, 4, 4)
 
 
-def _big_model(rng, cfg=SMALL):
+def _big_model(rng, cfg=SMALL, maxpool=True):
     """conv a (16 ch) -> conv b (1x1, residual a: 32 positions > max_channels) -> 2x2 max
     pooling, stride 1 (2 rows of 4 x 32 do not fit: 2 groups) -> global average pooling
-    (3 x 3 x 32 do not fit: 4 groups) -> flatten -> FC 6."""
+    (3 x 3 x 32 do not fit: 4 groups) -> flatten -> FC 6. ``maxpool=False``: without the max
+    pooling (the global average pooling of 4 x 4 x 32 in 4 groups)."""
     b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=SHAPE)
     x = b.conv("a", "input", 16, 3, padding=1)
     y = b.conv("b", x, 16, 1, residual=x)
-    p = b.maxpool("mp", y, 2, 1, 0)
+    p = b.maxpool("mp", y, 2, 1, 0) if maxpool else y
     g = b.gap("gap", p)
     return b.build(b.fc("fc", b.flatten("flat", g), 6))
 
@@ -64,8 +65,8 @@ def _programs(comp):
 
 @pytest.fixture
 def small_streams(monkeypatch):
-    """LOAD_WEIGHTS streams of at most 40 beats (one tiny package): several per pixel tile."""
-    monkeypatch.setattr(compiler, "MAX_COMMAND_BEATS", 40)
+    """LOAD_WEIGHTS streams of at most 80 beats (two tiny packages): several per pixel tile."""
+    monkeypatch.setattr(compiler, "MAX_COMMAND_BEATS", 80)
 
 
 def test_structure_of_the_tiled_program(rng, small_streams):
@@ -78,8 +79,18 @@ def test_structure_of_the_tiled_program(rng, small_streams):
     # several weight streams per conv tile: the first before the COMPUTE, the rest after the
     # STORE, sequence numbers continuing across the streams
     lw = [f for op, f in prog if op == Opcode.LOAD_WEIGHTS]
-    assert len(lw) > ops.count(Opcode.COMPUTE) and all(f["beats"] <= 40 for f in lw)
-    assert [f["seq_base"] for f in lw[:4]] == [0, 1, 2, 3]
+    n_conv = sum(1 for op, f in prog if op == Opcode.COMPUTE and not f["pool"])
+    assert len(lw) > n_conv and all(f["beats"] <= 80 for f in lw)
+    tiles = []                   # the streams of each pixel tile: sequence numbers go on
+    for op, f in prog:
+        if op == Opcode.LOAD_ROWS:
+            tiles.append([])
+        elif op == Opcode.LOAD_WEIGHTS:
+            tiles[-1].append(f["seq_base"])
+    assert any(len(t) > 1 for t in tiles) and all(t == sorted(set(t)) for t in tiles)
+    k = ops.index(Opcode.COMPUTE)
+    assert ops[k - 1:k + 3] == [Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE,
+                                Opcode.LOAD_WEIGHTS]
     # the pooling layers in channel groups: gathering loads, checked
     rep = {r.name: r for r in comp.layers}
     pooled = [comp.tensors[n] for n in ("b", "mp")]
@@ -99,7 +110,7 @@ def test_rtl_exact_counters_and_cycle_model(rng, small_streams):
     """Deterministic memory: the RTL's tensors are golden's, its byte / beat / instruction
     counters are the cycle model's exactly and its cycles within 2 %."""
     from test_cyclemodel import _run_rtl_amaranth
-    model = _big_model(rng)
+    model = _big_model(rng, maxpool=False)
     comp = compile_model(model, SMALL)
     imgs = [rng.integers(0, 256, size=SHAPE)]
     ((stats, tensors),) = _run_rtl_amaranth(SMALL, [comp], imgs)
