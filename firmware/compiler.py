@@ -32,10 +32,15 @@ What it decides (docs/architecture.md sections 2-4):
   ``x + 2**(bits-1)`` (:func:`_offset_tensors`; through the table, an identity table
   ``conv+ob``, or the host's ``to_memory``); its readers run on the PE array with
   ``-2**(bits-1) * sum(w)`` folded into their bias.
+* **Large tensors.** A residual above ``max_channels`` is read whole per pixel and each mtile
+  keeps a window of it (:func:`_residual_windows`); pooling whose rows do not fit half of the
+  activation buffer runs in channel groups (:func:`_pool_split`); an FC after a Flatten above
+  1023 groups of ``tn`` runs as the HxW conv it is (:func:`_fc_as_conv`); weights above one
+  LOAD_WEIGHTS stream go in several (:func:`_weight_streams`).
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
-  grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
-  channel-position limit, lookup tables that cannot be fused, gating products, concat, slice,
-  channel shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
+  grouped and depthwise convolutions, a residual an mtile cannot read in one window, an FC
+  input above the channel-position limit that is no flattened HxW tensor, lookup tables that
+  cannot be fused, gating products, concat, slice, channel shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
   (:func:`_host_reason`); the report names it and why.
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are

@@ -32,7 +32,10 @@ END            fetch   Stop fetching; the run is done when every unit is idle an
 
 Dependencies are implicit and counted, so the program carries no tokens (the compiler emits
 exactly one LOAD_ROWS, one COMPUTE and one STORE per pixel tile, in that order, and one
-LOAD_WEIGHTS per conv pixel tile; pooling tiles have no weights):
+LOAD_WEIGHTS per conv pixel tile before its COMPUTE -- a layer whose packages exceed one stream
+(``MAX_COMMAND_BEATS``) has further streams after its STORE, their sequence numbers following
+on, since the weight unit runs ahead and a stream waits until the buffer took the previous
+one; pooling tiles have no weights):
 
 * COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed;
 * LOAD_ROWS ``n`` starts when COMPUTE ``n - 2`` has completed (its half is free) and when at least
