@@ -2202,12 +2202,15 @@ def _weight_streams(name: str, blobs: list, addr: int, seq_base: int, cfg: HWCon
     stream at most ``MAX_COMMAND_BEATS`` beats (one DMA command) and starting at the sequence
     number of its first package, so the weight buffer's checks hold across the streams."""
     bb = cfg.beat_bytes
+    big = max(len(b) for b in blobs)
+    if big > MAX_COMMAND_BEATS * bb:
+        # (a package is at most one weight-buffer bank: only a lowered limit gets here)
+        raise CompileError(f"layer {name!r}: its weight packages ({big} bytes) exceed one "
+                           f"LOAD_WEIGHTS stream of at most {MAX_COMMAND_BEATS} beats "
+                           f"({MAX_COMMAND_BEATS * bb} bytes)")
     out, a0, beats, first = [], addr, 0, 0
     for j, blob in enumerate(blobs):
         n = len(blob) // bb
-        if n > MAX_COMMAND_BEATS:
-            raise CompileError(f"layer {name!r}: one weight package of {len(blob)} bytes exceeds "
-                               f"a LOAD_WEIGHTS stream of {MAX_COMMAND_BEATS} beats")
         if beats + n > MAX_COMMAND_BEATS:
             out.append((a0, beats, (seq_base + first) & 0xFFFF))
             a0, beats, first = a0 + beats * bb, 0, j
