@@ -40,7 +40,8 @@ What it decides (docs/architecture.md sections 2-4):
 * **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
   grouped and depthwise convolutions, a residual an mtile cannot read in one window, an FC
   input above the channel-position limit that is no flattened HxW tensor, lookup tables that
-  cannot be fused, gating products, concat, slice, channel shuffle) becomes a :class:`CpuStep` running golden's integer op on the stored tensors
+  cannot be fused, gating products, concat, slice, channel shuffle) becomes a
+  :class:`CpuStep` running golden's integer op on the stored tensors
   (:func:`_host_reason`); the report names it and why.
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are

@@ -18,7 +18,6 @@ with the protocol checkers) and on the ISA simulator.
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from e2e_util import assert_layers_equal
