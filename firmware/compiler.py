@@ -34,15 +34,21 @@ What it decides (docs/architecture.md sections 2-4):
   layer's offset-binary input, or the host's ``to_memory``); its conv readers run on the PE
   array with ``-2**(bits-1) * sum(w)`` folded into their bias and padding read as the stored
   zero (COMPUTE ``pad_ob``), a residual read decodes it (STORE ``res_offset``).
-* **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor,
-  grouped and depthwise convolutions, a residual above ``max_channels``, an FC input above the
-  channel-position limit, lookup tables that cannot be fused, gating products, a concat with
-  an input the PE array cannot copy, a slice over rows or columns) becomes a :class:`CpuStep` running golden's
-  integer op on the stored tensors (:func:`_host_reason`); the report names it and why.
+* **Large tensors.** A residual above ``max_channels`` is read whole per pixel and each mtile
+  keeps a window of it (:func:`_residual_windows`); pooling whose rows do not fit half of the
+  activation buffer runs in channel groups (:func:`_pool_split`); an FC after a Flatten above
+  1023 groups of ``tn`` runs as the HxW conv it is (:func:`_fc_as_conv`); weights above one
+  LOAD_WEIGHTS stream go in several (:func:`_weight_streams`).
 * **Placement.** A channel shuffle and a channel slice are free views of the stored bytes; a
   concat is one tensor: each conv read by it alone with identity requantization stores into
   its channel range, any other input is copied into its range by a 1x1 identity conv with the
   concat's requantization (:func:`_concat_plan`, :func:`_placement_view`).
+* **Host fallback.** A valid layer the accelerator cannot run (a conv reading a signed tensor
+  stored two's complement, grouped and depthwise convolutions, a residual an mtile cannot read
+  in one window, an FC input above the channel-position limit that is no flattened HxW tensor,
+  lookup tables that cannot be fused, gating products, a concat with an input the PE array
+  cannot copy, a slice over rows or columns) becomes a :class:`CpuStep` running golden's
+  integer op on the stored tensors (:func:`_host_reason`); the report names it and why.
 
 Layers that could overflow the accumulator or do not fit the configuration otherwise are
 rejected with a :class:`CompileError` naming the layer.
@@ -68,7 +74,8 @@ from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, act_check_entries, decode,
-                       encode, pack_lane_params, pack_lut_block, pack_params_block, seal)
+                       encode, pack_lane_params, pack_lut_block, pack_params_block,
+                       params_block_bytes, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -1519,10 +1526,7 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
         return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
                 f"it on the PE array yet")
-    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
-        return (f"residual of {tensors[layer.residual].c_mem} channel positions > max_channels "
-                f"= {cfg.max_channels}")
-    if src.c_mem // cfg.tn > 1023:
+    if src.c_mem // cfg.tn > 1023 and _fc_as_conv(layer, tensors, cfg) is None:
         return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
                 f"{cfg.tn})")
     return ""
@@ -2070,9 +2074,11 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
         return f"window {kh}x{kw} exceeds 15x15"
     if not (1 <= sy <= 7 and 1 <= sx <= 7):
         return f"stride {(sy, sx)} outside 1..7"
-    if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2:
+    if kh * src.w * (src.c_mem // cfg.tn) > cfg.act_depth // 2 and \
+            _pool_split(kh, src, cfg) is None:
         return (f"{kh} input rows of {src.w} x {src.c_mem} activations do not fit half of "
-                f"the activation buffer")
+                f"the activation buffer, not even split into channel groups of "
+                f"{cfg.lanes_pad} positions")
     if is_sum:
         n = _pool_divisor(layer, model)
         if n is None:
@@ -2081,6 +2087,31 @@ def _pool_unsupported(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str
         if average_mult_shift(n, src.bits, cfg.mult_bits) is None:
             return f"no exact {cfg.mult_bits}-bit multiplier for an average of {n} values"
     return ""
+
+
+def _pool_split(kh: int, src, cfg: HWConfig) -> int | None:
+    """Channel positions of one channel group of a pooling layer whose ``kh`` input rows do not
+    fit half of the activation buffer (pooling is per channel: each group is an independent
+    pooling), or None when no group of whole pooling mtiles fits. A group's rows are brought
+    by a gathering LOAD_ROWS (hdl/isa.py ``LoadRows``) that reads the rows whole (so their
+    check entries apply) and keeps, of every pixel (a raw row), the group's bytes."""
+    bb = cfg.beat_bytes
+    lanes = max(1, cfg.tn * 8 // cfg.axi_data_width)    # the loader's beats a buffer word
+    if src.gather is not None or src.strided is not None or src.fold is not None or \
+            lanes & (lanes - 1) or src.c_mem // bb > _GATHER_LIMITS["row_beats"]:
+        return None
+    unit = math.lcm(cfg.lanes_pad, cfg.tn, bb)
+    best = None
+    for n in range(1, src.c_mem // unit + 2):
+        size = _roundup(-(-src.c_mem // n), unit)
+        if kh * src.w * size // cfg.tn > cfg.act_depth // 2 or size // bb > \
+                _GATHER_LIMITS["seg_beats"] or (n - 1) * size >= 1 << 15:
+            continue
+        best = size
+        break
+    if best is None or best >= src.c_mem:
+        return None
+    return best
 
 
 def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dict, place,
@@ -2115,6 +2146,13 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
     p_addr = img.alloc(len(pblob), pblob)
 
     row_words = src.w * groups
+    split = None
+    if kh * row_words > cfg.act_depth // 2:
+        split = _pool_split(kh, src, cfg)
+    if split is not None:
+        return _compile_pool_groups(layer, name, src, dst, split, (kh, kw, sy, sx, pt, pl),
+                                    is_sum, p_addr, len(pblob), cfg, instrs, stores_before,
+                                    producers, (oc, oh, ow))
     rows_per_tile = _fit_rows(name, min(oh, cfg.acc_depth // ow), sy, kh, row_words, src, cfg)
     ptiles = rd_bytes = wr_bytes = beats_total = 0
     tile_rows = []
@@ -2138,6 +2176,57 @@ def _compile_pool(layer, model: QModel, cfg: HWConfig, img: _Image, tensors: dic
         wr_bytes += pixels * mtiles * cfg.lanes_pad
         beats_total += mtiles * pixels * (cfg.lanes_pad // cfg.tn) * kh * kw
     producers[layer.output] = (stores_before, tile_rows, False)
+    return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
+                       sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
+                       pool_beats=beats_total)
+
+
+def _compile_pool_groups(layer, name: str, src, dst, size: int, geom: tuple, is_sum: bool,
+                         p_addr: int, p_bytes: int, cfg: HWConfig, instrs: list,
+                         stores_before: int, producers: dict, oshape: tuple) -> LayerReport:
+    """A pooling layer in channel groups of ``size`` positions (:func:`_pool_split`): per pixel
+    tile and group a gathering LOAD_ROWS of the tile's input rows (every pixel read whole, the
+    group's bytes kept: the buffer holds the group as an HWC tensor of ``size`` channels), a
+    pooling COMPUTE and a STORE of the group's channel positions of the output pixels (each
+    output row then has one check entry per group)."""
+    kh, kw, sy, sx, pt, pl = geom
+    oc, oh, ow = oshape
+    bb = cfg.beat_bytes
+    blk = params_block_bytes(cfg.lanes_pad)
+    n_groups = -(-src.c_mem // size)
+    rows_per_tile = _fit_rows(name, min(oh, cfg.acc_depth // ow), sy, kh,
+                              src.w * size // cfg.tn, src, cfg)
+    ptiles = rd_bytes = wr_bytes = beats_total = 0
+    tile_rows = []
+    for oy0 in range(0, oh, rows_per_tile):
+        oy1 = min(oh, oy0 + rows_per_tile)
+        iy_lo, r0, r1 = _tile_input_rows(oy0, oy1, sy, pt, kh, src)
+        beats = (r1 - r0) * src.w * src.c_mem // bb
+        pixels = (oy1 - oy0) * ow
+        for g in range(n_groups):
+            c0 = g * size
+            cs = min(size, src.c_mem - c0)
+            mt = -(-cs // cfg.lanes_pad)
+            instrs.append(encode(
+                Opcode.LOAD_ROWS, addr=src.addr + r0 * src.w * src.c_mem, beats=beats,
+                wait_stores=_tile_wait(producers.get(layer.input), r1), gather=1,
+                row_beats=src.c_mem // bb, shift=c0, seg_beats=cs // bb, seg_rows=1, pix=1,
+                pix_beats=cs // bb))
+            tile_rows.append((oy0, oy1))
+            instrs.append(encode(Opcode.COMPUTE, n_mtiles=mt, kh=kh, kw=kw, groups=cs // cfg.tn,
+                                 stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
+                                 in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
+                                 pool=(PoolMode.SUM if is_sum else PoolMode.MAX).value))
+            instrs.append(encode(Opcode.STORE, n_mtiles=mt, pixels=pixels,
+                                 out_addr=dst.addr + oy0 * ow * dst.c_mem + c0,
+                                 out_stride=dst.c_mem,
+                                 params_addr=p_addr + c0 // cfg.lanes_pad * blk, relu=1, pool=1))
+            ptiles += 1
+            rd_bytes += beats * bb + mt * blk
+            wr_bytes += pixels * mt * cfg.lanes_pad
+            beats_total += mt * pixels * (cfg.lanes_pad // cfg.tn) * kh * kw
+    producers[layer.output] = (stores_before, tile_rows, False)
+    mtiles = -(-src.c_mem // cfg.lanes_pad)
     return LayerReport(name, layer.kind, "accel", (oc, oh, ow), mtiles=mtiles, ptiles=ptiles,
                        sets_per_mtile=kh * kw, dma_read_bytes=rd_bytes, dma_write_bytes=wr_bytes,
                        pool_beats=beats_total)
@@ -2240,6 +2329,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
+    if tensors[layer.input].c_mem // cfg.tn > 1023:
+        layer = _fc_as_conv(layer, tensors, cfg) or layer
     if strided:
         layer = _strided_view(layer, model, cfg, tensors, producers)
     src = tensors[layer.input]
@@ -2289,6 +2380,10 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     prec = np.asarray(layer.precision)
     hi_rows = np.flatnonzero(prec == Precision.HI)
     lo_rows = np.flatnonzero(prec == Precision.LO)
+    if layer.residual is not None and tensors[layer.residual].c_mem > cfg.max_channels:
+        # a residual wider than the store's row buffer: rows in the order of their residual
+        # channels, so that each mtile's residual bytes lie close together (_residual_windows)
+        lo_rows, hi_rows = _rows_by_residual(tensors[layer.residual], lo_rows, hi_rows)
     mtiles = max(1, -(-len(hi_rows) // cfg.lanes_hi), -(-len(lo_rows) // cfg.lanes_lo))
     lane_row = np.full((mtiles, cfg.lanes_pad), -1, np.int64)
     for t in range(mtiles):
@@ -2335,24 +2430,19 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             blobs.append(wpkg.build_package_from_sets(cfg, (seq_base + len(blobs)) & 0xFFFF,
                                                       lo_sets[a:b], hi_sets[a:b], mac=mac))
     wstream = b"".join(blobs)
-    w_beats = len(wstream) // cfg.beat_bytes
-    if w_beats > MAX_COMMAND_BEATS:
-        raise CompileError(f"layer {name!r}: its weight packages ({len(wstream)} bytes) exceed "
-                           f"one LOAD_WEIGHTS stream of at most {MAX_COMMAND_BEATS} beats "
-                           f"({MAX_COMMAND_BEATS * cfg.beat_bytes} bytes)")
     w_addr = img.alloc(len(wstream), wstream, what=f"the weights of layer {name!r}")
+    # one LOAD_WEIGHTS per stream of whole packages of at most MAX_COMMAND_BEATS beats
+    w_streams = _weight_streams(name, blobs, w_addr, seq_base, cfg)
 
     # ---- per-lane parameters ---------------------------------------------------------------
     res = tensors[layer.residual] if layer.residual is not None else None
-    if res is not None and res.c_mem > cfg.max_channels:
-        raise CompileError(f"layer {name!r}: residual tensor {layer.residual!r} has "
-                           f"{res.c_mem} channel positions, more than max_channels = "
-                           f"{cfg.max_channels} of configuration {cfg.name!r}")
     res_pos_of = None
+    res_win = np.zeros(mtiles, np.int64)
     if res is not None:
         res_pos_of = np.full(res.channels, -1, np.int64)
         valid = res.perm >= 0
         res_pos_of[res.perm[valid]] = np.flatnonzero(valid)
+        res_win = _residual_windows(name, layer.residual, res, res_pos_of, lane_row, cfg)
     pblob = bytearray()
     mult = np.asarray(layer.mult, np.int64)
     shift = np.asarray(layer.shift, np.int64)
@@ -2363,12 +2453,15 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows = lane_row[t]
         ok = rows >= 0
         r = np.where(ok, rows, 0)
+        wpos = int(res_win[t]) * cfg.beat_bytes       # pad lanes read inside the window
         pblob += pack_params_block(pack_lane_params(
             np.where(ok, bias[r], 0), np.where(ok, mult[r], 0),
             np.where(ok, rmult[r], 0) if res is not None else np.zeros(len(rows), np.int64),
             np.where(ok, shift[r], 1),
-            np.where(ok, res_pos_of[r], 0) if res is not None else np.zeros(len(rows), np.int64),
-            (~ok).astype(np.int64)))          # pad lanes bypass a table: they stay 0
+            np.where(ok, res_pos_of[r], wpos) if res is not None
+            else np.zeros(len(rows), np.int64),
+            (~ok).astype(np.int64),           # pad lanes bypass a table: they stay 0
+            res_win=int(res_win[t])))
     p_addr = img.alloc(len(pblob), bytes(pblob))
     lut_addr = 0
     if lut is not None:
@@ -2400,8 +2493,11 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         pixels = (oy1 - oy0) * ow
         instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
         tile_rows.append((oy0, oy1))
-        instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=w_addr, beats=w_beats,
-                             seq_base=seq_base & 0xFFFF))
+        # the first stream before the COMPUTE, the others after its STORE: the fetch unit
+        # dispatches in order, and a later stream waits (in the W queue) until the PE array
+        # has taken the earlier packages, which needs the COMPUTE and the STORE dispatched
+        a, nb, sq = w_streams[0]
+        instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=a, beats=nb, seq_base=sq))
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
@@ -2415,6 +2511,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
             res_offset=int(bool(res is not None and res.offset)),
             relu=int(not ospec.signed), lut_en=int(lut is not None), lut_addr=lut_addr))
+        for a, nb, sq in w_streams[1:]:
+            instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=a, beats=nb, seq_base=sq))
         ptiles += 1
         rd_bytes += beats * cfg.beat_bytes + len(wstream) + len(pblob)
         if lut is not None:
@@ -2431,6 +2529,94 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                       sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
+
+
+def _fc_as_conv(layer, tensors: dict, cfg: HWConfig):
+    """An FC layer reading the flattened view of a ``(C, H, W)`` tensor as the ``H x W``
+    convolution over the ``C`` channels of that tensor it is (weights reshaped: input
+    ``c*H*W + y*W + x`` is tap ``(y, x)`` of channel ``c``), which puts its long input into
+    kernel taps x channel groups; None when ``layer`` is not such an FC or the conv does not
+    fit either (kernel above 15 x 15, above 1023 groups of ``tn``)."""
+    if not isinstance(layer, ConvLayer) or not layer.is_fc() or layer.residual is not None:
+        return None
+    view = tensors.get(layer.input)
+    if view is None or (view.h, view.w) != (1, 1):
+        return None
+    # the flattened tensor: the stored tensor whose bytes the view is
+    src = next((t for t in tensors.values() if t is not view and t.addr == view.addr and
+                t.nbytes == view.nbytes and (t.h, t.w) != (1, 1) and t.fold is None and
+                t.gather is None and t.strided is None and
+                view.c_mem == t.h * t.w * t.c_mem and view.channels == t.channels * t.h * t.w),
+               None)
+    if src is None or src.h > 15 or src.w > 15 or src.c_mem // cfg.tn > 1023:
+        return None
+    m = layer.weight.shape[0]
+    wt = np.asarray(layer.weight).reshape(m, src.channels, src.h, src.w)
+    return dataclasses.replace(layer, input=src.name, weight=wt)
+
+
+def _weight_streams(name: str, blobs: list, addr: int, seq_base: int, cfg: HWConfig) -> list:
+    """``(addr, beats, seq_base)`` of the LOAD_WEIGHTS streams of a layer's packages ``blobs``
+    (laid out from ``addr``, sequence numbers from ``seq_base``): consecutive packages, each
+    stream at most ``MAX_COMMAND_BEATS`` beats (one DMA command) and starting at the sequence
+    number of its first package, so the weight buffer's checks hold across the streams."""
+    bb = cfg.beat_bytes
+    big = max(len(b) for b in blobs)
+    if big > MAX_COMMAND_BEATS * bb:
+        # (a package is at most one weight-buffer bank: only a lowered limit gets here)
+        raise CompileError(f"layer {name!r}: its weight packages ({big} bytes) exceed one "
+                           f"LOAD_WEIGHTS stream of at most {MAX_COMMAND_BEATS} beats "
+                           f"({MAX_COMMAND_BEATS * bb} bytes)")
+    out, a0, beats, first = [], addr, 0, 0
+    for j, blob in enumerate(blobs):
+        n = len(blob) // bb
+        if beats + n > MAX_COMMAND_BEATS:
+            out.append((a0, beats, (seq_base + first) & 0xFFFF))
+            a0, beats, first = a0 + beats * bb, 0, j
+        beats += n
+    out.append((a0, beats, (seq_base + first) & 0xFFFF))
+    return out
+
+
+def _rows_by_residual(res, lo_rows: np.ndarray, hi_rows: np.ndarray) -> tuple:
+    """``lo_rows`` and ``hi_rows`` sorted by the position of their channel in the stored
+    residual ``res`` (stable: ties keep the natural order)."""
+    pos = np.full(res.channels, res.c_mem, np.int64)
+    valid = res.perm >= 0
+    pos[res.perm[valid]] = np.flatnonzero(valid)
+    return (lo_rows[np.argsort(pos[lo_rows], kind="stable")],
+            hi_rows[np.argsort(pos[hi_rows], kind="stable")])
+
+
+def _residual_windows(name: str, rname: str, res, res_pos_of: np.ndarray, lane_row: np.ndarray,
+                      cfg: HWConfig) -> np.ndarray:
+    """Per mtile, the first beat of the residual window its STORE keeps
+    (``LaneParams.res_win``): the store unit reads every residual pixel whole (its check entries
+    cover whole rows) and keeps ``max_channels`` bytes of it, from that beat. A residual of at
+    most ``max_channels`` positions: window 0. Wider: the window starts at the lowest beat any
+    lane of the mtile reads; a ``CompileError`` when the mtile's lanes are spread over more
+    than ``max_channels`` bytes of the pixel."""
+    bb = cfg.beat_bytes
+    mtiles = lane_row.shape[0]
+    if res.c_mem // bb > 4095 or res.c_mem > 1 << 16:
+        raise CompileError(f"layer {name!r}: residual tensor {rname!r} has {res.c_mem} channel "
+                           f"positions; a STORE reads at most {min(4095 * bb, 1 << 16)} a pixel")
+    win = np.zeros(mtiles, np.int64)
+    if res.c_mem <= cfg.max_channels:
+        return win
+    for t in range(mtiles):
+        rows = lane_row[t][lane_row[t] >= 0]
+        if not len(rows):
+            continue
+        pos = res_pos_of[rows]
+        lo, hi = int(pos.min()) // bb, int(pos.max()) // bb
+        if (hi - lo + 1) * bb > cfg.max_channels:
+            raise CompileError(
+                f"layer {name!r}: the residual channels of its output-channel tile {t} lie "
+                f"{(hi - lo + 1) * bb} bytes apart in the pixels of {rname!r}, more than "
+                f"max_channels = {cfg.max_channels} of configuration {cfg.name!r}")
+        win[t] = min(lo, res.c_mem // bb - cfg.max_channels // bb)
+    return win
 
 
 def disassemble(compiled: Compiled, step: AccelStep) -> str:

@@ -810,18 +810,30 @@ class _Model:
         ops = {op: [f for o, f in instrs if o == op] for op in
                (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE)}
         lr, lw, cc, ss = ops.values()
-        n_conv = sum(1 for c in cc if not c["pool"])
-        if not len(lr) == len(cc) == len(ss) or len(lw) != n_conv:
+        # the LOAD_WEIGHTS streams of each pixel tile: those between its LOAD_ROWS and the
+        # next (a layer whose weights exceed one stream has several: the first before the
+        # COMPUTE, the others after the STORE)
+        lw_of = []
+        for o, f in instrs:
+            if o == Opcode.LOAD_ROWS:
+                lw_of.append([])
+            elif o == Opcode.LOAD_WEIGHTS:
+                if not lw_of:
+                    lw_of.append([None])          # before any LOAD_ROWS: refused below
+                lw_of[-1].append(f)
+        if not len(lr) == len(cc) == len(ss) or any(None in w for w in lw_of) or any(
+                bool(w) == bool(c["pool"]) for w, c in zip(lw_of, cc)):
             raise CycleModelError(
                 f"the program has {len(lr)} LOAD_ROWS, {len(lw)} LOAD_WEIGHTS, {len(cc)} "
                 f"COMPUTE and {len(ss)} STORE instructions; the model needs one of each per "
-                f"pixel tile (no LOAD_WEIGHTS for a pooling tile)")
+                f"pixel tile (one or more LOAD_WEIGHTS before a conv COMPUTE, none for a "
+                f"pooling tile)")
         self.pool_join = defaultdict(_Event)    # pooling mtile -> the STORE's join is ready
         self.pool_end = defaultdict(_Event)     # pooling mtile -> its last result joined
         if tile_layers is not None and len(tile_layers) != len(cc):
             raise CycleModelError(f"{len(tile_layers)} layer names for {len(cc)} pixel tiles")
         index = defaultdict(int)
-        lw_it = iter(enumerate(lw))
+        k = 0                   # LOAD_WEIGHTS stream
         for n, (a, c, s) in enumerate(zip(lr, cc, ss)):
             pixels = c["out_h"] * c["out_w"]
             if c["pool"] or s["pool"]:
@@ -834,8 +846,10 @@ class _Model:
                                              c["kh"] * c["kw"], a["beats"], 0))
                 index[name] += 1
                 continue
-            k, w = next(lw_it)
-            pk = _stream_packages(cfg, image, base, w["addr"], w["beats"], k)
+            pk = []
+            for w in lw_of[n]:
+                pk += _stream_packages(cfg, image, base, w["addr"], w["beats"], k)
+                k += 1
             nsets = c["kh"] * c["kw"] * c["groups"]
             if sum(p.sets for p in pk) != c["n_mtiles"] * nsets:
                 raise CycleModelError(
@@ -850,7 +864,7 @@ class _Model:
                                       f"({pixels} pixels, {c['n_mtiles']} mtiles)")
             name = tile_layers[n] if tile_layers is not None else ""
             self.tiles.append(TileTiming(name, index[name], pixels, c["n_mtiles"], nsets,
-                                         a["beats"], w["beats"]))
+                                         a["beats"], sum(w["beats"] for w in lw_of[n])))
             index[name] += 1
 
     # -- helpers ------------------------------------------------------------------------------

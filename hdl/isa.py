@@ -32,7 +32,10 @@ END            fetch   Stop fetching; the run is done when every unit is idle an
 
 Dependencies are implicit and counted, so the program carries no tokens (the compiler emits
 exactly one LOAD_ROWS, one COMPUTE and one STORE per pixel tile, in that order, and one
-LOAD_WEIGHTS per conv pixel tile; pooling tiles have no weights):
+LOAD_WEIGHTS per conv pixel tile before its COMPUTE -- a layer whose packages exceed one stream
+(``MAX_COMMAND_BEATS``) has further streams after its STORE, their sequence numbers following
+on, since the weight unit runs ahead and a stream waits until the buffer took the previous
+one; pooling tiles have no weights):
 
 * COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed;
 * LOAD_ROWS ``n`` starts when COMPUTE ``n - 2`` has completed (its half is free) and when at least
@@ -225,7 +228,12 @@ class LaneParams(data.Struct):
     shift: unsigned(8)
     res_pos: unsigned(16)       #: byte position of this lane's channel in the residual pixel
     no_lut: unsigned(1)         #: bypass a STORE's lookup table (pad lanes stay 0)
-    reserved: unsigned(23)
+    #: first beat of the residual pixel the store unit keeps (its row buffer holds
+    #: ``max_channels`` bytes of a pixel: beats ``[res_win, res_win + max_channels / beat)``);
+    #: every lane of an mtile carries the same value and every lane's ``res_pos`` lies in the
+    #: window (a residual above ``max_channels`` is read whole, kept a window per mtile)
+    res_win: unsigned(12)
+    reserved: unsigned(11)
 
 
 assert data.Layout.cast(LaneParams).size == 128
@@ -335,15 +343,17 @@ def decode(raw: bytes) -> tuple[Opcode, dict]:
     return op, (_unpack(FIELD_LAYOUTS[op], top["body"]) if op in FIELD_LAYOUTS else {})
 
 
-def pack_lane_params(bias, mult, res_mult, shift, res_pos, no_lut=None) -> bytes:
+def pack_lane_params(bias, mult, res_mult, shift, res_pos, no_lut=None, res_win=0) -> bytes:
     """Encode arrays of per-lane parameters as ``16 * n`` bytes of :class:`LaneParams`
-    (``no_lut``: per-lane table bypass, default all 0)."""
+    (``no_lut``: per-lane table bypass, default all 0; ``res_win``: the residual window's
+    first beat, one value for all lanes, default 0)."""
     out = bytearray()
     if no_lut is None:
         no_lut = [0] * len(bias)
     for b, m, mr, s, rp, nl in zip(bias, mult, res_mult, shift, res_pos, no_lut):
         out += _pack(LaneParams, {"bias": b, "mult": m, "res_mult": mr, "shift": s,
-                                  "res_pos": rp, "no_lut": nl}).to_bytes(16, "little")
+                                  "res_pos": rp, "no_lut": nl,
+                                  "res_win": res_win}).to_bytes(16, "little")
     return bytes(out)
 
 

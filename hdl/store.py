@@ -13,7 +13,11 @@ For every mtile of a pixel tile:
    ErrorCode.PARAMS_CRC) before any value of the mtile is used or written;
 2. wait until the PE array reports the mtile's accumulator bank complete (``done``);
 3. if the layer has a residual input, stream the tile's residual pixels (``res_beats`` beats
-   each, the whole stored channel row of that pixel) through a double-buffered row buffer;
+   each, the whole stored channel row of that pixel) through a double-buffered row buffer of
+   ``max_channels`` bytes a pixel, which keeps the window of beats ``[res_win, res_win +
+   max_channels / beat)`` of each pixel (``LaneParams.res_win``, one value per mtile): a
+   residual wider than ``max_channels`` is read whole (so its rows' check entries still
+   apply) and each mtile keeps the window its lanes' ``res_pos`` lie in;
 4. for every pixel, drain the bank ``post_lanes`` lanes at a time; each group is joined with its
    parameters and its residual bytes, gathered from the row by each lane's ``res_pos`` (the
    residual tensor was written in another layer's lane order) and decoded (unsigned, two's
@@ -227,7 +231,10 @@ class StoreUnit(wiring.Component):
         # Block RAM (one copy per read port): the ports read one cycle ahead of the join, at
         # its next position (``n_grp``, ``n_pix0`` below) and each lane's beat from ``rpos``,
         # a copy of the lanes' residual beat indices read at that position
-        m.submodules.rows = rows = Memory(shape=B, depth=2 * res_row_beats, init=[],
+        # (a half of 2**rbits beats: the address is Cat(beat, half) also when res_row_beats is
+        # not a power of two)
+        m.submodules.rows = rows = Memory(shape=B, depth=2 * (1 << rbits) if res_row_beats > 1
+                                          else 2, init=[],
                                           attrs={"ram_style": "block"})
         rw = rows.write_port()
         rports = [rows.read_port(domain="sync") for _ in range(G)]
@@ -303,7 +310,8 @@ class StoreUnit(wiring.Component):
         j_grp = Signal(range(groups + 1))
         rows_filled = Signal(17)
         rw_pix = Signal(17)
-        rw_beat = Signal(range(res_row_beats + 1))
+        rw_beat = Signal(12)          # beat of the residual pixel (res_beats <= 4095)
+        r_win = Signal(12)            # the mtile's residual window: its first beat
         mtile_go = Signal()           # pulses when a new mtile's drain phase starts
         # params_addr + t * block_bytes, stepped per mtile (no multiplier: block_bytes is not a
         # power of two)
@@ -324,7 +332,7 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 bad = ((ins.n_mtiles == 0) | (ins.pixels == 0) |
                        (ins.pixels > cfg.acc_depth) |
-                       (ins.res_en & ((ins.res_beats == 0) | (ins.res_beats > res_row_beats))) |
+                       (ins.res_en & (ins.res_beats == 0)) |
                        (ins.out_stride[:(bb - 1).bit_length()] != 0) |
                        (ins.out_addr[:(bb - 1).bit_length()] != 0) |
                        (ins.params_addr[:(bb - 1).bit_length()] != 0) |
@@ -400,10 +408,13 @@ class StoreUnit(wiring.Component):
                                          pw.data[k].shift.eq(lp_in.shift),
                                          pw.data[k].pos_lo.eq(lp_in.res_pos),
                                          pw.data[k].no_lut.eq(lp_in.no_lut)]
+                        m.d.sync += r_win.eq(lp_in.res_win)
                         if res_row_beats > 1:
+                            # the lane's beat within the window
                             m.d.comb += [rpw.addr.eq(pw.addr), rpw.en.eq(pw.en)]
                             for k in range(G):
-                                m.d.comb += rpw.data[k].eq(lp_in.res_pos[bsel:bsel + rbits])
+                                m.d.comb += rpw.data[k].eq(
+                                    (lp_in.res_pos[bsel:] - lp_in.res_win)[:rbits])
                         m.d.sync += [part.eq(0), entry.eq(entry + 1)]
                         with m.If(entry == cfg.lanes_pad - 1):
                             m.next = "TRAILER"
@@ -545,13 +556,17 @@ class StoreUnit(wiring.Component):
         in_res_phase = Signal()
         # residual beats arrive on rd_data only after the residual command, in DRAIN (the
         # parameter beats of this mtile were all consumed in PARAMS before)
+        # (every beat of a pixel is taken; only the window's beats are written)
+        w_off = Signal(12)
+        m.d.comb += w_off.eq(rw_beat - r_win)
         with m.If(res_phase & (rw_pix != ins.pixels)):
             m.d.comb += [in_res_phase.eq(1), self.rd_data.ready.eq(res_room)]
             m.d.comb += [
-                rw.addr.eq(Cat(rw_beat[:max(1, (res_row_beats - 1).bit_length())], rw_pix[0])
+                rw.addr.eq(Cat(w_off[:max(1, (res_row_beats - 1).bit_length())], rw_pix[0])
                            if res_row_beats > 1 else rw_pix[0]),
                 rw.data.eq(self.rd_data.payload),
-                rw.en.eq(self.rd_data.valid & res_room),
+                rw.en.eq(self.rd_data.valid & res_room & (rw_beat >= r_win) &
+                         (w_off < res_row_beats)),
             ]
             with m.If(self.rd_data.valid & res_room):
                 with m.If(rw_beat == ins.res_beats - 1):

@@ -130,6 +130,18 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
     sets_queue: list[tuple[np.ndarray, np.ndarray]] = []
     bank_results: list[np.ndarray] = []     # per mtile: (lanes, pixels) int64
     stats = {"instructions": 0, "pe_beats": 0, "pool_beats": 0}
+    w_early: set[int] = set()   # LOAD_WEIGHTS executed ahead, for the COMPUTE before them
+
+    def load_weights(f):
+        raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
+        scan = wpkg.scan_packages(cfg, raw, first_seq=f["seq_base"])
+        if scan.error is not None:
+            raise ValueError(f"weight package error {scan.error!r}")
+        for pkg in scan.packages:
+            lo, hi = wpkg.decode_sets(cfg, pkg.payload)
+            for s in range(lo.shape[0]):
+                sets_queue.append((lo[s], hi[s]))
+
     for i in range(n_instr):
         raw = mem.read(prog_addr + i * ib, ib)
         if not is_sealed(raw, i, prog_addr, prog_tag):
@@ -173,18 +185,24 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 halves[n_load % 2] = np.frombuffer(raw, np.uint8).reshape(-1, cfg.tn)
             n_load += 1
         elif op == Opcode.LOAD_WEIGHTS:
-            raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
-            scan = wpkg.scan_packages(cfg, raw, first_seq=f["seq_base"])
-            if scan.error is not None:
-                raise ValueError(f"weight package error {scan.error!r}")
-            for pkg in scan.packages:
-                lo, hi = wpkg.decode_sets(cfg, pkg.payload)
-                for s in range(lo.shape[0]):
-                    sets_queue.append((lo[s], hi[s]))
+            if i not in w_early:
+                load_weights(f)
         elif op == Opcode.COMPUTE:
             act = halves[n_comp % 2].astype(np.int64) & ((1 << cfg.act_bits) - 1)
             n_comp += 1
             kh, kw, G = f["kh"], f["kw"], f["groups"]
+            if f["pool"] == PoolMode.NONE.value:
+                # the weight unit runs ahead of the COMPUTE: the LOAD_WEIGHTS after it (a layer
+                # of several streams, the later ones after its STORE) up to the next LOAD_ROWS
+                j = i + 1
+                while len(sets_queue) < f["n_mtiles"] * kh * kw * G and j < n_instr:
+                    oj, fj = decode(mem.read(prog_addr + j * ib, ib))
+                    if oj in (Opcode.LOAD_ROWS, Opcode.END):
+                        break
+                    if oj == Opcode.LOAD_WEIGHTS and j not in w_early:
+                        load_weights(fj)
+                        w_early.add(j)
+                    j += 1
             oh, ow, rows, iw = f["out_h"], f["out_w"], f["in_rows"], f["in_w"]
             oy = np.arange(oh)[:, None]
             ox = np.arange(ow)[None, :]
@@ -290,6 +308,13 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                         # offset-binary: the stored byte minus 2**(act_bits-1)
                         a = cfg.act_bits
                         rr = (rr & ((1 << a) - 1)) - (1 << (a - 1))
+                    # the row buffer keeps max_channels bytes of each pixel from beat res_win
+                    # (LaneParams.res_win, hdl/store.py): every lane must read inside it
+                    win = int(fld(105, 12)[-1]) * cfg.beat_bytes
+                    if ((rpos < win) | (rpos >= win + cfg.max_channels)).any():
+                        raise ValueError(f"instruction {i}: mtile {t} reads residual bytes "
+                                         f"outside its window [{win}, "
+                                         f"{win + cfg.max_channels})")
                     res = rr[:, rpos].T
                 else:
                     res = np.zeros_like(accp)
