@@ -21,7 +21,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import Compute, PoolMode
+from .isa import DW_MAX_MTILES, Compute, PoolMode
 from .pool import PoolBeat
 
 __all__ = ["ComputeBeat", "ComputeUnit"]
@@ -172,16 +172,21 @@ class ComputeUnit(wiring.Component):
 
         last_set = Signal()
         last_pix = Signal()
+        # depthwise windowing (``ins.dw``): an mtile iterates the ppg groups of its window
+        dw = Signal()
+        last_cg = Signal()
         m.d.comb += [
-            last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & (cg == ins.groups - 1)),
+            dw.eq(ins.dw[0]),
+            last_cg.eq(Mux(dw, cg == ppg - 1, cg == ins.groups - 1)),
+            last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & last_cg),
             last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
         ]
 
         inb = Signal()
         m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) &
-                           (ox_col >= 0) & (ox_col < ins.in_w))
+                           (ox_col >= 0) & (ox_col < ins.in_w) & (cg_base + cg < ins.groups))
         word = Signal(signed(sbits))
-        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg)
+        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_base + cg)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -196,7 +201,8 @@ class ComputeUnit(wiring.Component):
                 bad = ((ins.n_mtiles == 0) | (ins.kh == 0) | (ins.kw == 0) |
                        (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
                        (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
-                       (ins.in_w == 0) | (ins.pool.as_value() == 3))
+                       (ins.in_w == 0) | (ins.pool.as_value() == 3) |
+                       (dw & (ins.n_mtiles > DW_MAX_MTILES)))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -238,6 +244,11 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += cg_base.eq(0)
                     m.next = "PRUN"
                 with m.Elif(g - self.drained <= 1):
+                    # the window of this mtile (0 outside depthwise windowing)
+                    with m.If(~dw | (mt == 0)):
+                        m.d.sync += cg_base.eq(0)
+                    with m.Elif(ins.dw.bit_select(mt[:6], 1)):
+                        m.d.sync += cg_base.eq(cg_base + ppg)
                     m.d.sync += [
                         kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),
                         oy_rowoff.eq(kr_rowoff), ox_coloff.eq(kc_coloff),
@@ -293,7 +304,7 @@ class ComputeUnit(wiring.Component):
                                     kc_coloff.eq(coloff0), kc_col.eq(ins.tx0),
                                 ]
                                 m.next = "MTILE_PREP"
-                        with m.Elif(cg != ins.groups - 1):
+                        with m.Elif(~last_cg):
                             m.d.sync += [
                                 cg.eq(cg + 1),
                                 oy_row.eq(kr_row), oy_rowoff.eq(kr_rowoff),
