@@ -797,7 +797,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     if plan is not None and used is not None:
         used.append(plan)
     stored_name = model.input            # the tensor the first layers read
-    mview = _ModelView(dict(model.tensors))
+    mview = _ModelView(dict(model.tensors), tuple(model.layers))
     if plan is None:
         cf, h_s, w_s, fold, _ = geom
         perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
@@ -850,6 +850,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         else:
             perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
             perm[:oc] = np.arange(oc)
+            perm = _depthwise_order(model, layer.output, cfg, perm, cmem_align)
         p = place(layer.output, oc, oh, ow, perm)
         if layer.output in offset_ok:
             p.offset = 1 << (model.tensors[layer.output].bits - 1)
@@ -1780,6 +1781,7 @@ class _ModelView:
     ones of the input layout (:func:`_layout_plan`)."""
 
     tensors: dict
+    layers: tuple = ()          #: the model's layers (a depthwise conv's producer looks ahead)
 
 
 @dataclass
@@ -2203,6 +2205,57 @@ def _depthwise_lanes(name: str, prec, src, cfg: HWConfig):
     return len(rows), np.array(rows, np.int64), np.array(win, np.int64), mask
 
 
+def _spread_for_depthwise(layer, model: QModel, cfg: HWConfig, lo_rows, hi_rows, mtiles: int):
+    """A conv whose output a depthwise conv reads: its rows' order within the LO and the HI
+    lists (lane order is free) such that the depthwise conv's HI rows spread evenly over its
+    mtiles, which are the depthwise conv's windows (each window then needs no further mtile
+    for HI rows beyond ``lanes_hi`` where the share allows). ``(lo_rows, hi_rows)``."""
+    if cfg.lanes_pad != cfg.lanes:
+        return lo_rows, hi_rows
+    dw = [la for la in getattr(model, "layers", ()) if isinstance(la, ConvLayer) and la.groups > 1 and
+          la.input == layer.output and la.groups == la.out_channels == layer.out_channels]
+    if not dw:
+        return lo_rows, hi_rows
+    hot = np.asarray(dw[0].precision) == Precision.HI
+    load = np.zeros(mtiles, np.int64)            # the depthwise HI rows of each mtile
+    out = []
+    for rows, cap in ((lo_rows, cfg.lanes_lo), (hi_rows, cfg.lanes_hi)):
+        room = np.array([len(rows[t * cap:(t + 1) * cap]) for t in range(mtiles)])
+        buckets = [[] for _ in range(mtiles)]
+        for r in list(rows[hot[rows]]) + list(rows[~hot[rows]]):
+            if hot[r]:                           # the least loaded mtile with room
+                t = min((t for t in range(mtiles) if room[t]), key=lambda t: (load[t], t))
+                load[t] += 1
+            else:
+                t = next(t for t in range(mtiles) if room[t])
+            room[t] -= 1
+            buckets[t].append(r)
+        out.append(np.array([r for b in buckets for r in b], np.int64))
+    return out[0], out[1]
+
+
+def _depthwise_order(model: QModel, name: str, cfg: HWConfig, perm, align: int):
+    """The channel order of a host-written tensor ``name`` that a depthwise conv reads: its
+    windows of ``lanes_pad`` positions hold ``lanes`` channels each, the depthwise conv's HI
+    rows spread evenly over them (fewer windows with more HI rows than ``lanes_hi``, i.e. with
+    a further mtile); ``perm`` (natural order) otherwise."""
+    dw = [la for la in model.layers if isinstance(la, ConvLayer) and la.groups > 1 and
+          la.input == name and la.groups == la.out_channels]
+    oc = model.tensors[name].shape[0]
+    if not dw or dw[0].groups != oc:
+        return perm
+    hot = np.asarray(dw[0].precision) == Precision.HI
+    n = -(-oc // cfg.lanes)
+    wins = [[] for _ in range(n)]
+    for c in list(np.flatnonzero(hot)) + list(np.flatnonzero(~hot)):
+        free = [w for w in range(n) if len(wins[w]) < cfg.lanes]
+        wins[min(free, key=lambda w: (sum(hot[wins[w]]), w)) if hot[c] else free[0]].append(c)
+    out = np.full(_roundup(n * cfg.lanes_pad, align), -1, np.int64)
+    for w, chans in enumerate(wins):
+        out[w * cfg.lanes_pad:w * cfg.lanes_pad + len(chans)] = chans
+    return out
+
+
 def _depthwise_sets(wt, lane_row, win, chan, cfg: HWConfig):
     """The weight sets of a depthwise conv's mtiles: ``(kh, kw, cg, lane, j)`` over the
     ``lanes_pad / tn`` groups of each mtile's window; lane ``l`` holding channel ``c`` has its
@@ -2290,6 +2343,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     hi_rows = np.flatnonzero(prec == Precision.HI)
     lo_rows = np.flatnonzero(prec == Precision.LO)
     mtiles = max(1, -(-len(hi_rows) // cfg.lanes_hi), -(-len(lo_rows) // cfg.lanes_lo))
+    if layer.groups == 1 and lut is None:
+        lo_rows, hi_rows = _spread_for_depthwise(layer, model, cfg, lo_rows, hi_rows, mtiles)
     lane_row = np.full((mtiles, cfg.lanes_pad), -1, np.int64)
     for t in range(mtiles):
         lo = lo_rows[t * cfg.lanes_lo:(t + 1) * cfg.lanes_lo]
