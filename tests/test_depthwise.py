@@ -132,3 +132,35 @@ def test_grouped_conv_stays_on_host_with_its_reason(rng):
     assert "grouped convolution (groups = 2, 8 channels)" in comp.report()
     img = rng.integers(0, 256, (3, 4, 4))
     assert_layers_equal(qm, reference.run(qm, img, spec=TINY.numeric), run_compiled(comp, img))
+
+
+def test_depthwise_input_laid_out_for_its_windows(rng):
+    """With lanes_pad = lanes (as on z020) a depthwise conv's input is laid out for it: the
+    accelerated producer spreads the depthwise HI rows over its mtiles, a host-written input
+    (here a grouped conv's output) orders its channels likewise, so no window holds more HI
+    rows than lanes_hi (no further mtile); ISA bit-exact."""
+    import dataclasses
+    cfg = dataclasses.replace(TINY, name="tiny8", lanes_lo=7, lanes_hi=1)   # R = 1/8
+    g = G(rng, (3, 4, 4))
+    a = g.node("Relu", [g.conv("x", 3, 24, 1)])
+    d1 = g.node("Relu", [g.conv(a, 24, 24, 3, group=24, pads=[1, 1, 1, 1])])
+    h = g.node("Relu", [g.conv(d1, 24, 24, 1, group=2)])            # on the host
+    d2 = g.node("Relu", [g.conv(h, 24, 24, 3, group=24, pads=[1, 1, 1, 1])])
+    model = g.model(d2, ["N", 24, 4, 4])
+    compare_with_reference(model, rng.uniform(0, 255, (2, 3, 4, 4)))
+    qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 4, 4)), ratio=cfg.ratio,
+                  spec=cfg.numeric, report=False)
+    comp = compile_model(qm, cfg)
+    rep = {r.name: r for r in comp.layers}
+    dws = [la for la in qm.layers if isinstance(la, ConvLayer) and la.groups == 24]
+    assert [rep[la.name].where for la in dws] == ["accel", "accel"]
+    for la in dws:
+        src = comp.tensors[la.input]
+        hot = la.precision == Precision.HI
+        n_win = -(-src.c_mem // cfg.lanes_pad)
+        per_win = [int(np.sum(hot[c[c >= 0]])) for c in src.perm[:n_win * cfg.lanes_pad]
+                   .reshape(n_win, cfg.lanes_pad)]
+        assert max(per_win) <= cfg.lanes_hi, per_win
+        assert rep[la.name].mtiles == n_win
+    img = rng.integers(0, 256, (3, 4, 4))
+    assert_layers_equal(qm, reference.run(qm, img, spec=cfg.numeric), run_compiled(comp, img))
