@@ -9,7 +9,10 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
                 data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else 0
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
-``last`` on the final beat of an mtile. A COMPUTE with ``pool`` set walks pooling windows
+``last`` on the final beat of an mtile. Under depthwise windowing (``Compute.dw`` bit 0) mtile
+``t`` runs ``cg`` over its window's ``lanes_pad / tn`` groups only, reading group
+``cg_base + cg`` (a zero beat at or past ``groups``); ``cg_base`` moves on by ``lanes_pad / tn``
+at the mtiles whose ``dw`` bit is set. A COMPUTE with ``pool`` set walks pooling windows
 instead (hdl/pool.py gives the loop nest) and sends its beats to ``pool_beats``. All addresses come from adders (no multiplier in the beat
 loop). The activation buffer is read through a synchronous port (one cycle latency); beats enter a
 small FIFO and an address is issued only when the FIFO has room for it, so back-pressure from the
@@ -175,6 +178,7 @@ class ComputeUnit(wiring.Component):
         # depthwise windowing (``ins.dw``): an mtile iterates the ppg groups of its window
         dw = Signal()
         last_cg = Signal()
+        mt_bits = (DW_MAX_MTILES - 1).bit_length()
         m.d.comb += [
             dw.eq(ins.dw[0]),
             last_cg.eq(Mux(dw, cg == ppg - 1, cg == ins.groups - 1)),
@@ -182,11 +186,13 @@ class ComputeUnit(wiring.Component):
             last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
         ]
 
+        # the absolute group (cg_base is 0 outside depthwise windowing)
+        cg_abs_c = cg_base + cg
         inb = Signal()
         m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) &
-                           (ox_col >= 0) & (ox_col < ins.in_w) & (cg_base + cg < ins.groups))
+                           (ox_col >= 0) & (ox_col < ins.in_w) & (cg_abs_c < ins.groups))
         word = Signal(signed(sbits))
-        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_base + cg)
+        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_abs_c)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -247,7 +253,7 @@ class ComputeUnit(wiring.Component):
                     # the window of this mtile (0 outside depthwise windowing)
                     with m.If(~dw | (mt == 0)):
                         m.d.sync += cg_base.eq(0)
-                    with m.Elif(ins.dw.bit_select(mt[:6], 1)):
+                    with m.Elif(ins.dw.bit_select(mt[:mt_bits], 1)):
                         m.d.sync += cg_base.eq(cg_base + ppg)
                     m.d.sync += [
                         kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),

@@ -73,7 +73,8 @@ __all__ = [
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
-    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "act_check", "act_check_sum", "act_check_entries",
+    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "act_check", "act_check_sum",
+    "act_check_entries",
 ]
 
 INSTR_BITS = 384
@@ -147,7 +148,7 @@ class LoadWeights(data.Struct):
 
 
 #: Mtiles of one depthwise COMPUTE (the width of ``Compute.dw``).
-DW_MAX_MTILES = 64
+DW_MAX_MTILES = 32
 
 
 class Compute(data.Struct):
@@ -170,7 +171,7 @@ class Compute(data.Struct):
     # or above ``groups`` give zero beats); ``cg_base`` is 0 for mtile 0 and advances by
     # ``lanes_pad / tn`` at mtile ``t >= 1`` when bit ``t`` is set (clear: mtile ``t`` repeats
     # mtile ``t - 1``'s window). At most DW_MAX_MTILES mtiles.
-    dw: unsigned(64)
+    dw: unsigned(DW_MAX_MTILES)
 
 
 class Store(data.Struct):
