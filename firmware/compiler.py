@@ -73,9 +73,9 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import (CHK_OFF_BITS, INSTR_BITS, Opcode, PoolMode, act_check_entries, decode,
-                       encode, pack_lane_params, pack_lut_block, pack_params_block,
-                       params_block_bytes, seal)
+from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode,
+                       act_check_entries, decode, encode, pack_lane_params, pack_lut_block,
+                       pack_params_block, params_block_bytes, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -807,7 +807,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     if plan is not None and used is not None:
         used.append(plan)
     stored_name = model.input            # the tensor the first layers read
-    mview = _ModelView(dict(model.tensors))
+    mview = _ModelView(dict(model.tensors), tuple(model.layers))
     if plan is None:
         cf, h_s, w_s, fold, _ = geom
         perm = np.full(_roundup(cf, cmem_align), -1, np.int64)
@@ -860,6 +860,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         else:
             perm = np.full(_roundup(oc, cmem_align), -1, np.int64)
             perm[:oc] = np.arange(oc)
+            perm = _depthwise_order(model, layer.output, cfg, perm, cmem_align)
         p = place(layer.output, oc, oh, ow, perm)
         if layer.output in offset_ok:
             p.offset = 1 << (model.tensors[layer.output].bits - 1)
@@ -1522,10 +1523,9 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
                    f"{'it ' if not view else ''}two's complement")
         return (f"signed input: the PE array multiplies unsigned activations and "
                 f"{layer.input!r} is not stored offset-binary: {why}")
-    if layer.groups > 1:
-        kind = "depthwise" if layer.groups == src.channels == layer.out_channels else "grouped"
-        return (f"{kind} convolution (groups = {layer.groups}): no channel-to-lane mapping for "
-                f"it on the PE array yet")
+    if layer.groups > 1 and not layer.groups == src.channels == layer.out_channels:
+        return (f"grouped convolution (groups = {layer.groups}, {src.channels} channels): the "
+                f"PE array runs depthwise ones (groups = channels) only")
     if src.c_mem // cfg.tn > 1023 and _fc_as_conv(layer, tensors, cfg) is None:
         return (f"{src.c_mem} input channel positions > {1023 * cfg.tn} (1023 groups of tn = "
                 f"{cfg.tn})")
@@ -1850,6 +1850,7 @@ class _ModelView:
     ones of the input layout (:func:`_layout_plan`)."""
 
     tensors: dict
+    layers: tuple = ()          #: the model's layers (a depthwise conv's producer looks ahead)
 
 
 @dataclass
@@ -2318,6 +2319,123 @@ def _strided_view(layer: ConvLayer, model, cfg: HWConfig, tensors: dict, produce
     return dataclasses.replace(layer, input=name, stride=(1, 1))
 
 
+def _depthwise_lanes(name: str, prec, src, cfg: HWConfig):
+    """Channel-to-lane mapping of a depthwise conv (docs/architecture.md, *Depthwise
+    convolutions*): block-diagonal mtiles over windows of ``lanes_pad`` input channel positions
+    (``lanes_pad / tn`` groups, hdl/isa.py ``Compute.dw``). A window's channels go to its
+    mtile's lanes, its HI rows (8-bit weights) on the high lanes, its LO rows on the low lanes
+    and then on high lanes left free (a 4-bit weight is an 8-bit one); a window with more HI
+    rows than ``lanes_hi`` (or more channels than ``lanes``, when ``lanes_pad > lanes``) takes
+    further mtiles over the same window. Returns ``(mtiles,
+    lane_row, window of each mtile, Compute.dw)``."""
+    lp, ppg = cfg.lanes_pad, cfg.lanes_pad // cfg.tn
+    if lp % cfg.tn:
+        raise CompileError(f"layer {name!r}: depthwise windows need lanes_pad = {lp} to be a "
+                           f"multiple of tn = {cfg.tn}")
+    perm = np.asarray(src.perm)
+    valid = perm[perm >= 0]
+    if len(np.unique(valid)) != len(valid) or len(valid) != src.channels:
+        raise CompileError(f"layer {name!r}: its input {src.name!r} does not hold every channel "
+                           f"at exactly one position (a depthwise lane reads one position)")
+    rows, win, mask = [], [], 1
+    for w in range(-(-src.c_mem // lp)):
+        ch = perm[w * lp:(w + 1) * lp]
+        ch = ch[ch >= 0]
+        hi = ch[prec[ch] == Precision.HI]
+        lo = ch[prec[ch] != Precision.HI]
+        n = max(1, -(-len(hi) // cfg.lanes_hi), -(-len(ch) // cfg.lanes))
+        block = np.full((n, lp), -1, np.int64)
+        free = []                                   # lanes for the LO rows, in order
+        for j in range(n):
+            h = hi[j * cfg.lanes_hi:(j + 1) * cfg.lanes_hi]
+            block[j, cfg.lanes_lo:cfg.lanes_lo + len(h)] = h
+            free += [(j, k) for k in range(cfg.lanes_lo)]
+            free += [(j, cfg.lanes_lo + k) for k in range(len(h), cfg.lanes_hi)]
+        assert len(free) >= len(lo)
+        for c, (j, k) in zip(lo, free):
+            block[j, k] = c
+        if rows:
+            mask |= 1 << len(rows)                  # the first mtile of a window moves on
+        rows.extend(block)
+        win += [w] * n
+    if len(rows) > DW_MAX_MTILES:
+        raise CompileError(f"layer {name!r}: a depthwise conv of {len(rows)} mtiles exceeds "
+                           f"the {DW_MAX_MTILES} of one COMPUTE ({src.c_mem} input channel "
+                           f"positions, windows of {lp})")
+    return len(rows), np.array(rows, np.int64), np.array(win, np.int64), mask
+
+
+def _spread_for_depthwise(layer, model: QModel, cfg: HWConfig, lo_rows, hi_rows, mtiles: int):
+    """A conv whose output a depthwise conv reads: its rows' order within the LO and the HI
+    lists (lane order is free) such that the depthwise conv's HI rows spread evenly over its
+    mtiles, which are the depthwise conv's windows (each window then needs no further mtile
+    for HI rows beyond ``lanes_hi`` where the share allows). ``(lo_rows, hi_rows)``."""
+    if cfg.lanes_pad != cfg.lanes:
+        return lo_rows, hi_rows
+    dw = [la for la in getattr(model, "layers", ()) if isinstance(la, ConvLayer) and la.groups > 1 and
+          la.input == layer.output and la.groups == la.out_channels == layer.out_channels]
+    if not dw:
+        return lo_rows, hi_rows
+    hot = np.asarray(dw[0].precision) == Precision.HI
+    load = np.zeros(mtiles, np.int64)            # the depthwise HI rows of each mtile
+    out = []
+    for rows, cap in ((lo_rows, cfg.lanes_lo), (hi_rows, cfg.lanes_hi)):
+        room = np.array([len(rows[t * cap:(t + 1) * cap]) for t in range(mtiles)])
+        buckets = [[] for _ in range(mtiles)]
+        for r in list(rows[hot[rows]]) + list(rows[~hot[rows]]):
+            if hot[r]:                           # the least loaded mtile with room
+                t = min((t for t in range(mtiles) if room[t]), key=lambda t: (load[t], t))
+                load[t] += 1
+            else:
+                t = next(t for t in range(mtiles) if room[t])
+            room[t] -= 1
+            buckets[t].append(r)
+        out.append(np.array([r for b in buckets for r in b], np.int64))
+    return out[0], out[1]
+
+
+def _depthwise_order(model: QModel, name: str, cfg: HWConfig, perm, align: int):
+    """The channel order of a host-written tensor ``name`` that a depthwise conv reads: its
+    windows of ``lanes_pad`` positions hold ``lanes`` channels each, the depthwise conv's HI
+    rows spread evenly over them (fewer windows with more HI rows than ``lanes_hi``, i.e. with
+    a further mtile); ``perm`` (natural order) otherwise."""
+    dw = [la for la in model.layers if isinstance(la, ConvLayer) and la.groups > 1 and
+          la.input == name and la.groups == la.out_channels]
+    oc = model.tensors[name].shape[0]
+    if not dw or dw[0].groups != oc:
+        return perm
+    hot = np.asarray(dw[0].precision) == Precision.HI
+    n = -(-oc // cfg.lanes)
+    wins = [[] for _ in range(n)]
+    for c in list(np.flatnonzero(hot)) + list(np.flatnonzero(~hot)):
+        free = [w for w in range(n) if len(wins[w]) < cfg.lanes]
+        wins[min(free, key=lambda w: (sum(hot[wins[w]]), w)) if hot[c] else free[0]].append(c)
+    out = np.full(_roundup(n * cfg.lanes_pad, align), -1, np.int64)
+    for w, chans in enumerate(wins):
+        out[w * cfg.lanes_pad:w * cfg.lanes_pad + len(chans)] = chans
+    return out
+
+
+def _depthwise_sets(wt, lane_row, win, chan, cfg: HWConfig):
+    """The weight sets of a depthwise conv's mtiles: ``(kh, kw, cg, lane, j)`` over the
+    ``lanes_pad / tn`` groups of each mtile's window; lane ``l`` holding channel ``c`` has its
+    kernel at the beat element of ``c``'s position, zeros elsewhere. Returns ``(sets,
+    sets per mtile)``."""
+    _, _, kh, kw = wt.shape
+    lp, ppg = cfg.lanes_pad, cfg.lanes_pad // cfg.tn
+    pos_of = np.full(max(len(chan), int(np.max(chan, initial=0)) + 1), -1, np.int64)
+    valid = np.flatnonzero(chan >= 0)
+    pos_of[chan[valid]] = valid
+    sets = np.zeros((len(lane_row), kh, kw, ppg, lp, cfg.tn), np.int64)
+    for t, rows in enumerate(lane_row):
+        for lane in np.flatnonzero(rows >= 0):
+            c = rows[lane]
+            local = pos_of[c] - win[t] * lp
+            assert 0 <= local < lp
+            sets[t, :, :, local // cfg.tn, lane, local % cfg.tn] = wt[c, 0]
+    return sets.reshape(-1, lp, cfg.tn), kh * kw * ppg
+
+
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
@@ -2361,6 +2479,10 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         raise CompileError(f"layer {name!r}: output {layer.output!r} has {ospec.bits} bits; "
                            f"configuration {cfg.name!r} stores {cfg.act_bits}-bit activations")
     M, C, kh, kw = layer.weight.shape
+    C *= layer.groups                 # depthwise: (C, 1, kh, kw), one input channel a row
+    if layer.groups > 1 and not layer.groups == C == M:
+        raise CompileError(f"layer {name!r}: grouped convolution (groups = {layer.groups}); "
+                           f"the accelerator runs depthwise ones (groups = channels) only")
     if kh > 15 or kw > 15:
         raise CompileError(f"layer {name!r}: kernel {kh}x{kw} exceeds 15x15")
     sy, sx = layer.stride
@@ -2385,12 +2507,17 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         # channels, so that each mtile's residual bytes lie close together (_residual_windows)
         lo_rows, hi_rows = _rows_by_residual(tensors[layer.residual], lo_rows, hi_rows)
     mtiles = max(1, -(-len(hi_rows) // cfg.lanes_hi), -(-len(lo_rows) // cfg.lanes_lo))
+    if layer.groups == 1 and lut is None:
+        lo_rows, hi_rows = _spread_for_depthwise(layer, model, cfg, lo_rows, hi_rows, mtiles)
     lane_row = np.full((mtiles, cfg.lanes_pad), -1, np.int64)
     for t in range(mtiles):
         lo = lo_rows[t * cfg.lanes_lo:(t + 1) * cfg.lanes_lo]
         hi = hi_rows[t * cfg.lanes_hi:(t + 1) * cfg.lanes_hi]
         lane_row[t, :len(lo)] = lo
         lane_row[t, cfg.lanes_lo:cfg.lanes_lo + len(hi)] = hi
+    dw_mask, dw_win = 0, None
+    if layer.groups > 1:
+        mtiles, lane_row, dw_win, dw_mask = _depthwise_lanes(name, prec, src, cfg)
     c_mem_out = _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
     perm_out = np.full(c_mem_out, -1, np.int64)
     perm_out[:mtiles * cfg.lanes_pad] = lane_row.reshape(-1)
@@ -2410,15 +2537,18 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     wt = np.asarray(layer.weight, np.int64)
     chan = src.perm                                       # position -> natural input channel
     n_sets = kh * kw * groups
-    # gather: sets[t, kr, kc, cg, lane, j]
-    wpad = np.zeros((M + 1, C + 1, kh, kw), np.int64)     # index -1 -> zero row/col
-    wpad[:M, :C] = wt
-    chan_idx = np.where(chan >= 0, chan, C).reshape(groups, cfg.tn)
-    row_idx = np.where(lane_row >= 0, lane_row, M)
-    # (t, lane) x (cg, j) x (kr, kc)
-    full = wpad[row_idx[:, :, None, None], chan_idx[None, None, :, :]]   # t,lane,cg,j,kh,kw
-    sets = np.transpose(full, (0, 4, 5, 2, 1, 3))         # t, kr, kc, cg, lane, j
-    sets = sets.reshape(mtiles * n_sets, cfg.lanes_pad, cfg.tn)
+    if layer.groups > 1:
+        sets, n_sets = _depthwise_sets(wt, lane_row, dw_win, chan, cfg)
+    else:
+        # gather: sets[t, kr, kc, cg, lane, j]
+        wpad = np.zeros((M + 1, C + 1, kh, kw), np.int64)     # index -1 -> zero row/col
+        wpad[:M, :C] = wt
+        chan_idx = np.where(chan >= 0, chan, C).reshape(groups, cfg.tn)
+        row_idx = np.where(lane_row >= 0, lane_row, M)
+        # (t, lane) x (cg, j) x (kr, kc)
+        full = wpad[row_idx[:, :, None, None], chan_idx[None, None, :, :]]  # t,lane,cg,j,kh,kw
+        sets = np.transpose(full, (0, 4, 5, 2, 1, 3))         # t, kr, kc, cg, lane, j
+        sets = sets.reshape(mtiles * n_sets, cfg.lanes_pad, cfg.tn)
     lo_sets = sets[:, :cfg.lanes_lo, :]
     hi_sets = sets[:, cfg.lanes_lo:cfg.lanes_lo + cfg.lanes_hi, :]
     spp = cfg.wbuf_depth // cfg.words_per_set             # sets per package (one bank)
@@ -2501,7 +2631,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
-                             pad_ob=int(bool(src.offset))))
+                             pad_ob=int(bool(src.offset)), dw=dw_mask))
         instrs.append(encode(
             Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
             out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
@@ -2522,11 +2652,12 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         wr_bytes += pixels * mtiles * cfg.lanes_pad
         pe_beats += mtiles * n_sets * max(pixels, cfg.words_per_set)
     producers[out_name] = (stores_before, tile_rows, False)
-    macs = int(M * oh * ow * C * kh * kw)
-    rep = LayerReport(name, ("fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv")
+    macs = int(M * oh * ow * layer.weight.shape[1] * kh * kw)
+    rep = LayerReport(name, ("dw" if layer.groups > 1 else
+                             "fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv")
                       + ("" if lut is None else "+ob" if lut.name.endswith(":offset")
-                         else "+lut"), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles, ptiles=ptiles,
-                      sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
+                         else "+lut"), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles,
+                      ptiles=ptiles, sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
 

@@ -97,6 +97,12 @@ CAUSES = ("compute", "padding", "reload", "weights", "store", "act", "pooling", 
           "other")
 
 
+def _set_groups(cfg: HWConfig, compute: dict) -> int:
+    """Weight sets per kernel position of one mtile of a conv COMPUTE: all ``groups``, or
+    the ``lanes_pad / tn`` groups of its window under depthwise windowing (``dw`` bit 0)."""
+    return cfg.lanes_pad // cfg.tn if compute.get("dw", 0) & 1 else compute["groups"]
+
+
 class CycleModelError(IlmpqValueError):
     """A program the model cannot schedule (the message says what is inconsistent)."""
 
@@ -850,7 +856,7 @@ class _Model:
             for w in lw_of[n]:
                 pk += _stream_packages(cfg, image, base, w["addr"], w["beats"], k)
                 k += 1
-            nsets = c["kh"] * c["kw"] * c["groups"]
+            nsets = c["kh"] * c["kw"] * _set_groups(cfg, c)
             if sum(p.sets for p in pk) != c["n_mtiles"] * nsets:
                 raise CycleModelError(
                     f"pixel tile {n}: its weight stream holds {sum(p.sets for p in pk)} sets, "
@@ -1036,7 +1042,7 @@ class _Model:
                 self.unit_end["c"] = sim.now
                 n += 1
                 continue
-            nsets = f["kh"] * f["kw"] * f["groups"]
+            nsets = f["kh"] * f["kw"] * _set_groups(cfg, f)
             step = max(P, wps)
             for t in range(f["n_mtiles"]):
                 t0 = sim.now

@@ -11,7 +11,10 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
 (``pad`` = 0, or ``2**(act_bits-1)`` with ``pad_ob``: the zero of an offset-binary input)
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
-``last`` on the final beat of an mtile. A COMPUTE with ``pool`` set walks pooling windows
+``last`` on the final beat of an mtile. Under depthwise windowing (``Compute.dw`` bit 0) mtile
+``t`` runs ``cg`` over its window's ``lanes_pad / tn`` groups only, reading group
+``cg_base + cg`` (a zero beat at or past ``groups``); ``cg_base`` moves on by ``lanes_pad / tn``
+at the mtiles whose ``dw`` bit is set. A COMPUTE with ``pool`` set walks pooling windows
 instead (hdl/pool.py gives the loop nest) and sends its beats to ``pool_beats``. All addresses come from adders (no multiplier in the beat
 loop). The activation buffer is read through a synchronous port (one cycle latency); beats enter a
 small FIFO and an address is issued only when the FIFO has room for it, so back-pressure from the
@@ -23,7 +26,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import Compute, PoolMode
+from .isa import DW_MAX_MTILES, Compute, PoolMode
 from .pool import PoolBeat
 
 __all__ = ["ComputeBeat", "ComputeUnit"]
@@ -174,16 +177,24 @@ class ComputeUnit(wiring.Component):
 
         last_set = Signal()
         last_pix = Signal()
+        # depthwise windowing (``ins.dw``): an mtile iterates the ppg groups of its window
+        dw = Signal()
+        last_cg = Signal()
+        mt_bits = (DW_MAX_MTILES - 1).bit_length()
         m.d.comb += [
-            last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & (cg == ins.groups - 1)),
+            dw.eq(ins.dw[0]),
+            last_cg.eq(Mux(dw, cg == ppg - 1, cg == ins.groups - 1)),
+            last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & last_cg),
             last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
         ]
 
+        # the absolute group (cg_base is 0 outside depthwise windowing)
+        cg_abs_c = cg_base + cg
         inb = Signal()
         m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) &
-                           (ox_col >= 0) & (ox_col < ins.in_w))
+                           (ox_col >= 0) & (ox_col < ins.in_w) & (cg_abs_c < ins.groups))
         word = Signal(signed(sbits))
-        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg)
+        m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_abs_c)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -198,7 +209,8 @@ class ComputeUnit(wiring.Component):
                 bad = ((ins.n_mtiles == 0) | (ins.kh == 0) | (ins.kw == 0) |
                        (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
                        (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
-                       (ins.in_w == 0) | (ins.pool.as_value() == 3))
+                       (ins.in_w == 0) | (ins.pool.as_value() == 3) |
+                       (dw & (ins.n_mtiles > DW_MAX_MTILES)))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -240,6 +252,11 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += cg_base.eq(0)
                     m.next = "PRUN"
                 with m.Elif(g - self.drained <= 1):
+                    # the window of this mtile (0 outside depthwise windowing)
+                    with m.If(~dw | (mt == 0)):
+                        m.d.sync += cg_base.eq(0)
+                    with m.Elif(ins.dw.bit_select(mt[:mt_bits], 1)):
+                        m.d.sync += cg_base.eq(cg_base + ppg)
                     m.d.sync += [
                         kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),
                         oy_rowoff.eq(kr_rowoff), ox_coloff.eq(kc_coloff),
@@ -295,7 +312,7 @@ class ComputeUnit(wiring.Component):
                                     kc_coloff.eq(coloff0), kc_col.eq(ins.tx0),
                                 ]
                                 m.next = "MTILE_PREP"
-                        with m.Elif(cg != ins.groups - 1):
+                        with m.Elif(~last_cg):
                             m.d.sync += [
                                 cg.eq(cg + 1),
                                 oy_row.eq(kr_row), oy_rowoff.eq(kr_rowoff),

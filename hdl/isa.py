@@ -76,7 +76,8 @@ __all__ = [
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
-    "pack_lut_block", "CHK_OFF_BITS", "act_check", "act_check_sum", "act_check_entries",
+    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "act_check", "act_check_sum",
+    "act_check_entries",
 ]
 
 INSTR_BITS = 384
@@ -149,6 +150,10 @@ class LoadWeights(data.Struct):
     seq_base: unsigned(16)      #: sequence number of the first package of the stream
 
 
+#: Mtiles of one depthwise COMPUTE (the width of ``Compute.dw``).
+DW_MAX_MTILES = 32
+
+
 class Compute(data.Struct):
     n_mtiles: unsigned(12)      #: output-channel tiles computed on this pixel tile
     kh: unsigned(4)             #: kernel rows (1..15)
@@ -166,6 +171,13 @@ class Compute(data.Struct):
     # appended (session 6, #16): the input is stored offset-binary (``x + 2**(act_bits-1)``)
     pad_ob: unsigned(1)         #: padding positions read ``2**(act_bits-1)`` (the stored zero
                                 #: of an offset-binary input) instead of 0
+    # depthwise windowing (session 6 #16; docs/architecture.md, *Depthwise convolutions*):
+    # 0: every mtile iterates all ``groups``. Bit 0 set: mtile ``t`` iterates only the
+    # ``lanes_pad / tn`` groups of its window ``[cg_base, cg_base + lanes_pad / tn)`` (groups at
+    # or above ``groups`` give zero beats); ``cg_base`` is 0 for mtile 0 and advances by
+    # ``lanes_pad / tn`` at mtile ``t >= 1`` when bit ``t`` is set (clear: mtile ``t`` repeats
+    # mtile ``t - 1``'s window). At most DW_MAX_MTILES mtiles.
+    dw: unsigned(DW_MAX_MTILES)
 
 
 class Store(data.Struct):

@@ -24,7 +24,7 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
+from ...hdl.isa import (DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
                         is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
@@ -232,19 +232,28 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                         val[cgl * cfg.tn:(cgl + 1) * cfg.tn] = red.T
                     bank_results.append(val)
                 continue
-            for _ in range(f["n_mtiles"]):
+            dw, ppg, base = f.get("dw", 0), cfg.lanes_pad // cfg.tn, 0
+            if dw & 1 and f["n_mtiles"] > DW_MAX_MTILES:
+                raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: a depthwise COMPUTE of "
+                                                      f"{f['n_mtiles']} > {DW_MAX_MTILES} mtiles")
+            for t in range(f["n_mtiles"]):
+                # depthwise windowing: mtile t iterates the ppg groups of its window only
+                if dw & 1 and t and dw >> t & 1:
+                    base += ppg
                 acc = np.zeros((cfg.lanes, oh * ow), np.int64)
                 for kr in range(kh):
                     for kc in range(kw):
                         iy = f["ty0"] + oy * f["stride_y"] + kr
                         ix = f["tx0"] + ox * f["stride_x"] + kc
                         inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw)).reshape(-1)
-                        for cg in range(G):
+                        for cg in (range(base, base + ppg) if dw & 1 else range(G)):
                             lo, hi = sets_queue.pop(0)
                             w = np.concatenate([lo, hi]).astype(np.int64)   # lanes x tn
                             words = (np.clip(iy, 0, rows - 1) * iw
-                                     + np.clip(ix, 0, iw - 1)) * G + cg
-                            x = np.where(inb[:, None], act[words.reshape(-1)], pad)
+                                     + np.clip(ix, 0, iw - 1)) * G + min(cg, G - 1)
+                            # padding and groups past G (depthwise windowing) read ``pad`` (0,
+                            # or the stored zero of an offset-binary input, as hdl/compute.py)
+                            x = np.where((inb & (cg < G))[:, None], act[words.reshape(-1)], pad)
                             acc += w @ x.T
                             stats["pe_beats"] += max(oh * ow, cfg.words_per_set)
                 bank_results.append(acc)

@@ -1325,3 +1325,13 @@ def test_activation_flip_in_a_host_written_tensor(host_net):
     c2 = st.fields["out_addr"]
     assert not [r for r in out.requests if r.kind == "w" and r.edge < out.recovery_start
                 and c2 <= r.addr < c2 + st.fields["pixels"] * TINY.lanes_pad]
+
+
+def test_depthwise_compute_with_too_many_mtiles(net):
+    """A depthwise COMPUTE (``dw`` bit 0) of more than DW_MAX_MTILES mtiles: INSTR_FIELD,
+    contained (issue 16)."""
+    from ilmpq.hdl.isa import DW_MAX_MTILES
+    ins = net.instr(Opcode.COMPUTE)
+    out = run_fault(net.comp, net.image, corrupt=lambda img: patch_instruction(
+        img, net.comp, ins, dw=1, n_mtiles=DW_MAX_MTILES + 1))
+    net.contained(out, ErrorCode.INSTR_FIELD, ProgramError)
