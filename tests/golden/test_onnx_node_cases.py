@@ -1,0 +1,156 @@
+"""ONNX's own node conformance cases (``onnx.backend.test.case.node``) through the float importer
+(``bench/onnx_conformance.py``): no case imported wrong, none crashing, and the cases the
+importer takes now accepted; plus CNN-shaped graphs for what the one-node cases cannot show
+(a Gemm with transA=1 on a column of one image, Squeeze/Unsqueeze around a global pool,
+Flatten axes equivalent to 1, GlobalMaxPool), checked against ``onnx.reference``."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ilmpq.golden.float_model import FFlatten, FMaxPool
+from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
+from onnx_graphs import G, compare_with_reference as _compare
+
+_BENCH = Path(__file__).resolve().parents[2] / "bench" / "onnx_conformance.py"
+
+
+@pytest.fixture(scope="module")
+def conformance():
+    spec = importlib.util.spec_from_file_location("onnx_conformance", _BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run()
+    return mod, res, {r["name"]: r for r in res["cases"]}
+
+
+def test_no_case_wrong_or_crashing(conformance):
+    mod, res, rows = conformance
+    assert len(rows) > 250      # the cases of every op in the list were generated
+    assert set(res["per_op"]) == set(mod.OPS)
+    bad = {n: (r["status"], r["detail"]) for n, r in rows.items()
+           if r["status"] in ("wrong", "crash")}
+    assert bad == {}
+    # every rejection is the importer's own error naming the node and op
+    for r in rows.values():
+        if r["status"] == "rejected" and "graph output is the input" not in r["detail"]:
+            assert f"({r['op']})" in r["detail"], r
+
+
+# accepted and right: the pooling, padding and FC cases of a CNN export
+ACCEPTED = [
+    "test_averagepool_2d_default", "test_averagepool_2d_pads", "test_averagepool_2d_strides",
+    "test_averagepool_2d_ceil", "test_averagepool_2d_pads_count_include_pad",
+    "test_averagepool_2d_same_upper", "test_averagepool_2d_same_lower",
+    "test_maxpool_2d_ceil", "test_maxpool_2d_same_upper", "test_maxpool_2d_same_lower",
+    "test_maxpool_2d_pads", "test_conv_with_autopad_same", "test_conv_with_strides_padding",
+    "test_globalmaxpool", "test_globalmaxpool_precomputed", "test_globalaveragepool",
+    "test_gemm_default_scalar_bias", "test_gemm_default_single_elem_vector_bias",
+    "test_gemm_default_vector_bias", "test_gemm_transposeB", "test_gemm_alpha",
+    "test_gemm_beta", "test_matmul_2d", "test_flatten_axis1", "test_flatten_default_axis",
+    "test_softmax_example", "test_logsoftmax_example_1",
+]
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_case_accepted_and_right(conformance, name):
+    _, _, rows = conformance
+    assert rows[name]["status"] == "right", rows[name]
+
+
+# rejected with a clear reason: the graph really mixes the images of a static batch above 1
+REJECTED = {
+    "test_flatten_axis0": r"axis=0 flattens the whole batch of 2 images",
+    "test_flatten_negative_axis4": r"axis=-4 flattens the whole batch of 2 images",
+    "test_flatten_axis2": r"axis=2 is not supported; .*the dimensions \[3\] before axis 2",
+    "test_gemm_transposeA": r"transA=1 needs the activation as a column \(K, 1\)",
+    "test_gemm_default_matrix_bias": r"bias C of shape \[3, 4\] is not supported",
+    "test_matmul_4d": r"not a batched matrix product",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_case_rejected_clearly(conformance, name):
+    import re
+    _, _, rows = conformance
+    assert rows[name]["status"] == "rejected"
+    assert re.search(REJECTED[name], rows[name]["detail"]), rows[name]["detail"]
+
+
+# -- CNN-shaped graphs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["flatten_axis4", "transpose", "reshape_col"])
+def test_gemm_transA_on_a_column(rng, how):
+    """conv -> GAP -> (K, 1) column -> Gemm(transA=1): the FC layer of one image."""
+    g = G(rng, (3, 6, 6), batch=1)
+    c = g.node("Relu", [g.conv("x", 3, 4, 3)])
+    p = g.node("GlobalAveragePool", [c])
+    if how == "flatten_axis4":
+        col = g.node("Flatten", [p], axis=4)
+    elif how == "transpose":
+        col = g.node("Transpose", [g.node("Flatten", [p], axis=1)], perm=[1, 0])
+    else:
+        col = g.node("Reshape", [p, g.init(np.array([-1, 1]), dtype=np.int64)])
+    w = g.init(rng.normal(0, 0.5, (4, 5)))
+    b = g.init(rng.normal(0, 0.5, (1, 5)))
+    y = g.node("Gemm", [col, w, b], transA=1, alpha=0.5, beta=2.0)
+    fm = _compare(g.model(y, [1, 5]), rng.uniform(-1, 1, (1, 3, 6, 6)))
+    assert sum(isinstance(n, FFlatten) for n in fm.nodes) == 1
+
+
+def test_column_read_by_another_op_is_rejected(rng):
+    g = G(rng, (3, 6, 6), batch=1)
+    col = g.node("Flatten", [g.conv("x", 3, 4, 3)], axis=4)
+    y = g.node("Relu", [col], name="bad")
+    with pytest.raises(OnnxImportError, match=r"node 'bad' \(Relu\): input 't\d+' is a column "
+                                              r"\(K, 1\).*only a Gemm with transA=1"):
+        load_onnx(g.model(y, [64, 1]))
+
+
+def test_gemm_transA_on_a_row_is_rejected(rng):
+    g = G(rng, (3, 2, 2), batch=1)
+    f = g.node("Flatten", ["x"])
+    y = g.node("Gemm", [f, g.init(rng.normal(0, 1, (1, 4)))], transA=1, name="bad")
+    with pytest.raises(OnnxImportError, match=r"node 'bad' \(Gemm\): transA=1 needs the "
+                                              r"activation as a column"):
+        load_onnx(g.model(y, [12, 4]))
+
+
+@pytest.mark.parametrize("axis", [2, 3, -1, -2])
+def test_flatten_axis_after_dims_of_one(rng, axis):
+    """A (N, 1, 1, W) map: axes 2 and 3 give each image's vector too (the dimensions between
+    the batch and the axis are 1)."""
+    g = G(rng, (2, 3, 6))
+    c = g.conv("x", 2, 1, 3)          # (N, 1, 1, 4)
+    f = g.node("Flatten", [c], axis=axis)
+    y = g.node("Gemm", [f, g.init(rng.normal(0, 0.5, (3, 4)))], transB=1)
+    _compare(g.model(y, ["N", 3]), rng.uniform(-1, 1, (3, 2, 3, 6)))
+
+
+def test_flatten_axis_2_of_channels_is_rejected(rng):
+    g = G(rng, (2, 3, 6))
+    f = g.node("Flatten", [g.conv("x", 2, 3, 3)], axis=2, name="bad")
+    with pytest.raises(OnnxImportError, match=r"node 'bad' \(Flatten\): axis=2 is not "
+                                              r"supported; .*the dimensions \[3\] before axis 2"):
+        load_onnx(g.model(f, ["N", 4]))
+
+
+def test_squeeze_unsqueeze_around_a_global_pool(rng):
+    """GAP -> Squeeze(2, 3) -> Gemm -> Unsqueeze(2, 3) -> Conv 1x1 (an SE-like head)."""
+    g = G(rng, (2, 5, 5))
+    p = g.node("GlobalAveragePool", [g.node("Relu", [g.conv("x", 2, 6, 3)])])
+    s = g.node("Squeeze", [p, g.init(np.array([2, 3]), dtype=np.int64)])
+    fc = g.node("Gemm", [s, g.init(rng.normal(0, 0.5, (6, 4)))])
+    u = g.node("Unsqueeze", [fc, g.init(np.array([-2, -1]), dtype=np.int64)])
+    y = g.conv(u, 4, 3, 1)
+    _compare(g.model(y, ["N", 3, 1, 1]), rng.uniform(-1, 1, (3, 2, 5, 5)))
+
+
+def test_global_max_pool(rng):
+    g = G(rng, (2, 5, 4))
+    p = g.node("GlobalMaxPool", [g.conv("x", 2, 3, 3, pads=[1, 1, 1, 1])])
+    fm = _compare(g.model(p, ["N", 3, 1, 1]), rng.uniform(-1, 1, (3, 2, 5, 4)))
+    pool = [n for n in fm.nodes if isinstance(n, FMaxPool)]
+    assert len(pool) == 1 and pool[0].kernel == (5, 4)
