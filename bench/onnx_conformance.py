@@ -2,9 +2,10 @@
 
 ONNX ships, for every operator, small test cases (one node, inputs, expected outputs) generated
 in Python by ``onnx.backend.test.case.node`` — no data files. This runs the cases of the
-operators a CNN importer should take (:data:`OPS`) through :func:`ilmpq.golden.onnx_import.load_onnx`
-and the imported float model's own forward (``FloatModel.predict``, then the output head the
-importer recorded, :func:`ilmpq.golden.heads.apply_head`), compares with the case's expected
+operators a CNN importer should take (:data:`OPS`) through
+:func:`ilmpq.golden.onnx_import.load_onnx` and the imported float model's own forward
+(``FloatModel.predict``, then the output head the importer recorded,
+:func:`ilmpq.golden.heads.apply_head`), compares with the case's expected
 output (float tolerance ``rtol 1e-3, atol 1e-5``: this is the float import, not the integer
 path) and classifies each case:
 
@@ -24,7 +25,9 @@ How a case becomes a model the importer's contract covers (what an exporter woul
   the shape of the first is a second activation: out of scope (a one-node graph cannot produce
   it from the image); a smaller, broadcast one is a constant;
 * a rank-2 first input ``(N, K)`` is fed as ``(N, K, 1, 1)`` through a ``Flatten`` (how a CNN
-  reaches a Gemm/MatMul), counted as ``adapted``.
+  reaches a Gemm/MatMul); for an elementwise op (:data:`_ELEMENTWISE`, no axis semantics) a
+  rank-3 case ``(N, C, L)`` runs as ``(N, C, 1, L)`` (its broadcast operands reshaped the same
+  way) and a rank-1 case ``(L,)`` as ``(1, 1, 1, L)``. Both are recorded in ``adapted``.
 
 Only the single-node cases (not the ``_expanded`` function bodies) are run. Writes
 ``bench/results/onnx_conformance.json`` and ``.md`` (``--out DIR`` elsewhere); ``--before FILE``
@@ -67,6 +70,13 @@ OPS = {
 
 #: Ops whose further inputs are activations when they have the first input's shape.
 _MULTI_ACT = {"Add", "Sub", "Mul", "Div", "Pow", "Concat", "PRelu"}
+
+#: Elementwise ops (no axis semantics): a rank-3 case ``(N, C, L)`` runs as ``(N, C, 1, L)``.
+_ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Sigmoid", "HardSigmoid",
+                "HardSwish", "Tanh", "Softplus", "Erf", "Neg", "Add", "Sub", "Mul", "Div", "Pow",
+                "Identity", "Dropout"}
+#: ... and these of them broadcast their further inputs against the first (operands, slopes).
+_BROADCAST_OPERANDS = {"PRelu", "Add", "Sub", "Mul", "Div", "Pow"}
 
 RTOL, ATOL = 1e-3, 1e-5
 CLASSES = ("right", "rejected", "wrong", "crash", "out_of_scope")
@@ -126,19 +136,39 @@ def prepare(case):
     x = inputs[0]
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
         return None, f"the first input is not a float tensor ({getattr(x, 'dtype', type(x))})"
-    if x.ndim not in (2, 4):
+    rank3 = x.ndim in (1, 3) and op in _ELEMENTWISE
+    if x.ndim not in (2, 4) and not rank3:
         return None, (f"the first input has rank {x.ndim} (the contract: an (N, C, H, W) image, "
-                      f"or (N, K) behind a Flatten)")
+                      f"or (N, K) behind a Flatten; ranks 1 and 3 only for elementwise ops)")
     first = g.input[0]
     extra = list(g.input[1:])
     if op in _MULTI_ACT:
         for vi, arr in zip(extra, inputs[1:]):
             if np.asarray(arr).shape == x.shape:
                 return None, "several activation inputs (the contract: one image input)"
+    want = np.asarray(outputs[0])
     for vi, arr in zip(extra, inputs[1:]):
-        g.initializer.append(numpy_helper.from_array(np.asarray(arr), vi.name))
+        arr = np.asarray(arr)
+        if rank3 and x.ndim == 3 and op in _BROADCAST_OPERANDS and 0 < arr.ndim <= 3:
+            # right-aligned broadcast against (N, C, L): the same against (N, C, 1, L)
+            arr = np.expand_dims(arr.reshape((1,) * (3 - arr.ndim) + arr.shape), 2)
+        g.initializer.append(numpy_helper.from_array(arr, vi.name))
     del g.input[1:]
-    adapted = x.ndim == 2
+    if rank3:
+        r = x.ndim
+        if want.ndim != r:
+            return None, f"an elementwise op of rank {r} with a rank-{want.ndim} output"
+        # (N, C, L) -> (N, C, 1, L); (L,) -> (1, 1, 1, L): the same elementwise broadcast
+        new = (lambda a: np.expand_dims(a, 2)) if r == 3 else (lambda a: a.reshape(1, 1, 1, -1))
+        for vi in (first, g.output[0]):
+            shape = vi.type.tensor_type.shape
+            dims = [d.dim_value for d in shape.dim]
+            del shape.dim[:]
+            for d in new(np.zeros(dims)).shape:
+                shape.dim.add().dim_value = d
+        x, want = new(x), new(want)
+        return (m, x, want, f"rank {r} as {'(N, C, 1, L)' if r == 3 else '(1, 1, 1, L)'}"), None
+    adapted = "(N, K) as (N, K, 1, 1) through a Flatten" if x.ndim == 2 else False
     if adapted:
         n, k = x.shape
         inner = first.name
@@ -149,7 +179,7 @@ def prepare(case):
         flat = helper.make_node("Flatten", [outer], [inner], name="adapter_flatten", axis=1)
         g.node.insert(0, flat)
         x = x.reshape(n, k, 1, 1)
-    return (m, x, np.asarray(outputs[0]), adapted), None
+    return (m, x, want, adapted), None
 
 
 def run_case(case):
@@ -201,6 +231,7 @@ def render_md(res, before=None) -> str:
     import onnx
 
     t = res["total"]
+    n_adapted = sum(1 for r in res["cases"] if r["adapted"])
     lines = [
         "# ONNX node conformance cases through the float importer",
         "",
@@ -208,7 +239,9 @@ def render_md(res, before=None) -> str:
         f"cases of ONNX's own backend tests for {len(res['per_op'])} CNN operators, through "
         f"`load_onnx` and the float model's forward, compared with the expected outputs "
         f"(rtol {RTOL:g}, atol {ATOL:g}). A rank-2 input is fed as (N, K, 1, 1) through a "
-        f"Flatten; inputs other than the first become initializers.",
+        f"Flatten, a rank-3 (rank-1) input of an elementwise op as (N, C, 1, L) "
+        f"((1, 1, 1, L)); inputs other than the first become initializers. {n_adapted} cases "
+        f"adapted so.",
         "",
         f"**{t['right']} right, {t['rejected']} rejected, {t['wrong']} wrong, {t['crash']} "
         f"crashes, {t['out_of_scope']} out of scope** (of {sum(t.values())}).",

@@ -6,28 +6,56 @@ are rejected) and how they map:
 =========================  ==================================================================
 ONNX                       float IR
 =========================  ==================================================================
-Conv                       ``FConv`` (``group = 1``, ``dilations = 1``, ``auto_pad`` NOTSET
-                           or VALID — SAME_UPPER/SAME_LOWER become explicit pads in
-                           canonicalization —, weights and bias initializers or Constants)
+Conv                       ``FConv`` (any ``group`` dividing the channels: grouped and
+                           depthwise too; ``dilations = 1``; ``auto_pad`` NOTSET or VALID —
+                           SAME_UPPER/SAME_LOWER become explicit pads in canonicalization —;
+                           weights and bias initializers or Constants)
 BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode);
                            canonicalization folds others where affine-foldable (after a
                            residual Add of two convs, before a Gemm/MatMul or unpadded Conv)
 Relu                       the ``relu`` flag of the producing Conv/Gemm, also through a MaxPool
-                           (``relu(maxpool(conv)) = maxpool(relu(conv))``), or a no-op on a
-                           tensor that is already non-negative
+                           (``relu(maxpool(conv)) = maxpool(relu(conv))``), a no-op on a
+                           tensor that is already non-negative, else a pointwise function
 Clip                       ``Clip(0, c)`` (ReLU6): the ReLU flag plus ``clip_max = c`` of the
                            producing layer (the output scale keeps ``qmax`` at or below ``c``,
-                           so the integer clamp is the clip); ``Clip(0, inf)`` is a ReLU
-Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
-                           activations: a residual fused into the Conv that feeds it,
+                           so the integer clamp is the clip); ``Clip(0, inf)`` is a ReLU; any
+                           other clip a pointwise function
+Add                        with a constant: bias of the producing Conv/Gemm/MatMul (scalar or
+                           one per channel), or a pointwise ``x + c`` of a scalar ``c``; with
+                           two activations: a residual fused into the Conv that feeds it,
                            ``y = relu(conv(x) + skip)``
+Sub, Mul, Div, Pow         with a scalar constant, or both operands functions of one tensor:
+                           a pointwise function; ``Mul`` of two tensors: ``FMul`` (equal
+                           shapes, or gating by one value per channel ``(C, 1, 1)``)
+Sigmoid, HardSigmoid,      ``FPointwise``: one function of one tensor (chains of these and of
+HardSwish, Tanh,           the scalar arithmetic above compose into one); ``PRelu`` with one
+LeakyRelu, PRelu, Erf,     slope for every element
+Elu, Softplus, Neg
 MaxPool                    ``FMaxPool`` (``ceil_mode`` 0 or 1, no dilation, no indices output)
 AveragePool                ``FAvgPool`` (padding, ``ceil_mode``, ``count_include_pad``), or
                            ``FGlobalAvgPool`` when the kernel covers the whole input and
                            there is no padding (a global pool)
-GlobalAveragePool          ``FGlobalAvgPool``
-Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor
-Flatten, Reshape           ``FFlatten`` (only to ``(N, C*H*W)``; a no-op on a flat tensor)
+GlobalAveragePool,         ``FGlobalAvgPool`` (``ReduceMean`` only over axes ``[2, 3]``)
+ReduceMean
+GlobalMaxPool              ``FMaxPool`` whose window is the whole input
+Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor: Gemm
+                           ``alpha``, ``beta``, ``transB``, bias C a scalar, ``(M,)`` or
+                           ``(1, M)``; ``transA = 1`` when A is the column ``(K, 1)`` of one
+                           image (below); MatMul with a 2-D ``(K, M)`` constant
+Flatten, Reshape,          ``FFlatten`` to ``(N, C*H*W)`` (a no-op on a flat tensor): Flatten
+Squeeze                    with any axis whose preceding per-image dimensions are 1 (axis 0
+                           unless the model declares a static batch above 1), Reshape to
+                           ``(N, K)``, Squeeze of axes ``[2, 3]`` of ``(N, C, 1, 1)``
+Unsqueeze                  axes ``[2, 3]`` of ``(N, K)``: the ``(N, K, 1, 1)`` view
+Flatten, Reshape,          the column ``(K, 1)`` of one image — Flatten with axis = the rank,
+Transpose                  Reshape to ``(K, 1)``/``(-1, 1)``, Transpose ``[1, 0]`` of
+                           ``(1, K)`` — read only by a Gemm with ``transA = 1``
+Reshape, Transpose         the channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2,
+                           1, 3, 4) -> Reshape(N, C, H, W)``: ``FPermute``
+Concat, Slice, Split       ``FConcat`` over the channels; ``FSlice`` over channels, height,
+                           width with positive steps; Split over the channels (one slice each)
+Pad                        a zero constant padding of H and W before a Conv (or a MaxPool of a
+                           non-negative tensor): folded into its padding
 Identity, Dropout          no-ops (inference)
 Softmax, LogSoftmax,       only at the graph output, over the classes: the output head,
 Sigmoid                    recorded in ``meta["output_head"]`` and applied on the host
@@ -74,10 +102,11 @@ META_INPUT_STD = "ilmpq.input_std"
 MIN_OPSET = 7
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
-                 "GlobalAveragePool", "GlobalMaxPool", "Squeeze", "Unsqueeze", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid",
-                 "HardSwish", "Tanh", "LeakyRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul",
-                 "Div", "Pow", "Concat", "Slice", "Split", "Transpose", "ReduceMean", "Pad")
+                 "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul", "Flatten", "Reshape",
+                 "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Softmax",
+                 "LogSoftmax", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu",
+                 "PRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul", "Div", "Pow", "Concat",
+                 "Slice", "Split", "Transpose", "ReduceMean", "Pad")
 
 
 def _erf(x):
@@ -465,6 +494,21 @@ class _Importer:
     op_HardSigmoid = op_HardSwish = op_Tanh = op_LeakyRelu = op_Erf = op_Elu = op_Softplus = \
         op_Neg = _elementwise
 
+    def op_PRelu(self, node, idx):
+        """PReLU with one slope for every element: a pointwise function (a leaky ReLU)."""
+        if len(node.input) != 2:
+            raise self.err(node, idx, "PRelu must have 2 inputs")
+        if node.input[0] in self.consts:
+            raise self.err(node, idx, f"input {node.input[0]!r} is a constant; only computed "
+                                      f"tensors (activations) are supported there")
+        s = np.asarray(self.const(node, idx, node.input[1], "slope"), np.float64)
+        if s.size != 1:
+            raise self.err(node, idx, f"slope of shape {list(s.shape)} is not supported; only "
+                                      f"one slope for all channels (a pointwise function); a "
+                                      f"slope per channel is not")
+        sv = float(s.reshape(-1)[0])
+        self._unary(node, idx, lambda x, sv=sv: np.where(x >= 0, x, sv * x), f"PRelu[{sv:g}]")
+
     def _binary(self, node, idx):
         """Add/Sub/Mul/Div/Pow: constants folded; with a scalar constant, or both operands
         functions of the same tensor, a pointwise function; else Add is a residual and Mul a
@@ -801,6 +845,7 @@ class _Importer:
         inp = real_inputs[0]
         shape = self.input_shape(inp)
         in_ir = self.new_tensor(inp.name)
+        self.in_ir = in_ir
         self.shapes[in_ir] = shape
         self.acts[inp.name] = _Act(in_ir, shape, False, False)
 
@@ -971,7 +1016,8 @@ class _Importer:
     def op_Sigmoid(self, node, idx):
         """At the graph output: the output head (host). Elsewhere: a pointwise function."""
         if node.output[0] in {o.name for o in self.g.output} and \
-                node.input[0] not in self.pw and node.input[0] in self.acts:
+                node.input[0] not in self.pw and node.input[0] in self.acts and \
+                self.acts[node.input[0]].ir != self.in_ir:   # of the input: the whole model
             self._head(node, idx)
         else:
             self._elementwise(node, idx)
@@ -1146,7 +1192,7 @@ class _Importer:
 
     def op_Relu(self, node, idx):
         if node.input[0] in self.pw:
-            self._elementwise(node, idx)
+            self._relu_pointwise(node, idx)
             return
         x = self.act(node, idx, node.input[0])
         conv = self.fusable_conv(node.input[0], x, allow_residual=True)
@@ -1159,7 +1205,12 @@ class _Importer:
             # relu(maxpool(conv)) = maxpool(relu(conv)): the ReLU moves into the conv
             self.alias(node.output[0], _Act(x.ir, x.shape, x.rank2, True))
         else:
-            self._elementwise(node, idx)   # a pointwise function (lookup table) of its input
+            self._relu_pointwise(node, idx)   # a pointwise function (lookup table) of its input
+
+    def _relu_pointwise(self, node, idx):
+        """ReLU as a pointwise function; also for a ``Clip(0, inf)`` node (named ReLU here:
+        ``_elementwise`` would look the Clip up by its op type)."""
+        self._unary(node, idx, _UNARY["Relu"]({}), "Relu")
 
     def op_Clip(self, node, idx):
         """``Clip(0, c)`` (ReLU6 and kin) fused into the layer before it as ReLU + ``clip_max``;
