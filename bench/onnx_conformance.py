@@ -244,10 +244,13 @@ def render_md(res, before=None) -> str:
         f"adapted so.",
         "",
         f"**{t['right']} right, {t['rejected']} rejected, {t['wrong']} wrong, {t['crash']} "
-        f"crashes, {t['out_of_scope']} out of scope** (of {sum(t.values())}).",
+        f"crashes, {t['out_of_scope']} out of scope** (of {sum(t.values())})."
+        + (f" Before ({before['source']}): {before['total']['right']} right, "
+           f"{before['total']['rejected']} rejected, {before['total']['wrong']} wrong, "
+           f"{before['total']['crash']} crash(es)." if before else ""),
         "",
         "| op | right | rejected | wrong | crash | out of scope |"
-        + (" before (right/rejected) |" if before else ""),
+        + (" before: right / rejected / wrong / crash |" if before else ""),
         "|---|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for op, c in res["per_op"].items():
@@ -255,7 +258,8 @@ def render_md(res, before=None) -> str:
               f"{c['out_of_scope']} |"
         if before:
             b = before.get("per_op", {}).get(op)
-            row += f" {b['right']}/{b['rejected']} |" if b else " — |"
+            row += (f" {b['right']} / {b['rejected']} / {b['wrong']} / {b['crash']} |" if b
+                    else " — |")
         lines.append(row)
     for status, title in (("rejected", "Rejected (the importer's message)"),
                           ("wrong", "Wrong"), ("crash", "Crashes"),
@@ -278,13 +282,21 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--before", type=Path, default=None,
                     help="an earlier onnx_conformance.json for a before/after column")
+    ap.add_argument("--before-label", default=None,
+                    help="what the earlier run was (e.g. the importer's commit)")
     args = ap.parse_args(argv)
     t0 = time.time()
     res = run()
     res["onnx"] = onnx.__version__
     res["date"] = time.strftime("%Y-%m-%d")
     res["seconds"] = round(time.time() - t0, 1)
-    before = json.loads(args.before.read_text()) if args.before else None
+    if args.before:
+        # per-op counts of the earlier run, kept in the JSON for the before/after table
+        b = json.loads(args.before.read_text())
+        res["before"] = {"source": args.before_label or
+                         f"onnx_conformance.json of {b.get('date', '?')}",
+                         "per_op": b["per_op"], "total": b["total"]}
+    before = res.get("before")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "onnx_conformance.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "onnx_conformance.md").write_text(render_md(res, before))

@@ -896,6 +896,11 @@ class _Importer:
         out_name = g.output[0].name
         if out_name in self.pw and out_name not in self.acts:
             self._materialize(out_name)
+        if out_name in self.cols:
+            raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is a column "
+                                  f"(K, 1) of one image; the output must be (N, K) or "
+                                  f"(N, C, H, W) (a column is read only by a Gemm with "
+                                  f"transA=1)")
         if out_name not in self.acts:
             raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is not computed "
                                   f"from the input (a constant output is not supported)")

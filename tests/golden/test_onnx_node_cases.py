@@ -181,3 +181,10 @@ def test_sigmoid_of_the_input_is_a_pointwise_function(rng):
     fm = _compare(g.model(g.node("Sigmoid", ["x"]), ["N", 2, 3, 3]),
                   rng.uniform(-4, 4, (2, 2, 3, 3)))
     assert fm.meta["output_head"] is None
+
+
+def test_column_as_the_graph_output_is_rejected(rng):
+    g = G(rng, (3, 4, 4), batch=1)
+    col = g.node("Flatten", [g.conv("x", 3, 2, 3)], axis=4)
+    with pytest.raises(OnnxImportError, match=r"the graph output 't\d+' is a column \(K, 1\)"):
+        load_onnx(g.model(col, [8, 1]))
