@@ -374,6 +374,7 @@ class _Importer:
         self.consumers: dict[str, int] = {}
         self.batch = batch  # the static batch the model declared (None: symbolic or unknown)
         self.cols: dict[str, _Act] = {}  # column views (K, 1) of a row activation (1, K)
+        self.alias_src: dict[str, str] = {}  # ONNX output -> ONNX input it is a view of
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -796,8 +797,15 @@ class _Importer:
             return None
         if prod.residual is not None and not allow_residual:
             return None
-        if self.consumers.get(onnx_name, 0) != 1:
-            return None
+        # the op must be the only reader of the layer's output, through every view of it
+        # (Identity, Dropout, Unsqueeze, a transpose back from a column ...): a conv output
+        # that is also read elsewhere cannot take a ReLU or BN meant for one of its views
+        name, seen = onnx_name, set()
+        while name is not None and name not in seen:
+            if self.consumers.get(name, 0) != 1:
+                return None
+            seen.add(name)
+            name = self.alias_src.get(name)
         return prod
 
     def rename_output(self, conv: FConv, onnx_out: str, a: _Act, *, nonneg=None):
@@ -889,6 +897,7 @@ class _Importer:
                 raise self.err(node, idx, f"operator {node.op_type!r} is not supported; "
                                           f"supported ops: {', '.join(SUPPORTED_OPS)}")
             handler(node, idx)
+            self._record_views(node)
 
         if len(g.output) != 1:
             raise OnnxImportError(f"{self.label}: the graph must have exactly one output, it has "
@@ -924,6 +933,19 @@ class _Importer:
                               output_rank=2 if out.rank2 else 4, meta=meta)
         except FloatModelError as e:
             raise OnnxImportError(f"{self.label}: {e}") from None
+
+    def _record_views(self, node):
+        """Note each output of ``node`` that is the same IR tensor as its first input (a view:
+        Identity, Dropout, Unsqueeze, a flat tensor's Flatten, a column and back ...)."""
+        if not node.input or not node.input[0]:
+            return
+        src = self.acts.get(node.input[0]) or self.cols.get(node.input[0])
+        if src is None:
+            return
+        for o in node.output:
+            a = self.acts.get(o) or self.cols.get(o)
+            if o and a is not None and a.ir == src.ir:
+                self.alias_src[o] = node.input[0]
 
     def input_shape(self, inp):
         onnx = self.onnx

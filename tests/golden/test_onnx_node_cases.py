@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+from onnx.reference import ReferenceEvaluator
 import pytest
 
 from ilmpq.golden.float_model import FFlatten, FMaxPool
@@ -188,3 +189,25 @@ def test_column_as_the_graph_output_is_rejected(rng):
     col = g.node("Flatten", [g.conv("x", 3, 2, 3)], axis=4)
     with pytest.raises(OnnxImportError, match=r"the graph output 't\d+' is a column \(K, 1\)"):
         load_onnx(g.model(col, [8, 1]))
+
+
+@pytest.mark.parametrize("view", ["Identity", "Dropout", "Unsqueeze"])
+def test_relu_of_a_view_of_a_shared_output_is_not_fused(rng, view):
+    """A Gemm output read twice, once through a view (Identity, Dropout, Unsqueeze): a ReLU of
+    the view must not become the Gemm's ReLU (the other reader needs the raw values)."""
+    g = G(rng, (2, 5, 5))
+    p = g.node("GlobalAveragePool", [g.conv("x", 2, 4, 3)])
+    fc = g.node("Gemm", [g.node("Flatten", [p]), g.init(rng.normal(0, 0.5, (4, 4)))])
+    if view == "Unsqueeze":
+        axes = g.init(np.array([2, 3]), dtype=np.int64)
+        v, other = g.node("Unsqueeze", [fc, axes]), g.node("Unsqueeze", [fc, axes])
+    else:
+        v, other = g.node(view, [fc]), fc
+    y = g.node("Concat", [g.node("Relu", [v]), other], axis=1)
+    model = g.model(y, ["N", 8, 1, 1] if view == "Unsqueeze" else ["N", 8])
+    x = rng.uniform(-1, 1, (3, 2, 5, 5))
+    want = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    assert want.min() < 0 < want.max()
+    for canonical in (True, False):
+        fm = load_onnx(model, canonical=canonical)
+        np.testing.assert_allclose(fm.predict(x), want, rtol=1e-4, atol=1e-5)
