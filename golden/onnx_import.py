@@ -797,16 +797,19 @@ class _Importer:
             return None
         if prod.residual is not None and not allow_residual:
             return None
-        # the op must be the only reader of the layer's output, through every view of it
-        # (Identity, Dropout, Unsqueeze, a transpose back from a column ...): a conv output
-        # that is also read elsewhere cannot take a ReLU or BN meant for one of its views
+        return prod if self._sole_reader(onnx_name) else None
+
+    def _sole_reader(self, onnx_name: str) -> bool:
+        """Whether one op reads ``onnx_name`` and nothing else reads it through a view
+        (Identity, Dropout, Unsqueeze, a transpose back from a column ...): a layer output also
+        read elsewhere cannot take a ReLU, clip or BN meant for one of its views."""
         name, seen = onnx_name, set()
         while name is not None and name not in seen:
             if self.consumers.get(name, 0) != 1:
-                return None
+                return False
             seen.add(name)
             name = self.alias_src.get(name)
-        return prod
+        return True
 
     def rename_output(self, conv: FConv, onnx_out: str, a: _Act, *, nonneg=None):
         """Give ``conv`` the IR name of ``onnx_out`` (the fused op's output)."""
@@ -1272,7 +1275,7 @@ class _Importer:
             return
         x = self.act(node, idx, node.input[0])
         prod = self.producer.get(x.ir)
-        fusable = (isinstance(prod, FConv) and self.consumers.get(node.input[0], 0) == 1
+        fusable = (isinstance(prod, FConv) and self._sole_reader(node.input[0])
                    and (not prod.relu or x.nonneg))
         if (lo != 0.0 and not (lo < 0 and x.nonneg)) or not hi > 0 or \
                 (np.isfinite(hi) and not fusable):
@@ -1293,7 +1296,7 @@ class _Importer:
         next op (ReLU commutes with max pooling; padding never wins either way)."""
         pool = self.producer.get(x.ir)
         src = self.pool_src.get(x.ir)
-        if not isinstance(pool, FMaxPool) or src is None or self.consumers.get(onnx_name) != 1:
+        if not isinstance(pool, FMaxPool) or src is None or not self._sole_reader(onnx_name):
             return False
         conv = self.fusable_conv(src, self.acts[src], allow_residual=True)
         if conv is None:

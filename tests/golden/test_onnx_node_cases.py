@@ -191,23 +191,40 @@ def test_column_as_the_graph_output_is_rejected(rng):
         load_onnx(g.model(col, [8, 1]))
 
 
+@pytest.mark.parametrize("op", ["Relu", "Clip"])
 @pytest.mark.parametrize("view", ["Identity", "Dropout", "Unsqueeze"])
-def test_relu_of_a_view_of_a_shared_output_is_not_fused(rng, view):
-    """A Gemm output read twice, once through a view (Identity, Dropout, Unsqueeze): a ReLU of
-    the view must not become the Gemm's ReLU (the other reader needs the raw values)."""
+def test_relu_of_a_view_of_a_shared_output_is_not_fused(rng, view, op):
+    """A Gemm output read twice, once through a view (Identity, Dropout, Unsqueeze): a ReLU
+    (ReLU6) of the view must not become the Gemm's (the other reader needs the raw values);
+    it produced a broken graph before ('reads tensor ... before it is produced')."""
     g = G(rng, (2, 5, 5))
     p = g.node("GlobalAveragePool", [g.conv("x", 2, 4, 3)])
-    fc = g.node("Gemm", [g.node("Flatten", [p]), g.init(rng.normal(0, 0.5, (4, 4)))])
+    fc = g.node("Gemm", [g.node("Flatten", [p]), g.init(rng.normal(0, 2.0, (4, 4)))])
     if view == "Unsqueeze":
         axes = g.init(np.array([2, 3]), dtype=np.int64)
         v, other = g.node("Unsqueeze", [fc, axes]), g.node("Unsqueeze", [fc, axes])
     else:
         v, other = g.node(view, [fc]), fc
-    y = g.node("Concat", [g.node("Relu", [v]), other], axis=1)
+    act = g.node("Relu", [v]) if op == "Relu" else \
+        g.node("Clip", [v, g.scalar(0.0), g.scalar(0.05)])
+    y = g.node("Concat", [act, other], axis=1)
     model = g.model(y, ["N", 8, 1, 1] if view == "Unsqueeze" else ["N", 8])
     x = rng.uniform(-1, 1, (3, 2, 5, 5))
     want = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
-    assert want.min() < 0 < want.max()
+    assert want.min() < 0 and want.max() > 0.05
     for canonical in (True, False):
         fm = load_onnx(model, canonical=canonical)
         np.testing.assert_allclose(fm.predict(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_relu_after_a_view_of_a_shared_maxpool_is_not_moved_into_the_conv(rng):
+    g = G(rng, (2, 6, 6))
+    mp = g.node("MaxPool", [g.conv("x", 2, 3, 3, pads=[1, 1, 1, 1])], kernel_shape=[2, 2],
+                strides=[2, 2])
+    y = g.node("Concat", [g.node("Relu", [g.node("Identity", [mp])]), mp], axis=1)
+    model = g.model(y, ["N", 6, 3, 3])
+    x = rng.uniform(-1, 1, (2, 2, 6, 6))
+    want = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float32)})[0]
+    assert want.min() < 0
+    fm = load_onnx(model, canonical=False)
+    np.testing.assert_allclose(fm.predict(x), want, rtol=1e-4, atol=1e-5)
