@@ -6,28 +6,56 @@ are rejected) and how they map:
 =========================  ==================================================================
 ONNX                       float IR
 =========================  ==================================================================
-Conv                       ``FConv`` (``group = 1``, ``dilations = 1``, ``auto_pad`` NOTSET
-                           or VALID — SAME_UPPER/SAME_LOWER become explicit pads in
-                           canonicalization —, weights and bias initializers or Constants)
+Conv                       ``FConv`` (any ``group`` dividing the channels: grouped and
+                           depthwise too; ``dilations = 1``; ``auto_pad`` NOTSET or VALID —
+                           SAME_UPPER/SAME_LOWER become explicit pads in canonicalization —;
+                           weights and bias initializers or Constants)
 BatchNormalization         folded into the preceding Conv/Gemm/MatMul (inference mode);
                            canonicalization folds others where affine-foldable (after a
                            residual Add of two convs, before a Gemm/MatMul or unpadded Conv)
 Relu                       the ``relu`` flag of the producing Conv/Gemm, also through a MaxPool
-                           (``relu(maxpool(conv)) = maxpool(relu(conv))``), or a no-op on a
-                           tensor that is already non-negative
+                           (``relu(maxpool(conv)) = maxpool(relu(conv))``), a no-op on a
+                           tensor that is already non-negative, else a pointwise function
 Clip                       ``Clip(0, c)`` (ReLU6): the ReLU flag plus ``clip_max = c`` of the
                            producing layer (the output scale keeps ``qmax`` at or below ``c``,
-                           so the integer clamp is the clip); ``Clip(0, inf)`` is a ReLU
-Add                        with a constant: bias of the producing Conv/Gemm/MatMul; with two
-                           activations: a residual fused into the Conv that feeds it,
+                           so the integer clamp is the clip); ``Clip(0, inf)`` is a ReLU; any
+                           other clip a pointwise function
+Add                        with a constant: bias of the producing Conv/Gemm/MatMul (scalar or
+                           one per channel), or a pointwise ``x + c`` of a scalar ``c``; with
+                           two activations: a residual fused into the Conv that feeds it,
                            ``y = relu(conv(x) + skip)``
+Sub, Mul, Div, Pow         with a scalar constant, or both operands functions of one tensor:
+                           a pointwise function; ``Mul`` of two tensors: ``FMul`` (equal
+                           shapes, or gating by one value per channel ``(C, 1, 1)``)
+Sigmoid, HardSigmoid,      ``FPointwise``: one function of one tensor (chains of these and of
+HardSwish, Tanh,           the scalar arithmetic above compose into one); ``PRelu`` with one
+LeakyRelu, PRelu, Erf,     slope for every element
+Elu, Softplus, Neg
 MaxPool                    ``FMaxPool`` (``ceil_mode`` 0 or 1, no dilation, no indices output)
 AveragePool                ``FAvgPool`` (padding, ``ceil_mode``, ``count_include_pad``), or
                            ``FGlobalAvgPool`` when the kernel covers the whole input and
                            there is no padding (a global pool)
-GlobalAveragePool          ``FGlobalAvgPool``
-Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor
-Flatten, Reshape           ``FFlatten`` (only to ``(N, C*H*W)``; a no-op on a flat tensor)
+GlobalAveragePool,         ``FGlobalAvgPool`` (``ReduceMean`` only over axes ``[2, 3]``)
+ReduceMean
+GlobalMaxPool              ``FMaxPool`` whose window is the whole input
+Gemm, MatMul               ``FConv`` with a ``1 x 1`` kernel on a ``(K, 1, 1)`` tensor: Gemm
+                           ``alpha``, ``beta``, ``transB``, bias C a scalar, ``(M,)`` or
+                           ``(1, M)``; ``transA = 1`` when A is the column ``(K, 1)`` of one
+                           image (below); MatMul with a 2-D ``(K, M)`` constant
+Flatten, Reshape,          ``FFlatten`` to ``(N, C*H*W)`` (a no-op on a flat tensor): Flatten
+Squeeze                    with any axis whose preceding per-image dimensions are 1 (axis 0
+                           unless the model declares a static batch above 1), Reshape to
+                           ``(N, K)``, Squeeze of axes ``[2, 3]`` of ``(N, C, 1, 1)``
+Unsqueeze                  axes ``[2, 3]`` of ``(N, K)``: the ``(N, K, 1, 1)`` view
+Flatten, Reshape,          the column ``(K, 1)`` of one image — Flatten with axis = the rank,
+Transpose                  Reshape to ``(K, 1)``/``(-1, 1)``, Transpose ``[1, 0]`` of
+                           ``(1, K)`` — read only by a Gemm with ``transA = 1``
+Reshape, Transpose         the channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2,
+                           1, 3, 4) -> Reshape(N, C, H, W)``: ``FPermute``
+Concat, Slice, Split       ``FConcat`` over the channels; ``FSlice`` over channels, height,
+                           width with positive steps; Split over the channels (one slice each)
+Pad                        a zero constant padding of H and W before a Conv (or a MaxPool of a
+                           non-negative tensor): folded into its padding
 Identity, Dropout          no-ops (inference)
 Softmax, LogSoftmax,       only at the graph output, over the classes: the output head,
 Sigmoid                    recorded in ``meta["output_head"]`` and applied on the host
@@ -74,10 +102,11 @@ META_INPUT_STD = "ilmpq.input_std"
 MIN_OPSET = 7
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool",
-                 "GlobalAveragePool", "Gemm", "MatMul", "Flatten", "Reshape", "Identity",
-                 "Dropout", "Constant", "Softmax", "LogSoftmax", "Sigmoid", "HardSigmoid",
-                 "HardSwish", "Tanh", "LeakyRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul",
-                 "Div", "Pow", "Concat", "Slice", "Split", "Transpose", "ReduceMean", "Pad")
+                 "GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul", "Flatten", "Reshape",
+                 "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant", "Softmax",
+                 "LogSoftmax", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu",
+                 "PRelu", "Erf", "Elu", "Softplus", "Neg", "Sub", "Mul", "Div", "Pow", "Concat",
+                 "Slice", "Split", "Transpose", "ReduceMean", "Pad")
 
 
 def _erf(x):
@@ -323,7 +352,7 @@ def _sanitize(name: str) -> str:
 
 
 class _Importer:
-    def __init__(self, model, label: str):
+    def __init__(self, model, label: str, batch=None):
         import onnx
         from onnx import numpy_helper
 
@@ -343,6 +372,9 @@ class _Importer:
         self.ir_names: set[str] = set()
         self.node_names: set[str] = set()
         self.consumers: dict[str, int] = {}
+        self.batch = batch  # the static batch the model declared (None: symbolic or unknown)
+        self.cols: dict[str, _Act] = {}  # column views (K, 1) of a row activation (1, K)
+        self.alias_src: dict[str, str] = {}  # ONNX output -> ONNX input it is a view of
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -402,6 +434,10 @@ class _Importer:
             self._materialize(name)
         if name in self.acts:
             return self.acts[name]
+        if name in self.cols:
+            raise self.err(node, idx, f"{what} {name!r} is a column (K, 1) (a flattened image "
+                                      f"transposed); only a Gemm with transA=1 (or a Transpose "
+                                      f"back to (1, K)) reads it")
         if name in self.consts:
             raise self.err(node, idx, f"{what} {name!r} is a constant; only computed tensors "
                                       f"(activations) are supported there")
@@ -458,6 +494,21 @@ class _Importer:
 
     op_HardSigmoid = op_HardSwish = op_Tanh = op_LeakyRelu = op_Erf = op_Elu = op_Softplus = \
         op_Neg = _elementwise
+
+    def op_PRelu(self, node, idx):
+        """PReLU with one slope for every element: a pointwise function (a leaky ReLU)."""
+        if len(node.input) != 2:
+            raise self.err(node, idx, "PRelu must have 2 inputs")
+        if node.input[0] in self.consts:
+            raise self.err(node, idx, f"input {node.input[0]!r} is a constant; only computed "
+                                      f"tensors (activations) are supported there")
+        s = np.asarray(self.const(node, idx, node.input[1], "slope"), np.float64)
+        if s.size != 1:
+            raise self.err(node, idx, f"slope of shape {list(s.shape)} is not supported; only "
+                                      f"one slope for all channels (a pointwise function); a "
+                                      f"slope per channel is not")
+        sv = float(s.reshape(-1)[0])
+        self._unary(node, idx, lambda x, sv=sv: np.where(x >= 0, x, sv * x), f"PRelu[{sv:g}]")
 
     def _binary(self, node, idx):
         """Add/Sub/Mul/Div/Pow: constants folded; with a scalar constant, or both operands
@@ -611,11 +662,26 @@ class _Importer:
             c0 += n
 
     def op_Transpose(self, node, idx):
-        """Only the channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2, 1, 3, 4) ->
-        Reshape(N, C, H, W)``."""
+        """The channel shuffle ``Reshape(N, g, C/g, H, W) -> Transpose(0, 2, 1, 3, 4) ->
+        Reshape(N, C, H, W)``, and the transpose of a flattened image ``(1, K)`` to the column
+        ``(K, 1)`` (one image at a time) read by a Gemm with ``transA = 1``, and back."""
         a = self.attrs(node)
         name = node.input[0]
-        if name not in self.view5 or list(a.get("perm", [])) != [0, 2, 1, 3, 4]:
+        perm = list(a.get("perm", []))
+        if name in self.cols and perm in ([], [1, 0]):
+            self.acts[node.output[0]] = self.cols[name]     # (K, 1) -> (1, K)
+            return
+        if name not in self.view5 and perm in ([], [1, 0]):
+            x = self.act(node, idx, name)
+            if x.rank2 and self.batch in (None, 1):
+                self.cols[node.output[0]] = x               # (1, K) -> (K, 1)
+                return
+            if x.rank2:
+                raise self.err(node, idx, f"Transpose of the (N, K) tensor {name!r} mixes the "
+                                          f"{self.batch} images of the model's static batch; "
+                                          f"ilmpq runs one image at a time (export with batch 1 "
+                                          f"or a symbolic batch)")
+        if name not in self.view5 or perm != [0, 2, 1, 3, 4]:
             raise self.err(node, idx, "Transpose is supported only as the channel shuffle "
                                       "Reshape(N, g, C/g, H, W) -> Transpose(perm=[0, 2, 1, 3, "
                                       "4]) -> Reshape(N, C, H, W)")
@@ -682,6 +748,48 @@ class _Importer:
             g = self.acts[node.output[0]]
             self.acts[node.output[0]] = _Act(g.ir, g.shape, True, g.nonneg)
 
+    def _axes(self, node, idx, a, rank):
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in np.asarray(self.const(node, idx, node.input[1], "axes"))
+                    .reshape(-1)]
+        elif "axes" in a:
+            axes = [int(v) for v in a["axes"]]
+        else:
+            axes = None
+        return None if axes is None else sorted(v + rank if v < 0 else v for v in axes)
+
+    def op_Squeeze(self, node, idx):
+        """``Squeeze(axes=[2, 3])`` of an ``(N, C, 1, 1)`` tensor: a flatten to ``(N, C)``."""
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        axes = self._axes(node, idx, a, 4)
+        if x.rank2 or x.shape[1:] != (1, 1) or axes != [2, 3]:
+            raise self.err(node, idx, f"Squeeze of axes {axes} of a tensor of per-image shape "
+                                      f"{x.shape} is not supported; only axes [2, 3] of an "
+                                      f"(N, C, 1, 1) tensor (a flatten after a global pool)")
+        self._flatten(node, idx, x)
+
+    def op_Unsqueeze(self, node, idx):
+        """``Unsqueeze(axes=[2, 3])`` of an ``(N, K)`` tensor: the ``(N, K, 1, 1)`` view."""
+        a = self.attrs(node)
+        x = self.act(node, idx, node.input[0])
+        axes = self._axes(node, idx, a, 4)
+        if not x.rank2 or axes != [2, 3]:
+            raise self.err(node, idx, f"Unsqueeze of axes {axes} is not supported; only axes "
+                                      f"[2, 3] of an (N, K) tensor (back to (N, K, 1, 1))")
+        self.alias(node.output[0], _Act(x.ir, x.shape, False, x.nonneg))
+
+    def op_GlobalMaxPool(self, node, idx):
+        """A max pool whose window is the whole input."""
+        x = self.act(node, idx, node.input[0])
+        if x.rank2:
+            raise self.err(node, idx, "GlobalMaxPool on a flattened (2-D) tensor")
+        c, h, w = x.shape
+        out = self.new_tensor(node.output[0])
+        self.emit(FMaxPool(self.new_node_name(node, idx), x.ir, out, (h, w), (1, 1),
+                           (0, 0, 0, 0)), (c, 1, 1))
+        self.acts[node.output[0]] = _Act(out, (c, 1, 1), False, x.nonneg)
+
     def fusable_conv(self, onnx_name: str, a: _Act, *, allow_residual=False):
         """The FConv producing ``a`` if it may absorb a following op, else ``None``."""
         prod = self.producer.get(a.ir)
@@ -689,9 +797,19 @@ class _Importer:
             return None
         if prod.residual is not None and not allow_residual:
             return None
-        if self.consumers.get(onnx_name, 0) != 1:
-            return None
-        return prod
+        return prod if self._sole_reader(onnx_name) else None
+
+    def _sole_reader(self, onnx_name: str) -> bool:
+        """Whether one op reads ``onnx_name`` and nothing else reads it through a view
+        (Identity, Dropout, Unsqueeze, a transpose back from a column ...): a layer output also
+        read elsewhere cannot take a ReLU, clip or BN meant for one of its views."""
+        name, seen = onnx_name, set()
+        while name is not None and name not in seen:
+            if self.consumers.get(name, 0) != 1:
+                return False
+            seen.add(name)
+            name = self.alias_src.get(name)
+        return True
 
     def rename_output(self, conv: FConv, onnx_out: str, a: _Act, *, nonneg=None):
         """Give ``conv`` the IR name of ``onnx_out`` (the fused op's output)."""
@@ -738,6 +856,7 @@ class _Importer:
         inp = real_inputs[0]
         shape = self.input_shape(inp)
         in_ir = self.new_tensor(inp.name)
+        self.in_ir = in_ir
         self.shapes[in_ir] = shape
         self.acts[inp.name] = _Act(in_ir, shape, False, False)
 
@@ -781,6 +900,7 @@ class _Importer:
                 raise self.err(node, idx, f"operator {node.op_type!r} is not supported; "
                                           f"supported ops: {', '.join(SUPPORTED_OPS)}")
             handler(node, idx)
+            self._record_views(node)
 
         if len(g.output) != 1:
             raise OnnxImportError(f"{self.label}: the graph must have exactly one output, it has "
@@ -788,6 +908,11 @@ class _Importer:
         out_name = g.output[0].name
         if out_name in self.pw and out_name not in self.acts:
             self._materialize(out_name)
+        if out_name in self.cols:
+            raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is a column "
+                                  f"(K, 1) of one image; the output must be (N, K) or "
+                                  f"(N, C, H, W) (a column is read only by a Gemm with "
+                                  f"transA=1)")
         if out_name not in self.acts:
             raise OnnxImportError(f"{self.label}: the graph output {out_name!r} is not computed "
                                   f"from the input (a constant output is not supported)")
@@ -811,6 +936,19 @@ class _Importer:
                               output_rank=2 if out.rank2 else 4, meta=meta)
         except FloatModelError as e:
             raise OnnxImportError(f"{self.label}: {e}") from None
+
+    def _record_views(self, node):
+        """Note each output of ``node`` that is the same IR tensor as its first input (a view:
+        Identity, Dropout, Unsqueeze, a flat tensor's Flatten, a column and back ...)."""
+        if not node.input or not node.input[0]:
+            return
+        src = self.acts.get(node.input[0]) or self.cols.get(node.input[0])
+        if src is None:
+            return
+        for o in node.output:
+            a = self.acts.get(o) or self.cols.get(o)
+            if o and a is not None and a.ir == src.ir:
+                self.alias_src[o] = node.input[0]
 
     def input_shape(self, inp):
         onnx = self.onnx
@@ -908,7 +1046,8 @@ class _Importer:
     def op_Sigmoid(self, node, idx):
         """At the graph output: the output head (host). Elsewhere: a pointwise function."""
         if node.output[0] in {o.name for o in self.g.output} and \
-                node.input[0] not in self.pw and node.input[0] in self.acts:
+                node.input[0] not in self.pw and node.input[0] in self.acts and \
+                self.acts[node.input[0]].ir != self.in_ir:   # of the input: the whole model
             self._head(node, idx)
         else:
             self._elementwise(node, idx)
@@ -1000,10 +1139,19 @@ class _Importer:
 
     def op_Gemm(self, node, idx):
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
         if a.get("transA", 0):
-            raise self.err(node, idx, "transA=1 is not supported (the activation must be the "
-                                      "left operand, untransposed)")
+            # A' = A^T: a column (K, 1) of one image (Flatten(axis=rank), Transpose or Reshape
+            # to (K, 1)) gives the row (1, K) of an ordinary FC layer
+            if node.input[0] not in self.cols:
+                self.act(node, idx, node.input[0])   # names a missing or constant operand
+                raise self.err(node, idx, "transA=1 needs the activation as a column (K, 1) of "
+                                          "one image (a Flatten with axis = its rank, a "
+                                          "Transpose or a Reshape to (K, 1) of the flattened "
+                                          "image); with an (N, K) activation A^T B mixes the "
+                                          "images of the batch, not an FC layer")
+            x = self.cols[node.input[0]]
+        else:
+            x = self.act(node, idx, node.input[0])
         w = self.const(node, idx, node.input[1], "weight B").astype(np.float64)
         if w.ndim != 2:
             raise self.err(node, idx, f"weight B must be 2-D, not shape {list(w.shape)}")
@@ -1027,7 +1175,9 @@ class _Importer:
                 b = c.reshape(m)
             else:
                 raise self.err(node, idx, f"bias C of shape {list(c.shape)} is not supported; "
-                                          f"it must be a scalar, ({m},) or (1, {m})")
+                                          f"it must be a scalar, ({m},) or (1, {m}) (one bias "
+                                          f"per output; a row per image of the batch is not "
+                                          f"a bias of one image)")
         else:
             b = np.zeros(m)
         self._fc(node, idx, x, w, b)
@@ -1037,7 +1187,9 @@ class _Importer:
         w = self.const(node, idx, node.input[1], "right operand").astype(np.float64)
         if w.ndim != 2:
             raise self.err(node, idx, f"the constant operand must be 2-D (K, M), not shape "
-                                      f"{list(w.shape)}")
+                                      f"{list(w.shape)}: only an FC layer on the flattened "
+                                      f"image (N, K) @ (K, M) is supported, not a batched "
+                                      f"matrix product over the last axes")
         self._fc(node, idx, x, w.T, np.zeros(w.shape[1]))
 
     def op_BatchNormalization(self, node, idx):
@@ -1070,7 +1222,7 @@ class _Importer:
 
     def op_Relu(self, node, idx):
         if node.input[0] in self.pw:
-            self._elementwise(node, idx)
+            self._relu_pointwise(node, idx)
             return
         x = self.act(node, idx, node.input[0])
         conv = self.fusable_conv(node.input[0], x, allow_residual=True)
@@ -1083,7 +1235,12 @@ class _Importer:
             # relu(maxpool(conv)) = maxpool(relu(conv)): the ReLU moves into the conv
             self.alias(node.output[0], _Act(x.ir, x.shape, x.rank2, True))
         else:
-            self._elementwise(node, idx)   # a pointwise function (lookup table) of its input
+            self._relu_pointwise(node, idx)   # a pointwise function (lookup table) of its input
+
+    def _relu_pointwise(self, node, idx):
+        """ReLU as a pointwise function; also for a ``Clip(0, inf)`` node (named ReLU here:
+        ``_elementwise`` would look the Clip up by its op type)."""
+        self._unary(node, idx, _UNARY["Relu"]({}), "Relu")
 
     def op_Clip(self, node, idx):
         """``Clip(0, c)`` (ReLU6 and kin) fused into the layer before it as ReLU + ``clip_max``;
@@ -1118,7 +1275,7 @@ class _Importer:
             return
         x = self.act(node, idx, node.input[0])
         prod = self.producer.get(x.ir)
-        fusable = (isinstance(prod, FConv) and self.consumers.get(node.input[0], 0) == 1
+        fusable = (isinstance(prod, FConv) and self._sole_reader(node.input[0])
                    and (not prod.relu or x.nonneg))
         if (lo != 0.0 and not (lo < 0 and x.nonneg)) or not hi > 0 or \
                 (np.isfinite(hi) and not fusable):
@@ -1139,7 +1296,7 @@ class _Importer:
         next op (ReLU commutes with max pooling; padding never wins either way)."""
         pool = self.producer.get(x.ir)
         src = self.pool_src.get(x.ir)
-        if not isinstance(pool, FMaxPool) or src is None or self.consumers.get(onnx_name) != 1:
+        if not isinstance(pool, FMaxPool) or src is None or not self._sole_reader(onnx_name):
             return False
         conv = self.fusable_conv(src, self.acts[src], allow_residual=True)
         if conv is None:
@@ -1301,16 +1458,50 @@ class _Importer:
         self.acts[node.output[0]] = _Act(out, (c * h * w, 1, 1), True, x.nonneg)
 
     def op_Flatten(self, node, idx):
+        """``Flatten(axis)`` gives ``(prod(dims[:axis]), prod(dims[axis:]))``: each image's
+        vector when the dimensions between the batch and ``axis`` are all 1 (axis 0 too, one
+        image at a time, unless the model declares a static batch above 1); the column
+        ``(K, 1)`` when ``axis`` is the rank (read only by a Gemm with ``transA = 1``)."""
         a = self.attrs(node)
-        x = self.act(node, idx, node.input[0])
+        name = node.input[0]
+        if name in self.cols:
+            raise self.err(node, idx, f"Flatten of the column view {name!r} (K, 1) is not "
+                                      f"supported; only a Gemm with transA=1 reads it")
+        x = self.act(node, idx, name)
         axis = int(a.get("axis", 1))
         rank = 2 if x.rank2 else 4
-        # one image at a time (batch 1): axis 0 and 1 give the same per-image vector
-        if axis not in (0, 1, -rank, 1 - rank) and not (x.rank2 and axis == -1):
+        dims = (1,) + ((x.shape[0],) if x.rank2 else x.shape)
+        ax = axis + rank if axis < 0 else axis
+        if not 0 <= ax <= rank:
+            raise self.err(node, idx, f"axis={axis} is out of range for a rank-{rank} tensor "
+                                      f"(allowed {-rank} to {rank})")
+        if ax == 0 and self.batch not in (None, 1):
+            raise self.err(node, idx, f"axis={axis} flattens the whole batch of {self.batch} "
+                                      f"images (the static batch of the model input) into one "
+                                      f"vector; ilmpq runs one image at a time: use axis=1, "
+                                      f"or export with batch 1 or a symbolic batch")
+        if ax == rank and int(np.prod(dims[1:])) > 1:
+            # (K, 1): a column, the left operand of a Gemm with transA=1
+            self.cols[node.output[0]] = self._flat_act(node, idx, x)
+            return
+        if int(np.prod(dims[1:max(ax, 1)])) != 1:
             raise self.err(node, idx, f"axis={axis} is not supported; only an axis that flattens "
                                       f"each image to a vector (0 or 1, or {-rank}/{1 - rank} "
-                                      f"counted from the end)")
+                                      f"counted from the end, or any axis whose preceding "
+                                      f"per-image dimensions are all 1; here the dimensions "
+                                      f"{list(dims[1:ax])} before axis {ax} are not); axis "
+                                      f"{rank} (a column (K, 1)) only before a Gemm with "
+                                      f"transA=1")
         self._flatten(node, idx, x)
+
+    def _flat_act(self, node, idx, x):
+        """The row ``(1, K)`` activation of ``x`` flattened (emits the FFlatten if needed)."""
+        if x.rank2:
+            return x
+        c, h, w = x.shape
+        out = self.new_tensor(node.output[0])
+        self.emit(FFlatten(self.new_node_name(node, idx), x.ir, out), (c * h * w, 1, 1))
+        return _Act(out, (c * h * w, 1, 1), True, x.nonneg)
 
     def op_Reshape(self, node, idx):
         a = self.attrs(node)
@@ -1343,6 +1534,11 @@ class _Importer:
                 return
         k = int(np.prod(x.shape))
         allowzero = a.get("allowzero", 0)
+        if len(shape) == 2 and shape[1] == 1 and shape[0] in (k, -1) and k > 1 and \
+                self.batch in (None, 1):
+            # (K, 1): the column of one image, read by a Gemm with transA=1
+            self.cols[node.output[0]] = self._flat_act(node, idx, x)
+            return
         ok = (len(shape) == 2 and shape[0] in ((-1, 1) if allowzero else (-1, 0, 1))
               and shape[1] in (k, -1) and not (shape[0] == -1 and shape[1] == -1))
         if not ok:
@@ -1350,6 +1546,19 @@ class _Importer:
                                       f"each image to (N, {k}) (shape [-1, {k}], [0, -1], "
                                       f"[1, {k}] ...)")
         self._flatten(node, idx, x)
+
+
+def _declared_batch(model):
+    """The static batch of the model's image input as declared (before canonicalization fixes
+    it to 1), or None when it is symbolic or unknown."""
+    inits = {i.name for i in model.graph.initializer}
+    ins = [i for i in model.graph.input if i.name not in inits]
+    if len(ins) != 1 or not ins[0].type.HasField("tensor_type"):
+        return None
+    dims = ins[0].type.tensor_type.shape.dim
+    if not dims or not dims[0].HasField("dim_value") or dims[0].dim_value <= 0:
+        return None
+    return int(dims[0].dim_value)
 
 
 def _where(source) -> str:
@@ -1393,6 +1602,7 @@ def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
 
     try:
         model, label = _parse_model(source)
+        batch = _declared_batch(model)
         actions = []
         if canonical:
             from .canonicalize import CanonicalizeError, canonicalize
@@ -1402,7 +1612,7 @@ def load_onnx(source, *, input_mean=None, input_std=None, input_shape=None,
                 raise OnnxImportError(str(e)) from None
         elif input_shape is not None:
             raise OnnxImportError("input_shape needs canonical=True (it rewrites the input)")
-        fm = _Importer(model, label).run()
+        fm = _Importer(model, label, batch=batch).run()
         fm.meta["canonicalize"] = list(actions)
     except onnx.checker.ValidationError as e:
         # raised by onnx helpers (attribute and tensor readers) on malformed protos
