@@ -1097,13 +1097,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             # concat ...): on the host, with the reason
             reason = place_why.get(layer.name) or _host_reason(layer, model, cfg, tensors)
             if isinstance(layer, LutLayer):
-                prod = next((r for r in reports if r.name == producer_of.get(layer.input)),
-                            None)
+                # a table _lut_fusion fuses is fused whenever its conv runs on the accelerator
+                # (the first conv's phases too, conv^+lut): here, its conv ran on the host
                 reason = lut_why.get(layer.name) or (
                     "pointwise lookup table: its producer runs on the host (a table is fused "
-                    "into an accelerated conv's STORE)" if prod is None or prod.where == "cpu"
-                    else "pointwise lookup table: its conv reads the raw image in phases (that "
-                    "input plan's STOREs carry no table)")
+                    "into an accelerated conv's STORE)")
             on_cpu = bool(reason)
         if on_cpu:
             layer = layer0                # the host reads the raw image's placement
@@ -1117,7 +1115,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             lut = lut_of.get(layer.output)
             rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
                                           img, tensors, place, cur_instr, seq_counter,
-                                          stores_in_segment, producers, mac=mac, lut=lut)
+                                          stores_in_segment, producers, mac=mac, lut=lut,
+                                          offset_out=(lut.output if lut is not None
+                                                      else layer.output) in offset_ok)
             if lut is not None:
                 fused.add(lut.name)
             seq_counter += n_pkgs
@@ -1440,9 +1440,9 @@ def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
       ``TensorPlacement.from_memory``.
 
     An accelerated conv stores it through its fused table, else through an identity table that
-    adds the offset; a pooling layer from its offset-binary input; a host layer through
-    ``TensorPlacement.to_memory``. Any other producer (the first conv reading the raw image in
-    phases) stores it two's complement, and its readers stay on the host."""
+    adds the offset (``conv+ob``; the first conv reading the raw image in phases the same way
+    in every phase's STOREs, ``conv^+lut`` / ``conv^+ob``, :func:`_compile_direct`); a pooling
+    layer from its offset-binary input; a host layer through ``TensorPlacement.to_memory``."""
     return {t for t, why in _offset_why(model, cfg).items() if not why}
 
 
@@ -1507,20 +1507,26 @@ def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
         return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
     src = tensors[layer.input]
     if src.signed and not src.offset:
-        why = _offset_why(model, cfg).get(layer.input)
+        whys = _offset_why(model, cfg)
+        why = whys.get(layer.input)
         if not why:
-            # every reader could read it offset-binary, but it is written two's complement:
-            # by the first conv reading the raw image directly (in phases), the only STORE
-            # that writes no offset (through its fused table, if any)
+            # every reader could read it offset-binary, but it is a view (a flatten, or a
+            # channel shuffle / slice placed as a view) of stored bytes that are two's
+            # complement: name the stored tensor and why (every accelerated STORE, the first
+            # conv's phases too, and every host step write a tensor of _offset_tensors
+            # offset-binary)
             prod = {l.output: l for l in model.layers}
-            t, view = layer.input, ""
-            while isinstance(prod.get(t), FlattenLayer):
+            t, kinds = layer.input, []
+            while isinstance(prod.get(t), (FlattenLayer, PermuteLayer, SliceLayer)) and \
+                    not whys.get(t):
+                kinds.append(prod[t].kind)
                 t = prod[t].input
-                view = f"the flattened view of {t!r}, which "
-            stem = next((l.name for l in model.layers
-                         if getattr(l, "input", None) == model.input), "?")
-            why = (f"{view}the first conv {stem!r}, reading the raw image directly, stores "
-                   f"{'it ' if not view else ''}two's complement")
+            p = prod.get(t)
+            why = whys.get(t) or (f"its producer {p.name!r} ({p.kind}) stores it two's "
+                                  f"complement" if p is not None else "the network input")
+            if kinds:
+                why = (f"a {' of a '.join(kinds)} view of {t!r}, which is not stored "
+                       f"offset-binary: {why}")
         return (f"signed input: the PE array multiplies unsigned activations and "
                 f"{layer.input!r} is not stored offset-binary: {why}")
     if layer.groups > 1 and not layer.groups == src.channels == layer.out_channels:
@@ -1695,9 +1701,11 @@ def _direct_plan(model: QModel, cfg: HWConfig):
 def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                     mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
                     instrs: list, seq_base: int, stores_before: int, producers: dict, *,
-                    mac=None, lut=None):
+                    mac=None, lut=None, offset_out: bool = False):
     """Emit the phases of :func:`_direct_plan` (one report for the layer); ``lut``: a fused
-    LutLayer (every phase's STOREs carry its table)."""
+    LutLayer (every phase's STOREs carry its table); ``offset_out``: store the (signed) output
+    offset-binary (:func:`_offset_tensors`), through that table or else through the identity
+    table (every phase is an ordinary conv to :func:`_compile_conv`, which builds either)."""
     layer = plan.layer
     final = lut.output if lut is not None else layer.output
     for view in plan.views:
@@ -1713,9 +1721,11 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
         def pl(name, oc, oh, ow, perm_out):
             if not out:
                 out.append(place(final, oc, oh, ow * n_ph, perm_out))
+                if offset_out:
+                    out[0].offset = 1 << (out[0].bits - 1)
             d = out[0]
             t = TensorPlacement(name, d.addr + f * d.c_mem, oc, n_ph * d.c_mem, oh, ow,
-                                perm_out, d.signed, d.bits)
+                                perm_out, d.signed, d.bits, offset=d.offset)
             tensors[name] = t
             return t
         return pl
@@ -1734,7 +1744,7 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                 shape=(ospec.shape[0], ospec.shape[1], ow_f))
         rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
                                seq_base + n_pkgs, stores_before, producers, balance=True,
-                               mac=mac, lut=lut_f)
+                               mac=mac, lut=lut_f, offset_out=offset_out)
         n_pkgs += n
         stores_before += rep.ptiles
         if total is None:
@@ -1746,7 +1756,7 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
     # STOREs complete in order: the last phase's tiles cover the rows of every phase
     last = plan.phases[-1][0].output
     producers[final] = producers[f"{last}:lut" if lut is not None else last]
-    total.kind = "conv^" + ("+lut" if lut is not None else "")
+    total.kind = "conv^" + ("+lut" if lut is not None else "+ob" if offset_out else "")
     total.out_shape = ospec.shape
     m, c, kh, kw = layer.weight.shape
     total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])

@@ -123,10 +123,12 @@ def test_residual_padded_and_pooling_readers_of_signed_tensors_on_the_accelerato
     run_e2e(qm, TINY, [_images(rng, 4)[0]], mem_mode="random", seed=int(rng.integers(1 << 30)))
 
 
-def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
-    """The first conv reads the raw image in phases and stores its signed output two's
-    complement: the padded conv and the FC reading it (through a flattened view) run on the
-    host, each reason naming the tensor and why; bit-exact on the ISA simulator."""
+def test_first_conv_in_phases_stores_its_signed_output_offset_binary(rng):
+    """The first conv reads the raw image in phases and stores its signed output offset-binary
+    (the identity table in every phase's STOREs, ``conv^+ob``): the padded conv and the FC
+    reading it (through a flattened view) run on the PE array; bit-exact on the ISA simulator.
+    (Until session 6's stem tables, those phases stored it two's complement and both readers
+    ran on the host.)"""
     g = G(rng, (3, 8, 8))
     b = g.conv("x", 3, 2, 3, strides=[2, 2], pads=[1, 1, 1, 1])        # signed, 2 x 4 x 4
     fc1 = g.node("Gemm", [g.node("Flatten", [b]), g.init(rng.normal(0, 0.3, (5, 32))),
@@ -140,17 +142,13 @@ def test_reasons_for_signed_tensors_that_stay_twos_complement(rng):
     b_name = next(la.output for la in qm.layers if la.input == qm.input)
     flat = next(la.output for la in qm.layers if isinstance(la, FlattenLayer)
                 and la.input == b_name)
-    assert qm.tensors[b_name].signed and comp.tensors[b_name].offset == 0
+    off = 1 << (qm.tensors[b_name].bits - 1)
+    assert qm.tensors[b_name].signed
+    assert (comp.tensors[b_name].offset, comp.tensors[flat].offset) == (off, off)
+    stem = next(la.name for la in qm.layers if la.input == qm.input)
+    assert next(r.kind for r in comp.layers if r.name == stem) == "conv^+ob"
     readers = {la.input: next(r for r in comp.layers if r.name == la.name)
                for la in qm.layers if isinstance(la, ConvLayer) and la.input in (b_name, flat)}
-    assert len(readers) == 2 and all(r.where == "cpu" for r in readers.values())
-    stem = next(la.name for la in qm.layers if la.input == qm.input)
-    assert readers[b_name].cpu_reason == (
-        f"signed input: the PE array multiplies unsigned activations and {b_name!r} is not "
-        f"stored offset-binary: the first conv {stem!r}, reading the raw image directly, "
-        f"stores it two's complement")
-    assert readers[flat].cpu_reason == (
-        f"signed input: the PE array multiplies unsigned activations and {flat!r} is not "
-        f"stored offset-binary: the flattened view of {b_name!r}, which the first conv "
-        f"{stem!r}, reading the raw image directly, stores two's complement")
+    assert len(readers) == 2 and all(r.where == "accel" for r in readers.values())
+    assert "signed input" not in comp.report()
     _check_isa(rng, qm, comp, 8)

@@ -294,12 +294,14 @@ def test_mixed_model_host_fallback_bit_exact_on_isa_simulator(rng, tmp_path):
             assert "reads the signed tensor" in why
     report = comp.report()
     # every signed tensor an accelerated conv reads is stored offset-binary (session 6: padded
-    # and residual readers too), except the output of a first conv that reads the raw image
-    # directly (its phases' STOREs carry no table): only that one leaves a reader on the host
-    # for its signed input
+    # and residual readers too, and the output of the first conv reading the raw image in
+    # phases), except a placed view (channel shuffle) of a tensor whose permute reader keeps it
+    # two's complement: only that leaves a reader on the host for its signed input, and the
+    # reason names the view, the stored tensor and why
     assert "the host runs:" in report
     signed_why = [r.cpu_reason for r in comp.layers if "signed input" in r.cpu_reason]
-    assert all("reading the raw image directly" in w for w in signed_why), signed_why
+    assert all("a permute view of" in w and "which reads two's complement" in w
+               for w in signed_why), signed_why
     assert "stored offset-binary" in report
     assert any(isinstance(s, CpuStep) for s in comp.steps)
     for img in [rng.integers(0, 256, (3, 8, 8)), np.full((3, 8, 8), 255),
