@@ -4,7 +4,7 @@ table, as any accelerated conv: a pointwise LutLayer after it (MobileNet-V3's an
 HardSwish after the stem, EfficientNet's SiLU) is fused into every phase's STOREs
 (``conv^+lut``), and its signed output is stored offset-binary (through that table plus the
 offset, or the identity table ``conv^+ob``) so that the convs reading it run on the PE array
-(padded: COMPUTE ``pad_ob``) and a host layer (the depthwise conv) decodes it. MobileNet-V3's
+(padded: COMPUTE ``pad_ob``), the depthwise conv on the PE array too. MobileNet-V3's
 stem block on the tiny preset, bit-exact with golden on the ISA simulator and the Amaranth RTL
 (random AXI stalls and latencies)."""
 
@@ -27,7 +27,7 @@ TINY = get_config("tiny")
 
 def _stem_block(rng, shape, k, act):
     """The stem conv (``k x k``, stride 2, padded) -> ``act`` (HardSwish, or none: the conv's
-    own signed output) -> a depthwise 3x3 (host) and a padded 3x3 conv with the depthwise
+    own signed output) -> a depthwise 3x3 and a padded 3x3 conv with the depthwise
     output as its residual -> global average pooling -> FC."""
     c = shape[0]
     g = G(rng, shape)
@@ -80,13 +80,12 @@ def _compiled(rng, shape, k, act, gather):
     # the stem's signed output (the table's, or the conv's) is stored offset-binary
     assert qm.tensors[stored].signed
     assert comp.tensors[stored].offset == 1 << (qm.tensors[stored].bits - 1)
-    # its readers: the padded conv on the PE array, the depthwise conv on the host for being
-    # depthwise (no longer for a two's complement input)
+    # its readers: the padded conv and the padded depthwise conv, both on the PE array (padding
+    # with the stored zero, COMPUTE pad_ob; the depthwise one in its windows)
     readers = [rep[la.name] for la in qm.layers if isinstance(la, ConvLayer)
                and la.input == stored]
-    assert sorted(r.where for r in readers) == ["accel", "cpu"]
-    assert all(r.cpu_reason.startswith("depthwise convolution") for r in readers
-               if r.where == "cpu")
+    assert sorted(r.where for r in readers) == ["accel", "accel"]
+    assert sorted(r.kind for r in readers) == ["conv", "dw"]
     assert "signed input" not in comp.report()
     # every STORE of the stem's phases carries a table (the first program's first STOREs)
     n_phase_stores = rep[stem.name].ptiles
@@ -103,7 +102,7 @@ def _compiled(rng, shape, k, act, gather):
 ])
 def test_stem_tables_on_the_isa_simulator(rng, shape, k, act, gather):
     """Fused table / identity table in every phase's STOREs, the offset-binary output read
-    by the accelerated padded conv and the host's depthwise conv; every tensor bit-exact,
+    by the accelerated padded conv and depthwise conv; every tensor bit-exact,
     edges (all 0, all 255) included, and the stored output takes negative and positive
     values."""
     qm, comp, stored = _compiled(rng, shape, k, act, gather)
@@ -123,7 +122,7 @@ def test_stem_tables_on_the_isa_simulator(rng, shape, k, act, gather):
 
 def test_stem_tables_on_the_rtl(rng):
     """MobileNet-V3's stem block on the Amaranth RTL with random AXI stalls and latencies, the
-    host's depthwise step in between: every stored tensor bit-exact with golden (the identity
+    depthwise conv on the PE array: every stored tensor bit-exact with golden (the identity
     table ``conv^+ob`` is the same STORE path with another table: the ISA simulator's cases)."""
     shape = (3, 4, 16)
     qm, comp, _ = _compiled(rng, shape, 3, "HardSwish", False)
