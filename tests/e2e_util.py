@@ -28,6 +28,20 @@ def assert_layers_equal(model, ref, got, unstored=frozenset()):
         np.testing.assert_array_equal(got[layer.output], ref[layer.output])
 
 
+#: Counters the cycle model predicts exactly for an RTL run; its cycles agree within TOLERANCE.
+EXACT_COUNTERS = ("pe_busy", "bytes_read", "bytes_written", "instructions")
+TOLERANCE = 0.02
+
+
+def assert_model_agrees(prog, stats):
+    """The cycle model's prediction ``prog`` (``cyclemodel.estimate(...).programs[i]``) against
+    an RTL run's counters ``stats``: the exact counters equal, the cycles within 2 %."""
+    for k in EXACT_COUNTERS:
+        assert prog.counters[k] == stats[k], k
+    assert abs(prog.cycles - stats["cycles"]) <= TOLERANCE * stats["cycles"], \
+        (prog.cycles, stats["cycles"])
+
+
 def run_e2e(model, cfg, images, *, sim="amaranth", mem_mode="deterministic", seed=0,
             csr_rng=False):
     comp = compile_model(model, cfg)

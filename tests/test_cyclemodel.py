@@ -18,9 +18,9 @@ from ilmpq.golden.random_models import ModelBuilder, resnet18_qmodel
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import INSTR_BITS, Opcode, encode
 
+from e2e_util import EXACT_COUNTERS as EXACT, TOLERANCE
+
 TINY = get_config("tiny")
-EXACT = ("pe_busy", "bytes_read", "bytes_written", "instructions")
-TOLERANCE = 0.02
 
 
 def _model(rng, shape, build, cfg=TINY):

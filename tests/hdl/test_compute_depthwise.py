@@ -11,6 +11,8 @@ from ilmpq.hdl.compute import ComputeUnit
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import DW_MAX_MTILES, Compute
 
+from hdl_util import run_compute
+
 TINY = get_config("tiny")
 
 
@@ -41,48 +43,6 @@ def expected_beats(ins, act_half, cfg, g0=0):
     return out
 
 
-def run_compute(cfg, instrs, words, rng, n_expected, ready_prob):
-    dut = ComputeUnit(cfg)
-    got = []
-    mem = {a: int.from_bytes(bytes(w), "little") for a, w in enumerate(words)}
-
-    async def memory(ctx):
-        async for _, _, en, addr in ctx.tick().sample(dut.rd_en, dut.rd_addr):
-            if en:
-                ctx.set(dut.rd_data, mem.get(addr, 0))
-
-    async def driver(ctx):
-        ctx.set(dut.la_done, len(instrs))
-        ctx.set(dut.drained, 1 << 20)
-        for ins in instrs:
-            ctx.set(dut.instr.payload, Compute.const(ins))
-            ctx.set(dut.instr.valid, 1)
-            await ctx.tick().until(dut.instr.ready)
-            ctx.set(dut.instr.valid, 0)
-
-    async def sink(ctx):
-        while len(got) < n_expected:
-            ctx.set(dut.beats.ready, int(rng.random() < ready_prob))
-            await ctx.tick()
-        ctx.set(dut.beats.ready, 0)
-
-    async def monitor(ctx):
-        async for _, _, valid, ready, payload in ctx.tick().sample(
-                dut.beats.valid, dut.beats.ready, dut.beats.payload):
-            if valid and ready:
-                got.append((tuple(int(x) for x in payload.data), payload.addr, payload.bank,
-                            payload.first, payload.swap, payload.last))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(memory)
-    sim.add_process(monitor)
-    sim.add_testbench(driver)
-    sim.add_testbench(sink)
-    sim.run_until(1e-8 * (n_expected * 8 + 300))
-    return dut, got
-
-
 def _case(rng, *, k, stride, pad, in_h, in_w, groups, n_mtiles, dw):
     out_h = (in_h + 2 * pad - k) // stride + 1
     out_w = (in_w + 2 * pad - k) // stride + 1
@@ -103,7 +63,7 @@ def test_depthwise_windows_match_loop_nest(rng, k, stride, pad, in_hw, groups, n
                        groups=groups, n_mtiles=n_mtiles, dw=dw)
     exp = expected_beats(ins, words, TINY)
     assert len(exp) == n_mtiles * k * k * 2 * ins["out_h"] * ins["out_w"]
-    _, got = run_compute(TINY, [ins], words, rng, len(exp), ready_prob=0.6)
+    _, got = run_compute(TINY, [ins], words, rng, n_expected=len(exp), ready_prob=0.6)
     assert got == exp
 
 
@@ -116,7 +76,8 @@ def test_depthwise_then_dense_conv(rng):
     words[:len(w0)] = w0
     words[half:half + len(w1)] = w1
     exp = expected_beats(ins0, w0, TINY) + expected_beats(ins1, w1, TINY, g0=2)
-    _, got = run_compute(TINY, [ins0, ins1], words, rng, len(exp), ready_prob=0.75)
+    _, got = run_compute(TINY, [ins0, ins1], words, rng, n_expected=len(exp),
+                         ready_prob=0.75)
     assert got == exp
 
 

@@ -10,6 +10,8 @@ from ilmpq.hdl.compute import ComputeUnit
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import Compute
 
+from hdl_util import run_compute
+
 
 def expected_beats(ins, act_half, tn, act_bits, g0=0):
     """Yield (data tuple, addr, bank, first, swap, last) for one COMPUTE instruction (padding
@@ -35,54 +37,6 @@ def expected_beats(ins, act_half, tn, act_bits, g0=0):
                     last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
                     out.append((d, p, g % 2, int(si == 0), int(p == 0), int(last)))
     return out
-
-
-def run_compute(cfg, instrs, mem_words, rng, *, ready_prob=1.0, drained_lag=None):
-    dut = ComputeUnit(cfg)
-    got = []
-    n_expected = sum(i["n_mtiles"] * i["kh"] * i["kw"] * i["groups"] * i["out_h"] * i["out_w"]
-                     for i in instrs)
-    mem = {a: int.from_bytes(bytes(w), "little") for a, w in enumerate(mem_words)}
-
-    async def memory(ctx):
-        # synchronous read port model: data the cycle after rd_en
-        async for clk_edge, rst, en, addr in ctx.tick().sample(dut.rd_en, dut.rd_addr):
-            if en:
-                ctx.set(dut.rd_data, mem.get(addr, 0))
-
-    async def driver(ctx):
-        ctx.set(dut.la_done, len(instrs))
-        ctx.set(dut.drained, 1 << 20)
-        for ins in instrs:
-            ctx.set(dut.instr.payload, Compute.const(ins))
-            ctx.set(dut.instr.valid, 1)
-            await ctx.tick().until(dut.instr.ready)
-            ctx.set(dut.instr.valid, 0)
-
-    async def sink(ctx):
-        while len(got) < n_expected:
-            ready = int(rng.random() < ready_prob)
-            ctx.set(dut.beats.ready, ready)
-            await ctx.tick()
-            if ready and ctx.get(dut.beats.valid):
-                pass
-        ctx.set(dut.beats.ready, 0)
-
-    async def monitor(ctx):
-        async for _, _, valid, ready, payload in ctx.tick().sample(
-                dut.beats.valid, dut.beats.ready, dut.beats.payload):
-            if valid and ready:
-                got.append((tuple(int(x) for x in payload.data), payload.addr, payload.bank,
-                            payload.first, payload.swap, payload.last))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(memory)
-    sim.add_process(monitor)
-    sim.add_testbench(driver)
-    sim.add_testbench(sink)
-    sim.run_until(1e-8 * (n_expected * 8 + 200))
-    return dut, got
 
 
 def make_case(rng, cfg, *, kh, kw, stride, pad, in_h, in_w, groups, n_mtiles, rows=None):
