@@ -1474,10 +1474,17 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
         elif t == model.output:
             why[t] = "the network output, stored two's complement"
         else:
-            bad = next((r for r in readers.get(t, [])
+            rd = readers.get(t, [])
+            bad = next((r for r in rd
                         if not isinstance(r, _OFFSET_READERS + _OFFSET_KEEPERS)), None)
             why[t] = "" if bad is None else (f"also read by the {bad.kind} layer {bad.name!r}, "
                                              f"which reads two's complement")
+            if not why[t] and not any(isinstance(r, _OFFSET_KEEPERS) or (
+                    isinstance(r, ConvLayer) and r.input == t) for r in rd):
+                # only residual reads (STORE res_signed) and host layers: they read two's
+                # complement as it is, and the producer's STORE needs no identity table
+                why[t] = ("read only as a residual or by the host, which read two's complement "
+                          "as it is")
     changed = True
     while changed:
         changed = False

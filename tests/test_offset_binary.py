@@ -152,3 +152,29 @@ def test_first_conv_in_phases_stores_its_signed_output_offset_binary(rng):
     assert len(readers) == 2 and all(r.where == "accel" for r in readers.values())
     assert "signed input" not in comp.report()
     _check_isa(rng, qm, comp, 8)
+
+
+def test_signed_tensor_read_only_as_a_residual_stays_twos_complement(rng):
+    """ResNet's projection shortcut: a linear 1x1 conv's signed output read only as the block's
+    residual. The STORE reads two's complement as it is (``res_signed``), so it stays two's
+    complement and its producer's STORE carries no identity table (kind ``conv``, not
+    ``conv+ob``). Bit-exact on the ISA simulator."""
+    g = G(rng, (3, 4, 4))
+    a = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    sc = g.conv(a, 8, 4, 1)                                     # the shortcut: signed
+    y = g.node("Relu", [g.node("Add", [g.conv(a, 8, 4, 3, pads=[1, 1, 1, 1]), sc])])
+    out = g.node("Flatten", [g.node("GlobalAveragePool", [y])])
+    qm = _quantize(rng, g.model(out, ["N", 4]), size=4)
+    comp = compile_model(qm, TINY)
+    res_conv = next(la for la in qm.layers if getattr(la, "residual", None))
+    prod = next(la for la in qm.layers if la.output == res_conv.residual)
+    assert qm.tensors[prod.output].signed and comp.tensors[prod.output].offset == 0
+    rep = {r.name: r for r in comp.layers}
+    assert rep[prod.name].kind == "conv" and rep[prod.name].where == "accel"
+    assert all(r.where == "accel" or r.kind == "flatten" for r in comp.layers)
+    assert [(f["res_signed"], f["res_offset"]) for op, f in _instrs(comp)
+            if op == Opcode.STORE and f["res_en"]] == [(1, 0)]
+    for img in _images(rng, 4):
+        want = reference.run(qm, img, spec=TINY.numeric)
+        got = run_compiled(comp, img)
+        assert_layers_equal(qm, want, got, comp.unstored)
