@@ -252,6 +252,14 @@ def run_net(name: str, n_calib: int, seed: int, isa: bool = False, rtl: bool = F
             row["isa_mismatch"] = bad[:5]
             row["isa_seconds"] = round(time.perf_counter() - t1, 1)
         accel_s = est.cycles / CLOCK_HZ
+        # depthwise convs on the PE array: their share and utilization (at most tn of the
+        # lanes * tn MACs a beat are useful: one channel per lane, docs/architecture.md)
+        dw = [la for la in est.layers if la.where == "accel" and la.kind.split("+")[0] == "dw"]
+        dw_cycles = sum(la.cycles for la in dw)
+        row.update({"dw_layers": len(dw), "dw_cycles": int(dw_cycles),
+                    "dw_utilization": (sum(la.macs for la in dw)
+                                       / (dw_cycles * cfg.macs_per_cycle) if dw_cycles else None),
+                    "dw_utilization_bound": cfg.tn / cfg.macs_per_cycle})
         row.update({"stage": "done", "fps_accel": CLOCK_HZ / est.cycles,
                     "utilization": est.utilization, "cycles": int(est.cycles),
                     "host_layers": host, "layers": len(est.layers),
