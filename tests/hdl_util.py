@@ -57,3 +57,24 @@ def run_compute(cfg, instrs, mem_words, rng, *, ready_prob=1.0, drained_lag=None
     sim.add_testbench(sink)
     sim.run_until(1e-8 * (n_expected * 8 + 300))
     return dut, got
+
+
+def assert_instruction_rejected(cfg, ins):
+    """A COMPUTE ``ins`` with a bad field: the unit latches ``error`` within a few cycles and
+    sends no beat."""
+    dut = ComputeUnit(cfg)
+
+    async def tb(ctx):
+        ctx.set(dut.la_done, 1)
+        ctx.set(dut.instr.payload, Compute.const(ins))
+        ctx.set(dut.instr.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.instr.valid, 0)
+        await ctx.tick().repeat(4)
+        assert ctx.get(dut.error) == 1
+        assert ctx.get(dut.beats.valid) == 0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()

@@ -5,13 +5,11 @@ nest, with random back-pressure."""
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from ilmpq.hdl.compute import ComputeUnit
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import DW_MAX_MTILES, Compute
+from ilmpq.hdl.isa import DW_MAX_MTILES
 
-from hdl_util import run_compute
+from hdl_util import assert_instruction_rejected, run_compute
 
 TINY = get_config("tiny")
 
@@ -84,19 +82,4 @@ def test_depthwise_then_dense_conv(rng):
 def test_depthwise_too_many_mtiles_is_an_error(rng):
     ins, _ = _case(rng, k=1, stride=1, pad=0, in_h=1, in_w=1, groups=1,
                    n_mtiles=DW_MAX_MTILES + 1, dw=1)
-    dut = ComputeUnit(TINY)
-
-    async def tb(ctx):
-        ctx.set(dut.la_done, 1)
-        ctx.set(dut.instr.payload, Compute.const(ins))
-        ctx.set(dut.instr.valid, 1)
-        await ctx.tick()
-        ctx.set(dut.instr.valid, 0)
-        await ctx.tick().repeat(4)
-        assert ctx.get(dut.error) == 1
-        assert ctx.get(dut.beats.valid) == 0
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    assert_instruction_rejected(TINY, ins)

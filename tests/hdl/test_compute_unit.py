@@ -10,7 +10,7 @@ from ilmpq.hdl.compute import ComputeUnit
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import Compute
 
-from hdl_util import run_compute
+from hdl_util import assert_instruction_rejected, run_compute
 
 
 def expected_beats(ins, act_half, tn, act_bits, g0=0):
@@ -147,19 +147,4 @@ def test_bad_instruction_sets_error(rng):
     cfg = get_config("tiny")
     ins = dict(n_mtiles=1, kh=1, kw=1, groups=1, stride_y=1, stride_x=1,
                out_h=cfg.acc_depth, out_w=2, in_rows=1, in_w=1, ty0=0, tx0=0)
-    dut = ComputeUnit(cfg)
-
-    async def tb(ctx):
-        ctx.set(dut.la_done, 1)
-        ctx.set(dut.instr.payload, Compute.const(ins))
-        ctx.set(dut.instr.valid, 1)
-        await ctx.tick()
-        ctx.set(dut.instr.valid, 0)
-        await ctx.tick().repeat(4)
-        assert ctx.get(dut.error) == 1
-        assert ctx.get(dut.beats.valid) == 0
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    assert_instruction_rejected(cfg, ins)
