@@ -918,7 +918,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         return dataclasses.replace(layer, **ch) if ch else layer
 
     lut_of, lut_why = _lut_fusion(model, cfg)
-    offset_ok = _offset_tensors(model, cfg, lut_of)
+    offset_why = _offset_why(model, cfg)
+    offset_ok = _offset_tensors(offset_why)
     producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
     # Concat as placement (:func:`_concat_plan`): its producing convs store straight into
@@ -1095,7 +1096,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         elif not isinstance(layer, (MaxPoolLayer, AvgPoolLayer, GlobalAvgPoolLayer)):
             # golden layers the accelerator cannot run (signed input, depthwise, lookup table,
             # concat ...): on the host, with the reason
-            reason = place_why.get(layer.name) or _host_reason(layer, model, cfg, tensors)
+            reason = place_why.get(layer.name) or _host_reason(layer, model, cfg, tensors,
+                                                               offset_why)
             if isinstance(layer, LutLayer):
                 # a table _lut_fusion fuses is fused whenever its conv runs on the accelerator
                 # (the first conv's phases too, conv^+lut): here, its conv ran on the host
@@ -1424,7 +1426,7 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     return fuse, why
 
 
-def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
+def _offset_tensors(why: dict) -> set:
     """Signed tensors the compiler stores offset-binary (``x + 2**(bits-1)`` as an unsigned
     byte) so that the accelerated layers reading them see unsigned bytes: ``act_bits`` wide,
     not the network output, every reader able to read it that way (:func:`_offset_why`):
@@ -1442,8 +1444,9 @@ def _offset_tensors(model: QModel, cfg: HWConfig, lut_of: dict) -> set:
     An accelerated conv stores it through its fused table, else through an identity table that
     adds the offset (``conv+ob``; the first conv reading the raw image in phases the same way
     in every phase's STOREs, ``conv^+lut`` / ``conv^+ob``, :func:`_compile_direct`); a pooling
-    layer from its offset-binary input; a host layer through ``TensorPlacement.to_memory``."""
-    return {t for t, why in _offset_why(model, cfg).items() if not why}
+    layer from its offset-binary input; a host layer through ``TensorPlacement.to_memory``.
+    ``why``: :func:`_offset_why` of the model."""
+    return {t for t, w in why.items() if not w}
 
 
 #: Layers that read an offset-binary tensor exactly when the tensor's placement says so.
@@ -1506,15 +1509,15 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
     return why
 
 
-def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict) -> str:
+def _host_reason(layer, model: QModel, cfg: HWConfig, tensors: dict, whys: dict) -> str:
     """Why a valid layer runs on the host in golden's integer arithmetic ("" when the
     accelerator runs it). Never silently runs something the hardware computes differently: a
-    conv reading a signed tensor would be wrong on the unsigned-input PE array."""
+    conv reading a signed tensor would be wrong on the unsigned-input PE array. ``whys``:
+    :func:`_offset_why` of the model."""
     if type(layer) in _HOST_OPS:
         return f"{_HOST_OPS[type(layer)]}: no accelerator unit for it"
     src = tensors[layer.input]
     if src.signed and not src.offset:
-        whys = _offset_why(model, cfg)
         why = whys.get(layer.input)
         if not why:
             # every reader could read it offset-binary, but it is a view (a flatten, or a
@@ -2382,6 +2385,13 @@ def _depthwise_lanes(name: str, prec, src, cfg: HWConfig):
     return len(rows), np.array(rows, np.int64), np.array(win, np.int64), mask
 
 
+def _depthwise_readers(model, name: str) -> list:
+    """The depthwise convs (groups = input channels = output channels) reading ``name``."""
+    c = model.tensors[name].shape[0]
+    return [la for la in model.layers if isinstance(la, ConvLayer) and la.input == name
+            and 1 < la.groups == la.out_channels == c]
+
+
 def _spread_for_depthwise(layer, model: QModel, cfg: HWConfig, lo_rows, hi_rows, mtiles: int):
     """A conv whose output a depthwise conv reads: its rows' order within the LO and the HI
     lists (lane order is free) such that the depthwise conv's HI rows spread evenly over its
@@ -2389,8 +2399,7 @@ def _spread_for_depthwise(layer, model: QModel, cfg: HWConfig, lo_rows, hi_rows,
     for HI rows beyond ``lanes_hi`` where the share allows). ``(lo_rows, hi_rows)``."""
     if cfg.lanes_pad != cfg.lanes:
         return lo_rows, hi_rows
-    dw = [la for la in getattr(model, "layers", ()) if isinstance(la, ConvLayer) and la.groups > 1 and
-          la.input == layer.output and la.groups == la.out_channels == layer.out_channels]
+    dw = _depthwise_readers(model, layer.output)
     if not dw:
         return lo_rows, hi_rows
     hot = np.asarray(dw[0].precision) == Precision.HI
@@ -2416,10 +2425,9 @@ def _depthwise_order(model: QModel, name: str, cfg: HWConfig, perm, align: int):
     windows of ``lanes_pad`` positions hold ``lanes`` channels each, the depthwise conv's HI
     rows spread evenly over them (fewer windows with more HI rows than ``lanes_hi``, i.e. with
     a further mtile); ``perm`` (natural order) otherwise."""
-    dw = [la for la in model.layers if isinstance(la, ConvLayer) and la.groups > 1 and
-          la.input == name and la.groups == la.out_channels]
+    dw = _depthwise_readers(model, name)
     oc = model.tensors[name].shape[0]
-    if not dw or dw[0].groups != oc:
+    if not dw:
         return perm
     hot = np.asarray(dw[0].precision) == Precision.HI
     n = -(-oc // cfg.lanes)
