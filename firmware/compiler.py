@@ -1302,10 +1302,7 @@ def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     every byte (one entry per producer and row). Whether every producer runs on the accelerator
     is known only when it is compiled (:func:`_placement_view`)."""
     producer = {l.output: l for l in model.layers}
-    readers: dict[str, int] = {}
-    for l in model.layers:
-        for t in layer_inputs(l):
-            readers[t] = readers.get(t, 0) + 1
+    readers = _readers(model)
     plan, why = {}, {}
     for l in model.layers:
         if not isinstance(l, ConcatLayer):
@@ -1321,8 +1318,8 @@ def _concat_plan(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
         for i, t in enumerate(l.inputs):
             p, ts = producer.get(t), model.tensors[t]
             copy = None
-            if not (isinstance(p, ConvLayer) and readers.get(t, 0) == 1 and t != model.output
-                    and l.mults[i] == 1 << l.shifts[i]
+            if not (isinstance(p, ConvLayer) and len(readers.get(t, ())) == 1
+                    and t != model.output and l.mults[i] == 1 << l.shifts[i]
                     and (ts.bits, ts.signed) == (out.bits, out.signed)):
                 if t == model.input or ts.bits != cfg.act_bits or out.bits != cfg.act_bits:
                     why[l.name] = (f"concat: input {t!r} ({ts.bits}-bit"
@@ -1394,6 +1391,15 @@ def _placement_view(layer, model: QModel, tensors: dict, concat_store: dict,
     return dataclasses.replace(src, name=layer.output, channels=n, perm=perm, _index=None), ""
 
 
+def _readers(model: QModel) -> dict[str, list]:
+    """``{tensor: the layers reading it}`` (a layer reading it twice is listed twice)."""
+    readers: dict[str, list] = {}
+    for l in model.layers:
+        for t in layer_inputs(l):
+            readers.setdefault(t, []).append(l)
+    return readers
+
+
 def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     """Which LutLayers the compiler fuses into the STORE of the conv/FC producing their input:
     ``({conv output: LutLayer}, {LutLayer name: why it is not fused})``. Fused when the input
@@ -1402,10 +1408,7 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     ``act_bits`` wide; the conv's own output is never stored. Whether the conv itself runs on
     the accelerator is decided when it is compiled (a table of a host conv runs on the host)."""
     producer = {l.output: l for l in model.layers}
-    readers: dict[str, int] = {}
-    for l in model.layers:
-        for t in layer_inputs(l):
-            readers[t] = readers.get(t, 0) + 1
+    readers = _readers(model)
     fuse, why = {}, {}
     for l in model.layers:
         if not isinstance(l, LutLayer):
@@ -1415,7 +1418,7 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
         if not isinstance(p, ConvLayer):
             why[l.name] = (f"pointwise lookup table after a {p.kind if p else 'network input'} "
                            f"layer: only a table after a conv/FC is fused into its STORE")
-        elif readers.get(l.input, 0) != 1 or l.input == model.output:
+        elif len(readers.get(l.input, ())) != 1 or l.input == model.output:
             why[l.name] = (f"pointwise lookup table: its input {l.input!r} is also read by "
                            f"another layer, so the conv's output must be stored as it is")
         elif xs.bits != cfg.act_bits or ys.bits != cfg.act_bits:
@@ -1461,10 +1464,7 @@ def _offset_why(model: QModel, cfg: HWConfig) -> dict:
     offset-binary, ``{tensor: why not}`` for the others. A pooling or flatten reader keeps the
     offset in its output, so it needs its output offset-binary too, and a flattened view is
     offset-binary only with its tensor (a fixed point)."""
-    readers: dict[str, list] = {}
-    for l in model.layers:
-        for t in layer_inputs(l):
-            readers.setdefault(t, []).append(l)
+    readers = _readers(model)
     why: dict[str, str] = {}
     views = {l.output: l for l in model.layers if isinstance(l, FlattenLayer)}
     for t in (l.output for l in model.layers):
