@@ -8,7 +8,9 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
                 iy = ty0 + oy*stride_y + kr;  ix = tx0 + ox*stride_x + kc
                 data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else pad
 
-(``pad`` = 0, or ``2**(act_bits-1)`` with ``pad_ob``: the zero of an offset-binary input)
+(``pad`` = 0, or ``2**(act_bits-1)`` with ``pad_ob``: the zero of an offset-binary input;
+an input row ``iy`` whose ``gap_rows`` bit is set -- a gap row between stacked images -- reads
+``pad`` too)
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
 ``last`` on the final beat of an mtile. Under depthwise windowing (``Compute.dw`` bit 0) mtile
@@ -26,7 +28,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import DW_MAX_MTILES, Compute, PoolMode
+from .isa import DW_MAX_MTILES, GAP_ROWS, Compute, PoolMode
 from .pool import PoolBeat
 
 __all__ = ["ComputeBeat", "ComputeUnit"]
@@ -190,8 +192,13 @@ class ComputeUnit(wiring.Component):
 
         # the absolute group (cg_base is 0 outside depthwise windowing)
         cg_abs_c = cg_base + cg
+        # a gap row between stacked images (``ins.gap_rows`` bit ``oy_row``) reads as padding
+        gbits = (GAP_ROWS - 1).bit_length()
+        gap = Signal()
+        m.d.comb += gap.eq((oy_row[gbits:] == 0) &
+                           ins.gap_rows.bit_select(oy_row[:gbits], 1))
         inb = Signal()
-        m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) &
+        m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) & ~gap &
                            (ox_col >= 0) & (ox_col < ins.in_w) & (cg_abs_c < ins.groups))
         word = Signal(signed(sbits))
         m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_abs_c)

@@ -76,7 +76,7 @@ __all__ = [
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
-    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "act_check", "act_check_sum",
+    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "GAP_ROWS", "act_check", "act_check_sum",
     "act_check_entries",
 ]
 
@@ -153,6 +153,9 @@ class LoadWeights(data.Struct):
 #: Mtiles of one depthwise COMPUTE (the width of ``Compute.dw``).
 DW_MAX_MTILES = 32
 
+#: Activation-buffer rows a COMPUTE can mark as gap rows (the width of ``Compute.gap_rows``).
+GAP_ROWS = 64
+
 
 class Compute(data.Struct):
     n_mtiles: unsigned(12)      #: output-channel tiles computed on this pixel tile
@@ -178,6 +181,12 @@ class Compute(data.Struct):
     # ``lanes_pad / tn`` at mtile ``t >= 1`` when bit ``t`` is set (clear: mtile ``t`` repeats
     # mtile ``t - 1``'s window). At most DW_MAX_MTILES mtiles.
     dw: unsigned(DW_MAX_MTILES)
+    # appended (session 7, #15 batching): images stacked in one tensor, a gap row between them
+    # (docs/architecture.md, *Batching*). Bit ``r`` set: activation-buffer row ``r`` (the
+    # tile-relative input row, as ``in_rows`` counts them) reads as padding (0, or the stored
+    # zero with ``pad_ob``) on the conv path; rows at or above GAP_ROWS never do. Pooling
+    # ignores it. 0: no gap rows.
+    gap_rows: unsigned(GAP_ROWS)
 
 
 class Store(data.Struct):

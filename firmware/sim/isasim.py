@@ -24,7 +24,7 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
+from ...hdl.isa import (DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
                         is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
@@ -233,6 +233,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     bank_results.append(val)
                 continue
             dw, ppg, base = f.get("dw", 0), cfg.lanes_pad // cfg.tn, 0
+            gap = np.array([f.get("gap_rows", 0) >> r & 1 for r in range(GAP_ROWS)] + [0])
             if dw & 1 and f["n_mtiles"] > DW_MAX_MTILES:
                 raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: a depthwise COMPUTE of "
                                                       f"{f['n_mtiles']} > {DW_MAX_MTILES} mtiles")
@@ -245,7 +246,9 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     for kc in range(kw):
                         iy = f["ty0"] + oy * f["stride_y"] + kr
                         ix = f["tx0"] + ox * f["stride_x"] + kc
-                        inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw)).reshape(-1)
+                        # a gap row between stacked images (gap_rows bit iy) reads as padding
+                        inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw) &
+                               (gap[np.clip(iy, 0, GAP_ROWS)] == 0)).reshape(-1)
                         for cg in (range(base, base + ppg) if dw & 1 else range(G)):
                             lo, hi = sets_queue.pop(0)
                             w = np.concatenate([lo, hi]).astype(np.int64)   # lanes x tn
