@@ -73,7 +73,7 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode,
+from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode,
                        act_check_entries, decode, encode, pack_lane_params, pack_lut_block,
                        pack_params_block, params_block_bytes, seal)
 from . import wpkg
@@ -362,6 +362,13 @@ class Compiled:
     input_gather: bool = False
     #: Placements that are not tensors of the model (the stored input layout and its views).
     internal: dict = field(default_factory=dict)
+    #: Images per run (``compile_model(batch=...)``); with ``batch > 1`` the program reads
+    #: ``batch`` inputs and writes ``batch`` outputs: image ``b``'s placement of every model
+    #: tensor is ``batch_tensors[b]`` (``batch_tensors[0]`` is :attr:`tensors`), the check
+    #: entries of its input at ``batch_input_checks[b]`` (0: not checked).
+    batch: int = 1
+    batch_tensors: list = field(default_factory=list)
+    batch_input_checks: list = field(default_factory=list)
 
     @property
     def one_program(self) -> bool:
@@ -383,6 +390,22 @@ class Compiled:
         if chk:
             out.append((chk, act_check_entries(addr, payload, row_bytes,
                                                self.config.beat_bytes)))
+        return out
+
+    def image_writes(self, b: int, payload: bytes) -> list[tuple[int, bytes]]:
+        """What the host writes to give image ``b`` of a batched run (``0 <= b < batch``) its
+        input (``payload``: the stored layout of the input): ``[(address, bytes)]``, the
+        tensor and its check entries when the accelerator checks them."""
+        if not (isinstance(b, int) and 0 <= b < self.batch):
+            raise IlmpqValueError(f"image {b!r} is not allowed: the program takes images "
+                                  f"0 .. {self.batch - 1}")
+        if b == 0 or self.batch == 1:
+            return self.host_writes(self.input, payload)
+        t = self.batch_tensors[b][self.input]
+        out = [(t.addr, bytes(payload))]
+        if self.batch_input_checks[b]:
+            out.append((self.batch_input_checks[b], act_check_entries(
+                t.addr, payload, self.input_row_bytes, self.config.beat_bytes)))
         return out
 
     def tensor_addr(self, name: str, slot: int = 0) -> int:
@@ -674,7 +697,8 @@ _SEQ_SPAN = 1 << 16
 
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
                   frame_slots: int = 2, input_layout: str = "auto", mac=None,
-                  act_check: bool = True) -> Compiled:
+                  act_check: bool = True, batch: int = 1,
+                  stack_from: str | None = None) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
@@ -695,7 +719,22 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     (ACT_CRC). A check entry covers a whole row, so with it on no conv reads its input through
     strided LOAD_ROWS (which read a part of each row). ``False``: programs without check
     entries, and the 1x1 strided convs read only the pixels they use (:func:`_strided_view`);
-    the hardware runs both."""
+    the hardware runs both.
+
+    ``batch``: images per run (1 to :data:`MAX_BATCH`). With ``batch = B > 1`` one program
+    takes B images: the layers before the weight-bound ones run per image (B copies of their
+    instructions, each on its image's own tensors), the weight-bound ones (:func:`_batch_plan`:
+    the late convs, global average pooling, the FC) once on the B images stacked in one tensor,
+    so each weight set is loaded once for B images; :attr:`Compiled.batch_tensors` has every
+    image's placements, the driver writes B inputs and reads B outputs. One frame slot. 1: the
+    programs of a single image, unchanged. ``stack_from``: with ``batch > 1``, the first
+    layer (by name) to run on the stacked images instead of the first weight-bound one."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise CompileError(f"batch = {batch!r} is not allowed: it must be an integer in "
+                           f"[1, {MAX_BATCH}] (images per weight set)")
+    if stack_from is not None and (batch == 1 or not isinstance(stack_from, str)):
+        raise CompileError(f"stack_from = {stack_from!r} is not allowed: it names the first "
+                           f"stacked layer (a string) of a batched compile (batch > 1)")
     if mac is not None and not isinstance(mac, wpkg.MacKey):
         raise CompileError(f"mac must be a wpkg.MacKey, not {type(mac).__name__}")
     if mac is not None and config.axi_data_width != 64:
@@ -715,7 +754,7 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
         used = []
         try:
             return _compile_model(model, config, base, frame_slots, None, used, mac=mac,
-                                  act_check=act_check)
+                                  act_check=act_check, batch=batch, stack_from=stack_from)
         except CompileError as e:
             if not used:
                 raise
@@ -723,12 +762,14 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
             why = f"the accelerator's input layout does not compile: {e}"
     else:
         why = "input_layout='host' requested"
-    return _compile_model(model, config, base, frame_slots, why, mac=mac, act_check=act_check)
+    return _compile_model(model, config, base, frame_slots, why, mac=mac, act_check=act_check,
+                          batch=batch, stack_from=stack_from)
 
 
 def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                    host_why: str | None, used: list | None = None, *,
-                   mac=None, act_check: bool = True) -> Compiled:
+                   mac=None, act_check: bool = True, batch: int = 1,
+                   stack_from: str | None = None) -> Compiled:
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
@@ -1024,7 +1065,184 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             return t
         return _place
 
-    for layer0 in model.layers:
+    # ---- batching (:class:`_BatchPlan`): per-image layers, then the stacked ones ----------
+    bplan = _batch_plan(model, cfg, batch, lut_of, stack_from)
+    # per image b >= 1: model tensor -> its placement (image 0: ``tensors``)
+    copies: list[dict] = [{} for _ in range(batch)]
+
+    def stk(t: str) -> str:
+        """The stored tensor of ``t`` for the B stacked images."""
+        return f"{t}@batch"
+
+    def place_stacked(name, channels, h, w, perm):
+        sp = mview.tensors[name]
+        p = TensorPlacement(name, 0, channels, len(perm), h, w, perm, sp.signed, sp.bits)
+        p.addr = arena.alloc(p.nbytes, what=f"tensor {name!r}")
+        tensors[name] = p
+        phys.append(p)
+        return p
+
+    def stack_place(name, channels, h, w, perm):
+        """``place`` for the producer of a tensor the stacked layers read: the stacked tensor,
+        whose rows ``[0, H)`` are image 0's (each image's copy of the producer stores its
+        rows)."""
+        p_, h_ = bplan.period[name]
+        mview.tensors[stk(name)] = dataclasses.replace(
+            model.tensors[name], name=stk(name), shape=(channels, batch * p_ - (p_ - h_), w))
+        st = place_stacked(stk(name), channels, batch * p_ - (p_ - h_), w, perm)
+        v = TensorPlacement(name, st.addr, channels, st.c_mem, h, w, perm, st.signed, st.bits)
+        tensors[name] = v
+        return v
+
+    def replicate():
+        """Image 0's instructions so far once more for every further image, on its own copy of
+        every tensor (the stacked tensors' images at their rows), after image 0's: a LOAD_ROWS
+        waiting for ``k`` STOREs of image 0 waits for ``k`` of its own image's."""
+        nonlocal stores_in_segment
+        if steps_plan or cur_instr is None:
+            hosts = [r.name for r in reports if r.where == "cpu"]
+            raise CompileError(f"batch = {batch}: the layers before the stacked ones must run "
+                               f"on the accelerator as one program; the host runs "
+                               f"{', '.join(hosts) or 'a layer'}")
+        for t in sorted(bplan.transition):
+            if stk(t) not in tensors:
+                raise CompileError(f"batch = {batch}: the producer of tensor {t!r}, which the "
+                                   f"stacked layers read, cannot store the images stacked (a "
+                                   f"conv or pooling layer without a fused table can)")
+            tensors[stk(t)].offset = tensors[t].offset
+        a1 = len(arena.data)
+        n0, s0 = len(cur_instr), stores_in_segment
+        stacked = {id(tensors[stk(t)]) for t in bplan.transition}
+        own = [p for p in phys if id(p) not in stacked]
+        reps0 = [r for r in reports if r.name in cur_layers]
+        names = [n for n in model.tensors if n in tensors]
+        for b in range(1, batch):
+            d = arena.alloc(a1, what=f"the tensors of image {b}")
+            moves = []
+            for t in sorted(bplan.transition):
+                v = tensors[t]
+                moves.append((v.addr, v.nbytes, v.addr + b * bplan.period[t][0] * v.w * v.c_mem))
+            moves.append((0, a1, d))
+
+            def moved(addr):
+                return next((addr - lo + new for lo, n, new in moves if lo <= addr < lo + n),
+                            addr)
+            for raw in _relocate(cur_instr[:n0], 0, moves):
+                op, f = decode(raw)
+                if op == Opcode.LOAD_ROWS and f["wait_stores"]:
+                    f["wait_stores"] += b * s0
+                    raw = encode(op, **f)
+                cur_instr.append(raw)
+            for p in own:
+                q = dataclasses.replace(p, name=f"{p.name}@{b}", addr=moved(p.addr))
+                phys.append(q)
+                tensors[q.name] = q
+                if p.addr in chk.host:
+                    chk.add_host(q)
+                copies[b][p.name] = q
+            for n in names:
+                if n not in copies[b]:
+                    v = tensors[n]
+                    q = dataclasses.replace(v, name=f"{n}@{b}", addr=moved(v.addr))
+                    tensors[q.name] = q
+                    copies[b][n] = q
+            for r in reps0:
+                reports.append(dataclasses.replace(r, name=f"{r.name}@{b}"))
+                cur_layers.append(f"{r.name}@{b}")
+            stores_in_segment += s0
+        for t in bplan.transition:
+            producers[stk(t)] = (stores_in_segment, [], True)
+
+    def compile_stacked(layer):
+        """A layer from the batch plan's split on: once for the B stacked images (global
+        average pooling once per image, on its rows, into row ``b`` of a ``(C, B, 1)``
+        tensor)."""
+        nonlocal seq_counter, stores_in_segment, cur_instr
+        if cur_instr is None:
+            cur_instr = []
+        i, o = layer.input, layer.output
+        src = tensors[stk(i)]
+        sp_o = model.tensors[o]
+        if isinstance(layer, FlattenLayer):
+            t = TensorPlacement(stk(o), src.addr, src.channels, src.c_mem, src.h, src.w,
+                                src.perm, src.signed, src.bits, offset=src.offset)
+            tensors[stk(o)] = t
+            mview.tensors[stk(o)] = dataclasses.replace(sp_o, name=stk(o),
+                                                        shape=(src.channels, src.h, src.w))
+            if stk(i) in producers:
+                base_, rows_, _ = producers[stk(i)]
+                producers[stk(o)] = (base_, rows_, True)
+            reports.append(LayerReport(layer.name, "flatten", "free", sp_o.shape))
+            return
+        if isinstance(layer, GlobalAvgPoolLayer):
+            p_, h_ = bplan.period[i]
+            rb = src.w * src.c_mem
+            prod = producers.get(stk(i))
+            pooled = []
+
+            def pool_place(b):
+                def _pl(name, channels, h, w, perm):
+                    if not pooled:
+                        mview.tensors[stk(o)] = dataclasses.replace(
+                            sp_o, name=stk(o), shape=(channels, batch, 1))
+                        pooled.append(place_stacked(stk(o), channels, batch, 1, perm))
+                    st = pooled[0]
+                    v = TensorPlacement(name, st.addr + b * st.c_mem, channels, st.c_mem, 1, 1,
+                                        perm, st.signed, st.bits)
+                    tensors[name] = v
+                    return v
+                return _pl
+            for b in range(batch):
+                vin, vout = f"{i}@{b}", f"{o}@{b}"
+                if vin not in tensors:          # (image b's copy of a transition tensor)
+                    tensors[vin] = TensorPlacement(vin, src.addr + b * p_ * rb, src.channels,
+                                                   src.c_mem, h_, src.w, src.perm, src.signed,
+                                                   src.bits, offset=src.offset)
+                mview.tensors[vin] = dataclasses.replace(model.tensors[i], name=vin)
+                mview.tensors[vout] = dataclasses.replace(sp_o, name=vout)
+                if prod is not None:
+                    producers[vin] = (prod[0], prod[1], True)
+                lay_b = dataclasses.replace(layer, name=layer.name if b == 0 else
+                                            f"{layer.name}@{b}", input=vin, output=vout)
+                why = _pool_unsupported(lay_b, mview, cfg, tensors)
+                if why:
+                    raise CompileError(f"layer {layer.name!r} (batch = {batch}): {why}")
+                rep = _compile_pool(lay_b, mview, cfg, img, tensors, pool_place(b), cur_instr,
+                                    stores_in_segment, producers)
+                stores_in_segment += rep.ptiles
+                cur_layers.append(rep.name)
+                reports.append(rep)
+            pooled[0].offset = src.offset
+            producers[stk(o)] = (stores_in_segment, [], True)
+            return
+        # a conv or FC on the stacked images
+        p_o, h_o = bplan.period[o]
+        oc, _, ow = sp_o.shape
+        mview.tensors[stk(o)] = dataclasses.replace(
+            sp_o, name=stk(o), shape=(oc, batch * p_o - (p_o - h_o), ow))
+        res = layer.residual
+        eff = dataclasses.replace(layer, input=stk(i), output=stk(o),
+                                  residual=None if res is None else stk(res))
+        p_i, h_i = bplan.period[i]
+        gaps = (p_i, h_i) if p_i > h_i and (layer.kernel[0] > 1 or any(layer.padding)) \
+            else None
+        rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place_stacked,
+                                    cur_instr, seq_counter, stores_in_segment, producers,
+                                    mac=mac, offset_out=o in offset_ok,
+                                    strided=not act_check, gaps=gaps)
+        # useful MACs: B images, not the gap rows
+        rep.macs = batch * int(np.prod(sp_o.shape)) * int(np.prod(layer.weight.shape[1:]))
+        seq_counter += n_pkgs
+        stores_in_segment += rep.ptiles
+        cur_layers.append(layer.name)
+        reports.append(rep)
+
+    for layer_i, layer0 in enumerate(model.layers):
+        if batch > 1 and layer_i == bplan.split:
+            replicate()
+        if batch > 1 and layer_i >= bplan.split:
+            compile_stacked(layer0)
+            continue
         layer = _alias(layer0)
         if isinstance(layer, LutLayer) and layer.name in fused:
             reports.append(LayerReport(layer.name, "lut:fused", "free",
@@ -1079,8 +1297,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     cur_instr = []
                 mark = (len(img.data), len(cur_instr), len(arena.data))
                 try:
-                    rep = _compile_pool(layer, mview, cfg, img, tensors, place, cur_instr,
-                                        stores_in_segment, producers)
+                    rep = _compile_pool(layer, mview, cfg, img, tensors,
+                                        stack_place if layer.output in bplan.transition
+                                        else place, cur_instr, stores_in_segment, producers)
                 except CompileError as e:
                     undo_on_limit(layer0, mark, e)
                     continue
@@ -1138,6 +1357,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                                       padding=(pt_, 0, pb_, 0), input=layer.input)
         member = member_of.get(layer.output)
         conv_place, offset_out = place, None
+        if layer.output in bplan.transition and lut_of.get(layer.output) is None:
+            conv_place = stack_place            # into its image's rows of the stacked tensor
         if member is not None:
             cat_name, off, npos, _ = member
             conv_place = member_place(cat_name, off, npos)
@@ -1181,12 +1402,30 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
         reports.append(rep)
+    if batch > 1 and bplan.split == len(model.layers):
+        replicate()
+    if batch > 1:
+        # every image's placement of every model tensor: per-image copies, or its rows of a
+        # stacked tensor (image 0: ``tensors``)
+        for n, (p_, h_) in bplan.period.items():
+            if stk(n) not in tensors or n in bplan.transition:
+                continue
+            st = tensors[stk(n)]
+            for b in range(batch):
+                v = tensors.get(f"{n}@{b}") or TensorPlacement(
+                    f"{n}@{b}", st.addr + b * p_ * st.w * st.c_mem, st.channels, st.c_mem,
+                    h_, st.w, st.perm, st.signed, st.bits, offset=st.offset)
+                tensors[v.name] = v
+                if b == 0:
+                    tensors[n] = v
+                else:
+                    copies[b][n] = v
     flush_segment()
 
     # read-only region first: programs (one copy per frame slot), then the arena
     ib = INSTR_BITS // 8
     one_program = len(steps_plan) == 1 and steps_plan[0][0] == "accel"
-    n_slots = frame_slots if one_program else 1
+    n_slots = frame_slots if one_program and batch == 1 else 1
     inp, out = tensors[model.input], tensors[model.output]
     slot_tensors = [(inp.addr, out.addr)]
     for _ in range(1, n_slots):
@@ -1236,6 +1475,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                 slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag,
                                        chk_addr(input_chks[k])))
         steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
+    all_tensors = dict(tensors)
     for name in list(tensors):
         if name not in model.tensors:         # the layout conv's stored layout and views
             internal[name] = tensors.pop(name)
@@ -1250,8 +1490,15 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     mac_nonce=None if mac is None else mac.nonce,
                     input_check=chk_addr(input_chk),
                     input_row_bytes=inp.w * inp.c_mem,
-                    host_checks={n: (chk_addr(off), tensors[n].w * tensors[n].c_mem)
-                                 for n, off in chk.host_tables.items() if n != model.input})
+                    host_checks={n: (chk_addr(off), all_tensors[n].w * all_tensors[n].c_mem)
+                                 for n, off in chk.host_tables.items() if n != model.input},
+                    batch=batch,
+                    batch_tensors=[{n: tensors[n] for n in model.tensors if n in tensors}]
+                    + [{n: c for n, c in cp.items() if n in model.tensors}
+                       for cp in copies[1:]],
+                    batch_input_checks=[chk_addr(input_chk)] + [
+                        chk_addr(chk.host_tables.get(f"{model.input}@{b}"))
+                        for b in range(1, batch)])
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",
@@ -2464,12 +2711,14 @@ def _depthwise_sets(wt, lane_row, win, chan, cfg: HWConfig):
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
-                  offset_out: bool = False, strided: bool = False):
+                  offset_out: bool = False, strided: bool = False, gaps=None):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
     reading this layer's output alone, fused into the STOREs (its output is what is stored).
-    ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`)."""
+    ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`).
+    ``gaps``: ``(P, H)`` when the input is B images stacked with a period of ``P`` rows
+    (:class:`_BatchPlan`): its gap rows read as padding (``Compute.gap_rows``)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
     if tensors[layer.input].c_mem // cfg.tn > 1023:
@@ -2656,7 +2905,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         instrs.append(encode(Opcode.COMPUTE, n_mtiles=mtiles, kh=kh, kw=kw, groups=groups,
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
-                             pad_ob=int(bool(src.offset)), dw=dw_mask))
+                             pad_ob=int(bool(src.offset)), dw=dw_mask,
+                             gap_rows=_gap_rows(gaps, r0, r1, name)))
         instrs.append(encode(
             Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
             out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
@@ -2836,3 +3086,192 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
             out(f"program_{k}.txt", disassemble(compiled, s) + "\n")
             k += 1
     return paths
+
+
+# ---- batching: B images per weight set (issue #15; docs/architecture.md, *Batching*) ---------
+
+#: Largest ``compile_model(batch=...)``.
+MAX_BATCH = 16
+
+
+@dataclass
+class _BatchPlan:
+    """Where a batched program stacks its images (:func:`_batch_plan`).
+
+    Layers ``[0, split)`` run once per image (the program's instructions for image 0, then a
+    copy per further image reading and writing that image's own tensors); layers from
+    ``split`` on run once on the B images stacked: tensor ``t`` of image ``b`` is rows
+    ``[b * P, b * P + H)`` of one stored tensor of ``B * P - (P - H)`` rows, ``period[t] = (P,
+    H)``; the ``P - H`` gap rows between images read as padding (``Compute.gap_rows``) and
+    are garbage as outputs. ``transition``: the tensors of the per-image layers that stacked
+    layers read (their producers store each image into its rows)."""
+
+    batch: int
+    split: int
+    period: dict
+    transition: set
+    why: str = ""            #: why no layer is stacked ("" when some are)
+
+
+def _stack_kind_why(layer, model, cfg: HWConfig, lut_of: dict) -> str:
+    """Why ``layer`` cannot run on stacked images ("" when it can): convs (not depthwise, no
+    fused table), global average pooling (per image, on its rows) and flattening a 1x1
+    tensor."""
+    if isinstance(layer, ConvLayer):
+        if layer.groups > 1:
+            return "a depthwise convolution"
+        if layer.output in lut_of:
+            return "a conv with a fused lookup table"
+        return ""
+    if isinstance(layer, GlobalAvgPoolLayer):
+        return ""
+    if isinstance(layer, FlattenLayer):
+        return "" if model.tensors[layer.input].shape[1:] == (1, 1) else \
+            "flattening a tensor larger than 1x1"
+    return f"a {layer.kind} layer"
+
+
+def _stack_periods(model, layers: list, batch: int):
+    """:func:`_stack_periods_g` with the smallest default gap (0 to 3 rows) that works."""
+    for g in range(4):
+        period = _stack_periods_g(model, layers, batch, g)
+        if period is not None:
+            return period
+    return None
+
+
+def _stack_periods_g(model, layers: list, batch: int, g0: int):
+    """Periods ``{tensor: (P, H)}`` of the tensors ``layers`` (a suffix of the model) read and
+    write when stacked, or None when no periods satisfy every layer. A conv with stride ``s``
+    reading ``I`` and writing ``O``: ``P_I = s * P_O`` (output row ``b * P_O + y`` then reads
+    input rows ``b * P_I + s*y - pt + kr``, image ``b``'s own rows or gap rows), ``P_I - H_I``
+    at least its top padding and the rows its last output row reads past ``H_I``; its residual
+    has ``O``'s period. Global average pooling reads each image's rows and writes one row per
+    image (``P = H = 1``). A tensor of more than one row no reader constrains gets ``g0`` gap
+    rows (its producer's input may need them, e.g. through a residual of the same period)."""
+    fixed: dict = {}
+    need: dict = {}
+    period: dict = {}
+
+    def fix(t, p):
+        if fixed.setdefault(t, p) != p:
+            return False
+        return True
+
+    def want(t, g):
+        need[t] = max(need.get(t, 0), g)
+
+    for layer in reversed(layers):
+        o = layer.output
+        h_o = model.tensors[o].shape[1]
+        if isinstance(layer, GlobalAvgPoolLayer):
+            p_o = 1
+        else:
+            p_o = fixed.get(o, h_o + max(need.get(o, 0), g0 if h_o > 1 else 0))
+        if p_o - h_o < need.get(o, 0) or p_o < h_o:
+            return None
+        period[o] = (p_o, h_o)
+        i = layer.input
+        h_i = model.tensors[i].shape[1]
+        if isinstance(layer, ConvLayer):
+            sy = layer.stride[0]
+            pt = layer.padding[0]
+            kh = layer.kernel[0]
+            if not fix(i, sy * p_o):
+                return None
+            want(i, max(pt, (h_o - 1) * sy - pt + kh - h_i))
+            if layer.residual is not None:
+                if model.tensors[layer.residual].shape[1] != h_o or not fix(layer.residual,
+                                                                             p_o):
+                    return None
+        elif isinstance(layer, FlattenLayer):
+            if not fix(i, p_o):
+                return None
+        else:
+            want(i, 0)          # global average pooling: any period of its input
+    for t in set(fixed) | set(need):
+        if t in period:
+            continue
+        h = model.tensors[t].shape[1]
+        p = fixed.get(t, h + max(need.get(t, 0), g0 if h > 1 else 0))
+        if p - h < need.get(t, 0) or p < h:
+            return None
+        period[t] = (p, h)
+    for t, (p, h) in period.items():
+        if batch * p - (p - h) >= 1 << 12:       # rows of a COMPUTE / STORE (12 bits)
+            return None
+    return period
+
+
+def _batch_plan(model, cfg: HWConfig, batch: int, lut_of: dict,
+                stack_from: str | None = None) -> _BatchPlan:
+    """Which layers run on the stacked images: the longest suffix of the model whose layers
+    can (:func:`_stack_kind_why`) and whose convs (not the FC ones) are weight-bound per
+    image -- an output of fewer pixels than the beats of loading one weight set, so that a
+    pixel tile per image waits for its weights -- and whose periods fit
+    (:func:`_stack_periods`); it must hold a conv. ``stack_from``: the first stacked layer,
+    by name, instead (its suffix must be stackable)."""
+    layers = list(model.layers)
+    n = len(layers)
+    if batch == 1:
+        return _BatchPlan(1, n, {}, set(), "batch = 1")
+    if stack_from is not None:
+        names = [l.name for l in layers]
+        if stack_from not in names:
+            raise CompileError(f"stack_from = {stack_from!r} is not a layer of the model")
+        k = names.index(stack_from)
+        for lay in layers[k:]:
+            w = _stack_kind_why(lay, model, cfg, lut_of)
+            if w:
+                raise CompileError(f"stack_from = {stack_from!r}: layer {lay.name!r} cannot "
+                                   f"run on stacked images ({w})")
+        period = _stack_periods(model, layers[k:], batch)
+        reads = {t for l in layers[k:] for t in layer_inputs(l)}
+        if period is None or model.input in reads:
+            raise CompileError(f"stack_from = {stack_from!r}: the layers from it on have no "
+                               f"common stacking (strides and paddings), or read the input")
+        return _BatchPlan(batch, k, period, reads - {l.output for l in layers[k:]})
+    set_beats = cfg.words_per_set * cfg.wbuf_word_beats
+    k, why = n, ""
+    for i in range(n - 1, -1, -1):
+        lay = layers[i]
+        w = _stack_kind_why(lay, model, cfg, lut_of)
+        if not w and isinstance(lay, ConvLayer) and not lay.is_fc():
+            _, oh, ow = model.tensors[lay.output].shape
+            if oh * ow >= set_beats:
+                w = (f"layer {lay.name!r} has {oh * ow} output pixels, not fewer than the "
+                     f"{set_beats} beats of a weight set")
+        if w:
+            why = w
+            break
+        k = i
+    # the periods: move the split later until they fit
+    while k < n:
+        suffix = layers[k:]
+        if any(isinstance(l, ConvLayer) for l in suffix):
+            period = _stack_periods(model, suffix, batch)
+            if period is not None:
+                outs = {l.output for l in suffix}
+                reads = {t for l in suffix for t in layer_inputs(l)}
+                if model.input not in reads:
+                    return _BatchPlan(batch, k, period, reads - outs)
+                why = "a stacked layer would read the network input"
+        k += 1
+    return _BatchPlan(batch, n, {}, set(), why or "no conv is weight-bound")
+
+
+def _gap_rows(gaps, r0: int, r1: int, name: str) -> int:
+    """``Compute.gap_rows`` of a tile holding rows ``[r0, r1)`` of a stacked input of period
+    ``gaps = (P, H)`` (None: not stacked)."""
+    if gaps is None:
+        return 0
+    p, h = gaps
+    word = 0
+    for r in range(r0, r1):
+        if r % p >= h:
+            if r - r0 >= GAP_ROWS:
+                raise CompileError(f"layer {name!r}: a gap row between stacked images at "
+                                   f"buffer row {r - r0}, past the {GAP_ROWS} a COMPUTE can "
+                                   f"mark (compile with a smaller batch)")
+            word |= 1 << (r - r0)
+    return word
