@@ -369,6 +369,9 @@ class Compiled:
     batch: int = 1
     batch_tensors: list = field(default_factory=list)
     batch_input_checks: list = field(default_factory=list)
+    #: The first layer run on the stacked images ("" when none is: every layer per image),
+    #: or with ``batch = 1`` why none is.
+    batch_from: str = ""
 
     @property
     def one_program(self) -> bool:
@@ -1493,6 +1496,9 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     host_checks={n: (chk_addr(off), all_tensors[n].w * all_tensors[n].c_mem)
                                  for n, off in chk.host_tables.items() if n != model.input},
                     batch=batch,
+                    batch_from=(model.layers[bplan.split].name
+                                if bplan.split < len(model.layers) else bplan.why)
+                    if batch > 1 else "",
                     batch_tensors=[{n: tensors[n] for n in model.tensors if n in tensors}]
                     + [{n: c for n, c in cp.items() if n in model.tensors}
                        for cp in copies[1:]],

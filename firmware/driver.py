@@ -394,16 +394,9 @@ class Driver:
         bytes; a model compiled with the host layout (``input_layout == "host"``) costs it the
         whole layout (``TensorPlacement.to_memory``)."""
         slot = self._slot(compiled, slot)
-        inp = compiled.tensors[compiled.input]
-        spec = compiled.model.tensors[compiled.input]
-        arr = check_image(image, spec, layout)
-        if compiled.input_layout != "host" and layout == "HWC":
-            dt = np.int8 if spec.signed else np.uint8
-            pixels = np.ascontiguousarray(arr, dt).tobytes()
-        else:
-            pixels = inp.to_memory(arr if layout == "CHW" else np.transpose(arr, (2, 0, 1)))
         # the pixels and, when the accelerator checks the rows it reads, their check entries
-        for addr, data in compiled.host_writes(compiled.input, pixels, slot):
+        for addr, data in compiled.host_writes(compiled.input,
+                                               _input_bytes(compiled, image, layout), slot):
             await self.t.mem_write(addr, data)
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
@@ -423,6 +416,9 @@ class Driver:
         (the compile report names them) in both modes. ``layout``: see :meth:`write_input`
         (``"HWC"``: the image's bytes are written as they are).
         """
+        if compiled.batch > 1:
+            raise IlmpqValueError(f"the model was compiled for batches of {compiled.batch} "
+                                  f"images: run it with infer_batch")
         slot = self._slot(compiled, slot)
         if load:
             await self.load(compiled)
@@ -444,6 +440,34 @@ class Driver:
         names = list(compiled.tensors) if check else [compiled.output]
         out = {name: await self.read_tensor(compiled, name, slot) for name in names}
         return out, stats
+
+    async def infer_batch(self, compiled: Compiled, images, *, load: bool = True,
+                          check: bool = False, layout: str = "CHW"
+                          ) -> tuple[list[dict[str, np.ndarray]], RunStats]:
+        """Run a batched program (``compile_model(batch=B)``) on ``B`` images: write image
+        ``b`` into its input (:meth:`Compiled.image_writes`), run the one program, read every
+        image's output (``check=True``: every tensor of every image, natural layout). Returns
+        the per-image dicts and the run's counters (one run for the B images)."""
+        images = list(images)
+        if not compiled.one_program or len(images) != compiled.batch:
+            raise IlmpqValueError(f"infer_batch needs a batched model that runs as one "
+                                  f"accelerator program and exactly its {compiled.batch} "
+                                  f"images, got {len(images)}")
+        if load:
+            await self.load(compiled)
+        for b, image in enumerate(images):
+            for addr, data in compiled.image_writes(b, _input_bytes(compiled, image, layout)):
+                await self.t.mem_write(addr, data)
+        step = compiled.steps[0]
+        stats = await self.run_program(step.prog_addr, step.n_instr, compiled.window,
+                                       compiled.arena, step.prog_tag)
+        outs = []
+        for views in compiled.batch_tensors:
+            names = list(views) if check else [compiled.output]
+            outs.append({n: views[n].from_memory(await self.t.mem_read(views[n].addr,
+                                                                       views[n].nbytes))
+                         for n in names})
+        return outs, stats
 
     async def infer_stream(self, compiled: Compiled, images, *, load: bool = True,
                            layout: str = "CHW") -> StreamResult:
@@ -497,6 +521,18 @@ class Driver:
             raw[name] = await self.t.mem_read(t.addr, t.nbytes)
         for addr, data in cpu_writes(compiled, layer, raw):
             await self.t.mem_write(addr, data)
+
+
+def _input_bytes(compiled: Compiled, image, layout: str) -> bytes:
+    """The stored bytes of ``image`` as the input of ``compiled`` (:meth:`Driver.write_input`
+    explains ``layout``)."""
+    inp = compiled.tensors[compiled.input]
+    spec = compiled.model.tensors[compiled.input]
+    arr = check_image(image, spec, layout)
+    if compiled.input_layout != "host" and layout == "HWC":
+        dt = np.int8 if spec.signed else np.uint8
+        return np.ascontiguousarray(arr, dt).tobytes()
+    return inp.to_memory(arr if layout == "CHW" else np.transpose(arr, (2, 0, 1)))
 
 
 def run_sync(coro):

@@ -173,6 +173,14 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles)
         if mac_key is not None:
             await drv.set_mac_key(mac_key)
+        if compiled.batch > 1:          # a batched program: B images a run
+            for i in range(0, len(images), compiled.batch):
+                outs, stats = await drv.infer_batch(compiled, images[i:i + compiled.batch],
+                                                    load=(i == 0), check=True)
+                results.extend(SimResult(t, stats) for t in outs)
+                if progress is not None:
+                    progress(len(results), len(images))
+            return
         for i, img in enumerate(images):
             tensors, stats = await drv.infer(compiled, img, load=(i == 0), check=True)
             results.append(SimResult(tensors, stats))
@@ -218,7 +226,13 @@ def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_late
     if mac_key is not None:
         run_sync(drv.set_mac_key(mac_key))
     results = []
-    for i, img in enumerate(images):
+    for i in range(0, len(images), compiled.batch) if compiled.batch > 1 else ():
+        outs, stats = run_sync(drv.infer_batch(compiled, images[i:i + compiled.batch],
+                                               load=(i == 0), check=True))
+        results.extend(SimResult(t, stats) for t in outs)
+        if progress is not None:
+            progress(len(results), len(images))
+    for i, img in enumerate(images if compiled.batch == 1 else ()):
         tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0), check=True))
         results.append(SimResult(tensors, stats))
         if progress is not None:

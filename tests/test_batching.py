@@ -1,0 +1,175 @@
+"""Batching (issue #15, docs/architecture.md *Batching*): ``compile_model(batch=B)`` runs the
+per-image layers once per image and the weight-bound ones once on the B images stacked with
+gap rows (``Compute.gap_rows``); every image's every tensor bit-exact with golden run on that
+image alone, on the ISA simulator and the tiny RTL (random AXI stalls); batch 1 unchanged."""
+
+import numpy as np
+import pytest
+
+from e2e_util import assert_layers_equal
+from ilmpq.firmware.compiler import CompileError, compile_model, disassemble
+from ilmpq.firmware.sim.isasim import run_compiled, run_compiled_batch
+from ilmpq.firmware.sim.simulate import simulate
+from ilmpq.golden import reference
+from ilmpq.golden.random_models import ModelBuilder
+from ilmpq.hdl.config import get_config
+from ilmpq.hdl.isa import Opcode, decode
+
+TINY = get_config("tiny")
+
+
+def block_model(rng, hw=(8, 8)):
+    """stem 3x3 -> a stride-2 block (3x3/2 conv1, 1x1/2 projection, 3x3 conv2 with the
+    residual) -> a stride-1 3x3 conv with an identity residual -> global average pooling ->
+    flatten -> FC (signed logits): ResNet's late stages in small."""
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, *hw))
+    x = b.conv("stem", "input", 5, 3, padding=1)
+    y = b.conv("b.c1", x, 6, 3, stride=2, padding=1)
+    d = b.conv("b.ds", x, 6, 1, stride=2, relu=False)
+    z = b.conv("b.c2", y, 6, 3, padding=1, residual=d)
+    w = b.conv("c3", z, 6, 3, padding=1, residual=z)
+    g = b.gap("gap", w)
+    return b.build(b.fc("fc", b.flatten("flat", g), 10))
+
+
+def images(rng, n, hw):
+    """Different images per slot, edges on purpose: a random one, all 255, all 0."""
+    out = [rng.integers(0, 256, size=(3, *hw)), np.full((3, *hw), 255), np.zeros((3, *hw))]
+    out += [rng.integers(0, 256, size=(3, *hw)) for _ in range(n)]
+    return [np.asarray(i, np.int64) for i in out[:n]]
+
+
+def assert_batch_exact(model, imgs, got):
+    for b, img in enumerate(imgs):
+        ref = reference.run(model, img, spec=TINY.numeric)
+        assert set(got[b]) == set(model.tensors)
+        for name, v in got[b].items():
+            np.testing.assert_array_equal(v, ref[name], err_msg=f"image {b}, tensor {name!r}")
+
+
+@pytest.mark.parametrize("batch,stack_from,hw", [
+    (2, "b.c1", (8, 8)),        # the stride-2 transition: stem stacked with a period of 10
+    (3, "b.c2", (8, 7)),        # stride-1 stacking from the residual conv (host input layout)
+    (2, None, (8, 8)),          # the compiler's choice (tiny: the FC is the weight-bound one)
+    (4, "c3", (6, 6)),
+])
+def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw):
+    model = block_model(rng, hw)
+    comp = compile_model(model, TINY, batch=batch, stack_from=stack_from)
+    assert comp.batch == batch and comp.one_program
+    assert comp.batch_from == (stack_from or "gap")
+    imgs = images(rng, batch, hw)
+    assert_batch_exact(model, imgs, run_compiled_batch(comp, imgs))
+    names = [r.name for r in comp.layers]
+    # per-image copies of the layers before the stacked ones, the stacked ones once
+    k = [l.name for l in model.layers].index(comp.batch_from)
+    for lay in model.layers[:k]:
+        assert all(f"{lay.name}@{b}" in names for b in range(1, batch)), lay.name
+    for lay in model.layers[k:]:
+        if lay.kind != "gap":
+            assert f"{lay.name}@1" not in names, lay.name
+    if stack_from is not None:
+        gaps = [f["gap_rows"] for op, f in map(decode, _program(comp))
+                if op == Opcode.COMPUTE and f["pool"] == 0]
+        assert any(gaps)                 # the gap rows read as padding somewhere
+
+
+def _program(comp):
+    step = comp.steps[0]
+    ib = 48
+    off = step.prog_addr - comp.base
+    return [bytes(comp.image[off + i * ib:off + (i + 1) * ib]) for i in range(step.n_instr)]
+
+
+def test_gap_rows_matter(rng):
+    """The same stacked program with the gap rows cleared reads the garbage rows a stacked
+    conv writes between the images (and the neighbouring image's rows) instead of padding:
+    the conv after the first stacked one then differs from golden (the gap rows of a
+    transition tensor are never written, so they hold zeros, which equal the padding)."""
+    from ilmpq.firmware.sim import isasim
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2, stack_from="b.c2")
+    imgs = images(rng, 2, (8, 8))
+    refs = [reference.run(model, img, spec=TINY.numeric) for img in imgs]
+    orig = isasim.run_program
+
+    def no_gaps(cfg, mem, prog_addr, n_instr, *a, **k):
+        # clear every COMPUTE's gap rows in memory (and reseal) before running
+        from ilmpq.hdl.isa import encode, seal
+        step = comp.steps[0]
+        for i in range(n_instr):
+            raw = mem.read(prog_addr + 48 * i, 48)
+            op, f = decode(raw)
+            if op == Opcode.COMPUTE and f["gap_rows"]:
+                f["gap_rows"] = 0
+                mem.write(prog_addr + 48 * i, seal(encode(op, **f), i, prog_addr,
+                                                   step.prog_tag))
+        return orig(cfg, mem, prog_addr, n_instr, *a, **k)
+    isasim.run_program = no_gaps
+    try:
+        got = run_compiled_batch(comp, imgs)
+    finally:
+        isasim.run_program = orig
+    for b in range(2):
+        np.testing.assert_array_equal(got[b]["b.c2"], refs[b]["b.c2"])
+    assert any(not np.array_equal(got[b]["c3"], refs[b]["c3"]) for b in range(2))
+
+
+def test_rtl_batched_random_stalls(rng):
+    """The stride-2 transition, the stacked residual convs, per-image pooling and the batched
+    FC through the tiny RTL with random AXI stalls and CSR timing: two runs of 2 images."""
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
+    imgs = images(rng, 4, (8, 8))
+    res = simulate(comp, imgs, mem_mode="random", seed=int(rng.integers(1 << 30)),
+                   csr_rng=True)
+    assert len(res) == 4
+    for img, r in zip(imgs, res):
+        assert_layers_equal(model, reference.run(model, img, spec=TINY.numeric), r.tensors)
+
+
+def test_batch_one_is_the_unbatched_program(rng):
+    """``batch=1`` compiles exactly what a compile without it does (same image, same
+    instructions), and the ISA simulator agrees with the batched run's image 0."""
+    model = block_model(rng, (8, 8))
+    a = compile_model(model, TINY)
+    b = compile_model(model, TINY, batch=1)
+    assert bytes(a.image) == bytes(b.image)
+    assert disassemble(a, a.steps[0]) == disassemble(b, b.steps[0])
+    img = images(rng, 1, (8, 8))[0]
+    one = run_compiled(a, img)
+    two = run_compiled_batch(compile_model(model, TINY, batch=2, stack_from="b.c1"),
+                             [img, img])
+    for name in model.tensors:
+        np.testing.assert_array_equal(two[0][name], one[name])
+        np.testing.assert_array_equal(two[1][name], one[name])
+
+
+@pytest.mark.parametrize("batch", [0, -1, 17, 2.0, True, "2"])
+def test_bad_batch_is_one_clear_error(rng, batch):
+    model = block_model(rng, (8, 8))
+    with pytest.raises(CompileError, match=r"batch = .* is not allowed: it must be an integer "
+                                           r"in \[1, 16\]"):
+        compile_model(model, TINY, batch=batch)
+
+
+def test_bad_stack_from_is_one_clear_error(rng):
+    model = block_model(rng, (8, 8))
+    with pytest.raises(CompileError, match="'nope' is not a layer of the model"):
+        compile_model(model, TINY, batch=2, stack_from="nope")
+    with pytest.raises(CompileError, match="stack_from = 'stem'.*read the input"):
+        compile_model(model, TINY, batch=2, stack_from="stem")
+    with pytest.raises(CompileError, match="stack_from = 'fc' is not allowed"):
+        compile_model(model, TINY, stack_from="fc")
+
+
+def test_driver_refuses_single_image_run_of_a_batched_program(rng):
+    from ilmpq.firmware.driver import Driver, run_sync
+    from ilmpq.golden.errors import IlmpqValueError
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2)
+    drv = Driver.__new__(Driver)
+    with pytest.raises(IlmpqValueError, match="compiled for batches of 2 images"):
+        run_sync(drv.infer(comp, images(rng, 1, (8, 8))[0]))
+    with pytest.raises(IlmpqValueError, match="exactly its 2 images, got 3"):
+        run_sync(drv.infer_batch(comp, images(rng, 3, (8, 8))))
