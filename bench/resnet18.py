@@ -345,6 +345,66 @@ def model_network(cfg: HWConfig, model, label: str, memory: cm.MemoryTiming = ME
     return res, comp, est
 
 
+def _weight_share(est) -> float:
+    """Share of the program's cycles the PE array waits for weight packages."""
+    return sum(l.breakdown.get("weights", 0) for l in est.layers if l.where == "accel") \
+        / est.cycles
+
+
+def batched(cfg: HWConfig, model, batches, res1: dict, est1,
+            memory: cm.MemoryTiming = MEMORY) -> list[dict]:
+    """The network compiled for B images per run (``compile_model(batch=B)``: the
+    weight-bound layers on the B images stacked, one weight set for all of them), one row per
+    B (B = 1: ``res1``/``est1``, the unbatched run): cycles of a run, its latency, fps = B *
+    clock / cycles (end to end with the restart gap once per run), utilization, weight-wait
+    share."""
+    rows = [{"batch": 1, "stacked_from": "", "cycles_per_batch": res1["cycles"],
+             "cycles_per_image": res1["cycles"], "latency_ms": res1["ms"],
+             "fps": res1["fps"], "e2e_fps": CLOCK_HZ / (res1["cycles"] + RESTART_GAP_CYCLES),
+             "utilization": res1["utilization"], "weight_wait_share": _weight_share(est1)}]
+    for b in batches:
+        t0 = time.perf_counter()
+        comp = compile_model(model, cfg, batch=b)
+        est = cm.estimate(comp, memory=memory)
+        cyc = est.cycles
+        rows.append({"batch": b, "stacked_from": comp.batch_from, "cycles_per_batch": cyc,
+                     "cycles_per_image": cyc / b, "latency_ms": 1e3 * cyc / CLOCK_HZ,
+                     "fps": b * CLOCK_HZ / cyc,
+                     "e2e_fps": b * CLOCK_HZ / (cyc + RESTART_GAP_CYCLES),
+                     "utilization": est.macs / (cyc * peak_macs(cfg)),
+                     "weight_wait_share": _weight_share(est),
+                     "memory_bytes": comp.size, "model_s": time.perf_counter() - t0})
+        print(f"{cfg.name} batch {b}: {cyc:,} cycles a run, {rows[-1]['fps']:.1f} fps, "
+              f"util {100 * rows[-1]['utilization']:.1f} %, weights "
+              f"{100 * rows[-1]['weight_wait_share']:.1f} % (stacked from "
+              f"{comp.batch_from})", flush=True)
+    return rows
+
+
+def batch_section(r: dict) -> list[str]:
+    """The markdown of the batched runs (:func:`batched`)."""
+    if not any(r["results"][k].get("batched") for k in ("z020", "z045")):
+        return []
+    L = ["## Batching: B images per weight set (`compile_model(batch=B)`)", "",
+         "The layers before the weight-bound ones run per image; from the first weight-bound "
+         "conv on (fewer output pixels than the beats of one weight set) the B images are "
+         "stacked in one tensor with gap rows between them (`Compute.gap_rows`), so every "
+         "weight set is loaded once for B images; global average pooling runs per image and "
+         "the FC on the B pooled vectors as B pixels (`docs/architecture.md`, *Batching*). "
+         "fps = B x clock / cycles of a run; the latency is that of the whole run (the B "
+         "images' results are ready together); end-to-end adds the restart gap once per run.",
+         "", "| build | B | stacked from | cycles a run | cycles/image | latency ms | fps | "
+         "end-to-end fps | utilization | weight waits |",
+         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for k in ("z020", "z045"):
+        for q in r["results"][k].get("batched", []):
+            L.append(f"| {k} | {q['batch']} | {q['stacked_from'] or '-'} | "
+                     f"{q['cycles_per_batch']:,} | {q['cycles_per_image']:,.0f} | "
+                     f"{q['latency_ms']:.2f} | {q['fps']:.1f} | {q['e2e_fps']:.1f} | "
+                     f"{100 * q['utilization']:.1f} % | {100 * q['weight_wait_share']:.1f} % |")
+    return L + [""]
+
+
 # -- RTL (Verilator) -----------------------------------------------------------------------------
 
 ANCHOR_LAYERS = [
@@ -857,6 +917,7 @@ def markdown(r: dict) -> str:
                       f"**{st['steady_fps']:.1f} fps** at {CLOCK_HZ / 1e6:.0f} MHz "
                       f"({st['sim_wall_s']:.0f} s simulation)."]
         L.append("")
+    L += [""] + batch_section(r)
     v45 = r.get("rtl_z045")
     if v45:
         mem = v45["memory"]
@@ -1139,6 +1200,9 @@ def main(argv=None) -> int:
                     help="only (re)model the same-LUT-budget baselines into the existing JSON "
                          "(after bench/resources.py has the presets' LUTs), then rewrite the "
                          "report")
+    ap.add_argument("--batch", default="2,4,8", metavar="B,B,...",
+                    help="also model the network compiled for B images per run "
+                         "(compile_model(batch=B)), each B on both presets ('': none)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown, targets and plot from the existing JSON")
     args = ap.parse_args(argv)
@@ -1181,6 +1245,9 @@ def main(argv=None) -> int:
         res, comp, est = model_network(cfg, ilmpq_model, name)
         res["latency_sweep"] = latency_sweep(comp, cfg)
         res["ddr"] = ddr_budget(name)
+        batches = [int(b) for b in args.batch.split(",") if b.strip() and int(b) > 1]
+        if batches:
+            res["batched"] = batched(cfg, ilmpq_model, batches, res, est)
         r["results"][name] = res
         kept[name] = (ilmpq_model, comp, est)
         print(f"{name:22s} {res['cycles']:>10,} cycles {res['fps']:6.1f} fps "
