@@ -1153,8 +1153,50 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                 reports.append(dataclasses.replace(r, name=f"{r.name}@{b}"))
                 cur_layers.append(f"{r.name}@{b}")
             stores_in_segment += s0
-        for t in bplan.transition:
+        for t in sorted(bplan.transition):
+            gap_fill(t)
             producers[stk(t)] = (stores_in_segment, [], True)
+
+    def gap_fill(t: str):
+        """Write the gap rows of stacked tensor ``t`` (its images' rows were stored by their
+        producers): per gap a 1x1 max pooling on the pooling unit copies the ``P - H`` rows
+        before it into it, so that every row of the tensor has its check entry and every
+        load of it is checked (docs/reliability.md 3.1). The copied bytes read as padding
+        (``gap_rows``). Where the pooling unit cannot (a signed input, more gap rows than
+        image rows) the gap rows stay unwritten and the tensor unchecked."""
+        nonlocal stores_in_segment
+        st = tensors[stk(t)]
+        p_, h_ = bplan.period[t]
+        g = p_ - h_
+        if not act_check or g == 0 or g > h_:
+            return
+        rb = st.w * st.c_mem
+        sp = mview.tensors[stk(t)]
+        for b in range(batch - 1):
+            vin, vout = f"{t}@gapsrc{b}", f"{t}@gap{b}"
+            for nm, r in ((vin, b * p_ + h_ - g), (vout, b * p_ + h_)):
+                tensors[nm] = TensorPlacement(nm, st.addr + r * rb, st.channels, st.c_mem, g,
+                                              st.w, st.perm, st.signed, st.bits,
+                                              offset=st.offset)
+                mview.tensors[nm] = dataclasses.replace(sp, name=nm,
+                                                        shape=(st.channels, g, st.w))
+            producers[vin] = (stores_in_segment, [], True)
+            lay = MaxPoolLayer(f"{t}:gap{b}", vin, vout, (1, 1), (1, 1))
+            if _pool_unsupported(lay, mview, cfg, tensors):
+                return
+            out = tensors[vout]
+
+            def _pl(name, channels, h, w, perm, out=out):
+                if len(perm) != out.c_mem:
+                    raise CompileError(f"tensor {t!r}: its gap rows cannot be copied "
+                                       f"({len(perm)} != {out.c_mem} positions)")
+                return out
+            rep_g = _compile_pool(lay, mview, cfg, img, tensors, _pl, cur_instr,
+                                  stores_in_segment, producers)
+            rep_g.kind = "gapfill"
+            stores_in_segment += rep_g.ptiles
+            cur_layers.append(rep_g.name)
+            reports.append(rep_g)
 
     def compile_stacked(layer):
         """A layer from the batch plan's split on: once for the B stacked images (global
