@@ -24,8 +24,8 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode, act_check_sum, decode,
-                        is_sealed, lut_block_bytes,
+from ...hdl.isa import (DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode, act_check_sum,
+                        decode, is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
 from .. import wpkg
