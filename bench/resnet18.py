@@ -381,6 +381,39 @@ def batched(cfg: HWConfig, model, batches, res1: dict, est1,
     return rows
 
 
+def batch_rtl(seed: int, batch: int = 2) -> dict:
+    """A real-shape stacked block on the z020 RTL (Verilator, deterministic memory at the
+    default latencies, ``cyclemodel.MemoryTiming()``): a
+    per-image 1x1 conv (512 -> 512 on 7x7), then layer4.1's two 3x3 convs (the second with the
+    residual) on ``batch`` images stacked (gap rows, the gap-filling copies); unbatched and
+    batched, each bit-exact with golden per image, the cycle model against the RTL cycles."""
+    from ilmpq.firmware.sim.simulate import simulate
+    cfg = get_config("z020")
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder(rng, spec=cfg.numeric, ratio=cfg.ratio, input_shape=(512, 7, 7))
+    x = b.conv("pre", "input", 512, 1)
+    y = b.conv("layer4.1.conv1", x, 512, 3, padding=1)
+    model = b.build(b.conv("layer4.1.conv2", y, 512, 3, padding=1, residual=x))
+    out = {"model": "pre (1x1, per image) -> layer4.1.conv1 -> layer4.1.conv2 (+pre), "
+                    "512 x 7 x 7", "runs": []}
+    for bb in (1, batch):
+        comp = compile_model(model, cfg, batch=bb,
+                             **({"stack_from": "layer4.1.conv1"} if bb > 1 else {}))
+        imgs = [rng.integers(0, 256, size=(512, 7, 7)) for _ in range(bb)]
+        t0 = time.perf_counter()
+        res = simulate(comp, imgs, sim="verilator")
+        sim_s = time.perf_counter() - t0
+        exact = all(_check_exact(model, q.tensors, im, cfg.numeric) for q, im in zip(res, imgs))
+        est = cm.estimate(comp).programs[0]        # the same (default) memory timing
+        rtl = res[0].stats["cycles"]
+        out["runs"].append({"batch": bb, "rtl_cycles": rtl, "model_cycles": est.cycles,
+                            "model_err": (est.cycles - rtl) / rtl, "bit_exact": exact,
+                            "rtl_cycles_per_image": rtl / bb, "sim_s": sim_s})
+        print(f"batch RTL z020 B={bb}: {rtl:,} cycles ({rtl / bb:,.0f} an image), model "
+              f"{100 * (est.cycles - rtl) / rtl:+.2f} %, bit-exact {exact}", flush=True)
+    return out
+
+
 def batch_section(r: dict) -> list[str]:
     """The markdown of the batched runs (:func:`batched`)."""
     if not any(r["results"][k].get("batched") for k in ("z020", "z045")):
@@ -402,6 +435,14 @@ def batch_section(r: dict) -> list[str]:
                      f"{q['cycles_per_batch']:,} | {q['cycles_per_image']:,.0f} | "
                      f"{q['latency_ms']:.2f} | {q['fps']:.1f} | {q['e2e_fps']:.1f} | "
                      f"{100 * q['utilization']:.1f} % | {100 * q['weight_wait_share']:.1f} % |")
+    v = r.get("batch_rtl")
+    if v:
+        L += ["", f"Real-shape check on the z020 RTL (Verilator, `--batch-rtl`): {v['model']}.",
+              "", "| B | RTL cycles | cycles/image | model vs RTL | bit-exact (every image) |",
+              "|---:|---:|---:|---:|---|"]
+        for q in v["runs"]:
+            L.append(f"| {q['batch']} | {q['rtl_cycles']:,} | {q['rtl_cycles_per_image']:,.0f} "
+                     f"| {100 * q['model_err']:+.2f} % | {'yes' if q['bit_exact'] else 'NO'} |")
     return L + [""]
 
 
@@ -1203,6 +1244,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", default="2,4,8", metavar="B,B,...",
                     help="also model the network compiled for B images per run "
                          "(compile_model(batch=B)), each B on both presets ('': none)")
+    ap.add_argument("--batch-rtl", action="store_true",
+                    help="also run a stacked real-shape layer4 block (B = 2) through the z020 "
+                         "RTL (Verilator)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown, targets and plot from the existing JSON")
     args = ap.parse_args(argv)
@@ -1267,6 +1311,8 @@ def main(argv=None) -> int:
                                   *((model, comp, est) if args.full_rtl else ()))
         if not args.no_z045_rtl:
             r["rtl_z045"] = rtl_validation(get_config("z045"), args.seed, MEMORY)
+    if args.batch_rtl:
+        r["batch_rtl"] = batch_rtl(args.seed)
     if not args.no_rtl and args.tiny_sweep:
         r["tiny_sweep"] = tiny_sweep(args.tiny_sweep, args.seed)
     # what this run did not repeat is kept from the earlier run, saying which run it is
