@@ -44,7 +44,9 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   left it (its last word went to the PE array's shadow registers); a package is usable after its
   trailer. With the MAC (a model compiled with a key) the filler takes a beat every 2 cycles and
   waits for the nonce and the tag: ``2 B + 7`` cycles a package of ``B`` beats.
-* **COMPUTE** ``n`` starts when LOAD_ROWS ``n`` is done, mtile ``g`` when mtile ``g - 2`` is
+* **COMPUTE** ``n`` starts when the LOAD_ROWS it reads is done (``n`` minus the COMPUTEs with
+  ``keep`` before it: such a COMPUTE leaves its half and load to the next, and the loader's
+  ``n - 2`` counts releases), mtile ``g`` when mtile ``g - 2`` is
   drained. A weight set takes ``max(pixels, words_per_set)`` PE cycles (the shadow set reloads one
   bank word a cycle behind the swap); the first set of a package waits ``words_per_set`` cycles
   after the package's first word is on ``wout``. Mtiles are separated by MTILE_PREP/MTILE.
@@ -263,6 +265,11 @@ class LayerTiming:
     tiles: list = field(default_factory=list)
     #: Cycles per cause (:data:`CAUSES`); they add up to :attr:`cycles`.
     breakdown: dict = field(default_factory=dict)
+    #: A layer whose pixel tiles interleave with another's (convs sharing their loads,
+    #: ``AccelStep.tile_layers``): its share of the pair's cycles, one ``(start, end)`` per tile,
+    #: from the end of the PE beats of the tile before it to the end of its own (the last tile of
+    #: the pair to the pair's end); ``cycles`` is their sum. Empty: ``[start, end)``.
+    intervals: list = field(default_factory=list)
 
     def utilization(self, config: HWConfig) -> float:
         """Useful MACs over the peak MACs of this layer's cycles."""
@@ -1431,11 +1438,40 @@ def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
             lt.end = prev = max(t.store_done for t in lt.tiles)
             pt.layers.append(lt)
         pt.layers[-1].end = float(pt.cycles)
+        if step.tile_layers:
+            _interleaved(pt, names)
         for lt in pt.layers:
-            lt.cycles = lt.end - lt.start
+            lt.cycles = (sum(b - a for a, b in lt.intervals) if lt.intervals
+                         else lt.end - lt.start)
             lt.breakdown = _breakdown(lt, cfg)
         programs.append(pt)
     return CycleEstimate(cfg, memory, programs, layers)
+
+
+def _interleaved(pt: ProgramTiming, names: list):
+    """The cycles of two layers whose tiles alternate (``names``: the layer of each tile, in
+    program order; convs sharing their loads): the run of alternating tiles is one window from
+    the first layer's ``start`` to the last one's ``end``, cut at the end of each tile's PE
+    beats, each piece to its tile's layer (the last piece runs to the window's end);
+    :attr:`LayerTiming.intervals`."""
+    by_name = {lt.name: lt for lt in pt.layers}
+    i = 0
+    while i + 2 < len(names):
+        if names[i] == names[i + 1] or names[i] != names[i + 2]:
+            i += 1
+            continue
+        j = i + 3
+        while j < len(names) and names[j] == names[j - 2]:
+            j += 1
+        lts = [by_name[names[i]], by_name[names[i + 1]]]
+        a, end = min(lt.start for lt in lts), max(lt.end for lt in lts)
+        for q in range(i, j):
+            b = end if q == j - 1 else min(end, max(a, pt.tiles[q].compute_end))
+            by_name[names[q]].intervals.append((a, b))
+            a = b
+        for lt in lts:
+            lt.start, lt.end = lt.intervals[0][0], lt.intervals[-1][1]
+        i = j
 
 
 def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
@@ -1445,15 +1481,18 @@ def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
     out["compute"] = lt.macs / cfg.macs_per_cycle
     out["padding"] = beats - out["compute"]
     last_beat = max(t.compute_end for t in lt.tiles)
+    spans = lt.intervals or [(lt.start, lt.end)]
     for t in lt.tiles:
         for a, b, cause in t.gaps:
-            a, b = max(a, lt.start), min(b, lt.end)
-            if b > a:
-                out[cause] += b - a
+            for s0, s1 in spans:
+                lo, hi = max(a, s0), min(b, s1)
+                if hi > lo:
+                    out[cause] += hi - lo
     # with the fine-grained layer barrier a layer's first tiles overlap the previous layer's
     # last ones, so some of its beats fall before ``lt.start``: the drain then gets what is
     # left of the window (the causes still add up to ``lt.cycles`` and none is negative)
     rest = lt.cycles - sum(v for k, v in out.items() if k != "drain")
-    out["drain"] = max(0.0, min(lt.end - max(last_beat, lt.start), rest))
+    drain = sum(max(0.0, s1 - max(last_beat, s0)) for s0, s1 in spans)
+    out["drain"] = max(0.0, min(drain, rest))
     out["other"] += lt.cycles - sum(out.values())
     return out
