@@ -268,7 +268,8 @@ class LayerTiming:
     #: A layer whose pixel tiles interleave with another's (convs sharing their loads,
     #: ``AccelStep.tile_layers``): its share of the pair's cycles, one ``(start, end)`` per tile,
     #: from the end of the PE beats of the tile before it to the end of its own (the last tile of
-    #: the pair to the pair's end); ``cycles`` is their sum. Empty: ``[start, end)``.
+    #: the pair to the pair's end); ``cycles`` is their sum, ``start`` and ``end`` are the
+    #: pair's. Empty: ``[start, end)``.
     intervals: list = field(default_factory=list)
 
     def utilization(self, config: HWConfig) -> float:
@@ -1464,13 +1465,14 @@ def _interleaved(pt: ProgramTiming, names: list):
         while j < len(names) and names[j] == names[j - 2]:
             j += 1
         lts = [by_name[names[i]], by_name[names[i + 1]]]
-        a, end = min(lt.start for lt in lts), max(lt.end for lt in lts)
+        a = start = min(lt.start for lt in lts)
+        end = max(lt.end for lt in lts)
         for q in range(i, j):
             b = end if q == j - 1 else min(end, max(a, pt.tiles[q].compute_end))
             by_name[names[q]].intervals.append((a, b))
             a = b
-        for lt in lts:
-            lt.start, lt.end = lt.intervals[0][0], lt.intervals[-1][1]
+        for lt in lts:                    # both span the pair's window
+            lt.start, lt.end = start, end
         i = j
 
 
