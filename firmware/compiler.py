@@ -850,6 +850,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # convs compiled as a pair sharing their loads (_compile_pair): first -> second; the
     # interleaved layer of each pixel tile of each segment (AccelStep.tile_layers)
     pairs: dict[str, str] = {}
+    with_next: dict[str, str] = {}     # a pair the cycle model kept apart
     seg_tiles: dict[int, list | None] = {}
 
     def flush_segment():
@@ -1042,7 +1043,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         return _place
 
     for li, layer0 in enumerate(model.layers):
-        if layer0.name in pairs.values():
+        if layer0.name in pairs.values() or layer0.name in with_next.values():
             continue                      # compiled with the conv before it (_compile_pair)
         layer = _alias(layer0)
         if isinstance(layer, LutLayer) and layer.name in fused:
@@ -1174,10 +1175,10 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         try:
             if sib is not None:
                 # one LOAD_ROWS a pixel tile for both convs: the second is done here
-                rep, n_pkgs, rep_b = _compile_pair(
+                rep, n_pkgs, rep_b, shared = _compile_pair(
                     layer, sib, mview, cfg, spec, img, tensors, conv_place, cur_instr,
                     seq_counter, stores_in_segment, producers, mac=mac,
-                    offset_out=(offset_out, sib.output in offset_ok))
+                    offset_out=(offset_out, sib.output in offset_ok), strided=not act_check)
             else:
                 rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
                                             cur_instr, seq_counter, stores_in_segment,
@@ -1214,7 +1215,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         cur_layers.append(layer.name)
         reports.append(rep)
         if sib is not None:
-            pairs[layer.name] = sib.name
+            # (apart was faster: one after the other, on their own tilings)
+            (pairs if shared else with_next)[layer.name] = sib.name
             stores_in_segment += rep_b.ptiles
             cur_layers.append(sib.name)
             reports.append(rep_b)
@@ -2766,67 +2768,120 @@ def _pair_tile_layers(reports: list, pairs: dict) -> list | None:
 
 def _compile_pair(a: ConvLayer, b: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
-                  producers: dict, *, mac=None, offset_out=(False, False)):
+                  producers: dict, *, mac=None, offset_out=(False, False),
+                  strided: bool = False):
     """Two convs reading the same input with the same output size (:func:`_sibling`), on one
     tiling: per pixel tile ONE LOAD_ROWS of the union of the input rows both need, then
     ``a``'s LOAD_WEIGHTS, COMPUTE (``keep``: the activation-buffer half stays for the next
     COMPUTE) and STORE, then ``b``'s on the same half (``in_rows``/``ty0`` of the union), so
-    the input is read once a tile. The tiling: the most output rows a tile that both convs
-    fit (accumulator depth, their own input rows) and whose union fits half of the activation
-    buffer. Returns ``(report of a, weight packages of both, report of b)``; a pair whose
-    weights take several LOAD_WEIGHTS streams a tile is emitted one conv after the other (on
-    the common tiling)."""
+    the input is read once a tile. The common tiling: the most output rows a tile that both
+    convs fit (accumulator depth, their own input rows) and whose union fits half of the
+    activation buffer. Where that tiling differs from the convs' own (a conv then streams its
+    weights once more per extra tile), the cycle model (:func:`~ilmpq.firmware.cyclemodel.
+    estimate_program`, a Zynq HP port's memory, the pair alone) picks the faster of the shared
+    program and the two convs one after the other, each on its own tiling (``strided``: the
+    1x1 one through strided loads, as without a pair), the shared one within
+    :data:`_PAIR_MARGIN`. Returns ``(report of a, weight packages
+    of both, report of b, whether they share their loads)``."""
     src = tensors[a.input]
     oh, ow = model.tensors[a.output].shape[1:]
     row_words = src.w * (src.c_mem // cfg.tn)
     half_words = cfg.act_depth // 2
+    placed: dict = {}
+
+    def place_once(name, channels, h, w, perm):
+        # each variant places the same output tensor (its lane order does not depend on the
+        # tiling): one placement for both
+        if name not in placed:
+            placed[name] = place(name, channels, h, w, perm)
+        return placed[name]
 
     def union(oy0, oy1):
         rows = [_tile_input_rows(oy0, oy1, c.stride[0], c.padding[0], c.weight.shape[2], src)
                 for c in (a, b)]
         return rows, min(r[1] for r in rows), max(r[2] for r in rows)
 
+    def fits(rpt):
+        return all((u[2] - u[1]) * row_words <= half_words
+                   for u in (union(y, min(oh, y + rpt)) for y in range(0, oh, rpt)))
+
+    def both(rpt, strided_b):
+        ia, ib = [], []
+        ra, na = _compile_conv(a, model, cfg, spec, img, tensors, place_once, ia, seq_base,
+                               stores_before, producers, mac=mac, offset_out=offset_out[0],
+                               max_tile_rows=rpt)
+        pa = producers[a.output]
+        rb, nb = _compile_conv(b, model, cfg, spec, img, tensors, place_once, ib,
+                               seq_base + na, stores_before + ra.ptiles, producers, mac=mac,
+                               offset_out=offset_out[1], max_tile_rows=rpt, strided=strided_b)
+        return ia, ib, ra, rb, na + nb, pa, producers[b.output]
+
     rpt = max(1, cfg.acc_depth // ow)
     for c in (a, b):
         rpt = _fit_rows(c.name, rpt, c.stride[0], c.weight.shape[2], row_words, src, cfg)
-    while rpt > 1 and any((u[2] - u[1]) * row_words > half_words
-                          for u in (union(y, min(oh, y + rpt)) for y in range(0, oh, rpt))):
+    while rpt > 1 and not fits(rpt):
         rpt -= 1
-    ia, ib = [], []
-    rep_a, na = _compile_conv(a, model, cfg, spec, img, tensors, place, ia, seq_base,
-                              stores_before, producers, mac=mac, offset_out=offset_out[0],
-                              max_tile_rows=rpt)
-    rep_b, nb = _compile_conv(b, model, cfg, spec, img, tensors, place, ib, seq_base + na,
-                              stores_before + rep_a.ptiles, producers, mac=mac,
-                              offset_out=offset_out[1], max_tile_rows=rpt)
+    mark = len(img.data)
+    # the convs one after the other, each on its own tiling (what compiling them apart gives)
+    apart = both(0, strided)
+    end = len(img.data)
+    # the same weights and lane parameters again, at the same addresses, for the shared tiling
+    del img.data[mark:]
+    ia, ib, rep_a, rep_b, n_pkgs, rows_a, _ = both(rpt, False)
+    assert len(img.data) == end
     da, db = [decode(x) for x in ia], [decode(x) for x in ib]
     ops = [[op for op, _ in d] for d in (da, db)]
     one = [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE]
-    if rep_a.ptiles != rep_b.ptiles or ops[0] != one * rep_a.ptiles or ops[1] != ops[0] or \
-            any((u[2] - u[1]) * row_words > half_words
-                for u in (union(y, min(oh, y + rpt)) for y in range(0, oh, rpt))):
-        instrs += ia + ib                 # one after the other, as two layers
-        return rep_a, na + nb, rep_b
-    bb = cfg.beat_bytes
-    _, rows_a, _ = producers[a.output]
-    ends = [r[0] for r in rows_a[1:]] + [oh]
-    for t, (oy0, oy1) in enumerate(rows_a):
-        rows, r0, r1 = union(oy0, oy1)
-        beats = _load_beats(src, r0, r1, cfg)
-        instrs.append(_load_rows(src, r0, r1, beats, producers.get(a.input)))
-        for k, (d, rep) in enumerate(((da, rep_a), (db, rep_b))):
-            (_, lr), (_, lw), (_, cp), (_, st) = d[4 * t:4 * t + 4]
-            rep.dma_read_bytes += ((beats if k == 0 else 0) - lr["beats"]) * bb
-            cp.update(in_rows=r1 - r0, ty0=rows[k][0] - r0, keep=int(k == 0))
-            instrs += [encode(Opcode.LOAD_WEIGHTS, **lw), encode(Opcode.COMPUTE, **cp),
-                       encode(Opcode.STORE, **st)]
+    shared = []
+    if rep_a.ptiles == rep_b.ptiles and ops[0] == one * rep_a.ptiles and ops[1] == ops[0] \
+            and fits(rpt):
+        bb = cfg.beat_bytes
+        rows_a = rows_a[1]
+        for t, (oy0, oy1) in enumerate(rows_a):
+            rows, r0, r1 = union(oy0, oy1)
+            beats = _load_beats(src, r0, r1, cfg)
+            shared.append(_load_rows(src, r0, r1, beats, producers.get(a.input)))
+            for k, (d, rep) in enumerate(((da, rep_a), (db, rep_b))):
+                (_, lr), (_, lw), (_, cp), (_, st) = d[4 * t:4 * t + 4]
+                rep.dma_read_bytes += ((beats if k == 0 else 0) - lr["beats"]) * bb
+                cp.update(in_rows=r1 - r0, ty0=rows[k][0] - r0, keep=int(k == 0))
+                shared += [encode(Opcode.LOAD_WEIGHTS, **lw), encode(Opcode.COMPUTE, **cp),
+                           encode(Opcode.STORE, **st)]
+    if not shared or _pair_cycles(cfg, img, apart[0] + apart[1], mac) * (1 + _PAIR_MARGIN) < \
+            _pair_cycles(cfg, img, shared, mac):
+        ia, ib, rep_a, rep_b, n_pkgs, pa, pb = apart
+        producers[a.output], producers[b.output] = pa, pb
+        instrs += ia + ib
+        return rep_a, n_pkgs, rep_b, False
+    instrs += shared
     # STOREs interleave (a's tile t is STORE 2t of the pair, b's 2t + 1): the readers' waits
     # (_tile_wait counts the entries whose first row is below the rows they load) count a's
     # tile t and b's tile t - 1 for a, both of tile t for b
+    ends = [r[0] for r in rows_a[1:]] + [oh]
     producers[a.output] = (stores_before, [e for (oy0, oy1), nxt in zip(rows_a, ends)
                                            for e in ((oy0, oy1), (nxt, nxt))], False)
     producers[b.output] = (stores_before, [e for r in rows_a for e in (r, r)], False)
-    return rep_a, na + nb, rep_b
+    return rep_a, n_pkgs, rep_b, True
+
+
+#: A pair loads its input once unless the cycle model, on the pair alone, finds the two convs
+#: one after the other faster by more than this share (the shared program also spares the DRAM
+#: the second read, which the pair alone does not compete for).
+_PAIR_MARGIN = 0.005
+
+
+def _pair_cycles(cfg: HWConfig, img: _Image, instrs: list, mac) -> int:
+    """Cycles of ``instrs`` (a pair's tiles) run alone (every load's input ready) by the
+    cycle model, with a Zynq HP port's memory (:func:`_compile_pair`)."""
+    from . import cyclemodel as cm
+    prog = []
+    for raw in instrs:
+        op, f = decode(raw)
+        prog.append(encode(op, **dict(f, wait_stores=0)) if op == Opcode.LOAD_ROWS else raw)
+    prog.append(encode(Opcode.END))
+    pa = img.base + len(img.data)
+    return cm.estimate_program(cfg, bytes(img.data) + b"".join(prog), img.base, pa, len(prog),
+                               memory=cm.MemoryTiming.zynq_hp(), mac=mac is not None).cycles
 
 
 def _fc_as_conv(layer, tensors: dict, cfg: HWConfig):
