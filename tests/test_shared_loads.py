@@ -158,3 +158,40 @@ def test_share_loads_must_be_a_bool():
     with pytest.raises(CompileError, match="share_loads = 1 is not allowed: it must be True or "
                                            "False"):
         compile_model(model, TINY, share_loads=1)
+
+
+@pytest.mark.parametrize("act_check", [True, False])
+def test_pair_with_different_tilings_either_way(monkeypatch, act_check):
+    """conv1's input rows limit its tiles to one output row (4 rows of 32 x 32 activations
+    fill half of tiny's buffer), the downsample's own tiles take two (one through strided loads,
+    unchecked): the common tiling costs
+    the downsample a weight stream per extra tile, so the compiler lets the cycle model pick.
+    Forced each way (``_PAIR_MARGIN``), both programs are bit-exact, and the one kept apart is
+    exactly the program compiled without sharing (each conv on its own tiling; unchecked, the
+    projection through strided loads)."""
+    from ilmpq.firmware import compiler
+    rng = np.random.default_rng(9)
+    b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, 6, 32))
+    t = b.conv("stem", "input", 16, 1)         # 16 rows in 4 mtiles: 32 positions a pixel
+    t1 = b.conv("blk.conv1", t, 8, 3, stride=2, padding=1)
+    sh = b.conv("blk.downsample", t, 8, 1, stride=2, relu=False)
+    model = b.build(b.conv("blk.conv2", t1, 8, 3, padding=1, residual=sh))
+    img = rng.integers(0, 256, size=(3, 6, 32), dtype=np.uint8)
+    ref = reference.run(model, img, spec=TINY.numeric)
+    off = compile_model(model, TINY, act_check=act_check, share_loads=False)
+    rep = {r.name: r.ptiles for r in off.layers}
+    # (unchecked, the strided projection loads only its pixels: one tile)
+    assert rep["blk.conv1"] == 3 and rep["blk.downsample"] == (2 if act_check else 1)
+    for margin, shared in ((-1.0, False), (float("inf"), True)):
+        monkeypatch.setattr(compiler, "_PAIR_MARGIN", margin)
+        comp = compile_model(model, TINY, act_check=act_check)
+        got = isasim.run_compiled(comp, img)
+        for layer in model.layers:
+            np.testing.assert_array_equal(got[layer.output], ref[layer.output])
+        step, instrs = _program(comp)
+        keeps = sum(f["keep"] for op, f in instrs if op == Opcode.COMPUTE)
+        if shared:
+            assert keeps == 3 and step.tile_layers.count("blk.downsample") == 3
+        else:
+            assert keeps == 0 and step.tile_layers is None
+            assert bytes(comp.image) == bytes(off.image)
