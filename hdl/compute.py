@@ -113,7 +113,9 @@ class ComputeUnit(wiring.Component):
             width=cfg.tn * cfg.act_bits + data.Layout.cast(meta_layout).size, depth=depth)
 
         ins = Signal(Compute)
-        n_instr = Signal(32)       # loads released so far (COMPUTEs completed without ``keep``)
+        # the load the next COMPUTE reads = the loads released so far (COMPUTEs completed
+        # without ``keep``): ``done_count`` itself, no second counter
+        n_instr = self.done_count
         g = Signal(32)             # global mtile counter
         m.d.comb += self.mtiles_started.eq(g)
 
@@ -412,8 +414,7 @@ class ComputeUnit(wiring.Component):
                 with m.If(~b_valid):
                     # ``keep``: the next COMPUTE reads the same load (half not released)
                     with m.If(~ins.keep):
-                        m.d.sync += [self.done_count.eq(self.done_count + 1),
-                                     n_instr.eq(n_instr + 1)]
+                        m.d.sync += self.done_count.eq(self.done_count + 1)
                     m.next = "IDLE"
             with m.State("HALT"):
                 pass
