@@ -75,7 +75,7 @@ from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
 from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode,
                        act_check_entries, decode, encode, pack_lane_params, pack_lut_block,
-                       pack_params_block, params_block_bytes, seal)
+                       pack_params_block, params_block_bytes, pixel_tiles, seal)
 from . import wpkg
 
 __all__ = ["CompileError", "TensorPlacement", "AccelStep", "CpuStep", "FrameSlot",
@@ -268,6 +268,9 @@ class AccelStep:
     n_instr: int
     #: PROG_TAG of the program (see :func:`_prog_tag`)
     prog_tag: int = 0
+    #: The layer of each pixel tile in program order when two layers' tiles interleave (convs
+    #: sharing their loads, :func:`_compile_pair`); None: each layer's tiles in turn.
+    tile_layers: list[str] | None = None
 
 
 @dataclass
@@ -587,18 +590,18 @@ class _CheckTables:
                 return p
         return None
 
-    def seal_segment(self, instrs: list, phys: list, reports: list):
+    def seal_segment(self, instrs: list, phys: list, reports: list,
+                     tile_layers: list | None = None):
         """Fill the check fields of a segment's STOREs and LOAD_ROWS (arena-relative
-        addresses) and count their extra bytes into the layers' reports."""
+        addresses) and count their extra bytes into the layers' reports (``tile_layers``: the
+        layer of each pixel tile, :attr:`AccelStep.tile_layers`)."""
         cfg, bb = self.cfg, self.cfg.beat_bytes
         decoded = [decode(raw) for raw in instrs]
-        # pixel tile of each instruction (tiles start at their LOAD_ROWS) -> layer report
-        owner, tile = [], -1
-        bounds = np.cumsum([r.ptiles for r in reports])
-        for op, _ in decoded:
-            tile += op == Opcode.LOAD_ROWS
-            k = int(np.searchsorted(bounds, tile, side="right"))
-            owner.append(reports[k] if 0 <= tile and k < len(reports) else None)
+        # pixel tile of each instruction (hdl/isa.py pixel_tiles) -> layer report
+        by_name = {r.name: r for r in reports}
+        names = tile_layers or [r.name for r in reports for _ in range(r.ptiles)]
+        owner = [by_name[names[t]] if 0 <= t < len(names) else None
+                 for t in pixel_tiles(decoded)]
         # ---- STOREs: which rows of which tensor each writes ---------------------------------
         writes: dict[int, list] = {}        # tensor addr -> [(instr index, row0, rows, rp)]
         bad: set[int] = set()
@@ -701,7 +704,7 @@ _SEQ_SPAN = 1 << 16
 def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
                   frame_slots: int = 2, input_layout: str = "auto", mac=None,
                   act_check: bool = True, batch: int = 1,
-                  stack_from: str | None = None) -> Compiled:
+                  stack_from: str | None = None, share_loads: bool = True) -> Compiled:
     """Compile ``model`` for ``config``; see the module docstring.
 
     ``frame_slots``: when the whole network is one program, the number of frame slots (input
@@ -731,7 +734,11 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     so each weight set is loaded once for B images; :attr:`Compiled.batch_tensors` has every
     image's placements, the driver writes B inputs and reads B outputs. One frame slot. 1: the
     programs of a single image, unchanged. ``stack_from``: with ``batch > 1``, the first
-    layer (by name) to run on the stacked images instead of the first weight-bound one."""
+    layer (by name) to run on the stacked images instead of the first weight-bound one.
+
+    ``share_loads``: two convs reading the same input with the same output size (ResNet's
+    stride-2 ``conv1`` and its ``downsample``) load each input tile once for both
+    (:func:`_compile_pair`, ``Compute.keep``); ``False``: each loads its own."""
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise CompileError(f"batch = {batch!r} is not allowed: it must be an integer in "
                            f"[1, {MAX_BATCH}] (images per weight set)")
@@ -753,11 +760,15 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
                            f"'auto' or 'host'")
     if not isinstance(act_check, bool):
         raise CompileError(f"act_check = {act_check!r} is not allowed: it must be True or False")
+    if not isinstance(share_loads, bool):
+        raise CompileError(f"share_loads = {share_loads!r} is not allowed: it must be True or "
+                           f"False")
     if input_layout == "auto":
         used = []
         try:
             return _compile_model(model, config, base, frame_slots, None, used, mac=mac,
-                                  act_check=act_check, batch=batch, stack_from=stack_from)
+                                  act_check=act_check, batch=batch, stack_from=stack_from,
+                                  share_loads=share_loads)
         except CompileError as e:
             if not used:
                 raise
@@ -766,13 +777,13 @@ def compile_model(model: QModel, config: HWConfig, *, base: int = DEFAULT_BASE,
     else:
         why = "input_layout='host' requested"
     return _compile_model(model, config, base, frame_slots, why, mac=mac, act_check=act_check,
-                          batch=batch, stack_from=stack_from)
+                          batch=batch, stack_from=stack_from, share_loads=share_loads)
 
 
 def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                    host_why: str | None, used: list | None = None, *,
                    mac=None, act_check: bool = True, batch: int = 1,
-                   stack_from: str | None = None) -> Compiled:
+                   stack_from: str | None = None, share_loads: bool = True) -> Compiled:
     if isinstance(frame_slots, bool) or not isinstance(frame_slots, int) or \
             not 1 <= frame_slots <= 16:
         raise CompileError(f"frame_slots = {frame_slots!r} is not allowed: it must be an "
@@ -880,15 +891,22 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # tensor -> (index of its first STORE in the segment, output rows of each of its STOREs,
     # whether a reader needs all of them): the fine-grained layer barrier (see _tile_wait)
     producers: dict[str, tuple[int, list, bool]] = {}
+    # convs compiled as a pair sharing their loads (_compile_pair): first -> second; the
+    # interleaved layer of each pixel tile of each segment (AccelStep.tile_layers)
+    pairs: dict[str, str] = {}
+    with_next: dict[str, str] = {}     # a pair the cycle model kept apart
+    seg_tiles: dict[int, list | None] = {}
 
     def flush_segment():
         nonlocal cur_instr, cur_layers, stores_in_segment
         if cur_instr is not None:
+            seg_reports = [r for r in reports if r.name in cur_layers]
+            tile_layers = _pair_tile_layers(seg_reports, pairs)
             if act_check:
-                chk.seal_segment(cur_instr, phys,
-                                 [r for r in reports if r.name in cur_layers])
+                chk.seal_segment(cur_instr, phys, seg_reports, tile_layers)
             cur_instr.append(encode(Opcode.END))
             segments.append((cur_layers, cur_instr))
+            seg_tiles[len(segments) - 1] = tile_layers
             steps_plan.append(("accel", len(segments) - 1))
         cur_instr, cur_layers, stores_in_segment = None, [], 0
         producers.clear()
@@ -1152,6 +1170,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             for r in reps0:
                 reports.append(dataclasses.replace(r, name=f"{r.name}@{b}"))
                 cur_layers.append(f"{r.name}@{b}")
+                if r.name in pairs:           # its tiles alternate with its pair's (keep)
+                    pairs[f"{r.name}@{b}"] = f"{pairs[r.name]}@{b}"
             stores_in_segment += s0
         for t in sorted(bplan.transition):
             gap_fill(t)
@@ -1282,12 +1302,14 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         cur_layers.append(layer.name)
         reports.append(rep)
 
-    for layer_i, layer0 in enumerate(model.layers):
-        if batch > 1 and layer_i == bplan.split:
+    for li, layer0 in enumerate(model.layers):
+        if batch > 1 and li == bplan.split:
             replicate()
-        if batch > 1 and layer_i >= bplan.split:
+        if batch > 1 and li >= bplan.split:
             compile_stacked(layer0)
             continue
+        if layer0.name in pairs.values() or layer0.name in with_next.values():
+            continue                      # compiled with the conv before it (_compile_pair)
         layer = _alias(layer0)
         if isinstance(layer, LutLayer) and layer.name in fused:
             reports.append(LayerReport(layer.name, "lut:fused", "free",
@@ -1412,11 +1434,25 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         lut = lut_of.get(layer.output)
         if offset_out is None:
             offset_out = (lut.output if lut is not None else layer.output) in offset_ok
+        sib = None
+        if share_loads and eff is layer and member is None and lut is None and \
+                (batch == 1 or li + 1 < bplan.split):
+            nxt = [_alias(l) for l in model.layers[li + 1:li + 2]
+                   if l is not fold_layer and l is not getattr(plan, "layer", None)]
+            sib = _sibling(layer, nxt, mview, cfg, tensors, member_of, lut_of, place_why,
+                           offset_why)
         try:
-            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
-                                        cur_instr, seq_counter, stores_in_segment, producers,
-                                        mac=mac, lut=lut, offset_out=offset_out,
-                                        strided=not act_check)
+            if sib is not None:
+                # one LOAD_ROWS a pixel tile for both convs: the second is done here
+                rep, n_pkgs, rep_b, shared = _compile_pair(
+                    layer, sib, mview, cfg, spec, img, tensors, conv_place, cur_instr,
+                    seq_counter, stores_in_segment, producers, mac=mac,
+                    offset_out=(offset_out, sib.output in offset_ok), strided=not act_check)
+            else:
+                rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
+                                            cur_instr, seq_counter, stores_in_segment,
+                                            producers, mac=mac, lut=lut,
+                                            offset_out=offset_out, strided=not act_check)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
@@ -1447,6 +1483,12 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
         reports.append(rep)
+        if sib is not None:
+            # (apart was faster: one after the other, on their own tilings)
+            (pairs if shared else with_next)[layer.name] = sib.name
+            stores_in_segment += rep_b.ptiles
+            cur_layers.append(sib.name)
+            reports.append(rep_b)
     if batch > 1 and bplan.split == len(model.layers):
         replicate()
     if batch > 1:
@@ -1519,7 +1561,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             if one_program:
                 slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag,
                                        chk_addr(input_chks[k])))
-        steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0]))
+        steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0],
+                               seg_tiles.get(what)))
     all_tensors = dict(tensors)
     for name in list(tensors):
         if name not in model.tensors:         # the layout conv's stored layout and views
@@ -2759,7 +2802,8 @@ def _depthwise_sets(wt, lane_row, win, chan, cfg: HWConfig):
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
-                  offset_out: bool = False, strided: bool = False, gaps=None):
+                  offset_out: bool = False, strided: bool = False, gaps=None,
+                  max_tile_rows: int = 0):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
@@ -2928,6 +2972,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         raise CompileError(f"layer {name!r}: an output row of {ow} pixels exceeds the "
                            f"accumulator depth {cfg.acc_depth} of configuration {cfg.name!r}")
     rows_per_tile = _fit_rows(name, rows_per_tile, sy, kh, row_words, src, cfg)
+    if max_tile_rows:           # the tiling of a pair sharing its loads (_compile_pair)
+        rows_per_tile = min(rows_per_tile, max_tile_rows)
     if balance:
         rows_per_tile = -(-oh // -(-oh // rows_per_tile))
     ptiles = 0
@@ -2983,6 +3029,161 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                       ptiles=ptiles, sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)
+
+
+def _sibling(layer: ConvLayer, nxt: list, model, cfg: HWConfig, tensors: dict, member_of: dict,
+             lut_of: dict, place_why: dict, offset_why: dict):
+    """The conv to compile with ``layer`` as a pair sharing its loads (:func:`_compile_pair`),
+    or None: the next layer (``nxt``, at most one), a conv reading the same stored input with
+    the same output size (ResNet's stride-2 ``conv1`` and its 1x1 ``downsample``; SqueezeNet's
+    ``expand1x1`` and ``expand3x3``), neither a depthwise conv, an FC, nor a conv with a
+    lookup table, a concat range or a reason to run on the host."""
+    if not nxt or not isinstance(nxt[0], ConvLayer) or not isinstance(layer, ConvLayer):
+        return None
+    b = nxt[0]
+    src = tensors.get(layer.input)
+    if b.input != layer.input or src is None or src.gather is not None or \
+            src.fold is not None or src.strided is not None or (src.h, src.w) == (1, 1) or \
+            src.c_mem // cfg.tn > 1023 or layer.groups != 1 or b.groups != 1 or \
+            model.tensors[layer.output].shape[1:] != model.tensors[b.output].shape[1:] or \
+            b.output in member_of or b.output in lut_of or \
+            model.tensors[b.input].bits > cfg.act_bits or place_why.get(b.name) or \
+            _host_reason(b, model, cfg, tensors, offset_why):
+        return None
+    return b
+
+
+def _pair_tile_layers(reports: list, pairs: dict) -> list | None:
+    """The layer of each pixel tile of a segment whose paired convs interleave their tiles
+    (:func:`_compile_pair`: first, second, first, ...), None when it has no pair."""
+    if not any(r.name in pairs for r in reports):
+        return None
+    second = set(pairs.values())
+    out = []
+    for r in reports:
+        if r.name in pairs:
+            out += [r.name, pairs[r.name]] * r.ptiles
+        elif r.name not in second:
+            out += [r.name] * r.ptiles
+    return out
+
+
+def _compile_pair(a: ConvLayer, b: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
+                  tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
+                  producers: dict, *, mac=None, offset_out=(False, False),
+                  strided: bool = False):
+    """Two convs reading the same input with the same output size (:func:`_sibling`), on one
+    tiling: per pixel tile ONE LOAD_ROWS of the union of the input rows both need, then
+    ``a``'s LOAD_WEIGHTS, COMPUTE (``keep``: the activation-buffer half stays for the next
+    COMPUTE) and STORE, then ``b``'s on the same half (``in_rows``/``ty0`` of the union), so
+    the input is read once a tile. The common tiling: the most output rows a tile that both
+    convs fit (accumulator depth, their own input rows) and whose union fits half of the
+    activation buffer. Where that tiling differs from the convs' own (a conv then streams its
+    weights once more per extra tile), the cycle model (:func:`~ilmpq.firmware.cyclemodel.
+    estimate_program`, a Zynq HP port's memory, the pair alone) picks the faster of the shared
+    program and the two convs one after the other, each on its own tiling (``strided``: the
+    1x1 one through strided loads, as without a pair), the shared one within
+    :data:`_PAIR_MARGIN`. Returns ``(report of a, weight packages
+    of both, report of b, whether they share their loads)``."""
+    src = tensors[a.input]
+    oh, ow = model.tensors[a.output].shape[1:]
+    row_words = src.w * (src.c_mem // cfg.tn)
+    half_words = cfg.act_depth // 2
+    placed: dict = {}
+
+    def place_once(name, channels, h, w, perm):
+        # each variant places the same output tensor (its lane order does not depend on the
+        # tiling): one placement for both
+        if name not in placed:
+            placed[name] = place(name, channels, h, w, perm)
+        return placed[name]
+
+    def union(oy0, oy1):
+        rows = [_tile_input_rows(oy0, oy1, c.stride[0], c.padding[0], c.weight.shape[2], src)
+                for c in (a, b)]
+        return rows, min(r[1] for r in rows), max(r[2] for r in rows)
+
+    def fits(rpt):
+        return all((u[2] - u[1]) * row_words <= half_words
+                   for u in (union(y, min(oh, y + rpt)) for y in range(0, oh, rpt)))
+
+    def both(rpt, strided_b):
+        ia, ib = [], []
+        ra, na = _compile_conv(a, model, cfg, spec, img, tensors, place_once, ia, seq_base,
+                               stores_before, producers, mac=mac, offset_out=offset_out[0],
+                               max_tile_rows=rpt)
+        pa = producers[a.output]
+        rb, nb = _compile_conv(b, model, cfg, spec, img, tensors, place_once, ib,
+                               seq_base + na, stores_before + ra.ptiles, producers, mac=mac,
+                               offset_out=offset_out[1], max_tile_rows=rpt, strided=strided_b)
+        return ia, ib, ra, rb, na + nb, pa, producers[b.output]
+
+    rpt = max(1, cfg.acc_depth // ow)
+    for c in (a, b):
+        rpt = _fit_rows(c.name, rpt, c.stride[0], c.weight.shape[2], row_words, src, cfg)
+    while rpt > 1 and not fits(rpt):
+        rpt -= 1
+    mark = len(img.data)
+    # the convs one after the other, each on its own tiling (what compiling them apart gives)
+    apart = both(0, strided)
+    end = len(img.data)
+    # the same weights and lane parameters again, at the same addresses, for the shared tiling
+    del img.data[mark:]
+    ia, ib, rep_a, rep_b, n_pkgs, rows_a, _ = both(rpt, False)
+    assert len(img.data) == end
+    da, db = [decode(x) for x in ia], [decode(x) for x in ib]
+    ops = [[op for op, _ in d] for d in (da, db)]
+    one = [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE]
+    shared = []
+    if rep_a.ptiles == rep_b.ptiles and ops[0] == one * rep_a.ptiles and ops[1] == ops[0] \
+            and fits(rpt):
+        bb = cfg.beat_bytes
+        rows_a = rows_a[1]
+        for t, (oy0, oy1) in enumerate(rows_a):
+            rows, r0, r1 = union(oy0, oy1)
+            beats = _load_beats(src, r0, r1, cfg)
+            shared.append(_load_rows(src, r0, r1, beats, producers.get(a.input)))
+            for k, (d, rep) in enumerate(((da, rep_a), (db, rep_b))):
+                (_, lr), (_, lw), (_, cp), (_, st) = d[4 * t:4 * t + 4]
+                rep.dma_read_bytes += ((beats if k == 0 else 0) - lr["beats"]) * bb
+                cp.update(in_rows=r1 - r0, ty0=rows[k][0] - r0, keep=int(k == 0))
+                shared += [encode(Opcode.LOAD_WEIGHTS, **lw), encode(Opcode.COMPUTE, **cp),
+                           encode(Opcode.STORE, **st)]
+    if not shared or _pair_cycles(cfg, img, apart[0] + apart[1], mac) * (1 + _PAIR_MARGIN) < \
+            _pair_cycles(cfg, img, shared, mac):
+        ia, ib, rep_a, rep_b, n_pkgs, pa, pb = apart
+        producers[a.output], producers[b.output] = pa, pb
+        instrs += ia + ib
+        return rep_a, n_pkgs, rep_b, False
+    instrs += shared
+    # STOREs interleave (a's tile t is STORE 2t of the pair, b's 2t + 1): the readers' waits
+    # (_tile_wait counts the entries whose first row is below the rows they load) count a's
+    # tile t and b's tile t - 1 for a, both of tile t for b
+    ends = [r[0] for r in rows_a[1:]] + [oh]
+    producers[a.output] = (stores_before, [e for (oy0, oy1), nxt in zip(rows_a, ends)
+                                           for e in ((oy0, oy1), (nxt, nxt))], False)
+    producers[b.output] = (stores_before, [e for r in rows_a for e in (r, r)], False)
+    return rep_a, n_pkgs, rep_b, True
+
+
+#: A pair loads its input once unless the cycle model, on the pair alone, finds the two convs
+#: one after the other faster by more than this share (the shared program also spares the DRAM
+#: the second read, which the pair alone does not compete for).
+_PAIR_MARGIN = 0.005
+
+
+def _pair_cycles(cfg: HWConfig, img: _Image, instrs: list, mac) -> int:
+    """Cycles of ``instrs`` (a pair's tiles) run alone (every load's input ready) by the
+    cycle model, with a Zynq HP port's memory (:func:`_compile_pair`)."""
+    from . import cyclemodel as cm
+    prog = []
+    for raw in instrs:
+        op, f = decode(raw)
+        prog.append(encode(op, **dict(f, wait_stores=0)) if op == Opcode.LOAD_ROWS else raw)
+    prog.append(encode(Opcode.END))
+    pa = img.base + len(img.data)
+    return cm.estimate_program(cfg, bytes(img.data) + b"".join(prog), img.base, pa, len(prog),
+                               memory=cm.MemoryTiming.zynq_hp(), mac=mac is not None).cycles
 
 
 def _fc_as_conv(layer, tensors: dict, cfg: HWConfig):

@@ -44,7 +44,9 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
   left it (its last word went to the PE array's shadow registers); a package is usable after its
   trailer. With the MAC (a model compiled with a key) the filler takes a beat every 2 cycles and
   waits for the nonce and the tag: ``2 B + 7`` cycles a package of ``B`` beats.
-* **COMPUTE** ``n`` starts when LOAD_ROWS ``n`` is done, mtile ``g`` when mtile ``g - 2`` is
+* **COMPUTE** ``n`` starts when the LOAD_ROWS it reads is done (``n`` minus the COMPUTEs with
+  ``keep`` before it: such a COMPUTE leaves its half and load to the next, and the loader's
+  ``n - 2`` counts releases), mtile ``g`` when mtile ``g - 2`` is
   drained. A weight set takes ``max(pixels, words_per_set)`` PE cycles (the shadow set reloads one
   bank word a cycle behind the swap); the first set of a package waits ``words_per_set`` cycles
   after the package's first word is on ``wout``. Mtiles are separated by MTILE_PREP/MTILE.
@@ -75,7 +77,8 @@ from dataclasses import dataclass, field
 
 from ..golden.errors import IlmpqValueError
 from ..hdl.config import HWConfig
-from ..hdl.isa import INSTR_BITS, Opcode, decode, lut_block_bytes, params_block_bytes
+from ..hdl.isa import (INSTR_BITS, Opcode, decode, lut_block_bytes, params_block_bytes,
+                       pixel_tiles)
 from ..hdl.weight_buffer import header_beats, package_beats
 from . import wpkg
 
@@ -262,6 +265,12 @@ class LayerTiming:
     tiles: list = field(default_factory=list)
     #: Cycles per cause (:data:`CAUSES`); they add up to :attr:`cycles`.
     breakdown: dict = field(default_factory=dict)
+    #: A layer whose pixel tiles interleave with another's (convs sharing their loads,
+    #: ``AccelStep.tile_layers``): its share of the pair's cycles, one ``(start, end)`` per tile,
+    #: from the end of the PE beats of the tile before it to the end of its own (the last tile of
+    #: the pair to the pair's end); ``cycles`` is their sum, ``start`` and ``end`` are the
+    #: pair's. Empty: ``[start, end)``.
+    intervals: list = field(default_factory=list)
 
     def utilization(self, config: HWConfig) -> float:
         """Useful MACs over the peak MACs of this layer's cycles."""
@@ -816,31 +825,42 @@ class _Model:
         ops = {op: [f for o, f in instrs if o == op] for op in
                (Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE)}
         lr, lw, cc, ss = ops.values()
-        # the LOAD_WEIGHTS streams of each pixel tile: those between its LOAD_ROWS and the
-        # next (a layer whose weights exceed one stream has several: the first before the
-        # COMPUTE, the others after the STORE)
-        lw_of = []
-        for o, f in instrs:
-            if o == Opcode.LOAD_ROWS:
+        # the LOAD_WEIGHTS streams of each pixel tile (hdl/isa.py pixel_tiles): those between
+        # its LOAD_ROWS (or the STORE of a COMPUTE that kept its half) and the next tile (a
+        # layer whose weights exceed one stream has several: the first before the COMPUTE, the
+        # others after the STORE); ``load_of``: the LOAD_ROWS each tile's COMPUTE reads
+        lw_of, self.load_of, n_lr, released = [], [], 0, 0
+        for (o, f), t in zip(instrs, pixel_tiles(instrs)):
+            if t >= len(lw_of):
                 lw_of.append([])
+            if o == Opcode.LOAD_ROWS:
+                n_lr += 1
             elif o == Opcode.LOAD_WEIGHTS:
                 if not lw_of:
                     lw_of.append([None])          # before any LOAD_ROWS: refused below
                 lw_of[-1].append(f)
-        if not len(lr) == len(cc) == len(ss) or any(None in w for w in lw_of) or any(
-                bool(w) == bool(c["pool"]) for w, c in zip(lw_of, cc)):
+            elif o == Opcode.COMPUTE:
+                if released != n_lr - 1:          # a tile reads the load before it
+                    lw_of[-1].append(None)
+                self.load_of.append(released)
+                released += not f["keep"]
+        if not len(lw_of) == len(cc) == len(ss) or any(None in w for w in lw_of) or any(
+                bool(w) == bool(c["pool"]) for w, c in zip(lw_of, cc)) or cc and cc[-1]["keep"]:
             raise CycleModelError(
                 f"the program has {len(lr)} LOAD_ROWS, {len(lw)} LOAD_WEIGHTS, {len(cc)} "
                 f"COMPUTE and {len(ss)} STORE instructions; the model needs one of each per "
                 f"pixel tile (one or more LOAD_WEIGHTS before a conv COMPUTE, none for a "
-                f"pooling tile)")
+                f"pooling tile; a tile after a COMPUTE with keep shares its LOAD_ROWS)")
         self.pool_join = defaultdict(_Event)    # pooling mtile -> the STORE's join is ready
         self.pool_end = defaultdict(_Event)     # pooling mtile -> its last result joined
         if tile_layers is not None and len(tile_layers) != len(cc):
             raise CycleModelError(f"{len(tile_layers)} layer names for {len(cc)} pixel tiles")
         index = defaultdict(int)
         k = 0                   # LOAD_WEIGHTS stream
-        for n, (a, c, s) in enumerate(zip(lr, cc, ss)):
+        first = [True] + [self.load_of[n] != self.load_of[n - 1] for n in range(1, len(cc))]
+        for n, (c, s) in enumerate(zip(cc, ss)):
+            # a tile sharing the load of the tile before it reads no rows of its own
+            a = lr[self.load_of[n]] if first[n] else {"beats": 0}
             pixels = c["out_h"] * c["out_w"]
             if c["pool"] or s["pool"]:
                 if not (c["pool"] and s["pool"]) or s["pixels"] != pixels or \
@@ -920,7 +940,8 @@ class _Model:
         n = 0
         while True:
             f = yield from self._take("la")
-            tile = self.tiles[n]
+            tiles = [t for t, k in zip(self.tiles, self.load_of) if k == n]
+            tile = tiles[0]
             t_take = sim.now
             yield self.c_done.ge(n - 1)                   # its half of the buffer is free
             yield self.s_done.ge(f["wait_stores"])        # the layer barrier
@@ -958,6 +979,8 @@ class _Model:
                 yield ent.ev
                 yield cal.la_done                                  # CMP
             tile.load_done = sim.now
+            for t in tiles[1:]:            # the tiles after a COMPUTE with keep: the same load
+                t.load_start, t.load_done = tile.load_start, tile.load_done
             self.la_done.incr()
             self.unit_end["la"] = sim.now
             n += 1
@@ -1028,7 +1051,7 @@ class _Model:
             f = yield from self._take("c")
             tile = self.tiles[n]
             t_take = sim.now
-            yield self.la_done.ge(n + 1)
+            yield self.la_done.ge(self.load_of[n] + 1)
             t_fsm = t_take + cal.c_start
             causes = {"act": sim.now + cal.c_after_wait if sim.now > t_take else -math.inf}
             P = f["out_h"] * f["out_w"]
@@ -1038,7 +1061,8 @@ class _Model:
                 yield max(0.0, prev_end - sim.now)
                 tile.compute_end = prev_end
                 yield cal.c_done
-                self.c_done.incr()
+                if not f["keep"]:                         # else the next COMPUTE reads its half
+                    self.c_done.incr()
                 self.unit_end["c"] = sim.now
                 n += 1
                 continue
@@ -1088,7 +1112,8 @@ class _Model:
             yield max(0.0, prev_end - sim.now)
             tile.compute_end = prev_end
             yield cal.c_done
-            self.c_done.incr()
+            if not f["keep"]:                             # else the next COMPUTE reads its half
+                self.c_done.incr()
             self.unit_end["c"] = sim.now
             n += 1
 
@@ -1266,7 +1291,7 @@ class _Model:
         n = len(self.tiles)
         if self.fetch_end is None:
             raise CycleModelError("the program has no END, or the schedule deadlocked before it")
-        if self.s_done.value != n or self.c_done.value != n:
+        if self.s_done.value != n or self.c_done.value != (self.load_of[-1] + 1 if n else 0):
             raise CycleModelError(
                 f"the schedule deadlocked: {self.la_done.value} LOAD_ROWS, {self.c_done.value} "
                 f"COMPUTE, {self.s_done.value} STORE of {n} completed")
@@ -1385,14 +1410,17 @@ def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
         by_name[r.name] = lt
     programs = []
     for k, step in enumerate(s for s in compiled.steps if isinstance(s, AccelStep)):
-        names = [name for name in step.layers for _ in range(reports[name].ptiles)]
+        # the layer of each pixel tile: in layer order, unless the compiler interleaved the
+        # tiles of two layers that share their loads (AccelStep.tile_layers)
+        names = step.tile_layers or [name for name in step.layers
+                                     for _ in range(reports[name].ptiles)]
         pt = estimate_program(cfg, compiled.image, compiled.base, step.prog_addr, step.n_instr,
                               memory=memory, calibration=calibration, tile_layers=names,
                               mac=compiled.mac_nonce is not None)
         instrs = _decode_program(compiled.image, compiled.base, step.prog_addr, step.n_instr)
         tile_bytes = []
-        for op, f in instrs:
-            if op == Opcode.LOAD_ROWS:
+        for (op, f), t in zip(instrs, pixel_tiles(instrs)):
+            if t >= len(tile_bytes):
                 tile_bytes.append([0, 0])
             if tile_bytes:
                 r, w = _instr_bytes(cfg, op, f)
@@ -1411,11 +1439,41 @@ def estimate(compiled, *, memory: MemoryTiming = MemoryTiming(),
             lt.end = prev = max(t.store_done for t in lt.tiles)
             pt.layers.append(lt)
         pt.layers[-1].end = float(pt.cycles)
+        if step.tile_layers:
+            _interleaved(pt, names)
         for lt in pt.layers:
-            lt.cycles = lt.end - lt.start
+            lt.cycles = (sum(b - a for a, b in lt.intervals) if lt.intervals
+                         else lt.end - lt.start)
             lt.breakdown = _breakdown(lt, cfg)
         programs.append(pt)
     return CycleEstimate(cfg, memory, programs, layers)
+
+
+def _interleaved(pt: ProgramTiming, names: list):
+    """The cycles of two layers whose tiles alternate (``names``: the layer of each tile, in
+    program order; convs sharing their loads): the run of alternating tiles is one window from
+    the first layer's ``start`` to the last one's ``end``, cut at the end of each tile's PE
+    beats, each piece to its tile's layer (the last piece runs to the window's end);
+    :attr:`LayerTiming.intervals`."""
+    by_name = {lt.name: lt for lt in pt.layers}
+    i = 0
+    while i + 2 < len(names):
+        if names[i] == names[i + 1] or names[i] != names[i + 2]:
+            i += 1
+            continue
+        j = i + 3
+        while j < len(names) and names[j] == names[j - 2]:
+            j += 1
+        lts = [by_name[names[i]], by_name[names[i + 1]]]
+        a = start = min(lt.start for lt in lts)
+        end = max(lt.end for lt in lts)
+        for q in range(i, j):
+            b = end if q == j - 1 else min(end, max(a, pt.tiles[q].compute_end))
+            by_name[names[q]].intervals.append((a, b))
+            a = b
+        for lt in lts:                    # both span the pair's window
+            lt.start, lt.end = start, end
+        i = j
 
 
 def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
@@ -1425,15 +1483,18 @@ def _breakdown(lt: LayerTiming, cfg: HWConfig) -> dict:
     out["compute"] = lt.macs / cfg.macs_per_cycle
     out["padding"] = beats - out["compute"]
     last_beat = max(t.compute_end for t in lt.tiles)
+    spans = lt.intervals or [(lt.start, lt.end)]
     for t in lt.tiles:
         for a, b, cause in t.gaps:
-            a, b = max(a, lt.start), min(b, lt.end)
-            if b > a:
-                out[cause] += b - a
+            for s0, s1 in spans:
+                lo, hi = max(a, s0), min(b, s1)
+                if hi > lo:
+                    out[cause] += hi - lo
     # with the fine-grained layer barrier a layer's first tiles overlap the previous layer's
     # last ones, so some of its beats fall before ``lt.start``: the drain then gets what is
     # left of the window (the causes still add up to ``lt.cycles`` and none is negative)
     rest = lt.cycles - sum(v for k, v in out.items() if k != "drain")
-    out["drain"] = max(0.0, min(lt.end - max(last_beat, lt.start), rest))
+    drain = sum(max(0.0, s1 - max(last_beat, s0)) for s0, s1 in spans)
+    out["drain"] = max(0.0, min(drain, rest))
     out["other"] += lt.cycles - sum(out.values())
     return out

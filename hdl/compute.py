@@ -60,11 +60,14 @@ class ComputeUnit(wiring.Component):
     rd_data : In(tn * 8)
         ``tn`` bytes; the low ``act_bits`` of each byte are the activation.
     la_done : In(32)
-        LOAD_ROWS instructions completed. COMPUTE ``n`` starts when ``la_done > n``.
+        LOAD_ROWS instructions completed. A COMPUTE reads load ``n`` (half ``n % 2``), ``n``
+        the COMPUTEs before it that released their half (``keep`` clear); it starts when
+        ``la_done > n``.
     drained : In(32)
         Mtiles drained by the STORE unit. Mtile ``g`` starts when ``g - drained <= 1``.
     done_count : Out(32)
-        COMPUTE instructions completed (their last activation read has returned).
+        COMPUTE instructions completed (their last activation read has returned) that released
+        their half: one with ``keep`` set is not counted (the next COMPUTE reads its load).
     mtiles_started : Out(32)
         Global mtile counter ``g`` (the next mtile to start).
     stall_act, stall_store, busy : Out(1)
@@ -112,7 +115,9 @@ class ComputeUnit(wiring.Component):
             width=cfg.tn * cfg.act_bits + data.Layout.cast(meta_layout).size, depth=depth)
 
         ins = Signal(Compute)
-        n_instr = Signal(32)       # COMPUTE instructions accepted so far
+        # the load the next COMPUTE reads = the loads released so far (COMPUTEs completed
+        # without ``keep``): ``done_count`` itself, no second counter
+        n_instr = self.done_count
         g = Signal(32)             # global mtile counter
         m.d.comb += self.mtiles_started.eq(g)
 
@@ -414,8 +419,9 @@ class ComputeUnit(wiring.Component):
             with m.State("FLUSH"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~b_valid):
-                    m.d.sync += [self.done_count.eq(self.done_count + 1),
-                                 n_instr.eq(n_instr + 1)]
+                    # ``keep``: the next COMPUTE reads the same load (half not released)
+                    with m.If(~ins.keep):
+                        m.d.sync += self.done_count.eq(self.done_count + 1)
                     m.next = "IDLE"
             with m.State("HALT"):
                 pass

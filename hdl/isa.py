@@ -37,7 +37,9 @@ LOAD_WEIGHTS per conv pixel tile before its COMPUTE -- a layer whose packages ex
 on, since the weight unit runs ahead and a stream waits until the buffer took the previous
 one; pooling tiles have no weights):
 
-* COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed;
+* COMPUTE ``n`` starts when LOAD_ROWS ``n`` has completed (``n`` counts the COMPUTEs that
+  released their half: one with ``keep`` set leaves its half, and its LOAD_ROWS, to the next
+  COMPUTE, so two COMPUTEs read one load);
 * LOAD_ROWS ``n`` starts when COMPUTE ``n - 2`` has completed (its half is free) and when at least
   ``wait_stores`` STORE instructions have completed (the layer barrier: a layer's input was
   written by earlier STOREs);
@@ -77,7 +79,7 @@ __all__ = [
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
     "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "GAP_ROWS", "act_check", "act_check_sum",
-    "act_check_entries",
+    "act_check_entries", "pixel_tiles",
 ]
 
 INSTR_BITS = 384
@@ -187,6 +189,11 @@ class Compute(data.Struct):
     # zero with ``pad_ob``) on the conv path; rows at or above GAP_ROWS never do. Pooling
     # ignores it. 0: no gap rows.
     gap_rows: unsigned(GAP_ROWS)
+    # appended (session 7, #15; docs/architecture.md, *Shared loads*): 0 (every program before
+    # it): the COMPUTE releases its activation-buffer half when it completes. 1: it keeps the
+    # half, and the next COMPUTE reads the same LOAD_ROWS (two convs reading the same input
+    # rows: one load for both); the loader's ``n - 2`` dependency counts releases
+    keep: unsigned(1)
 
 
 class Store(data.Struct):
@@ -483,3 +490,22 @@ def act_check_entries(addr: int, raw: bytes, row_bytes: int, beat_bytes: int) ->
     out = np.zeros((len(sums), beat_bytes), np.uint8)
     out[:, :4] = sums.astype("<u4").view(np.uint8).reshape(-1, 4)
     return out.tobytes()
+
+
+def pixel_tiles(instrs) -> list[int]:
+    """The pixel tile of each instruction of a decoded program (``instrs``: ``(opcode, fields)``
+    in program order), -1 before the first: a tile starts at its LOAD_ROWS or, after a COMPUTE
+    that kept its half (``Compute.keep``: the next COMPUTE reads the same load), at the first
+    LOAD_WEIGHTS or COMPUTE after that COMPUTE's STORE. A tile as the compiler emits it holds
+    one COMPUTE and one STORE, and the LOAD_WEIGHTS of its COMPUTE."""
+    out, t, kept, pending = [], -1, False, False
+    for op, f in instrs:
+        if op == Opcode.LOAD_ROWS or (pending and op in (Opcode.LOAD_WEIGHTS, Opcode.COMPUTE)):
+            t += 1
+            pending = False
+        out.append(t)
+        if op == Opcode.COMPUTE:
+            kept = bool(f.get("keep", 0))
+        elif op == Opcode.STORE:
+            pending, kept = kept, False
+    return out

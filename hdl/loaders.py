@@ -49,7 +49,8 @@ class ActLoader(wiring.Component):
         Write port of the activation buffer (``tn * 8`` bits wide; ``wr_en``: one bit per beat
         of a word, or one bit when a word is not wider than a beat).
     c_done : In(32)
-        COMPUTE instructions completed; LOAD_ROWS ``n`` starts when ``n - c_done <= 1``.
+        COMPUTE instructions completed that released their half (``Compute.keep`` clear);
+        LOAD_ROWS ``n`` starts when ``n - c_done <= 1``.
     s_done : In(32)
         STORE instructions completed (the layer barrier ``wait_stores``).
     done_count : Out(32)

@@ -64,19 +64,26 @@ def test_program_structure_and_report():
         if not hasattr(step, "prog_addr"):
             continue
         ib = INSTR_BITS // 8
-        ops = [decode(comp.image[step.prog_addr - comp.base + ib * i:
-                                 step.prog_addr - comp.base + ib * (i + 1)])[0]
+        dec = [decode(comp.image[step.prog_addr - comp.base + ib * i:
+                                 step.prog_addr - comp.base + ib * (i + 1)])
                for i in range(step.n_instr)]
+        ops = [op for op, _ in dec]
         assert ops[-1] == Opcode.END
         body = ops[:-1]
-        # conv tiles: LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE; pooling tiles have no weights
+        # conv tiles: LOAD_ROWS, LOAD_WEIGHTS, COMPUTE, STORE; pooling tiles have no weights;
+        # after a COMPUTE with keep (two convs sharing their loads) the next tile reads the
+        # same rows: LOAD_WEIGHTS, COMPUTE (keep clear), STORE
         conv = [Opcode.LOAD_ROWS, Opcode.LOAD_WEIGHTS, Opcode.COMPUTE, Opcode.STORE]
         pool = [Opcode.LOAD_ROWS, Opcode.COMPUTE, Opcode.STORE]
-        i = 0
+        i, kept = 0, False
         while i < len(body):
-            pat = conv if body[i + 1] == Opcode.LOAD_WEIGHTS else pool
+            pat = conv[1:] if kept else conv if body[i + 1] == Opcode.LOAD_WEIGHTS else pool
             assert body[i:i + len(pat)] == pat, (i, body[i:i + len(pat)])
+            keep = dec[i + len(pat) - 2][1]["keep"]
+            assert not (kept and keep), i          # a load serves at most two COMPUTEs
+            kept = bool(keep)
             i += len(pat)
+        assert not kept
     # every layer of the random model (convs, max pooling, global average pooling, FC) runs
     # on the accelerator: one program per frame
     assert [type(s).__name__ for s in comp.steps] == ["AccelStep"]

@@ -46,7 +46,9 @@ def _loads(comp):
 def test_projection_loads_only_its_pixels(rng, cfg_name, shape, stride):
     cfg = get_config(cfg_name)
     model = _block(rng, shape, stride, cfg)
-    comp = compile_model(model, cfg, act_check=False)
+    # (the projection's sibling conv reads the same input: share_loads=False keeps their loads
+    # apart, so the projection reads its own pixels; shared loads: tests/test_shared_loads.py)
+    comp = compile_model(model, cfg, act_check=False, share_loads=False)
     sy, sx = (stride, stride) if isinstance(stride, int) else stride
     view = comp.internal[f"a@{sy}x{sx}"]
     oh, ow = model.tensors["ds"].shape[1:]
@@ -68,7 +70,7 @@ def test_rtl_projection_block_random_stalls(rng):
     AXI checkers: every layer bit-exact (check mode)."""
     shape = (4, 6, 6)
     model = _block(rng, shape, 2, m=(8, 4))
-    comp = compile_model(model, TINY, act_check=False)
+    comp = compile_model(model, TINY, act_check=False, share_loads=False)
     assert any(f["chunk_beats"] for f in _loads(comp))
     img = rng.integers(0, 256, size=shape)
     ref = reference.run(model, img, spec=TINY.numeric)

@@ -189,7 +189,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 load_weights(f)
         elif op == Opcode.COMPUTE:
             act = halves[n_comp % 2].astype(np.int64) & ((1 << cfg.act_bits) - 1)
-            n_comp += 1
+            n_comp += not f["keep"]     # keep: the next COMPUTE reads the same load (half)
             kh, kw, G = f["kh"], f["kw"], f["groups"]
             if f["pool"] == PoolMode.NONE.value:
                 # the weight unit runs ahead of the COMPUTE: the LOAD_WEIGHTS after it (a layer
