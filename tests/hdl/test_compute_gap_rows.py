@@ -40,12 +40,15 @@ def expected(ins, act_half, cfg, g0=0):
 
 
 def test_gap_field_is_appended():
-    """The field is the last of the COMPUTE layout (programs without it decode to 0)."""
+    """The field comes after every field older programs have (the last of them is ``dw``), so
+    programs without it decode to 0; only later appended fields (``keep``) follow it."""
     from amaranth.lib import data
     layout = data.Layout.cast(Compute)
     fields = dict(layout)
-    assert list(fields)[-1] == "gap_rows"
-    assert layout.size == fields["gap_rows"].offset + GAP_ROWS
+    names = list(fields)
+    assert names[names.index("dw") + 1:] == ["gap_rows", "keep"]
+    assert fields["gap_rows"].offset == fields["dw"].offset + fields["dw"].shape.width
+    assert fields["keep"].offset == fields["gap_rows"].offset + GAP_ROWS
 
 
 @pytest.mark.parametrize("pad_ob", [0, 1])
