@@ -274,9 +274,12 @@ PRESETS: dict[str, HWConfig] = {
     # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
     # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing; a multiple of 8
     # so that the resource bench's quarter slices stay whole pairs); four HP ports (the
-    # ZC706 has four): fetch | act | weights | store
+    # ZC706 has four): fetch | act | weights | store. act_depth 8192 (512 KiB, about 114
+    # BRAM36 of 545): a half holds eight 7x7x512 images stacked for batching (compile_model
+    # batch=8, docs/architecture.md *Batching*), so layer4's weight sets serve all eight;
+    # 4096 gave 110.6 fps at batch 8, 8192 gives 119.8 (cycle model, session 7)
     "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
-                     wbuf_word_beats=36, wbuf_depth=512, act_depth=4096, acc_depth=512,
+                     wbuf_word_beats=36, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
                      axi_ports=4),
 }
