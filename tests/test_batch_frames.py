@@ -25,18 +25,24 @@ def _golden(model, img):
 def test_batched_stream_on_the_rtl_each_image_its_own_result(rng):
     """B = 2, three runs (6 different images: edges on purpose) through two slots, random
     memory stalls: outputs in input order, each bit-exact; the frame interval of back-to-back
-    batched runs is the run plus the host's restart gap."""
+    batched runs is the run plus the host's restart gap. Then one image: its group is filled
+    up, one output per image given."""
     model = block_model(rng, (4, 5), c=(4, 4), classes=4)
     comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
     assert comp.batch == 2 and len(comp.slots) == 2
     imgs = images(rng, 6, (4, 5))
 
-    async def body(drv, mem):
-        return await drv.infer_stream(comp, imgs)
+    # then a stream of one image: a group of one, filled up, its copy's result dropped
+    more = [np.full((3, 4, 5), 7)]
 
-    res = _sim(TINY, comp, body, mem_mode="random", seed=int(rng.integers(1 << 30)))
+    async def body(drv, mem):
+        return (await drv.infer_stream(comp, imgs),
+                await drv.infer_stream(comp, more, load=False))
+
+    res, res2 = _sim(TINY, comp, body, mem_mode="random", seed=int(rng.integers(1 << 30)))
     assert res.batch == 2 and len(res.outputs) == 6 and len(res.cycles) == 3
-    for img, got in zip(imgs, res.outputs):
+    assert len(res2.outputs) == 1 and len(res2.cycles) == 1
+    for img, got in zip(imgs + more, res.outputs + res2.outputs):
         np.testing.assert_array_equal(got, _golden(model, img))
     assert len({o.tobytes() for o in res.outputs}) > 1
     for interval, run in zip(res.intervals, res.cycles[1:]):
@@ -90,3 +96,36 @@ def test_stream_of_a_batched_program_with_one_slot_is_refused(rng):
     comp = compile_model(model, TINY, batch=2, frame_slots=1)
     with pytest.raises(IlmpqValueError, match="two frame slots"):
         run_sync(Driver(None, TINY).infer_stream(comp, images(rng, 2, (8, 8))))
+
+
+@pytest.fixture
+def model_path(tmp_path, rng):
+    path = tmp_path / "m.npz"
+    block_model(rng, (4, 5), c=(4, 4), classes=4).save(path)
+    return str(path)
+
+
+def test_cli_simulate_batch_2(model_path, capsys):
+    """``ilmpq simulate --batch 2`` on a tiny model, one image (its group filled up, the copy's
+    result dropped) on the Amaranth RTL with random AXI timing: every layer bit-exact, one
+    line per image as without --batch, the run named."""
+    from ilmpq.firmware.cli import main
+    assert main(["simulate", model_path, "--config", "tiny", "--sim", "amaranth", "--mem",
+                 "random", "--seed", "5", "--count", "1", "--batch", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "image 1/1: bit-exact, " in text and "image 2/" not in text
+    assert "batch 2: 1 run, " in text and "(2 images a run of " in text
+    assert "1/1 image bit-exact on every layer" in text
+
+
+@pytest.mark.parametrize("value", ["0", "17", "-1", "2.0", "two", ""])
+@pytest.mark.parametrize("command", ["run", "simulate"])
+def test_cli_bad_batch_is_one_usage_error(model_path, capsys, command, value):
+    from ilmpq.firmware.cli import main
+    argv = [command] + ([model_path] if command == "simulate" else []) + ["--batch", value]
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --batch: {value!r} is not allowed: the images a run must be an integer " \
+           f"in [1, 16]" in err, err
