@@ -20,7 +20,8 @@ tensor back for a layer-by-layer comparison with golden. The input is the raw im
 :meth:`Driver.infer_stream` runs frames
 back to back through the compiled frame slots (``Compiled.slots``): while the accelerator runs
 frame ``n``, the host writes image ``n + 1`` into the other slot and reads the logits of frame
-``n - 1``.
+``n - 1``; a batched program (``compile_model(batch=B)``) takes the images in groups of ``B``
+a frame (:meth:`Driver.infer_stream`).
 
 Errors the accelerator latches become specific exceptions (:class:`DMAError`,
 :class:`WeightPackageRejected`, :class:`ProgramError`, :class:`HardwareTimeout`); a run that
