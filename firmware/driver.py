@@ -530,10 +530,6 @@ class Driver:
         """:meth:`infer_stream` for a batched program: groups of ``B`` images a frame."""
         bsz, n_slots = compiled.batch, len(compiled.slots)
         groups = [images[i:i + bsz] for i in range(0, len(images), bsz)]
-        # every image is checked before anything runs (one clear error for a bad one)
-        payloads = [[_input_bytes(compiled, im, layout) for im in g] for g in groups]
-        if payloads and len(payloads[-1]) < bsz:      # the last group: its last image again
-            payloads[-1] += [payloads[-1][-1]] * (bsz - len(payloads[-1]))
         if load and groups:
             await self.load(compiled)
         res = StreamResult([], [], [], batch=bsz)
@@ -541,7 +537,9 @@ class Driver:
         out_t = compiled.tensors[compiled.output]
 
         async def write(k):
-            for b, payload in enumerate(payloads[k]):
+            payloads = [_input_bytes(compiled, im, layout) for im in groups[k]]
+            payloads += [payloads[-1]] * (bsz - len(payloads))   # a last group: filled up
+            for b, payload in enumerate(payloads):
                 for addr, data in compiled.image_writes(b, payload, k % n_slots):
                     await self.t.mem_write(addr, data)
 

@@ -129,3 +129,13 @@ def test_cli_bad_batch_is_one_usage_error(model_path, capsys, command, value):
     err = capsys.readouterr().err
     assert f"argument --batch: {value!r} is not allowed: the images a run must be an integer " \
            f"in [1, 16]" in err, err
+
+
+def test_batched_stream_refuses_a_bad_image_before_writing(rng):
+    """A wrong image in a group: check_image's one clear error before anything is written."""
+    from ilmpq.firmware.driver import Driver, run_sync
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2)
+    bad = [images(rng, 1, (8, 8))[0], np.zeros((3, 8, 7), np.int64)]
+    with pytest.raises(IlmpqValueError, match=r"\(3, 8, 7\)"):
+        run_sync(Driver(None, TINY).infer_stream(comp, bad, load=False))
