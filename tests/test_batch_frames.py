@@ -82,6 +82,47 @@ def test_slots_of_a_batched_program_are_separate(rng):
             np.testing.assert_array_equal(got, _golden(model, img), err_msg=f"slot {k}, {b}")
 
 
+def test_batched_slots_keep_the_input_checks(rng):
+    """Every slot's program checks every load, each image's input against that slot's own
+    table for that image; the slots' programs have distinct tags. An image written without
+    its entries (or with another slot's) fails closed with ACT_CRC on the ISA simulator."""
+    from ilmpq.firmware.sim.isasim import IsaFault
+    from ilmpq.hdl.isa import INSTR_BITS, Opcode, decode
+    from ilmpq.hdl.status import ErrorCode
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
+    inp = comp.tensors[comp.input]
+    bb, ib = TINY.beat_bytes, INSTR_BITS // 8
+    assert len({fs.prog_tag for fs in comp.slots}) == len(comp.slots) == 2
+    for fs in comp.slots:
+        prog = [decode(bytes(comp.image[fs.prog_addr - comp.base + ib * i:][:ib]))
+                for i in range(fs.n_instr)]
+        loads = [f for op, f in prog if op == Opcode.LOAD_ROWS]
+        assert all(f["chk_beats"] for f in loads)
+        for a_in, chk, _ in fs.images:
+            mine = [f for f in loads if a_in <= f["addr"] < a_in + inp.nbytes]
+            assert mine
+            for f in mine:
+                row = (f["addr"] - a_in) // comp.input_row_bytes
+                assert comp.arena[0] + f["chk_off"] * bb == chk + row * bb
+    imgs = images(rng, 2, (8, 8))
+    for how in ("none", "other slot"):
+        mem = Memory(comp.base, comp.size)
+        mem.data[:] = comp.image
+        for b, img in enumerate(imgs):
+            writes = comp.image_writes(b, inp.to_memory(img), 1)
+            if b == 1:
+                if how == "other slot":
+                    mem.write(comp.slots[0].images[1][1], writes[1][1])
+                writes = writes[:1]
+            for addr, data in writes:
+                mem.write(addr, data)
+        fs = comp.slots[1]
+        with pytest.raises(IsaFault) as ei:
+            run_program(TINY, mem, fs.prog_addr, fs.n_instr, comp.arena, fs.prog_tag)
+        assert ei.value.code == ErrorCode.ACT_CRC
+
+
 def test_batch_one_slots_unchanged(rng):
     """``batch = 1`` compiles the same image and slots as a compile without it."""
     model = block_model(rng, (8, 8))
