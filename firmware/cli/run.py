@@ -5,7 +5,9 @@ the test accuracy of the float model, the all-8-bit and all-4-bit baselines and 
 (the configuration's share ``R``) with the per-layer quantization report; then compile the ILMPQ
 model, run the test images on the accelerator RTL (Verilator; ``--sim amaranth`` for the Python
 simulator), check every layer of every image bit for bit against golden, and report the RTL's
-test accuracy, cycles, PE utilization and latency at 100 MHz.
+test accuracy, cycles, PE utilization and latency at 100 MHz. ``--batch B`` compiles the ILMPQ
+model for B images a run (docs/architecture.md, *Batching*): the per-image figures are a run's
+divided by B, the run's cycles and latency named (without it: batch 1, the output unchanged).
 
 The job is a list of stages (:data:`STAGES`), each a function of one :class:`RunState` that it
 reads and extends; later stages (compile, simulate on the RTL, compare bit-exact) are added to the
