@@ -288,6 +288,10 @@ class FrameSlot:
     #: Address of the check entries of this slot's input (one beat a row, written by the
     #: driver with the image: :func:`ilmpq.hdl.isa.act_check_sum`); 0: the input is not checked.
     input_check: int = 0
+    #: A batched program (``Compiled.batch = B > 1``): per image ``b`` of this slot
+    #: ``(input_addr, input_check, output_addr)`` (image 0's are the fields above); empty with
+    #: ``batch = 1``.
+    images: list = field(default_factory=list)
 
 
 @dataclass
@@ -398,21 +402,37 @@ class Compiled:
                                                self.config.beat_bytes)))
         return out
 
-    def image_writes(self, b: int, payload: bytes) -> list[tuple[int, bytes]]:
+    def image_writes(self, b: int, payload: bytes, slot: int = 0) -> list[tuple[int, bytes]]:
         """What the host writes to give image ``b`` of a batched run (``0 <= b < batch``) its
-        input (``payload``: the stored layout of the input): ``[(address, bytes)]``, the
-        tensor and its check entries when the accelerator checks them."""
+        input (``payload``: the stored layout of the input) in frame slot ``slot``:
+        ``[(address, bytes)]``, the tensor and its check entries when the accelerator checks
+        them."""
         if not (isinstance(b, int) and 0 <= b < self.batch):
             raise IlmpqValueError(f"image {b!r} is not allowed: the program takes images "
                                   f"0 .. {self.batch - 1}")
         if b == 0 or self.batch == 1:
-            return self.host_writes(self.input, payload)
+            return self.host_writes(self.input, payload, slot)
+        if slot and self.slots:
+            addr, chk, _ = self.slots[slot].images[b]
+            out = [(addr, bytes(payload))]
+            if chk:
+                out.append((chk, act_check_entries(addr, payload, self.input_row_bytes,
+                                                   self.config.beat_bytes)))
+            return out
         t = self.batch_tensors[b][self.input]
         out = [(t.addr, bytes(payload))]
         if self.batch_input_checks[b]:
             out.append((self.batch_input_checks[b], act_check_entries(
                 t.addr, payload, self.input_row_bytes, self.config.beat_bytes)))
         return out
+
+    def image_output_addr(self, b: int, slot: int = 0) -> int:
+        """Address of image ``b``'s output (a batched program; ``b = 0`` with ``batch = 1``)
+        in frame slot ``slot``."""
+        if slot and self.slots and self.batch > 1:
+            return self.slots[slot].images[b][2]
+        return self.batch_tensors[b][self.output].addr if self.batch > 1 else \
+            self.tensor_addr(self.output, slot)
 
     def tensor_addr(self, name: str, slot: int = 0) -> int:
         """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
@@ -1512,10 +1532,20 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # read-only region first: programs (one copy per frame slot), then the arena
     ib = INSTR_BITS // 8
     one_program = len(steps_plan) == 1 and steps_plan[0][0] == "accel"
-    n_slots = frame_slots if one_program and batch == 1 else 1
+    n_slots = frame_slots if one_program else 1
     inp, out = tensors[model.input], tensors[model.output]
     slot_tensors = [(inp.addr, out.addr)]
-    for _ in range(1, n_slots):
+    if batch > 1:
+        # per slot every image's input and the outputs (:func:`_batch_slot_regions`)
+        b_in, b_out, out_regions = _batch_slot_regions(
+            [tensors[model.input]] + [copies[b][model.input] for b in range(1, batch)],
+            [tensors[model.output]] + [copies[b][model.output] for b in range(1, batch)],
+            tensors.get(stk(model.output)))
+        b_chk = [chk.host_tables.get(model.input)] + [
+            chk.host_tables.get(f"{model.input}@{b}") for b in range(1, batch)]
+        batch_slots = [_batch_slot_alloc(arena, chk, b_in, b_out, out_regions, b_chk, inp.h,
+                                         k) for k in range(n_slots)]
+    for _ in range(1, n_slots if batch == 1 else 0):
         slot_tensors.append((arena.alloc(inp.nbytes, what="a frame slot's input"),
                              arena.alloc(out.nbytes, what="a frame slot's output")))
     prog_addrs = {what: [img.alloc(len(segments[what][1]) * ib, what="a program")
@@ -1525,7 +1555,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     # side area opens the arena
     input_chk = chk.host_tables.get(model.input)
     input_chks = [input_chk] + [chk.alloc(inp.h) for _ in range(1, n_slots)] \
-        if input_chk is not None else [None] * n_slots
+        if input_chk is not None and batch == 1 else [input_chk] * n_slots
     chk_bytes = _roundup(chk.beats * cfg.beat_bytes, _ALIGN)
     arena_base = img.alloc(chk_bytes + len(arena.data), what="the activation arena")
     arena_range = (arena_base, arena_base + chk_bytes + len(arena.data))
@@ -1550,15 +1580,22 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         instrs = _relocate(instrs, tensor_base, [])
         tags = []
         for k, pa in enumerate(prog_addrs[what]):
-            prog = instrs if k == 0 else _relocate(instrs, 0, [
-                (inp.addr, inp.nbytes, slot_tensors[k][0]),
-                (out.addr, out.nbytes, slot_tensors[k][1])],
-                None if input_chk is None else
-                (slot_tensors[k][0], inp.nbytes, input_chks[k] - input_chks[0]))
+            if batch > 1:
+                prog = instrs if k == 0 else _relocate(
+                    instrs, 0, *_batch_slot_moves(batch_slots[0], batch_slots[k], tensor_base))
+            else:
+                prog = instrs if k == 0 else _relocate(instrs, 0, [
+                    (inp.addr, inp.nbytes, slot_tensors[k][0]),
+                    (out.addr, out.nbytes, slot_tensors[k][1])],
+                    None if input_chk is None else
+                    (slot_tensors[k][0], inp.nbytes, input_chks[k] - input_chks[0]))
             tag = _prog_tag(ro, prog, pa)
             tags.append(tag)
             img.write(pa, b"".join(seal(raw, i, pa, tag) for i, raw in enumerate(prog)))
-            if one_program:
+            if one_program and batch > 1:
+                slots.append(_batch_frame_slot(batch_slots[0], batch_slots[k], pa, len(instrs),
+                                               tag, tensor_base, chk_addr))
+            elif one_program:
                 slots.append(FrameSlot(*slot_tensors[k], pa, len(instrs), tag,
                                        chk_addr(input_chks[k])))
         steps.append(AccelStep(names, prog_addrs[what][0], len(instrs), tags[0],
@@ -1898,33 +1935,40 @@ def _prog_tag(ro: bytes, prog: list, prog_addr: int) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
-def _relocate(instrs: list, delta: int, moves: list, chk_move: tuple | None = None) -> list:
+def _relocate(instrs: list, delta: int, moves: list,
+              chk_move: tuple | list | None = None) -> list:
     """Re-encode a program's instructions with every tensor address (LOAD_ROWS.addr,
     STORE.out_addr and STORE.res_addr) moved by ``delta`` and then, inside a tensor
     ``(addr, nbytes, new_addr)`` of ``moves``, to that tensor's copy at ``new_addr`` (a frame
     slot's input and output). Programs are emitted with arena-relative tensor addresses.
-    ``chk_move = (addr, nbytes, d)``: a checked LOAD_ROWS (or residual read) of ``[addr, addr +
-    nbytes)`` (a slot's input, after the moves) reads its check entries ``d`` beats further."""
+    ``chk_move = (addr, nbytes, d)`` (or a list of them: a batched slot's B inputs): a checked
+    LOAD_ROWS (or residual read) of ``[addr, addr + nbytes)`` (a slot's input, after the moves)
+    reads its check entries ``d`` beats further."""
+    chk_moves = [] if not chk_move else [chk_move] if isinstance(chk_move, tuple) \
+        else list(chk_move)
+
     def moved(addr):
         addr += delta
         for lo, n, new in moves:
             if lo <= addr < lo + n:
                 return addr - lo + new
         return addr
+
+    def chk_delta(addr):
+        return next((d for lo, n, d in chk_moves if 0 <= addr - lo < n), 0)
     out = []
     for raw in instrs:
         op, f = decode(raw)
         if op == Opcode.LOAD_ROWS:
             f["addr"] = moved(f["addr"])
-            if chk_move and f["chk_beats"] and 0 <= f["addr"] - chk_move[0] < chk_move[1]:
-                f["chk_off"] += chk_move[2]
+            if f["chk_beats"]:
+                f["chk_off"] += chk_delta(f["addr"])
         elif op == Opcode.STORE:
             f["out_addr"] = moved(f["out_addr"])
             if f["res_en"]:
                 f["res_addr"] = moved(f["res_addr"])
-                if chk_move and f["res_chk_beats"] and \
-                        0 <= f["res_addr"] - chk_move[0] < chk_move[1]:
-                    f["res_chk_off"] += chk_move[2]
+                if f["res_chk_beats"]:
+                    f["res_chk_off"] += chk_delta(f["res_addr"])
         out.append(encode(op, **f) if f else encode(op))
     return out
 
@@ -3524,3 +3568,62 @@ def _gap_rows(gaps, r0: int, r1: int, name: str) -> int:
                                    f"mark (compile with a smaller batch)")
             word |= 1 << (r - r0)
     return word
+
+
+# ---- frame slots of a batched program (``compile_model(batch=B, frame_slots=N)``) ----------
+
+def _batch_slot_regions(inputs: list, outputs: list, stacked_out) -> tuple:
+    """What a frame slot of a batched program owns (arena-relative, before the arena's base is
+    added): every image's input ``[(addr, nbytes)]``, every image's output address, and the
+    output regions ``[(addr, nbytes)]``: the stacked output tensor (the images' outputs are its
+    rows) or, when the output is stored per image, every image's output tensor."""
+    b_in = [(t.addr, t.nbytes) for t in inputs]
+    b_out = [t.addr for t in outputs]
+    regions = [(stacked_out.addr, stacked_out.nbytes)] if stacked_out is not None else \
+        [(t.addr, t.nbytes) for t in outputs]
+    for a in b_out:
+        if not any(lo <= a < lo + n for lo, n in regions):
+            raise CompileError("a batched program's output lies outside its output tensor "
+                               "(internal error)")
+    return b_in, b_out, regions
+
+
+def _batch_slot_alloc(arena, chk, b_in: list, b_out: list, regions: list, b_chk: list, h: int,
+                      k: int) -> dict:
+    """Frame slot ``k`` of a batched program: slot 0 is the compiled placement; a further slot
+    gets its own copy of every image's input (and of its check table when the accelerator
+    checks it: ``h`` entries, one a row) and of the output regions. Arena-relative."""
+    if k == 0:
+        return {"in": [a for a, _ in b_in], "regions": list(regions), "chk": list(b_chk),
+                "b_in": b_in, "out": b_out}
+    new_in = [arena.alloc(n, what="a frame slot's input") for _, n in b_in]
+    new_out = [(arena.alloc(n, what="a frame slot's output"), n) for _, n in regions]
+    new_chk = [None if c is None else chk.alloc(h) for c in b_chk]
+    return {"in": new_in, "regions": new_out, "chk": new_chk, "b_in": b_in, "out": b_out}
+
+
+def _batch_slot_moves(s0: dict, sk: dict, tb: int) -> tuple:
+    """``_relocate``'s ``moves`` and ``chk_move`` list that turn slot 0's program (tensor
+    addresses already moved by the arena's tensor base ``tb``) into slot ``sk``'s: every
+    image's input and the output regions to the slot's copies, every checked input's loads to
+    the slot's check table."""
+    moves = [(a + tb, n, new + tb) for (a, n), new in zip(s0["b_in"], sk["in"])]
+    moves += [(a + tb, n, new + tb) for (a, n), (new, _) in zip(s0["regions"], sk["regions"])]
+    chk_moves = [(new + tb, n, c1 - c0)
+                 for (_, n), new, c0, c1 in zip(s0["b_in"], sk["in"], s0["chk"], sk["chk"])
+                 if c0 is not None]
+    return moves, chk_moves
+
+
+def _batch_frame_slot(s0: dict, sk: dict, prog_addr: int, n_instr: int, tag: int, tb: int,
+                      chk_addr) -> FrameSlot:
+    """The :class:`FrameSlot` of slot ``sk`` of a batched program (image 0's input, check
+    table and output in its fields, every image's in :attr:`FrameSlot.images`)."""
+    images = []
+    for b, a_in in enumerate(sk["in"]):
+        a_out = s0["out"][b]
+        i = next(i for i, (lo, n) in enumerate(s0["regions"]) if lo <= a_out < lo + n)
+        images.append((a_in + tb, chk_addr(sk["chk"][b]),
+                       a_out - s0["regions"][i][0] + sk["regions"][i][0] + tb))
+    return FrameSlot(images[0][0], images[0][2], prog_addr, n_instr, tag, images[0][1],
+                     images=images)

@@ -20,7 +20,8 @@ tensor back for a layer-by-layer comparison with golden. The input is the raw im
 :meth:`Driver.infer_stream` runs frames
 back to back through the compiled frame slots (``Compiled.slots``): while the accelerator runs
 frame ``n``, the host writes image ``n + 1`` into the other slot and reads the logits of frame
-``n - 1``.
+``n - 1``; a batched program (``compile_model(batch=B)``) takes the images in groups of ``B``
+a frame (:meth:`Driver.infer_stream`).
 
 Errors the accelerator latches become specific exceptions (:class:`DMAError`,
 :class:`WeightPackageRejected`, :class:`ProgramError`, :class:`HardwareTimeout`); a run that
@@ -177,9 +178,12 @@ class RunStats:
 class StreamResult:
     """Frames run back to back (:meth:`Driver.infer_stream`)."""
 
-    outputs: list                  #: per frame, the output tensor (natural layout)
+    outputs: list                  #: per image, the output tensor (natural layout)
     cycles: list                   #: per frame, the accelerator's CYCLES counter of its run
     done_at: list                  #: per frame, the transport's clock when its run was done
+    #: Images a frame (a run): a batched program's ``Compiled.batch``; ``outputs`` has one
+    #: entry per image given, ``cycles`` and ``done_at`` one per run.
+    batch: int = 1
 
     @property
     def intervals(self) -> list:
@@ -477,6 +481,13 @@ class Driver:
         ``n`` is done, its CYCLES counter is read (two registers: START clears it), the next
         frame is started and only then are frame ``n``'s logits read. Needs a model compiled
         as one program with at least two frame slots.
+
+        A batched program (``compile_model(batch=B)``) takes the images in groups of ``B``, a
+        frame (one run) per group, overlapped in the same way (the host writes the next
+        group's ``B`` images into the next slot while this group runs, then reads its ``B``
+        outputs). A last group of fewer than ``B`` images is filled up with copies of its last
+        image, whose results are dropped: ``outputs`` has one output per image given, in
+        their order; ``cycles`` and ``done_at`` one entry per run.
         """
         if not (compiled.one_program and len(compiled.slots) >= 2):
             raise IlmpqValueError(
@@ -484,6 +495,9 @@ class Driver:
                 "two frame slots (compile_model(..., frame_slots=2)); this one has "
                 f"{len(compiled.steps)} step(s) and {len(compiled.slots)} slot(s)")
         images = list(images)
+        if compiled.batch > 1:
+            return await self._infer_stream_batched(compiled, images, load=load,
+                                                    layout=layout)
         if load and images:
             await self.load(compiled)
         n_slots = len(compiled.slots)
@@ -509,6 +523,46 @@ class Driver:
                 await start(k + 1)
             res.outputs.append(await self.read_tensor(compiled, compiled.output,
                                                       k % n_slots))
+        return res
+
+    async def _infer_stream_batched(self, compiled: Compiled, images: list, *, load: bool,
+                                    layout: str) -> StreamResult:
+        """:meth:`infer_stream` for a batched program: groups of ``B`` images a frame."""
+        bsz, n_slots = compiled.batch, len(compiled.slots)
+        groups = [images[i:i + bsz] for i in range(0, len(images), bsz)]
+        if load and groups:
+            await self.load(compiled)
+        res = StreamResult([], [], [], batch=bsz)
+        lo, hi = self.regmap.offset("cycles_lo"), self.regmap.offset("cycles_hi")
+        out_t = compiled.tensors[compiled.output]
+
+        async def write(k):
+            payloads = [_input_bytes(compiled, im, layout) for im in groups[k]]
+            payloads += [payloads[-1]] * (bsz - len(payloads))   # a last group: filled up
+            for b, payload in enumerate(payloads):
+                for addr, data in compiled.image_writes(b, payload, k % n_slots):
+                    await self.t.mem_write(addr, data)
+
+        def start(k):
+            fs = compiled.slots[k % n_slots]
+            return self.start_program(fs.prog_addr, fs.n_instr, compiled.window,
+                                      compiled.arena, fs.prog_tag)
+
+        if groups:
+            await write(0)
+            await start(0)
+        for k in range(len(groups)):
+            if k + 1 < len(groups):
+                await write(k + 1)
+            await self.wait_program()
+            res.done_at.append(await self.t.cycles())
+            res.cycles.append(((await self.t.read32(hi)) << 32) | await self.t.read32(lo))
+            if k + 1 < len(groups):
+                await start(k + 1)
+            for b in range(len(groups[k])):          # the padding images' results dropped
+                addr = compiled.image_output_addr(b, k % n_slots)
+                res.outputs.append(out_t.from_memory(await self.t.mem_read(addr,
+                                                                           out_t.nbytes)))
         return res
 
     async def host_step(self, compiled: Compiled, layer):

@@ -14,6 +14,7 @@ written before the field existed carry none; everything here treats that as "unk
 
 from __future__ import annotations
 
+import argparse
 from fractions import Fraction
 
 from ...golden.errors import IlmpqValueError
@@ -112,6 +113,30 @@ def _more_on_host(model, rec: dict, hosted: list, kwargs: dict) -> bool:
             < len(hosted)
     except IlmpqError:      # the recorded one does not compile either
         return False
+
+
+def batch_value(text: str) -> int:
+    """``--batch B``: images a run (``compile_model(batch=B)``), an integer in
+    ``[1, MAX_BATCH]``; anything else is one clear usage error."""
+    from ..compiler import MAX_BATCH
+    try:
+        b = int(text, 10)
+    except (TypeError, ValueError):
+        b = None
+    if b is None or not 1 <= b <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: the images a run must be an "
+                                         f"integer in [1, {MAX_BATCH}]")
+    return b
+
+
+def add_batch_argument(parser: argparse.ArgumentParser) -> None:
+    """``--batch B`` (default 1): compile for B images a run (docs/architecture.md,
+    *Batching*); the images run in groups of B, a last smaller group filled up with copies of
+    its last image whose results are dropped."""
+    parser.add_argument("--batch", type=batch_value, default=1, metavar="B",
+                        help="images a run: compile the model for batches of B images "
+                             "(docs/architecture.md, Batching; a last smaller group is filled "
+                             "with its last image, those results dropped; default 1)")
 
 
 def compile_checked(model, cfg: HWConfig, path: str, **kwargs):

@@ -5,7 +5,9 @@ the test accuracy of the float model, the all-8-bit and all-4-bit baselines and 
 (the configuration's share ``R``) with the per-layer quantization report; then compile the ILMPQ
 model, run the test images on the accelerator RTL (Verilator; ``--sim amaranth`` for the Python
 simulator), check every layer of every image bit for bit against golden, and report the RTL's
-test accuracy, cycles, PE utilization and latency at 100 MHz.
+test accuracy, cycles, PE utilization and latency at 100 MHz. ``--batch B`` compiles the ILMPQ
+model for B images a run (docs/architecture.md, *Batching*): the per-image figures are a run's
+divided by B, the run's cycles and latency named (without it: batch 1, the output unchanged).
 
 The job is a list of stages (:data:`STAGES`), each a function of one :class:`RunState` that it
 reads and extends; later stages (compile, simulate on the RTL, compare bit-exact) are added to the
@@ -25,7 +27,7 @@ from ...golden.formats import SUPPORTED_ACT_BITS
 from ...golden.quantize import RULES
 from ...hdl.config import PRESETS, HWConfig, get_config
 from ..outputs import add_force_argument, check_output_file, write_text
-from ._shared import record_config
+from ._shared import add_batch_argument, record_config
 
 HELP = ("quantize the embedded default model for a hardware configuration and report accuracy "
         "(float, all-8-bit, all-4-bit, ILMPQ)")
@@ -50,6 +52,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=None, metavar="N",
                         help="test images to run on the RTL (default: all with verilator, "
                              "2 with amaranth)")
+    add_batch_argument(parser)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class RunState:
     rule: str = "error"
     sim: str = "verilator"
     n_rtl: int | None = None
+    batch: int = 1  #: images a run (``--batch``; ``compile_model(batch=...)``)
     float_model: object = None
     calib: tuple | None = None  #: (images, labels)
     test: tuple | None = None  #: (images, labels)
@@ -148,7 +152,8 @@ def stage_compile(st: RunState) -> None:
         return
     from ..compiler import compile_model
 
-    st.compiled = compile_model(st.ilmpq, st.config)
+    st.compiled = compile_model(st.ilmpq, st.config) if st.batch == 1 else \
+        compile_model(st.ilmpq, st.config, batch=st.batch)
     st.say()
     for line in st.compiled.report().splitlines():
         st.say(line)
@@ -184,6 +189,12 @@ def stage_simulate(st: RunState) -> None:
         golden_preds.append(int(np.argmax(ref[model.output].reshape(-1))))
     cycles = [r.stats["cycles"] for r in results]
     macs = sum(r.macs for r in st.compiled.layers if r.where == "accel")
+    if st.batch > 1:
+        # B images a run: every image of a run has the run's counters; the per-image figures
+        # are a run's divided by B (the run's MACs are the B images')
+        runs = [r.stats["cycles"] for r in results[::st.batch]]
+        cycles = [c / st.batch for c in runs]
+        macs /= st.batch
     st.rtl = {
         "simulator": st.sim, "images": n, "mismatches": len(mismatches),
         "first_mismatch": mismatches[0][1] if mismatches else None,
@@ -195,6 +206,9 @@ def stage_simulate(st: RunState) -> None:
         "latency_ms_100mhz": float(np.mean(cycles)) / 100e6 * 1e3,
         "seconds": time.perf_counter() - t0,
     }
+    if st.batch > 1:
+        st.rtl.update(batch=st.batch, runs=len(runs), cycles_per_run=int(np.mean(runs)),
+                      latency_ms_100mhz=float(np.mean(runs)) / 100e6 * 1e3)
 
 
 def stage_rtl_report(st: RunState) -> None:
@@ -213,7 +227,14 @@ def stage_rtl_report(st: RunState) -> None:
     st.say(f"{r['cycles_per_image']} cycles per image, PE utilization "
            f"{100 * r['pe_utilization']:.1f}% of {st.config.macs_per_cycle} MAC/cycle, "
            f"latency {r['latency_ms_100mhz']:.3f} ms at 100 MHz "
-           f"({1e3 / r['latency_ms_100mhz']:.0f} frames/s), simulated in {r['seconds']:.1f} s")
+           f"({1e3 / r['latency_ms_100mhz']:.0f} frames/s), simulated in {r['seconds']:.1f} s"
+           if st.batch == 1 else
+           f"{r['cycles_per_image']} cycles per image ({st.batch} images a run of "
+           f"{r['cycles_per_run']} cycles, {r['runs']} {'run' if r['runs'] == 1 else 'runs'}), "
+           f"PE utilization {100 * r['pe_utilization']:.1f}% of {st.config.macs_per_cycle} "
+           f"MAC/cycle, latency {r['latency_ms_100mhz']:.3f} ms at 100 MHz "
+           f"({st.batch * 1e3 / r['latency_ms_100mhz']:.0f} frames/s), simulated in "
+           f"{r['seconds']:.1f} s")
 
 
 #: The stages of ``ilmpq run``, in order: ``(name, function)``.
@@ -238,7 +259,8 @@ def main(args) -> int:
     cfg = get_config(args.config)
     if args.act_bits is not None:
         cfg = cfg.replace(act_bits=args.act_bits)
-    st = RunState(config=cfg, rule=args.rule, sim=args.sim, n_rtl=args.images)
+    st = RunState(config=cfg, rule=args.rule, sim=args.sim, n_rtl=args.images,
+                  batch=args.batch)
     for name, fn in STAGES:
         t0 = time.perf_counter()
         fn(st)

@@ -4,14 +4,17 @@
 
     ilmpq simulate MODEL.npz [--config NAME] [--sim amaranth|verilator]
                    [--images IMAGES.npy | --count N] [--mem deterministic|random] [--seed S]
-                   [--mac-key-file KEY]
+                   [--mac-key-file KEY] [--batch B]
 
 The model is compiled for the configuration and run image by image on the RTL (the Amaranth
 simulator, or the emitted Verilog under Verilator), driven through the accelerator's registers
 by the same driver that drives a board. Every layer's output is compared bit for bit with the
 golden reference; the first mismatch is reported with its layer, channel, pixel and both values,
 and the command exits with status 1. ``IMAGES.npy`` holds uint8 images ``(N, C, H, W)``;
-without it, ``--count`` random images are drawn (seeded).
+without it, ``--count`` random images are drawn (seeded). ``--batch B`` compiles the model for
+B images a run (docs/architecture.md, *Batching*) and runs the images in groups of B (a last
+smaller group is filled up with copies of its last image, whose results are dropped); each
+image's line then shows its run's cycles.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ...golden.safeio import open_input, read_npy
 from ...hdl.config import PRESETS
 from .. import wpkg
 from ..progress import Progress
-from ._shared import compile_checked, model_config, simulate_with_progress
+from ._shared import add_batch_argument, compile_checked, model_config, simulate_with_progress
 
 HELP = "run a quantized model on the accelerator RTL and check every layer against golden"
 
@@ -52,6 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "file (16 raw bytes or 32 hex digits) and run with the MAC check on")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random images and of --mem random (default 0)")
+    add_batch_argument(parser)
 
 
 def _images(n: int) -> str:
@@ -127,7 +131,8 @@ def main(args) -> int:
     mac = None
     if args.mac_key_file is not None:
         mac = wpkg.MacKey(wpkg.read_key_file(args.mac_key_file), wpkg.new_nonce())
-    comp = compile_checked(model, cfg, args.model, mac=mac)
+    comp = compile_checked(model, cfg, args.model, mac=mac) if args.batch == 1 else \
+        compile_checked(model, cfg, args.model, mac=mac, batch=args.batch)
     macs = sum(r.macs for r in comp.layers if r.where == "accel")
     t0 = time.perf_counter()
     results = simulate_with_progress(comp, imgs, sim=args.sim, progress=Progress(),
@@ -145,6 +150,11 @@ def main(args) -> int:
         if why is not None:
             print(f"  {why}")
             bad += 1
+    if args.batch > 1:
+        runs = [r.stats["cycles"] for r in results[::args.batch]]
+        print(f"batch {args.batch}: {len(runs)} {'run' if len(runs) == 1 else 'runs'}, "
+              f"{int(np.mean(runs)) // args.batch} cycles per image ({args.batch} images a run "
+              f"of {int(np.mean(runs))} cycles)")
     print(f"{len(imgs) - bad}/{len(imgs)} {_images(len(imgs))} bit-exact on every layer "
           f"({args.sim}, {seconds:.1f} s)")
     return 1 if bad else 0

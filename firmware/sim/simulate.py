@@ -151,6 +151,12 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
     raise ValueError(f"unknown simulator {sim!r}; use 'amaranth' or 'verilator'")
 
 
+def _fill_group(compiled, group: list) -> list:
+    """A batched program's last group of fewer than ``B`` images, filled up with copies of its
+    last image (their results are dropped), as ``Driver.infer_stream`` does."""
+    return list(group) + [group[-1]] * (compiled.batch - len(group))
+
+
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
                        progress, check_protocol, read_latency, cycle_progress=None,
                        mac_key=None):
@@ -175,9 +181,10 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
             await drv.set_mac_key(mac_key)
         if compiled.batch > 1:          # a batched program: B images a run
             for i in range(0, len(images), compiled.batch):
-                outs, stats = await drv.infer_batch(compiled, images[i:i + compiled.batch],
+                group = images[i:i + compiled.batch]
+                outs, stats = await drv.infer_batch(compiled, _fill_group(compiled, group),
                                                     load=(i == 0), check=True)
-                results.extend(SimResult(t, stats) for t in outs)
+                results.extend(SimResult(t, stats) for t in outs[:len(group)])
                 if progress is not None:
                     progress(len(results), len(images))
             return
@@ -227,9 +234,10 @@ def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_late
         run_sync(drv.set_mac_key(mac_key))
     results = []
     for i in range(0, len(images), compiled.batch) if compiled.batch > 1 else ():
-        outs, stats = run_sync(drv.infer_batch(compiled, images[i:i + compiled.batch],
+        group = images[i:i + compiled.batch]
+        outs, stats = run_sync(drv.infer_batch(compiled, _fill_group(compiled, group),
                                                load=(i == 0), check=True))
-        results.extend(SimResult(t, stats) for t in outs)
+        results.extend(SimResult(t, stats) for t in outs[:len(group)])
         if progress is not None:
             progress(len(results), len(images))
     for i, img in enumerate(images if compiled.batch == 1 else ()):
