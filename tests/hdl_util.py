@@ -78,3 +78,33 @@ def assert_instruction_rejected(cfg, ins):
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+
+
+def expected_conv_beats(ins, act_half, tn, act_bits, g0=0):
+    """(data tuple, addr, bank, first, swap, last) of each beat of one conv COMPUTE, from the
+    loop nest of docs/architecture.md section 2: a position outside the loaded rows and columns,
+    or on a row whose ``gap_rows`` bit is set (below GAP_ROWS), reads the padding value (0, or
+    ``2**(act_bits-1)`` with ``pad_ob``)."""
+    from ilmpq.hdl.isa import GAP_ROWS
+    groups, in_w = ins["groups"], ins["in_w"]
+    pad = ins.get("pad_ob", 0) << (act_bits - 1)
+    gap = ins.get("gap_rows", 0)
+    out = []
+    for mt in range(ins["n_mtiles"]):
+        sets = [(kr, kc, cg) for kr in range(ins["kh"]) for kc in range(ins["kw"])
+                for cg in range(groups)]
+        for si, (kr, kc, cg) in enumerate(sets):
+            for oy in range(ins["out_h"]):
+                for ox in range(ins["out_w"]):
+                    iy = ins["ty0"] + oy * ins["stride_y"] + kr
+                    ix = ins["tx0"] + ox * ins["stride_x"] + kc
+                    if (0 <= iy < ins["in_rows"] and 0 <= ix < in_w
+                            and not (iy < GAP_ROWS and gap >> iy & 1)):
+                        d = tuple(int(b) & ((1 << act_bits) - 1)
+                                  for b in act_half[(iy * in_w + ix) * groups + cg])
+                    else:
+                        d = (pad,) * tn
+                    p = oy * ins["out_w"] + ox
+                    last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
+                    out.append((d, p, (g0 + mt) % 2, int(si == 0), int(p == 0), int(last)))
+    return out

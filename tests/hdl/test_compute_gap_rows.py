@@ -9,34 +9,12 @@ import pytest
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import GAP_ROWS, Compute
 
-from hdl_util import run_compute
+from hdl_util import expected_conv_beats, run_compute
 
 
 def expected(ins, act_half, cfg, g0=0):
-    """(data, addr, bank, first, swap, last) of each beat: docs/architecture.md section 2 with
-    the gap rows as padding."""
-    groups, in_w, tn, ab = ins["groups"], ins["in_w"], cfg.tn, cfg.act_bits
-    pad = ins.get("pad_ob", 0) << (ab - 1)
-    gap = ins.get("gap_rows", 0)
-    out = []
-    for mt in range(ins["n_mtiles"]):
-        sets = [(kr, kc, cg) for kr in range(ins["kh"]) for kc in range(ins["kw"])
-                for cg in range(groups)]
-        for si, (kr, kc, cg) in enumerate(sets):
-            for oy in range(ins["out_h"]):
-                for ox in range(ins["out_w"]):
-                    iy = ins["ty0"] + oy * ins["stride_y"] + kr
-                    ix = ins["tx0"] + ox * ins["stride_x"] + kc
-                    if (0 <= iy < ins["in_rows"] and 0 <= ix < in_w
-                            and not (iy < GAP_ROWS and gap >> iy & 1)):
-                        d = tuple(int(b) & ((1 << ab) - 1)
-                                  for b in act_half[(iy * in_w + ix) * groups + cg])
-                    else:
-                        d = (pad,) * tn
-                    p = oy * ins["out_w"] + ox
-                    last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
-                    out.append((d, p, (g0 + mt) % 2, int(si == 0), int(p == 0), int(last)))
-    return out
+    """(data, addr, bank, first, swap, last) of each beat, the gap rows as padding."""
+    return expected_conv_beats(ins, act_half, cfg.tn, cfg.act_bits, g0)
 
 
 def test_gap_field_is_appended():

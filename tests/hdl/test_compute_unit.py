@@ -10,33 +10,10 @@ from ilmpq.hdl.compute import ComputeUnit
 from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import Compute
 
-from hdl_util import assert_instruction_rejected, run_compute
+from hdl_util import assert_instruction_rejected, expected_conv_beats, run_compute
 
 
-def expected_beats(ins, act_half, tn, act_bits, g0=0):
-    """Yield (data tuple, addr, bank, first, swap, last) for one COMPUTE instruction (padding
-    reads 0, or ``2**(act_bits-1)`` with ``pad_ob``)."""
-    groups, in_w = ins["groups"], ins["in_w"]
-    pad = ins.get("pad_ob", 0) << (act_bits - 1)
-    out = []
-    for mt in range(ins["n_mtiles"]):
-        g = g0 + mt
-        sets = [(kr, kc, cg) for kr in range(ins["kh"]) for kc in range(ins["kw"])
-                for cg in range(groups)]
-        for si, (kr, kc, cg) in enumerate(sets):
-            for oy in range(ins["out_h"]):
-                for ox in range(ins["out_w"]):
-                    iy = ins["ty0"] + oy * ins["stride_y"] + kr
-                    ix = ins["tx0"] + ox * ins["stride_x"] + kc
-                    if 0 <= iy < ins["in_rows"] and 0 <= ix < in_w:
-                        word = act_half[(iy * in_w + ix) * groups + cg]
-                        d = tuple(int(b) & ((1 << act_bits) - 1) for b in word)
-                    else:
-                        d = (pad,) * tn
-                    p = oy * ins["out_w"] + ox
-                    last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
-                    out.append((d, p, g % 2, int(si == 0), int(p == 0), int(last)))
-    return out
+expected_beats = expected_conv_beats    # (data, addr, bank, first, swap, last) per beat
 
 
 def make_case(rng, cfg, *, kh, kw, stride, pad, in_h, in_w, groups, n_mtiles, rows=None):
