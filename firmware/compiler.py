@@ -1545,9 +1545,10 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             chk.host_tables.get(f"{model.input}@{b}") for b in range(1, batch)]
         batch_slots = [_batch_slot_alloc(arena, chk, b_in, b_out, out_regions, b_chk, inp.h,
                                          k) for k in range(n_slots)]
-    for _ in range(1, n_slots if batch == 1 else 0):
-        slot_tensors.append((arena.alloc(inp.nbytes, what="a frame slot's input"),
-                             arena.alloc(out.nbytes, what="a frame slot's output")))
+    else:
+        for _ in range(1, n_slots):
+            slot_tensors.append((arena.alloc(inp.nbytes, what="a frame slot's input"),
+                                 arena.alloc(out.nbytes, what="a frame slot's output")))
     prog_addrs = {what: [img.alloc(len(segments[what][1]) * ib, what="a program")
                          for _ in range(n_slots)]
                   for kind, what in steps_plan if kind == "accel"}
@@ -3447,9 +3448,7 @@ def _stack_periods_g(model, layers: list, batch: int, g0: int):
     period: dict = {}
 
     def fix(t, p):
-        if fixed.setdefault(t, p) != p:
-            return False
-        return True
+        return fixed.setdefault(t, p) == p
 
     def want(t, g):
         need[t] = max(need.get(t, 0), g)

@@ -151,10 +151,18 @@ def simulate(compiled: Compiled, images, *, sim: str = "amaranth", mem_mode: str
     raise ValueError(f"unknown simulator {sim!r}; use 'amaranth' or 'verilator'")
 
 
-def _fill_group(compiled, group: list) -> list:
-    """A batched program's last group of fewer than ``B`` images, filled up with copies of its
-    last image (their results are dropped), as ``Driver.infer_stream`` does."""
-    return list(group) + [group[-1]] * (compiled.batch - len(group))
+async def _infer_group(drv, compiled, group: list, load: bool) -> list:
+    """One run of ``compiled`` on ``group`` (one image, or up to ``B`` of a batched program):
+    a ``SimResult`` per image of the group. A batched program's last group of fewer than ``B``
+    images is filled up with copies of its last image, whose results are dropped, as
+    ``Driver.infer_stream`` does."""
+    if compiled.batch == 1:
+        (img,) = group
+        tensors, stats = await drv.infer(compiled, img, load=load, check=True)
+        return [SimResult(tensors, stats)]
+    full = list(group) + [group[-1]] * (compiled.batch - len(group))
+    outs, stats = await drv.infer_batch(compiled, full, load=load, check=True)
+    return [SimResult(t, stats) for t in outs[:len(group)]]
 
 
 def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeout_cycles,
@@ -179,20 +187,11 @@ def _simulate_amaranth(compiled, images, *, mem_mode, seed, csr_rng, vcd, timeou
         drv = Driver(transport, cfg, timeout_cycles=timeout_cycles)
         if mac_key is not None:
             await drv.set_mac_key(mac_key)
-        if compiled.batch > 1:          # a batched program: B images a run
-            for i in range(0, len(images), compiled.batch):
-                group = images[i:i + compiled.batch]
-                outs, stats = await drv.infer_batch(compiled, _fill_group(compiled, group),
-                                                    load=(i == 0), check=True)
-                results.extend(SimResult(t, stats) for t in outs[:len(group)])
-                if progress is not None:
-                    progress(len(results), len(images))
-            return
-        for i, img in enumerate(images):
-            tensors, stats = await drv.infer(compiled, img, load=(i == 0), check=True)
-            results.append(SimResult(tensors, stats))
+        for i in range(0, len(images), compiled.batch):     # B images a run
+            results.extend(await _infer_group(drv, compiled, images[i:i + compiled.batch],
+                                              i == 0))
             if progress is not None:
-                progress(i + 1, len(images))
+                progress(len(results), len(images))
 
     for p, (bus, port_mem) in enumerate(zip(buses, mems)):
         port_mem.add_to(sim)
@@ -233,16 +232,9 @@ def _simulate_verilator(compiled, images, *, timeout_cycles, progress, read_late
     if mac_key is not None:
         run_sync(drv.set_mac_key(mac_key))
     results = []
-    for i in range(0, len(images), compiled.batch) if compiled.batch > 1 else ():
-        group = images[i:i + compiled.batch]
-        outs, stats = run_sync(drv.infer_batch(compiled, _fill_group(compiled, group),
-                                               load=(i == 0), check=True))
-        results.extend(SimResult(t, stats) for t in outs[:len(group)])
+    for i in range(0, len(images), compiled.batch):         # B images a run
+        results.extend(run_sync(_infer_group(drv, compiled, images[i:i + compiled.batch],
+                                             i == 0)))
         if progress is not None:
             progress(len(results), len(images))
-    for i, img in enumerate(images if compiled.batch == 1 else ()):
-        tensors, stats = run_sync(drv.infer(compiled, img, load=(i == 0), check=True))
-        results.append(SimResult(tensors, stats))
-        if progress is not None:
-            progress(i + 1, len(images))
     return results
