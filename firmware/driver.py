@@ -495,39 +495,7 @@ class Driver:
                 "two frame slots (compile_model(..., frame_slots=2)); this one has "
                 f"{len(compiled.steps)} step(s) and {len(compiled.slots)} slot(s)")
         images = list(images)
-        if compiled.batch > 1:
-            return await self._infer_stream_batched(compiled, images, load=load,
-                                                    layout=layout)
-        if load and images:
-            await self.load(compiled)
-        n_slots = len(compiled.slots)
-        res = StreamResult([], [], [])
-        lo, hi = self.regmap.offset("cycles_lo"), self.regmap.offset("cycles_hi")
-
-        def start(k):
-            fs = compiled.slots[k % n_slots]
-            return self.start_program(fs.prog_addr, fs.n_instr, compiled.window,
-                                      compiled.arena, fs.prog_tag)
-
-        if images:
-            await self.write_input(compiled, images[0], 0, layout=layout)
-            await start(0)
-        for k in range(len(images)):
-            if k + 1 < len(images):
-                await self.write_input(compiled, images[k + 1], (k + 1) % n_slots,
-                                       layout=layout)
-            await self.wait_program()
-            res.done_at.append(await self.t.cycles())
-            res.cycles.append(((await self.t.read32(hi)) << 32) | await self.t.read32(lo))
-            if k + 1 < len(images):
-                await start(k + 1)
-            res.outputs.append(await self.read_tensor(compiled, compiled.output,
-                                                      k % n_slots))
-        return res
-
-    async def _infer_stream_batched(self, compiled: Compiled, images: list, *, load: bool,
-                                    layout: str) -> StreamResult:
-        """:meth:`infer_stream` for a batched program: groups of ``B`` images a frame."""
+        # a frame (one run) per group of ``B`` images (B = 1: each image its own frame)
         bsz, n_slots = compiled.batch, len(compiled.slots)
         groups = [images[i:i + bsz] for i in range(0, len(images), bsz)]
         if load and groups:
@@ -559,7 +527,7 @@ class Driver:
             res.cycles.append(((await self.t.read32(hi)) << 32) | await self.t.read32(lo))
             if k + 1 < len(groups):
                 await start(k + 1)
-            for b in range(len(groups[k])):          # the padding images' results dropped
+            for b in range(len(groups[k])):          # the filling images' results dropped
                 addr = compiled.image_output_addr(b, k % n_slots)
                 res.outputs.append(out_t.from_memory(await self.t.mem_read(addr,
                                                                            out_t.nbytes)))
