@@ -937,10 +937,13 @@ class _Model:
 
     def act_loader(self):
         cal, sim = self.cal, self.sim
+        tiles_of = {}                   # LOAD_ROWS n -> the tiles whose COMPUTEs read it
+        for t, k in zip(self.tiles, self.load_of):
+            tiles_of.setdefault(k, []).append(t)
         n = 0
         while True:
             f = yield from self._take("la")
-            tiles = [t for t, k in zip(self.tiles, self.load_of) if k == n]
+            tiles = tiles_of[n]
             tile = tiles[0]
             t_take = sim.now
             yield self.c_done.ge(n - 1)                   # its half of the buffer is free
