@@ -154,6 +154,11 @@ class _LazyPacked:
 _PACKED_TYPES = _LazyPacked()  # sub-byte types: their byte count is not n * itemsize
 
 
+def _is_projection(conv: FConv) -> bool:
+    """A 1x1 unpadded, ungrouped conv: the projection shortcut of a residual block."""
+    return conv.kernel == (1, 1) and not any(conv.padding) and conv.groups == 1
+
+
 @dataclass
 class _Act:
     """An activation value during import: its IR tensor name and per-image shape."""
@@ -1351,7 +1356,11 @@ class _Importer:
                                       "(or Gemm/MatMul, with optional BatchNormalization) "
                                       "without ReLU whose output feeds only this Add; it is "
                                       "fused into that layer as y = relu(conv(x) + skip)")
-        _, conv, a, other = max(cands, key=lambda c: c[0])
+        # the host: the later conv, except that a 1x1 unpadded projection (a residual block's
+        # downsample shortcut) stays a layer of its own when the other operand is a larger conv
+        # (the block's conv2): the shortcut then runs before conv2, right after conv1, and
+        # reads the block input together with it (docs/architecture.md, *Shared loads*)
+        _, conv, a, other = max(cands, key=lambda c: (not _is_projection(c[1]), c[0]))
         # the fused layer reads the skip tensor: move it after the skip's producer (its output
         # feeds only this Add, so nothing between depends on it)
         self.nodes.remove(conv)

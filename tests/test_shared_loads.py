@@ -195,3 +195,33 @@ def test_pair_with_different_tilings_either_way(monkeypatch, act_check):
         else:
             assert keeps == 0 and step.tile_layers is None
             assert bytes(comp.image) == bytes(off.image)
+
+
+def test_imported_torchvision_order_block_shares_its_load():
+    """An ONNX downsampling block in torchvision's order (conv1, conv2, then the 1x1 stride-2
+    projection; one Add): the importer fuses the Add into conv2 and moves the projection right
+    after conv1 (golden/onnx_import.py), so the compiled program pairs them (a COMPUTE with
+    ``keep``) and is bit-exact on the ISA simulator."""
+    from onnx_graphs import G
+
+    from ilmpq.golden.onnx_import import load_onnx
+    from ilmpq.golden.quantize import quantize
+
+    rng = np.random.default_rng(11)
+    g = G(rng, (3, 12, 12))
+    x = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
+    t = g.node("Relu", [g.bn(g.conv(x, 8, 12, 3, strides=[2, 2], pads=[1, 1, 1, 1]), 12)])
+    t = g.bn(g.conv(t, 12, 12, 3, pads=[1, 1, 1, 1]), 12)
+    sh = g.bn(g.conv(x, 8, 12, 1, strides=[2, 2]), 12)
+    y = g.node("Relu", [g.node("Add", [t, sh])])
+    qm = quantize(load_onnx(g.model(y, ["N", 12, 6, 6])),
+                  rng.integers(0, 256, (6, 3, 12, 12)), ratio=TINY.ratio, spec=TINY.numeric,
+                  report=False)
+    comp = compile_model(qm, TINY)
+    step, instrs = _program(comp)
+    assert step.tile_layers is not None
+    assert any(f["keep"] for op, f in instrs if op == Opcode.COMPUTE)
+    img = rng.integers(0, 256, size=(3, 12, 12), dtype=np.uint8)
+    got, ref = isasim.run_compiled(comp, img), reference.run(qm, img, spec=TINY.numeric)
+    for layer in qm.layers:
+        np.testing.assert_array_equal(got[layer.output], ref[layer.output])
