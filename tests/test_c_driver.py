@@ -1128,16 +1128,6 @@ def test_write_input_writes_a_host_tensors_check_entries_as_python_does(drv, moc
 
 # -- batched programs ----------------------------------------------------------------------------
 
-def _batch_slot(fs, row_bytes):
-    """An ilmpq_batch_slot_t from a compiled frame slot (what an application fills from
-    compiled.json slots[k]); the image array is kept alive on the slot."""
-    ims = (BatchImage * len(fs.images))(*[BatchImage(*im) for im in fs.images])
-    slot = BatchSlot(fs.prog_addr, fs.n_instr, fs.prog_tag, row_bytes, len(fs.images),
-                     ctypes.cast(ims, ctypes.POINTER(BatchImage)))
-    slot._ims = ims
-    return slot
-
-
 def _ptrs(bufs):
     """A C array of pointers to ``bufs`` (bytes or ctypes buffers), kept alive on it."""
     keep = [ctypes.create_string_buffer(b, len(b)) if isinstance(b, bytes) else b for b in bufs]
@@ -1147,32 +1137,48 @@ def _ptrs(bufs):
 
 
 @pytest.mark.verilator
-def test_batched_program_runs_bit_exact_through_the_c_driver(rtl, rng):
-    """A batch-2 program of a small random model (tiny RTL, non-coherent cache model): three
-    images (edges on purpose) through ilmpq_infer_batch_start/finish over the two slots, the
-    last group of one filled up by the driver; every image's output bit-exact with golden run
-    on it alone, and each run's CYCLES those of the Python driver on the same RTL."""
+def test_batched_program_runs_bit_exact_through_the_c_driver(rtl, rng, tmp_path):
+    """A batch-2 program of a small random model (tiny RTL, non-coherent cache model), set up
+    from the files ``save_compiled`` writes only (image.bin, compiled.json: base, arena, slots
+    with their images, input_row_bytes, output_bytes): three images (edges on purpose) through
+    ilmpq_infer_batch_start/finish over the two slots, the last group of one filled up by the
+    driver; every image's output bit-exact with golden run on it alone, and each run's CYCLES
+    those of the Python driver on the same RTL."""
+    import json
+    from ilmpq.firmware.compiler import save_compiled
     drv, dev = rtl
     model = _model(rng)
     comp = compile_model(model, TINY, base=BASE, batch=2)
     assert comp.batch == 2 and comp.one_program and len(comp.slots) == 2
-    image = bytes(comp.image)
-    assert drv.ilmpq_load_image(dev, comp.base, image, len(image)) == OK
-    assert drv.ilmpq_set_arena(dev, *comp.arena) == OK
+    save_compiled(comp, tmp_path)
+    meta = json.loads((tmp_path / "compiled.json").read_text())
+    assert meta["batch"] == 2 and len(meta["slots"]) == 2
+    image = (tmp_path / "image.bin").read_bytes()
+    assert drv.ilmpq_load_image(dev, meta["base"], image, len(image)) == OK
+    assert drv.ilmpq_set_arena(dev, *meta["arena"]) == OK
     inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
-    slots = [_batch_slot(fs, comp.input_row_bytes) for fs in comp.slots]
+    assert meta["output_bytes"] == out_t.nbytes
+    slots = []
+    for fs in meta["slots"]:
+        ims = (BatchImage * meta["batch"])(*[BatchImage(im["input_addr"], im["input_check"],
+                                                        im["output_addr"])
+                                             for im in fs["images"]])
+        slots.append(BatchSlot(fs["prog_addr"], fs["n_instr"], fs["prog_tag"],
+                               meta["input_row_bytes"], meta["batch"],
+                               ctypes.cast(ims, ctypes.POINTER(BatchImage))))
+        slots[-1]._ims = ims
     imgs = [np.full((3, 7, 7), 255), rng.integers(0, 256, size=(3, 7, 7)), np.zeros((3, 7, 7))]
     imgs = [np.asarray(im, np.int64) for im in imgs]
     data = [inp.to_memory(im) for im in imgs]
     got, cycles = [], []
     for k, group in enumerate((data[:2], data[2:])):
         slot = slots[k % 2]
-        outs = [(ctypes.c_uint8 * out_t.nbytes)() for _ in group]
+        outs = [(ctypes.c_uint8 * meta["output_bytes"])() for _ in group]
         rc = drv.ilmpq_infer_batch_start(dev, ctypes.byref(slot), _ptrs(group), len(group),
                                          len(group[0]))
         assert rc == OK, drv.ilmpq_strerror(rc).decode()
         rc = drv.ilmpq_infer_batch_finish(dev, ctypes.byref(slot), _ptrs(outs), len(outs),
-                                          out_t.nbytes, 1_000_000)
+                                          meta["output_bytes"], 1_000_000)
         assert rc == OK, drv.ilmpq_strerror(rc).decode()
         got += [out_t.from_memory(bytes(o)) for o in outs]
         cycles.append(_counters(drv, dev)["cycles"])
