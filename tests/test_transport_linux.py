@@ -626,3 +626,29 @@ def test_board_run_batch_2_on_the_rtl(board, tmp_path, rng, monkeypatch, capsys,
     assert f"image 3/3: class {rep['images'][2]['class']}, {runs[1] / 2:.0f} cycles (run 2/2 " \
            f"of 2 images: {runs[1]} cycles = {runs[1] / HZ * 1e3:.3f} ms latency at 100 MHz)" in out
     assert "3 images in 2 runs of 2: mean " in out
+
+
+def test_board_run_batch_of_a_model_with_host_layers_is_one_error(tmp_path, monkeypatch, capsys):
+    """``--batch 2`` for a model whose layers do not all run on the accelerator: the
+    compiler's one error naming the host layer, before anything is written to the buffer."""
+    from e2e_util import host_layer_model
+    from ilmpq.firmware.cli import board as cmd_board
+    model, _ = host_layer_model(13, TINY)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    paths = fake_udmabuf(tmp_path)
+    opened = []
+
+    def open_transport(args, config):
+        t = LinuxTransport(None, UdmabufBuffer("udmabuf0", **paths), config)
+        opened.append(t)
+        return t
+
+    monkeypatch.setattr(cmd_board, "open_transport", open_transport)
+    assert cli_main(["board", "run", str(path), "--config", "tiny", "--batch", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and "batch = 2: the layers before the stacked ones must " \
+        "run on the accelerator as one program; the host runs p" in err, err
+    assert len(opened) == 1
+    with open(os.path.join(paths["dev_dir"], "udmabuf0"), "rb") as f:
+        assert not any(f.read())                     # nothing written to the buffer

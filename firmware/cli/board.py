@@ -227,11 +227,6 @@ def _run(args) -> int:
         comp = compile_checked(model, cfg, args.model, base=dma.phys_addr) \
             if args.batch == 1 else \
             compile_checked(model, cfg, args.model, base=dma.phys_addr, batch=args.batch)
-        if args.batch > 1 and not comp.one_program:
-            hosted = [r.name for r in comp.layers if r.where == "cpu"]
-            raise IlmpqValueError(f"--batch {args.batch} needs a model that runs as one "
-                                  f"accelerator program; with {cfg.name} the host runs "
-                                  f"{', '.join(hosted) or 'some layers'}: leave out --batch")
         if comp.size > dma.size:
             raise BoardError(f"the compiled model needs {comp.size} bytes of DMA memory; "
                              f"{dma.name} holds {dma.size} (make it larger, docs/board.md)")
