@@ -292,11 +292,11 @@ def _run_batched(args, model, cfg, comp, drv, imgs, labels, clock_hz: float, mac
     outs, counters = [], []         # per image its tensors; per run its counters
     t0 = time.perf_counter()
     if args.check:
+        from ..sim.simulate import _infer_group    # a group filled up as infer_stream does
         for g, idx in enumerate(groups):          # alone, to read every layer of every image
-            full = [imgs[i] for i in idx] + [imgs[idx[-1]]] * (bsz - len(idx))
-            got, stats = run_sync(drv.infer_batch(comp, full, load=(g == 0), check=True))
-            outs += got[:len(idx)]
-            counters.append(stats.counters)
+            got = run_sync(_infer_group(drv, comp, [imgs[i] for i in idx], g == 0))
+            outs += [r.tensors for r in got]
+            counters.append(got[0].stats.counters)
     else:
         res = run_sync(drv.infer_stream(comp, imgs))
         outs = [{model.output: o} for o in res.outputs]
