@@ -3335,7 +3335,15 @@ def disassemble(compiled: Compiled, step: AccelStep) -> str:
 def save_compiled(compiled: Compiled, directory) -> list[str]:
     """Write ``image.bin`` (the memory image at ``base``), ``compiled.json`` (steps, tensor
     placements, configuration), ``report.txt`` and one ``program_<k>.txt`` listing per
-    accelerator step into ``directory``; return the paths written."""
+    accelerator step into ``directory``; return the paths written.
+
+    A batched program (``batch = B > 1``) adds to ``compiled.json`` ``"batch"`` (B),
+    ``"batch_from"`` (the first layer run on the stacked images, "" if none) and
+    ``"output_bytes"`` (the stored bytes of one image's output), and writes each slot's
+    ``"images"`` as B objects ``{"input_addr", "input_check", "output_addr"}`` (image ``b``'s
+    input, the check entries of its rows of ``"input_row_bytes"`` bytes, 0: none, and its
+    output); ``report.txt`` ends with a line naming the batch. With ``batch = 1`` none of this
+    is written (a reader takes a missing ``"batch"`` as 1) and every file is as before."""
     import dataclasses
     import json
     import os
@@ -3372,8 +3380,21 @@ def save_compiled(compiled: Compiled, directory) -> list[str]:
                     for n, t in compiled.tensors.items()},
         "layers": [dataclasses.asdict(r) for r in compiled.layers],
     }
+    report = compiled.report()
+    if compiled.batch > 1:
+        keys = ("input_addr", "input_check", "output_addr")
+        for fs in meta["slots"]:
+            fs["images"] = [dict(zip(keys, im)) for im in fs["images"]]
+        meta.update(batch=compiled.batch, batch_from=compiled.batch_from,
+                    output_bytes=compiled.tensors[compiled.output].nbytes)
+        stacked = (f"the layers from {compiled.batch_from} on run once on the "
+                   f"{compiled.batch} images stacked, their weights loaded once a run"
+                   if compiled.batch_from else "every layer runs per image")
+        report += (f"\nbatch {compiled.batch}: one program runs {compiled.batch} images; "
+                   f"{stacked}; every frame slot has per image its own input, input check "
+                   f"entries and output (compiled.json slots[k].images)")
     out("compiled.json", json.dumps(meta, indent=1))
-    out("report.txt", compiled.report() + "\n")
+    out("report.txt", report + "\n")
     k = 0
     for s in compiled.steps:
         if isinstance(s, AccelStep):

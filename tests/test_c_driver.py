@@ -213,6 +213,8 @@ size_t glue_sizeof_hal(void) { return sizeof(ilmpq_hal_t); }
 size_t glue_sizeof_counters(void) { return sizeof(ilmpq_counters_t); }
 size_t glue_offsetof_last_err_info(void) { return offsetof(ilmpq_dev_t, last_err_info); }
 size_t glue_offsetof_watchdog(void) { return offsetof(ilmpq_dev_t, watchdog_cycles); }
+size_t glue_sizeof_batch_slot(void) { return sizeof(ilmpq_batch_slot_t); }
+size_t glue_offsetof_batch_images(void) { return offsetof(ilmpq_batch_slot_t, images); }
 
 void glue_close(void)
 {
@@ -247,6 +249,17 @@ class FrameSlot(ctypes.Structure):
                 ("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32),
                 ("prog_tag", ctypes.c_uint32), ("input_check", ctypes.c_uint32),
                 ("input_row_bytes", ctypes.c_uint32)]
+
+
+class BatchImage(ctypes.Structure):
+    _fields_ = [("input_addr", ctypes.c_uint32), ("input_check", ctypes.c_uint32),
+                ("output_addr", ctypes.c_uint32)]
+
+
+class BatchSlot(ctypes.Structure):
+    _fields_ = [("prog_addr", ctypes.c_uint32), ("n_instr", ctypes.c_uint32),
+                ("prog_tag", ctypes.c_uint32), ("input_row_bytes", ctypes.c_uint32),
+                ("n_images", ctypes.c_uint32), ("images", ctypes.POINTER(BatchImage))]
 
 
 def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
@@ -286,6 +299,8 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
                               u32]),
         "ilmpq_infer_start": (i32, [vp, ctypes.POINTER(FrameSlot), ctypes.c_char_p, u32]),
         "ilmpq_infer_finish": (i32, [vp, ctypes.POINTER(FrameSlot), vp, u32, u32]),
+        "ilmpq_infer_batch_start": (i32, [vp, ctypes.POINTER(BatchSlot), vp, u32, u32]),
+        "ilmpq_infer_batch_finish": (i32, [vp, ctypes.POINTER(BatchSlot), vp, u32, u32, u32]),
         "ilmpq_is_hw_error": (i32, [i32]),
         "ilmpq_hw_error_code": (u32, [i32]),
         "ilmpq_strerror": (ctypes.c_char_p, [i32]),
@@ -301,6 +316,8 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         "glue_sizeof_counters": (ctypes.c_size_t, []),
         "glue_offsetof_last_err_info": (ctypes.c_size_t, []),
         "glue_offsetof_watchdog": (ctypes.c_size_t, []),
+        "glue_sizeof_batch_slot": (ctypes.c_size_t, []),
+        "glue_offsetof_batch_images": (ctypes.c_size_t, []),
         "glue_close": (None, []),
     }
     for name, (res, args) in sigs.items():
@@ -308,6 +325,8 @@ def _build(tmp: Path, header_text: str) -> ctypes.CDLL:
         fn.restype, fn.argtypes = res, args
     assert so.glue_sizeof_hal() == ctypes.sizeof(Hal)
     assert so.glue_sizeof_counters() == ctypes.sizeof(Counters)
+    assert so.glue_sizeof_batch_slot() == ctypes.sizeof(BatchSlot)
+    assert so.glue_offsetof_batch_images() == BatchSlot.images.offset
     return so
 
 
@@ -1105,3 +1124,120 @@ def test_write_input_writes_a_host_tensors_check_entries_as_python_does(drv, moc
         assert bytes(m.mem) == bytes(want)
         if not act_check:
             assert m.cache_ops == [("clean", p.addr - BASE, p.nbytes)]
+
+
+# -- batched programs ----------------------------------------------------------------------------
+
+def _ptrs(bufs):
+    """A C array of pointers to ``bufs`` (bytes or ctypes buffers), kept alive on it."""
+    keep = [ctypes.create_string_buffer(b, len(b)) if isinstance(b, bytes) else b for b in bufs]
+    arr = (ctypes.c_void_p * len(keep))(*[ctypes.addressof(k) for k in keep])
+    arr._keep = keep
+    return arr
+
+
+@pytest.mark.verilator
+def test_batched_program_runs_bit_exact_through_the_c_driver(rtl, rng, tmp_path):
+    """A batch-2 program of a small random model (tiny RTL, non-coherent cache model), set up
+    from the files ``save_compiled`` writes only (image.bin, compiled.json: base, arena, slots
+    with their images, input_row_bytes, output_bytes): three images (edges on purpose) through
+    ilmpq_infer_batch_start/finish over the two slots, the last group of one filled up by the
+    driver; every image's output bit-exact with golden run on it alone, and each run's CYCLES
+    those of the Python driver on the same RTL."""
+    import json
+    from ilmpq.firmware.compiler import save_compiled
+    drv, dev = rtl
+    model = _model(rng)
+    comp = compile_model(model, TINY, base=BASE, batch=2)
+    assert comp.batch == 2 and comp.one_program and len(comp.slots) == 2
+    save_compiled(comp, tmp_path)
+    meta = json.loads((tmp_path / "compiled.json").read_text())
+    assert meta["batch"] == 2 and len(meta["slots"]) == 2
+    image = (tmp_path / "image.bin").read_bytes()
+    assert drv.ilmpq_load_image(dev, meta["base"], image, len(image)) == OK
+    assert drv.ilmpq_set_arena(dev, *meta["arena"]) == OK
+    inp, out_t = comp.tensors[comp.input], comp.tensors[comp.output]
+    assert meta["output_bytes"] == out_t.nbytes
+    slots = []
+    for fs in meta["slots"]:
+        ims = (BatchImage * meta["batch"])(*[BatchImage(im["input_addr"], im["input_check"],
+                                                        im["output_addr"])
+                                             for im in fs["images"]])
+        slots.append(BatchSlot(fs["prog_addr"], fs["n_instr"], fs["prog_tag"],
+                               meta["input_row_bytes"], meta["batch"],
+                               ctypes.cast(ims, ctypes.POINTER(BatchImage))))
+        slots[-1]._ims = ims
+    imgs = [np.full((3, 7, 7), 255), rng.integers(0, 256, size=(3, 7, 7)), np.zeros((3, 7, 7))]
+    imgs = [np.asarray(im, np.int64) for im in imgs]
+    data = [inp.to_memory(im) for im in imgs]
+    got, cycles = [], []
+    for k, group in enumerate((data[:2], data[2:])):
+        slot = slots[k % 2]
+        outs = [(ctypes.c_uint8 * meta["output_bytes"])() for _ in group]
+        rc = drv.ilmpq_infer_batch_start(dev, ctypes.byref(slot), _ptrs(group), len(group),
+                                         len(group[0]))
+        assert rc == OK, drv.ilmpq_strerror(rc).decode()
+        rc = drv.ilmpq_infer_batch_finish(dev, ctypes.byref(slot), _ptrs(outs), len(outs),
+                                          meta["output_bytes"], 1_000_000)
+        assert rc == OK, drv.ilmpq_strerror(rc).decode()
+        got += [out_t.from_memory(bytes(o)) for o in outs]
+        cycles.append(_counters(drv, dev)["cycles"])
+    assert len(got) == 3
+    for im, g in zip(imgs, got):
+        np.testing.assert_array_equal(g, reference.run(model, im, spec=TINY.numeric)[model.output])
+    from ilmpq.firmware.sim.simulate import simulate
+    py = simulate(comp, imgs, sim="verilator")
+    assert [r.stats["cycles"] for r in py[::2]] == cycles and cycles[0] > 0
+
+
+def test_batched_calls_check_their_arguments_and_fill_a_last_group(drv, mock, rng):
+    """ilmpq_infer_batch_start/finish on the mock: every bad argument is ILMPQ_ERR_ARG with
+    nothing written (start) or before waiting (finish); a busy device is ILMPQ_ERR_BUSY; one
+    input for a slot of two is written into both images, each with its own check entries as
+    Python computes them; finish reads each image's own output."""
+    m = mock(run_us=20)
+    p = m.devp
+    beat = TINY.beat_bytes
+    row = 2 * beat
+    ims = [BatchImage(BASE + 0x100, BASE + 0x300, BASE + 0x400),
+           BatchImage(BASE + 0x200, BASE + 0x340, BASE + 0x480)]
+    arr = (BatchImage * 2)(*ims)
+    slot = BatchSlot(BASE, 1, 0x1234_5678, row, 2, ctypes.cast(arr, ctypes.POINTER(BatchImage)))
+    no_images = BatchSlot(BASE, 1, 0, row, 2, None)
+    assert drv.ilmpq_set_window(p, BASE, BASE + 4096) == OK
+    data = rng.integers(0, 256, 4 * row, dtype=np.uint8).tobytes()
+    two, one = _ptrs([data, data]), _ptrs([data])
+    with_null = (ctypes.c_void_p * 2)(ctypes.addressof(two._keep[0]), None)
+    n0 = len(m.log)
+    for args in [(None, ctypes.byref(slot), two, 2), (p, None, two, 2),
+                 (p, ctypes.byref(no_images), two, 2), (p, ctypes.byref(slot), None, 2),
+                 (p, ctypes.byref(slot), with_null, 2), (p, ctypes.byref(slot), two, 0),
+                 (p, ctypes.byref(slot), _ptrs([data] * 3), 3)]:
+        assert drv.ilmpq_infer_batch_start(*args, len(data)) == ERR["ARG"], args
+    assert len(m.log) == n0 and m.cache_ops == [] and not any(m.mem)
+    # a last group of one: both images get it, each with its own check entries
+    assert drv.ilmpq_infer_batch_start(p, ctypes.byref(slot), one, 1, len(data)) == OK
+    want = bytearray(4096)
+    for im in ims:
+        want[im.input_addr - BASE:im.input_addr - BASE + len(data)] = data
+        entries = isa.act_check_entries(im.input_addr, data, row, beat)
+        want[im.input_check - BASE:im.input_check - BASE + len(entries)] = entries
+    assert bytes(m.mem) == bytes(want)
+    assert ("w", "prog_tag", 0x1234_5678) in m.log and m.busy_until is not None
+    n1 = len(m.log)
+    assert drv.ilmpq_infer_batch_start(p, ctypes.byref(slot), two, 2, len(data)) == ERR["BUSY"]
+    assert len(m.log) == n1 and bytes(m.mem) == bytes(want)
+    # finish: bad arguments before any wait (no STATUS read), then each image's own output
+    outs = [(ctypes.c_uint8 * 8)() for _ in range(2)]
+    out_null = (ctypes.c_void_p * 2)(ctypes.addressof(outs[0]), None)
+    for args in [(None, ctypes.byref(slot), _ptrs(outs), 2), (p, None, _ptrs(outs), 2),
+                 (p, ctypes.byref(no_images), _ptrs(outs), 2), (p, ctypes.byref(slot), None, 2),
+                 (p, ctypes.byref(slot), out_null, 2), (p, ctypes.byref(slot), _ptrs(outs), 0),
+                 (p, ctypes.byref(slot), _ptrs(outs * 2), 3)]:
+        assert drv.ilmpq_infer_batch_finish(*args, 8, 1000) == ERR["ARG"], args
+    assert len(m.log) == n1
+    results = [bytes(range(10, 18)), bytes(range(50, 58))]
+    for im, r in zip(ims, results):
+        ctypes.memmove(ctypes.addressof(m.mem) + im.output_addr - BASE, r, 8)
+    assert drv.ilmpq_infer_batch_finish(p, ctypes.byref(slot), _ptrs(outs), 2, 8, 1000) == OK
+    assert [bytes(o) for o in outs] == results

@@ -1,4 +1,4 @@
-"""The ``ilmpq`` CLI basics and the ``golden`` subcommand."""
+"""The ``ilmpq`` CLI basics, the ``golden`` subcommand and ``compile --batch``."""
 
 import re
 import subprocess
@@ -95,3 +95,76 @@ def test_golden_save_writes_the_model(tmp_path, capsys):
     assert f"saved {path}" in capsys.readouterr().out
     want = random_qmodel(np.random.default_rng(5), input_shape=(3, 16, 16))
     assert QModel.load(path) == want
+
+
+# -- ilmpq compile --batch -------------------------------------------------------------------------
+
+@pytest.fixture
+def small_model(tmp_path):
+    from ilmpq.hdl.config import get_config
+    tiny = get_config("tiny")
+    path = tmp_path / "m.npz"
+    random_qmodel(np.random.default_rng(15), spec=tiny.numeric, ratio=tiny.ratio,
+                  input_shape=(3, 7, 7), max_channels=9).save(path)
+    return str(path)
+
+
+def test_compile_batch_writes_what_a_batched_run_needs(small_model, tmp_path, capsys):
+    """``ilmpq compile --batch 2``: compiled.json has the batch, the first stacked layer, the
+    output's bytes and per slot every image's input, check entries and output (those of the
+    compiler's frame slots); the report (printed and report.txt) ends with the batch line."""
+    import json
+    from ilmpq.firmware.compiler import compile_model
+    from ilmpq.hdl.config import get_config
+    out = tmp_path / "b2"
+    assert main(["compile", small_model, "--config", "tiny", "--batch", "2", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    meta = json.loads((out / "compiled.json").read_text())
+    comp = compile_model(QModel.load(small_model), get_config("tiny"), batch=2)
+    assert meta["batch"] == 2 and meta["batch_from"] == comp.batch_from != ""
+    assert meta["output_bytes"] == comp.tensors[comp.output].nbytes
+    assert meta["input_row_bytes"] == comp.input_row_bytes > 0
+    assert len(meta["slots"]) == len(comp.slots) == 2
+    for fs, want in zip(meta["slots"], comp.slots):
+        assert [(im["input_addr"], im["input_check"], im["output_addr"]) for im in fs["images"]] \
+            == [tuple(im) for im in want.images]
+        assert all(im["input_check"] for im in fs["images"])
+    report = (out / "report.txt").read_text()
+    last = report.splitlines()[-1]
+    assert last.startswith(f"batch 2: one program runs 2 images; the layers from "
+                           f"{comp.batch_from} on run once on the 2 images stacked")
+    assert report == comp.report() + "\n" + last + "\n" and last in printed
+
+
+def test_compile_batch_1_is_a_plain_compile(small_model, tmp_path, capsys):
+    """``--batch 1`` writes and prints exactly what a compile without --batch does: no batch
+    keys, no batch line."""
+    import json
+    outs = []
+    for name, extra in (("plain", []), ("one", ["--batch", "1"])):
+        assert main(["compile", small_model, "--config", "tiny", "-o", str(tmp_path / name)]
+                    + extra) == 0
+        outs.append(capsys.readouterr().out.replace(str(tmp_path / name), "DIR"))
+    assert outs[0] == outs[1] and "\nbatch " not in outs[0]
+    files = sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "one").iterdir())
+    for f in files:
+        assert (tmp_path / "plain" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f
+    meta = json.loads((tmp_path / "plain" / "compiled.json").read_text())
+    assert not {"batch", "batch_from", "output_bytes"} & set(meta)
+    assert all(fs["images"] == [] for fs in meta["slots"])
+
+
+@pytest.mark.parametrize("value", ["0", "17", "two"])
+@pytest.mark.parametrize("command", [["compile", "M", "-o", "D"], ["board", "run", "M"]])
+def test_compile_and_board_run_bad_batch_is_one_usage_error(small_model, tmp_path, capsys,
+                                                            command, value):
+    argv = [small_model if a == "M" else str(tmp_path / "d") if a == "D" else a
+            for a in command] + ["--batch", value]
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --batch: {value!r} is not allowed: the images a run must be an integer " \
+           f"in [1, 16]" in err, err
+    assert not (tmp_path / "d").exists()

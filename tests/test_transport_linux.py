@@ -574,3 +574,81 @@ def test_board_run_refuses_a_too_small_buffer(tmp_path, rng, monkeypatch, capsys
     assert cli_main(["board", "run", str(path), "--config", "tiny"]) == 2
     err = capsys.readouterr().err
     assert "error: the compiled model needs" in err and "udmabuf0 holds 4096" in err
+
+
+@pytest.mark.verilator
+@pytest.mark.parametrize("check", [False, True])
+def test_board_run_batch_2_on_the_rtl(board, tmp_path, rng, monkeypatch, capsys, check):
+    """``board run --batch 2`` on three images (edges on purpose: a last group of one, filled
+    up and its copy's result dropped): without ``--check`` the stream of groups through
+    ``Driver.infer_stream``, every output bit-exact with golden in input order; with it every
+    layer of every image; per image its run's cycles / 2, per run its latency."""
+    from ilmpq.firmware.cli import board as cmd_board
+    from ilmpq.firmware.driver import Driver
+    model = _model(rng)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    imgs = np.stack([rng.integers(0, 256, size=(3, 7, 7)), np.full((3, 7, 7), 255),
+                     np.zeros((3, 7, 7), np.int64)]).astype(np.uint8)
+    np.save(tmp_path / "imgs.npy", imgs)
+    monkeypatch.setattr(cmd_board, "open_transport", lambda args, config: board.t)
+    streamed = []
+    real_stream = Driver.infer_stream
+
+    async def infer_stream(self, compiled, images, **kw):
+        res = await real_stream(self, compiled, images, **kw)
+        streamed.append((compiled.batch, res))
+        return res
+
+    monkeypatch.setattr(Driver, "infer_stream", infer_stream)
+    js = tmp_path / "out.json"
+    assert cli_main(["board", "run", str(path), "--config", "tiny", "--images",
+                     str(tmp_path / "imgs.npy"), "--batch", "2", "--json", str(js)]
+                    + (["--check"] if check else [])) == 0
+    out = capsys.readouterr().out
+    want = [reference.run(model, im.astype(np.int64), spec=TINY.numeric) for im in imgs]
+    if check:
+        assert streamed == [] and out.count(", bit-exact") == 3
+        assert "3/3 images bit-exact on every layer (board, 2 images a run)" in out
+    else:
+        ((batch, res),) = streamed
+        assert batch == 2 and len(res.outputs) == 3 and len(res.cycles) == 2
+        for got, ref in zip(res.outputs, want):
+            np.testing.assert_array_equal(got, ref[model.output])
+    import json
+    rep = json.loads(js.read_text())
+    assert rep["batch"] == 2 and [r["run"] for r in rep["images"]] == [0, 0, 1]
+    runs = [rep["images"][0]["counters"]["cycles"], rep["images"][2]["counters"]["cycles"]]
+    assert all(c > 0 for c in runs)
+    for i, r in enumerate(rep["images"]):
+        assert r["class"] == int(np.argmax(want[i][model.output].reshape(-1)))
+        assert r["cycles"] == runs[r["run"]] / 2
+    assert f"image 3/3: class {rep['images'][2]['class']}, {runs[1] / 2:.0f} cycles (run 2/2 " \
+           f"of 2 images: {runs[1]} cycles = {runs[1] / HZ * 1e3:.3f} ms latency at 100 MHz)" in out
+    assert "3 images in 2 runs of 2: mean " in out
+
+
+def test_board_run_batch_of_a_model_with_host_layers_is_one_error(tmp_path, monkeypatch, capsys):
+    """``--batch 2`` for a model whose layers do not all run on the accelerator: the
+    compiler's one error naming the host layer, before anything is written to the buffer."""
+    from e2e_util import host_layer_model
+    from ilmpq.firmware.cli import board as cmd_board
+    model, _ = host_layer_model(13, TINY)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    paths = fake_udmabuf(tmp_path)
+    opened = []
+
+    def open_transport(args, config):
+        t = LinuxTransport(None, UdmabufBuffer("udmabuf0", **paths), config)
+        opened.append(t)
+        return t
+
+    monkeypatch.setattr(cmd_board, "open_transport", open_transport)
+    assert cli_main(["board", "run", str(path), "--config", "tiny", "--batch", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and "batch = 2: the layers before the stacked ones must " \
+        "run on the accelerator as one program; the host runs p" in err, err
+    assert len(opened) == 1
+    with open(os.path.join(paths["dev_dir"], "udmabuf0"), "rb") as f:
+        assert not any(f.read())                     # nothing written to the buffer

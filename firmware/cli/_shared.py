@@ -21,7 +21,7 @@ from ...golden.errors import IlmpqValueError
 from ...hdl.config import PRESETS, HWConfig, get_config
 
 __all__ = ["HW_CONFIG_KEY", "HW_CONFIG_VERSION", "record_config", "recorded_config",
-           "model_config", "compile_checked", "describe_record"]
+           "model_config", "compile_checked", "describe_record", "run_figures"]
 
 #: Key of the configuration record in ``QModel.meta``.
 HW_CONFIG_KEY = "hw_config"
@@ -137,6 +137,20 @@ def add_batch_argument(parser: argparse.ArgumentParser) -> None:
                         help="images a run: compile the model for batches of B images "
                              "(docs/architecture.md, Batching; a last smaller group is filled "
                              "with its last image, those results dropped; default 1)")
+
+
+def run_figures(run_cycles, batch: int, macs: float, cfg: HWConfig, clock_hz: float) -> dict:
+    """The per-image figures of runs of ``batch`` images each (``batch = 1``: one image a run)
+    from the runs' CYCLES (``run_cycles``, one a run) and ``macs``, the accelerated MACs of one
+    run (a batched compile's report counts the B images'): ``cycles_per_image`` (a run's /
+    ``batch``), ``cycles_per_run``, ``runs``, ``pe_utilization`` (a run's MACs over its cycles
+    times ``cfg.macs_per_cycle``), ``latency_ms`` (a run's time at ``clock_hz``: an image waits
+    for its whole run) and ``frames_per_s`` (``batch`` images a run); means over the runs."""
+    import numpy as np
+    run = float(np.mean(run_cycles))
+    return {"cycles_per_image": run / batch, "cycles_per_run": run, "runs": len(run_cycles),
+            "pe_utilization": macs / max(1.0, run * cfg.macs_per_cycle),
+            "latency_ms": run / clock_hz * 1e3, "frames_per_s": batch * clock_hz / max(1.0, run)}
 
 
 def compile_checked(model, cfg: HWConfig, path: str, **kwargs):

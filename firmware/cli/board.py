@@ -4,7 +4,7 @@
 
     ilmpq board info [--config NAME] [connection options]
     ilmpq board run MODEL.npz [--config NAME] [--images IMAGES.npy [--labels LABELS.npy] |
-                    --count N] [--check] [--json OUT.json] [connection options]
+                    --count N] [--batch B] [--check] [--json OUT.json] [connection options]
 
 ``info`` reads the identification, status and counter registers and says whether the bitstream
 is the configuration ``--config`` names (it also names the preset the CONFIG_ID belongs to).
@@ -18,6 +18,15 @@ the image and reads the logits only; layers the compiler left on the host run in
 it prints the predicted class, the accelerator's CYCLES counter, the time this is at the clock,
 and the wall time of the whole inference. ``--check`` compares every layer with the golden
 reference (an on-board self-test: exit status 1 on any mismatch); ``--labels`` adds accuracy.
+
+``--batch B`` compiles the model for B images a run (docs/architecture.md, *Batching*; the
+same values and usage error as ``ilmpq run``): the images run in groups of B, back to back
+through the frame slots (``Driver.infer_stream``: the next group is written while one runs; a
+last smaller group is filled up with copies of its last image, whose results are dropped). Per
+image it prints the class, its cycles (its run's CYCLES / B) and its run: the run's cycles and
+their time, the latency every image of the run waits; then the mean wall time per image of the
+whole stream. With ``--check`` each group runs alone (``Driver.infer_batch``) so that every
+layer of every image can be read and compared.
 
 Connection options (``docs/board.md``): ``--csr-base`` (default: the M_AXI_GP0 base), one DMA
 buffer (``--udmabuf NAME``, the default ``udmabuf0``; ``--dma-phys ADDR --dma-size BYTES``, a
@@ -42,7 +51,7 @@ from ...golden.safeio import read_npy
 from ...hdl.config import PRESETS, get_config
 from ...hdl.regmap import COUNTER_NAMES, accelerator_regmap
 from ...hdl.soc import GP0_BASE
-from ._shared import compile_checked, model_config
+from ._shared import add_batch_argument, compile_checked, model_config, run_figures
 from .simulate import compare_layers, images_from_args
 from ..driver import Driver, run_sync
 from ..outputs import add_force_argument, check_output_file, write_text
@@ -121,6 +130,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                      help="compare every layer with the golden reference (self-test)")
     run.add_argument("--json", metavar="OUT.json", default=None,
                      help="write per-image results and counters as JSON")
+    add_batch_argument(run)
     add_force_argument(run)
     _connection(run, dma=True)
     run.set_defaults(_board=_run)
@@ -214,7 +224,9 @@ def _run(args) -> int:
     try:
         dma = transport.dma
         print(cfg_line)
-        comp = compile_checked(model, cfg, args.model, base=dma.phys_addr)
+        comp = compile_checked(model, cfg, args.model, base=dma.phys_addr) \
+            if args.batch == 1 else \
+            compile_checked(model, cfg, args.model, base=dma.phys_addr, batch=args.batch)
         if comp.size > dma.size:
             raise BoardError(f"the compiled model needs {comp.size} bytes of DMA memory; "
                              f"{dma.name} holds {dma.size} (make it larger, docs/board.md)")
@@ -226,6 +238,8 @@ def _run(args) -> int:
         print(f"bitstream: {cfg.describe()}; model image {comp.size} bytes at "
               f"{comp.base:#x}")
         macs = sum(r.macs for r in comp.layers if r.where == "accel")
+        if args.batch > 1:
+            return _run_batched(args, model, cfg, comp, drv, imgs, labels, clock_hz, macs)
         results, bad, correct = [], 0, 0
         for i, img in enumerate(imgs):
             t0 = time.perf_counter()
@@ -269,3 +283,65 @@ def _run(args) -> int:
         return 1 if bad else 0
     finally:
         transport.close()
+
+
+def _run_batched(args, model, cfg, comp, drv, imgs, labels, clock_hz: float, macs: int) -> int:
+    """``board run --batch B``: the images in groups of B, a run each (module docstring)."""
+    bsz, n = comp.batch, len(imgs)
+    groups = [list(range(i, min(i + bsz, n))) for i in range(0, n, bsz)]
+    outs, counters = [], []         # per image its tensors; per run its counters
+    t0 = time.perf_counter()
+    if args.check:
+        from ..sim.simulate import _infer_group    # a group filled up as infer_stream does
+        for g, idx in enumerate(groups):          # alone, to read every layer of every image
+            got = run_sync(_infer_group(drv, comp, [imgs[i] for i in idx], g == 0))
+            outs += [r.tensors for r in got]
+            counters.append(got[0].stats.counters)
+    else:
+        res = run_sync(drv.infer_stream(comp, imgs))
+        outs = [{model.output: o} for o in res.outputs]
+        counters = [{"cycles": c} for c in res.cycles]
+    wall = time.perf_counter() - t0
+    results, bad, correct = [], 0, 0
+    for g, idx in enumerate(groups):
+        run = counters[g]["cycles"]
+        fig = run_figures([run], bsz, macs, cfg, clock_hz)
+        for i in idx:
+            tensors = outs[i]
+            pred = int(np.argmax(np.asarray(tensors[model.output]).reshape(-1)))
+            line = (f"image {i + 1}/{n}: class {pred}, {fig['cycles_per_image']:.0f} cycles "
+                    f"(run {g + 1}/{len(groups)} of {bsz} images: {run} cycles = "
+                    f"{fig['latency_ms']:.3f} ms latency at {clock_hz / 1e6:g} MHz), "
+                    f"PE utilization {fig['pe_utilization']:.1%}")
+            res = {"image": i, "class": pred, "run": g, "cycles": fig["cycles_per_image"],
+                   "counters": counters[g]}
+            if labels is not None:
+                correct += pred == int(labels[i])
+                line += f", label {int(labels[i])}"
+                res["label"] = int(labels[i])
+            if args.check:
+                why = compare_layers(model, reference.run(model, imgs[i], spec=cfg.numeric),
+                                     tensors)
+                line += ", bit-exact" if why is None else ", MISMATCH"
+                res["bit_exact"] = why is None
+                if why is not None:
+                    bad += 1
+                    line += f"\n  {why}"
+            print(line)
+            results.append(res)
+    fig = run_figures([c["cycles"] for c in counters], bsz, macs, cfg, clock_hz)
+    print(f"{n} {'image' if n == 1 else 'images'} in {fig['runs']} "
+          f"{'run' if fig['runs'] == 1 else 'runs'} of {bsz}: mean "
+          f"{fig['cycles_per_image']:.0f} cycles per image ({fig['frames_per_s']:.1f} frames/s "
+          f"of accelerator time), latency {fig['latency_ms']:.3f} ms a run, mean wall "
+          f"{wall / n * 1e3:.2f} ms per image")
+    if labels is not None:
+        print(f"accuracy {correct}/{n} = {correct / n:.1%}")
+    if args.check:
+        print(f"{n - bad}/{n} images bit-exact on every layer (board, {bsz} images a run)")
+    if args.json:
+        write_text(args.json, json.dumps({"config": cfg.name, "base": comp.base,
+                                          "clock_hz": clock_hz, "batch": bsz,
+                                          "wall_s": wall, "images": results}, indent=1),
+                   force=args.force)
+    return 1 if bad else 0

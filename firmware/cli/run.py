@@ -167,7 +167,7 @@ def stage_simulate(st: RunState) -> None:
 
     from ...golden import reference
     from ..progress import Progress
-    from ._shared import simulate_with_progress
+    from ._shared import run_figures, simulate_with_progress
     from .simulate import compare_layers
 
     x, y = st.test
@@ -187,28 +187,24 @@ def stage_simulate(st: RunState) -> None:
             mismatches.append((i, why))
         preds.append(int(np.argmax(res.tensors[model.output].reshape(-1))))
         golden_preds.append(int(np.argmax(ref[model.output].reshape(-1))))
-    cycles = [r.stats["cycles"] for r in results]
     macs = sum(r.macs for r in st.compiled.layers if r.where == "accel")
-    if st.batch > 1:
-        # B images a run: every image of a run has the run's counters; the per-image figures
-        # are a run's divided by B (the run's MACs are the B images')
-        runs = [r.stats["cycles"] for r in results[::st.batch]]
-        cycles = [c / st.batch for c in runs]
-        macs /= st.batch
+    # B images a run: every image of a run has the run's counters; the per-image figures are
+    # a run's divided by B (the run's MACs are the B images')
+    runs = [r.stats["cycles"] for r in results[::st.batch]]
+    fig = run_figures(runs, st.batch, macs, st.config, 100e6)
     st.rtl = {
         "simulator": st.sim, "images": n, "mismatches": len(mismatches),
         "first_mismatch": mismatches[0][1] if mismatches else None,
         "accuracy": float(np.mean(np.array(preds) == y[:n])),
         "golden_accuracy": float(np.mean(np.array(golden_preds) == y[:n])),
         "predictions_equal": preds == golden_preds,
-        "cycles_per_image": int(np.mean(cycles)),
-        "pe_utilization": macs / (np.mean(cycles) * st.config.macs_per_cycle),
-        "latency_ms_100mhz": float(np.mean(cycles)) / 100e6 * 1e3,
+        "cycles_per_image": int(fig["cycles_per_image"]),
+        "pe_utilization": fig["pe_utilization"],
+        "latency_ms_100mhz": fig["latency_ms"],
         "seconds": time.perf_counter() - t0,
     }
     if st.batch > 1:
-        st.rtl.update(batch=st.batch, runs=len(runs), cycles_per_run=int(np.mean(runs)),
-                      latency_ms_100mhz=float(np.mean(runs)) / 100e6 * 1e3)
+        st.rtl.update(batch=st.batch, runs=fig["runs"], cycles_per_run=int(fig["cycles_per_run"]))
 
 
 def stage_rtl_report(st: RunState) -> None:

@@ -389,6 +389,48 @@ int ilmpq_infer(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *in
     return rc != ILMPQ_OK ? rc : ilmpq_infer_finish(dev, slot, output, output_bytes, timeout_us);
 }
 
+int ilmpq_infer_batch_start(ilmpq_dev_t *dev, const ilmpq_batch_slot_t *slot,
+                            const void *const inputs[], uint32_t n_inputs, uint32_t input_bytes)
+{
+    uint32_t b;
+    int rc;
+    if (dev == NULL || slot == NULL || slot->images == NULL || inputs == NULL ||
+        n_inputs == 0u || n_inputs > slot->n_images)
+        return ILMPQ_ERR_ARG;
+    for (b = 0; b < n_inputs; b++)
+        if (inputs[b] == NULL)
+            return ILMPQ_ERR_ARG;
+    if (dev->running)
+        return ILMPQ_ERR_BUSY;
+    for (b = 0; b < slot->n_images; b++) {
+        const ilmpq_batch_image_t *im = &slot->images[b];
+        rc = ilmpq_write_input(dev, im->input_addr, im->input_check, slot->input_row_bytes,
+                               inputs[b < n_inputs ? b : n_inputs - 1u], input_bytes);
+        if (rc != ILMPQ_OK)
+            return rc;
+    }
+    dev->prog_tag = slot->prog_tag;
+    return ilmpq_start(dev, slot->prog_addr, slot->n_instr);
+}
+
+int ilmpq_infer_batch_finish(ilmpq_dev_t *dev, const ilmpq_batch_slot_t *slot,
+                             void *const outputs[], uint32_t n_outputs, uint32_t output_bytes,
+                             uint32_t timeout_us)
+{
+    uint32_t b;
+    int rc;
+    if (dev == NULL || slot == NULL || slot->images == NULL || outputs == NULL ||
+        n_outputs == 0u || n_outputs > slot->n_images)
+        return ILMPQ_ERR_ARG;
+    for (b = 0; b < n_outputs; b++)
+        if (outputs[b] == NULL)
+            return ILMPQ_ERR_ARG;
+    rc = ilmpq_wait(dev, timeout_us);
+    for (b = 0; rc == ILMPQ_OK && b < n_outputs; b++)
+        rc = ilmpq_mem_read(dev, slot->images[b].output_addr, outputs[b], output_bytes);
+    return rc;
+}
+
 static uint64_t counter(ilmpq_dev_t *dev, uint32_t lo_offset)
 {
     uint32_t lo = dev->hal.read32(dev->hal.ctx, lo_offset);   /* snapshots HI */

@@ -43,6 +43,15 @@
  * into slot (k + 1) % 2 while frame k runs, ilmpq_infer_finish(&dev, &slot[k % 2], logits, ...),
  * start frame k + 1 at once and consume the logits of frame k while it runs.
  *
+ * A batched program (ilmpq compile --batch B; compiled.json "batch" = B, each slot's "images"):
+ * B images a run through an ilmpq_batch_slot_t (below),
+ *
+ *     rc = ilmpq_infer_batch_start(&dev, &bslot[k % 2], inputs, n, input_bytes);
+ *     rc = ilmpq_infer_batch_finish(&dev, &bslot[k % 2], logits, n, output_bytes, 1000000);
+ *
+ * with inputs[b] / logits[b] image b's buffers (n <= B; fewer fill up the run), back to back
+ * through the slots as above.
+ *
  * Step by step (any compiled model):
  *
  *     ilmpq_dev_t dev;
@@ -335,6 +344,60 @@ int ilmpq_infer_finish(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, void *o
 /* The one-call inference: ilmpq_infer_start, then ilmpq_infer_finish. */
 int ilmpq_infer(ilmpq_dev_t *dev, const ilmpq_frame_slot_t *slot, const void *input,
                 uint32_t input_bytes, void *output, uint32_t output_bytes, uint32_t timeout_us);
+
+/*
+ * Batched programs (compiled.json "batch" = B > 1, ilmpq compile --batch B; docs/board.md,
+ * *Batched programs*): one program runs B images, each with its own input, input check entries
+ * and output in every frame slot, the weights of the weight-bound layers loaded once for the
+ * B images. The batch-1 functions above are unchanged; these take any B >= 1 (a batch-1 slot is
+ * a batched slot of one image: its input_addr, input_check and output_addr).
+ */
+
+/* One image of a batched frame slot (compiled.json slots[k].images[b]). */
+typedef struct ilmpq_batch_image {
+    uint32_t input_addr;   /* bus address of image b's input tensor (the raw HWC image) */
+    uint32_t input_check;  /* bus address of its activation check entries (0: none) */
+    uint32_t output_addr;  /* bus address of image b's output tensor (its logits) */
+} ilmpq_batch_image_t;
+
+/*
+ * One frame slot of a batched program (compiled.json "slots"[k]): its program and its
+ * n_images images. images points to n_images entries the application owns (a static array
+ * filled from slots[k].images; the driver never allocates or keeps the pointer past a call).
+ */
+typedef struct ilmpq_batch_slot {
+    uint32_t prog_addr;        /* the slot's program */
+    uint32_t n_instr;
+    uint32_t prog_tag;         /* its PROG_TAG */
+    uint32_t input_row_bytes;  /* bytes of a stored input row (compiled.json "input_row_bytes") */
+    uint32_t n_images;         /* images a run, B (compiled.json "batch"; 1 <= B) */
+    const ilmpq_batch_image_t *images;  /* n_images entries, image 0 first */
+} ilmpq_batch_slot_t;
+
+/*
+ * Write the inputs of one run of the batched slot and start its program; returns at once
+ * (ilmpq_infer_batch_finish ends the run). inputs[b] (b < n_inputs) holds input_bytes bytes of
+ * image b (the input tensor's bytes, as for ilmpq_infer_start); each goes to images[b] with its
+ * check entries (ilmpq_write_input). A last group of fewer images (1 <= n_inputs < n_images):
+ * inputs[n_inputs - 1] is written again into the remaining images, whose outputs the
+ * application ignores (ilmpq_infer_batch_finish reads only the first n_outputs).
+ * ILMPQ_ERR_ARG, with nothing written, if dev, slot, slot->images, inputs or any inputs[b] is
+ * NULL, or n_inputs is 0 or more than slot->n_images; ILMPQ_ERR_BUSY during a run; the first
+ * write's error otherwise (the program is then not started).
+ */
+int ilmpq_infer_batch_start(ilmpq_dev_t *dev, const ilmpq_batch_slot_t *slot,
+                            const void *const inputs[], uint32_t n_inputs, uint32_t input_bytes);
+
+/*
+ * Wait for the run started on slot (ilmpq_wait) and read output_bytes of image b's output into
+ * outputs[b] for b < n_outputs (the output tensor's stored bytes: compiled.json "output_bytes",
+ * the same for every image). ILMPQ_ERR_ARG, before waiting, if dev, slot, slot->images, outputs
+ * or any outputs[b] is NULL, or n_outputs is 0 or more than slot->n_images; the run's return
+ * code if it failed (outputs untouched).
+ */
+int ilmpq_infer_batch_finish(ilmpq_dev_t *dev, const ilmpq_batch_slot_t *slot,
+                             void *const outputs[], uint32_t n_outputs, uint32_t output_bytes,
+                             uint32_t timeout_us);
 
 /* Read every performance counter (LO, then HI, as the snapshot rule requires). */
 int ilmpq_read_counters(ilmpq_dev_t *dev, ilmpq_counters_t *out);
