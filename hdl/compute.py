@@ -205,10 +205,12 @@ class ComputeUnit(wiring.Component):
         # of another image or a gap row -- reads as padding
         phi = Signal(12)
         phi_inc = Signal(13)
+        phi_wrap = Signal(signed(14))          # phi + stride_y - img_period: its sign compares
         phi_next = Signal(12)
         m.d.comb += [
             phi_inc.eq(phi + ins.stride_y),
-            phi_next.eq(Mux(phi_inc >= ins.img_period, phi_inc - ins.img_period, phi_inc)),
+            phi_wrap.eq(phi_inc - ins.img_period),
+            phi_next.eq(Mux(phi_wrap[-1], phi_inc, phi_wrap)),
         ]
         img_v = Signal(signed(14))
         other_img = Signal()
