@@ -49,14 +49,17 @@ def assert_batch_exact(model, imgs, got):
             np.testing.assert_array_equal(v, ref[name], err_msg=f"image {b}, tensor {name!r}")
 
 
-@pytest.mark.parametrize("batch,stack_from,hw,gapped", [
-    (2, "b.c1", (8, 8), False),   # the stride-2 transition: stem's 8 rows back to back
-    (3, "b.c1", (7, 8), True),    # 7 rows into a stride-2 conv: a period of 8, one gap row
-    (3, "b.c2", (8, 7), False),   # stride-1 stacking from the residual conv (host input layout)
-    (2, None, (8, 8), False),     # the compiler's choice (tiny: the FC is the weight-bound one)
-    (4, "c3", (6, 6), False),
+@pytest.mark.parametrize("batch,stack_from,hw,gapped,phased", [
+    # the stride-2 transition: stem's 12 rows back to back, b.c1's 12 stacked output rows in
+    # tiles of 10 (the accumulator depth) and 2: the first reads both images' rows, the second
+    # starts inside image 1 (a phase of 8)
+    (2, "b.c1", (12, 12), False, True),
+    (3, "b.c1", (7, 8), True, False),   # 7 rows into a stride-2 conv: a period of 8, a gap row
+    (3, "b.c2", (8, 7), False, False),  # stride-1 stacking from the residual conv (host layout)
+    (2, None, (8, 8), False, False),    # the compiler's choice (tiny: the FC is weight-bound)
+    (4, "c3", (6, 6), False, False),
 ])
-def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw, gapped):
+def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw, gapped, phased):
     model = block_model(rng, hw)
     comp = compile_model(model, TINY, batch=batch, stack_from=stack_from)
     assert comp.batch == batch and comp.one_program
@@ -79,6 +82,9 @@ def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw, gapped):
     assert any(f["img_period"] > f["img_rows"] for f in stk) == gapped
     assert ("gapfill" in {r.kind for r in comp.layers}) == gapped
     assert all(f["img_period"] >= f["img_rows"] for f in stk)
+    # tiles read rows of several images; tiles starting inside an image (phase not 0)
+    assert not stk or any(f["in_rows"] > f["img_rows"] for f in stk)
+    assert any(f["img_phase"] for f in stk) == phased
     # activation integrity kept: every load checks its rows' entries (the gap rows between
     # the images of a stacked tensor written by the gap-filling copies), every STORE writes
     # its rows' entries
