@@ -134,6 +134,40 @@ def test_image_rows_matter(rng):
                for n in ("b.c2", "c3"))
 
 
+@pytest.mark.parametrize("bad", [dict(img_phase=None), dict(img_period=1),
+                                 dict(img_rows=None)])
+def test_isa_sim_rejects_bad_stack_fields(rng, bad):
+    """A COMPUTE whose phase is not below its period, whose period is below its stride or
+    below its image rows: INSTR_FIELD, as hdl/compute.py (tests/hdl/test_compute_gap_rows.py).
+    ``None``: one more than the period."""
+    from ilmpq.firmware.sim import isasim
+    from ilmpq.hdl.isa import encode, seal
+    from ilmpq.hdl.status import ErrorCode
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
+    orig = isasim.run_program
+
+    def corrupt(cfg, mem, prog_addr, n_instr, *a, **k):
+        step = comp.steps[0]
+        for i in range(n_instr):
+            op, f = decode(mem.read(prog_addr + 48 * i, 48))
+            if op == Opcode.COMPUTE and f["stride_y"] == 2 and f["img_rows"]:
+                f.update({k: f["img_period"] + 1 if v is None else v for k, v in bad.items()})
+                mem.write(prog_addr + 48 * i, seal(encode(op, **f), i, prog_addr,
+                                                   step.prog_tag))
+                break
+        else:
+            raise AssertionError("no stacked stride-2 COMPUTE")
+        return orig(cfg, mem, prog_addr, n_instr, *a, **k)
+    isasim.run_program = corrupt
+    try:
+        with pytest.raises(isasim.IsaFault, match="stacked-image fields") as e:
+            run_compiled_batch(comp, images(rng, 2, (8, 8)))
+    finally:
+        isasim.run_program = orig
+    assert e.value.code == ErrorCode.INSTR_FIELD
+
+
 def test_rtl_batched_random_stalls(rng):
     """The stride-2 transition, the stacked residual convs, per-image pooling and the batched
     FC through the tiny RTL with random AXI stalls and CSR timing: 2 images (small: one
