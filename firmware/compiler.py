@@ -1199,12 +1199,13 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
     def gap_fill(t: str):
         """Write the gap rows of stacked tensor ``t`` (its images' rows were stored by their
-        producers): per gap a 1x1 max pooling on the pooling unit copies the ``P - H`` rows
-        before it into it, so that every row of the tensor has its check entry and every
-        load of it is checked (docs/reliability.md 3.1). The copied bytes read as padding
-        (rows outside an output row's image, ``Compute.img_rows``). Only a tensor whose period
-        a stride forces above its height has gap rows (:func:`_stack_periods_g`). Where the pooling unit cannot (a signed input, more gap rows than
-        image rows) the gap rows stay unwritten and the tensor unchecked."""
+        producers): per gap a 1x1 max pooling on the pooling unit copies the ``P - H`` rows before
+        it into it, so that every row of the tensor has its check entry and every load of it is
+        checked (docs/reliability.md 3.1). The copied bytes read as padding (rows outside an output
+        row's image, ``Compute.img_rows``). Only a tensor whose period a stride forces above its
+        height has gap rows (:func:`_stack_periods_g`). Where the pooling unit cannot (a signed
+        input, more gap rows than image rows) the gap rows stay unwritten and the tensor
+        unchecked."""
         nonlocal stores_in_segment
         st = tensors[stk(t)]
         p_, h_ = bplan.period[t]
@@ -3400,8 +3401,8 @@ class _BatchPlan:
     ``[b * P, b * P + H)`` of one stored tensor of ``B * P - (P - H)`` rows, ``period[t] = (P,
     H)``; a conv reads the rows outside an output row's image as padding (``Compute.img_rows``
     etc.), so ``P = H`` (the images back to back) unless a stride forces ``P > H``; the ``P -
-    H`` gap rows then are garbage as outputs. ``transition``: the tensors of the per-image layers that stacked
-    layers read (their producers store each image into its rows)."""
+    H`` gap rows then are garbage as outputs. ``transition``: the tensors of the per-image
+    layers that stacked layers read (their producers store each image into its rows)."""
 
     batch: int
     split: int

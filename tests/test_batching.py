@@ -186,8 +186,8 @@ def test_rtl_batched_random_stalls(rng):
 
 def test_cycle_model_matches_rtl_on_a_batched_program(rng):
     """The cycle model times the batched instruction stream (per-image copies, stacked convs
-    reading the rows outside an image as padding, per-image pooling, the batched FC) like the RTL: exact counters, cycles
-    within 2 % (deterministic memory)."""
+    reading the rows outside an image as padding, per-image pooling, the batched FC) like the RTL:
+    exact counters, cycles within 2 % (deterministic memory)."""
     from ilmpq.firmware import cyclemodel as cm
     model = block_model(rng, (4, 5), c=(4, 4), classes=4)
     comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
