@@ -73,7 +73,7 @@ from ..golden.ops import avg_pool_divisors
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
-from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode,
+from ..hdl.isa import (CHK_OFF_BITS, DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode,
                        act_check_entries, decode, encode, pack_lane_params, pack_lut_block,
                        pack_params_block, params_block_bytes, pixel_tiles, seal)
 from . import wpkg
@@ -1199,11 +1199,13 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
 
     def gap_fill(t: str):
         """Write the gap rows of stacked tensor ``t`` (its images' rows were stored by their
-        producers): per gap a 1x1 max pooling on the pooling unit copies the ``P - H`` rows
-        before it into it, so that every row of the tensor has its check entry and every
-        load of it is checked (docs/reliability.md 3.1). The copied bytes read as padding
-        (``gap_rows``). Where the pooling unit cannot (a signed input, more gap rows than
-        image rows) the gap rows stay unwritten and the tensor unchecked."""
+        producers): per gap a 1x1 max pooling on the pooling unit copies the ``P - H`` rows before
+        it into it, so that every row of the tensor has its check entry and every load of it is
+        checked (docs/reliability.md 3.1). The copied bytes read as padding (rows outside an output
+        row's image, ``Compute.img_rows``). Only a tensor whose period a stride forces above its
+        height has gap rows (:func:`_stack_periods_g`). Where the pooling unit cannot (a signed
+        input, more gap rows than image rows) the gap rows stay unwritten and the tensor
+        unchecked."""
         nonlocal stores_in_segment
         st = tensors[stk(t)]
         p_, h_ = bplan.period[t]
@@ -1308,13 +1310,13 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         res = layer.residual
         eff = dataclasses.replace(layer, input=stk(i), output=stk(o),
                                   residual=None if res is None else stk(res))
-        p_i, h_i = bplan.period[i]
-        gaps = (p_i, h_i) if p_i > h_i and (layer.kernel[0] > 1 or any(layer.padding)) \
-            else None
+        # a window that can reach past its image (a kernel of several rows or a top
+        # padding) reads the rows outside it as padding (``Compute.img_rows`` etc.)
+        stack = bplan.period[i] if layer.kernel[0] > 1 or layer.padding[0] else None
         rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place_stacked,
                                     cur_instr, seq_counter, stores_in_segment, producers,
                                     mac=mac, offset_out=o in offset_ok,
-                                    strided=not act_check, gaps=gaps)
+                                    strided=not act_check, stack=stack)
         # useful MACs: B images, not the gap rows
         rep.macs = batch * int(np.prod(sp_o.shape)) * int(np.prod(layer.weight.shape[1:]))
         seq_counter += n_pkgs
@@ -2847,15 +2849,16 @@ def _depthwise_sets(wt, lane_row, win, chan, cfg: HWConfig):
 def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
-                  offset_out: bool = False, strided: bool = False, gaps=None,
+                  offset_out: bool = False, strided: bool = False, stack=None,
                   max_tile_rows: int = 0):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
     reading this layer's output alone, fused into the STOREs (its output is what is stored).
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`).
-    ``gaps``: ``(P, H)`` when the input is B images stacked with a period of ``P`` rows
-    (:class:`_BatchPlan`): its gap rows read as padding (``Compute.gap_rows``)."""
+    ``stack``: ``(P, H)`` when the input is B images stacked with a period of ``P`` rows
+    (:class:`_BatchPlan`): an output row reads the rows outside its own image as padding
+    (``Compute.img_rows`` etc., :func:`_stack_fields`)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
     if tensors[layer.input].c_mem // cfg.tn > 1023:
@@ -3045,7 +3048,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                              stride_y=sy, stride_x=sx, out_h=oy1 - oy0, out_w=ow,
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
                              pad_ob=int(bool(src.offset)), dw=dw_mask,
-                             gap_rows=_gap_rows(gaps, r0, r1, name)))
+                             **_stack_fields(stack, oy0, sy, pt)))
         instrs.append(encode(
             Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
             out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
@@ -3417,9 +3420,10 @@ class _BatchPlan:
     copy per further image reading and writing that image's own tensors); layers from
     ``split`` on run once on the B images stacked: tensor ``t`` of image ``b`` is rows
     ``[b * P, b * P + H)`` of one stored tensor of ``B * P - (P - H)`` rows, ``period[t] = (P,
-    H)``; the ``P - H`` gap rows between images read as padding (``Compute.gap_rows``) and
-    are garbage as outputs. ``transition``: the tensors of the per-image layers that stacked
-    layers read (their producers store each image into its rows)."""
+    H)``; a conv reads the rows outside an output row's image as padding (``Compute.img_rows``
+    etc.), so ``P = H`` (the images back to back) unless a stride forces ``P > H``; the ``P -
+    H`` gap rows then are garbage as outputs. ``transition``: the tensors of the per-image
+    layers that stacked layers read (their producers store each image into its rows)."""
 
     batch: int
     split: int
@@ -3459,9 +3463,10 @@ def _stack_periods_g(model, layers: list, batch: int, g0: int):
     """Periods ``{tensor: (P, H)}`` of the tensors ``layers`` (a suffix of the model) read and
     write when stacked, or None when no periods satisfy every layer. A conv with stride ``s``
     reading ``I`` and writing ``O``: ``P_I = s * P_O`` (output row ``b * P_O + y`` then reads
-    input rows ``b * P_I + s*y - pt + kr``, image ``b``'s own rows or gap rows), ``P_I - H_I``
-    at least its top padding and the rows its last output row reads past ``H_I``; its residual
-    has ``O``'s period. Global average pooling reads each image's rows and writes one row per
+    input rows ``b * P_I + s*y - pt + kr``; those outside image ``b``'s rows read as padding,
+    ``Compute.img_rows`` etc., so no gap rows are needed for them: ``P_I = H_I`` where ``H_I =
+    s * H_O``, a gap only where ``s * P_O > H_I`` forces one); its residual has ``O``'s
+    period. Global average pooling reads each image's rows and writes one row per
     image (``P = H = 1``). A tensor of more than one row no reader constrains gets ``g0`` gap
     rows (its producer's input may need them, e.g. through a residual of the same period)."""
     fixed: dict = {}
@@ -3485,14 +3490,11 @@ def _stack_periods_g(model, layers: list, batch: int, g0: int):
             return None
         period[o] = (p_o, h_o)
         i = layer.input
-        h_i = model.tensors[i].shape[1]
         if isinstance(layer, ConvLayer):
             sy = layer.stride[0]
-            pt = layer.padding[0]
-            kh = layer.kernel[0]
             if not fix(i, sy * p_o):
                 return None
-            want(i, max(pt, (h_o - 1) * sy - pt + kh - h_i))
+            want(i, 0)
             if layer.residual is not None:
                 if model.tensors[layer.residual].shape[1] != h_o or not fix(layer.residual,
                                                                              p_o):
@@ -3573,21 +3575,15 @@ def _batch_plan(model, cfg: HWConfig, batch: int, lut_of: dict,
     return _BatchPlan(batch, n, {}, set(), why or "no conv is weight-bound")
 
 
-def _gap_rows(gaps, r0: int, r1: int, name: str) -> int:
-    """``Compute.gap_rows`` of a tile holding rows ``[r0, r1)`` of a stacked input of period
-    ``gaps = (P, H)`` (None: not stacked)."""
-    if gaps is None:
-        return 0
-    p, h = gaps
-    word = 0
-    for r in range(r0, r1):
-        if r % p >= h:
-            if r - r0 >= GAP_ROWS:
-                raise CompileError(f"layer {name!r}: a gap row between stacked images at "
-                                   f"buffer row {r - r0}, past the {GAP_ROWS} a COMPUTE can "
-                                   f"mark (compile with a smaller batch)")
-            word |= 1 << (r - r0)
-    return word
+def _stack_fields(stack, oy0: int, sy: int, pt: int) -> dict:
+    """The stacked-image fields of the COMPUTE of a pixel tile whose first output row is
+    ``oy0`` (stacked rows) of a conv with stride ``sy`` and top padding ``pt`` reading B images
+    stacked with ``stack = (P, H)`` (None: not stacked, no fields): output row ``o`` anchors
+    input row ``sy * o``, whose phase in its image is ``sy * o mod P``."""
+    if stack is None:
+        return {}
+    p, h = stack
+    return dict(img_rows=h, img_period=p, img_phase=sy * oy0 % p, img_pad=pt)
 
 
 # ---- frame slots of a batched program (``compile_model(batch=B, frame_slots=N)``) ----------

@@ -9,8 +9,9 @@ For one pixel tile it walks the loop nest of docs/architecture.md section 2::
                 data = act_buf[half][iy*in_w*groups + ix*groups + cg]  if inside, else pad
 
 (``pad`` = 0, or ``2**(act_bits-1)`` with ``pad_ob``: the zero of an offset-binary input;
-an input row ``iy`` whose ``gap_rows`` bit is set -- a gap row between stacked images -- reads
-``pad`` too)
+on images stacked in one tensor (``img_rows`` > 0) a row outside the output row's own image
+reads ``pad`` too: ``v = phi - img_pad + kr`` outside ``[0, img_rows)``, ``phi`` the output
+row's phase in its image, stepped by ``stride_y`` per output row and wrapped at ``img_period``)
 
 with ``first`` on the first set of an mtile, ``swap`` on the first pixel of every set and
 ``last`` on the final beat of an mtile. Under depthwise windowing (``Compute.dw`` bit 0) mtile
@@ -28,7 +29,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import HWConfig
-from .isa import DW_MAX_MTILES, GAP_ROWS, Compute, PoolMode
+from .isa import DW_MAX_MTILES, Compute, PoolMode
 from .pool import PoolBeat
 
 __all__ = ["ComputeBeat", "ComputeUnit"]
@@ -197,13 +198,28 @@ class ComputeUnit(wiring.Component):
 
         # the absolute group (cg_base is 0 outside depthwise windowing)
         cg_abs_c = cg_base + cg
-        # a gap row between stacked images (``ins.gap_rows`` bit ``oy_row``) reads as padding
-        gbits = (GAP_ROWS - 1).bit_length()
-        gap = Signal()
-        m.d.comb += gap.eq((oy_row[gbits:] == 0) &
-                           ins.gap_rows.bit_select(oy_row[:gbits], 1))
+        # stacked images (``ins.img_rows`` > 0): ``phi`` is the current output row's phase in
+        # its image (its anchor input row mod ``img_period``), set to ``img_phase`` wherever
+        # ``oy`` restarts and stepped with ``oy`` by ``stride_y`` (one conditional subtract);
+        # input row ``v = phi - img_pad + kr`` of the image outside ``[0, img_rows)`` -- a row
+        # of another image or a gap row -- reads as padding
+        phi = Signal(12)
+        phi_inc = Signal(13)
+        phi_wrap = Signal(signed(14))          # phi + stride_y - img_period: its sign compares
+        phi_next = Signal(12)
+        m.d.comb += [
+            phi_inc.eq(phi + ins.stride_y),
+            phi_wrap.eq(phi_inc - ins.img_period),
+            phi_next.eq(Mux(phi_wrap[-1], phi_inc, phi_wrap)),
+        ]
+        img_v = Signal(signed(14))
+        other_img = Signal()
+        m.d.comb += [
+            img_v.eq(phi + kr - ins.img_pad),
+            other_img.eq((ins.img_rows != 0) & ((img_v < 0) | (img_v >= ins.img_rows))),
+        ]
         inb = Signal()
-        m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) & ~gap &
+        m.d.comb += inb.eq((oy_row >= 0) & (oy_row < ins.in_rows) & ~other_img &
                            (ox_col >= 0) & (ox_col < ins.in_w) & (cg_abs_c < ins.groups))
         word = Signal(signed(sbits))
         m.d.comb += word.eq(oy_rowoff + ox_coloff + cg_abs_c)
@@ -222,7 +238,10 @@ class ComputeUnit(wiring.Component):
                        (ins.groups == 0) | (ins.stride_y == 0) | (ins.stride_x == 0) |
                        (ins.out_h == 0) | (ins.out_w == 0) | (ins.in_rows == 0) |
                        (ins.in_w == 0) | (ins.pool.as_value() == 3) |
-                       (dw & (ins.n_mtiles > DW_MAX_MTILES)))
+                       (dw & (ins.n_mtiles > DW_MAX_MTILES)) |
+                       ((ins.img_rows != 0) & ((ins.img_period < ins.stride_y) |
+                                               (ins.img_phase >= ins.img_period) |
+                                               (ins.img_rows > ins.img_period))))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -271,6 +290,7 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += cg_base.eq(cg_base + ppg)
                     m.d.sync += [
                         kr.eq(0), kc.eq(0), cg.eq(0), oy.eq(0), ox.eq(0), pix.eq(0),
+                        phi.eq(ins.img_phase),
                         oy_rowoff.eq(kr_rowoff), ox_coloff.eq(kc_coloff),
                         oy_row.eq(kr_row), ox_col.eq(kc_col),
                     ]
@@ -300,7 +320,7 @@ class ComputeUnit(wiring.Component):
                         m.d.sync += pix.eq(pix + 1)
                         with m.If(ox == ins.out_w - 1):
                             m.d.sync += [
-                                ox.eq(0), oy.eq(oy + 1),
+                                ox.eq(0), oy.eq(oy + 1), phi.eq(phi_next),
                                 ox_col.eq(kc_col), ox_coloff.eq(kc_coloff),
                                 oy_row.eq(oy_row + ins.stride_y),
                                 oy_rowoff.eq(oy_rowoff + row_step),
@@ -313,7 +333,7 @@ class ComputeUnit(wiring.Component):
                             ]
                     with m.Else():
                         # next set: cg fastest, then kc, then kr
-                        m.d.sync += [pix.eq(0), ox.eq(0), oy.eq(0)]
+                        m.d.sync += [pix.eq(0), ox.eq(0), oy.eq(0), phi.eq(ins.img_phase)]
                         with m.If(last_set):
                             m.d.sync += [g.eq(g + 1), mt.eq(mt + 1)]
                             with m.If(mt == ins.n_mtiles - 1):

@@ -78,7 +78,7 @@ __all__ = [
     "Instruction", "LaneParams", "FIELD_LAYOUTS", "encode", "decode", "pack_lane_params",
     "CHECK_BITS", "seal", "check_word", "is_sealed", "PARAMS_TRAILER_BYTES",
     "pack_params_block", "params_block_bytes", "LUT_TRAILER_BYTES", "lut_block_bytes",
-    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "GAP_ROWS", "act_check", "act_check_sum",
+    "pack_lut_block", "CHK_OFF_BITS", "DW_MAX_MTILES", "act_check", "act_check_sum",
     "act_check_entries", "pixel_tiles",
 ]
 
@@ -155,10 +155,6 @@ class LoadWeights(data.Struct):
 #: Mtiles of one depthwise COMPUTE (the width of ``Compute.dw``).
 DW_MAX_MTILES = 32
 
-#: Activation-buffer rows a COMPUTE can mark as gap rows (the width of ``Compute.gap_rows``).
-GAP_ROWS = 64
-
-
 class Compute(data.Struct):
     n_mtiles: unsigned(12)      #: output-channel tiles computed on this pixel tile
     kh: unsigned(4)             #: kernel rows (1..15)
@@ -183,12 +179,20 @@ class Compute(data.Struct):
     # ``lanes_pad / tn`` at mtile ``t >= 1`` when bit ``t`` is set (clear: mtile ``t`` repeats
     # mtile ``t - 1``'s window). At most DW_MAX_MTILES mtiles.
     dw: unsigned(DW_MAX_MTILES)
-    # appended (session 7, #15 batching): images stacked in one tensor, a gap row between them
-    # (docs/architecture.md, *Batching*). Bit ``r`` set: activation-buffer row ``r`` (the
-    # tile-relative input row, as ``in_rows`` counts them) reads as padding (0, or the stored
-    # zero with ``pad_ob``) on the conv path; rows at or above GAP_ROWS never do. Pooling
-    # ignores it. 0: no gap rows.
-    gap_rows: unsigned(GAP_ROWS)
+    # session 8 (#15 batching, in place of session 7's gap-row mask): B images stacked in one
+    # tensor, image ``b``'s input rows at ``[b * img_period, b * img_period + img_rows)``
+    # (docs/architecture.md, *Batching*). Conv path only (pooling ignores them); ``img_rows`` 0:
+    # not stacked. An output row whose anchor input row ``a = stride_y * o`` (stacked rows) has
+    # phase ``phi = a mod img_period`` reads, at kernel row ``kr``, padding (0, or the stored
+    # zero with ``pad_ob``) where ``v = phi - img_pad + kr`` is ``< 0`` or ``>= img_rows``: a
+    # row of another image (or a gap row) is the image's padding. ``phi`` of the tile's output
+    # row 0 is ``img_phase`` and moves on by ``stride_y`` per output row, wrapping at
+    # ``img_period`` (``img_phase < img_period``, ``stride_y <= img_period``, ``img_rows <=
+    # img_period``, else INSTR_FIELD).
+    img_rows: unsigned(12)      #: H_I, input rows of one image (0: not stacked)
+    img_period: unsigned(12)    #: P_I, stacked input rows from one image to the next
+    img_phase: unsigned(12)     #: phi of the tile's output row 0
+    img_pad: unsigned(4)        #: top padding of the conv (pt)
     # appended (session 7, #15; docs/architecture.md, *Shared loads*): 0 (every program before
     # it): the COMPUTE releases its activation-buffer half when it completes. 1: it keeps the
     # half, and the next COMPUTE reads the same LOAD_ROWS (two convs reading the same input

@@ -83,12 +83,18 @@ def assert_instruction_rejected(cfg, ins):
 def expected_conv_beats(ins, act_half, tn, act_bits, g0=0):
     """(data tuple, addr, bank, first, swap, last) of each beat of one conv COMPUTE, from the
     loop nest of docs/architecture.md section 2: a position outside the loaded rows and columns,
-    or on a row whose ``gap_rows`` bit is set (below GAP_ROWS), reads the padding value (0, or
-    ``2**(act_bits-1)`` with ``pad_ob``)."""
-    from ilmpq.hdl.isa import GAP_ROWS
+    or (stacked images, ``img_rows`` > 0) on a row outside the output row's own image -- ``v =
+    (img_phase + oy * stride_y) mod img_period - img_pad + kr`` outside ``[0, img_rows)`` --
+    reads the padding value (0, or ``2**(act_bits-1)`` with ``pad_ob``)."""
     groups, in_w = ins["groups"], ins["in_w"]
     pad = ins.get("pad_ob", 0) << (act_bits - 1)
-    gap = ins.get("gap_rows", 0)
+    h_img = ins.get("img_rows", 0)
+
+    def own_image(oy, kr):
+        if not h_img:
+            return True
+        v = (ins["img_phase"] + oy * ins["stride_y"]) % ins["img_period"] - ins["img_pad"] + kr
+        return 0 <= v < h_img
     out = []
     for mt in range(ins["n_mtiles"]):
         sets = [(kr, kc, cg) for kr in range(ins["kh"]) for kc in range(ins["kw"])
@@ -99,7 +105,7 @@ def expected_conv_beats(ins, act_half, tn, act_bits, g0=0):
                     iy = ins["ty0"] + oy * ins["stride_y"] + kr
                     ix = ins["tx0"] + ox * ins["stride_x"] + kc
                     if (0 <= iy < ins["in_rows"] and 0 <= ix < in_w
-                            and not (iy < GAP_ROWS and gap >> iy & 1)):
+                            and own_image(oy, kr)):
                         d = tuple(int(b) & ((1 << act_bits) - 1)
                                   for b in act_half[(iy * in_w + ix) * groups + cg])
                     else:

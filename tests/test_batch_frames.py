@@ -30,6 +30,8 @@ def test_batched_stream_on_the_rtl_each_image_its_own_result(rng):
     model = block_model(rng, (4, 5), c=(4, 4), classes=4)
     comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
     assert comp.batch == 2 and len(comp.slots) == 2
+    # the images back to back (no gap rows, no gap-filling copies), a tile across both
+    assert "gapfill" not in {r.kind for r in comp.layers}
     imgs = images(rng, 6, (4, 5))
 
     # then a stream of one image: a group of one, filled up, its copy's result dropped

@@ -1,7 +1,9 @@
 """Batching (issue #15, docs/architecture.md *Batching*): ``compile_model(batch=B)`` runs the
-per-image layers once per image and the weight-bound ones once on the B images stacked with
-gap rows (``Compute.gap_rows``); every image's every tensor bit-exact with golden run on that
-image alone, on the ISA simulator and the tiny RTL (random AXI stalls); batch 1 unchanged."""
+per-image layers once per image and the weight-bound ones once on the B images stacked (back
+to back, or with gap rows where a stride forces them), a conv reading the rows outside an output
+row's image as padding (``Compute.img_rows`` etc.); every image's every tensor bit-exact with
+golden run on that image alone, on the ISA simulator and the tiny RTL (random AXI stalls);
+batch 1 unchanged."""
 
 import numpy as np
 import pytest
@@ -47,13 +49,17 @@ def assert_batch_exact(model, imgs, got):
             np.testing.assert_array_equal(v, ref[name], err_msg=f"image {b}, tensor {name!r}")
 
 
-@pytest.mark.parametrize("batch,stack_from,hw", [
-    (2, "b.c1", (8, 8)),        # the stride-2 transition: stem stacked with a period of 10
-    (3, "b.c2", (8, 7)),        # stride-1 stacking from the residual conv (host input layout)
-    (2, None, (8, 8)),          # the compiler's choice (tiny: the FC is the weight-bound one)
-    (4, "c3", (6, 6)),
+@pytest.mark.parametrize("batch,stack_from,hw,gapped,phased", [
+    # the stride-2 transition: stem's 12 rows back to back, b.c1's 12 stacked output rows in
+    # tiles of 10 (the accumulator depth) and 2: the first reads both images' rows, the second
+    # starts inside image 1 (a phase of 8)
+    (2, "b.c1", (12, 12), False, True),
+    (3, "b.c1", (7, 8), True, False),   # 7 rows into a stride-2 conv: a period of 8, a gap row
+    (3, "b.c2", (8, 7), False, False),  # stride-1 stacking from the residual conv (host layout)
+    (2, None, (8, 8), False, False),    # the compiler's choice (tiny: the FC is weight-bound)
+    (4, "c3", (6, 6), False, False),
 ])
-def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw):
+def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw, gapped, phased):
     model = block_model(rng, hw)
     comp = compile_model(model, TINY, batch=batch, stack_from=stack_from)
     assert comp.batch == batch and comp.one_program
@@ -69,22 +75,24 @@ def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw):
         if lay.kind != "gap":
             assert f"{lay.name}@1" not in names, lay.name
     prog = [decode(raw) for raw in _program(comp)]
+    stk = [f for op, f in prog if op == Opcode.COMPUTE and f["pool"] == 0 and f["img_rows"]]
     if stack_from is not None:
-        gaps = [f["gap_rows"] for op, f in prog if op == Opcode.COMPUTE and f["pool"] == 0]
-        assert any(gaps)                 # the gap rows read as padding somewhere
+        assert stk                       # the rows outside an image read as padding somewhere
+    # back to back (no gap rows, no gap-filling copies) unless a stride forces a gap
+    assert any(f["img_period"] > f["img_rows"] for f in stk) == gapped
+    assert ("gapfill" in {r.kind for r in comp.layers}) == gapped
+    assert all(f["img_period"] >= f["img_rows"] for f in stk)
+    # tiles read rows of several images; tiles starting inside an image (phase not 0)
+    assert not stk or any(f["in_rows"] > f["img_rows"] for f in stk)
+    assert any(f["img_phase"] for f in stk) == phased
     # activation integrity kept: every load checks its rows' entries (the gap rows between
     # the images of a stacked tensor written by the gap-filling copies), every STORE writes
     # its rows' entries
-    # its rows' entries -- except a signed (two's complement) tensor the stacked layers read
-    # from the per-image ones (b.ds with stack_from = b.c2): the pooling unit cannot copy
-    # its gap rows, so that tensor stays unchecked
-    t = comp.internal.get("b.ds@batch") if stack_from == "b.c2" else None
-    unchecked = (lambda a: t is not None and t.addr <= a < t.addr + t.nbytes)
     for op, f in prog:
         if op == Opcode.LOAD_ROWS:
-            assert f["chk_beats"] or unchecked(f["addr"])
+            assert f["chk_beats"]
         if op == Opcode.STORE:
-            assert f["chk_row_pixels"] or unchecked(f["out_addr"])
+            assert f["chk_row_pixels"]
 
 
 def _program(comp):
@@ -94,11 +102,10 @@ def _program(comp):
     return [bytes(comp.image[off + i * ib:off + (i + 1) * ib]) for i in range(step.n_instr)]
 
 
-def test_gap_rows_matter(rng):
-    """The same stacked program with the gap rows cleared reads the rows between the images
-    (garbage a stacked conv wrote, the copies that fill a transition tensor's gaps) and the
-    neighbouring image's rows instead of padding: the stacked convs then differ from golden
-    (the test above would catch a compiler that marked none)."""
+def test_image_rows_matter(rng):
+    """The same stacked program with the stacked-image fields cleared reads the neighbouring
+    image's rows instead of padding: the stacked convs then differ from golden (the test above
+    would catch a compiler that set none)."""
     from ilmpq.firmware.sim import isasim
     model = block_model(rng, (8, 8))
     comp = compile_model(model, TINY, batch=2, stack_from="b.c2")
@@ -107,14 +114,14 @@ def test_gap_rows_matter(rng):
     orig = isasim.run_program
 
     def no_gaps(cfg, mem, prog_addr, n_instr, *a, **k):
-        # clear every COMPUTE's gap rows in memory (and reseal) before running
+        # clear every COMPUTE's stacked-image fields in memory (and reseal) before running
         from ilmpq.hdl.isa import encode, seal
         step = comp.steps[0]
         for i in range(n_instr):
             raw = mem.read(prog_addr + 48 * i, 48)
             op, f = decode(raw)
-            if op == Opcode.COMPUTE and f["gap_rows"]:
-                f["gap_rows"] = 0
+            if op == Opcode.COMPUTE and f["img_rows"]:
+                f.update(img_rows=0, img_period=0, img_phase=0, img_pad=0)
                 mem.write(prog_addr + 48 * i, seal(encode(op, **f), i, prog_addr,
                                                    step.prog_tag))
         return orig(cfg, mem, prog_addr, n_instr, *a, **k)
@@ -127,13 +134,49 @@ def test_gap_rows_matter(rng):
                for n in ("b.c2", "c3"))
 
 
+@pytest.mark.parametrize("bad", [dict(img_phase=None), dict(img_period=1),
+                                 dict(img_rows=None)])
+def test_isa_sim_rejects_bad_stack_fields(rng, bad):
+    """A COMPUTE whose phase is not below its period, whose period is below its stride or
+    below its image rows: INSTR_FIELD, as hdl/compute.py (tests/hdl/test_compute_gap_rows.py).
+    ``None``: one more than the period."""
+    from ilmpq.firmware.sim import isasim
+    from ilmpq.hdl.isa import encode, seal
+    from ilmpq.hdl.status import ErrorCode
+    model = block_model(rng, (8, 8))
+    comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
+    orig = isasim.run_program
+
+    def corrupt(cfg, mem, prog_addr, n_instr, *a, **k):
+        step = comp.steps[0]
+        for i in range(n_instr):
+            op, f = decode(mem.read(prog_addr + 48 * i, 48))
+            if op == Opcode.COMPUTE and f["stride_y"] == 2 and f["img_rows"]:
+                f.update({k: f["img_period"] + 1 if v is None else v for k, v in bad.items()})
+                mem.write(prog_addr + 48 * i, seal(encode(op, **f), i, prog_addr,
+                                                   step.prog_tag))
+                break
+        else:
+            raise AssertionError("no stacked stride-2 COMPUTE")
+        return orig(cfg, mem, prog_addr, n_instr, *a, **k)
+    isasim.run_program = corrupt
+    try:
+        with pytest.raises(isasim.IsaFault, match="stacked-image fields") as e:
+            run_compiled_batch(comp, images(rng, 2, (8, 8)))
+    finally:
+        isasim.run_program = orig
+    assert e.value.code == ErrorCode.INSTR_FIELD
+
+
 def test_rtl_batched_random_stalls(rng):
     """The stride-2 transition, the stacked residual convs, per-image pooling and the batched
     FC through the tiny RTL with random AXI stalls and CSR timing: 2 images (small: one
-    mtile a layer)."""
-    model = block_model(rng, (4, 5), c=(4, 4), classes=4)
+    mtile a layer) of 3 rows, so the stride-2 conv's input has a gap row (a period of 4,
+    filled by a copy); the gap-free case: tests/test_batch_frames.py."""
+    model = block_model(rng, (3, 5), c=(4, 4), classes=4)
     comp = compile_model(model, TINY, batch=2, stack_from="b.c1")
-    imgs = images(rng, 2, (4, 5))
+    assert "gapfill" in {r.kind for r in comp.layers}
+    imgs = images(rng, 2, (3, 5))
     res = simulate(comp, imgs, mem_mode="random", seed=int(rng.integers(1 << 30)),
                    csr_rng=True)
     assert len(res) == 2
@@ -143,8 +186,8 @@ def test_rtl_batched_random_stalls(rng):
 
 def test_cycle_model_matches_rtl_on_a_batched_program(rng):
     """The cycle model times the batched instruction stream (per-image copies, stacked convs
-    with gap rows, per-image pooling, the batched FC) like the RTL: exact counters, cycles
-    within 2 % (deterministic memory)."""
+    reading the rows outside an image as padding, per-image pooling, the batched FC) like the RTL:
+    exact counters, cycles within 2 % (deterministic memory)."""
     from ilmpq.firmware import cyclemodel as cm
     model = block_model(rng, (4, 5), c=(4, 4), classes=4)
     comp = compile_model(model, TINY, batch=2, stack_from="b.c1")

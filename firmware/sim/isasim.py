@@ -24,7 +24,7 @@ import numpy as np
 from ...golden.model import layer_inputs
 from ...golden.reference import run_layer
 from ...hdl.config import HWConfig
-from ...hdl.isa import (DW_MAX_MTILES, GAP_ROWS, INSTR_BITS, Opcode, PoolMode, act_check_sum,
+from ...hdl.isa import (DW_MAX_MTILES, INSTR_BITS, Opcode, PoolMode, act_check_sum,
                         decode, is_sealed, lut_block_bytes,
                         params_block_bytes)
 from ...hdl.status import ErrorCode
@@ -191,6 +191,12 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
             act = halves[n_comp % 2].astype(np.int64) & ((1 << cfg.act_bits) - 1)
             n_comp += not f["keep"]     # keep: the next COMPUTE reads the same load (half)
             kh, kw, G = f["kh"], f["kw"], f["groups"]
+            h_img, p_img = f["img_rows"], f["img_period"]
+            if h_img and not (f["stride_y"] <= p_img and f["img_phase"] < p_img and
+                              h_img <= p_img):
+                raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: stacked-image fields "
+                                                      f"img_rows={h_img}, img_period={p_img}, "
+                                                      f"img_phase={f['img_phase']}")
             if f["pool"] == PoolMode.NONE.value:
                 # the weight unit runs ahead of the COMPUTE: the LOAD_WEIGHTS after it (a layer
                 # of several streams, the later ones after its STORE) up to the next LOAD_ROWS
@@ -233,7 +239,8 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     bank_results.append(val)
                 continue
             dw, ppg, base = f.get("dw", 0), cfg.lanes_pad // cfg.tn, 0
-            gap = np.array([f.get("gap_rows", 0) >> r & 1 for r in range(GAP_ROWS)] + [0])
+            # stacked images: output row oy's phase in its image (hdl/compute.py ``phi``)
+            phi = (f["img_phase"] + oy * f["stride_y"]) % p_img if h_img else oy
             if dw & 1 and f["n_mtiles"] > DW_MAX_MTILES:
                 raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: a depthwise COMPUTE of "
                                                       f"{f['n_mtiles']} > {DW_MAX_MTILES} mtiles")
@@ -246,9 +253,11 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     for kc in range(kw):
                         iy = f["ty0"] + oy * f["stride_y"] + kr
                         ix = f["tx0"] + ox * f["stride_x"] + kc
-                        # a gap row between stacked images (gap_rows bit iy) reads as padding
-                        inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw) &
-                               (gap[np.clip(iy, 0, GAP_ROWS)] == 0)).reshape(-1)
+                        # a row outside the output row's image (stacked images) reads as padding
+                        v = phi - f["img_pad"] + kr
+                        own = (v >= 0) & (v < h_img) if h_img else True
+                        inb = ((iy >= 0) & (iy < rows) & (ix >= 0) & (ix < iw) & own
+                               ).reshape(-1)
                         for cg in (range(base, base + ppg) if dw & 1 else range(G)):
                             lo, hi = sets_queue.pop(0)
                             w = np.concatenate([lo, hi]).astype(np.int64)   # lanes x tn
