@@ -90,6 +90,12 @@ class HWConfig:
         device is full (``z020``). Visible to software in ``BUFFERS.mac``. Implementation
         only: not part of :attr:`config_id` (programs are the same; the compiler refuses
         ``mac=`` for a build without the core, the drivers refuse to enable it).
+    vpool_entries : int
+        Entries (``post_lanes`` bytes each) of the store unit's row array for vertical max
+        pooling fused into a STORE (``Store.vpool``, docs/architecture.md *Store unit*): one
+        per (mtile, column, post-processing group) of a tile's row. 0: no fused pooling (the
+        compiler never fuses). A power of two, at most 4096. (0 leaves :attr:`config_id` as it was
+        before the field existed.)
     """
 
     name: str = "custom"
@@ -114,6 +120,7 @@ class HWConfig:
     acc_depth: int = 64
     max_channels: int = 64
     weight_mac: int = 1
+    vpool_entries: int = 0
 
     def __post_init__(self):
         def need(cond, field_name, allowed):
@@ -151,6 +158,9 @@ class HWConfig:
         need(_is_pow2(self.acc_depth) and self.acc_depth >= 4, "acc_depth",
              "a power of two >= 4")
         need(self.weight_mac in (0, 1), "weight_mac", "0 or 1")
+        need(self.vpool_entries == 0 or (_is_pow2(self.vpool_entries)
+                                         and self.vpool_entries <= 4096),
+             "vpool_entries", "0 (no fused pooling) or a power of two <= 4096")
         need(self.max_channels >= 8 and self.max_channels % self.beat_bytes == 0,
              "max_channels", f"a multiple of the AXI beat ({self.beat_bytes} bytes), >= 8")
         if self.words_per_set > self.wbuf_depth:
@@ -238,7 +248,8 @@ class HWConfig:
         (bit-identical results, same programs), so builds that differ only there share an id.
         """
         fields = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
-                  if f.name not in _NOT_IN_CONFIG_ID]
+                  if f.name not in _NOT_IN_CONFIG_ID
+                  and not (f.name == "vpool_entries" and self.vpool_entries == 0)]
         return zlib.crc32(repr(fields).encode())
 
     def describe(self) -> str:
@@ -252,10 +263,11 @@ class HWConfig:
 
 PRESETS: dict[str, HWConfig] = {
     "tiny": HWConfig(name="tiny", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
-                     wbuf_depth=64, act_depth=2048, acc_depth=64),
+                     wbuf_depth=64, act_depth=2048, acc_depth=64, vpool_entries=16),
     # tiny with two AXI ports (the multi-port tests); the same programs as tiny
     "tiny2p": HWConfig(name="tiny2p", lanes_lo=3, lanes_hi=1, tn=4, wbuf_word_beats=1,
-                       wbuf_depth=64, act_depth=2048, acc_depth=64, axi_ports=2),
+                       wbuf_depth=64, act_depth=2048, acc_depth=64, axi_ports=2,
+                       vpool_entries=16),
     # read_fifo_beats / max_reads_outstanding: 128 beats and 8 bursts in flight per port keep
     # the PE array's rate up to a 64-cycle read latency; axi_ports 2 (HP0: weights, HP1: the
     # rest) because the weights alone fill one HP port in the late layers; 4 ports add
