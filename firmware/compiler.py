@@ -1436,13 +1436,26 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             cur_instr = []
         if isinstance(plan, _DirectPlan) and layer0 is plan.layer:
             lut = lut_of.get(layer.output)
+            vp = vpool_of.get(layer.name)
+            if vp is not None and (not act_check or layer.output in bplan.transition):
+                vp = None
+            if vp is not None:
+                oc_, oh_, ow_ = model.tensors[layer.output].shape
+                mview.tensors[f"{layer.output}@vpool"] = dataclasses.replace(
+                    model.tensors[layer.output], name=f"{layer.output}@vpool",
+                    shape=(oc_, (oh_ - 1) // 2 + 1, ow_))
             rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
                                           img, tensors, place, cur_instr, seq_counter,
                                           stores_in_segment, producers, mac=mac, lut=lut,
                                           offset_out=(lut.output if lut is not None
-                                                      else layer.output) in offset_ok)
+                                                      else layer.output) in offset_ok,
+                                          vpool=vp)
             if lut is not None:
                 fused.add(lut.name)
+            if rep.kind.endswith("+vpool"):
+                vpool_h[vp.name] = MaxPoolLayer(vp.name, f"{layer.output}@vpool", vp.output,
+                                                (1, vp.kernel[1]), (1, vp.stride[1]),
+                                                (0, vp.padding[1], 0, vp.padding[3]))
             seq_counter += n_pkgs
             stores_in_segment += rep.ptiles
             cur_layers.append(layer.name)
@@ -1862,7 +1875,7 @@ def _vpool_candidates(model: QModel, cfg: HWConfig) -> dict:
 
 
 def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConfig,
-                tensors: dict) -> bool:
+                tensors: dict, balance: bool = False) -> bool:
     """Whether ``layer``'s tiles can pool vertically in its STOREs (:func:`_compile_conv`
     tiles rows of at least 2, whole rows of every mtile in the row array) and the pooling
     unit can do the rest."""
@@ -1883,6 +1896,8 @@ def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConf
         rows = _fit_rows(layer.name, rows, sy, kh, src.w * (src.c_mem // cfg.tn), src, cfg)
     except CompileError:
         return False
+    if balance:
+        rows = -(-oh // -(-oh // rows))
     if rows < 2 or tensors[layer.input].c_mem // cfg.tn > 1023:
         return False
     # the horizontal rest on the pooling unit (its input: the stored rows of the conv)
@@ -2181,11 +2196,14 @@ def _direct_plan(model: QModel, cfg: HWConfig):
 def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                     mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
                     instrs: list, seq_base: int, stores_before: int, producers: dict, *,
-                    mac=None, lut=None, offset_out: bool = False):
+                    mac=None, lut=None, offset_out: bool = False, vpool=None):
     """Emit the phases of :func:`_direct_plan` (one report for the layer); ``lut``: a fused
     LutLayer (every phase's STOREs carry its table); ``offset_out``: store the (signed) output
     offset-binary (:func:`_offset_tensors`), through that table or else through the identity
-    table (every phase is an ordinary conv to :func:`_compile_conv`, which builds either)."""
+    table (every phase is an ordinary conv to :func:`_compile_conv`, which builds either).
+    ``vpool``: the MaxPool the phases' STOREs pool vertically when every phase can
+    (:func:`_vpool_fits`; each phase's tiles run top to bottom), into ``<output>@vpool``
+    (``mview`` has its spec); the report's kind then ends in ``+vpool``."""
     layer = plan.layer
     final = lut.output if lut is not None else layer.output
     for view in plan.views:
@@ -2212,9 +2230,16 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
 
     total = None
     n_pkgs = 0
-    for f, (conv, ow_f) in enumerate(plan.phases):
+    for conv, ow_f in plan.phases:
         mview.tensors[conv.output] = dataclasses.replace(
             ospec, name=conv.output, shape=(ospec.shape[0], ospec.shape[1], ow_f))
+    if vpool is not None and (lut is not None or offset_out or not all(
+            _vpool_fits(conv, vpool, mview, cfg, tensors, balance=True)
+            for conv, _ in plan.phases)):
+        vpool = None
+    if vpool is not None:
+        final = f"{layer.output}@vpool"
+    for f, (conv, ow_f) in enumerate(plan.phases):
         lut_f = None
         if lut is not None:
             # the phase's own view of the table's output
@@ -2224,7 +2249,8 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                 shape=(ospec.shape[0], ospec.shape[1], ow_f))
         rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
                                seq_base + n_pkgs, stores_before, producers, balance=True,
-                               mac=mac, lut=lut_f, offset_out=offset_out)
+                               mac=mac, lut=lut_f, offset_out=offset_out,
+                               vpool=vpool is not None)
         n_pkgs += n
         stores_before += rep.ptiles
         if total is None:
@@ -2235,8 +2261,10 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                 setattr(total, k, getattr(total, k) + getattr(rep, k))
     # STOREs complete in order: the last phase's tiles cover the rows of every phase
     last = plan.phases[-1][0].output
-    producers[final] = producers[f"{last}:lut" if lut is not None else last]
-    total.kind = "conv^" + ("+lut" if lut is not None else "+ob" if offset_out else "")
+    producers[final] = producers[f"{last}:lut" if lut is not None else
+                                 f"{last}@vpool" if vpool is not None else last]
+    total.kind = "conv^" + ("+lut" if lut is not None else "+ob" if offset_out else "") + (
+        "+vpool" if vpool is not None else "")
     total.out_shape = ospec.shape
     m, c, kh, kw = layer.weight.shape
     total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])

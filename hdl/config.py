@@ -280,7 +280,7 @@ PRESETS: dict[str, HWConfig] = {
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=14, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=2, weight_mac=0),
+                     axi_ports=2, weight_mac=0, vpool_entries=256),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
     # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
@@ -293,7 +293,7 @@ PRESETS: dict[str, HWConfig] = {
     "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=4),
+                     axi_ports=4, vpool_entries=1024),
 }
 
 
