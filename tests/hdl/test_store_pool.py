@@ -5,7 +5,6 @@ pooled row; even and odd image heights, several mtiles, a row of one entry (the 
 transparency), random stalls on every port; against a NumPy model."""
 
 import numpy as np
-import pytest
 from amaranth.sim import Simulator
 
 from ilmpq.hdl.config import get_config
@@ -112,56 +111,66 @@ def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000):
     return mem
 
 
-@pytest.mark.parametrize("h, bands, cols, n_mtiles", [
-    (6, [3, 3], 3, 2),      # even height, rows across two STOREs (odd first band)
-    (7, [4, 3], 2, 1),      # odd height: the last (even) row closes its window
-    (5, [5], 1, 1),         # one entry a row: the array's read-write at once
-    (1, [1], 4, 1),         # one row: it is the pooled row
-])
-def test_vpool_rows_across_stores(rng, h, bands, cols, n_mtiles):
+#: (image height, rows of each STORE, columns, mtiles): even height with rows across two
+#: STOREs (an odd first band), an odd height (its last, even row closes a window), one entry a
+#: row (the array read and written in one cycle), a one-row image (it is the pooled row)
+CASES = [(6, [3, 3], 3, 2), (7, [4, 3], 2, 1), (5, [2, 3], 1, 1), (1, [1], 4, 1)]
+
+
+def test_vpool_rows_across_stores(rng):
+    """The cases one after the other on one store unit (the array carries nothing from one
+    image into the next: each starts at row 0)."""
     cfg = TINY
     bb, lp = cfg.beat_bytes, cfg.lanes_pad
     groups = lp // cfg.post_lanes
-    params_addr, out_addr = 0x100, ARENA + 0x200
+    params_addr = 0x100
     mem = bytearray(0x8000)
-    for t in range(n_mtiles):
+    for t in range(2):
         blk = pack_params_block(pack_lane_params(
             np.zeros(lp, np.int64), np.ones(lp, np.int64), np.zeros(lp, np.int64),
             np.full(lp, 8), np.zeros(lp, np.int64)))
         a = params_addr + t * len(blk)
         mem[a:a + len(blk)] = blk
-    # the image's post-processed bytes (rows x cols x mtiles x lanes_pad), edge bytes included
-    v = rng.integers(0, 256, (h, cols, n_mtiles, lp)).astype(np.uint8)
-    v.reshape(-1)[:4] = [0, 255, 128, 127]
-    stride = n_mtiles * lp
-    pooled = _vpool_rows(v)
-    instrs, beats, y0, chk_off = [], [], 0, 0
-    for r in bands:
-        written = [y for y in range(y0, y0 + r) if y % 2 == 1 or y == h - 1]
-        j0 = written[0] // 2 if written else 0      # (row y closes pooled row y // 2)
-        instrs.append(dict(
-            n_mtiles=n_mtiles, pixels=r * cols, out_addr=out_addr + j0 * cols * stride,
-            out_stride=stride, params_addr=params_addr, relu=1, chk_off=chk_off,
-            chk_row_pixels=cols, chk_stride=1, vpool=1, vp_y0=y0, vp_h=h, vp_cols=cols,
-            vp_pixels=len(written) * cols))
-        chk_off += len(written)
-        for t in range(n_mtiles):
-            for y in range(y0, y0 + r):
-                for c in range(cols):
-                    for g in range(groups):
-                        beats.append(int.from_bytes(
-                            v[y, c, t, g * bb:(g + 1) * bb].tobytes(), "little"))
-        y0 += r
+    instrs, beats, chk_off, want = [], [], 0, []
+    out_addr = ARENA + 0x200
+    for h, bands, cols, n_mtiles in CASES:
+        # the image's post-processed bytes (rows x cols x mtiles x lanes_pad), edge bytes too
+        v = rng.integers(0, 256, (h, cols, n_mtiles, lp)).astype(np.uint8)
+        v.reshape(-1)[:4] = [0, 255, 128, 127]
+        stride = n_mtiles * lp
+        pooled = _vpool_rows(v)
+        want.append((out_addr, chk_off, cols, stride, pooled))
+        y0 = 0
+        for r in bands:
+            written = [y for y in range(y0, y0 + r) if y % 2 == 1 or y == h - 1]
+            j0 = written[0] // 2                # (row y closes pooled row y // 2)
+            instrs.append(dict(
+                n_mtiles=n_mtiles, pixels=r * cols, out_addr=out_addr + j0 * cols * stride,
+                out_stride=stride, params_addr=params_addr, relu=1, chk_off=chk_off,
+                chk_row_pixels=cols, chk_stride=1, vpool=1, vp_y0=y0, vp_h=h, vp_cols=cols,
+                vp_pixels=len(written) * cols))
+            chk_off += len(written)
+            for t in range(n_mtiles):
+                for y in range(y0, y0 + r):
+                    for c in range(cols):
+                        for g in range(groups):
+                            beats.append(int.from_bytes(
+                                v[y, c, t, g * bb:(g + 1) * bb].tobytes(), "little"))
+            y0 += r
+        # (a gap of two rows after each image's output: nothing may be written there)
+        out_addr += (pooled.shape[0] + 2) * cols * stride
     mem = _run(cfg, rng, instrs, mem, beats)
-    n_out = pooled.shape[0]
-    got = np.frombuffer(bytes(mem[out_addr:out_addr + n_out * cols * stride]), np.uint8)
-    np.testing.assert_array_equal(got.reshape(pooled.shape), pooled)
-    # nothing written past the pooled rows
-    assert not any(mem[out_addr + n_out * cols * stride:out_addr + (n_out + 2) * cols * stride])
-    # one check entry per pooled row, at chk_off onwards
-    ent = np.frombuffer(bytes(mem[ARENA:ARENA + n_out * bb]), np.uint8).reshape(n_out, bb)
-    for j in range(n_out):
-        a = out_addr + j * cols * stride
-        want = act_check_sum(a, bytes(mem[a:a + cols * stride]), bb)
-        assert int.from_bytes(ent[j, :4].tobytes(), "little") == want, j
-        assert not ent[j, 4:].any()
+    for out_addr, off, cols, stride, pooled in want:
+        n_out = pooled.shape[0]
+        got = np.frombuffer(bytes(mem[out_addr:out_addr + n_out * cols * stride]), np.uint8)
+        np.testing.assert_array_equal(got.reshape(pooled.shape), pooled)
+        end = out_addr + n_out * cols * stride
+        assert not any(mem[end:end + 2 * cols * stride])
+        # one check entry per pooled row
+        ent = np.frombuffer(bytes(mem[ARENA + off * bb:ARENA + (off + n_out) * bb]),
+                            np.uint8).reshape(n_out, bb)
+        for j in range(n_out):
+            a = out_addr + j * cols * stride
+            assert int.from_bytes(ent[j, :4].tobytes(), "little") == \
+                act_check_sum(a, bytes(mem[a:a + cols * stride]), bb), j
+            assert not ent[j, 4:].any()
