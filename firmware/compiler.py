@@ -502,6 +502,18 @@ class Compiled:
                       if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
                 f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
+        vp = [r for r in self.layers if r.kind.endswith("+vpool")]
+        if vp:
+            # (per-image copies of a batched program: their layer names end in @b)
+            pool_of = {}
+            rd = _readers(self.model)
+            for l in self.model.layers:
+                if l.output in self.unstored and rd.get(l.output):
+                    pool_of[l.name] = rd[l.output][0].name
+            lines.append("max pooling fused into the conv's STORE (rows pooled in its STOREs, "
+                         "the 1 x k rest on the pooling unit): " + ", ".join(
+                             f"{r.name}+{pool_of.get(r.name.split('@')[0], '?')} ({r.kind})"
+                             for r in vp))
         placed = [r.name for r in self.layers if r.kind.endswith(":placed")]
         if placed:
             lines.append("placement, no copies (a view of stored bytes; a concat's convs store "

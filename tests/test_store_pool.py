@@ -64,6 +64,7 @@ def test_conv_maxpool_fused_bit_exact_on_the_isa_simulator(rng, hw, stem):
     k = _kinds(comp)
     assert k["c1"] == ("conv^+vpool" if stem else "conv+vpool"), k
     assert comp.unstored == {"c1"}
+    assert f"c1+p ({k['c1']})" in comp.report()
     img = rng.integers(0, 256, (3, *hw))
     img.reshape(-1)[:4] = [0, 255, 0, 255]
     ref = _check_isa(comp, model, img)
