@@ -11,7 +11,8 @@ from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import Store, act_check_sum, pack_lane_params, pack_params_block
 from ilmpq.hdl.store import StoreUnit
 
-TINY = get_config("tiny")
+#: tiny with a row array of 16 entries (the tiny preset has none: its programs stay as they were)
+TINY = get_config("tiny").replace(vpool_entries=16)
 ARENA = 0x4000
 
 
