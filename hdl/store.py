@@ -58,9 +58,9 @@ the beat ``o`` is written when ``y`` is odd or the image's last row (``vp_h - 1`
 becomes ``v`` for an odd row, else ``o``. Only written beats go to the DMA, the hash and the
 check entries (one per pooled row); the write commands cover ``vp_pixels`` pixels per mtile
 (the pooled rows times ``vp_cols``). The max stage is registered (two cycles of latency, a
-beat a cycle); the array's read port is transparent (a row of one entry reads the write of
-the cycle). A row entry past the array, or a written pixel count other than ``vp_pixels``,
-stops the unit (``error``).
+beat a cycle). A row entry past the array, a row of one entry (its read would need the write
+of the cycle before: no forwarding; the compiler does not fuse such a conv), or a written
+pixel count other than ``vp_pixels`` stops the unit (``error``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -359,7 +359,10 @@ class StoreUnit(wiring.Component):
                        (ins.lut_en & (ins.lut_addr[:(bb - 1).bit_length()] != 0)) |
                        (ins.res_addr[:(bb - 1).bit_length()] != 0) |
                        (ins.vpool & ((VP == 0) | (ins.vp_cols == 0) | (ins.vp_h == 0) |
-                                     (ins.vp_pixels == 0) | (ins.vp_pixels > ins.pixels))))
+                                     (ins.vp_pixels == 0) |
+                                     # a row of one entry: its read would not see the write
+                                     # of the cycle before (no forwarding)
+                                     ((ins.vp_cols == 1) if groups == 1 else 0))))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -765,7 +768,7 @@ class StoreUnit(wiring.Component):
         m.submodules.vrow = vrow = Memory(shape=B, depth=VP, init=[],
                                           attrs={"ram_style": "block"})
         vw = vrow.write_port()
-        vr = vrow.read_port(domain="sync", transparent_for=(vw,))
+        vr = vrow.read_port(domain="sync")
         # position of the beat at pp_out: group, column, pixel of the mtile, image row, entry
         o_g = Signal(range(groups + 1))
         o_col = Signal(12)

@@ -90,10 +90,11 @@ def test_conv_maxpool_fused_bit_exact_on_the_isa_simulator(rng, hw, stem):
 
 def test_what_does_not_fuse_compiles_as_before(rng):
     """A signed (two's complement) conv output, a pool the STORE cannot do (2x2, stride 2),
-    a conv with a row wider than the row array and a configuration without the array:
+    a conv with a row wider than the row array, a row of one entry (the store unit does not
+    forward) and a configuration without the array:
     compiled unfused, byte-identical to the program without the row array, bit-exact."""
     cases = [_model(rng, (8, 8), relu=False), _model(rng, (8, 8), pool=(2, 2, 0)),
-             _model(rng, (4, 20))]
+             _model(rng, (4, 20)), _model(rng, (6, 1))]
     for model in cases:
         comp = compile_model(model, TINY)
         assert not any(kd.endswith("+vpool") for kd in _kinds(comp).values())

@@ -269,7 +269,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 P_out, cols = f["vp_pixels"], f["vp_cols"]
                 groups = cfg.lanes_pad // cfg.post_lanes
                 if (not cfg.vpool_entries or not cols or not f["vp_h"] or not P_out
-                        or P_out > P or P % cols
+                        or P_out > P or P % cols or cols * groups < 2
                         or f["n_mtiles"] * cols * groups > cfg.vpool_entries):
                     raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: STORE with vpool: "
                                                           f"{P_out} of {P} pixels in rows of "

@@ -23,9 +23,10 @@ def _vpool_rows(v: np.ndarray) -> np.ndarray:
                      for j in range((h - 1) // 2 + 1)])
 
 
-def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000):
+def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000, expect_error=False):
     """STOREs in order; ``beats``: the post-processing outputs (one int a pp_in beat, in order).
-    Every port stalls at random. Returns the memory after the writes."""
+    Every port stalls at random. Returns the memory after the writes (``expect_error``: the
+    unit must stop with ``error`` before it writes anything)."""
     dut = StoreUnit(cfg)
     bb, G = cfg.beat_bytes, cfg.post_lanes
     groups = cfg.lanes_pad // G
@@ -99,6 +100,9 @@ def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000):
                 pp_q.pop(0)
             if ctx.get(dut.done_count) == len(instrs) or ctx.get(dut.error):
                 break
+        if expect_error:
+            assert ctx.get(dut.error) and ctx.get(dut.done_count) == 0 and not wr_cmds
+            return
         assert not ctx.get(dut.error), "the store unit stopped (error)"
         assert ctx.get(dut.done_count) == len(instrs), "the STOREs did not complete"
         assert not (ctx.get(dut.err_params) or ctx.get(dut.err_res)
@@ -113,9 +117,9 @@ def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000):
 
 
 #: (image height, rows of each STORE, columns, mtiles): even height with rows across two
-#: STOREs (an odd first band), an odd height (its last, even row closes a window), one entry a
-#: row (the array read and written in one cycle), a one-row image (it is the pooled row)
-CASES = [(6, [3, 3], 3, 2), (7, [4, 3], 2, 1), (5, [2, 3], 1, 1), (1, [1], 4, 1)]
+#: STOREs (an odd first band), an odd height (its last, even row closes a window), two entries
+#: a row (an entry read the cycle after its write), a one-row image (it is the pooled row)
+CASES = [(6, [3, 3], 3, 2), (7, [4, 3], 2, 1), (5, [2, 3], 2, 1), (1, [1], 4, 1)]
 
 
 def test_vpool_rows_across_stores(rng):
@@ -175,3 +179,11 @@ def test_vpool_rows_across_stores(rng):
             assert int.from_bytes(ent[j, :4].tobytes(), "little") == \
                 act_check_sum(a, bytes(mem[a:a + cols * stride]), bb), j
             assert not ent[j, 4:].any()
+
+
+def test_vpool_row_of_one_entry_is_refused(rng):
+    """A row of one entry (one column, one post-processing group: the array would be read in
+    the cycle of its write) is refused before anything is read or written (``error``)."""
+    instr = dict(n_mtiles=1, pixels=3, out_addr=ARENA + 0x200, out_stride=TINY.lanes_pad,
+                 params_addr=0x100, relu=1, vpool=1, vp_y0=0, vp_h=3, vp_cols=1, vp_pixels=2)
+    _run(TINY, rng, [instr], bytearray(0x8000), [], expect_error=True, max_cycles=50)
