@@ -69,7 +69,7 @@ from ..golden.model import (
     AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
     MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec, layer_inputs,
 )
-from ..golden.ops import avg_pool_divisors
+from ..golden.ops import avg_pool_divisors, max_pool
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
@@ -434,10 +434,18 @@ class Compiled:
         return self.batch_tensors[b][self.output].addr if self.batch > 1 else \
             self.tensor_addr(self.output, slot)
 
+    @property
+    def vpooled(self) -> dict:
+        """``{conv output: its stored tensor}`` of the convs whose STOREs pool vertically
+        (``conv+vpool``): the stored tensor (in :attr:`internal`) holds the conv's output
+        max-pooled over rows, :func:`vpool_rows` of golden's tensor."""
+        return {n[:-len("@vpool")]: n for n in self.internal if n.endswith("@vpool")
+                and n[:-len("@vpool")] in self.model.tensors}
+
     def tensor_addr(self, name: str, slot: int = 0) -> int:
         """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
         copy per slot, the other tensors are shared)."""
-        t = self.tensors[name]
+        t = self.tensors[name] if name in self.tensors else self.internal[name]
         if slot == 0 or not self.slots:
             return t.addr
         fs = self.slots[slot]
@@ -724,6 +732,13 @@ class _CheckTables:
         for i, (op, f) in enumerate(decoded):
             if op in (Opcode.LOAD_ROWS, Opcode.STORE):
                 instrs[i] = encode(op, **f)
+
+
+def vpool_rows(x: np.ndarray) -> np.ndarray:
+    """A ``(C, H, W)`` tensor max-pooled over rows (3 rows, stride 2, padding 1): what a conv
+    whose STOREs pool vertically stores (:attr:`Compiled.vpooled`), from golden's output of the
+    conv (golden's own max pooling, 3 x 1 windows)."""
+    return max_pool(np.asarray(x), (3, 1), (2, 1), (1, 0, 1, 0))
 
 
 def _store_pixels(f: dict) -> int:

@@ -13,7 +13,8 @@ import pytest
 
 from e2e_util import assert_layers_equal, assert_model_agrees
 from ilmpq.firmware import cyclemodel as cm
-from ilmpq.firmware.compiler import compile_model, disassemble
+from ilmpq.firmware.cli.simulate import compare_layers
+from ilmpq.firmware.compiler import compile_model, disassemble, vpool_rows
 from ilmpq.firmware.sim.isasim import run_compiled
 from ilmpq.firmware.sim.simulate import simulate
 from ilmpq.golden import reference
@@ -68,19 +69,16 @@ def test_conv_maxpool_fused_bit_exact_on_the_isa_simulator(rng, hw, stem):
     assert f"c1+p ({k['c1']})" in comp.report()
     img = rng.integers(0, 256, (3, *hw))
     img.reshape(-1)[:4] = [0, 255, 0, 255]
-    ref = _check_isa(comp, model, img)
-    # the stored rows: golden's conv output pooled vertically
-    st = comp.internal["c1@vpool"]
-    from ilmpq.firmware.sim.isasim import Memory, run_program
-    mem = Memory(comp.base, comp.size)
-    mem.data[:] = comp.image
-    inp = comp.tensors[comp.input]
-    for a, d in comp.host_writes(comp.input, inp.to_memory(np.asarray(img, np.int64))):
-        mem.write(a, d)
-    s = comp.steps[0]
-    run_program(TINY, mem, s.prog_addr, s.n_instr, comp.arena, s.prog_tag)
-    np.testing.assert_array_equal(st.from_memory(mem.read(st.addr, st.nbytes)),
-                                  _vpool_rows(ref["c1"]))
+    ref = reference.run(model, img, spec=TINY.numeric)
+    got = run_compiled(comp, img)
+    assert_layers_equal(model, ref, got, comp.unstored)
+    # the stored rows: golden's conv output pooled vertically (the CLI's comparison too)
+    assert comp.vpooled == {"c1": "c1@vpool"}
+    np.testing.assert_array_equal(got["c1@vpool"], _vpool_rows(ref["c1"]))
+    np.testing.assert_array_equal(vpool_rows(ref["c1"]), _vpool_rows(ref["c1"]))
+    assert compare_layers(model, ref, got) is None
+    bad = dict(got, **{"c1@vpool": got["c1@vpool"] ^ 1})
+    assert "layer 'c1'" in compare_layers(model, ref, bad)
     # the conv writes the pooled rows only
     unfused = compile_model(model, TINY.replace(vpool_entries=0))
     w = {r.name: r.dma_write_bytes for r in comp.layers}
@@ -118,6 +116,8 @@ def test_fused_conv_maxpool_on_the_rtl_with_stalls(rng):
     ref = reference.run(model, img, spec=TINY.numeric)
     res = simulate(comp, [img], mem_mode="random", seed=int(rng.integers(1 << 30)))
     assert_layers_equal(model, ref, res[0].tensors, comp.unstored)
+    assert compare_layers(model, ref, res[0].tensors) is None     # the stored rows too
+    assert "c1@vpool" in res[0].tensors
     res = simulate(comp, [img])
     assert_layers_equal(model, ref, res[0].tensors, comp.unstored)
     assert_model_agrees(cm.estimate(comp).programs[0], res[0].stats)

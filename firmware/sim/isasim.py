@@ -439,8 +439,10 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
                    for n in cpu_inputs(layer)}
             for addr, data in cpu_writes(compiled, layer, raw):
                 mem.write(addr, data)
-    return {name: t.from_memory(mem.read(t.addr, t.nbytes))
-            for name, t in compiled.tensors.items()}
+    # (and the stored rows of convs whose STOREs pool vertically: Compiled.vpooled)
+    stored = dict(compiled.tensors)
+    stored.update({n: compiled.internal[n] for n in compiled.vpooled.values()})
+    return {name: t.from_memory(mem.read(t.addr, t.nbytes)) for name, t in stored.items()}
 
 
 def run_compiled_batch(compiled: Compiled, images) -> list[dict[str, np.ndarray]]:
