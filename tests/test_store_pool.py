@@ -25,12 +25,12 @@ from ilmpq.hdl.config import get_config
 TINY = get_config("tiny").replace(vpool_entries=16)
 
 
-def _model(rng, hw, *, stem=False, pool=(3, 2, 1), relu=True):
+def _model(rng, hw, *, stem=False, pool=(3, 2, 1), relu=True, c1=4):
     """[c0 1x1 ->] c1 3x3 -> maxpool [-> c2 1x1] on a (3, h, w) image (``stem``: c1 reads the
     image: the first conv, compiled in phases on its bytes)."""
     b = ModelBuilder(rng, spec=TINY.numeric, ratio=TINY.ratio, input_shape=(3, *hw))
     x = "input" if stem else b.conv("c0", "input", 4, 1)
-    x = b.conv("c1", x, 4, 3, padding=1, relu=relu)
+    x = b.conv("c1", x, c1, 3, padding=1, relu=relu)
     x = b.maxpool("p", x, pool[0], pool[1], pool[2])
     if not relu:                 # (a signed tensor is no conv's input)
         return b.build(x)
@@ -108,11 +108,14 @@ def test_what_does_not_fuse_compiles_as_before(rng):
 
 def test_fused_conv_maxpool_on_the_rtl_with_stalls(rng):
     """The tiny RTL (random memory stalls) runs the fused program bit-exact, and the cycle
-    model agrees with it (exact counters, cycles within 2 %, deterministic memory)."""
-    model = _model(rng, (7, 8))
-    comp = compile_model(model, TINY)
-    assert _kinds(comp)["c1"] == "conv+vpool"
-    img = rng.integers(0, 256, (3, 7, 8))
+    model agrees with it (exact counters, cycles within 2 %, deterministic memory). c1 has 5
+    channels: two mtiles, a write command a pixel (the stem's kind of STORE); three tiles of
+    rows 0-1, 2-3 and 4 (the last: an odd height's last row)."""
+    cfg = TINY.replace(acc_depth=16)         # tiles of two rows: the array across STOREs
+    model = _model(rng, (5, 8), c1=5)
+    comp = compile_model(model, cfg)
+    assert _kinds(comp)["c1"] == "conv+vpool" and comp.layers[1].ptiles == 3
+    img = rng.integers(0, 256, (3, 5, 8))
     ref = reference.run(model, img, spec=TINY.numeric)
     res = simulate(comp, [img], mem_mode="random", seed=int(rng.integers(1 << 30)))
     assert_layers_equal(model, ref, res[0].tensors, comp.unstored)
