@@ -69,7 +69,7 @@ from ..golden.model import (
     AvgPoolLayer, ConcatLayer, ConvLayer, FlattenLayer, GlobalAvgPoolLayer, LutLayer,
     MaxPoolLayer, MulLayer, PermuteLayer, QModel, SliceLayer, TensorSpec, layer_inputs,
 )
-from ..golden.ops import avg_pool_divisors
+from ..golden.ops import avg_pool_divisors, max_pool
 from ..golden.ops import AccumulatorOverflow, check_no_overflow
 from ..hdl.config import HWConfig
 from ..hdl.dma import MAX_COMMAND_BEATS
@@ -434,10 +434,18 @@ class Compiled:
         return self.batch_tensors[b][self.output].addr if self.batch > 1 else \
             self.tensor_addr(self.output, slot)
 
+    @property
+    def vpooled(self) -> dict:
+        """``{conv output: its stored tensor}`` of the convs whose STOREs pool vertically
+        (``conv+vpool``): the stored tensor (in :attr:`internal`) holds the conv's output
+        max-pooled over rows, :func:`vpool_rows` of golden's tensor."""
+        return {n[:-len("@vpool")]: n for n in self.internal if n.endswith("@vpool")
+                and n[:-len("@vpool")] in self.model.tensors}
+
     def tensor_addr(self, name: str, slot: int = 0) -> int:
         """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
         copy per slot, the other tensors are shared)."""
-        t = self.tensors[name]
+        t = self.tensors[name] if name in self.tensors else self.internal[name]
         if slot == 0 or not self.slots:
             return t.addr
         fs = self.slots[slot]
@@ -450,9 +458,12 @@ class Compiled:
     @property
     def unstored(self) -> set:
         """Model tensors that never reach memory: the outputs of convs whose lookup table is
-        fused into their STORE (only the table's output is stored)."""
+        fused into their STORE (only the table's output is stored), and of convs whose STOREs
+        pool vertically (``conv+vpool``: the rows pooled are stored, as ``<output>@vpool``)."""
         fused = {r.name for r in self.layers if r.kind == "lut:fused"}
-        return {l.input for l in self.model.layers if l.name in fused}
+        vpooled = {r.name for r in self.layers if r.kind.endswith("+vpool")}
+        return {l.input for l in self.model.layers if l.name in fused} | {
+            l.output for l in self.model.layers if l.name in vpooled}
 
     @property
     def size(self) -> int:
@@ -499,6 +510,18 @@ class Compiled:
                       if l.input in self.unstored}
             lines.append("lookup tables fused into the conv's STORE: " + ", ".join(
                 f"{r.name}+{lut_of[r.name]} ({r.kind})" for r in fused))
+        vp = [r for r in self.layers if r.kind.endswith("+vpool")]
+        if vp:
+            # (per-image copies of a batched program: their layer names end in @b)
+            pool_of = {}
+            rd = _readers(self.model)
+            for l in self.model.layers:
+                if l.output in self.unstored and rd.get(l.output):
+                    pool_of[l.name] = rd[l.output][0].name
+            lines.append("max pooling fused into the conv's STORE (rows pooled in its STOREs, "
+                         "the 1 x k rest on the pooling unit): " + ", ".join(
+                             f"{r.name}+{pool_of.get(r.name.split('@')[0], '?')} ({r.kind})"
+                             for r in vp))
         placed = [r.name for r in self.layers if r.kind.endswith(":placed")]
         if placed:
             lines.append("placement, no copies (a view of stored bytes; a concat's convs store "
@@ -632,18 +655,19 @@ class _CheckTables:
             if t is None:
                 continue
             rb = t.w * t.c_mem
-            q = np.arange(f["pixels"], dtype=np.int64)
+            npix = _store_pixels(f)         # (the pooled ones of a STORE with vpool)
+            q = np.arange(npix, dtype=np.int64)
             start = f["out_addr"] - t.addr + q * f["out_stride"]
             end = start + f["n_mtiles"] * cfg.lanes_pad
             row = start // rb
             row0, rows = int(row[0]), int(row[-1]) - int(row[0]) + 1
-            rp = f["pixels"] // rows
-            if (f["pixels"] % rows or not np.array_equal(row, row0 + q // rp)
+            rp = npix // rows
+            if (npix % rows or not np.array_equal(row, row0 + q // rp)
                     or np.any((end - 1) // rb != row) or end[-1] > t.nbytes
                     or rp >= 1 << 12 or rows > cfg.acc_depth):
                 bad.add(t.addr)
             writes.setdefault(t.addr, []).append((i, row0, rows, rp,
-                                                  f["pixels"] * f["n_mtiles"] * cfg.lanes_pad))
+                                                  npix * f["n_mtiles"] * cfg.lanes_pad))
         for addr, ws in writes.items():
             t = self._find(phys, addr)
             rb = t.w * t.c_mem
@@ -669,7 +693,7 @@ class _CheckTables:
             for i, row0, rp, j in place:
                 op, f = decoded[i]
                 f.update(chk_off=off + row0 * k + j, chk_row_pixels=rp, chk_stride=k)
-                rows = f["pixels"] // rp
+                rows = _store_pixels(f) // rp
                 if owner[i] is not None:
                     owner[i].dma_write_bytes += rows * bb
         # ---- LOAD_ROWS and residual reads: the entries of the rows they read ---------------
@@ -708,6 +732,18 @@ class _CheckTables:
         for i, (op, f) in enumerate(decoded):
             if op in (Opcode.LOAD_ROWS, Opcode.STORE):
                 instrs[i] = encode(op, **f)
+
+
+def vpool_rows(x: np.ndarray) -> np.ndarray:
+    """A ``(C, H, W)`` tensor max-pooled over rows (3 rows, stride 2, padding 1): what a conv
+    whose STOREs pool vertically stores (:attr:`Compiled.vpooled`), from golden's output of the
+    conv (golden's own max pooling, 3 x 1 windows)."""
+    return max_pool(np.asarray(x), (3, 1), (2, 1), (1, 0, 1, 0))
+
+
+def _store_pixels(f: dict) -> int:
+    """Pixels a decoded STORE writes (per mtile): ``vp_pixels`` with vertical pooling."""
+    return f["vp_pixels"] if f.get("vpool") else f["pixels"]
 
 
 def _check_config(cfg: HWConfig):
@@ -830,7 +866,7 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     chk = _CheckTables(cfg)
 
     def place(name: str, channels: int, h: int, w: int, perm: np.ndarray) -> TensorPlacement:
-        spec_t = model.tensors[name]
+        spec_t = model.tensors[name] if name in model.tensors else mview.tensors[name]
         c_mem = len(perm)
         assert c_mem % cmem_align == 0
         p = TensorPlacement(name, 0, channels, c_mem, h, w, perm, spec_t.signed, spec_t.bits)
@@ -1002,6 +1038,10 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
     lut_of, lut_why = _lut_fusion(model, cfg)
     offset_why = _offset_why(model, cfg)
     offset_ok = _offset_tensors(offset_why)
+    # max pools the conv before them pools vertically in its STORE (_vpool_candidates):
+    # conv name -> its pool; pool name -> the horizontal pool it becomes once fused
+    vpool_of = _vpool_candidates(model, cfg)
+    vpool_h: dict[str, MaxPoolLayer] = {}
     producer_of = {l.output: l.name for l in model.layers}
     fused: set[str] = set()          # LutLayers fused into their producer's STORE
     # Concat as placement (:func:`_concat_plan`): its producing convs store straight into
@@ -1337,6 +1377,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             reports.append(LayerReport(layer.name, "lut:fused", "free",
                                        model.tensors[layer.output].shape))
             continue
+        if layer.name in vpool_h:
+            layer = vpool_h[layer.name]       # the rest of a pool its conv's STOREs began
         copy_rep = None
         if isinstance(layer, ConcatLayer) and layer.name in concat_ranges:
             # the inputs its producers did not store into it: 1x1 copy convs on the PE array
@@ -1423,13 +1465,26 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             cur_instr = []
         if isinstance(plan, _DirectPlan) and layer0 is plan.layer:
             lut = lut_of.get(layer.output)
+            vp = vpool_of.get(layer.name)
+            if vp is not None and (not act_check or layer.output in bplan.transition):
+                vp = None
+            if vp is not None:
+                oc_, oh_, ow_ = model.tensors[layer.output].shape
+                mview.tensors[f"{layer.output}@vpool"] = dataclasses.replace(
+                    model.tensors[layer.output], name=f"{layer.output}@vpool",
+                    shape=(oc_, (oh_ - 1) // 2 + 1, ow_))
             rep, n_pkgs = _compile_direct(plan, tensors[model.input], model, mview, cfg, spec,
                                           img, tensors, place, cur_instr, seq_counter,
                                           stores_in_segment, producers, mac=mac, lut=lut,
                                           offset_out=(lut.output if lut is not None
-                                                      else layer.output) in offset_ok)
+                                                      else layer.output) in offset_ok,
+                                          vpool=vp)
             if lut is not None:
                 fused.add(lut.name)
+            if rep.kind.endswith("+vpool"):
+                vpool_h[vp.name] = MaxPoolLayer(vp.name, f"{layer.output}@vpool", vp.output,
+                                                (1, vp.kernel[1]), (1, vp.stride[1]),
+                                                (0, vp.padding[1], 0, vp.padding[3]))
             seq_counter += n_pkgs
             stores_in_segment += rep.ptiles
             cur_layers.append(layer.name)
@@ -1456,8 +1511,19 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
         lut = lut_of.get(layer.output)
         if offset_out is None:
             offset_out = (lut.output if lut is not None else layer.output) in offset_ok
+        vp = vpool_of.get(layer.name)
+        if vp is not None and not (eff is layer and member is None and lut is None and
+                                   not offset_out and act_check and
+                                   layer.output not in bplan.transition and
+                                   _vpool_fits(layer, vp, mview, cfg, tensors)):
+            vp = None
+        if vp is not None:
+            vname = f"{layer.output}@vpool"
+            oc_, oh_, ow_ = model.tensors[layer.output].shape
+            mview.tensors[vname] = dataclasses.replace(
+                model.tensors[layer.output], name=vname, shape=(oc_, (oh_ - 1) // 2 + 1, ow_))
         sib = None
-        if share_loads and eff is layer and member is None and lut is None and \
+        if vp is None and share_loads and eff is layer and member is None and lut is None and \
                 (batch == 1 or li + 1 < bplan.split):
             nxt = [_alias(l) for l in model.layers[li + 1:li + 2]
                    if l is not fold_layer and l is not getattr(plan, "layer", None)]
@@ -1474,7 +1540,8 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                 rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, conv_place,
                                             cur_instr, seq_counter, stores_in_segment,
                                             producers, mac=mac, lut=lut,
-                                            offset_out=offset_out, strided=not act_check)
+                                            offset_out=offset_out, strided=not act_check,
+                                            vpool=vp is not None)
         except CompileError as e:
             if lut is not None:
                 tensors.pop(lut.output, None)
@@ -1488,6 +1555,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             last_store[member[0]] = layer.output
         if lut is not None:
             fused.add(lut.name)
+        if vp is not None:
+            # the pool's rest: 1 x k, stride (1, s) over the vertically pooled rows
+            vpool_h[vp.name] = MaxPoolLayer(vp.name, f"{layer.output}@vpool", vp.output,
+                                            (1, vp.kernel[1]), (1, vp.stride[1]),
+                                            (0, vp.padding[1], 0, vp.padding[3]))
         if layer0 is fold_layer:
             # compiled on the column-folded (space-to-depth) input
             rep.kind = "conv*" if s2d == 1 else "conv**"
@@ -1807,6 +1879,64 @@ def _lut_fusion(model: QModel, cfg: HWConfig) -> tuple[dict, dict]:
     return fuse, why
 
 
+def _vpool_candidates(model: QModel, cfg: HWConfig) -> dict:
+    """``{conv name: max pool}`` for the MaxPool 3x3, stride 2, padding 1 layers (ResNet's
+    stem pool) whose input only they read, produced by a conv with a ReLU (an unsigned
+    output: the store unit's max is over unsigned bytes): the conv's STOREs can pool the rows
+    (``Store.vpool``, hdl/store.py) and the pooling unit does the 1x3 rest. Empty when the
+    configuration has no row array (``vpool_entries`` 0)."""
+    if not cfg.vpool_entries:
+        return {}
+    readers = _readers(model)
+    out = {}
+    for l in model.layers:
+        if not isinstance(l, ConvLayer) or l.groups != 1 or not l.relu or \
+                model.tensors[l.output].signed:
+            continue
+        rd = readers.get(l.output, [])
+        if l.output == model.output or len(rd) != 1 or not isinstance(rd[0], MaxPoolLayer):
+            continue
+        p = rd[0]
+        if p.kernel[0] == 3 and p.stride[0] == 2 and p.padding[0] == p.padding[2] == 1 and \
+                model.tensors[l.output].shape[1] >= 2:
+            out[l.name] = p
+    return out
+
+
+def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConfig,
+                tensors: dict, balance: bool = False) -> bool:
+    """Whether ``layer``'s tiles can pool vertically in its STOREs (:func:`_compile_conv`
+    tiles rows of at least 2, whole rows of every mtile in the row array) and the pooling
+    unit can do the rest."""
+    src = tensors.get(layer.input)
+    if src is None or (src.signed and not src.offset) or src.fold is not None:
+        return False
+    _, oh, ow = model.tensors[layer.output].shape
+    prec = np.asarray(layer.precision)
+    mtiles = max(1, -(-int(np.sum(prec == Precision.HI)) // cfg.lanes_hi),
+                 -(-int(np.sum(prec == Precision.LO)) // cfg.lanes_lo))
+    if mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries or \
+            ow * (cfg.lanes_pad // cfg.post_lanes) < 2:
+        return False            # (a row of one entry: the store unit does not forward)
+    rows = cfg.acc_depth // ow
+    if rows < 2:
+        return False
+    sy, kh = layer.stride[0], layer.kernel[0]
+    try:
+        rows = _fit_rows(layer.name, rows, sy, kh, src.w * (src.c_mem // cfg.tn), src, cfg)
+    except CompileError:
+        return False
+    if balance:
+        rows = -(-oh // -(-oh // rows))
+    if rows < 2 or tensors[layer.input].c_mem // cfg.tn > 1023:
+        return False
+    # the horizontal rest on the pooling unit (its input: the stored rows of the conv)
+    c_mem = _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
+    return pool.kernel[1] <= 15 and 1 <= pool.stride[1] <= 7 and \
+        cfg.lanes_pad % cfg.tn == 0 and \
+        pool.kernel[1] * ow * c_mem // cfg.tn <= cfg.act_depth // 2
+
+
 def _offset_tensors(why: dict) -> set:
     """Signed tensors the compiler stores offset-binary (``x + 2**(bits-1)`` as an unsigned
     byte) so that the accelerated layers reading them see unsigned bytes: ``act_bits`` wide,
@@ -2096,11 +2226,14 @@ def _direct_plan(model: QModel, cfg: HWConfig):
 def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                     mview: _ModelView, cfg: HWConfig, spec, img: _Image, tensors: dict, place,
                     instrs: list, seq_base: int, stores_before: int, producers: dict, *,
-                    mac=None, lut=None, offset_out: bool = False):
+                    mac=None, lut=None, offset_out: bool = False, vpool=None):
     """Emit the phases of :func:`_direct_plan` (one report for the layer); ``lut``: a fused
     LutLayer (every phase's STOREs carry its table); ``offset_out``: store the (signed) output
     offset-binary (:func:`_offset_tensors`), through that table or else through the identity
-    table (every phase is an ordinary conv to :func:`_compile_conv`, which builds either)."""
+    table (every phase is an ordinary conv to :func:`_compile_conv`, which builds either).
+    ``vpool``: the MaxPool the phases' STOREs pool vertically when every phase can
+    (:func:`_vpool_fits`; each phase's tiles run top to bottom), into ``<output>@vpool``
+    (``mview`` has its spec); the report's kind then ends in ``+vpool``."""
     layer = plan.layer
     final = lut.output if lut is not None else layer.output
     for view in plan.views:
@@ -2127,9 +2260,16 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
 
     total = None
     n_pkgs = 0
-    for f, (conv, ow_f) in enumerate(plan.phases):
+    for conv, ow_f in plan.phases:
         mview.tensors[conv.output] = dataclasses.replace(
             ospec, name=conv.output, shape=(ospec.shape[0], ospec.shape[1], ow_f))
+    if vpool is not None and (lut is not None or offset_out or not all(
+            _vpool_fits(conv, vpool, mview, cfg, tensors, balance=True)
+            for conv, _ in plan.phases)):
+        vpool = None
+    if vpool is not None:
+        final = f"{layer.output}@vpool"
+    for f, (conv, ow_f) in enumerate(plan.phases):
         lut_f = None
         if lut is not None:
             # the phase's own view of the table's output
@@ -2139,7 +2279,8 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                 shape=(ospec.shape[0], ospec.shape[1], ow_f))
         rep, n = _compile_conv(conv, mview, cfg, spec, img, tensors, place_phase(f), instrs,
                                seq_base + n_pkgs, stores_before, producers, balance=True,
-                               mac=mac, lut=lut_f, offset_out=offset_out)
+                               mac=mac, lut=lut_f, offset_out=offset_out,
+                               vpool=vpool is not None)
         n_pkgs += n
         stores_before += rep.ptiles
         if total is None:
@@ -2150,8 +2291,10 @@ def _compile_direct(plan: _DirectPlan, raw: TensorPlacement, model: QModel,
                 setattr(total, k, getattr(total, k) + getattr(rep, k))
     # STOREs complete in order: the last phase's tiles cover the rows of every phase
     last = plan.phases[-1][0].output
-    producers[final] = producers[f"{last}:lut" if lut is not None else last]
-    total.kind = "conv^" + ("+lut" if lut is not None else "+ob" if offset_out else "")
+    producers[final] = producers[f"{last}:lut" if lut is not None else
+                                 f"{last}@vpool" if vpool is not None else last]
+    total.kind = "conv^" + ("+lut" if lut is not None else "+ob" if offset_out else "") + (
+        "+vpool" if vpool is not None else "")
     total.out_shape = ospec.shape
     m, c, kh, kw = layer.weight.shape
     total.macs = int(m * c * kh * kw * ospec.shape[1] * ospec.shape[2])
@@ -2850,7 +2993,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, balance: bool = False, *, mac=None, lut=None,
                   offset_out: bool = False, strided: bool = False, stack=None,
-                  max_tile_rows: int = 0):
+                  max_tile_rows: int = 0, vpool: bool = False):
     """One conv/FC layer. ``balance``: pixel tiles of equal height (the same number of tiles
     as the tallest ones need), so that no short last tile breaks the double-buffered loads
     (the phases of :func:`_direct_plan`, which repeat the same tiling). ``lut``: a LutLayer
@@ -2858,9 +3001,13 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     ``offset_out``: store the (signed) output offset-binary (:func:`_offset_tensors`).
     ``stack``: ``(P, H)`` when the input is B images stacked with a period of ``P`` rows
     (:class:`_BatchPlan`): an output row reads the rows outside its own image as padding
-    (``Compute.img_rows`` etc., :func:`_stack_fields`)."""
+    (``Compute.img_rows`` etc., :func:`_stack_fields`).
+    ``vpool``: the STOREs pool the output vertically (3 rows, stride 2, padding 1:
+    :func:`_vpool_candidates`) into tensor ``<output>@vpool`` (``model`` has its spec)."""
     name = layer.name
     out_name = lut.output if lut is not None else layer.output
+    if vpool:
+        out_name = f"{layer.output}@vpool"
     if tensors[layer.input].c_mem // cfg.tn > 1023:
         layer = _fc_as_conv(layer, tensors, cfg) or layer
     if strided:
@@ -2935,7 +3082,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     c_mem_out = _roundup(mtiles * cfg.lanes_pad, math.lcm(cfg.tn, cfg.beat_bytes))
     perm_out = np.full(c_mem_out, -1, np.int64)
     perm_out[:mtiles * cfg.lanes_pad] = lane_row.reshape(-1)
-    dst = place(out_name, oc, oh, ow, perm_out)
+    dst = place(out_name, oc, (oh - 1) // 2 + 1 if vpool else oh, ow, perm_out)
     if offset_out:
         dst.offset = 1 << (model.tensors[out_name].bits - 1)
         if lut is None:
@@ -3024,6 +3171,10 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows_per_tile = min(rows_per_tile, max_tile_rows)
     if balance:
         rows_per_tile = -(-oh // -(-oh // rows_per_tile))
+    if vpool and (rows_per_tile < 2 or ow * (cfg.lanes_pad // cfg.post_lanes) < 2 or
+                  mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries):
+        raise CompileError(f"layer {name!r}: its STOREs cannot pool vertically ({rows_per_tile} "
+                           f"rows a tile, {mtiles * ow} mtile columns)")
     ptiles = 0
     rd_bytes = 0
     wr_bytes = 0
@@ -3038,7 +3189,6 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         beats = _load_beats(src, r0, r1, cfg)
         pixels = (oy1 - oy0) * ow
         instrs.append(_load_rows(src, r0, r1, beats, producers.get(layer.input)))
-        tile_rows.append((oy0, oy1))
         # the first stream before the COMPUTE, the others after its STORE: the fetch unit
         # dispatches in order, and a later stream waits (in the W queue) until the PE array
         # has taken the earlier packages, which needs the COMPUTE and the STORE dispatched
@@ -3049,15 +3199,22 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
                              in_rows=r1 - r0, in_w=src.w, ty0=iy_lo - r0, tx0=-pl,
                              pad_ob=int(bool(src.offset)), dw=dw_mask,
                              **_stack_fields(stack, oy0, sy, pt)))
+        vp_f, j0, n_w = {}, oy0, oy1 - oy0
+        if vpool:
+            # rows y closing a window (odd, or the last) write pooled row y // 2
+            written = [y for y in range(oy0, oy1) if y % 2 or y == oh - 1]
+            j0, n_w = written[0] // 2, len(written)
+            vp_f = dict(vpool=1, vp_y0=oy0, vp_h=oh, vp_cols=ow, vp_pixels=n_w * ow)
         instrs.append(encode(
             Opcode.STORE, n_mtiles=mtiles, pixels=pixels,
-            out_addr=dst.addr + oy0 * ow * dst.c_mem, out_stride=dst.c_mem,
+            out_addr=dst.addr + j0 * ow * dst.c_mem, out_stride=dst.c_mem, **vp_f,
             params_addr=p_addr,
             res_addr=(res.addr + oy0 * ow * res.c_mem) if res is not None else 0,
             res_beats=(res.c_mem // cfg.beat_bytes) if res is not None else 0,
             res_en=int(res is not None), res_signed=int(bool(res is not None and res.signed)),
             res_offset=int(bool(res is not None and res.offset)),
             relu=int(not ospec.signed), lut_en=int(lut is not None), lut_addr=lut_addr))
+        tile_rows.append((j0, j0 + n_w))
         for a, nb, sq in w_streams[1:]:
             instrs.append(encode(Opcode.LOAD_WEIGHTS, addr=a, beats=nb, seq_base=sq))
         ptiles += 1
@@ -3066,14 +3223,15 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
             rd_bytes += len(tb)
         if res is not None:
             rd_bytes += mtiles * pixels * res.c_mem
-        wr_bytes += pixels * mtiles * cfg.lanes_pad
+        wr_bytes += n_w * ow * mtiles * cfg.lanes_pad
         pe_beats += mtiles * n_sets * max(pixels, cfg.words_per_set)
     producers[out_name] = (stores_before, tile_rows, False)
     macs = int(M * oh * ow * layer.weight.shape[1] * kh * kw)
     rep = LayerReport(name, ("dw" if layer.groups > 1 else
                              "fc" if layer.is_fc() and (src.h, src.w) == (1, 1) else "conv")
                       + ("" if lut is None else "+ob" if lut.name.endswith(":offset")
-                         else "+lut"), "accel", (oc, oh, ow), macs=macs, mtiles=mtiles,
+                         else "+lut") + ("+vpool" if vpool else ""), "accel",
+                      (oc, oh, ow), macs=macs, mtiles=mtiles,
                       ptiles=ptiles, sets_per_mtile=n_sets, weight_bytes=len(wstream), dma_read_bytes=rd_bytes,
                       dma_write_bytes=wr_bytes, pe_beats=pe_beats)
     return rep, len(blobs)

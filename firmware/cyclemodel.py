@@ -1176,6 +1176,8 @@ class _Model:
             f = yield from self._take("s")
             tile = self.tiles[n]
             P = f["pixels"]
+            # vertical pooling (Store.vpool): P_w pixels written, two more stages of latency
+            P_w, vl = (f["vp_pixels"], 2) if f["vpool"] else (P, 0)
             contiguous = f["out_stride"] == cfg.lanes_pad and f["n_mtiles"] == 1
             # cycles a pixel: G groups; one write command a pixel unless contiguous (IDLE,
             # CHECK, one cycle a burst)
@@ -1254,20 +1256,23 @@ class _Model:
                         yield box[0].ev
                         res_done = sim.now + 1            # the compare, then DRAIN ends
                 else:
-                    j_last = j_first + (P - 1) * pix
+                    # (the rows vertical pooling does not write need no write commands)
+                    j_last = j_first + (P - 1) * pix - (P - P_w) * (pix - G)
                 if contiguous:
                     # one write command: bursts leave once max_burst beats are in the FIFO
-                    n_beats = P * G
-                    first = j_first + self.pp_latency + 1
+                    n_beats = P_w * G
+                    first = j_first + self.pp_latency + 1 + vl
+                    if f["vpool"] and f["vp_y0"] % 2 == 0 and f["vp_y0"] != f["vp_h"] - 1:
+                        first += f["vp_cols"] * G         # the tile's first row is not written
                     drained = max(j_last + G + 1, res_done)
                     last_w = max(first + min(cfg.max_burst, n_beats) + n_beats,
-                                 j_last + G + self.pp_latency + 2)
+                                 j_last + G + self.pp_latency + 2 + vl)
                 else:
                     # pixel i is in the write FIFO G - 1 cycles after its first result; the
                     # command of pixel i + 1 is accepted two cycles later (AW, IDLE); a lone
                     # command at once
-                    data_last = j_last + self.pp_latency + G
-                    last_cmd = d0 if P == 1 else data_last - pix + 2
+                    data_last = j_last + self.pp_latency + G + vl
+                    last_cmd = d0 if P_w == 1 else data_last - pix + 2
                     drained = max(max(last_cmd, j_last + G) + 1, res_done)
                     last_w = data_last + 2
                 yield max(0.0, drained - sim.now)
@@ -1323,7 +1328,12 @@ def _decode_program(image: bytes, base: int, prog_addr: int, n_instr: int) -> li
 def _store_entries(f) -> int:
     """Activation check entries (one beat an output row) a STORE writes after its data."""
     rp = f["chk_row_pixels"]
-    return -(-f["pixels"] // rp) if rp else 0
+    return -(-_written(f) // rp) if rp else 0
+
+
+def _written(f) -> int:
+    """Pixels a STORE writes per mtile (the pooled ones with ``vpool``)."""
+    return f["vp_pixels"] if f["vpool"] else f["pixels"]
 
 
 def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
@@ -1339,7 +1349,7 @@ def _instr_bytes(cfg: HWConfig, op, f) -> tuple[int, int]:
             rd += lut_block_bytes(cfg.act_bits)
         if f["res_en"]:
             rd += f["n_mtiles"] * (f["pixels"] * f["res_beats"] + f["res_chk_beats"]) * bb
-        return rd, (f["n_mtiles"] * f["pixels"] * -(-cfg.lanes // cfg.post_lanes)
+        return rd, (f["n_mtiles"] * _written(f) * -(-cfg.lanes // cfg.post_lanes)
                     + _store_entries(f)) * bb
     return 0, 0
 

@@ -405,7 +405,7 @@ class Driver:
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
         """Read a stored tensor back (natural ``(C, H, W)`` layout)."""
-        t = compiled.tensors[name]
+        t = compiled.tensors[name] if name in compiled.tensors else compiled.internal[name]
         return t.from_memory(await self.t.mem_read(compiled.tensor_addr(name, slot), t.nbytes))
 
     async def infer(self, compiled: Compiled, image, *, load: bool = True, check: bool = False,
@@ -441,7 +441,9 @@ class Driver:
                                                            step.prog_tag)
                 elif isinstance(step, CpuStep):
                     await self.host_step(compiled, layers[step.layer])
-        names = list(compiled.tensors) if check else [compiled.output]
+        # (check: and the stored rows of convs whose STOREs pool vertically, Compiled.vpooled)
+        names = list(compiled.tensors) + list(compiled.vpooled.values()) if check \
+            else [compiled.output]
         out = {name: await self.read_tensor(compiled, name, slot) for name in names}
         return out, stats
 

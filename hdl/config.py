@@ -90,6 +90,13 @@ class HWConfig:
         device is full (``z020``). Visible to software in ``BUFFERS.mac``. Implementation
         only: not part of :attr:`config_id` (programs are the same; the compiler refuses
         ``mac=`` for a build without the core, the drivers refuse to enable it).
+    vpool_entries : int
+        Entries (``post_lanes`` bytes each) of the store unit's row array for vertical max
+        pooling fused into a STORE (``Store.vpool``, docs/architecture.md *Store unit*): one
+        per (mtile, column, post-processing group) of a tile's row. 0: no fused pooling (the
+        compiler never fuses). A power of two, at most 4096. (0 leaves :attr:`config_id` as it was
+        before the field existed.) ``tiny`` has 0, so that its programs stay what they were;
+        the fused-pooling tests use ``tiny`` with 16 entries.
     """
 
     name: str = "custom"
@@ -114,6 +121,7 @@ class HWConfig:
     acc_depth: int = 64
     max_channels: int = 64
     weight_mac: int = 1
+    vpool_entries: int = 0
 
     def __post_init__(self):
         def need(cond, field_name, allowed):
@@ -151,6 +159,9 @@ class HWConfig:
         need(_is_pow2(self.acc_depth) and self.acc_depth >= 4, "acc_depth",
              "a power of two >= 4")
         need(self.weight_mac in (0, 1), "weight_mac", "0 or 1")
+        need(self.vpool_entries == 0 or (_is_pow2(self.vpool_entries)
+                                         and self.vpool_entries <= 4096),
+             "vpool_entries", "0 (no fused pooling) or a power of two <= 4096")
         need(self.max_channels >= 8 and self.max_channels % self.beat_bytes == 0,
              "max_channels", f"a multiple of the AXI beat ({self.beat_bytes} bytes), >= 8")
         if self.words_per_set > self.wbuf_depth:
@@ -238,7 +249,8 @@ class HWConfig:
         (bit-identical results, same programs), so builds that differ only there share an id.
         """
         fields = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
-                  if f.name not in _NOT_IN_CONFIG_ID]
+                  if f.name not in _NOT_IN_CONFIG_ID
+                  and not (f.name == "vpool_entries" and self.vpool_entries == 0)]
         return zlib.crc32(repr(fields).encode())
 
     def describe(self) -> str:
@@ -268,7 +280,7 @@ PRESETS: dict[str, HWConfig] = {
     "z020": HWConfig(name="z020", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=14, tn=16,
                      wbuf_word_beats=9, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=2, weight_mac=0),
+                     axi_ports=2, weight_mac=0, vpool_entries=256),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
     # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
@@ -281,7 +293,7 @@ PRESETS: dict[str, HWConfig] = {
     "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=4),
+                     axi_ports=4, vpool_entries=1024),
 }
 
 

@@ -227,6 +227,15 @@ class Store(data.Struct):
     # appended (session 6, #16)
     res_offset: unsigned(1)     #: with ``res_signed``: the residual is stored offset-binary,
                                 #: byte ``u`` is ``u - 2**(act_bits-1)`` (the MSB inverted)
+    # appended (session 8, #15): vertical max pooling of the output rows (3 rows, stride 2,
+    # padding 1) in the store unit's row array (HWConfig.vpool_entries), hdl/store.py
+    vpool: unsigned(1)          #: pool the post-processed rows vertically; only pooled rows
+                                #: are written (pixels, check entries)
+    vp_y0: unsigned(12)         #: image row of the tile's first row (0: the array starts over;
+                                #: else it holds the previous STORE's rows)
+    vp_h: unsigned(12)          #: rows of the image (its last row closes a window)
+    vp_cols: unsigned(12)       #: pixels per row of the tile (entries: mtiles x cols x groups)
+    vp_pixels: unsigned(16)     #: pixels written (pooled rows x cols), per mtile
 
 
 FIELD_LAYOUTS = {

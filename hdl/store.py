@@ -46,6 +46,21 @@ A STORE with ``pool`` set takes its mtiles' values from the pooling unit (``pool
 in drain order, hdl/pool.py) instead of draining an accumulator bank; everything else is the
 same. The bank is released (``drained``) once its last group has left the join; the instruction
 completes (``done_count``) when every write of it has been acknowledged.
+
+Vertical max pooling (``vpool``, ``HWConfig.vpool_entries`` != 0): the post-processed output
+beats (after the lookup table: exactly the values a MaxPool after the layer reads) are pooled
+over rows, 3 rows with stride 2 and padding 1 (ResNet's stem pool), in a row array ``M`` of
+``vpool_entries`` beats, one per (mtile, column, group) of the tile's row, that persists from
+one STORE to the next (a tile continuing the previous STORE's rows, ``vp_y0`` != 0, needs no
+halo rows). For image row ``y`` (``vp_y0`` + the tile's row) and beat ``v``: ``o = v`` when
+``y = 0``, else ``max(M, v)`` byte by byte (unsigned bytes: unsigned or offset-binary outputs);
+the beat ``o`` is written when ``y`` is odd or the image's last row (``vp_h - 1``); ``M``
+becomes ``v`` for an odd row, else ``o``. Only written beats go to the DMA, the hash and the
+check entries (one per pooled row); the write commands cover ``vp_pixels`` pixels per mtile
+(the pooled rows times ``vp_cols``). The max stage is registered (two cycles of latency, a
+beat a cycle). A row entry past the array, a row of one entry (its read would need the write
+of the cycle before: no forwarding; the compiler does not fuse such a conv), or a written
+pixel count other than ``vp_pixels`` stops the unit (``error``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -184,6 +199,7 @@ class StoreUnit(wiring.Component):
         lut_trailer_beats = max(1, LUT_TRAILER_BYTES // bb)
 
         ins = Signal(Store)
+        VP = cfg.vpool_entries
         g = Signal(32)            # global mtile counter (bank = g % 2)
         t = Signal(12)            # mtile within the instruction
 
@@ -219,7 +235,11 @@ class StoreUnit(wiring.Component):
         out_end = Signal(34)
         new = self.instr.payload
         last_pix = Signal(16)        # pixels - 1 (pixels = 0 is refused first, by ``bad``)
-        m.d.comb += last_pix.eq(new.pixels - 1)
+        # (written pixels: the pooled ones with ``vpool``)
+        m.d.comb += last_pix.eq(Mux(new.vpool, new.vp_pixels, new.pixels) - 1)
+        out_pix = Signal(16)
+        m.d.comb += out_pix.eq(Mux(ins.vpool, ins.vp_pixels, ins.pixels))
+        vp_bad = Signal()            # sticky: a row entry past the array / a wrong pixel count
         in_window = Signal()
         m.d.comb += in_window.eq((ins.out_addr >= self.win_base) &
                                  (ins.out_addr < self.win_limit))
@@ -337,7 +357,12 @@ class StoreUnit(wiring.Component):
                        (ins.out_addr[:(bb - 1).bit_length()] != 0) |
                        (ins.params_addr[:(bb - 1).bit_length()] != 0) |
                        (ins.lut_en & (ins.lut_addr[:(bb - 1).bit_length()] != 0)) |
-                       (ins.res_addr[:(bb - 1).bit_length()] != 0))
+                       (ins.res_addr[:(bb - 1).bit_length()] != 0) |
+                       (ins.vpool & ((VP == 0) | (ins.vp_cols == 0) | (ins.vp_h == 0) |
+                                     (ins.vp_pixels == 0) |
+                                     # a row of one entry: its read would not see the write
+                                     # of the cycle before (no forwarding)
+                                     ((ins.vp_cols == 1) if groups == 1 else 0))))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -476,18 +501,21 @@ class StoreUnit(wiring.Component):
                 with m.If(self.drain.valid & self.drain.ready):
                     m.d.sync += pixels_issued.eq(pixels_issued + 1)
                 # write commands
-                n_wcmds = Mux(contiguous, 1, ins.pixels)
+                n_wcmds = Mux(contiguous, 1, out_pix)
                 m.d.comb += [
                     self.wr_cmd.valid.eq(wcmds_issued != n_wcmds),
                     self.wr_cmd.p.addr.eq(ins.out_addr + wcmds_issued * ins.out_stride
                                           + t * cfg.lanes_pad),
-                    self.wr_cmd.p.beats.eq(Mux(contiguous, ins.pixels * groups, groups)),
+                    self.wr_cmd.p.beats.eq(Mux(contiguous, out_pix * groups, groups)),
                 ]
                 with m.If(self.wr_cmd.valid & self.wr_cmd.ready):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
                 r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~rsum.hash_valid)
-                with m.If(join_done & (pixels_issued == ins.pixels) &
+                with m.If(vp_bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued & r_done &
                           res_phase & ~rsum.ok &
                           (ins.res_chk_beats != 0)):
@@ -508,7 +536,10 @@ class StoreUnit(wiring.Component):
             with m.State("AFTER"):
                 # the check entries (when the STORE has them) once every data beat is hashed
                 m.d.comb += self.busy.eq(1)
-                with m.If(ins.chk_row_pixels == 0):
+                with m.If(vp_bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(ins.chk_row_pixels == 0):
                     m.next = "WAIT_WRITES"
                 with m.Elif(d_done & ~h_pend):
                     m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur),
@@ -541,7 +572,10 @@ class StoreUnit(wiring.Component):
                             m.next = "WAIT_WRITES"
             with m.State("WAIT_WRITES"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(wcmds_done == wcmds_total):
+                with m.If(vp_bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "HALT"
+                with m.Elif(wcmds_done == wcmds_total):
                     m.d.sync += self.done_count.eq(self.done_count + 1)
                     m.next = "IDLE"
             with m.State("HALT"):
@@ -656,12 +690,28 @@ class StoreUnit(wiring.Component):
                 m.d.sync += j_grp.eq(j_grp + 1)
 
         # ---- post-processing output -> DMA write data ----------------------------------------
+        if VP:
+            vp_valid, vp_data, vp_ready = self._vpool(m, ins, out_pix, vp_bad, chk_start)
         with m.If(~chk_phase):
-            m.d.comb += [
-                self.wr_data.valid.eq(self.pp_out.valid),
-                self.wr_data.payload.eq(self.pp_out.payload),
-                self.pp_out.ready.eq(self.wr_data.ready),
-            ]
+            if VP:
+                with m.If(ins.vpool):
+                    m.d.comb += [
+                        self.wr_data.valid.eq(vp_valid),
+                        self.wr_data.payload.eq(vp_data),
+                        vp_ready.eq(self.wr_data.ready),
+                    ]
+                with m.Else():
+                    m.d.comb += [
+                        self.wr_data.valid.eq(self.pp_out.valid),
+                        self.wr_data.payload.eq(self.pp_out.payload),
+                        self.pp_out.ready.eq(self.wr_data.ready),
+                    ]
+            else:
+                m.d.comb += [
+                    self.wr_data.valid.eq(self.pp_out.valid),
+                    self.wr_data.payload.eq(self.pp_out.payload),
+                    self.pp_out.ready.eq(self.wr_data.ready),
+                ]
 
         # ---- output check: H(addr, beat) of every data beat, summed per output row -----------
         m.d.comb += wbeat.eq(self.wr_data.valid & self.wr_data.ready & ~chk_phase)
@@ -670,7 +720,7 @@ class StoreUnit(wiring.Component):
         with m.If(wbeat):
             m.d.sync += [h_row.eq(d_row), h_first.eq(d_t == 0)]
             pix_end = d_g == groups - 1
-            mt_end = pix_end & (d_pix == ins.pixels - 1)
+            mt_end = pix_end & (d_pix == out_pix - 1)
             with m.If(mt_end):
                 m.d.sync += [d_g.eq(0), d_col.eq(0), d_row.eq(0), d_pix.eq(0), d_t.eq(d_t + 1),
                              d_mbase.eq(d_mbase + cfg.lanes_pad),
@@ -705,3 +755,80 @@ class StoreUnit(wiring.Component):
                 m.d.sync += [cur.eq(Mux(h_first, 0, rr_data) + hsum.hash), cur_row.eq(h_row),
                              cur_valid.eq(1)]
         return m
+
+    def _vpool(self, m, ins, out_pix, vp_bad, chk_start):
+        """The vertical max pooling stage between ``pp_out`` and the DMA write data (see the
+        module docstring); returns the written beats' stream (valid, data, ready)."""
+        cfg = self.config
+        B = cfg.axi_data_width
+        G = cfg.post_lanes
+        groups = cfg.lanes_pad // G
+        VP = cfg.vpool_entries
+        ebits = max(1, (VP - 1).bit_length())
+        m.submodules.vrow = vrow = Memory(shape=B, depth=VP, init=[],
+                                          attrs={"ram_style": "block"})
+        vw = vrow.write_port()
+        vr = vrow.read_port(domain="sync")
+        # position of the beat at pp_out: group, column, pixel of the mtile, image row, entry
+        o_g = Signal(range(groups + 1))
+        o_col = Signal(12)
+        o_pix = Signal(16)
+        o_y = Signal(12)
+        o_e = Signal(ebits + 1)
+        o_eb = Signal(ebits + 1)       # the mtile's first entry
+        o_w = Signal(17)               # written pixels of the mtile (beats leaving stage 1)
+        # stage 1: the beat, its flags, the array's entry (read in the cycle it is taken)
+        s1_valid, s1_v = Signal(), Signal(B)
+        s1_first, s1_odd, s1_write, s1_e = Signal(), Signal(), Signal(), Signal(ebits)
+        s1_pend = Signal()             # s1 is the last group of a written pixel
+        s1_mend = Signal()             # s1 is the mtile's last beat
+        # stage 2: the written beat
+        s2_valid, s2_data = Signal(), Signal(B)
+        ready = Signal()
+        mx = Signal(B)
+        for k in range(G):
+            a, b = vr.data.word_select(k, 8), s1_v.word_select(k, 8)
+            m.d.comb += mx.word_select(k, 8).eq(Mux(s1_first | (b > a), b, a))
+        adv1 = Signal()
+        m.d.comb += adv1.eq(s1_valid & (~s1_write | ~s2_valid | ready))
+        take = Signal()
+        m.d.comb += [take.eq(self.pp_out.valid & (~s1_valid | adv1) & ins.vpool),
+                     vr.addr.eq(o_e[:ebits]), vr.en.eq(take),
+                     vw.addr.eq(s1_e), vw.data.eq(Mux(s1_odd, s1_v, mx)), vw.en.eq(adv1)]
+        with m.If(ins.vpool):
+            m.d.comb += self.pp_out.ready.eq(~s1_valid | adv1)
+        with m.If(ready):
+            m.d.sync += s2_valid.eq(0)
+        with m.If(adv1):
+            m.d.sync += s1_valid.eq(0)
+            with m.If(s1_write):
+                m.d.sync += [s2_valid.eq(1), s2_data.eq(mx)]
+            with m.If(s1_write & s1_pend):
+                m.d.sync += o_w.eq(o_w + 1)
+            with m.If(s1_mend):
+                m.d.sync += o_w.eq(0)
+                with m.If(o_w + (s1_write & s1_pend) != out_pix):
+                    m.d.sync += vp_bad.eq(1)
+        wr = (o_y[0] | (o_y == ins.vp_h - 1))
+        with m.If(take):
+            with m.If(o_e >= VP):
+                m.d.sync += vp_bad.eq(1)
+            pix_end = o_g == groups - 1
+            m.d.sync += [s1_valid.eq(1), s1_v.eq(self.pp_out.payload), s1_first.eq(o_y == 0),
+                         s1_odd.eq(o_y[0]), s1_write.eq(wr), s1_e.eq(o_e[:ebits]),
+                         s1_pend.eq(pix_end), s1_mend.eq(pix_end & (o_pix == ins.pixels - 1))]
+            with m.If(pix_end & (o_pix == ins.pixels - 1)):
+                m.d.sync += [o_g.eq(0), o_col.eq(0), o_pix.eq(0), o_y.eq(ins.vp_y0),
+                             o_e.eq(o_e + 1), o_eb.eq(o_e + 1)]
+            with m.Elif(pix_end & (o_col == ins.vp_cols - 1)):
+                m.d.sync += [o_g.eq(0), o_col.eq(0), o_pix.eq(o_pix + 1), o_y.eq(o_y + 1),
+                             o_e.eq(o_eb)]
+            with m.Elif(pix_end):
+                m.d.sync += [o_g.eq(0), o_col.eq(o_col + 1), o_pix.eq(o_pix + 1),
+                             o_e.eq(o_e + 1)]
+            with m.Else():
+                m.d.sync += [o_g.eq(o_g + 1), o_e.eq(o_e + 1)]
+        with m.If(chk_start):
+            m.d.sync += [o_g.eq(0), o_col.eq(0), o_pix.eq(0), o_y.eq(self.instr.payload.vp_y0),
+                         o_e.eq(0), o_eb.eq(0), o_w.eq(0), vp_bad.eq(0)]
+        return s2_valid, s2_data, ready

@@ -63,9 +63,16 @@ def _images(n: int) -> str:
 
 
 def compare_layers(model, ref: dict, got: dict) -> str | None:
-    """``None`` if every layer output matches, else a line naming the first mismatch."""
+    """``None`` if every layer output matches, else a line naming the first mismatch. A conv
+    whose STOREs pool vertically (``Compiled.vpooled``: ``got`` has ``<output>@vpool``, not its
+    output) is compared as golden's output pooled over rows (``vpool_rows``)."""
+    from ..compiler import vpool_rows
     for layer in model.layers:
-        exp, out = np.asarray(ref[layer.output]), np.asarray(got[layer.output])
+        if layer.output not in got and f"{layer.output}@vpool" in got:
+            exp = vpool_rows(ref[layer.output])
+            out = np.asarray(got[f"{layer.output}@vpool"])
+        else:
+            exp, out = np.asarray(ref[layer.output]), np.asarray(got[layer.output])
         diff = np.argwhere(exp != out)
         if len(diff):
             c, y, x = (int(v) for v in diff[0])

@@ -131,6 +131,8 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
     bank_results: list[np.ndarray] = []     # per mtile: (lanes, pixels) int64
     stats = {"instructions": 0, "pe_beats": 0, "pool_beats": 0}
     w_early: set[int] = set()   # LOAD_WEIGHTS executed ahead, for the COMPUTE before them
+    # the store unit's row array of vertical max pooling (Store.vpool): persists across STOREs
+    vrow = np.zeros((max(1, cfg.vpool_entries), cfg.lanes_pad), np.uint8)
 
     def load_weights(f):
         raw = mem.read(f["addr"], f["beats"] * cfg.beat_bytes)
@@ -271,7 +273,18 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 bank_results.append(acc)
         elif op == Opcode.STORE:
             P = f["pixels"]
-            end = f["out_addr"] + (P - 1) * f["out_stride"] + f["n_mtiles"] * cfg.lanes_pad
+            P_out = P
+            if f["vpool"]:
+                P_out, cols = f["vp_pixels"], f["vp_cols"]
+                groups = cfg.lanes_pad // cfg.post_lanes
+                if (not cfg.vpool_entries or not cols or not f["vp_h"] or not P_out
+                        or P_out > P or P % cols or cols * groups < 2
+                        or f["n_mtiles"] * cols * groups > cfg.vpool_entries):
+                    raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: STORE with vpool: "
+                                                          f"{P_out} of {P} pixels in rows of "
+                                                          f"{cols}, {f['n_mtiles']} mtiles, "
+                                                          f"{cfg.vpool_entries} array entries")
+            end = f["out_addr"] + (P_out - 1) * f["out_stride"] + f["n_mtiles"] * cfg.lanes_pad
             if not arena[0] <= f["out_addr"] <= end <= arena[1]:
                 raise IsaFault(ErrorCode.WRITE_PROTECT, f"instruction {i}: STORE to "
                                                         f"[{f['out_addr']:#x}, {end:#x})")
@@ -284,7 +297,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     raise IsaFault(ErrorCode.LUT_CRC, f"instruction {i}: lookup table at "
                                                       f"{f['lut_addr']:#x}")
                 table = np.frombuffer(blk[:n_lut], np.uint8)
-            row_sums = np.zeros(P, np.uint64)         # per pixel, summed over mtiles
+            row_sums = np.zeros(P_out, np.uint64)     # per pixel, summed over mtiles
             for t in range(f["n_mtiles"]):
                 acc = bank_results.pop(0)
                 blk = mem.read(f["params_addr"] + t * params_block_bytes(cfg.lanes_pad),
@@ -347,7 +360,9 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                     idx = (y + (0 if f["relu"] else 1 << (cfg.act_bits - 1))) & (len(table) - 1)
                     out = np.where(fld(104, 1)[:, None] == 1, out, table[idx])
                 bb = cfg.beat_bytes
-                for px in range(P):
+                if f["vpool"]:
+                    out = _vpool(out, vrow, t, f, i)
+                for px in range(P_out):
                     a = f["out_addr"] + px * f["out_stride"] + t * cfg.lanes_pad
                     mem.write(a, out[:, px].tobytes())
                     if f["chk_row_pixels"]:
@@ -356,7 +371,7 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
                 # one check entry per output row (hdl/store.py), inside the arena
                 bb = cfg.beat_bytes
                 rp = f["chk_row_pixels"]
-                for r in range(-(-P // rp)):
+                for r in range(-(-P_out // rp)):
                     a = arena[0] + (f["chk_off"] + r * f["chk_stride"]) * bb
                     if a + bb > arena[1]:
                         raise IsaFault(ErrorCode.WRITE_PROTECT, f"instruction {i}: check "
@@ -366,6 +381,26 @@ def run_program(cfg: HWConfig, mem: Memory, prog_addr: int, n_instr: int,
         else:
             raise ValueError(f"instruction {i}: opcode {op!r} not executable")
     return stats
+
+
+def _vpool(out: np.ndarray, vrow: np.ndarray, t: int, f: dict, i: int) -> np.ndarray:
+    """Vertical max pooling of mtile ``t``'s post-processed bytes ``out`` (lanes_pad x pixels)
+    through the row array ``vrow`` (updated), as hdl/store.py: the written pixels."""
+    cols, h = f["vp_cols"], f["vp_h"]
+    base = t * cols
+    w = []
+    for r in range(out.shape[1] // cols):
+        y = f["vp_y0"] + r
+        v = out[:, r * cols:(r + 1) * cols].T                     # cols x lanes_pad
+        o = v if y == 0 else np.maximum(vrow[base:base + cols], v)
+        vrow[base:base + cols] = v if y % 2 else o
+        if y % 2 or y == h - 1:
+            w.append(o.T)
+    if sum(x.shape[1] for x in w) != f["vp_pixels"]:
+        raise IsaFault(ErrorCode.INSTR_FIELD, f"instruction {i}: STORE with vpool writes "
+                                              f"{sum(x.shape[1] for x in w)} pixels, not "
+                                              f"vp_pixels = {f['vp_pixels']}")
+    return np.concatenate(w, axis=1)
 
 
 def cpu_inputs(layer) -> list[str]:
@@ -413,8 +448,10 @@ def run_compiled(compiled: Compiled, image: np.ndarray) -> dict[str, np.ndarray]
                    for n in cpu_inputs(layer)}
             for addr, data in cpu_writes(compiled, layer, raw):
                 mem.write(addr, data)
-    return {name: t.from_memory(mem.read(t.addr, t.nbytes))
-            for name, t in compiled.tensors.items()}
+    # (and the stored rows of convs whose STOREs pool vertically: Compiled.vpooled)
+    stored = dict(compiled.tensors)
+    stored.update({n: compiled.internal[n] for n in compiled.vpooled.values()})
+    return {name: t.from_memory(mem.read(t.addr, t.nbytes)) for name, t in stored.items()}
 
 
 def run_compiled_batch(compiled: Compiled, images) -> list[dict[str, np.ndarray]]:

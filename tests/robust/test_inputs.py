@@ -45,6 +45,7 @@ _OUT_OF_RANGE = {
     "wbuf_word_beats": [0, 65], "wbuf_depth": [0, 3, 48],
     "act_depth": [8, 100], "acc_depth": [2, 96], "max_channels": [4, 12],
     "axi_ports": [0, 3, 8, -1], "read_fifo_beats": [2, 15, 4097], "weight_mac": [2, -1],
+    "vpool_entries": [-1, 3, 100, 8192],
 }
 
 

@@ -26,7 +26,7 @@ extern "C" {
 
 /* ---- constants ---- */
 #define ILMPQ_CONFIG_NAME "z020"                     /* Name of the hardware configuration. */
-#define ILMPQ_CONFIG_ID 0x00e2957au                  /* HWConfig.config_id of this configuration. */
+#define ILMPQ_CONFIG_ID 0x126d69f4u                  /* HWConfig.config_id of this configuration. */
 #define ILMPQ_LANES_LO 56u                           /* HWConfig.lanes_lo */
 #define ILMPQ_LANES_HI 8u                            /* HWConfig.lanes_hi */
 #define ILMPQ_LANES_LO_DSP 14u                       /* HWConfig.lanes_lo_dsp */
@@ -48,6 +48,7 @@ extern "C" {
 #define ILMPQ_ACC_DEPTH 512u                         /* HWConfig.acc_depth */
 #define ILMPQ_MAX_CHANNELS 512u                      /* HWConfig.max_channels */
 #define ILMPQ_WEIGHT_MAC 0u                          /* HWConfig.weight_mac */
+#define ILMPQ_VPOOL_ENTRIES 256u                     /* HWConfig.vpool_entries */
 #define ILMPQ_LANES 64u                              /* lanes_lo + lanes_hi */
 #define ILMPQ_MACS_PER_CYCLE 1024u                   /* Peak multiply-accumulates per cycle. */
 #define ILMPQ_BEAT_BYTES 8u                          /* Bytes per AXI4 master beat. */
@@ -257,7 +258,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 /* ---- CONFIG_ID (0x008, CONST) ---- */
 /* Identifier of the hardware configuration. */
 #define ILMPQ_CONFIG_ID_OFFSET 0x008u
-#define ILMPQ_CONFIG_ID_RESET 0xe2957au              /* value after reset (RO fields as 0) */
+#define ILMPQ_CONFIG_ID_RESET 0x126d69f4u            /* value after reset (RO fields as 0) */
 /*
  * id [31:0] CONST: HWConfig.config_id: CRC-32 of the configuration's fields. The driver refuses to
  * run a program compiled for another configuration.
@@ -265,7 +266,7 @@ static inline uint32_t ilmpq_version_major_set(uint32_t reg, uint32_t value)
 #define ILMPQ_CONFIG_ID_ID_SHIFT 0u
 #define ILMPQ_CONFIG_ID_ID_WIDTH 32u
 #define ILMPQ_CONFIG_ID_ID_MASK 0xffffffffu
-#define ILMPQ_CONFIG_ID_ID_RESET 0xe2957au
+#define ILMPQ_CONFIG_ID_ID_RESET 0x126d69f4u
 static inline uint32_t ilmpq_config_id_id_get(uint32_t reg)
 {
     return (reg & ILMPQ_CONFIG_ID_ID_MASK) >> ILMPQ_CONFIG_ID_ID_SHIFT;
