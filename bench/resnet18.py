@@ -385,7 +385,7 @@ def batch_rtl(seed: int, batch: int = 2) -> dict:
     """A real-shape stacked block on the z020 RTL (Verilator, deterministic memory at the
     default latencies, ``cyclemodel.MemoryTiming()``): a
     per-image 1x1 conv (512 -> 512 on 7x7), then layer4.1's two 3x3 convs (the second with the
-    residual) on ``batch`` images stacked (gap rows, the gap-filling copies); unbatched and
+    residual) on ``batch`` images stacked (back to back: image-boundary padding); unbatched and
     batched, each bit-exact with golden per image, the cycle model against the RTL cycles."""
     from ilmpq.firmware.sim.simulate import simulate
     cfg = get_config("z020")
@@ -421,7 +421,8 @@ def batch_section(r: dict) -> list[str]:
     L = ["## Batching: B images per weight set (`compile_model(batch=B)`)", "",
          "The layers before the weight-bound ones run per image; from the first weight-bound "
          "conv on (fewer output pixels than the beats of one weight set) the B images are "
-         "stacked in one tensor with gap rows between them (`Compute.gap_rows`), so every "
+         "stacked in one tensor, back to back where the heights allow (a conv row reads the "
+         "rows outside its own image as padding: `Compute.img_rows`), so every "
          "weight set is loaded once for B images; global average pooling runs per image and "
          "the FC on the B pooled vectors as B pixels (`docs/architecture.md`, *Batching*). "
          "fps = B x clock / cycles of a run; the latency is that of the whole run (the B "
@@ -664,7 +665,8 @@ def finer_barriers(comp) -> tuple[int, int]:
             off = step.prog_addr - comp.base + i * ib
             op, f = decode(bytes(image[off:off + ib]))
             if op == Opcode.STORE:
-                stores.append((f["out_addr"], f["out_addr"] + f["pixels"] * f["out_stride"]))
+                px = f["vp_pixels"] if f["vpool"] else f["pixels"]   # pooled rows written
+                stores.append((f["out_addr"], f["out_addr"] + px * f["out_stride"]))
             elif op == Opcode.LOAD_ROWS:
                 lo, hi = f["addr"], f["addr"] + f["beats"] * cfg.beat_bytes
                 if f["chunk_beats"]:                  # a strided load: its rows' span
