@@ -200,6 +200,7 @@ class StoreUnit(wiring.Component):
 
         ins = Signal(Store)
         VP = cfg.vpool_entries
+        has_vp = VP != 0             # a configuration with the vertical pooling row array
         g = Signal(32)            # global mtile counter (bank = g % 2)
         t = Signal(12)            # mtile within the instruction
 
@@ -512,10 +513,11 @@ class StoreUnit(wiring.Component):
                     m.d.sync += [wcmds_issued.eq(wcmds_issued + 1),
                                  wcmds_total.eq(wcmds_total + 1)]
                 r_done = ~res_phase | ((r_left == 0) & ~r_cmd & ~rsum.hash_valid)
-                with m.If(vp_bad):
-                    m.d.sync += self.error.eq(1)
-                    m.next = "HALT"
-                with m.Elif(join_done & (pixels_issued == ins.pixels) &
+                if has_vp:                    # (without the array vp_bad is never set)
+                    with m.If(vp_bad):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "HALT"
+                with (m.Elif if has_vp else m.If)(join_done & (pixels_issued == ins.pixels) &
                           (wcmds_issued == n_wcmds) & res_issued & r_done &
                           res_phase & ~rsum.ok &
                           (ins.res_chk_beats != 0)):
@@ -536,10 +538,11 @@ class StoreUnit(wiring.Component):
             with m.State("AFTER"):
                 # the check entries (when the STORE has them) once every data beat is hashed
                 m.d.comb += self.busy.eq(1)
-                with m.If(vp_bad):
-                    m.d.sync += self.error.eq(1)
-                    m.next = "HALT"
-                with m.Elif(ins.chk_row_pixels == 0):
+                if has_vp:                    # (without the array vp_bad is never set)
+                    with m.If(vp_bad):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "HALT"
+                with (m.Elif if has_vp else m.If)(ins.chk_row_pixels == 0):
                     m.next = "WAIT_WRITES"
                 with m.Elif(d_done & ~h_pend):
                     m.d.comb += [rw_en.eq(cur_valid), rw_addr.eq(cur_row), rw_data.eq(cur),
@@ -572,10 +575,11 @@ class StoreUnit(wiring.Component):
                             m.next = "WAIT_WRITES"
             with m.State("WAIT_WRITES"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(vp_bad):
-                    m.d.sync += self.error.eq(1)
-                    m.next = "HALT"
-                with m.Elif(wcmds_done == wcmds_total):
+                if has_vp:                    # (without the array vp_bad is never set)
+                    with m.If(vp_bad):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "HALT"
+                with (m.Elif if has_vp else m.If)(wcmds_done == wcmds_total):
                     m.d.sync += self.done_count.eq(self.done_count + 1)
                     m.next = "IDLE"
             with m.State("HALT"):
