@@ -92,6 +92,19 @@ class G:
         return m
 
 
+def projection_block(rng, hw: int = 8, c0: int = 4, c1: int = 6):
+    """A torchvision-style downsampling block on a 3 x ``hw`` x ``hw`` input: a 3x3 stem +
+    ReLU (``c0`` channels), conv1 (3x3 stride 2) + BN + ReLU, conv2 (3x3) + BN, and the 1x1
+    stride-2 projection of the block input + BN written AFTER conv2; Add, ReLU. Returns the
+    model and its per-image input shape."""
+    g = G(rng, (3, hw, hw))
+    x = g.node("Relu", [g.conv("x", 3, c0, 3, pads=[1, 1, 1, 1])])
+    t = g.node("Relu", [g.bn(g.conv(x, c0, c1, 3, strides=[2, 2], pads=[1, 1, 1, 1]), c1)])
+    t = g.bn(g.conv(t, c1, c1, 3, pads=[1, 1, 1, 1]), c1)
+    sh = g.bn(g.conv(x, c0, c1, 1, strides=[2, 2]), c1)
+    y = g.node("Relu", [g.node("Add", [t, sh])])
+    return g.model(y, ["N", c1, hw // 2, hw // 2]), (3, hw, hw)
+
 def compare_with_reference(model, x):
     """Import ``model`` (``ilmpq.golden.onnx_import.load_onnx``) and check its float prediction
     on ``x`` against ``onnx.reference``; return the imported float model."""

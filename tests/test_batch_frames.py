@@ -161,19 +161,6 @@ def test_cli_simulate_batch_2(model_path, capsys):
     assert "1/1 image bit-exact on every layer" in text
 
 
-@pytest.mark.parametrize("value", ["0", "17", "-1", "2.0", "two", ""])
-@pytest.mark.parametrize("command", ["run", "simulate"])
-def test_cli_bad_batch_is_one_usage_error(model_path, capsys, command, value):
-    from ilmpq.firmware.cli import main
-    argv = [command] + ([model_path] if command == "simulate" else []) + ["--batch", value]
-    with pytest.raises(SystemExit) as ei:
-        main(argv)
-    assert ei.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument --batch: {value!r} is not allowed: the images a run must be an integer " \
-           f"in [1, 16]" in err, err
-
-
 def test_batched_stream_refuses_a_bad_image_before_writing(rng):
     """A wrong image in a group: check_image's one clear error before anything is written."""
     from ilmpq.firmware.driver import Driver, run_sync

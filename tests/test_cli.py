@@ -155,10 +155,11 @@ def test_compile_batch_1_is_a_plain_compile(small_model, tmp_path, capsys):
     assert all(fs["images"] == [] for fs in meta["slots"])
 
 
-@pytest.mark.parametrize("value", ["0", "17", "two"])
-@pytest.mark.parametrize("command", [["compile", "M", "-o", "D"], ["board", "run", "M"]])
-def test_compile_and_board_run_bad_batch_is_one_usage_error(small_model, tmp_path, capsys,
-                                                            command, value):
+@pytest.mark.parametrize("value", ["0", "17", "-1", "2.0", "two", ""])
+@pytest.mark.parametrize("command", [["run"], ["simulate", "M"], ["compile", "M", "-o", "D"],
+                                     ["board", "run", "M"]])
+def test_bad_batch_is_one_usage_error(small_model, tmp_path, capsys, command, value):
+    """Every command with ``--batch`` (run, simulate, compile, board run): one usage error."""
     argv = [small_model if a == "M" else str(tmp_path / "d") if a == "D" else a
             for a in command] + ["--batch", value]
     with pytest.raises(SystemExit) as ei:

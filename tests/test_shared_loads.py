@@ -202,21 +202,15 @@ def test_imported_torchvision_order_block_shares_its_load():
     projection; one Add): the importer fuses the Add into conv2 and moves the projection right
     after conv1 (golden/onnx_import.py), so the compiled program pairs them (a COMPUTE with
     ``keep``) and is bit-exact on the ISA simulator."""
-    from onnx_graphs import G
+    from onnx_graphs import projection_block
 
     from ilmpq.golden.onnx_import import load_onnx
     from ilmpq.golden.quantize import quantize
 
     rng = np.random.default_rng(11)
-    g = G(rng, (3, 12, 12))
-    x = g.node("Relu", [g.conv("x", 3, 8, 3, pads=[1, 1, 1, 1])])
-    t = g.node("Relu", [g.bn(g.conv(x, 8, 12, 3, strides=[2, 2], pads=[1, 1, 1, 1]), 12)])
-    t = g.bn(g.conv(t, 12, 12, 3, pads=[1, 1, 1, 1]), 12)
-    sh = g.bn(g.conv(x, 8, 12, 1, strides=[2, 2]), 12)
-    y = g.node("Relu", [g.node("Add", [t, sh])])
-    qm = quantize(load_onnx(g.model(y, ["N", 12, 6, 6])),
-                  rng.integers(0, 256, (6, 3, 12, 12)), ratio=TINY.ratio, spec=TINY.numeric,
-                  report=False)
+    model, _ = projection_block(rng, hw=12, c0=8, c1=12)
+    qm = quantize(load_onnx(model), rng.integers(0, 256, (6, 3, 12, 12)), ratio=TINY.ratio,
+                  spec=TINY.numeric, report=False)
     comp = compile_model(qm, TINY)
     step, instrs = _program(comp)
     assert step.tile_layers is not None

@@ -252,18 +252,10 @@ def _run(args) -> int:
                     f"{clock_hz / 1e6:g} MHz, PE utilization "
                     f"{macs / max(1, cyc * cfg.macs_per_cycle):.1%}, wall {wall * 1e3:.2f} ms")
             res = {"image": i, "class": pred, "wall_s": wall, "counters": stats.counters}
-            if labels is not None:
-                ok = pred == int(labels[i])
-                correct += ok
-                line += f", label {int(labels[i])}"
-                res["label"] = int(labels[i])
-            if args.check:
-                why = compare_layers(model, reference.run(model, img, spec=cfg.numeric), tensors)
-                line += ", bit-exact" if why is None else ", MISMATCH"
-                res["bit_exact"] = why is None
-                if why is not None:
-                    bad += 1
-                    line += f"\n  {why}"
+            line, ok, exact = _label_and_check(args, model, cfg, img, tensors, pred,
+                                               None if labels is None else labels[i], line, res)
+            correct += ok
+            bad += not exact
             print(line)
             results.append(res)
         n = len(imgs)
@@ -283,6 +275,24 @@ def _run(args) -> int:
         return 1 if bad else 0
     finally:
         transport.close()
+
+
+def _label_and_check(args, model, cfg, img, tensors, pred: int, label, line: str,
+                     res: dict) -> tuple[str, bool, bool]:
+    """One image's result line and JSON record completed with its label (``label`` not None)
+    and, with ``--check``, every layer against golden; returns ``(line, correct, bit-exact)``
+    (bit-exact is True without ``--check``)."""
+    ok, exact = False, True
+    if label is not None:
+        ok = pred == int(label)
+        line += f", label {int(label)}"
+        res["label"] = int(label)
+    if args.check:
+        why = compare_layers(model, reference.run(model, img, spec=cfg.numeric), tensors)
+        exact = why is None
+        line += ", bit-exact" if exact else f", MISMATCH\n  {why}"
+        res["bit_exact"] = exact
+    return line, ok, exact
 
 
 def _run_batched(args, model, cfg, comp, drv, imgs, labels, clock_hz: float, macs: int) -> int:
@@ -315,18 +325,10 @@ def _run_batched(args, model, cfg, comp, drv, imgs, labels, clock_hz: float, mac
                     f"PE utilization {fig['pe_utilization']:.1%}")
             res = {"image": i, "class": pred, "run": g, "cycles": fig["cycles_per_image"],
                    "counters": counters[g]}
-            if labels is not None:
-                correct += pred == int(labels[i])
-                line += f", label {int(labels[i])}"
-                res["label"] = int(labels[i])
-            if args.check:
-                why = compare_layers(model, reference.run(model, imgs[i], spec=cfg.numeric),
-                                     tensors)
-                line += ", bit-exact" if why is None else ", MISMATCH"
-                res["bit_exact"] = why is None
-                if why is not None:
-                    bad += 1
-                    line += f"\n  {why}"
+            line, ok, exact = _label_and_check(args, model, cfg, imgs[i], tensors, pred,
+                                               None if labels is None else labels[i], line, res)
+            correct += ok
+            bad += not exact
             print(line)
             results.append(res)
     fig = run_figures([c["cycles"] for c in counters], bsz, macs, cfg, clock_hz)

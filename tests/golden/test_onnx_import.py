@@ -13,7 +13,7 @@ from ilmpq.golden.data import default_model_path, load_default_model, load_digit
 from ilmpq.golden.errors import IlmpqError
 from ilmpq.golden.float_model import FConv, FFlatten, FGlobalAvgPool, FMaxPool
 from ilmpq.golden.onnx_import import OnnxImportError, load_onnx
-from onnx_graphs import G, compare_with_reference as _compare  # shared builders
+from onnx_graphs import G, compare_with_reference as _compare, projection_block  # shared builders
 
 
 def _resnetish(rng):
@@ -85,20 +85,8 @@ def _two_convs_add(rng):
     return g.model(out, ["N", 7]), (2, 5, 5)
 
 
-def _projection_block(rng):
-    """A torchvision-style downsampling block: conv1 (3x3 stride 2) + BN + ReLU, conv2 (3x3) +
-    BN, and the 1x1 stride-2 projection of the block input + BN written AFTER conv2; Add, ReLU."""
-    g = G(rng, (3, 8, 8))
-    x = g.node("Relu", [g.conv("x", 3, 4, 3, pads=[1, 1, 1, 1])])
-    t = g.node("Relu", [g.bn(g.conv(x, 4, 6, 3, strides=[2, 2], pads=[1, 1, 1, 1]), 6)])
-    t = g.bn(g.conv(t, 6, 6, 3, pads=[1, 1, 1, 1]), 6)
-    sh = g.bn(g.conv(x, 4, 6, 1, strides=[2, 2]), 6)
-    y = g.node("Relu", [g.node("Add", [t, sh])])
-    return g.model(y, ["N", 6, 4, 4]), (3, 8, 8)
-
-
 @pytest.mark.parametrize("build", [_resnetish, _avgpool_matmul, _late_skip, _two_convs_add,
-                                   _pool_then_relu, _projection_block])
+                                   _pool_then_relu, projection_block])
 def test_generated_graphs_match_reference_evaluator(rng, build):
     model, shape = build(rng)
     x = rng.normal(0, 1, (3, *shape))
@@ -138,7 +126,7 @@ def test_fusion_structure(rng):
     # a 1x1 projection shortcut listed after the block's conv2 (torchvision's order): the Add
     # goes into conv2, not into the later projection, and the projection moves before conv2,
     # right after conv1, which reads the same input (one shared load)
-    model, _ = _projection_block(rng)
+    model, _ = projection_block(rng)
     fm = load_onnx(model)
     stem, c1, ds, c2 = fm.nodes
     assert c1.kernel == (3, 3) and c1.stride == (2, 2) and ds.kernel == (1, 1)
