@@ -371,8 +371,10 @@ class Compiled:
     internal: dict = field(default_factory=dict)
     #: Images per run (``compile_model(batch=...)``); with ``batch > 1`` the program reads
     #: ``batch`` inputs and writes ``batch`` outputs: image ``b``'s placement of every model
-    #: tensor is ``batch_tensors[b]`` (``batch_tensors[0]`` is :attr:`tensors`), the check
-    #: entries of its input at ``batch_input_checks[b]`` (0: not checked).
+    #: tensor is ``batch_tensors[b]`` (``batch_tensors[0]`` is :attr:`tensors`, with the
+    #: stored rows ``<output>@vpool`` of a conv whose STOREs pool vertically, which a check of
+    #: every layer compares), the check entries of its input at ``batch_input_checks[b]`` (0:
+    #: not checked).
     batch: int = 1
     batch_tensors: list = field(default_factory=list)
     batch_input_checks: list = field(default_factory=list)
@@ -1696,12 +1698,21 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
                     batch_from=(model.layers[bplan.split].name
                                 if bplan.split < len(model.layers) else bplan.why)
                     if batch > 1 else "",
-                    batch_tensors=[{n: tensors[n] for n in model.tensors if n in tensors}]
-                    + [{n: c for n, c in cp.items() if n in model.tensors}
+                    batch_tensors=[{n: t for n, t in all_tensors.items()
+                                    if _batch_view(n, model)}]
+                    + [{n: c for n, c in cp.items() if _batch_view(n, model)}
                        for cp in copies[1:]],
                     batch_input_checks=[chk_addr(input_chk)] + [
                         chk_addr(chk.host_tables.get(f"{model.input}@{b}"))
                         for b in range(1, batch)])
+
+
+def _batch_view(name: str, model: QModel) -> bool:
+    """Whether :attr:`Compiled.batch_tensors` has tensor ``name`` for each image: the model's
+    tensors, and the stored rows of a conv whose STOREs pool vertically (``<output>@vpool``,
+    :attr:`Compiled.vpooled`), which a check of every layer compares instead of its output."""
+    return name in model.tensors or (name.endswith("@vpool")
+                                      and name[:-len("@vpool")] in model.tensors)
 
 
 _HOST_OPS = {LutLayer: "pointwise lookup table", MulLayer: "elementwise product",

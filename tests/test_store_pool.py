@@ -15,7 +15,7 @@ from e2e_util import assert_layers_equal, assert_model_agrees
 from ilmpq.firmware import cyclemodel as cm
 from ilmpq.firmware.cli.simulate import compare_layers
 from ilmpq.firmware.compiler import compile_model, disassemble, vpool_rows
-from ilmpq.firmware.sim.isasim import run_compiled
+from ilmpq.firmware.sim.isasim import run_compiled, run_compiled_batch
 from ilmpq.firmware.sim.simulate import simulate
 from ilmpq.golden import reference
 from ilmpq.golden.random_models import ModelBuilder
@@ -124,3 +124,21 @@ def test_fused_conv_maxpool_on_the_rtl_with_stalls(rng):
     res = simulate(comp, [img])
     assert_layers_equal(model, ref, res[0].tensors, comp.unstored)
     assert_model_agrees(cm.estimate(comp).programs[0], res[0].stats)
+
+
+def test_batched_program_checks_the_pooled_rows_of_every_image(rng):
+    """A batched program (the conv+vpool layers per image, the last conv stacked): every
+    image's placements (``Compiled.batch_tensors``) hold its stored pooled rows, so a check of
+    every layer of every image (the ISA simulator's batched run, the driver's ``infer_batch``
+    check mode, ``compare_layers``) compares them with golden's output pooled over rows."""
+    model = _model(rng, (12, 12))
+    comp = compile_model(model, TINY, batch=2, stack_from="c2")
+    assert _kinds(comp)["c1"] == "conv+vpool"
+    views = comp.batch_tensors
+    assert all("c1@vpool" in v and "c1" not in v for v in views)
+    assert views[0]["c1@vpool"].addr != views[1]["c1@vpool"].addr
+    imgs = [rng.integers(0, 256, size=(3, 12, 12), dtype=np.uint8) for _ in range(2)]
+    for got, img in zip(run_compiled_batch(comp, imgs), imgs):
+        ref = reference.run(model, img, spec=TINY.numeric)
+        np.testing.assert_array_equal(got["c1@vpool"], _vpool_rows(ref["c1"]))
+        assert compare_layers(model, ref, got) is None
