@@ -3,7 +3,8 @@
 from amaranth.sim import Simulator
 
 from ilmpq.hdl.compute import ComputeUnit
-from ilmpq.hdl.isa import Compute
+from ilmpq.hdl.isa import Compute, Store
+from ilmpq.hdl.store import StoreUnit
 
 
 def run_compute(cfg, instrs, mem_words, rng, *, ready_prob=1.0, drained_lag=None,
@@ -114,3 +115,104 @@ def expected_conv_beats(ins, act_half, tn, act_bits, g0=0):
                     last = si == len(sets) - 1 and p == ins["out_h"] * ins["out_w"] - 1
                     out.append((d, p, (g0 + mt) % 2, int(si == 0), int(p == 0), int(last)))
     return out
+
+
+def run_store(cfg, rng, instrs, mem, *, pp_out=None, wr_base=0, wr_limit=0xFFFF_FFFF,
+              p_stall=0.35, max_cycles=8000, expect_error=False):
+    """STOREs on a StoreUnit, in order, every port driven by a model with random stalls: reads
+    from ``mem``, writes into it (commands in order, their data beats after them).
+    ``pp_out``: the post-processing unit's outputs, one int a ``pp_in`` beat in order (None:
+    zeros). Returns the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``.
+    ``expect_error``: the unit must stop with ``error`` before it completes or writes."""
+    dut = StoreUnit(cfg)
+    bb, G = cfg.beat_bytes, cfg.post_lanes
+    groups = cfg.lanes_pad // G
+    outs = None if pp_out is None else list(pp_out)
+    got = []
+
+    def go():
+        return int(rng.random() >= p_stall)
+
+    async def bench(ctx):
+        ctx.set(dut.win_base, 0)
+        ctx.set(dut.win_limit, 0xFFFF_FFFF)
+        ctx.set(dut.wr_base, wr_base)
+        ctx.set(dut.wr_limit, wr_limit)
+        rd_q, pp_q, wr_cmds = [], [], []        # read beats, post-processing outputs, writes
+        dout_q, cur, bank = 0, None, 0          # drain beats owed, the write being filled
+        pending = list(instrs)
+        ctx.set(dut.instr.payload, Store.const(pending[0]))
+        ctx.set(dut.instr.valid, 1)
+        for _ in range(max_cycles):
+            # inputs of this cycle
+            ctx.set(dut.rd_cmd.ready, go())
+            ctx.set(dut.rd_data.valid, int(bool(rd_q) and go()))
+            if rd_q:
+                ctx.set(dut.rd_data.payload, rd_q[0])
+            ctx.set(dut.done_in.valid, go())
+            ctx.set(dut.done_in.payload, bank)
+            ctx.set(dut.drain.ready, go())
+            ctx.set(dut.dout.valid, int(dout_q > 0 and go()))
+            ctx.set(dut.pool_in.valid, 0)
+            ctx.set(dut.pp_in.ready, go())
+            ctx.set(dut.pp_out.valid, int(bool(pp_q) and go()))
+            ctx.set(dut.pp_out.payload, pp_q[0] if pp_q else 0)
+            ctx.set(dut.wr_cmd.ready, go())
+            ctx.set(dut.wr_data.ready, go())
+            # handshakes of this cycle
+            hs = {n: ctx.get(getattr(dut, n).valid) and ctx.get(getattr(dut, n).ready)
+                  for n in ("instr", "rd_cmd", "rd_data", "done_in", "drain", "dout", "pp_in",
+                            "pp_out", "wr_cmd", "wr_data")}
+            if hs["rd_cmd"]:
+                a, n = ctx.get(dut.rd_cmd.payload.addr), ctx.get(dut.rd_cmd.payload.beats)
+                rd_q += [int.from_bytes(mem[a + k * bb:a + (k + 1) * bb], "little")
+                         for k in range(n)]
+            if hs["pp_in"]:
+                p = ctx.get(dut.pp_in.payload)
+                got.append((int(p.res_en), [int(p.res[k]) for k in range(G)]))
+                pp_q.append(0 if outs is None else outs.pop(0))
+            if hs["wr_cmd"]:
+                wr_cmds.append([ctx.get(dut.wr_cmd.payload.addr),
+                                ctx.get(dut.wr_cmd.payload.beats)])
+            done_wr = False
+            if hs["wr_data"]:
+                if cur is None:
+                    cur = wr_cmds.pop(0)
+                mem[cur[0]:cur[0] + bb] = ctx.get(dut.wr_data.payload).to_bytes(bb, "little")
+                cur[0] += bb
+                cur[1] -= 1
+                if cur[1] == 0:
+                    cur, done_wr = None, True
+            await ctx.tick()
+            ctx.set(dut.wr_done, int(done_wr))
+            if hs["instr"]:
+                pending.pop(0)
+                ctx.set(dut.instr.valid, int(bool(pending)))
+                if pending:
+                    ctx.set(dut.instr.payload, Store.const(pending[0]))
+            if hs["rd_data"]:
+                rd_q.pop(0)
+            if hs["done_in"]:
+                bank ^= 1
+            if hs["drain"]:
+                dout_q += groups
+            if hs["dout"]:
+                dout_q -= 1
+            if hs["pp_out"]:
+                pp_q.pop(0)
+            if ctx.get(dut.done_count) == len(instrs) or ctx.get(dut.error):
+                break
+        if expect_error:
+            assert ctx.get(dut.error) and ctx.get(dut.done_count) == 0 and not wr_cmds
+            return
+        assert not ctx.get(dut.error), "the store unit stopped (error)"
+        assert ctx.get(dut.done_count) == len(instrs), "the STOREs did not complete"
+        assert not (ctx.get(dut.err_params) or ctx.get(dut.err_res)
+                    or ctx.get(dut.err_protect))
+        assert not outs, "post-processing outputs left over"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got

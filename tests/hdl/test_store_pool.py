@@ -5,11 +5,10 @@ pooled row; even and odd image heights, several mtiles, a row of one entry (the 
 transparency), random stalls on every port; against a NumPy model."""
 
 import numpy as np
-from amaranth.sim import Simulator
 
+from hdl_util import run_store
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import Store, act_check_sum, pack_lane_params, pack_params_block
-from ilmpq.hdl.store import StoreUnit
+from ilmpq.hdl.isa import act_check_sum, pack_lane_params, pack_params_block
 
 #: tiny with a row array of 16 entries (the tiny preset has none: its programs stay as they were)
 TINY = get_config("tiny").replace(vpool_entries=16)
@@ -23,96 +22,12 @@ def _vpool_rows(v: np.ndarray) -> np.ndarray:
                      for j in range((h - 1) // 2 + 1)])
 
 
-def _run(cfg, rng, instrs, mem, beats, *, p_stall=0.35, max_cycles=20000, expect_error=False):
+def _run(cfg, rng, instrs, mem, beats, *, max_cycles=20000, expect_error=False):
     """STOREs in order; ``beats``: the post-processing outputs (one int a pp_in beat, in order).
-    Every port stalls at random. Returns the memory after the writes (``expect_error``: the
-    unit must stop with ``error`` before it writes anything)."""
-    dut = StoreUnit(cfg)
-    bb, G = cfg.beat_bytes, cfg.post_lanes
-    groups = cfg.lanes_pad // G
-    beats = list(beats)
-
-    def go():
-        return int(rng.random() >= p_stall)
-
-    async def bench(ctx):
-        ctx.set(dut.win_base, 0)
-        ctx.set(dut.win_limit, 0xFFFF_FFFF)
-        ctx.set(dut.wr_base, ARENA)
-        ctx.set(dut.wr_limit, len(mem))
-        rd_q, pp_q, wr_cmds = [], [], []
-        dout_q, cur, bank = 0, None, 0
-        pending = list(instrs)
-        ctx.set(dut.instr.payload, Store.const(pending[0]))
-        ctx.set(dut.instr.valid, 1)
-        for _ in range(max_cycles):
-            ctx.set(dut.rd_cmd.ready, go())
-            ctx.set(dut.rd_data.valid, int(bool(rd_q) and go()))
-            if rd_q:
-                ctx.set(dut.rd_data.payload, rd_q[0])
-            ctx.set(dut.done_in.valid, go())
-            ctx.set(dut.done_in.payload, bank)
-            ctx.set(dut.drain.ready, go())
-            ctx.set(dut.dout.valid, int(dout_q > 0 and go()))
-            ctx.set(dut.pool_in.valid, 0)
-            ctx.set(dut.pp_in.ready, go())
-            ctx.set(dut.pp_out.valid, int(bool(pp_q) and go()))
-            ctx.set(dut.pp_out.payload, pp_q[0] if pp_q else 0)
-            ctx.set(dut.wr_cmd.ready, go())
-            ctx.set(dut.wr_data.ready, go())
-            hs = {n: ctx.get(getattr(dut, n).valid) and ctx.get(getattr(dut, n).ready)
-                  for n in ("instr", "rd_cmd", "rd_data", "done_in", "drain", "dout", "pp_in",
-                            "pp_out", "wr_cmd", "wr_data")}
-            if hs["rd_cmd"]:
-                a, n = ctx.get(dut.rd_cmd.payload.addr), ctx.get(dut.rd_cmd.payload.beats)
-                rd_q += [int.from_bytes(mem[a + k * bb:a + (k + 1) * bb], "little")
-                         for k in range(n)]
-            if hs["pp_in"]:
-                pp_q.append(beats.pop(0))
-            if hs["wr_cmd"]:
-                wr_cmds.append([ctx.get(dut.wr_cmd.payload.addr),
-                                ctx.get(dut.wr_cmd.payload.beats)])
-            done_wr = False
-            if hs["wr_data"]:
-                if cur is None:
-                    cur = wr_cmds.pop(0)
-                mem[cur[0]:cur[0] + bb] = ctx.get(dut.wr_data.payload).to_bytes(bb, "little")
-                cur[0] += bb
-                cur[1] -= 1
-                if cur[1] == 0:
-                    cur, done_wr = None, True
-            await ctx.tick()
-            ctx.set(dut.wr_done, int(done_wr))
-            if hs["instr"]:
-                pending.pop(0)
-                ctx.set(dut.instr.valid, int(bool(pending)))
-                if pending:
-                    ctx.set(dut.instr.payload, Store.const(pending[0]))
-            if hs["rd_data"]:
-                rd_q.pop(0)
-            if hs["done_in"]:
-                bank ^= 1
-            if hs["drain"]:
-                dout_q += groups
-            if hs["dout"]:
-                dout_q -= 1
-            if hs["pp_out"]:
-                pp_q.pop(0)
-            if ctx.get(dut.done_count) == len(instrs) or ctx.get(dut.error):
-                break
-        if expect_error:
-            assert ctx.get(dut.error) and ctx.get(dut.done_count) == 0 and not wr_cmds
-            return
-        assert not ctx.get(dut.error), "the store unit stopped (error)"
-        assert ctx.get(dut.done_count) == len(instrs), "the STOREs did not complete"
-        assert not (ctx.get(dut.err_params) or ctx.get(dut.err_res)
-                    or ctx.get(dut.err_protect))
-        assert not beats
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    Every port stalls at random (``hdl_util.run_store``). Returns the memory after the
+    writes."""
+    run_store(cfg, rng, instrs, mem, pp_out=beats, wr_base=ARENA, wr_limit=len(mem),
+              max_cycles=max_cycles, expect_error=expect_error)
     return mem
 
 

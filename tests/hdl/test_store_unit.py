@@ -7,11 +7,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-
+from hdl_util import run_store
 from ilmpq.hdl.config import get_config
-from ilmpq.hdl.isa import Store, pack_lane_params, pack_params_block
-from ilmpq.hdl.store import StoreUnit
+from ilmpq.hdl.isa import pack_lane_params, pack_params_block
 
 TINY = get_config("tiny")
 
@@ -22,95 +20,6 @@ def _decode(byte, signed, offset, act_bits):
     if offset:
         return (byte & ((1 << act_bits) - 1)) - (1 << (act_bits - 1))
     return byte - 256 if byte >= 128 else byte
-
-
-def _run_store(cfg, rng, instrs, mem, *, p_stall=0.35, max_cycles=8000):
-    """STOREs on the store unit, in order; every port driven by a model with random stalls.
-    Returns the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``."""
-    dut = StoreUnit(cfg)
-    bb, G = cfg.beat_bytes, cfg.post_lanes
-    groups = cfg.lanes_pad // G
-    got = []
-
-    def go():
-        return int(rng.random() >= p_stall)
-
-    async def bench(ctx):
-        ctx.set(dut.win_base, 0)
-        ctx.set(dut.win_limit, 0xFFFF_FFFF)
-        ctx.set(dut.wr_base, 0)
-        ctx.set(dut.wr_limit, 0xFFFF_FFFF)
-        rd_q, pp_q, wr_cmds = [], [], []        # read beats, post-processing outputs, writes
-        dout_q = 0                               # drain beats owed
-        wr_left, bank = None, 0
-        pending = list(instrs)
-        ctx.set(dut.instr.payload, Store.const(pending[0]))
-        ctx.set(dut.instr.valid, 1)
-        for _ in range(max_cycles):
-            # inputs of this cycle
-            ctx.set(dut.rd_cmd.ready, go())
-            ctx.set(dut.rd_data.valid, int(bool(rd_q) and go()))
-            if rd_q:
-                ctx.set(dut.rd_data.payload, rd_q[0])
-            ctx.set(dut.done_in.valid, go())
-            ctx.set(dut.done_in.payload, bank)
-            ctx.set(dut.drain.ready, go())
-            ctx.set(dut.dout.valid, int(dout_q > 0 and go()))
-            ctx.set(dut.pool_in.valid, 0)
-            ctx.set(dut.pp_in.ready, go())
-            ctx.set(dut.pp_out.valid, int(bool(pp_q) and go()))
-            ctx.set(dut.pp_out.payload, 0)
-            ctx.set(dut.wr_cmd.ready, go())
-            ctx.set(dut.wr_data.ready, go())
-            # handshakes of this cycle
-            hs = {n: ctx.get(getattr(dut, n).valid) and ctx.get(getattr(dut, n).ready)
-                  for n in ("instr", "rd_cmd", "rd_data", "done_in", "drain", "dout", "pp_in",
-                            "pp_out", "wr_cmd", "wr_data")}
-            if hs["rd_cmd"]:
-                a, n = ctx.get(dut.rd_cmd.payload.addr), ctx.get(dut.rd_cmd.payload.beats)
-                rd_q += [int.from_bytes(mem[a + k * bb:a + (k + 1) * bb], "little")
-                         for k in range(n)]
-            if hs["pp_in"]:
-                p = ctx.get(dut.pp_in.payload)
-                got.append((int(p.res_en), [int(p.res[k]) for k in range(G)]))
-                pp_q.append(0)
-            if hs["wr_cmd"]:
-                wr_cmds.append(ctx.get(dut.wr_cmd.payload.beats))
-            done_wr = False
-            if hs["wr_data"]:
-                if wr_left is None:
-                    wr_left = wr_cmds.pop(0)
-                wr_left -= 1
-                if wr_left == 0:
-                    wr_left, done_wr = None, True
-            await ctx.tick()
-            ctx.set(dut.wr_done, int(done_wr))
-            if hs["instr"]:
-                pending.pop(0)
-                ctx.set(dut.instr.valid, int(bool(pending)))
-                if pending:
-                    ctx.set(dut.instr.payload, Store.const(pending[0]))
-            if hs["rd_data"]:
-                rd_q.pop(0)
-            if hs["done_in"]:
-                bank ^= 1
-            if hs["drain"]:
-                dout_q += groups
-            if hs["dout"]:
-                dout_q -= 1
-            if hs["pp_out"]:
-                pp_q.pop(0)
-            if ctx.get(dut.done_count) == len(instrs):
-                break
-        assert ctx.get(dut.done_count) == len(instrs), "the STOREs did not complete"
-        assert not (ctx.get(dut.error) or ctx.get(dut.err_params) or ctx.get(dut.err_res)
-                    or ctx.get(dut.err_protect))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return got
 
 
 @pytest.mark.parametrize("act_bits", [8, 4])
@@ -145,7 +54,7 @@ def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, a
                    out_stride=n_mtiles * lp, params_addr=params_addr, res_addr=res_addr,
                    res_beats=res_beats, res_en=1, res_signed=sg, res_offset=of, relu=1 - sg)
               for sg, of in modes]
-    got = _run_store(cfg, rng, instrs, mem)
+    got = run_store(cfg, rng, instrs, mem)
     groups = lp // G
     per = n_mtiles * pixels * groups
     assert len(got) == len(modes) * per
