@@ -3124,6 +3124,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
     lo_sets = sets[:, :cfg.lanes_lo, :]
     hi_sets = sets[:, cfg.lanes_lo:cfg.lanes_lo + cfg.lanes_hi, :]
     spp = cfg.wbuf_depth // cfg.words_per_set             # sets per package (one bank)
+    spp = -(-n_sets // -(-n_sets // spp))                 # even packages: no short last one
     blobs = []
     for t in range(mtiles):
         for s0 in range(0, n_sets, spp):
