@@ -1282,10 +1282,11 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             cur_layers.append(rep_g.name)
             reports.append(rep_g)
 
-    def compile_stacked(layer):
+    def compile_stacked(layer, li: int):
         """A layer from the batch plan's split on: once for the B stacked images (global
         average pooling once per image, on its rows, into row ``b`` of a ``(C, B, 1)``
-        tensor)."""
+        tensor); a conv and the next one reading the same input (ResNet's stride-2 ``conv1``
+        and ``downsample``) as a pair sharing their loads, as for one image."""
         nonlocal seq_counter, stores_in_segment, cur_instr
         if cur_instr is None:
             cur_instr = []
@@ -1345,35 +1346,63 @@ def _compile_model(model: QModel, config: HWConfig, base: int, frame_slots: int,
             producers[stk(o)] = (stores_in_segment, [], True)
             return
         # a conv or FC on the stacked images
-        p_o, h_o = bplan.period[o]
-        oc, _, ow = sp_o.shape
-        mview.tensors[stk(o)] = dataclasses.replace(
-            sp_o, name=stk(o), shape=(oc, batch * p_o - (p_o - h_o), ow))
-        res = layer.residual
-        eff = dataclasses.replace(layer, input=stk(i), output=stk(o),
-                                  residual=None if res is None else stk(res))
-        # a window that can reach past its image (a kernel of several rows or a top
-        # padding) reads the rows outside it as padding (``Compute.img_rows`` etc.)
-        stack = bplan.period[i] if layer.kernel[0] > 1 or layer.padding[0] else None
-        rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place_stacked,
-                                    cur_instr, seq_counter, stores_in_segment, producers,
-                                    mac=mac, offset_out=o in offset_ok,
-                                    strided=not act_check, stack=stack)
-        # useful MACs: B images, not the gap rows
-        rep.macs = batch * int(np.prod(sp_o.shape)) * int(np.prod(layer.weight.shape[1:]))
+        def stacked_conv(c):
+            sp = model.tensors[c.output]
+            p_o, h_o = bplan.period[c.output]
+            mview.tensors[stk(c.output)] = dataclasses.replace(
+                sp, name=stk(c.output), shape=(sp.shape[0], batch * p_o - (p_o - h_o),
+                                               sp.shape[2]))
+            res = c.residual
+            # a window that can reach past its image (a kernel of several rows or a top
+            # padding) reads the rows outside it as padding (``Compute.img_rows`` etc.)
+            return (dataclasses.replace(c, input=stk(i), output=stk(c.output),
+                                        residual=None if res is None else stk(res)),
+                    bplan.period[i] if c.kernel[0] > 1 or c.padding[0] else None)
+
+        def useful(rep, c):
+            # useful MACs: B images, not the gap rows
+            rep.macs = batch * int(np.prod(model.tensors[c.output].shape)) * \
+                int(np.prod(c.weight.shape[1:]))
+
+        eff, stack = stacked_conv(layer)
+        nxt = model.layers[li + 1] if li + 1 < len(model.layers) else None
+        sib = None
+        if share_loads and isinstance(nxt, ConvLayer) and nxt.input == i and \
+                nxt.output in bplan.period:
+            eff_b, stack_b = stacked_conv(nxt)
+            sib = _sibling(eff, [eff_b], mview, cfg, tensors, member_of, lut_of, place_why,
+                           offset_why)
+        if sib is not None:
+            rep, n_pkgs, rep_b, shared = _compile_pair(
+                eff, eff_b, mview, cfg, spec, img, tensors, place_stacked, cur_instr,
+                seq_counter, stores_in_segment, producers, mac=mac,
+                offset_out=(o in offset_ok, nxt.output in offset_ok), strided=not act_check,
+                stacks=(stack, stack_b))
+            useful(rep_b, nxt)
+        else:
+            rep, n_pkgs = _compile_conv(eff, mview, cfg, spec, img, tensors, place_stacked,
+                                        cur_instr, seq_counter, stores_in_segment, producers,
+                                        mac=mac, offset_out=o in offset_ok,
+                                        strided=not act_check, stack=stack)
+        useful(rep, layer)
         seq_counter += n_pkgs
         stores_in_segment += rep.ptiles
         cur_layers.append(layer.name)
         reports.append(rep)
+        if sib is not None:
+            (pairs if shared else with_next)[layer.name] = nxt.name
+            stores_in_segment += rep_b.ptiles
+            cur_layers.append(nxt.name)
+            reports.append(rep_b)
 
     for li, layer0 in enumerate(model.layers):
         if batch > 1 and li == bplan.split:
             replicate()
-        if batch > 1 and li >= bplan.split:
-            compile_stacked(layer0)
-            continue
         if layer0.name in pairs.values() or layer0.name in with_next.values():
             continue                      # compiled with the conv before it (_compile_pair)
+        if batch > 1 and li >= bplan.split:
+            compile_stacked(layer0, li)
+            continue
         layer = _alias(layer0)
         if isinstance(layer, LutLayer) and layer.name in fused:
             reports.append(LayerReport(layer.name, "lut:fused", "free",
@@ -3289,7 +3318,7 @@ def _pair_tile_layers(reports: list, pairs: dict) -> list | None:
 def _compile_pair(a: ConvLayer, b: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Image,
                   tensors: dict, place, instrs: list, seq_base: int, stores_before: int,
                   producers: dict, *, mac=None, offset_out=(False, False),
-                  strided: bool = False):
+                  strided: bool = False, stacks=(None, None)):
     """Two convs reading the same input with the same output size (:func:`_sibling`), on one
     tiling: per pixel tile ONE LOAD_ROWS of the union of the input rows both need, then
     ``a``'s LOAD_WEIGHTS, COMPUTE (``keep``: the activation-buffer half stays for the next
@@ -3301,8 +3330,9 @@ def _compile_pair(a: ConvLayer, b: ConvLayer, model: QModel, cfg: HWConfig, spec
     estimate_program`, a Zynq HP port's memory, the pair alone) picks the faster of the shared
     program and the two convs one after the other, each on its own tiling (``strided``: the
     1x1 one through strided loads, as without a pair), the shared one within
-    :data:`_PAIR_MARGIN`. Returns ``(report of a, weight packages
-    of both, report of b, whether they share their loads)``."""
+    :data:`_PAIR_MARGIN`. ``stacks``: each conv's ``stack`` (:func:`_compile_conv`) when they
+    read B stacked images. Returns ``(report of a, weight packages of both, report of b,
+    whether they share their loads)``."""
     src = tensors[a.input]
     oh, ow = model.tensors[a.output].shape[1:]
     row_words = src.w * (src.c_mem // cfg.tn)
@@ -3329,11 +3359,12 @@ def _compile_pair(a: ConvLayer, b: ConvLayer, model: QModel, cfg: HWConfig, spec
         ia, ib = [], []
         ra, na = _compile_conv(a, model, cfg, spec, img, tensors, place_once, ia, seq_base,
                                stores_before, producers, mac=mac, offset_out=offset_out[0],
-                               max_tile_rows=rpt)
+                               max_tile_rows=rpt, stack=stacks[0])
         pa = producers[a.output]
         rb, nb = _compile_conv(b, model, cfg, spec, img, tensors, place_once, ib,
                                seq_base + na, stores_before + ra.ptiles, producers, mac=mac,
-                               offset_out=offset_out[1], max_tile_rows=rpt, strided=strided_b)
+                               offset_out=offset_out[1], max_tile_rows=rpt, strided=strided_b,
+                               stack=stacks[1])
         return ia, ib, ra, rb, na + nb, pa, producers[b.output]
 
     rpt = max(1, cfg.acc_depth // ow)

@@ -85,6 +85,14 @@ def test_isa_sim_every_image_bit_exact(rng, batch, stack_from, hw, gapped, phase
     # tiles read rows of several images; tiles starting inside an image (phase not 0)
     assert not stk or any(f["in_rows"] > f["img_rows"] for f in stk)
     assert any(f["img_phase"] for f in stk) == phased
+    if stack_from == "b.c1":
+        # the stacked conv1 and projection share their loads, tile by tile, as for one image
+        # (tests/test_shared_loads.py): one LOAD_ROWS, conv1's COMPUTE keeps the half
+        tl = comp.steps[0].tile_layers
+        i, n = tl.index("b.c1"), tl.count("b.c1")
+        assert n == tl.count("b.ds") and tl[i:i + 2 * n] == ["b.c1", "b.ds"] * n
+        comps = [f for op, f in prog if op == Opcode.COMPUTE and f["pool"] == 0]
+        assert sum(f["keep"] for f in comps) == n
     # activation integrity kept: every load checks its rows' entries (the gap rows between
     # the images of a stacked tensor written by the gap-filling copies), every STORE writes
     # its rows' entries
