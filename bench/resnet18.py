@@ -55,7 +55,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from ilmpq.firmware import cyclemodel as cm  # noqa: E402
-from ilmpq.firmware.compiler import DEFAULT_BASE, compile_model  # noqa: E402
+from ilmpq.firmware.compiler import DEFAULT_BASE, MAX_BATCH, compile_model  # noqa: E402
 from ilmpq.golden import reference  # noqa: E402
 from ilmpq.golden.random_models import ModelBuilder, resnet18_qmodel  # noqa: E402
 from ilmpq.hdl.config import HWConfig, get_config  # noqa: E402
@@ -1256,7 +1256,7 @@ def main(argv=None) -> int:
                     help="only (re)model the same-LUT-budget baselines into the existing JSON "
                          "(after bench/resources.py has the presets' LUTs), then rewrite the "
                          "report")
-    ap.add_argument("--batch", default="2,4,8", metavar="B,B,...",
+    ap.add_argument("--batch", default=f"2,4,8,{MAX_BATCH}", metavar="B,B,...",
                     help="also model the network compiled for B images per run "
                          "(compile_model(batch=B)), each B on both presets ('': none)")
     ap.add_argument("--batch-rtl", action="store_true",
