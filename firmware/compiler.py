@@ -444,10 +444,15 @@ class Compiled:
         return {n[:-len("@vpool")]: n for n in self.internal if n.endswith("@vpool")
                 and n[:-len("@vpool")] in self.model.tensors}
 
+    def placement(self, name: str) -> TensorPlacement:
+        """The placement of tensor ``name``: a model tensor, else an internal one (e.g. the
+        stored pooled rows ``<output>@vpool``)."""
+        return self.tensors[name] if name in self.tensors else self.internal[name]
+
     def tensor_addr(self, name: str, slot: int = 0) -> int:
         """Address of tensor ``name`` in frame slot ``slot`` (the input and the output have one
         copy per slot, the other tensors are shared)."""
-        t = self.tensors[name] if name in self.tensors else self.internal[name]
+        t = self.placement(name)
         if slot == 0 or not self.slots:
             return t.addr
         fs = self.slots[slot]

@@ -405,7 +405,7 @@ class Driver:
 
     async def read_tensor(self, compiled: Compiled, name: str, slot: int = 0) -> np.ndarray:
         """Read a stored tensor back (natural ``(C, H, W)`` layout)."""
-        t = compiled.tensors[name] if name in compiled.tensors else compiled.internal[name]
+        t = compiled.placement(name)
         return t.from_memory(await self.t.mem_read(compiled.tensor_addr(name, slot), t.nbytes))
 
     async def infer(self, compiled: Compiled, image, *, load: bool = True, check: bool = False,
