@@ -249,22 +249,26 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += half.eq(n_instr[0])
                     m.next = "SETUP"
             with m.State("SETUP"):
+                # the check's product (``in_words``: a DSP48E1, then a compare) drives only
+                # ``error`` and the next state; the loop registers are set in WAIT_LA (timing)
                 m.d.comb += self.busy.eq(1)
                 with m.If((pre_pixels > cfg.acc_depth) | (in_words > half_words)):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Else():
-                    m.d.sync += [
-                        row_step.eq(ins.stride_y * rowstride),
-                        kr_rowoff.eq(ins.ty0 * rowstride),
-                        kc_coloff.eq(coloff0),
-                        kr_row.eq(ins.ty0),
-                        kc_col.eq(ins.tx0),
-                        mt.eq(0),
-                    ]
                     m.next = "WAIT_LA"
             with m.State("WAIT_LA"):
                 m.d.comb += self.busy.eq(1)
+                # the same values on every cycle of WAIT_LA (``ins`` and the products of its
+                # fields do not change): ready for MTILE
+                m.d.sync += [
+                    row_step.eq(ins.stride_y * rowstride),
+                    kr_rowoff.eq(rowoff0),
+                    kc_coloff.eq(coloff0),
+                    kr_row.eq(ins.ty0),
+                    kc_col.eq(ins.tx0),
+                    mt.eq(0),
+                ]
                 with m.If(self.la_done > n_instr):
                     m.next = "MTILE"
                 with m.Else():
