@@ -165,6 +165,8 @@ class ComputeUnit(wiring.Component):
         coloff0 = Signal(signed(sbits))            # tx0 * groups
         rowoff0 = Signal(signed(sbits))            # ty0 * rowstride
         in_words = Signal(34)                      # in_rows * in_w * groups (SETUP)
+        groups_m1 = Signal(10)                     # groups - 1 (SETUP on; timing: the
+        #                                            compare for the last group reads a register)
         m.d.sync += [
             pre_pixels.eq(ins.out_h * ins.out_w),
             pre_rows_w.eq(ins.in_rows * ins.in_w),
@@ -172,6 +174,7 @@ class ComputeUnit(wiring.Component):
             col_step.eq(ins.stride_x * ins.groups),
             coloff0.eq(ins.tx0 * ins.groups),
             rowoff0.eq(ins.ty0 * rowstride),
+            groups_m1.eq(ins.groups - 1),
         ]
         m.d.comb += in_words.eq(pre_rows_w * ins.groups)
 
@@ -191,7 +194,7 @@ class ComputeUnit(wiring.Component):
         mt_bits = (DW_MAX_MTILES - 1).bit_length()
         m.d.comb += [
             dw.eq(ins.dw[0]),
-            last_cg.eq(Mux(dw, cg == ppg - 1, cg == ins.groups - 1)),
+            last_cg.eq(Mux(dw, cg == ppg - 1, cg == groups_m1)),
             last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & last_cg),
             last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
         ]
