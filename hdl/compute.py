@@ -165,7 +165,7 @@ class ComputeUnit(wiring.Component):
         coloff0 = Signal(signed(sbits))            # tx0 * groups
         rowoff0 = Signal(signed(sbits))            # ty0 * rowstride
         in_words = Signal(34)                      # in_rows * in_w * groups (SETUP)
-        groups_m1 = Signal(10)                     # groups - 1 (SETUP on; timing: the
+        groups_m1 = Signal(len(ins.groups))        # groups - 1 (SETUP on; timing: the
         #                                            compare for the last group reads a register)
         m.d.sync += [
             pre_pixels.eq(ins.out_h * ins.out_w),
