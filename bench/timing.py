@@ -3,10 +3,11 @@
 For each preset (``z020``, ``z045``) every block of ``bench/resources.py`` is synthesized by
 yosys ``synth_xilinx -family xc7`` and its mapped netlist analysed by
 :func:`ilmpq.firmware.board.resources.longest_path`: the worst path by the delay estimate of
-``DELAY_MODEL`` (XC7 -1), its LUT levels, CARRY4s, MUXFs and DSP48E1s, the path itself (``path``:
-its cells and the nets between them, ``start``/``end``: the named nets of its two registers), and
-separately the most LUT levels and the longest carry chain of any path. The PE array is analysed on a lane subset
-with the preset's own ``tn``, widths and depths (all three lane kinds present): its lanes are
+``DELAY_MODEL`` (XC7 -1), its LUT levels, CARRY4s, MUXFs and DSP48E1s, the path itself
+(``path``: its cells and the nets between them; ``start``/``end``: its first named net and the
+register it ends in), and separately the most LUT levels and the longest carry chain of any
+path. The PE array is analysed on a lane subset with the preset's own ``tn``, widths and
+depths (all three lane kinds present): its lanes are
 identical copies, so a lane's path is the same in the whole array; only the fan-out of the
 shared activation and control registers grows with the lane count (placement and routing, which
 this estimate does not model; ``docs/performance.md`` discusses it).
