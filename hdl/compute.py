@@ -165,6 +165,8 @@ class ComputeUnit(wiring.Component):
         coloff0 = Signal(signed(sbits))            # tx0 * groups
         rowoff0 = Signal(signed(sbits))            # ty0 * rowstride
         in_words = Signal(34)                      # in_rows * in_w * groups (SETUP)
+        groups_m1 = Signal(len(ins.groups))        # groups - 1 (SETUP on; timing: the
+        #                                            compare for the last group reads a register)
         m.d.sync += [
             pre_pixels.eq(ins.out_h * ins.out_w),
             pre_rows_w.eq(ins.in_rows * ins.in_w),
@@ -172,6 +174,7 @@ class ComputeUnit(wiring.Component):
             col_step.eq(ins.stride_x * ins.groups),
             coloff0.eq(ins.tx0 * ins.groups),
             rowoff0.eq(ins.ty0 * rowstride),
+            groups_m1.eq(ins.groups - 1),
         ]
         m.d.comb += in_words.eq(pre_rows_w * ins.groups)
 
@@ -191,7 +194,7 @@ class ComputeUnit(wiring.Component):
         mt_bits = (DW_MAX_MTILES - 1).bit_length()
         m.d.comb += [
             dw.eq(ins.dw[0]),
-            last_cg.eq(Mux(dw, cg == ppg - 1, cg == ins.groups - 1)),
+            last_cg.eq(Mux(dw, cg == ppg - 1, cg == groups_m1)),
             last_set.eq((kr == ins.kh - 1) & (kc == ins.kw - 1) & last_cg),
             last_pix.eq((oy == ins.out_h - 1) & (ox == ins.out_w - 1)),
         ]
@@ -249,22 +252,26 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += half.eq(n_instr[0])
                     m.next = "SETUP"
             with m.State("SETUP"):
+                # the check's product (``in_words``: a DSP48E1, then a compare) drives only
+                # ``error`` and the next state; the loop registers are set in WAIT_LA (timing)
                 m.d.comb += self.busy.eq(1)
                 with m.If((pre_pixels > cfg.acc_depth) | (in_words > half_words)):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
                 with m.Else():
-                    m.d.sync += [
-                        row_step.eq(ins.stride_y * rowstride),
-                        kr_rowoff.eq(ins.ty0 * rowstride),
-                        kc_coloff.eq(coloff0),
-                        kr_row.eq(ins.ty0),
-                        kc_col.eq(ins.tx0),
-                        mt.eq(0),
-                    ]
                     m.next = "WAIT_LA"
             with m.State("WAIT_LA"):
                 m.d.comb += self.busy.eq(1)
+                # the same values on every cycle of WAIT_LA (``ins`` and the products of its
+                # fields do not change): ready for MTILE
+                m.d.sync += [
+                    row_step.eq(ins.stride_y * rowstride),
+                    kr_rowoff.eq(rowoff0),
+                    kc_coloff.eq(coloff0),
+                    kr_row.eq(ins.ty0),
+                    kc_col.eq(ins.tx0),
+                    mt.eq(0),
+                ]
                 with m.If(self.la_done > n_instr):
                     m.next = "MTILE"
                 with m.Else():

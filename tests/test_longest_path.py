@@ -109,3 +109,62 @@ def test_a_lut_ram_write_ends_the_path_and_its_read_address_goes_through():
     assert (t["lut_levels"], t["max_lut_levels"]) == (2, 2)    # RAM read + l1
     assert t["delay_ns"] == pytest.approx(DELAY_MODEL["lutram"] + DELAY_MODEL["lut"]
                                           + DELAY_MODEL["ff"], abs=0.01)
+
+
+def test_the_worst_path_is_named_from_the_launching_to_the_capturing_register():
+    # ff_a (signal "count") -> lut x -> carry c0 -> carry c1 -> lut y -> ff_b (signal "wrap");
+    # a shorter path ff_a -> lut s -> ff_c. Nets named as yosys keeps them: the user name wins
+    # over a generated ($) one, a bit of a wide net is "name[i]", a net with only generated
+    # names is None.
+    cells = {
+        "ff_a": _cell("FDRE", {"D": [100], "C": [1]}, {"Q": [2]}),
+        "x": _cell("LUT3", {"I0": [2], "I1": [3]}, {"O": [4]}),
+        "c0": _cell("CARRY4", {"S": [4, 4, 4, 4], "CI": ["0"]}, {"CO": [10, 11, 12, 5]}),
+        "c1": _cell("CARRY4", {"S": [4, 4, 4, 4], "CI": [5]}, {"CO": [13, 14, 15, 6]}),
+        "y": _cell("LUT2", {"I0": [6], "I1": [2]}, {"O": [7]}),
+        "ff_b": _cell("FDRE", {"D": [7], "C": [1]}, {"Q": [8]}),
+        "s": _cell("LUT1", {"I0": [2]}, {"O": [9]}),
+        "ff_c": _cell("FDRE", {"D": [9], "C": [1]}, {"Q": [16]}),
+        "ff_d": _cell("FDRE", {"D": [100], "C": [1]}, {"Q": [3]}),
+    }
+    nl = _netlist(cells)
+    nl["modules"]["top"]["netnames"] = {
+        "count": {"bits": [17, 2], "hide_varname": 0},
+        "$abc$1$aiger$o2": {"bits": [2], "hide_varname": 1},
+        "$abc$1$lut$4": {"bits": [4], "hide_varname": 1},
+        "lt": {"bits": [5, 6], "hide_varname": 0},
+        "fifo.w_level": {"bits": [6], "hide_varname": 0},
+        "wrap_next": {"bits": [7], "hide_varname": 0},
+        "wrap": {"bits": [8], "hide_varname": 0},
+        "other": {"bits": [3], "hide_varname": 0},
+    }
+    t = longest_path(nl)
+    assert (t["lut_levels"], t["carry4"]) == (2, 2)
+    assert t["path"] == [
+        {"cell": "FDRE", "net": "count[1]"},
+        {"cell": "LUT3", "net": None},
+        {"cell": "CARRY4", "net": "lt[0]"},
+        {"cell": "CARRY4", "net": "lt[1]"},
+        {"cell": "LUT2", "net": "wrap_next"},
+        {"cell": "FDRE", "net": "wrap"},
+    ]
+    assert (t["start"], t["end"]) == ("count[1]", "wrap")
+
+
+def test_a_path_launched_in_a_dsp_input_register_starts_at_the_dsp():
+    # DSP48E1 with AREG (its A input registered): the path starts inside it, runs through the
+    # multiplier to P ("prod") and a LUT into a flip-flop whose output is "flag"
+    cells = {
+        "ff0": _cell("FDRE", {"D": [100]}, {"Q": [2]}),
+        "d": _cell("DSP48E1", {"A": [2], "CLK": [1]}, {"P": [3]}, PREG="0", AREG="1"),
+        "l": _cell("LUT4", {"I0": [3]}, {"O": [4]}),
+        "ff1": _cell("FDRE", {"D": [4]}, {"Q": [5]}),
+    }
+    nl = _netlist(cells)
+    nl["modules"]["top"]["netnames"] = {"prod": {"bits": [3], "hide_varname": 0},
+                                        "flag": {"bits": [5], "hide_varname": 0},
+                                        "a": {"bits": [2], "hide_varname": 0}}
+    t = longest_path(nl)
+    assert t["path"] == [{"cell": "DSP48E1", "net": "prod"}, {"cell": "LUT4", "net": None},
+                         {"cell": "FDRE", "net": "flag"}]
+    assert (t["start"], t["end"]) == ("prod", "flag")

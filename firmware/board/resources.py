@@ -299,6 +299,7 @@ DELAY_MODEL = {"ff": 0.6, "lut": 0.6, "carry_in": 0.5, "carry": 0.12, "muxf": 0.
                "dsp": 3.4, "lutram": 1.0}
 
 _SEQ_PREFIXES = ("FD", "LD", "RAMB", "SRL", "BUFG")
+_CLOCK_PORTS = ("C", "CLK", "WCLK", "CLKARDCLK", "CLKBWRCLK")
 _LUTRAM_PREFIX = ("RAM32", "RAM64", "RAM128", "RAM256")
 
 
@@ -357,6 +358,15 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
     (from their combinational inputs or their input registers to P) are combinational nodes. Returns the worst path by the :data:`DELAY_MODEL` estimate with
     its LUT levels, CARRY4 chain length, MUXFs and DSPs, and separately the most LUT levels
     and the longest CARRY4 chain of any path (they need not be on the same path).
+
+    ``path`` is the worst path itself, from the launching to the capturing register: a list of
+    ``{"cell": type, "net": name}``, the launching cell first (a flip-flop, RAM, DSP48E1, ...;
+    ``"port"`` for a module input), then every combinational cell, each with the net it drives
+    on the path, and last the capturing cell with the net it captures into (a flip-flop's
+    output, else the net it reads; ``"port"`` for a module output). A net's name is the most
+    readable name yosys kept for it (the Amaranth signal's, ``"name[i]"`` for bit ``i`` of a
+    wider one), ``None`` for a net that has only generated (``$``) names. ``start`` is the
+    first named net of the path before its capturing cell, ``end`` the capturing cell's net.
     """
     mods = netlist["modules"]
     if top is None:
@@ -375,6 +385,25 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
                 for b in bits:
                     if isinstance(b, int):
                         driver[b] = name
+    # via[cell] = (predecessor cell on its worst path, the net bit between them); a cell whose
+    # worst path starts at it has predecessor None and the bit it is launched by (or None)
+    via: dict[str, tuple] = {}
+
+    def launch_bit(c):
+        # the input bit that launches a path starting at ``c``: one driven by a register, else
+        # one driven by nothing (a module input); None when every data input ends in a
+        # register inside ``c`` (a DSP48E1's input registers) or is a constant
+        dirs = c.get("port_directions", {})
+        free = None
+        for port, bits in c["connections"].items():
+            if dirs.get(port) != "input" or port in _CLOCK_PORTS or _ends_path(c, port):
+                continue
+            for b in bits:
+                if isinstance(b, int):
+                    if b in driver:
+                        return b
+                    free = b if free is None else free
+        return free
 
     def kind(c):
         t = c["type"]
@@ -414,11 +443,11 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
                 for b in bits:
                     p = driver.get(b) if isinstance(b, int) else None
                     if p is not None and p in comb:
-                        preds.append((port, p))
+                        preds.append((port, p, b))
             if not done:
                 on_stack.add(name)
                 stack.append((name, True))
-                for _, p in preds:
+                for _, p, _ in preds:
                     if p not in best and p not in on_stack:
                         stack.append((p, False))
                 continue
@@ -426,17 +455,20 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
             k = kind(c)
             inc = DELAY_MODEL.get(k, 0.0)
             worst, max_l, max_ch = zero, 0, 0
-            for port, p in preds:
+            for port, p, bit in preds:
                 b = best.get(p, zero)          # a loop back-edge counts as a start point
                 chained = k == "carry" and port == "CI" and comb[p]["type"] == "CARRY4"
                 d = b[0] + (DELAY_MODEL["carry"] if chained else
                             DELAY_MODEL["carry_in"] if k == "carry" else inc)
                 cand = (d, b[1], b[2], b[3], b[4], b[5] if chained else 0)
+                if cand[0] > worst[0] or name not in via:
+                    via[name] = (p if p in best else None, bit)
                 if cand[0] > worst[0]:
                     worst = cand + worst[6:]
                 max_l, max_ch = max(max_l, b[6]), max(max_ch, b[7])
             if not preds:
                 worst = (DELAY_MODEL["carry_in"] if k == "carry" else inc, 0, 0, 0, 0, 0)
+                via[name] = (None, launch_bit(c))
             d, luts, c4, mx, dsp, chain = worst[:6]
             luts += k in ("lut", "lutram")
             c4 += k == "carry"
@@ -444,18 +476,87 @@ def longest_path(netlist: dict, top: str | None = None) -> dict:
             dsp += k == "dsp"
             chain = chain + 1 if k == "carry" else 0
             # most LUT levels on any path into this node (not only the worst one)
-            lv = max([best.get(p, zero)[6] for _, p in preds] or [0]) + (k in ("lut",
+            lv = max([best.get(p, zero)[6] for _, p, _ in preds] or [0]) + (k in ("lut",
                                                                              "lutram"))
             best[name] = (d, luts, c4, mx, dsp, chain, lv, max(max_ch, chain))
     if not best:
         return {"delay_ns": DELAY_MODEL["ff"], "lut_levels": 0, "carry4": 0, "muxf": 0,
                 "dsp": 0, "carry_chain": 0, "max_lut_levels": 0, "max_carry_chain": 0,
-                "cells": len(cells)}
-    w = max(best.values(), key=lambda v: v[0])
+                "cells": len(cells), "path": [], "start": None, "end": None}
+    last = max(best, key=lambda n: best[n][0])
+    w = best[last]
+    path = _worst_path(mods[top], cells, driver, via, last)
     return {"delay_ns": round(w[0] + DELAY_MODEL["ff"], 2), "lut_levels": w[1],
             "carry4": w[2], "muxf": w[3], "dsp": w[4],
             "max_lut_levels": max(v[6] for v in best.values()),
-            "max_carry_chain": max(v[7] for v in best.values()), "cells": len(cells)}
+            "max_carry_chain": max(v[7] for v in best.values()), "cells": len(cells),
+            "path": path, "start": next((st["net"] for st in path[:-1] if st["net"]), None),
+            "end": path[-1]["net"]}
+
+
+def _net_names(module: dict) -> dict:
+    """Bit -> its most readable name in a yosys JSON module's ``netnames``: a name without
+    ``$`` (a user signal) before a generated one, then the fewest hierarchy levels, then the
+    shortest; ``"name[i]"`` for bit ``i`` of a wider net."""
+    best: dict[int, tuple] = {}
+    for name, n in module.get("netnames", {}).items():
+        bits = n.get("bits", [])
+        rank = (name.startswith("$") or bool(n.get("hide_varname")), name.count("."),
+                len(name), name)
+        for i, b in enumerate(bits):
+            if isinstance(b, int) and (b not in best or rank < best[b][0]):
+                best[b] = (rank, name if len(bits) == 1 else f"{name}[{i}]")
+    return {b: (None if r[0] else nm) for b, (r, nm) in best.items()}
+
+
+def _worst_path(module: dict, cells: dict, driver: dict, via: dict, last: str) -> list:
+    """The worst path of :func:`longest_path` (see there), ending in combinational cell
+    ``last``: followed back through ``via`` to its start, then on to the register it ends in."""
+    names = _net_names(module)
+    chain, bit_in = [], None
+    n = last
+    while n is not None:
+        chain.append(n)
+        n, bit_in = via.get(n, (None, None))
+    chain.reverse()
+    steps = []
+    if bit_in is not None:          # else launched inside the first cell (its input register)
+        src = driver.get(bit_in)
+        steps.append({"cell": cells[src]["type"] if src is not None else "port",
+                      "net": names.get(bit_in)})
+    for a, b in zip(chain, chain[1:]):
+        steps.append({"cell": cells[a]["type"], "net": names.get(via[b][1])})
+    # the end point: a register (or a registered cell input, or a module output) fed by the
+    # last cell's output; the output bit on the path is one of the last cell's output bits
+    c = cells[last]
+    outs = [b for p, bits in c["connections"].items()
+            if c.get("port_directions", {}).get(p) == "output" for b in bits
+            if isinstance(b, int)]
+    out_bits = set(outs)
+    end = None
+    for name, d in cells.items():
+        dirs = d.get("port_directions", {})
+        for port, bits in d["connections"].items():
+            if dirs.get(port) != "input" or not out_bits.intersection(bits):
+                continue
+            if _is_seq(d) or _ends_path(d, port):
+                b = next(x for x in bits if x in out_bits)
+                q = [x for p, xs in d["connections"].items() if dirs.get(p) == "output"
+                     for x in xs if isinstance(x, int)]
+                # a flip-flop is named by what it holds, anything else by the net it reads
+                held = names.get(q[0]) if len(q) == 1 and d["type"].startswith("FD") else None
+                end = (d["type"], b, held or names.get(b))
+                break
+        if end is not None:
+            break
+    if end is None:                    # a module output
+        ports = {b for p in module.get("ports", {}).values() if p.get("direction") == "output"
+                 for b in p["bits"] if isinstance(b, int)}
+        b = next((x for x in outs if x in ports), outs[0] if outs else None)
+        end = ("port", b, names.get(b))
+    steps.append({"cell": c["type"], "net": names.get(end[1])})
+    steps.append({"cell": end[0], "net": end[2]})
+    return steps
 
 
 def synthesize(design, *, name: str = "top", ports=None, nodsp: bool = False,
