@@ -304,8 +304,8 @@ class Accelerator(wiring.Component):
                     u.out.ready.eq(su.pp_out.ready & out_valid),
                 ]
                 for i in range(G):
-                    for f in ("acc", "bias", "mult", "shift", "res_mult", "res"):
-                        m.d.comb += getattr(pin, f)[i].eq(getattr(jb, f)[q * G + i])
+                    for fld in ("acc", "bias", "mult", "shift", "res_mult", "res"):
+                        m.d.comb += getattr(pin, fld)[i].eq(getattr(jb, fld)[q * G + i])
         m.d.comb += [
             dma.wr_cmd.valid.eq(su.wr_cmd.valid),
             dma.wr_cmd.payload.addr.eq(su.wr_cmd.payload.addr),
