@@ -196,9 +196,9 @@ def _hi_dsp(lanes_hi: int, tn: int) -> int:
 def dsp_use(cfg: HWConfig) -> int:
     """DSP48E1 of the PE array and post-processing: one per pair of 8-bit MACs (high lanes
     in pairs, an odd last one alone), one per pair of DSP-packed 4-bit MACs
-    (``lanes_lo_dsp``), 3 per post lane."""
+    (``lanes_lo_dsp``), 3 per post lane (``post_lanes x post_groups`` of them)."""
     return (_hi_dsp(cfg.lanes_hi, cfg.tn) + cfg.lanes_lo_dsp // 2 * cfg.tn
-            + POST_DSP_PER_LANE * cfg.post_lanes)
+            + POST_DSP_PER_LANE * cfg.post_lanes * cfg.post_groups)
 
 
 def config_row(cfg: HWConfig) -> dict:

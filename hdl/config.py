@@ -299,9 +299,11 @@ PRESETS: dict[str, HWConfig] = {
                      axi_ports=2, weight_mac=0, vpool_entries=256),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
-    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
-    # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing; a multiple of 8
-    # so that the resource bench's quarter slices stay whole pairs); four HP ports (the
+    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 48
+    # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing of two groups a
+    # cycle; a multiple of 8 so that the resource bench's quarter slices stay whole pairs);
+    # post_groups 2: the stem conv's STOREs (fused vertical pooling, half of the rows
+    # written) are bound by post-processing with one group a cycle; four HP ports (the
     # ZC706 has four): fetch | act | weights | store. act_depth 8192 (512 KiB, about 114
     # BRAM36 of 545): a half holds eight 7x7x512 images stacked for batching (compile_model
     # batch=8, docs/architecture.md *Batching*), so layer4's weight sets serve all eight;
