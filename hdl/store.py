@@ -641,7 +641,6 @@ class StoreUnit(wiring.Component):
         join_ok = self.pp_in.ready & row_ok & ~join_done    # the join takes a source beat
         if Q == 1:
             pool_valid, pool_acc = self.pool_in.valid, self.pool_in.payload.acc
-            m.d.comb += self.pool_in.ready.eq(join_ok & ins.pool)
         else:
             # the pooling unit's beats are one group each: Q - 1 of them wait in ``pg_buf``,
             # the Q-th completes the join's beat (a pixel has wg * Q of them)
@@ -713,6 +712,8 @@ class StoreUnit(wiring.Component):
             self.pp_in.valid.eq(src_valid & row_ok & ~join_done),
             self.dout.ready.eq(join_ok & ~ins.pool),
         ]
+        if Q == 1:
+            m.d.comb += self.pool_in.ready.eq(join_ok & ins.pool)
         with m.If(mtile_go):
             m.d.sync += [j_pix.eq(0), j_grp.eq(0), join_done.eq(0), j_pix_consumed.eq(0)]
         with m.Elif(self.pp_in.valid & self.pp_in.ready):
