@@ -24,8 +24,8 @@ def _decode(byte, signed, offset, act_bits):
     return byte - 256 if byte >= 128 else byte
 
 
-@pytest.mark.parametrize("base", [TINY, TINY_PG2], ids=["pg1", "pg2"])
-@pytest.mark.parametrize("act_bits", [8, 4])
+@pytest.mark.parametrize("act_bits,base", [(8, TINY), (4, TINY), (8, TINY_PG2)],
+                         ids=["8", "4", "8-pg2"])
 def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, act_bits, base):
     """The same residual rows read by three STOREs: unsigned, two's complement, offset-binary
     (``res_offset``: the low ``act_bits`` less ``2**(act_bits-1)``); each lane's value at the
