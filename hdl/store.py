@@ -18,12 +18,16 @@ For every mtile of a pixel tile:
    max_channels / beat)`` of each pixel (``LaneParams.res_win``, one value per mtile): a
    residual wider than ``max_channels`` is read whole (so its rows' check entries still
    apply) and each mtile keeps the window its lanes' ``res_pos`` lie in;
-4. for every pixel, drain the bank ``post_lanes`` lanes at a time; each group is joined with its
+4. for every pixel, drain the bank ``post_lanes x post_groups`` lanes at a time
+   (``HWConfig.post_groups`` groups a cycle); each group is joined with its
    parameters and its residual bytes, gathered from the row by each lane's ``res_pos`` (the
    residual tensor was written in another layer's lane order) and decoded (unsigned, two's
    complement, or with ``res_offset`` offset-binary: ``u - 2**(act_bits-1)``), and sent to the
    post-processing unit; its output bytes go to the DMA write stream, one write command per
-   pixel (one command for the whole mtile when the output is contiguous).
+   pixel (one command for the whole mtile when the output is contiguous). With
+   ``post_groups`` > 1 the post-processing output (``post_groups`` beats) and the vertical
+   pooling's are written one beat a cycle through a register (``ser_*``): the beats, their
+   order, the hashes and the write commands are those of one group a cycle.
 
 Integrity of the output (``chk_row_pixels`` != 0, docs/reliability.md section 3.1): every
 written beat is hashed with its byte address (:func:`~ilmpq.hdl.isa.act_check`: CRC-32 on
@@ -58,9 +62,11 @@ the beat ``o`` is written when ``y`` is odd or the image's last row (``vp_h - 1`
 becomes ``v`` for an odd row, else ``o``. Only written beats go to the DMA, the hash and the
 check entries (one per pooled row); the write commands cover ``vp_pixels`` pixels per mtile
 (the pooled rows times ``vp_cols``). The max stage is registered (two cycles of latency, a
-beat a cycle). A row entry past the array, a row of one entry (its read would need the write
-of the cycle before: no forwarding; the compiler does not fuse such a conv), or a written
-pixel count other than ``vp_pixels`` stops the unit (``error``).
+beat a cycle). With ``post_groups`` > 1 the array's words are ``post_groups`` entries, read
+and written together (one word per (mtile, column, ``post_groups`` groups)). A row entry past
+the array, a row of one word (its read would need the write of the cycle before: no
+forwarding; the compiler does not fuse such a conv), or a written pixel count other than
+``vp_pixels`` stops the unit (``error``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
