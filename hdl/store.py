@@ -273,7 +273,15 @@ class StoreUnit(wiring.Component):
                                           else 2, init=[],
                                           attrs={"ram_style": "block"})
         rw = rows.write_port()
-        rports = [rows.read_port(domain="sync") for _ in range(W)]
+        rports = [rows.read_port(domain="sync") for _ in range(G)]
+        # post_groups > 1: a memory of G read ports per group, all written alike (the same
+        # block RAM copies as W ports on one memory; yosys' memory_libmap fails on 16 ports)
+        for q in range(1, Q):
+            m.submodules[f"rows{q}"] = rows_q = Memory(shape=B, depth=rows.depth, init=[],
+                                                      attrs={"ram_style": "block"})
+            rw_q = rows_q.write_port()
+            m.d.comb += [rw_q.addr.eq(rw.addr), rw_q.data.eq(rw.data), rw_q.en.eq(rw.en)]
+            rports += [rows_q.read_port(domain="sync") for _ in range(G)]
         if res_row_beats > 1:
             m.submodules.rpos = rpos = Memory(
                 shape=data.ArrayLayout(unsigned(rbits), W), depth=wg, init=[])
