@@ -752,10 +752,11 @@ class StoreUnit(wiring.Component):
             m.d.comb += [o_ready.eq(~ser_full | (self.wr_data.ready & (ser_idx == Q - 1))),
                          ser_take.eq(o_valid & o_ready)]
             with m.If(~chk_phase):
+                # (a shift register: the written beat comes from a flip-flop, no multiplexer)
                 m.d.comb += [self.wr_data.valid.eq(ser_full),
-                             self.wr_data.payload.eq(ser_buf.word_select(ser_idx, B))]
+                             self.wr_data.payload.eq(ser_buf[:B])]
                 with m.If(self.wr_data.valid & self.wr_data.ready):
-                    m.d.sync += ser_idx.eq(ser_idx + 1)
+                    m.d.sync += [ser_idx.eq(ser_idx + 1), ser_buf.eq(ser_buf[B:])]
                     with m.If(ser_idx == Q - 1):
                         m.d.sync += ser_full.eq(0)
             with m.If(ser_take):
