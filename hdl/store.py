@@ -26,7 +26,7 @@ For every mtile of a pixel tile:
    post-processing unit; its output bytes go to the DMA write stream, one write command per
    pixel (one command for the whole mtile when the output is contiguous). With
    ``post_groups`` > 1 the post-processing output (``post_groups`` beats) and the vertical
-   pooling's are written one beat a cycle through a register (``ser_*``): the beats, their
+   pooling's are written one beat a cycle through a register (``ser_a``): the beats, their
    order, the hashes and the write commands are those of one group a cycle.
 
 Integrity of the output (``chk_row_pixels`` != 0, docs/reliability.md section 3.1): every
@@ -741,26 +741,34 @@ class StoreUnit(wiring.Component):
 
         # ---- post-processing output -> DMA write data ----------------------------------------
         # (Q > 1: the Q beats of a post-processing output, or of a written pooled one, leave
-        # one a cycle through a register, ``ser_*``)
+        # one a cycle from a shift register, ``ser_a``; a second one, ``ser_b``, takes the next
+        # output meanwhile, so that ``o_ready`` is a flip-flop: no path from the write
+        # channel's ready into the join and the vertical pooling)
         if Q == 1:
             o_valid, o_data, o_ready = self.wr_data.valid, self.wr_data.payload, \
                 self.wr_data.ready
         else:
             o_valid, o_data, o_ready = Signal(), Signal(B * Q), Signal()
-            ser_full, ser_idx, ser_buf = Signal(), Signal(range(Q)), Signal(B * Q)
-            ser_take = Signal()
-            m.d.comb += [o_ready.eq(~ser_full | (self.wr_data.ready & (ser_idx == Q - 1))),
-                         ser_take.eq(o_valid & o_ready)]
+            a_full, a_idx, a_buf = Signal(), Signal(range(Q)), Signal(B * Q)
+            b_full, b_buf = Signal(), Signal(B * Q)
+            a_free = Signal()         # ser_a is empty or sends its last beat in this cycle
+            m.d.comb += [o_ready.eq(~b_full),
+                         a_free.eq(~a_full | (self.wr_data.ready & (a_idx == Q - 1)
+                                              & ~chk_phase))]
             with m.If(~chk_phase):
-                # (a shift register: the written beat comes from a flip-flop, no multiplexer)
-                m.d.comb += [self.wr_data.valid.eq(ser_full),
-                             self.wr_data.payload.eq(ser_buf[:B])]
+                m.d.comb += [self.wr_data.valid.eq(a_full),
+                             self.wr_data.payload.eq(a_buf[:B])]
                 with m.If(self.wr_data.valid & self.wr_data.ready):
-                    m.d.sync += [ser_idx.eq(ser_idx + 1), ser_buf.eq(ser_buf[B:])]
-                    with m.If(ser_idx == Q - 1):
-                        m.d.sync += ser_full.eq(0)
-            with m.If(ser_take):
-                m.d.sync += [ser_full.eq(1), ser_idx.eq(0), ser_buf.eq(o_data)]
+                    m.d.sync += [a_idx.eq(a_idx + 1), a_buf.eq(a_buf[B:])]
+            with m.If(a_free):
+                with m.If(b_full):
+                    m.d.sync += [a_full.eq(1), a_idx.eq(0), a_buf.eq(b_buf), b_full.eq(0)]
+                with m.Elif(o_valid):
+                    m.d.sync += [a_full.eq(1), a_idx.eq(0), a_buf.eq(o_data)]
+                with m.Else():
+                    m.d.sync += a_full.eq(0)
+            with m.Elif(o_valid & o_ready):
+                m.d.sync += [b_full.eq(1), b_buf.eq(o_data)]
         if VP:
             vp_valid, vp_data, vp_ready = self._vpool(m, ins, out_pix, vp_bad, chk_start)
         with m.If(~chk_phase):
