@@ -114,7 +114,7 @@ def baseline_configs(cfg: HWConfig):
             his.add(lanes - 1)
         for hi in sorted(his):
             # the same activation buffer bytes as the preset
-            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn, post_groups=1,
                             act_depth=max(16, cfg.act_depth * cfg.tn // tn))
             assert dsp_use(c) <= DEVICE_DSP[cfg.name], (c, dsp_use(c))
             # the residual row buffer must hold the widest stored tensor (512 channels in
@@ -175,7 +175,7 @@ def lut_baseline_configs(cfg: HWConfig, budget: dict):
         if lanes >= post:
             his.add(lanes - 1)
         for hi in sorted(his):
-            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn,
+            c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn, post_groups=1,
                             act_depth=max(16, cfg.act_depth * cfg.tn // tn))
             need = -(-512 // hi) * c.lanes_pad
             c = c.replace(name=f"lut8_{cfg.name}_{hi}x{tn}",
@@ -196,9 +196,9 @@ def _hi_dsp(lanes_hi: int, tn: int) -> int:
 def dsp_use(cfg: HWConfig) -> int:
     """DSP48E1 of the PE array and post-processing: one per pair of 8-bit MACs (high lanes
     in pairs, an odd last one alone), one per pair of DSP-packed 4-bit MACs
-    (``lanes_lo_dsp``), 3 per post lane."""
+    (``lanes_lo_dsp``), 3 per post lane (``post_lanes x post_groups`` of them)."""
     return (_hi_dsp(cfg.lanes_hi, cfg.tn) + cfg.lanes_lo_dsp // 2 * cfg.tn
-            + POST_DSP_PER_LANE * cfg.post_lanes)
+            + POST_DSP_PER_LANE * cfg.post_lanes * cfg.post_groups)
 
 
 def config_row(cfg: HWConfig) -> dict:

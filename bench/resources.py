@@ -415,6 +415,11 @@ def assemble(presets, blocks, results: dict, study: bool, kinds=MacStudy.KINDS,
                     res.timing = max(one.timing, two.timing, key=lambda t: t["delay_ns"])
                 method = (f"extrapolated: synthesized 1/{parts} and 2/{parts} lane slices, "
                           f"fixed + {parts} x per-slice")
+            if b == "postproc" and cfg.post_groups > 1:
+                # post_groups units side by side (hdl/top.py): the block counts all of them
+                timing, res = res.timing, res.scaled(cfg.post_groups)
+                res.timing = timing
+                method += f", x {cfg.post_groups} units (post_groups)"
             entry["blocks"][b] = {"method": method, **_summary(res, dev)}
             total = total.scaled(1.0, res)
         entry["total"] = _summary(total, dev)

@@ -1961,8 +1961,9 @@ def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConf
     mtiles = max(1, -(-int(np.sum(prec == Precision.HI)) // cfg.lanes_hi),
                  -(-int(np.sum(prec == Precision.LO)) // cfg.lanes_lo))
     if mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries or \
-            ow * (cfg.lanes_pad // cfg.post_lanes) < 2:
-        return False            # (a row of one entry: the store unit does not forward)
+            ow * (cfg.lanes_pad // cfg.post_lanes // cfg.post_groups) < 2:
+        return False            # (a row of one entry -- of post_groups groups: the store unit
+        #                         reads them together -- it does not forward)
     rows = cfg.acc_depth // ow
     if rows < 2:
         return False
@@ -3217,7 +3218,8 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows_per_tile = min(rows_per_tile, max_tile_rows)
     if balance:
         rows_per_tile = -(-oh // -(-oh // rows_per_tile))
-    if vpool and (rows_per_tile < 2 or ow * (cfg.lanes_pad // cfg.post_lanes) < 2 or
+    if vpool and (rows_per_tile < 2 or
+                  ow * (cfg.lanes_pad // cfg.post_lanes // cfg.post_groups) < 2 or
                   mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries):
         raise CompileError(f"layer {name!r}: its STOREs cannot pool vertically ({rows_per_tile} "
                            f"rows a tile, {mtiles * ow} mtile columns)")

@@ -53,7 +53,10 @@ of instructions, mtiles, weight packages and DMA bursts (never single cycles):
 * **STORE**: with ``lut_en``, first its lookup table (``2**act_bits`` bytes and a 16-byte
   trailer, one read); per mtile: the ``lanes_pad`` lane parameters (16 bytes each), the PE array's
   ``done`` (``PEArray.compute_latency`` after the mtile's last beat), then the drain:
-  ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``), one
+  ``ceil(lanes / post_lanes)`` groups a pixel through ``PostProc`` (``PostProc.latency``),
+  ``post_groups`` of them a cycle (then one more cycle through the output register), written one
+  beat a cycle: a written pixel takes the write side's pace, a pixel vertical pooling does not
+  write the join's (``groups / post_groups`` cycles); one
   DMA write command per pixel unless the output is contiguous (``2 + bursts`` cycles each); with
   a residual, the tile's rows (``res_beats`` beats a pixel) stream in at most two rows ahead of
   the join, which takes a pixel once its row is complete (with ``res_chk_beats``, the rows' check
@@ -1170,6 +1173,10 @@ class _Model:
     def store(self):
         cal, sim, cfg, mem = self.cal, self.sim, self.cfg, self.mem
         G = self.groups
+        # post_groups > 1: the join takes Gj cycles a pixel; its output beats leave one a
+        # cycle through a register (ser: one more cycle of latency)
+        Gj = G // cfg.post_groups
+        ser = int(cfg.post_groups > 1)
         g = 0
         n = 0
         while True:
@@ -1196,7 +1203,7 @@ class _Model:
                     sim.trigger(self.pool_join[g], sim.now)
                     yield self.pool_end[g]
                     d_last = self.pool_end[g].time          # the last result beat joined
-                    data_last = d_last + self.pp_latency + 1
+                    data_last = d_last + self.pp_latency + 1 + ser
                     if contiguous:
                         # one write command; its last burst leaves once all its beats are in
                         n_beats = P * G
@@ -1249,7 +1256,7 @@ class _Model:
                         j = max(j + pix, sim.now + cal.s_res)
                         if i == 0:
                             j_first = j
-                        sim.trigger(room[i], j + G)
+                        sim.trigger(room[i], j + Gj)
                     j_last = j
                     if rchk:
                         yield started
@@ -1257,23 +1264,23 @@ class _Model:
                         res_done = sim.now + 1            # the compare, then DRAIN ends
                 else:
                     # (the rows vertical pooling does not write need no write commands)
-                    j_last = j_first + (P - 1) * pix - (P - P_w) * (pix - G)
+                    j_last = j_first + (P - 1) * pix - (P - P_w) * (pix - Gj)
                 if contiguous:
                     # one write command: bursts leave once max_burst beats are in the FIFO
                     n_beats = P_w * G
-                    first = j_first + self.pp_latency + 1 + vl
+                    first = j_first + self.pp_latency + 1 + vl + ser
                     if f["vpool"] and f["vp_y0"] % 2 == 0 and f["vp_y0"] != f["vp_h"] - 1:
-                        first += f["vp_cols"] * G         # the tile's first row is not written
-                    drained = max(j_last + G + 1, res_done)
+                        first += f["vp_cols"] * Gj        # the tile's first row is not written
+                    drained = max(j_last + Gj + 1, res_done)
                     last_w = max(first + min(cfg.max_burst, n_beats) + n_beats,
-                                 j_last + G + self.pp_latency + 2 + vl)
+                                 j_last + G + self.pp_latency + 2 + vl + ser)
                 else:
                     # pixel i is in the write FIFO G - 1 cycles after its first result; the
                     # command of pixel i + 1 is accepted two cycles later (AW, IDLE); a lone
                     # command at once
-                    data_last = j_last + self.pp_latency + G + vl
+                    data_last = j_last + self.pp_latency + G + vl + ser
                     last_cmd = d0 if P_w == 1 else data_last - pix + 2
-                    drained = max(max(last_cmd, j_last + G) + 1, res_done)
+                    drained = max(max(last_cmd, j_last + Gj) + 1, res_done)
                     last_w = data_last + 2
                 yield max(0.0, drained - sim.now)
                 self.drained.incr()

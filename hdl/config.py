@@ -97,6 +97,16 @@ class HWConfig:
         compiler never fuses). A power of two, at most 4096. (0 leaves :attr:`config_id` as it was
         before the field existed.) ``tiny`` has 0, so that its programs stay what they were;
         the fused-pooling tests use ``tiny`` with 16 entries.
+    post_groups : int
+        ``post_lanes``-channel groups the store unit drains from the PE array, joins and
+        post-processes per cycle (1, 2 or 4; it must divide ``lanes_pad / post_lanes``, the
+        groups of a pixel). The output writes stay one AXI beat a cycle, so more than 1 only
+        pays where the join, not the write side, is the limit: STOREs with fused vertical
+        pooling (``vpool``), which write half of the rows they drain. It costs ``post_groups``
+        times the post-processing lanes (their DSP48E1s), the residual row buffer's read ports
+        and the join. The stored tensors, ``lanes_pad`` and the ISA do not change; it is part of
+        :attr:`config_id` only when it is not 1 (the compiler does not fuse pooling where a
+        pooled row would be one entry of ``post_groups`` groups).
     """
 
     name: str = "custom"
@@ -122,6 +132,7 @@ class HWConfig:
     max_channels: int = 64
     weight_mac: int = 1
     vpool_entries: int = 0
+    post_groups: int = 1
 
     def __post_init__(self):
         def need(cond, field_name, allowed):
@@ -162,6 +173,10 @@ class HWConfig:
         need(self.vpool_entries == 0 or (_is_pow2(self.vpool_entries)
                                          and self.vpool_entries <= 4096),
              "vpool_entries", "0 (no fused pooling) or a power of two <= 4096")
+        need(self.post_groups in (1, 2, 4), "post_groups", "1, 2 or 4")
+        need((self.lanes_pad // self.post_lanes) % self.post_groups == 0, "post_groups",
+             f"a divisor of the {self.lanes_pad // self.post_lanes} post-processing group(s) "
+             f"of a pixel (lanes_pad {self.lanes_pad} / post_lanes {self.post_lanes})")
         need(self.max_channels >= 8 and self.max_channels % self.beat_bytes == 0,
              "max_channels", f"a multiple of the AXI beat ({self.beat_bytes} bytes), >= 8")
         if self.words_per_set > self.wbuf_depth:
@@ -250,7 +265,8 @@ class HWConfig:
         """
         fields = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)
                   if f.name not in _NOT_IN_CONFIG_ID
-                  and not (f.name == "vpool_entries" and self.vpool_entries == 0)]
+                  and not (f.name == "vpool_entries" and self.vpool_entries == 0)
+                  and not (f.name == "post_groups" and self.post_groups == 1)]
         return zlib.crc32(repr(fields).encode())
 
     def describe(self) -> str:
@@ -283,9 +299,11 @@ PRESETS: dict[str, HWConfig] = {
                      axi_ports=2, weight_mac=0, vpool_entries=256),
     # (56 + 8) lanes x tn 64 (bench/results/resnet18.md, "z045 geometry"): the same 4,096
     # MAC/cycle and 288-beat weight sets as 256 lanes x tn 16, but an mtile of 64 output
-    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 24
-    # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing; a multiple of 8
-    # so that the resource bench's quarter slices stay whole pairs); four HP ports (the
+    # channels matches ResNet-18's 64..512-channel layers (no lane padding); 256 + 512 + 48
+    # DSP48E1 (hi lanes two per DSP, 16 DSP-pair low lanes, post-processing of two groups a
+    # cycle; a multiple of 8 so that the resource bench's quarter slices stay whole pairs);
+    # post_groups 2: the stem conv's STOREs (fused vertical pooling, half of the rows
+    # written) are bound by post-processing with one group a cycle; four HP ports (the
     # ZC706 has four): fetch | act | weights | store. act_depth 8192 (512 KiB, about 114
     # BRAM36 of 545): a half holds eight 7x7x512 images stacked for batching (compile_model
     # batch=8, docs/architecture.md *Batching*), so layer4's weight sets serve all eight;
@@ -293,7 +311,7 @@ PRESETS: dict[str, HWConfig] = {
     "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=4, vpool_entries=1024),
+                     axi_ports=4, vpool_entries=1024, post_groups=2),
 }
 
 

@@ -125,18 +125,21 @@ class DrainBeat(data.StructLayout):
 
     Fields
     ------
-    acc : ArrayLayout(signed(acc_bits), post_lanes)
-        Accumulator of lane ``group * post_lanes + i`` in element ``i`` (0 past the last lane).
+    acc : ArrayLayout(signed(acc_bits), post_lanes * post_groups)
+        Accumulator of lane ``group * post_lanes * post_groups + i`` in element ``i`` (0 past
+        the last lane): ``post_groups`` post-processing groups a beat.
     group : unsigned
-        Index of this beat within its command, ``range(ceil(lanes / post_lanes))``.
+        Index of this beat within its command,
+        ``range(ceil(lanes / (post_lanes * post_groups)))``.
     last : unsigned(1)
         The final beat of the command.
     """
 
     def __init__(self, config: HWConfig):
-        n_groups = -(-config.lanes // config.post_lanes)
+        W = config.post_lanes * config.post_groups
+        n_groups = -(-config.lanes // W)
         super().__init__({
-            "acc": data.ArrayLayout(signed(config.acc_bits), config.post_lanes),
+            "acc": data.ArrayLayout(signed(config.acc_bits), W),
             "group": unsigned(_addr_bits(n_groups)),
             "last": unsigned(1),
         })
@@ -481,8 +484,8 @@ class PEArray(wiring.Component):
     drain : In(stream.Signature(DrainCmd(config)))
         Read the accumulators of every lane at ``(bank, addr)``.
     dout : Out(stream.Signature(DrainBeat(config)))
-        For each drain command, ``n_groups = ceil(lanes / post_lanes)`` beats in group order,
-        ``last`` on the final one. Up to one beat per cycle, also across commands.
+        For each drain command, ``n_groups = ceil(lanes / (post_lanes * post_groups))`` beats
+        in group order, ``last`` on the final one. Up to one beat per cycle, also across commands.
 
     Bank ownership contract (the sequencer's side)
     ----------------------------------------------
@@ -521,7 +524,7 @@ class PEArray(wiring.Component):
         self.config = _check_config(config)
         self._MustUse__silence = False
         cfg = config
-        self.n_groups = -(-cfg.lanes // cfg.post_lanes)
+        self.n_groups = -(-cfg.lanes // (cfg.post_lanes * cfg.post_groups))
         self._lut_lanes = [l for l in range(cfg.lanes) if lane_kind(cfg, l) == "lut"]
         self._pair_lanes = [l for l in range(cfg.lanes) if lane_kind(cfg, l) == "dsp_pair"]
         self._hi_lanes = list(range(cfg.lanes_lo, cfg.lanes))
@@ -710,7 +713,7 @@ class PEArray(wiring.Component):
 
         # ---- drain ---------------------------------------------------------------------------
         n_groups = self.n_groups
-        P = cfg.post_lanes
+        P = cfg.post_lanes * cfg.post_groups
         held = Signal()                 # the read data of bank held_bank belong to a command
         held_bank = Signal()
         group = Signal(range(max(2, n_groups)))

@@ -18,12 +18,16 @@ For every mtile of a pixel tile:
    max_channels / beat)`` of each pixel (``LaneParams.res_win``, one value per mtile): a
    residual wider than ``max_channels`` is read whole (so its rows' check entries still
    apply) and each mtile keeps the window its lanes' ``res_pos`` lie in;
-4. for every pixel, drain the bank ``post_lanes`` lanes at a time; each group is joined with its
+4. for every pixel, drain the bank ``post_lanes x post_groups`` lanes at a time
+   (``HWConfig.post_groups`` groups a cycle); each group is joined with its
    parameters and its residual bytes, gathered from the row by each lane's ``res_pos`` (the
    residual tensor was written in another layer's lane order) and decoded (unsigned, two's
    complement, or with ``res_offset`` offset-binary: ``u - 2**(act_bits-1)``), and sent to the
    post-processing unit; its output bytes go to the DMA write stream, one write command per
-   pixel (one command for the whole mtile when the output is contiguous).
+   pixel (one command for the whole mtile when the output is contiguous). With
+   ``post_groups`` > 1 the post-processing output (``post_groups`` beats) and the vertical
+   pooling's are written one beat a cycle through a register (``ser_a``): the beats, their
+   order, the hashes and the write commands are those of one group a cycle.
 
 Integrity of the output (``chk_row_pixels`` != 0, docs/reliability.md section 3.1): every
 written beat is hashed with its byte address (:func:`~ilmpq.hdl.isa.act_check`: CRC-32 on
@@ -58,9 +62,11 @@ the beat ``o`` is written when ``y`` is odd or the image's last row (``vp_h - 1`
 becomes ``v`` for an odd row, else ``o``. Only written beats go to the DMA, the hash and the
 check entries (one per pooled row); the write commands cover ``vp_pixels`` pixels per mtile
 (the pooled rows times ``vp_cols``). The max stage is registered (two cycles of latency, a
-beat a cycle). A row entry past the array, a row of one entry (its read would need the write
-of the cycle before: no forwarding; the compiler does not fuse such a conv), or a written
-pixel count other than ``vp_pixels`` stops the unit (``error``).
+beat a cycle). With ``post_groups`` > 1 the array's words are ``post_groups`` entries, read
+and written together (one word per (mtile, column, ``post_groups`` groups)). A row entry past
+the array, a row of one word (its read would need the write of the cycle before: no
+forwarding; the compiler does not fuse such a conv), or a written pixel count other than
+``vp_pixels`` stops the unit (``error``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -81,8 +87,9 @@ DmaCmd = data.StructLayout({"addr": unsigned(32), "beats": unsigned(24)})
 
 
 def JoinBeat(config: HWConfig) -> data.StructLayout:
-    """One group of ``post_lanes`` lanes, everything the post-processing unit needs."""
-    G = config.post_lanes
+    """``post_groups`` groups of ``post_lanes`` lanes (in channel order), everything the
+    post-processing unit needs."""
+    G = config.post_lanes * config.post_groups
     return data.StructLayout({
         "acc": data.ArrayLayout(signed(config.acc_bits), G),
         "bias": data.ArrayLayout(signed(config.acc_bits), G),
@@ -104,9 +111,11 @@ def DrainCmd(config: HWConfig) -> data.StructLayout:
     })
 
 
-def DrainBeat(config: HWConfig) -> data.StructLayout:
+def DrainBeat(config: HWConfig, groups: int = 1) -> data.StructLayout:
+    """``groups`` groups of ``post_lanes`` accumulators (the PE array's drain port:
+    ``post_groups``; the pooling unit's results: 1)."""
     return data.StructLayout({
-        "acc": data.ArrayLayout(signed(config.acc_bits), config.post_lanes),
+        "acc": data.ArrayLayout(signed(config.acc_bits), config.post_lanes * groups),
     })
 
 
@@ -121,11 +130,14 @@ class StoreUnit(wiring.Component):
     done_in : In(stream.Signature(1))
         The PE array's bank-complete reports, one per mtile in order.
     drain : Out(stream.Signature(DrainCmd)); dout : In(stream.Signature(DrainBeat))
-        The PE array's drain port (``ceil(lanes / post_lanes)`` beats per command).
+        The PE array's drain port (``ceil(lanes / (post_lanes * post_groups))`` beats per
+        command, ``post_groups`` groups each).
     pool_in : In(stream.Signature(DrainBeat))
-        The pooling unit's results (``lanes_pad / post_lanes`` beats per pixel).
+        The pooling unit's results (``lanes_pad / post_lanes`` beats per pixel, one group
+        each; with ``post_groups`` > 1 the join gathers ``post_groups`` of them).
     pp_in : Out(stream.Signature(JoinBeat)); pp_out : In(stream.Signature(beat bytes))
-        The post-processing unit (its output: ``post_lanes`` bytes as one AXI beat).
+        The post-processing unit (its output: ``post_groups`` AXI beats of ``post_lanes``
+        bytes, the first group in the low bits).
     wr_cmd : Out(stream.Signature(DmaCmd)); wr_data : Out(stream.Signature(axi_data_width))
     wr_done : In(1)
         One pulse per completed (acknowledged) write command.
@@ -160,10 +172,10 @@ class StoreUnit(wiring.Component):
             "rd_data": In(stream.Signature(B)),
             "done_in": In(stream.Signature(1)),
             "drain": Out(stream.Signature(DrainCmd(config))),
-            "dout": In(stream.Signature(DrainBeat(config))),
+            "dout": In(stream.Signature(DrainBeat(config, config.post_groups))),
             "pool_in": In(stream.Signature(DrainBeat(config))),
             "pp_in": Out(stream.Signature(JoinBeat(config))),
-            "pp_out": In(stream.Signature(B)),
+            "pp_out": In(stream.Signature(B * config.post_groups)),
             "wr_cmd": Out(stream.Signature(DmaCmd)),
             "wr_data": Out(stream.Signature(B)),
             "wr_done": In(1),
@@ -190,6 +202,9 @@ class StoreUnit(wiring.Component):
         bb = cfg.beat_bytes
         G = cfg.post_lanes
         groups = cfg.lanes_pad // G
+        Q = cfg.post_groups           # groups joined and post-processed a cycle
+        W = G * Q                     # lanes a join beat
+        wg = groups // Q              # join beats a pixel
         lp_beats_per_entry = max(1, 128 // B)      # beats per LaneParams entry
         param_beats = cfg.lanes_pad * 16 // bb
         trailer_beats = max(1, PARAMS_TRAILER_BYTES // bb)
@@ -204,7 +219,7 @@ class StoreUnit(wiring.Component):
         g = Signal(32)            # global mtile counter (bank = g % 2)
         t = Signal(12)            # mtile within the instruction
 
-        # ---- parameter RAM: groups words of G lanes' parameters ------------------------------
+        # ---- parameter RAM: wg words of W lanes' parameters ------------------------------------
         # only the bits the join uses (LaneParams' fields cut to the post-processing widths,
         # the byte of res_pos within a beat; its beat index is in ``rpos`` below)
         rbits = max(1, (res_row_beats - 1).bit_length())
@@ -218,7 +233,7 @@ class StoreUnit(wiring.Component):
             "no_lut": unsigned(1),
         })
         m.submodules.params = params = Memory(
-            shape=data.ArrayLayout(lane_params, G), depth=groups, init=[])
+            shape=data.ArrayLayout(lane_params, W), depth=wg, init=[])
         pw = params.write_port(granularity=1)
         pr = params.read_port(domain="comb")
         entry = Signal(range(cfg.lanes_pad + 1))
@@ -248,7 +263,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += protect.eq(in_window & ((ins.out_addr < self.wr_base) |
                                             (out_end > self.wr_limit)))
 
-        # ---- residual row buffer: two halves of res_row_beats beats, G read ports ------------
+        # ---- residual row buffer: two halves of res_row_beats beats, W read ports ------------
         # Block RAM (one copy per read port): the ports read one cycle ahead of the join, at
         # its next position (``n_grp``, ``n_pix0`` below) and each lane's beat from ``rpos``,
         # a copy of the lanes' residual beat indices read at that position
@@ -259,9 +274,17 @@ class StoreUnit(wiring.Component):
                                           attrs={"ram_style": "block"})
         rw = rows.write_port()
         rports = [rows.read_port(domain="sync") for _ in range(G)]
+        # post_groups > 1: a memory of G read ports per group, all written alike (the same
+        # block RAM copies as W ports on one memory; yosys' memory_libmap fails on 16 ports)
+        for q in range(1, Q):
+            m.submodules[f"rows{q}"] = rows_q = Memory(shape=B, depth=rows.depth, init=[],
+                                                      attrs={"ram_style": "block"})
+            rw_q = rows_q.write_port()
+            m.d.comb += [rw_q.addr.eq(rw.addr), rw_q.data.eq(rw.data), rw_q.en.eq(rw.en)]
+            rports += [rows_q.read_port(domain="sync") for _ in range(G)]
         if res_row_beats > 1:
             m.submodules.rpos = rpos = Memory(
-                shape=data.ArrayLayout(unsigned(rbits), G), depth=groups, init=[])
+                shape=data.ArrayLayout(unsigned(rbits), W), depth=wg, init=[])
             rpw = rpos.write_port(granularity=1)
             rpr = rpos.read_port(domain="comb")
 
@@ -328,7 +351,7 @@ class StoreUnit(wiring.Component):
 
         # join-side counters (reset at each mtile start)
         j_pix = Signal(16)
-        j_grp = Signal(range(groups + 1))
+        j_grp = Signal(range(wg + 1))
         rows_filled = Signal(17)
         rw_pix = Signal(17)
         rw_beat = Signal(12)          # beat of the residual pixel (res_beats <= 4095)
@@ -363,7 +386,7 @@ class StoreUnit(wiring.Component):
                                      (ins.vp_pixels == 0) |
                                      # a row of one entry: its read would not see the write
                                      # of the cycle before (no forwarding)
-                                     ((ins.vp_cols == 1) if groups == 1 else 0))))
+                                     ((ins.vp_cols == 1) if wg == 1 else 0))))
                 with m.If(bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "HALT"
@@ -423,11 +446,11 @@ class StoreUnit(wiring.Component):
                     m.d.sync += shreg.eq(Cat(shreg[B:], self.rd_data.payload))
                     with m.If(part == lp_beats_per_entry - 1):
                         m.d.comb += [
-                            pw.addr.eq(entry // G),
-                            pw.en.eq(1 << (entry % G)),
+                            pw.addr.eq(entry // W),
+                            pw.en.eq(1 << (entry % W)),
                         ]
                         lp_in = LaneParams(Cat(shreg[B:], self.rd_data.payload))
-                        for k in range(G):
+                        for k in range(W):
                             m.d.comb += [pw.data[k].bias.eq(lp_in.bias),
                                          pw.data[k].mult.eq(lp_in.mult),
                                          pw.data[k].res_mult.eq(lp_in.res_mult),
@@ -438,7 +461,7 @@ class StoreUnit(wiring.Component):
                         if res_row_beats > 1:
                             # the lane's beat within the window
                             m.d.comb += [rpw.addr.eq(pw.addr), rpw.en.eq(pw.en)]
-                            for k in range(G):
+                            for k in range(W):
                                 m.d.comb += rpw.data[k].eq(
                                     (lp_in.res_pos[bsel:] - lp_in.res_win)[:rbits])
                         m.d.sync += [part.eq(0), entry.eq(entry + 1)]
@@ -629,9 +652,32 @@ class StoreUnit(wiring.Component):
         row_ok = Signal()
         m.d.comb += row_ok.eq(~ins.res_en | (rows_filled > j_pix))
         jb = self.pp_in.payload
-        src_valid = Mux(ins.pool, self.pool_in.valid, self.dout.valid)
+        join_ok = self.pp_in.ready & row_ok & ~join_done    # the join takes a source beat
+        if Q == 1:
+            pool_valid, pool_acc = self.pool_in.valid, self.pool_in.payload.acc
+        else:
+            # the pooling unit's beats are one group each: Q - 1 of them wait in ``pg_buf``,
+            # the Q-th completes the join's beat (a pixel has wg * Q of them)
+            pg_buf = Signal(data.ArrayLayout(signed(cfg.acc_bits), G * (Q - 1)))
+            pg_n = Signal(range(Q))
+            pool_valid = Signal()
+            pool_acc = Signal(data.ArrayLayout(signed(cfg.acc_bits), W))
+            m.d.comb += [pool_valid.eq(self.pool_in.valid & (pg_n == Q - 1)),
+                         self.pool_in.ready.eq(ins.pool & ~join_done &
+                                               ((pg_n != Q - 1) | join_ok))]
+            for k in range(W):
+                m.d.comb += pool_acc[k].eq(pg_buf[k] if k < G * (Q - 1)
+                                           else self.pool_in.payload.acc[k - G * (Q - 1)])
+            with m.If(self.pool_in.valid & self.pool_in.ready):
+                m.d.sync += pg_n.eq(Mux(pg_n == Q - 1, 0, pg_n + 1))
+                with m.Switch(pg_n):
+                    for q in range(Q - 1):
+                        with m.Case(q):
+                            m.d.sync += [pg_buf[q * G + i].eq(self.pool_in.payload.acc[i])
+                                         for i in range(G)]
+        src_valid = Mux(ins.pool, pool_valid, self.dout.valid)
         m.d.comb += pr.addr.eq(j_grp)
-        last_grp = j_grp == groups - 1
+        last_grp = j_grp == wg - 1
         # the join's position in the next cycle (its registers' next values, see below): the
         # row buffer's read ports read there, so that their data is the current position's
         join_step = Signal()
@@ -647,7 +693,7 @@ class StoreUnit(wiring.Component):
         m.d.sync += wr_beat.eq(rw.data)
         if res_row_beats > 1:
             m.d.comb += rpr.addr.eq(n_grp)
-        for k in range(G):
+        for k in range(W):
             lp = pr.data[k]
             raddr = Cat(rpr.data[k], n_pix0) if res_row_beats > 1 else n_pix0
             hit = Signal(name=f"res_hit{k}")
@@ -662,8 +708,7 @@ class StoreUnit(wiring.Component):
             # inverted, read as a-bit two's complement
             ob = Cat(byte[:cfg.act_bits - 1], ~byte[cfg.act_bits - 1])
             m.d.comb += [
-                jb.acc[k].eq(Mux(ins.pool, self.pool_in.payload.acc[k],
-                                 self.dout.payload.acc[k])),
+                jb.acc[k].eq(Mux(ins.pool, pool_acc[k], self.dout.payload.acc[k])),
                 jb.bias[k].eq(lp.bias),
                 jb.mult[k].eq(lp.mult),
                 jb.shift[k].eq(lp.shift),
@@ -679,9 +724,10 @@ class StoreUnit(wiring.Component):
             jb.relu.eq(ins.relu),
             jb.last.eq(last_grp & last_pix),
             self.pp_in.valid.eq(src_valid & row_ok & ~join_done),
-            self.dout.ready.eq(self.pp_in.ready & row_ok & ~join_done & ~ins.pool),
-            self.pool_in.ready.eq(self.pp_in.ready & row_ok & ~join_done & ins.pool),
+            self.dout.ready.eq(join_ok & ~ins.pool),
         ]
+        if Q == 1:
+            m.d.comb += self.pool_in.ready.eq(join_ok & ins.pool)
         with m.If(mtile_go):
             m.d.sync += [j_pix.eq(0), j_grp.eq(0), join_done.eq(0), j_pix_consumed.eq(0)]
         with m.Elif(self.pp_in.valid & self.pp_in.ready):
@@ -694,27 +740,56 @@ class StoreUnit(wiring.Component):
                 m.d.sync += j_grp.eq(j_grp + 1)
 
         # ---- post-processing output -> DMA write data ----------------------------------------
+        # (Q > 1: the Q beats of a post-processing output, or of a written pooled one, leave
+        # one a cycle from a shift register, ``ser_a``; a second one, ``ser_b``, takes the next
+        # output meanwhile, so that ``o_ready`` is a flip-flop: no path from the write
+        # channel's ready into the join and the vertical pooling)
+        if Q == 1:
+            o_valid, o_data, o_ready = self.wr_data.valid, self.wr_data.payload, \
+                self.wr_data.ready
+        else:
+            o_valid, o_data, o_ready = Signal(), Signal(B * Q), Signal()
+            a_full, a_idx, a_buf = Signal(), Signal(range(Q)), Signal(B * Q)
+            b_full, b_buf = Signal(), Signal(B * Q)
+            a_free = Signal()         # ser_a is empty or sends its last beat in this cycle
+            m.d.comb += [o_ready.eq(~b_full),
+                         a_free.eq(~a_full | (self.wr_data.ready & (a_idx == Q - 1)
+                                              & ~chk_phase))]
+            with m.If(~chk_phase):
+                m.d.comb += [self.wr_data.valid.eq(a_full),
+                             self.wr_data.payload.eq(a_buf[:B])]
+                with m.If(self.wr_data.valid & self.wr_data.ready):
+                    m.d.sync += [a_idx.eq(a_idx + 1), a_buf.eq(a_buf[B:])]
+            with m.If(a_free):
+                with m.If(b_full):
+                    m.d.sync += [a_full.eq(1), a_idx.eq(0), a_buf.eq(b_buf), b_full.eq(0)]
+                with m.Elif(o_valid):
+                    m.d.sync += [a_full.eq(1), a_idx.eq(0), a_buf.eq(o_data)]
+                with m.Else():
+                    m.d.sync += a_full.eq(0)
+            with m.Elif(o_valid & o_ready):
+                m.d.sync += [b_full.eq(1), b_buf.eq(o_data)]
         if VP:
             vp_valid, vp_data, vp_ready = self._vpool(m, ins, out_pix, vp_bad, chk_start)
         with m.If(~chk_phase):
             if VP:
                 with m.If(ins.vpool):
                     m.d.comb += [
-                        self.wr_data.valid.eq(vp_valid),
-                        self.wr_data.payload.eq(vp_data),
-                        vp_ready.eq(self.wr_data.ready),
+                        o_valid.eq(vp_valid),
+                        o_data.eq(vp_data),
+                        vp_ready.eq(o_ready),
                     ]
                 with m.Else():
                     m.d.comb += [
-                        self.wr_data.valid.eq(self.pp_out.valid),
-                        self.wr_data.payload.eq(self.pp_out.payload),
-                        self.pp_out.ready.eq(self.wr_data.ready),
+                        o_valid.eq(self.pp_out.valid),
+                        o_data.eq(self.pp_out.payload),
+                        self.pp_out.ready.eq(o_ready),
                     ]
             else:
                 m.d.comb += [
-                    self.wr_data.valid.eq(self.pp_out.valid),
-                    self.wr_data.payload.eq(self.pp_out.payload),
-                    self.pp_out.ready.eq(self.wr_data.ready),
+                    o_valid.eq(self.pp_out.valid),
+                    o_data.eq(self.pp_out.payload),
+                    self.pp_out.ready.eq(o_ready),
                 ]
 
         # ---- output check: H(addr, beat) of every data beat, summed per output row -----------
@@ -764,10 +839,12 @@ class StoreUnit(wiring.Component):
         """The vertical max pooling stage between ``pp_out`` and the DMA write data (see the
         module docstring); returns the written beats' stream (valid, data, ready)."""
         cfg = self.config
-        B = cfg.axi_data_width
-        G = cfg.post_lanes
+        Q = cfg.post_groups
+        # Q groups a beat and an entry: the array's words are Q entries (Q beats) wide
+        B = cfg.axi_data_width * Q
+        G = cfg.post_lanes * Q
         groups = cfg.lanes_pad // G
-        VP = cfg.vpool_entries
+        VP = cfg.vpool_entries // Q
         ebits = max(1, (VP - 1).bit_length())
         m.submodules.vrow = vrow = Memory(shape=B, depth=VP, init=[],
                                           attrs={"ram_style": "block"})

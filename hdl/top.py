@@ -265,21 +265,48 @@ class Accelerator(wiring.Component):
             su.dout.valid.eq(pe.dout.valid),
             pe.dout.ready.eq(su.dout.ready),
         ]
-        for k in range(cfg.post_lanes):
+        for k in range(cfg.post_lanes * cfg.post_groups):
             m.d.comb += su.dout.payload.acc[k].eq(pe.dout.payload.acc[k])
 
         # store unit <-> post-processing <-> DMA write
         jb = su.pp_in.payload
-        pin = pp.inp.payload
+        if cfg.post_groups == 1:
+            pin = pp.inp.payload
+            m.d.comb += [
+                pp.inp.valid.eq(su.pp_in.valid), su.pp_in.ready.eq(pp.inp.ready),
+                pin.acc.eq(jb.acc), pin.bias.eq(jb.bias), pin.mult.eq(jb.mult),
+                pin.shift.eq(jb.shift), pin.res_mult.eq(jb.res_mult), pin.res.eq(jb.res),
+                pin.res_en.eq(jb.res_en), pin.relu.eq(jb.relu), pin.last.eq(jb.last),
+                pin.lut.eq(jb.lut), pp.lut_wr.valid.eq(su.lut_wr.valid),
+                pp.lut_wr.payload.eq(su.lut_wr.payload), su.lut_wr.ready.eq(pp.lut_wr.ready),
+                su.pp_out.valid.eq(pp.out.valid), su.pp_out.payload.eq(pp.out.payload.data),
+                pp.out.ready.eq(su.pp_out.ready),
+            ]
+        else:
+            # post_groups units side by side, one group of the join's beat each (the same
+            # valid/ready: they move in lockstep), the lookup table written into every one
+            pps = [pp] + [reset_wrapped(f"pp{q}", PostProc(cfg))
+                          for q in range(1, cfg.post_groups)]
+            G, B = cfg.post_lanes, cfg.axi_data_width
+            in_ready, out_valid = Signal(), Signal()
+            m.d.comb += [in_ready.eq(Cat(*(u.inp.ready for u in pps)).all()),
+                         out_valid.eq(Cat(*(u.out.valid for u in pps)).all()),
+                         su.pp_in.ready.eq(in_ready), su.pp_out.valid.eq(out_valid),
+                         su.lut_wr.ready.eq(pp.lut_wr.ready)]
+            for q, u in enumerate(pps):
+                pin = u.inp.payload
+                m.d.comb += [
+                    u.inp.valid.eq(su.pp_in.valid & in_ready),
+                    pin.res_en.eq(jb.res_en), pin.relu.eq(jb.relu), pin.last.eq(jb.last),
+                    pin.lut.eq(jb.lut[q * G:(q + 1) * G]),
+                    u.lut_wr.valid.eq(su.lut_wr.valid), u.lut_wr.payload.eq(su.lut_wr.payload),
+                    su.pp_out.payload[q * B:(q + 1) * B].eq(u.out.payload.data),
+                    u.out.ready.eq(su.pp_out.ready & out_valid),
+                ]
+                for i in range(G):
+                    for fld in ("acc", "bias", "mult", "shift", "res_mult", "res"):
+                        m.d.comb += getattr(pin, fld)[i].eq(getattr(jb, fld)[q * G + i])
         m.d.comb += [
-            pp.inp.valid.eq(su.pp_in.valid), su.pp_in.ready.eq(pp.inp.ready),
-            pin.acc.eq(jb.acc), pin.bias.eq(jb.bias), pin.mult.eq(jb.mult),
-            pin.shift.eq(jb.shift), pin.res_mult.eq(jb.res_mult), pin.res.eq(jb.res),
-            pin.res_en.eq(jb.res_en), pin.relu.eq(jb.relu), pin.last.eq(jb.last),
-            pin.lut.eq(jb.lut), pp.lut_wr.valid.eq(su.lut_wr.valid),
-            pp.lut_wr.payload.eq(su.lut_wr.payload), su.lut_wr.ready.eq(pp.lut_wr.ready),
-            su.pp_out.valid.eq(pp.out.valid), su.pp_out.payload.eq(pp.out.payload.data),
-            pp.out.ready.eq(su.pp_out.ready),
             dma.wr_cmd.valid.eq(su.wr_cmd.valid),
             dma.wr_cmd.payload.addr.eq(su.wr_cmd.payload.addr),
             dma.wr_cmd.payload.beats.eq(su.wr_cmd.payload.beats),

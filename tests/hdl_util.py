@@ -121,12 +121,13 @@ def run_store(cfg, rng, instrs, mem, *, pp_out=None, wr_base=0, wr_limit=0xFFFF_
               p_stall=0.35, max_cycles=8000, expect_error=False):
     """STOREs on a StoreUnit, in order, every port driven by a model with random stalls: reads
     from ``mem``, writes into it (commands in order, their data beats after them).
-    ``pp_out``: the post-processing unit's outputs, one int a ``pp_in`` beat in order (None:
-    zeros). Returns the join beats (``pp_in``) in order: ``(res_en, [res of each lane])``.
+    ``pp_out``: the post-processing unit's outputs, one int (an AXI beat) a ``post_lanes``
+    group of a ``pp_in`` beat in order (None: zeros). Returns the join's groups in order (a
+    ``pp_in`` beat has ``post_groups`` of them): ``(res_en, [res of each lane])``.
     ``expect_error``: the unit must stop with ``error`` before it completes or writes."""
     dut = StoreUnit(cfg)
-    bb, G = cfg.beat_bytes, cfg.post_lanes
-    groups = cfg.lanes_pad // G
+    bb, G, Q = cfg.beat_bytes, cfg.post_lanes, cfg.post_groups
+    groups = cfg.lanes_pad // (G * Q)           # drain (and join) beats a pixel
     outs = None if pp_out is None else list(pp_out)
     got = []
 
@@ -169,8 +170,11 @@ def run_store(cfg, rng, instrs, mem, *, pp_out=None, wr_base=0, wr_limit=0xFFFF_
                          for k in range(n)]
             if hs["pp_in"]:
                 p = ctx.get(dut.pp_in.payload)
-                got.append((int(p.res_en), [int(p.res[k]) for k in range(G)]))
-                pp_q.append(0 if outs is None else outs.pop(0))
+                out = 0
+                for q in range(Q):
+                    got.append((int(p.res_en), [int(p.res[q * G + k]) for k in range(G)]))
+                    out |= (0 if outs is None else outs.pop(0)) << (q * 8 * bb)
+                pp_q.append(out)
             if hs["wr_cmd"]:
                 wr_cmds.append([ctx.get(dut.wr_cmd.payload.addr),
                                 ctx.get(dut.wr_cmd.payload.beats)])

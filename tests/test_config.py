@@ -36,6 +36,10 @@ def test_config_id_distinguishes_fields_but_not_name():
                 assert other != v
                 assert base.replace(**{f.name: other}).config_id == base.config_id, f.name
             continue
+        if f.name == "post_groups":          # (tiny has one group a pixel: 16 lanes have 2)
+            wide = base.replace(lanes_lo=12, lanes_hi=4)
+            assert wide.replace(post_groups=2).config_id != wide.config_id
+            continue
         v = getattr(base, f.name)
         other = {"act_bits": 5, "axi_data_width": 128, "acc_bits": 40, "mult_bits": 20,
                  "max_burst": 8, "axi_id_width": 6}.get(f.name, v * 2 if v else 1)

@@ -123,7 +123,7 @@ def simulate(cfg: HWConfig, sets, tiles, rng, stalls=Stalls(), max_cycles: int =
     expected = Model(cfg, sets, dot).run(tiles)
     words = [w for s in sets for w in pack_set(cfg, s)]
     act_layout, cmd_layout = ActBeat(cfg), DrainCmd(cfg)
-    P, n_groups = cfg.post_lanes, dut.n_groups
+    P, n_groups = cfg.post_lanes * cfg.post_groups, dut.n_groups
     st = {"drained": set(), "done": [], "cycles": 0, "act_cycles": [], "checked": 0}
     expect_q = []     # (tile, addr) per issued drain command, in order
 
@@ -452,6 +452,22 @@ def test_weight_reload_while_streaming(swap_every, rng):
     simulate(cfg, sets, tiles, rng, Stalls(wload=0.3, act=0.1))
 
 
+#: ``post_groups`` 2: drain beats of two post-processing groups (16 lanes); 30 lanes are two
+#: beats a command, the second one's last two elements 0
+PG2 = HWConfig(lanes_lo=27, lanes_hi=3, lanes_lo_dsp=2, tn=2, acc_depth=8, post_groups=2)
+
+
+def test_drain_of_post_groups_bit_exact(rng):
+    """``post_groups`` 2: every drain beat carries ``2 * post_lanes`` lanes in lane order, 0
+    past the last lane, ``ceil(lanes / 16)`` beats a command; tiles alternating banks, drains
+    overlapping the next tile's compute, random stalls on every stream."""
+    dut = PEArray(PG2)
+    assert dut.n_groups == 2 and DrainBeat(PG2).members["acc"].length == 16
+    sets, tiles = conv_tiles(PG2, rng, n_tiles=3, n_sets=2, pixels=6)
+    simulate(PG2, sets, tiles, rng, Stalls(act=0.3, wload=0.3, dout_ready=0.6,
+                                           done_ready=0.7, drain=0.2))
+
+
 def test_both_banks_and_partial_drains(rng):
     """Tiles alternating banks with only some addresses drained, stale words of earlier tiles
     left in between (a drained value is whatever the bank holds)."""
@@ -460,11 +476,12 @@ def test_both_banks_and_partial_drains(rng):
     simulate(cfg, sets, tiles, rng, Stalls(act=0.1, dout_ready=0.8, drain=0.3))
 
 
-def test_full_throughput_and_latencies():
+@pytest.mark.parametrize("cfg", [CONFIGS["tiny_dsp"], PG2], ids=["tiny_dsp", "pg2"])
+def test_full_throughput_and_latencies(cfg):
     """Exact cycle counts: one beat per cycle once the weights are loaded, the write and the
     ``done`` entry ``compute_latency`` (+1) cycles after the transfer, the first drain beat two
-    cycles after the command, and back-to-back drain beats across commands."""
-    cfg = CONFIGS["tiny_dsp"]
+    cycles after the command, and back-to-back drain beats across commands (also with two
+    post-processing groups a drain beat)."""
     dut = PEArray(cfg)
     rng = np.random.default_rng(1)
     w = random_set(cfg, rng)

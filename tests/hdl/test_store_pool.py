@@ -5,6 +5,7 @@ pooled row; even and odd image heights, several mtiles, a row of one entry (the 
 transparency), random stalls on every port; against a NumPy model."""
 
 import numpy as np
+import pytest
 
 from hdl_util import run_store
 from ilmpq.hdl.config import get_config
@@ -12,6 +13,8 @@ from ilmpq.hdl.isa import act_check_sum, pack_lane_params, pack_params_block
 
 #: tiny with a row array of 16 entries (the tiny preset has none: its programs stay as they were)
 TINY = get_config("tiny").replace(vpool_entries=16)
+#: two post-processing groups a cycle (HWConfig.post_groups): 16 lanes, two groups a pixel
+TINY_PG2 = TINY.replace(lanes_lo=12, lanes_hi=4, post_groups=2)
 ARENA = 0x4000
 
 
@@ -37,10 +40,10 @@ def _run(cfg, rng, instrs, mem, beats, *, max_cycles=20000, expect_error=False):
 CASES = [(6, [3, 3], 3, 2), (7, [4, 3], 2, 1), (5, [2, 3], 2, 1), (1, [1], 4, 1)]
 
 
-def test_vpool_rows_across_stores(rng):
+@pytest.mark.parametrize("cfg", [TINY, TINY_PG2], ids=["pg1", "pg2"])
+def test_vpool_rows_across_stores(rng, cfg):
     """The cases one after the other on one store unit (the array carries nothing from one
     image into the next: each starts at row 0)."""
-    cfg = TINY
     bb, lp = cfg.beat_bytes, cfg.lanes_pad
     groups = lp // cfg.post_lanes
     params_addr = 0x100
@@ -96,9 +99,11 @@ def test_vpool_rows_across_stores(rng):
             assert not ent[j, 4:].any()
 
 
-def test_vpool_row_of_one_entry_is_refused(rng):
-    """A row of one entry (one column, one post-processing group: the array would be read in
-    the cycle of its write) is refused before anything is read or written (``error``)."""
-    instr = dict(n_mtiles=1, pixels=3, out_addr=ARENA + 0x200, out_stride=TINY.lanes_pad,
+@pytest.mark.parametrize("cfg", [TINY, TINY_PG2], ids=["pg1", "pg2"])
+def test_vpool_row_of_one_entry_is_refused(rng, cfg):
+    """A row of one entry (one column, one post-processing group -- with ``post_groups`` 2,
+    one pair of groups: the array would be read in the cycle of its write) is refused before
+    anything is read or written (``error``)."""
+    instr = dict(n_mtiles=1, pixels=3, out_addr=ARENA + 0x200, out_stride=cfg.lanes_pad,
                  params_addr=0x100, relu=1, vpool=1, vp_y0=0, vp_h=3, vp_cols=1, vp_pixels=2)
-    _run(TINY, rng, [instr], bytearray(0x8000), [], expect_error=True, max_cycles=50)
+    _run(cfg, rng, [instr], bytearray(0x8000), [], expect_error=True, max_cycles=50)

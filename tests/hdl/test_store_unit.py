@@ -12,6 +12,8 @@ from ilmpq.hdl.config import get_config
 from ilmpq.hdl.isa import pack_lane_params, pack_params_block
 
 TINY = get_config("tiny")
+#: two post-processing groups a cycle (HWConfig.post_groups) need two groups a pixel: 16 lanes
+TINY_PG2 = TINY.replace(lanes_lo=12, lanes_hi=4, post_groups=2)
 
 
 def _decode(byte, signed, offset, act_bits):
@@ -22,12 +24,13 @@ def _decode(byte, signed, offset, act_bits):
     return byte - 256 if byte >= 128 else byte
 
 
-@pytest.mark.parametrize("act_bits", [8, 4])
-def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, act_bits):
+@pytest.mark.parametrize("act_bits,base", [(8, TINY), (4, TINY), (8, TINY_PG2)],
+                         ids=["8", "4", "8-pg2"])
+def test_residual_bytes_decoded_unsigned_twos_complement_or_offset_binary(rng, act_bits, base):
     """The same residual rows read by three STOREs: unsigned, two's complement, offset-binary
     (``res_offset``: the low ``act_bits`` less ``2**(act_bits-1)``); each lane's value at the
     join is its byte at ``res_pos`` decoded."""
-    cfg = dataclasses.replace(TINY, act_bits=act_bits)
+    cfg = dataclasses.replace(base, act_bits=act_bits)
     bb, G, lp = cfg.beat_bytes, cfg.post_lanes, cfg.lanes_pad
     n_mtiles, pixels, res_beats = 2, 4, 2
     rb = res_beats * bb                              # residual bytes per pixel

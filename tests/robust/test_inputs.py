@@ -46,6 +46,8 @@ _OUT_OF_RANGE = {
     "act_depth": [8, 100], "acc_depth": [2, 96], "max_channels": [4, 12],
     "axi_ports": [0, 3, 8, -1], "read_fifo_beats": [2, 15, 4097], "weight_mac": [2, -1],
     "vpool_entries": [-1, 3, 100, 8192],
+    # (2: the default geometry has one post-processing group a pixel, 2 does not divide it)
+    "post_groups": [0, 3, 8, -1, 2],
 }
 
 
