@@ -49,6 +49,7 @@ extern "C" {
 #define ILMPQ_MAX_CHANNELS 512u                      /* HWConfig.max_channels */
 #define ILMPQ_WEIGHT_MAC 0u                          /* HWConfig.weight_mac */
 #define ILMPQ_VPOOL_ENTRIES 256u                     /* HWConfig.vpool_entries */
+#define ILMPQ_POST_GROUPS 1u                         /* HWConfig.post_groups */
 #define ILMPQ_LANES 64u                              /* lanes_lo + lanes_hi */
 #define ILMPQ_MACS_PER_CYCLE 1024u                   /* Peak multiply-accumulates per cycle. */
 #define ILMPQ_BEAT_BYTES 8u                          /* Bytes per AXI4 master beat. */
