@@ -1948,6 +1948,15 @@ def _vpool_candidates(model: QModel, cfg: HWConfig) -> dict:
     return out
 
 
+def _vpool_row_fits(cfg: HWConfig, ow: int, mtiles: int) -> bool:
+    """Whether the store unit's vertical-pooling row array takes an output row of ``ow``
+    pixels in ``mtiles`` mtiles: every mtile's row fits (an entry per ``post_lanes`` group of a
+    pixel) and a row is at least two words of ``post_groups`` entries (the unit reads a word
+    together and does not forward a write to the next cycle's read)."""
+    groups = cfg.lanes_pad // cfg.post_lanes
+    return mtiles * ow * groups <= cfg.vpool_entries and ow * (groups // cfg.post_groups) >= 2
+
+
 def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConfig,
                 tensors: dict, balance: bool = False) -> bool:
     """Whether ``layer``'s tiles can pool vertically in its STOREs (:func:`_compile_conv`
@@ -1960,10 +1969,8 @@ def _vpool_fits(layer: ConvLayer, pool: MaxPoolLayer, model: QModel, cfg: HWConf
     prec = np.asarray(layer.precision)
     mtiles = max(1, -(-int(np.sum(prec == Precision.HI)) // cfg.lanes_hi),
                  -(-int(np.sum(prec == Precision.LO)) // cfg.lanes_lo))
-    if mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries or \
-            ow * (cfg.lanes_pad // cfg.post_lanes // cfg.post_groups) < 2:
-        return False            # (a row of one entry -- of post_groups groups: the store unit
-        #                         reads them together -- it does not forward)
+    if not _vpool_row_fits(cfg, ow, mtiles):
+        return False
     rows = cfg.acc_depth // ow
     if rows < 2:
         return False
@@ -3218,9 +3225,7 @@ def _compile_conv(layer: ConvLayer, model: QModel, cfg: HWConfig, spec, img: _Im
         rows_per_tile = min(rows_per_tile, max_tile_rows)
     if balance:
         rows_per_tile = -(-oh // -(-oh // rows_per_tile))
-    if vpool and (rows_per_tile < 2 or
-                  ow * (cfg.lanes_pad // cfg.post_lanes // cfg.post_groups) < 2 or
-                  mtiles * ow * (cfg.lanes_pad // cfg.post_lanes) > cfg.vpool_entries):
+    if vpool and (rows_per_tile < 2 or not _vpool_row_fits(cfg, ow, mtiles)):
         raise CompileError(f"layer {name!r}: its STOREs cannot pool vertically ({rows_per_tile} "
                            f"rows a tile, {mtiles * ow} mtile columns)")
     ptiles = 0
