@@ -87,9 +87,11 @@ def _act_buffer(cfg: HWConfig):
 
 
 def _dma(cfg: HWConfig):
-    from ilmpq.hdl.dma import DMA
-    from ilmpq.hdl.top import READ_CLIENTS
-    return DMA(cfg, n_read_clients=len(READ_CLIENTS))
+    """The DMA as the accelerator builds it: one engine per AXI port, the read clients placed
+    by ``CLIENT_PORTS`` (``act_b`` with striped activation loads)."""
+    from ilmpq.hdl.dma import MultiPortDMA
+    from ilmpq.hdl.top import read_clients
+    return MultiPortDMA(cfg, read_clients(cfg))
 
 
 def _csr(cfg: HWConfig):

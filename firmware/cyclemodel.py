@@ -576,9 +576,10 @@ class _Channel:
         if cfg.axi_ports == 1:
             return [0] * n_clients
         from ..hdl.dma import client_ports
-        from ..hdl.top import READ_CLIENTS
-        where = client_ports(cfg, READ_CLIENTS)
-        return [where[READ_CLIENTS[c]] for c in range(n_clients)]
+        from ..hdl.top import read_clients
+        clients = read_clients(cfg)
+        where = client_ports(cfg, clients)
+        return [where[clients[c]] for c in range(n_clients)]
 
     @property
     def reads(self) -> list:
@@ -718,8 +719,9 @@ class _Channel:
 # --------------------------------------------------------------------------------------------
 # the program model
 
-#: DMA read clients, in the arbitration order of ``hdl/top.py`` (``READ_CLIENTS``).
-_FETCH, _ACT, _WEIGHTS, _STORE = range(4)
+#: DMA read clients, in the arbitration order of ``hdl/top.py`` (``read_clients``; ``_ACT_B``,
+#: the second half of a striped activation load, only with ``HWConfig.act_ports`` 2).
+_FETCH, _ACT, _WEIGHTS, _STORE, _ACT_B = range(5)
 
 
 @functools.lru_cache(maxsize=None)
@@ -802,7 +804,7 @@ class _Model:
         self.cfg, self.mem, self.cal, self.instrs = cfg, memory, cal, instrs
         self.mac = mac
         self.sim = sim = _Sim()
-        self.chan = _Channel(sim, cfg, memory, cal)
+        self.chan = _Channel(sim, cfg, memory, cal, n_clients=4 + (cfg.act_ports == 2))
         self.pe_latency, self.pp_latency = _rtl_latencies(cfg)
         self.ipb = INSTR_BITS // cfg.axi_data_width
         wb = cfg.tn * 8
@@ -964,7 +966,35 @@ class _Model:
                 # a plain or strided load (one DMA command per ``chunk_beats``, issued beside
                 # DATA); a beat holding k words takes k cycles to write
                 rate, chunk, tail = self.la_cap, f["chunk_beats"] or None, self.la_words - 1
-            if not chk:
+            split = self._stripe(f)
+            if split:
+                # striped (act_ports 2): the first words on ``act``, the rest on ``act_b``,
+                # whose command follows a cycle later (CMDB); both streams a beat a cycle. The
+                # unit leaves SDATA a cycle after its flags clear: one cycle after the first
+                # stream's last beat, two after the second's (its last word waits a cycle)
+                fifo = self.cfg.read_fifo_beats
+                issued = _Event()
+                data_a = self._read(_ACT, split, 1.0, t_cmd, milestones={
+                    split - fifo - 1: issued} if chk and split > fifo else {})
+                data_b = self._read(_ACT_B, beats - split, 1.0, t_cmd + 1)
+                if chk:
+                    # the entries' command on ``act`` once the first stream's last burst is
+                    # requested (from SDATA on); popped from CHK on, after TAIL
+                    t_chk = t_cmd + max(2, -(-split // self.cfg.max_burst))
+                    if split > fifo:
+                        yield issued
+                        t_chk = max(t_chk, sim.now)
+                    rows_in = _Event()
+                    ent = self._read(_ACT, chk, 1.0, t_chk, gates={0: rows_in})
+                yield data_a.ev
+                yield data_b.ev
+                end = max(data_a.ev.time + 1, data_b.ev.time + 2)
+                yield max(0.0, end - sim.now)
+                if chk:
+                    sim.trigger(rows_in, end + 1)                  # TAIL, then CHK
+                    yield ent.ev
+                yield cal.la_done                                  # CMP or TAIL
+            elif not chk:
                 yield self._read(_ACT, beats, rate, t_cmd, chunk=chunk).ev
                 yield cal.la_done + tail
             else:
@@ -990,6 +1020,16 @@ class _Model:
             self.la_done.incr()
             self.unit_end["la"] = sim.now
             n += 1
+
+    def _stripe(self, f) -> int:
+        """Beats of a LOAD_ROWS read on the ``act`` client when it is striped over two ports
+        (``HWConfig.act_ports`` 2, hdl/loaders.py: a plain load of more than one word; the
+        first ``ceil(words / 2)`` words), else 0."""
+        if self.cfg.act_ports != 2 or f["gather"] or f["chunk_beats"]:
+            return 0
+        k = self.cfg.tn * 8 // self.cfg.axi_data_width
+        split = (f["beats"] // k + 1) // 2 * k
+        return split if split < f["beats"] else 0
 
     def _gather_steps(self, f) -> tuple[int, int]:
         """``(cycles a raw row takes, cycles after the stream's last beat to DONE)`` of a

@@ -10,7 +10,7 @@ the check entries read after the rows (one beat each: the expected sum in the lo
 above) are summed too and compared.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.crc import Processor, catalog
 from amaranth.lib.wiring import In, Out
@@ -29,6 +29,11 @@ class BeatHashSum(wiring.Component):
         Keep the running sum of the hashes (``sum``) and, with ``entries``, the sum of the check
         entries and the comparison (``ok``). Without it only ``hash`` / ``hash_valid`` exist (the
         store unit sums its output's hashes per row itself).
+    second : bool
+        A second beat a cycle (``addr_b``, ``beat_b``, ``valid_b``; with ``running_sum``): its
+        hash goes into ``sum`` beside the first's (the sum does not depend on the order of the
+        beats, so two streams of one load may be hashed as they come; the activation loader's
+        striped loads, ``HWConfig.act_ports``).
 
     Members
     -------
@@ -37,6 +42,8 @@ class BeatHashSum(wiring.Component):
     hash : Out(32); hash_valid : Out(1)
         The hash of the beat given in the previous cycle (``hash`` is meaningful only while
         ``hash_valid``).
+    addr_b : In(32); beat_b : In(beat_bits); valid_b : In(1)
+        The second beat (only with ``second``); from cycle ``t + 2`` in ``sum`` as the first.
     clear : In(1)
         Set the sums to 0 and the entries' flag to clean (it wins over a hash or an entry
         added in the same cycle). Only with ``running_sum``.
@@ -49,9 +56,12 @@ class BeatHashSum(wiring.Component):
         The entries' sum equals ``sum`` and no entry had a bit set above its first 32.
     """
 
-    def __init__(self, beat_bits: int, running_sum: bool = True):
+    def __init__(self, beat_bits: int, running_sum: bool = True, second: bool = False):
+        if second and not running_sum:
+            raise ValueError("a second beat a cycle needs the running sum")
         self.beat_bits = beat_bits
         self.running_sum = running_sum
+        self.second = second
         members = {
             "addr": In(32),
             "beat": In(beat_bits),
@@ -59,6 +69,8 @@ class BeatHashSum(wiring.Component):
             "hash": Out(32),
             "hash_valid": Out(1),
         }
+        if second:
+            members.update({"addr_b": In(32), "beat_b": In(beat_bits), "valid_b": In(1)})
         if running_sum:
             members.update({
                 "clear": In(1),
@@ -81,8 +93,21 @@ class BeatHashSum(wiring.Component):
         if self.running_sum:
             e_sum = Signal(32)
             e_bad = Signal()
-            with m.If(self.hash_valid):
-                m.d.sync += self.sum.eq(self.sum + self.hash)
+            if self.second:
+                h_a = Signal(32)
+                m.d.comb += h_a.eq(Mux(self.hash_valid, self.hash, 0))
+                m.submodules.crc_b = crc_b = Processor(catalog.CRC32_ISO_HDLC(32 + B))
+                hv_b = Signal()
+                h_b = Signal(32)
+                m.d.comb += [crc_b.data.eq(Cat(self.addr_b, self.beat_b)), crc_b.start.eq(1),
+                             crc_b.valid.eq(self.valid_b),
+                             h_b.eq(Mux(hv_b, crc_b.crc, 0))]
+                m.d.sync += hv_b.eq(self.valid_b)
+                with m.If(self.hash_valid | hv_b):
+                    m.d.sync += self.sum.eq(self.sum + h_a + h_b)
+            else:
+                with m.If(self.hash_valid):
+                    m.d.sync += self.sum.eq(self.sum + self.hash)
             with m.If(self.entry_valid):
                 m.d.sync += e_sum.eq(e_sum + self.entry[:32])
                 if B > 32:

@@ -28,7 +28,8 @@ class ConfigError(IlmpqValueError):
 
 
 #: Fields that do not change what a program computes or how it is compiled.
-_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp", "axi_ports", "read_fifo_beats", "weight_mac")
+_NOT_IN_CONFIG_ID = ("name", "lanes_lo_dsp", "axi_ports", "read_fifo_beats", "weight_mac",
+                     "act_ports")
 
 
 def _is_pow2(x: int) -> bool:
@@ -65,6 +66,14 @@ class HWConfig:
         AXI4 manager ports (1, 2 or 4; each ``axi_data_width`` wide, one Zynq HP port each). The
         DMA's clients are spread over them as :data:`ilmpq.hdl.dma.CLIENT_PORTS` says
         (``docs/dma.md``). Implementation only: not part of :attr:`config_id`.
+    act_ports : int
+        AXI ports a plain LOAD_ROWS reads over (1 or 2). With 2, the activation loader splits
+        such a load at a buffer word into two DMA reads, its first half on the ``act`` client's
+        port and its second half on the ``act_b`` client's (:data:`ilmpq.hdl.dma.CLIENT_PORTS`),
+        and takes a beat from each a cycle: twice the rate of one HP port, for the layers whose
+        activation rows are what the PE array waits for. Needs ``axi_ports >= 2`` and buffer
+        words of at least two beats (``tn * 8 >= 2 * axi_data_width``); strided and gathering
+        loads read on one port. Implementation only: not part of :attr:`config_id`.
     read_fifo_beats : int
         Beats of each DMA read client's receive FIFO. A client streams at one beat per cycle
         when ``read_fifo_beats`` and ``max_reads_outstanding * max_burst`` both cover the
@@ -124,6 +133,7 @@ class HWConfig:
     max_burst: int = 16
     max_reads_outstanding: int = 4
     axi_ports: int = 1
+    act_ports: int = 1
     read_fifo_beats: int = 32
     wbuf_word_beats: int = 1
     wbuf_depth: int = 64
@@ -160,6 +170,10 @@ class HWConfig:
         need(self.max_burst in (1, 2, 4, 8, 16), "max_burst", "1, 2, 4, 8 or 16 (AXI3 bursts)")
         need(1 <= self.max_reads_outstanding <= 16, "max_reads_outstanding", "in [1, 16]")
         need(self.axi_ports in (1, 2, 4), "axi_ports", "1, 2 or 4")
+        need(self.act_ports == 1 or (self.act_ports == 2 and self.axi_ports >= 2
+                                     and self.tn * 8 >= 2 * self.axi_data_width),
+             "act_ports", f"1, or 2 with axi_ports >= 2 and activation words of at least two "
+             f"beats (tn * 8 >= 2 * axi_data_width = {2 * self.axi_data_width})")
         need(self.max_burst <= self.read_fifo_beats <= 4096 and self.read_fifo_beats >= 3,
              "read_fifo_beats", f"in [max(max_burst = {self.max_burst}, 3), 4096]")
         need(1 <= self.wbuf_word_beats <= 64, "wbuf_word_beats", "in [1, 64]")
@@ -304,14 +318,16 @@ PRESETS: dict[str, HWConfig] = {
     # cycle; a multiple of 8 so that the resource bench's quarter slices stay whole pairs);
     # post_groups 2: the stem conv's STOREs (fused vertical pooling, half of the rows
     # written) are bound by post-processing with one group a cycle; four HP ports (the
-    # ZC706 has four): fetch | act | weights | store. act_depth 8192 (512 KiB, about 114
+    # ZC706 has four): fetch | act | weights | store; act_ports 2: plain activation loads
+    # also read over the fetch port (act_b), two beats a cycle, for the layers whose rows
+    # the PE array waits for (layer1/2, the maxpool's input). act_depth 8192 (512 KiB, about 114
     # BRAM36 of 545): a half holds eight 7x7x512 images stacked for batching (compile_model
     # batch=8, docs/architecture.md *Batching*), so layer4's weight sets serve all eight;
     # 4096 gave 110.6 fps at batch 8, 8192 gives 119.8 (cycle model, session 7)
     "z045": HWConfig(name="z045", lanes_lo=56, lanes_hi=8, lanes_lo_dsp=16, tn=64,
                      wbuf_word_beats=36, wbuf_depth=512, act_depth=8192, acc_depth=512,
                      max_reads_outstanding=8, read_fifo_beats=128, max_channels=512,
-                     axi_ports=4, vpool_entries=1024, post_groups=2),
+                     axi_ports=4, act_ports=2, vpool_entries=1024, post_groups=2),
 }
 
 

@@ -692,14 +692,16 @@ class DMA(wiring.Component):
 
 #: Which AXI manager port every DMA client uses, per port count (``HWConfig.axi_ports``): the
 #: read clients of :data:`ilmpq.hdl.top.READ_CLIENTS` and ``"write"`` (the store unit's
-#: writes). Every port has at least one read client. The choice is measured in
+#: writes), and ``"act_b"``, the second half of a striped activation load
+#: (``HWConfig.act_ports`` 2: on a port other than ``"act"``'s, the fetch port's with four
+#: ports; :func:`ilmpq.hdl.top.read_clients`). Every port has at least one read client. The choice is measured in
 #: ``bench/memsys.py`` (``docs/dma.md``): the weight stream is what saturates one port, so it
 #: gets a port of its own first; with four ports the activation rows and the store unit's
 #: residual reads and writes get theirs.
 CLIENT_PORTS: dict[int, dict[str, int]] = {
     1: {"fetch": 0, "act": 0, "weights": 0, "store": 0, "write": 0},
-    2: {"fetch": 0, "act": 0, "weights": 1, "store": 0, "write": 0},
-    4: {"fetch": 0, "act": 1, "weights": 2, "store": 3, "write": 3},
+    2: {"fetch": 0, "act": 0, "weights": 1, "store": 0, "write": 0, "act_b": 1},
+    4: {"fetch": 0, "act": 1, "weights": 2, "store": 3, "write": 3, "act_b": 0},
 }
 
 

@@ -33,6 +33,14 @@ class ActLoader(wiring.Component):
     zero beats before or after it that the segments reach. A buffer word wider than a beat is
     written beat by beat (``wr_en`` has one bit per beat of a word).
 
+    Striped loads (``config.act_ports`` 2): a plain LOAD_ROWS of more than one buffer word is
+    read as two DMA commands, its first ``ceil(words / 2)`` words on ``rd_cmd``/``rd_data`` (the
+    ``act`` client) and the rest on ``rd_cmd_b``/``rd_data_b`` (``act_b``, another AXI port),
+    taken a beat from each a cycle into two word assemblers; the buffer's one write port takes
+    the first stream's word when both complete in a cycle, the second's a cycle later (a word
+    is at least two beats, so that never costs a beat). Both streams are hashed (two hashes a
+    cycle into one sum); the check entries come after the first stream's rows.
+
     Integrity (``chk_beats`` != 0, docs/reliability.md section 3.1): every beat is hashed with
     its address (:func:`~ilmpq.hdl.isa.act_check`, CRC-32 on ``Cat(addr, beat)``) and the hashes
     summed modulo 2**32; after the data, a second read brings the rows' ``chk_beats`` check
@@ -45,6 +53,8 @@ class ActLoader(wiring.Component):
     -------
     instr : In(stream.Signature(LoadRows))
     rd_cmd : Out(stream.Signature(DmaCmd)); rd_data : In(stream.Signature(axi_data_width))
+    rd_cmd_b, rd_data_b :
+        The same, for the second half of a striped load (only with ``config.act_ports`` 2).
     wr_addr, wr_data, wr_en : Out
         Write port of the activation buffer (``tn * 8`` bits wide; ``wr_en``: one bit per beat
         of a word, or one bit when a word is not wider than a beat).
@@ -73,6 +83,13 @@ class ActLoader(wiring.Component):
         self._abits = (config.act_depth - 1).bit_length()
         #: write-enable bits of the activation buffer (its write granularity is a beat)
         self.wr_lanes = max(1, wb // B)
+        striped = {}
+        if config.act_ports == 2:
+            if wb // B < 2 or (wb // B) & (wb // B - 1):
+                raise ValueError(f"striped activation loads need words of a power of two "
+                                 f"(>= 2) beats, not tn*8 / axi_data_width = {wb / B:g}")
+            striped = {"rd_cmd_b": Out(stream.Signature(DmaCmd)),
+                       "rd_data_b": In(stream.Signature(B))}
         super().__init__({
             "instr": In(stream.Signature(LoadRows)),
             "rd_cmd": Out(stream.Signature(DmaCmd)),
@@ -89,16 +106,18 @@ class ActLoader(wiring.Component):
             "wr_base": In(32),
             "err_act": Out(1),
             "err_addr": Out(32),
+            **striped,
         })
 
     def elaborate(self, platform):
         cfg = self.config
+        striped = cfg.act_ports == 2
         m = Module()
         B = cfg.axi_data_width
         wb = cfg.tn * 8
         bb = cfg.beat_bytes
         # ---- activation check: H(addr, beat) summed over the data, entries summed after -------
-        m.submodules.hsum = hsum = BeatHashSum(B)
+        m.submodules.hsum = hsum = BeatHashSum(B, second=striped)
         h_addr = Signal(32)         # address of the next data beat
         e_left = Signal(16)
         chk_pend = Signal()         # the entries' read command is not accepted yet
@@ -124,6 +143,27 @@ class ActLoader(wiring.Component):
             k = B // wb
             part = Signal(range(k + 1))
             hold = Signal(B)
+
+        # ---- striped loads (``act_ports`` 2): the split, registered in CHECK ----------------
+        if striped:
+            lk = (k - 1).bit_length()                       # k = 2**lk beats a word
+            s_on = Signal()                                 # this load is striped
+            s_beats_a = Signal(24)                          # beats of the first stream
+            s_beats_b = Signal(24)
+            s_addr_b = Signal(32)
+            s_words_a = Signal(range(half_words + 1))
+            wa = Signal(24)
+            m.d.comb += wa.eq(((ins.beats >> lk) + 1) >> 1)
+            a_more = Signal()                               # stream A has beats to take
+            b_more = Signal()
+            b_left = Signal(24)
+            b_word = Signal(range(half_words + 1))
+            b_part = Signal(range(k + 1))
+            b_shreg = Signal(wb)
+            b_pend = Signal()                               # a word of B waits for the port
+            b_data = Signal(wb)
+            b_addr = Signal(range(half_words + 1))
+            h_addr_b = Signal(32)
 
         # ---- gathering loads (``gather``): counters, flags, the byte rotator and the writes ---
         # Timing: the row's bounds are registered while the load waits; per step only
@@ -292,6 +332,13 @@ class ActLoader(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.comb += self.busy.eq(1)
+                if striped:
+                    m.d.sync += [
+                        s_on.eq(~ins.gather & (ins.chunk_beats == 0) & ((wa << lk) < ins.beats)),
+                        s_beats_a.eq(wa << lk), s_beats_b.eq(ins.beats - (wa << lk)),
+                        s_addr_b.eq(ins.addr + (wa << (lk + (bb - 1).bit_length()))),
+                        s_words_a.eq(wa),
+                    ]
                 with m.If((ins.gather | (ins.chk_beats != 0)) & (ins.chunk_beats != 0)):
                     # a strided load is neither gathering nor checked (it reads a part of
                     # each row; a check entry covers a whole row)
@@ -334,7 +381,8 @@ class ActLoader(wiring.Component):
                     self.busy.eq(1),
                     self.rd_cmd.valid.eq(1),
                     self.rd_cmd.p.addr.eq(ins.addr),
-                    self.rd_cmd.p.beats.eq(ins.beats),
+                    self.rd_cmd.p.beats.eq(Mux(s_on, s_beats_a, ins.beats) if striped
+                                           else ins.beats),
                 ]
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [beats_left.eq(ins.beats), word.eq(0), part.eq(0),
@@ -342,6 +390,13 @@ class ActLoader(wiring.Component):
                                  chk_pend.eq(ins.chk_beats != 0)]
                     m.d.comb += hsum.clear.eq(1)
                     m.next = "DATA"
+                    if striped:
+                        with m.If(s_on):
+                            m.d.sync += [beats_left.eq(s_beats_a), a_more.eq(1),
+                                         b_left.eq(s_beats_b), b_more.eq(1),
+                                         b_word.eq(s_words_a), b_part.eq(0), b_pend.eq(0),
+                                         h_addr_b.eq(s_addr_b)]
+                            m.next = "CMDB"
                     with m.If(ins.gather):
                         m.d.sync += [
                             g_j.eq(g_jmin), g_prev.eq(0), g_i.eq(0), g_p.eq(0), g_dy.eq(0),
@@ -390,6 +445,62 @@ class ActLoader(wiring.Component):
                                 m.next = "TAIL"
                         with m.Else():
                             m.d.sync += part.eq(part + 1)
+            if striped:
+                with m.State("CMDB"):
+                    # the second stream's command (on the act_b client's port)
+                    m.d.comb += [
+                        self.busy.eq(1),
+                        self.rd_cmd_b.valid.eq(1),
+                        self.rd_cmd_b.p.addr.eq(s_addr_b),
+                        self.rd_cmd_b.p.beats.eq(s_beats_b),
+                    ]
+                    with m.If(self.rd_cmd_b.ready):
+                        m.next = "SDATA"
+                with m.State("SDATA"):
+                    # both streams, a beat each a cycle; A writes its word at once, B's word
+                    # waits in ``b_data`` for a cycle in which A does not write
+                    m.d.comb += self.busy.eq(1)
+                    hash_and_issue_entries()
+                    a_wr = Signal()
+                    m.d.comb += self.rd_data.ready.eq(a_more)
+                    with m.If(self.rd_data.valid & a_more):
+                        full = Cat(shreg[B:], self.rd_data.payload)
+                        m.d.sync += [shreg.eq(full), beats_left.eq(beats_left - 1)]
+                        with m.If(beats_left == 1):
+                            m.d.sync += a_more.eq(0)
+                        with m.If(part == k - 1):
+                            m.d.comb += [a_wr.eq(1), self.wr_en.eq(-1),
+                                         self.wr_addr.eq(Cat(word[:self._abits - 1], n[0])),
+                                         self.wr_data.eq(full)]
+                            m.d.sync += [part.eq(0), word.eq(word + 1)]
+                        with m.Else():
+                            m.d.sync += part.eq(part + 1)
+                    b_rdy = Signal()
+                    b_acc = Signal()
+                    m.d.comb += [b_rdy.eq(b_more & ~(b_pend & (b_part == k - 1))),
+                                 self.rd_data_b.ready.eq(b_rdy),
+                                 b_acc.eq(self.rd_data_b.valid & b_rdy),
+                                 hsum.addr_b.eq(h_addr_b),
+                                 hsum.beat_b.eq(self.rd_data_b.payload),
+                                 hsum.valid_b.eq(b_acc)]
+                    with m.If(b_acc):
+                        full_b = Cat(b_shreg[B:], self.rd_data_b.payload)
+                        m.d.sync += [b_shreg.eq(full_b), b_left.eq(b_left - 1),
+                                     h_addr_b.eq(h_addr_b + bb)]
+                        with m.If(b_left == 1):
+                            m.d.sync += b_more.eq(0)
+                        with m.If(b_part == k - 1):
+                            m.d.sync += [b_pend.eq(1), b_data.eq(full_b), b_addr.eq(b_word),
+                                         b_part.eq(0), b_word.eq(b_word + 1)]
+                        with m.Else():
+                            m.d.sync += b_part.eq(b_part + 1)
+                    with m.If(b_pend & ~a_wr):
+                        m.d.comb += [self.wr_en.eq(-1),
+                                     self.wr_addr.eq(Cat(b_addr[:self._abits - 1], n[0])),
+                                     self.wr_data.eq(b_data)]
+                        m.d.sync += b_pend.eq(0)
+                    with m.If(~a_more & ~b_more & ~b_pend):
+                        m.next = "TAIL"
             with m.State("GDATA"):
                 m.d.comb += [self.busy.eq(1), gathering.eq(~g_short)]
                 hash_and_issue_entries()

@@ -37,10 +37,16 @@ from .status import ErrorCode
 from .store import StoreUnit
 from .weight_buffer import WeightBuffer
 
-__all__ = ["Accelerator", "READ_CLIENTS", "axi_port_prefix"]
+__all__ = ["Accelerator", "READ_CLIENTS", "read_clients", "axi_port_prefix"]
 
 #: DMA read clients, in arbitration order.
 READ_CLIENTS = ("fetch", "act", "weights", "store")
+
+
+def read_clients(config: HWConfig) -> tuple[str, ...]:
+    """The DMA read clients of a build, in arbitration order: :data:`READ_CLIENTS`, then
+    ``"act_b"`` (the second half of a striped activation load) with ``act_ports`` 2."""
+    return READ_CLIENTS + (("act_b",) if config.act_ports == 2 else ())
 _QUEUE_DEPTH = 2
 
 
@@ -123,7 +129,8 @@ class Accelerator(wiring.Component):
             m.submodules[name] = ResetInserter(unit_reset)(elab)
             return elab
 
-        dma = MultiPortDMA(cfg, READ_CLIENTS)
+        clients = read_clients(cfg)
+        dma = MultiPortDMA(cfg, clients)
         m.submodules.dma = dma
         for p in range(cfg.axi_ports):
             for name in self._axi.members:
@@ -191,10 +198,12 @@ class Accelerator(wiring.Component):
                     port_dat.ready.eq(dat.ready),
                 ]
 
-        dma_read(READ_CLIENTS.index("fetch"), fetch.rd_cmd, fetch.rd_data)
-        dma_read(READ_CLIENTS.index("act"), la.rd_cmd, la.rd_data)
-        dma_read(READ_CLIENTS.index("weights"), wl.rd_cmd, wb.fill)
-        dma_read(READ_CLIENTS.index("store"), su.rd_cmd, su.rd_data)
+        dma_read(clients.index("fetch"), fetch.rd_cmd, fetch.rd_data)
+        dma_read(clients.index("act"), la.rd_cmd, la.rd_data)
+        dma_read(clients.index("weights"), wl.rd_cmd, wb.fill)
+        dma_read(clients.index("store"), su.rd_cmd, su.rd_data)
+        if cfg.act_ports == 2:
+            dma_read(clients.index("act_b"), la.rd_cmd_b, la.rd_data_b)
         wbeat = Signal()
         m.d.comb += [
             wbeat.eq(wb.fill.valid & wb.fill.ready),

@@ -28,8 +28,12 @@ def test_config_id_distinguishes_fields_but_not_name():
     assert base.replace(name="other").config_id == base.config_id
     for f in dataclasses.fields(base):
         if f.name in ("name", "shift_bits", "axi_addr_width", "lanes_lo_dsp", "axi_ports",
-                      "read_fifo_beats", "weight_mac"):
+                      "read_fifo_beats", "weight_mac", "act_ports"):
             # implementation only: the same programs run on either build
+            if f.name == "act_ports":
+                wide = base.replace(tn=16, axi_ports=2)
+                assert wide.replace(act_ports=2).config_id == wide.config_id
+                continue
             if f.name in ("lanes_lo_dsp", "read_fifo_beats", "weight_mac"):
                 v = getattr(base, f.name)
                 other = {"lanes_lo_dsp": 2, "read_fifo_beats": 64, "weight_mac": 0}[f.name]

@@ -422,7 +422,9 @@ def build(board: str, out_dir: str, *, config: HWConfig | str | None = None,
     if not isinstance(cfg, HWConfig):
         raise IlmpqValueError(f"config must be an HWConfig or a preset name, not {config!r}")
     if axi_ports is not None and axi_ports != cfg.axi_ports:
-        cfg = cfg.replace(name=f"{cfg.name}_{axi_ports}hp", axi_ports=axi_ports)
+        # striped activation loads need a second port: one port reads them whole
+        cfg = cfg.replace(name=f"{cfg.name}_{axi_ports}hp", axi_ports=axi_ports,
+                          act_ports=cfg.act_ports if axi_ports >= 2 else 1)
     name = name or build_name(cfg, b.name)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise IlmpqValueError(f"design name {name!r} is not allowed: use letters, digits and "

@@ -2,7 +2,9 @@
 buffer it leaves equals the ISA simulator's (``firmware/sim/isasim.py`` ``_gather_rows``) for
 every byte rotation (shift mod 8), segments that start before and end after their row, one and
 several raw rows per stored pixel, padded pixels, buffer words narrower than, as wide as and
-wider than a beat, under random gaps on the DMA data stream; bad fields latch ``error``."""
+wider than a beat, under random gaps on the DMA data stream; bad fields latch ``error``. Plain
+loads striped over two ports (``act_ports`` 2): the split, both streams under random gaps, the
+buffer's words, the check entries against both streams' hashes."""
 
 import numpy as np
 import pytest
@@ -14,7 +16,9 @@ from ilmpq.hdl.isa import LoadRows, decode, encode, Opcode
 from ilmpq.hdl.loaders import ActLoader
 
 TINY = get_config("tiny")                                   # tn 4: two words a beat
-CONFIGS = {"narrow": TINY, "beat": TINY.replace(tn=8), "wide": TINY.replace(tn=16)}
+CONFIGS = {"narrow": TINY, "beat": TINY.replace(tn=8), "wide": TINY.replace(tn=16),
+           # striped plain loads (act_ports 2): gathering and strided loads stay on one port
+           "wide2": TINY.replace(tn=16, axi_ports=2, act_ports=2)}
 
 
 def _fields(**kw) -> dict:
@@ -228,3 +232,100 @@ def test_strided_load_bad_fields_latch_error(rng, bad):
     m = Memory(0, len(mem))
     with pytest.raises(IsaFault, match="INSTR_FIELD"):
         _strided_read(cfg, m, f, 0)
+
+
+def _run_striped(cfg, f, mem: bytes, rng, entries=(), gaps=0.3):
+    """One plain LOAD_ROWS on a striped build against two DMA clients serving ``mem`` (at 0),
+    each with random gaps on its command and data streams (``entries``: the check entries'
+    beats, served on the first client after its rows); return the commands per client, the
+    buffer half, ``done_count``, ``error`` and ``err_act``."""
+    dut = ActLoader(cfg)
+    bb, wb, lanes = cfg.beat_bytes, cfg.tn, dut.wr_lanes
+    buf = bytearray(cfg.act_depth * wb)
+    cmds, out = {"a": [], "b": []}, {}
+    chk_addr = f["addr"] + f["beats"] * bb      # where the test puts the entries (wr_base)
+
+    async def bench(ctx):
+        ctx.set(dut.c_done, 1 << 20)
+        ctx.set(dut.wr_base, chk_addr - f["chk_off"] * bb)
+        ctx.set(dut.instr.payload, LoadRows.const(f))
+        ctx.set(dut.instr.valid, 1)
+        await ctx.tick().until(dut.instr.ready)
+        ctx.set(dut.instr.valid, 0)
+        queues = {"a": [], "b": []}
+        ports = {"a": (dut.rd_cmd, dut.rd_data), "b": (dut.rd_cmd_b, dut.rd_data_b)}
+        for _ in range(60 * f["beats"] + 200):
+            if ctx.get(dut.error) or ctx.get(dut.err_act) or ctx.get(dut.done_count):
+                break
+            taken = {}
+            for c, (cmd, dat) in ports.items():
+                take = bool(rng.random() >= gaps)
+                ctx.set(cmd.ready, int(take))
+                if take and ctx.get(cmd.valid):
+                    a, n = ctx.get(cmd.payload.addr), ctx.get(cmd.payload.beats)
+                    cmds[c].append((a, n))
+                    if a == chk_addr and c == "a":
+                        queues[c] += list(entries)
+                    else:
+                        queues[c] += [mem[a + i * bb:a + (i + 1) * bb] for i in range(n)]
+                show = bool(queues[c]) and rng.random() >= gaps
+                ctx.set(dat.valid, int(show))
+                if show:
+                    ctx.set(dat.payload, int.from_bytes(queues[c][0], "little"))
+                taken[c] = show and ctx.get(dat.ready)
+            _capture_write(ctx, dut, buf, wb, lanes)
+            await ctx.tick()
+            for c in ports:
+                if taken[c]:
+                    queues[c].pop(0)
+        for k in ("error", "err_act", "done_count"):
+            out[k] = ctx.get(getattr(dut, k))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return cmds, bytes(buf[:cfg.act_depth // 2 * wb]), out
+
+
+def _entry_sum(cfg, mem: bytes, addr: int, beats: int) -> int:
+    """The check entries' sum of ``beats`` beats at ``addr`` (docs/reliability.md 3.1)."""
+    from ilmpq.hdl.isa import act_check_sum
+    return act_check_sum(addr, mem[addr:addr + beats * cfg.beat_bytes], cfg.beat_bytes)
+
+
+@pytest.mark.parametrize("tn,cases", [(16, ((1, 0), (2, 0), (5, 2), (8, 0), (13, 3))),
+                                      (32, ((1, 1), (3, 1)))])
+def test_striped_plain_load_splits_at_a_word_and_fills_the_buffer(rng, tn, cases):
+    """A plain load of w words (k = tn*8/64 beats each): the first ceil(w/2) words on ``act``,
+    the rest on ``act_b`` (one word: not striped); the buffer holds the rows in order under
+    random gaps on both clients; the check entries, read after the first stream's rows, match
+    both streams' hashes (and one entry off by one latches ``err_act``)."""
+    cfg = TINY.replace(tn=tn, axi_ports=2, act_ports=2)
+    bb, k = cfg.beat_bytes, tn // cfg.beat_bytes
+    mem = rng.integers(0, 256, size=1 << 14, dtype=np.uint8).tobytes()
+    for words, chk in cases:
+        beats = words * k
+        f = _fields(addr=0x400, beats=beats, chk_beats=chk, chk_off=7)
+        split = (words + 1) // 2 * k
+        ents = []
+        if chk:
+            total = _entry_sum(cfg, mem, 0x400, beats)
+            parts = [int(v) for v in rng.integers(0, 1 << 32, chk - 1)]
+            parts.append((total - sum(parts)) % (1 << 32))
+            ents = [p.to_bytes(bb, "little") for p in parts]
+        cmds, got, out = _run_striped(cfg, f, mem, rng, entries=ents)
+        assert not out["error"] and not out["err_act"] and out["done_count"] == 1, (words, out)
+        if words == 1:
+            assert cmds == {"a": [(0x400, beats)] + ([(0x400 + beats * bb, chk)] if chk
+                                                      else []), "b": []}
+        else:
+            assert cmds["b"] == [(0x400 + split * bb, beats - split)]
+            assert cmds["a"] == [(0x400, split)] + ([(0x400 + beats * bb, chk)] if chk
+                                                    else [])
+        assert got[:beats * bb] == mem[0x400:0x400 + beats * bb]
+        if chk and words > 1:
+            bad = list(ents)
+            bad[-1] = ((int.from_bytes(bad[-1], "little") + 1) % (1 << 32)).to_bytes(bb, "little")
+            _, _, out = _run_striped(cfg, f, mem, rng, entries=bad)
+            assert out["err_act"] and out["done_count"] == 0

@@ -756,6 +756,69 @@ def test_multiport_stall_on_the_weight_port_trips_the_watchdog(net2):
     net2.contained(out, ErrorCode.TIMEOUT, HardwareTimeout)
 
 
+# -- striped activation loads (act_ports 2: a load's second half read on port 1) --------------
+
+#: tiny2p with 16-byte activation words (two beats), so that c2's LOAD_ROWS (four words of x,
+#: checked) is striped: words 0-1 on port 0 (act), words 2-3 on port 1 (act_b, ARID 1 there)
+TINY_S = TINY2P.replace(tn=16, act_ports=2)
+
+
+@pytest.fixture(scope="module")
+def net_s():
+    n = Net(TINY_S)
+    clean = run_fault(n.comp, n.image, recover=False)
+    port1 = [t for t in clean.log if t.kind == "r" and t.port == 1]
+    #: indices among port 1's read bursts of the act_b ones (both LOAD_ROWS are striped),
+    #: and c2's (the second half of its rows)
+    n.act_b = [i for i, t in enumerate(port1) if t.id == 1]
+    rows = n.instr(Opcode.LOAD_ROWS, 1).fields
+    end = rows["addr"] + rows["beats"] * TINY_S.beat_bytes
+    n.act_b_bursts = [port1[i] for i in n.act_b if rows["addr"] < port1[i].addr < end]
+    assert len(n.act_b) == 2 and len(n.act_b_bursts) == 1 and rows["chk_beats"] > 0
+    return n
+
+
+@pytest.mark.parametrize("resp", ["SLVERR", "DECERR"])
+@pytest.mark.parametrize("mem_mode", ["deterministic", "random"])
+def test_striped_load_error_response_on_the_second_port(net_s, rng, resp, mem_mode):
+    """An error response to the second half of a striped LOAD_ROWS (port 1, beside the weight
+    stream) latches the read error with that burst's address, halts both ports, and a soft
+    reset recovers bit-exact."""
+    index = net_s.act_b[int(rng.integers(len(net_s.act_b)))]
+    out = run_fault(net_s.comp, net_s.image, errors={("r", index): resp}, mem_mode=mem_mode,
+                    seed=int(rng.integers(1 << 30)), port=1)
+    net_s.contained(out, ErrorCode[f"DMA_READ_{resp}"], DMAError,
+                    timing=mem_mode == "deterministic")
+    burst = [t for t in out.log if t.kind == "r" and t.port == 1][index]
+    assert burst.id == 1 and out.error.info == burst.addr
+
+
+def test_striped_load_second_half_past_the_window(net_s):
+    """A LOAD_ROWS placed so that its first half ends at the window's limit: port 0's command
+    is inside, port 1's starts at the limit and is refused there (DMA_READ_WINDOW, address =
+    the limit); nothing outside the window reaches either port."""
+    ins = net_s.instr(Opcode.LOAD_ROWS, 1)
+    split = net_s.act_b_bursts[0].addr - ins.fields["addr"]     # bytes of the first half
+    lo, hi = net_s.comp.window
+    out = run_fault(net_s.comp, net_s.image, corrupt=lambda img: patch_instruction(
+        img, net_s.comp, ins, addr=hi - split))
+    net_s.contained(out, ErrorCode.DMA_READ_WINDOW, DMAError)
+    assert out.error.info == hi
+    assert all(lo <= t.addr < hi for t in out.log)
+
+
+def test_striped_load_check_entry_mismatch(net_s):
+    """A byte of the second half flipped in flight: the two streams' hashes sum to the wrong
+    value, ACT_CRC, contained."""
+    lr = net_s.instr(Opcode.LOAD_ROWS, 1)
+    t = net_s.act_b_bursts[-1]
+    out = run_fault(net_s.comp, net_s.image, read_fault=flip_read_bits(t.addr + 3, 0x04),
+                    port=1)
+    assert out.faulty_beats > 0
+    net_s.contained(out, ErrorCode.ACT_CRC, IntegrityError)
+    assert out.error.info == lr.fields["addr"]
+
+
 # -- authenticated weight packages (keyed MAC, issue 19) ----------------------------------------
 # The attacker controls the package bytes in DRAM (a co-tenant), not the registers: every
 # forgery below is written into the memory image at rest, with a correct CRC where one helps.

@@ -41,6 +41,7 @@ extern "C" {
 #define ILMPQ_MAX_BURST 16u                          /* HWConfig.max_burst */
 #define ILMPQ_MAX_READS_OUTSTANDING 8u               /* HWConfig.max_reads_outstanding */
 #define ILMPQ_AXI_PORTS 2u                           /* HWConfig.axi_ports */
+#define ILMPQ_ACT_PORTS 1u                           /* HWConfig.act_ports */
 #define ILMPQ_READ_FIFO_BEATS 128u                   /* HWConfig.read_fifo_beats */
 #define ILMPQ_WBUF_WORD_BEATS 9u                     /* HWConfig.wbuf_word_beats */
 #define ILMPQ_WBUF_DEPTH 512u                        /* HWConfig.wbuf_depth */
