@@ -101,7 +101,10 @@ def estimate(comp, cfg, rl: int, table=None) -> dict:
 
 
 def sweep(preset: str, model, log) -> dict:
-    base = get_config(preset)
+    # activation loads on one port (act_ports 1): the sweep and the assignments compare port
+    # counts and client placements; striping (z045's act_ports 2) needs two ports and its
+    # own client (act_b), and is measured in bench/resnet18.py
+    base = get_config(preset).replace(act_ports=1)
     t0 = time.perf_counter()
     comp = compile_model(model, base)
     out = {"config": base.describe(), "compile_s": time.perf_counter() - t0, "grid": [],

@@ -93,6 +93,12 @@ DDR_EFFICIENCY = 0.75
 
 # -- configurations ------------------------------------------------------------------------------
 
+def _act_ports(cfg: HWConfig, tn: int) -> int:
+    """A baseline's ``act_ports``: the preset's memory system (striped activation loads) where
+    its words of ``tn`` bytes allow it (at least two beats), else one port."""
+    return cfg.act_ports if tn * 8 >= 2 * cfg.axi_data_width else 1
+
+
 def baseline_configs(cfg: HWConfig):
     """Candidate geometries of the conventional fixed-point build on ``cfg``'s device.
 
@@ -115,7 +121,8 @@ def baseline_configs(cfg: HWConfig):
         for hi in sorted(his):
             # the same activation buffer bytes as the preset
             c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn, post_groups=1,
-                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn),
+                            act_ports=_act_ports(cfg, tn))
             assert dsp_use(c) <= DEVICE_DSP[cfg.name], (c, dsp_use(c))
             # the residual row buffer must hold the widest stored tensor (512 channels in
             # mtiles of lanes_pad positions)
@@ -176,7 +183,8 @@ def lut_baseline_configs(cfg: HWConfig, budget: dict):
             his.add(lanes - 1)
         for hi in sorted(his):
             c = cfg.replace(lanes_lo=1, lanes_hi=hi, lanes_lo_dsp=0, tn=tn, post_groups=1,
-                            act_depth=max(16, cfg.act_depth * cfg.tn // tn))
+                            act_depth=max(16, cfg.act_depth * cfg.tn // tn),
+                            act_ports=_act_ports(cfg, tn))
             need = -(-512 // hi) * c.lanes_pad
             c = c.replace(name=f"lut8_{cfg.name}_{hi}x{tn}",
                           max_channels=max(cfg.max_channels, -(-need // 64) * 64))

@@ -966,54 +966,38 @@ class _Model:
                 # a plain or strided load (one DMA command per ``chunk_beats``, issued beside
                 # DATA); a beat holding k words takes k cycles to write
                 rate, chunk, tail = self.la_cap, f["chunk_beats"] or None, self.la_words - 1
+            # striped (act_ports 2): the first ``split`` beats on ``act``, the rest on ``act_b``,
+            # whose command follows a cycle later (CMDB), both a beat a cycle
             split = self._stripe(f)
+            first = split or beats                         # the beats read on ``act``
+            fifo = self.cfg.read_fifo_beats
+            issued = _Event()
+            data = self._read(_ACT, first, rate, t_cmd, chunk=chunk, milestones={
+                first - fifo - 1: issued} if chk and first > fifo else {})
             if split:
-                # striped (act_ports 2): the first words on ``act``, the rest on ``act_b``,
-                # whose command follows a cycle later (CMDB); both streams a beat a cycle. The
-                # unit leaves SDATA a cycle after its flags clear: one cycle after the first
-                # stream's last beat, two after the second's (its last word waits a cycle)
-                fifo = self.cfg.read_fifo_beats
-                issued = _Event()
-                data_a = self._read(_ACT, split, 1.0, t_cmd, milestones={
-                    split - fifo - 1: issued} if chk and split > fifo else {})
                 data_b = self._read(_ACT_B, beats - split, 1.0, t_cmd + 1)
-                if chk:
-                    # the entries' command on ``act`` once the first stream's last burst is
-                    # requested (from SDATA on); popped from CHK on, after TAIL
-                    t_chk = t_cmd + max(2, -(-split // self.cfg.max_burst))
-                    if split > fifo:
-                        yield issued
-                        t_chk = max(t_chk, sim.now)
-                    rows_in = _Event()
-                    ent = self._read(_ACT, chk, 1.0, t_chk, gates={0: rows_in})
-                yield data_a.ev
-                yield data_b.ev
-                end = max(data_a.ev.time + 1, data_b.ev.time + 2)
-                yield max(0.0, end - sim.now)
-                if chk:
-                    sim.trigger(rows_in, end + 1)                  # TAIL, then CHK
-                    yield ent.ev
-                yield cal.la_done                                  # CMP or TAIL
-            elif not chk:
-                yield self._read(_ACT, beats, rate, t_cmd, chunk=chunk).ev
-                yield cal.la_done + tail
-            else:
-                # the check entries' command is taken once the rows' last burst is requested
-                # (its FIFO room: beat beats - fifo popped); they are read after the rows
-                fifo = self.cfg.read_fifo_beats
-                issued = _Event()
-                data = self._read(_ACT, beats, rate, t_cmd,
-                                  milestones={beats - fifo - 1: issued} if beats > fifo else {})
-                t_chk = t_cmd + -(-beats // self.cfg.max_burst)
-                if beats > fifo:
+            if chk:
+                # the check entries' command is taken once the rows' last burst on ``act`` is
+                # requested (its FIFO room: beat first - fifo popped; a striped load's from
+                # SDATA on); they are popped after the rows, from CHK on
+                t_chk = t_cmd + max(-(-first // self.cfg.max_burst), 2 if split else 1)
+                if first > fifo:
                     yield issued
                     t_chk = max(t_chk, sim.now)
                 rows_in = _Event()
                 ent = self._read(_ACT, chk, 1.0, t_chk, gates={0: rows_in})
-                yield data.ev
+            yield data.ev
+            if split:
+                # SDATA ends a cycle after its flags clear: one cycle after the first stream's
+                # last beat, two after the second's (its last word waits a cycle for the port)
+                yield data_b.ev
+                yield max(0.0, max(data.ev.time + 1, data_b.ev.time + 2) - sim.now)
+            if chk:
                 sim.trigger(rows_in, sim.now + tail + 1)           # (GFLUSH,) TAIL, then CHK
                 yield ent.ev
                 yield cal.la_done                                  # CMP
+            else:
+                yield cal.la_done + tail
             tile.load_done = sim.now
             for t in tiles[1:]:            # the tiles after a COMPUTE with keep: the same load
                 t.load_start, t.load_done = tile.load_start, tile.load_done
@@ -1028,8 +1012,7 @@ class _Model:
         if self.cfg.act_ports != 2 or f["gather"] or f["chunk_beats"]:
             return 0
         k = self.cfg.tn * 8 // self.cfg.axi_data_width
-        split = (f["beats"] // k + 1) // 2 * k
-        return split if split < f["beats"] else 0
+        return (f["beats"] // k + 1) // 2 * k if f["beats"] > k else 0
 
     def _gather_steps(self, f) -> tuple[int, int]:
         """``(cycles a raw row takes, cycles after the stream's last beat to DONE)`` of a

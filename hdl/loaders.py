@@ -147,7 +147,7 @@ class ActLoader(wiring.Component):
         # ---- striped loads (``act_ports`` 2): the split, registered in CHECK ----------------
         if striped:
             lk = (k - 1).bit_length()                       # k = 2**lk beats a word
-            s_on = Signal()                                 # this load is striped
+            s_on = Signal()                 # this load is striped: more than one word
             s_beats_a = Signal(24)                          # beats of the first stream
             s_beats_b = Signal(24)
             s_addr_b = Signal(32)
@@ -334,7 +334,7 @@ class ActLoader(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 if striped:
                     m.d.sync += [
-                        s_on.eq(~ins.gather & (ins.chunk_beats == 0) & ((wa << lk) < ins.beats)),
+                        s_on.eq(~ins.gather & (ins.chunk_beats == 0) & (ins.beats > k)),
                         s_beats_a.eq(wa << lk), s_beats_b.eq(ins.beats - (wa << lk)),
                         s_addr_b.eq(ins.addr + (wa << (lk + (bb - 1).bit_length()))),
                         s_words_a.eq(wa),

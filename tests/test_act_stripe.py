@@ -38,8 +38,7 @@ def _split(f) -> int:
     if f["gather"] or f["chunk_beats"]:
         return 0
     k = STRIPED.tn // STRIPED.beat_bytes
-    split = (f["beats"] // k + 1) // 2 * k
-    return split if split < f["beats"] else 0
+    return (f["beats"] // k + 1) // 2 * k if f["beats"] > k else 0
 
 
 def test_striped_loads_end_to_end_with_stalls_and_the_cycle_model(rng):

@@ -295,17 +295,17 @@ def _entry_sum(cfg, mem: bytes, addr: int, beats: int) -> int:
 
 
 @pytest.mark.parametrize("tn,cases", [(16, ((1, 0), (2, 0), (5, 2), (8, 0), (13, 3))),
-                                      (32, ((1, 1), (3, 1)))])
+                                      (32, ((0, 0), (1, 1), (3, 1)))])
 def test_striped_plain_load_splits_at_a_word_and_fills_the_buffer(rng, tn, cases):
     """A plain load of w words (k = tn*8/64 beats each): the first ceil(w/2) words on ``act``,
-    the rest on ``act_b`` (one word: not striped); the buffer holds the rows in order under
-    random gaps on both clients; the check entries, read after the first stream's rows, match
+    the rest on ``act_b`` (one word or less -- words = 0: half a word -- is not striped); the
+    buffer holds the rows in order under random gaps on both clients; the check entries, read after the first stream's rows, match
     both streams' hashes (and one entry off by one latches ``err_act``)."""
     cfg = TINY.replace(tn=tn, axi_ports=2, act_ports=2)
     bb, k = cfg.beat_bytes, tn // cfg.beat_bytes
     mem = rng.integers(0, 256, size=1 << 14, dtype=np.uint8).tobytes()
     for words, chk in cases:
-        beats = words * k
+        beats = words * k or k // 2
         f = _fields(addr=0x400, beats=beats, chk_beats=chk, chk_off=7)
         split = (words + 1) // 2 * k
         ents = []
@@ -316,14 +316,14 @@ def test_striped_plain_load_splits_at_a_word_and_fills_the_buffer(rng, tn, cases
             ents = [p.to_bytes(bb, "little") for p in parts]
         cmds, got, out = _run_striped(cfg, f, mem, rng, entries=ents)
         assert not out["error"] and not out["err_act"] and out["done_count"] == 1, (words, out)
-        if words == 1:
+        if beats <= k:
             assert cmds == {"a": [(0x400, beats)] + ([(0x400 + beats * bb, chk)] if chk
                                                       else []), "b": []}
         else:
             assert cmds["b"] == [(0x400 + split * bb, beats - split)]
             assert cmds["a"] == [(0x400, split)] + ([(0x400 + beats * bb, chk)] if chk
                                                     else [])
-        assert got[:beats * bb] == mem[0x400:0x400 + beats * bb]
+        assert got[:words * k * bb] == mem[0x400:0x400 + words * k * bb]
         if chk and words > 1:
             bad = list(ents)
             bad[-1] = ((int.from_bytes(bad[-1], "little") + 1) % (1 << 32)).to_bytes(bb, "little")
