@@ -48,6 +48,8 @@ _OUT_OF_RANGE = {
     "vpool_entries": [-1, 3, 100, 8192],
     # (2: the default geometry has one post-processing group a pixel, 2 does not divide it)
     "post_groups": [0, 3, 8, -1, 2],
+    # (2: the default build has one AXI port and words of half a beat)
+    "act_ports": [0, 3, -1, 2],
 }
 
 
