@@ -72,7 +72,7 @@ class HWConfig:
         port and its second half on the ``act_b`` client's (:data:`ilmpq.hdl.dma.CLIENT_PORTS`),
         and takes a beat from each a cycle: twice the rate of one HP port, for the layers whose
         activation rows are what the PE array waits for. Needs ``axi_ports >= 2`` and buffer
-        words of at least two beats (``tn * 8 >= 2 * axi_data_width``); strided and gathering
+        words of a power of two (>= 2) beats; strided and gathering
         loads read on one port. Implementation only: not part of :attr:`config_id`.
     read_fifo_beats : int
         Beats of each DMA read client's receive FIFO. A client streams at one beat per cycle
@@ -170,10 +170,12 @@ class HWConfig:
         need(self.max_burst in (1, 2, 4, 8, 16), "max_burst", "1, 2, 4, 8 or 16 (AXI3 bursts)")
         need(1 <= self.max_reads_outstanding <= 16, "max_reads_outstanding", "in [1, 16]")
         need(self.axi_ports in (1, 2, 4), "axi_ports", "1, 2 or 4")
-        need(self.act_ports == 1 or (self.act_ports == 2 and self.axi_ports >= 2
-                                     and self.tn * 8 >= 2 * self.axi_data_width),
-             "act_ports", f"1, or 2 with axi_ports >= 2 and activation words of at least two "
-             f"beats (tn * 8 >= 2 * axi_data_width = {2 * self.axi_data_width})")
+        k = self.tn * 8 // self.axi_data_width          # beats a word (when >= 1)
+        need(self.act_ports == 1 or (self.act_ports == 2 and self.axi_ports >= 2 and k >= 2
+                                     and self.tn * 8 % self.axi_data_width == 0
+                                     and k & (k - 1) == 0),
+             "act_ports", f"1, or 2 with axi_ports >= 2 and activation words of a power of two "
+             f"(>= 2) beats (tn * 8 / axi_data_width, here {self.tn * 8 / self.axi_data_width:g})")
         need(self.max_burst <= self.read_fifo_beats <= 4096 and self.read_fifo_beats >= 3,
              "read_fifo_beats", f"in [max(max_burst = {self.max_burst}, 3), 4096]")
         need(1 <= self.wbuf_word_beats <= 64, "wbuf_word_beats", "in [1, 64]")

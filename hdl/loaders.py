@@ -84,10 +84,7 @@ class ActLoader(wiring.Component):
         #: write-enable bits of the activation buffer (its write granularity is a beat)
         self.wr_lanes = max(1, wb // B)
         striped = {}
-        if config.act_ports == 2:
-            if wb // B < 2 or (wb // B) & (wb // B - 1):
-                raise ValueError(f"striped activation loads need words of a power of two "
-                                 f"(>= 2) beats, not tn*8 / axi_data_width = {wb / B:g}")
+        if config.act_ports == 2:       # (HWConfig: words of a power of two >= 2 beats)
             striped = {"rd_cmd_b": Out(stream.Signature(DmaCmd)),
                        "rd_data_b": In(stream.Signature(B))}
         super().__init__({

@@ -72,6 +72,7 @@ def test_striped_loads_end_to_end_with_stalls_and_the_cycle_model(rng):
     ({"act_ports": 3}, "act_ports"),
     ({"act_ports": 2, "axi_ports": 1}, "act_ports"),
     ({"act_ports": 2, "tn": 8}, "act_ports"),
+    ({"act_ports": 2, "tn": 24}, "act_ports"),
 ])
 def test_act_ports_out_of_range(changes, what):
     with pytest.raises(ConfigError, match=what):
